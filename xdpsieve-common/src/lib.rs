@@ -1,0 +1,216 @@
+//! Types shared across the kernel boundary between the XDP program and userspace.
+//!
+//! Every struct here is `#[repr(C)]` with its padding spelled out as named fields, so the
+//! verifier never sees uninitialised bytes and both sides agree on every offset. The
+//! `const` blocks at the bottom fail the build if a layout drifts.
+#![no_std]
+
+/// Most rules the kernel program evaluates. The loop bound is also verified at load time.
+pub const MAX_RULES: u32 = 1024;
+
+/// Largest snap length: the per-CPU scratch buffer holds a header plus this many bytes.
+/// Covers jumbo frames (MTU 9000); longer frames are cut here but keep their true length.
+pub const MAX_SNAPLEN: u32 = 16384;
+
+/// How many IPv6 extension headers the parser walks before it gives up (and counts the
+/// packet as malformed). Real traffic rarely carries more than two or three.
+pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+/// How many VLAN tags (802.1Q / 802.1ad) the parser strips.
+pub const MAX_VLAN_TAGS: usize = 2;
+
+/// XDP verdicts as the kernel numbers them (`enum xdp_action`).
+pub mod verdict {
+    pub const ABORTED: u8 = 0;
+    pub const DROP: u8 = 1;
+    pub const PASS: u8 = 2;
+}
+
+/// Which verdicts are captured: bits of [`Config::capture`].
+pub mod capture {
+    pub const DROPPED: u32 = 1 << 0;
+    pub const PASSED: u32 = 1 << 1;
+}
+
+/// Which fields a rule matches on: bits of [`Rule::flags`]. A field whose bit is clear is a
+/// wildcard.
+pub mod rule_match {
+    pub const FAMILY: u32 = 1 << 0;
+    pub const PROTOCOL: u32 = 1 << 1;
+    pub const SRC_ADDR: u32 = 1 << 2;
+    pub const DST_ADDR: u32 = 1 << 3;
+    pub const SRC_PORT: u32 = 1 << 4;
+    pub const DST_PORT: u32 = 1 << 5;
+}
+
+/// Address families as stored in [`Rule::family`].
+pub mod family {
+    pub const NONE: u8 = 0;
+    pub const IPV4: u8 = 4;
+    pub const IPV6: u8 = 6;
+}
+
+/// Bits of [`CaptureHeader::flags`].
+pub mod record_flags {
+    /// The parser found the packet malformed (it was passed or matched on what parsed).
+    pub const MALFORMED: u8 = 1 << 0;
+}
+
+/// Load-time configuration, written into the program's read-only data before load so the
+/// verifier sees constants and prunes the paths that are switched off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Verdict for IP packets no rule matched ([`verdict::DROP`] or [`verdict::PASS`]).
+    pub default_verdict: u32,
+    /// Bits of [`capture`].
+    pub capture: u32,
+    /// Bytes of each packet to capture, 1..=[`MAX_SNAPLEN`].
+    pub snaplen: u32,
+    /// Rules in the `RULES` map, 0..=[`MAX_RULES`].
+    pub rule_count: u32,
+}
+
+impl Config {
+    pub const DEFAULT: Self = Self {
+        default_verdict: verdict::PASS as u32,
+        capture: capture::DROPPED,
+        snaplen: MAX_SNAPLEN,
+        rule_count: 0,
+    };
+}
+
+/// One firewall rule as the kernel evaluates it. Addresses are stored pre-masked as four
+/// 32-bit words in network byte order (IPv4 uses word 0 only), so a match is four AND-compares.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub src_addr: [u32; 4],
+    pub src_mask: [u32; 4],
+    pub dst_addr: [u32; 4],
+    pub dst_mask: [u32; 4],
+    pub src_port_min: u16,
+    pub src_port_max: u16,
+    pub dst_port_min: u16,
+    pub dst_port_max: u16,
+    /// Bits of [`rule_match`].
+    pub flags: u32,
+    /// The id reported in captures and counters; never 0 (0 means "no rule, default verdict").
+    pub id: u32,
+    /// IP protocol number (after the IPv6 extension-header chain).
+    pub protocol: u8,
+    /// One of [`family`].
+    pub family: u8,
+    /// [`verdict::DROP`] or [`verdict::PASS`].
+    pub verdict: u8,
+    pub _pad: u8,
+    pub _reserved: u32,
+}
+
+impl Rule {
+    pub const EMPTY: Self = Self {
+        src_addr: [0; 4],
+        src_mask: [0; 4],
+        dst_addr: [0; 4],
+        dst_mask: [0; 4],
+        src_port_min: 0,
+        src_port_max: 0,
+        dst_port_min: 0,
+        dst_port_max: 0,
+        flags: 0,
+        id: 0,
+        protocol: 0,
+        family: family::NONE,
+        verdict: verdict::PASS,
+        _pad: 0,
+        _reserved: 0,
+    };
+}
+
+/// Per-CPU packet counters, one slot per CPU in the `COUNTERS` map. Userspace sums them.
+///
+/// Invariants the tests check: `seen == passed + dropped`, and every packet the program meant
+/// to capture is either `captured` or `capture_lost`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub seen: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    /// Frames the parser could not make sense of (also counted in passed or dropped).
+    pub malformed: u64,
+    /// Capture records written to the ring buffer.
+    pub captured: u64,
+    /// Capture records that did not fit in the ring buffer (userspace too slow).
+    pub capture_lost: u64,
+    pub bytes_seen: u64,
+    pub bytes_dropped: u64,
+}
+
+/// Header of each capture record in the ring buffer; `cap_len` packet bytes follow it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureHeader {
+    /// `CLOCK_TAI` nanoseconds when the program saw the packet.
+    pub timestamp_ns: u64,
+    pub ifindex: u32,
+    pub rx_queue: u32,
+    /// Length of the whole frame, including any XDP fragments.
+    pub orig_len: u32,
+    /// Packet bytes that follow this header.
+    pub cap_len: u32,
+    /// Rule that decided the verdict, 0 for the default verdict.
+    pub rule_id: u32,
+    /// One of [`verdict`].
+    pub verdict: u8,
+    /// Bits of [`record_flags`].
+    pub flags: u8,
+    pub _pad: u16,
+}
+
+/// The per-CPU scratch area where the program assembles a record before copying it into the
+/// ring, so a record costs the ring only `header + cap_len` bytes.
+#[repr(C)]
+pub struct CaptureBuffer {
+    pub header: CaptureHeader,
+    pub data: [u8; MAX_SNAPLEN as usize],
+}
+
+pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<Config>() == 16);
+    assert!(size_of::<Rule>() == 88);
+    assert!(offset_of!(Rule, src_mask) == 16);
+    assert!(offset_of!(Rule, dst_addr) == 32);
+    assert!(offset_of!(Rule, dst_mask) == 48);
+    assert!(offset_of!(Rule, src_port_min) == 64);
+    assert!(offset_of!(Rule, dst_port_min) == 68);
+    assert!(offset_of!(Rule, flags) == 72);
+    assert!(offset_of!(Rule, id) == 76);
+    assert!(offset_of!(Rule, protocol) == 80);
+    assert!(offset_of!(Rule, verdict) == 82);
+    assert!(size_of::<Counters>() == 64);
+    assert!(size_of::<CaptureHeader>() == 32);
+    assert!(offset_of!(CaptureHeader, ifindex) == 8);
+    assert!(offset_of!(CaptureHeader, rx_queue) == 12);
+    assert!(offset_of!(CaptureHeader, orig_len) == 16);
+    assert!(offset_of!(CaptureHeader, cap_len) == 20);
+    assert!(offset_of!(CaptureHeader, rule_id) == 24);
+    assert!(offset_of!(CaptureHeader, verdict) == 28);
+    assert!(offset_of!(CaptureHeader, flags) == 29);
+    assert!(offset_of!(CaptureBuffer, data) == CAPTURE_HEADER_LEN);
+    // The kernel caps per-CPU map values at 32 KiB.
+    assert!(size_of::<CaptureBuffer>() <= 32 * 1024);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all four are repr(C), contain only integers, and have no implicit padding
+    // (checked by the size asserts above), so every bit pattern is valid.
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::Rule {}
+    unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::CaptureHeader {}
+}

@@ -1,0 +1,263 @@
+//! Packet parsing: Ethernet, up to two VLAN tags, IPv4 (with options) or IPv6 (with its
+//! extension-header chain), then the first bytes of TCP, UDP, ICMP or ICMPv6.
+//!
+//! Every packet read goes through [`load`], the one bounds-checked accessor. The parser
+//! never trusts a length field beyond the bytes actually present: a length that lies marks
+//! the packet malformed, and fields it could not read stay unknown so that no rule matches
+//! them by accident.
+
+use aya_ebpf::programs::XdpContext;
+use xdpsieve_common::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, family};
+
+const ETH_HDR_LEN: usize = 14;
+const ETH_TYPE_OFFSET: usize = 12;
+const VLAN_TAG_LEN: usize = 4;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+const IPV4_MIN_HDR_LEN: usize = 20;
+const IPV4_TOTAL_LEN_OFFSET: usize = 2;
+const IPV4_FRAG_OFFSET: usize = 6;
+const IPV4_FRAG_OFFSET_MASK: u16 = 0x1fff;
+const IPV4_PROTO_OFFSET: usize = 9;
+const IPV4_SRC_OFFSET: usize = 12;
+const IPV4_DST_OFFSET: usize = 16;
+
+const IPV6_HDR_LEN: usize = 40;
+const IPV6_PAYLOAD_LEN_OFFSET: usize = 4;
+const IPV6_NEXT_HDR_OFFSET: usize = 6;
+const IPV6_SRC_OFFSET: usize = 8;
+const IPV6_DST_OFFSET: usize = 24;
+const IPV6_FRAG_HDR_LEN: usize = 8;
+const IPV6_FRAG_OFFSET_MASK: u16 = 0xfff8;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_DSTOPTS: u8 = 60;
+
+const TCP_MIN_HDR_LEN: usize = 20;
+const UDP_HDR_LEN: usize = 8;
+/// Type, code and checksum: enough to classify any ICMP message.
+const ICMP_MIN_HDR_LEN: usize = 4;
+
+/// What the parser learned about one frame.
+pub struct Packet {
+    /// One of [`family`]; `NONE` for non-IP frames and for IP headers that could not be read.
+    pub family: u8,
+    pub protocol: u8,
+    /// True when a TCP or UDP header was present and read (never for non-first fragments).
+    pub has_ports: bool,
+    /// The frame is inconsistent: truncated header, lying length, bad version or IHL, too
+    /// many VLAN tags or extension headers.
+    pub malformed: bool,
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+impl Packet {
+    const fn new() -> Self {
+        Self {
+            family: family::NONE,
+            protocol: 0,
+            has_ports: false,
+            malformed: false,
+            src: [0; 4],
+            dst: [0; 4],
+            src_port: 0,
+            dst_port: 0,
+        }
+    }
+}
+
+/// Reads a `T` at `offset` bytes into the packet's linear data, or `None` past its end.
+#[inline(always)]
+fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    // SAFETY: the range [start + offset, start + offset + size_of::<T>()) was just checked to
+    // lie inside the packet; read_unaligned because headers sit at arbitrary offsets.
+    Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+}
+
+#[inline(always)]
+fn load_be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
+    load::<u16>(ctx, offset).map(u16::from_be)
+}
+
+/// Parses `ctx`'s frame. `frame_len` is the whole frame's length (with XDP fragments).
+#[inline(always)]
+pub fn parse(ctx: &XdpContext, frame_len: usize) -> Packet {
+    let mut pkt = Packet::new();
+    let Some(mut ether_type) = load_be16(ctx, ETH_TYPE_OFFSET) else {
+        pkt.malformed = true;
+        return pkt;
+    };
+    let mut l3 = ETH_HDR_LEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+            break;
+        }
+        // The tag's TCI comes first, then the encapsulated ethertype.
+        match load_be16(ctx, l3 + 2) {
+            Some(inner) => ether_type = inner,
+            None => {
+                pkt.malformed = true;
+                return pkt;
+            }
+        }
+        l3 += VLAN_TAG_LEN;
+    }
+    match ether_type {
+        ETH_P_IPV4 => parse_ipv4(ctx, l3, frame_len, &mut pkt),
+        ETH_P_IPV6 => parse_ipv6(ctx, l3, frame_len, &mut pkt),
+        // A third tag is more than we strip: we cannot see the payload.
+        ETH_P_8021Q | ETH_P_8021AD => pkt.malformed = true,
+        _ => {}
+    }
+    pkt
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, l3: usize, frame_len: usize, pkt: &mut Packet) {
+    let (Some(ver_ihl), Some(src), Some(dst), Some(protocol), Some(total_len), Some(frag)) = (
+        load::<u8>(ctx, l3),
+        load::<u32>(ctx, l3 + IPV4_SRC_OFFSET),
+        load::<u32>(ctx, l3 + IPV4_DST_OFFSET),
+        load::<u8>(ctx, l3 + IPV4_PROTO_OFFSET),
+        load_be16(ctx, l3 + IPV4_TOTAL_LEN_OFFSET),
+        load_be16(ctx, l3 + IPV4_FRAG_OFFSET),
+    ) else {
+        pkt.malformed = true;
+        return;
+    };
+    let header_len = ((ver_ihl & 0x0f) as usize) * 4;
+    if ver_ihl >> 4 != 4 || header_len < IPV4_MIN_HDR_LEN {
+        pkt.malformed = true;
+        return;
+    }
+    pkt.family = family::IPV4;
+    pkt.protocol = protocol;
+    pkt.src[0] = src;
+    pkt.dst[0] = dst;
+    let total_len = total_len as usize;
+    if total_len < header_len || l3 + total_len > frame_len {
+        pkt.malformed = true;
+    }
+    // Only the first fragment carries the L4 header; later ones must never match a port.
+    if frag & IPV4_FRAG_OFFSET_MASK != 0 {
+        return;
+    }
+    let l4_end = core::cmp::min(l3 + total_len, frame_len);
+    parse_l4(ctx, l3 + header_len, l4_end, pkt);
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, l3: usize, frame_len: usize, pkt: &mut Packet) {
+    let (Some(ver), Some(payload_len), Some(mut next_hdr), Some(src), Some(dst)) = (
+        load::<u8>(ctx, l3),
+        load_be16(ctx, l3 + IPV6_PAYLOAD_LEN_OFFSET),
+        load::<u8>(ctx, l3 + IPV6_NEXT_HDR_OFFSET),
+        load::<[u32; 4]>(ctx, l3 + IPV6_SRC_OFFSET),
+        load::<[u32; 4]>(ctx, l3 + IPV6_DST_OFFSET),
+    ) else {
+        pkt.malformed = true;
+        return;
+    };
+    if ver >> 4 != 6 {
+        pkt.malformed = true;
+        return;
+    }
+    pkt.family = family::IPV6;
+    pkt.src = src;
+    pkt.dst = dst;
+    // A zero payload length with a hop-by-hop header means a jumbogram; we do not follow it
+    // and take the frame's own length as the bound instead.
+    let l3_end = l3 + IPV6_HDR_LEN + payload_len as usize;
+    if l3_end > frame_len {
+        pkt.malformed = true;
+    }
+    let l4_end = core::cmp::min(l3_end, frame_len);
+    let mut offset = l3 + IPV6_HDR_LEN;
+    let mut first_fragment = true;
+    let mut chain_ended = false;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        let header_len = match next_hdr {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                match load::<u8>(ctx, offset + 1) {
+                    Some(len) => (len as usize + 1) * 8,
+                    None => break,
+                }
+            }
+            IPPROTO_AH => match load::<u8>(ctx, offset + 1) {
+                Some(len) => (len as usize + 2) * 4,
+                None => break,
+            },
+            IPPROTO_FRAGMENT => match load_be16(ctx, offset + 2) {
+                Some(frag) => {
+                    first_fragment = frag & IPV6_FRAG_OFFSET_MASK == 0;
+                    IPV6_FRAG_HDR_LEN
+                }
+                None => break,
+            },
+            _ => {
+                chain_ended = true;
+                break;
+            }
+        };
+        match load::<u8>(ctx, offset) {
+            Some(nh) => next_hdr = nh,
+            None => break,
+        }
+        offset += header_len;
+    }
+    pkt.protocol = next_hdr;
+    if !chain_ended {
+        // Either an extension header was cut short or the chain was longer than we walk.
+        pkt.malformed = true;
+        return;
+    }
+    if first_fragment {
+        parse_l4(ctx, offset, l4_end, pkt);
+    }
+}
+
+/// Reads ports (or ICMP type and code) from the L4 header at `offset`, which must end before
+/// `l4_end` (the smaller of the IP length and the frame length).
+#[inline(always)]
+fn parse_l4(ctx: &XdpContext, offset: usize, l4_end: usize, pkt: &mut Packet) {
+    let min_len = match pkt.protocol {
+        IPPROTO_TCP => TCP_MIN_HDR_LEN,
+        IPPROTO_UDP => UDP_HDR_LEN,
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => ICMP_MIN_HDR_LEN,
+        _ => return,
+    };
+    if offset + min_len > l4_end {
+        pkt.malformed = true;
+        return;
+    }
+    if min_len == ICMP_MIN_HDR_LEN {
+        // ICMP carries no ports; rules v1 do not match on its type and code.
+        return;
+    }
+    if let (Some(src), Some(dst)) = (load_be16(ctx, offset), load_be16(ctx, offset + 2)) {
+        pkt.src_port = src;
+        pkt.dst_port = dst;
+        pkt.has_ports = true;
+    } else {
+        // The IP length promised the header but the linear data ends first.
+        pkt.malformed = true;
+    }
+}
