@@ -139,10 +139,12 @@ mod program {
         let Some(buf) = CAPTURE_SCRATCH.get_ptr_mut(0) else {
             return false;
         };
-        let mut cap_len = core::cmp::min(frame_len as u32, cfg.snaplen);
-        // The verifier must see 1 <= cap_len <= MAX_SNAPLEN on the register it checks;
-        // the volatile round-trip keeps LLVM from turning this into a pointer compare.
-        cap_len = unsafe { core::ptr::read_volatile(&cap_len) };
+        let wanted = core::cmp::min(frame_len as u32, cfg.snaplen);
+        // The verifier must see 1 <= cap_len <= MAX_SNAPLEN on the register it checks; the
+        // volatile read keeps LLVM from turning the check into a pointer compare, and the
+        // checked value lives in its own binding so later uses are not re-read from memory.
+        // SAFETY: reading a local.
+        let cap_len = unsafe { core::ptr::read_volatile(&wanted) };
         if cap_len < 1 || cap_len > MAX_SNAPLEN {
             return false;
         }

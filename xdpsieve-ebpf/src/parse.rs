@@ -21,7 +21,7 @@ const IPV4_MIN_HDR_LEN: usize = 20;
 const IPV4_TOTAL_LEN_OFFSET: usize = 2;
 const IPV4_FRAG_OFFSET: usize = 6;
 const IPV4_FRAG_OFFSET_MASK: u16 = 0x1fff;
-const IPV4_PROTO_OFFSET: usize = 9;
+const IPV4_TTL_OFFSET: usize = 8; // TTL, then protocol
 const IPV4_SRC_OFFSET: usize = 12;
 const IPV4_DST_OFFSET: usize = 16;
 
@@ -80,8 +80,12 @@ impl Packet {
 }
 
 /// Reads a `T` at `offset` bytes into the packet's linear data, or `None` past its end.
+///
+/// `T` must be at least two bytes: for a one-byte read LLVM folds `p + 1 > end` into
+/// `p >= end`, from which the verifier derives no readable range. Read byte pairs instead.
 #[inline(always)]
 fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+    const { assert!(core::mem::size_of::<T>() >= 2) };
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + core::mem::size_of::<T>() > end {
@@ -132,14 +136,22 @@ pub fn parse(ctx: &XdpContext, frame_len: usize) -> Packet {
 
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, l3: usize, frame_len: usize, pkt: &mut Packet) {
-    let (Some(ver_ihl), Some(src), Some(dst), Some(protocol), Some(total_len), Some(frag)) = (
-        load::<u8>(ctx, l3),
+    let (
+        Some([ver_ihl, _tos]),
+        Some(src),
+        Some(dst),
+        Some([_ttl, protocol]),
+        Some(total_len),
+        Some(frag),
+    ) = (
+        load::<[u8; 2]>(ctx, l3),
         load::<u32>(ctx, l3 + IPV4_SRC_OFFSET),
         load::<u32>(ctx, l3 + IPV4_DST_OFFSET),
-        load::<u8>(ctx, l3 + IPV4_PROTO_OFFSET),
+        load::<[u8; 2]>(ctx, l3 + IPV4_TTL_OFFSET),
         load_be16(ctx, l3 + IPV4_TOTAL_LEN_OFFSET),
         load_be16(ctx, l3 + IPV4_FRAG_OFFSET),
-    ) else {
+    )
+    else {
         pkt.malformed = true;
         return;
     };
@@ -166,10 +178,10 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize, frame_len: usize, pkt: &mut Packet) {
 
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, l3: usize, frame_len: usize, pkt: &mut Packet) {
-    let (Some(ver), Some(payload_len), Some(mut next_hdr), Some(src), Some(dst)) = (
-        load::<u8>(ctx, l3),
+    let (Some([ver, _]), Some(payload_len), Some([mut next_hdr, _hop_limit]), Some(src), Some(dst)) = (
+        load::<[u8; 2]>(ctx, l3),
         load_be16(ctx, l3 + IPV6_PAYLOAD_LEN_OFFSET),
-        load::<u8>(ctx, l3 + IPV6_NEXT_HDR_OFFSET),
+        load::<[u8; 2]>(ctx, l3 + IPV6_NEXT_HDR_OFFSET),
         load::<[u32; 4]>(ctx, l3 + IPV6_SRC_OFFSET),
         load::<[u32; 4]>(ctx, l3 + IPV6_DST_OFFSET),
     ) else {
@@ -194,17 +206,20 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, frame_len: usize, pkt: &mut Packet) {
     let mut first_fragment = true;
     let mut chain_ended = false;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
+        let is_extension = matches!(
+            next_hdr,
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
+        );
+        if !is_extension {
+            chain_ended = true;
+            break;
+        }
+        // Every extension header starts with its next-header byte and a length byte.
+        let Some([nh, len]) = load::<[u8; 2]>(ctx, offset) else {
+            break;
+        };
         let header_len = match next_hdr {
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
-                match load::<u8>(ctx, offset + 1) {
-                    Some(len) => (len as usize + 1) * 8,
-                    None => break,
-                }
-            }
-            IPPROTO_AH => match load::<u8>(ctx, offset + 1) {
-                Some(len) => (len as usize + 2) * 4,
-                None => break,
-            },
+            IPPROTO_AH => (len as usize + 2) * 4,
             IPPROTO_FRAGMENT => match load_be16(ctx, offset + 2) {
                 Some(frag) => {
                     first_fragment = frag & IPV6_FRAG_OFFSET_MASK == 0;
@@ -212,15 +227,9 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, frame_len: usize, pkt: &mut Packet) {
                 }
                 None => break,
             },
-            _ => {
-                chain_ended = true;
-                break;
-            }
+            _ => (len as usize + 1) * 8,
         };
-        match load::<u8>(ctx, offset) {
-            Some(nh) => next_hdr = nh,
-            None => break,
-        }
+        next_hdr = nh;
         offset += header_len;
     }
     pkt.protocol = next_hdr;

@@ -1,4 +1,445 @@
-fn main() {
-    static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpsieve"));
-    println!("{}", OBJ.len());
+//! The `xdpsieve` command: `run` (filter and capture), `check-rules`, and `demo`.
+
+use std::{
+    fs::File,
+    io::{self, BufWriter, IsTerminal as _, Write},
+    path::PathBuf,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use xdpsieve::{
+    capture::{CaptureWriter, Format, Interface},
+    loader::{AttachMode, Firewall, LoaderError, Settings},
+    recorder::Recorder,
+    rules::{Action, RuleSet},
+    stats::{self, WriterStats},
+};
+use xdpsieve_common::{MAX_SNAPLEN, capture};
+
+/// XDP firewall that shows exactly what it drops.
+///
+/// xdpsieve filters packets in the driver (XDP), before tcpdump can see them, and writes the
+/// packets it drops (or passes) to a pcap or pcapng file that tcpdump and Wireshark read.
+/// Nothing is lost silently: packets the ring buffer had no room for are counted and reported.
+#[derive(Parser)]
+#[command(name = "xdpsieve", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Attach the firewall to interfaces and capture what it drops (or passes).
+    Run(RunArgs),
+    /// Parse a rule file and print the rules as the firewall will evaluate them.
+    CheckRules(CheckArgs),
+    /// Run a self-contained demonstration in two throwaway network namespaces.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+#[command(after_help = RULE_HELP)]
+struct RunArgs {
+    /// Interface to attach to; repeat (or separate with commas) for several.
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        required = true,
+        value_delimiter = ','
+    )]
+    interfaces: Vec<String>,
+
+    /// TOML rule file (see `xdpsieve check-rules --help` for the format).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+
+    /// Drop packets matching EXPR, e.g. 'udp src port 53'. Repeatable.
+    #[arg(long, value_name = "EXPR")]
+    drop: Vec<String>,
+
+    /// Pass packets matching EXPR (ends evaluation for them). Repeatable.
+    #[arg(long, value_name = "EXPR")]
+    pass: Vec<String>,
+
+    /// Verdict for IP packets no rule matches [default: the rule file's, else pass].
+    /// Non-IP frames (ARP, LLDP) always pass.
+    #[arg(long, value_name = "drop|pass")]
+    default: Option<Action>,
+
+    /// Write captured packets to FILE; `-` writes to standard output.
+    #[arg(short = 'w', value_name = "FILE")]
+    write: Option<String>,
+
+    /// Bytes of each packet to capture (1-16384). Longer packets keep their true length.
+    #[arg(short = 's', long = "snaplen", value_name = "SNAPLEN", default_value_t = MAX_SNAPLEN)]
+    snaplen: u32,
+
+    /// Exit after writing COUNT packets.
+    #[arg(short = 'c', value_name = "COUNT")]
+    count: Option<u64>,
+
+    /// Which packets to capture.
+    #[arg(long, value_name = "WHICH", default_value = "dropped")]
+    capture: CaptureWhich,
+
+    /// Capture file format. pcapng adds each packet's XDP verdict, rule and receive queue.
+    #[arg(long, value_name = "FORMAT", default_value = "pcap")]
+    format: Format,
+
+    /// XDP attach mode: native (in the driver), skb (generic), or auto (native, else skb).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    mode: AttachMode,
+
+    /// Capture ring buffer size (power of two; K, M, G suffixes). Bigger rides out bursts.
+    #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_size)]
+    ring_size: u32,
+
+    /// Do not print the start-up line.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+const RULE_HELP: &str = "\
+Rule expressions (tcpdump-like; conditions joined by `and`, all must hold):
+  [ip|ip6] [tcp|udp|icmp|icmp6|proto N]
+  src|dst host ADDR      src|dst net CIDR      src|dst port P      src|dst portrange A-B
+Rules are evaluated in order, first match wins: the --rules file's rules first, then
+--drop/--pass in command-line order. A frame whose IP header cannot be parsed is passed
+(fail-open) and counted as malformed.
+
+Examples:
+  xdpsieve run -i eth0 --drop 'udp src port 53' -w dropped.pcap
+  xdpsieve run -i eth0 --rules fw.toml --capture all --format pcapng -w - | tshark -r -";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum CaptureWhich {
+    /// Packets the firewall drops.
+    Dropped,
+    /// Packets the firewall passes.
+    Passed,
+    /// Every packet.
+    All,
+    /// Nothing (filter and count only).
+    None,
+}
+
+impl CaptureWhich {
+    fn mask(self) -> u32 {
+        match self {
+            CaptureWhich::Dropped => capture::DROPPED,
+            CaptureWhich::Passed => capture::PASSED,
+            CaptureWhich::All => capture::DROPPED | capture::PASSED,
+            CaptureWhich::None => 0,
+        }
+    }
+}
+
+#[derive(Args)]
+#[command(after_help = FILE_HELP)]
+struct CheckArgs {
+    /// The TOML rule file to check.
+    file: PathBuf,
+}
+
+const FILE_HELP: &str = r#"Rule file format (TOML):
+  default = "pass"            # verdict when no rule matches: "pass" or "drop"
+
+  [[rule]]
+  id = 10                     # optional; unique, nonzero; assigned in order when absent
+  name = "block-dns"          # optional; shown in captures and counters
+  action = "drop"             # required: "drop" or "pass"
+  protocol = "udp"            # tcp, udp, icmp, icmp6, or a number
+  family = "ipv4"             # optional: ipv4 or ipv6 (implied by addresses)
+  src = "198.51.100.0/24"     # address or CIDR, IPv4 or IPv6
+  dst = "192.0.2.2"
+  src_port = 53               # port or "low-high" (tcp and udp only)
+  dst_port = "1024-65535""#;
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Where to write the demo's capture.
+    #[arg(short = 'w', value_name = "FILE", default_value = "xdpsieve-demo.pcap")]
+    write: PathBuf,
+
+    /// DNS responses to send.
+    #[arg(long, default_value_t = 5)]
+    responses: u32,
+}
+
+fn parse_size(text: &str) -> Result<u32, String> {
+    let (digits, unit) = match text
+        .trim()
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit())
+    {
+        Some((i, _)) => text.trim().split_at(i),
+        None => (text.trim(), ""),
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size"))?;
+    let scale: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` (use K, M or G)")),
+    };
+    let bytes = value
+        .checked_mul(scale)
+        .filter(|&b| b <= 1 << 31)
+        .ok_or_else(|| format!("`{text}` is too large (at most 2G)"))?;
+    if !bytes.is_power_of_two() || bytes < 4096 {
+        return Err(format!("`{text}` must be a power of two of at least 4K"));
+    }
+    Ok(bytes as u32)
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        Command::Run(args) => {
+            let sub = matches
+                .subcommand_matches("run")
+                .cloned()
+                .unwrap_or_default();
+            run(args, &sub)
+        }
+        Command::CheckRules(args) => check_rules(&args),
+        Command::Demo(args) => xdpsieve::demo::run(&args.write, args.responses),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xdpsieve: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_rules(args: &CheckArgs) -> Result<()> {
+    let set = RuleSet::from_file(&args.file)?;
+    println!(
+        "{}: {} rules, default {}",
+        args.file.display(),
+        set.rules.len(),
+        set.default_action
+    );
+    for rule in &set.rules {
+        println!(
+            "  {:>4}  {:<24} {:<4}  {}",
+            rule.id,
+            rule.name,
+            rule.action,
+            rule.conditions()
+        );
+    }
+    Ok(())
+}
+
+/// Builds the rule set: the file's rules, then --drop/--pass in command-line order.
+fn build_rules(args: &RunArgs, matches: &ArgMatches) -> Result<RuleSet> {
+    let mut set = match &args.rules {
+        Some(path) => RuleSet::from_file(path)?,
+        None => RuleSet::default(),
+    };
+    let indexed = |id: &str, action: Action, values: &[String]| -> Vec<(usize, Action, String)> {
+        let indices: Vec<usize> = matches
+            .indices_of(id)
+            .map(Iterator::collect)
+            .unwrap_or_default();
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                (
+                    indices.get(i).copied().unwrap_or(usize::MAX),
+                    action,
+                    v.clone(),
+                )
+            })
+            .collect()
+    };
+    let mut cli_rules = indexed("drop", Action::Drop, &args.drop);
+    cli_rules.extend(indexed("pass", Action::Pass, &args.pass));
+    cli_rules.sort_by_key(|(index, _, _)| *index);
+    for (_, action, expr) in cli_rules {
+        set.push_expression(action, &expr)?;
+    }
+    if let Some(default) = args.default {
+        set.default_action = default;
+    }
+    Ok(set)
+}
+
+/// Fails early, and clearly, when the process cannot load BPF programs.
+fn check_privileges() -> Result<()> {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(cap_eff) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+    else {
+        return Ok(()); // cannot tell; the kernel will say
+    };
+    let has = |cap: u32| cap_eff & (1 << cap) != 0;
+    if !has(CAP_NET_ADMIN) || !(has(CAP_BPF) || has(CAP_SYS_ADMIN)) {
+        bail!(LoaderError::PermissionDenied);
+    }
+    Ok(())
+}
+
+fn open_output(path: &str) -> Result<Box<dyn Write>> {
+    if path == "-" {
+        let stdout = io::stdout();
+        if stdout.is_terminal() {
+            bail!(
+                "refusing to write a binary capture to a terminal; redirect `-w -` to a file or a pipe"
+            );
+        }
+        return Ok(Box::new(stdout.lock()));
+    }
+    let file = File::create(path).with_context(|| format!("cannot open output file {path}"))?;
+    Ok(Box::new(file))
+}
+
+fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
+    let rules = build_rules(&args, matches)?;
+    let capture_mask = args.capture.mask();
+    if capture_mask != 0 && args.write.is_none() {
+        bail!("no capture file: give -w FILE (or -w - for standard output), or --capture none");
+    }
+    if capture_mask == 0 && args.count.is_some() {
+        bail!("-c counts captured packets, but --capture none captures nothing");
+    }
+    if args.snaplen == 0 || args.snaplen > MAX_SNAPLEN {
+        bail!(
+            "snap length {} is out of range 1..={MAX_SNAPLEN}",
+            args.snaplen
+        );
+    }
+    check_privileges()?;
+    let mut interfaces = Vec::new();
+    for name in &args.interfaces {
+        let ifindex = xdpsieve::loader::ifindex_of(name)?;
+        if interfaces.iter().any(|i: &Interface| i.ifindex == ifindex) {
+            bail!("interface {name} given twice");
+        }
+        interfaces.push(Interface {
+            ifindex,
+            name: name.clone(),
+        });
+    }
+    // Open the output before touching the kernel, so a bad path costs nothing.
+    let output = match (&args.write, capture_mask) {
+        (Some(path), mask) if mask != 0 => Some(open_output(path)?),
+        _ => None,
+    };
+
+    let settings = Settings {
+        rules: rules.clone(),
+        capture: capture_mask,
+        snaplen: args.snaplen,
+        ring_bytes: args.ring_size,
+    };
+    let mut firewall = Firewall::load(&settings)?;
+    for interface in &interfaces {
+        firewall.attach(&interface.name, args.mode)?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handler")?;
+    }
+    if !args.quiet {
+        let attached: Vec<String> = firewall
+            .attachments()
+            .iter()
+            .map(|a| format!("{} ({})", a.interface, a.mode))
+            .collect();
+        let target = match (&args.write, capture_mask) {
+            (Some(path), mask) if mask != 0 => format!(
+                "capturing {} packets to {} ({}, snaplen {})",
+                format!("{:?}", args.capture).to_lowercase(),
+                if path == "-" { "standard output" } else { path },
+                args.format,
+                args.snaplen
+            ),
+            _ => "not capturing".into(),
+        };
+        eprintln!(
+            "xdpsieve: filtering on {}: {} rules, default {}; {target}",
+            attached.join(", "),
+            rules.rules.len(),
+            rules.default_action
+        );
+    }
+
+    let mut writer_stats = WriterStats::default();
+    let mut write_error = None;
+    if let Some(output) = output {
+        let out = BufWriter::with_capacity(1 << 20, output);
+        let writer = CaptureWriter::new(args.format, out, args.snaplen, &interfaces)
+            .context("writing the capture file header")?;
+        let mut recorder = Recorder::new(firewall.take_ring()?, writer, &rules, args.count);
+        let mut loop_result = capture_loop(&mut recorder, &stop);
+        // Detach first, then drain: every record the program produced is accounted for.
+        firewall.detach_all();
+        if loop_result.is_ok() {
+            loop_result = recorder.drain().map(|_| ());
+        }
+        writer_stats = recorder.stats();
+        if loop_result.is_ok() {
+            loop_result = recorder.finish().map(|_| ());
+        }
+        if let Err(e) = loop_result {
+            write_error = Some(e);
+        }
+    } else {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        firewall.detach_all();
+    }
+
+    let counters = firewall.counters()?;
+    let hits = firewall.rule_hits(rules.rules.len())?;
+    eprint!(
+        "{}",
+        stats::summary(&counters, &writer_stats, &rules, &hits, capture_mask != 0)
+    );
+    match write_error {
+        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            eprintln!("xdpsieve: the reader of standard output went away; stopped");
+            Ok(())
+        }
+        Some(e) => Err(e).context("writing the capture file"),
+        None => Ok(()),
+    }
+}
+
+fn capture_loop<W: Write>(recorder: &mut Recorder<W>, stop: &AtomicBool) -> io::Result<()> {
+    while !stop.load(Ordering::Relaxed) && !recorder.limit_reached() {
+        if recorder.wait(Duration::from_millis(100))? {
+            recorder.drain()?;
+        }
+    }
+    Ok(())
 }

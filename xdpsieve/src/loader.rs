@@ -1,0 +1,359 @@
+//! Loading the XDP program with its configuration and rules, and attaching it to interfaces
+//! through bpf_link, so the kernel detaches it when the process dies, however it dies.
+//!
+//! Errors say what the operator can do about them: missing privileges, an unknown
+//! interface, another XDP program already in place, a driver without native XDP.
+
+use std::{ffi::CString, fmt, io, str::FromStr};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use xdpsieve_common::{Config, Counters, MAX_RULES, MAX_SNAPLEN, Rule};
+
+use crate::{EBPF_OBJECT, rules::RuleSet};
+
+const PROGRAM: &str = "xdpsieve";
+
+/// How to attach: `auto` tries native (driver) mode and falls back to generic (skb) mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttachMode {
+    #[default]
+    Auto,
+    Native,
+    Skb,
+}
+
+impl FromStr for AttachMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(AttachMode::Auto),
+            "native" | "drv" | "driver" => Ok(AttachMode::Native),
+            "skb" | "generic" => Ok(AttachMode::Skb),
+            other => Err(format!(
+                "unknown mode `{other}` (expected auto, native or skb)"
+            )),
+        }
+    }
+}
+
+/// The mode an attachment ended up in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachedMode {
+    Native,
+    Skb,
+}
+
+impl fmt::Display for AttachedMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachedMode::Native => "native",
+            AttachedMode::Skb => "skb",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error(
+        "permission denied loading the XDP program: xdpsieve needs root, or the capabilities \
+         CAP_BPF and CAP_NET_ADMIN"
+    )]
+    PermissionDenied,
+    #[error("no such network interface: {0}")]
+    UnknownInterface(String),
+    #[error(
+        "interface {0} already has an XDP program attached; inspect it with `ip -d link show dev \
+         {0}` and remove it with `ip link set dev {0} xdp off` (or stop the tool that owns it)"
+    )]
+    AlreadyAttached(String),
+    #[error("interface {interface} does not support native XDP ({source}); try --mode skb")]
+    NativeUnsupported {
+        interface: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("attaching XDP to {interface} failed: {source}")]
+    Attach {
+        interface: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("snap length {0} is out of range 1..={MAX_SNAPLEN}")]
+    Snaplen(u32),
+    #[error("ring buffer size {0} must be a power of two of at least 4096 bytes")]
+    RingSize(u32),
+    #[error("{0} rules given; the program evaluates at most {MAX_RULES}")]
+    TooManyRules(usize),
+    #[error("loading the XDP program failed: {0}")]
+    Load(String),
+}
+
+/// What to load: rules and capture settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub rules: RuleSet,
+    /// Bits of `xdpsieve_common::capture`.
+    pub capture: u32,
+    pub snaplen: u32,
+    /// Ring buffer size in bytes (a power of two, at least one page).
+    pub ring_bytes: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            rules: RuleSet::default(),
+            capture: xdpsieve_common::capture::DROPPED,
+            snaplen: MAX_SNAPLEN,
+            ring_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// One interface the program is attached to.
+#[derive(Debug)]
+pub struct Attachment {
+    pub interface: String,
+    pub ifindex: u32,
+    pub mode: AttachedMode,
+    link: XdpLinkId,
+}
+
+/// The loaded program, its maps, and its attachments (detached on drop).
+pub struct Firewall {
+    ebpf: Ebpf,
+    attachments: Vec<Attachment>,
+}
+
+impl Firewall {
+    /// Loads the program with `settings`; the rules are in their map before this returns,
+    /// so nothing is attached with a half-filled rule table.
+    pub fn load(settings: &Settings) -> Result<Firewall, LoaderError> {
+        if settings.snaplen == 0 || settings.snaplen > MAX_SNAPLEN {
+            return Err(LoaderError::Snaplen(settings.snaplen));
+        }
+        if !settings.ring_bytes.is_power_of_two() || settings.ring_bytes < 4096 {
+            return Err(LoaderError::RingSize(settings.ring_bytes));
+        }
+        let rules: Vec<Rule> = settings.rules.to_kernel();
+        if rules.len() > MAX_RULES as usize {
+            return Err(LoaderError::TooManyRules(rules.len()));
+        }
+        raise_memlock_limit();
+        let config = Config {
+            default_verdict: u32::from(settings.rules.default_action.verdict()),
+            capture: settings.capture,
+            snaplen: settings.snaplen,
+            rule_count: rules.len() as u32,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("CAPTURE_RING", settings.ring_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(|e| load_error(&e, &e.to_string()))?;
+        {
+            let map = ebpf
+                .map_mut("RULES")
+                .ok_or_else(|| LoaderError::Load("the object has no RULES map".into()))?;
+            let mut table: Array<_, Rule> =
+                Array::try_from(map).map_err(|e| LoaderError::Load(e.to_string()))?;
+            for (index, rule) in rules.iter().enumerate() {
+                table
+                    .set(index as u32, rule, 0)
+                    .map_err(|e| LoaderError::Load(format!("writing rule {index}: {e}")))?;
+            }
+        }
+        let program: &mut Xdp = program_of(&mut ebpf)?;
+        program.load().map_err(|e| {
+            let detail = match &e {
+                ProgramError::LoadError { verifier_log, .. } => {
+                    format!("{e}\nverifier log:\n{verifier_log}")
+                }
+                _ => e.to_string(),
+            };
+            load_error(&e, &detail)
+        })?;
+        Ok(Firewall {
+            ebpf,
+            attachments: Vec::new(),
+        })
+    }
+
+    /// Attaches to `interface`; `auto` falls back from native to skb mode and says so.
+    pub fn attach(
+        &mut self,
+        interface: &str,
+        mode: AttachMode,
+    ) -> Result<&Attachment, LoaderError> {
+        let ifindex = ifindex_of(interface)?;
+        let program = program_of(&mut self.ebpf)?;
+        let try_attach = |program: &mut Xdp, mode: XdpMode| {
+            program
+                .attach_to_if_index(ifindex, mode)
+                .map_err(|e| attach_error(interface, e))
+        };
+        let (link, attached) = match mode {
+            AttachMode::Native => (try_attach(program, XdpMode::Driver)?, AttachedMode::Native),
+            AttachMode::Skb => (try_attach(program, XdpMode::Skb)?, AttachedMode::Skb),
+            AttachMode::Auto => match try_attach(program, XdpMode::Driver) {
+                Ok(link) => (link, AttachedMode::Native),
+                Err(LoaderError::NativeUnsupported { source, .. }) => {
+                    eprintln!(
+                        "xdpsieve: warning: {interface} has no native XDP support ({source}); \
+                         using skb (generic) mode, which runs later and costs more per packet"
+                    );
+                    (try_attach(program, XdpMode::Skb)?, AttachedMode::Skb)
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        self.attachments.push(Attachment {
+            interface: interface.to_string(),
+            ifindex,
+            mode: attached,
+            link,
+        });
+        Ok(self.attachments.last().expect("just pushed"))
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// Detaches from every interface. Called before the final drain of the ring, so the
+    /// counters stop moving and the summary is exact.
+    pub fn detach_all(&mut self) {
+        let attachments = std::mem::take(&mut self.attachments);
+        if let Ok(program) = program_of(&mut self.ebpf) {
+            for a in attachments {
+                if let Err(e) = program.detach(a.link) {
+                    eprintln!("xdpsieve: warning: detaching from {}: {e}", a.interface);
+                }
+            }
+        }
+    }
+
+    /// The program, for `BPF_PROG_TEST_RUN`.
+    pub fn program(&mut self) -> Result<&mut Xdp, LoaderError> {
+        program_of(&mut self.ebpf)
+    }
+
+    /// Takes the capture ring (once).
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoaderError> {
+        let map = self
+            .ebpf
+            .take_map("CAPTURE_RING")
+            .ok_or_else(|| LoaderError::Load("capture ring already taken".into()))?;
+        RingBuf::try_from(map).map_err(|e| LoaderError::Load(e.to_string()))
+    }
+
+    /// Counters summed over all CPUs.
+    pub fn counters(&self) -> Result<Counters, LoaderError> {
+        let map = self
+            .ebpf
+            .map("COUNTERS")
+            .ok_or_else(|| LoaderError::Load("the object has no COUNTERS map".into()))?;
+        let array: PerCpuArray<_, Counters> =
+            PerCpuArray::try_from(map).map_err(|e| LoaderError::Load(e.to_string()))?;
+        let per_cpu = array
+            .get(&0, 0)
+            .map_err(|e| LoaderError::Load(format!("reading counters: {e}")))?;
+        Ok(crate::stats::sum_counters(per_cpu.iter()))
+    }
+
+    /// Hits per rule in evaluation order, preceded by the default verdict's (index 0).
+    pub fn rule_hits(&self, rule_count: usize) -> Result<Vec<u64>, LoaderError> {
+        let map = self
+            .ebpf
+            .map("RULE_HITS")
+            .ok_or_else(|| LoaderError::Load("the object has no RULE_HITS map".into()))?;
+        let array: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|e| LoaderError::Load(e.to_string()))?;
+        (0..=rule_count as u32)
+            .map(|slot| {
+                array
+                    .get(&slot, 0)
+                    .map(|v| v.iter().sum())
+                    .map_err(|e| LoaderError::Load(format!("reading rule hits: {e}")))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+fn program_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
+    ebpf.program_mut(PROGRAM)
+        .ok_or_else(|| LoaderError::Load(format!("the object has no program `{PROGRAM}`")))?
+        .try_into()
+        .map_err(|e: ProgramError| LoaderError::Load(e.to_string()))
+}
+
+/// Resolves an interface name without panicking on odd input (aya's attach unwraps).
+pub fn ifindex_of(interface: &str) -> Result<u32, LoaderError> {
+    let name =
+        CString::new(interface).map_err(|_| LoaderError::UnknownInterface(interface.into()))?;
+    // SAFETY: name is a valid NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(LoaderError::UnknownInterface(interface.into()));
+    }
+    Ok(ifindex)
+}
+
+fn errno_in(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return io.raw_os_error();
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn load_error(error: &(dyn std::error::Error + 'static), detail: &str) -> LoaderError {
+    match errno_in(error) {
+        Some(libc::EPERM) | Some(libc::EACCES) if !detail.contains("verifier log") => {
+            LoaderError::PermissionDenied
+        }
+        _ => LoaderError::Load(detail.to_string()),
+    }
+}
+
+fn attach_error(interface: &str, error: ProgramError) -> LoaderError {
+    match errno_in(&error) {
+        Some(libc::EBUSY) | Some(libc::EEXIST) => LoaderError::AlreadyAttached(interface.into()),
+        Some(libc::EPERM) | Some(libc::EACCES) => LoaderError::PermissionDenied,
+        Some(libc::EOPNOTSUPP) => {
+            let source = io::Error::from_raw_os_error(libc::EOPNOTSUPP);
+            LoaderError::NativeUnsupported {
+                interface: interface.into(),
+                source,
+            }
+        }
+        _ => LoaderError::Attach {
+            interface: interface.into(),
+            source: error,
+        },
+    }
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones ignore it.
+fn raise_memlock_limit() {
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain setrlimit call with a valid struct; failure only matters on old kernels,
+    // where the load error that follows explains itself.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+}
