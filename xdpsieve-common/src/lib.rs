@@ -145,6 +145,9 @@ pub struct Counters {
     pub capture_lost: u64,
     pub bytes_seen: u64,
     pub bytes_dropped: u64,
+    /// Frames without a readable IP header (ARP, LLDP, or IP cut too short to read its
+    /// addresses): always passed, matched by no rule.
+    pub non_ip: u64,
 }
 
 /// Header of each capture record in the ring buffer; `cap_len` packet bytes follow it.
@@ -191,7 +194,7 @@ const _: () = {
     assert!(offset_of!(Rule, id) == 76);
     assert!(offset_of!(Rule, protocol) == 80);
     assert!(offset_of!(Rule, verdict) == 82);
-    assert!(size_of::<Counters>() == 64);
+    assert!(size_of::<Counters>() == 72);
     assert!(size_of::<CaptureHeader>() == 32);
     assert!(offset_of!(CaptureHeader, ifindex) == 8);
     assert!(offset_of!(CaptureHeader, rx_queue) == 12);

@@ -98,11 +98,11 @@ mod program {
         } else {
             counters.passed += 1;
         }
-        if rule_slot != u32::MAX {
-            if let Some(hits) = RULE_HITS.get_ptr_mut(rule_slot) {
-                // SAFETY: per-CPU slot, as above.
-                unsafe { *hits += 1 };
-            }
+        if rule_slot == u32::MAX {
+            counters.non_ip += 1;
+        } else if let Some(hits) = RULE_HITS.get_ptr_mut(rule_slot) {
+            // SAFETY: per-CPU slot, as above.
+            unsafe { *hits += 1 };
         }
 
         let wanted = if verdict == verdict::DROP {

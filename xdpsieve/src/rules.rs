@@ -284,10 +284,10 @@ impl RuleSpec {
         if families.windows(2).any(|w| w[0] != w[1]) {
             return Err("mixes IPv4 and IPv6: one rule matches one address family".into());
         }
-        if self.src_port.is_some() || self.dst_port.is_some() {
-            if let Some(p) = self.protocol.filter(|p| !p.has_ports()) {
-                return Err(format!("ports only apply to tcp and udp, not {p}"));
-            }
+        if (self.src_port.is_some() || self.dst_port.is_some())
+            && let Some(p) = self.protocol.filter(|p| !p.has_ports())
+        {
+            return Err(format!("ports only apply to tcp and udp, not {p}"));
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ pub fn sum_counters<'a>(per_cpu: impl IntoIterator<Item = &'a Counters>) -> Coun
             total.capture_lost += c.capture_lost;
             total.bytes_seen += c.bytes_seen;
             total.bytes_dropped += c.bytes_dropped;
+            total.non_ip += c.non_ip;
             total
         })
 }
@@ -47,8 +48,8 @@ pub fn summary(
     let c = counters;
     let _ = writeln!(
         out,
-        "{} packets seen by xdpsieve ({} dropped, {} passed, {} malformed)",
-        c.seen, c.dropped, c.passed, c.malformed
+        "{} packets seen by xdpsieve ({} dropped, {} passed, {} malformed, {} without IP header)",
+        c.seen, c.dropped, c.passed, c.malformed, c.non_ip
     );
     if capturing {
         let _ = writeln!(out, "{} packets captured", writer.written);
@@ -136,7 +137,9 @@ mod tests {
             undecodable: 0,
         };
         let text = summary(&counters, &writer, &rules, &[6, 4], true);
-        assert!(text.contains("10 packets seen by xdpsieve (4 dropped, 6 passed, 0 malformed)"));
+        assert!(text.contains(
+            "10 packets seen by xdpsieve (4 dropped, 6 passed, 0 malformed, 0 without IP header)"
+        ));
         assert!(text.contains("3 packets captured"));
         assert!(text.contains("1 packets lost by the ring buffer"));
         assert!(text.contains("drop udp src port 53"));

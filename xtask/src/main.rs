@@ -1,1 +1,265 @@
-fn main() {}
+//! Project tasks: `setup` (toolchain and test tools), `build`, `test` (the CI gate), `demo`.
+//!
+//! `setup` is idempotent and quick when everything is present; `test` and `demo` run it
+//! first, so the README's two commands work on a fresh machine.
+
+use std::{
+    env,
+    ffi::OsStr,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "xdpsieve project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need: nightly + rust-src, bpf-linker built against
+    /// the nightly's own LLVM, and the Debian packages the tests use.
+    Setup,
+    /// Build xdpsieve (release) with its embedded XDP program.
+    Build,
+    /// The CI gate: setup, formatting, clippy, and every test (root tests included).
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Run the sandboxed demo (needs root).
+    Demo,
+}
+
+/// Debian packages the tests and demo use, with a command that proves each is present.
+const PACKAGES: &[(&str, &str)] = &[
+    ("iproute2", "ip"),
+    ("util-linux", "nsenter"),
+    ("tcpdump", "tcpdump"),
+    ("tshark", "tshark"),
+];
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup(),
+        Task::Build => {
+            setup()?;
+            cargo(&["build", "--release", "--package", "xdpsieve"])
+        }
+        Task::Test { cargo_args } => {
+            setup()?;
+            cargo(&["fmt", "--all", "--check"])?;
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--exclude",
+                "xdpsieve-ebpf",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
+            let mut args = vec!["test", "--workspace", "--exclude", "xdpsieve-ebpf"];
+            if !cargo_args.is_empty() {
+                args.push("--");
+                args.extend(cargo_args.iter().map(String::as_str));
+            }
+            cargo(&args)
+        }
+        Task::Demo => {
+            setup()?;
+            cargo(&["build", "--release", "--package", "xdpsieve"])?;
+            let binary = workspace_root().join("target/release/xdpsieve");
+            run(Command::new(binary).arg("demo"))
+        }
+    }
+}
+
+fn setup() -> Result<()> {
+    ensure_nightly()?;
+    ensure_bpf_linker()?;
+    ensure_packages()?;
+    Ok(())
+}
+
+fn ensure_nightly() -> Result<()> {
+    if !succeeds(Command::new("rustc").args(["+nightly", "--version"])) {
+        eprintln!("xtask: installing the nightly toolchain (builds the eBPF program)");
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))
+        .context("the XDP program needs a nightly toolchain (for -Z build-std)")?;
+    }
+    let sysroot = nightly_sysroot()?;
+    if !sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
+        eprintln!("xtask: adding rust-src to nightly (build-std needs it)");
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn nightly_sysroot() -> Result<PathBuf> {
+    let out = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    Ok(PathBuf::from(out.trim()))
+}
+
+/// bpf-linker from crates.io links against an installed LLVM. We point it at the nightly's
+/// own libLLVM through a prefix of symlinks, kept under CARGO_HOME because the built linker
+/// finds libLLVM through that path at run time. The prefix is named after the libLLVM file,
+/// so a nightly with a different LLVM gets a fresh linker.
+fn ensure_bpf_linker() -> Result<()> {
+    let version = output(Command::new("rustc").args(["+nightly", "-vV"]))?;
+    let llvm_major = version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("`rustc +nightly -vV` did not report an LLVM version")?
+        .to_string();
+    let lib_dir = nightly_sysroot()?.join("lib");
+    let libllvm = fs::read_dir(&lib_dir)
+        .with_context(|| format!("reading {}", lib_dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with(&format!("libLLVM.so.{llvm_major}")))
+        .with_context(|| format!("no libLLVM.so.{llvm_major}* in {}", lib_dir.display()))?;
+    let prefix = cargo_home().join("xdpsieve-llvm").join(&libllvm);
+    let marker = prefix.join("bpf-linker-installed");
+    if marker.is_file() && succeeds(Command::new("bpf-linker").arg("--version")) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: building bpf-linker against the nightly's LLVM {llvm_major} (a few minutes, once)"
+    );
+    let prefix_lib = prefix.join("lib");
+    fs::create_dir_all(&prefix_lib)?;
+    for link in ["libLLVM.so", libllvm.as_str()] {
+        let path = prefix_lib.join(link);
+        let _ = fs::remove_file(&path);
+        std::os::unix::fs::symlink(lib_dir.join(&libllvm), &path)
+            .with_context(|| format!("linking {}", path.display()))?;
+    }
+    run(Command::new("cargo")
+        .args([
+            "install",
+            "bpf-linker",
+            "--force",
+            "--no-default-features",
+            "--features",
+        ])
+        .arg(format!("llvm-{llvm_major}"))
+        .env("LLVM_PREFIX", &prefix))
+    .context("installing bpf-linker")?;
+    fs::write(&marker, "")?;
+    Ok(())
+}
+
+fn ensure_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(_, command)| !on_path(command))
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { geteuid() } != 0 {
+        bail!(
+            "missing Debian packages {}; install them as root: apt-get install {}",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    eprintln!("xtask: installing {}", missing.join(", "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .with_context(|| format!("apt-get install {}", missing.join(" ")))
+}
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
+fn cargo_home() -> PathBuf {
+    env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
+        })
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn on_path(command: &str) -> bool {
+    env::var_os("PATH")
+        .map(|paths| env::split_paths(&paths).any(|dir| dir.join(command).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(command).is_file()
+        || Path::new("/sbin").join(command).is_file()
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(cargo).args(args).current_dir(workspace_root()))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(cmd));
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", describe(cmd)))?;
+    if !out.status.success() {
+        bail!("{} failed ({})", describe(cmd), out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

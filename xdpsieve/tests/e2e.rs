@@ -1,0 +1,747 @@
+//! End-to-end tests: the real `xdpsieve` binary attached to a veth in a namespace the test
+//! creates, real traffic sent from a second namespace, captures read back by the pcap-file
+//! crate and by tcpdump and tshark, and the exit summary checked against what was sent.
+//!
+//! They need root; under `CI` they fail rather than skip when they cannot run.
+
+use std::{
+    io::Read,
+    net::{SocketAddr, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use pcap_file::{
+    pcap::PcapReader,
+    pcapng::{Block, PcapNgReader},
+};
+use xdpsieve::{demo::dns_response, netns::VethPair};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
+const CLIENT_PORT: u16 = 40000;
+
+/// True when the test can run; skips (returns false) only outside CI.
+fn root_or_skip() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("end-to-end tests need root (network namespaces, XDP); CI must run them as root");
+    }
+    eprintln!("skipping: end-to-end tests need root");
+    false
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("xdpsieve-e2e-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating temp dir");
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `xdpsieve run` in the firewall namespace. Killed (by PID) on drop if still running.
+struct Firewall {
+    child: Option<Child>,
+}
+
+impl Firewall {
+    fn start(net: &VethPair, args: &[&str]) -> Firewall {
+        let child = net
+            .fw
+            .command(BINARY)
+            .arg("run")
+            .args(["-i", VethPair::FW_IF])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting xdpsieve");
+        let mut fw = Firewall { child: Some(child) };
+        fw.wait_attached(net);
+        fw
+    }
+
+    fn wait_attached(&mut self, net: &VethPair) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                let mut err = String::new();
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                panic!("xdpsieve exited before attaching ({status}): {err}");
+            }
+            if xdp_attached(net) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("xdpsieve did not attach within 20 s");
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends `signal` and collects the exit status and output.
+    fn stop(mut self, signal: i32) -> Output {
+        let child = self.child.take().expect("running");
+        // SAFETY: kill on the PID of a child we started and have not reaped.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait_with_output().expect("waiting for xdpsieve")
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn xdp_attached(net: &VethPair) -> bool {
+    net.fw
+        .ip(&["-d", "link", "show", "dev", VethPair::FW_IF])
+        .map(|out| out.contains("prog/xdp"))
+        .unwrap_or(false)
+}
+
+/// Counts from the exit summary.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Summary {
+    seen: u64,
+    dropped: u64,
+    passed: u64,
+    malformed: u64,
+    captured: u64,
+    lost: u64,
+    past_count: u64,
+}
+
+fn parse_summary(stderr: &str) -> Summary {
+    let number = |line: &str, word: &str| -> Option<u64> {
+        let words: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ',')
+            .collect();
+        words
+            .windows(2)
+            .find(|w| w[1] == word)
+            .and_then(|w| w[0].parse().ok())
+    };
+    let mut s = Summary::default();
+    for line in stderr.lines() {
+        if line.contains("packets seen by xdpsieve") {
+            s.seen = number(line, "packets").expect("seen");
+            s.dropped = number(line, "dropped").expect("dropped");
+            s.passed = number(line, "passed").expect("passed");
+            s.malformed = number(line, "malformed").expect("malformed");
+        } else if line.ends_with("packets captured") {
+            s.captured = number(line, "packets").expect("captured");
+        } else if line.contains("lost by the ring buffer") {
+            s.lost = number(line, "packets").expect("lost");
+        } else if line.contains("past the -c count") {
+            s.past_count = number(line, "packets").expect("past count");
+        }
+    }
+    assert!(
+        s.seen > 0 || stderr.contains("0 packets seen"),
+        "no summary in: {stderr}"
+    );
+    s
+}
+
+/// Binds the client sockets in the firewall namespace so delivered datagrams are counted
+/// (and no ICMP port-unreachable muddies the counts).
+fn client_sockets(net: &VethPair) -> (UdpSocket, UdpSocket) {
+    net.fw
+        .run(|| {
+            let v4 = UdpSocket::bind(SocketAddr::new(VethPair::FW_V4.into(), CLIENT_PORT))?;
+            let v6 = UdpSocket::bind(SocketAddr::new(VethPair::FW_V6.into(), CLIENT_PORT))?;
+            for s in [&v4, &v6] {
+                s.set_read_timeout(Some(Duration::from_millis(200)))?;
+            }
+            Ok::<_, std::io::Error>((v4, v6))
+        })
+        .expect("entering namespace")
+        .expect("binding client sockets")
+}
+
+fn received(socket: &UdpSocket) -> usize {
+    let mut buf = vec![0u8; 65536];
+    let mut n = 0;
+    while socket.recv(&mut buf).is_ok() {
+        n += 1;
+    }
+    n
+}
+
+/// Sends `count` DNS responses over IPv4 and over IPv6 from port 53, and `count` datagrams
+/// from port 5000 (which the DNS rule passes), all to the client port.
+fn send_dns_and_other(net: &VethPair, count: u16, payload_extra: usize) {
+    net.peer
+        .run(|| {
+            let dns4 = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 53))?;
+            let dns6 = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V6.into(), 53))?;
+            let other = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 5000))?;
+            for i in 0..count {
+                let mut msg = dns_response(i);
+                msg.resize(msg.len() + payload_extra, 0);
+                dns4.send_to(&msg, (VethPair::FW_V4, CLIENT_PORT))?;
+                dns6.send_to(&msg, (VethPair::FW_V6, CLIENT_PORT))?;
+                other.send_to(b"not dns", (VethPair::FW_V4, CLIENT_PORT))?;
+                // Pace the sends: the test is about correctness, not rate.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .expect("entering namespace")
+        .expect("sending traffic");
+}
+
+fn read_pcap(path: &Path) -> Vec<(u32, Vec<u8>)> {
+    let file = std::fs::File::open(path).expect("opening capture");
+    let mut reader = PcapReader::new(file).expect("pcap header");
+    let mut packets = Vec::new();
+    while let Some(p) = reader.next_raw_packet() {
+        let p = p.expect("pcap packet");
+        packets.push((p.orig_len, p.data.into_owned()));
+    }
+    packets
+}
+
+/// UDP source port of an Ethernet + IPv4/IPv6 (no options, no extension headers) frame.
+fn udp_src_port(frame: &[u8]) -> u16 {
+    let l4 = match u16::from_be_bytes([frame[12], frame[13]]) {
+        0x0800 => 14 + usize::from(frame[14] & 0x0f) * 4,
+        0x86dd => 14 + 40,
+        other => panic!("unexpected ethertype {other:#x}"),
+    };
+    u16::from_be_bytes([frame[l4], frame[l4 + 1]])
+}
+
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program} (cargo xtask setup installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn drops_dns_responses_and_captures_them_as_pcap() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("pcap");
+    let capture = tmp.file("dropped.pcap");
+    let net = VethPair::create("pcap", None).expect("namespaces");
+    let (client4, client6) = client_sockets(&net);
+    let fw = Firewall::start(
+        &net,
+        &["--drop", "udp src port 53", "-w", capture.to_str().unwrap()],
+    );
+
+    const N: u16 = 50;
+    send_dns_and_other(&net, N, 0);
+    let (got4, got6) = (received(&client4), received(&client6));
+    let out = fw.stop(libc::SIGINT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "xdpsieve failed: {stderr}");
+
+    // Only the non-DNS datagrams got through.
+    assert_eq!((got4, got6), (usize::from(N), 0), "{stderr}");
+    let s = parse_summary(&stderr);
+    assert_eq!(s.seen, s.passed + s.dropped, "{stderr}");
+    assert_eq!(s.dropped, 2 * u64::from(N), "{stderr}");
+    assert_eq!(s.captured + s.lost, s.dropped, "{stderr}");
+    assert_eq!(s.lost, 0, "{stderr}");
+
+    let packets = read_pcap(&capture);
+    assert_eq!(packets.len() as u64, s.captured);
+    for (orig_len, data) in &packets {
+        assert_eq!(*orig_len as usize, data.len());
+        assert_eq!(udp_src_port(data), 53);
+    }
+    // A real client reads the same file.
+    let text = tool("tcpdump", &["-nn", "-r", capture.to_str().unwrap()]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), packets.len(), "{text}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("192.0.2.1.53 > 192.0.2.2.40000"))
+            .count(),
+        usize::from(N)
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("2001:db8::1.53 > 2001:db8::2.40000"))
+            .count(),
+        usize::from(N)
+    );
+    assert!(lines.iter().all(|l| l.contains("A 192.0.2.80")), "{text}");
+}
+
+#[test]
+fn pcapng_carries_xdp_verdict_rule_and_interface() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("pcapng");
+    let capture = tmp.file("all.pcapng");
+    let net = VethPair::create("ng", None).expect("namespaces");
+    let (_c4, _c6) = client_sockets(&net);
+    let fw = Firewall::start(
+        &net,
+        &[
+            "--drop",
+            "udp src port 53",
+            "--capture",
+            "all",
+            "--format",
+            "pcapng",
+            "-w",
+            capture.to_str().unwrap(),
+        ],
+    );
+    send_dns_and_other(&net, 10, 0);
+    let out = fw.stop(libc::SIGTERM);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let s = parse_summary(&stderr);
+    assert_eq!(s.captured, s.seen, "capturing all: {stderr}");
+
+    // The pcap-file crate reads every block.
+    let mut reader = PcapNgReader::new(std::fs::File::open(&capture).unwrap()).unwrap();
+    let mut epbs = 0;
+    while let Some(block) = reader.next_block() {
+        if let Block::EnhancedPacket(_) = block.expect("pcapng block") {
+            epbs += 1;
+        }
+    }
+    assert_eq!(epbs, s.captured);
+
+    // tshark decodes the standard verdict option and our comment.
+    let text = tool(
+        "tshark",
+        &[
+            "-r",
+            capture.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "frame.verdict.ebpf_xdp",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "frame.comment",
+        ],
+    );
+    let mut dropped = 0;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('|').collect();
+        assert_eq!(fields[1], VethPair::FW_IF, "{line}");
+        if fields[2] == "53" {
+            assert_eq!(fields[0], "1", "XDP_DROP expected: {line}");
+            assert_eq!(fields[3], "rule=drop udp src port 53 id=1", "{line}");
+            dropped += 1;
+        } else {
+            assert_eq!(fields[0], "2", "XDP_PASS expected: {line}");
+            assert_eq!(fields[3], "rule=default id=0", "{line}");
+        }
+    }
+    assert_eq!(dropped, 20);
+    assert_eq!(text.lines().count() as u64, s.captured);
+    // Only packets matching the filter are shown by the display filter on the verdict.
+    let drops = tool(
+        "tshark",
+        &[
+            "-r",
+            capture.to_str().unwrap(),
+            "-Y",
+            "frame.verdict.ebpf_xdp == 1",
+        ],
+    );
+    assert_eq!(drops.lines().count(), 20, "{drops}");
+}
+
+#[test]
+fn streams_to_stdout_and_stops_after_count() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = VethPair::create("stdout", None).expect("namespaces");
+    let (_c4, _c6) = client_sockets(&net);
+    let fw = Firewall::start(&net, &["--drop", "udp src port 53", "-w", "-", "-c", "5"]);
+    send_dns_and_other(&net, 20, 0);
+    // -c makes it exit by itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut fw = fw;
+    let child = fw.child.as_mut().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "xdpsieve did not exit after -c 5"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = fw.stop(0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let mut reader = PcapReader::new(&out.stdout[..]).expect("pcap on stdout");
+    let mut n = 0;
+    while let Some(p) = reader.next_raw_packet() {
+        assert_eq!(udp_src_port(&p.unwrap().data), 53);
+        n += 1;
+    }
+    assert_eq!(n, 5);
+    let s = parse_summary(&stderr);
+    assert_eq!(s.captured, 5, "{stderr}");
+    // Whatever arrived after the fifth packet is reported, not silently discarded.
+    assert_eq!(s.captured + s.lost + s.past_count, s.dropped, "{stderr}");
+    assert!(!xdp_attached(&net), "program left attached after exit");
+}
+
+#[test]
+fn sigkill_leaves_no_program_attached() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("kill");
+    let net = VethPair::create("kill", None).expect("namespaces");
+    let fw = Firewall::start(
+        &net,
+        &["--drop", "udp", "-w", tmp.file("x.pcap").to_str().unwrap()],
+    );
+    assert!(xdp_attached(&net));
+    let out = fw.stop(libc::SIGKILL);
+    assert!(!out.status.success());
+    // The bpf_link dies with the process; the kernel detaches at once.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while xdp_attached(&net) {
+        assert!(
+            Instant::now() < deadline,
+            "XDP program still attached after SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn jumbo_frames_captured_with_true_length() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("jumbo");
+    let full = tmp.file("full.pcap");
+    let net = VethPair::create("jumbo", Some(9000)).expect("namespaces");
+    let (_c4, _c6) = client_sockets(&net);
+    // 8000 bytes of DNS payload: the frame spans several pages (xdp.frags).
+    let fw = Firewall::start(
+        &net,
+        &["--drop", "udp src port 53", "-w", full.to_str().unwrap()],
+    );
+    send_dns_and_other(&net, 3, 8000);
+    let out = fw.stop(libc::SIGINT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packets = read_pcap(&full);
+    assert_eq!(packets.len(), 6);
+    for (orig_len, data) in &packets {
+        assert!(*orig_len > 8000, "orig_len {orig_len}");
+        assert_eq!(data.len(), *orig_len as usize, "whole frame captured");
+        // The last byte is the payload's padding, read across fragments.
+        assert_eq!(data.last(), Some(&0));
+    }
+
+    let cut = tmp.file("cut.pcap");
+    let fw = Firewall::start(
+        &net,
+        &[
+            "--drop",
+            "udp src port 53",
+            "-s",
+            "1500",
+            "-w",
+            cut.to_str().unwrap(),
+        ],
+    );
+    send_dns_and_other(&net, 3, 8000);
+    let out = fw.stop(libc::SIGINT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packets = read_pcap(&cut);
+    assert_eq!(packets.len(), 6);
+    for (orig_len, data) in &packets {
+        assert_eq!(data.len(), 1500);
+        assert!(*orig_len > 8000);
+    }
+    let text = tool("tcpdump", &["-nn", "-r", cut.to_str().unwrap()]);
+    assert_eq!(text.lines().count(), 6, "{text}");
+}
+
+#[test]
+fn rules_from_file_and_flags_together() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("rules");
+    let rules = tmp.file("fw.toml");
+    std::fs::write(
+        &rules,
+        "default = \"pass\"\n[[rule]]\nname = \"v6-dns\"\naction = \"drop\"\nprotocol = \"udp\"\nsrc = \"2001:db8::/32\"\nsrc_port = 53\n",
+    )
+    .unwrap();
+    let capture = tmp.file("x.pcapng");
+    let net = VethPair::create("rules", None).expect("namespaces");
+    let (c4, c6) = client_sockets(&net);
+    let fw = Firewall::start(
+        &net,
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--drop",
+            "udp src net 192.0.2.1/32 and src port 5000",
+            "--format",
+            "pcapng",
+            "-w",
+            capture.to_str().unwrap(),
+        ],
+    );
+    send_dns_and_other(&net, 10, 0);
+    let (got4, got6) = (received(&c4), received(&c6));
+    let out = fw.stop(libc::SIGINT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // IPv4 DNS passes (10), port-5000 datagrams are dropped, IPv6 DNS is dropped.
+    assert_eq!((got4, got6), (10, 0), "{stderr}");
+    assert!(stderr.contains("v6-dns"), "{stderr}");
+    let text = tool(
+        "tshark",
+        &[
+            "-r",
+            capture.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.comment",
+        ],
+    );
+    assert_eq!(
+        text.lines().filter(|l| *l == "rule=v6-dns id=1").count(),
+        10,
+        "{text}"
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("rule=drop udp src net") && l.ends_with("id=2"))
+            .count(),
+        10,
+        "{text}"
+    );
+}
+
+/// Runs the binary (not attached to anything) and returns (success, stderr).
+fn run_plain(net: Option<&VethPair>, args: &[&str]) -> (bool, String) {
+    let mut cmd = match net {
+        Some(net) => net.fw.command(BINARY),
+        None => Command::new(BINARY),
+    };
+    let out = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running xdpsieve");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn clear_errors_for_operator_mistakes() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("errors");
+    let net = VethPair::create("errors", None).expect("namespaces");
+    let out = tmp.file("x.pcap");
+    let out = out.to_str().unwrap();
+
+    let (ok, err) = run_plain(
+        Some(&net),
+        &["run", "-i", "nosuch0", "--drop", "udp", "-w", out],
+    );
+    assert!(
+        !ok && err.contains("no such network interface: nosuch0"),
+        "{err}"
+    );
+
+    let (ok, err) = run_plain(
+        Some(&net),
+        &[
+            "run",
+            "-i",
+            VethPair::FW_IF,
+            "--drop",
+            "udp",
+            "-w",
+            "/nonexistent/dir/x.pcap",
+        ],
+    );
+    assert!(
+        !ok && err.contains("cannot open output file /nonexistent/dir/x.pcap"),
+        "{err}"
+    );
+
+    let (ok, err) = run_plain(
+        Some(&net),
+        &["run", "-i", VethPair::FW_IF, "--drop", "port 53", "-w", out],
+    );
+    assert!(!ok && err.contains("needs a direction"), "{err}");
+
+    let (ok, err) = run_plain(Some(&net), &["run", "-i", VethPair::FW_IF, "--drop", "udp"]);
+    assert!(!ok && err.contains("no capture file"), "{err}");
+
+    let bad = tmp.file("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[rule]]\naction = \"drop\"\nsrc = \"192.0.2.0/33\"\n",
+    )
+    .unwrap();
+    let (ok, err) = run_plain(None, &["check-rules", bad.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains(&format!("{}:3:7:", bad.display())) && err.contains("prefix length"),
+        "{err}"
+    );
+
+    // A second instance on the same interface is refused, and the first keeps running.
+    let first = Firewall::start(&net, &["--drop", "udp", "-w", out]);
+    let second_out = tmp.file("y.pcap");
+    let (ok, err) = run_plain(
+        Some(&net),
+        &[
+            "run",
+            "-i",
+            VethPair::FW_IF,
+            "--drop",
+            "udp",
+            "-w",
+            second_out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !ok && err.contains("already has an XDP program attached"),
+        "{err}"
+    );
+    assert!(xdp_attached(&net));
+    let _ = first.pid();
+    let done = first.stop(libc::SIGINT);
+    assert!(done.status.success());
+}
+
+#[test]
+fn check_rules_prints_the_rule_table() {
+    let tmp = TempDir::new("check");
+    let file = tmp.file("ok.toml");
+    std::fs::write(&file, "default = \"drop\"\n[[rule]]\nname = \"web\"\naction = \"pass\"\nprotocol = \"tcp\"\ndst_port = \"80-443\"\n").unwrap();
+    let out = Command::new(BINARY)
+        .args(["check-rules", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 rules, default drop"), "{text}");
+    assert!(
+        text.contains("web") && text.contains("tcp and dst port 80-443"),
+        "{text}"
+    );
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = Command::new(BINARY)
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--interface",
+        "--rules",
+        "--drop",
+        "--pass",
+        "--default",
+        "-w",
+        "--snaplen",
+        "-c",
+        "--capture",
+        "--format",
+        "--mode",
+        "--ring-size",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn demo_runs_and_cleans_up() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("demo");
+    let capture = tmp.file("demo.pcap");
+    let out = Command::new(BINARY)
+        .args(["demo", "-w", capture.to_str().unwrap(), "--responses", "3"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Received in")
+            && stdout.contains(": 0 DNS responses over IPv4, 0 over IPv6, 3 other"),
+        "{stdout}"
+    );
+    assert_eq!(read_pcap(&capture).len(), 6);
+    let leftover = tool("ip", &["netns", "list"]);
+    assert!(
+        !leftover.lines().any(|l| l.contains("-demo-")),
+        "namespaces left: {leftover}"
+    );
+}
