@@ -80,11 +80,17 @@ impl Config {
     };
 }
 
-/// One firewall rule as the kernel evaluates it. Addresses are stored pre-masked as four
-/// 32-bit words in network byte order (IPv4 uses word 0 only), so a match is four AND-compares.
+/// One firewall rule as the kernel evaluates it.
+///
+/// Every condition is stored so that a wildcard compares equal without a branch: addresses
+/// as pre-masked prefixes with their masks (mask 0 matches anything), ports as inclusive
+/// ranges (0..=65535 matches anything), protocol and family with a 0x00/0xff mask. The
+/// program ORs the differences into one word and branches once per rule; a branch per
+/// field would make the verifier give up long before [`MAX_RULES`] rules.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rule {
+    /// Four 32-bit words in network byte order; IPv4 uses word 0 only.
     pub src_addr: [u32; 4],
     pub src_mask: [u32; 4],
     pub dst_addr: [u32; 4],
@@ -93,37 +99,46 @@ pub struct Rule {
     pub src_port_max: u16,
     pub dst_port_min: u16,
     pub dst_port_max: u16,
-    /// Bits of [`rule_match`].
+    /// Bits of [`rule_match`]: which conditions the rule has, for display. The program
+    /// uses the masks and ranges instead.
     pub flags: u32,
     /// The id reported in captures and counters; never 0 (0 means "no rule, default verdict").
     pub id: u32,
     /// IP protocol number (after the IPv6 extension-header chain).
     pub protocol: u8,
+    /// 0xff when the protocol must match, 0 for any.
+    pub protocol_mask: u8,
     /// One of [`family`].
     pub family: u8,
+    /// 0xff when the family must match, 0 for any.
+    pub family_mask: u8,
     /// [`verdict::DROP`] or [`verdict::PASS`].
     pub verdict: u8,
-    pub _pad: u8,
-    pub _reserved: u32,
+    /// 1 when the rule has a port condition: it then never matches a packet without ports.
+    pub needs_ports: u8,
+    pub _pad: [u8; 2],
 }
 
 impl Rule {
-    pub const EMPTY: Self = Self {
+    /// Matches every packet.
+    pub const ANY: Self = Self {
         src_addr: [0; 4],
         src_mask: [0; 4],
         dst_addr: [0; 4],
         dst_mask: [0; 4],
         src_port_min: 0,
-        src_port_max: 0,
+        src_port_max: u16::MAX,
         dst_port_min: 0,
-        dst_port_max: 0,
+        dst_port_max: u16::MAX,
         flags: 0,
         id: 0,
         protocol: 0,
+        protocol_mask: 0,
         family: family::NONE,
+        family_mask: 0,
         verdict: verdict::PASS,
-        _pad: 0,
-        _reserved: 0,
+        needs_ports: 0,
+        _pad: [0; 2],
     };
 }
 
@@ -193,7 +208,9 @@ const _: () = {
     assert!(offset_of!(Rule, flags) == 72);
     assert!(offset_of!(Rule, id) == 76);
     assert!(offset_of!(Rule, protocol) == 80);
-    assert!(offset_of!(Rule, verdict) == 82);
+    assert!(offset_of!(Rule, family) == 82);
+    assert!(offset_of!(Rule, verdict) == 84);
+    assert!(offset_of!(Rule, needs_ports) == 85);
     assert!(size_of::<Counters>() == 72);
     assert!(size_of::<CaptureHeader>() == 32);
     assert!(offset_of!(CaptureHeader, ifindex) == 8);

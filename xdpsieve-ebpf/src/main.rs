@@ -77,7 +77,7 @@ mod program {
             (verdict::PASS, 0, u32::MAX)
         } else {
             match rules::first_match(&RULES, cfg.rule_count, &pkt) {
-                Some((index, rule)) => (rule.verdict, rule.id, index + 1),
+                Some(rule) => (rule.verdict, rule.id, rule.index + 1),
                 None => (cfg.default_verdict as u8, 0, 0),
             }
         };

@@ -53,8 +53,9 @@ pub struct Packet {
     /// One of [`family`]; `NONE` for non-IP frames and for IP headers that could not be read.
     pub family: u8,
     pub protocol: u8,
-    /// True when a TCP or UDP header was present and read (never for non-first fragments).
-    pub has_ports: bool,
+    /// 1 when a TCP or UDP header was present and read (never for non-first fragments).
+    /// A u8 rather than a bool so rule matching can use it in arithmetic.
+    pub has_ports: u8,
     /// The frame is inconsistent: truncated header, lying length, bad version or IHL, too
     /// many VLAN tags or extension headers.
     pub malformed: bool,
@@ -69,7 +70,7 @@ impl Packet {
         Self {
             family: family::NONE,
             protocol: 0,
-            has_ports: false,
+            has_ports: 0,
             malformed: false,
             src: [0; 4],
             dst: [0; 4],
@@ -264,7 +265,7 @@ fn parse_l4(ctx: &XdpContext, offset: usize, l4_end: usize, pkt: &mut Packet) {
     if let (Some(src), Some(dst)) = (load_be16(ctx, offset), load_be16(ctx, offset + 2)) {
         pkt.src_port = src;
         pkt.dst_port = dst;
-        pkt.has_ports = true;
+        pkt.has_ports = 1;
     } else {
         // The IP length promised the header but the linear data ends first.
         pkt.malformed = true;

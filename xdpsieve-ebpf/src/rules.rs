@@ -1,72 +1,63 @@
 //! Rule evaluation: a linear scan in order, first match wins.
 //!
 //! The rule count is a load-time constant, so the verifier walks exactly that many
-//! iterations and the empty rule set costs nothing.
+//! iterations and the empty rule set costs nothing. Each rule is tested without branches
+//! (see [`Rule`]): the verifier keeps one pending state per rule instead of one per field,
+//! which is what lets it accept `MAX_RULES` rules.
 
 use aya_ebpf::maps::Array;
-use xdpsieve_common::{MAX_RULES, Rule, rule_match};
+use xdpsieve_common::{MAX_RULES, Rule};
 
 use crate::parse::Packet;
 
-/// Returns the index and contents of the first rule that matches `pkt`.
+/// The rule that decided a packet.
+pub struct Decision {
+    /// Position in evaluation order.
+    pub index: u32,
+    pub id: u32,
+    pub verdict: u8,
+}
+
+/// Returns the first rule that matches `pkt`.
 #[inline(always)]
-pub fn first_match(rules: &Array<Rule>, rule_count: u32, pkt: &Packet) -> Option<(u32, Rule)> {
+pub fn first_match(rules: &Array<Rule>, rule_count: u32, pkt: &Packet) -> Option<Decision> {
     let count = core::cmp::min(rule_count, MAX_RULES);
     for index in 0..MAX_RULES {
         if index >= count {
             break;
         }
         let rule = rules.get(index)?;
-        if matches(rule, pkt) {
-            return Some((index, *rule));
+        if mismatch(rule, pkt) == 0 {
+            return Some(Decision {
+                index,
+                id: rule.id,
+                verdict: rule.verdict,
+            });
         }
     }
     None
 }
 
+/// Nonzero when some condition of `rule` fails for `pkt`. Straight-line code: wildcards are
+/// encoded so they contribute zero.
 #[inline(always)]
-fn matches(rule: &Rule, pkt: &Packet) -> bool {
-    let flags = rule.flags;
-    if flags & rule_match::FAMILY != 0 && rule.family != pkt.family {
-        return false;
+fn mismatch(rule: &Rule, pkt: &Packet) -> u64 {
+    let mut m = u64::from((rule.family ^ pkt.family) & rule.family_mask);
+    m |= u64::from((rule.protocol ^ pkt.protocol) & rule.protocol_mask);
+    for i in 0..4 {
+        m |= u64::from((pkt.src[i] & rule.src_mask[i]) ^ rule.src_addr[i]);
+        m |= u64::from((pkt.dst[i] & rule.dst_mask[i]) ^ rule.dst_addr[i]);
     }
-    if flags & rule_match::PROTOCOL != 0 && rule.protocol != pkt.protocol {
-        return false;
-    }
-    if flags & rule_match::SRC_ADDR != 0
-        && !prefix_matches(&pkt.src, &rule.src_addr, &rule.src_mask)
-    {
-        return false;
-    }
-    if flags & rule_match::DST_ADDR != 0
-        && !prefix_matches(&pkt.dst, &rule.dst_addr, &rule.dst_mask)
-    {
-        return false;
-    }
-    if flags & (rule_match::SRC_PORT | rule_match::DST_PORT) != 0 {
-        // No ports read (non-first fragment, truncated or portless protocol): a port rule
-        // cannot match.
-        if !pkt.has_ports {
-            return false;
-        }
-        if flags & rule_match::SRC_PORT != 0
-            && (pkt.src_port < rule.src_port_min || pkt.src_port > rule.src_port_max)
-        {
-            return false;
-        }
-        if flags & rule_match::DST_PORT != 0
-            && (pkt.dst_port < rule.dst_port_min || pkt.dst_port > rule.dst_port_max)
-        {
-            return false;
-        }
-    }
-    true
+    // A port rule never matches a packet whose ports were not read.
+    m |= u64::from(rule.needs_ports & !pkt.has_ports);
+    m |= outside(pkt.src_port, rule.src_port_min, rule.src_port_max);
+    m |= outside(pkt.dst_port, rule.dst_port_min, rule.dst_port_max);
+    m
 }
 
+/// 1 when `port` is outside `min..=max`, else 0: the sign bit of either difference.
 #[inline(always)]
-fn prefix_matches(addr: &[u32; 4], prefix: &[u32; 4], mask: &[u32; 4]) -> bool {
-    (addr[0] & mask[0]) == prefix[0]
-        && (addr[1] & mask[1]) == prefix[1]
-        && (addr[2] & mask[2]) == prefix[2]
-        && (addr[3] & mask[3]) == prefix[3]
+fn outside(port: u16, min: u16, max: u16) -> u64 {
+    let port = i64::from(port);
+    (((port - i64::from(min)) | (i64::from(max) - port)) as u64) >> 63
 }

@@ -154,7 +154,7 @@ impl Firewall {
             .override_global("CONFIG", &config, true)
             .map_max_entries("CAPTURE_RING", settings.ring_bytes)
             .load(EBPF_OBJECT)
-            .map_err(|e| load_error(&e, &e.to_string()))?;
+            .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))?;
         {
             let map = ebpf
                 .map_mut("RULES")
@@ -168,15 +168,9 @@ impl Firewall {
             }
         }
         let program: &mut Xdp = program_of(&mut ebpf)?;
-        program.load().map_err(|e| {
-            let detail = match &e {
-                ProgramError::LoadError { verifier_log, .. } => {
-                    format!("{e}\nverifier log:\n{verifier_log}")
-                }
-                _ => e.to_string(),
-            };
-            load_error(&e, &detail)
-        })?;
+        program
+            .load()
+            .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 40)))?;
         Ok(Firewall {
             ebpf,
             attachments: Vec::new(),
@@ -321,10 +315,9 @@ fn errno_in(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
 }
 
 fn load_error(error: &(dyn std::error::Error + 'static), detail: &str) -> LoaderError {
+    // EACCES from BPF_PROG_LOAD is the verifier's rejection, not a missing privilege.
     match errno_in(error) {
-        Some(libc::EPERM) | Some(libc::EACCES) if !detail.contains("verifier log") => {
-            LoaderError::PermissionDenied
-        }
+        Some(libc::EPERM) => LoaderError::PermissionDenied,
         _ => LoaderError::Load(detail.to_string()),
     }
 }
@@ -345,6 +338,17 @@ fn attach_error(interface: &str, error: ProgramError) -> LoaderError {
             source: error,
         },
     }
+}
+
+/// The last `lines` lines of a (possibly megabytes long) verifier log.
+fn log_tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    let mut tail = all[start..].join("\n");
+    if start > 0 {
+        tail = format!("[{start} earlier lines omitted]\n{tail}");
+    }
+    tail
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones ignore it.

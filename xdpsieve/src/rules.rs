@@ -300,17 +300,20 @@ impl RuleSpec {
 
     /// The rule as the XDP program stores it.
     pub fn to_kernel(&self) -> Rule {
-        let mut rule = Rule::EMPTY;
+        let mut rule = Rule::ANY;
         rule.id = self.id;
         rule.verdict = self.action.verdict();
         if let Some(f) = self.address_family() {
             rule.flags |= rule_match::FAMILY;
             rule.family = f;
+            rule.family_mask = 0xff;
         }
         if let Some(p) = self.protocol {
             rule.flags |= rule_match::PROTOCOL;
             rule.protocol = p.0;
+            rule.protocol_mask = 0xff;
         }
+        rule.needs_ports = u8::from(self.src_port.is_some() || self.dst_port.is_some());
         if let Some(c) = self.src {
             rule.flags |= rule_match::SRC_ADDR;
             (rule.src_addr, rule.src_mask) = c.to_words();
