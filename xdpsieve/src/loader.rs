@@ -70,13 +70,13 @@ pub enum LoaderError {
          {0}` and remove it with `ip link set dev {0} xdp off` (or stop the tool that owns it)"
     )]
     AlreadyAttached(String),
-    #[error("interface {interface} does not support native XDP ({source}); try --mode skb")]
+    #[error("interface {interface} does not support native XDP; try --mode skb")]
     NativeUnsupported {
         interface: String,
         #[source]
         source: io::Error,
     },
-    #[error("attaching XDP to {interface} failed: {source}")]
+    #[error("attaching XDP to {interface} failed")]
     Attach {
         interface: String,
         #[source]

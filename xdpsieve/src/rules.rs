@@ -367,7 +367,7 @@ impl RuleSpec {
 /// Errors from reading or validating rules.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
-    #[error("cannot read rule file {path}: {source}")]
+    #[error("cannot read rule file {path}")]
     Read {
         path: String,
         #[source]

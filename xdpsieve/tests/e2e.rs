@@ -725,11 +725,15 @@ fn demo_runs_and_cleans_up() {
     }
     let tmp = TempDir::new("demo");
     let capture = tmp.file("demo.pcap");
-    let out = Command::new(BINARY)
+    let demo = Command::new(BINARY)
         .args(["demo", "-w", capture.to_str().unwrap(), "--responses", "3"])
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let tag = format!("xsieve-{}-", demo.id());
+    let out = demo.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -741,7 +745,223 @@ fn demo_runs_and_cleans_up() {
     assert_eq!(read_pcap(&capture).len(), 6);
     let leftover = tool("ip", &["netns", "list"]);
     assert!(
-        !leftover.lines().any(|l| l.contains("-demo-")),
+        !leftover.lines().any(|l| l.starts_with(&tag)),
         "namespaces left: {leftover}"
+    );
+}
+
+#[test]
+fn several_interfaces_in_one_capture() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("multi");
+    let capture = tmp.file("multi.pcapng");
+    let net = VethPair::create("multi", None).expect("namespaces");
+    // A second link from the firewall namespace to a second peer, on 198.51.100.0/24.
+    let peer2 = xdpsieve::netns::Netns::create("multi-peer2").expect("namespace");
+    net.fw
+        .ip(&[
+            "link",
+            "add",
+            "fw1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "peer1",
+            "netns",
+            peer2.name(),
+        ])
+        .unwrap();
+    net.fw
+        .ip(&["addr", "add", "198.51.100.2/24", "dev", "fw1"])
+        .unwrap();
+    net.fw.ip(&["link", "set", "fw1", "up"]).unwrap();
+    peer2
+        .ip(&["addr", "add", "198.51.100.1/24", "dev", "peer1"])
+        .unwrap();
+    peer2.ip(&["link", "set", "peer1", "up"]).unwrap();
+
+    let fw = Firewall::start(
+        &net,
+        &[
+            "-i",
+            "fw1",
+            "--drop",
+            "udp src port 53",
+            "--format",
+            "pcapng",
+            "-w",
+            capture.to_str().unwrap(),
+        ],
+    );
+    send_dns_and_other(&net, 4, 0);
+    peer2
+        .run(|| {
+            let s = UdpSocket::bind("198.51.100.1:53")?;
+            for i in 0..4 {
+                s.send_to(&dns_response(i), "198.51.100.2:40000")?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .unwrap()
+        .unwrap();
+    let out = fw.stop(libc::SIGINT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("fw0 (native), fw1 (native)"), "{stderr}");
+    let text = tool(
+        "tshark",
+        &[
+            "-r",
+            capture.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+        ],
+    );
+    assert_eq!(text.lines().filter(|l| *l == "fw0").count(), 8, "{text}");
+    assert_eq!(text.lines().filter(|l| *l == "fw1").count(), 4, "{text}");
+}
+
+#[test]
+fn auto_mode_falls_back_to_skb_where_native_is_missing() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("skb");
+    let net = VethPair::create("skb", None).expect("namespaces");
+    // The loopback device has no native XDP support.
+    let out = tmp.file("x.pcap");
+    let out = out.to_str().unwrap();
+
+    let (ok, err) = run_plain(
+        Some(&net),
+        &[
+            "run", "-i", "lo", "--mode", "native", "--drop", "udp", "-w", out,
+        ],
+    );
+    assert!(
+        !ok && err.contains("does not support native XDP") && err.contains("--mode skb"),
+        "{err}"
+    );
+
+    let mut child = net
+        .fw
+        .command(BINARY)
+        .args(["run", "-i", "lo", "--drop", "udp", "-w", out])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !net
+        .fw
+        .ip(&["-d", "link", "show", "dev", "lo"])
+        .unwrap()
+        .contains("prog/xdp")
+    {
+        assert!(Instant::now() < deadline, "no attachment to lo");
+        assert!(child.try_wait().unwrap().is_none(), "xdpsieve exited");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // SAFETY: kill on our own child's PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{err}");
+    assert!(
+        err.contains("warning: lo has no native XDP support") && err.contains("lo (skb)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn refuses_to_run_without_privileges() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("unpriv");
+    // Drop to nobody with no capabilities (setpriv from util-linux).
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ])
+        .arg(BINARY)
+        .args([
+            "run",
+            "-i",
+            "lo",
+            "--drop",
+            "udp",
+            "-w",
+            tmp.file("x.pcap").to_str().unwrap(),
+        ])
+        .output()
+        .expect("running setpriv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN"),
+        "{err}"
+    );
+}
+
+#[test]
+fn interrupted_demo_removes_its_namespaces() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("demo-int");
+    let mut demo = Command::new(BINARY)
+        .args([
+            "demo",
+            "-w",
+            tmp.file("d.pcap").to_str().unwrap(),
+            "--responses",
+            "1000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tag = format!("xsieve-{}-", demo.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Interrupt once the firewall is attached and traffic is flowing.
+    loop {
+        assert!(Instant::now() < deadline, "demo never started its firewall");
+        let list = tool("ip", &["netns", "list"]);
+        let fw_ns = list
+            .lines()
+            .find(|l| l.starts_with(&tag) && l.contains("-demo-fw"))
+            .map(|l| l.split_whitespace().next().unwrap().to_string());
+        if let Some(ns) = fw_ns {
+            let link = tool("ip", &["-n", &ns, "-d", "link", "show", "dev", "fw0"]);
+            if link.contains("prog/xdp") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill on our own child's PID.
+    unsafe { libc::kill(demo.id() as i32, libc::SIGINT) };
+    let out = demo.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an interrupted demo reports it");
+    assert!(err.contains("interrupted"), "{err}");
+    // The firewall child still printed its summary (it was stopped, not killed).
+    assert!(err.contains("packets seen by xdpsieve"), "{err}");
+    let list = tool("ip", &["netns", "list"]);
+    assert!(
+        !list.lines().any(|l| l.starts_with(&tag)),
+        "namespaces left: {list}"
     );
 }
