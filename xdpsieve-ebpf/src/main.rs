@@ -145,6 +145,10 @@ mod program {
         // checked value lives in its own binding so later uses are not re-read from memory.
         // SAFETY: reading a local.
         let cap_len = unsafe { core::ptr::read_volatile(&wanted) };
+        #[expect(
+            clippy::manual_range_contains,
+            reason = "both bounds spelled out, as the verifier must see them"
+        )]
         if cap_len < 1 || cap_len > MAX_SNAPLEN {
             return false;
         }

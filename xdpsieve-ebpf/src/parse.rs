@@ -167,14 +167,23 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize, frame_len: usize, pkt: &mut Packet) {
     pkt.dst[0] = dst;
     let total_len = total_len as usize;
     if total_len < header_len || l3 + total_len > frame_len {
+        // The lengths lie: match on the addresses and protocol only, never on ports.
         pkt.malformed = true;
+        return;
     }
     // Only the first fragment carries the L4 header; later ones must never match a port.
     if frag & IPV4_FRAG_OFFSET_MASK != 0 {
         return;
     }
-    let l4_end = core::cmp::min(l3 + total_len, frame_len);
-    parse_l4(ctx, l3 + header_len, l4_end, pkt);
+    parse_l4(ctx, l3 + header_len, l3 + total_len, pkt);
+}
+
+#[inline(always)]
+fn is_ipv6_extension(next_hdr: u8) -> bool {
+    matches!(
+        next_hdr,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
+    )
 }
 
 #[inline(always)]
@@ -196,23 +205,23 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, frame_len: usize, pkt: &mut Packet) {
     pkt.family = family::IPV6;
     pkt.src = src;
     pkt.dst = dst;
-    // A zero payload length with a hop-by-hop header means a jumbogram; we do not follow it
-    // and take the frame's own length as the bound instead.
-    let l3_end = l3 + IPV6_HDR_LEN + payload_len as usize;
+    // A zero payload length with a hop-by-hop header announces a jumbogram (RFC 2675), whose
+    // length sits in an option we do not read: bound it by the frame instead.
+    let jumbogram = payload_len == 0 && next_hdr == IPPROTO_HOPOPTS;
+    let l3_end = if jumbogram {
+        frame_len
+    } else {
+        l3 + IPV6_HDR_LEN + payload_len as usize
+    };
     if l3_end > frame_len {
+        // The length lies: match on the addresses only, never on ports.
         pkt.malformed = true;
+        return;
     }
-    let l4_end = core::cmp::min(l3_end, frame_len);
     let mut offset = l3 + IPV6_HDR_LEN;
     let mut first_fragment = true;
-    let mut chain_ended = false;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
-        let is_extension = matches!(
-            next_hdr,
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
-        );
-        if !is_extension {
-            chain_ended = true;
+        if !is_ipv6_extension(next_hdr) || !first_fragment {
             break;
         }
         // Every extension header starts with its next-header byte and a length byte.
@@ -223,6 +232,9 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, frame_len: usize, pkt: &mut Packet) {
             IPPROTO_AH => (len as usize + 2) * 4,
             IPPROTO_FRAGMENT => match load_be16(ctx, offset + 2) {
                 Some(frag) => {
+                    // After a non-first fragment header comes payload, not headers: the
+                    // walk stops there, so bytes forged to look like another fragment
+                    // header can never make the packet look like a first fragment.
                     first_fragment = frag & IPV6_FRAG_OFFSET_MASK == 0;
                     IPV6_FRAG_HDR_LEN
                 }
@@ -234,14 +246,15 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, frame_len: usize, pkt: &mut Packet) {
         offset += header_len;
     }
     pkt.protocol = next_hdr;
-    if !chain_ended {
+    if !first_fragment {
+        return;
+    }
+    if is_ipv6_extension(next_hdr) {
         // Either an extension header was cut short or the chain was longer than we walk.
         pkt.malformed = true;
         return;
     }
-    if first_fragment {
-        parse_l4(ctx, offset, l4_end, pkt);
-    }
+    parse_l4(ctx, offset, l3_end, pkt);
 }
 
 /// Reads ports (or ICMP type and code) from the L4 header at `offset`, which must end before

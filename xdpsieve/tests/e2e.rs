@@ -919,7 +919,7 @@ fn interrupted_demo_removes_its_namespaces() {
         return;
     }
     let tmp = TempDir::new("demo-int");
-    let mut demo = Command::new(BINARY)
+    let demo = Command::new(BINARY)
         .args([
             "demo",
             "-w",

@@ -66,12 +66,13 @@ fn main() -> Result<()> {
                 "-D",
                 "warnings",
             ])?;
+            clippy_ebpf()?;
             let mut args = vec!["test", "--workspace", "--exclude", "xdpsieve-ebpf"];
             if !cargo_args.is_empty() {
                 args.push("--");
                 args.extend(cargo_args.iter().map(String::as_str));
             }
-            cargo(&args)
+            cargo_test(&args)
         }
         Task::Demo => {
             setup()?;
@@ -80,6 +81,27 @@ fn main() -> Result<()> {
             run(Command::new(binary).arg("demo"))
         }
     }
+}
+
+/// The XDP program only builds for the BPF target, with the nightly toolchain.
+fn clippy_ebpf() -> Result<()> {
+    let root = workspace_root();
+    run(Command::new("cargo")
+        .args([
+            "+nightly",
+            "clippy",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--target-dir",
+        ])
+        .arg(root.join("target/ebpf-clippy"))
+        .args(["--", "-D", "warnings"])
+        .current_dir(root.join("xdpsieve-ebpf"))
+        .env_remove("RUSTC")
+        .env_remove("RUSTUP_TOOLCHAIN"))
 }
 
 fn setup() -> Result<()> {
@@ -226,6 +248,43 @@ fn on_path(command: &str) -> bool {
 fn cargo(args: &[&str]) -> Result<()> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run(Command::new(cargo).args(args).current_dir(workspace_root()))
+}
+
+/// Runs `cargo test`, passing its output through, and closes with the totals over every
+/// test binary: cargo's own last line is that of the last binary (often doc tests with 0).
+fn cargo_test(args: &[&str]) -> Result<()> {
+    use std::io::{BufRead as _, BufReader};
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut child = Command::new(cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let count = |word: &str| -> u64 {
+                    rest.split(';')
+                        .find_map(|part| part.trim().strip_suffix(word))
+                        .and_then(|n| n.split_whitespace().last()?.parse().ok())
+                        .unwrap_or(0)
+                };
+                passed += count(" passed");
+                failed += count(" failed");
+                ignored += count(" ignored");
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("{passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

@@ -1,0 +1,1813 @@
+//! Kernel tests: the real XDP program, verified and loaded by this kernel, fed crafted frames
+//! through `BPF_PROG_TEST_RUN`.
+//!
+//! The parser in `xdpsieve-ebpf` is only trustworthy if it holds up against the frames an
+//! attacker would send: lying length fields, truncated headers, stacked VLAN tags, IPv4
+//! options, IPv6 extension-header chains and fragments. Unit tests cannot run it (it only
+//! builds for the BPF target) and end-to-end tests cannot send most of these frames through a
+//! real stack, so here every frame is built byte by byte and its verdict, matching rule and
+//! `malformed` count are checked one frame at a time. The capture path (ring records,
+//! snap length, ring overflow) is checked the same way.
+//!
+//! Nothing is attached to an interface, so the tests run in parallel, each with its own
+//! loaded program. They need root; under `CI` they fail rather than skip when they cannot run.
+
+use std::net::Ipv6Addr;
+
+use aya::programs::{TestRun, TestRunOptions};
+use xdpsieve::{
+    loader::{Firewall, Settings},
+    record::{CaptureRecord, Verdict},
+    rules::{Action, RuleSet},
+};
+use xdpsieve_common::{Counters, MAX_SNAPLEN, capture, verdict};
+
+use frame::{Ext, Frame};
+
+const DROP: u32 = verdict::DROP as u32;
+const PASS: u32 = verdict::PASS as u32;
+
+// Documentation addresses only (RFC 5737, RFC 3849).
+const HOST4: [u8; 4] = [192, 0, 2, 10];
+const PEER4: [u8; 4] = [192, 0, 2, 20];
+const RESOLVER4: [u8; 4] = [192, 0, 2, 53];
+const WATCHED4: [u8; 4] = [192, 0, 2, 66];
+const HOSTILE4: [u8; 4] = [198, 51, 100, 7];
+const HOST6: [u8; 16] = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10).octets();
+const PEER6: [u8; 16] = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20).octets();
+const WATCHED6: [u8; 16] = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x66).octets();
+const HOSTILE6: [u8; 16] = Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0, 0, 0, 0, 7).octets();
+
+/// True when the test can run; skips (returns false) only outside CI.
+fn root_or_skip() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("kernel tests need root to load the XDP program; CI must run them as root");
+    }
+    eprintln!("skipping: kernel tests need root to load the XDP program");
+    false
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frame builder
+// ---------------------------------------------------------------------------------------------
+
+/// Frames built field by field, so every length and offset can be made to lie. Lengths the
+/// caller does not override are computed from what is actually built; checksums stay zero
+/// (the program never reads them).
+mod frame {
+    pub const ETH_P_IPV4: u16 = 0x0800;
+    pub const ETH_P_IPV6: u16 = 0x86dd;
+    pub const ETH_P_ARP: u16 = 0x0806;
+    pub const ETH_P_LLDP: u16 = 0x88cc;
+    pub const ETH_P_8021Q: u16 = 0x8100;
+    pub const ETH_P_8021AD: u16 = 0x88a8;
+
+    pub const ETH_HDR_LEN: usize = 14;
+    pub const IPV4_HDR_LEN: usize = 20;
+    pub const IPV6_HDR_LEN: usize = 40;
+
+    const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+    const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+    #[derive(Clone, Debug)]
+    enum L4 {
+        Tcp {
+            src: u16,
+            dst: u16,
+        },
+        Udp {
+            src: u16,
+            dst: u16,
+        },
+        /// Echo request.
+        Icmp,
+        /// Echo request.
+        Icmp6,
+        Raw {
+            protocol: u8,
+            bytes: Vec<u8>,
+        },
+    }
+
+    impl L4 {
+        fn protocol(&self) -> u8 {
+            match self {
+                L4::Tcp { .. } => 6,
+                L4::Udp { .. } => 17,
+                L4::Icmp => 1,
+                L4::Icmp6 => 58,
+                L4::Raw { protocol, .. } => *protocol,
+            }
+        }
+
+        /// The header followed by `payload` filler bytes.
+        fn bytes(&self, payload: usize) -> Vec<u8> {
+            let mut b = Vec::new();
+            match self {
+                L4::Tcp { src, dst } => {
+                    b.extend(src.to_be_bytes());
+                    b.extend(dst.to_be_bytes());
+                    b.extend(1u32.to_be_bytes()); // sequence
+                    b.extend(0u32.to_be_bytes()); // acknowledgement
+                    b.extend([5 << 4, 0x02]); // data offset 5 words, SYN
+                    b.extend(65535u16.to_be_bytes());
+                    b.extend([0; 4]); // checksum, urgent pointer
+                }
+                L4::Udp { src, dst } => {
+                    b.extend(src.to_be_bytes());
+                    b.extend(dst.to_be_bytes());
+                    b.extend(((8 + payload) as u16).to_be_bytes());
+                    b.extend([0; 2]);
+                }
+                L4::Icmp => b.extend([8, 0, 0, 0, 0x12, 0x34, 0, 1]),
+                L4::Icmp6 => b.extend([128, 0, 0, 0, 0x12, 0x34, 0, 1]),
+                L4::Raw { bytes, .. } => b.extend(bytes),
+            }
+            b.resize(b.len() + payload, 0xa5);
+            b
+        }
+    }
+
+    /// An IPv6 extension header; its next-header byte is filled in when the chain is built.
+    #[derive(Clone, Debug)]
+    pub enum Ext {
+        /// `(units + 1) * 8` bytes of padding options.
+        HopByHop { units: u8 },
+        /// `(units + 1) * 8` bytes of padding options.
+        DestOpts { units: u8 },
+        /// A type 2 routing header (24 bytes, length field 2).
+        Routing,
+        /// `offset` in 8-byte units.
+        Fragment { offset: u16, more: bool },
+        /// `(len + 2) * 4` bytes.
+        Ah { len: u8 },
+        /// Any header with any contents, to make its length field lie.
+        Raw { number: u8, bytes: Vec<u8> },
+    }
+
+    impl Ext {
+        fn number(&self) -> u8 {
+            match self {
+                Ext::HopByHop { .. } => 0,
+                Ext::Routing => 43,
+                Ext::Fragment { .. } => 44,
+                Ext::Ah { .. } => 51,
+                Ext::DestOpts { .. } => 60,
+                Ext::Raw { number, .. } => *number,
+            }
+        }
+
+        fn bytes(&self, next: u8) -> Vec<u8> {
+            match self {
+                Ext::HopByHop { units } | Ext::DestOpts { units } => {
+                    let mut b = vec![next, *units];
+                    b.resize((usize::from(*units) + 1) * 8, 0);
+                    pad_options(&mut b[2..]);
+                    b
+                }
+                Ext::Routing => {
+                    let mut b = vec![next, 2, 2, 1, 0, 0, 0, 0];
+                    b.extend(super::HOST6);
+                    b
+                }
+                Ext::Fragment { offset, more } => {
+                    let mut b = vec![next, 0];
+                    b.extend(((offset << 3) | u16::from(*more)).to_be_bytes());
+                    b.extend(0xdead_beef_u32.to_be_bytes());
+                    b
+                }
+                Ext::Ah { len } => {
+                    let mut b = vec![next, *len, 0, 0];
+                    b.extend(0x100u32.to_be_bytes()); // SPI
+                    b.extend(1u32.to_be_bytes()); // sequence
+                    b.resize((usize::from(*len) + 2) * 4, 0); // ICV
+                    b
+                }
+                Ext::Raw { bytes, .. } => {
+                    let mut b = bytes.clone();
+                    b[0] = next;
+                    b
+                }
+            }
+        }
+    }
+
+    /// Fills an option area with valid PadN (and a trailing Pad1) options.
+    fn pad_options(mut area: &mut [u8]) {
+        while area.len() >= 2 {
+            let n = (area.len() - 2).min(255);
+            area[0] = 1;
+            area[1] = n as u8;
+            area[2..2 + n].fill(0);
+            area = &mut area[2 + n..];
+        }
+        if let Some(b) = area.first_mut() {
+            *b = 0;
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    struct V4 {
+        version: u8,
+        ihl: Option<u8>,
+        options: Vec<u8>,
+        src: [u8; 4],
+        dst: [u8; 4],
+        flags_fragment: u16,
+        total_len: Option<u16>,
+    }
+
+    impl V4 {
+        fn packet(&self, protocol: u8, l4: &[u8]) -> Vec<u8> {
+            let mut options = self.options.clone();
+            options.resize(options.len().next_multiple_of(4), 0); // end-of-options
+            let header_len = IPV4_HDR_LEN + options.len();
+            let ihl = self.ihl.unwrap_or((header_len / 4) as u8);
+            let total_len = self.total_len.unwrap_or((header_len + l4.len()) as u16);
+            let mut p = vec![(self.version << 4) | (ihl & 0x0f), 0];
+            p.extend(total_len.to_be_bytes());
+            p.extend(0x1234u16.to_be_bytes()); // identification
+            p.extend(self.flags_fragment.to_be_bytes());
+            p.extend([64, protocol, 0, 0]);
+            p.extend(self.src);
+            p.extend(self.dst);
+            p.extend(options);
+            p.extend(l4);
+            p
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    struct V6 {
+        version: u8,
+        src: [u8; 16],
+        dst: [u8; 16],
+        exts: Vec<Ext>,
+        payload_len: Option<u16>,
+    }
+
+    impl V6 {
+        fn packet(&self, protocol: u8, l4: &[u8]) -> Vec<u8> {
+            let mut chain = Vec::new();
+            for (i, ext) in self.exts.iter().enumerate() {
+                let next = self.exts.get(i + 1).map_or(protocol, Ext::number);
+                chain.extend(ext.bytes(next));
+            }
+            chain.extend(l4);
+            let first = self.exts.first().map_or(protocol, Ext::number);
+            let payload_len = self.payload_len.unwrap_or(chain.len() as u16);
+            let mut p = vec![self.version << 4, 0, 0, 0];
+            p.extend(payload_len.to_be_bytes());
+            p.extend([first, 64]);
+            p.extend(self.src);
+            p.extend(self.dst);
+            p.extend(chain);
+            p
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum L3 {
+        V4(V4),
+        V6(V6),
+        Other { ethertype: u16, bytes: Vec<u8> },
+    }
+
+    /// An Ethernet frame: VLAN tags, an IPv4 or IPv6 packet (or any other ethertype), then
+    /// an L4 header and filler.
+    #[derive(Clone, Debug)]
+    pub struct Frame {
+        tags: Vec<u16>,
+        l3: L3,
+        l4: L4,
+        payload: usize,
+        trailer: usize,
+        truncate: Option<usize>,
+    }
+
+    impl Frame {
+        fn with(l3: L3) -> Frame {
+            Frame {
+                tags: Vec::new(),
+                l3,
+                l4: L4::Udp {
+                    src: 40000,
+                    dst: 40001,
+                },
+                payload: 0,
+                trailer: 0,
+                truncate: None,
+            }
+        }
+
+        /// IPv4, carrying UDP 40000 -> 40001 until told otherwise.
+        pub fn ipv4(src: [u8; 4], dst: [u8; 4]) -> Frame {
+            Frame::with(L3::V4(V4 {
+                version: 4,
+                ihl: None,
+                options: Vec::new(),
+                src,
+                dst,
+                flags_fragment: 0,
+                total_len: None,
+            }))
+        }
+
+        /// IPv6, carrying UDP 40000 -> 40001 until told otherwise.
+        pub fn ipv6(src: [u8; 16], dst: [u8; 16]) -> Frame {
+            Frame::with(L3::V6(V6 {
+                version: 6,
+                src,
+                dst,
+                exts: Vec::new(),
+                payload_len: None,
+            }))
+        }
+
+        /// Any ethertype with `bytes` after the Ethernet header.
+        pub fn ethertype(ethertype: u16, bytes: &[u8]) -> Frame {
+            Frame::with(L3::Other {
+                ethertype,
+                bytes: bytes.to_vec(),
+            })
+        }
+
+        /// An ARP request (who has 192.0.2.20, tell 192.0.2.10).
+        pub fn arp() -> Frame {
+            let mut b = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
+            b.extend(SRC_MAC);
+            b.extend(super::HOST4);
+            b.extend([0; 6]);
+            b.extend(super::PEER4);
+            Frame::ethertype(ETH_P_ARP, &b)
+        }
+
+        /// An LLDP announcement: chassis id, port id, TTL, end.
+        pub fn lldp() -> Frame {
+            let mut b = vec![0x02, 0x07, 4]; // chassis id: a MAC address
+            b.extend(SRC_MAC);
+            b.extend([0x04, 0x03, 7, b'p', b'1']); // port id: local "p1"
+            b.extend([0x06, 0x02, 0, 120]); // TTL 120 s
+            b.extend([0, 0]); // end
+            Frame::ethertype(ETH_P_LLDP, &b)
+        }
+
+        pub fn tcp(mut self, src: u16, dst: u16) -> Frame {
+            self.l4 = L4::Tcp { src, dst };
+            self
+        }
+
+        pub fn udp(mut self, src: u16, dst: u16) -> Frame {
+            self.l4 = L4::Udp { src, dst };
+            self
+        }
+
+        pub fn icmp(mut self) -> Frame {
+            self.l4 = L4::Icmp;
+            self
+        }
+
+        pub fn icmp6(mut self) -> Frame {
+            self.l4 = L4::Icmp6;
+            self
+        }
+
+        /// Any protocol number followed by exactly `bytes`.
+        pub fn l4(mut self, protocol: u8, bytes: &[u8]) -> Frame {
+            self.l4 = L4::Raw {
+                protocol,
+                bytes: bytes.to_vec(),
+            };
+            self
+        }
+
+        /// Adds a VLAN tag inside the ones already added (the first call is outermost).
+        pub fn vlan(mut self, tpid: u16) -> Frame {
+            self.tags.push(tpid);
+            self
+        }
+
+        pub fn version(mut self, version: u8) -> Frame {
+            match &mut self.l3 {
+                L3::V4(v) => v.version = version,
+                L3::V6(v) => v.version = version,
+                L3::Other { .. } => panic!("version on a non-IP frame"),
+            }
+            self
+        }
+
+        /// Overrides the IHL field; the header actually built stays as long as its options.
+        pub fn ihl(mut self, ihl: u8) -> Frame {
+            self.v4().ihl = Some(ihl);
+            self
+        }
+
+        pub fn options(mut self, bytes: &[u8]) -> Frame {
+            self.v4().options = bytes.to_vec();
+            self
+        }
+
+        /// `words` * 4 bytes of NOP options, so IHL is 5 + `words`.
+        pub fn nop_options(self, words: usize) -> Frame {
+            self.options(&vec![1; words * 4])
+        }
+
+        /// Fragment offset (8-byte units) and the more-fragments flag.
+        pub fn fragment(mut self, offset: u16, more: bool) -> Frame {
+            let v4 = self.v4();
+            v4.flags_fragment = (v4.flags_fragment & 0x4000) | (u16::from(more) << 13) | offset;
+            self
+        }
+
+        pub fn dont_fragment(mut self) -> Frame {
+            self.v4().flags_fragment |= 0x4000;
+            self
+        }
+
+        pub fn total_len(mut self, len: u16) -> Frame {
+            self.v4().total_len = Some(len);
+            self
+        }
+
+        pub fn ext(mut self, ext: Ext) -> Frame {
+            self.v6().exts.push(ext);
+            self
+        }
+
+        pub fn payload_len(mut self, len: u16) -> Frame {
+            self.v6().payload_len = Some(len);
+            self
+        }
+
+        /// Filler after the L4 header, counted in the IP and UDP lengths.
+        pub fn payload(mut self, len: usize) -> Frame {
+            self.payload = len;
+            self
+        }
+
+        /// Sets the filler so that the whole frame is `len` bytes.
+        pub fn pad_to(mut self, len: usize) -> Frame {
+            self.payload = 0;
+            let base = self.build().len();
+            assert!(
+                len >= base,
+                "frame is already {base} bytes, cannot pad to {len}"
+            );
+            self.payload = len - base;
+            self
+        }
+
+        /// Ethernet padding after the IP packet, not counted in any IP length.
+        pub fn trailer(mut self, len: usize) -> Frame {
+            self.trailer = len;
+            self
+        }
+
+        /// Cuts the finished frame to `len` bytes; the length fields keep their full values.
+        pub fn truncate(mut self, len: usize) -> Frame {
+            self.truncate = Some(len);
+            self
+        }
+
+        pub fn build(&self) -> Vec<u8> {
+            let l4 = self.l4.bytes(self.payload);
+            let (ethertype, l3) = match &self.l3 {
+                L3::V4(v) => (ETH_P_IPV4, v.packet(self.l4.protocol(), &l4)),
+                L3::V6(v) => (ETH_P_IPV6, v.packet(self.l4.protocol(), &l4)),
+                L3::Other { ethertype, bytes } => (*ethertype, bytes.clone()),
+            };
+            let mut f = Vec::new();
+            f.extend(DST_MAC);
+            f.extend(SRC_MAC);
+            for (i, tpid) in self.tags.iter().enumerate() {
+                f.extend(tpid.to_be_bytes());
+                f.extend((100 + i as u16).to_be_bytes()); // TCI: VLAN 100, 101, ...
+            }
+            f.extend(ethertype.to_be_bytes());
+            f.extend(l3);
+            f.resize(f.len() + self.trailer, 0);
+            if let Some(len) = self.truncate {
+                f.truncate(len);
+            }
+            f
+        }
+
+        fn v4(&mut self) -> &mut V4 {
+            match &mut self.l3 {
+                L3::V4(v) => v,
+                _ => panic!("IPv4 field on a non-IPv4 frame"),
+            }
+        }
+
+        fn v6(&mut self) -> &mut V6 {
+            match &mut self.l3 {
+                L3::V6(v) => v,
+                _ => panic!("IPv6 field on a non-IPv6 frame"),
+            }
+        }
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift64), so a failing frame can be rebuilt.
+    pub struct Rng(u64);
+
+    impl Rng {
+        pub fn new(seed: u64) -> Rng {
+            Rng(seed.max(1))
+        }
+
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        pub fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+            (0..len).map(|_| self.next() as u8).collect()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the program
+// ---------------------------------------------------------------------------------------------
+
+fn load(settings: &Settings) -> Firewall {
+    Firewall::load(settings).unwrap_or_else(|e| panic!("loading the XDP program: {e}"))
+}
+
+fn rule_set(rules: &[(Action, &str)]) -> RuleSet {
+    let mut set = RuleSet::default();
+    for (action, expr) in rules {
+        set.push_expression(*action, expr)
+            .unwrap_or_else(|e| panic!("rule `{expr}`: {e}"));
+    }
+    set
+}
+
+/// Runs `frame` through the program `repeat` times and returns its verdict.
+fn run_repeat(fw: &mut Firewall, frame: &[u8], repeat: u32) -> u32 {
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        repeat,
+        ..TestRunOptions::new()
+    };
+    let verdict = fw
+        .program()
+        .expect("program")
+        .test_run(opts)
+        .unwrap_or_else(|e| panic!("test run of a {}-byte frame: {e}", frame.len()))
+        .return_value;
+    // Not ABORTED, and nothing but the two verdicts the program is written to return.
+    assert!(
+        verdict == DROP || verdict == PASS,
+        "verdict {verdict} for frame {frame:02x?}"
+    );
+    verdict
+}
+
+fn verdict_name(verdict: u32) -> &'static str {
+    match verdict {
+        DROP => "DROP",
+        PASS => "PASS",
+        _ => "?",
+    }
+}
+
+fn run(fw: &mut Firewall, frame: &[u8]) -> u32 {
+    run_repeat(fw, frame, 1)
+}
+
+fn counters(fw: &Firewall) -> Counters {
+    fw.counters().expect("reading counters")
+}
+
+/// A capture record copied out of the ring.
+#[derive(Debug)]
+struct Record {
+    timestamp_ns: u64,
+    ifindex: u32,
+    rx_queue: u32,
+    orig_len: u32,
+    rule_id: u32,
+    verdict: Verdict,
+    malformed: bool,
+    data: Vec<u8>,
+}
+
+/// Reads every record the ring holds now.
+fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Vec<Record> {
+    let mut records = Vec::new();
+    while let Some(item) = ring.next() {
+        let r = CaptureRecord::decode(&item).expect("decoding a capture record");
+        records.push(Record {
+            timestamp_ns: r.timestamp_tai_ns,
+            ifindex: r.ifindex,
+            rx_queue: r.rx_queue,
+            orig_len: r.orig_len,
+            rule_id: r.rule_id,
+            verdict: r.verdict,
+            malformed: r.malformed,
+            data: r.data.to_vec(),
+        });
+    }
+    records
+}
+
+fn clock_tai_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_TAI, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_TAI)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verdicts
+// ---------------------------------------------------------------------------------------------
+
+/// The verdict-table rules. Ids are 1..=7 in this order, so a rule's id is also its slot in
+/// `rule_hits`. The first rule shadows the second for one resolver, to show first match wins.
+const TABLE_RULES: &[(Action, &str)] = &[
+    (Action::Pass, "udp and src host 192.0.2.53 and src port 53"),
+    (Action::Drop, "udp src port 53"),
+    (Action::Drop, "tcp dst portrange 6000-6010"),
+    (Action::Drop, "src net 198.51.100.0/24"),
+    (Action::Drop, "src net 2001:db8:bad::/48"),
+    (Action::Drop, "icmp and dst host 192.0.2.66"),
+    (Action::Drop, "icmp6 and dst host 2001:db8::66"),
+];
+
+/// Which rule-hit slot a frame should move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hit {
+    /// Rule with this id (= slot).
+    Rule(u32),
+    /// No rule matched an IP packet: the default verdict (slot 0).
+    Default,
+    /// No IP header could be read: no slot moves, `non_ip` does.
+    NotIp,
+}
+
+/// What one frame must do to the table firewall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Expect {
+    verdict: u32,
+    hit: Hit,
+    malformed: bool,
+}
+
+impl Expect {
+    const fn malformed(self) -> Expect {
+        Expect {
+            malformed: true,
+            ..self
+        }
+    }
+}
+
+const fn dropped_by(rule: u32) -> Expect {
+    Expect {
+        verdict: DROP,
+        hit: Hit::Rule(rule),
+        malformed: false,
+    }
+}
+
+const fn passed_by(rule: u32) -> Expect {
+    Expect {
+        verdict: PASS,
+        hit: Hit::Rule(rule),
+        malformed: false,
+    }
+}
+
+/// No rule matched; the table's default verdict is pass.
+const DEFAULT: Expect = Expect {
+    verdict: PASS,
+    hit: Hit::Default,
+    malformed: false,
+};
+
+/// Passed without looking at the rules.
+const NOT_IP: Expect = Expect {
+    verdict: PASS,
+    hit: Hit::NotIp,
+    malformed: false,
+};
+
+impl From<Frame> for Vec<u8> {
+    fn from(frame: Frame) -> Vec<u8> {
+        frame.build()
+    }
+}
+
+struct Case {
+    name: String,
+    frame: Vec<u8>,
+    expect: Expect,
+}
+
+fn case(name: impl Into<String>, frame: impl Into<Vec<u8>>, expect: Expect) -> Case {
+    Case {
+        name: name.into(),
+        frame: frame.into(),
+        expect,
+    }
+}
+
+/// Every case is meaningful against [`TABLE_RULES`]: a frame that must not match a port
+/// rule carries the port that rule looks for, in the bytes where a careless parser would
+/// read it.
+fn verdict_cases() -> Vec<Case> {
+    use frame::{
+        ETH_HDR_LEN as ETH, ETH_P_8021AD as QINQ, ETH_P_8021Q as DOT1Q, ETH_P_ARP, ETH_P_IPV4,
+        ETH_P_IPV6, IPV4_HDR_LEN as V4H, IPV6_HDR_LEN as V6H,
+    };
+    let v4 = || Frame::ipv4(PEER4, HOST4);
+    let v6 = || Frame::ipv6(PEER6, HOST6);
+    let hostile4 = || Frame::ipv4(HOSTILE4, HOST4);
+    let hostile6 = || Frame::ipv6(HOSTILE6, HOST6);
+    let dns4 = || v4().udp(53, 40000);
+    let dns6 = || v6().udp(53, 40000);
+    let hbh = Ext::HopByHop { units: 0 };
+    let opts = |units| Ext::DestOpts { units };
+    let frag = |offset, more| Ext::Fragment { offset, more };
+    let chain = |f: Frame, n| (0..n).fold(f, |f, _| f.ext(opts(0)));
+
+    let mut cases = vec![
+        // Each protocol, both families.
+        case("ipv4 udp src port 53", dns4(), dropped_by(2)),
+        case(
+            "ipv4 udp src port 53 from the trusted resolver (first match wins)",
+            Frame::ipv4(RESOLVER4, HOST4).udp(53, 40000),
+            passed_by(1),
+        ),
+        case(
+            "ipv4 udp dst port 53 (direction)",
+            v4().udp(40000, 53),
+            DEFAULT,
+        ),
+        case(
+            "ipv4 tcp dst port 6000 (range start)",
+            v4().tcp(40000, 6000),
+            dropped_by(3),
+        ),
+        case(
+            "ipv4 tcp dst port 6010 (range end)",
+            v4().tcp(40000, 6010),
+            dropped_by(3),
+        ),
+        case("ipv4 tcp dst port 5999", v4().tcp(40000, 5999), DEFAULT),
+        case("ipv4 tcp dst port 6011", v4().tcp(40000, 6011), DEFAULT),
+        case(
+            "ipv4 tcp src port 6005 (direction)",
+            v4().tcp(6005, 80),
+            DEFAULT,
+        ),
+        case(
+            "ipv4 tcp src port 53 (protocol)",
+            v4().tcp(53, 40000),
+            DEFAULT,
+        ),
+        case(
+            "ipv4 tcp from the hostile net",
+            hostile4().tcp(40000, 80),
+            dropped_by(4),
+        ),
+        case(
+            "ipv4 icmp to the watched host",
+            Frame::ipv4(HOST4, WATCHED4).icmp(),
+            dropped_by(6),
+        ),
+        case("ipv4 icmp elsewhere", v4().icmp(), DEFAULT),
+        case(
+            "ipv4 icmp from the hostile net",
+            hostile4().icmp(),
+            dropped_by(4),
+        ),
+        case(
+            "ipv4 gre (no ports, not malformed)",
+            v4().l4(47, &[0; 4]),
+            DEFAULT,
+        ),
+        case("ipv6 udp src port 53", dns6(), dropped_by(2)),
+        case(
+            "ipv6 udp dst port 53 (direction)",
+            v6().udp(40000, 53),
+            DEFAULT,
+        ),
+        case(
+            "ipv6 tcp dst port 6003",
+            v6().tcp(40000, 6003),
+            dropped_by(3),
+        ),
+        case("ipv6 tcp dst port 443", v6().tcp(40000, 443), DEFAULT),
+        case(
+            "ipv6 tcp from the hostile prefix",
+            hostile6().tcp(40000, 443),
+            dropped_by(5),
+        ),
+        case(
+            "ipv6 icmp6 to the watched host",
+            Frame::ipv6(HOST6, WATCHED6).icmp6(),
+            dropped_by(7),
+        ),
+        case("ipv6 icmp6 elsewhere", v6().icmp6(), DEFAULT),
+        case("ipv6 no next header (59)", v6().l4(59, &[]), DEFAULT),
+        // VLAN tags.
+        case(
+            "802.1Q ipv4 udp src port 53",
+            dns4().vlan(DOT1Q),
+            dropped_by(2),
+        ),
+        case(
+            "802.1ad ipv4 udp src port 53",
+            dns4().vlan(QINQ),
+            dropped_by(2),
+        ),
+        case(
+            "802.1ad+802.1Q ipv4 udp src port 53",
+            dns4().vlan(QINQ).vlan(DOT1Q),
+            dropped_by(2),
+        ),
+        case(
+            "802.1ad+802.1Q ipv6 tcp dst port 6000",
+            v6().tcp(40000, 6000).vlan(QINQ).vlan(DOT1Q),
+            dropped_by(3),
+        ),
+        case(
+            "802.1Q+802.1Q ipv4 udp, no rule",
+            v4().vlan(DOT1Q).vlan(DOT1Q),
+            DEFAULT,
+        ),
+        case(
+            "three tags hide udp src port 53",
+            dns4().vlan(QINQ).vlan(DOT1Q).vlan(DOT1Q),
+            NOT_IP.malformed(),
+        ),
+        case(
+            "802.1Q tag cut after its TCI",
+            dns4().vlan(DOT1Q).truncate(ETH + 2),
+            NOT_IP.malformed(),
+        ),
+        case("802.1Q arp", Frame::arp().vlan(DOT1Q), NOT_IP),
+        // IPv4 header length and options.
+        case(
+            "ipv4 options that look like ports 53 -> 53 (IHL 6)",
+            v4().options(&[0, 53, 0, 53]),
+            DEFAULT,
+        ),
+        case(
+            "ipv4 IHL 15 tcp dst port 6005",
+            v4().nop_options(10).tcp(40000, 6005),
+            dropped_by(3),
+        ),
+        case(
+            "ipv4 IHL 4 hides udp src port 53",
+            dns4().ihl(4),
+            NOT_IP.malformed(),
+        ),
+        case(
+            "ipv4 IHL 0 from the hostile net",
+            hostile4().ihl(0),
+            NOT_IP.malformed(),
+        ),
+        case(
+            "ipv4 ethertype, version 6",
+            dns4().version(6),
+            NOT_IP.malformed(),
+        ),
+        case(
+            "ipv4 ethertype, version 0",
+            dns4().version(0),
+            NOT_IP.malformed(),
+        ),
+        case(
+            "ipv6 ethertype, version 4",
+            dns6().version(4),
+            NOT_IP.malformed(),
+        ),
+        case(
+            "ipv4 IHL 15 but 20 header bytes, from the hostile net",
+            hostile4().ihl(15),
+            dropped_by(4).malformed(),
+        ),
+        case(
+            "ipv4 IHL 15 but 20 header bytes, udp src port 53",
+            dns4().ihl(15),
+            DEFAULT.malformed(),
+        ),
+        // IPv6 extension headers.
+        case(
+            "ipv6 hop-by-hop + dest-opts + routing + udp src port 53",
+            dns6().ext(hbh.clone()).ext(opts(0)).ext(Ext::Routing),
+            dropped_by(2),
+        ),
+        case(
+            "ipv6 16-byte dest-opts + AH + udp src port 53",
+            dns6().ext(opts(1)).ext(Ext::Ah { len: 4 }),
+            dropped_by(2),
+        ),
+        case(
+            "ipv6 2 KiB hop-by-hop + tcp dst port 6001",
+            v6().tcp(40000, 6001).ext(Ext::HopByHop { units: 255 }),
+            dropped_by(3),
+        ),
+        case(
+            "ipv6 first fragment udp src port 53",
+            dns6().ext(frag(0, true)),
+            dropped_by(2),
+        ),
+        case(
+            "ipv6 atomic fragment udp src port 53",
+            dns6().ext(frag(0, false)),
+            dropped_by(2),
+        ),
+        case(
+            "ipv6 last fragment that looks like udp src port 53",
+            dns6().ext(frag(185, false)),
+            DEFAULT,
+        ),
+        case(
+            "ipv6 middle fragment that looks like tcp dst port 6005",
+            v6().tcp(40000, 6005).ext(frag(1, true)),
+            DEFAULT,
+        ),
+        case(
+            "ipv6 hop-by-hop + non-first fragment that looks like udp src port 53",
+            dns6().ext(hbh.clone()).ext(frag(185, true)),
+            DEFAULT,
+        ),
+        case(
+            "ipv6 non-first fragment from the hostile prefix",
+            hostile6().ext(frag(185, false)),
+            dropped_by(5),
+        ),
+        case(
+            // A non-first fragment's bytes are payload, not headers: a second fragment header
+            // in them must not turn the frame back into a first fragment.
+            "ipv6 non-first fragment whose payload forges a first-fragment header + udp src 53",
+            dns6().ext(frag(185, true)).ext(frag(0, true)),
+            DEFAULT,
+        ),
+        case(
+            "ipv6 exactly 8 extension headers + udp src port 53",
+            chain(dns6(), 8),
+            dropped_by(2),
+        ),
+        case(
+            "ipv6 9 extension headers + udp src port 53",
+            chain(dns6(), 9),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv6 9 extension headers from the hostile prefix",
+            chain(hostile6(), 9),
+            dropped_by(5).malformed(),
+        ),
+        case(
+            "ipv6 second extension header cut after one byte",
+            dns6()
+                .ext(hbh.clone())
+                .ext(opts(1))
+                .truncate(ETH + V6H + 8 + 1),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv6 dest-opts length runs 2 KiB past the frame",
+            dns6().ext(Ext::Raw {
+                number: 60,
+                bytes: vec![0, 255, 1, 4, 0, 0, 0, 0],
+            }),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv6 AH length runs past the frame",
+            dns6().ext(Ext::Raw {
+                number: 51,
+                bytes: vec![0, 200, 0, 0, 0, 0, 1, 0],
+            }),
+            DEFAULT.malformed(),
+        ),
+        // IPv4 fragments.
+        case(
+            "ipv4 first fragment (MF) udp src port 53",
+            dns4().fragment(0, true),
+            dropped_by(2),
+        ),
+        case(
+            "ipv4 DF udp src port 53",
+            dns4().dont_fragment(),
+            dropped_by(2),
+        ),
+        case(
+            "ipv4 last fragment that looks like udp src port 53",
+            dns4().fragment(185, false),
+            DEFAULT,
+        ),
+        case(
+            "ipv4 middle fragment (offset 1, MF) that looks like udp src port 53",
+            dns4().fragment(1, true),
+            DEFAULT,
+        ),
+        case(
+            "ipv4 largest fragment offset, looks like tcp dst port 6005",
+            v4().tcp(40000, 6005).fragment(0x1fff, false),
+            DEFAULT,
+        ),
+        case(
+            "ipv4 non-first fragment from the hostile net",
+            hostile4().fragment(185, false),
+            dropped_by(4),
+        ),
+        case(
+            "ipv4 non-first fragment of icmp to the watched host",
+            Frame::ipv4(HOST4, WATCHED4).icmp().fragment(185, false),
+            dropped_by(6),
+        ),
+        // Truncated frames.
+        case(
+            "ethernet header only, ipv4 ethertype",
+            Frame::ethertype(ETH_P_IPV4, &[]),
+            NOT_IP.malformed(),
+        ),
+        case(
+            "ethernet header only, ipv6 ethertype",
+            Frame::ethertype(ETH_P_IPV6, &[]),
+            NOT_IP.malformed(),
+        ),
+        case(
+            "ethernet header only, arp ethertype",
+            Frame::ethertype(ETH_P_ARP, &[]),
+            NOT_IP,
+        ),
+        case(
+            "ipv4 header cut at 10 bytes, from the hostile net",
+            hostile4().truncate(ETH + 10),
+            NOT_IP.malformed(),
+        ),
+        case(
+            "ipv4 header cut one byte short",
+            dns4().truncate(ETH + V4H - 1),
+            NOT_IP.malformed(),
+        ),
+        case(
+            "ipv6 header cut at 30 bytes",
+            dns6().truncate(ETH + 30),
+            NOT_IP.malformed(),
+        ),
+        case(
+            "ipv4 udp header cut to its ports, from the hostile net",
+            hostile4().udp(53, 40000).truncate(ETH + V4H + 4),
+            dropped_by(4).malformed(),
+        ),
+        case(
+            "ipv4 udp header cut to its ports, src port 53",
+            dns4().truncate(ETH + V4H + 4),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv4 udp header of 4 bytes inside a consistent total length",
+            v4().l4(17, &[0, 53, 0x9c, 0x40]),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv4 total length says udp is 4 bytes",
+            dns4().total_len((V4H + 4) as u16),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv4 tcp header of 8 bytes (ports present) inside a consistent total length",
+            v4().l4(6, &[0x9c, 0x40, 0x17, 0x75, 0, 0, 0, 1]),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv4 tcp header cut to 8 bytes, dst port 6005",
+            v4().tcp(40000, 6005).truncate(ETH + V4H + 8),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv4 icmp cut to 2 bytes, to the watched host",
+            Frame::ipv4(HOST4, WATCHED4).icmp().truncate(ETH + V4H + 2),
+            dropped_by(6).malformed(),
+        ),
+        case(
+            "ipv4 udp protocol without any udp bytes",
+            v4().l4(17, &[]),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv6 udp header cut to its ports, src port 53",
+            dns6().truncate(ETH + V6H + 4),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv6 udp header cut to its ports, from the hostile prefix",
+            hostile6().udp(53, 40000).truncate(ETH + V6H + 4),
+            dropped_by(5).malformed(),
+        ),
+        // Lying lengths.
+        case(
+            "ipv4 total length past the frame, from the hostile net",
+            hostile4().total_len(1000),
+            dropped_by(4).malformed(),
+        ),
+        case(
+            // The UDP header is all there, but the frame is malformed: port rules never match.
+            "ipv4 total length past the frame, udp src port 53",
+            dns4().total_len(1000),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv4 total length 10 (< IHL*4), udp src port 53",
+            dns4().total_len(10),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv4 total length 0, udp src port 53",
+            dns4().total_len(0),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv4 total length 10 (< IHL*4), from the hostile net",
+            hostile4().total_len(10),
+            dropped_by(4).malformed(),
+        ),
+        case(
+            "ipv4 total length 23 with IHL 6, udp src port 53",
+            dns4().nop_options(1).total_len(23),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv4 then ethernet padding (not a lie)",
+            dns4().trailer(18),
+            dropped_by(2),
+        ),
+        case(
+            "ipv6 then ethernet padding (not a lie)",
+            dns6().trailer(10),
+            dropped_by(2),
+        ),
+        case(
+            // As above: a lying length makes the frame malformed, so port rules never match.
+            "ipv6 payload length past the frame, udp src port 53",
+            dns6().payload_len(1000),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv6 payload length past the frame, from the hostile prefix",
+            hostile6().payload_len(1000),
+            dropped_by(5).malformed(),
+        ),
+        case(
+            "ipv6 payload length 4, udp src port 53",
+            dns6().payload_len(4),
+            DEFAULT.malformed(),
+        ),
+        case(
+            "ipv6 payload length 0 without hop-by-hop, udp src port 53",
+            dns6().payload_len(0),
+            DEFAULT.malformed(),
+        ),
+        case(
+            // parse.rs: "A zero payload length with a hop-by-hop header means a jumbogram; we do
+            // not follow it and take the frame's own length as the bound instead."
+            "ipv6 jumbogram-style payload length 0 + hop-by-hop, udp src port 53",
+            dns6().ext(hbh.clone()).payload_len(0),
+            dropped_by(2),
+        ),
+        // Not IP at all.
+        case("arp", Frame::arp(), NOT_IP),
+        case("lldp (chassis, port, ttl, end)", Frame::lldp(), NOT_IP),
+        case(
+            "ipv4 ethertype, 40 zero bytes",
+            Frame::ethertype(ETH_P_IPV4, &[0; 40]),
+            NOT_IP.malformed(),
+        ),
+        case(
+            "ipv4 ethertype, 40 0xff bytes",
+            Frame::ethertype(ETH_P_IPV4, &[0xff; 40]),
+            NOT_IP.malformed(),
+        ),
+        case("14 zero bytes", vec![0; ETH], NOT_IP),
+    ];
+
+    for ihl in [6, 10, 15] {
+        let frame = dns4().nop_options(ihl - 5);
+        cases.push(case(
+            format!("ipv4 IHL {ihl} udp src port 53"),
+            frame,
+            dropped_by(2),
+        ));
+    }
+
+    // Random bytes: a seed whose ethertype is not IP or VLAN, so the expectation is fixed.
+    let mut rng = frame::Rng::new(0x5eed_0001);
+    let random = loop {
+        let bytes = rng.bytes(96);
+        let ethertype = u16::from_be_bytes([bytes[12], bytes[13]]);
+        if ![ETH_P_IPV4, ETH_P_IPV6, DOT1Q, QINQ].contains(&ethertype) {
+            break bytes;
+        }
+    };
+    cases.push(case("96 random bytes", random, NOT_IP));
+    cases
+}
+
+#[test]
+fn verdict_table() {
+    if !root_or_skip() {
+        return;
+    }
+    let settings = Settings {
+        rules: rule_set(TABLE_RULES),
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let slots = TABLE_RULES.len();
+    let cases = verdict_cases();
+
+    let mut failures = Vec::new();
+    let mut bytes_seen = 0u64;
+    let mut bytes_dropped = 0u64;
+    for c in &cases {
+        assert!(c.frame.len() >= 14, "{}: test run needs 14 bytes", c.name);
+        let before = counters(&fw);
+        let hits_before = fw.rule_hits(slots).expect("rule hits");
+        let verdict = run(&mut fw, &c.frame);
+        let after = counters(&fw);
+        let hits_after = fw.rule_hits(slots).expect("rule hits");
+
+        bytes_seen += c.frame.len() as u64;
+        if verdict == DROP {
+            bytes_dropped += c.frame.len() as u64;
+        }
+        let moved: Vec<usize> = (0..=slots)
+            .filter(|&s| hits_after[s] != hits_before[s])
+            .collect();
+        let hit = match (moved.as_slice(), after.non_ip - before.non_ip) {
+            ([], 1) => Some(Hit::NotIp),
+            ([0], 0) => Some(Hit::Default),
+            ([slot], 0) => Some(Hit::Rule(*slot as u32)),
+            _ => None,
+        };
+        let malformed = after.malformed - before.malformed;
+        let expected_malformed = u64::from(c.expect.malformed);
+        if verdict != c.expect.verdict
+            || hit != Some(c.expect.hit)
+            || malformed != expected_malformed
+        {
+            failures.push(format!(
+                "{}:\n    expected {} by {:?}, malformed +{expected_malformed}\n    \
+                 got      {} by {hit:?} (slots moved {moved:?}), malformed +{malformed}\n    \
+                 frame {:02x?}",
+                c.name,
+                verdict_name(c.expect.verdict),
+                c.expect.hit,
+                verdict_name(verdict),
+                c.frame
+            ));
+        }
+        assert_eq!(after.seen, before.seen + 1, "{}: seen", c.name);
+    }
+
+    let total = counters(&fw);
+    let runs = cases.len() as u64;
+    assert_eq!(total.seen, runs, "every run is seen once");
+    assert_eq!(total.seen, total.passed + total.dropped, "{total:?}");
+    assert_eq!(total.bytes_seen, bytes_seen, "{total:?}");
+    assert_eq!(total.bytes_dropped, bytes_dropped, "{total:?}");
+    let hits: u64 = fw.rule_hits(slots).expect("rule hits").iter().sum();
+    assert_eq!(
+        hits + total.non_ip,
+        total.seen,
+        "each frame moves one slot or non_ip"
+    );
+    // Default settings capture every drop into an 8 MiB ring: nothing can be lost.
+    assert_eq!(total.captured, total.dropped, "{total:?}");
+    assert_eq!(total.capture_lost, 0, "{total:?}");
+
+    // `repeat` runs the program that many times: the counters must see each one.
+    let frame = Frame::ipv4(PEER4, HOST4).udp(53, 40000).build();
+    assert_eq!(run_repeat(&mut fw, &frame, 1000), DROP);
+    let after = counters(&fw);
+    assert_eq!(after.seen, runs + 1000, "{after:?}");
+    assert_eq!(after.dropped, total.dropped + 1000, "{after:?}");
+    assert_eq!(after.seen, after.passed + after.dropped, "{after:?}");
+
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// Mangled versions of every table frame, plus random frames behind IP and VLAN ethertypes:
+/// whatever arrives, the program returns DROP or PASS and its counters add up.
+#[test]
+fn hostile_frames_never_abort() {
+    if !root_or_skip() {
+        return;
+    }
+    let settings = Settings {
+        rules: rule_set(TABLE_RULES),
+        capture: 0,
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let mut rng = frame::Rng::new(0x0bad_f00d);
+    let mut runs = 0u64;
+    let bases: Vec<Vec<u8>> = verdict_cases().into_iter().map(|c| c.frame).collect();
+    for base in &bases {
+        for _ in 0..30 {
+            let mut f = base.clone();
+            match rng.below(3) {
+                0 => {
+                    for _ in 0..1 + rng.below(4) {
+                        let i = rng.below(f.len());
+                        f[i] = rng.next() as u8;
+                    }
+                }
+                1 => f.truncate(14 + rng.below(f.len() - 13)),
+                _ => {
+                    let extra = 1 + rng.below(64);
+                    f.extend(rng.bytes(extra));
+                }
+            }
+            run(&mut fw, &f);
+            runs += 1;
+        }
+    }
+    let ethertypes = [0x0800, 0x86dd, 0x8100, 0x88a8];
+    for _ in 0..2000 {
+        let len = 14 + rng.below(200);
+        let mut f = rng.bytes(len);
+        let ethertype: u16 = ethertypes[rng.below(ethertypes.len())];
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        // Usually a plausible version nibble, so the parser gets past the first check.
+        if f.len() > 14 && rng.below(4) != 0 {
+            f[14] = if ethertype == 0x86dd {
+                0x60
+            } else {
+                0x40 | (rng.next() as u8 & 0x0f)
+            };
+        }
+        run(&mut fw, &f);
+        runs += 1;
+    }
+    let c = counters(&fw);
+    assert_eq!(c.seen, runs, "{c:?}");
+    assert_eq!(c.seen, c.passed + c.dropped, "{c:?}");
+    let hits: u64 = fw
+        .rule_hits(TABLE_RULES.len())
+        .expect("rule hits")
+        .iter()
+        .sum();
+    assert_eq!(hits + c.non_ip, c.seen, "{c:?}");
+    assert_eq!(
+        (c.captured, c.capture_lost),
+        (0, 0),
+        "capture is off: {c:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Capture
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn capture_records_match_the_frames() {
+    if !root_or_skip() {
+        return;
+    }
+    let settings = Settings {
+        rules: rule_set(&[
+            (Action::Drop, "udp src port 53"),
+            (Action::Drop, "src net 198.51.100.0/24"),
+        ]),
+        capture: capture::DROPPED | capture::PASSED,
+        ring_bytes: 1 << 20,
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let mut ring = fw.take_ring().expect("ring");
+
+    // (frame, verdict, rule id, malformed)
+    let sent = [
+        (
+            Frame::ipv4(PEER4, HOST4).udp(53, 40000).pad_to(64).build(),
+            Verdict::Drop,
+            1,
+            false,
+        ),
+        (
+            Frame::ipv4(HOSTILE4, HOST4)
+                .tcp(40000, 443)
+                .pad_to(1500)
+                .build(),
+            Verdict::Drop,
+            2,
+            false,
+        ),
+        (
+            Frame::ipv4(PEER4, HOST4).udp(40000, 53).pad_to(200).build(),
+            Verdict::Pass,
+            0,
+            false,
+        ),
+        (Frame::arp().build(), Verdict::Pass, 0, false),
+        (
+            Frame::ipv6(PEER6, HOST6)
+                .udp(53, 40000)
+                .pad_to(1500)
+                .build(),
+            Verdict::Drop,
+            1,
+            false,
+        ),
+        (
+            Frame::ipv4(HOSTILE4, HOST4).total_len(1400).build(),
+            Verdict::Drop,
+            2,
+            true,
+        ),
+    ];
+    assert_eq!(sent[0].0.len(), 64);
+    assert_eq!(sent[1].0.len(), 1500);
+
+    let start = clock_tai_ns();
+    for (frame, verdict, _, _) in &sent {
+        assert_eq!(run(&mut fw, frame), u32::from(verdict.raw()));
+    }
+    let end = clock_tai_ns();
+
+    let records = drain(&mut ring);
+    let c = counters(&fw);
+    assert_eq!(records.len(), sent.len(), "{c:?}");
+    assert_eq!(records.len() as u64, c.captured, "{c:?}");
+    assert_eq!(c.capture_lost, 0, "{c:?}");
+
+    for (i, (r, (frame, verdict, rule_id, malformed))) in records.iter().zip(&sent).enumerate() {
+        assert_eq!(r.data, *frame, "record {i}: data");
+        assert_eq!(r.orig_len as usize, frame.len(), "record {i}: orig_len");
+        assert_eq!(r.verdict, *verdict, "record {i}: verdict");
+        assert_eq!(r.rule_id, *rule_id, "record {i}: rule id");
+        assert_eq!(r.malformed, *malformed, "record {i}: malformed flag");
+        // The stamp is CLOCK_TAI (what the recorder converts from), not boot or monotonic
+        // time; allow a little slack for the kernel's fast clock accessor.
+        assert!(
+            r.timestamp_ns + 1_000_000 >= start && r.timestamp_ns <= end + 1_000_000,
+            "record {i}: timestamp {} outside [{start}, {end}]",
+            r.timestamp_ns
+        );
+    }
+    assert!(
+        records
+            .windows(2)
+            .all(|w| w[0].timestamp_ns <= w[1].timestamp_ns),
+        "timestamps go backwards: {:?}",
+        records.iter().map(|r| r.timestamp_ns).collect::<Vec<_>>()
+    );
+    // Test runs come in on a fixed device (loopback) and queue; whatever they are, every
+    // record must agree.
+    assert!(
+        records.iter().all(|r| r.ifindex == records[0].ifindex),
+        "{records:?}"
+    );
+    assert!(
+        records.iter().all(|r| r.rx_queue == records[0].rx_queue),
+        "{records:?}"
+    );
+    assert_ne!(records[0].ifindex, 0, "ifindex");
+}
+
+#[test]
+fn snaplen_truncates_but_keeps_the_true_length() {
+    if !root_or_skip() {
+        return;
+    }
+    let settings = Settings {
+        rules: rule_set(&[(Action::Drop, "udp src port 53")]),
+        capture: capture::DROPPED,
+        snaplen: 64,
+        ring_bytes: 1 << 16,
+    };
+    let mut fw = load(&settings);
+    let mut ring = fw.take_ring().expect("ring");
+
+    let long = Frame::ipv4(PEER4, HOST4)
+        .udp(53, 40000)
+        .pad_to(1500)
+        .build();
+    let short = Frame::ipv4(PEER4, HOST4).udp(53, 40000).build(); // 42 bytes < snaplen
+    let passed = Frame::ipv4(PEER4, HOST4)
+        .udp(40000, 53)
+        .pad_to(1500)
+        .build();
+    assert_eq!(run(&mut fw, &long), DROP);
+    assert_eq!(run(&mut fw, &short), DROP);
+    assert_eq!(run(&mut fw, &passed), PASS); // only drops are captured
+
+    let records = drain(&mut ring);
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[0].data, long[..64]);
+    assert_eq!(records[0].orig_len, 1500);
+    assert_eq!(records[1].data, short);
+    assert_eq!(records[1].orig_len as usize, short.len());
+    let c = counters(&fw);
+    assert_eq!((c.captured, c.capture_lost), (2, 0), "{c:?}");
+}
+
+/// Frames longer than a page reach the program as XDP multi-buffer (`xdp.frags`): the
+/// verdict comes from the linear part, lengths and captures cover the whole frame.
+#[test]
+fn jumbo_frames_with_xdp_fragments() {
+    if !root_or_skip() {
+        return;
+    }
+    let settings = Settings {
+        rules: rule_set(&[(Action::Drop, "udp src port 53")]),
+        capture: capture::DROPPED,
+        ring_bytes: 1 << 20,
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let mut ring = fw.take_ring().expect("ring");
+
+    let jumbo = Frame::ipv4(PEER4, HOST4)
+        .udp(53, 40000)
+        .pad_to(9000)
+        .build();
+    let huge = Frame::ipv6(PEER6, HOST6)
+        .udp(53, 40000)
+        .pad_to(20000)
+        .build();
+    assert_eq!(run(&mut fw, &jumbo), DROP);
+    assert_eq!(run(&mut fw, &huge), DROP);
+    let c = counters(&fw);
+    assert_eq!(c.malformed, 0, "the IP lengths cover the fragments: {c:?}");
+    assert_eq!(c.bytes_seen, 29000, "{c:?}");
+
+    let records = drain(&mut ring);
+    assert_eq!(records.len(), 2, "{c:?}");
+    assert_eq!(records[0].data, jumbo);
+    assert_eq!(records[0].orig_len, 9000);
+    assert_eq!(records[1].data, huge[..MAX_SNAPLEN as usize]);
+    assert_eq!(records[1].orig_len, 20000);
+
+    // An extension chain that pushes the UDP header past the linear part: the parser cannot
+    // read it, so the frame is malformed and (fail-open, as documented) passes.
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if page == 4096 {
+        let deep = Frame::ipv6(PEER6, HOST6)
+            .udp(53, 40000)
+            .ext(Ext::DestOpts { units: 255 })
+            .ext(Ext::DestOpts { units: 255 })
+            .pad_to(6000)
+            .build();
+        let before = counters(&fw);
+        assert_eq!(run(&mut fw, &deep), PASS);
+        let after = counters(&fw);
+        assert_eq!(after.malformed, before.malformed + 1, "{after:?}");
+    }
+}
+
+#[test]
+fn full_ring_counts_lost_records() {
+    if !root_or_skip() {
+        return;
+    }
+    const FRAMES: u64 = 200;
+    let settings = Settings {
+        rules: rule_set(&[(Action::Drop, "udp src port 53")]),
+        capture: capture::DROPPED,
+        ring_bytes: 4096,
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let mut ring = fw.take_ring().expect("ring");
+    let frame = Frame::ipv4(PEER4, HOST4)
+        .udp(53, 40000)
+        .pad_to(1500)
+        .build();
+    for _ in 0..FRAMES {
+        assert_eq!(run(&mut fw, &frame), DROP);
+    }
+    let c = counters(&fw);
+    assert_eq!(c.captured + c.capture_lost, FRAMES, "{c:?}");
+    assert!(
+        c.capture_lost > 0,
+        "a 4 KiB ring cannot hold 200 1500-byte records: {c:?}"
+    );
+    assert!(c.captured > 0, "the first records fit: {c:?}");
+    let records = drain(&mut ring);
+    assert_eq!(records.len() as u64, c.captured, "{c:?}");
+    assert!(records.iter().all(|r| r.data == frame));
+
+    // Once drained, the ring has room again.
+    assert_eq!(run(&mut fw, &frame), DROP);
+    let after = counters(&fw);
+    assert_eq!(after.captured, c.captured + 1, "{after:?}");
+    assert_eq!(drain(&mut ring).len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rule sets
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn default_drop_with_pass_rules() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut rules = rule_set(&[(Action::Pass, "udp dst port 53"), (Action::Pass, "icmp")]);
+    rules.default_action = Action::Drop;
+    let settings = Settings {
+        rules,
+        capture: capture::DROPPED,
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let mut ring = fw.take_ring().expect("ring");
+    let v4 = || Frame::ipv4(HOST4, PEER4);
+    let v6 = || Frame::ipv6(HOST6, PEER6);
+    let query = || v4().udp(40000, 53);
+
+    let cases = [
+        ("dns query", query().build(), PASS),
+        (
+            "dns query over 802.1Q",
+            query().vlan(frame::ETH_P_8021Q).build(),
+            PASS,
+        ),
+        ("udp to another port", v4().udp(40000, 54).build(), DROP),
+        ("tcp to port 53", v4().tcp(40000, 53).build(), DROP),
+        ("icmp", v4().icmp().build(), PASS),
+        (
+            "icmp6 (the pass rule is icmp only)",
+            v6().icmp6().build(),
+            DROP,
+        ),
+        ("ipv6 dns query", v6().udp(40000, 53).build(), PASS),
+        ("arp", Frame::arp().build(), PASS),
+        (
+            "arp over 802.1ad",
+            Frame::arp().vlan(frame::ETH_P_8021AD).build(),
+            PASS,
+        ),
+        // A port pass rule must not open the door to fragments or cut headers.
+        (
+            "ipv4 non-first fragment, looks like a query",
+            query().fragment(185, false).build(),
+            DROP,
+        ),
+        (
+            "ipv6 non-first fragment, looks like a query",
+            v6().udp(40000, 53)
+                .ext(Ext::Fragment {
+                    offset: 185,
+                    more: false,
+                })
+                .build(),
+            DROP,
+        ),
+        (
+            "query with udp header cut",
+            query().truncate(14 + 20 + 4).build(),
+            DROP,
+        ),
+        // Fail-open, as documented: no readable IP header means pass even under default drop.
+        ("ipv4 IHL 4", query().ihl(4).build(), PASS),
+        (
+            "three VLAN tags",
+            v4().tcp(40000, 22)
+                .vlan(0x88a8)
+                .vlan(0x8100)
+                .vlan(0x8100)
+                .build(),
+            PASS,
+        ),
+    ];
+    let mut default_drops = 0;
+    for (name, frame, expected) in &cases {
+        assert_eq!(run(&mut fw, frame), *expected, "{name}");
+        if *expected == DROP {
+            default_drops += 1;
+        }
+    }
+    let hits = fw.rule_hits(2).expect("rule hits");
+    assert_eq!(hits[1], 3, "udp dst port 53 passes: {hits:?}");
+    assert_eq!(hits[2], 1, "icmp passes: {hits:?}");
+    assert_eq!(
+        hits[0], default_drops,
+        "the rest fall to the default: {hits:?}"
+    );
+    let records = drain(&mut ring);
+    assert_eq!(records.len() as u64, default_drops);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.rule_id == 0 && r.verdict == Verdict::Drop),
+        "{records:?}"
+    );
+}
+
+const TOML_RULES: &str = r#"
+default = "pass"
+
+[[rule]]
+id = 42
+name = "dns-responses"
+action = "drop"
+protocol = "udp"
+src_port = 53
+
+[[rule]]
+name = "hostile-net"
+action = "drop"
+src = "198.51.100.0/24"
+"#;
+
+/// The same rules from a TOML file and from command-line expressions give the same verdicts,
+/// and captures carry the file's rule ids.
+#[test]
+fn toml_rules_match_cli_rules() {
+    if !root_or_skip() {
+        return;
+    }
+    let toml = RuleSet::from_toml(TOML_RULES, "kernel-test.toml").expect("TOML rules");
+    let cli = rule_set(&[
+        (Action::Drop, "udp src port 53"),
+        (Action::Drop, "src net 198.51.100.0/24"),
+    ]);
+    let load_with = |rules: &RuleSet| {
+        load(&Settings {
+            rules: rules.clone(),
+            capture: capture::DROPPED,
+            ring_bytes: 1 << 16,
+            ..Settings::default()
+        })
+    };
+    let mut from_toml = load_with(&toml);
+    let mut from_cli = load_with(&cli);
+    let mut toml_ring = from_toml.take_ring().expect("ring");
+
+    let frames = [
+        (
+            Frame::ipv4(PEER4, HOST4).udp(53, 40000).build(),
+            DROP,
+            Some("dns-responses"),
+        ),
+        (
+            Frame::ipv4(HOSTILE4, HOST4).tcp(40000, 80).build(),
+            DROP,
+            Some("hostile-net"),
+        ),
+        (
+            Frame::ipv6(PEER6, HOST6).udp(53, 40000).build(),
+            DROP,
+            Some("dns-responses"),
+        ),
+        (Frame::ipv4(PEER4, HOST4).udp(40000, 53).build(), PASS, None),
+        (
+            Frame::ipv4(PEER4, HOST4)
+                .udp(53, 40000)
+                .fragment(185, false)
+                .build(),
+            PASS,
+            None,
+        ),
+    ];
+    for (frame, expected, _) in &frames {
+        assert_eq!(run(&mut from_toml, frame), *expected);
+        assert_eq!(run(&mut from_cli, frame), *expected);
+    }
+    assert_eq!(
+        from_toml.rule_hits(2).expect("rule hits"),
+        from_cli.rule_hits(2).expect("rule hits")
+    );
+    let names: Vec<_> = drain(&mut toml_ring)
+        .iter()
+        .map(|r| toml.name_of(r.rule_id).map(str::to_owned))
+        .collect();
+    let expected: Vec<_> = frames
+        .iter()
+        .filter_map(|(_, _, name)| name.map(|n| Some(n.to_owned())))
+        .collect();
+    assert_eq!(names, expected, "captured rule ids name the file's rules");
+}
