@@ -211,7 +211,30 @@ impl Firewall {
             mode: attached,
             link,
         });
+        if self
+            .xdp_links()
+            .is_some_and(|links| links < self.attachments.len())
+        {
+            // aya falls back to netlink when bpf_link_create says EINVAL (kernels before 5.9):
+            // that attachment outlives the process.
+            eprintln!(
+                "xdpsieve: warning: {interface} was attached through netlink, not a bpf_link;                  if xdpsieve is killed the program stays: remove it with                  `ip link set dev {interface} xdp off`"
+            );
+        }
         Ok(self.attachments.last().expect("just pushed"))
+    }
+
+    /// XDP bpf_links that run this program, if the kernel can tell.
+    fn xdp_links(&mut self) -> Option<usize> {
+        let program_id = program_of(&mut self.ebpf).ok()?.info().ok()?.id();
+        let links = aya::programs::loaded_links()
+            .filter_map(Result::ok)
+            .filter(|link| {
+                link.program_id() == program_id
+                    && link.link_type().ok() == Some(aya::programs::links::LinkType::Xdp)
+            })
+            .count();
+        Some(links)
     }
 
     pub fn attachments(&self) -> &[Attachment] {

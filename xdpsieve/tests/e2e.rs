@@ -272,6 +272,8 @@ fn drops_dns_responses_and_captures_them_as_pcap() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "xdpsieve failed: {stderr}");
 
+    // Attached through a bpf_link in native mode: no fallback warnings.
+    assert!(!stderr.contains("warning"), "{stderr}");
     // Only the non-DNS datagrams got through.
     assert_eq!((got4, got6), (usize::from(N), 0), "{stderr}");
     let s = parse_summary(&stderr);
