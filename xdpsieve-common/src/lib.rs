@@ -19,6 +19,21 @@ pub const MAX_IPV6_EXT_HEADERS: usize = 8;
 /// How many VLAN tags (802.1Q / 802.1ad) the parser strips.
 pub const MAX_VLAN_TAGS: usize = 2;
 
+/// Interfaces with their own counters; packets from any other interface share the slot
+/// after them.
+pub const MAX_INTERFACES: usize = 8;
+
+/// Slots in the per-rule maps: slot 0 is the default verdict, slot `i + 1` is rule `i`.
+pub const RULE_SLOTS: u32 = MAX_RULES + 1;
+
+/// How records reach userspace: bits of [`Config::transport`].
+pub mod transport {
+    /// BPF ring buffer (Linux 5.8+): one shared buffer, records in order.
+    pub const RINGBUF: u32 = 0;
+    /// Per-CPU perf buffers (Linux 4.3+): the aya book's PerfEventArray.
+    pub const PERF: u32 = 1;
+}
+
 /// XDP verdicts as the kernel numbers them (`enum xdp_action`).
 pub mod verdict {
     pub const ABORTED: u8 = 0;
@@ -26,7 +41,7 @@ pub mod verdict {
     pub const PASS: u8 = 2;
 }
 
-/// Which verdicts are captured: bits of [`Config::capture`].
+/// Which verdicts are captured or logged: bits of [`Config::capture`] and [`Config::log`].
 pub mod capture {
     pub const DROPPED: u32 = 1 << 0;
     pub const PASSED: u32 = 1 << 1;
@@ -50,10 +65,16 @@ pub mod family {
     pub const IPV6: u8 = 6;
 }
 
-/// Bits of [`CaptureHeader::flags`].
+/// Bits of [`CaptureHeader::flags`] and [`Event::flags`].
 pub mod record_flags {
     /// The parser found the packet malformed (it was passed or matched on what parsed).
     pub const MALFORMED: u8 = 1 << 0;
+    /// TCP or UDP ports were read.
+    pub const HAS_PORTS: u8 = 1 << 1;
+    /// ICMP or ICMPv6 type and code were read.
+    pub const HAS_ICMP: u8 = 1 << 2;
+    /// The frame carried a VLAN tag (the outer one's id is reported).
+    pub const HAS_VLAN: u8 = 1 << 3;
 }
 
 /// Load-time configuration, written into the program's read-only data before load so the
@@ -63,12 +84,22 @@ pub mod record_flags {
 pub struct Config {
     /// Verdict for IP packets no rule matched ([`verdict::DROP`] or [`verdict::PASS`]).
     pub default_verdict: u32,
-    /// Bits of [`capture`].
+    /// Bits of [`capture`]: which verdicts are captured.
     pub capture: u32,
     /// Bytes of each packet to capture, 1..=[`MAX_SNAPLEN`].
     pub snaplen: u32,
     /// Rules in the `RULES` map, 0..=[`MAX_RULES`].
     pub rule_count: u32,
+    /// Bits of [`capture`]: which verdicts are logged as events (rules may add their own).
+    pub log: u32,
+    /// One of [`transport`].
+    pub transport: u32,
+    /// Rate limit of the default verdict's records: one per this many ns, 0 = unlimited.
+    pub default_rate_interval_ns: u64,
+    /// How far ahead of schedule a burst may run: `interval * (burst - 1)` ns.
+    pub default_rate_tolerance_ns: u64,
+    /// Interfaces with their own counter slot, in slot order; 0 = unused.
+    pub ifindexes: [u32; MAX_INTERFACES],
 }
 
 impl Config {
@@ -77,6 +108,11 @@ impl Config {
         capture: capture::DROPPED,
         snaplen: MAX_SNAPLEN,
         rule_count: 0,
+        log: 0,
+        transport: transport::RINGBUF,
+        default_rate_interval_ns: 0,
+        default_rate_tolerance_ns: 0,
+        ifindexes: [0; MAX_INTERFACES],
     };
 }
 
@@ -116,7 +152,14 @@ pub struct Rule {
     pub verdict: u8,
     /// 1 when the rule has a port condition: it then never matches a packet without ports.
     pub needs_ports: u8,
-    pub _pad: [u8; 2],
+    /// 1 when every packet this rule decides is logged as an event.
+    pub log: u8,
+    pub _pad: u8,
+    /// Rate limit of this rule's records (events and captures): one per this many ns,
+    /// 0 = unlimited.
+    pub rate_interval_ns: u64,
+    /// How far ahead of schedule a burst may run: `interval * (burst - 1)` ns.
+    pub rate_tolerance_ns: u64,
 }
 
 impl Rule {
@@ -138,7 +181,10 @@ impl Rule {
         family_mask: 0,
         verdict: verdict::PASS,
         needs_ports: 0,
-        _pad: [0; 2],
+        log: 0,
+        _pad: 0,
+        rate_interval_ns: 0,
+        rate_tolerance_ns: 0,
     };
 }
 
@@ -163,6 +209,67 @@ pub struct Counters {
     /// Frames without a readable IP header (ARP, LLDP, or IP cut too short to read its
     /// addresses): always passed, matched by no rule.
     pub non_ip: u64,
+    pub bytes_passed: u64,
+    /// Events sent to userspace.
+    pub events: u64,
+    /// Events that did not fit in the ring or perf buffer.
+    pub event_lost: u64,
+    /// Packets whose records (event and capture) the rate limiter suppressed.
+    pub rate_limited: u64,
+}
+
+/// Per-CPU counters of one rule slot (see [`RULE_SLOTS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleCounters {
+    pub hits: u64,
+    pub bytes: u64,
+    /// Packets whose records this rule's rate limit suppressed.
+    pub suppressed: u64,
+    pub _reserved: u64,
+}
+
+/// Per-CPU counters of one interface slot (see [`Config::ifindexes`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    pub captured: u64,
+    pub capture_lost: u64,
+    pub rate_limited: u64,
+    pub _reserved: u64,
+}
+
+/// One logged packet: what the event log shows, no packet bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `CLOCK_TAI` nanoseconds when the program saw the packet.
+    pub timestamp_ns: u64,
+    /// Addresses as four words in network byte order; IPv4 uses word 0.
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub ifindex: u32,
+    /// Rule that decided the verdict, 0 for the default verdict.
+    pub rule_id: u32,
+    /// Length of the whole frame.
+    pub frame_len: u32,
+    /// Ports for TCP and UDP; type and code for ICMP (see [`record_flags`]).
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// VLAN id of the outer tag (with [`record_flags::HAS_VLAN`]).
+    pub vlan_id: u16,
+    /// One of [`family`].
+    pub family: u8,
+    pub protocol: u8,
+    pub tcp_flags: u8,
+    pub verdict: u8,
+    /// Bits of [`record_flags`].
+    pub flags: u8,
+    pub _pad: u8,
 }
 
 /// Header of each capture record in the ring buffer; `cap_len` packet bytes follow it.
@@ -198,8 +305,13 @@ pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<Config>() == 16);
-    assert!(size_of::<Rule>() == 88);
+    assert!(size_of::<Config>() == 72);
+    assert!(offset_of!(Config, default_rate_interval_ns) == 24);
+    assert!(offset_of!(Config, ifindexes) == 40);
+    assert!(size_of::<Rule>() == 104);
+    assert!(offset_of!(Rule, log) == 86);
+    assert!(offset_of!(Rule, rate_interval_ns) == 88);
+    assert!(offset_of!(Rule, rate_tolerance_ns) == 96);
     assert!(offset_of!(Rule, src_mask) == 16);
     assert!(offset_of!(Rule, dst_addr) == 32);
     assert!(offset_of!(Rule, dst_mask) == 48);
@@ -211,7 +323,21 @@ const _: () = {
     assert!(offset_of!(Rule, family) == 82);
     assert!(offset_of!(Rule, verdict) == 84);
     assert!(offset_of!(Rule, needs_ports) == 85);
-    assert!(size_of::<Counters>() == 72);
+    assert!(size_of::<Counters>() == 104);
+    assert!(size_of::<RuleCounters>() == 32);
+    assert!(size_of::<InterfaceCounters>() == 64);
+    assert!(size_of::<Event>() == 64);
+    assert!(offset_of!(Event, src) == 8);
+    assert!(offset_of!(Event, dst) == 24);
+    assert!(offset_of!(Event, ifindex) == 40);
+    assert!(offset_of!(Event, rule_id) == 44);
+    assert!(offset_of!(Event, frame_len) == 48);
+    assert!(offset_of!(Event, src_port) == 52);
+    assert!(offset_of!(Event, vlan_id) == 56);
+    assert!(offset_of!(Event, family) == 58);
+    assert!(offset_of!(Event, tcp_flags) == 60);
+    assert!(offset_of!(Event, verdict) == 61);
+    assert!(offset_of!(Event, flags) == 62);
     assert!(size_of::<CaptureHeader>() == 32);
     assert!(offset_of!(CaptureHeader, ifindex) == 8);
     assert!(offset_of!(CaptureHeader, rx_queue) == 12);
@@ -227,10 +353,13 @@ const _: () = {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all four are repr(C), contain only integers, and have no implicit padding
+    // SAFETY: all are repr(C), contain only integers, and have no implicit padding
     // (checked by the size asserts above), so every bit pattern is valid.
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::Rule {}
     unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::RuleCounters {}
+    unsafe impl aya::Pod for super::InterfaceCounters {}
     unsafe impl aya::Pod for super::CaptureHeader {}
+    unsafe impl aya::Pod for super::Event {}
 }

@@ -17,19 +17,22 @@ mod rules;
 #[cfg(target_arch = "bpf")]
 mod program {
     use aya_ebpf::{
+        bindings::BPF_F_CURRENT_CPU,
         helpers::generated::{
-            bpf_ktime_get_tai_ns, bpf_ringbuf_output, bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
+            bpf_ktime_get_ns, bpf_ktime_get_tai_ns, bpf_perf_event_output, bpf_ringbuf_output,
+            bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
         },
         macros::{map, xdp},
-        maps::{Array, PerCpuArray, RingBuf},
+        maps::{Array, PerCpuArray, PerfEventArray, RingBuf},
         programs::XdpContext,
     };
     use xdpsieve_common::{
-        CAPTURE_HEADER_LEN, CaptureBuffer, CaptureHeader, Config, Counters, MAX_RULES, MAX_SNAPLEN,
-        Rule, capture, record_flags, verdict,
+        CAPTURE_HEADER_LEN, CaptureBuffer, CaptureHeader, Config, Counters, Event,
+        InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, RULE_SLOTS, Rule, RuleCounters,
+        capture, family, record_flags, transport, verdict,
     };
 
-    use crate::{parse, rules};
+    use crate::{parse, parse::Packet, rules};
 
     /// Set by userspace before load (read-only data: the verifier treats it as constants).
     #[unsafe(no_mangle)]
@@ -41,9 +44,19 @@ mod program {
     #[map]
     static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 
-    /// Hits per rule index; slot 0 counts packets that fell to the default verdict.
+    /// Per rule slot; slot 0 counts packets that fell to the default verdict.
     #[map]
-    static RULE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_RULES + 1, 0);
+    static RULE_COUNTERS: PerCpuArray<RuleCounters> = PerCpuArray::with_max_entries(RULE_SLOTS, 0);
+
+    /// Per interface slot (see `Config::ifindexes`); the last slot takes any other interface.
+    #[map]
+    static INTERFACE_COUNTERS: PerCpuArray<InterfaceCounters> =
+        PerCpuArray::with_max_entries(MAX_INTERFACES as u32 + 1, 0);
+
+    /// Rate limiter state per rule slot: the theoretical arrival time of the next record
+    /// (GCRA), in CLOCK_MONOTONIC ns. Shared by all CPUs.
+    #[map]
+    static RATE_LIMITER: Array<u64> = Array::with_max_entries(RULE_SLOTS, 0);
 
     #[map]
     static CAPTURE_SCRATCH: PerCpuArray<CaptureBuffer> = PerCpuArray::with_max_entries(1, 0);
@@ -51,6 +64,16 @@ mod program {
     /// Capture records; userspace sizes it at load time (`--ring-size`).
     #[map]
     static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+    /// Events; userspace sizes it at load time (`--ring-size`).
+    #[map]
+    static EVENT_RING: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+    #[map]
+    static CAPTURE_PERF: PerfEventArray<CaptureHeader> = PerfEventArray::new(0);
+
+    #[map]
+    static EVENT_PERF: PerfEventArray<Event> = PerfEventArray::new(0);
 
     #[xdp(frags)]
     pub fn xdpsieve(ctx: XdpContext) -> u32 {
@@ -64,6 +87,17 @@ mod program {
         unsafe { core::ptr::read_volatile(&CONFIG) }
     }
 
+    /// What the rules decided for one packet.
+    struct Outcome {
+        verdict: u8,
+        rule_id: u32,
+        /// Index into the per-rule maps; `None` for frames no rule looked at.
+        slot: Option<u32>,
+        log: bool,
+        rate_interval_ns: u64,
+        rate_tolerance_ns: u64,
+    }
+
     #[inline(always)]
     fn filter(ctx: &XdpContext) -> u32 {
         let cfg = config();
@@ -71,75 +105,257 @@ mod program {
         let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
         let pkt = parse::parse(ctx, frame_len);
 
-        let (verdict, rule_id, rule_slot) = if pkt.family == xdpsieve_common::family::NONE {
+        let outcome = if pkt.family == family::NONE {
             // Non-IP frames (ARP, LLDP, ...) and unreadable IP headers always pass: dropping
             // ARP under a default-drop policy would cut the host off.
-            (verdict::PASS, 0, u32::MAX)
+            Outcome {
+                verdict: verdict::PASS,
+                rule_id: 0,
+                slot: None,
+                log: false,
+                rate_interval_ns: cfg.default_rate_interval_ns,
+                rate_tolerance_ns: cfg.default_rate_tolerance_ns,
+            }
         } else {
             match rules::first_match(&RULES, cfg.rule_count, &pkt) {
-                Some(rule) => (rule.verdict, rule.id, rule.index + 1),
-                None => (cfg.default_verdict as u8, 0, 0),
+                Some(rule) => Outcome {
+                    verdict: rule.verdict,
+                    rule_id: rule.id,
+                    slot: Some(rule.index + 1),
+                    log: rule.log,
+                    rate_interval_ns: rule.rate_interval_ns,
+                    rate_tolerance_ns: rule.rate_tolerance_ns,
+                },
+                None => Outcome {
+                    verdict: cfg.default_verdict as u8,
+                    rule_id: 0,
+                    slot: Some(0),
+                    log: false,
+                    rate_interval_ns: cfg.default_rate_interval_ns,
+                    rate_tolerance_ns: cfg.default_rate_tolerance_ns,
+                },
             }
         };
+        let dropped = outcome.verdict == verdict::DROP;
 
         let Some(counters) = COUNTERS.get_ptr_mut(0) else {
-            return verdict as u32;
+            return outcome.verdict as u32;
         };
-        // SAFETY: the map value belongs to this CPU for the duration of the program.
+        // SAFETY: per-CPU map values belong to this CPU for the duration of the program.
         let counters = unsafe { &mut *counters };
+        let mut interface = INTERFACE_COUNTERS
+            .get_ptr_mut(interface_slot(&cfg, ctx))
+            // SAFETY: as above.
+            .map(|p| unsafe { &mut *p });
+        let frame_bytes = frame_len as u64;
         counters.seen += 1;
-        counters.bytes_seen += frame_len as u64;
+        counters.bytes_seen += frame_bytes;
         if pkt.malformed {
             counters.malformed += 1;
         }
-        if verdict == verdict::DROP {
+        if dropped {
             counters.dropped += 1;
-            counters.bytes_dropped += frame_len as u64;
+            counters.bytes_dropped += frame_bytes;
         } else {
             counters.passed += 1;
+            counters.bytes_passed += frame_bytes;
         }
-        if rule_slot == u32::MAX {
-            counters.non_ip += 1;
-        } else if let Some(hits) = RULE_HITS.get_ptr_mut(rule_slot) {
-            // SAFETY: per-CPU slot, as above.
-            unsafe { *hits += 1 };
+        if let Some(ifc) = interface.as_deref_mut() {
+            ifc.packets += 1;
+            ifc.bytes += frame_bytes;
+            if dropped {
+                ifc.dropped += 1;
+            } else {
+                ifc.passed += 1;
+            }
+        }
+        let mut rule_counters = match outcome.slot {
+            None => {
+                counters.non_ip += 1;
+                None
+            }
+            // SAFETY: as above.
+            Some(slot) => RULE_COUNTERS.get_ptr_mut(slot).map(|p| unsafe { &mut *p }),
+        };
+        if let Some(rc) = rule_counters.as_deref_mut() {
+            rc.hits += 1;
+            rc.bytes += frame_bytes;
         }
 
-        let wanted = if verdict == verdict::DROP {
+        let wanted = if dropped {
             capture::DROPPED
         } else {
             capture::PASSED
         };
-        if cfg.capture & wanted != 0 {
-            let flags = if pkt.malformed {
-                record_flags::MALFORMED
+        let want_capture = cfg.capture & wanted != 0;
+        let want_log = cfg.log & wanted != 0 || outcome.log;
+        if !want_capture && !want_log {
+            return outcome.verdict as u32;
+        }
+        let slot = outcome.slot.unwrap_or(0);
+        if !rate_allows(slot, outcome.rate_interval_ns, outcome.rate_tolerance_ns) {
+            counters.rate_limited += 1;
+            if let Some(rc) = rule_counters {
+                rc.suppressed += 1;
+            }
+            if let Some(ifc) = interface {
+                ifc.rate_limited += 1;
+            }
+            return outcome.verdict as u32;
+        }
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_tai_ns() };
+        let flags = record_flags(&pkt);
+        if want_log {
+            if send_event(ctx, &cfg, &pkt, &outcome, frame_len, now, flags) {
+                counters.events += 1;
             } else {
-                0
+                counters.event_lost += 1;
+            }
+        }
+        if want_capture {
+            let record = Record {
+                frame_len,
+                now,
+                verdict: outcome.verdict,
+                rule_id: outcome.rule_id,
+                flags,
             };
-            if capture_packet(ctx, &cfg, frame_len, verdict, rule_id, flags) {
+            let sent = capture_packet(ctx, &cfg, &record);
+            if sent {
                 counters.captured += 1;
             } else {
                 counters.capture_lost += 1;
             }
+            if let Some(ifc) = interface {
+                if sent {
+                    ifc.captured += 1;
+                } else {
+                    ifc.capture_lost += 1;
+                }
+            }
         }
-        verdict as u32
+        outcome.verdict as u32
     }
 
-    /// Copies the header and the first `snaplen` bytes into the ring. Returns false when the
-    /// record could not be written (ring full), so the caller counts it as lost.
+    /// The interface's counter slot: its position in `Config::ifindexes`, else the last.
     #[inline(always)]
-    fn capture_packet(
+    fn interface_slot(cfg: &Config, ctx: &XdpContext) -> u32 {
+        // SAFETY: ctx.ctx is the xdp_md the kernel passed to this program.
+        let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+        let mut slot = MAX_INTERFACES as u32;
+        for (i, &candidate) in cfg.ifindexes.iter().enumerate() {
+            if candidate == ifindex && candidate != 0 {
+                slot = i as u32;
+                break;
+            }
+        }
+        slot
+    }
+
+    /// GCRA token bucket: a burst of up to `tolerance_ns / interval_ns + 1` records, then one
+    /// per `interval_ns`.
+    /// The state is shared by all CPUs without a lock: under contention a few extra records
+    /// may pass, but every suppressed one is counted.
+    #[inline(always)]
+    fn rate_allows(slot: u32, interval_ns: u64, tolerance_ns: u64) -> bool {
+        if interval_ns == 0 {
+            return true;
+        }
+        let Some(tat) = RATE_LIMITER.get_ptr_mut(slot) else {
+            return true;
+        };
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_ns() };
+        // SAFETY: tat points into the map value for this slot.
+        let current = unsafe { *tat };
+        let start = if current > now { current } else { now };
+        if start - now > tolerance_ns {
+            return false;
+        }
+        // SAFETY: as above.
+        unsafe { *tat = start + interval_ns };
+        true
+    }
+
+    #[inline(always)]
+    fn record_flags(pkt: &Packet) -> u8 {
+        let mut flags = 0;
+        if pkt.malformed {
+            flags |= record_flags::MALFORMED;
+        }
+        if pkt.has_ports != 0 {
+            flags |= record_flags::HAS_PORTS;
+        }
+        if pkt.has_icmp != 0 {
+            flags |= record_flags::HAS_ICMP;
+        }
+        if pkt.has_vlan != 0 {
+            flags |= record_flags::HAS_VLAN;
+        }
+        flags
+    }
+
+    #[inline(always)]
+    fn send_event(
         ctx: &XdpContext,
         cfg: &Config,
+        pkt: &Packet,
+        outcome: &Outcome,
         frame_len: usize,
+        now: u64,
+        flags: u8,
+    ) -> bool {
+        let (src_port, dst_port) = if pkt.has_icmp != 0 {
+            (u16::from(pkt.icmp_type), u16::from(pkt.icmp_code))
+        } else {
+            (pkt.src_port, pkt.dst_port)
+        };
+        let event = Event {
+            timestamp_ns: now,
+            src: pkt.src,
+            dst: pkt.dst,
+            // SAFETY: ctx.ctx is the xdp_md the kernel passed to this program.
+            ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
+            rule_id: outcome.rule_id,
+            frame_len: frame_len as u32,
+            src_port,
+            dst_port,
+            vlan_id: pkt.vlan_id,
+            family: pkt.family,
+            protocol: pkt.protocol,
+            tcp_flags: pkt.tcp_flags,
+            verdict: outcome.verdict,
+            flags,
+            _pad: 0,
+        };
+        let data = core::ptr::addr_of!(event).cast_mut().cast();
+        let len = core::mem::size_of::<Event>() as u64;
+        // SAFETY: the event lives on the stack for the call; the maps are ours.
+        unsafe {
+            if cfg.transport == transport::PERF {
+                let map = core::ptr::addr_of!(EVENT_PERF).cast_mut().cast();
+                bpf_perf_event_output(ctx.ctx.cast(), map, BPF_F_CURRENT_CPU, data, len) == 0
+            } else {
+                let ring = core::ptr::addr_of!(EVENT_RING).cast_mut().cast();
+                bpf_ringbuf_output(ring, data, len, 0) == 0
+            }
+        }
+    }
+
+    struct Record {
+        frame_len: usize,
+        now: u64,
         verdict: u8,
         rule_id: u32,
         flags: u8,
-    ) -> bool {
-        let Some(buf) = CAPTURE_SCRATCH.get_ptr_mut(0) else {
-            return false;
-        };
-        let wanted = core::cmp::min(frame_len as u32, cfg.snaplen);
+    }
+
+    /// Sends the header and the first `snaplen` bytes. Returns false when the record did not
+    /// fit (buffer full), so the caller counts it as lost.
+    #[inline(always)]
+    fn capture_packet(ctx: &XdpContext, cfg: &Config, record: &Record) -> bool {
+        let wanted = core::cmp::min(record.frame_len as u32, cfg.snaplen);
         // The verifier must see 1 <= cap_len <= MAX_SNAPLEN on the register it checks; the
         // volatile read keeps LLVM from turning the check into a pointer compare, and the
         // checked value lives in its own binding so later uses are not re-read from memory.
@@ -152,23 +368,40 @@ mod program {
         if cap_len < 1 || cap_len > MAX_SNAPLEN {
             return false;
         }
+        let header = CaptureHeader {
+            timestamp_ns: record.now,
+            // SAFETY: ctx.ctx is the xdp_md the kernel passed to this program.
+            ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
+            // SAFETY: as above.
+            rx_queue: unsafe { (*ctx.ctx).rx_queue_index },
+            orig_len: record.frame_len as u32,
+            cap_len,
+            rule_id: record.rule_id,
+            verdict: record.verdict,
+            flags: record.flags,
+            _pad: 0,
+        };
+        if cfg.transport == transport::PERF {
+            // The XDP flavour of perf output appends cap_len packet bytes (fragments
+            // included) after the header, straight from the packet: no copy here.
+            let map = core::ptr::addr_of!(CAPTURE_PERF).cast_mut().cast();
+            let flags = BPF_F_CURRENT_CPU | (u64::from(cap_len) << 32);
+            let data = core::ptr::addr_of!(header).cast_mut().cast();
+            // SAFETY: the header lives on the stack for the call.
+            return unsafe {
+                bpf_perf_event_output(ctx.ctx.cast(), map, flags, data, CAPTURE_HEADER_LEN as u64)
+            } == 0;
+        }
+        let Some(buf) = CAPTURE_SCRATCH.get_ptr_mut(0) else {
+            return false;
+        };
         // SAFETY: buf points to this CPU's scratch value; cap_len fits its data array.
         unsafe {
             if bpf_xdp_load_bytes(ctx.ctx, 0, (*buf).data.as_mut_ptr().cast(), cap_len) != 0 {
                 return false;
             }
-            (*buf).header = CaptureHeader {
-                timestamp_ns: bpf_ktime_get_tai_ns(),
-                ifindex: (*ctx.ctx).ingress_ifindex,
-                rx_queue: (*ctx.ctx).rx_queue_index,
-                orig_len: frame_len as u32,
-                cap_len,
-                rule_id,
-                verdict,
-                flags,
-                _pad: 0,
-            };
-            let record_len = CAPTURE_HEADER_LEN as u64 + cap_len as u64;
+            (*buf).header = header;
+            let record_len = CAPTURE_HEADER_LEN as u64 + u64::from(cap_len);
             // RingBuf is a transparent wrapper around the map definition the helper expects.
             let ring = core::ptr::addr_of!(CAPTURE_RING).cast_mut().cast();
             bpf_ringbuf_output(ring, buf.cast(), record_len, 0) == 0

@@ -44,6 +44,8 @@ const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_DSTOPTS: u8 = 60;
 
 const TCP_MIN_HDR_LEN: usize = 20;
+/// Data offset, then the flags byte.
+const TCP_FLAGS_OFFSET: usize = 12;
 const UDP_HDR_LEN: usize = 8;
 /// Type, code and checksum: enough to classify any ICMP message.
 const ICMP_MIN_HDR_LEN: usize = 4;
@@ -63,6 +65,14 @@ pub struct Packet {
     pub dst: [u32; 4],
     pub src_port: u16,
     pub dst_port: u16,
+    /// 1 when ICMP or ICMPv6 type and code were read.
+    pub has_icmp: u8,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub tcp_flags: u8,
+    /// 1 when the frame had a VLAN tag; `vlan_id` is the outer tag's.
+    pub has_vlan: u8,
+    pub vlan_id: u16,
 }
 
 impl Packet {
@@ -76,6 +86,12 @@ impl Packet {
             dst: [0; 4],
             src_port: 0,
             dst_port: 0,
+            has_icmp: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            tcp_flags: 0,
+            has_vlan: 0,
+            vlan_id: 0,
         }
     }
 }
@@ -116,13 +132,15 @@ pub fn parse(ctx: &XdpContext, frame_len: usize) -> Packet {
             break;
         }
         // The tag's TCI comes first, then the encapsulated ethertype.
-        match load_be16(ctx, l3 + 2) {
-            Some(inner) => ether_type = inner,
-            None => {
-                pkt.malformed = true;
-                return pkt;
-            }
+        let (Some(tci), Some(inner)) = (load_be16(ctx, l3), load_be16(ctx, l3 + 2)) else {
+            pkt.malformed = true;
+            return pkt;
+        };
+        if pkt.has_vlan == 0 {
+            pkt.has_vlan = 1;
+            pkt.vlan_id = tci & 0x0fff;
         }
+        ether_type = inner;
         l3 += VLAN_TAG_LEN;
     }
     match ether_type {
@@ -272,8 +290,18 @@ fn parse_l4(ctx: &XdpContext, offset: usize, l4_end: usize, pkt: &mut Packet) {
         return;
     }
     if min_len == ICMP_MIN_HDR_LEN {
-        // ICMP carries no ports; rules v1 do not match on its type and code.
+        // ICMP carries no ports (rules do not match on its type and code; the log shows them).
+        if let Some([icmp_type, code]) = load::<[u8; 2]>(ctx, offset) {
+            pkt.icmp_type = icmp_type;
+            pkt.icmp_code = code;
+            pkt.has_icmp = 1;
+        }
         return;
+    }
+    if min_len == TCP_MIN_HDR_LEN
+        && let Some([_data_offset, flags]) = load::<[u8; 2]>(ctx, offset + TCP_FLAGS_OFFSET)
+    {
+        pkt.tcp_flags = flags;
     }
     if let (Some(src), Some(dst)) = (load_be16(ctx, offset), load_be16(ctx, offset + 2)) {
         pkt.src_port = src;

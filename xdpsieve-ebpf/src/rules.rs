@@ -16,6 +16,9 @@ pub struct Decision {
     pub index: u32,
     pub id: u32,
     pub verdict: u8,
+    pub log: bool,
+    pub rate_interval_ns: u64,
+    pub rate_tolerance_ns: u64,
 }
 
 /// Returns the first rule that matches `pkt`.
@@ -32,6 +35,9 @@ pub fn first_match(rules: &Array<Rule>, rule_count: u32, pkt: &Packet) -> Option
                 index,
                 id: rule.id,
                 verdict: rule.verdict,
+                log: rule.log != 0,
+                rate_interval_ns: rule.rate_interval_ns,
+                rate_tolerance_ns: rule.rate_tolerance_ns,
             });
         }
     }

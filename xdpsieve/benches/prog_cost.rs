@@ -113,18 +113,16 @@ fn measure_firewall(
         ..Settings::default()
     };
     let mut firewall = Firewall::load(&settings).expect("loading xdpsieve (are you root?)");
-    let mut ring = firewall.take_ring().expect("ring");
+    let mut source = firewall.take_capture_source().expect("capture source");
     let stop = Arc::new(AtomicBool::new(false));
     let read = Arc::new(AtomicU64::new(0));
     let reader = {
         let (stop, read) = (Arc::clone(&stop), Arc::clone(&read));
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let mut n = 0;
-                while let Some(item) = ring.next() {
-                    std::hint::black_box(&*item);
-                    n += 1;
-                }
+                let n = source.drain(|bytes| {
+                    std::hint::black_box(bytes);
+                }) as u64;
                 read.fetch_add(n, Ordering::Relaxed);
                 if n == 0 {
                     std::thread::sleep(Duration::from_micros(50));

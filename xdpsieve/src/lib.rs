@@ -1,19 +1,22 @@
 //! xdpsieve: an XDP firewall that records what it drops.
 //!
 //! The XDP program (crate `xdpsieve-ebpf`, embedded here as [`EBPF_OBJECT`]) parses each
-//! frame, applies the [`rules`] (first match wins), counts per CPU, and copies the packets
-//! asked for into a ring buffer. This library loads and attaches it ([`loader`]), decodes its
-//! records ([`record`]), writes them as pcap or pcapng ([`capture`]) from the [`recorder`]
-//! loop, and reports its counters ([`stats`]). [`netns`] and [`demo`] build the sandbox the
-//! demo and the end-to-end tests run in.
+//! frame, applies the [`rules`] (first match wins), counts per CPU, and sends the packets and
+//! events asked for through a ring buffer or perf buffers ([`source`]). This library loads and
+//! attaches it ([`loader`]), decodes its records ([`record`], [`event`]), writes them as pcap
+//! or pcapng ([`capture`]) and log lines from the [`recorder`] loop, and reports its counters
+//! ([`stats`]). [`netns`] and [`demo`] build the sandbox the demo and the end-to-end tests
+//! run in.
 
 pub mod capture;
 pub mod demo;
+pub mod event;
 pub mod loader;
 pub mod netns;
 pub mod record;
 pub mod recorder;
 pub mod rules;
+pub mod source;
 pub mod stats;
 
 /// The compiled XDP program, built by this crate's build script.

@@ -8,12 +8,19 @@ use std::{ffi::CString, fmt, io, str::FromStr};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray},
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use xdpsieve_common::{Config, Counters, MAX_RULES, MAX_SNAPLEN, Rule};
+use xdpsieve_common::{
+    Config, Counters, InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule, RuleCounters,
+};
 
-use crate::{EBPF_OBJECT, rules::RuleSet};
+use crate::{
+    EBPF_OBJECT,
+    rules::{Rate, RuleSet},
+    source::{Source, Transport},
+    stats::Snapshot,
+};
 
 const PROGRAM: &str = "xdpsieve";
 
@@ -88,19 +95,29 @@ pub enum LoaderError {
     RingSize(u32),
     #[error("{0} rules given; the program evaluates at most {MAX_RULES}")]
     TooManyRules(usize),
+    #[error("{0} interfaces given; at most {MAX_INTERFACES} get their own counters")]
+    TooManyInterfaces(usize),
     #[error("loading the XDP program failed: {0}")]
     Load(String),
 }
 
-/// What to load: rules and capture settings.
+/// What to load: rules, capture and log settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub rules: RuleSet,
-    /// Bits of `xdpsieve_common::capture`.
+    /// Bits of `xdpsieve_common::capture`: which verdicts are captured.
     pub capture: u32,
+    /// Bits of `xdpsieve_common::capture`: which verdicts are logged.
+    pub log: u32,
     pub snaplen: u32,
-    /// Ring buffer size in bytes (a power of two, at least one page).
+    /// Ring buffer size in bytes (a power of two, at least one page); with perf, the
+    /// total over all CPUs' buffers.
     pub ring_bytes: u32,
+    pub transport: Transport,
+    /// Rate limit for rules that set none, and for the default verdict.
+    pub default_rate: Rate,
+    /// Interfaces that get their own counters, in order.
+    pub ifindexes: Vec<u32>,
 }
 
 impl Default for Settings {
@@ -108,8 +125,12 @@ impl Default for Settings {
         Settings {
             rules: RuleSet::default(),
             capture: xdpsieve_common::capture::DROPPED,
+            log: 0,
             snaplen: MAX_SNAPLEN,
             ring_bytes: 8 * 1024 * 1024,
+            transport: Transport::RingBuf,
+            default_rate: Rate::UNLIMITED,
+            ifindexes: Vec::new(),
         }
     }
 }
@@ -127,6 +148,10 @@ pub struct Attachment {
 pub struct Firewall {
     ebpf: Ebpf,
     attachments: Vec<Attachment>,
+    transport: Transport,
+    ring_bytes: u32,
+    /// Interfaces with their own counter slot, in slot order.
+    ifindexes: Vec<u32>,
 }
 
 impl Firewall {
@@ -139,20 +164,36 @@ impl Firewall {
         if !settings.ring_bytes.is_power_of_two() || settings.ring_bytes < 4096 {
             return Err(LoaderError::RingSize(settings.ring_bytes));
         }
-        let rules: Vec<Rule> = settings.rules.to_kernel();
+        let rules: Vec<Rule> = settings.rules.to_kernel(settings.default_rate);
         if rules.len() > MAX_RULES as usize {
             return Err(LoaderError::TooManyRules(rules.len()));
         }
+        if settings.ifindexes.len() > MAX_INTERFACES {
+            return Err(LoaderError::TooManyInterfaces(settings.ifindexes.len()));
+        }
         raise_memlock_limit();
+        let mut ifindexes = [0u32; MAX_INTERFACES];
+        ifindexes[..settings.ifindexes.len()].copy_from_slice(&settings.ifindexes);
         let config = Config {
             default_verdict: u32::from(settings.rules.default_action.verdict()),
             capture: settings.capture,
             snaplen: settings.snaplen,
             rule_count: rules.len() as u32,
+            log: settings.log,
+            transport: settings.transport.kernel_value(),
+            default_rate_interval_ns: settings.default_rate.interval_ns(),
+            default_rate_tolerance_ns: settings.default_rate.tolerance_ns(),
+            ifindexes,
+        };
+        // The rings exist either way; with perf they are not used, so keep them one page.
+        let ring_bytes = match settings.transport {
+            Transport::RingBuf => settings.ring_bytes,
+            Transport::Perf => 4096,
         };
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", &config, true)
-            .map_max_entries("CAPTURE_RING", settings.ring_bytes)
+            .map_max_entries("CAPTURE_RING", ring_bytes)
+            .map_max_entries("EVENT_RING", ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))?;
         {
@@ -174,6 +215,9 @@ impl Firewall {
         Ok(Firewall {
             ebpf,
             attachments: Vec::new(),
+            transport: settings.transport,
+            ring_bytes: settings.ring_bytes,
+            ifindexes: settings.ifindexes.clone(),
         })
     }
 
@@ -259,13 +303,33 @@ impl Firewall {
         program_of(&mut self.ebpf)
     }
 
-    /// Takes the capture ring (once).
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoaderError> {
+    /// Takes the capture records' source (once).
+    pub fn take_capture_source(&mut self) -> Result<Source, LoaderError> {
+        self.take_source("CAPTURE_RING", "CAPTURE_PERF")
+    }
+
+    /// Takes the events' source (once).
+    pub fn take_event_source(&mut self) -> Result<Source, LoaderError> {
+        self.take_source("EVENT_RING", "EVENT_PERF")
+    }
+
+    fn take_source(&mut self, ring: &str, perf: &str) -> Result<Source, LoaderError> {
+        let name = match self.transport {
+            Transport::RingBuf => ring,
+            Transport::Perf => perf,
+        };
         let map = self
             .ebpf
-            .take_map("CAPTURE_RING")
-            .ok_or_else(|| LoaderError::Load("capture ring already taken".into()))?;
-        RingBuf::try_from(map).map_err(|e| LoaderError::Load(e.to_string()))
+            .take_map(name)
+            .ok_or_else(|| LoaderError::Load(format!("map {name} missing or already taken")))?;
+        let source = match self.transport {
+            Transport::RingBuf => Source::ring(map),
+            Transport::Perf => {
+                let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1));
+                Source::perf(map, self.ring_bytes as usize / cpus)
+            }
+        };
+        source.map_err(|e| LoaderError::Load(format!("opening {name}: {e}")))
     }
 
     /// Counters summed over all CPUs.
@@ -282,20 +346,87 @@ impl Firewall {
         Ok(crate::stats::sum_counters(per_cpu.iter()))
     }
 
-    /// Hits per rule in evaluation order, preceded by the default verdict's (index 0).
+    /// Every counter now; `perf_lost` comes from the userspace readers.
+    pub fn snapshot(&self, rule_count: usize, perf_lost: u64) -> Result<Snapshot, LoaderError> {
+        let interfaces = self.interface_counters()?;
+        let mut named: Vec<(String, xdpsieve_common::InterfaceCounters)> = self
+            .ifindexes
+            .iter()
+            .zip(&interfaces)
+            .map(|(ifindex, c)| {
+                let name = self
+                    .attachments
+                    .iter()
+                    .find(|a| a.ifindex == *ifindex)
+                    .map_or_else(|| format!("ifindex{ifindex}"), |a| a.interface.clone());
+                (name, *c)
+            })
+            .collect();
+        if let Some(other) = interfaces.last().filter(|c| c.packets > 0) {
+            named.push(("other".into(), *other));
+        }
+        Ok(Snapshot {
+            counters: self.counters()?,
+            rules: self.rule_counters(rule_count)?,
+            interfaces: named,
+            perf_lost,
+        })
+    }
+
+    /// Counters per rule slot, summed over CPUs: the default verdict's first, then each
+    /// rule's in evaluation order.
+    pub fn rule_counters(&self, rule_count: usize) -> Result<Vec<RuleCounters>, LoaderError> {
+        self.sum_slots(
+            "RULE_COUNTERS",
+            rule_count + 1,
+            |total: &mut RuleCounters, c| {
+                total.hits += c.hits;
+                total.bytes += c.bytes;
+                total.suppressed += c.suppressed;
+            },
+        )
+    }
+
+    /// Hits per rule slot (the default verdict's first).
     pub fn rule_hits(&self, rule_count: usize) -> Result<Vec<u64>, LoaderError> {
+        Ok(self
+            .rule_counters(rule_count)?
+            .iter()
+            .map(|c| c.hits)
+            .collect())
+    }
+
+    /// Counters per interface slot (as in `Settings::ifindexes`, then one for any other).
+    pub fn interface_counters(&self) -> Result<Vec<InterfaceCounters>, LoaderError> {
+        self.sum_slots(
+            "INTERFACE_COUNTERS",
+            MAX_INTERFACES + 1,
+            crate::stats::add_interface,
+        )
+    }
+
+    fn sum_slots<T: aya::Pod + Default>(
+        &self,
+        name: &str,
+        slots: usize,
+        add: impl Fn(&mut T, &T),
+    ) -> Result<Vec<T>, LoaderError> {
         let map = self
             .ebpf
-            .map("RULE_HITS")
-            .ok_or_else(|| LoaderError::Load("the object has no RULE_HITS map".into()))?;
-        let array: PerCpuArray<_, u64> =
+            .map(name)
+            .ok_or_else(|| LoaderError::Load(format!("the object has no {name} map")))?;
+        let array: PerCpuArray<_, T> =
             PerCpuArray::try_from(map).map_err(|e| LoaderError::Load(e.to_string()))?;
-        (0..=rule_count as u32)
+        (0..slots as u32)
             .map(|slot| {
-                array
+                let per_cpu = array
                     .get(&slot, 0)
-                    .map(|v| v.iter().sum())
-                    .map_err(|e| LoaderError::Load(format!("reading rule hits: {e}")))
+                    .map_err(|e| LoaderError::Load(format!("reading {name}: {e}")))?;
+                let mut total = T::default();
+                for value in per_cpu.iter() {
+                    add(&mut total, value);
+                }
+                Ok(total)
             })
             .collect()
     }

@@ -16,10 +16,12 @@ use anyhow::{Context as _, Result, bail};
 use clap::{ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use xdpsieve::{
     capture::{CaptureWriter, Format, Interface},
+    event::{EventFormatter, LogFormat},
     loader::{AttachMode, Firewall, LoaderError, Settings},
-    recorder::Recorder,
-    rules::{Action, RuleSet},
-    stats::{self, WriterStats},
+    recorder::{EventLog, Recorder},
+    rules::{Action, Rate, RuleSet},
+    source::{Transport, wait_readable},
+    stats::{self, Snapshot, WriterStats},
 };
 use xdpsieve_common::{MAX_SNAPLEN, capture};
 
@@ -87,21 +89,49 @@ struct RunArgs {
     #[arg(short = 'c', value_name = "COUNT")]
     count: Option<u64>,
 
-    /// Which packets to capture.
-    #[arg(long, value_name = "WHICH", default_value = "dropped")]
-    capture: CaptureWhich,
+    /// Which packets to capture [default: dropped with -w, else none].
+    #[arg(long, value_name = "WHICH")]
+    capture: Option<Which>,
 
     /// Capture file format. pcapng adds each packet's XDP verdict, rule and receive queue.
     #[arg(long, value_name = "FORMAT", default_value = "pcap")]
     format: Format,
 
+    /// Which packets to log as events (one line each, no packet bytes). Rules with
+    /// `log = true` are logged whatever this says.
+    #[arg(long, value_name = "WHICH", default_value = "none")]
+    log: Which,
+
+    /// Event log format: text lines or JSON lines.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
+
+    /// Write the event log to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+
+    /// Rate limit per rule on its records (events and captures), for rules without their
+    /// own `log_rate`: N/s, N/m, N/h, or 0 for unlimited. What it suppresses is counted.
+    #[arg(long, value_name = "RATE", default_value = "0")]
+    log_rate: Rate,
+
+    /// How records reach userspace: ringbuf (one shared buffer, Linux 5.8+) or perf
+    /// (per-CPU buffers, for older kernels).
+    #[arg(long, value_name = "TRANSPORT", default_value = "ringbuf")]
+    transport: Transport,
+
     /// XDP attach mode: native (in the driver), skb (generic), or auto (native, else skb).
     #[arg(long, value_name = "MODE", default_value = "auto")]
     mode: AttachMode,
 
-    /// Capture ring buffer size (power of two; K, M, G suffixes). Bigger rides out bursts.
+    /// Size of each record buffer (power of two; K, M, G suffixes). Bigger rides out bursts.
+    /// With perf it is shared out among the CPUs.
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_size)]
     ring_size: u32,
+
+    /// Print a status line (rates per verdict, losses) to stderr every SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    stats_interval: Option<f64>,
 
     /// Do not print the start-up line.
     #[arg(short = 'q', long)]
@@ -121,7 +151,7 @@ Examples:
   xdpsieve run -i eth0 --rules fw.toml --capture all --format pcapng -w - | tshark -r -";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum CaptureWhich {
+enum Which {
     /// Packets the firewall drops.
     Dropped,
     /// Packets the firewall passes.
@@ -132,13 +162,13 @@ enum CaptureWhich {
     None,
 }
 
-impl CaptureWhich {
+impl Which {
     fn mask(self) -> u32 {
         match self {
-            CaptureWhich::Dropped => capture::DROPPED,
-            CaptureWhich::Passed => capture::PASSED,
-            CaptureWhich::All => capture::DROPPED | capture::PASSED,
-            CaptureWhich::None => 0,
+            Which::Dropped => capture::DROPPED,
+            Which::Passed => capture::PASSED,
+            Which::All => capture::DROPPED | capture::PASSED,
+            Which::None => 0,
         }
     }
 }
@@ -321,18 +351,35 @@ fn open_output(path: &str) -> Result<Box<dyn Write>> {
 
 fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     let rules = build_rules(&args, matches)?;
-    let capture_mask = args.capture.mask();
+    let capture_which = args.capture.unwrap_or(if args.write.is_some() {
+        Which::Dropped
+    } else {
+        Which::None
+    });
+    let capture_mask = capture_which.mask();
+    let log_mask = args.log.mask();
+    let logging = log_mask != 0 || rules.rules.iter().any(|r| r.log);
     if capture_mask != 0 && args.write.is_none() {
-        bail!("no capture file: give -w FILE (or -w - for standard output), or --capture none");
+        bail!(
+            "--capture {capture_which:?} needs a capture file: give -w FILE (or -w - for standard output)"
+        );
     }
     if capture_mask == 0 && args.count.is_some() {
-        bail!("-c counts captured packets, but --capture none captures nothing");
+        bail!("-c counts captured packets, but nothing is captured (give -w FILE)");
+    }
+    if logging && args.log_file.is_none() && args.write.as_deref() == Some("-") {
+        bail!("the capture goes to standard output, so the event log cannot: give --log-file FILE");
     }
     if args.snaplen == 0 || args.snaplen > MAX_SNAPLEN {
         bail!(
             "snap length {} is out of range 1..={MAX_SNAPLEN}",
             args.snaplen
         );
+    }
+    if let Some(secs) = args.stats_interval
+        && !(secs > 0.0 && secs.is_finite())
+    {
+        bail!("--stats-interval must be a positive number of seconds");
     }
     check_privileges()?;
     let mut interfaces = Vec::new();
@@ -346,100 +393,179 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             name: name.clone(),
         });
     }
-    // Open the output before touching the kernel, so a bad path costs nothing.
-    let output = match (&args.write, capture_mask) {
-        (Some(path), mask) if mask != 0 => Some(open_output(path)?),
+    // Open the outputs before touching the kernel, so a bad path costs nothing.
+    let capture_out = match &args.write {
+        Some(path) if capture_mask != 0 => Some(open_output(path)?),
         _ => None,
+    };
+    let log_out: Option<Box<dyn Write>> = match (&args.log_file, logging) {
+        (_, false) => None,
+        (Some(path), true) => {
+            Some(Box::new(File::create(path).with_context(|| {
+                format!("cannot open log file {}", path.display())
+            })?))
+        }
+        (None, true) => Some(Box::new(io::stdout().lock())),
     };
 
     let settings = Settings {
         rules: rules.clone(),
         capture: capture_mask,
+        log: log_mask,
         snaplen: args.snaplen,
         ring_bytes: args.ring_size,
+        transport: args.transport,
+        default_rate: args.log_rate,
+        ifindexes: interfaces.iter().map(|i| i.ifindex).collect(),
     };
-    let mut firewall = Firewall::load(&settings)?;
-    for interface in &interfaces {
-        firewall.attach(&interface.name, args.mode)?;
-    }
-
+    // Before attaching: a signal that arrives once the program is live must end in a clean
+    // detach and a summary, not in the default action.
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handler")?;
     }
+    let mut firewall = Firewall::load(&settings)?;
+    for interface in &interfaces {
+        firewall.attach(&interface.name, args.mode)?;
+    }
+
     if !args.quiet {
         let attached: Vec<String> = firewall
             .attachments()
             .iter()
             .map(|a| format!("{} ({})", a.interface, a.mode))
             .collect();
-        let target = match (&args.write, capture_mask) {
-            (Some(path), mask) if mask != 0 => format!(
+        let target = match &args.write {
+            Some(path) if capture_mask != 0 => format!(
                 "capturing {} packets to {} ({}, snaplen {})",
-                format!("{:?}", args.capture).to_lowercase(),
+                format!("{capture_which:?}").to_lowercase(),
                 if path == "-" { "standard output" } else { path },
                 args.format,
                 args.snaplen
             ),
             _ => "not capturing".into(),
         };
+        let log = if logging {
+            format!(
+                "; logging {} events{}",
+                format!("{:?}", args.log).to_lowercase(),
+                args.log_file
+                    .as_ref()
+                    .map(|p| format!(" to {}", p.display()))
+                    .unwrap_or_default()
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "xdpsieve: filtering on {}: {} rules, default {}; {target}",
+            "xdpsieve: filtering on {}: {} rules, default {}; {target}{log} (transport {:?})",
             attached.join(", "),
             rules.rules.len(),
-            rules.default_action
+            rules.default_action,
+            args.transport
         );
     }
 
-    let mut writer_stats = WriterStats::default();
-    let mut write_error = None;
-    if let Some(output) = output {
-        let out = BufWriter::with_capacity(1 << 20, output);
-        let writer = CaptureWriter::new(args.format, out, args.snaplen, &interfaces)
-            .context("writing the capture file header")?;
-        let mut recorder = Recorder::new(firewall.take_ring()?, writer, &rules, args.count);
-        let mut loop_result = capture_loop(&mut recorder, &stop);
-        // Detach first, then drain: every record the program produced is accounted for.
-        firewall.detach_all();
-        if loop_result.is_ok() {
-            loop_result = recorder.drain().map(|_| ());
+    let mut recorder = match capture_out {
+        Some(output) => {
+            let out = BufWriter::with_capacity(1 << 20, output);
+            let writer = CaptureWriter::new(args.format, out, args.snaplen, &interfaces)
+                .context("writing the capture file header")?;
+            Some(Recorder::new(
+                firewall.take_capture_source()?,
+                writer,
+                &rules,
+                args.count,
+            ))
         }
-        writer_stats = recorder.stats();
-        if loop_result.is_ok() {
-            loop_result = recorder.finish().map(|_| ());
+        None => None,
+    };
+    let mut event_log = match log_out {
+        Some(out) => {
+            let names: Vec<(u32, String)> = interfaces
+                .iter()
+                .map(|i| (i.ifindex, i.name.clone()))
+                .collect();
+            let formatter = EventFormatter::new(args.log_format, &rules, &names);
+            let out = BufWriter::with_capacity(1 << 20, out);
+            Some(EventLog::new(firewall.take_event_source()?, formatter, out))
         }
-        if let Err(e) = loop_result {
-            write_error = Some(e);
+        None => None,
+    };
+
+    let mut fds = Vec::new();
+    fds.extend(recorder.iter().flat_map(|r| r.source().fds()));
+    fds.extend(event_log.iter().flat_map(|l| l.source().fds()));
+    let interval = args.stats_interval.map(Duration::from_secs_f64);
+    let mut last_stats = (std::time::Instant::now(), Snapshot::default());
+    let mut loop_result: io::Result<()> = Ok(());
+    while !stop.load(Ordering::Relaxed) && !recorder.as_ref().is_some_and(Recorder::limit_reached) {
+        let step = (|| -> io::Result<()> {
+            if wait_readable(&fds, Duration::from_millis(100))? {
+                if let Some(r) = recorder.as_mut() {
+                    r.drain()?;
+                }
+                if let Some(l) = event_log.as_mut() {
+                    l.drain()?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = step {
+            loop_result = Err(e);
+            break;
         }
-    } else {
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(100));
+        if let Some(interval) = interval
+            && last_stats.0.elapsed() >= interval
+        {
+            let perf_lost = recorder.as_ref().map_or(0, |r| r.source().perf_lost())
+                + event_log.as_ref().map_or(0, |l| l.source().perf_lost());
+            let now = firewall.snapshot(rules.rules.len(), perf_lost)?;
+            let secs = last_stats.0.elapsed().as_secs_f64();
+            eprintln!("{}", stats::interval_line(&last_stats.1, &now, secs));
+            last_stats = (std::time::Instant::now(), now);
         }
-        firewall.detach_all();
     }
 
-    let counters = firewall.counters()?;
-    let hits = firewall.rule_hits(rules.rules.len())?;
-    eprint!(
-        "{}",
-        stats::summary(&counters, &writer_stats, &rules, &hits, capture_mask != 0)
-    );
-    match write_error {
-        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+    // Detach first, then drain: every record the program produced is accounted for.
+    firewall.detach_all();
+    let mut writer_stats = WriterStats::default();
+    let mut perf_lost = 0;
+    if let Some(mut log) = event_log {
+        if loop_result.is_ok() {
+            loop_result = log.drain().map(|_| ());
+        }
+        (writer_stats.logged, writer_stats.undecodable) = log.counts();
+        perf_lost += log.source().perf_lost();
+    }
+    if let Some(mut r) = recorder {
+        if loop_result.is_ok() {
+            loop_result = r.drain().map(|_| ());
+        }
+        let capture_stats = r.stats();
+        writer_stats.written = capture_stats.written;
+        writer_stats.past_count = capture_stats.past_count;
+        writer_stats.undecodable += capture_stats.undecodable;
+        perf_lost += r.source().perf_lost();
+        let per_interface = firewall.interface_counters()?;
+        if loop_result.is_ok() {
+            loop_result = r.finish().and_then(|mut writer| {
+                for (interface, counters) in interfaces.iter().zip(&per_interface) {
+                    writer.write_interface_statistics(interface.ifindex, counters)?;
+                }
+                writer.flush()
+            });
+        }
+    }
+    let snapshot = firewall.snapshot(rules.rules.len(), perf_lost)?;
+    eprint!("{}", stats::summary(&snapshot, &writer_stats, &rules));
+    match loop_result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
             eprintln!("xdpsieve: the reader of standard output went away; stopped");
             Ok(())
         }
-        Some(e) => Err(e).context("writing the capture file"),
-        None => Ok(()),
+        Err(e) => Err(e).context("writing the capture or the log"),
+        Ok(()) => Ok(()),
     }
-}
-
-fn capture_loop<W: Write>(recorder: &mut Recorder<W>, stop: &AtomicBool) -> io::Result<()> {
-    while !stop.load(Ordering::Relaxed) && !recorder.limit_reached() {
-        if recorder.wait(Duration::from_millis(100))? {
-            recorder.drain()?;
-        }
-    }
-    Ok(())
 }

@@ -1,27 +1,27 @@
-//! The recorder: waits on the capture ring, decodes each record and writes it to the
-//! capture file, counting everything it does not write.
+//! The recorder and the event log: drain their record sources, decode each record, and write
+//! it out (capture file, log lines), counting everything they do not write.
 
 use std::{
     collections::HashMap,
     io,
-    os::fd::AsRawFd,
     time::{Duration, Instant},
 };
 
-use aya::maps::{MapData, RingBuf};
-
 use crate::{
     capture::{CaptureWriter, Packet},
+    event::EventFormatter,
     record::{CaptureRecord, WallClock},
     rules::RuleSet,
+    source::Source,
     stats::WriterStats,
 };
 
 /// How often the TAI-to-wall-clock offset is re-read, to follow a stepped clock.
 const CLOCK_RESYNC: Duration = Duration::from_secs(1);
 
+/// Writes capture records to a pcap or pcapng file.
 pub struct Recorder<W: io::Write> {
-    ring: RingBuf<MapData>,
+    source: Source,
     writer: CaptureWriter<W>,
     clock: WallClock,
     clock_synced: Instant,
@@ -32,10 +32,10 @@ pub struct Recorder<W: io::Write> {
 }
 
 impl<W: io::Write> Recorder<W> {
-    /// `limit` is `-c COUNT`: records past it are read (to keep the ring moving) and counted
-    /// but not written.
+    /// `limit` is `-c COUNT`: records past it are read (to keep the buffers moving) and
+    /// counted but not written.
     pub fn new(
-        ring: RingBuf<MapData>,
+        source: Source,
         writer: CaptureWriter<W>,
         rules: &RuleSet,
         limit: Option<u64>,
@@ -47,7 +47,7 @@ impl<W: io::Write> Recorder<W> {
             .collect();
         comments.insert(0, "rule=default id=0".to_string());
         Recorder {
-            ring,
+            source,
             writer,
             clock: WallClock::new(),
             clock_synced: Instant::now(),
@@ -57,61 +57,55 @@ impl<W: io::Write> Recorder<W> {
         }
     }
 
-    /// Waits up to `timeout` for the ring to have records. A signal ends the wait early.
-    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        let mut fds = libc::pollfd {
-            fd: self.ring.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: fds is one valid pollfd.
-        let ready = unsafe { libc::poll(&mut fds, 1, ms) };
-        if ready < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(err);
-        }
-        Ok(ready > 0)
+    pub fn source(&self) -> &Source {
+        &self.source
     }
 
-    /// Writes every record now in the ring and flushes. Returns how many were written.
+    /// Writes every record available now and flushes. Returns how many were written.
     pub fn drain(&mut self) -> io::Result<u64> {
         if self.clock_synced.elapsed() >= CLOCK_RESYNC {
             self.clock.resync();
             self.clock_synced = Instant::now();
         }
+        let Recorder {
+            source,
+            writer,
+            clock,
+            comments,
+            limit,
+            stats,
+            ..
+        } = self;
         let mut written = 0;
-        while let Some(item) = self.ring.next() {
-            let record = match CaptureRecord::decode(&item) {
+        let mut result = Ok(());
+        source.drain(|bytes| {
+            let record = match CaptureRecord::decode(bytes) {
                 Ok(r) => r,
                 Err(_) => {
-                    self.stats.undecodable += 1;
-                    continue;
+                    stats.undecodable += 1;
+                    return;
                 }
             };
-            if self.limit.is_some_and(|limit| self.stats.written >= limit) {
-                self.stats.past_count += 1;
-                continue;
+            if result.is_err() || limit.is_some_and(|limit| stats.written >= limit) {
+                stats.past_count += 1;
+                return;
             }
-            let comment = self
-                .comments
-                .get(&record.rule_id)
-                .map_or("", String::as_str);
-            self.writer.write(&Packet {
-                timestamp: self.clock.to_unix(record.timestamp_tai_ns),
+            let comment = comments.get(&record.rule_id).map_or("", String::as_str);
+            result = writer.write(&Packet {
+                timestamp: clock.to_unix(record.timestamp_tai_ns),
                 ifindex: record.ifindex,
                 rx_queue: record.rx_queue,
                 orig_len: record.orig_len,
                 verdict: record.verdict.raw(),
                 comment,
                 data: record.data,
-            })?;
-            self.stats.written += 1;
-            written += 1;
-        }
+            });
+            if result.is_ok() {
+                stats.written += 1;
+                written += 1;
+            }
+        });
+        result?;
         if written > 0 {
             self.writer.flush()?;
         }
@@ -126,9 +120,84 @@ impl<W: io::Write> Recorder<W> {
         self.stats
     }
 
-    /// Flushes and returns the output.
-    pub fn finish(mut self) -> io::Result<W> {
+    /// Flushes and returns the writer (to add closing blocks).
+    pub fn finish(mut self) -> io::Result<CaptureWriter<W>> {
         self.writer.flush()?;
-        Ok(self.writer.into_inner())
+        Ok(self.writer)
+    }
+}
+
+/// Writes events as log lines.
+pub struct EventLog<W: io::Write> {
+    source: Source,
+    formatter: EventFormatter,
+    out: W,
+    line: String,
+    formatter_synced: Instant,
+    logged: u64,
+    undecodable: u64,
+}
+
+impl<W: io::Write> EventLog<W> {
+    pub fn new(source: Source, formatter: EventFormatter, out: W) -> Self {
+        EventLog {
+            source,
+            formatter,
+            out,
+            line: String::with_capacity(64 * 1024),
+            formatter_synced: Instant::now(),
+            logged: 0,
+            undecodable: 0,
+        }
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Writes every event available now and flushes. Returns how many were written.
+    pub fn drain(&mut self) -> io::Result<u64> {
+        if self.formatter_synced.elapsed() >= CLOCK_RESYNC {
+            self.formatter.resync_clock();
+            self.formatter_synced = Instant::now();
+        }
+        let EventLog {
+            source,
+            formatter,
+            out,
+            line,
+            logged,
+            undecodable,
+            ..
+        } = self;
+        let mut written = 0;
+        let mut result = Ok(());
+        source.drain(|bytes| match crate::event::decode(bytes) {
+            Ok(event) => {
+                formatter.write_line(&event, line);
+                written += 1;
+                // Hand lines to the writer in chunks, not one write per event.
+                if line.len() >= 60 * 1024 && result.is_ok() {
+                    result = out.write_all(line.as_bytes());
+                    line.clear();
+                }
+            }
+            Err(_) => *undecodable += 1,
+        });
+        result?;
+        if !line.is_empty() {
+            out.write_all(line.as_bytes())?;
+            line.clear();
+        }
+        if written > 0 {
+            out.flush()?;
+        }
+        *logged += written;
+        Ok(written)
+    }
+
+    /// Lines written and records that failed to decode.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.logged, self.undecodable)
     }
 }

@@ -240,6 +240,73 @@ impl FromStr for PortRange {
     }
 }
 
+/// A rate limit on a rule's records: `count` per `per_ns`, in bursts of up to `count`.
+/// `0` means unlimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u64,
+    pub per_ns: u64,
+}
+
+impl Rate {
+    pub const UNLIMITED: Rate = Rate {
+        count: 0,
+        per_ns: 1_000_000_000,
+    };
+
+    /// Nanoseconds between records, 0 when unlimited.
+    pub fn interval_ns(self) -> u64 {
+        self.per_ns
+            .checked_div(self.count)
+            .map_or(0, |ns| ns.max(1))
+    }
+
+    /// How far ahead of schedule a full burst may run.
+    pub fn tolerance_ns(self) -> u64 {
+        self.interval_ns()
+            .saturating_mul(self.count.saturating_sub(1))
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.count == 0 {
+            return f.write_str("unlimited");
+        }
+        let unit = match self.per_ns {
+            1_000_000_000 => "s",
+            60_000_000_000 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let text = s.trim();
+        if text == "0" || text == "unlimited" {
+            return Ok(Rate::UNLIMITED);
+        }
+        let bad = || format!("`{s}` is not a rate (expected N/s, N/m, N/h, or 0 for unlimited)");
+        let (count, unit) = text.split_once('/').ok_or_else(bad)?;
+        let count: u64 = count.trim().parse().map_err(|_| bad())?;
+        let per_ns = match unit.trim() {
+            "s" | "sec" | "second" => 1_000_000_000,
+            "m" | "min" | "minute" => 60_000_000_000,
+            "h" | "hour" => 3_600_000_000_000,
+            _ => return Err(bad()),
+        };
+        if count > 100_000_000 {
+            return Err(format!(
+                "`{s}` is too high a rate (at most 100000000 per unit)"
+            ));
+        }
+        Ok(Rate { count, per_ns })
+    }
+}
+
 /// One validated rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleSpec {
@@ -254,6 +321,10 @@ pub struct RuleSpec {
     pub dst: Option<Cidr>,
     pub src_port: Option<PortRange>,
     pub dst_port: Option<PortRange>,
+    /// Log every packet this rule decides, whatever `--log` says.
+    pub log: bool,
+    /// Limit on this rule's records (events and captures); `None` takes the global default.
+    pub rate: Option<Rate>,
 }
 
 impl RuleSpec {
@@ -268,6 +339,8 @@ impl RuleSpec {
             dst: None,
             src_port: None,
             dst_port: None,
+            log: false,
+            rate: None,
         }
     }
 
@@ -298,11 +371,15 @@ impl RuleSpec {
             .or(self.dst.map(|c| c.family()))
     }
 
-    /// The rule as the XDP program stores it.
-    pub fn to_kernel(&self) -> Rule {
+    /// The rule as the XDP program stores it; `default_rate` applies when it has none.
+    pub fn to_kernel(&self, default_rate: Rate) -> Rule {
         let mut rule = Rule::ANY;
         rule.id = self.id;
         rule.verdict = self.action.verdict();
+        rule.log = u8::from(self.log);
+        let rate = self.rate.unwrap_or(default_rate);
+        rule.rate_interval_ns = rate.interval_ns();
+        rule.rate_tolerance_ns = rate.tolerance_ns();
         if let Some(f) = self.address_family() {
             rule.flags |= rule_match::FAMILY;
             rule.family = f;
@@ -551,6 +628,12 @@ impl RuleSet {
             if let Some(p) = &entry.dst_port {
                 rule.dst_port = Some(p.get_ref().as_text().parse().map_err(|m| at(p.span(), m))?);
             }
+            if let Some(l) = &entry.log {
+                rule.log = *l.get_ref();
+            }
+            if let Some(r) = &entry.log_rate {
+                rule.rate = Some(r.get_ref().as_text().parse().map_err(|m| at(r.span(), m))?);
+            }
             rule.validate()
                 .map_err(|m| at(entry.action.span(), format!("rule `{}` {m}", rule.name)))?;
             set.rules.push(rule);
@@ -560,8 +643,11 @@ impl RuleSet {
     }
 
     /// Kernel rules in evaluation order.
-    pub fn to_kernel(&self) -> Vec<Rule> {
-        self.rules.iter().map(RuleSpec::to_kernel).collect()
+    pub fn to_kernel(&self, default_rate: Rate) -> Vec<Rule> {
+        self.rules
+            .iter()
+            .map(|r| r.to_kernel(default_rate))
+            .collect()
     }
 }
 
@@ -593,6 +679,8 @@ struct RuleEntry {
     dst: Option<Spanned<String>>,
     src_port: Option<Spanned<NumberOrText>>,
     dst_port: Option<Spanned<NumberOrText>>,
+    log: Option<Spanned<bool>>,
+    log_rate: Option<Spanned<NumberOrText>>,
 }
 
 /// `53` and `"53"` (or `"1000-2000"`, `"udp"`) are both accepted where it makes sense.
@@ -707,7 +795,7 @@ mod tests {
         let r = parse_expression(Action::Drop, "udp src port 53").unwrap();
         assert_eq!(r.protocol, Some(Protocol::UDP));
         assert_eq!(r.src_port, Some(PortRange { min: 53, max: 53 }));
-        let k = r.to_kernel();
+        let k = r.to_kernel(Rate::UNLIMITED);
         assert_eq!(k.flags, rule_match::PROTOCOL | rule_match::SRC_PORT);
         assert_eq!(k.verdict, verdict::DROP);
     }
@@ -728,7 +816,7 @@ mod tests {
                 max: 2000
             })
         );
-        let k = r.to_kernel();
+        let k = r.to_kernel(Rate::UNLIMITED);
         assert_eq!(k.family, family::IPV4);
         assert_eq!(k.src_addr[0], u32::from_ne_bytes([198, 51, 100, 0]));
         assert_eq!(k.src_mask[0], u32::from_ne_bytes([255, 255, 255, 0]));
@@ -738,7 +826,7 @@ mod tests {
     #[test]
     fn expression_ipv6_prefix_words() {
         let r = parse_expression(Action::Drop, "src net 2001:db8:ab00::/40").unwrap();
-        let k = r.to_kernel();
+        let k = r.to_kernel(Rate::UNLIMITED);
         assert_eq!(k.family, family::IPV6);
         assert_eq!(k.src_addr[0], u32::from_ne_bytes([0x20, 0x01, 0x0d, 0xb8]));
         assert_eq!(k.src_mask[0], u32::MAX);
@@ -846,6 +934,34 @@ protocol = 132
 
         let e = file_error("[[rule]]\naction = \"drop\"\ndst_port = \"http\"\n");
         assert!(e.contains("not a port number"), "{e}");
+    }
+
+    #[test]
+    fn log_and_rates() {
+        let set = RuleSet::from_toml(
+            "[[rule]]\naction = \"drop\"\nlog = true\nlog_rate = \"100/s\"\n[[rule]]\naction = \"pass\"\n",
+            "r.toml",
+        )
+        .unwrap();
+        assert!(set.rules[0].log);
+        let k = set.rules[0].to_kernel(Rate::UNLIMITED);
+        assert_eq!(
+            (k.log, k.rate_interval_ns, k.rate_tolerance_ns),
+            (1, 10_000_000, 990_000_000)
+        );
+        let default = "10/m".parse::<Rate>().unwrap();
+        let k = set.rules[1].to_kernel(default);
+        assert_eq!(k.rate_interval_ns, 6_000_000_000);
+        assert_eq!("0".parse::<Rate>().unwrap().interval_ns(), 0);
+        assert!("fast".parse::<Rate>().is_err());
+        assert!("10/fortnight".parse::<Rate>().is_err());
+        let e = RuleSet::from_toml("[[rule]]\naction = \"drop\"\nlog_rate = \"x\"\n", "r.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("r.toml:3:") && e.contains("not a rate"),
+            "{e}"
+        );
     }
 
     #[test]

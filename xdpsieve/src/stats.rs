@@ -1,31 +1,62 @@
-//! Counters: summing the program's per-CPU counters and reporting them the way tcpdump
-//! reports its own at exit, plus what userspace did with the records it received.
+//! Counters: summing the program's per-CPU counters into one [`Snapshot`], and reporting it
+//! the way tcpdump reports its own at exit, plus what userspace did with the records.
 
 use std::fmt::Write as _;
 
-use xdpsieve_common::Counters;
+use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters};
 
 use crate::rules::RuleSet;
 
 /// Sums per-CPU counter slots.
 pub fn sum_counters<'a>(per_cpu: impl IntoIterator<Item = &'a Counters>) -> Counters {
-    per_cpu
-        .into_iter()
-        .fold(Counters::default(), |mut total, c| {
-            total.seen += c.seen;
-            total.passed += c.passed;
-            total.dropped += c.dropped;
-            total.malformed += c.malformed;
-            total.captured += c.captured;
-            total.capture_lost += c.capture_lost;
-            total.bytes_seen += c.bytes_seen;
-            total.bytes_dropped += c.bytes_dropped;
-            total.non_ip += c.non_ip;
-            total
-        })
+    per_cpu.into_iter().fold(Counters::default(), |mut t, c| {
+        t.seen += c.seen;
+        t.passed += c.passed;
+        t.dropped += c.dropped;
+        t.malformed += c.malformed;
+        t.captured += c.captured;
+        t.capture_lost += c.capture_lost;
+        t.bytes_seen += c.bytes_seen;
+        t.bytes_dropped += c.bytes_dropped;
+        t.non_ip += c.non_ip;
+        t.bytes_passed += c.bytes_passed;
+        t.events += c.events;
+        t.event_lost += c.event_lost;
+        t.rate_limited += c.rate_limited;
+        t
+    })
 }
 
-/// What userspace did with the records the program captured.
+/// Adds one CPU's interface counters to a total.
+pub fn add_interface(t: &mut InterfaceCounters, c: &InterfaceCounters) {
+    t.packets += c.packets;
+    t.bytes += c.bytes;
+    t.passed += c.passed;
+    t.dropped += c.dropped;
+    t.captured += c.captured;
+    t.capture_lost += c.capture_lost;
+    t.rate_limited += c.rate_limited;
+}
+
+/// Every counter of a running firewall at one moment, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub counters: Counters,
+    /// Slot 0 is the default verdict, slot `i + 1` rule `i` in evaluation order.
+    pub rules: Vec<RuleCounters>,
+    /// Interface name and its counters.
+    pub interfaces: Vec<(String, InterfaceCounters)>,
+    /// Samples the perf buffers reported lost (perf transport only).
+    pub perf_lost: u64,
+}
+
+impl Snapshot {
+    pub fn rule(&self, slot: usize) -> RuleCounters {
+        self.rules.get(slot).copied().unwrap_or_default()
+    }
+}
+
+/// What userspace did with the records the program sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriterStats {
     /// Packets written to the capture file.
@@ -34,63 +65,124 @@ pub struct WriterStats {
     pub past_count: u64,
     /// Records that failed to decode (never expected; counted rather than dropped silently).
     pub undecodable: u64,
+    /// Event lines written to the log.
+    pub logged: u64,
 }
 
 /// The exit summary, printed to stderr.
-pub fn summary(
-    counters: &Counters,
-    writer: &WriterStats,
-    rules: &RuleSet,
-    rule_hits: &[u64],
-    capturing: bool,
-) -> String {
+pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String {
     let mut out = String::new();
-    let c = counters;
+    let c = &snap.counters;
     let _ = writeln!(
         out,
         "{} packets seen by xdpsieve ({} dropped, {} passed, {} malformed, {} without IP header)",
         c.seen, c.dropped, c.passed, c.malformed, c.non_ip
     );
-    if capturing {
+    if c.captured + c.capture_lost > 0 || writer.written > 0 {
         let _ = writeln!(out, "{} packets captured", writer.written);
         let _ = writeln!(
             out,
             "{} packets lost by the ring buffer (full)",
             c.capture_lost
         );
-        if writer.past_count > 0 {
-            let _ = writeln!(
-                out,
-                "{} packets not written: past the -c count",
-                writer.past_count
-            );
-        }
-        if writer.undecodable > 0 {
-            let _ = writeln!(out, "{} records could not be decoded", writer.undecodable);
-        }
+    }
+    if c.events + c.event_lost > 0 || writer.logged > 0 {
+        let _ = writeln!(
+            out,
+            "{} events logged ({} sent by the program)",
+            writer.logged, c.events
+        );
+        let _ = writeln!(
+            out,
+            "{} events lost by the ring buffer (full)",
+            c.event_lost
+        );
+    }
+    if snap.perf_lost > 0 {
+        let _ = writeln!(
+            out,
+            "{} samples reported lost by the perf buffers",
+            snap.perf_lost
+        );
+    }
+    if c.rate_limited > 0 {
+        let _ = writeln!(
+            out,
+            "{} packets not recorded: over their rule's rate limit",
+            c.rate_limited
+        );
+    }
+    if writer.past_count > 0 {
+        let _ = writeln!(
+            out,
+            "{} packets not written: past the -c count",
+            writer.past_count
+        );
+    }
+    if writer.undecodable > 0 {
+        let _ = writeln!(out, "{} records could not be decoded", writer.undecodable);
     }
     if !rules.rules.is_empty() {
         for (index, rule) in rules.rules.iter().enumerate() {
-            let hits = rule_hits.get(index + 1).copied().unwrap_or(0);
             let _ = writeln!(
                 out,
-                "  rule {:>4} {:<24} {:<4} {:>12} hits  ({})",
+                "  rule {:>4} {:<24} {:<4} {:>12} hits{}  ({})",
                 rule.id,
                 rule.name,
                 rule.action,
-                hits,
+                snap.rule(index + 1).hits,
+                suppressed(snap.rule(index + 1).suppressed),
                 rule.conditions()
             );
         }
         let _ = writeln!(
             out,
-            "  default      {:<24} {:<4} {:>12} hits",
+            "  default      {:<24} {:<4} {:>12} hits{}",
             "",
             rules.default_action,
-            rule_hits.first().copied().unwrap_or(0)
+            snap.rule(0).hits,
+            suppressed(snap.rule(0).suppressed)
         );
     }
+    if snap.interfaces.len() > 1 {
+        for (name, i) in &snap.interfaces {
+            let _ = writeln!(
+                out,
+                "  interface {:<16} {:>12} packets {:>12} dropped {:>12} passed",
+                name, i.packets, i.dropped, i.passed
+            );
+        }
+    }
     out
+}
+
+fn suppressed(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(", {n} not recorded (rate limit)")
+    }
+}
+
+/// One status line for `--stats-interval`: rates since the previous snapshot.
+pub fn interval_line(previous: &Snapshot, current: &Snapshot, seconds: f64) -> String {
+    let (p, c) = (&previous.counters, &current.counters);
+    let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / seconds.max(1e-9);
+    format!(
+        "xdpsieve: {:.0} pkt/s ({:.0} dropped/s, {:.0} passed/s), {:.1} Mbit/s; \
+         captured {:.0}/s, events {:.0}/s; lost {} (capture) {} (events) {} (perf), \
+         rate-limited {}",
+        rate(c.seen, p.seen),
+        rate(c.dropped, p.dropped),
+        rate(c.passed, p.passed),
+        rate(c.bytes_seen, p.bytes_seen) * 8.0 / 1e6,
+        rate(c.captured, p.captured),
+        rate(c.events, p.events),
+        c.capture_lost,
+        c.event_lost,
+        current.perf_lost,
+        c.rate_limited
+    )
 }
 
 #[cfg(test)]
@@ -105,17 +197,20 @@ mod tests {
             dropped: 1,
             passed: 2,
             captured: 1,
+            events: 2,
             ..Default::default()
         };
         let b = Counters {
             seen: 4,
             dropped: 4,
             capture_lost: 2,
+            rate_limited: 5,
             ..Default::default()
         };
         let total = sum_counters([&a, &b]);
         assert_eq!((total.seen, total.dropped, total.passed), (7, 5, 2));
         assert_eq!((total.captured, total.capture_lost), (1, 2));
+        assert_eq!((total.events, total.rate_limited), (2, 5));
     }
 
     #[test]
@@ -124,25 +219,43 @@ mod tests {
         rules
             .push_expression(Action::Drop, "udp src port 53")
             .unwrap();
-        let counters = Counters {
-            seen: 10,
-            dropped: 4,
-            passed: 6,
-            capture_lost: 1,
-            ..Default::default()
+        let snap = Snapshot {
+            counters: Counters {
+                seen: 10,
+                dropped: 4,
+                passed: 6,
+                captured: 2,
+                capture_lost: 1,
+                rate_limited: 1,
+                ..Default::default()
+            },
+            rules: vec![
+                RuleCounters {
+                    hits: 6,
+                    ..Default::default()
+                },
+                RuleCounters {
+                    hits: 4,
+                    suppressed: 1,
+                    ..Default::default()
+                },
+            ],
+            interfaces: Vec::new(),
+            perf_lost: 0,
         };
         let writer = WriterStats {
-            written: 3,
-            past_count: 0,
-            undecodable: 0,
+            written: 2,
+            ..Default::default()
         };
-        let text = summary(&counters, &writer, &rules, &[6, 4], true);
+        let text = summary(&snap, &writer, &rules);
         assert!(text.contains(
             "10 packets seen by xdpsieve (4 dropped, 6 passed, 0 malformed, 0 without IP header)"
         ));
-        assert!(text.contains("3 packets captured"));
+        assert!(text.contains("2 packets captured"));
         assert!(text.contains("1 packets lost by the ring buffer"));
+        assert!(text.contains("1 packets not recorded: over their rule's rate limit"));
         assert!(text.contains("drop udp src port 53"));
-        assert!(text.contains("4 hits"));
+        assert!(text.contains("4 hits, 1 not recorded (rate limit)"));
+        assert!(!text.contains("events logged"));
     }
 }

@@ -156,7 +156,7 @@ fn parse_summary(stderr: &str) -> Summary {
             s.malformed = number(line, "malformed").expect("malformed");
         } else if line.ends_with("packets captured") {
             s.captured = number(line, "packets").expect("captured");
-        } else if line.contains("lost by the ring buffer") {
+        } else if line.contains("packets lost by the ring buffer") {
             s.lost = number(line, "packets").expect("lost");
         } else if line.contains("past the -c count") {
             s.past_count = number(line, "packets").expect("past count");
@@ -215,6 +215,12 @@ fn send_dns_and_other(net: &VethPair, count: u16, payload_extra: usize) {
         })
         .expect("entering namespace")
         .expect("sending traffic");
+}
+
+/// Lets frames still in flight on the veth reach the program before the test stops it: a
+/// busy machine (the suite runs in parallel) can hold them back for a while.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
 }
 
 fn read_pcap(path: &Path) -> Vec<(u32, Vec<u8>)> {
@@ -332,6 +338,7 @@ fn pcapng_carries_xdp_verdict_rule_and_interface() {
         ],
     );
     send_dns_and_other(&net, 10, 0);
+    settle();
     let out = fw.stop(libc::SIGTERM);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -578,17 +585,29 @@ fn rules_from_file_and_flags_together() {
     );
 }
 
-/// Runs the binary (not attached to anything) and returns (success, stderr).
+/// Runs the binary to completion (killed after 30 s) and returns (success, stderr).
 fn run_plain(net: Option<&VethPair>, args: &[&str]) -> (bool, String) {
     let mut cmd = match net {
         Some(net) => net.fw.command(BINARY),
         None => Command::new(BINARY),
     };
-    let out = cmd
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("running xdpsieve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("xdpsieve {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("collecting output");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -637,8 +656,19 @@ fn clear_errors_for_operator_mistakes() {
     );
     assert!(!ok && err.contains("needs a direction"), "{err}");
 
-    let (ok, err) = run_plain(Some(&net), &["run", "-i", VethPair::FW_IF, "--drop", "udp"]);
-    assert!(!ok && err.contains("no capture file"), "{err}");
+    let (ok, err) = run_plain(
+        Some(&net),
+        &[
+            "run",
+            "-i",
+            VethPair::FW_IF,
+            "--drop",
+            "udp",
+            "--capture",
+            "dropped",
+        ],
+    );
+    assert!(!ok && err.contains("needs a capture file"), "{err}");
 
     let bad = tmp.file("bad.toml");
     std::fs::write(
@@ -945,7 +975,12 @@ fn interrupted_demo_removes_its_namespaces() {
             .find(|l| l.starts_with(&tag) && l.contains("-demo-fw"))
             .map(|l| l.split_whitespace().next().unwrap().to_string());
         if let Some(ns) = fw_ns {
-            let link = tool("ip", &["-n", &ns, "-d", "link", "show", "dev", "fw0"]);
+            // The namespace exists a moment before its interface: poll without asserting.
+            let link = Command::new("ip")
+                .args(["-n", &ns, "-d", "link", "show", "dev", "fw0"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
             if link.contains("prog/xdp") {
                 break;
             }
@@ -966,4 +1001,289 @@ fn interrupted_demo_removes_its_namespaces() {
         !list.lines().any(|l| l.starts_with(&tag)),
         "namespaces left: {list}"
     );
+}
+
+/// Log lines of one run, split by verdict.
+fn run_with_log(
+    net: &VethPair,
+    tmp: &TempDir,
+    transport: &str,
+    format: &str,
+    n: u16,
+) -> (String, String) {
+    let log = tmp.file(&format!("{transport}.{format}.log"));
+    let fw = Firewall::start(
+        net,
+        &[
+            "--drop",
+            "udp src port 53",
+            "--log",
+            "all",
+            "--log-format",
+            format,
+            "--log-file",
+            log.to_str().unwrap(),
+            "--transport",
+            transport,
+        ],
+    );
+    send_dns_and_other(net, n, 0);
+    settle();
+    let out = fw.stop(libc::SIGINT);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (
+        std::fs::read_to_string(&log).expect("reading the log"),
+        stderr,
+    )
+}
+
+#[test]
+fn event_log_matches_the_traffic_for_both_transports() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("log");
+    let net = VethPair::create("log", None).expect("namespaces");
+    let (_c4, _c6) = client_sockets(&net);
+    const N: u16 = 20;
+    // DNS response: 45 bytes; + UDP 8 + IPv4 20 / IPv6 40 + Ethernet 14.
+    let (len4, len6) = (45 + 8 + 20 + 14, 45 + 8 + 40 + 14);
+    for transport in ["ringbuf", "perf"] {
+        let (log, stderr) = run_with_log(&net, &tmp, transport, "json", N);
+        let entries: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let drops: Vec<&serde_json::Value> =
+            entries.iter().filter(|e| e["verdict"] == "DROP").collect();
+        assert_eq!(drops.len(), 2 * usize::from(N), "{transport}: {log}");
+        for e in &drops {
+            assert_eq!(e["interface"], "fw0");
+            assert_eq!(e["rule"], "drop udp src port 53");
+            assert_eq!(e["rule_id"], 1);
+            assert_eq!(e["protocol"], "udp");
+            assert_eq!(e["src_port"], 53);
+            assert_eq!(e["dst_port"], CLIENT_PORT);
+            assert_eq!(e["malformed"], false);
+            assert_eq!(e["vlan"], serde_json::Value::Null);
+            match e["family"].as_str() {
+                Some("ipv4") => {
+                    assert_eq!(
+                        (e["src"].as_str(), e["dst"].as_str()),
+                        (Some("192.0.2.1"), Some("192.0.2.2"))
+                    );
+                    assert_eq!(e["len"], len4);
+                }
+                Some("ipv6") => {
+                    assert_eq!(
+                        (e["src"].as_str(), e["dst"].as_str()),
+                        (Some("2001:db8::1"), Some("2001:db8::2"))
+                    );
+                    assert_eq!(e["len"], len6);
+                }
+                other => panic!("family {other:?}"),
+            }
+        }
+        let others = entries
+            .iter()
+            .filter(|e| e["verdict"] == "PASS" && e["src_port"] == 5000)
+            .count();
+        assert_eq!(others, usize::from(N), "{transport}: {log}");
+        // Timestamps are the kernel's, in order per CPU, and close to now.
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        for e in &entries {
+            let t = e["time_ns"].as_u64().unwrap();
+            assert!(now_ns - t < 60_000_000_000, "{e}");
+        }
+        // Every event the program sent is in the log, and the summary says so.
+        assert!(
+            stderr.contains(&format!("{} events logged", entries.len())),
+            "{stderr}"
+        );
+        assert!(stderr.contains("0 events lost"), "{stderr}");
+
+        let (text, _) = run_with_log(&net, &tmp, transport, "text", N);
+        let line4 = format!(
+            " fw0 DROP udp 192.0.2.1:53 -> 192.0.2.2:40000 len={len4} rule=drop udp src port 53"
+        );
+        let line6 = format!(
+            " fw0 DROP udp [2001:db8::1]:53 -> [2001:db8::2]:40000 len={len6} rule=drop udp src port 53"
+        );
+        assert_eq!(
+            text.lines().filter(|l| l.ends_with(&line4)).count(),
+            usize::from(N),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().filter(|l| l.ends_with(&line6)).count(),
+            usize::from(N),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines()
+                .filter(
+                    |l| l.contains(" PASS udp 192.0.2.1:5000 -> 192.0.2.2:40000 ")
+                        && l.ends_with("rule=default")
+                )
+                .count(),
+            usize::from(N),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn rate_limit_suppresses_and_counts_exactly() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("rate");
+    let rules = tmp.file("fw.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"dns-flood\"\naction = \"drop\"\nprotocol = \"udp\"\nsrc_port = 53\nlog = true\nlog_rate = \"100/s\"\n",
+    )
+    .unwrap();
+    let log = tmp.file("rate.log");
+    let capture = tmp.file("rate.pcap");
+    let net = VethPair::create("rate", None).expect("namespaces");
+    let (_c4, _c6) = client_sockets(&net);
+    let fw = Firewall::start(
+        &net,
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--log-file",
+            log.to_str().unwrap(),
+            "-w",
+            capture.to_str().unwrap(),
+        ],
+    );
+    // A bounded flood: 3000 responses as fast as the socket goes.
+    const FLOOD: u64 = 3000;
+    let started = Instant::now();
+    net.peer
+        .run(|| {
+            let s = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 53))?;
+            let msg = dns_response(1);
+            for _ in 0..FLOOD {
+                s.send_to(&msg, (VethPair::FW_V4, CLIENT_PORT))?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .unwrap()
+        .unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    settle();
+    let out = fw.stop(libc::SIGINT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let events = std::fs::read_to_string(&log).unwrap().lines().count() as u64;
+    let s = parse_summary(&stderr);
+    assert_eq!(s.dropped, FLOOD, "{stderr}");
+    // A burst of 100, then 100 per second (plus slack for the time to stop).
+    let allowed = 100.0 + 100.0 * (elapsed + 1.0);
+    assert!(
+        events >= 100 && (events as f64) <= allowed,
+        "{events} events in {elapsed:.2} s: {stderr}"
+    );
+    // Nothing goes missing without a count: recorded + suppressed = every packet.
+    let suppressed: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_suffix(" packets not recorded: over their rule's rate limit"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rate-limit line: {stderr}"));
+    assert_eq!(events + suppressed, FLOOD, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "3000 hits, {suppressed} not recorded (rate limit)"
+        )),
+        "{stderr}"
+    );
+    // The capture rides the same limiter: captured + lost + suppressed = dropped.
+    assert_eq!(s.captured + s.lost + suppressed, FLOOD, "{stderr}");
+    assert_eq!(read_pcap(&capture).len() as u64, s.captured);
+}
+
+#[test]
+fn pcapng_ends_with_interface_statistics() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("isb");
+    let capture = tmp.file("isb.pcapng");
+    let net = VethPair::create("isb", None).expect("namespaces");
+    let (_c4, _c6) = client_sockets(&net);
+    let fw = Firewall::start(
+        &net,
+        &[
+            "--drop",
+            "udp src port 53",
+            "--format",
+            "pcapng",
+            "-w",
+            capture.to_str().unwrap(),
+        ],
+    );
+    send_dns_and_other(&net, 5, 0);
+    settle();
+    let out = fw.stop(libc::SIGINT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let s = parse_summary(&stderr);
+
+    use pcap_file::pcapng::blocks::{
+        interface_statistics::InterfaceStatisticsOption as Isb, section_header::SectionHeaderOption,
+    };
+    let mut reader = PcapNgReader::new(std::fs::File::open(&capture).unwrap()).unwrap();
+    assert!(reader.section().options.iter().any(
+        |o| matches!(o, SectionHeaderOption::UserApplication(a) if a.starts_with("xdpsieve "))
+    ));
+    let mut isb = None;
+    while let Some(block) = reader.next_block() {
+        if let Block::InterfaceStatistics(b) = block.unwrap() {
+            isb = Some(b.into_owned());
+        }
+    }
+    let isb = isb.expect("an interface statistics block");
+    let value = |want: fn(&Isb) -> Option<u64>| isb.options.iter().find_map(want);
+    assert_eq!(
+        value(|o| if let Isb::IsbIfRecv(v) = o {
+            Some(*v)
+        } else {
+            None
+        }),
+        Some(s.seen)
+    );
+    assert_eq!(
+        value(|o| if let Isb::IsbIfDrop(v) = o {
+            Some(*v)
+        } else {
+            None
+        }),
+        Some(s.dropped)
+    );
+    assert_eq!(
+        value(|o| if let Isb::IsbOsDrop(v) = o {
+            Some(*v)
+        } else {
+            None
+        }),
+        Some(s.lost)
+    );
+    assert_eq!(
+        value(|o| if let Isb::IsbUsrDeliv(v) = o {
+            Some(*v)
+        } else {
+            None
+        }),
+        Some(s.captured)
+    );
+    // Wireshark's own reader sees the block too.
+    let info = tool("capinfos", &["-I", capture.to_str().unwrap()]);
+    assert!(info.contains("Number of stat entries = 1"), "{info}");
 }

@@ -19,6 +19,7 @@ use xdpsieve::{
     loader::{Firewall, Settings},
     record::{CaptureRecord, Verdict},
     rules::{Action, RuleSet},
+    source::Source,
 };
 use xdpsieve_common::{Counters, MAX_SNAPLEN, capture, verdict};
 
@@ -603,11 +604,11 @@ struct Record {
     data: Vec<u8>,
 }
 
-/// Reads every record the ring holds now.
-fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Vec<Record> {
+/// Reads every capture record the source holds now.
+fn drain(source: &mut Source) -> Vec<Record> {
     let mut records = Vec::new();
-    while let Some(item) = ring.next() {
-        let r = CaptureRecord::decode(&item).expect("decoding a capture record");
+    source.drain(|bytes| {
+        let r = CaptureRecord::decode(bytes).expect("decoding a capture record");
         records.push(Record {
             timestamp_ns: r.timestamp_tai_ns,
             ifindex: r.ifindex,
@@ -618,7 +619,7 @@ fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Vec<Record> {
             malformed: r.malformed,
             data: r.data.to_vec(),
         });
-    }
+    });
     records
 }
 
@@ -1404,7 +1405,7 @@ fn capture_records_match_the_frames() {
         ..Settings::default()
     };
     let mut fw = load(&settings);
-    let mut ring = fw.take_ring().expect("ring");
+    let mut ring = fw.take_capture_source().expect("capture source");
 
     // (frame, verdict, rule id, malformed)
     let sent = [
@@ -1505,9 +1506,10 @@ fn snaplen_truncates_but_keeps_the_true_length() {
         capture: capture::DROPPED,
         snaplen: 64,
         ring_bytes: 1 << 16,
+        ..Settings::default()
     };
     let mut fw = load(&settings);
-    let mut ring = fw.take_ring().expect("ring");
+    let mut ring = fw.take_capture_source().expect("capture source");
 
     let long = Frame::ipv4(PEER4, HOST4)
         .udp(53, 40000)
@@ -1546,7 +1548,7 @@ fn jumbo_frames_with_xdp_fragments() {
         ..Settings::default()
     };
     let mut fw = load(&settings);
-    let mut ring = fw.take_ring().expect("ring");
+    let mut ring = fw.take_capture_source().expect("capture source");
 
     let jumbo = Frame::ipv4(PEER4, HOST4)
         .udp(53, 40000)
@@ -1600,7 +1602,7 @@ fn full_ring_counts_lost_records() {
         ..Settings::default()
     };
     let mut fw = load(&settings);
-    let mut ring = fw.take_ring().expect("ring");
+    let mut ring = fw.take_capture_source().expect("capture source");
     let frame = Frame::ipv4(PEER4, HOST4)
         .udp(53, 40000)
         .pad_to(1500)
@@ -1643,7 +1645,7 @@ fn default_drop_with_pass_rules() {
         ..Settings::default()
     };
     let mut fw = load(&settings);
-    let mut ring = fw.take_ring().expect("ring");
+    let mut ring = fw.take_capture_source().expect("capture source");
     let v4 = || Frame::ipv4(HOST4, PEER4);
     let v6 = || Frame::ipv6(HOST6, PEER6);
     let query = || v4().udp(40000, 53);
@@ -1765,7 +1767,7 @@ fn toml_rules_match_cli_rules() {
     };
     let mut from_toml = load_with(&toml);
     let mut from_cli = load_with(&cli);
-    let mut toml_ring = from_toml.take_ring().expect("ring");
+    let mut toml_ring = from_toml.take_capture_source().expect("capture source");
 
     let frames = [
         (
@@ -1810,4 +1812,69 @@ fn toml_rules_match_cli_rules() {
         .filter_map(|(_, _, name)| name.map(|n| Some(n.to_owned())))
         .collect();
     assert_eq!(names, expected, "captured rule ids name the file's rules");
+}
+
+/// Events the real program produced, decoded, over both transports: the fields the veth
+/// tests cannot reach (VLAN id, TCP flags, ICMP type and code, non-IP frames).
+#[test]
+fn events_decode_from_the_real_program() {
+    if !root_or_skip() {
+        return;
+    }
+    use xdpsieve::source::Transport;
+    use xdpsieve_common::{Event, family, record_flags};
+    for transport in [Transport::RingBuf, Transport::Perf] {
+        let settings = Settings {
+            rules: rule_set(&[(Action::Drop, "tcp dst port 22")]),
+            capture: 0,
+            log: capture::DROPPED | capture::PASSED,
+            transport,
+            ring_bytes: 1 << 16,
+            ..Settings::default()
+        };
+        let mut fw = load(&settings);
+        let mut source = fw.take_event_source().expect("event source");
+        let syn = Frame::ipv4(PEER4, HOST4)
+            .vlan(0x8100)
+            .tcp(40000, 22)
+            .build();
+        let ping = Frame::ipv6(PEER6, HOST6).icmp6().build();
+        let arp = Frame::arp().build();
+        assert_eq!(run(&mut fw, &syn), DROP);
+        assert_eq!(run(&mut fw, &ping), PASS);
+        assert_eq!(run(&mut fw, &arp), PASS);
+        let mut events: Vec<Event> = Vec::new();
+        source.drain(|bytes| events.push(xdpsieve::event::decode(bytes).expect("event")));
+        assert_eq!(events.len(), 3, "{transport:?}");
+        assert_eq!(counters(&fw).events, 3);
+
+        let e = events[0];
+        assert_eq!(
+            (e.family, e.protocol, e.verdict, e.rule_id),
+            (family::IPV4, 6, verdict::DROP, 1)
+        );
+        assert_eq!(
+            (e.src[0].to_ne_bytes(), e.dst[0].to_ne_bytes()),
+            (PEER4, HOST4)
+        );
+        assert_eq!((e.src_port, e.dst_port, e.tcp_flags), (40000, 22, 0x02));
+        assert_eq!(e.flags & record_flags::HAS_VLAN, record_flags::HAS_VLAN);
+        assert_eq!(e.vlan_id, 100);
+        assert_eq!(e.frame_len as usize, syn.len());
+        assert!(e.timestamp_ns > 0);
+
+        let e = events[1];
+        assert_eq!(
+            (e.family, e.protocol, e.verdict, e.rule_id),
+            (family::IPV6, 58, verdict::PASS, 0)
+        );
+        assert_eq!(
+            e.flags & (record_flags::HAS_ICMP | record_flags::HAS_VLAN),
+            record_flags::HAS_ICMP
+        );
+        assert_eq!(e.src_port, 128, "ICMPv6 echo request type");
+
+        let e = events[2];
+        assert_eq!((e.family, e.verdict), (family::NONE, verdict::PASS));
+    }
 }

@@ -96,6 +96,18 @@ impl<W: io::Write> CaptureWriter<W> {
         }
     }
 
+    /// At close, per interface: pcapng writes an interface statistics block; pcap has none.
+    pub fn write_interface_statistics(
+        &mut self,
+        ifindex: u32,
+        counters: &xdpsieve_common::InterfaceCounters,
+    ) -> io::Result<()> {
+        match self {
+            CaptureWriter::Pcap(_) => Ok(()),
+            CaptureWriter::Pcapng(w) => w.write_interface_statistics(ifindex, counters),
+        }
+    }
+
     pub fn into_inner(self) -> W {
         match self {
             CaptureWriter::Pcap(w) => w.into_inner(),

@@ -9,6 +9,7 @@ use super::{Interface, LINKTYPE_ETHERNET, Packet};
 const BLOCK_SHB: u32 = 0x0A0D_0D0A;
 const BLOCK_IDB: u32 = 0x0000_0001;
 const BLOCK_EPB: u32 = 0x0000_0006;
+const BLOCK_ISB: u32 = 0x0000_0005;
 const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 
 const OPT_END: u16 = 0;
@@ -20,6 +21,12 @@ const IF_TSRESOL: u16 = 9;
 const EPB_QUEUE: u16 = 6;
 const EPB_VERDICT: u16 = 7;
 const VERDICT_TYPE_EBPF_XDP: u8 = 2;
+const ISB_ENDTIME: u16 = 3;
+const ISB_IFRECV: u16 = 4;
+const ISB_IFDROP: u16 = 5;
+const ISB_FILTERACCEPT: u16 = 6;
+const ISB_OSDROP: u16 = 7;
+const ISB_USRDELIV: u16 = 8;
 
 pub struct PcapngWriter<W: io::Write> {
     out: W,
@@ -122,6 +129,51 @@ impl<W: io::Write> PcapngWriter<W> {
         let result = self.out.write_all(&block);
         self.block = block;
         result
+    }
+
+    /// The interface statistics block written at close. In xdpsieve's terms: received =
+    /// packets the program saw on the interface, dropped = packets the firewall dropped,
+    /// accepted by filter = packets chosen for capture, OS drop = of those, the ones the
+    /// capture lost (buffer full or rate limit), delivered = captured.
+    pub fn write_interface_statistics(
+        &mut self,
+        ifindex: u32,
+        c: &xdpsieve_common::InterfaceCounters,
+    ) -> io::Result<()> {
+        let Some(&id) = self.interface_ids.get(&ifindex) else {
+            return Ok(());
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        let stamp = |v: u64| {
+            let mut b = [0u8; 8];
+            b[..4].copy_from_slice(&((v >> 32) as u32).to_ne_bytes());
+            b[4..].copy_from_slice(&(v as u32).to_ne_bytes());
+            b
+        };
+        let lost = c.capture_lost + c.rate_limited;
+        let mut body = Vec::new();
+        body.extend_from_slice(&id.to_ne_bytes());
+        body.extend_from_slice(&stamp(now));
+        push_option(&mut body, ISB_ENDTIME, &stamp(now));
+        push_option(&mut body, ISB_IFRECV, &c.packets.to_ne_bytes());
+        push_option(&mut body, ISB_IFDROP, &c.dropped.to_ne_bytes());
+        push_option(
+            &mut body,
+            ISB_FILTERACCEPT,
+            &(c.captured + lost).to_ne_bytes(),
+        );
+        push_option(&mut body, ISB_OSDROP, &lost.to_ne_bytes());
+        push_option(&mut body, ISB_USRDELIV, &c.captured.to_ne_bytes());
+        push_option(
+            &mut body,
+            OPT_COMMENT,
+            b"ifdrop: packets the firewall dropped; osdrop: packets the capture lost",
+        );
+        push_option(&mut body, OPT_END, &[]);
+        self.write_block(BLOCK_ISB, &body)
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
