@@ -12,12 +12,14 @@ pub mod capture;
 pub mod demo;
 pub mod event;
 pub mod loader;
+pub mod metrics;
 pub mod netns;
 pub mod record;
 pub mod recorder;
 pub mod rules;
 pub mod source;
 pub mod stats;
+pub mod status;
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpsieve"));

@@ -387,6 +387,14 @@ impl Firewall {
         )
     }
 
+    /// The counter maps `xdpsieve status` reads, by name.
+    pub fn counter_maps(&self) -> Vec<(&'static str, &aya::maps::Map)> {
+        crate::status::PINNED_MAPS
+            .iter()
+            .filter_map(|&name| self.ebpf.map(name).map(|m| (name, m)))
+            .collect()
+    }
+
     /// Hits per rule slot (the default verdict's first).
     pub fn rule_hits(&self, rule_count: usize) -> Result<Vec<u64>, LoaderError> {
         Ok(self

@@ -22,6 +22,7 @@ use xdpsieve::{
     rules::{Action, Rate, RuleSet},
     source::{Transport, wait_readable},
     stats::{self, Snapshot, WriterStats},
+    status::{Meta, MetaInterface, MetaRule},
 };
 use xdpsieve_common::{MAX_SNAPLEN, capture};
 
@@ -43,6 +44,9 @@ enum Command {
     Run(RunArgs),
     /// Parse a rule file and print the rules as the firewall will evaluate them.
     CheckRules(CheckArgs),
+    /// Show a running firewall's rules, hit counts, counters, attach mode and uptime,
+    /// from another shell (same network namespace), without disturbing it.
+    Status(StatusArgs),
     /// Run a self-contained demonstration in two throwaway network namespaces.
     Demo(DemoArgs),
 }
@@ -129,6 +133,10 @@ struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_size)]
     ring_size: u32,
 
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9470).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+
     /// Print a status line (rates per verdict, losses) to stderr every SECS seconds.
     #[arg(long, value_name = "SECS")]
     stats_interval: Option<f64>,
@@ -195,6 +203,17 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
   dst_port = "1024-65535""#;
 
 #[derive(Args)]
+struct StatusArgs {
+    /// Only this interface [default: every running instance].
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    interface: Option<String>,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct DemoArgs {
     /// Where to write the demo's capture.
     #[arg(short = 'w', value_name = "FILE", default_value = "xdpsieve-demo.pcap")]
@@ -249,6 +268,7 @@ fn main() -> ExitCode {
             run(args, &sub)
         }
         Command::CheckRules(args) => check_rules(&args),
+        Command::Status(args) => status(&args),
         Command::Demo(args) => xdpsieve::demo::run(&args.write, args.responses),
     };
     match result {
@@ -258,6 +278,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn status(args: &StatusArgs) -> Result<()> {
+    let statuses = xdpsieve::status::read_status(args.interface.as_deref())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+    } else {
+        print!("{}", xdpsieve::status::render(&statuses));
+    }
+    Ok(())
 }
 
 fn check_rules(args: &CheckArgs) -> Result<()> {
@@ -430,6 +460,50 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         firewall.attach(&interface.name, args.mode)?;
     }
 
+    let meta = Meta {
+        pid: std::process::id(),
+        pid_start: xdpsieve::status::process_start(std::process::id()).unwrap_or(0),
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        interfaces: firewall
+            .attachments()
+            .iter()
+            .map(|a| MetaInterface {
+                name: a.interface.clone(),
+                ifindex: a.ifindex,
+                mode: a.mode.to_string(),
+            })
+            .collect(),
+        transport: format!("{:?}", args.transport).to_lowercase(),
+        default_action: rules.default_action.to_string(),
+        rules: rules
+            .rules
+            .iter()
+            .map(|r| MetaRule {
+                id: r.id,
+                name: r.name.clone(),
+                action: r.action.to_string(),
+                conditions: r.conditions(),
+                log: r.log,
+                rate: r.rate.unwrap_or(args.log_rate).to_string(),
+            })
+            .collect(),
+    };
+    // Removed (pins and description) when this guard drops, at the end of run.
+    let _published = xdpsieve::status::publish(&firewall.counter_maps(), &meta)?;
+    let _metrics = match args.metrics {
+        Some(addr) => {
+            let server = xdpsieve::metrics::serve(addr, meta.clone())?;
+            if !args.quiet {
+                eprintln!("xdpsieve: metrics at http://{}/metrics", server.addr);
+            }
+            Some(server)
+        }
+        None => None,
+    };
     if !args.quiet {
         let attached: Vec<String> = firewall
             .attachments()

@@ -44,6 +44,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "nsenter"),
     ("tcpdump", "tcpdump"),
     ("tshark", "tshark"),
+    ("curl", "curl"),
 ];
 
 fn main() -> Result<()> {
