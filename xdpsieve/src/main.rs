@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Attach the firewall to interfaces and capture what it drops (or passes).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Parse a rule file and print the rules as the firewall will evaluate them.
     CheckRules(CheckArgs),
     /// Show a running firewall's rules, hit counts, counters, attach mode and uptime,
@@ -265,7 +265,7 @@ fn main() -> ExitCode {
                 .subcommand_matches("run")
                 .cloned()
                 .unwrap_or_default();
-            run(args, &sub)
+            run(*args, &sub)
         }
         Command::CheckRules(args) => check_rules(&args),
         Command::Status(args) => status(&args),
