@@ -78,6 +78,11 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
         "{} packets seen by xdpsieve ({} dropped, {} passed, {} malformed, {} without IP header)",
         c.seen, c.dropped, c.passed, c.malformed, c.non_ip
     );
+    let _ = writeln!(
+        out,
+        "{} bytes seen ({} dropped, {} passed)",
+        c.bytes_seen, c.bytes_dropped, c.bytes_passed
+    );
     if c.captured + c.capture_lost > 0 || writer.written > 0 {
         let _ = writeln!(out, "{} packets captured", writer.written);
         let _ = writeln!(
@@ -144,14 +149,12 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
             suppressed(snap.rule(0).suppressed)
         );
     }
-    if snap.interfaces.len() > 1 {
-        for (name, i) in &snap.interfaces {
-            let _ = writeln!(
-                out,
-                "  interface {:<16} {:>12} packets {:>12} dropped {:>12} passed",
-                name, i.packets, i.dropped, i.passed
-            );
-        }
+    for (name, i) in &snap.interfaces {
+        let _ = writeln!(
+            out,
+            "  interface {:<16} {:>12} packets {:>12} dropped {:>12} passed {:>14} bytes",
+            name, i.packets, i.dropped, i.passed, i.bytes
+        );
     }
     out
 }
