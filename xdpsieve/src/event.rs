@@ -107,17 +107,7 @@ impl EventFormatter {
     pub fn entry(&self, event: &Event) -> LogEntry {
         let time = self.clock.to_unix(event.timestamp_ns);
         let addr = |words: &[u32; 4]| -> Option<String> {
-            match event.family {
-                family::IPV4 => Some(Ipv4Addr::from(words[0].to_ne_bytes()).to_string()),
-                family::IPV6 => {
-                    let mut bytes = [0u8; 16];
-                    for (i, w) in words.iter().enumerate() {
-                        bytes[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
-                    }
-                    Some(IpAddr::V6(Ipv6Addr::from(bytes)).to_string())
-                }
-                _ => None,
-            }
+            (event.family != family::NONE).then(|| address(event.family, words).to_string())
         };
         let has_ports = event.flags & record_flags::HAS_PORTS != 0;
         let has_icmp = event.flags & record_flags::HAS_ICMP != 0;
@@ -168,53 +158,95 @@ impl EventFormatter {
 
     /// Appends one line (with its newline) for `event` to `out`.
     pub fn write_line(&self, event: &Event, out: &mut String) {
-        let e = self.entry(event);
         match self.format {
             LogFormat::Json => {
                 // Serializing plain strings and numbers cannot fail.
-                let _ = serde_json::to_writer(StringWriter(out), &e);
+                let _ = serde_json::to_writer(StringWriter(out), &self.entry(event));
             }
-            LogFormat::Text => {
-                let endpoint = |addr: &Option<String>, port: Option<u16>| match (addr, port) {
-                    (Some(a), Some(p)) if e.family == "ipv6" => format!("[{a}]:{p}"),
-                    (Some(a), Some(p)) => format!("{a}:{p}"),
-                    (Some(a), None) => a.clone(),
-                    (None, _) => "-".into(),
-                };
-                let _ = write!(
-                    out,
-                    "{} {} {} {}",
-                    e.time, e.interface, e.verdict, e.protocol
-                );
-                if e.family != "none" {
-                    let _ = write!(
-                        out,
-                        " {} -> {}",
-                        endpoint(&e.src, e.src_port),
-                        endpoint(&e.dst, e.dst_port)
-                    );
-                }
-                if let (Some(t), Some(c)) = (e.icmp_type, e.icmp_code) {
-                    let _ = write!(out, " type={t} code={c}");
-                }
-                if let Some(flags) = &e.tcp_flags {
-                    let _ = write!(out, " flags=[{flags}]");
-                }
-                if let Some(vlan) = e.vlan {
-                    let _ = write!(out, " vlan={vlan}");
-                }
-                let _ = write!(out, " len={} rule={}", e.len, e.rule);
-                if e.malformed {
-                    out.push_str(" malformed");
-                }
-            }
+            LogFormat::Text => self.write_text(event, out),
         }
         out.push('\n');
     }
+
+    /// The text line, written straight into `out`: this runs once per event under a flood,
+    /// so it allocates nothing.
+    fn write_text(&self, event: &Event, out: &mut String) {
+        write_rfc3339(out, self.clock.to_unix(event.timestamp_ns));
+        out.push(' ');
+        match self.interface_names.get(&event.ifindex) {
+            Some(name) => out.push_str(name),
+            None => {
+                let _ = write!(out, "ifindex{}", event.ifindex);
+            }
+        }
+        out.push(' ');
+        out.push_str(Verdict::from_raw(event.verdict).name());
+        out.push(' ');
+        let has_ports = event.flags & record_flags::HAS_PORTS != 0;
+        match event.family {
+            family::IPV4 | family::IPV6 => {
+                match Protocol(event.protocol).name() {
+                    Some(name) => out.push_str(name),
+                    None => {
+                        let _ = write!(out, "{}", event.protocol);
+                    }
+                }
+                let v6 = event.family == family::IPV6;
+                for (words, port, sep) in [
+                    (&event.src, event.src_port, " "),
+                    (&event.dst, event.dst_port, " -> "),
+                ] {
+                    out.push_str(sep);
+                    let addr = address(event.family, words);
+                    let _ = match (has_ports, v6) {
+                        (true, true) => write!(out, "[{addr}]:{port}"),
+                        (true, false) => write!(out, "{addr}:{port}"),
+                        (false, _) => write!(out, "{addr}"),
+                    };
+                }
+            }
+            _ => out.push_str("non-ip"),
+        }
+        if event.flags & record_flags::HAS_ICMP != 0 {
+            let _ = write!(out, " type={} code={}", event.src_port, event.dst_port);
+        }
+        if has_ports && Protocol(event.protocol) == Protocol::TCP {
+            out.push_str(" flags=[");
+            push_tcp_flags(out, event.tcp_flags);
+            out.push(']');
+        }
+        if event.flags & record_flags::HAS_VLAN != 0 {
+            let _ = write!(out, " vlan={}", event.vlan_id);
+        }
+        let _ = write!(out, " len={} rule=", event.frame_len);
+        if event.family == family::NONE {
+            out.push_str("none");
+        } else {
+            match self.rule_names.get(&event.rule_id) {
+                Some(name) => out.push_str(name),
+                None => {
+                    let _ = write!(out, "rule-{}", event.rule_id);
+                }
+            }
+        }
+        if event.flags & record_flags::MALFORMED != 0 {
+            out.push_str(" malformed");
+        }
+    }
 }
 
-/// tcpdump's flag letters: S F R P U E W, and `.` for ACK.
-fn tcp_flags(bits: u8) -> String {
+fn address(family: u8, words: &[u32; 4]) -> IpAddr {
+    if family == family::IPV4 {
+        return IpAddr::V4(Ipv4Addr::from(words[0].to_ne_bytes()));
+    }
+    let mut bytes = [0u8; 16];
+    for (i, w) in words.iter().enumerate() {
+        bytes[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    IpAddr::V6(Ipv6Addr::from(bytes))
+}
+
+fn push_tcp_flags(out: &mut String, bits: u8) {
     const LETTERS: [(u8, char); 8] = [
         (0x02, 'S'),
         (0x01, 'F'),
@@ -225,26 +257,42 @@ fn tcp_flags(bits: u8) -> String {
         (0x80, 'W'),
         (0x10, '.'),
     ];
-    let s: String = LETTERS
-        .iter()
-        .filter(|(bit, _)| bits & bit != 0)
-        .map(|&(_, c)| c)
-        .collect();
-    if s.is_empty() { "none".into() } else { s }
+    if bits == 0 {
+        out.push_str("none");
+    }
+    for (bit, c) in LETTERS {
+        if bits & bit != 0 {
+            out.push(c);
+        }
+    }
+}
+
+/// tcpdump's flag letters: S F R P U E W, and `.` for ACK.
+fn tcp_flags(bits: u8) -> String {
+    let mut s = String::new();
+    push_tcp_flags(&mut s, bits);
+    s
 }
 
 /// `2026-11-23T11:48:29.123456789Z`.
 fn rfc3339(since_epoch: Duration) -> String {
+    let mut s = String::with_capacity(30);
+    write_rfc3339(&mut s, since_epoch);
+    s
+}
+
+fn write_rfc3339(out: &mut String, since_epoch: Duration) {
     let secs = since_epoch.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
         since_epoch.subsec_nanos()
-    )
+    );
 }
 
 /// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).

@@ -456,6 +456,34 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             .context("installing signal handler")?;
     }
     let mut firewall = Firewall::load(&settings)?;
+    // Open the record sources before attaching: a perf slot without a reader makes the
+    // program's output fail, which would count packets as lost that no buffer refused.
+    let mut recorder = match capture_out {
+        Some(output) => {
+            let out = BufWriter::with_capacity(1 << 20, output);
+            let writer = CaptureWriter::new(args.format, out, args.snaplen, &interfaces)
+                .context("writing the capture file header")?;
+            Some(Recorder::new(
+                firewall.take_capture_source()?,
+                writer,
+                &rules,
+                args.count,
+            ))
+        }
+        None => None,
+    };
+    let mut event_log = match log_out {
+        Some(out) => {
+            let names: Vec<(u32, String)> = interfaces
+                .iter()
+                .map(|i| (i.ifindex, i.name.clone()))
+                .collect();
+            let formatter = EventFormatter::new(args.log_format, &rules, &names);
+            let out = BufWriter::with_capacity(1 << 20, out);
+            Some(EventLog::new(firewall.take_event_source()?, formatter, out))
+        }
+        None => None,
+    };
     for interface in &interfaces {
         firewall.attach(&interface.name, args.mode)?;
     }
@@ -541,33 +569,6 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         );
     }
 
-    let mut recorder = match capture_out {
-        Some(output) => {
-            let out = BufWriter::with_capacity(1 << 20, output);
-            let writer = CaptureWriter::new(args.format, out, args.snaplen, &interfaces)
-                .context("writing the capture file header")?;
-            Some(Recorder::new(
-                firewall.take_capture_source()?,
-                writer,
-                &rules,
-                args.count,
-            ))
-        }
-        None => None,
-    };
-    let mut event_log = match log_out {
-        Some(out) => {
-            let names: Vec<(u32, String)> = interfaces
-                .iter()
-                .map(|i| (i.ifindex, i.name.clone()))
-                .collect();
-            let formatter = EventFormatter::new(args.log_format, &rules, &names);
-            let out = BufWriter::with_capacity(1 << 20, out);
-            Some(EventLog::new(firewall.take_event_source()?, formatter, out))
-        }
-        None => None,
-    };
-
     let mut fds = Vec::new();
     fds.extend(recorder.iter().flat_map(|r| r.source().fds()));
     fds.extend(event_log.iter().flat_map(|l| l.source().fds()));
@@ -577,11 +578,18 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     while !stop.load(Ordering::Relaxed) && !recorder.as_ref().is_some_and(Recorder::limit_reached) {
         let step = (|| -> io::Result<()> {
             if wait_readable(&fds, Duration::from_millis(100))? {
+                let mut drained = 0;
                 if let Some(r) = recorder.as_mut() {
-                    r.drain()?;
+                    drained += r.drain()?;
                 }
                 if let Some(l) = event_log.as_mut() {
-                    l.drain()?;
+                    drained += l.drain()?;
+                }
+                if drained > 0 {
+                    // Let records gather: under steady traffic a wakeup, a write and a
+                    // flush per record would cost more than the record itself. The
+                    // buffers hold far more than a millisecond of traffic.
+                    std::thread::sleep(Duration::from_millis(1));
                 }
             }
             Ok(())

@@ -85,11 +85,7 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
     );
     if c.captured + c.capture_lost > 0 || writer.written > 0 {
         let _ = writeln!(out, "{} packets captured", writer.written);
-        let _ = writeln!(
-            out,
-            "{} packets lost by the ring buffer (full)",
-            c.capture_lost
-        );
+        let _ = writeln!(out, "{} packets lost: capture buffer full", c.capture_lost);
     }
     if c.events + c.event_lost > 0 || writer.logged > 0 {
         let _ = writeln!(
@@ -97,16 +93,13 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
             "{} events logged ({} sent by the program)",
             writer.logged, c.events
         );
-        let _ = writeln!(
-            out,
-            "{} events lost by the ring buffer (full)",
-            c.event_lost
-        );
+        let _ = writeln!(out, "{} events lost: event buffer full", c.event_lost);
     }
     if snap.perf_lost > 0 {
+        // The same samples the program counted above as lost, seen from the other side.
         let _ = writeln!(
             out,
-            "{} samples reported lost by the perf buffers",
+            "  (the perf buffers reported {} lost samples: the ones counted above, not more)",
             snap.perf_lost
         );
     }
@@ -255,7 +248,7 @@ mod tests {
             "10 packets seen by xdpsieve (4 dropped, 6 passed, 0 malformed, 0 without IP header)"
         ));
         assert!(text.contains("2 packets captured"));
-        assert!(text.contains("1 packets lost by the ring buffer"));
+        assert!(text.contains("1 packets lost: capture buffer full"));
         assert!(text.contains("1 packets not recorded: over their rule's rate limit"));
         assert!(text.contains("drop udp src port 53"));
         assert!(text.contains("4 hits, 1 not recorded (rate limit)"));

@@ -166,7 +166,7 @@ fn parse_summary(stderr: &str) -> Summary {
             s.malformed = number(line, "malformed").expect("malformed");
         } else if line.ends_with("packets captured") {
             s.captured = number(line, "packets").expect("captured");
-        } else if line.contains("packets lost by the ring buffer") {
+        } else if line.contains("packets lost: capture buffer full") {
             s.lost = number(line, "packets").expect("lost");
         } else if line.contains("past the -c count") {
             s.past_count = number(line, "packets").expect("past count");

@@ -3,6 +3,8 @@
 //! `setup` is idempotent and quick when everything is present; `test` and `demo` run it
 //! first, so the README's two commands work on a fresh machine.
 
+mod bench_events;
+
 use std::{
     env,
     ffi::OsStr,
@@ -36,6 +38,13 @@ enum Task {
     },
     /// Run the sandboxed demo (needs root).
     Demo,
+    /// Benchmark the event log over ring buffer and perf (needs root): highest lossless
+    /// event rate, reader CPU time per event, and loss accounting at max rate.
+    BenchEvents {
+        /// Fewer frames per step (under a minute).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 /// Debian packages the tests and demo use, with a command that proves each is present.
@@ -80,6 +89,11 @@ fn main() -> Result<()> {
             cargo(&["build", "--release", "--package", "xdpsieve"])?;
             let binary = workspace_root().join("target/release/xdpsieve");
             run(Command::new(binary).arg("demo"))
+        }
+        Task::BenchEvents { quick } => {
+            setup()?;
+            cargo(&["build", "--release", "--package", "xdpsieve"])?;
+            bench_events::run(&workspace_root(), quick)
         }
     }
 }
