@@ -152,6 +152,8 @@ pub struct Firewall {
     ring_bytes: u32,
     /// Interfaces with their own counter slot, in slot order.
     ifindexes: Vec<u32>,
+    /// Names of the interfaces attached so far, kept after detaching for the summary.
+    interface_names: Vec<(u32, String)>,
 }
 
 impl Firewall {
@@ -218,6 +220,7 @@ impl Firewall {
             transport: settings.transport,
             ring_bytes: settings.ring_bytes,
             ifindexes: settings.ifindexes.clone(),
+            interface_names: Vec::new(),
         })
     }
 
@@ -249,6 +252,7 @@ impl Firewall {
                 Err(e) => return Err(e),
             },
         };
+        self.interface_names.push((ifindex, interface.to_string()));
         self.attachments.push(Attachment {
             interface: interface.to_string(),
             ifindex,
@@ -355,10 +359,10 @@ impl Firewall {
             .zip(&interfaces)
             .map(|(ifindex, c)| {
                 let name = self
-                    .attachments
+                    .interface_names
                     .iter()
-                    .find(|a| a.ifindex == *ifindex)
-                    .map_or_else(|| format!("ifindex{ifindex}"), |a| a.interface.clone());
+                    .find(|(i, _)| i == ifindex)
+                    .map_or_else(|| format!("ifindex{ifindex}"), |(_, n)| n.clone());
                 (name, *c)
             })
             .collect();
