@@ -44,6 +44,14 @@ mod program {
     #[map]
     static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 
+    /// Where the parse result is laundered (see `filter`).
+    #[map]
+    static PACKET_SCRATCH: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
+
+    /// Carries the matched rule's index out of the rule loop (see `rules::first_match`).
+    #[map]
+    static MATCHED_RULE: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
     /// Per rule slot; slot 0 counts packets that fell to the default verdict.
     #[map]
     static RULE_COUNTERS: PerCpuArray<RuleCounters> = PerCpuArray::with_max_entries(RULE_SLOTS, 0);
@@ -103,7 +111,18 @@ mod program {
         let cfg = config();
         // SAFETY: ctx.ctx is the xdp_md the kernel passed to this program.
         let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
-        let pkt = parse::parse(ctx, frame_len);
+        // The parse result goes through a per-CPU map slot and comes back with a volatile
+        // read: the verifier then sees its fields as unknown values, so the rule loop is
+        // verified once, not once per path through the parser (which, times MAX_RULES,
+        // exceeds its budget).
+        let Some(scratch) = PACKET_SCRATCH.get_ptr_mut(0) else {
+            return verdict::PASS as u32;
+        };
+        // SAFETY: scratch points to this CPU's value of a map we own.
+        let pkt: Packet = unsafe {
+            core::ptr::write(scratch, parse::parse(ctx, frame_len));
+            core::ptr::read_volatile(scratch)
+        };
 
         let outcome = if pkt.family == family::NONE {
             // Non-IP frames (ARP, LLDP, ...) and unreadable IP headers always pass: dropping
@@ -117,7 +136,7 @@ mod program {
                 rate_tolerance_ns: cfg.default_rate_tolerance_ns,
             }
         } else {
-            match rules::first_match(&RULES, cfg.rule_count, &pkt) {
+            match rules::first_match(&RULES, &MATCHED_RULE, cfg.rule_count, &pkt) {
                 Some(rule) => Outcome {
                     verdict: rule.verdict,
                     rule_id: rule.id,

@@ -50,7 +50,11 @@ const UDP_HDR_LEN: usize = 8;
 /// Type, code and checksum: enough to classify any ICMP message.
 const ICMP_MIN_HDR_LEN: usize = 4;
 
-/// What the parser learned about one frame.
+/// What the parser learned about one frame. `repr(C)` with its padding spelled out: the
+/// whole struct is copied into a map (see `filter`), and an implicit padding byte would be
+/// an uninitialised register the verifier refuses to read.
+#[repr(C)]
+#[derive(Clone, Copy)]
 pub struct Packet {
     /// One of [`family`]; `NONE` for non-IP frames and for IP headers that could not be read.
     pub family: u8,
@@ -72,8 +76,15 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// 1 when the frame had a VLAN tag; `vlan_id` is the outer tag's.
     pub has_vlan: u8,
+    pub _pad: u8,
     pub vlan_id: u16,
 }
+
+const _: () = {
+    assert!(core::mem::size_of::<Packet>() == 48);
+    assert!(core::mem::offset_of!(Packet, src) == 4);
+    assert!(core::mem::offset_of!(Packet, vlan_id) == 46);
+};
 
 impl Packet {
     const fn new() -> Self {
@@ -91,6 +102,7 @@ impl Packet {
             icmp_code: 0,
             tcp_flags: 0,
             has_vlan: 0,
+            _pad: 0,
             vlan_id: 0,
         }
     }

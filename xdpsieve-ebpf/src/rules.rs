@@ -5,7 +5,7 @@
 //! (see [`Rule`]): the verifier keeps one pending state per rule instead of one per field,
 //! which is what lets it accept `MAX_RULES` rules.
 
-use aya_ebpf::maps::Array;
+use aya_ebpf::maps::{Array, PerCpuArray};
 use xdpsieve_common::{MAX_RULES, Rule};
 
 use crate::parse::Packet;
@@ -22,26 +22,51 @@ pub struct Decision {
 }
 
 /// Returns the first rule that matches `pkt`.
+///
+/// The index found leaves the loop through `matched` (a per-CPU map slot) rather than a
+/// register: the verifier knows a register's exact value, so every rule that can match
+/// would be a separate exit state and everything after the loop would be verified once per
+/// rule, which exceeds the verifier's budget well before `MAX_RULES`. A value read back
+/// from a map is unknown to it, so all exits merge into one.
 #[inline(always)]
-pub fn first_match(rules: &Array<Rule>, rule_count: u32, pkt: &Packet) -> Option<Decision> {
+pub fn first_match(
+    rules: &Array<Rule>,
+    matched: &PerCpuArray<u32>,
+    rule_count: u32,
+    pkt: &Packet,
+) -> Option<Decision> {
     let count = core::cmp::min(rule_count, MAX_RULES);
-    for index in 0..MAX_RULES {
-        if index >= count {
+    let slot = matched.get_ptr_mut(0)?;
+    // SAFETY: slot points to this CPU's value of a map we own.
+    unsafe { *slot = u32::MAX };
+    // Last to first, keeping the latest match: that is the first in order. No early exit,
+    // so the loop has a single exit and the two sides of each match test rejoin at once;
+    // the worst case (no rule matches) costs the same as with an early exit.
+    for step in 0..MAX_RULES {
+        if step >= count {
             break;
         }
+        let index = count - 1 - step;
         let rule = rules.get(index)?;
         if mismatch(rule, pkt) == 0 {
-            return Some(Decision {
-                index,
-                id: rule.id,
-                verdict: rule.verdict,
-                log: rule.log != 0,
-                rate_interval_ns: rule.rate_interval_ns,
-                rate_tolerance_ns: rule.rate_tolerance_ns,
-            });
+            // SAFETY: as above.
+            unsafe { *slot = index };
         }
     }
-    None
+    // SAFETY: as above; volatile so the compiler reads the map, not its own copy.
+    let index = unsafe { core::ptr::read_volatile(slot) };
+    if index >= count {
+        return None;
+    }
+    let rule = rules.get(index)?;
+    Some(Decision {
+        index,
+        id: rule.id,
+        verdict: rule.verdict,
+        log: rule.log != 0,
+        rate_interval_ns: rule.rate_interval_ns,
+        rate_tolerance_ns: rule.rate_tolerance_ns,
+    })
 }
 
 /// Nonzero when some condition of `rule` fails for `pkt`. Straight-line code: wildcards are

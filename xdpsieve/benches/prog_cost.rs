@@ -193,7 +193,7 @@ fn main() {
         verdict: 2,
         note: String::new(),
     }];
-    for rules in [1, 64, 1024] {
+    for rules in [1, 64, xdpsieve_common::MAX_RULES as usize] {
         cases.push(measure_firewall(
             &format!("no rule matched, {rules} rule(s), 64 B"),
             rules,

@@ -1878,3 +1878,48 @@ fn events_decode_from_the_real_program() {
         assert_eq!((e.family, e.verdict), (family::NONE, verdict::PASS));
     }
 }
+
+/// The full rule table verifies and keeps first-match order at both ends: the verifier's
+/// budget is what bounds MAX_RULES, and this fails first if the program outgrows it.
+#[test]
+fn full_rule_table_loads_and_first_match_wins() {
+    if !root_or_skip() {
+        return;
+    }
+    use xdpsieve_common::MAX_RULES;
+    let mut rules = RuleSet::default();
+    for i in 0..MAX_RULES - 1 {
+        // Distinct ports: only the frame's own port matches.
+        rules
+            .push_expression(Action::Drop, &format!("tcp dst port {}", 10_000 + i))
+            .expect("rule");
+    }
+    rules
+        .push_expression(Action::Pass, "tcp")
+        .expect("last rule");
+    let settings = Settings {
+        rules,
+        capture: capture::DROPPED | capture::PASSED,
+        log: capture::DROPPED | capture::PASSED,
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let first = Frame::ipv4(PEER4, HOST4).tcp(40000, 10_000).build();
+    let middle = Frame::ipv4(PEER4, HOST4)
+        .tcp(40000, 10_000 + (MAX_RULES / 2) as u16)
+        .build();
+    let last_drop = Frame::ipv4(PEER4, HOST4)
+        .tcp(40000, 10_000 + (MAX_RULES - 2) as u16)
+        .build();
+    let none = Frame::ipv4(PEER4, HOST4).tcp(40000, 9_999).build();
+    assert_eq!(run(&mut fw, &first), DROP);
+    assert_eq!(run(&mut fw, &middle), DROP);
+    assert_eq!(run(&mut fw, &last_drop), DROP);
+    // Matches only the catch-all `pass tcp` rule, the last of MAX_RULES.
+    assert_eq!(run(&mut fw, &none), PASS);
+    let hits = fw.rule_hits(MAX_RULES as usize).expect("rule hits");
+    assert_eq!(hits[1], 1, "first rule");
+    assert_eq!(hits[1 + (MAX_RULES / 2) as usize], 1, "middle rule");
+    assert_eq!(hits[(MAX_RULES - 1) as usize], 1, "last drop rule");
+    assert_eq!(hits[MAX_RULES as usize], 1, "catch-all");
+}
