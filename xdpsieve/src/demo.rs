@@ -1,8 +1,8 @@
 //! `xdpsieve demo`: the whole product in one command, in a sandbox. Two network namespaces
 //! joined by veth; the firewall runs in one with a rule dropping DNS responses (UDP source
 //! port 53); the other sends real DNS responses over IPv4 and IPv6 plus ordinary traffic
-//! that passes. Then it shows what was dropped, the counters, and `tcpdump -r` reading the
-//! capture. The namespaces are removed at the end, also after Ctrl-C.
+//! that passes. Each drop is logged as it happens; then it shows the counters and
+//! `tcpdump -r` reading the capture. The namespaces are removed at the end, also after Ctrl-C.
 
 use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
@@ -76,6 +76,8 @@ pub fn run(capture_path: &Path, responses: u32) -> Result<()> {
         "udp src port 53",
         "-w",
         &capture,
+        "--log",
+        "dropped",
     ];
     println!(
         "\nStarting the firewall in {}:\n  xdpsieve {}",

@@ -164,6 +164,7 @@ impl Drop for Published {
 /// live instance already owns an interface; cleans up after a dead one (and says so).
 pub fn publish(maps: &[(&str, &Map)], meta: &Meta) -> Result<Published> {
     ensure_bpffs()?;
+    sweep_other_namespaces();
     let mut published = Published { paths: Vec::new() };
     for interface in &meta.interfaces {
         let (dir, meta_file) = (pin_dir(&interface.name), meta_path(&interface.name));
@@ -204,6 +205,81 @@ pub fn publish(maps: &[(&str, &Map)], meta: &Meta) -> Result<Published> {
         published.paths.push(meta_file);
     }
     Ok(published)
+}
+
+/// Network namespaces that still exist: named ones (`ip netns`) and those of processes.
+fn existing_namespaces() -> std::collections::HashSet<u64> {
+    let ino = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .ok()
+    };
+    let mut set = std::collections::HashSet::new();
+    for dir in ["/run/netns", "/proc"] {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = if dir == "/proc" {
+                entry.path().join("ns/net")
+            } else {
+                entry.path()
+            };
+            if let Some(i) = ino(&path) {
+                set.insert(i);
+            }
+        }
+    }
+    set
+}
+
+/// Removes what dead instances left for network namespaces that no longer exist: nobody
+/// can run `status` there any more, and a new namespace could reuse the inode number. A
+/// namespace that still exists keeps its stale pins for its own next start or `status`.
+fn sweep_other_namespaces() {
+    let Ok(entries) = fs::read_dir(RUN_DIR) else {
+        return;
+    };
+    let existing = existing_namespaces();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let sub = PathBuf::from(entry.file_name());
+        let Some(inode) = sub
+            .to_str()
+            .and_then(|n| n.strip_prefix("netns-"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if existing.contains(&inode) {
+            continue;
+        }
+        let Ok(metas) = fs::read_dir(entry.path()) else {
+            continue;
+        };
+        for meta_entry in metas.flatten() {
+            let path = meta_entry.path();
+            let Some(iface) = path
+                .file_name()
+                .and_then(|n| n.to_str()?.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            if read_meta(&path).is_some_and(|m| !m.is_live()) {
+                let _ =
+                    fs::remove_dir_all(Path::new(BPFFS).join("xdpsieve").join(&sub).join(iface));
+                let _ = fs::remove_file(&path);
+                removed += 1;
+            }
+        }
+        let _ = fs::remove_dir(entry.path());
+        let _ = fs::remove_dir(Path::new(BPFFS).join("xdpsieve").join(&sub));
+    }
+    if removed > 0 {
+        eprintln!(
+            "xdpsieve: removed {removed} set(s) of pins left by dead instances in network namespaces that no longer exist"
+        );
+    }
 }
 
 fn read_meta(path: &Path) -> Option<Meta> {
