@@ -2,6 +2,10 @@
 //! (repeat 1,000,000, median of several runs), beside a minimal `XDP_PASS` program measured
 //! in the same run: absolute times drift on a shared machine, ratios to the floor do not.
 //!
+//! xdp-filter (Debian's xdp-tools), the tool an operator would pick instead, is measured in
+//! the same run on equivalent rules: loaded on a veth in a namespace of our own, then run by
+//! its program id.
+//!
 //! Run as root: `cargo bench -p xdpsieve --bench prog_cost` (add `-- --quick` for fewer runs).
 //! While capture paths run, a reader thread drains the ring as the real recorder would, and
 //! the records that still did not fit are reported beside the timing.
@@ -77,6 +81,75 @@ fn udp4_frame(len: usize, src_port: u16) -> Vec<u8> {
     f[36..38].copy_from_slice(&40000u16.to_be_bytes());
     f[38..40].copy_from_slice(&((len - 34) as u16).to_be_bytes());
     f
+}
+
+/// Opens a loaded program by id (BPF_PROG_GET_FD_BY_ID).
+fn prog_fd_by_id(id: u32) -> std::io::Result<OwnedFd> {
+    let mut attr = [0u8; 16];
+    attr[0..4].copy_from_slice(&id.to_ne_bytes());
+    // SAFETY: BPF_PROG_GET_FD_BY_ID (13) with a zero-padded attr.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 13, attr.as_ptr(), attr.len()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// xdp-filter dropping source port 53, loaded in a throwaway namespace; its cost on the
+/// no-match and drop frames. None (with the reason printed) when it cannot be loaded.
+fn measure_xdp_filter(frames: &[(&str, &[u8])], runs: usize) -> Option<Vec<Case>> {
+    let net = xdpsieve::netns::VethPair::create("xdpfilter", None)
+        .map_err(|e| eprintln!("xdp-filter: no namespace: {e}"))
+        .ok()?;
+    let run = |args: &[&str]| {
+        net.fw
+            .command("xdp-filter")
+            .args(args)
+            .output()
+            .map_err(|e| format!("{e} (apt-get install xdp-tools)"))
+            .and_then(|o| {
+                if o.status.success() {
+                    Ok(())
+                } else {
+                    Err(String::from_utf8_lossy(&o.stderr).into_owned())
+                }
+            })
+    };
+    if let Err(e) = run(&["load", "fw0"]).and_then(|()| run(&["port", "53", "--mode", "src"])) {
+        eprintln!("xdp-filter could not be loaded, left out: {e}");
+        return None;
+    }
+    let link = net.fw.ip(&["-d", "link", "show", "dev", "fw0"]).ok()?;
+    let id: u32 = link
+        .split("prog/xdp id ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let fd = prog_fd_by_id(id).ok()?;
+    let cases = frames
+        .iter()
+        .map(|(name, frame)| {
+            let mut verdict = 0;
+            let times: Vec<u32> = (0..runs)
+                .map(|_| {
+                    let (v, ns) = test_run(fd.as_raw_fd(), frame, REPEAT).expect("xdp-filter run");
+                    verdict = v;
+                    ns
+                })
+                .collect();
+            Case {
+                name: format!("xdp-filter: {name}"),
+                ns: median(times),
+                verdict,
+                note: "port 53 --mode src".into(),
+            }
+        })
+        .collect();
+    let _ = run(&["unload", "fw0"]);
+    Some(cases)
 }
 
 fn median(mut values: Vec<u32>) -> u32 {
@@ -223,6 +296,16 @@ fn main() {
         &large_dns,
         runs,
     ));
+
+    if let Some(peer) = measure_xdp_filter(
+        &[
+            ("no rule matched, 64 B", &small_pass),
+            ("dropped, 64 B", &small_dns),
+        ],
+        runs,
+    ) {
+        cases.extend(peer);
+    }
 
     println!("BPF_PROG_TEST_RUN, repeat {REPEAT}, median of {runs} runs");
     println!(

@@ -54,6 +54,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("tcpdump", "tcpdump"),
     ("tshark", "tshark"),
     ("curl", "curl"),
+    // The peer the benchmarks measure xdpsieve against.
+    ("xdp-tools", "xdp-filter"),
 ];
 
 fn main() -> Result<()> {
