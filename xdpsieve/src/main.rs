@@ -200,7 +200,9 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
   src = "198.51.100.0/24"     # address or CIDR, IPv4 or IPv6
   dst = "192.0.2.2"
   src_port = 53               # port or "low-high" (tcp and udp only)
-  dst_port = "1024-65535""#;
+  dst_port = "1024-65535"
+  log = true                  # log every packet this rule decides (see run --log)
+  log_rate = "100/s"          # limit on this rule's records: N/s, N/m, N/h, 0 = none"#;
 
 #[derive(Args)]
 struct StatusArgs {
