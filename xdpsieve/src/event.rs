@@ -100,8 +100,9 @@ impl EventFormatter {
         }
     }
 
-    pub fn resync_clock(&mut self) {
-        self.clock.resync();
+    /// See [`WallClock::refresh`].
+    pub fn refresh_clock(&mut self) {
+        self.clock.refresh();
     }
 
     pub fn entry(&self, event: &Event) -> LogEntry {

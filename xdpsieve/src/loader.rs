@@ -8,7 +8,7 @@ use std::{ffi::CString, fmt, io, str::FromStr};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, PerCpuArray},
+    maps::Array,
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use xdpsieve_common::{
@@ -19,7 +19,7 @@ use crate::{
     EBPF_OBJECT,
     rules::{Rate, RuleSet},
     source::{Source, Transport},
-    stats::Snapshot,
+    stats::{self, Snapshot},
 };
 
 const PROGRAM: &str = "xdpsieve";
@@ -338,16 +338,8 @@ impl Firewall {
 
     /// Counters summed over all CPUs.
     pub fn counters(&self) -> Result<Counters, LoaderError> {
-        let map = self
-            .ebpf
-            .map("COUNTERS")
-            .ok_or_else(|| LoaderError::Load("the object has no COUNTERS map".into()))?;
-        let array: PerCpuArray<_, Counters> =
-            PerCpuArray::try_from(map).map_err(|e| LoaderError::Load(e.to_string()))?;
-        let per_cpu = array
-            .get(&0, 0)
-            .map_err(|e| LoaderError::Load(format!("reading counters: {e}")))?;
-        Ok(crate::stats::sum_counters(per_cpu.iter()))
+        let totals = self.sum_slots("COUNTERS", 1, stats::add_counters)?;
+        Ok(totals.into_iter().next().unwrap_or_default())
     }
 
     /// Every counter now; `perf_lost` comes from the userspace readers.
@@ -380,15 +372,7 @@ impl Firewall {
     /// Counters per rule slot, summed over CPUs: the default verdict's first, then each
     /// rule's in evaluation order.
     pub fn rule_counters(&self, rule_count: usize) -> Result<Vec<RuleCounters>, LoaderError> {
-        self.sum_slots(
-            "RULE_COUNTERS",
-            rule_count + 1,
-            |total: &mut RuleCounters, c| {
-                total.hits += c.hits;
-                total.bytes += c.bytes;
-                total.suppressed += c.suppressed;
-            },
-        )
+        self.sum_slots("RULE_COUNTERS", rule_count + 1, stats::add_rule)
     }
 
     /// The counter maps `xdpsieve status` reads, by name.
@@ -413,7 +397,7 @@ impl Firewall {
         self.sum_slots(
             "INTERFACE_COUNTERS",
             MAX_INTERFACES + 1,
-            crate::stats::add_interface,
+            stats::add_interface,
         )
     }
 
@@ -421,26 +405,14 @@ impl Firewall {
         &self,
         name: &str,
         slots: usize,
-        add: impl Fn(&mut T, &T),
+        add: fn(&mut T, &T),
     ) -> Result<Vec<T>, LoaderError> {
         let map = self
             .ebpf
             .map(name)
             .ok_or_else(|| LoaderError::Load(format!("the object has no {name} map")))?;
-        let array: PerCpuArray<_, T> =
-            PerCpuArray::try_from(map).map_err(|e| LoaderError::Load(e.to_string()))?;
-        (0..slots as u32)
-            .map(|slot| {
-                let per_cpu = array
-                    .get(&slot, 0)
-                    .map_err(|e| LoaderError::Load(format!("reading {name}: {e}")))?;
-                let mut total = T::default();
-                for value in per_cpu.iter() {
-                    add(&mut total, value);
-                }
-                Ok(total)
-            })
-            .collect()
+        stats::sum_per_cpu(map, slots, add)
+            .map_err(|e| LoaderError::Load(format!("reading {name}: {e}")))
     }
 }
 

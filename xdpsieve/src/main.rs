@@ -86,7 +86,13 @@ struct RunArgs {
     write: Option<String>,
 
     /// Bytes of each packet to capture (1-16384). Longer packets keep their true length.
-    #[arg(short = 's', long = "snaplen", value_name = "SNAPLEN", default_value_t = MAX_SNAPLEN)]
+    #[arg(
+        short = 's',
+        long = "snaplen",
+        value_name = "SNAPLEN",
+        default_value_t = MAX_SNAPLEN,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SNAPLEN))
+    )]
     snaplen: u32,
 
     /// Exit after writing COUNT packets.
@@ -401,12 +407,6 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     }
     if logging && args.log_file.is_none() && args.write.as_deref() == Some("-") {
         bail!("the capture goes to standard output, so the event log cannot: give --log-file FILE");
-    }
-    if args.snaplen == 0 || args.snaplen > MAX_SNAPLEN {
-        bail!(
-            "snap length {} is out of range 1..={MAX_SNAPLEN}",
-            args.snaplen
-        );
     }
     if let Some(secs) = args.stats_interval
         && !(secs > 0.0 && secs.is_finite())

@@ -105,17 +105,22 @@ impl<'a> CaptureRecord<'a> {
 /// Converts `CLOCK_TAI` nanoseconds to time since the Unix epoch.
 ///
 /// The offset is sampled from the kernel's own clocks rather than assumed (TAI-UTC is 37 s
-/// on a synced host but 0 where nobody set it), and re-sampled by [`WallClock::resync`] so a
+/// on a synced host but 0 where nobody set it), and re-sampled by [`WallClock::refresh`] so a
 /// stepped system clock is followed.
 #[derive(Debug, Clone, Copy)]
 pub struct WallClock {
     realtime_minus_tai_ns: i128,
+    synced: std::time::Instant,
 }
+
+/// How often [`WallClock::refresh`] re-reads the offset, to follow a stepped clock.
+const RESYNC_EVERY: Duration = Duration::from_secs(1);
 
 impl WallClock {
     pub fn new() -> Self {
         let mut clock = WallClock {
             realtime_minus_tai_ns: 0,
+            synced: std::time::Instant::now(),
         };
         clock.resync();
         clock
@@ -125,6 +130,14 @@ impl WallClock {
     pub fn with_offset_ns(realtime_minus_tai_ns: i128) -> Self {
         WallClock {
             realtime_minus_tai_ns,
+            synced: std::time::Instant::now(),
+        }
+    }
+
+    /// Re-reads the offset when the last reading is more than a second old.
+    pub fn refresh(&mut self) {
+        if self.synced.elapsed() >= RESYNC_EVERY {
+            self.resync();
         }
     }
 
@@ -134,6 +147,7 @@ impl WallClock {
         let real = clock_ns(libc::CLOCK_REALTIME);
         let tai_after = clock_ns(libc::CLOCK_TAI);
         self.realtime_minus_tai_ns = real - (tai_before + tai_after) / 2;
+        self.synced = std::time::Instant::now();
     }
 
     pub fn to_unix(&self, tai_ns: u64) -> Duration {

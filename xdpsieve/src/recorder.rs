@@ -1,11 +1,7 @@
 //! The recorder and the event log: drain their record sources, decode each record, and write
 //! it out (capture file, log lines), counting everything they do not write.
 
-use std::{
-    collections::HashMap,
-    io,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, io};
 
 use crate::{
     capture::{CaptureWriter, Packet},
@@ -16,15 +12,11 @@ use crate::{
     stats::WriterStats,
 };
 
-/// How often the TAI-to-wall-clock offset is re-read, to follow a stepped clock.
-const CLOCK_RESYNC: Duration = Duration::from_secs(1);
-
 /// Writes capture records to a pcap or pcapng file.
 pub struct Recorder<W: io::Write> {
     source: Source,
     writer: CaptureWriter<W>,
     clock: WallClock,
-    clock_synced: Instant,
     /// pcapng comment per rule id, built once.
     comments: HashMap<u32, String>,
     limit: Option<u64>,
@@ -50,7 +42,6 @@ impl<W: io::Write> Recorder<W> {
             source,
             writer,
             clock: WallClock::new(),
-            clock_synced: Instant::now(),
             comments,
             limit,
             stats: WriterStats::default(),
@@ -63,10 +54,7 @@ impl<W: io::Write> Recorder<W> {
 
     /// Writes every record available now and flushes. Returns how many were written.
     pub fn drain(&mut self) -> io::Result<u64> {
-        if self.clock_synced.elapsed() >= CLOCK_RESYNC {
-            self.clock.resync();
-            self.clock_synced = Instant::now();
-        }
+        self.clock.refresh();
         let Recorder {
             source,
             writer,
@@ -133,7 +121,6 @@ pub struct EventLog<W: io::Write> {
     formatter: EventFormatter,
     out: W,
     line: String,
-    formatter_synced: Instant,
     logged: u64,
     undecodable: u64,
 }
@@ -145,7 +132,6 @@ impl<W: io::Write> EventLog<W> {
             formatter,
             out,
             line: String::with_capacity(64 * 1024),
-            formatter_synced: Instant::now(),
             logged: 0,
             undecodable: 0,
         }
@@ -157,10 +143,7 @@ impl<W: io::Write> EventLog<W> {
 
     /// Writes every event available now and flushes. Returns how many were written.
     pub fn drain(&mut self) -> io::Result<u64> {
-        if self.formatter_synced.elapsed() >= CLOCK_RESYNC {
-            self.formatter.resync_clock();
-            self.formatter_synced = Instant::now();
-        }
+        self.formatter.refresh_clock();
         let EventLog {
             source,
             formatter,

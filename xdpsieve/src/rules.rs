@@ -503,18 +503,6 @@ impl RuleSet {
         self.check_size()
     }
 
-    /// Appends all rules of another set (a file's), keeping its explicit ids.
-    pub fn extend(&mut self, other: RuleSet) -> Result<(), RuleError> {
-        for mut rule in other.rules {
-            if self.rules.iter().any(|r| r.id == rule.id) {
-                let new_id = self.next_free_id();
-                rule.id = new_id;
-            }
-            self.rules.push(rule);
-        }
-        self.check_size()
-    }
-
     fn next_free_id(&self) -> u32 {
         self.rules.iter().map(|r| r.id).max().unwrap_or(0) + 1
     }

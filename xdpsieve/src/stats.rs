@@ -3,6 +3,10 @@
 
 use std::fmt::Write as _;
 
+use aya::{
+    Pod,
+    maps::{Map, MapError, PerCpuArray},
+};
 use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters};
 
 use crate::rules::RuleSet;
@@ -10,21 +14,33 @@ use crate::rules::RuleSet;
 /// Sums per-CPU counter slots.
 pub fn sum_counters<'a>(per_cpu: impl IntoIterator<Item = &'a Counters>) -> Counters {
     per_cpu.into_iter().fold(Counters::default(), |mut t, c| {
-        t.seen += c.seen;
-        t.passed += c.passed;
-        t.dropped += c.dropped;
-        t.malformed += c.malformed;
-        t.captured += c.captured;
-        t.capture_lost += c.capture_lost;
-        t.bytes_seen += c.bytes_seen;
-        t.bytes_dropped += c.bytes_dropped;
-        t.non_ip += c.non_ip;
-        t.bytes_passed += c.bytes_passed;
-        t.events += c.events;
-        t.event_lost += c.event_lost;
-        t.rate_limited += c.rate_limited;
+        add_counters(&mut t, c);
         t
     })
+}
+
+/// Adds one CPU's packet counters to a total.
+pub fn add_counters(t: &mut Counters, c: &Counters) {
+    t.seen += c.seen;
+    t.passed += c.passed;
+    t.dropped += c.dropped;
+    t.malformed += c.malformed;
+    t.captured += c.captured;
+    t.capture_lost += c.capture_lost;
+    t.bytes_seen += c.bytes_seen;
+    t.bytes_dropped += c.bytes_dropped;
+    t.non_ip += c.non_ip;
+    t.bytes_passed += c.bytes_passed;
+    t.events += c.events;
+    t.event_lost += c.event_lost;
+    t.rate_limited += c.rate_limited;
+}
+
+/// Adds one CPU's rule counters to a total.
+pub fn add_rule(t: &mut RuleCounters, c: &RuleCounters) {
+    t.hits += c.hits;
+    t.bytes += c.bytes;
+    t.suppressed += c.suppressed;
 }
 
 /// Adds one CPU's interface counters to a total.
@@ -36,6 +52,25 @@ pub fn add_interface(t: &mut InterfaceCounters, c: &InterfaceCounters) {
     t.captured += c.captured;
     t.capture_lost += c.capture_lost;
     t.rate_limited += c.rate_limited;
+}
+
+/// Reads slots `0..slots` of a per-CPU array map, each summed over CPUs with `add`. The
+/// loaded program's maps and the pinned ones `xdpsieve status` opens go through here alike.
+pub fn sum_per_cpu<T: Pod + Default>(
+    map: &Map,
+    slots: usize,
+    add: fn(&mut T, &T),
+) -> Result<Vec<T>, MapError> {
+    let array: PerCpuArray<_, T> = PerCpuArray::try_from(map)?;
+    (0..slots as u32)
+        .map(|slot| {
+            let mut total = T::default();
+            for value in array.get(&slot, 0)?.iter() {
+                add(&mut total, value);
+            }
+            Ok(total)
+        })
+        .collect()
 }
 
 /// Every counter of a running firewall at one moment, summed over CPUs.

@@ -15,9 +15,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use aya::maps::{Map, MapData, PerCpuArray};
+use aya::maps::{Map, MapData};
 use serde::{Deserialize, Serialize};
-use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
+use xdpsieve_common::MAX_INTERFACES;
 
 use crate::stats::{self, Snapshot};
 
@@ -327,31 +327,22 @@ pub fn pinned_snapshot(iface: &str, meta: &Meta) -> Result<Snapshot> {
             .with_context(|| format!("opening pinned map {}", dir.join(name).display()))?;
         Map::from_map_data(data).with_context(|| format!("reading pinned map {name}"))
     };
-    let counters: PerCpuArray<_, Counters> = PerCpuArray::try_from(open("COUNTERS")?)?;
-    let rule_map: PerCpuArray<_, RuleCounters> = PerCpuArray::try_from(open("RULE_COUNTERS")?)?;
-    let iface_map: PerCpuArray<_, InterfaceCounters> =
-        PerCpuArray::try_from(open("INTERFACE_COUNTERS")?)?;
-    let total = stats::sum_counters(counters.get(&0, 0)?.iter());
-    let mut rules = Vec::new();
-    for slot in 0..=meta.rules.len() as u32 {
-        let mut sum = RuleCounters::default();
-        for c in rule_map.get(&slot, 0)?.iter() {
-            sum.hits += c.hits;
-            sum.bytes += c.bytes;
-            sum.suppressed += c.suppressed;
-        }
-        rules.push(sum);
-    }
-    let mut interfaces = Vec::new();
-    for (slot, i) in meta.interfaces.iter().enumerate().take(MAX_INTERFACES) {
-        let mut sum = InterfaceCounters::default();
-        for c in iface_map.get(&(slot as u32), 0)?.iter() {
-            stats::add_interface(&mut sum, c);
-        }
-        interfaces.push((i.name.clone(), sum));
-    }
+    let total = stats::sum_per_cpu(&open("COUNTERS")?, 1, stats::add_counters)?;
+    let rules = stats::sum_per_cpu(
+        &open("RULE_COUNTERS")?,
+        meta.rules.len() + 1,
+        stats::add_rule,
+    )?;
+    let slots = meta.interfaces.len().min(MAX_INTERFACES);
+    let per_slot = stats::sum_per_cpu(&open("INTERFACE_COUNTERS")?, slots, stats::add_interface)?;
+    let interfaces = meta
+        .interfaces
+        .iter()
+        .map(|i| i.name.clone())
+        .zip(per_slot)
+        .collect();
     Ok(Snapshot {
-        counters: total,
+        counters: total.into_iter().next().unwrap_or_default(),
         rules,
         interfaces,
         perf_lost: 0,

@@ -4,6 +4,9 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
+mod common;
+use common::root_or_skip;
+
 use std::{
     io::Read,
     net::{SocketAddr, UdpSocket},
@@ -20,19 +23,6 @@ use xdpsieve::{demo::dns_response, netns::VethPair};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 const CLIENT_PORT: u16 = 40000;
-
-/// True when the test can run; skips (returns false) only outside CI.
-fn root_or_skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("end-to-end tests need root (network namespaces, XDP); CI must run them as root");
-    }
-    eprintln!("skipping: end-to-end tests need root");
-    false
-}
 
 /// A scratch directory removed on drop.
 struct TempDir(PathBuf);
@@ -712,7 +702,6 @@ fn clear_errors_for_operator_mistakes() {
         "{err}"
     );
     assert!(xdp_attached(&net));
-    let _ = first.pid();
     let done = first.stop(libc::SIGINT);
     assert!(done.status.success());
 }

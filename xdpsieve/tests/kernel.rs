@@ -12,6 +12,9 @@
 //! Nothing is attached to an interface, so the tests run in parallel, each with its own
 //! loaded program. They need root; under `CI` they fail rather than skip when they cannot run.
 
+mod common;
+use common::root_or_skip;
+
 use std::net::Ipv6Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
@@ -38,19 +41,6 @@ const HOST6: [u8; 16] = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10).octets
 const PEER6: [u8; 16] = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20).octets();
 const WATCHED6: [u8; 16] = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x66).octets();
 const HOSTILE6: [u8; 16] = Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0, 0, 0, 0, 7).octets();
-
-/// True when the test can run; skips (returns false) only outside CI.
-fn root_or_skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("kernel tests need root to load the XDP program; CI must run them as root");
-    }
-    eprintln!("skipping: kernel tests need root to load the XDP program");
-    false
-}
 
 // ---------------------------------------------------------------------------------------------
 // Frame builder
@@ -1922,4 +1912,41 @@ fn full_rule_table_loads_and_first_match_wins() {
     assert_eq!(hits[1 + (MAX_RULES / 2) as usize], 1, "middle rule");
     assert_eq!(hits[(MAX_RULES - 1) as usize], 1, "last drop rule");
     assert_eq!(hits[MAX_RULES as usize], 1, "catch-all");
+}
+
+/// With perf buffers full, every event is either read or counted lost by the program (the
+/// perf buffers' own lost-sample reports describe the same events, never more).
+#[test]
+fn full_perf_buffer_counts_lost_events() {
+    if !root_or_skip() {
+        return;
+    }
+    use xdpsieve::source::Transport;
+    let settings = Settings {
+        rules: rule_set(&[(Action::Drop, "udp src port 53")]),
+        capture: 0,
+        log: capture::DROPPED,
+        transport: Transport::Perf,
+        // Shared out among the CPUs: one page each, about 50 events.
+        ring_bytes: 4096,
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let mut source = fw.take_event_source().expect("event source");
+    let frame = Frame::ipv4(PEER4, HOST4).udp(53, 40000).build();
+    const SENT: u32 = 500;
+    assert_eq!(run_repeat(&mut fw, &frame, SENT), DROP);
+    let mut read = 0u64;
+    source.drain(|_| read += 1);
+    let c = counters(&fw);
+    assert_eq!(c.dropped, u64::from(SENT));
+    assert!(c.event_lost > 0, "{c:?}");
+    assert_eq!(c.events, read, "{c:?}");
+    assert_eq!(read + c.event_lost, u64::from(SENT), "{c:?}");
+    assert!(
+        source.perf_lost() <= c.event_lost,
+        "{} > {}",
+        source.perf_lost(),
+        c.event_lost
+    );
 }
