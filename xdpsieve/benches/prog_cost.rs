@@ -1,41 +1,115 @@
 //! Per-packet cost of the XDP program, measured in the kernel with `BPF_PROG_TEST_RUN`
-//! (repeat 1,000,000, median of several runs), beside a minimal `XDP_PASS` program measured
-//! in the same run: absolute times drift on a shared machine, ratios to the floor do not.
+//! (repeat 1,000,000, median of several runs), beside its peers in the same run: absolute
+//! times drift on a shared machine, ratios do not.
 //!
-//! xdp-filter (Debian's xdp-tools), the tool an operator would pick instead, is measured in
-//! the same run on equivalent rules: loaded on a veth in a namespace of our own, then run by
-//! its program id.
+//! - the floor: minimal programs that only return `XDP_PASS` or `XDP_DROP`;
+//! - xdp-filter (Debian's xdp-tools), the tool an operator would pick instead, on equivalent
+//!   rules: loaded on a veth in a namespace of our own, then run by its program id.
 //!
-//! Run as root: `cargo bench -p xdpsieve --bench prog_cost` (add `-- --quick` for fewer runs).
-//! While capture paths run, a reader thread drains the ring as the real recorder would, and
-//! the records that still did not fit are reported beside the timing.
+//! Frames: IPv4/UDP and IPv6/UDP of 64 bytes, IPv4/TCP of 1500 bytes. Paths: no rule matched,
+//! dropped without capture, dropped and captured; with 1, 64 and `MAX_RULES` rules (the
+//! deciding rule is the last one, the others never match).
+//!
+//! Run as root: `cargo bench -p xdpsieve --bench prog_cost [-- --quick] [--json PATH]`.
+//! `--quick` uses 200,000 repeats and 3 runs. While capture paths run, a reader thread drains
+//! the ring as the real recorder would, and records that still did not fit are reported.
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
+    path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
+use serde::Serialize;
 use xdpsieve::{
     loader::{Firewall, Settings},
+    netns::VethPair,
     rules::{Action, RuleSet},
 };
-use xdpsieve_common::capture;
+use xdpsieve_common::{MAX_RULES, capture};
 
-const REPEAT: u32 = 1_000_000;
+const RULE_COUNTS: [usize; 3] = [1, 64, MAX_RULES as usize];
+/// The rule count the issue asks for; more than the program evaluates (see MAX_RULES).
+const RULES_ASKED: usize = 1024;
+const DECIDING_RULE: &str = "src port 53";
 
-/// A minimal XDP program: `r0 = XDP_PASS; exit`. The floor every XDP program pays.
-fn load_floor_program() -> std::io::Result<OwnedFd> {
+/// A standard frame in two variants: one the deciding rule matches, one nothing matches.
+struct Frame {
+    name: &'static str,
+    matching: Vec<u8>,
+    other: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct Case {
+    /// `floor-pass`, `floor-drop`, `xdpsieve` or `xdp-filter`.
+    program: &'static str,
+    frame: &'static str,
+    /// `no-match`, `drop` or `drop+capture`.
+    path: &'static str,
+    rules: usize,
+    ns: u32,
+    verdict: &'static str,
+    /// Capture records written and lost to a full ring (capture paths only).
+    captured: Option<u64>,
+    ring_full: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    repeat: u32,
+    runs: usize,
+    max_rules: u32,
+    rules_asked: usize,
+    xdp_filter_missing: Option<String>,
+    seconds: f64,
+    cases: Vec<Case>,
+}
+
+struct Bench {
+    repeat: u32,
+    runs: usize,
+}
+
+impl Bench {
+    /// Median over `runs` of the average ns per run; and the verdict.
+    fn time(&self, fd: i32, frame: &[u8]) -> std::io::Result<(u32, &'static str)> {
+        let mut times = Vec::with_capacity(self.runs);
+        let mut verdict = 0;
+        for _ in 0..self.runs {
+            let (v, ns) = test_run(fd, frame, self.repeat)?;
+            verdict = v;
+            times.push(ns);
+        }
+        times.sort_unstable();
+        Ok((times[times.len() / 2], verdict_name(verdict)))
+    }
+}
+
+fn verdict_name(v: u32) -> &'static str {
+    match v {
+        0 => "ABORTED",
+        1 => "DROP",
+        2 => "PASS",
+        3 => "TX",
+        4 => "REDIRECT",
+        _ => "OTHER",
+    }
+}
+
+/// A minimal XDP program: `r0 = verdict; exit`.
+fn load_floor_program(verdict: u8) -> std::io::Result<OwnedFd> {
     let insns: [u64; 2] = [
-        u64::from_le_bytes([0xb7, 0x00, 0, 0, 2, 0, 0, 0]), // mov r0, 2
-        u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),    // exit
+        u64::from_le_bytes([0xb7, 0x00, 0, 0, verdict, 0, 0, 0]), // mov r0, verdict
+        u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),          // exit
     ];
     let license = c"GPL";
     let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&libc::c_uint::to_ne_bytes(6)); // BPF_PROG_TYPE_XDP
+    attr[0..4].copy_from_slice(&6u32.to_ne_bytes()); // BPF_PROG_TYPE_XDP
     attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
     attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
     attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
@@ -60,27 +134,9 @@ fn test_run(fd: i32, frame: &[u8], repeat: u32) -> std::io::Result<(u32, u32)> {
     if ret < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let retval = u32::from_ne_bytes(attr[4..8].try_into().expect("4 bytes"));
-    let duration = u32::from_ne_bytes(attr[36..40].try_into().expect("4 bytes"));
+    let retval = u32::from_ne_bytes([attr[4], attr[5], attr[6], attr[7]]);
+    let duration = u32::from_ne_bytes([attr[36], attr[37], attr[38], attr[39]]);
     Ok((retval, duration))
-}
-
-/// Ethernet + IPv4 + UDP frame of `len` bytes from `src_port`.
-fn udp4_frame(len: usize, src_port: u16) -> Vec<u8> {
-    let mut f = vec![0u8; len.max(42)];
-    f[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
-    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&((len - 14) as u16).to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&[198, 51, 100, 53]);
-    f[30..34].copy_from_slice(&[192, 0, 2, 2]);
-    f[34..36].copy_from_slice(&src_port.to_be_bytes());
-    f[36..38].copy_from_slice(&40000u16.to_be_bytes());
-    f[38..40].copy_from_slice(&((len - 34) as u16).to_be_bytes());
-    f
 }
 
 /// Opens a loaded program by id (BPF_PROG_GET_FD_BY_ID).
@@ -96,108 +152,117 @@ fn prog_fd_by_id(id: u32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// xdp-filter dropping source port 53, loaded in a throwaway namespace; its cost on the
-/// no-match and drop frames. None (with the reason printed) when it cannot be loaded.
-fn measure_xdp_filter(frames: &[(&str, &[u8])], runs: usize) -> Option<Vec<Case>> {
-    let net = xdpsieve::netns::VethPair::create("xdpfilter", None)
-        .map_err(|e| eprintln!("xdp-filter: no namespace: {e}"))
-        .ok()?;
-    let run = |args: &[&str]| {
-        net.fw
-            .command("xdp-filter")
-            .args(args)
-            .output()
-            .map_err(|e| format!("{e} (apt-get install xdp-tools)"))
-            .and_then(|o| {
-                if o.status.success() {
-                    Ok(())
-                } else {
-                    Err(String::from_utf8_lossy(&o.stderr).into_owned())
-                }
-            })
-    };
-    if let Err(e) = run(&["load", "fw0"]).and_then(|()| run(&["port", "53", "--mode", "src"])) {
-        eprintln!("xdp-filter could not be loaded, left out: {e}");
-        return None;
+const ETH: [u8; 12] = [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
+
+fn checksum(header: &[u8]) -> u16 {
+    let sum: u32 = header
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    !(((folded & 0xffff) + (folded >> 16)) as u16)
+}
+
+/// Ethernet + IPv4 + UDP (protocol 17) or TCP (6, ACK) of `len` bytes from `src_port`.
+fn ipv4_frame(len: usize, protocol: u8, src_port: u16) -> Vec<u8> {
+    let mut f = vec![0u8; len];
+    f[0..12].copy_from_slice(&ETH);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&((len - 14) as u16).to_be_bytes());
+    f[22] = 64;
+    f[23] = protocol;
+    f[26..30].copy_from_slice(&[198, 51, 100, 53]);
+    f[30..34].copy_from_slice(&[192, 0, 2, 2]);
+    let sum = checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
+    f[34..36].copy_from_slice(&src_port.to_be_bytes());
+    f[36..38].copy_from_slice(&40000u16.to_be_bytes());
+    if protocol == 17 {
+        f[38..40].copy_from_slice(&((len - 34) as u16).to_be_bytes());
+    } else {
+        f[46] = 0x50; // data offset 5 words
+        f[47] = 0x10; // ACK
+        f[48..50].copy_from_slice(&64240u16.to_be_bytes());
     }
-    let link = net.fw.ip(&["-d", "link", "show", "dev", "fw0"]).ok()?;
-    let id: u32 = link
-        .split("prog/xdp id ")
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let fd = prog_fd_by_id(id).ok()?;
-    let cases = frames
-        .iter()
-        .map(|(name, frame)| {
-            let mut verdict = 0;
-            let times: Vec<u32> = (0..runs)
-                .map(|_| {
-                    let (v, ns) = test_run(fd.as_raw_fd(), frame, REPEAT).expect("xdp-filter run");
-                    verdict = v;
-                    ns
-                })
-                .collect();
-            Case {
-                name: format!("xdp-filter: {name}"),
-                ns: median(times),
-                verdict,
-                note: "port 53 --mode src".into(),
-            }
-        })
-        .collect();
-    let _ = run(&["unload", "fw0"]);
-    Some(cases)
+    f
 }
 
-fn median(mut values: Vec<u32>) -> u32 {
-    values.sort_unstable();
-    values[values.len() / 2]
+/// Ethernet + IPv6 + UDP of `len` bytes from `src_port`.
+fn udp6_frame(len: usize, src_port: u16) -> Vec<u8> {
+    let mut f = vec![0u8; len];
+    f[0..12].copy_from_slice(&ETH);
+    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    f[14] = 0x60;
+    f[18..20].copy_from_slice(&((len - 54) as u16).to_be_bytes());
+    f[20] = 17;
+    f[21] = 64;
+    f[22..26].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+    f[37] = 0x53;
+    f[38..42].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+    f[53] = 2;
+    f[54..56].copy_from_slice(&src_port.to_be_bytes());
+    f[56..58].copy_from_slice(&40000u16.to_be_bytes());
+    f[58..60].copy_from_slice(&((len - 54) as u16).to_be_bytes());
+    f
 }
 
-struct Case {
-    name: String,
-    ns: u32,
-    verdict: u32,
-    note: String,
+fn frames() -> Vec<Frame> {
+    vec![
+        Frame {
+            name: "IPv4 UDP 64 B",
+            matching: ipv4_frame(64, 17, 53),
+            other: ipv4_frame(64, 17, 1234),
+        },
+        Frame {
+            name: "IPv6 UDP 64 B",
+            matching: udp6_frame(64, 53),
+            other: udp6_frame(64, 1234),
+        },
+        Frame {
+            name: "IPv4 TCP 1500 B",
+            matching: ipv4_frame(1500, 6, 53),
+            other: ipv4_frame(1500, 6, 1234),
+        },
+    ]
 }
 
-fn measure_firewall(
-    name: &str,
+/// Filler rule `i` (from 1): TCP to a port the test frames never use.
+fn filler_port(i: usize) -> u16 {
+    1000 + i as u16
+}
+
+/// xdpsieve with `rules` rules, capturing drops or not: every frame through it.
+fn measure_xdpsieve(
+    bench: &Bench,
     rules: usize,
-    capture_mask: u32,
-    frame: &[u8],
-    runs: usize,
-) -> Case {
+    capture_drops: bool,
+    frames: &[Frame],
+) -> Vec<Case> {
     let mut set = RuleSet::default();
-    // Rules that never match the test frames, then the one that decides.
     for i in 1..rules {
-        set.push_expression(Action::Drop, &format!("tcp dst port {}", 1000 + i))
+        set.push_expression(Action::Drop, &format!("tcp dst port {}", filler_port(i)))
             .expect("filler rule");
     }
-    set.push_expression(Action::Drop, "udp src port 53")
-        .expect("rule");
+    set.push_expression(Action::Drop, DECIDING_RULE)
+        .expect("deciding rule");
     let settings = Settings {
         rules: set,
-        capture: capture_mask,
+        capture: if capture_drops { capture::DROPPED } else { 0 },
         ring_bytes: 64 << 20,
         ..Settings::default()
     };
     let mut firewall = Firewall::load(&settings).expect("loading xdpsieve (are you root?)");
     let mut source = firewall.take_capture_source().expect("capture source");
     let stop = Arc::new(AtomicBool::new(false));
-    let read = Arc::new(AtomicU64::new(0));
     let reader = {
-        let (stop, read) = (Arc::clone(&stop), Arc::clone(&read));
+        let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let n = source.drain(|bytes| {
+                if source.drain(|bytes| {
                     std::hint::black_box(bytes);
-                }) as u64;
-                read.fetch_add(n, Ordering::Relaxed);
-                if n == 0 {
+                }) == 0
+                {
                     std::thread::sleep(Duration::from_micros(50));
                 }
             }
@@ -210,120 +275,214 @@ fn measure_firewall(
         .expect("fd")
         .as_fd()
         .as_raw_fd();
-    let mut times = Vec::new();
-    let mut verdict = 0;
-    for _ in 0..runs {
-        let (v, ns) = test_run(fd, frame, REPEAT).expect("test run");
-        verdict = v;
-        times.push(ns);
+    let mut cases = Vec::new();
+    for frame in frames {
+        let mut paths = vec![(
+            if capture_drops {
+                "drop+capture"
+            } else {
+                "drop"
+            },
+            &frame.matching,
+        )];
+        if capture_drops {
+            // Nothing is captured on this path; measured once, with the capture map present.
+            paths.insert(0, ("no-match", &frame.other));
+        }
+        for (path, bytes) in paths {
+            let before = firewall.counters().expect("counters");
+            let (ns, verdict) = bench.time(fd, bytes).expect("test run");
+            let after = firewall.counters().expect("counters");
+            let capturing = path == "drop+capture";
+            cases.push(Case {
+                program: "xdpsieve",
+                frame: frame.name,
+                path,
+                rules,
+                ns,
+                verdict,
+                captured: capturing.then(|| after.captured - before.captured),
+                ring_full: capturing.then(|| after.capture_lost - before.capture_lost),
+            });
+        }
     }
     stop.store(true, Ordering::Relaxed);
     reader.join().expect("reader");
-    let c = firewall.counters().expect("counters");
-    let note = if capture_mask != 0 && c.captured + c.capture_lost > 0 {
-        format!(
-            "captured {}, ring full {} ({:.1}%)",
-            c.captured,
-            c.capture_lost,
-            100.0 * c.capture_lost as f64 / (c.captured + c.capture_lost) as f64
-        )
-    } else {
-        String::new()
+    cases
+}
+
+/// xdp-filter on equivalent rules: `port 53 --mode src` (TCP and UDP) plus `rules - 1`
+/// TCP destination ports that never match, for each rule count; loaded in a throwaway
+/// namespace. Err(reason) when it cannot be loaded.
+fn measure_xdp_filter(bench: &Bench, frames: &[Frame]) -> Result<Vec<Case>, String> {
+    let net = VethPair::create("xdpfilter", None).map_err(|e| format!("no namespace: {e}"))?;
+    let run = |args: &[&str]| {
+        net.fw
+            .command("xdp-filter")
+            .args(args)
+            .output()
+            .map_err(|e| format!("{e} (apt-get install xdp-tools)"))
+            .and_then(|o| {
+                if o.status.success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "xdp-filter {}: {}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ))
+                }
+            })
     };
-    Case {
-        name: name.into(),
-        ns: median(times),
-        verdict,
-        note,
+    run(&["load", "fw0"])?;
+    run(&["port", "53", "--mode", "src"])?;
+    let link = net
+        .fw
+        .ip(&["-d", "link", "show", "dev", "fw0"])
+        .map_err(|e| e.to_string())?;
+    let id: u32 = link
+        .split("prog/xdp id ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no XDP program id in `ip link`: {link}"))?;
+    let fd = prog_fd_by_id(id).map_err(|e| format!("opening program {id}: {e}"))?;
+    let mut cases = Vec::new();
+    let mut fillers = 1;
+    for rules in RULE_COUNTS {
+        while fillers < rules {
+            let port = filler_port(fillers).to_string();
+            run(&["port", &port, "--mode", "dst", "--proto", "tcp"])?;
+            fillers += 1;
+        }
+        for frame in frames {
+            for (path, bytes) in [("no-match", &frame.other), ("drop", &frame.matching)] {
+                let (ns, verdict) = bench
+                    .time(fd.as_raw_fd(), bytes)
+                    .map_err(|e| format!("test run: {e}"))?;
+                cases.push(Case {
+                    program: "xdp-filter",
+                    frame: frame.name,
+                    path,
+                    rules,
+                    ns,
+                    verdict,
+                    captured: None,
+                    ring_full: None,
+                });
+            }
+        }
     }
+    let _ = run(&["unload", "fw0"]);
+    Ok(cases)
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let runs = if quick { 3 } else { 7 };
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json: Option<PathBuf> = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let bench = if quick {
+        Bench {
+            repeat: 200_000,
+            runs: 3,
+        }
+    } else {
+        Bench {
+            repeat: 1_000_000,
+            runs: 5,
+        }
+    };
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("prog_cost needs root (BPF_PROG_TEST_RUN)");
         std::process::exit(1);
     }
-    let small_pass = udp4_frame(64, 1234);
-    let small_dns = udp4_frame(64, 53);
-    let large_dns = udp4_frame(1500, 53);
-
-    let floor = load_floor_program().expect("loading the floor program");
-    let floor_times: Vec<u32> = (0..runs)
-        .map(|_| {
-            test_run(floor.as_raw_fd(), &small_pass, REPEAT)
-                .expect("floor run")
-                .1
-        })
-        .collect();
-    let floor_ns = median(floor_times);
-
-    let mut cases = vec![Case {
-        name: "empty XDP_PASS program (floor), 64 B".into(),
-        ns: floor_ns,
-        verdict: 2,
-        note: String::new(),
-    }];
-    for rules in [1, 64, xdpsieve_common::MAX_RULES as usize] {
-        cases.push(measure_firewall(
-            &format!("no rule matched, {rules} rule(s), 64 B"),
-            rules,
-            capture::DROPPED,
-            &small_pass,
-            runs,
-        ));
+    let started = Instant::now();
+    let frames = frames();
+    let mut cases = Vec::new();
+    for (program, verdict) in [("floor-pass", 2u8), ("floor-drop", 1)] {
+        let fd = load_floor_program(verdict).expect("loading a floor program");
+        for frame in &frames {
+            let (ns, verdict) = bench.time(fd.as_raw_fd(), &frame.other).expect("floor run");
+            cases.push(Case {
+                program,
+                frame: frame.name,
+                path: "",
+                rules: 0,
+                ns,
+                verdict,
+                captured: None,
+                ring_full: None,
+            });
+        }
     }
-    cases.push(measure_firewall(
-        "dropped, no capture, 64 B",
-        1,
-        0,
-        &small_dns,
-        runs,
-    ));
-    cases.push(measure_firewall(
-        "dropped + captured, 64 B",
-        1,
-        capture::DROPPED,
-        &small_dns,
-        runs,
-    ));
-    cases.push(measure_firewall(
-        "dropped + captured, 1500 B",
-        1,
-        capture::DROPPED,
-        &large_dns,
-        runs,
-    ));
-
-    if let Some(peer) = measure_xdp_filter(
-        &[
-            ("no rule matched, 64 B", &small_pass),
-            ("dropped, 64 B", &small_dns),
-        ],
-        runs,
-    ) {
-        cases.extend(peer);
+    for rules in RULE_COUNTS {
+        eprintln!("prog_cost: xdpsieve, {rules} rule(s)");
+        cases.extend(measure_xdpsieve(&bench, rules, true, &frames));
+        cases.extend(measure_xdpsieve(&bench, rules, false, &frames));
     }
+    eprintln!("prog_cost: xdp-filter");
+    let (xdp_filter_missing, peer) = match measure_xdp_filter(&bench, &frames) {
+        Ok(peer) => (None, peer),
+        Err(e) => {
+            eprintln!("prog_cost: xdp-filter left out: {e}");
+            (Some(e), Vec::new())
+        }
+    };
+    cases.extend(peer);
 
-    println!("BPF_PROG_TEST_RUN, repeat {REPEAT}, median of {runs} runs");
+    print_table(&bench, &cases);
+    let report = Report {
+        repeat: bench.repeat,
+        runs: bench.runs,
+        max_rules: MAX_RULES,
+        rules_asked: RULES_ASKED,
+        xdp_filter_missing,
+        seconds: started.elapsed().as_secs_f64(),
+        cases,
+    };
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report).expect("serialising the report");
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("prog_cost: writing {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
+}
+
+fn print_table(bench: &Bench, cases: &[Case]) {
+    let floor = |frame: &str| {
+        cases
+            .iter()
+            .find(|c| c.program == "floor-pass" && c.frame == frame)
+            .map_or(1, |c| c.ns.max(1))
+    };
     println!(
-        "{:<44} {:>8} {:>9} {:>7}  notes",
-        "case", "ns/pkt", "vs floor", "verdict"
+        "BPF_PROG_TEST_RUN, repeat {}, median of {} runs",
+        bench.repeat, bench.runs
     );
-    for c in &cases {
+    println!(
+        "{:<11} {:<16} {:<13} {:>5} {:>7} {:>9} {:>8}  notes",
+        "program", "frame", "path", "rules", "ns/pkt", "vs floor", "verdict"
+    );
+    for c in cases {
+        let note = match (c.captured, c.ring_full) {
+            (Some(captured), Some(lost)) => format!("captured {captured}, ring full {lost}"),
+            _ => String::new(),
+        };
         println!(
-            "{:<44} {:>8} {:>8.2}x {:>7}  {}",
-            c.name,
+            "{:<11} {:<16} {:<13} {:>5} {:>7} {:>8.2}x {:>8}  {note}",
+            c.program,
+            c.frame,
+            c.path,
+            c.rules,
             c.ns,
-            f64::from(c.ns) / f64::from(floor_ns.max(1)),
-            match c.verdict {
-                1 => "DROP",
-                2 => "PASS",
-                _ => "OTHER",
-            },
-            c.note
+            f64::from(c.ns) / f64::from(floor(c.frame)),
+            c.verdict,
         );
     }
 }
