@@ -27,33 +27,20 @@
 //! processes started here are ever signalled, by their PID.
 
 use std::{
-    ffi::CString,
     fmt::Write as _,
-    fs::{self, File},
-    io::{self, BufRead as _, BufReader},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-    path::{Path, PathBuf},
-    process::{self, Child, Command, ExitStatus, Stdio},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        mpsc,
-    },
+    fs,
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
 
-use super::describe;
+use crate::netbench::*;
 
-/// Namespace names start like those of xdpsieve's own tests (`xsieve-<pid>-...`), so either
-/// side's stale-namespace cleanup recognises them.
-const NS_PREFIX: &str = "xsieve";
-const FW_IF: &str = "fw0";
-const PEER_IF: &str = "peer0";
-const FW_V4: [u8; 4] = [192, 0, 2, 2];
-const PEER_V4: [u8; 4] = [192, 0, 2, 1];
-const DST_PORT: u16 = 33333;
 const RULE: &str = "udp src port 53";
 const RING_SIZE: &str = "8M";
 /// A ring small enough that the sender outruns the reader: losses, to check their accounting.
@@ -76,45 +63,6 @@ const FRAMES_FULL: u64 = 1_000_000;
 const FRAMES_QUICK: u64 = 200_000;
 /// A step "sustains" its target if the sender got within this share of it.
 const SUSTAINED: f64 = 0.97;
-
-const SIGINT: i32 = 2;
-const AF_PACKET: i32 = 17;
-const SOCK_RAW: i32 = 3;
-const SOL_PACKET: i32 = 263;
-const PACKET_QDISC_BYPASS: i32 = 20;
-const CLONE_NEWNET: i32 = 0x4000_0000;
-const EINTR: i32 = 4;
-const EAGAIN: i32 = 11;
-const ENOBUFS: i32 = 105;
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_signal: i32) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-#[repr(C)]
-struct SockaddrLl {
-    family: u16,
-    protocol: u16,
-    ifindex: i32,
-    hatype: u16,
-    pkttype: u8,
-    halen: u8,
-    addr: [u8; 8],
-}
-
-unsafe extern "C" {
-    fn signal(signum: i32, handler: usize) -> usize;
-    fn kill(pid: i32, sig: i32) -> i32;
-    fn setns(fd: i32, nstype: i32) -> i32;
-    fn sched_setaffinity(pid: i32, size: usize, mask: *const u64) -> i32;
-    fn socket(domain: i32, kind: i32, protocol: i32) -> i32;
-    fn bind(fd: i32, addr: *const SockaddrLl, len: u32) -> i32;
-    fn setsockopt(fd: i32, level: i32, name: i32, value: *const i32, len: u32) -> i32;
-    fn send(fd: i32, buf: *const u8, len: usize, flags: i32) -> isize;
-    fn if_nametoindex(name: *const std::ffi::c_char) -> u32;
-}
 
 pub fn run(root: &Path, quick: bool) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
@@ -146,14 +94,12 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
         .trim()
         .parse()
         .context("parsing `getconf CLK_TCK`")?;
-    // Ctrl-C: let the waits below notice, so the guards clean up on the way out.
-    // SAFETY: the handler only stores to an atomic.
-    unsafe { signal(SIGINT, on_sigint as extern "C" fn(i32) as usize) };
+    catch_sigint();
 
     let frames = if quick { FRAMES_QUICK } else { FRAMES_FULL };
     let started = Instant::now();
-    let sandbox = Sandbox::create()?;
-    let frame = udp_frame(parse_mac(&sandbox.fw_mac)?, parse_mac(&sandbox.peer_mac)?);
+    let sandbox = Sandbox::create("events", 1, Path::new(SCRATCH_BASES[0]))?;
+    let frame = udp_frame(64, sandbox.fw_mac, sandbox.peer_mac);
     let bench = Bench {
         root,
         sandbox: &sandbox,
@@ -200,341 +146,11 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
     Ok(())
 }
 
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        bail!("interrupted");
-    }
-    Ok(())
-}
-
-/// `/sys/devices/system/cpu/online`, e.g. `0-1` or `0,2-3`.
-fn online_cpus() -> Result<Vec<u32>> {
-    let path = "/sys/devices/system/cpu/online";
-    let text = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',') {
-        let parse = |s: &str| {
-            s.parse::<u32>()
-                .with_context(|| format!("parsing {path}: `{}`", text.trim()))
-        };
-        match part.split_once('-') {
-            Some((a, b)) => cpus.extend(parse(a)?..=parse(b)?),
-            None => cpus.push(parse(part)?),
-        }
-    }
-    Ok(cpus)
-}
-
-/// The namespaces and the scratch directory; all removed on drop.
-struct Sandbox {
-    fw: String,
-    peer: String,
-    created: Vec<String>,
-    dir: PathBuf,
-    fw_mac: String,
-    peer_mac: String,
-    /// The `ip` commands that built it, for the report.
-    commands: Vec<String>,
-}
-
-impl Sandbox {
-    fn create() -> Result<Sandbox> {
-        remove_stale();
-        let pid = process::id();
-        let mut sandbox = Sandbox {
-            fw: format!("{NS_PREFIX}-{pid}-bench-fw"),
-            peer: format!("{NS_PREFIX}-{pid}-bench-peer"),
-            created: Vec::new(),
-            dir: PathBuf::from(format!("/tmp/xdpsieve-bench-{pid}")),
-            fw_mac: String::new(),
-            peer_mac: String::new(),
-            commands: Vec::new(),
-        };
-        fs::create_dir_all(&sandbox.dir)
-            .with_context(|| format!("creating {}", sandbox.dir.display()))?;
-        let (fw, peer) = (sandbox.fw.clone(), sandbox.peer.clone());
-        for ns in [&fw, &peer] {
-            sandbox.ip(&["netns", "add", ns])?;
-            sandbox.created.push(ns.clone());
-            sandbox.ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        sandbox.ip(&[
-            "-n", &fw, "link", "add", FW_IF, "type", "veth", "peer", "name", PEER_IF, "netns",
-            &peer,
-        ])?;
-        for (ns, iface, addr) in [(&fw, FW_IF, FW_V4), (&peer, PEER_IF, PEER_V4)] {
-            let addr = format!("{}/24", dotted(addr));
-            sandbox.ip(&["-n", ns, "addr", "add", &addr, "dev", iface])?;
-            sandbox.ip(&["-n", ns, "link", "set", iface, "up"])?;
-        }
-        sandbox.fw_mac = mac_of(&fw, FW_IF)?;
-        sandbox.peer_mac = mac_of(&peer, PEER_IF)?;
-        Ok(sandbox)
-    }
-
-    fn ip(&mut self, args: &[&str]) -> Result<String> {
-        let mut cmd = Command::new("ip");
-        cmd.args(args);
-        self.commands.push(shell_line(&cmd));
-        capture(&mut cmd)
-    }
-
-    fn attached(&self) -> Result<bool> {
-        let out =
-            capture(Command::new("ip").args(["-n", &self.fw, "-o", "link", "show", "dev", FW_IF]))?;
-        Ok(out.contains("prog/xdp") || out.contains(" xdp"))
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        for ns in self.created.iter().rev() {
-            if let Err(e) = capture(Command::new("ip").args(["netns", "del", ns])) {
-                eprintln!("warning: could not delete network namespace {ns}: {e:#}");
-            }
-        }
-        if let Err(e) = fs::remove_dir_all(&self.dir) {
-            eprintln!("warning: could not remove {}: {e}", self.dir.display());
-        }
-    }
-}
-
-/// Removes `xsieve-<pid>-bench-*` namespaces (and scratch directories) of runs that no
-/// longer exist, e.g. one killed with SIGKILL.
-fn remove_stale() {
-    let Ok(entries) = fs::read_dir("/run/netns") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&format!("{NS_PREFIX}-")) else {
-            continue;
-        };
-        let Some((pid, tag)) = rest.split_once('-') else {
-            continue;
-        };
-        if !tag.starts_with("bench-") || pid.parse::<u32>().is_err() {
-            continue;
-        }
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            eprintln!("bench-events: removing stale network namespace {name}");
-            let _ = capture(Command::new("ip").args(["netns", "del", &name]));
-            let _ = fs::remove_dir_all(format!("/tmp/xdpsieve-bench-{pid}"));
-        }
-    }
-}
-
-fn mac_of(ns: &str, iface: &str) -> Result<String> {
-    let out = capture(Command::new("ip").args(["-n", ns, "-o", "link", "show", "dev", iface]))?;
-    out.split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .map(str::to_string)
-        .with_context(|| format!("no MAC address for {iface} in `{}`", out.trim()))
-}
-
-fn parse_mac(mac: &str) -> Result<[u8; 6]> {
-    let bytes = mac
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .ok()
-        .and_then(|v| <[u8; 6]>::try_from(v).ok());
-    bytes.with_context(|| format!("unexpected MAC address `{mac}`"))
-}
-
-fn dotted(a: [u8; 4]) -> String {
-    format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3])
-}
-
-/// A 64-byte frame (without FCS): Ethernet, IPv4 (DF, TTL 64), UDP 53 -> 33333 without
-/// checksum, 22 bytes of zeros.
-fn udp_frame(dst: [u8; 6], src: [u8; 6]) -> [u8; 64] {
-    let mut f = [0u8; 64];
-    f[0..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&50u16.to_be_bytes());
-    ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&PEER_V4);
-    ip[16..20].copy_from_slice(&FW_V4);
-    let sum: u32 = ip
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    let folded = (sum & 0xffff) + (sum >> 16);
-    let checksum = !(((folded & 0xffff) + (folded >> 16)) as u16);
-    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
-    let udp = &mut f[34..42];
-    udp[0..2].copy_from_slice(&53u16.to_be_bytes());
-    udp[2..4].copy_from_slice(&DST_PORT.to_be_bytes());
-    udp[4..6].copy_from_slice(&30u16.to_be_bytes());
-    f
-}
-
-/// What the sender did.
-struct Sent {
-    frames: u64,
-    /// First send to last send.
-    elapsed: Duration,
-    /// Sends retried after ENOBUFS/EAGAIN.
-    retries: u64,
-}
-
-/// Sends `count` copies of `frame` out of `iface` in the namespace at `netns`, from a thread
-/// pinned to `cpu`, at `rate` frames per second (busy-waiting on the monotonic clock) or
-/// flat out. Stops early after `limit` (returning what it sent) or on Ctrl-C (an error).
-fn send_frames(
-    netns: PathBuf,
-    cpu: u32,
-    frame: [u8; 64],
-    count: u64,
-    rate: Option<u64>,
-    limit: Duration,
-) -> Result<Sent> {
-    let sender = thread::spawn(move || -> Result<Sent> {
-        let ns = File::open(&netns).with_context(|| format!("opening {}", netns.display()))?;
-        // SAFETY: setns on this thread only, with a network namespace file.
-        if unsafe { setns(ns.as_raw_fd(), CLONE_NEWNET) } != 0 {
-            return Err(io::Error::last_os_error()).context("entering the peer namespace");
-        }
-        let mut mask = [0u64; 16];
-        let cpu = cpu as usize;
-        if cpu >= 16 * 64 {
-            bail!("CPU {cpu} is beyond the affinity mask");
-        }
-        mask[cpu / 64] |= 1 << (cpu % 64);
-        // SAFETY: pid 0 is this thread; the mask is 128 bytes (a cpu_set_t).
-        if unsafe { sched_setaffinity(0, size_of_val(&mask), mask.as_ptr()) } != 0 {
-            return Err(io::Error::last_os_error()).context("pinning the sender");
-        }
-        // Protocol 0: a send-only packet socket, it receives nothing.
-        // SAFETY: plain syscall.
-        let fd = unsafe { socket(AF_PACKET, SOCK_RAW, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error()).context("opening an AF_PACKET socket");
-        }
-        // SAFETY: a new descriptor that nothing else owns.
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-        let name = CString::new(PEER_IF)?;
-        // SAFETY: a NUL-terminated name.
-        let ifindex = unsafe { if_nametoindex(name.as_ptr()) };
-        if ifindex == 0 {
-            return Err(io::Error::last_os_error()).context(format!("no {PEER_IF} in the peer"));
-        }
-        let addr = SockaddrLl {
-            family: AF_PACKET as u16,
-            protocol: 0,
-            ifindex: ifindex as i32,
-            hatype: 0,
-            pkttype: 0,
-            halen: 0,
-            addr: [0; 8],
-        };
-        // SAFETY: a sockaddr_ll of the size given.
-        let len = size_of::<SockaddrLl>() as u32;
-        if unsafe { bind(sock.as_raw_fd(), &addr, len) } != 0 {
-            return Err(io::Error::last_os_error()).context(format!("binding to {PEER_IF}"));
-        }
-        // Straight to the driver (the veth has no qdisc anyway); best effort.
-        let one = 1i32;
-        // SAFETY: an int option.
-        unsafe { setsockopt(sock.as_raw_fd(), SOL_PACKET, PACKET_QDISC_BYPASS, &one, 4) };
-
-        let (mut sent, mut retries, mut spins) = (0u64, 0u64, 0u64);
-        let start = Instant::now();
-        while sent < count {
-            spins += 1;
-            if spins.is_multiple_of(1024) {
-                if start.elapsed() > limit {
-                    // Bounded in time too: report what went out.
-                    break;
-                }
-                check_interrupted()?;
-            }
-            if let Some(rate) = rate {
-                let due = Duration::from_nanos(
-                    (u128::from(sent) * 1_000_000_000 / u128::from(rate)) as u64,
-                );
-                if start.elapsed() < due {
-                    std::hint::spin_loop();
-                    continue;
-                }
-            }
-            // SAFETY: the frame outlives the call.
-            let n = unsafe { send(sock.as_raw_fd(), frame.as_ptr(), frame.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(EINTR | EAGAIN | ENOBUFS) => {
-                        retries += 1;
-                        continue;
-                    }
-                    _ => return Err(e).context(format!("sending on {PEER_IF}")),
-                }
-            }
-            sent += 1;
-        }
-        Ok(Sent {
-            frames: sent,
-            elapsed: start.elapsed(),
-            retries,
-        })
-    });
-    sender
-        .join()
-        .map_err(|_| anyhow::anyhow!("the sender thread panicked"))?
-}
-
-/// A child process of ours, killed (by its PID) if still running when dropped.
-struct Proc {
-    child: Child,
-    what: &'static str,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits until the process exits or `limit` passes.
-    fn wait_for(&mut self, limit: Duration) -> Result<ExitStatus> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            check_interrupted()?;
-            if start.elapsed() > limit {
-                bail!(
-                    "{} (pid {}) still running after {limit:?}",
-                    self.what,
-                    self.pid()
-                );
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 struct Bench<'a> {
     root: &'a Path,
     sandbox: &'a Sandbox,
     binary: &'a Path,
-    frame: [u8; 64],
+    frame: Vec<u8>,
     frames: u64,
     gen_cpu: u32,
     reader_cpu: u32,
@@ -725,14 +341,14 @@ impl Bench<'_> {
 
         // Bounded: 3x the planned duration (flat out: as if at 100k pps) plus 10 s.
         let planned = self.frames as f64 / target.unwrap_or(100_000) as f64;
-        let sent = send_frames(
-            PathBuf::from("/run/netns").join(&sb.peer),
-            self.gen_cpu,
-            self.frame,
-            self.frames,
-            target,
-            Duration::from_secs_f64(planned * 3.0 + 10.0),
-        )?;
+        let sent = send_frames(Traffic {
+            netns: sb.netns_path(&sb.peer),
+            cpu: self.gen_cpu,
+            frame: self.frame.clone(),
+            count: self.frames,
+            limit: Duration::from_secs_f64(planned * 3.0 + 10.0),
+            rate: target,
+        })?;
         if sent.retries > 0 {
             eprintln!(
                 "bench-events:   ({} sends retried after ENOBUFS/EAGAIN)",
@@ -771,10 +387,7 @@ impl Bench<'_> {
             .zip(irq_work_count(self.gen_cpu))
             .map(|(before, after)| after.saturating_sub(before));
 
-        // SAFETY: signals our own child, by its PID.
-        if unsafe { kill(pid as i32, SIGINT) } != 0 {
-            bail!("could not send SIGINT to xdpsieve (pid {pid})");
-        }
+        interrupt(pid)?;
         let status = reader.wait_for(Duration::from_secs(60))?;
         let _ = stderr_thread.join();
         let summary = collect(&rx);
@@ -822,129 +435,6 @@ impl Bench<'_> {
 }
 
 /// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| -> Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .with_context(|| format!("parsing {path}: `{}`", stat.trim()))
-    };
-    Ok(field(11)? + field(12)?)
-}
-
-/// `voluntary_ctxt_switches` of a process: each time it blocked (in poll, mostly).
-fn voluntary_switches(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no voluntary_ctxt_switches in {path}"))
-}
-
-/// The `IWI` (IRQ work interrupts) count of one CPU in /proc/interrupts.
-fn irq_work_count(cpu: u32) -> Option<u64> {
-    let text = fs::read_to_string("/proc/interrupts").ok()?;
-    let mut lines = text.lines();
-    let column = lines
-        .next()?
-        .split_whitespace()
-        .position(|c| c == format!("CPU{cpu}"))?;
-    let row = lines.find_map(|l| l.trim_start().strip_prefix("IWI:"))?;
-    row.split_whitespace().nth(column)?.parse().ok()
-}
-
-fn file_len(path: &Path) -> u64 {
-    fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-fn count_lines(path: &Path) -> Result<u64> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
-    };
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut lines = 0;
-    loop {
-        let buf = reader
-            .fill_buf()
-            .with_context(|| format!("reading {}", path.display()))?;
-        if buf.is_empty() {
-            return Ok(lines);
-        }
-        lines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
-        let n = buf.len();
-        reader.consume(n);
-    }
-}
-
-/// The number just before `words` in `text`, e.g. 42 in "42 events logged".
-fn number_before(text: &str, words: &str) -> Option<u64> {
-    let at = text.find(words)?;
-    text[..at].split_whitespace().last()?.parse().ok()
-}
-
-fn capture(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running `{}`", describe(cmd)))?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed ({}): {}",
-            describe(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// A command as a shell line, quoting what needs it (for the report: copy and paste).
-fn shell_line(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|arg| {
-            let arg = arg.to_string_lossy();
-            let plain = !arg.is_empty()
-                && arg
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c));
-            if plain {
-                arg.into_owned()
-            } else {
-                format!("'{}'", arg.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn rate_label(target: Option<u64>) -> String {
-    target.map_or("max".to_string(), |r| format!("{} pps", thousands(r)))
-}
-
 fn report(
     bench: &Bench,
     steps: &[Step],

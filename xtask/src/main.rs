@@ -3,7 +3,9 @@
 //! `setup` is idempotent and quick when everything is present; `test` and `demo` run it
 //! first, so the README's two commands work on a fresh machine.
 
+mod bench;
 mod bench_events;
+mod netbench;
 
 use std::{
     env,
@@ -38,6 +40,21 @@ enum Task {
     },
     /// Run the sandboxed demo (needs root).
     Demo,
+    /// Benchmark xdpsieve beside xdp-filter, xdpdump and tcpdump (needs root): per-packet
+    /// cost in the kernel, and capture end to end over veth. Writes BENCHMARKS.md and
+    /// benchmarks.json (about 5 minutes; `--quick` under 2).
+    Bench {
+        /// Fewer repeats and shorter runs, to check the harness (under 2 minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the report [default: the repository root; with --quick,
+        /// target/bench-quick].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Run only one part.
+        #[arg(long, value_name = "PART")]
+        only: Option<bench::Part>,
+    },
     /// Benchmark the event log over ring buffer and perf (needs root): highest lossless
     /// event rate, reader CPU time per event, and loss accounting at max rate.
     BenchEvents {
@@ -84,7 +101,8 @@ fn main() -> Result<()> {
                 args.push("--");
                 args.extend(cargo_args.iter().map(String::as_str));
             }
-            cargo_test(&args)
+            cargo_test(&args)?;
+            bench_smoke()
         }
         Task::Demo => {
             setup()?;
@@ -92,12 +110,50 @@ fn main() -> Result<()> {
             let binary = workspace_root().join("target/release/xdpsieve");
             run(Command::new(binary).arg("demo"))
         }
+        Task::Bench { quick, out, only } => {
+            setup()?;
+            cargo(&["build", "--release", "--package", "xdpsieve"])?;
+            let root = workspace_root();
+            let out = out.unwrap_or_else(|| {
+                if quick {
+                    root.join("target/bench-quick")
+                } else {
+                    root.clone()
+                }
+            });
+            bench::run(&root, &bench::Options { quick, out, only }).map(drop)
+        }
         Task::BenchEvents { quick } => {
             setup()?;
             cargo(&["build", "--release", "--package", "xdpsieve"])?;
             bench_events::run(&workspace_root(), quick)
         }
     }
+}
+
+/// The CI smoke run of `bench --quick`: the harness runs end to end and its report has
+/// every table and every peer. Nothing about speed is checked.
+fn bench_smoke() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { geteuid() } != 0 && env::var_os("CI").is_none() {
+        eprintln!("xtask: bench smoke run skipped: it needs root (under CI it fails instead)");
+        return Ok(());
+    }
+    cargo(&["build", "--release", "--package", "xdpsieve"])?;
+    let root = workspace_root();
+    let out = root.join("target/bench-smoke");
+    let markdown = bench::run(
+        &root,
+        &bench::Options {
+            quick: true,
+            out: out.clone(),
+            only: None,
+        },
+    )
+    .context("bench smoke run (cargo xtask bench --quick)")?;
+    bench::check_report(&markdown, &out.join("benchmarks.json"))?;
+    println!("bench smoke run: ok ({})", markdown.display());
+    Ok(())
 }
 
 /// The XDP program only builds for the BPF target, with the nightly toolchain.

@@ -1,0 +1,425 @@
+//! End to end over veth: xdpsieve capturing what it drops, beside xdpdump and tcpdump, each
+//! run the same way. A generator thread of this process sends 64 B or 512 B IPv4/UDP
+//! frames out of the peer namespace's veth; the tool under test runs in the firewall
+//! namespace as a child process, started fresh for every run and stopped with SIGINT.
+//!
+//! Per run: frames sent, frames of ours in the tool's file, the losses the tool reported,
+//! the rest (unreported), the tool's CPU time from just before the traffic until it was
+//! idle (per captured frame), its peak RSS, and the generator's rate. Receive-side kernel
+//! work (the veth's NAPI, the XDP program, taps) runs on the sender's CPU, so with the
+//! generator alone on one core its rate measures the kernel's cost per frame; the cost a
+//! capture adds is the difference to a baseline without it.
+
+use std::{
+    fs::{self, File},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+
+use crate::netbench::{
+    FW_IF, Proc, Sandbox, Sent, Traffic, check_interrupted, interrupt, number_before, shell_line,
+    spawn_sender, udp_frame,
+};
+
+use super::pcap;
+
+/// What runs in the firewall namespace during a run.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Setup {
+    /// `xdpsieve run --drop ... -w FILE`: captures what it drops.
+    Xdpsieve,
+    /// `xdpdump --load-xdp-program -w FILE`: its own XDP program passes and captures.
+    Xdpdump,
+    /// `tcpdump -w FILE` on traffic xdpsieve passes (without capturing).
+    Tcpdump,
+    /// Baselines, nothing captured: xdpsieve dropping; xdpsieve passing; no XDP program.
+    BaseDrop,
+    BasePass,
+    BaseNone,
+}
+
+impl Setup {
+    pub(crate) const TOOLS: [Setup; 3] = [Setup::Xdpsieve, Setup::Xdpdump, Setup::Tcpdump];
+    pub(crate) const BASELINES: [Setup; 3] = [Setup::BaseDrop, Setup::BasePass, Setup::BaseNone];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Setup::Xdpsieve => "xdpsieve (drops, captures them)",
+            Setup::Xdpdump => "xdpdump --load-xdp-program",
+            Setup::Tcpdump => "tcpdump (xdpsieve passes)",
+            Setup::BaseDrop => "baseline: xdpsieve drops, no capture",
+            Setup::BasePass => "baseline: xdpsieve passes, no capture",
+            Setup::BaseNone => "baseline: no XDP program, no capture",
+        }
+    }
+
+    /// The baseline whose kernel path this tool adds its capture to.
+    pub(crate) fn baseline(self) -> Setup {
+        match self {
+            Setup::Xdpsieve => Setup::BaseDrop,
+            Setup::Tcpdump => Setup::BasePass,
+            _ => Setup::BaseNone,
+        }
+    }
+
+    fn captures(self) -> bool {
+        Setup::TOOLS.contains(&self)
+    }
+}
+
+/// Where the generator runs.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Load {
+    /// One sender on the first CPU, flat out; the tool pinned to the second.
+    OneCore,
+    /// One sender on each CPU, flat out; the tool wherever the scheduler puts it.
+    BothCores,
+    /// One sender on the first CPU at this rate; the tool pinned to the second.
+    Paced(u64),
+}
+
+/// One run of one setup under one load.
+#[derive(Serialize)]
+pub(crate) struct Run {
+    pub(crate) setup: Setup,
+    pub(crate) frame_bytes: usize,
+    pub(crate) load: Load,
+    pub(crate) sent: u64,
+    pub(crate) seconds: f64,
+    pub(crate) pps: f64,
+    /// Frames the veth pair dropped before any program or tap saw them.
+    pub(crate) veth_dropped: u64,
+    /// Our frames in the capture file (None: nothing captures in this setup).
+    pub(crate) in_file: Option<u64>,
+    /// Losses the tool reported on exit.
+    pub(crate) reported_lost: Option<u64>,
+    /// sent - veth_dropped - in_file - reported_lost: frames gone without a word.
+    pub(crate) unreported_lost: Option<i64>,
+    /// CPU time of the capturing process, just before the traffic until idle.
+    pub(crate) cpu_ns: Option<u64>,
+    pub(crate) cpu_ns_per_captured: Option<f64>,
+    /// Peak resident set size (VmHWM) of the capturing process.
+    pub(crate) peak_rss_kib: Option<u64>,
+    /// The capturing process's own summary, as printed.
+    pub(crate) summary: String,
+}
+
+impl Run {
+    pub(crate) fn lossless(&self) -> bool {
+        self.in_file.is_some_and(|n| n >= self.sent)
+    }
+
+    pub(crate) fn kept(&self) -> Option<f64> {
+        self.in_file
+            .map(|n| 100.0 * n as f64 / self.sent.max(1) as f64)
+    }
+}
+
+pub(crate) struct Bench<'a> {
+    pub(crate) sandbox: &'a Sandbox,
+    pub(crate) xdpsieve: &'a Path,
+    pub(crate) duration: Duration,
+    pub(crate) gen_cpu: u32,
+    pub(crate) tool_cpu: u32,
+}
+
+/// Between the tool being ready and the traffic: start-up work settles.
+const SETTLE: Duration = Duration::from_millis(300);
+/// The tool is idle once its CPU time and file stop changing for this long...
+const IDLE: Duration = Duration::from_millis(300);
+/// ...but tcpdump hands over a partly filled TPACKET_V3 block only when the block's 1 s
+/// timer fires, so it gets at least this long.
+const TCPDUMP_DRAIN: Duration = Duration::from_millis(1500);
+
+impl Bench<'_> {
+    /// The command lines of a setup (firewall first, capturing tool last), pinned with
+    /// taskset to `cpus`.
+    pub(crate) fn commands(&self, setup: Setup, file: &Path, cpus: &str) -> Vec<Command> {
+        let ns = format!("--net=/run/netns/{}", self.sandbox.fw);
+        let base = || {
+            let mut c = Command::new("nsenter");
+            c.arg(&ns).args(["--", "taskset", "-c", cpus]);
+            c
+        };
+        let xdpsieve = |args: &[&str]| {
+            let mut c = base();
+            c.arg(self.xdpsieve)
+                .args(["run", "-q", "-i", FW_IF])
+                .args(args);
+            c
+        };
+        match setup {
+            Setup::Xdpsieve => {
+                let mut c = xdpsieve(&["--drop", "udp src port 53", "-w"]);
+                c.arg(file);
+                vec![c]
+            }
+            Setup::Xdpdump => {
+                let mut c = base();
+                c.args(["xdpdump", "-i", FW_IF, "--load-xdp-program", "-w"])
+                    .arg(file);
+                vec![c]
+            }
+            Setup::Tcpdump => {
+                let mut c = base();
+                c.args(["tcpdump", "-i", FW_IF, "-Z", "root", "-w"])
+                    .arg(file);
+                vec![xdpsieve(&["--capture", "none"]), c]
+            }
+            Setup::BaseDrop => vec![xdpsieve(&[
+                "--drop",
+                "udp src port 53",
+                "--capture",
+                "none",
+            ])],
+            Setup::BasePass => vec![xdpsieve(&["--capture", "none"])],
+            Setup::BaseNone => Vec::new(),
+        }
+    }
+
+    pub(crate) fn run(&self, setup: Setup, frame_bytes: usize, load: Load) -> Result<Run> {
+        check_interrupted()?;
+        let sb = self.sandbox;
+        if sb.attached()? {
+            bail!("{FW_IF} still has an XDP program from the previous run (not detached on exit)");
+        }
+        let file = sb.dir.join("capture");
+        let _ = fs::remove_file(&file);
+        let cpus = match load {
+            Load::BothCores => format!("{},{}", self.gen_cpu, self.tool_cpu),
+            _ => self.tool_cpu.to_string(),
+        };
+        let mut procs = Vec::new();
+        for (i, mut cmd) in self.commands(setup, &file, &cpus).into_iter().enumerate() {
+            let log = sb.dir.join(format!("output-{i}"));
+            let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+            let line = shell_line(&cmd);
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out)
+                .spawn()
+                .with_context(|| format!("starting {line}"))?;
+            let what = if line.contains("xdpdump") {
+                "xdpdump"
+            } else if line.contains("tcpdump") {
+                "tcpdump"
+            } else {
+                "xdpsieve"
+            };
+            let mut proc = Proc { child, what };
+            wait_ready(sb, &mut proc, &log, &line)?;
+            procs.push((proc, log));
+        }
+        thread::sleep(SETTLE);
+        let capturing = setup.captures().then(|| procs.last()).flatten();
+        let pid = capturing.map(|(p, _)| p.pid());
+        let cpu_before = pid.map(cpu_ns).transpose()?;
+        let veth_before = sb.veth_drops()?;
+
+        let frame = udp_frame(frame_bytes, sb.fw_mac, sb.peer_mac);
+        let sender = |cpu, rate| Traffic {
+            netns: sb.netns_path(&sb.peer),
+            cpu,
+            frame: frame.clone(),
+            count: u64::MAX,
+            limit: self.duration,
+            rate,
+        };
+        let senders: Vec<Traffic> = match load {
+            Load::OneCore => vec![sender(self.gen_cpu, None)],
+            Load::BothCores => vec![sender(self.gen_cpu, None), sender(self.tool_cpu, None)],
+            Load::Paced(rate) => vec![sender(self.gen_cpu, Some(rate))],
+        };
+        let handles: Vec<_> = senders.into_iter().map(spawn_sender).collect();
+        let mut sent = Sent::default();
+        for handle in handles {
+            let one = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a sender thread panicked"))??;
+            sent.frames += one.frames;
+            sent.elapsed = sent.elapsed.max(one.elapsed);
+            sent.retries += one.retries;
+        }
+
+        // Let the capturing tool catch up.
+        let min_wait = if setup == Setup::Tcpdump {
+            TCPDUMP_DRAIN
+        } else {
+            IDLE
+        };
+        let mut cpu_after = None;
+        let mut peak_rss_kib = None;
+        if let Some(pid) = pid {
+            cpu_after = Some(wait_idle(pid, &file, min_wait)?);
+            peak_rss_kib = Some(peak_rss(pid)?);
+        }
+        let veth_dropped = sb.veth_drops()?.saturating_sub(veth_before);
+
+        // Stop them in reverse order: the capturing tool first.
+        let mut summary = String::new();
+        for (mut proc, log) in procs.into_iter().rev() {
+            interrupt(proc.pid())?;
+            let status = proc.wait_for(Duration::from_secs(30))?;
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            if !status.success() {
+                bail!("{} failed ({status}):\n{text}", proc.what);
+            }
+            if summary.is_empty() && setup.captures() {
+                summary = text.trim().to_string();
+            }
+        }
+
+        let (in_file, reported_lost) = if setup.captures() {
+            let in_file = pcap::count_matching(&file, crate::netbench::is_generated)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let lost = reported_losses(setup, &summary).with_context(|| {
+                format!(
+                    "no loss count in the summary of {}:\n{summary}",
+                    setup.label()
+                )
+            })?;
+            (Some(in_file), Some(lost))
+        } else {
+            (None, None)
+        };
+        let _ = fs::remove_file(&file);
+        let unreported_lost = in_file.zip(reported_lost).map(|(kept, lost)| {
+            sent.frames as i64 - veth_dropped as i64 - kept as i64 - lost as i64
+        });
+        let cpu = cpu_before
+            .zip(cpu_after)
+            .map(|(before, after)| after.saturating_sub(before));
+        Ok(Run {
+            setup,
+            frame_bytes: frame.len(),
+            load,
+            sent: sent.frames,
+            seconds: sent.elapsed.as_secs_f64(),
+            pps: sent.pps(),
+            veth_dropped,
+            in_file,
+            reported_lost,
+            unreported_lost,
+            cpu_ns: cpu,
+            cpu_ns_per_captured: cpu.zip(in_file).map(|(ns, n)| ns as f64 / n.max(1) as f64),
+            peak_rss_kib,
+            summary,
+        })
+    }
+}
+
+/// Waits until the process has attached its program (xdpsieve, xdpdump) or opened its
+/// capture (tcpdump: "listening on").
+fn wait_ready(sb: &Sandbox, proc: &mut Proc, log: &Path, line: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        check_interrupted()?;
+        if let Some(status) = proc.child.try_wait()? {
+            bail!(
+                "{} exited before it was ready ({status}): {line}\n{}",
+                proc.what,
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        let ready = match proc.what {
+            "tcpdump" => fs::read_to_string(log)
+                .unwrap_or_default()
+                .contains("listening on"),
+            _ => sb.attached()?,
+        };
+        if ready {
+            // nsenter and taskset exec, so the PID is the tool's own.
+            let comm = fs::read_to_string(format!("/proc/{}/comm", proc.pid())).unwrap_or_default();
+            if comm.trim() != proc.what {
+                bail!("pid {} is `{}`, not {}", proc.pid(), comm.trim(), proc.what);
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} not ready within 30 s: {line}\n{}",
+                proc.what,
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (at least `min`, at most 30 s) until the process's CPU time and the capture
+/// file stop changing; returns its CPU time then.
+fn wait_idle(pid: u32, file: &Path, min: Duration) -> Result<u64> {
+    let start = Instant::now();
+    let mut last = (cpu_ns(pid)?, crate::netbench::file_len(file));
+    let mut still_since = Instant::now();
+    loop {
+        thread::sleep(Duration::from_millis(50));
+        check_interrupted()?;
+        let now = (cpu_ns(pid)?, crate::netbench::file_len(file));
+        // Idle: less than 1 ms of CPU in the window (timers and polls cost a little).
+        if now.1 != last.1 || now.0.saturating_sub(last.0) > 1_000_000 {
+            still_since = Instant::now();
+            last = now;
+        }
+        let waited = start.elapsed();
+        if (waited >= min && still_since.elapsed() >= IDLE) || waited > Duration::from_secs(30) {
+            return Ok(now.0);
+        }
+    }
+}
+
+/// CPU time of every thread of a process, in ns (the scheduler's own accounting).
+fn cpu_ns(pid: u32) -> Result<u64> {
+    let dir = PathBuf::from(format!("/proc/{pid}/task"));
+    let mut total = 0;
+    for task in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = task?.path().join("schedstat");
+        // A thread that just exited: its time is gone with it.
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        total += text
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .with_context(|| format!("parsing {}: `{}`", path.display(), text.trim()))?;
+    }
+    Ok(total)
+}
+
+/// VmHWM: the peak resident set size, in KiB.
+fn peak_rss(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmHWM in {path}"))
+}
+
+/// The losses each tool owns up to on exit.
+fn reported_losses(setup: Setup, summary: &str) -> Option<u64> {
+    match setup {
+        Setup::Xdpsieve => {
+            let ring = number_before(summary, "packets lost: capture buffer full")?;
+            let rate = number_before(summary, "packets lost: rate limited").unwrap_or(0);
+            Some(ring + rate)
+        }
+        Setup::Xdpdump => number_before(summary, "packets dropped by perf ring"),
+        Setup::Tcpdump => {
+            let kernel = number_before(summary, "packets dropped by kernel")?;
+            let interface = number_before(summary, "packets dropped by interface").unwrap_or(0);
+            Some(kernel + interface)
+        }
+        _ => Some(0),
+    }
+}

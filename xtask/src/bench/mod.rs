@@ -1,0 +1,300 @@
+//! `cargo xtask bench [--quick]`: xdpsieve beside the tools an operator would use instead,
+//! every figure taken in the same run and reported as a ratio to its peers.
+//!
+//! 1. Per-packet cost in the kernel (`BPF_PROG_TEST_RUN`): the `prog_cost` bench of the
+//!    xdpsieve crate, beside an empty program and xdp-filter.
+//! 2. End to end over veth (`capture`): xdpsieve capturing its drops, xdpdump, and tcpdump
+//!    on traffic the firewall passes; frames in the file, losses reported and not, CPU per
+//!    captured frame, kernel cost per frame, the lossless rate, peak RSS.
+//!
+//! Writes BENCHMARKS.md and benchmarks.json (to the repository root for a full run, to
+//! target/bench-quick for `--quick`, or to `--out DIR`).
+
+mod capture;
+mod pcap;
+mod report;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::netbench::{SCRATCH_BASES, Sandbox, catch_sigint, check_interrupted, online_cpus};
+use capture::{Load, Run, Setup};
+
+pub(crate) struct Options {
+    pub(crate) quick: bool,
+    pub(crate) out: PathBuf,
+    /// Run only one part (the report leaves the other's tables empty).
+    pub(crate) only: Option<Part>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Part {
+    /// Per-packet cost in the kernel (BPF_PROG_TEST_RUN).
+    Kernel,
+    /// Capture end to end over veth.
+    Capture,
+}
+
+/// Everything one run measured, for the report.
+pub(crate) struct Results {
+    pub(crate) quick: bool,
+    pub(crate) kernel: serde_json::Value,
+    pub(crate) kernel_command: String,
+    pub(crate) runs: Vec<Run>,
+    /// Per tool, the command lines it ran with (`FILE` for the capture file).
+    pub(crate) tool_commands: Vec<(Setup, Vec<String>)>,
+    pub(crate) sandbox_commands: Vec<String>,
+    pub(crate) duration: Duration,
+    /// Where the capture files were written.
+    pub(crate) scratch: PathBuf,
+    pub(crate) elapsed: Duration,
+    pub(crate) gen_cpu: u32,
+    pub(crate) tool_cpu: u32,
+}
+
+/// Frame sizes of the end-to-end runs.
+pub(crate) const FRAME_SIZES: [usize; 2] = [64, 512];
+
+pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { crate::geteuid() } != 0 {
+        bail!("bench needs root (BPF_PROG_TEST_RUN, network namespaces, XDP); run it as root");
+    }
+    for (tool, package) in [
+        ("ip", "iproute2"),
+        ("nsenter", "util-linux"),
+        ("taskset", "util-linux"),
+        ("tcpdump", "tcpdump"),
+        ("xdpdump", "xdp-tools"),
+        ("xdp-filter", "xdp-tools"),
+    ] {
+        if !crate::on_path(tool) {
+            bail!("`{tool}` not found; install it: apt-get install {package}");
+        }
+    }
+    let xdpsieve = root.join("target/release/xdpsieve");
+    if !xdpsieve.is_file() {
+        bail!(
+            "{} is missing; build it: cargo build --release -p xdpsieve",
+            xdpsieve.display()
+        );
+    }
+    let cpus = online_cpus()?;
+    let [gen_cpu, tool_cpu, ..] = cpus[..] else {
+        bail!("bench needs 2 online CPUs (generator and tool apart), found {cpus:?}");
+    };
+    fs::create_dir_all(&options.out)
+        .with_context(|| format!("creating {}", options.out.display()))?;
+    catch_sigint();
+    let started = Instant::now();
+
+    let kernel_args = {
+        let mut args = vec!["bench", "-p", "xdpsieve", "--bench", "prog_cost", "--"];
+        if options.quick {
+            args.push("--quick");
+        }
+        args
+    };
+    let kernel_command = format!("cargo {} --json prog_cost.json", kernel_args.join(" "));
+    let kernel = if options.only == Some(Part::Capture) {
+        serde_json::Value::Null
+    } else {
+        measure_kernel(root, &options.out, &kernel_args)?
+    };
+    check_interrupted()?;
+
+    let duration = if options.quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(2)
+    };
+    // Capture files on tmpfs: the tools are measured, not the disk.
+    let shm = Path::new(SCRATCH_BASES[1]);
+    let scratch = if shm.is_dir() {
+        shm
+    } else {
+        Path::new(SCRATCH_BASES[0])
+    };
+    let sandbox = Sandbox::create("capture", 2, scratch)?;
+    let bench = capture::Bench {
+        sandbox: &sandbox,
+        xdpsieve: &xdpsieve,
+        duration,
+        gen_cpu,
+        tool_cpu,
+    };
+    let steps: &[f64] = if options.quick {
+        &[0.5, 0.1]
+    } else {
+        &[0.75, 0.5, 0.25, 0.1]
+    };
+    let mut runs = Vec::new();
+    let sizes: &[usize] = if options.only == Some(Part::Kernel) {
+        &[]
+    } else {
+        &FRAME_SIZES
+    };
+    for &frame_bytes in sizes {
+        for setup in Setup::BASELINES {
+            runs.push(measure(&bench, setup, frame_bytes, Load::OneCore)?);
+        }
+        for setup in Setup::TOOLS {
+            let flat_out = measure(&bench, setup, frame_bytes, Load::OneCore)?;
+            let (lossless, top) = (flat_out.lossless(), flat_out.pps);
+            runs.push(flat_out);
+            runs.push(measure(&bench, setup, frame_bytes, Load::BothCores)?);
+            // The lossless rate: step the generator down from its flat-out rate.
+            if !lossless {
+                for share in steps {
+                    let rate = (top * share) as u64;
+                    let run = measure(&bench, setup, frame_bytes, Load::Paced(rate))?;
+                    let done = run.lossless();
+                    runs.push(run);
+                    if done {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let file = PathBuf::from("FILE");
+    let tool_commands = Setup::TOOLS
+        .iter()
+        .chain(Setup::BASELINES.iter())
+        .map(|&setup| {
+            let lines = bench
+                .commands(setup, &file, &tool_cpu.to_string())
+                .iter()
+                .map(crate::netbench::shell_line)
+                .collect();
+            (setup, lines)
+        })
+        .collect();
+    let sandbox_commands = sandbox.commands.clone();
+    drop(sandbox);
+
+    let results = Results {
+        quick: options.quick,
+        kernel,
+        kernel_command,
+        runs,
+        tool_commands,
+        sandbox_commands,
+        duration,
+        scratch: scratch.to_path_buf(),
+        elapsed: started.elapsed(),
+        gen_cpu,
+        tool_cpu,
+    };
+    let (markdown, json) = report::render(root, &results)?;
+    let md_path = options.out.join("BENCHMARKS.md");
+    fs::write(&md_path, &markdown).with_context(|| format!("writing {}", md_path.display()))?;
+    let json_path = options.out.join("benchmarks.json");
+    fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
+    eprintln!(
+        "bench: wrote {} and {} in {:.0} s",
+        md_path.display(),
+        json_path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(md_path)
+}
+
+/// Runs the prog_cost bench of the xdpsieve crate; returns its JSON report.
+fn measure_kernel(root: &Path, out: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    eprintln!("bench: per-packet cost in the kernel (BPF_PROG_TEST_RUN)");
+    let json = out.join("prog_cost.json");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    crate::run(
+        Command::new(cargo)
+            .args(args)
+            .arg("--json")
+            .arg(&json)
+            .current_dir(root),
+    )?;
+    let text = fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
+    let _ = fs::remove_file(&json);
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", json.display()))
+}
+
+fn measure(bench: &capture::Bench, setup: Setup, frame_bytes: usize, load: Load) -> Result<Run> {
+    let what = format!(
+        "{}, {frame_bytes} B, {}",
+        setup.label(),
+        report::load_label(load)
+    );
+    eprintln!("bench: {what}");
+    let run = bench
+        .run(setup, frame_bytes, load)
+        .with_context(|| format!("end-to-end run: {what}"))?;
+    eprintln!("bench:   {}", report::one_line(&run));
+    Ok(run)
+}
+
+/// Checks that a report has every table and every peer (the CI smoke run); nothing about
+/// the numbers themselves.
+pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
+    let md =
+        fs::read_to_string(markdown).with_context(|| format!("reading {}", markdown.display()))?;
+    let mut expected = vec![
+        "## Targets".to_string(),
+        "## 1. Per-packet cost in the kernel".to_string(),
+        "## 2. End to end over veth".to_string(),
+        "## Commands".to_string(),
+    ];
+    for setup in Setup::TOOLS {
+        expected.push(format!("| {} |", setup.label()));
+    }
+    for bytes in FRAME_SIZES {
+        expected.push(format!("### {bytes}-byte frames"));
+    }
+    for text in &expected {
+        if !md.contains(text.as_str()) {
+            bail!("{} lacks `{text}`", markdown.display());
+        }
+    }
+    let report: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?,
+    )
+    .with_context(|| format!("parsing {}", json.display()))?;
+    let cases = report["kernel"]["cases"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    for program in ["floor-pass", "floor-drop", "xdpsieve", "xdp-filter"] {
+        if !cases
+            .iter()
+            .any(|c| c["program"] == program && c["ns"].as_u64().is_some())
+        {
+            bail!("{}: no kernel cost measured for {program}", json.display());
+        }
+    }
+    let runs = report["end_to_end"]["runs"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    for setup in [
+        "xdpsieve",
+        "xdpdump",
+        "tcpdump",
+        "base-drop",
+        "base-pass",
+        "base-none",
+    ] {
+        for bytes in FRAME_SIZES {
+            if !runs.iter().any(|r| {
+                r["setup"] == setup && r["frame_bytes"] == bytes && r["sent"].as_u64() > Some(0)
+            }) {
+                bail!(
+                    "{}: no end-to-end run of {setup} with {bytes} B frames",
+                    json.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
