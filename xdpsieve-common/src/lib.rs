@@ -5,10 +5,74 @@
 //! `const` blocks at the bottom fail the build if a layout drifts.
 #![no_std]
 
-/// Most rules the kernel program evaluates. The verifier walks the rule loop once per rule
-/// within its budget of a million instructions; 768 still verify with today's program, and
-/// a kernel test loads exactly this many so growth of the program cannot break it unseen.
-pub const MAX_RULES: u32 = 512;
+/// Most rules the kernel program evaluates. Matching costs the same for any count up to
+/// this (see [`classify`]); the limit sets the size of the rule bitmaps ([`RuleBits`]).
+/// A kernel test loads exactly this many.
+pub const MAX_RULES: u32 = 1024;
+
+/// 64-bit words in a [`RuleBits`].
+pub const RULE_WORDS: usize = (MAX_RULES as usize).div_ceil(64);
+
+/// A set of rules, by position in evaluation order: bit `i % 64` of word `i / 64` is rule
+/// `i`. The lowest set bit is the first rule in order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleBits {
+    pub words: [u64; RULE_WORDS],
+}
+
+impl RuleBits {
+    pub const EMPTY: Self = Self {
+        words: [0; RULE_WORDS],
+    };
+
+    pub fn set(&mut self, rule: usize) {
+        self.words[rule / 64] |= 1 << (rule % 64);
+    }
+
+    pub fn contains(&self, rule: usize) -> bool {
+        self.words[rule / 64] & (1 << (rule % 64)) != 0
+    }
+}
+
+/// Matching by bitmaps (the "linear bit vector search" of packet classifiers): for each
+/// field of a packet, one map lookup gives the set of rules whose condition on that field
+/// holds; the first rule in all the sets matches. The cost depends on the fields in use,
+/// not on the number of rules. Userspace computes the sets when it loads the rules.
+pub mod classify {
+    use super::MAX_RULES;
+
+    /// Bits of [`Config::classify`](super::Config::classify): the fields some rule has a
+    /// condition on. The program looks up only those; the family, protocol and
+    /// ports-present set ([`proto_index`]) is always looked up.
+    pub const SRC_ADDR: u32 = 1;
+    pub const DST_ADDR: u32 = 2;
+    pub const SRC_PORT: u32 = 4;
+    pub const DST_PORT: u32 = 8;
+
+    /// Entries of the family/protocol map: IPv4 or IPv6, ports read or not, protocol.
+    pub const PROTO_ENTRIES: u32 = 2 * 2 * 256;
+
+    /// The family/protocol map's index for a packet (`family` is IPv4 or IPv6).
+    pub const fn proto_index(family: u8, has_ports: u8, protocol: u8) -> u32 {
+        let v6 = (family == super::family::IPV6) as u32;
+        (v6 << 9) | (((has_ports != 0) as u32) << 8) | protocol as u32
+    }
+
+    /// Port equivalence classes: ports with the same rule set share a class. N ranges cut
+    /// 0..=65535 into at most 2N + 1 intervals.
+    pub const PORT_CLASSES: u32 = 2 * MAX_RULES + 1;
+    /// Entries of a port-to-class map.
+    pub const PORTS: u32 = 65536;
+
+    /// Key data of the address tries: the family as a 32-bit word, then the address as
+    /// four 32-bit words in network byte order (IPv4 in the first). A prefix of `n` bits
+    /// has `prefix_len` `FAMILY_BITS + n`; `FAMILY_BITS` alone matches the whole family.
+    pub type AddrKeyData = [u32; 5];
+    pub const FAMILY_BITS: u32 = 32;
+    /// Entries of an address trie: one per distinct prefix, and one per family.
+    pub const ADDR_ENTRIES: u32 = MAX_RULES + 2;
+}
 
 /// Largest snap length: the per-CPU scratch buffer holds a header plus this many bytes.
 /// Covers jumbo frames (MTU 9000); longer frames are cut here but keep their true length.
@@ -92,6 +156,10 @@ pub struct Config {
     pub snaplen: u32,
     /// Rules in the `RULES` map, 0..=[`MAX_RULES`].
     pub rule_count: u32,
+    /// Words of each [`RuleBits`] in use: `rule_count` rounded up to 64, over 64.
+    pub rule_words: u32,
+    /// Bits of [`classify`]: the fields the program looks up.
+    pub classify: u32,
     /// Bits of [`capture`]: which verdicts are logged as events (rules may add their own).
     pub log: u32,
     /// One of [`transport`].
@@ -110,6 +178,8 @@ impl Config {
         capture: capture::DROPPED,
         snaplen: MAX_SNAPLEN,
         rule_count: 0,
+        rule_words: 0,
+        classify: 0,
         log: 0,
         transport: transport::RINGBUF,
         default_rate_interval_ns: 0,
@@ -120,11 +190,11 @@ impl Config {
 
 /// One firewall rule as the kernel evaluates it.
 ///
-/// Every condition is stored so that a wildcard compares equal without a branch: addresses
-/// as pre-masked prefixes with their masks (mask 0 matches anything), ports as inclusive
+/// Every condition is stored so that a wildcard needs no special case: addresses as
+/// pre-masked prefixes with their masks (mask 0 matches anything), ports as inclusive
 /// ranges (0..=65535 matches anything), protocol and family with a 0x00/0xff mask. The
-/// program ORs the differences into one word and branches once per rule; a branch per
-/// field would make the verifier give up long before [`MAX_RULES`] rules.
+/// program matches through the bitmaps userspace computes from these (see [`classify`]);
+/// it reads a rule itself only once it has matched, for its verdict, id and rate.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rule {
@@ -307,9 +377,12 @@ pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<Config>() == 72);
-    assert!(offset_of!(Config, default_rate_interval_ns) == 24);
-    assert!(offset_of!(Config, ifindexes) == 40);
+    assert!(size_of::<Config>() == 80);
+    assert!(offset_of!(Config, classify) == 20);
+    assert!(offset_of!(Config, default_rate_interval_ns) == 32);
+    assert!(offset_of!(Config, ifindexes) == 48);
+    assert!(size_of::<RuleBits>() == RULE_WORDS * 8);
+    assert!(size_of::<classify::AddrKeyData>() == 20);
     assert!(size_of::<Rule>() == 104);
     assert!(offset_of!(Rule, log) == 86);
     assert!(offset_of!(Rule, rate_interval_ns) == 88);
@@ -359,6 +432,7 @@ mod pod {
     // (checked by the size asserts above), so every bit pattern is valid.
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::Rule {}
+    unsafe impl aya::Pod for super::RuleBits {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::RuleCounters {}
     unsafe impl aya::Pod for super::InterfaceCounters {}

@@ -23,13 +23,15 @@ mod program {
             bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
         },
         macros::{map, xdp},
-        maps::{Array, PerCpuArray, PerfEventArray, RingBuf},
+        maps::{Array, LpmTrie, PerCpuArray, PerfEventArray, RingBuf},
         programs::XdpContext,
     };
     use xdpsieve_common::{
         CAPTURE_HEADER_LEN, CaptureBuffer, CaptureHeader, Config, Counters, Event,
-        InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, RULE_SLOTS, Rule, RuleCounters,
-        capture, family, record_flags, transport, verdict,
+        InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, RULE_SLOTS, Rule, RuleBits,
+        RuleCounters, capture,
+        classify::{ADDR_ENTRIES, AddrKeyData, PORT_CLASSES, PORTS, PROTO_ENTRIES},
+        family, record_flags, transport, verdict,
     };
 
     use crate::{parse, parse::Packet, rules};
@@ -40,6 +42,24 @@ mod program {
 
     #[map]
     static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES, 0);
+
+    // The rule sets each field allows (see `rules` and `xdpsieve_common::classify`).
+    #[map]
+    static PROTO_SETS: Array<RuleBits> = Array::with_max_entries(PROTO_ENTRIES, 0);
+    #[map]
+    static SRC_PORT_CLASS: Array<u16> = Array::with_max_entries(PORTS, 0);
+    #[map]
+    static DST_PORT_CLASS: Array<u16> = Array::with_max_entries(PORTS, 0);
+    #[map]
+    static SRC_PORT_SETS: Array<RuleBits> = Array::with_max_entries(PORT_CLASSES, 0);
+    #[map]
+    static DST_PORT_SETS: Array<RuleBits> = Array::with_max_entries(PORT_CLASSES, 0);
+    #[map]
+    static SRC_ADDR_SETS: LpmTrie<AddrKeyData, RuleBits> =
+        LpmTrie::with_max_entries(ADDR_ENTRIES, 0);
+    #[map]
+    static DST_ADDR_SETS: LpmTrie<AddrKeyData, RuleBits> =
+        LpmTrie::with_max_entries(ADDR_ENTRIES, 0);
 
     #[map]
     static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
@@ -112,9 +132,9 @@ mod program {
         // SAFETY: ctx.ctx is the xdp_md the kernel passed to this program.
         let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
         // The parse result goes through a per-CPU map slot and comes back with a volatile
-        // read: the verifier then sees its fields as unknown values, so the rule loop is
-        // verified once, not once per path through the parser (which, times MAX_RULES,
-        // exceeds its budget).
+        // read: the verifier then sees its fields as unknown values, so the rest of the
+        // program is verified once, not once per path through the parser. (On the stack
+        // instead, the program exceeds BPF's 512-byte stack.)
         let Some(scratch) = PACKET_SCRATCH.get_ptr_mut(0) else {
             return verdict::PASS as u32;
         };
@@ -136,7 +156,18 @@ mod program {
                 rate_tolerance_ns: cfg.default_rate_tolerance_ns,
             }
         } else {
-            match rules::first_match(&RULES, &MATCHED_RULE, cfg.rule_count, &pkt) {
+            let maps = rules::RuleMaps {
+                rules: &RULES,
+                proto_sets: &PROTO_SETS,
+                src_port_class: &SRC_PORT_CLASS,
+                dst_port_class: &DST_PORT_CLASS,
+                src_port_sets: &SRC_PORT_SETS,
+                dst_port_sets: &DST_PORT_SETS,
+                src_addr_sets: &SRC_ADDR_SETS,
+                dst_addr_sets: &DST_ADDR_SETS,
+                matched: &MATCHED_RULE,
+            };
+            match rules::first_match(&maps, &cfg, &pkt) {
                 Some(rule) => Outcome {
                     verdict: rule.verdict,
                     rule_id: rule.id,

@@ -1,12 +1,14 @@
-//! Rule evaluation: a linear scan in order, first match wins.
-//!
-//! The rule count is a load-time constant, so the verifier walks exactly that many
-//! iterations and the empty rule set costs nothing. Each rule is tested without branches
-//! (see [`Rule`]): the verifier keeps one pending state per rule instead of one per field,
-//! which is what lets it accept `MAX_RULES` rules.
+//! Rule evaluation, first match wins, by bitmaps (see `xdpsieve_common::classify`): one
+//! map lookup per field some rule has a condition on gives the rules that field allows;
+//! the lowest bit set in all of them is the first matching rule. The cost depends on the
+//! fields in use, not on the number of rules.
 
-use aya_ebpf::maps::{Array, PerCpuArray};
-use xdpsieve_common::{MAX_RULES, Rule};
+use aya_ebpf::maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key};
+use xdpsieve_common::{
+    Config, RULE_WORDS, Rule, RuleBits,
+    classify::{self, AddrKeyData, FAMILY_BITS},
+    family,
+};
 
 use crate::parse::Packet;
 
@@ -21,44 +23,85 @@ pub struct Decision {
     pub rate_tolerance_ns: u64,
 }
 
-/// Returns the first rule that matches `pkt`.
+/// The maps matching reads.
+pub struct RuleMaps<'a> {
+    pub rules: &'a Array<Rule>,
+    pub proto_sets: &'a Array<RuleBits>,
+    pub src_port_class: &'a Array<u16>,
+    pub dst_port_class: &'a Array<u16>,
+    pub src_port_sets: &'a Array<RuleBits>,
+    pub dst_port_sets: &'a Array<RuleBits>,
+    pub src_addr_sets: &'a LpmTrie<AddrKeyData, RuleBits>,
+    pub dst_addr_sets: &'a LpmTrie<AddrKeyData, RuleBits>,
+    /// Carries the matched index out (see [`first_match`]).
+    pub matched: &'a PerCpuArray<u32>,
+}
+
+/// Returns the first rule that matches `pkt` (an IPv4 or IPv6 packet).
 ///
-/// The index found leaves the loop through `matched` (a per-CPU map slot) rather than a
-/// register: the verifier knows a register's exact value, so every rule that can match
-/// would be a separate exit state and everything after the loop would be verified once per
-/// rule, which exceeds the verifier's budget well before `MAX_RULES`. A value read back
-/// from a map is unknown to it, so all exits merge into one.
+/// Fields no rule looks at are not looked up: `cfg` is read-only data, so the verifier
+/// and the JIT drop those branches. The index found leaves through `matched` (a per-CPU
+/// map slot) rather than a register: read back, it is a value the verifier does not know,
+/// so the paths that found it (one per word and bit position) merge into one.
 #[inline(always)]
-pub fn first_match(
-    rules: &Array<Rule>,
-    matched: &PerCpuArray<u32>,
-    rule_count: u32,
-    pkt: &Packet,
-) -> Option<Decision> {
-    let count = core::cmp::min(rule_count, MAX_RULES);
-    let slot = matched.get_ptr_mut(0)?;
+pub fn first_match(maps: &RuleMaps, cfg: &Config, pkt: &Packet) -> Option<Decision> {
+    if cfg.rule_count == 0 {
+        return None;
+    }
+    let proto = maps.proto_sets.get(classify::proto_index(
+        pkt.family,
+        pkt.has_ports,
+        pkt.protocol,
+    ))?;
+    // A field without conditions allows every rule: AND with `proto` again instead.
+    let src_port = if cfg.classify & classify::SRC_PORT != 0 {
+        let class = *maps.src_port_class.get(u32::from(pkt.src_port))?;
+        maps.src_port_sets.get(u32::from(class))?
+    } else {
+        proto
+    };
+    let dst_port = if cfg.classify & classify::DST_PORT != 0 {
+        let class = *maps.dst_port_class.get(u32::from(pkt.dst_port))?;
+        maps.dst_port_sets.get(u32::from(class))?
+    } else {
+        proto
+    };
+    let src_addr = if cfg.classify & classify::SRC_ADDR != 0 {
+        maps.src_addr_sets.get(addr_key(pkt.family, &pkt.src))?
+    } else {
+        proto
+    };
+    let dst_addr = if cfg.classify & classify::DST_ADDR != 0 {
+        maps.dst_addr_sets.get(addr_key(pkt.family, &pkt.dst))?
+    } else {
+        proto
+    };
+
+    let slot = maps.matched.get_ptr_mut(0)?;
     // SAFETY: slot points to this CPU's value of a map we own.
     unsafe { *slot = u32::MAX };
-    // Last to first, keeping the latest match: that is the first in order. No early exit,
-    // so the loop has a single exit and the two sides of each match test rejoin at once;
-    // the worst case (no rule matches) costs the same as with an early exit.
-    for step in 0..MAX_RULES {
-        if step >= count {
+    let words = core::cmp::min(cfg.rule_words as usize, RULE_WORDS);
+    for w in 0..RULE_WORDS {
+        if w >= words {
             break;
         }
-        let index = count - 1 - step;
-        let rule = rules.get(index)?;
-        if mismatch(rule, pkt) == 0 {
+        let bits = proto.words[w]
+            & src_port.words[w]
+            & dst_port.words[w]
+            & src_addr.words[w]
+            & dst_addr.words[w];
+        if bits != 0 {
             // SAFETY: as above.
-            unsafe { *slot = index };
+            unsafe { *slot = (w as u32) * 64 + lowest_bit(bits) };
+            break;
         }
     }
     // SAFETY: as above; volatile so the compiler reads the map, not its own copy.
     let index = unsafe { core::ptr::read_volatile(slot) };
-    if index >= count {
+    if index >= cfg.rule_count {
         return None;
     }
-    let rule = rules.get(index)?;
+    let rule = maps.rules.get(index)?;
     Some(Decision {
         index,
         id: rule.id,
@@ -69,26 +112,26 @@ pub fn first_match(
     })
 }
 
-/// Nonzero when some condition of `rule` fails for `pkt`. Straight-line code: wildcards are
-/// encoded so they contribute zero.
 #[inline(always)]
-fn mismatch(rule: &Rule, pkt: &Packet) -> u64 {
-    let mut m = u64::from((rule.family ^ pkt.family) & rule.family_mask);
-    m |= u64::from((rule.protocol ^ pkt.protocol) & rule.protocol_mask);
-    for i in 0..4 {
-        m |= u64::from((pkt.src[i] & rule.src_mask[i]) ^ rule.src_addr[i]);
-        m |= u64::from((pkt.dst[i] & rule.dst_mask[i]) ^ rule.dst_addr[i]);
-    }
-    // A port rule never matches a packet whose ports were not read.
-    m |= u64::from(rule.needs_ports & !pkt.has_ports);
-    m |= outside(pkt.src_port, rule.src_port_min, rule.src_port_max);
-    m |= outside(pkt.dst_port, rule.dst_port_min, rule.dst_port_max);
-    m
+fn addr_key(fam: u8, addr: &[u32; 4]) -> Key<AddrKeyData> {
+    let bits = if fam == family::IPV6 { 128 } else { 32 };
+    Key::new(
+        FAMILY_BITS + bits,
+        [u32::from(fam), addr[0], addr[1], addr[2], addr[3]],
+    )
 }
 
-/// 1 when `port` is outside `min..=max`, else 0: the sign bit of either difference.
+/// Position of the lowest set bit of a nonzero word, by halving: BPF has no
+/// count-trailing-zeros instruction, and LLVM's expansion of one may use a lookup table.
 #[inline(always)]
-fn outside(port: u16, min: u16, max: u16) -> u64 {
-    let port = i64::from(port);
-    (((port - i64::from(min)) | (i64::from(max) - port)) as u64) >> 63
+fn lowest_bit(mut bits: u64) -> u32 {
+    let mut n = 0;
+    for shift in [32u32, 16, 8, 4, 2, 1] {
+        let low = bits & ((1u64 << shift) - 1);
+        if low == 0 {
+            n += shift;
+            bits >>= shift;
+        }
+    }
+    n
 }

@@ -33,8 +33,6 @@ use xdpsieve::{
 use xdpsieve_common::{MAX_RULES, capture};
 
 const RULE_COUNTS: [usize; 3] = [1, 64, MAX_RULES as usize];
-/// The rule count the issue asks for; more than the program evaluates (see MAX_RULES).
-const RULES_ASKED: usize = 1024;
 const DECIDING_RULE: &str = "src port 53";
 
 /// A standard frame in two variants: one the deciding rule matches, one nothing matches.
@@ -64,7 +62,6 @@ struct Report {
     repeat: u32,
     runs: usize,
     max_rules: u32,
-    rules_asked: usize,
     xdp_filter_missing: Option<String>,
     seconds: f64,
     cases: Vec<Case>,
@@ -440,7 +437,6 @@ fn main() {
         repeat: bench.repeat,
         runs: bench.runs,
         max_rules: MAX_RULES,
-        rules_asked: RULES_ASKED,
         xdp_filter_missing,
         seconds: started.elapsed().as_secs_f64(),
         cases,

@@ -9,6 +9,7 @@
 //! run in.
 
 pub mod capture;
+pub mod classify;
 pub mod demo;
 pub mod event;
 pub mod loader;

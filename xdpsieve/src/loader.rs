@@ -8,15 +8,17 @@ use std::{ffi::CString, fmt, io, str::FromStr};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::Array,
+    maps::{Array, LpmTrie, lpm_trie::Key},
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use xdpsieve_common::{
-    Config, Counters, InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule, RuleCounters,
+    Config, Counters, InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule, RuleBits,
+    RuleCounters, classify::AddrKeyData,
 };
 
 use crate::{
     EBPF_OBJECT,
+    classify::{self, Tables},
     rules::{Rate, RuleSet},
     source::{Source, Transport},
     stats::{self, Snapshot},
@@ -174,6 +176,7 @@ impl Firewall {
             return Err(LoaderError::TooManyInterfaces(settings.ifindexes.len()));
         }
         raise_memlock_limit();
+        let tables = classify::build(&rules);
         let mut ifindexes = [0u32; MAX_INTERFACES];
         ifindexes[..settings.ifindexes.len()].copy_from_slice(&settings.ifindexes);
         let config = Config {
@@ -181,6 +184,8 @@ impl Firewall {
             capture: settings.capture,
             snaplen: settings.snaplen,
             rule_count: rules.len() as u32,
+            rule_words: tables.rule_words,
+            classify: tables.fields,
             log: settings.log,
             transport: settings.transport.kernel_value(),
             default_rate_interval_ns: settings.default_rate.interval_ns(),
@@ -210,6 +215,7 @@ impl Firewall {
                     .map_err(|e| LoaderError::Load(format!("writing rule {index}: {e}")))?;
             }
         }
+        write_tables(&mut ebpf, &tables)?;
         let program: &mut Xdp = program_of(&mut ebpf)?;
         program
             .load()
@@ -498,4 +504,60 @@ fn raise_memlock_limit() {
     // SAFETY: plain setrlimit call with a valid struct; failure only matters on old kernels,
     // where the load error that follows explains itself.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+}
+
+/// Fills the matching maps (see [`classify`]). Only what differs from the kernel's zero
+/// fill is written: a port map entry per port outside class 0, a set per class.
+fn write_tables(ebpf: &mut Ebpf, tables: &Tables) -> Result<(), LoaderError> {
+    fn array<'a, V: aya::Pod>(
+        ebpf: &'a mut Ebpf,
+        name: &str,
+    ) -> Result<Array<&'a mut aya::maps::MapData, V>, LoaderError> {
+        let map = ebpf
+            .map_mut(name)
+            .ok_or_else(|| LoaderError::Load(format!("the object has no {name} map")))?;
+        Array::try_from(map).map_err(|e| LoaderError::Load(format!("{name}: {e}")))
+    }
+    let failed = |name: &str, e: aya::maps::MapError| {
+        LoaderError::Load(format!("writing the rule table {name}: {e}"))
+    };
+    let mut write_sets = |name: &str, sets: &[RuleBits]| -> Result<(), LoaderError> {
+        let mut map = array::<RuleBits>(ebpf, name)?;
+        for (index, set) in sets.iter().enumerate() {
+            if *set != RuleBits::EMPTY {
+                map.set(index as u32, set, 0).map_err(|e| failed(name, e))?;
+            }
+        }
+        Ok(())
+    };
+    write_sets("PROTO_SETS", &tables.proto)?;
+    write_sets("SRC_PORT_SETS", &tables.src_ports.sets)?;
+    write_sets("DST_PORT_SETS", &tables.dst_ports.sets)?;
+    for (name, ports) in [
+        ("SRC_PORT_CLASS", &tables.src_ports),
+        ("DST_PORT_CLASS", &tables.dst_ports),
+    ] {
+        let mut map = array::<u16>(ebpf, name)?;
+        for (port, &class) in ports.class_of.iter().enumerate() {
+            if class != 0 {
+                map.set(port as u32, class, 0)
+                    .map_err(|e| failed(name, e))?;
+            }
+        }
+    }
+    for (name, entries) in [
+        ("SRC_ADDR_SETS", &tables.src_addrs),
+        ("DST_ADDR_SETS", &tables.dst_addrs),
+    ] {
+        let map = ebpf
+            .map_mut(name)
+            .ok_or_else(|| LoaderError::Load(format!("the object has no {name} map")))?;
+        let mut trie: LpmTrie<_, AddrKeyData, RuleBits> =
+            LpmTrie::try_from(map).map_err(|e| LoaderError::Load(format!("{name}: {e}")))?;
+        for entry in entries.iter() {
+            trie.insert(&Key::new(entry.prefix_len, entry.data), entry.rules, 0)
+                .map_err(|e| failed(name, e))?;
+        }
+    }
+    Ok(())
 }

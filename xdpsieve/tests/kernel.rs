@@ -1869,8 +1869,8 @@ fn events_decode_from_the_real_program() {
     }
 }
 
-/// The full rule table verifies and keeps first-match order at both ends: the verifier's
-/// budget is what bounds MAX_RULES, and this fails first if the program outgrows it.
+/// The full rule table loads and keeps first-match order at both ends, across every word
+/// of the rule bitmaps.
 #[test]
 fn full_rule_table_loads_and_first_match_wins() {
     if !root_or_skip() {
