@@ -109,10 +109,15 @@ mod program {
     }
 
     #[inline(always)]
-    fn config() -> Config {
-        // SAFETY: CONFIG is a plain static; the volatile read stops the compiler from folding
-        // in the default value, so the loader's value is what the program sees.
-        unsafe { core::ptr::read_volatile(&CONFIG) }
+    fn config() -> &'static Config {
+        // The compiler must not fold in CONFIG's default value: the loader's is what the
+        // program sees. Reading the *address* volatile hides the value behind it, while
+        // each field is still loaded only where it is used (a volatile read of the whole
+        // struct copied all 80 bytes onto the stack for every packet). The verifier still
+        // sees read-only map data and treats the fields as constants.
+        let address: *const Config = &CONFIG;
+        // SAFETY: reads a local; the pointer it yields is CONFIG's, valid for 'static.
+        unsafe { &*core::ptr::read_volatile(&address) }
     }
 
     /// What the rules decided for one packet.
@@ -167,7 +172,7 @@ mod program {
                 dst_addr_sets: &DST_ADDR_SETS,
                 matched: &MATCHED_RULE,
             };
-            match rules::first_match(&maps, &cfg, &pkt) {
+            match rules::first_match(&maps, cfg, &pkt) {
                 Some(rule) => Outcome {
                     verdict: rule.verdict,
                     rule_id: rule.id,
@@ -194,7 +199,7 @@ mod program {
         // SAFETY: per-CPU map values belong to this CPU for the duration of the program.
         let counters = unsafe { &mut *counters };
         let mut interface = INTERFACE_COUNTERS
-            .get_ptr_mut(interface_slot(&cfg, ctx))
+            .get_ptr_mut(interface_slot(cfg, ctx))
             // SAFETY: as above.
             .map(|p| unsafe { &mut *p });
         let frame_bytes = frame_len as u64;
@@ -257,7 +262,7 @@ mod program {
         let now = unsafe { bpf_ktime_get_tai_ns() };
         let flags = record_flags(&pkt);
         if want_log {
-            if send_event(ctx, &cfg, &pkt, &outcome, frame_len, now, flags) {
+            if send_event(ctx, cfg, &pkt, &outcome, frame_len, now, flags) {
                 counters.events += 1;
             } else {
                 counters.event_lost += 1;
@@ -271,7 +276,7 @@ mod program {
                 rule_id: outcome.rule_id,
                 flags,
             };
-            let sent = capture_packet(ctx, &cfg, &record);
+            let sent = capture_packet(ctx, cfg, &record);
             if sent {
                 counters.captured += 1;
             } else {

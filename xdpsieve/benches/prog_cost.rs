@@ -10,7 +10,8 @@
 //! dropped without capture, dropped and captured; with 1, 64 and `MAX_RULES` rules (the
 //! deciding rule is the last one, the others never match).
 //!
-//! Run as root: `cargo bench -p xdpsieve --bench prog_cost [-- --quick] [--json PATH]`.
+//! Run as root: `cargo bench -p xdpsieve --bench prog_cost [-- --quick] [--json PATH]`;
+//! while working on the program, `-- --quick --only-rules 1` measures xdpsieve alone.
 //! `--quick` uses 200,000 repeats and 3 runs. While capture paths run, a reader thread drains
 //! the ring as the real recorder would, and records that still did not fit are reported.
 
@@ -398,6 +399,11 @@ fn main() {
         eprintln!("prog_cost needs root (BPF_PROG_TEST_RUN)");
         std::process::exit(1);
     }
+    // xdpsieve alone with one rule count, for iterating on the program.
+    let only_rules: Option<usize> = args
+        .iter()
+        .position(|a| a == "--only-rules")
+        .and_then(|i| args.get(i + 1)?.parse().ok());
     let started = Instant::now();
     let frames = frames();
     let mut cases = Vec::new();
@@ -417,13 +423,18 @@ fn main() {
             });
         }
     }
-    for rules in RULE_COUNTS {
+    for rules in only_rules.map_or(RULE_COUNTS.to_vec(), |n| vec![n]) {
         eprintln!("prog_cost: xdpsieve, {rules} rule(s)");
         cases.extend(measure_xdpsieve(&bench, rules, true, &frames));
         cases.extend(measure_xdpsieve(&bench, rules, false, &frames));
     }
-    eprintln!("prog_cost: xdp-filter");
-    let (xdp_filter_missing, peer) = match measure_xdp_filter(&bench, &frames) {
+    let peer = if only_rules.is_some() {
+        Ok(Vec::new())
+    } else {
+        eprintln!("prog_cost: xdp-filter");
+        measure_xdp_filter(&bench, &frames)
+    };
+    let (xdp_filter_missing, peer) = match peer {
         Ok(peer) => (None, peer),
         Err(e) => {
             eprintln!("prog_cost: xdp-filter left out: {e}");
