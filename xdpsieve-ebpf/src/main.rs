@@ -136,17 +136,20 @@ mod program {
         let cfg = config();
         // SAFETY: ctx.ctx is the xdp_md the kernel passed to this program.
         let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
-        // The parse result goes through a per-CPU map slot and comes back with a volatile
-        // read: the verifier then sees its fields as unknown values, so the rest of the
-        // program is verified once, not once per path through the parser. (On the stack
-        // instead, the program exceeds BPF's 512-byte stack.)
+        // The parser writes into a per-CPU map slot, and the rest of the program reads the
+        // packet back through a laundered pointer: the verifier sees map memory (unknown
+        // values), so the rest of the program is verified once, not once per path through
+        // the parser; and the parser's fields live in memory rather than in registers that
+        // the compiler spills at every branch. (On the stack, a `Packet` makes the program
+        // exceed BPF's 512-byte stack.)
         let Some(scratch) = PACKET_SCRATCH.get_ptr_mut(0) else {
             return verdict::PASS as u32;
         };
-        // SAFETY: scratch points to this CPU's value of a map we own.
-        let pkt: Packet = unsafe {
-            core::ptr::write(scratch, parse::parse(ctx, frame_len));
-            core::ptr::read_volatile(scratch)
+        // SAFETY: scratch points to this CPU's value of a map we own, for this program run.
+        let pkt: &Packet = unsafe {
+            parse::parse(ctx, frame_len, &mut *scratch);
+            let laundered: *const Packet = core::ptr::read_volatile(&(scratch as *const Packet));
+            &*laundered
         };
 
         let outcome = if pkt.family == family::NONE {
@@ -172,7 +175,7 @@ mod program {
                 dst_addr_sets: &DST_ADDR_SETS,
                 matched: &MATCHED_RULE,
             };
-            match rules::first_match(&maps, cfg, &pkt) {
+            match rules::first_match(&maps, cfg, pkt) {
                 Some(rule) => Outcome {
                     verdict: rule.verdict,
                     rule_id: rule.id,
@@ -260,9 +263,9 @@ mod program {
         }
         // SAFETY: helper without arguments.
         let now = unsafe { bpf_ktime_get_tai_ns() };
-        let flags = record_flags(&pkt);
+        let flags = record_flags(pkt);
         if want_log {
-            if send_event(ctx, cfg, &pkt, &outcome, frame_len, now, flags) {
+            if send_event(ctx, cfg, pkt, &outcome, frame_len, now, flags) {
                 counters.events += 1;
             } else {
                 counters.event_lost += 1;
