@@ -53,25 +53,32 @@ pub fn first_match(maps: &RuleMaps, cfg: &Config, pkt: &Packet) -> Option<Decisi
         pkt.has_ports,
         pkt.protocol,
     ))?;
-    // A field without conditions allows every rule: AND with `proto` again instead.
-    let src_port = if cfg.classify & classify::SRC_PORT != 0 {
+    // A field without conditions allows every rule: it is not looked up, and the loop
+    // below skips it (the verifier knows `cfg` and removes the dead branches).
+    let (use_src_port, use_dst_port, use_src_addr, use_dst_addr) = (
+        cfg.classify & classify::SRC_PORT != 0,
+        cfg.classify & classify::DST_PORT != 0,
+        cfg.classify & classify::SRC_ADDR != 0,
+        cfg.classify & classify::DST_ADDR != 0,
+    );
+    let src_port = if use_src_port {
         let class = *maps.src_port_class.get(u32::from(pkt.src_port))?;
         maps.src_port_sets.get(u32::from(class))?
     } else {
         proto
     };
-    let dst_port = if cfg.classify & classify::DST_PORT != 0 {
+    let dst_port = if use_dst_port {
         let class = *maps.dst_port_class.get(u32::from(pkt.dst_port))?;
         maps.dst_port_sets.get(u32::from(class))?
     } else {
         proto
     };
-    let src_addr = if cfg.classify & classify::SRC_ADDR != 0 {
+    let src_addr = if use_src_addr {
         maps.src_addr_sets.get(addr_key(pkt.family, &pkt.src))?
     } else {
         proto
     };
-    let dst_addr = if cfg.classify & classify::DST_ADDR != 0 {
+    let dst_addr = if use_dst_addr {
         maps.dst_addr_sets.get(addr_key(pkt.family, &pkt.dst))?
     } else {
         proto
@@ -85,11 +92,19 @@ pub fn first_match(maps: &RuleMaps, cfg: &Config, pkt: &Packet) -> Option<Decisi
         if w >= words {
             break;
         }
-        let bits = proto.words[w]
-            & src_port.words[w]
-            & dst_port.words[w]
-            & src_addr.words[w]
-            & dst_addr.words[w];
+        let mut bits = proto.words[w];
+        if use_src_port {
+            bits &= src_port.words[w];
+        }
+        if use_dst_port {
+            bits &= dst_port.words[w];
+        }
+        if use_src_addr {
+            bits &= src_addr.words[w];
+        }
+        if use_dst_addr {
+            bits &= dst_addr.words[w];
+        }
         if bits != 0 {
             // SAFETY: as above.
             unsafe { *slot = (w as u32) * 64 + lowest_bit(bits) };
