@@ -66,6 +66,7 @@ impl<W: io::Write> Recorder<W> {
         } = self;
         let mut written = 0;
         let mut result = Ok(());
+        let with_comments = writer.writes_comments();
         source.drain(|bytes| {
             let record = match CaptureRecord::decode(bytes) {
                 Ok(r) => r,
@@ -78,7 +79,13 @@ impl<W: io::Write> Recorder<W> {
                 stats.past_count += 1;
                 return;
             }
-            let comment = comments.get(&record.rule_id).map_or("", String::as_str);
+            // A hash lookup per record is a fair share of a small record's cost: only
+            // for the format that writes it.
+            let comment = if with_comments {
+                comments.get(&record.rule_id).map_or("", String::as_str)
+            } else {
+                ""
+            };
             result = writer.write(&Packet {
                 timestamp: clock.to_unix(record.timestamp_tai_ns),
                 ifindex: record.ifindex,

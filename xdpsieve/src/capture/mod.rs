@@ -74,6 +74,11 @@ pub enum CaptureWriter<W: io::Write> {
 }
 
 impl<W: io::Write> CaptureWriter<W> {
+    /// Whether [`Packet::comment`] reaches the file (pcapng only).
+    pub fn writes_comments(&self) -> bool {
+        matches!(self, CaptureWriter::Pcapng(_))
+    }
+
     /// Writes the file header (and, for pcapng, one interface block per interface).
     pub fn new(format: Format, out: W, snaplen: u32, interfaces: &[Interface]) -> io::Result<Self> {
         Ok(match format {
