@@ -272,7 +272,9 @@ impl Firewall {
             // aya falls back to netlink when bpf_link_create says EINVAL (kernels before 5.9):
             // that attachment outlives the process.
             eprintln!(
-                "xdpsieve: warning: {interface} was attached through netlink, not a bpf_link;                  if xdpsieve is killed the program stays: remove it with                  `ip link set dev {interface} xdp off`"
+                "xdpsieve: warning: {interface} was attached through netlink, not a bpf_link; \
+                 if xdpsieve is killed the program stays: remove it with \
+                 `ip link set dev {interface} xdp off`"
             );
         }
         Ok(self.attachments.last().expect("just pushed"))
