@@ -89,6 +89,8 @@ pub(crate) enum Load {
 #[derive(Serialize)]
 pub(crate) struct Run {
     pub(crate) setup: Setup,
+    /// Which repetition of this setup and load (from 0).
+    pub(crate) repetition: u32,
     pub(crate) frame_bytes: usize,
     pub(crate) load: Load,
     pub(crate) sent: u64,
@@ -107,6 +109,10 @@ pub(crate) struct Run {
     pub(crate) cpu_ns_per_captured: Option<f64>,
     /// Peak resident set size (VmHWM) of the capturing process.
     pub(crate) peak_rss_kib: Option<u64>,
+    /// Of its resident memory, kernel buffers mapped into it (BPF ring buffer, perf
+    /// buffers, packet socket ring): memory the kernel holds either way. A BPF ring
+    /// buffer's data pages are mapped twice (for records that wrap), so they count double.
+    pub(crate) kernel_buffers_rss_kib: Option<u64>,
     /// The capturing process's own summary, as printed.
     pub(crate) summary: String,
 }
@@ -184,7 +190,13 @@ impl Bench<'_> {
         }
     }
 
-    pub(crate) fn run(&self, setup: Setup, frame_bytes: usize, load: Load) -> Result<Run> {
+    pub(crate) fn run(
+        &self,
+        setup: Setup,
+        frame_bytes: usize,
+        load: Load,
+        repetition: u32,
+    ) -> Result<Run> {
         check_interrupted()?;
         let sb = self.sandbox;
         if sb.attached()? {
@@ -256,10 +268,11 @@ impl Bench<'_> {
             IDLE
         };
         let mut cpu_after = None;
-        let mut peak_rss_kib = None;
+        let (mut peak_rss_kib, mut kernel_buffers_rss_kib) = (None, None);
         if let Some(pid) = pid {
             cpu_after = Some(wait_idle(pid, &file, min_wait)?);
             peak_rss_kib = Some(peak_rss(pid)?);
+            kernel_buffers_rss_kib = Some(kernel_buffers_rss(pid)?);
         }
         let veth_dropped = sb.veth_drops()?.saturating_sub(veth_before);
 
@@ -299,6 +312,7 @@ impl Bench<'_> {
             .map(|(before, after)| after.saturating_sub(before));
         Ok(Run {
             setup,
+            repetition,
             frame_bytes: frame.len(),
             load,
             sent: sent.frames,
@@ -311,6 +325,7 @@ impl Bench<'_> {
             cpu_ns: cpu,
             cpu_ns_per_captured: cpu.zip(in_file).map(|(ns, n)| ns as f64 / n.max(1) as f64),
             peak_rss_kib,
+            kernel_buffers_rss_kib,
             summary,
         })
     }
@@ -404,6 +419,30 @@ fn peak_rss(pid: u32) -> Result<u64> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .with_context(|| format!("no VmHWM in {path}"))
+}
+
+/// Resident KiB of the mappings of kernel buffers: BPF maps and perf buffers (anon inodes)
+/// and packet socket rings (sockets), from /proc/PID/smaps.
+fn kernel_buffers_rss(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/smaps");
+    let smaps = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let mut total = 0;
+    let mut kernel_buffer = false;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // A mapping's header line: range, perms, offset, dev, inode, name.
+            let name = words.nth(4).unwrap_or_default();
+            kernel_buffer = name.starts_with("anon_inode:") || name.starts_with("socket:");
+        } else if first == "Rss:" && kernel_buffer {
+            total += words
+                .next()
+                .and_then(|kib| kib.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(total)
 }
 
 /// The losses each tool owns up to on exit.

@@ -58,6 +58,9 @@ pub(crate) struct Results {
     pub(crate) tool_cpu: u32,
 }
 
+/// Runs of each setup at full rate in a full run (the report takes medians).
+pub(crate) const REPETITIONS: u32 = 3;
+
 /// Frame sizes of the end-to-end runs.
 pub(crate) const FRAME_SIZES: [usize; 2] = [64, 512];
 
@@ -134,6 +137,9 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
     } else {
         &[0.75, 0.5, 0.25, 0.1]
     };
+    // Runs at full rate vary by tens of percent from one to the next on a shared machine:
+    // the report takes the median of these.
+    let repetitions = if options.quick { 1 } else { REPETITIONS };
     let mut runs = Vec::new();
     let sizes: &[usize] = if options.only == Some(Part::Kernel) {
         &[]
@@ -141,19 +147,35 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
         &FRAME_SIZES
     };
     for &frame_bytes in sizes {
-        for setup in Setup::BASELINES {
-            runs.push(measure(&bench, setup, frame_bytes, Load::OneCore)?);
+        for repetition in 0..repetitions {
+            for setup in Setup::BASELINES {
+                runs.push(measure(
+                    &bench,
+                    setup,
+                    frame_bytes,
+                    Load::OneCore,
+                    repetition,
+                )?);
+            }
         }
         for setup in Setup::TOOLS {
-            let flat_out = measure(&bench, setup, frame_bytes, Load::OneCore)?;
-            let (lossless, top) = (flat_out.lossless(), flat_out.pps);
-            runs.push(flat_out);
-            runs.push(measure(&bench, setup, frame_bytes, Load::BothCores)?);
-            // The lossless rate: step the generator down from its flat-out rate.
-            if !lossless {
+            let mut flat_out = Vec::new();
+            for repetition in 0..repetitions {
+                for load in [Load::OneCore, Load::BothCores] {
+                    let run = measure(&bench, setup, frame_bytes, load, repetition)?;
+                    if load == Load::OneCore {
+                        flat_out.push((run.lossless(), run.pps));
+                    }
+                    runs.push(run);
+                }
+            }
+            // The lossless rate: step the generator down from its (median) flat-out rate.
+            flat_out.sort_by(|a, b| a.1.total_cmp(&b.1));
+            let top = flat_out[flat_out.len() / 2].1;
+            if flat_out.iter().any(|(lossless, _)| !lossless) {
                 for share in steps {
                     let rate = (top * share) as u64;
-                    let run = measure(&bench, setup, frame_bytes, Load::Paced(rate))?;
+                    let run = measure(&bench, setup, frame_bytes, Load::Paced(rate), 0)?;
                     let done = run.lossless();
                     runs.push(run);
                     if done {
@@ -223,7 +245,13 @@ fn measure_kernel(root: &Path, out: &Path, args: &[&str]) -> Result<serde_json::
     serde_json::from_str(&text).with_context(|| format!("parsing {}", json.display()))
 }
 
-fn measure(bench: &capture::Bench, setup: Setup, frame_bytes: usize, load: Load) -> Result<Run> {
+fn measure(
+    bench: &capture::Bench,
+    setup: Setup,
+    frame_bytes: usize,
+    load: Load,
+    repetition: u32,
+) -> Result<Run> {
     let what = format!(
         "{}, {frame_bytes} B, {}",
         setup.label(),
@@ -231,7 +259,7 @@ fn measure(bench: &capture::Bench, setup: Setup, frame_bytes: usize, load: Load)
     );
     eprintln!("bench: {what}");
     let run = bench
-        .run(setup, frame_bytes, load)
+        .run(setup, frame_bytes, load, repetition)
         .with_context(|| format!("end-to-end run: {what}"))?;
     eprintln!("bench:   {}", report::one_line(&run));
     Ok(run)

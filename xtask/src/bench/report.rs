@@ -111,8 +111,8 @@ fn machine(root: &Path) -> Vec<(&'static str, String)> {
             first_line(Command::new("bpf-linker").arg("--version")),
         ),
         (
-            "xdp-filter",
-            first_line(Command::new("xdp-filter").arg("--version")),
+            "xdp-tools (xdp-filter, xdpdump)",
+            first_line(Command::new("dpkg-query").args(["-W", "-f", "${Version}", "xdp-tools"])),
         ),
         (
             "xdpdump",
@@ -148,9 +148,44 @@ fn ns(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.0}"))
 }
 
-fn find(runs: &[Run], setup: Setup, bytes: usize, load: Load) -> Option<&Run> {
-    runs.iter()
-        .find(|r| r.setup == setup && r.frame_bytes == bytes && r.load == load)
+/// The run with the median `key` among the repetitions of a setup under a load.
+fn median_by(
+    runs: &[Run],
+    setup: Setup,
+    bytes: usize,
+    load: Load,
+    key: impl Fn(&Run) -> f64,
+) -> Option<&Run> {
+    let mut matching: Vec<&Run> = runs
+        .iter()
+        .filter(|r| r.setup == setup && r.frame_bytes == bytes && r.load == load)
+        .collect();
+    matching.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    matching.get(matching.len() / 2).copied()
+}
+
+fn by_pps(r: &Run) -> f64 {
+    r.pps
+}
+
+fn by_cpu(r: &Run) -> f64 {
+    r.cpu_ns_per_captured.unwrap_or(0.0)
+}
+
+fn by_kept(r: &Run) -> f64 {
+    r.kept().unwrap_or(0.0)
+}
+
+fn rss(r: &Run) -> String {
+    match (r.peak_rss_kib, r.kernel_buffers_rss_kib) {
+        (Some(peak), Some(kernel)) => format!(
+            "{:.1} MiB ({:.1} in kernel buffers)",
+            peak as f64 / 1024.0,
+            kernel as f64 / 1024.0
+        ),
+        (Some(peak), None) => format!("{:.1} MiB", peak as f64 / 1024.0),
+        _ => "—".into(),
+    }
 }
 
 /// Kernel time per frame at the generator's saturated core, from its flat-out rate.
@@ -160,15 +195,19 @@ fn ns_per_frame(r: &Run) -> f64 {
 
 /// What capture adds per frame in the kernel: the tool's flat-out run against its baseline.
 fn added_ns(runs: &[Run], setup: Setup, bytes: usize) -> Option<f64> {
-    let tool = find(runs, setup, bytes, Load::OneCore)?;
-    let base = find(runs, setup.baseline(), bytes, Load::OneCore)?;
+    let tool = median_by(runs, setup, bytes, Load::OneCore, by_pps)?;
+    let base = median_by(runs, setup.baseline(), bytes, Load::OneCore, by_pps)?;
     Some(ns_per_frame(tool) - ns_per_frame(base))
 }
 
 /// The highest rate found lossless: flat out, a stepped rate, or none tried.
 fn lossless_rate(runs: &[Run], setup: Setup, bytes: usize) -> (Option<f64>, String) {
-    if let Some(flat) = find(runs, setup, bytes, Load::OneCore)
-        && flat.lossless()
+    let flat_out = || {
+        runs.iter()
+            .filter(move |r| r.setup == setup && r.frame_bytes == bytes && r.load == Load::OneCore)
+    };
+    if flat_out().all(Run::lossless)
+        && let Some(flat) = median_by(runs, setup, bytes, Load::OneCore, by_pps)
     {
         return (
             Some(flat.pps),
@@ -357,10 +396,19 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
          (xdpsieve: the same rule without capture; tcpdump: xdpsieve passing without \
          capture; xdpdump: no XDP program), generator on one core flat out.\n\
          - **both cores**: a generator thread on each CPU, the tool unpinned, competing with \
-         them; the share of frames in the file.\n\
+         them; the share of frames in the file, and the rate offered. The rate differs by \
+         tool: the cheaper the kernel's path (xdpsieve drops; tcpdump's traffic is passed up \
+         the stack), the more frames the generator gets out, and the more the tool must keep.\n\
          - **lossless rate**: the flat-out rate if nothing was lost, else the first of \
          75%, 50%, 25%, 10% of it (quick: 50%, 10%) at which the file held every frame.\n\
-         - **peak RSS**: VmHWM of the capturing process.\n"
+         - **peak RSS**: VmHWM of the capturing process; in brackets, how much of it is kernel \
+         buffers mapped into the process (BPF ring buffer, perf buffers, packet socket ring), \
+         which the kernel holds either way. xdpsieve's 8 MiB ring buffer counts twice: the \
+         kernel maps its data pages twice, so that records can wrap around.\n\
+         - **Medians**: a full run repeats each flat-out run {} times; the tables show the \
+         median run (by CPU per captured frame, by share kept, by rate for the kernel cost), \
+         and \"Every run\" lists them all.\n",
+        super::REPETITIONS
     )?;
     for bytes in FRAME_SIZES {
         writeln!(md, "### {bytes}-byte frames\n")?;
@@ -370,10 +418,10 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
         )?;
         writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|")?;
         for setup in Setup::TOOLS {
-            let Some(r) = find(&res.runs, setup, bytes, Load::OneCore) else {
+            let Some(r) = median_by(&res.runs, setup, bytes, Load::OneCore, by_cpu) else {
                 continue;
             };
-            let both = find(&res.runs, setup, bytes, Load::BothCores);
+            let both = median_by(&res.runs, setup, bytes, Load::BothCores, by_kept);
             writeln!(
                 md,
                 "| {} | {} | {} ({:.1}%) | {} | {} | {} ns | {} pps | {} ns | {} | {} | {} |",
@@ -384,13 +432,18 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
                 opt(r.reported_lost),
                 r.unreported_lost.map_or("—".into(), |n| n.to_string()),
                 ns(r.cpu_ns_per_captured),
-                thousands(r.pps as u64),
+                thousands(
+                    median_by(&res.runs, setup, bytes, Load::OneCore, by_pps)
+                        .map_or(0, |m| m.pps as u64)
+                ),
                 added_ns(&res.runs, setup, bytes).map_or("—".into(), |v| format!("{v:+.0}")),
-                both.and_then(Run::kept)
-                    .map_or("—".into(), |k| format!("{k:.1}%")),
+                both.map_or("—".into(), |b| format!(
+                    "{:.1}% of {} pps",
+                    b.kept().unwrap_or(0.0),
+                    thousands(b.pps as u64)
+                )),
                 lossless_rate(&res.runs, setup, bytes).1,
-                r.peak_rss_kib
-                    .map_or("—".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+                rss(r),
             )?;
         }
         writeln!(md)?;
@@ -405,7 +458,11 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
         writeln!(
             md,
             "| {} | {} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.setup.label(),
+            if r.repetition > 0 {
+                format!("{} (again)", r.setup.label())
+            } else {
+                r.setup.label().to_string()
+            },
             r.frame_bytes,
             load_label(r.load),
             thousands(r.sent),
@@ -424,8 +481,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
             thousands(r.veth_dropped),
             r.cpu_ns_per_captured
                 .map_or("—".into(), |v| format!("{v:.0} ns")),
-            r.peak_rss_kib
-                .map_or("—".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+            rss(r),
         )?;
     }
 
@@ -505,7 +561,10 @@ fn targets(res: &Results) -> Vec<Value> {
         }),
     ];
     for bytes in FRAME_SIZES {
-        let cpu = |s| find(&res.runs, s, bytes, Load::OneCore).and_then(|r| r.cpu_ns_per_captured);
+        let cpu = |s| {
+            median_by(&res.runs, s, bytes, Load::OneCore, by_cpu)
+                .and_then(|r| r.cpu_ns_per_captured)
+        };
         let (ours, tcpdump, xdpdump) = (
             cpu(Setup::Xdpsieve),
             cpu(Setup::Tcpdump),
@@ -533,7 +592,7 @@ fn targets(res: &Results) -> Vec<Value> {
             "met": met(ours, tcpdump, 1.0),
         }));
     }
-    let kept = |s| find(&res.runs, s, 512, Load::BothCores).and_then(Run::kept);
+    let kept = |s| median_by(&res.runs, s, 512, Load::BothCores, by_kept).and_then(Run::kept);
     let show = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.1}%"));
     t.push(json!({
         "target": "512 B frames, generator on both cores: every frame captured",
