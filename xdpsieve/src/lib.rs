@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod netns;
 pub mod record;
 pub mod recorder;
+pub mod ringbuf;
 pub mod rules;
 pub mod source;
 pub mod stats;

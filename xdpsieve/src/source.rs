@@ -9,9 +9,11 @@ use std::{
 };
 
 use aya::maps::{
-    Map, MapData, PerfEventArray, RingBuf,
+    Map, MapData, PerfEventArray,
     perf::{PerfEvent, PerfEventArrayBuffer},
 };
+
+use crate::ringbuf::RingReader;
 
 /// Which transport the program uses for its records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,7 +46,7 @@ impl Transport {
 }
 
 pub enum Source {
-    Ring(RingBuf<MapData>),
+    Ring(RingReader),
     Perf {
         buffers: Vec<PerfEventArrayBuffer<MapData>>,
         /// Reassembly space for samples that wrap around a buffer's end.
@@ -56,9 +58,10 @@ pub enum Source {
 
 impl Source {
     pub fn ring(map: Map) -> io::Result<Source> {
-        RingBuf::try_from(map)
-            .map(Source::Ring)
-            .map_err(io::Error::other)
+        match map {
+            Map::RingBuf(data) => RingReader::new(data).map(Source::Ring),
+            _ => Err(io::Error::other("not a ring buffer map")),
+        }
     }
 
     /// Opens one perf buffer per online CPU, about `bytes_per_cpu` each.
@@ -81,7 +84,7 @@ impl Source {
 
     pub fn fds(&self) -> Vec<RawFd> {
         match self {
-            Source::Ring(ring) => vec![ring.as_raw_fd()],
+            Source::Ring(ring) => vec![ring.fd()],
             Source::Perf { buffers, .. } => buffers.iter().map(AsRawFd::as_raw_fd).collect(),
         }
     }
@@ -98,14 +101,7 @@ impl Source {
     /// Calls `f` with every record available now; returns how many there were.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         match self {
-            Source::Ring(ring) => {
-                let mut n = 0;
-                while let Some(item) = ring.next() {
-                    f(&item);
-                    n += 1;
-                }
-                n
-            }
+            Source::Ring(ring) => ring.drain(f),
             Source::Perf {
                 buffers,
                 scratch,
