@@ -404,7 +404,8 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
          - **peak RSS**: VmHWM of the capturing process; in brackets, how much of it is kernel \
          buffers mapped into the process (BPF ring buffer, perf buffers, packet socket ring), \
          which the kernel holds either way. xdpsieve's 8 MiB ring buffer counts twice: the \
-         kernel maps its data pages twice, so that records can wrap around.\n\
+         kernel maps its data pages twice, so that records can wrap around. xdpdump's perf \
+         buffers do not count at all (perf maps its pages without charging them to RSS).\n\
          - **Medians**: a full run repeats each flat-out run {} times; the tables show the \
          median run (by CPU per captured frame, by share kept, by rate for the kernel cost), \
          and \"Every run\" lists them all.\n",
