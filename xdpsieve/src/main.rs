@@ -239,6 +239,10 @@ struct DemoArgs {
 /// where tcpdump does (`cargo xtask bench`).
 const WRITE_BUFFER: usize = 16 << 10;
 
+/// Records in one drain above which the reader does not pause before the next: it is
+/// behind, and a millisecond's pause lets the ring fill further.
+const BUSY_DRAIN: u64 = 4096;
+
 fn parse_size(text: &str) -> Result<u32, String> {
     let (digits, unit) = match text
         .trim()
@@ -594,10 +598,11 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                 if let Some(l) = event_log.as_mut() {
                     drained += l.drain()?;
                 }
-                if drained > 0 {
+                if drained > 0 && drained < BUSY_DRAIN {
                     // Let records gather: under steady traffic a wakeup, a write and a
                     // flush per record would cost more than the record itself. The
-                    // buffers hold far more than a millisecond of traffic.
+                    // buffers hold far more than a millisecond of traffic. A drain this
+                    // large means the reader is behind: it goes straight on instead.
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
