@@ -65,31 +65,12 @@ const FRAMES_QUICK: u64 = 200_000;
 const SUSTAINED: f64 = 0.97;
 
 pub fn run(root: &Path, quick: bool) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { super::geteuid() } != 0 {
-        bail!("bench-events needs root (network namespaces, XDP); run it as root");
-    }
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("nsenter", "util-linux"),
-        ("taskset", "util-linux"),
-        ("getconf", "libc-bin"),
-    ] {
-        if !super::on_path(tool) {
-            bail!("`{tool}` not found; install it: apt-get install {package}");
-        }
-    }
-    let binary = root.join("target/release/xdpsieve");
-    if !binary.is_file() {
-        bail!(
-            "{} is missing; build it: cargo build --release -p xdpsieve",
-            binary.display()
-        );
-    }
-    let cpus = online_cpus()?;
-    let [gen_cpu, reader_cpu, ..] = cpus[..] else {
-        bail!("bench-events needs 2 online CPUs (sender and reader apart), found {cpus:?}");
-    };
+    let (binary, gen_cpu, reader_cpu) = preflight(
+        "bench-events",
+        "network namespaces, XDP",
+        &[("getconf", "libc-bin")],
+        root,
+    )?;
     let clk_tck: u64 = capture(Command::new("getconf").arg("CLK_TCK"))?
         .trim()
         .parse()

@@ -88,6 +88,45 @@ pub(crate) fn interrupt(pid: u32) -> Result<()> {
     Ok(())
 }
 
+/// What a network benchmark needs before it starts: root, the tools it runs (with their
+/// Debian packages), the release build of xdpsieve and two CPUs. Returns the binary and
+/// the two CPUs: the generator's and the tool's.
+pub(crate) fn preflight(
+    task: &str,
+    needs: &str,
+    tools: &[(&str, &str)],
+    root: &Path,
+) -> Result<(PathBuf, u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { crate::geteuid() } != 0 {
+        bail!("{task} needs root ({needs}); run it as root");
+    }
+    for (tool, package) in [
+        ("ip", "iproute2"),
+        ("nsenter", "util-linux"),
+        ("taskset", "util-linux"),
+    ]
+    .iter()
+    .chain(tools)
+    {
+        if !crate::on_path(tool) {
+            bail!("`{tool}` not found; install it: apt-get install {package}");
+        }
+    }
+    let binary = root.join("target/release/xdpsieve");
+    if !binary.is_file() {
+        bail!(
+            "{} is missing; build it: cargo build --release -p xdpsieve",
+            binary.display()
+        );
+    }
+    let cpus = online_cpus()?;
+    let [first, second, ..] = cpus[..] else {
+        bail!("{task} needs 2 online CPUs (generator and tool apart), found {cpus:?}");
+    };
+    Ok((binary, first, second))
+}
+
 pub(crate) fn check_interrupted() -> Result<()> {
     if INTERRUPTED.load(Ordering::SeqCst) {
         bail!("interrupted");

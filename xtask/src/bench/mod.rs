@@ -23,7 +23,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::netbench::{SCRATCH_BASES, Sandbox, catch_sigint, check_interrupted, online_cpus};
+use crate::netbench::{SCRATCH_BASES, Sandbox, catch_sigint, check_interrupted, preflight};
 use capture::{Load, Run, Setup};
 
 pub(crate) struct Options {
@@ -65,33 +65,16 @@ pub(crate) const REPETITIONS: u32 = 3;
 pub(crate) const FRAME_SIZES: [usize; 2] = [64, 512];
 
 pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { crate::geteuid() } != 0 {
-        bail!("bench needs root (BPF_PROG_TEST_RUN, network namespaces, XDP); run it as root");
-    }
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("nsenter", "util-linux"),
-        ("taskset", "util-linux"),
-        ("tcpdump", "tcpdump"),
-        ("xdpdump", "xdp-tools"),
-        ("xdp-filter", "xdp-tools"),
-    ] {
-        if !crate::on_path(tool) {
-            bail!("`{tool}` not found; install it: apt-get install {package}");
-        }
-    }
-    let xdpsieve = root.join("target/release/xdpsieve");
-    if !xdpsieve.is_file() {
-        bail!(
-            "{} is missing; build it: cargo build --release -p xdpsieve",
-            xdpsieve.display()
-        );
-    }
-    let cpus = online_cpus()?;
-    let [gen_cpu, tool_cpu, ..] = cpus[..] else {
-        bail!("bench needs 2 online CPUs (generator and tool apart), found {cpus:?}");
-    };
+    let (xdpsieve, gen_cpu, tool_cpu) = preflight(
+        "bench",
+        "BPF_PROG_TEST_RUN, network namespaces, XDP",
+        &[
+            ("tcpdump", "tcpdump"),
+            ("xdpdump", "xdp-tools"),
+            ("xdp-filter", "xdp-tools"),
+        ],
+        root,
+    )?;
     fs::create_dir_all(&options.out)
         .with_context(|| format!("creating {}", options.out.display()))?;
     catch_sigint();
