@@ -42,7 +42,7 @@ enum Task {
     Demo,
     /// Benchmark xdpsieve beside xdp-filter, xdpdump and tcpdump (needs root): per-packet
     /// cost in the kernel, and capture end to end over veth. Writes BENCHMARKS.md and
-    /// benchmarks.json (about 5 minutes; `--quick` under 2).
+    /// benchmarks.json (3-4 minutes; `--quick` about 1).
     Bench {
         /// Fewer repeats and shorter runs, to check the harness (under 2 minutes).
         #[arg(long)]
