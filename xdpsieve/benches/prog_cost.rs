@@ -26,6 +26,13 @@ use std::{
 };
 
 use serde::Serialize;
+
+#[path = "../tests/common/frame.rs"]
+#[allow(
+    dead_code,
+    reason = "the kernel tests' frame builder; this bench uses a few frames"
+)]
+mod frame;
 use xdpsieve::{
     loader::{Firewall, Settings},
     netns::VethPair,
@@ -150,77 +157,28 @@ fn prog_fd_by_id(id: u32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-const ETH: [u8; 12] = [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
-
-fn checksum(header: &[u8]) -> u16 {
-    let sum: u32 = header
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    let folded = (sum & 0xffff) + (sum >> 16);
-    !(((folded & 0xffff) + (folded >> 16)) as u16)
-}
-
-/// Ethernet + IPv4 + UDP (protocol 17) or TCP (6, ACK) of `len` bytes from `src_port`.
-fn ipv4_frame(len: usize, protocol: u8, src_port: u16) -> Vec<u8> {
-    let mut f = vec![0u8; len];
-    f[0..12].copy_from_slice(&ETH);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&((len - 14) as u16).to_be_bytes());
-    f[22] = 64;
-    f[23] = protocol;
-    f[26..30].copy_from_slice(&[198, 51, 100, 53]);
-    f[30..34].copy_from_slice(&[192, 0, 2, 2]);
-    let sum = checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&sum.to_be_bytes());
-    f[34..36].copy_from_slice(&src_port.to_be_bytes());
-    f[36..38].copy_from_slice(&40000u16.to_be_bytes());
-    if protocol == 17 {
-        f[38..40].copy_from_slice(&((len - 34) as u16).to_be_bytes());
-    } else {
-        f[46] = 0x50; // data offset 5 words
-        f[47] = 0x10; // ACK
-        f[48..50].copy_from_slice(&64240u16.to_be_bytes());
-    }
-    f
-}
-
-/// Ethernet + IPv6 + UDP of `len` bytes from `src_port`.
-fn udp6_frame(len: usize, src_port: u16) -> Vec<u8> {
-    let mut f = vec![0u8; len];
-    f[0..12].copy_from_slice(&ETH);
-    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-    f[14] = 0x60;
-    f[18..20].copy_from_slice(&((len - 54) as u16).to_be_bytes());
-    f[20] = 17;
-    f[21] = 64;
-    f[22..26].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
-    f[37] = 0x53;
-    f[38..42].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
-    f[53] = 2;
-    f[54..56].copy_from_slice(&src_port.to_be_bytes());
-    f[56..58].copy_from_slice(&40000u16.to_be_bytes());
-    f[58..60].copy_from_slice(&((len - 54) as u16).to_be_bytes());
-    f
-}
-
 fn frames() -> Vec<Frame> {
+    let v4 = || frame::Frame::ipv4([198, 51, 100, 53], [192, 0, 2, 2]);
+    let v6 = || {
+        let resolver = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53).octets();
+        let host = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2).octets();
+        frame::Frame::ipv6(resolver, host)
+    };
     vec![
         Frame {
             name: "IPv4 UDP 64 B",
-            matching: ipv4_frame(64, 17, 53),
-            other: ipv4_frame(64, 17, 1234),
+            matching: v4().udp(53, 40000).pad_to(64).build(),
+            other: v4().udp(1234, 40000).pad_to(64).build(),
         },
         Frame {
             name: "IPv6 UDP 64 B",
-            matching: udp6_frame(64, 53),
-            other: udp6_frame(64, 1234),
+            matching: v6().udp(53, 40000).pad_to(64).build(),
+            other: v6().udp(1234, 40000).pad_to(64).build(),
         },
         Frame {
             name: "IPv4 TCP 1500 B",
-            matching: ipv4_frame(1500, 6, 53),
-            other: ipv4_frame(1500, 6, 1234),
+            matching: v4().tcp(53, 40000).pad_to(1500).build(),
+            other: v4().tcp(1234, 40000).pad_to(1500).build(),
         },
     ]
 }
