@@ -176,7 +176,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
             let lines = bench
                 .commands(setup, &file, &tool_cpu.to_string())
                 .iter()
-                .map(crate::netbench::shell_line)
+                .map(|(_, cmd)| crate::netbench::shell_line(cmd))
                 .collect();
             (setup, lines)
         })

@@ -116,3 +116,104 @@ fn read_or_eof(r: &mut impl Read, buf: &mut [u8]) -> Result<bool> {
         Err(e) => Err(e).context("reading the capture"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ours(frame: &[u8]) -> bool {
+        frame.first() == Some(&0xaa)
+    }
+
+    fn temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("xtask-pcap-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).expect("writing a test capture");
+        path
+    }
+
+    /// A nanosecond pcap (as xdpsieve writes it), host byte order.
+    fn pcap_file(frames: &[&[u8]]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(PCAP_NS.to_ne_bytes());
+        b.extend(2u16.to_ne_bytes()); // version 2.4
+        b.extend(4u16.to_ne_bytes());
+        b.extend([0u8; 8]);
+        b.extend(65535u32.to_ne_bytes());
+        b.extend(1u32.to_ne_bytes());
+        for f in frames {
+            b.extend([0u8; 8]);
+            b.extend((f.len() as u32).to_ne_bytes());
+            b.extend((f.len() as u32).to_ne_bytes());
+            b.extend(*f);
+        }
+        b
+    }
+
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let len = (12 + body.len()).next_multiple_of(4) as u32;
+        let mut b = Vec::new();
+        b.extend(kind.to_ne_bytes());
+        b.extend(len.to_ne_bytes());
+        b.extend(body);
+        b.resize(len as usize - 4, 0);
+        b.extend(len.to_ne_bytes());
+        b
+    }
+
+    /// A pcapng with an interface block, one enhanced and one simple packet block per frame.
+    fn pcapng_file(frames: &[&[u8]]) -> Vec<u8> {
+        let mut shb = Vec::new();
+        shb.extend(0x1a2b_3c4du32.to_ne_bytes());
+        shb.extend([1, 0, 0, 0]);
+        shb.extend((-1i64).to_ne_bytes());
+        let mut b = block(PCAPNG_SHB, &shb);
+        b.extend(block(1, &[1, 0, 0, 0, 0, 0, 0, 0]));
+        for f in frames {
+            let mut epb = Vec::new();
+            epb.extend([0u8; 12]);
+            epb.extend((f.len() as u32).to_ne_bytes());
+            epb.extend((f.len() as u32).to_ne_bytes());
+            epb.extend(*f);
+            b.extend(block(PCAPNG_EPB, &epb));
+            let mut spb = Vec::new();
+            spb.extend((f.len() as u32).to_ne_bytes());
+            spb.extend(*f);
+            b.extend(block(PCAPNG_SPB, &spb));
+        }
+        b
+    }
+
+    #[test]
+    fn counts_only_matching_frames_in_pcap() {
+        let frames: [&[u8]; 3] = [&[0xaa; 60], &[0xbb; 60], &[0xaa; 512]];
+        let path = temp("a.pcap", &pcap_file(&frames));
+        assert_eq!(count_matching(&path, ours).expect("count"), 2);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn counts_enhanced_and_simple_blocks_in_pcapng() {
+        let frames: [&[u8]; 2] = [&[0xaa; 61], &[0xbb; 64]];
+        let path = temp("b.pcapng", &pcapng_file(&frames));
+        // Each frame is in the file twice (EPB and SPB).
+        assert_eq!(count_matching(&path, ours).expect("count"), 2);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_record_cut_short_ends_the_count_a_missing_file_counts_zero() {
+        let mut bytes = pcap_file(&[&[0xaa; 60], &[0xaa; 60]]);
+        bytes.truncate(bytes.len() - 10);
+        let path = temp("c.pcap", &bytes);
+        assert_eq!(count_matching(&path, ours).expect("count"), 1);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(count_matching(&path, ours).expect("count"), 0);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_capture() {
+        let path = temp("d.txt", b"not a capture file at all");
+        assert!(count_matching(&path, ours).is_err());
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -201,7 +201,7 @@ fn added_ns(runs: &[Run], setup: Setup, bytes: usize) -> Option<f64> {
 }
 
 /// The highest rate found lossless: flat out, a stepped rate, or none tried.
-fn lossless_rate(runs: &[Run], setup: Setup, bytes: usize) -> (Option<f64>, String) {
+fn lossless_rate(runs: &[Run], setup: Setup, bytes: usize) -> String {
     let flat_out = || {
         runs.iter()
             .filter(move |r| r.setup == setup && r.frame_bytes == bytes && r.load == Load::OneCore)
@@ -209,21 +209,18 @@ fn lossless_rate(runs: &[Run], setup: Setup, bytes: usize) -> (Option<f64>, Stri
     if flat_out().all(Run::lossless)
         && let Some(flat) = median_by(runs, setup, bytes, Load::OneCore, by_pps)
     {
-        return (
-            Some(flat.pps),
-            format!("flat out ({} pps)", thousands(flat.pps as u64)),
-        );
+        return format!("flat out ({} pps)", thousands(flat.pps as u64));
     }
     let paced: Vec<&Run> = runs
         .iter()
         .filter(|r| r.setup == setup && r.frame_bytes == bytes && matches!(r.load, Load::Paced(_)))
         .collect();
     if let Some(r) = paced.iter().find(|r| r.lossless()) {
-        return (Some(r.pps), format!("{} pps", thousands(r.pps as u64)));
+        return format!("{} pps", thousands(r.pps as u64));
     }
     match paced.last() {
-        Some(r) => (None, format!("below {} pps", thousands(r.pps as u64))),
-        None => (None, "—".into()),
+        Some(r) => format!("below {} pps", thousands(r.pps as u64)),
+        None => "—".into(),
     }
 }
 
@@ -443,7 +440,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
                     b.kept().unwrap_or(0.0),
                     thousands(b.pps as u64)
                 )),
-                lossless_rate(&res.runs, setup, bytes).1,
+                lossless_rate(&res.runs, setup, bytes),
                 rss(r),
             )?;
         }
