@@ -5,7 +5,7 @@
 //! holds: the family/protocol/ports-present set by direct index, a port through its
 //! equivalence class (ports that no rule boundary separates share one), an address through
 //! the longest prefix that some rule names. The first rule in every set is the match, the
-//! same rule a scan in order would find ([`first_match`] is that scan, for the tests).
+//! same rule a scan in order would find (the tests check that against a scan).
 
 use std::collections::HashMap;
 
@@ -190,83 +190,84 @@ fn addr_entries(rules: &[Rule], cond: impl Fn(&Rule) -> ([u32; 4], [u32; 4])) ->
         .collect()
 }
 
-/// The fields of a packet that rules look at.
-#[derive(Clone, Copy, Debug)]
-pub struct PacketFields {
-    pub family: u8,
-    pub protocol: u8,
-    pub has_ports: u8,
-    pub src: [u32; 4],
-    pub dst: [u32; 4],
-    pub src_port: u16,
-    pub dst_port: u16,
-}
-
-/// The first rule matching `pkt`, by a scan in order: the definition the bitmaps must agree
-/// with (the program scanned like this before it used them).
-pub fn first_match(rules: &[Rule], pkt: &PacketFields) -> Option<usize> {
-    rules.iter().position(|r| {
-        (r.family ^ pkt.family) & r.family_mask == 0
-            && (r.protocol ^ pkt.protocol) & r.protocol_mask == 0
-            && (0..4).all(|i| pkt.src[i] & r.src_mask[i] == r.src_addr[i])
-            && (0..4).all(|i| pkt.dst[i] & r.dst_mask[i] == r.dst_addr[i])
-            && r.needs_ports & !pkt.has_ports & 1 == 0
-            && (r.src_port_min..=r.src_port_max).contains(&pkt.src_port)
-            && (r.dst_port_min..=r.dst_port_max).contains(&pkt.dst_port)
-    })
-}
-
-impl Tables {
-    /// The first rule matching `pkt` through the tables, as the program computes it
-    /// (longest-prefix lookups done by a scan of the entries).
-    pub fn lookup(&self, pkt: &PacketFields) -> Option<usize> {
-        let lpm = |entries: &[AddrEntry], addr: &[u32; 4]| -> RuleBits {
-            let bits = if pkt.family == family::IPV6 { 128 } else { 32 };
-            let key = [u32::from(pkt.family), addr[0], addr[1], addr[2], addr[3]];
-            entries
-                .iter()
-                .filter(|e| e.prefix_len <= FAMILY_BITS + bits && prefix_covers(e, &key))
-                .max_by_key(|e| e.prefix_len)
-                .map_or(RuleBits::EMPTY, |e| e.rules)
-        };
-        let all =
-            self.proto[classify::proto_index(pkt.family, pkt.has_ports, pkt.protocol) as usize];
-        let mut sets = vec![all];
-        if self.fields & classify::SRC_PORT != 0 {
-            let class = self.src_ports.class_of[usize::from(pkt.src_port)];
-            sets.push(self.src_ports.sets[usize::from(class)]);
-        }
-        if self.fields & classify::DST_PORT != 0 {
-            let class = self.dst_ports.class_of[usize::from(pkt.dst_port)];
-            sets.push(self.dst_ports.sets[usize::from(class)]);
-        }
-        if self.fields & classify::SRC_ADDR != 0 {
-            sets.push(lpm(&self.src_addrs, &pkt.src));
-        }
-        if self.fields & classify::DST_ADDR != 0 {
-            sets.push(lpm(&self.dst_addrs, &pkt.dst));
-        }
-        (0..self.rule_words as usize).find_map(|w| {
-            let bits = sets.iter().fold(u64::MAX, |acc, s| acc & s.words[w]);
-            (bits != 0).then(|| w * 64 + bits.trailing_zeros() as usize)
-        })
-    }
-}
-
-/// Whether the first `prefix_len` bits of `key` equal the entry's (bytes in memory order,
-/// as the kernel's trie compares them).
-fn prefix_covers(entry: &AddrEntry, key: &AddrKeyData) -> bool {
-    let bytes = |d: &AddrKeyData| -> Vec<u8> { d.iter().flat_map(|w| w.to_ne_bytes()).collect() };
-    let (a, b) = (bytes(&entry.data), bytes(key));
-    let full = (entry.prefix_len / 8) as usize;
-    let rest = entry.prefix_len % 8;
-    a[..full] == b[..full] && (rest == 0 || (a[full] ^ b[full]) & (0xffu8 << (8 - rest)) == 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rules::{Action, Rate, RuleSet};
+
+    /// The fields of a packet that rules look at.
+    #[derive(Clone, Copy, Debug)]
+    struct PacketFields {
+        pub family: u8,
+        pub protocol: u8,
+        pub has_ports: u8,
+        pub src: [u32; 4],
+        pub dst: [u32; 4],
+        pub src_port: u16,
+        pub dst_port: u16,
+    }
+
+    /// The first rule matching `pkt`, by a scan in order: the definition the bitmaps must agree
+    /// with (the program scanned like this before it used them).
+    fn first_match(rules: &[Rule], pkt: &PacketFields) -> Option<usize> {
+        rules.iter().position(|r| {
+            (r.family ^ pkt.family) & r.family_mask == 0
+                && (r.protocol ^ pkt.protocol) & r.protocol_mask == 0
+                && (0..4).all(|i| pkt.src[i] & r.src_mask[i] == r.src_addr[i])
+                && (0..4).all(|i| pkt.dst[i] & r.dst_mask[i] == r.dst_addr[i])
+                && r.needs_ports & !pkt.has_ports & 1 == 0
+                && (r.src_port_min..=r.src_port_max).contains(&pkt.src_port)
+                && (r.dst_port_min..=r.dst_port_max).contains(&pkt.dst_port)
+        })
+    }
+
+    impl Tables {
+        /// The first rule matching `pkt` through the tables, as the program computes it
+        /// (longest-prefix lookups done by a scan of the entries).
+        fn lookup(&self, pkt: &PacketFields) -> Option<usize> {
+            let lpm = |entries: &[AddrEntry], addr: &[u32; 4]| -> RuleBits {
+                let bits = if pkt.family == family::IPV6 { 128 } else { 32 };
+                let key = [u32::from(pkt.family), addr[0], addr[1], addr[2], addr[3]];
+                entries
+                    .iter()
+                    .filter(|e| e.prefix_len <= FAMILY_BITS + bits && prefix_covers(e, &key))
+                    .max_by_key(|e| e.prefix_len)
+                    .map_or(RuleBits::EMPTY, |e| e.rules)
+            };
+            let all =
+                self.proto[classify::proto_index(pkt.family, pkt.has_ports, pkt.protocol) as usize];
+            let mut sets = vec![all];
+            if self.fields & classify::SRC_PORT != 0 {
+                let class = self.src_ports.class_of[usize::from(pkt.src_port)];
+                sets.push(self.src_ports.sets[usize::from(class)]);
+            }
+            if self.fields & classify::DST_PORT != 0 {
+                let class = self.dst_ports.class_of[usize::from(pkt.dst_port)];
+                sets.push(self.dst_ports.sets[usize::from(class)]);
+            }
+            if self.fields & classify::SRC_ADDR != 0 {
+                sets.push(lpm(&self.src_addrs, &pkt.src));
+            }
+            if self.fields & classify::DST_ADDR != 0 {
+                sets.push(lpm(&self.dst_addrs, &pkt.dst));
+            }
+            (0..self.rule_words as usize).find_map(|w| {
+                let bits = sets.iter().fold(u64::MAX, |acc, s| acc & s.words[w]);
+                (bits != 0).then(|| w * 64 + bits.trailing_zeros() as usize)
+            })
+        }
+    }
+
+    /// Whether the first `prefix_len` bits of `key` equal the entry's (bytes in memory order,
+    /// as the kernel's trie compares them).
+    fn prefix_covers(entry: &AddrEntry, key: &AddrKeyData) -> bool {
+        let bytes =
+            |d: &AddrKeyData| -> Vec<u8> { d.iter().flat_map(|w| w.to_ne_bytes()).collect() };
+        let (a, b) = (bytes(&entry.data), bytes(key));
+        let full = (entry.prefix_len / 8) as usize;
+        let rest = entry.prefix_len % 8;
+        a[..full] == b[..full] && (rest == 0 || (a[full] ^ b[full]) & (0xffu8 << (8 - rest)) == 0)
+    }
 
     /// xorshift: reproducible without a dependency.
     struct Rng(u64);
