@@ -26,7 +26,7 @@ const BUSY: u32 = 1 << 31;
 const DISCARD: u32 = 1 << 30;
 const HEADER: usize = 8;
 /// Bytes consumed between two publications of the position, for rings of 256 KiB and more.
-pub const PUBLISH_EVERY: usize = 64 * 1024;
+const PUBLISH_EVERY: usize = 64 * 1024;
 
 /// One mapping, unmapped on drop.
 struct Mapping {

@@ -1249,39 +1249,20 @@ fn pcapng_ends_with_interface_statistics() {
         }
     }
     let isb = isb.expect("an interface statistics block");
-    let value = |want: fn(&Isb) -> Option<u64>| isb.options.iter().find_map(want);
-    assert_eq!(
-        value(|o| if let Isb::IsbIfRecv(v) = o {
-            Some(*v)
-        } else {
-            None
-        }),
-        Some(s.seen)
-    );
-    assert_eq!(
-        value(|o| if let Isb::IsbIfDrop(v) = o {
-            Some(*v)
-        } else {
-            None
-        }),
-        Some(s.dropped)
-    );
-    assert_eq!(
-        value(|o| if let Isb::IsbOsDrop(v) = o {
-            Some(*v)
-        } else {
-            None
-        }),
-        Some(s.lost)
-    );
-    assert_eq!(
-        value(|o| if let Isb::IsbUsrDeliv(v) = o {
-            Some(*v)
-        } else {
-            None
-        }),
-        Some(s.captured)
-    );
+    let (mut recv, mut drop, mut os_drop, mut delivered) = (None, None, None, None);
+    for option in &isb.options {
+        match option {
+            Isb::IsbIfRecv(v) => recv = Some(*v),
+            Isb::IsbIfDrop(v) => drop = Some(*v),
+            Isb::IsbOsDrop(v) => os_drop = Some(*v),
+            Isb::IsbUsrDeliv(v) => delivered = Some(*v),
+            _ => {}
+        }
+    }
+    assert_eq!(recv, Some(s.seen));
+    assert_eq!(drop, Some(s.dropped));
+    assert_eq!(os_drop, Some(s.lost));
+    assert_eq!(delivered, Some(s.captured));
     // Wireshark's own reader sees the block too.
     let info = tool("capinfos", &["-I", capture.to_str().unwrap()]);
     assert!(info.contains("Number of stat entries = 1"), "{info}");
