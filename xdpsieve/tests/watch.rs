@@ -14,7 +14,10 @@ use std::{
     net::{SocketAddr, UdpSocket},
     path::Path,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -143,6 +146,13 @@ fn received(socket: &UdpSocket) -> usize {
 /// queue (and so veth's receiving queue) is chosen by the flow hash, so they spread over
 /// every queue the pair has.
 fn send(net: &VethPair, port: u16, count: u16) {
+    send_quietly(net, port, count);
+    // Frames in flight on a busy machine.
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// [`send`] without waiting for the frames to arrive.
+fn send_quietly(net: &VethPair, port: u16, count: u16) {
     net.peer
         .run(|| {
             for i in 0..count {
@@ -156,8 +166,6 @@ fn send(net: &VethPair, port: u16, count: u16) {
         })
         .expect("entering namespace")
         .expect("sending");
-    // Frames in flight on a busy machine.
-    std::thread::sleep(Duration::from_millis(300));
 }
 
 /// The dropped port gets nothing and the passed port everything.
@@ -351,12 +359,38 @@ fn grown_queues_are_reattached_and_every_queue_filters() {
         ],
         &[],
     );
-    grow_queues(&net);
-    let (_, took) = fw.wait_for(
-        "fw0 has 4 rx queues now (was 1); re-attached so every queue runs the firewall",
-        Duration::from_secs(3),
+    // Datagrams to the dropped port all the while the link moves to the twin program: the
+    // move must leave no moment without the program on the queue they use (queue 0, as
+    // the peer has one tx queue until `spread_sender`).
+    let (dropped, _passed) = sockets(&net);
+    let stop = AtomicBool::new(false);
+    let sent = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            let mut sent = 0u32;
+            while !stop.load(Ordering::Relaxed) && sent < 100_000 {
+                send_quietly(&net, DROPPED_PORT, 50);
+                sent += 50;
+            }
+            sent
+        });
+        grow_queues(&net);
+        let (_, took) = fw.wait_for(
+            "fw0 has 4 rx queues now (was 1); re-attached so every queue runs the firewall",
+            Duration::from_secs(3),
+        );
+        assert!(took < Duration::from_secs(2), "noticed after {took:?}");
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        sender.join().expect("sender")
+    });
+    assert!(sent > 0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        received(&dropped),
+        0,
+        "datagrams to the dropped port arrived while the program moved"
     );
-    assert!(took < Duration::from_secs(2), "noticed after {took:?}");
+    drop((dropped, _passed));
     spread_sender(&net);
     assert_filtered(&net, 200);
     let (ok, stderr) = fw.stop();

@@ -24,7 +24,9 @@
 //! already been counted by the program (veth updates its counts after the program runs) and
 //! cannot cause a false alarm. Drivers that leave XDP-dropped frames out of rx_packets only
 //! make the interface's count smaller, which never warns. The warning needs the difference
-//! to be at least [`DIVERGENCE_MIN`] packets and 5% of what was received.
+//! to be at least [`DIVERGENCE_MIN`] packets and 5% of what was received. In skb (generic)
+//! mode there is no such check: the program runs after GRO there, once per merged packet,
+//! so it legitimately sees fewer packets than the interface received.
 //!
 //! Every change is one line on stderr ([`Event`]) and the state of each interface is in a
 //! small file next to the instance's description ([`health`]), read by `xdpsieve status`
@@ -42,7 +44,7 @@ use std::{
 pub use health::{Event, Health, InterfaceHealth};
 use xdpsieve_common::MAX_INTERFACES;
 
-use crate::loader::Firewall;
+use crate::loader::{AttachedMode, Firewall};
 
 /// How often the notification socket is read.
 const POLL_EVERY: Duration = Duration::from_millis(100);
@@ -59,6 +61,11 @@ struct Watched {
     name: String,
     /// Where xdpsieve's link is (or was last).
     ifindex: u32,
+    /// Native: the program runs once per received frame, so counts can be compared. In skb
+    /// mode it runs after GRO, once per merged packet: no divergence check there.
+    native: bool,
+    /// The last failure to look, so it is said once.
+    error: Option<String>,
     /// What the last look found (never `Diverging`: see `diverging`).
     health: Health,
     /// (unseen, received) when the last divergence window found packets the program missed.
@@ -103,6 +110,8 @@ impl Watcher {
                 .map(|a| Watched {
                     name: a.interface.clone(),
                     ifindex: a.ifindex,
+                    native: a.mode == AttachedMode::Native,
+                    error: None,
                     health: Health::Filtering,
                     diverging: None,
                     rx_queues: netlink::rx_queues(&a.interface),
@@ -211,11 +220,17 @@ impl Watcher {
     fn look(&mut self, i: usize, firewall: &mut Firewall, events: &mut Vec<Event>) {
         let w = &mut self.interfaces[i];
         let link = match netlink::get_link(&w.name) {
-            Ok(link) => link,
+            Ok(link) => {
+                w.error = None;
+                link
+            }
             Err(e) => {
-                events.push(Event::CannotWatch {
-                    what: format!("asking the kernel about {}: {e}", w.name),
-                });
+                // Said once, not every second.
+                let what = format!("asking the kernel about {}: {e}", w.name);
+                if w.error.as_deref() != Some(&what) {
+                    events.push(Event::CannotWatch { what: what.clone() });
+                    w.error = Some(what);
+                }
                 return;
             }
         };
@@ -233,7 +248,12 @@ impl Watcher {
             }
             return;
         };
-        if link.ifindex != w.ifindex || deleted_seen || gone {
+        let ours = firewall.program_ids();
+        let runs_ours = link.xdp_programs.iter().any(|id| ours.contains(id));
+        // The same device still running our program is filtered, whatever notices said
+        // (say, renamed away and back).
+        let still_ours = link.ifindex == w.ifindex && runs_ours;
+        if (link.ifindex != w.ifindex || deleted_seen || gone) && !still_ours {
             if !gone {
                 // Deleted and created again between two looks.
                 events.push(Event::Deleted {
@@ -269,8 +289,7 @@ impl Watcher {
             }
             return;
         }
-        let ours = firewall.program_ids();
-        if !link.xdp_programs.iter().any(|id| ours.contains(id)) {
+        if !runs_ours {
             let program = link
                 .xdp_programs
                 .iter()
@@ -286,7 +305,12 @@ impl Watcher {
             }
             return;
         }
-        if matches!(w.health, Health::DetachedFromOutside { .. }) {
+        if matches!(
+            w.health,
+            Health::DetachedFromOutside { .. }
+                | Health::InterfaceGone
+                | Health::NotReattached { .. }
+        ) {
             w.health = Health::Filtering;
             events.push(Event::FilteringAgain {
                 interface: w.name.clone(),
@@ -448,10 +472,11 @@ impl Drop for Watcher {
 impl Watched {
     /// The program should be on the interface: the packet counts should agree.
     fn program_expected(&self) -> bool {
-        matches!(
-            self.health,
-            Health::Filtering | Health::QueuesWithoutProgram { .. }
-        )
+        self.native
+            && matches!(
+                self.health,
+                Health::Filtering | Health::QueuesWithoutProgram { .. }
+            )
     }
 
     /// What status and metrics show: a divergence outranks the rest while the program is
