@@ -194,6 +194,7 @@ pub fn publish(maps: &[(&str, &Map)], meta: &Meta) -> Result<Published> {
         }
         let _ = fs::remove_dir_all(&dir);
         let _ = fs::remove_file(&meta_file);
+        let _ = fs::remove_file(health_path(&interface.name));
 
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         published.paths.push(dir.clone());
@@ -275,6 +276,7 @@ fn sweep_other_namespaces() {
                 let _ =
                     fs::remove_dir_all(Path::new(BPFFS).join("xdpsieve").join(&sub).join(iface));
                 let _ = fs::remove_file(&path);
+                let _ = fs::remove_file(path.with_extension("health"));
                 removed += 1;
             }
         }
