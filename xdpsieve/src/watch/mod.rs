@@ -32,6 +32,7 @@
 //! small file next to the instance's description ([`health`]), read by `xdpsieve status`
 //! and the metrics.
 
+mod divergence;
 pub mod health;
 pub mod netlink;
 pub mod relink;
@@ -42,7 +43,6 @@ use std::{
 };
 
 pub use health::{Event, Health, InterfaceHealth};
-use xdpsieve_common::MAX_INTERFACES;
 
 use crate::loader::{AttachedMode, Firewall};
 
@@ -365,97 +365,6 @@ impl Watcher {
             }
             Err(_) => Health::QueuesWithoutProgram { queues: now },
         };
-    }
-
-    /// The program's packets for `ifindex`: its own slot, or the shared last slot (an
-    /// interface that came back with a new ifindex is counted there).
-    fn slot_of(&self, ifindex: u32) -> usize {
-        self.slots
-            .iter()
-            .position(|&s| s == ifindex)
-            .unwrap_or(MAX_INTERFACES)
-    }
-
-    /// Samples (rx_packets, program packets) per interface, rx first (see the module doc).
-    fn samples(&self, firewall: &Firewall) -> Result<Vec<Option<(u64, u64)>>, String> {
-        let rx: Vec<Option<u64>> = self
-            .interfaces
-            .iter()
-            .map(|w| {
-                netlink::get_link(&w.name)
-                    .ok()
-                    .flatten()
-                    .filter(|l| l.ifindex == w.ifindex)
-                    .and_then(|l| l.rx_packets)
-            })
-            .collect();
-        let counters = firewall
-            .interface_counters()
-            .map_err(|e| format!("reading the program's counters: {e}"))?;
-        // Interfaces sharing a slot (several re-created ones) are compared as one: each gets
-        // the sums of its slot group.
-        let mut sums = vec![(0u64, 0u64, true); MAX_INTERFACES + 1];
-        for (w, rx) in self.interfaces.iter().zip(&rx) {
-            let slot = self.slot_of(w.ifindex);
-            match rx {
-                Some(rx) => sums[slot].0 += rx,
-                None => sums[slot].2 = false,
-            }
-            sums[slot].1 = counters.get(slot).map_or(0, |c| c.packets);
-        }
-        Ok(self
-            .interfaces
-            .iter()
-            .map(|w| {
-                let (rx, program, complete) = sums[self.slot_of(w.ifindex)];
-                complete.then_some((rx, program))
-            })
-            .collect())
-    }
-
-    fn sample_baselines(&mut self, firewall: &Firewall) {
-        let samples = self.samples(firewall).unwrap_or_default();
-        for (i, w) in self.interfaces.iter_mut().enumerate() {
-            w.baseline = samples.get(i).copied().flatten();
-        }
-    }
-
-    fn check_divergence(&mut self, firewall: &Firewall, events: &mut Vec<Event>) {
-        let samples = match self.samples(firewall) {
-            Ok(s) => s,
-            Err(what) => {
-                events.push(Event::CannotWatch { what });
-                return;
-            }
-        };
-        let seconds = DIVERGENCE_EVERY.as_secs();
-        for (w, sample) in self.interfaces.iter_mut().zip(samples) {
-            let baseline = std::mem::replace(&mut w.baseline, sample);
-            let (Some((rx0, prog0)), Some((rx1, prog1))) = (baseline, sample) else {
-                continue;
-            };
-            if !w.program_expected() {
-                w.diverging = None;
-                continue;
-            }
-            let received = rx1.saturating_sub(rx0);
-            let unseen = received.saturating_sub(prog1.saturating_sub(prog0));
-            if unseen >= DIVERGENCE_MIN && unseen * 20 >= received {
-                if w.diverging.is_none() {
-                    events.push(Event::Diverging {
-                        interface: w.name.clone(),
-                        unseen,
-                        received,
-                        seconds,
-                    });
-                }
-                w.diverging = Some((unseen, received));
-            } else if w.diverging.take().is_some() {
-                events.push(Event::Converged {
-                    interface: w.name.clone(),
-                });
-            }
-        }
     }
 }
 
