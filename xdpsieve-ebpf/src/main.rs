@@ -108,6 +108,15 @@ mod program {
         filter(&ctx)
     }
 
+    /// The same firewall under a second program id, sharing every map. Userspace swaps an
+    /// attachment's bpf_link between the two to make a driver set the program up again on
+    /// every rx queue (veth leaves queues added by `ethtool -L` without it); swapping to the
+    /// same program is a no-op in the kernel. Loaded only when needed.
+    #[xdp(frags)]
+    pub fn xdpsieve_twin(ctx: XdpContext) -> u32 {
+        filter(&ctx)
+    }
+
     #[inline(always)]
     fn config() -> &'static Config {
         // The compiler must not fold in CONFIG's default value: the loader's is what the

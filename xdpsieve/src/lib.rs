@@ -5,7 +5,7 @@
 //! events asked for through a ring buffer or perf buffers ([`source`]). This library loads and
 //! attaches it ([`loader`]), decodes its records ([`record`], [`event`]), writes them as pcap
 //! or pcapng ([`capture`]) and log lines from the [`recorder`] loop, and reports its counters
-//! ([`stats`]). [`netns`] and [`demo`] build the sandbox the demo and the end-to-end tests
+//! ([`stats`]). [`watch`] notices when an interface stops running the program. [`netns`] and [`demo`] build the sandbox the demo and the end-to-end tests
 //! run in.
 
 pub mod capture;
@@ -22,6 +22,7 @@ pub mod rules;
 pub mod source;
 pub mod stats;
 pub mod status;
+pub mod watch;
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpsieve"));

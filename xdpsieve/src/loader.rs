@@ -25,6 +25,8 @@ use crate::{
 };
 
 const PROGRAM: &str = "xdpsieve";
+/// The same program under a second id (see `watch::relink`), loaded on first use.
+const TWIN: &str = "xdpsieve_twin";
 
 /// How to attach: `auto` tries native (driver) mode and falls back to generic (skb) mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -280,17 +282,112 @@ impl Firewall {
         Ok(self.attachments.last().expect("just pushed"))
     }
 
-    /// XDP bpf_links that run this program, if the kernel can tell.
+    /// XDP bpf_links that run this program (or its twin), if the kernel can tell.
     fn xdp_links(&mut self) -> Option<usize> {
-        let program_id = program_of(&mut self.ebpf).ok()?.info().ok()?.id();
+        let program_ids = self.program_ids();
+        if program_ids.is_empty() {
+            return None;
+        }
         let links = aya::programs::loaded_links()
             .filter_map(Result::ok)
             .filter(|link| {
-                link.program_id() == program_id
+                program_ids.contains(&link.program_id())
                     && link.link_type().ok() == Some(aya::programs::links::LinkType::Xdp)
             })
             .count();
         Some(links)
+    }
+
+    /// The kernel ids of this firewall's programs: the main one first, then its twin once
+    /// loaded. An interface whose XDP program is none of these is not filtered by xdpsieve.
+    pub fn program_ids(&self) -> Vec<u32> {
+        [PROGRAM, TWIN]
+            .iter()
+            .filter_map(|name| {
+                let program: &Xdp = self.ebpf.program(name)?.try_into().ok()?;
+                program.info().ok().map(|info| info.id())
+            })
+            .collect()
+    }
+
+    /// Attaches again to `interface`, which was deleted and now exists again as
+    /// `new_ifindex`, in the mode it had. On failure the old record stays, for a retry.
+    pub fn reattach(
+        &mut self,
+        interface: &str,
+        new_ifindex: u32,
+    ) -> Result<AttachedMode, LoaderError> {
+        let position = self
+            .attachments
+            .iter()
+            .position(|a| a.interface == interface)
+            .ok_or_else(|| LoaderError::UnknownInterface(interface.into()))?;
+        let mode = self.attachments[position].mode;
+        let xdp_mode = match mode {
+            AttachedMode::Native => XdpMode::Driver,
+            AttachedMode::Skb => XdpMode::Skb,
+        };
+        let program = program_of(&mut self.ebpf)?;
+        let link = program
+            .attach_to_if_index(new_ifindex, xdp_mode)
+            .map_err(|e| attach_error(interface, e))?;
+        let old = std::mem::replace(
+            &mut self.attachments[position],
+            Attachment {
+                interface: interface.to_string(),
+                ifindex: new_ifindex,
+                mode,
+                link,
+            },
+        );
+        // The old link died with its device; closing it only frees the kernel's record.
+        let _ = program.detach(old.link);
+        self.interface_names
+            .push((new_ifindex, interface.to_string()));
+        Ok(mode)
+    }
+
+    /// Makes the driver set the program up again on every rx queue of `interface` by moving
+    /// its link to the firewall's other copy in one step (see `watch::relink` for why).
+    pub fn refresh_queues(&mut self, interface: &str) -> Result<(), LoaderError> {
+        let failed = |what: String| LoaderError::Attach {
+            interface: interface.into(),
+            source: ProgramError::IOError(io::Error::other(what)),
+        };
+        let ifindex = self
+            .attachments
+            .iter()
+            .find(|a| a.interface == interface)
+            .map(|a| a.ifindex)
+            .ok_or_else(|| LoaderError::UnknownInterface(interface.into()))?;
+        let twin = program_of_name(&mut self.ebpf, TWIN)?;
+        if twin.fd().is_err() {
+            twin.load()
+                .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 40)))?;
+        }
+        let ids = self.program_ids();
+        let (link, info) = crate::watch::relink::find_link(ifindex, &ids)
+            .map_err(|e| failed(format!("looking for the XDP link: {e}")))?
+            .ok_or_else(|| failed("xdpsieve's XDP link is gone".into()))?;
+        let (new, old) = if ids.first() == Some(&info.program_id) {
+            (TWIN, PROGRAM)
+        } else {
+            (PROGRAM, TWIN)
+        };
+        let fd_of = |name: &str| -> Result<std::os::fd::BorrowedFd<'_>, LoaderError> {
+            let program: &Xdp = self
+                .ebpf
+                .program(name)
+                .ok_or_else(|| LoaderError::Load(format!("the object has no program `{name}`")))?
+                .try_into()
+                .map_err(|e: ProgramError| LoaderError::Load(e.to_string()))?;
+            let fd = program
+                .fd()
+                .map_err(|e| LoaderError::Load(format!("{name}: {e}")))?;
+            Ok(std::os::fd::AsFd::as_fd(fd))
+        };
+        crate::watch::relink::update_link(std::os::fd::AsFd::as_fd(&link), fd_of(new)?, fd_of(old)?)
+            .map_err(|e| failed(format!("moving the XDP link to program {new}: {e}")))
     }
 
     pub fn attachments(&self) -> &[Attachment] {
@@ -431,8 +528,12 @@ impl Drop for Firewall {
 }
 
 fn program_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
-    ebpf.program_mut(PROGRAM)
-        .ok_or_else(|| LoaderError::Load(format!("the object has no program `{PROGRAM}`")))?
+    program_of_name(ebpf, PROGRAM)
+}
+
+fn program_of_name<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, LoaderError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| LoaderError::Load(format!("the object has no program `{name}`")))?
         .try_into()
         .map_err(|e: ProgramError| LoaderError::Load(e.to_string()))
 }

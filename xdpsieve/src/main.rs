@@ -582,6 +582,12 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         );
     }
 
+    // From here on an interface that stops running the program (deleted, detached from
+    // outside, queues added) is noticed and reported, and re-attached where possible.
+    let mut watcher = xdpsieve::watch::Watcher::new(&firewall, &settings.ifindexes, |name| {
+        Some(xdpsieve::status::health_path(name))
+    })
+    .context("opening a netlink socket to watch the interfaces")?;
     let mut fds = Vec::new();
     fds.extend(recorder.iter().flat_map(|r| r.source().fds()));
     fds.extend(event_log.iter().flat_map(|l| l.source().fds()));
@@ -611,6 +617,9 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         if let Err(e) = step {
             loop_result = Err(e);
             break;
+        }
+        for event in watcher.poll(&mut firewall) {
+            eprintln!("{event}");
         }
         if let Some(interval) = interval
             && last_stats.0.elapsed() >= interval

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{MetricType, counter::ConstCounter},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
 
@@ -244,6 +244,36 @@ impl Collector for FirewallCollector {
             "Bytes seen per interface.",
             &bytes,
         )?;
+        interface_health(e, &self.meta)?;
         Ok(())
     }
+}
+
+/// `xdpsieve_interface_filtering{interface, state}`: 1 while the interface runs the program
+/// on every packet as far as the watcher can tell, 0 otherwise (`state` says why).
+fn interface_health(encoder: &mut DescriptorEncoder, meta: &Meta) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(
+        "xdpsieve_interface_filtering",
+        "1 while xdpsieve's program filters the interface, 0 when it was deleted, detached from \
+         outside, has queues without the program or receives packets the program does not see.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for interface in &meta.interfaces {
+        let path = crate::status::health_path(&interface.name);
+        let Some(health) = crate::watch::health::read(&path) else {
+            continue;
+        };
+        let state = serde_json::to_value(&health.health)
+            .ok()
+            .and_then(|v| v.get("state")?.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let labels = [
+            ("interface".to_string(), interface.name.clone()),
+            ("state".to_string(), state),
+        ];
+        ConstGauge::new(i64::from(health.health.is_filtering()))
+            .encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
 }

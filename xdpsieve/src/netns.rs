@@ -149,26 +149,52 @@ impl VethPair {
     /// Creates the pair with `tag` in the namespace names. `mtu` sets both ends (frames
     /// larger than a page need the program's frags support).
     pub fn create(tag: &str, mtu: Option<u32>) -> io::Result<VethPair> {
+        Self::create_with(
+            tag,
+            &VethOptions {
+                mtu,
+                ..VethOptions::default()
+            },
+        )
+    }
+
+    /// Creates the pair with `tag` in the namespace names, shaped by `options`.
+    pub fn create_with(tag: &str, options: &VethOptions) -> io::Result<VethPair> {
         Netns::remove_stale();
         let fw = Netns::create(&format!("{tag}-fw"))?;
         let peer = Netns::create(&format!("{tag}-peer"))?;
-        fw.ip(&[
-            "link",
-            "add",
-            Self::FW_IF,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            Self::PEER_IF,
-            "netns",
-            peer.name(),
-        ])?;
+        let pair = VethPair { fw, peer };
+        pair.add_link(options)?;
+        Ok(pair)
+    }
+
+    /// Creates the veth pair itself (again, after it was deleted), addressed and up.
+    pub fn add_link(&self, options: &VethOptions) -> io::Result<()> {
+        let (fw, peer) = (&self.fw, &self.peer);
+        let mut add = vec!["link", "add", Self::FW_IF];
+        let queues = options.rx_queues.map(|(_, max)| max.to_string());
+        if let Some(max) = &queues {
+            add.extend(["numrxqueues", max, "numtxqueues", max]);
+        }
+        add.extend(["type", "veth", "peer", "name", Self::PEER_IF]);
+        if let Some(max) = &queues {
+            add.extend(["numrxqueues", max, "numtxqueues", max]);
+        }
+        add.extend(["netns", peer.name()]);
+        fw.ip(&add)?;
+        if let Some((current, _)) = options.rx_queues {
+            // Both directions: XDP on fw0 needs at least as many rx queues as peer0 has tx
+            // queues, and veth picks the receiving queue from the sender's tx queue.
+            let n = current.to_string();
+            for (ns, iface) in [(fw, Self::FW_IF), (peer, Self::PEER_IF)] {
+                ns.set_channels(iface, &["rx", &n, "tx", &n])?;
+            }
+        }
         for (ns, iface, v4, v6) in [
-            (&fw, Self::FW_IF, Self::FW_V4, Self::FW_V6),
-            (&peer, Self::PEER_IF, Self::PEER_V4, Self::PEER_V6),
+            (fw, Self::FW_IF, Self::FW_V4, Self::FW_V6),
+            (peer, Self::PEER_IF, Self::PEER_V4, Self::PEER_V6),
         ] {
-            if let Some(mtu) = mtu {
+            if let Some(mtu) = options.mtu {
                 ns.ip(&["link", "set", iface, "mtu", &mtu.to_string()])?;
             }
             ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", iface])?;
@@ -176,45 +202,53 @@ impl VethPair {
             ns.ip(&["link", "set", iface, "up"])?;
         }
         // Static neighbours: no ARP/ND exchange races the first test packet.
-        let fw_mac = mac_of(&fw, Self::FW_IF)?;
-        let peer_mac = mac_of(&peer, Self::PEER_IF)?;
-        peer.ip(&[
-            "neigh",
-            "replace",
-            &Self::FW_V4.to_string(),
-            "lladdr",
-            &fw_mac,
-            "dev",
-            Self::PEER_IF,
-        ])?;
-        peer.ip(&[
-            "neigh",
-            "replace",
-            &Self::FW_V6.to_string(),
-            "lladdr",
-            &fw_mac,
-            "dev",
-            Self::PEER_IF,
-        ])?;
-        fw.ip(&[
-            "neigh",
-            "replace",
-            &Self::PEER_V4.to_string(),
-            "lladdr",
-            &peer_mac,
-            "dev",
-            Self::FW_IF,
-        ])?;
-        fw.ip(&[
-            "neigh",
-            "replace",
-            &Self::PEER_V6.to_string(),
-            "lladdr",
-            &peer_mac,
-            "dev",
-            Self::FW_IF,
-        ])?;
-        Ok(VethPair { fw, peer })
+        let fw_mac = mac_of(fw, Self::FW_IF)?;
+        let peer_mac = mac_of(peer, Self::PEER_IF)?;
+        for (ns, iface, addr, mac) in [
+            (peer, Self::PEER_IF, Self::FW_V4.to_string(), &fw_mac),
+            (peer, Self::PEER_IF, Self::FW_V6.to_string(), &fw_mac),
+            (fw, Self::FW_IF, Self::PEER_V4.to_string(), &peer_mac),
+            (fw, Self::FW_IF, Self::PEER_V6.to_string(), &peer_mac),
+        ] {
+            ns.ip(&["neigh", "replace", &addr, "lladdr", mac, "dev", iface])?;
+        }
+        Ok(())
+    }
+}
+
+/// How [`VethPair::create_with`] shapes the pair.
+#[derive(Clone, Debug, Default)]
+pub struct VethOptions {
+    /// MTU of both ends.
+    pub mtu: Option<u32>,
+    /// (rx/tx queues in use, maximum) on both ends; the kernel's default (one) when None.
+    /// Grow later with [`Netns::set_channels`].
+    pub rx_queues: Option<(u32, u32)>,
+}
+
+impl Netns {
+    /// Runs `ethtool -L IFACE ARGS...` in this namespace (e.g. `["rx", "4"]`).
+    pub fn set_channels(&self, iface: &str, args: &[&str]) -> io::Result<()> {
+        let out = self
+            .command("ethtool")
+            .args(["-L", iface])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("running `ethtool`: {e} (install ethtool)"),
+                )
+            })?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "`ethtool -L {iface} {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -96,6 +96,12 @@ fn meta_path(iface: &str) -> PathBuf {
         .join(format!("{iface}.json"))
 }
 
+/// The watcher's health file for `iface`, next to its description (see `watch::health`).
+/// Not `.json`, so `read_status` does not take it for an instance.
+pub fn health_path(iface: &str) -> PathBuf {
+    meta_path(iface).with_extension("health")
+}
+
 /// The start time of `pid`, or None when no such process exists.
 pub fn process_start(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -188,6 +194,7 @@ pub fn publish(maps: &[(&str, &Map)], meta: &Meta) -> Result<Published> {
         }
         let _ = fs::remove_dir_all(&dir);
         let _ = fs::remove_file(&meta_file);
+        let _ = fs::remove_file(health_path(&interface.name));
 
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         published.paths.push(dir.clone());
@@ -269,6 +276,7 @@ fn sweep_other_namespaces() {
                 let _ =
                     fs::remove_dir_all(Path::new(BPFFS).join("xdpsieve").join(&sub).join(iface));
                 let _ = fs::remove_file(&path);
+                let _ = fs::remove_file(path.with_extension("health"));
                 removed += 1;
             }
         }
@@ -295,6 +303,8 @@ pub struct Status {
     #[serde(flatten)]
     pub meta: Meta,
     pub counters: Option<StatusCounters>,
+    /// Whether the interface still runs the program, per the running instance's watcher.
+    pub health: Option<crate::watch::InterfaceHealth>,
 }
 
 #[derive(Debug, Serialize)]
@@ -389,12 +399,18 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
         } else {
             None
         };
+        let health = if live {
+            crate::watch::health::read(&health_path(&name))
+        } else {
+            None
+        };
         out.push(Status {
             interface: name,
             live,
             uptime_seconds: now.saturating_sub(meta.started_unix),
             meta,
             counters,
+            health,
         });
     }
     Ok(out)
@@ -459,6 +475,9 @@ pub fn render(statuses: &[Status]) -> String {
             modes.join(", "),
             s.meta.transport
         );
+        if let Some(h) = &s.health {
+            let _ = writeln!(out, "  health: {} (ifindex {})", h.summary, h.ifindex);
+        }
         let Some(c) = &s.counters else { continue };
         let _ = writeln!(
             out,

@@ -73,6 +73,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("curl", "curl"),
     // The peer the benchmarks measure xdpsieve against.
     ("xdp-tools", "xdp-filter"),
+    // The watch tests: queue growth on veth, and a detach from outside.
+    ("ethtool", "ethtool"),
+    ("bpftool", "bpftool"),
 ];
 
 fn main() -> Result<()> {
