@@ -706,7 +706,10 @@ fn clear_errors_for_operator_mistakes() {
         ],
     );
     assert!(
-        !ok && err.contains("already has an XDP program attached"),
+        !ok && err.contains(&format!(
+            "xdpsieve (pid {}) is already running on fw0; stop it first with `xdpsieve stop -i fw0`",
+            first.pid()
+        )),
         "{err}"
     );
     assert!(xdp_attached(&net));
