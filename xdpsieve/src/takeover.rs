@@ -312,3 +312,54 @@ pub fn attach_or_take_over(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{MetaInterface, MetaRule};
+
+    fn rule(id: u32, name: &str) -> MetaRule {
+        MetaRule {
+            id,
+            name: name.into(),
+            action: "drop".into(),
+            conditions: String::new(),
+            log: false,
+            rate: "0".into(),
+        }
+    }
+
+    #[test]
+    fn slots_match_rules_by_name_then_id_and_interfaces_by_name() {
+        let old = Meta {
+            pid: 1,
+            pid_start: 1,
+            started_unix: 0,
+            version: "test".into(),
+            interfaces: ["fw0", "fw1"]
+                .iter()
+                .enumerate()
+                .map(|(i, n)| MetaInterface {
+                    name: (*n).into(),
+                    ifindex: i as u32 + 2,
+                    mode: "native".into(),
+                })
+                .collect(),
+            transport: "ringbuf".into(),
+            default_action: "pass".into(),
+            rules: vec![rule(1, "a"), rule(2, "b"), rule(3, "gone")],
+        };
+        let new_rules = vec![(5, "b".to_string()), (1, "c".to_string())];
+        let slots = SlotMap::new(Some(&old), &new_rules, &["fw1".to_string()]);
+        // Default to default; "b" (old slot 2) by name to new slot 1; "a" (old slot 1) by
+        // id 1 to new slot 2; "gone" nowhere.
+        assert_eq!(slots.rules, vec![(0, 0), (1, 2), (2, 1)]);
+        let other = MAX_INTERFACES as u32;
+        assert_eq!(slots.interfaces, vec![(other, other), (1, 0)]);
+        let none = SlotMap::new(None, &new_rules, &[]);
+        assert_eq!(
+            (none.rules, none.interfaces),
+            (vec![(0, 0)], vec![(other, other)])
+        );
+    }
+}

@@ -553,3 +553,23 @@ fn another_tools_bpf_link_gets_advice_that_works_for_links() {
     assert!(!net.pin_paths().0.exists(), "the refused run left pins");
     let _ = std::fs::remove_file(capture);
 }
+
+#[test]
+fn help_says_how_to_remove_a_firewall_left_behind() {
+    for (command, expected) in [
+        ("run", "stays in force"),
+        ("run", "xdpsieve stop -i IFACE"),
+        ("stop", "removes the pinned link"),
+        (
+            "stop",
+            "does not remove a firewall attached through a bpf_link",
+        ),
+    ] {
+        let out = Command::new(BINARY)
+            .args([command, "--help"])
+            .output()
+            .expect("running xdpsieve --help");
+        let text = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+        assert!(text.contains(expected), "{command} --help: {text}");
+    }
+}
