@@ -288,7 +288,17 @@ pub struct Counters {
     pub event_lost: u64,
     /// Packets whose records (event and capture) the rate limiter suppressed.
     pub rate_limited: u64,
+    /// Packets whose records (event and capture) were not written because no recorder was
+    /// reading: its heartbeat in `READER` is older than [`READER_TIMEOUT_NS`] (the recorder
+    /// died and left the firewall in force).
+    pub no_reader: u64,
 }
+
+/// How old the recorder's heartbeat (CLOCK_MONOTONIC ns in the `READER` map, written every
+/// ~100 ms) may be before the program counts records as lost for want of a reader instead
+/// of writing them to a ring nobody drains. A heartbeat of 0 means "not tracked" (a loader
+/// that never reads, such as the kernel tests).
+pub const READER_TIMEOUT_NS: u64 = 2_000_000_000;
 
 /// Per-CPU counters of one rule slot (see [`RULE_SLOTS`]).
 #[repr(C)]
@@ -398,7 +408,8 @@ const _: () = {
     assert!(offset_of!(Rule, family) == 82);
     assert!(offset_of!(Rule, verdict) == 84);
     assert!(offset_of!(Rule, needs_ports) == 85);
-    assert!(size_of::<Counters>() == 104);
+    assert!(size_of::<Counters>() == 112);
+    assert!(offset_of!(Counters, no_reader) == 104);
     assert!(size_of::<RuleCounters>() == 32);
     assert!(size_of::<InterfaceCounters>() == 64);
     assert!(size_of::<Event>() == 64);

@@ -28,8 +28,8 @@ mod program {
     };
     use xdpsieve_common::{
         CAPTURE_HEADER_LEN, CaptureBuffer, CaptureHeader, Config, Counters, Event,
-        InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, RULE_SLOTS, Rule, RuleBits,
-        RuleCounters, capture,
+        InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, READER_TIMEOUT_NS, RULE_SLOTS,
+        Rule, RuleBits, RuleCounters, capture,
         classify::{ADDR_ENTRIES, AddrKeyData, PORT_CLASSES, PORTS, PROTO_ENTRIES},
         family, record_flags, transport, verdict,
     };
@@ -96,6 +96,12 @@ mod program {
     /// Events; userspace sizes it at load time (`--ring-size`).
     #[map]
     static EVENT_RING: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+    /// The recorder's heartbeat: CLOCK_MONOTONIC ns of its last sign of life, 0 when not
+    /// tracked. The firewall outlives its recorder (it is pinned); records made once the
+    /// heartbeat is stale are counted as `no_reader` instead of filling a ring nobody reads.
+    #[map]
+    static READER: Array<u64> = Array::with_max_entries(1, 0);
 
     #[map]
     static CAPTURE_PERF: PerfEventArray<CaptureHeader> = PerfEventArray::new(0);
@@ -259,6 +265,10 @@ mod program {
         if !want_capture && !want_log {
             return outcome.verdict as u32;
         }
+        if reader_gone() {
+            counters.no_reader += 1;
+            return outcome.verdict as u32;
+        }
         let slot = outcome.slot.unwrap_or(0);
         if !rate_allows(slot, outcome.rate_interval_ns, outcome.rate_tolerance_ns) {
             counters.rate_limited += 1;
@@ -318,6 +328,21 @@ mod program {
             }
         }
         slot
+    }
+
+    /// True when a recorder was tracked and its heartbeat is older than `READER_TIMEOUT_NS`.
+    /// Only the record path asks: the plain filter path never pays for it.
+    #[inline(always)]
+    fn reader_gone() -> bool {
+        let Some(&heartbeat) = READER.get(0) else {
+            return false;
+        };
+        if heartbeat == 0 {
+            return false;
+        }
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_ns() };
+        now > heartbeat && now - heartbeat > READER_TIMEOUT_NS
     }
 
     /// GCRA token bucket: a burst of up to `tolerance_ns / interval_ns + 1` records, then one

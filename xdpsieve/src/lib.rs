@@ -15,6 +15,7 @@ pub mod event;
 pub mod loader;
 pub mod metrics;
 pub mod netns;
+pub mod pins;
 pub mod record;
 pub mod recorder;
 pub mod ringbuf;
@@ -22,6 +23,8 @@ pub mod rules;
 pub mod source;
 pub mod stats;
 pub mod status;
+pub mod stop;
+pub mod takeover;
 pub mod watch;
 
 /// The compiled XDP program, built by this crate's build script.

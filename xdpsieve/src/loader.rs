@@ -1,15 +1,22 @@
 //! Loading the XDP program with its configuration and rules, and attaching it to interfaces
-//! through bpf_link, so the kernel detaches it when the process dies, however it dies.
+//! through a bpf_link pinned in bpffs, so the firewall stays in force when the process
+//! dies, however it dies (fail-static; see [`crate::pins`] for the layout).
+//!
+//! Only an explicit [`Firewall::detach`] (or [`Firewall::detach_all`]) removes an attachment:
+//! it unpins the link and closes it, and the kernel detaches the program. Dropping a
+//! `Firewall` (an error return, a panic unwinding) detaches nothing. A firewall left behind
+//! is taken over with [`Firewall::take_over`], which swaps the program on the pinned link
+//! atomically (`bpf_link_update`): no packet sees the interface without a firewall.
 //!
 //! Errors say what the operator can do about them: missing privileges, an unknown
 //! interface, another XDP program already in place, a driver without native XDP.
 
-use std::{ffi::CString, fmt, io, str::FromStr};
+use std::{ffi::CString, fmt, io, path::PathBuf, str::FromStr};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, LpmTrie, lpm_trie::Key},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{ProgramError, Xdp},
 };
 use xdpsieve_common::{
     Config, Counters, InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule, RuleBits,
@@ -23,6 +30,10 @@ use crate::{
     source::{Source, Transport},
     stats::{self, Snapshot},
 };
+
+mod attach;
+mod reattach;
+pub use attach::Attachment;
 
 const PROGRAM: &str = "xdpsieve";
 /// The same program under a second id (see `watch::relink`), loaded on first use.
@@ -77,10 +88,33 @@ pub enum LoaderError {
     #[error("no such network interface: {0}")]
     UnknownInterface(String),
     #[error(
-        "interface {0} already has an XDP program attached; inspect it with `ip -d link show dev \
-         {0}` and remove it with `ip link set dev {0} xdp off` (or stop the tool that owns it)"
+        "interface {0} already has an XDP program attached{1}; see it with `ip -d link show dev \
+         {0}` and `bpftool link show`. A program attached through a bpf_link (as xdpsieve and \
+         most current tools attach) is NOT removed by `ip link set dev {0} xdp off`: stop the \
+         tool that owns it, or remove its link with `bpftool link detach id LINK_ID` (an \
+         xdpsieve firewall: `xdpsieve stop -i {0}`, in the namespace it runs in). A program \
+         attached through netlink is removed with `ip link set dev {0} xdp off`"
     )]
-    AlreadyAttached(String),
+    AlreadyAttached(String, String),
+    #[error(
+        "could not pin the XDP link of {interface} at {}; without the pin the firewall would \
+         not outlive this process, so it was detached again", path.display()
+    )]
+    Pin {
+        interface: String,
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error(
+        "could not take over the firewall pinned at {}: {detail}; it is left as it was (still \
+         in force). Remove it with `xdpsieve stop -i {interface}` and start again", path.display()
+    )]
+    TakeOver {
+        interface: String,
+        path: PathBuf,
+        detail: String,
+    },
     #[error("interface {interface} does not support native XDP; try --mode skb")]
     NativeUnsupported {
         interface: String,
@@ -139,16 +173,8 @@ impl Default for Settings {
     }
 }
 
-/// One interface the program is attached to.
-#[derive(Debug)]
-pub struct Attachment {
-    pub interface: String,
-    pub ifindex: u32,
-    pub mode: AttachedMode,
-    link: XdpLinkId,
-}
-
-/// The loaded program, its maps, and its attachments (detached on drop).
+/// The loaded program, its maps, and its attachments. Dropping it detaches nothing: the
+/// attachments stay in force until [`Firewall::detach`] or [`Firewall::detach_all`].
 pub struct Firewall {
     ebpf: Ebpf,
     attachments: Vec<Attachment>,
@@ -232,179 +258,25 @@ impl Firewall {
         })
     }
 
-    /// Attaches to `interface`; `auto` falls back from native to skb mode and says so.
-    pub fn attach(
-        &mut self,
-        interface: &str,
-        mode: AttachMode,
-    ) -> Result<&Attachment, LoaderError> {
-        let ifindex = ifindex_of(interface)?;
-        let program = program_of(&mut self.ebpf)?;
-        let try_attach = |program: &mut Xdp, mode: XdpMode| {
-            program
-                .attach_to_if_index(ifindex, mode)
-                .map_err(|e| attach_error(interface, e))
-        };
-        let (link, attached) = match mode {
-            AttachMode::Native => (try_attach(program, XdpMode::Driver)?, AttachedMode::Native),
-            AttachMode::Skb => (try_attach(program, XdpMode::Skb)?, AttachedMode::Skb),
-            AttachMode::Auto => match try_attach(program, XdpMode::Driver) {
-                Ok(link) => (link, AttachedMode::Native),
-                Err(LoaderError::NativeUnsupported { source, .. }) => {
-                    eprintln!(
-                        "xdpsieve: warning: {interface} has no native XDP support ({source}); \
-                         using skb (generic) mode, which runs later and costs more per packet"
-                    );
-                    (try_attach(program, XdpMode::Skb)?, AttachedMode::Skb)
-                }
-                Err(e) => return Err(e),
-            },
-        };
-        self.interface_names.push((ifindex, interface.to_string()));
-        self.attachments.push(Attachment {
-            interface: interface.to_string(),
-            ifindex,
-            mode: attached,
-            link,
-        });
-        if self
-            .xdp_links()
-            .is_some_and(|links| links < self.attachments.len())
-        {
-            // aya falls back to netlink when bpf_link_create says EINVAL (kernels before 5.9):
-            // that attachment outlives the process.
-            eprintln!(
-                "xdpsieve: warning: {interface} was attached through netlink, not a bpf_link; \
-                 if xdpsieve is killed the program stays: remove it with \
-                 `ip link set dev {interface} xdp off`"
-            );
-        }
-        Ok(self.attachments.last().expect("just pushed"))
+    /// Tells the program a recorder is reading its rings: records are counted as lost for
+    /// want of a reader once this is more than `READER_TIMEOUT_NS` old. Call it before
+    /// attaching and every ~100 ms after.
+    pub fn heartbeat(&mut self) -> Result<(), LoaderError> {
+        let now = monotonic_ns();
+        let map = self
+            .ebpf
+            .map_mut("READER")
+            .ok_or_else(|| LoaderError::Load("the object has no READER map".into()))?;
+        let mut reader: Array<_, u64> =
+            Array::try_from(map).map_err(|e| LoaderError::Load(format!("READER: {e}")))?;
+        reader
+            .set(0, now, 0)
+            .map_err(|e| LoaderError::Load(format!("writing the reader heartbeat: {e}")))
     }
 
-    /// XDP bpf_links that run this program (or its twin), if the kernel can tell.
-    fn xdp_links(&mut self) -> Option<usize> {
-        let program_ids = self.program_ids();
-        if program_ids.is_empty() {
-            return None;
-        }
-        let links = aya::programs::loaded_links()
-            .filter_map(Result::ok)
-            .filter(|link| {
-                program_ids.contains(&link.program_id())
-                    && link.link_type().ok() == Some(aya::programs::links::LinkType::Xdp)
-            })
-            .count();
-        Some(links)
-    }
-
-    /// The kernel ids of this firewall's programs: the main one first, then its twin once
-    /// loaded. An interface whose XDP program is none of these is not filtered by xdpsieve.
-    pub fn program_ids(&self) -> Vec<u32> {
-        [PROGRAM, TWIN]
-            .iter()
-            .filter_map(|name| {
-                let program: &Xdp = self.ebpf.program(name)?.try_into().ok()?;
-                program.info().ok().map(|info| info.id())
-            })
-            .collect()
-    }
-
-    /// Attaches again to `interface`, which was deleted and now exists again as
-    /// `new_ifindex`, in the mode it had. On failure the old record stays, for a retry.
-    pub fn reattach(
-        &mut self,
-        interface: &str,
-        new_ifindex: u32,
-    ) -> Result<AttachedMode, LoaderError> {
-        let position = self
-            .attachments
-            .iter()
-            .position(|a| a.interface == interface)
-            .ok_or_else(|| LoaderError::UnknownInterface(interface.into()))?;
-        let mode = self.attachments[position].mode;
-        let xdp_mode = match mode {
-            AttachedMode::Native => XdpMode::Driver,
-            AttachedMode::Skb => XdpMode::Skb,
-        };
-        let program = program_of(&mut self.ebpf)?;
-        let link = program
-            .attach_to_if_index(new_ifindex, xdp_mode)
-            .map_err(|e| attach_error(interface, e))?;
-        let old = std::mem::replace(
-            &mut self.attachments[position],
-            Attachment {
-                interface: interface.to_string(),
-                ifindex: new_ifindex,
-                mode,
-                link,
-            },
-        );
-        // The old link died with its device; closing it only frees the kernel's record.
-        let _ = program.detach(old.link);
-        self.interface_names
-            .push((new_ifindex, interface.to_string()));
-        Ok(mode)
-    }
-
-    /// Makes the driver set the program up again on every rx queue of `interface` by moving
-    /// its link to the firewall's other copy in one step (see `watch::relink` for why).
-    pub fn refresh_queues(&mut self, interface: &str) -> Result<(), LoaderError> {
-        let failed = |what: String| LoaderError::Attach {
-            interface: interface.into(),
-            source: ProgramError::IOError(io::Error::other(what)),
-        };
-        let ifindex = self
-            .attachments
-            .iter()
-            .find(|a| a.interface == interface)
-            .map(|a| a.ifindex)
-            .ok_or_else(|| LoaderError::UnknownInterface(interface.into()))?;
-        let twin = program_of_name(&mut self.ebpf, TWIN)?;
-        if twin.fd().is_err() {
-            twin.load()
-                .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 40)))?;
-        }
-        let ids = self.program_ids();
-        let (link, info) = crate::watch::relink::find_link(ifindex, &ids)
-            .map_err(|e| failed(format!("looking for the XDP link: {e}")))?
-            .ok_or_else(|| failed("xdpsieve's XDP link is gone".into()))?;
-        let (new, old) = if ids.first() == Some(&info.program_id) {
-            (TWIN, PROGRAM)
-        } else {
-            (PROGRAM, TWIN)
-        };
-        let fd_of = |name: &str| -> Result<std::os::fd::BorrowedFd<'_>, LoaderError> {
-            let program: &Xdp = self
-                .ebpf
-                .program(name)
-                .ok_or_else(|| LoaderError::Load(format!("the object has no program `{name}`")))?
-                .try_into()
-                .map_err(|e: ProgramError| LoaderError::Load(e.to_string()))?;
-            let fd = program
-                .fd()
-                .map_err(|e| LoaderError::Load(format!("{name}: {e}")))?;
-            Ok(std::os::fd::AsFd::as_fd(fd))
-        };
-        crate::watch::relink::update_link(std::os::fd::AsFd::as_fd(&link), fd_of(new)?, fd_of(old)?)
-            .map_err(|e| failed(format!("moving the XDP link to program {new}: {e}")))
-    }
-
-    pub fn attachments(&self) -> &[Attachment] {
-        &self.attachments
-    }
-
-    /// Detaches from every interface. Called before the final drain of the ring, so the
-    /// counters stop moving and the summary is exact.
-    pub fn detach_all(&mut self) {
-        let attachments = std::mem::take(&mut self.attachments);
-        if let Ok(program) = program_of(&mut self.ebpf) {
-            for a in attachments {
-                if let Err(e) = program.detach(a.link) {
-                    eprintln!("xdpsieve: warning: detaching from {}: {e}", a.interface);
-                }
-            }
-        }
+    /// A map of the loaded program, by name (for carrying counters over in a takeover).
+    pub fn map_mut(&mut self, name: &str) -> Option<&mut aya::maps::Map> {
+        self.ebpf.map_mut(name)
     }
 
     /// The program, for `BPF_PROG_TEST_RUN`.
@@ -482,7 +354,7 @@ impl Firewall {
 
     /// The counter maps `xdpsieve status` reads, by name.
     pub fn counter_maps(&self) -> Vec<(&'static str, &aya::maps::Map)> {
-        crate::status::PINNED_MAPS
+        crate::pins::PINNED_MAPS
             .iter()
             .filter_map(|&name| self.ebpf.map(name).map(|m| (name, m)))
             .collect()
@@ -521,10 +393,27 @@ impl Firewall {
     }
 }
 
-impl Drop for Firewall {
-    fn drop(&mut self) {
-        self.detach_all();
-    }
+/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// True when the process may use BPF (CAP_BPF or CAP_SYS_ADMIN in its effective set).
+pub fn has_bpf_capability() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_BPF | 1 << CAP_SYS_ADMIN) != 0)
 }
 
 fn program_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
@@ -566,24 +455,6 @@ fn load_error(error: &(dyn std::error::Error + 'static), detail: &str) -> Loader
     match errno_in(error) {
         Some(libc::EPERM) => LoaderError::PermissionDenied,
         _ => LoaderError::Load(detail.to_string()),
-    }
-}
-
-fn attach_error(interface: &str, error: ProgramError) -> LoaderError {
-    match errno_in(&error) {
-        Some(libc::EBUSY) | Some(libc::EEXIST) => LoaderError::AlreadyAttached(interface.into()),
-        Some(libc::EPERM) | Some(libc::EACCES) => LoaderError::PermissionDenied,
-        Some(libc::EOPNOTSUPP) => {
-            let source = io::Error::from_raw_os_error(libc::EOPNOTSUPP);
-            LoaderError::NativeUnsupported {
-                interface: interface.into(),
-                source,
-            }
-        }
-        _ => LoaderError::Attach {
-            interface: interface.into(),
-            source: error,
-        },
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `xdpsieve` command: `run` (filter and capture), `check-rules`, and `demo`.
+//! The `xdpsieve` command: `run` (filter and capture), `stop`, `status`, `check-rules`, and
+//! `demo`.
 
 use std::{
     fs::File,
@@ -18,6 +19,7 @@ use xdpsieve::{
     capture::{CaptureWriter, Format, Interface},
     event::{EventFormatter, LogFormat},
     loader::{AttachMode, Firewall, LoaderError, Settings},
+    pins::{self, Claim, Found},
     recorder::{EventLog, Recorder},
     rules::{Action, Rate, RuleSet},
     source::{Transport, wait_readable},
@@ -44,15 +46,18 @@ enum Command {
     Run(Box<RunArgs>),
     /// Parse a rule file and print the rules as the firewall will evaluate them.
     CheckRules(CheckArgs),
+    /// Remove the firewall from an interface: stop the `xdpsieve run` that records for it,
+    /// or remove a firewall left in force by one that died.
+    Stop(StopArgs),
     /// Show a running firewall's rules, hit counts, counters, attach mode and uptime,
-    /// from another shell (same network namespace), without disturbing it.
+    /// from another shell (same network namespace), without disturbing it. Needs root.
     Status(StatusArgs),
     /// Run a self-contained demonstration in two throwaway network namespaces.
     Demo(DemoArgs),
 }
 
 #[derive(Args)]
-#[command(after_help = RULE_HELP)]
+#[command(after_help = RUN_HELP)]
 struct RunArgs {
     /// Interface to attach to; repeat (or separate with commas) for several.
     #[arg(
@@ -152,7 +157,13 @@ struct RunArgs {
     quiet: bool,
 }
 
-const RULE_HELP: &str = "\
+const RUN_HELP: &str = "\
+The firewall is fail-static: it stays in force (pinned in /sys/fs/bpf/xdpsieve/) if this
+process dies in any way (panic, abort, OOM kill, SIGKILL); only the recording stops. It is
+removed by SIGINT/SIGTERM to this process (Ctrl-C) or by `xdpsieve stop -i IFACE` from another
+shell, which also removes a firewall left behind by a process that died. A new `xdpsieve run`
+on such an interface takes the firewall over without a gap and carries its counters on.
+
 Rule expressions (tcpdump-like; conditions joined by `and`, all must hold):
   [ip|ip6] [tcp|udp|icmp|icmp6|proto N]
   src|dst host ADDR      src|dst net CIDR      src|dst port P      src|dst portrange A-B
@@ -211,6 +222,21 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
   log_rate = "100/s"          # limit on this rule's records: N/s, N/m, N/h, 0 = none"#;
 
 #[derive(Args)]
+#[command(after_help = STOP_HELP)]
+struct StopArgs {
+    /// Interface whose firewall to remove.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", required = true)]
+    interface: String,
+}
+
+const STOP_HELP: &str = "\
+If an `xdpsieve run` records for the interface, it gets SIGTERM (as from Ctrl-C): it detaches,
+writes its summary and removes its pins, and stop waits for it (it stops on all its interfaces).
+If that process died and left the firewall in force, stop removes the pinned link (which
+detaches the program) and the pins. Run it in the network namespace the firewall runs in.
+`ip link set dev IFACE xdp off` does not remove a firewall attached through a bpf_link.";
+
+#[derive(Args)]
 struct StatusArgs {
     /// Only this interface [default: every running instance].
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
@@ -242,6 +268,10 @@ const WRITE_BUFFER: usize = 16 << 10;
 /// Records in one drain above which the reader does not pause before the next: it is
 /// behind, and a millisecond's pause lets the ring fill further.
 const BUSY_DRAIN: u64 = 4096;
+
+/// How often the run loop tells the program a recorder is reading (see
+/// `Firewall::heartbeat`); well under `READER_TIMEOUT_NS`.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 
 fn parse_size(text: &str) -> Result<u32, String> {
     let (digits, unit) = match text
@@ -287,6 +317,7 @@ fn main() -> ExitCode {
             run(*args, &sub)
         }
         Command::CheckRules(args) => check_rules(&args),
+        Command::Stop(args) => stop(&args),
         Command::Status(args) => status(&args),
         Command::Demo(args) => xdpsieve::demo::run(&args.write, args.responses),
     };
@@ -297,6 +328,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn stop(args: &StopArgs) -> Result<()> {
+    check_privileges()?;
+    println!("{}", xdpsieve::stop::stop(&args.interface)?);
+    Ok(())
 }
 
 fn status(args: &StatusArgs) -> Result<()> {
@@ -398,6 +435,30 @@ fn open_output(path: &str) -> Result<Box<dyn Write>> {
     Ok(Box::new(file))
 }
 
+/// A start that failed once the firewall was attached: a fresh firewall is removed again
+/// (nothing was in force before); one taken over stays in force, as it was before.
+fn abandon_start(firewall: &mut Firewall, claims: &[Claim], error: anyhow::Error) -> anyhow::Error {
+    if claims.iter().all(|c| matches!(c.found, Found::Nothing)) {
+        if firewall.attachments().is_empty() {
+            for claim in claims {
+                pins::remove(&claim.interface);
+            }
+            return error;
+        }
+        firewall.detach_all();
+        for claim in claims {
+            pins::remove(&claim.interface);
+        }
+        return error.context("starting failed; the firewall was removed again");
+    }
+    let names: Vec<&str> = claims.iter().map(|c| c.interface.as_str()).collect();
+    error.context(format!(
+        "starting failed after taking over the firewall on {0}; it stays in force without a \
+         recorder: run again, or remove it with `xdpsieve stop -i IFACE`",
+        names.join(", ")
+    ))
+}
+
 fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     let rules = build_rules(&args, matches)?;
     let capture_which = args.capture.unwrap_or(if args.write.is_some() {
@@ -436,6 +497,12 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             name: name.clone(),
         });
     }
+    // Claim the pin directories first: a live recorder on an interface, or a directory
+    // someone else could have filled, is refused before anything is loaded.
+    let claims: Vec<Claim> = interfaces
+        .iter()
+        .map(|i| pins::claim(&i.name, std::process::id()))
+        .collect::<Result<_>>()?;
     // Open the outputs before touching the kernel, so a bad path costs nothing.
     let capture_out = match &args.write {
         Some(path) if capture_mask != 0 => Some(open_output(path)?),
@@ -461,8 +528,9 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         default_rate: args.log_rate,
         ifindexes: interfaces.iter().map(|i| i.ifindex).collect(),
     };
-    // Before attaching: a signal that arrives once the program is live must end in a clean
-    // detach and a summary, not in the default action.
+    // Before attaching: a signal that arrives once the program is live must end in the
+    // explicit stop (detach, summary, pins removed), not in the default action, which
+    // would leave the firewall in force without a recorder.
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -497,8 +565,15 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         }
         None => None,
     };
-    for interface in &interfaces {
-        firewall.attach(&interface.name, args.mode)?;
+    // Records count as lost for want of a reader once the heartbeat stops (this process
+    // died); it starts before the program is live.
+    firewall.heartbeat()?;
+    let rule_names: Vec<(u32, String)> =
+        rules.rules.iter().map(|r| (r.id, r.name.clone())).collect();
+    if let Err(e) =
+        xdpsieve::takeover::attach_or_take_over(&mut firewall, &claims, &rule_names, args.mode)
+    {
+        return Err(abandon_start(&mut firewall, &claims, e));
     }
 
     let meta = Meta {
@@ -533,17 +608,26 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             })
             .collect(),
     };
-    // Removed (pins and description) when this guard drops, at the end of run.
-    let _published = xdpsieve::status::publish(&firewall.counter_maps(), &meta)?;
-    let _metrics = match args.metrics {
-        Some(addr) => {
-            let server = xdpsieve::metrics::serve(addr, meta.clone())?;
-            if !args.quiet {
-                eprintln!("xdpsieve: metrics at http://{}/metrics", server.addr);
-            }
-            Some(server)
+    // Removed (pins and description) on the explicit stop only, at the end of run.
+    let started = (|| -> Result<_> {
+        for claim in &claims {
+            pins::publish(claim, &firewall.counter_maps(), &meta)?;
+            firewall.pin_program(&claim.dir.join(pins::PROG_PIN))?;
         }
-        None => None,
+        match args.metrics {
+            Some(addr) => {
+                let server = xdpsieve::metrics::serve(addr, meta.clone())?;
+                if !args.quiet {
+                    eprintln!("xdpsieve: metrics at http://{}/metrics", server.addr);
+                }
+                Ok(Some(server))
+            }
+            None => Ok(None),
+        }
+    })();
+    let _metrics = match started {
+        Ok(metrics) => metrics,
+        Err(e) => return Err(abandon_start(&mut firewall, &claims, e)),
     };
     if !args.quiet {
         let attached: Vec<String> = firewall
@@ -585,7 +669,7 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     // From here on an interface that stops running the program (deleted, detached from
     // outside, queues added) is noticed and reported, and re-attached where possible.
     let mut watcher = xdpsieve::watch::Watcher::new(&firewall, &settings.ifindexes, |name| {
-        Some(xdpsieve::status::health_path(name))
+        Some(xdpsieve::pins::health_path(name))
     })
     .context("opening a netlink socket to watch the interfaces")?;
     let mut fds = Vec::new();
@@ -594,6 +678,7 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     let interval = args.stats_interval.map(Duration::from_secs_f64);
     let mut last_stats = (std::time::Instant::now(), Snapshot::default());
     let mut loop_result: io::Result<()> = Ok(());
+    let mut last_heartbeat = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) && !recorder.as_ref().is_some_and(Recorder::limit_reached) {
         let step = (|| -> io::Result<()> {
             if wait_readable(&fds, Duration::from_millis(100))? {
@@ -621,6 +706,12 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         for event in watcher.poll(&mut firewall) {
             eprintln!("{event}");
         }
+        if last_heartbeat.elapsed() >= HEARTBEAT_INTERVAL {
+            if let Err(e) = firewall.heartbeat() {
+                eprintln!("xdpsieve: warning: {e}");
+            }
+            last_heartbeat = std::time::Instant::now();
+        }
         if let Some(interval) = interval
             && last_stats.0.elapsed() >= interval
         {
@@ -633,8 +724,25 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         }
     }
 
-    // Detach first, then drain: every record the program produced is accounted for.
-    firewall.detach_all();
+    // An explicit stop (a signal, -c reached, the reader of standard output gone) removes
+    // the firewall: detach first, then drain, so every record the program produced is
+    // accounted for. A failure to write is not a request to stop filtering: the firewall
+    // stays in force without a recorder (fail-static).
+    let explicit_stop = !matches!(&loop_result, Err(e) if e.kind() != io::ErrorKind::BrokenPipe);
+    if explicit_stop {
+        firewall.detach_all();
+        for interface in &interfaces {
+            pins::remove(&interface.name);
+        }
+    } else {
+        for interface in &interfaces {
+            eprintln!(
+                "xdpsieve: the firewall on {0} stays in force without a recorder; take it over \
+                 with `xdpsieve run -i {0} ...` or remove it with `xdpsieve stop -i {0}`",
+                interface.name
+            );
+        }
+    }
     let mut writer_stats = WriterStats::default();
     let mut perf_lost = 0;
     if let Some(mut log) = event_log {

@@ -260,7 +260,7 @@ fn interface_health(encoder: &mut DescriptorEncoder, meta: &Meta) -> Result<(), 
         MetricType::Gauge,
     )?;
     for interface in &meta.interfaces {
-        let path = crate::status::health_path(&interface.name);
+        let path = crate::pins::health_path(&interface.name);
         let Some(health) = crate::watch::health::read(&path) else {
             continue;
         };

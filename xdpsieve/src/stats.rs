@@ -34,6 +34,7 @@ pub fn add_counters(t: &mut Counters, c: &Counters) {
     t.events += c.events;
     t.event_lost += c.event_lost;
     t.rate_limited += c.rate_limited;
+    t.no_reader += c.no_reader;
 }
 
 /// Adds one CPU's rule counters to a total.
@@ -143,6 +144,13 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
             out,
             "{} packets not recorded: over their rule's rate limit",
             c.rate_limited
+        );
+    }
+    if c.no_reader > 0 {
+        let _ = writeln!(
+            out,
+            "{} packets not recorded: no recorder was reading (its heartbeat stopped)",
+            c.no_reader
         );
     }
     if writer.past_count > 0 {

@@ -1,16 +1,15 @@
-//! Looking into a running firewall from another shell.
+//! Looking into a firewall from another shell, and what an instance says about itself.
 //!
-//! A running instance pins its counter maps under `/sys/fs/bpf/xdpsieve/<iface>/` (in a
-//! network namespace other than the host's, under `.../netns-<inode>/<iface>/`, since bpffs
-//! is shared by all namespaces and interface names are not) and describes itself in
-//! `/run/xdpsieve/.../<iface>.json`. `xdpsieve status` reads both without touching the
-//! running program. Pins and descriptions are removed on exit; ones left by a killed
-//! instance are recognised by their dead PID (with its start time, so a reused PID does not
-//! fool it) and cleaned on the next start.
+//! A firewall's pins and description live where [`crate::pins`] puts them. `xdpsieve status`
+//! reads both without touching the program: a firewall whose recorder is alive is
+//! "running"; one whose recorder died while its pinned link keeps filtering is "running
+//! without a recorder" (fail-static), with the records it could not hand to anyone counted
+//! as `no_reader`; one with neither link nor live recorder is stale. The recorder is
+//! recognised by its PID together with the PID's start time, so a reused PID does not
+//! fool it.
 
 use std::{
-    fs, io,
-    path::{Path, PathBuf},
+    fs,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -19,12 +18,13 @@ use aya::maps::{Map, MapData};
 use serde::{Deserialize, Serialize};
 use xdpsieve_common::MAX_INTERFACES;
 
-use crate::stats::{self, Snapshot};
+use crate::{
+    pins::{self, LINK_PIN, meta_path, pin_dir, read_meta},
+    stats::{self, Snapshot},
+};
 
-const BPFFS: &str = "/sys/fs/bpf";
-const RUN_DIR: &str = "/run/xdpsieve";
-/// The maps a status reader needs, pinned under these names.
-pub const PINNED_MAPS: [&str; 3] = ["COUNTERS", "RULE_COUNTERS", "INTERFACE_COUNTERS"];
+/// The maps a status reader needs (see [`pins::PINNED_MAPS`]).
+pub const PINNED_MAPS: [&str; 3] = pins::PINNED_MAPS;
 
 /// What a running instance says about itself.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -57,57 +57,17 @@ pub struct MetaRule {
     pub rate: String,
 }
 
-/// Where this network namespace's instances live, below bpffs and /run: nothing extra in the
-/// host's namespace, `netns-<inode>` in any other.
-fn namespace_subdir() -> PathBuf {
-    let ino = |p: &Path| {
-        fs::metadata(p)
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-            .ok()
-    };
-    let Some(mine) = ino(Path::new("/proc/self/ns/net")) else {
-        return PathBuf::new();
-    };
-    let other = match ino(Path::new("/proc/1/ns/net")) {
-        Some(init) => mine != init,
-        // PID 1's namespace can be unreadable (a sandboxed init): recognise the namespaces
-        // `ip netns` made by their bind mounts instead.
-        None => fs::read_dir("/run/netns")
-            .map(|entries| entries.flatten().any(|e| ino(&e.path()) == Some(mine)))
-            .unwrap_or(false),
-    };
-    if other {
-        PathBuf::from(format!("netns-{mine}"))
-    } else {
-        PathBuf::new()
-    }
-}
-
-fn pin_dir(iface: &str) -> PathBuf {
-    Path::new(BPFFS)
-        .join("xdpsieve")
-        .join(namespace_subdir())
-        .join(iface)
-}
-
-fn meta_path(iface: &str) -> PathBuf {
-    Path::new(RUN_DIR)
-        .join(namespace_subdir())
-        .join(format!("{iface}.json"))
-}
-
-/// The watcher's health file for `iface`, next to its description (see `watch::health`).
-/// Not `.json`, so `read_status` does not take it for an instance.
-pub fn health_path(iface: &str) -> PathBuf {
-    meta_path(iface).with_extension("health")
-}
-
-/// The start time of `pid`, or None when no such process exists.
+/// The start time of `pid`, or None when no such process exists or it has ended (a zombie
+/// that its parent has not reaped yet records nothing any more).
 pub fn process_start(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields count from the last ')'.
     let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = after.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 impl Meta {
@@ -116,189 +76,15 @@ impl Meta {
     }
 }
 
-/// Mounts bpffs at /sys/fs/bpf when nothing is mounted there.
-fn ensure_bpffs() -> Result<()> {
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    if mounts
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(BPFFS))
-    {
-        return Ok(());
-    }
-    let target = std::ffi::CString::new(BPFFS).expect("no NUL");
-    let fstype = c"bpf";
-    // SAFETY: valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error()).context("mounting bpffs at /sys/fs/bpf");
-    }
-    Ok(())
-}
-
-/// Pins and descriptions of one running instance; removed on drop.
-pub struct Published {
-    paths: Vec<PathBuf>,
-}
-
-impl Drop for Published {
-    fn drop(&mut self) {
-        for path in &self.paths {
-            let _ = if path.is_dir() {
-                fs::remove_dir_all(path)
-            } else {
-                fs::remove_file(path)
-            };
-            // The per-namespace directory goes too once empty (remove_dir refuses otherwise).
-            if let Some(parent) = path.parent().filter(|p| p.ends_with(namespace_subdir()))
-                && !namespace_subdir().as_os_str().is_empty()
-            {
-                let _ = fs::remove_dir(parent);
-            }
-        }
-    }
-}
-
-/// Publishes `maps` (name, map) and `meta` for each of `meta.interfaces`. Refuses when a
-/// live instance already owns an interface; cleans up after a dead one (and says so).
-pub fn publish(maps: &[(&str, &Map)], meta: &Meta) -> Result<Published> {
-    ensure_bpffs()?;
-    sweep_other_namespaces();
-    let mut published = Published { paths: Vec::new() };
-    for interface in &meta.interfaces {
-        let (dir, meta_file) = (pin_dir(&interface.name), meta_path(&interface.name));
-        if let Some(old) = read_meta(&meta_file) {
-            if old.is_live() && old.pid != meta.pid {
-                bail!(
-                    "xdpsieve (pid {}) is already running on {}; stop it first",
-                    old.pid,
-                    interface.name
-                );
-            }
-            eprintln!(
-                "xdpsieve: removing stale pins of {} left by pid {}, which is gone",
-                interface.name, old.pid
-            );
-        } else if dir.exists() {
-            eprintln!(
-                "xdpsieve: removing stale pins of {} with no owner",
-                interface.name
-            );
-        }
-        let _ = fs::remove_dir_all(&dir);
-        let _ = fs::remove_file(&meta_file);
-        let _ = fs::remove_file(health_path(&interface.name));
-
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        published.paths.push(dir.clone());
-        for (name, map) in maps {
-            map.pin(dir.join(name))
-                .with_context(|| format!("pinning {name} under {}", dir.display()))?;
-        }
-        if let Some(parent) = meta_file.parent() {
-            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let tmp = meta_file.with_extension("json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(meta)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, &meta_file).with_context(|| format!("writing {}", meta_file.display()))?;
-        published.paths.push(meta_file);
-    }
-    Ok(published)
-}
-
-/// Network namespaces that still exist: named ones (`ip netns`) and those of processes.
-fn existing_namespaces() -> std::collections::HashSet<u64> {
-    let ino = |p: &Path| {
-        fs::metadata(p)
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-            .ok()
-    };
-    let mut set = std::collections::HashSet::new();
-    for dir in ["/run/netns", "/proc"] {
-        let Ok(entries) = fs::read_dir(dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = if dir == "/proc" {
-                entry.path().join("ns/net")
-            } else {
-                entry.path()
-            };
-            if let Some(i) = ino(&path) {
-                set.insert(i);
-            }
-        }
-    }
-    set
-}
-
-/// Removes what dead instances left for network namespaces that no longer exist: nobody
-/// can run `status` there any more, and a new namespace could reuse the inode number. A
-/// namespace that still exists keeps its stale pins for its own next start or `status`.
-fn sweep_other_namespaces() {
-    let Ok(entries) = fs::read_dir(RUN_DIR) else {
-        return;
-    };
-    let existing = existing_namespaces();
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let sub = PathBuf::from(entry.file_name());
-        let Some(inode) = sub
-            .to_str()
-            .and_then(|n| n.strip_prefix("netns-"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        if existing.contains(&inode) {
-            continue;
-        }
-        let Ok(metas) = fs::read_dir(entry.path()) else {
-            continue;
-        };
-        for meta_entry in metas.flatten() {
-            let path = meta_entry.path();
-            let Some(iface) = path
-                .file_name()
-                .and_then(|n| n.to_str()?.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            if read_meta(&path).is_some_and(|m| !m.is_live()) {
-                let _ =
-                    fs::remove_dir_all(Path::new(BPFFS).join("xdpsieve").join(&sub).join(iface));
-                let _ = fs::remove_file(&path);
-                let _ = fs::remove_file(path.with_extension("health"));
-                removed += 1;
-            }
-        }
-        let _ = fs::remove_dir(entry.path());
-        let _ = fs::remove_dir(Path::new(BPFFS).join("xdpsieve").join(&sub));
-    }
-    if removed > 0 {
-        eprintln!(
-            "xdpsieve: removed {removed} set(s) of pins left by dead instances in network namespaces that no longer exist"
-        );
-    }
-}
-
-fn read_meta(path: &Path) -> Option<Meta> {
-    serde_json::from_slice(&fs::read(path).ok()?).ok()
-}
-
 /// What `xdpsieve status` reports for one interface.
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub interface: String,
+    /// The recorder (the `xdpsieve run` process) is alive.
     pub live: bool,
+    /// The firewall is in force: its link is pinned, so the program filters on the
+    /// interface whether or not a recorder is alive.
+    pub in_force: bool,
     pub uptime_seconds: u64,
     #[serde(flatten)]
     pub meta: Meta,
@@ -322,6 +108,8 @@ pub struct StatusCounters {
     pub events: u64,
     pub event_lost: u64,
     pub rate_limited: u64,
+    /// Packets whose records were not written because no recorder was reading.
+    pub no_reader: u64,
     /// Hits per rule id (0 = default verdict).
     pub rule_hits: Vec<(u32, u64)>,
     pub rule_suppressed: Vec<(u32, u64)>,
@@ -360,8 +148,13 @@ pub fn pinned_snapshot(iface: &str, meta: &Meta) -> Result<Snapshot> {
 }
 
 /// Status of the instances on `iface`, or of every instance in this network namespace.
+/// Needs root (or CAP_BPF): it opens pinned maps.
 pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
-    let dir = Path::new(RUN_DIR).join(namespace_subdir());
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 && !crate::loader::has_bpf_capability() {
+        bail!("status needs root (it reads pinned BPF maps): run it with sudo");
+    }
+    let dir = pins::meta_dir();
     let names: Vec<String> = match iface {
         Some(name) => vec![name.to_string()],
         None => fs::read_dir(&dir)
@@ -392,21 +185,24 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
             }
             continue;
         };
+        pins::check_existing(&name)?;
         let live = meta.is_live();
-        let counters = if live {
+        let in_force = pin_dir(&name).join(LINK_PIN).exists();
+        let counters = if live || in_force {
             let snap = pinned_snapshot(&name, &meta)?;
             Some(status_counters(&snap, &meta))
         } else {
             None
         };
         let health = if live {
-            crate::watch::health::read(&health_path(&name))
+            crate::watch::health::read(&pins::health_path(&name))
         } else {
             None
         };
         out.push(Status {
             interface: name,
             live,
+            in_force,
             uptime_seconds: now.saturating_sub(meta.started_unix),
             meta,
             counters,
@@ -433,6 +229,7 @@ fn status_counters(snap: &Snapshot, meta: &Meta) -> StatusCounters {
         events: c.events,
         event_lost: c.event_lost,
         rate_limited: c.rate_limited,
+        no_reader: c.no_reader,
         rule_hits: ids.clone().zip(snap.rules.iter().map(|r| r.hits)).collect(),
         rule_suppressed: ids.zip(snap.rules.iter().map(|r| r.suppressed)).collect(),
         interface_packets: snap
@@ -457,7 +254,7 @@ pub fn render(statuses: &[Status]) -> String {
             .iter()
             .map(|i| format!("{} ({})", i.name, i.mode))
             .collect();
-        if !s.live {
+        if !s.live && !s.in_force {
             let _ = writeln!(
                 out,
                 "{}: stale: pid {} is gone; the next xdpsieve run cleans up",
@@ -465,16 +262,31 @@ pub fn render(statuses: &[Status]) -> String {
             );
             continue;
         }
-        let _ = writeln!(
-            out,
-            "{}: xdpsieve {} pid {}, up {}s, on {}, transport {}",
-            s.interface,
-            s.meta.version,
-            s.meta.pid,
-            s.uptime_seconds,
-            modes.join(", "),
-            s.meta.transport
-        );
+        if s.live {
+            let _ = writeln!(
+                out,
+                "{}: xdpsieve {} pid {}, up {}s, on {}, transport {}",
+                s.interface,
+                s.meta.version,
+                s.meta.pid,
+                s.uptime_seconds,
+                modes.join(", "),
+                s.meta.transport
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "{}: firewall in force, running without a recorder (pid {} died); started {}s \
+                 ago, on {}. Its rules still apply; nothing records what they drop. Take it \
+                 over with `xdpsieve run -i {}` or remove it with `xdpsieve stop -i {}`",
+                s.interface,
+                s.meta.pid,
+                s.uptime_seconds,
+                modes.join(", "),
+                s.interface,
+                s.interface
+            );
+        }
         if let Some(h) = &s.health {
             let _ = writeln!(out, "  health: {} (ifindex {})", h.summary, h.ifindex);
         }
@@ -486,8 +298,9 @@ pub fn render(statuses: &[Status]) -> String {
         );
         let _ = writeln!(
             out,
-            "  captured {} (lost {}), events {} (lost {}), rate-limited {}",
-            c.captured, c.capture_lost, c.events, c.event_lost, c.rate_limited
+            "  captured {} (lost {}), events {} (lost {}), rate-limited {}, \
+             lost for want of a reader {}",
+            c.captured, c.capture_lost, c.events, c.event_lost, c.rate_limited, c.no_reader
         );
         for (rule, (id, hits)) in s.meta.rules.iter().zip(c.rule_hits.iter().skip(1)) {
             let suppressed = c

@@ -441,10 +441,13 @@ fn streams_to_stdout_and_stops_after_count() {
 }
 
 #[test]
-fn sigkill_leaves_no_program_attached() {
+fn sigkill_leaves_the_firewall_in_force_until_stop() {
     if !root_or_skip() {
         return;
     }
+    // The old rule (a SIGKILL detaches) is reversed: the firewall is fail-static, pinned in
+    // bpffs, and only an explicit stop removes it. xdpsieve/tests/failstatic.rs tests this at
+    // the socket behind the firewall.
     let tmp = TempDir::new("kill");
     let net = VethPair::create("kill", None).expect("namespaces");
     let fw = Firewall::start(
@@ -454,15 +457,20 @@ fn sigkill_leaves_no_program_attached() {
     assert!(xdp_attached(&net));
     let out = fw.stop(libc::SIGKILL);
     assert!(!out.status.success());
-    // The bpf_link dies with the process; the kernel detaches at once.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while xdp_attached(&net) {
-        assert!(
-            Instant::now() < deadline,
-            "XDP program still attached after SIGKILL"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(xdp_attached(&net), "SIGKILL detached the firewall");
+    let out = net
+        .fw
+        .command(BINARY)
+        .args(["stop", "-i", VethPair::FW_IF])
+        .output()
+        .expect("running xdpsieve stop");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!xdp_attached(&net), "program left attached after stop");
 }
 
 #[test]
@@ -698,7 +706,10 @@ fn clear_errors_for_operator_mistakes() {
         ],
     );
     assert!(
-        !ok && err.contains("already has an XDP program attached"),
+        !ok && err.contains(&format!(
+            "xdpsieve (pid {}) is already running on fw0; stop it first with `xdpsieve stop -i fw0`",
+            first.pid()
+        )),
         "{err}"
     );
     assert!(xdp_attached(&net));
@@ -1333,10 +1344,13 @@ fn status_from_another_process_while_traffic_flows() {
 }
 
 #[test]
-fn stale_pins_of_a_killed_instance_are_cleaned_not_mistaken() {
+fn a_killed_instance_is_shown_as_left_behind_and_taken_over() {
     if !root_or_skip() {
         return;
     }
+    // Before fail-static, a killed instance's pins were stale and the next start cleaned
+    // them. Now its firewall stays in force: status says so (with its counters) and the
+    // next start takes it over.
     let net = VethPair::create("stale", None).expect("namespaces");
     let fw = Firewall::start(&net, &["--drop", "udp src port 53"]);
     let pid = fw.pid();
@@ -1344,22 +1358,26 @@ fn stale_pins_of_a_killed_instance_are_cleaned_not_mistaken() {
     assert!(!out.status.success());
     let text = status_in(&net, &[]);
     assert!(
-        text.contains(&format!("fw0: stale: pid {pid} is gone")),
+        text.contains(&format!(
+            "fw0: firewall in force, running without a recorder (pid {pid} died)"
+        )),
         "{text}"
     );
     let json: serde_json::Value = serde_json::from_str(&status_in(&net, &["--json"])).unwrap();
     assert_eq!(json[0]["live"], false);
-    assert_eq!(json[0]["counters"], serde_json::Value::Null);
-    // The next start cleans up and says so.
+    assert_eq!(json[0]["in_force"], true);
+    assert!(json[0]["counters"].is_object(), "{json}");
+    // The next start takes it over and says so.
     let fw = Firewall::start(&net, &["--drop", "udp src port 53"]);
     let out = fw.stop(libc::SIGINT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains(&format!("removing stale pins of fw0 left by pid {pid}")),
+        stderr.contains(&format!("took over the firewall left on fw0 by pid {pid}")),
         "{stderr}"
     );
     assert!(status_in(&net, &[]).contains("no xdpsieve is running"));
+    assert!(!xdp_attached(&net), "program left attached after SIGINT");
 }
 
 #[test]

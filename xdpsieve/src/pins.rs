@@ -1,0 +1,405 @@
+//! Where a firewall lives when no process holds it: its pins in bpffs and its description in
+//! /run, per interface.
+//!
+//! The firewall is fail-static: once attached, it stays in force until the operator removes
+//! it, whatever happens to the process that records for it. Per interface, the pin
+//! directory `/sys/fs/bpf/xdpsieve/[netns-<inode>/]<iface>/` holds
+//!
+//! - `link`: the XDP bpf_link. While this pin exists the kernel keeps the program attached,
+//!   after a panic, an abort, an OOM kill or SIGKILL of the recorder alike. Removing it is
+//!   what detaches the program (on an explicit stop only).
+//! - `prog`: the program, for bpftool and for whoever takes the firewall over.
+//! - the counter maps `status` and a takeover read ([`PINNED_MAPS`]).
+//!
+//! and `/run/xdpsieve/[netns-<inode>/]<iface>.json` describes the instance ([`Meta`]): its
+//! recorder's pid (with the pid's start time, so a reused pid does not fool anyone), rules
+//! and interfaces. bpffs is shared by all network namespaces and interface names are not,
+//! hence the `netns-<inode>` level outside the host's namespace.
+//!
+//! bpffs is world-writable on some systems: a pin planted by another user would be taken
+//! for ours. Directories are created 0700 by root, and a directory on the way that belongs
+//! to someone else or that group or others may write to is refused ([`check_dir`]).
+
+use std::{
+    fs, io,
+    os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::status::Meta;
+
+pub const BPFFS: &str = "/sys/fs/bpf";
+pub const RUN_DIR: &str = "/run/xdpsieve";
+/// The maps `status` and a takeover need, pinned under these names.
+pub const PINNED_MAPS: [&str; 3] = ["COUNTERS", "RULE_COUNTERS", "INTERFACE_COUNTERS"];
+/// The pinned bpf_link: while it exists the program stays attached.
+pub const LINK_PIN: &str = "link";
+/// The pinned program.
+pub const PROG_PIN: &str = "prog";
+
+/// Where this network namespace's instances live, below bpffs and /run: nothing extra in the
+/// host's namespace, `netns-<inode>` in any other.
+pub fn namespace_subdir() -> PathBuf {
+    let Some(mine) = inode(Path::new("/proc/self/ns/net")) else {
+        return PathBuf::new();
+    };
+    let other = match inode(Path::new("/proc/1/ns/net")) {
+        Some(init) => mine != init,
+        // PID 1's namespace can be unreadable (a sandboxed init): recognise the namespaces
+        // `ip netns` made by their bind mounts instead.
+        None => fs::read_dir("/run/netns")
+            .map(|entries| entries.flatten().any(|e| inode(&e.path()) == Some(mine)))
+            .unwrap_or(false),
+    };
+    if other {
+        PathBuf::from(format!("netns-{mine}"))
+    } else {
+        PathBuf::new()
+    }
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    fs::metadata(path).map(|m| m.ino()).ok()
+}
+
+/// The directory of `iface`'s pins.
+pub fn pin_dir(iface: &str) -> PathBuf {
+    Path::new(BPFFS)
+        .join("xdpsieve")
+        .join(namespace_subdir())
+        .join(iface)
+}
+
+/// The directory of this namespace's descriptions.
+pub fn meta_dir() -> PathBuf {
+    Path::new(RUN_DIR).join(namespace_subdir())
+}
+
+/// The description of the instance on `iface`.
+pub fn meta_path(iface: &str) -> PathBuf {
+    meta_dir().join(format!("{iface}.json"))
+}
+
+/// The watcher's health file for `iface`, next to its description (see `watch::health`).
+/// Not `.json`, so `read_status` does not take it for an instance.
+pub fn health_path(iface: &str) -> PathBuf {
+    meta_path(iface).with_extension("health")
+}
+
+pub fn read_meta(path: &Path) -> Option<Meta> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// Refuses a directory that someone other than us could have filled: owned by another
+/// user, or writable by group or others.
+pub fn check_dir(dir: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() {
+        bail!(
+            "refusing {}: it is not a directory; remove it (it was not made by xdpsieve)",
+            dir.display()
+        );
+    }
+    if meta.uid() != me {
+        bail!(
+            "refusing {}: it belongs to uid {}, not to uid {me}; pins there could have been \
+             planted by someone else. Check what it holds and remove it (rm -r {})",
+            dir.display(),
+            meta.uid(),
+            dir.display()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!(
+            "refusing {}: group or others may write to it (mode {:o}); pins there could have \
+             been planted by someone else. Check what it holds, then remove it (rm -r {}) or \
+             `chmod 700` it",
+            dir.display(),
+            meta.mode() & 0o7777,
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Creates `dir` and the directories above it down from `base` (which must exist) with
+/// mode 0700, and checks every one of them from `base`'s child down.
+fn secure_dir(base: &Path, dir: &Path) -> Result<()> {
+    let relative = dir.strip_prefix(base).unwrap_or(dir);
+    let mut current = base.to_path_buf();
+    for part in relative.components() {
+        current.push(part);
+        match fs::DirBuilder::new().mode(0o700).create(&current) {
+            Ok(()) => {
+                // The umask may have taken bits away, never added any; set it exactly.
+                fs::set_permissions(&current, fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("setting the mode of {}", current.display()))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("creating {}", current.display())),
+        }
+        check_dir(&current)?;
+    }
+    Ok(())
+}
+
+/// Checks the directories of `iface`'s pins and description that exist, without creating
+/// any (for `status` and `stop`).
+pub fn check_existing(iface: &str) -> Result<()> {
+    for (base, dir) in [
+        (Path::new(BPFFS), pin_dir(iface)),
+        (Path::new("/run"), meta_dir()),
+    ] {
+        let mut current = base.to_path_buf();
+        for part in dir.strip_prefix(base).unwrap_or(&dir).components() {
+            current.push(part);
+            if !current.exists() {
+                break;
+            }
+            check_dir(&current)?;
+        }
+    }
+    Ok(())
+}
+
+/// Mounts bpffs at /sys/fs/bpf when nothing is mounted there.
+fn ensure_bpffs() -> Result<()> {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(BPFFS))
+    {
+        return Ok(());
+    }
+    let target = std::ffi::CString::new(BPFFS).context("bpffs path")?;
+    let fstype = c"bpf";
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error()).context("mounting bpffs at /sys/fs/bpf");
+    }
+    Ok(())
+}
+
+/// What a new run finds on an interface.
+#[derive(Debug)]
+pub enum Found {
+    /// Nothing of ours: attach afresh.
+    Nothing,
+    /// A firewall whose recorder is gone, still in force through its pinned link: take it
+    /// over. `meta` is its description, when it left one.
+    LeftBehind { meta: Option<Meta> },
+}
+
+/// An interface's pin directory and description, claimed by this run.
+#[derive(Debug)]
+pub struct Claim {
+    pub interface: String,
+    pub dir: PathBuf,
+    pub meta_file: PathBuf,
+    pub found: Found,
+}
+
+impl Claim {
+    pub fn link_pin(&self) -> PathBuf {
+        self.dir.join(LINK_PIN)
+    }
+}
+
+/// Prepares `iface`'s directories (0700, checked) and says what was there. Refuses when a
+/// live recorder owns the interface; clears what a dead one left without a link (and says so).
+pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
+    ensure_bpffs()?;
+    sweep_other_namespaces();
+    let (dir, meta_file) = (pin_dir(iface), meta_path(iface));
+    secure_dir(Path::new(BPFFS), &dir)?;
+    secure_dir(Path::new("/run"), &meta_dir())?;
+    let old = read_meta(&meta_file);
+    if let Some(old) = &old
+        && old.is_live()
+        && old.pid != my_pid
+    {
+        bail!(
+            "xdpsieve (pid {}) is already running on {iface}; stop it first with \
+             `xdpsieve stop -i {iface}` (or SIGTERM to pid {})",
+            old.pid,
+            old.pid
+        );
+    }
+    let found = if dir.join(LINK_PIN).exists() {
+        Found::LeftBehind { meta: old }
+    } else {
+        if let Some(old) = &old {
+            eprintln!(
+                "xdpsieve: removing stale pins of {iface} left by pid {}, which is gone",
+                old.pid
+            );
+        } else if fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+            eprintln!("xdpsieve: removing stale pins of {iface} with no owner");
+        }
+        clear_dir(&dir)?;
+        let _ = fs::remove_file(&meta_file);
+        let _ = fs::remove_file(health_path(iface));
+        Found::Nothing
+    };
+    Ok(Claim {
+        interface: iface.to_string(),
+        dir,
+        meta_file,
+        found,
+    })
+}
+
+/// Removes every pin in `dir` except the link (which only an explicit stop removes).
+pub fn clear_dir(dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if entry.file_name() == LINK_PIN {
+            continue;
+        }
+        fs::remove_file(entry.path())
+            .with_context(|| format!("removing the stale pin {}", entry.path().display()))?;
+    }
+    Ok(())
+}
+
+/// Pins `maps` (replacing what a previous instance pinned, except the link) and writes the
+/// description, for one claimed interface. The loader pins the link when it attaches, and
+/// the program ([`PROG_PIN`]) after this.
+pub fn publish(claim: &Claim, maps: &[(&str, &aya::maps::Map)], meta: &Meta) -> Result<()> {
+    clear_dir(&claim.dir)?;
+    for (name, map) in maps {
+        map.pin(claim.dir.join(name))
+            .with_context(|| format!("pinning {name} under {}", claim.dir.display()))?;
+    }
+    let tmp = claim.meta_file.with_extension("json.tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(meta)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, &claim.meta_file)
+        .with_context(|| format!("writing {}", claim.meta_file.display()))?;
+    Ok(())
+}
+
+/// Removes `iface`'s pin directory and description. The caller has removed (or never
+/// had) the link pin, so the program is no longer attached.
+pub fn remove(iface: &str) {
+    let (dir, meta_file) = (pin_dir(iface), meta_path(iface));
+    let _ = fs::remove_dir_all(&dir);
+    let _ = fs::remove_file(&meta_file);
+    let _ = fs::remove_file(health_path(iface));
+    // The per-namespace directories go too once empty (remove_dir refuses otherwise).
+    if !namespace_subdir().as_os_str().is_empty() {
+        for path in [&dir, &meta_file] {
+            if let Some(parent) = path.parent() {
+                let _ = fs::remove_dir(parent);
+            }
+        }
+    }
+}
+
+/// Network namespaces that still exist: named ones (`ip netns`) and those of processes.
+fn existing_namespaces() -> std::collections::HashSet<u64> {
+    let mut set = std::collections::HashSet::new();
+    for dir in ["/run/netns", "/proc"] {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = if dir == "/proc" {
+                entry.path().join("ns/net")
+            } else {
+                entry.path()
+            };
+            if let Some(i) = inode(&path) {
+                set.insert(i);
+            }
+        }
+    }
+    set
+}
+
+/// Removes what dead instances left for network namespaces that no longer exist: their
+/// interfaces are gone with them (so their links are defunct and filter nothing), nobody
+/// can run `status` or `stop` there any more, and a new namespace could reuse the inode
+/// number. A namespace that still exists keeps its firewalls.
+fn sweep_other_namespaces() {
+    let Ok(entries) = fs::read_dir(RUN_DIR) else {
+        return;
+    };
+    let existing = existing_namespaces();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let sub = PathBuf::from(entry.file_name());
+        let Some(inode) = sub
+            .to_str()
+            .and_then(|n| n.strip_prefix("netns-"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if existing.contains(&inode) {
+            continue;
+        }
+        let Ok(metas) = fs::read_dir(entry.path()) else {
+            continue;
+        };
+        for meta_entry in metas.flatten() {
+            let path = meta_entry.path();
+            let Some(iface) = path
+                .file_name()
+                .and_then(|n| n.to_str()?.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            if read_meta(&path).is_some_and(|m| !m.is_live()) {
+                let _ =
+                    fs::remove_dir_all(Path::new(BPFFS).join("xdpsieve").join(&sub).join(iface));
+                let _ = fs::remove_file(&path);
+                let _ = fs::remove_file(path.with_extension("health"));
+                removed += 1;
+            }
+        }
+        let _ = fs::remove_dir(entry.path());
+        let _ = fs::remove_dir(Path::new(BPFFS).join("xdpsieve").join(&sub));
+    }
+    if removed > 0 {
+        eprintln!(
+            "xdpsieve: removed {removed} set(s) of pins left by dead instances in network namespaces that no longer exist"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn world_writable_or_foreign_directories_are_refused() {
+        let base = std::env::temp_dir().join(format!("xdpsieve-pins-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        let dir = base.join("a").join("b");
+        secure_dir(&base, &dir).unwrap();
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        fs::set_permissions(base.join("a"), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = format!("{:#}", secure_dir(&base, &dir).unwrap_err());
+        assert!(err.contains("group or others may write to it"), "{err}");
+        fs::set_permissions(base.join("a"), fs::Permissions::from_mode(0o700)).unwrap();
+        secure_dir(&base, &dir).unwrap();
+        let _ = fs::remove_dir_all(&base);
+    }
+}

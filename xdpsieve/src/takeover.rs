@@ -1,0 +1,365 @@
+//! Carrying a left-behind firewall's counters over to the program that takes it over.
+//!
+//! A firewall whose recorder died keeps filtering and counting in its own maps (pinned).
+//! The new program starts from zero, so before the swap its counters are set to the old
+//! ones, per CPU and slot; rules are matched by name (generated names spell out the
+//! conditions, so a rule keeps its counts while its meaning stays), else by id, and
+//! interfaces by name. The swap on the link is atomic, but the old program counted up to
+//! it: after the swap (and a pause for runs still in flight), what the old maps counted
+//! since the copy is added. That addition is a read-modify-write of the new map while the
+//! new program runs, so a packet counted in the same microseconds can be lost from the
+//! count; the window is two syscalls wide. Records the old program left in its ring when
+//! its recorder died are not read: they were counted as `captured` or `events` by the old
+//! program and never reached a file; the old ring is freed with the old program.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Pod,
+    maps::{Map, MapData, PerCpuArray, PerCpuValues},
+};
+use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
+
+use crate::{
+    loader::{AttachMode, AttachedMode, Firewall, ifindex_of},
+    pins::{Claim, Found},
+    status::Meta,
+};
+
+/// Counter structs whose fields are all u64, so they can be added word by word.
+///
+/// # Safety
+/// Implement only for `#[repr(C)]` structs made of u64 fields alone.
+unsafe trait U64Fields: Pod + Default {
+    fn words(&self) -> &[u64] {
+        // SAFETY: the implementor is made of u64s only (see the trait's contract).
+        unsafe {
+            std::slice::from_raw_parts((self as *const Self).cast::<u64>(), size_of::<Self>() / 8)
+        }
+    }
+    fn words_mut(&mut self) -> &mut [u64] {
+        // SAFETY: as above.
+        unsafe {
+            std::slice::from_raw_parts_mut((self as *mut Self).cast::<u64>(), size_of::<Self>() / 8)
+        }
+    }
+}
+// SAFETY: repr(C), u64 fields only (xdpsieve-common's size asserts).
+unsafe impl U64Fields for Counters {}
+// SAFETY: as above.
+unsafe impl U64Fields for RuleCounters {}
+// SAFETY: as above.
+unsafe impl U64Fields for InterfaceCounters {}
+
+/// Which old slot goes to which new slot, per map.
+#[derive(Debug, Default)]
+pub struct SlotMap {
+    pub rules: Vec<(u32, u32)>,
+    pub interfaces: Vec<(u32, u32)>,
+}
+
+impl SlotMap {
+    /// Matches the old instance's rules and interfaces (from its description) with the new
+    /// ones: `rules` as (id, name) in evaluation order, `interfaces` by name in slot order.
+    pub fn new(old: Option<&Meta>, rules: &[(u32, String)], interfaces: &[String]) -> SlotMap {
+        let mut map = SlotMap {
+            rules: vec![(0, 0)],
+            interfaces: vec![(MAX_INTERFACES as u32, MAX_INTERFACES as u32)],
+        };
+        let Some(old) = old else {
+            return map;
+        };
+        for (old_index, old_rule) in old.rules.iter().enumerate() {
+            let by_name = rules
+                .iter()
+                .position(|(_, name)| !name.is_empty() && *name == old_rule.name);
+            let by_id = || rules.iter().position(|(id, _)| *id == old_rule.id);
+            if let Some(new_index) = by_name.or_else(by_id) {
+                map.rules.push((old_index as u32 + 1, new_index as u32 + 1));
+            }
+        }
+        for (old_slot, old_if) in old.interfaces.iter().enumerate().take(MAX_INTERFACES) {
+            if let Some(new_slot) = interfaces.iter().position(|n| *n == old_if.name) {
+                map.interfaces.push((old_slot as u32, new_slot as u32));
+            }
+        }
+        map
+    }
+}
+
+/// The old firewall's counter maps and their values at the copy.
+pub struct Carried {
+    old: [(&'static str, Map); 3],
+    slots: SlotMap,
+    before: Values,
+    /// The old firewall's totals at the copy.
+    pub old_totals: Counters,
+}
+
+/// Per map, per (old slot), the per-CPU values, as words.
+type Values = Vec<Vec<Vec<Vec<u64>>>>;
+
+const MAPS: [&str; 3] = ["COUNTERS", "RULE_COUNTERS", "INTERFACE_COUNTERS"];
+
+fn old_slots(slots: &SlotMap, index: usize) -> Vec<(u32, u32)> {
+    match index {
+        0 => vec![(0, 0)],
+        1 => slots.rules.clone(),
+        _ => slots.interfaces.clone(),
+    }
+}
+
+fn read<T: U64Fields>(map: &Map, slots: &[(u32, u32)]) -> Result<Vec<Vec<Vec<u64>>>> {
+    let array: PerCpuArray<_, T> = PerCpuArray::try_from(map)?;
+    slots
+        .iter()
+        .map(|(old, _)| {
+            Ok(array
+                .get(old, 0)?
+                .iter()
+                .map(|v| v.words().to_vec())
+                .collect())
+        })
+        .collect()
+}
+
+fn read_all(old: &[(&str, Map); 3], slots: &SlotMap) -> Result<Values> {
+    Ok(vec![
+        read::<Counters>(&old[0].1, &old_slots(slots, 0))?,
+        read::<RuleCounters>(&old[1].1, &old_slots(slots, 1))?,
+        read::<InterfaceCounters>(&old[2].1, &old_slots(slots, 2))?,
+    ])
+}
+
+/// Adds `add - sub` (per CPU, word by word) to each mapped slot of the new map.
+fn add<T: U64Fields>(
+    map: &mut Map,
+    slots: &[(u32, u32)],
+    add: &[Vec<Vec<u64>>],
+    sub: Option<&[Vec<Vec<u64>>]>,
+) -> Result<()> {
+    let mut array: PerCpuArray<_, T> = PerCpuArray::try_from(map)?;
+    for (i, (_, new)) in slots.iter().enumerate() {
+        let mut values: Vec<T> = array.get(new, 0)?.iter().copied().collect();
+        let mut changed = false;
+        for (cpu, value) in values.iter_mut().enumerate() {
+            let words = value.words_mut();
+            for (w, word) in words.iter_mut().enumerate() {
+                let plus = add[i].get(cpu).and_then(|c| c.get(w)).copied().unwrap_or(0);
+                let minus = sub
+                    .and_then(|s| s[i].get(cpu))
+                    .and_then(|c| c.get(w))
+                    .copied()
+                    .unwrap_or(0);
+                let delta = plus.wrapping_sub(minus);
+                if delta != 0 {
+                    *word = word.wrapping_add(delta);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            array.set(*new, PerCpuValues::try_from(values)?, 0)?;
+        }
+    }
+    Ok(())
+}
+
+fn add_all(
+    firewall: &mut Firewall,
+    slots: &SlotMap,
+    plus: &Values,
+    minus: Option<&Values>,
+) -> Result<()> {
+    for (index, name) in MAPS.iter().enumerate() {
+        let map = firewall
+            .map_mut(name)
+            .with_context(|| format!("the object has no {name} map"))?;
+        let slot_pairs = old_slots(slots, index);
+        let sub = minus.map(|m| m[index].as_slice());
+        match index {
+            0 => add::<Counters>(map, &slot_pairs, &plus[index], sub),
+            1 => add::<RuleCounters>(map, &slot_pairs, &plus[index], sub),
+            _ => add::<InterfaceCounters>(map, &slot_pairs, &plus[index], sub),
+        }
+        .with_context(|| format!("carrying {name} over"))?;
+    }
+    Ok(())
+}
+
+/// Before the swap: copies the old firewall's counters (pinned in `old_dir`) into the new
+/// program's maps, which nothing else writes yet.
+pub fn copy_before_swap(
+    firewall: &mut Firewall,
+    old_dir: &Path,
+    slots: SlotMap,
+) -> Result<Carried> {
+    let open = |name: &'static str| -> Result<(&'static str, Map)> {
+        let path = old_dir.join(name);
+        let data = MapData::from_pin(&path)
+            .with_context(|| format!("opening the left-behind map {}", path.display()))?;
+        Ok((name, Map::from_map_data(data)?))
+    };
+    let old = [open(MAPS[0])?, open(MAPS[1])?, open(MAPS[2])?];
+    let before = read_all(&old, &slots)?;
+    add_all(firewall, &slots, &before, None)?;
+    let mut old_totals = Counters::default();
+    for cpu in &before[0][0] {
+        for (t, w) in old_totals.words_mut().iter_mut().zip(cpu) {
+            *t += w;
+        }
+    }
+    Ok(Carried {
+        old,
+        slots,
+        before,
+        old_totals,
+    })
+}
+
+/// After the swap: adds what the old program counted between the copy and the swap.
+/// Returns the packets it dropped in that time.
+pub fn add_after_swap(firewall: &mut Firewall, carried: Carried) -> Result<u64> {
+    // Runs of the old program that started before the swap finish within a NAPI poll.
+    std::thread::sleep(Duration::from_millis(20));
+    let after = read_all(&carried.old, &carried.slots)?;
+    add_all(firewall, &carried.slots, &after, Some(&carried.before))?;
+    let dropped_at = |values: &Values| -> u64 {
+        let index = std::mem::offset_of!(Counters, dropped) / 8;
+        values[0][0].iter().map(|cpu| cpu[index]).sum()
+    };
+    Ok(dropped_at(&after).saturating_sub(dropped_at(&carried.before)))
+}
+
+/// Puts `firewall` in force on every claimed interface: attaches afresh where nothing was
+/// there, takes over (atomic swap, counters carried) where a firewall was left behind, and
+/// says so on stderr. `rules` are the new rules as (id, name), in evaluation order.
+pub fn attach_or_take_over(
+    firewall: &mut Firewall,
+    claims: &[Claim],
+    rules: &[(u32, String)],
+    mode: AttachMode,
+) -> Result<()> {
+    let names: Vec<String> = claims.iter().map(|c| c.interface.clone()).collect();
+    // Counters are carried once per old instance: its interfaces share its maps.
+    let mut carried_from: Vec<(u32, u64)> = Vec::new();
+    for claim in claims {
+        let iface = &claim.interface;
+        let Found::LeftBehind { meta } = &claim.found else {
+            firewall.attach(iface, mode, &claim.link_pin())?;
+            continue;
+        };
+        let old_if = meta
+            .as_ref()
+            .and_then(|m| m.interfaces.iter().find(|i| i.name == *iface));
+        let ifindex = ifindex_of(iface)?;
+        if old_if.is_some_and(|i| i.ifindex != ifindex) {
+            // The interface was deleted and made again: the old link is defunct (it
+            // filtered nothing since); attach afresh.
+            eprintln!(
+                "xdpsieve: the firewall pinned for {iface} was on an interface that no longer \
+                 exists (ifindex {}); attaching afresh",
+                old_if.map_or(0, |i| i.ifindex)
+            );
+            std::fs::remove_file(claim.link_pin())
+                .with_context(|| format!("removing {}", claim.link_pin().display()))?;
+            firewall.attach(iface, mode, &claim.link_pin())?;
+            continue;
+        }
+        let old_mode = match old_if.map(|i| i.mode.as_str()) {
+            Some("skb") => AttachedMode::Skb,
+            _ => AttachedMode::Native,
+        };
+        let owner = meta.as_ref().map(|m| (m.pid, m.pid_start));
+        let carry =
+            match owner {
+                Some(key) if carried_from.contains(&key) => None,
+                _ => {
+                    carried_from.extend(owner);
+                    let slots = SlotMap::new(meta.as_ref(), rules, &names);
+                    Some(copy_before_swap(firewall, &claim.dir, slots).with_context(|| {
+                    format!(
+                        "carrying the counters of the firewall left on {iface}; it is left as \
+                         it was (in force)"
+                    )
+                })?)
+                }
+            };
+        let old_totals = carry.as_ref().map(|c| c.old_totals);
+        firewall.take_over(iface, old_mode, &claim.link_pin())?;
+        let meanwhile = match carry {
+            Some(carried) => add_after_swap(firewall, carried)
+                .with_context(|| format!("carrying the counters of {iface} on after the swap"))?,
+            None => 0,
+        };
+        let by = meta.as_ref().map_or_else(
+            || "an instance that left no description".into(),
+            |m| format!("pid {}", m.pid),
+        );
+        let counts = old_totals.map_or_else(String::new, |c| {
+            format!(
+                "; its counters carry on: {} packets dropped so far ({meanwhile} during the \
+                 handover), {} packets' records lost while no recorder was reading",
+                c.dropped + meanwhile,
+                c.no_reader
+            )
+        });
+        eprintln!(
+            "xdpsieve: took over the firewall left on {iface} by {by}, with no gap (the program \
+             was swapped on its pinned link){counts}"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{MetaInterface, MetaRule};
+
+    fn rule(id: u32, name: &str) -> MetaRule {
+        MetaRule {
+            id,
+            name: name.into(),
+            action: "drop".into(),
+            conditions: String::new(),
+            log: false,
+            rate: "0".into(),
+        }
+    }
+
+    #[test]
+    fn slots_match_rules_by_name_then_id_and_interfaces_by_name() {
+        let old = Meta {
+            pid: 1,
+            pid_start: 1,
+            started_unix: 0,
+            version: "test".into(),
+            interfaces: ["fw0", "fw1"]
+                .iter()
+                .enumerate()
+                .map(|(i, n)| MetaInterface {
+                    name: (*n).into(),
+                    ifindex: i as u32 + 2,
+                    mode: "native".into(),
+                })
+                .collect(),
+            transport: "ringbuf".into(),
+            default_action: "pass".into(),
+            rules: vec![rule(1, "a"), rule(2, "b"), rule(3, "gone")],
+        };
+        let new_rules = vec![(5, "b".to_string()), (1, "c".to_string())];
+        let slots = SlotMap::new(Some(&old), &new_rules, &["fw1".to_string()]);
+        // Default to default; "b" (old slot 2) by name to new slot 1; "a" (old slot 1) by
+        // id 1 to new slot 2; "gone" nowhere.
+        assert_eq!(slots.rules, vec![(0, 0), (1, 2), (2, 1)]);
+        let other = MAX_INTERFACES as u32;
+        assert_eq!(slots.interfaces, vec![(other, other), (1, 0)]);
+        let none = SlotMap::new(None, &new_rules, &[]);
+        assert_eq!(
+            (none.rules, none.interfaces),
+            (vec![(0, 0)], vec![(other, other)])
+        );
+    }
+}
