@@ -28,6 +28,7 @@ const MAX_CONNECTIONS: usize = 64;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECTION_LIFETIME_AND_GRACE: Duration = Duration::from_secs(11);
 const IDLE_CONNECTIONS: usize = 1000;
+const FILLER_PORTS: std::ops::Range<u16> = 8000..8060;
 
 /// `xdpsieve run` in the firewall namespace, killed (by PID) on drop if still running.
 struct Firewall {
@@ -41,6 +42,8 @@ impl Firewall {
             .command(BINARY)
             .args(["run", "-i", VethPair::FW_IF])
             .args(["--drop", &format!("udp dst port {DROPPED_PORT}")])
+            // Rules that never match, for a response larger than the server's buffers.
+            .args(FILLER_PORTS.flat_map(|p| ["--pass".to_string(), format!("udp dst port {p}")]))
             .args(["--metrics", METRICS])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -354,8 +357,30 @@ fn slow_reader_was_dropped(mut stream: TcpStream) {
     );
 }
 
-/// Holds `IDLE_CONNECTIONS` connections that send nothing, and checks that the process's
-/// threads and descriptors stay bounded and that a scrape still gets through.
+/// Opens up to `count` connections that send nothing, within 30 s.
+fn open_idle(count: usize) -> Vec<TcpStream> {
+    let start = Instant::now();
+    let mut idle = Vec::with_capacity(count);
+    for _ in 0..count {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "opening connections is too slow"
+        );
+        if let Ok(stream) = connect() {
+            idle.push(stream);
+        }
+    }
+    assert!(
+        idle.len() >= count * 9 / 10,
+        "only {} of {count} connections opened",
+        idle.len()
+    );
+    idle
+}
+
+/// Fills the server's connection slots with idle connections, then holds
+/// `IDLE_CONNECTIONS` more, and checks that a scrape still gets through and that the
+/// process's threads and descriptors stay bounded.
 fn idle_flood(pid: u32, threads_before: usize, fds_before: usize) {
     // The test's own descriptors: 1000 sockets need more than the usual 1024 soft limit.
     let mut limit = libc::rlimit {
@@ -369,23 +394,17 @@ fn idle_flood(pid: u32, threads_before: usize, fds_before: usize) {
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
-    let start = Instant::now();
-    let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
-    for _ in 0..IDLE_CONNECTIONS {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "opening connections is too slow"
-        );
-        if let Ok(stream) = connect() {
-            idle.push(stream);
-        }
-    }
-    assert!(
-        idle.len() >= IDLE_CONNECTIONS * 9 / 10,
-        "only {} connections opened",
-        idle.len()
-    );
-    // A scrape while they are all held: the server evicts the oldest idle one for it.
+    // Every slot taken by a fresh idle connection: the server must evict one for the
+    // scrape rather than make it wait for their header timeout.
+    let fresh = open_idle(MAX_CONNECTIONS);
+    std::thread::sleep(Duration::from_millis(200));
+    let (took, _) = scrape_within(HEADER_READ_TIMEOUT - Duration::from_secs(1));
+    eprintln!("all {MAX_CONNECTIONS} slots idle: scrape in {took:?}");
+
+    let flood_start = Instant::now();
+    let idle = open_idle(IDLE_CONNECTIONS);
+    let flood_took = flood_start.elapsed();
+    // The listen backlog (128) may drop a SYN during the flood: one retransmit is 1 s.
     let (took, response) = scrape_within(Duration::from_secs(5));
     // Sampled after the scrape, which the server accepted after all the others.
     let threads = proc_status(pid, "Threads:");
@@ -401,10 +420,11 @@ fn idle_flood(pid: u32, threads_before: usize, fds_before: usize) {
         "descriptors grew from {fds_before} to {fds}"
     );
     eprintln!(
-        "{} idle connections: {threads} threads, {fds} fds (from {fds_before}), scrape in {took:?}",
+        "{} idle connections opened in {flood_took:?}: {threads} threads, {fds} fds (from \
+         {fds_before}), scrape in {took:?}",
         idle.len()
     );
-    for stream in &idle {
+    for stream in fresh.iter().chain(&idle) {
         let _ = stream.shutdown(Shutdown::Both);
     }
 }
@@ -497,7 +517,28 @@ fn hostile_metrics_clients_hurt_neither_the_endpoint_nor_the_firewall() {
         "{response}"
     );
     assert!(response.trim_end().ends_with("# EOF"), "{response}");
+    assert!(
+        response.len() > 16 * 1024,
+        "the response should outgrow the server's 16 KiB buffer, it has {} bytes",
+        response.len()
+    );
 
+    // Stopping is prompt even with connections open, one of them stuck writing.
+    let held = net
+        .fw
+        .run(|| {
+            let mut held: Vec<TcpStream> = (0..10).filter_map(|_| connect().ok()).collect();
+            held.push(start_slow_reader());
+            held
+        })
+        .expect("entering namespace");
+    let stopping = Instant::now();
     let (status, stderr) = fw.stop();
+    let took = stopping.elapsed();
     assert!(status.success(), "{stderr}");
+    assert!(
+        took < Duration::from_secs(3),
+        "stopping took {took:?} with {} metrics connections open",
+        held.len()
+    );
 }
