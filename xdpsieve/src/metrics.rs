@@ -15,7 +15,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-pub use http::{Limits, MetricsServer};
+pub use http::{Limits, MetricsServer, NICENESS};
 
 use crate::status::{Meta, pinned_snapshot};
 

@@ -23,16 +23,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::netns::VethPair;
+use xdpsieve::{
+    metrics::{Limits, NICENESS},
+    netns::VethPair,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 const METRICS: &str = "127.0.0.1:9471";
 const DROPPED_PORT: u16 = 7001;
 const ALLOWED_PORT: u16 = 7002;
-/// The server's limits (metrics::Limits::default()), as a client sees them.
-const MAX_CONNECTIONS: usize = 64;
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
-const CONNECTION_LIFETIME_AND_GRACE: Duration = Duration::from_secs(11);
+
+/// The limits `--metrics` serves with.
+fn limits() -> Limits {
+    Limits::default()
+}
 const IDLE_CONNECTIONS: usize = 1000;
 const FILLER_PORTS: std::ops::Range<u16> = 8000..8060;
 
@@ -119,6 +123,26 @@ fn proc_status(pid: u32, field: &str) -> usize {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
+/// The niceness of `pid`'s thread named `name`.
+fn thread_niceness(pid: u32, name: &str) -> i32 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("reading tasks");
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).expect("task stat");
+        // After the parenthesised name: state is field 3, nice field 19.
+        let after_name = stat.rsplit_once(')').expect("stat format").1;
+        return after_name
+            .split_whitespace()
+            .nth(19 - 3)
+            .and_then(|n| n.parse().ok())
+            .expect("nice field");
+    }
+    panic!("no thread {name} in process {pid}");
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("reading fds")
@@ -143,10 +167,11 @@ fn idle_flood(pid: u32, threads_before: usize, fds_before: usize) {
     }
     // Every slot taken by a fresh idle connection: the server must evict one for the
     // scrape rather than make it wait for their header timeout.
-    let fresh = open_idle(MAX_CONNECTIONS);
+    let slots = limits().max_connections;
+    let fresh = open_idle(slots);
     std::thread::sleep(Duration::from_millis(200));
-    let (took, _) = scrape_within(HEADER_READ_TIMEOUT - Duration::from_secs(1));
-    eprintln!("all {MAX_CONNECTIONS} slots idle: scrape in {took:?}");
+    let (took, _) = scrape_within(limits().header_read_timeout - Duration::from_secs(1));
+    eprintln!("all {slots} slots idle: scrape in {took:?}");
 
     let flood_start = Instant::now();
     let idle = open_idle(IDLE_CONNECTIONS);
@@ -163,7 +188,7 @@ fn idle_flood(pid: u32, threads_before: usize, fds_before: usize) {
         idle.len()
     );
     assert!(
-        fds <= fds_before + MAX_CONNECTIONS + 8,
+        fds <= fds_before + slots + 8,
         "descriptors grew from {fds_before} to {fds}"
     );
     eprintln!(
@@ -227,6 +252,7 @@ fn hostile_metrics_clients_hurt_neither_the_endpoint_nor_the_firewall() {
         "xdpsieve",
         "nsenter should exec xdpsieve in place"
     );
+    assert_eq!(thread_niceness(pid, "metrics"), NICENESS);
 
     net.fw
         .run(|| {
@@ -238,7 +264,8 @@ fn hostile_metrics_clients_hurt_neither_the_endpoint_nor_the_firewall() {
             let slow_since = Instant::now();
             idle_flood(pid, threads_before, fds_before);
             header_dribbler_is_cut_off();
-            let wait = CONNECTION_LIFETIME_AND_GRACE + Duration::from_secs(1);
+            let wait =
+                limits().connection_lifetime + limits().shutdown_grace + Duration::from_secs(1);
             if let Some(left) = wait.checked_sub(slow_since.elapsed()) {
                 std::thread::sleep(left);
             }

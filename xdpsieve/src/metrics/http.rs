@@ -14,7 +14,8 @@
 //! - a request body is never read: a request that announces one gets its answer and the
 //!   connection is closed;
 //! - a connection lives at most [`Limits::connection_lifetime`], whatever it does (slow
-//!   readers that never take their response, long keep-alive), then is closed.
+//!   readers that never take their response, long keep-alive), then is closed;
+//! - the thread runs at a lower priority ([`NICENESS`]) than the recorder.
 
 use std::{
     collections::VecDeque,
@@ -117,6 +118,7 @@ pub fn start(addr: SocketAddr, limits: Limits, render: Render) -> Result<Metrics
     let thread = std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
+            lower_priority();
             runtime.block_on(async move {
                 tokio::spawn(accept_loop(listener, limits, render));
                 // Err: the server was dropped without sending, which means stop too.
@@ -131,6 +133,21 @@ pub fn start(addr: SocketAddr, limits: Limits, render: Render) -> Result<Metrics
         thread: Some(thread),
         addr: bound,
     })
+}
+
+/// Niceness of the metrics thread: under a connection flood it yields the CPU to the thread
+/// that drains the capture and event buffers.
+pub const NICENESS: i32 = 10;
+
+/// Lowers this thread's priority to [`NICENESS`] (on Linux, `setpriority` on a thread ID
+/// affects that thread only). Lowering needs no privilege; should it fail all the same, the
+/// thread runs at normal priority, as it did before.
+fn lower_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on our own thread ID.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICENESS);
+    }
 }
 
 /// Tells the operator what is wrong with `--metrics ADDR` and what to do.
