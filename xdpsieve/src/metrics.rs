@@ -1,7 +1,7 @@
 //! Prometheus metrics: `--metrics ADDR:PORT` serves `/metrics` (OpenMetrics text, via the
-//! prometheus-client crate) from a hardened HTTP server on its own thread ([`http`]). Each
-//! scrape reads the instance's pinned counter maps, the same ones `xdpsieve status` reads, so
-//! it never touches the capture path.
+//! prometheus-client crate) from a hardened HTTP server on its own thread (`metrics/http.rs`).
+//! Each scrape reads the instance's pinned counter maps, the same ones `xdpsieve status`
+//! reads, so it never touches the capture path.
 
 mod http;
 
