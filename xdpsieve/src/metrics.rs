@@ -1,10 +1,13 @@
 //! Prometheus metrics: `--metrics ADDR:PORT` serves `/metrics` (OpenMetrics text, via the
-//! prometheus-client crate) from a thread. Each scrape reads the instance's pinned counter
-//! maps, the same ones `xdpsieve status` reads, so it never touches the capture path.
+//! prometheus-client crate) from a hardened HTTP server on its own thread (`metrics/http.rs`).
+//! Each scrape reads the instance's pinned counter maps, the same ones `xdpsieve status`
+//! reads, so it never touches the capture path.
 
-use std::{net::SocketAddr, sync::Arc, thread::JoinHandle};
+mod http;
 
-use anyhow::{Context as _, Result};
+use std::net::SocketAddr;
+
+use anyhow::Result;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
@@ -12,68 +15,24 @@ use prometheus_client::{
     registry::Registry,
 };
 
+pub use http::{Limits, MetricsServer, NICENESS};
+
 use crate::status::{Meta, pinned_snapshot};
 
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The running HTTP server; stops on drop.
-pub struct MetricsServer {
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-    pub addr: SocketAddr,
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Serves the counters of the instance described by `meta` on `addr`.
+/// Serves the counters of the instance described by `meta` on `addr`, with the default
+/// [`Limits`].
 pub fn serve(addr: SocketAddr, meta: Meta) -> Result<MetricsServer> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("listening for metrics on {addr}"))?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .context("metrics server has no IP address")?;
-    let server = Arc::new(server);
     let mut registry = Registry::default();
     registry.register_collector(Box::new(FirewallCollector { meta }));
-    let thread = {
-        let server = Arc::clone(&server);
-        std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || {
-                for request in server.incoming_requests() {
-                    let response = if request.url() == "/metrics" {
-                        let mut body = String::new();
-                        match prometheus_client::encoding::text::encode(&mut body, &registry) {
-                            Ok(()) => tiny_http::Response::from_string(body).with_header(
-                                tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE)
-                                    .expect("static header"),
-                            ),
-                            Err(_) => tiny_http::Response::from_string("encoding failed\n")
-                                .with_status_code(500),
-                        }
-                    } else {
-                        tiny_http::Response::from_string("xdpsieve serves /metrics\n")
-                            .with_status_code(404)
-                    };
-                    let _ = request.respond(response);
-                }
-            })
-            .context("starting the metrics thread")?
-    };
-    Ok(MetricsServer {
-        server,
-        thread: Some(thread),
-        addr: bound,
-    })
+    http::start(
+        addr,
+        Limits::default(),
+        Box::new(move || {
+            let mut body = String::new();
+            prometheus_client::encoding::text::encode(&mut body, &registry).ok()?;
+            Some(body)
+        }),
+    )
 }
 
 #[derive(Debug)]
