@@ -15,6 +15,7 @@ pub mod event;
 pub mod loader;
 pub mod metrics;
 pub mod netns;
+pub mod output;
 pub mod record;
 pub mod recorder;
 pub mod ringbuf;

@@ -1,8 +1,7 @@
 //! The `xdpsieve` command: `run` (filter and capture), `check-rules`, and `demo`.
 
 use std::{
-    fs::File,
-    io::{self, BufWriter, IsTerminal as _, Write},
+    io::{self, IsTerminal as _},
     path::PathBuf,
     process::ExitCode,
     sync::{
@@ -18,10 +17,11 @@ use xdpsieve::{
     capture::{CaptureWriter, Format, Interface},
     event::{EventFormatter, LogFormat},
     loader::{AttachMode, Firewall, LoaderError, Settings},
+    output::{RecordWriter, Sink, WRITE_BUFFER},
     recorder::{EventLog, Recorder},
     rules::{Action, Rate, RuleSet},
     source::{Transport, wait_readable},
-    stats::{self, Snapshot, WriterStats},
+    stats::{self, Snapshot},
     status::{Meta, MetaInterface, MetaRule},
 };
 use xdpsieve_common::{MAX_SNAPLEN, capture};
@@ -232,13 +232,6 @@ struct DemoArgs {
     responses: u32,
 }
 
-/// Output buffer of the capture file and the event log. Small on purpose: the records are
-/// copied from the ring into it and from it into the page cache, and a buffer that stays
-/// in the CPU's cache makes both copies cheap. With 1 MiB, 512-byte captures cost the
-/// writer 2-4x the CPU per packet at full rate (and lost packets); with 16 KiB it keeps up
-/// where tcpdump does (`cargo xtask bench`).
-const WRITE_BUFFER: usize = 16 << 10;
-
 /// Records in one drain above which the reader does not pause before the next: it is
 /// behind, and a millisecond's pause lets the ring fill further.
 const BUSY_DRAIN: u64 = 4096;
@@ -384,18 +377,16 @@ fn check_privileges() -> Result<()> {
     Ok(())
 }
 
-fn open_output(path: &str) -> Result<Box<dyn Write>> {
+fn open_output(path: &str) -> Result<Sink> {
     if path == "-" {
-        let stdout = io::stdout();
-        if stdout.is_terminal() {
+        if io::stdout().is_terminal() {
             bail!(
                 "refusing to write a binary capture to a terminal; redirect `-w -` to a file or a pipe"
             );
         }
-        return Ok(Box::new(stdout.lock()));
+        return Sink::stdout().context("opening standard output");
     }
-    let file = File::create(path).with_context(|| format!("cannot open output file {path}"))?;
-    Ok(Box::new(file))
+    Sink::create(path.as_ref()).with_context(|| format!("cannot open output file {path}"))
 }
 
 fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
@@ -441,14 +432,17 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         Some(path) if capture_mask != 0 => Some(open_output(path)?),
         _ => None,
     };
-    let log_out: Option<Box<dyn Write>> = match (&args.log_file, logging) {
+    let log_out: Option<(Sink, String)> = match (&args.log_file, logging) {
         (_, false) => None,
-        (Some(path), true) => {
-            Some(Box::new(File::create(path).with_context(|| {
-                format!("cannot open log file {}", path.display())
-            })?))
-        }
-        (None, true) => Some(Box::new(io::stdout().lock())),
+        (Some(path), true) => Some((
+            Sink::create(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?,
+            path.display().to_string(),
+        )),
+        (None, true) => Some((
+            Sink::stdout().context("opening standard output")?,
+            "standard output".into(),
+        )),
     };
 
     let settings = Settings {
@@ -463,9 +457,20 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     };
     // Before attaching: a signal that arrives once the program is live must end in a clean
     // detach and a summary, not in the default action.
+    // SIGUSR1/2 ask for a status line and SIGHUP for a reload (not supported yet): none of
+    // them may kill the process without its summary. SIGPIPE needs nothing: the Rust
+    // runtime ignores it, so a reader of `-w -` going away is an EPIPE write error.
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
+    let status_asked = Arc::new(AtomicBool::new(false));
+    let reload_asked = Arc::new(AtomicBool::new(false));
+    for (signal, flag) in [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGUSR1, &status_asked),
+        (signal_hook::consts::SIGUSR2, &status_asked),
+        (signal_hook::consts::SIGHUP, &reload_asked),
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(flag))
             .context("installing signal handler")?;
     }
     let mut firewall = Firewall::load(&settings)?;
@@ -473,12 +478,15 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     // program's output fail, which would count packets as lost that no buffer refused.
     let mut recorder = match capture_out {
         Some(output) => {
-            let out = BufWriter::with_capacity(WRITE_BUFFER, output);
-            let writer = CaptureWriter::new(args.format, out, args.snaplen, &interfaces)
-                .context("writing the capture file header")?;
+            let writer = CaptureWriter::new(args.format, output, args.snaplen, &interfaces);
+            let target = match args.write.as_deref() {
+                Some("-") | None => "standard output",
+                Some(path) => path,
+            };
             Some(Recorder::new(
                 firewall.take_capture_source()?,
                 writer,
+                target,
                 &rules,
                 args.count,
             ))
@@ -486,14 +494,19 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         None => None,
     };
     let mut event_log = match log_out {
-        Some(out) => {
+        Some((out, target)) => {
             let names: Vec<(u32, String)> = interfaces
                 .iter()
                 .map(|i| (i.ifindex, i.name.clone()))
                 .collect();
             let formatter = EventFormatter::new(args.log_format, &rules, &names);
-            let out = BufWriter::with_capacity(WRITE_BUFFER, out);
-            Some(EventLog::new(firewall.take_event_source()?, formatter, out))
+            let out = RecordWriter::new(out, WRITE_BUFFER);
+            Some(EventLog::new(
+                firewall.take_event_source()?,
+                formatter,
+                out,
+                &target,
+            ))
         }
         None => None,
     };
@@ -587,16 +600,22 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     fds.extend(event_log.iter().flat_map(|l| l.source().fds()));
     let interval = args.stats_interval.map(Duration::from_secs_f64);
     let mut last_stats = (std::time::Instant::now(), Snapshot::default());
+    let writer_stats = |recorder: &mut Option<Recorder<Sink>>, log: &Option<EventLog<Sink>>| {
+        let capture = recorder.as_mut().map(Recorder::stats).unwrap_or_default();
+        capture.merge(log.as_ref().map(EventLog::stats).unwrap_or_default())
+    };
     let mut loop_result: io::Result<()> = Ok(());
-    while !stop.load(Ordering::Relaxed) && !recorder.as_ref().is_some_and(Recorder::limit_reached) {
-        let step = (|| -> io::Result<()> {
-            if wait_readable(&fds, Duration::from_millis(100))? {
+    while !stop.load(Ordering::Relaxed) && !recorder.as_mut().is_some_and(Recorder::limit_reached) {
+        // Only waiting can fail here: a failed output stops itself and says so, and the
+        // loop goes on draining (and counting) its records.
+        match wait_readable(&fds, Duration::from_millis(100)) {
+            Ok(true) => {
                 let mut drained = 0;
                 if let Some(r) = recorder.as_mut() {
-                    drained += r.drain()?;
+                    drained += r.drain();
                 }
                 if let Some(l) = event_log.as_mut() {
-                    drained += l.drain()?;
+                    drained += l.drain();
                 }
                 if drained > 0 && drained < BUSY_DRAIN {
                     // Let records gather: under steady traffic a wakeup, a write and a
@@ -606,62 +625,52 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
-            Ok(())
-        })();
-        if let Err(e) = step {
-            loop_result = Err(e);
-            break;
+            Ok(false) => {}
+            Err(e) => {
+                loop_result = Err(e);
+                break;
+            }
         }
-        if let Some(interval) = interval
-            && last_stats.0.elapsed() >= interval
-        {
+        if reload_asked.swap(false, Ordering::Relaxed) {
+            eprintln!(
+                "xdpsieve: SIGHUP: reload is not supported yet; still filtering with the rules loaded at start"
+            );
+        }
+        let asked = status_asked.swap(false, Ordering::Relaxed);
+        if asked || interval.is_some_and(|i| last_stats.0.elapsed() >= i) {
             let perf_lost = recorder.as_ref().map_or(0, |r| r.source().perf_lost())
                 + event_log.as_ref().map_or(0, |l| l.source().perf_lost());
             let now = firewall.snapshot(rules.rules.len(), perf_lost)?;
             let secs = last_stats.0.elapsed().as_secs_f64();
-            eprintln!("{}", stats::interval_line(&last_stats.1, &now, secs));
+            let written = writer_stats(&mut recorder, &event_log);
+            eprintln!(
+                "{}",
+                stats::interval_line(&last_stats.1, &now, &written, secs)
+            );
             last_stats = (std::time::Instant::now(), now);
         }
     }
 
     // Detach first, then drain: every record the program produced is accounted for.
     firewall.detach_all();
-    let mut writer_stats = WriterStats::default();
     let mut perf_lost = 0;
-    if let Some(mut log) = event_log {
-        if loop_result.is_ok() {
-            loop_result = log.drain().map(|_| ());
-        }
-        (writer_stats.logged, writer_stats.undecodable) = log.counts();
+    if let Some(log) = event_log.as_mut() {
+        log.drain();
         perf_lost += log.source().perf_lost();
     }
-    if let Some(mut r) = recorder {
-        if loop_result.is_ok() {
-            loop_result = r.drain().map(|_| ());
-        }
-        let capture_stats = r.stats();
-        writer_stats.written = capture_stats.written;
-        writer_stats.past_count = capture_stats.past_count;
-        writer_stats.undecodable += capture_stats.undecodable;
+    if let Some(r) = recorder.as_mut() {
+        r.drain();
         perf_lost += r.source().perf_lost();
         let per_interface = firewall.interface_counters()?;
-        if loop_result.is_ok() {
-            loop_result = r.finish().and_then(|mut writer| {
-                for (interface, counters) in interfaces.iter().zip(&per_interface) {
-                    writer.write_interface_statistics(interface.ifindex, counters)?;
-                }
-                writer.flush()
-            });
-        }
+        let closing: Vec<_> = interfaces
+            .iter()
+            .map(|i| i.ifindex)
+            .zip(per_interface)
+            .collect();
+        r.finish(&closing);
     }
     let snapshot = firewall.snapshot(rules.rules.len(), perf_lost)?;
-    eprint!("{}", stats::summary(&snapshot, &writer_stats, &rules));
-    match loop_result {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-            eprintln!("xdpsieve: the reader of standard output went away; stopped");
-            Ok(())
-        }
-        Err(e) => Err(e).context("writing the capture or the log"),
-        Ok(()) => Ok(()),
-    }
+    let written = writer_stats(&mut recorder, &event_log);
+    eprint!("{}", stats::summary(&snapshot, &written, &rules));
+    loop_result.context("waiting for records")
 }

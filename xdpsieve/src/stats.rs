@@ -102,6 +102,25 @@ pub struct WriterStats {
     pub undecodable: u64,
     /// Event lines written to the log.
     pub logged: u64,
+    /// Capture records not written because the capture output failed (disk full, I/O
+    /// error, reader gone): those after the failure and those it took down with it.
+    pub capture_not_written: u64,
+    /// Event lines not written because the log output failed.
+    pub log_not_written: u64,
+}
+
+impl WriterStats {
+    /// The capture's and the event log's counts together.
+    pub fn merge(self, other: WriterStats) -> WriterStats {
+        WriterStats {
+            written: self.written + other.written,
+            past_count: self.past_count + other.past_count,
+            undecodable: self.undecodable + other.undecodable,
+            logged: self.logged + other.logged,
+            capture_not_written: self.capture_not_written + other.capture_not_written,
+            log_not_written: self.log_not_written + other.log_not_written,
+        }
+    }
 }
 
 /// The exit summary, printed to stderr.
@@ -118,11 +137,11 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
         "{} bytes seen ({} dropped, {} passed)",
         c.bytes_seen, c.bytes_dropped, c.bytes_passed
     );
-    if c.captured + c.capture_lost > 0 || writer.written > 0 {
+    if c.captured + c.capture_lost > 0 || writer.written + writer.capture_not_written > 0 {
         let _ = writeln!(out, "{} packets captured", writer.written);
         let _ = writeln!(out, "{} packets lost: capture buffer full", c.capture_lost);
     }
-    if c.events + c.event_lost > 0 || writer.logged > 0 {
+    if c.events + c.event_lost > 0 || writer.logged + writer.log_not_written > 0 {
         let _ = writeln!(
             out,
             "{} events logged ({} sent by the program)",
@@ -150,6 +169,20 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
             out,
             "{} packets not written: past the -c count",
             writer.past_count
+        );
+    }
+    if writer.capture_not_written > 0 {
+        let _ = writeln!(
+            out,
+            "{} packets not written: capture output failed",
+            writer.capture_not_written
+        );
+    }
+    if writer.log_not_written > 0 {
+        let _ = writeln!(
+            out,
+            "{} events not written: log output failed",
+            writer.log_not_written
         );
     }
     if writer.undecodable > 0 {
@@ -196,13 +229,26 @@ fn suppressed(n: u64) -> String {
 }
 
 /// One status line for `--stats-interval`: rates since the previous snapshot.
-pub fn interval_line(previous: &Snapshot, current: &Snapshot, seconds: f64) -> String {
+pub fn interval_line(
+    previous: &Snapshot,
+    current: &Snapshot,
+    writer: &WriterStats,
+    seconds: f64,
+) -> String {
     let (p, c) = (&previous.counters, &current.counters);
     let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / seconds.max(1e-9);
+    let not_written = if writer.capture_not_written + writer.log_not_written > 0 {
+        format!(
+            "; not written (output failed) {} (capture) {} (events)",
+            writer.capture_not_written, writer.log_not_written
+        )
+    } else {
+        String::new()
+    };
     format!(
         "xdpsieve: {:.0} pkt/s ({:.0} dropped/s, {:.0} passed/s), {:.1} Mbit/s; \
          captured {:.0}/s, events {:.0}/s; lost {} (capture) {} (events) {} (perf), \
-         rate-limited {}",
+         rate-limited {}{not_written}",
         rate(c.seen, p.seen),
         rate(c.dropped, p.dropped),
         rate(c.passed, p.passed),
