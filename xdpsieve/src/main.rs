@@ -162,7 +162,14 @@ Rules are evaluated in order, first match wins: the --rules file's rules first, 
 
 Examples:
   xdpsieve run -i eth0 --drop 'udp src port 53' -w dropped.pcap
-  xdpsieve run -i eth0 --rules fw.toml --capture all --format pcapng -w - | tshark -r -";
+  xdpsieve run -i eth0 --rules fw.toml --capture all --format pcapng -w - | tshark -r -
+
+Signals:
+  SIGINT, SIGTERM   detach, write the closing blocks, print the summary, exit
+  SIGUSR1, SIGUSR2  print a status line to stderr (as --stats-interval does) and go on
+  SIGHUP            say that reload is not supported yet and go on filtering
+A capture or log output that fails (disk full, I/O error, the reader of -w - gone) stops
+with one line on stderr; filtering goes on, and the records not written are counted.";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Which {
