@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod classify;
+pub mod counters;
 pub mod demo;
 pub mod event;
 pub mod loader;
@@ -23,6 +24,7 @@ pub mod rules;
 pub mod source;
 pub mod stats;
 pub mod status;
+pub mod writer_state;
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpsieve"));

@@ -555,6 +555,15 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     };
     // Removed (pins and description) when this guard drops, at the end of run.
     let _published = xdpsieve::status::publish(&firewall.counter_maps(), &meta)?;
+    // The writers' counts for `status` and the metrics; removed with it at the end of run.
+    let mut writer_state = xdpsieve::writer_state::WriterState::new(&meta);
+    let mut last_state = (
+        std::time::Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or_else(std::time::Instant::now),
+        0,
+    );
+    let mut state_warned = false;
     let _metrics = match args.metrics {
         Some(addr) => {
             let server = xdpsieve::metrics::serve(addr, meta.clone())?;
@@ -637,6 +646,20 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                 loop_result = Err(e);
                 break;
             }
+        }
+        // About once a second, and at once when an output fails.
+        let failed = usize::from(recorder.as_mut().is_some_and(Recorder::failed))
+            + usize::from(event_log.as_ref().is_some_and(EventLog::failed));
+        if last_state.0.elapsed() >= Duration::from_secs(1) || failed != last_state.1 {
+            if let Err(e) = writer_state.update(&writer_stats(&mut recorder, &event_log))
+                && !state_warned
+            {
+                eprintln!(
+                    "xdpsieve: warning: cannot publish the writers' counts for `xdpsieve status`: {e}"
+                );
+                state_warned = true;
+            }
+            last_state = (std::time::Instant::now(), failed);
         }
         if reload_asked.swap(false, Ordering::Relaxed) {
             eprintln!(

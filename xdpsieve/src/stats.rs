@@ -1,77 +1,13 @@
-//! Counters: summing the program's per-CPU counters into one [`Snapshot`], and reporting it
-//! the way tcpdump reports its own at exit, plus what userspace did with the records.
+//! Counters at one moment ([`Snapshot`], read by [`crate::counters::read_snapshot`]), what
+//! userspace did with the records ([`WriterStats`]), and their reports: the exit summary
+//! (the way tcpdump reports its own at exit) and the `--stats-interval` line. The counters
+//! themselves are catalogued in [`crate::counters`].
 
 use std::fmt::Write as _;
 
-use aya::{
-    Pod,
-    maps::{Map, MapError, PerCpuArray},
-};
 use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters};
 
-use crate::rules::RuleSet;
-
-/// Sums per-CPU counter slots.
-pub fn sum_counters<'a>(per_cpu: impl IntoIterator<Item = &'a Counters>) -> Counters {
-    per_cpu.into_iter().fold(Counters::default(), |mut t, c| {
-        add_counters(&mut t, c);
-        t
-    })
-}
-
-/// Adds one CPU's packet counters to a total.
-pub fn add_counters(t: &mut Counters, c: &Counters) {
-    t.seen += c.seen;
-    t.passed += c.passed;
-    t.dropped += c.dropped;
-    t.malformed += c.malformed;
-    t.captured += c.captured;
-    t.capture_lost += c.capture_lost;
-    t.bytes_seen += c.bytes_seen;
-    t.bytes_dropped += c.bytes_dropped;
-    t.non_ip += c.non_ip;
-    t.bytes_passed += c.bytes_passed;
-    t.events += c.events;
-    t.event_lost += c.event_lost;
-    t.rate_limited += c.rate_limited;
-}
-
-/// Adds one CPU's rule counters to a total.
-pub fn add_rule(t: &mut RuleCounters, c: &RuleCounters) {
-    t.hits += c.hits;
-    t.bytes += c.bytes;
-    t.suppressed += c.suppressed;
-}
-
-/// Adds one CPU's interface counters to a total.
-pub fn add_interface(t: &mut InterfaceCounters, c: &InterfaceCounters) {
-    t.packets += c.packets;
-    t.bytes += c.bytes;
-    t.passed += c.passed;
-    t.dropped += c.dropped;
-    t.captured += c.captured;
-    t.capture_lost += c.capture_lost;
-    t.rate_limited += c.rate_limited;
-}
-
-/// Reads slots `0..slots` of a per-CPU array map, each summed over CPUs with `add`. The
-/// loaded program's maps and the pinned ones `xdpsieve status` opens go through here alike.
-pub fn sum_per_cpu<T: Pod + Default>(
-    map: &Map,
-    slots: usize,
-    add: fn(&mut T, &T),
-) -> Result<Vec<T>, MapError> {
-    let array: PerCpuArray<_, T> = PerCpuArray::try_from(map)?;
-    (0..slots as u32)
-        .map(|slot| {
-            let mut total = T::default();
-            for value in array.get(&slot, 0)?.iter() {
-                add(&mut total, value);
-            }
-            Ok(total)
-        })
-        .collect()
-}
+use crate::{counters, rules::RuleSet};
 
 /// Every counter of a running firewall at one moment, summed over CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -111,15 +47,9 @@ pub struct WriterStats {
 
 impl WriterStats {
     /// The capture's and the event log's counts together.
-    pub fn merge(self, other: WriterStats) -> WriterStats {
-        WriterStats {
-            written: self.written + other.written,
-            past_count: self.past_count + other.past_count,
-            undecodable: self.undecodable + other.undecodable,
-            logged: self.logged + other.logged,
-            capture_not_written: self.capture_not_written + other.capture_not_written,
-            log_not_written: self.log_not_written + other.log_not_written,
-        }
+    pub fn merge(mut self, other: WriterStats) -> WriterStats {
+        counters::add(counters::WRITER, &mut self, &other);
+        self
     }
 }
 
@@ -157,37 +87,9 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
             snap.perf_lost
         );
     }
-    if c.rate_limited > 0 {
-        let _ = writeln!(
-            out,
-            "{} packets not recorded: over their rule's rate limit",
-            c.rate_limited
-        );
-    }
-    if writer.past_count > 0 {
-        let _ = writeln!(
-            out,
-            "{} packets not written: past the -c count",
-            writer.past_count
-        );
-    }
-    if writer.capture_not_written > 0 {
-        let _ = writeln!(
-            out,
-            "{} packets not written: capture output failed",
-            writer.capture_not_written
-        );
-    }
-    if writer.log_not_written > 0 {
-        let _ = writeln!(
-            out,
-            "{} events not written: log output failed",
-            writer.log_not_written
-        );
-    }
-    if writer.undecodable > 0 {
-        let _ = writeln!(out, "{} records could not be decoded", writer.undecodable);
-    }
+    // Every other count that means records went unrecorded or unwritten, from the catalogue.
+    counters::summary_lines(counters::KERNEL, c, &mut out);
+    counters::summary_lines(counters::WRITER, writer, &mut out);
     if !rules.rules.is_empty() {
         for (index, rule) in rules.rules.iter().enumerate() {
             let _ = writeln!(
@@ -284,7 +186,10 @@ mod tests {
             rate_limited: 5,
             ..Default::default()
         };
-        let total = sum_counters([&a, &b]);
+        let mut total = Counters::default();
+        for cpu in [&a, &b] {
+            counters::add(counters::KERNEL, &mut total, cpu);
+        }
         assert_eq!((total.seen, total.dropped, total.passed), (7, 5, 2));
         assert_eq!((total.captured, total.capture_lost), (1, 2));
         assert_eq!((total.events, total.rate_limited), (2, 5));
@@ -322,6 +227,7 @@ mod tests {
         };
         let writer = WriterStats {
             written: 2,
+            capture_not_written: 3,
             ..Default::default()
         };
         let text = summary(&snap, &writer, &rules);
@@ -334,5 +240,8 @@ mod tests {
         assert!(text.contains("drop udp src port 53"));
         assert!(text.contains("4 hits, 1 not recorded (rate limit)"));
         assert!(!text.contains("events logged"));
+        assert!(text.contains("3 packets not written: capture output failed"));
+        // No -c, so nothing is blamed on it.
+        assert!(!text.contains("past the -c count"));
     }
 }

@@ -218,6 +218,22 @@ fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
 
+/// Runs `program ARGS` in the firewall's namespace; its standard output.
+fn in_namespace(net: &VethPair, program: &str, args: &[&str]) -> String {
+    let out = net
+        .fw
+        .command(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program} (cargo xtask setup installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The number before `words` on the summary line containing them (0 when no such line).
 fn count(stderr: &str, words: &str) -> u64 {
     stderr
@@ -281,7 +297,16 @@ fn disk_full_capture_stops_the_capture_not_the_firewall() {
     let capture = disk.file("dropped.pcap");
     let net = VethPair::create("fulldisk", None).expect("namespaces");
     let (dropped_socket, passed_socket) = sockets(&net);
-    let mut fw = Firewall::start(&net, &["-w", capture.to_str().unwrap()], Stdio::null());
+    let mut fw = Firewall::start(
+        &net,
+        &[
+            "-w",
+            capture.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:9471",
+        ],
+        Stdio::null(),
+    );
 
     // 600 records of ~1 KiB: the 256 KiB file system fills a little under half way.
     let mut passed = flood(&net, 600, 1000);
@@ -291,6 +316,33 @@ fn disk_full_capture_stops_the_capture_not_the_firewall() {
     passed += flood(&net, 200, 1000);
     settle();
     assert!(fw.running(), "xdpsieve exited after the disk filled");
+    // `status` and the metrics, from other processes, show what was not written: the
+    // counts as published (at the failure, then about once a second), all in by now.
+    std::thread::sleep(Duration::from_millis(1200));
+    let status = in_namespace(&net, BINARY, &["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    let counters = &json[0]["counters"];
+    let status_not_written = counters["capture_not_written"].as_u64().expect("count");
+    assert!(status_not_written > 0, "{status}");
+    assert!(counters["written"].as_u64().expect("count") > 0, "{status}");
+    let text = in_namespace(&net, BINARY, &["status"]);
+    assert!(
+        text.contains(&format!(
+            "{status_not_written} not written to the capture (output failed)"
+        )),
+        "{text}"
+    );
+    let metrics = in_namespace(
+        &net,
+        "curl",
+        &["-sS", "--max-time", "10", "http://127.0.0.1:9471/metrics"],
+    );
+    assert!(
+        metrics.contains(&format!(
+            "xdpsieve_not_written_records_total{{output=\"capture\",reason=\"output_failed\"}} {status_not_written}"
+        )),
+        "{metrics}"
+    );
     let out = fw.stop();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -314,6 +366,7 @@ fn disk_full_capture_stops_the_capture_not_the_firewall() {
     assert_eq!(dropped, 800, "{stderr}");
     assert!(captured > 0 && not_written > 0, "{stderr}");
     assert_eq!(captured + not_written + lost, dropped, "{stderr}");
+    assert_eq!(status_not_written, not_written, "{stderr}");
     assert!(!stderr.contains("past the -c count"), "{stderr}");
     // "captured" is what the file holds, and the file holds only whole records.
     assert_eq!(pcap_packets(&capture), captured, "{stderr}");
