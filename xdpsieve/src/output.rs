@@ -7,7 +7,7 @@
 //! a record's bytes with [`RecordWriter::put`] and ends it with [`RecordWriter::end_record`];
 //! only whole records are handed to the output, and the writer knows how many bytes, and so
 //! how many records, the output took before an error. After an error it cuts a regular file
-//! back to its last whole record ([`Output::cut_to`]; nothing can be taken back from a
+//! back to its last whole record ([`Output::cut_back`]; nothing can be taken back from a
 //! pipe), keeps the error, and swallows everything after it: the caller counts those
 //! records as not written.
 //!
@@ -29,22 +29,25 @@ pub const WRITE_BUFFER: usize = 16 << 10;
 
 /// Something records are written to, which can (or cannot) be cut back after a failure.
 pub trait Output: Write {
-    /// Makes the output end after its first `len` bytes (as this writer counts them).
-    /// Outputs that cannot take bytes back (pipes, terminals, devices) do nothing and say
-    /// so: `Ok(false)`.
-    fn cut_to(&mut self, len: u64) -> io::Result<bool>;
+    /// Takes back the last `bytes` bytes this writer wrote (the start of a record the
+    /// failure cut). Outputs that cannot take bytes back (pipes, terminals, devices) do
+    /// nothing and say so: `Ok(false)`.
+    fn cut_back(&mut self, bytes: u64) -> io::Result<bool>;
 }
 
 impl Output for Vec<u8> {
-    fn cut_to(&mut self, len: u64) -> io::Result<bool> {
-        self.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+    fn cut_back(&mut self, bytes: u64) -> io::Result<bool> {
+        let keep = self
+            .len()
+            .saturating_sub(usize::try_from(bytes).unwrap_or(usize::MAX));
+        self.truncate(keep);
         Ok(true)
     }
 }
 
 impl<T: Output + ?Sized> Output for Box<T> {
-    fn cut_to(&mut self, len: u64) -> io::Result<bool> {
-        (**self).cut_to(len)
+    fn cut_back(&mut self, bytes: u64) -> io::Result<bool> {
+        (**self).cut_back(bytes)
     }
 }
 
@@ -52,9 +55,6 @@ impl<T: Output + ?Sized> Output for Box<T> {
 /// [`RecordWriter`] in front of it buffers).
 pub struct Sink {
     file: File,
-    /// The file's offset when we started: standard output redirected to a file (`> f`) may
-    /// not start at 0.
-    base: u64,
     /// Only a regular file can be cut back.
     regular: bool,
 }
@@ -75,13 +75,7 @@ impl Sink {
 
     fn from_file(file: File) -> Sink {
         let regular = file.metadata().is_ok_and(|m| m.is_file());
-        // SAFETY: lseek on a descriptor we own; it touches no memory of ours.
-        let offset = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_CUR) };
-        Sink {
-            file,
-            base: u64::try_from(offset).unwrap_or(0),
-            regular,
-        }
+        Sink { file, regular }
     }
 }
 
@@ -95,11 +89,17 @@ impl Write for Sink {
 }
 
 impl Output for Sink {
-    fn cut_to(&mut self, len: u64) -> io::Result<bool> {
+    /// Cuts the file where the descriptor's offset says our last write ended, less `bytes`:
+    /// right whether the file started empty, was opened for appending (`>>`), or is
+    /// standard output shared with what the shell wrote before us.
+    fn cut_back(&mut self, bytes: u64) -> io::Result<bool> {
         if !self.regular {
             return Ok(false);
         }
-        self.file.set_len(self.base + len)?;
+        // SAFETY: lseek on a descriptor we own; it touches no memory of ours.
+        let end = unsafe { libc::lseek(self.file.as_raw_fd(), 0, libc::SEEK_CUR) };
+        let end = u64::try_from(end).map_err(|_| io::Error::last_os_error())?;
+        self.file.set_len(end.saturating_sub(bytes))?;
         Ok(true)
     }
 }
@@ -192,7 +192,7 @@ impl<W: Output> RecordWriter<W> {
         if self.failure.is_none()
             && let Err(e) = self.out.flush()
         {
-            self.fail(e);
+            self.fail(e, 0);
         }
         match &self.failure {
             Some(failure) => Err(failure.error()),
@@ -272,12 +272,15 @@ impl<W: Output> RecordWriter<W> {
             self.written += u64::from(counted);
         }
         self.good_len += whole_end as u64;
-        self.fail(error);
+        self.fail(error, (done - whole_end) as u64);
     }
 
-    fn fail(&mut self, error: io::Error) {
-        // A record cut by the error (any byte after the last whole record) goes.
-        let cut_error = self.out.cut_to(self.good_len).err().map(|e| e.to_string());
+    /// Stops the output after `error`, taking back the `partial` bytes of a record it cut.
+    fn fail(&mut self, error: io::Error, partial: u64) {
+        let cut_error = match partial {
+            0 => None,
+            _ => self.out.cut_back(partial).err().map(|e| e.to_string()),
+        };
         self.failure = Some(Failure {
             kind: error.kind(),
             message: strip_os_code(&error),

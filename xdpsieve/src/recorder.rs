@@ -35,7 +35,7 @@ struct Tally {
 impl Tally {
     /// Records not written because the output failed.
     fn not_written<W: Output>(&self, out: &RecordWriter<W>) -> u64 {
-        self.after_failure + self.accepted - out.written() - out.pending()
+        (self.after_failure + self.accepted).saturating_sub(out.written() + out.pending())
     }
 }
 

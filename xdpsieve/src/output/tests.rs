@@ -41,9 +41,9 @@ impl Write for Full {
 }
 
 impl Output for Full {
-    fn cut_to(&mut self, len: u64) -> io::Result<bool> {
+    fn cut_back(&mut self, bytes: u64) -> io::Result<bool> {
         if self.cuttable {
-            self.data.truncate(len as usize);
+            self.data.truncate(self.data.len() - bytes as usize);
         }
         Ok(self.cuttable)
     }
@@ -144,4 +144,21 @@ fn a_record_larger_than_the_buffer_is_written_whole() {
     w.flush().unwrap();
     assert_eq!(w.written(), 3);
     assert_eq!(w.into_inner().len(), 308);
+}
+
+#[test]
+fn a_file_opened_for_appending_is_cut_after_what_it_held() {
+    // As `-w - >> capture` would give us: the cut must not touch what was there before.
+    let path = std::env::temp_dir().join(format!("xdpsieve-sink-{}", std::process::id()));
+    std::fs::write(&path, b"before|").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let mut sink = Sink::from_file(file);
+    sink.write_all(b"whole|cut").unwrap();
+    assert!(sink.cut_back(3).unwrap());
+    let text = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(text, b"before|whole|");
 }
