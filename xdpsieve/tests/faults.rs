@@ -475,9 +475,23 @@ fn dev_full_as_the_capture_file() {
     if !root_or_skip() {
         return;
     }
+    let scratch = Scratch::new("devfull", None);
+    let log = scratch.file("events.log");
     let net = VethPair::create("devfull", None).expect("namespaces");
     let (dropped_socket, _passed_socket) = sockets(&net);
-    let mut fw = Firewall::start(&net, &["-w", "/dev/full"], Stdio::null());
+    // The event log, on a healthy disk, keeps working while the capture has failed.
+    let mut fw = Firewall::start(
+        &net,
+        &[
+            "-w",
+            "/dev/full",
+            "--log",
+            "dropped",
+            "--log-file",
+            log.to_str().unwrap(),
+        ],
+        Stdio::null(),
+    );
     flood(&net, 50, 100);
     settle();
     assert!(fw.running(), "xdpsieve exited on /dev/full");
@@ -498,6 +512,14 @@ fn dev_full_as_the_capture_file() {
     let (dropped, captured, not_written, lost) = capture_counts(&stderr);
     assert_eq!((dropped, captured), (50, 0), "{stderr}");
     assert_eq!(not_written + lost, dropped, "{stderr}");
+    let logged = count(&stderr, "events logged");
+    assert_eq!(
+        logged + count(&stderr, "events lost: event buffer full"),
+        50,
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&log).expect("reading the log");
+    assert_eq!(text.lines().count() as u64, logged, "{stderr}");
 }
 
 #[test]
