@@ -182,3 +182,64 @@ impl Collector for FirewallCollector {
         encode_catalogue(e, counters::INTERFACE, &interfaces)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::registry::Registry;
+    use xdpsieve_common::Counters;
+
+    use super::*;
+
+    /// Encodes one catalogue with fixed values, as the firewall collector does.
+    #[derive(Debug)]
+    struct Fixed(Counters, RuleCounters);
+
+    impl Collector for Fixed {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            encode_catalogue(&mut encoder, counters::KERNEL, &[(Vec::new(), &self.0)])?;
+            let labels = vec![("rule_id".to_string(), "7".to_string())];
+            encode_catalogue(&mut encoder, counters::RULE, &[(labels, &self.1)])
+        }
+    }
+
+    #[test]
+    fn catalogue_families_are_encoded_once_with_their_members() {
+        let kernel = Counters {
+            seen: 10,
+            dropped: 4,
+            passed: 6,
+            capture_lost: 2,
+            ..Default::default()
+        };
+        let rule = RuleCounters {
+            hits: 4,
+            ..Default::default()
+        };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Fixed(kernel, rule)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("xdpsieve_seen_packets_total 10\n"), "{text}");
+        assert!(
+            text.contains("xdpsieve_packets_total{verdict=\"drop\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdpsieve_packets_total{verdict=\"pass\"} 6\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdpsieve_records_lost_total{stream=\"capture\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdpsieve_rule_hits_total{rule_id=\"7\"} 4\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE xdpsieve_packets counter").count(),
+            1,
+            "{text}"
+        );
+    }
+}
