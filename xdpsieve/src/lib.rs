@@ -10,11 +10,13 @@
 
 pub mod capture;
 pub mod classify;
+pub mod counters;
 pub mod demo;
 pub mod event;
 pub mod loader;
 pub mod metrics;
 pub mod netns;
+pub mod output;
 pub mod pins;
 pub mod record;
 pub mod recorder;
@@ -26,6 +28,7 @@ pub mod status;
 pub mod stop;
 pub mod takeover;
 pub mod watch;
+pub mod writer_state;
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpsieve"));

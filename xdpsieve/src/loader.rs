@@ -26,9 +26,10 @@ use xdpsieve_common::{
 use crate::{
     EBPF_OBJECT,
     classify::{self, Tables},
+    counters::{self, CounterMaps},
     rules::{Rate, RuleSet},
     source::{Source, Transport},
-    stats::{self, Snapshot},
+    stats::Snapshot,
 };
 
 mod attach;
@@ -315,41 +316,35 @@ impl Firewall {
 
     /// Counters summed over all CPUs.
     pub fn counters(&self) -> Result<Counters, LoaderError> {
-        let totals = self.sum_slots("COUNTERS", 1, stats::add_counters)?;
-        Ok(totals.into_iter().next().unwrap_or_default())
+        Ok(self.snapshot(0, 0)?.counters)
     }
 
-    /// Every counter now; `perf_lost` comes from the userspace readers.
+    /// Every counter now, through the same reader as `xdpsieve status`'s; `perf_lost`
+    /// comes from the userspace readers.
     pub fn snapshot(&self, rule_count: usize, perf_lost: u64) -> Result<Snapshot, LoaderError> {
-        let interfaces = self.interface_counters()?;
-        let mut named: Vec<(String, xdpsieve_common::InterfaceCounters)> = self
+        let names: Vec<String> = self
             .ifindexes
             .iter()
-            .zip(&interfaces)
-            .map(|(ifindex, c)| {
-                let name = self
-                    .interface_names
+            .map(|ifindex| {
+                self.interface_names
                     .iter()
                     .find(|(i, _)| i == ifindex)
-                    .map_or_else(|| format!("ifindex{ifindex}"), |(_, n)| n.clone());
-                (name, *c)
+                    .map_or_else(|| format!("ifindex{ifindex}"), |(_, n)| n.clone())
             })
             .collect();
-        if let Some(other) = interfaces.last().filter(|c| c.packets > 0) {
-            named.push(("other".into(), *other));
-        }
-        Ok(Snapshot {
-            counters: self.counters()?,
-            rules: self.rule_counters(rule_count)?,
-            interfaces: named,
-            perf_lost,
-        })
+        let maps = CounterMaps {
+            counters: self.map("COUNTERS")?,
+            rules: self.map("RULE_COUNTERS")?,
+            interfaces: self.map("INTERFACE_COUNTERS")?,
+        };
+        counters::read_snapshot(&maps, rule_count, &names, perf_lost)
+            .map_err(|e| LoaderError::Load(format!("reading the counter maps: {e}")))
     }
 
     /// Counters per rule slot, summed over CPUs: the default verdict's first, then each
     /// rule's in evaluation order.
     pub fn rule_counters(&self, rule_count: usize) -> Result<Vec<RuleCounters>, LoaderError> {
-        self.sum_slots("RULE_COUNTERS", rule_count + 1, stats::add_rule)
+        Ok(self.snapshot(rule_count, 0)?.rules)
     }
 
     /// The counter maps `xdpsieve status` reads, by name.
@@ -371,25 +366,14 @@ impl Firewall {
 
     /// Counters per interface slot (as in `Settings::ifindexes`, then one for any other).
     pub fn interface_counters(&self) -> Result<Vec<InterfaceCounters>, LoaderError> {
-        self.sum_slots(
-            "INTERFACE_COUNTERS",
-            MAX_INTERFACES + 1,
-            stats::add_interface,
-        )
+        counters::read_interface_slots(self.map("INTERFACE_COUNTERS")?)
+            .map_err(|e| LoaderError::Load(format!("reading INTERFACE_COUNTERS: {e}")))
     }
 
-    fn sum_slots<T: aya::Pod + Default>(
-        &self,
-        name: &str,
-        slots: usize,
-        add: fn(&mut T, &T),
-    ) -> Result<Vec<T>, LoaderError> {
-        let map = self
-            .ebpf
+    fn map(&self, name: &str) -> Result<&aya::maps::Map, LoaderError> {
+        self.ebpf
             .map(name)
-            .ok_or_else(|| LoaderError::Load(format!("the object has no {name} map")))?;
-        stats::sum_per_cpu(map, slots, add)
-            .map_err(|e| LoaderError::Load(format!("reading {name}: {e}")))
+            .ok_or_else(|| LoaderError::Load(format!("the object has no {name} map")))
     }
 }
 

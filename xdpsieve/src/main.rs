@@ -2,8 +2,7 @@
 //! `demo`.
 
 use std::{
-    fs::File,
-    io::{self, BufWriter, IsTerminal as _, Write},
+    io::{self, IsTerminal as _},
     path::PathBuf,
     process::ExitCode,
     sync::{
@@ -19,11 +18,12 @@ use xdpsieve::{
     capture::{CaptureWriter, Format, Interface},
     event::{EventFormatter, LogFormat},
     loader::{AttachMode, Firewall, LoaderError, Settings},
+    output::{RecordWriter, Sink, WRITE_BUFFER},
     pins::{self, Claim, Found},
     recorder::{EventLog, Recorder},
     rules::{Action, Rate, RuleSet},
     source::{Transport, wait_readable},
-    stats::{self, Snapshot, WriterStats},
+    stats::{self, Snapshot},
     status::{Meta, MetaInterface, MetaRule},
 };
 use xdpsieve_common::{MAX_SNAPLEN, capture};
@@ -173,7 +173,14 @@ Rules are evaluated in order, first match wins: the --rules file's rules first, 
 
 Examples:
   xdpsieve run -i eth0 --drop 'udp src port 53' -w dropped.pcap
-  xdpsieve run -i eth0 --rules fw.toml --capture all --format pcapng -w - | tshark -r -";
+  xdpsieve run -i eth0 --rules fw.toml --capture all --format pcapng -w - | tshark -r -
+
+Signals:
+  SIGINT, SIGTERM   detach, write the closing blocks, print the summary, exit
+  SIGUSR1, SIGUSR2  print a status line to stderr (as --stats-interval does) and go on
+  SIGHUP            say that reload is not supported yet and go on filtering
+A capture or log output that fails (disk full, I/O error, the reader of -w - gone) stops
+with one line on stderr; filtering goes on, and the records not written are counted.";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Which {
@@ -257,13 +264,6 @@ struct DemoArgs {
     #[arg(long, default_value_t = 5)]
     responses: u32,
 }
-
-/// Output buffer of the capture file and the event log. Small on purpose: the records are
-/// copied from the ring into it and from it into the page cache, and a buffer that stays
-/// in the CPU's cache makes both copies cheap. With 1 MiB, 512-byte captures cost the
-/// writer 2-4x the CPU per packet at full rate (and lost packets); with 16 KiB it keeps up
-/// where tcpdump does (`cargo xtask bench`).
-const WRITE_BUFFER: usize = 16 << 10;
 
 /// Records in one drain above which the reader does not pause before the next: it is
 /// behind, and a millisecond's pause lets the ring fill further.
@@ -421,18 +421,16 @@ fn check_privileges() -> Result<()> {
     Ok(())
 }
 
-fn open_output(path: &str) -> Result<Box<dyn Write>> {
+fn open_output(path: &str) -> Result<Sink> {
     if path == "-" {
-        let stdout = io::stdout();
-        if stdout.is_terminal() {
+        if io::stdout().is_terminal() {
             bail!(
                 "refusing to write a binary capture to a terminal; redirect `-w -` to a file or a pipe"
             );
         }
-        return Ok(Box::new(stdout.lock()));
+        return Sink::stdout().context("opening standard output");
     }
-    let file = File::create(path).with_context(|| format!("cannot open output file {path}"))?;
-    Ok(Box::new(file))
+    Sink::create(path.as_ref()).with_context(|| format!("cannot open output file {path}"))
 }
 
 /// A start that failed once the firewall was attached: a fresh firewall is removed again
@@ -508,14 +506,17 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         Some(path) if capture_mask != 0 => Some(open_output(path)?),
         _ => None,
     };
-    let log_out: Option<Box<dyn Write>> = match (&args.log_file, logging) {
+    let log_out: Option<(Sink, String)> = match (&args.log_file, logging) {
         (_, false) => None,
-        (Some(path), true) => {
-            Some(Box::new(File::create(path).with_context(|| {
-                format!("cannot open log file {}", path.display())
-            })?))
-        }
-        (None, true) => Some(Box::new(io::stdout().lock())),
+        (Some(path), true) => Some((
+            Sink::create(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?,
+            path.display().to_string(),
+        )),
+        (None, true) => Some((
+            Sink::stdout().context("opening standard output")?,
+            "standard output".into(),
+        )),
     };
 
     let settings = Settings {
@@ -531,9 +532,20 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     // Before attaching: a signal that arrives once the program is live must end in the
     // explicit stop (detach, summary, pins removed), not in the default action, which
     // would leave the firewall in force without a recorder.
+    // SIGUSR1/2 ask for a status line and SIGHUP for a reload (not supported yet): none of
+    // them may kill the process without its summary. SIGPIPE needs nothing: the Rust
+    // runtime ignores it, so a reader of `-w -` going away is an EPIPE write error.
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
+    let status_asked = Arc::new(AtomicBool::new(false));
+    let reload_asked = Arc::new(AtomicBool::new(false));
+    for (signal, flag) in [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGUSR1, &status_asked),
+        (signal_hook::consts::SIGUSR2, &status_asked),
+        (signal_hook::consts::SIGHUP, &reload_asked),
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(flag))
             .context("installing signal handler")?;
     }
     let mut firewall = Firewall::load(&settings)?;
@@ -541,12 +553,15 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     // program's output fail, which would count packets as lost that no buffer refused.
     let mut recorder = match capture_out {
         Some(output) => {
-            let out = BufWriter::with_capacity(WRITE_BUFFER, output);
-            let writer = CaptureWriter::new(args.format, out, args.snaplen, &interfaces)
-                .context("writing the capture file header")?;
+            let writer = CaptureWriter::new(args.format, output, args.snaplen, &interfaces);
+            let target = match args.write.as_deref() {
+                Some("-") | None => "standard output",
+                Some(path) => path,
+            };
             Some(Recorder::new(
                 firewall.take_capture_source()?,
                 writer,
+                target,
                 &rules,
                 args.count,
             ))
@@ -554,14 +569,19 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         None => None,
     };
     let mut event_log = match log_out {
-        Some(out) => {
+        Some((out, target)) => {
             let names: Vec<(u32, String)> = interfaces
                 .iter()
                 .map(|i| (i.ifindex, i.name.clone()))
                 .collect();
             let formatter = EventFormatter::new(args.log_format, &rules, &names);
-            let out = BufWriter::with_capacity(WRITE_BUFFER, out);
-            Some(EventLog::new(firewall.take_event_source()?, formatter, out))
+            let out = RecordWriter::new(out, WRITE_BUFFER);
+            Some(EventLog::new(
+                firewall.take_event_source()?,
+                formatter,
+                out,
+                &target,
+            ))
         }
         None => None,
     };
@@ -629,6 +649,15 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         Ok(metrics) => metrics,
         Err(e) => return Err(abandon_start(&mut firewall, &claims, e)),
     };
+    // The writers' counts for `status` and the metrics; removed with it at the end of run.
+    let mut writer_state = xdpsieve::writer_state::WriterState::new(&meta);
+    let mut last_state = (
+        std::time::Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or_else(std::time::Instant::now),
+        0,
+    );
+    let mut state_warned = false;
     if !args.quiet {
         let attached: Vec<String> = firewall
             .attachments()
@@ -677,17 +706,23 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     fds.extend(event_log.iter().flat_map(|l| l.source().fds()));
     let interval = args.stats_interval.map(Duration::from_secs_f64);
     let mut last_stats = (std::time::Instant::now(), Snapshot::default());
+    let writer_stats = |recorder: &mut Option<Recorder<Sink>>, log: &Option<EventLog<Sink>>| {
+        let capture = recorder.as_mut().map(Recorder::stats).unwrap_or_default();
+        capture.merge(log.as_ref().map(EventLog::stats).unwrap_or_default())
+    };
     let mut loop_result: io::Result<()> = Ok(());
     let mut last_heartbeat = std::time::Instant::now();
-    while !stop.load(Ordering::Relaxed) && !recorder.as_ref().is_some_and(Recorder::limit_reached) {
-        let step = (|| -> io::Result<()> {
-            if wait_readable(&fds, Duration::from_millis(100))? {
+    while !stop.load(Ordering::Relaxed) && !recorder.as_mut().is_some_and(Recorder::limit_reached) {
+        // Only waiting can fail here: a failed output stops itself and says so, and the
+        // loop goes on draining (and counting) its records.
+        match wait_readable(&fds, Duration::from_millis(100)) {
+            Ok(true) => {
                 let mut drained = 0;
                 if let Some(r) = recorder.as_mut() {
-                    drained += r.drain()?;
+                    drained += r.drain();
                 }
                 if let Some(l) = event_log.as_mut() {
-                    drained += l.drain()?;
+                    drained += l.drain();
                 }
                 if drained > 0 && drained < BUSY_DRAIN {
                     // Let records gather: under steady traffic a wakeup, a write and a
@@ -697,11 +732,11 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
-            Ok(())
-        })();
-        if let Err(e) = step {
-            loop_result = Err(e);
-            break;
+            Ok(false) => {}
+            Err(e) => {
+                loop_result = Err(e);
+                break;
+            }
         }
         for event in watcher.poll(&mut firewall) {
             eprintln!("{event}");
@@ -712,23 +747,46 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             }
             last_heartbeat = std::time::Instant::now();
         }
-        if let Some(interval) = interval
-            && last_stats.0.elapsed() >= interval
-        {
+        // About once a second, and at once when an output fails.
+        let failed = usize::from(recorder.as_mut().is_some_and(Recorder::failed))
+            + usize::from(event_log.as_ref().is_some_and(EventLog::failed));
+        if last_state.0.elapsed() >= Duration::from_secs(1) || failed != last_state.1 {
+            if let Err(e) = writer_state.update(&writer_stats(&mut recorder, &event_log))
+                && !state_warned
+            {
+                eprintln!(
+                    "xdpsieve: warning: cannot publish the writers' counts for `xdpsieve status`: {e}"
+                );
+                state_warned = true;
+            }
+            last_state = (std::time::Instant::now(), failed);
+        }
+        if reload_asked.swap(false, Ordering::Relaxed) {
+            eprintln!(
+                "xdpsieve: SIGHUP: reload is not supported yet; still filtering with the rules loaded at start"
+            );
+        }
+        let asked = status_asked.swap(false, Ordering::Relaxed);
+        if asked || interval.is_some_and(|i| last_stats.0.elapsed() >= i) {
             let perf_lost = recorder.as_ref().map_or(0, |r| r.source().perf_lost())
                 + event_log.as_ref().map_or(0, |l| l.source().perf_lost());
             let now = firewall.snapshot(rules.rules.len(), perf_lost)?;
             let secs = last_stats.0.elapsed().as_secs_f64();
-            eprintln!("{}", stats::interval_line(&last_stats.1, &now, secs));
+            let written = writer_stats(&mut recorder, &event_log);
+            eprintln!(
+                "{}",
+                stats::interval_line(&last_stats.1, &now, &written, secs)
+            );
             last_stats = (std::time::Instant::now(), now);
         }
     }
 
-    // An explicit stop (a signal, -c reached, the reader of standard output gone) removes
-    // the firewall: detach first, then drain, so every record the program produced is
-    // accounted for. A failure to write is not a request to stop filtering: the firewall
-    // stays in force without a recorder (fail-static).
-    let explicit_stop = !matches!(&loop_result, Err(e) if e.kind() != io::ErrorKind::BrokenPipe);
+    // An explicit stop (a signal, -c reached) removes the firewall: detach first, then
+    // drain, so every record the program produced is accounted for. A failed output stops
+    // only itself (the loop goes on); only a failure of the loop itself ends it otherwise,
+    // and that is not a request to stop filtering: the firewall stays in force without a
+    // recorder (fail-static).
+    let explicit_stop = loop_result.is_ok();
     if explicit_stop {
         firewall.detach_all();
         for interface in &interfaces {
@@ -743,42 +801,24 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             );
         }
     }
-    let mut writer_stats = WriterStats::default();
     let mut perf_lost = 0;
-    if let Some(mut log) = event_log {
-        if loop_result.is_ok() {
-            loop_result = log.drain().map(|_| ());
-        }
-        (writer_stats.logged, writer_stats.undecodable) = log.counts();
+    if let Some(log) = event_log.as_mut() {
+        log.drain();
         perf_lost += log.source().perf_lost();
     }
-    if let Some(mut r) = recorder {
-        if loop_result.is_ok() {
-            loop_result = r.drain().map(|_| ());
-        }
-        let capture_stats = r.stats();
-        writer_stats.written = capture_stats.written;
-        writer_stats.past_count = capture_stats.past_count;
-        writer_stats.undecodable += capture_stats.undecodable;
+    if let Some(r) = recorder.as_mut() {
+        r.drain();
         perf_lost += r.source().perf_lost();
         let per_interface = firewall.interface_counters()?;
-        if loop_result.is_ok() {
-            loop_result = r.finish().and_then(|mut writer| {
-                for (interface, counters) in interfaces.iter().zip(&per_interface) {
-                    writer.write_interface_statistics(interface.ifindex, counters)?;
-                }
-                writer.flush()
-            });
-        }
+        let closing: Vec<_> = interfaces
+            .iter()
+            .map(|i| i.ifindex)
+            .zip(per_interface)
+            .collect();
+        r.finish(&closing);
     }
     let snapshot = firewall.snapshot(rules.rules.len(), perf_lost)?;
-    eprint!("{}", stats::summary(&snapshot, &writer_stats, &rules));
-    match loop_result {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-            eprintln!("xdpsieve: the reader of standard output went away; stopped");
-            Ok(())
-        }
-        Err(e) => Err(e).context("writing the capture or the log"),
-        Ok(()) => Ok(()),
-    }
+    let written = writer_stats(&mut recorder, &event_log);
+    eprint!("{}", stats::summary(&snapshot, &written, &rules));
+    loop_result.context("waiting for records")
 }

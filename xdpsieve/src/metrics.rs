@@ -1,7 +1,9 @@
 //! Prometheus metrics: `--metrics ADDR:PORT` serves `/metrics` (OpenMetrics text, via the
 //! prometheus-client crate) from a hardened HTTP server on its own thread (`metrics/http.rs`).
-//! Each scrape reads the instance's pinned counter maps, the same ones `xdpsieve status`
-//! reads, so it never touches the capture path.
+//! Each scrape reads the instance's pinned counter maps and its writer state file, the same
+//! ones `xdpsieve status` reads, so it never touches the capture path. The families are those
+//! of the counter catalogue ([`crate::counters`]): a new counter shows here without a change
+//! to this file.
 
 mod http;
 
@@ -16,8 +18,13 @@ use prometheus_client::{
 };
 
 pub use http::{Limits, MetricsServer, NICENESS};
+use xdpsieve_common::{InterfaceCounters, RuleCounters};
 
-use crate::status::{Meta, pinned_snapshot};
+use crate::{
+    counters::{self, Counter},
+    status::{Meta, pinned_snapshot},
+    writer_state,
+};
 
 /// Serves the counters of the instance described by `meta` on `addr`, with the default
 /// [`Limits`].
@@ -40,29 +47,71 @@ struct FirewallCollector {
     meta: Meta,
 }
 
-/// Writes one counter family with its labelled values.
-fn family(
+/// Label pairs of one row (a rule, an interface; none for the totals).
+type Labels = Vec<(String, String)>;
+
+/// Writes every family of `catalogue`, once each, with a member per entry and row: the
+/// row's labels, then the entry's own.
+fn encode_catalogue<T>(
     encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    values: &[(Vec<(&str, String)>, u64)],
+    catalogue: &[Counter<T>],
+    rows: &[(Labels, &T)],
 ) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, value) in values {
-        if labels.is_empty() {
-            ConstCounter::new(*value).encode(metric)?;
-            return Ok(());
+    let mut done: Vec<&str> = Vec::new();
+    for first in catalogue {
+        if done.contains(&first.metric) {
+            continue;
         }
-        let labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        ConstCounter::new(*value).encode(metric.encode_family(&labels)?)?;
+        done.push(first.metric);
+        let mut members: Vec<(Labels, u64)> = Vec::new();
+        for entry in catalogue.iter().filter(|c| c.metric == first.metric) {
+            for (row_labels, values) in rows {
+                let mut labels = row_labels.clone();
+                labels.extend(
+                    entry
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string())),
+                );
+                members.push((labels, (entry.get)(values)));
+            }
+        }
+        let mut metric =
+            encoder.encode_descriptor(first.metric, first.help, None, MetricType::Counter)?;
+        match members.as_slice() {
+            // One value without labels: the plain `name_total N`.
+            [(labels, value)] if labels.is_empty() => ConstCounter::new(*value).encode(metric)?,
+            _ => {
+                for (labels, value) in &members {
+                    ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+                }
+            }
+        }
     }
     Ok(())
 }
 
+impl FirewallCollector {
+    fn rule_labels(&self, slot: usize) -> Labels {
+        let pairs = match slot.checked_sub(1).and_then(|i| self.meta.rules.get(i)) {
+            Some(r) => [
+                ("rule_id", r.id.to_string()),
+                ("rule", r.name.clone()),
+                ("action", r.action.clone()),
+            ],
+            None => [
+                ("rule_id", "0".into()),
+                ("rule", "default".into()),
+                ("action", self.meta.default_action.clone()),
+            ],
+        };
+        pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+}
+
 impl Collector for FirewallCollector {
+    /// Every catalogued counter (see [`crate::counters`]): totals, the userspace writers'
+    /// counts, per rule, per interface.
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(interface) = self.meta.interfaces.first() else {
             return Ok(());
@@ -71,140 +120,25 @@ impl Collector for FirewallCollector {
         let Ok(snap) = pinned_snapshot(&interface.name, &self.meta) else {
             return Ok(());
         };
-        let c = &snap.counters;
         let e = &mut encoder;
-        let verdict = |v: &str| vec![("verdict", v.to_string())];
-        family(
-            e,
-            "xdpsieve_packets",
-            "Packets seen, by verdict.",
-            &[(verdict("drop"), c.dropped), (verdict("pass"), c.passed)],
-        )?;
-        family(
-            e,
-            "xdpsieve_bytes",
-            "Bytes seen, by verdict.",
-            &[
-                (verdict("drop"), c.bytes_dropped),
-                (verdict("pass"), c.bytes_passed),
-            ],
-        )?;
-        family(
-            e,
-            "xdpsieve_malformed_packets",
-            "Frames the parser found malformed.",
-            &[(vec![], c.malformed)],
-        )?;
-        family(
-            e,
-            "xdpsieve_non_ip_packets",
-            "Frames without a readable IP header (always passed).",
-            &[(vec![], c.non_ip)],
-        )?;
-        family(
-            e,
-            "xdpsieve_captured_packets",
-            "Capture records sent to userspace.",
-            &[(vec![], c.captured)],
-        )?;
-        family(
-            e,
-            "xdpsieve_events",
-            "Events sent to userspace.",
-            &[(vec![], c.events)],
-        )?;
-        family(
-            e,
-            "xdpsieve_records_lost",
-            "Records that did not fit in the ring or perf buffer.",
-            &[
-                (vec![("stream", "capture".into())], c.capture_lost),
-                (vec![("stream", "event".into())], c.event_lost),
-            ],
-        )?;
-        family(
-            e,
-            "xdpsieve_rate_limited_packets",
-            "Packets whose records a rate limit suppressed.",
-            &[(vec![], c.rate_limited)],
-        )?;
-
-        let rule_labels = |slot: usize| -> Vec<(&str, String)> {
-            match slot.checked_sub(1).and_then(|i| self.meta.rules.get(i)) {
-                Some(r) => vec![
-                    ("rule_id", r.id.to_string()),
-                    ("rule", r.name.clone()),
-                    ("action", r.action.clone()),
-                ],
-                None => vec![
-                    ("rule_id", "0".into()),
-                    ("rule", "default".into()),
-                    ("action", self.meta.default_action.clone()),
-                ],
-            }
-        };
-        let per_rule =
-            |f: fn(&xdpsieve_common::RuleCounters) -> u64| -> Vec<(Vec<(&str, String)>, u64)> {
-                snap.rules
-                    .iter()
-                    .enumerate()
-                    .map(|(slot, r)| (rule_labels(slot), f(r)))
-                    .collect()
-            };
-        family(
-            e,
-            "xdpsieve_rule_hits",
-            "Packets each rule decided (rule_id 0: the default verdict).",
-            &per_rule(|r| r.hits),
-        )?;
-        family(
-            e,
-            "xdpsieve_rule_bytes",
-            "Bytes of the packets each rule decided.",
-            &per_rule(|r| r.bytes),
-        )?;
-        family(
-            e,
-            "xdpsieve_rule_rate_limited_packets",
-            "Packets whose records each rule's rate limit suppressed.",
-            &per_rule(|r| r.suppressed),
-        )?;
-
-        let per_interface: Vec<(Vec<(&str, String)>, u64)> = snap
+        encode_catalogue(e, counters::KERNEL, &[(Vec::new(), &snap.counters)])?;
+        if let Some(writer) = writer_state::read(&interface.name, &self.meta) {
+            encode_catalogue(e, counters::WRITER, &[(Vec::new(), &writer)])?;
+        }
+        let rules: Vec<(Labels, &RuleCounters)> = snap
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(slot, r)| (self.rule_labels(slot), r))
+            .collect();
+        encode_catalogue(e, counters::RULE, &rules)?;
+        let interfaces: Vec<(Labels, &InterfaceCounters)> = snap
             .interfaces
             .iter()
-            .flat_map(|(name, i)| {
-                [
-                    (
-                        vec![("interface", name.clone()), ("verdict", "drop".into())],
-                        i.dropped,
-                    ),
-                    (
-                        vec![("interface", name.clone()), ("verdict", "pass".into())],
-                        i.passed,
-                    ),
-                ]
-            })
+            .map(|(name, i)| (vec![("interface".to_string(), name.clone())], i))
             .collect();
-        family(
-            e,
-            "xdpsieve_interface_packets",
-            "Packets seen per interface, by verdict.",
-            &per_interface,
-        )?;
-        let bytes: Vec<(Vec<(&str, String)>, u64)> = snap
-            .interfaces
-            .iter()
-            .map(|(name, i)| (vec![("interface", name.clone())], i.bytes))
-            .collect();
-        family(
-            e,
-            "xdpsieve_interface_bytes",
-            "Bytes seen per interface.",
-            &bytes,
-        )?;
-        interface_health(e, &self.meta)?;
-        Ok(())
+        encode_catalogue(e, counters::INTERFACE, &interfaces)?;
+        interface_health(e, &self.meta)
     }
 }
 
@@ -235,4 +169,65 @@ fn interface_health(encoder: &mut DescriptorEncoder, meta: &Meta) -> Result<(), 
             .encode(metric.encode_family(&labels)?)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::registry::Registry;
+    use xdpsieve_common::Counters;
+
+    use super::*;
+
+    /// Encodes one catalogue with fixed values, as the firewall collector does.
+    #[derive(Debug)]
+    struct Fixed(Counters, RuleCounters);
+
+    impl Collector for Fixed {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            encode_catalogue(&mut encoder, counters::KERNEL, &[(Vec::new(), &self.0)])?;
+            let labels = vec![("rule_id".to_string(), "7".to_string())];
+            encode_catalogue(&mut encoder, counters::RULE, &[(labels, &self.1)])
+        }
+    }
+
+    #[test]
+    fn catalogue_families_are_encoded_once_with_their_members() {
+        let kernel = Counters {
+            seen: 10,
+            dropped: 4,
+            passed: 6,
+            capture_lost: 2,
+            ..Default::default()
+        };
+        let rule = RuleCounters {
+            hits: 4,
+            ..Default::default()
+        };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Fixed(kernel, rule)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("xdpsieve_seen_packets_total 10\n"), "{text}");
+        assert!(
+            text.contains("xdpsieve_packets_total{verdict=\"drop\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdpsieve_packets_total{verdict=\"pass\"} 6\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdpsieve_records_lost_total{stream=\"capture\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdpsieve_rule_hits_total{rule_id=\"7\"} 4\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE xdpsieve_packets counter").count(),
+            1,
+            "{text}"
+        );
+    }
 }

@@ -252,6 +252,7 @@ pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
         clear_dir(&dir)?;
         let _ = fs::remove_file(&meta_file);
         let _ = fs::remove_file(health_path(iface));
+        let _ = fs::remove_file(meta_file.with_extension("writers"));
         Found::Nothing
     };
     Ok(Claim {
@@ -301,6 +302,7 @@ pub fn remove(iface: &str) {
     let _ = fs::remove_dir_all(&dir);
     let _ = fs::remove_file(&meta_file);
     let _ = fs::remove_file(health_path(iface));
+    let _ = fs::remove_file(meta_file.with_extension("writers"));
     // The per-namespace directories go too once empty (remove_dir refuses otherwise).
     if !namespace_subdir().as_os_str().is_empty() {
         for path in [&dir, &meta_file] {
@@ -370,6 +372,7 @@ fn sweep_other_namespaces() {
                     fs::remove_dir_all(Path::new(BPFFS).join("xdpsieve").join(&sub).join(iface));
                 let _ = fs::remove_file(&path);
                 let _ = fs::remove_file(path.with_extension("health"));
+                let _ = fs::remove_file(path.with_extension("writers"));
                 removed += 1;
             }
         }

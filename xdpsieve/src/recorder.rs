@@ -1,34 +1,79 @@
 //! The recorder and the event log: drain their record sources, decode each record, and write
 //! it out (capture file, log lines), counting everything they do not write.
+//!
+//! A failed output (disk full, I/O error, a reader that went away) stops that output only:
+//! one line on stderr says so, the ring keeps being drained (so the program's buffer does
+//! not fill and the other output keeps working), and every record from then on, as well as
+//! those the failed write took down with it, is counted as "not written: output failed".
+//! Filtering does not depend on any of this: the program in the kernel drops what the rules
+//! drop whatever userspace does. Counts are of records wholly in the output (see
+//! [`crate::output::RecordWriter`]).
 
-use std::{collections::HashMap, io};
+use std::collections::HashMap;
 
 use crate::{
     capture::{CaptureWriter, Packet},
     event::EventFormatter,
+    output::{Failure, Output, RecordWriter},
     record::{CaptureRecord, WallClock},
     rules::RuleSet,
     source::Source,
     stats::WriterStats,
 };
 
+/// What an output did with the records it was given.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    /// Records handed to the writer while it was healthy (written, buffered, or taken
+    /// down by the failed write).
+    accepted: u64,
+    /// Records that arrived after the output failed.
+    after_failure: u64,
+    undecodable: u64,
+}
+
+impl Tally {
+    /// Records not written because the output failed.
+    fn not_written<W: Output>(&self, out: &RecordWriter<W>) -> u64 {
+        (self.after_failure + self.accepted).saturating_sub(out.written() + out.pending())
+    }
+}
+
+/// The one line that says an output stopped, printed once.
+fn announce(what: &str, failure: &Failure) {
+    let cut = match &failure.cut_error {
+        Some(e) => format!(" (could not cut the file back to its last whole record: {e})"),
+        None => String::new(),
+    };
+    eprintln!(
+        "xdpsieve: {what} stopped: {}{cut}; filtering goes on; records not written are counted",
+        failure.message
+    );
+}
+
 /// Writes capture records to a pcap or pcapng file.
-pub struct Recorder<W: io::Write> {
+pub struct Recorder<W: Output> {
     source: Source,
     writer: CaptureWriter<W>,
+    /// "capture to FILE", for the failure line.
+    what: String,
     clock: WallClock,
     /// pcapng comment per rule id, built once.
     comments: HashMap<u32, String>,
     limit: Option<u64>,
-    stats: WriterStats,
+    past_count: u64,
+    tally: Tally,
 }
 
-impl<W: io::Write> Recorder<W> {
+impl<W: Output> Recorder<W> {
     /// `limit` is `-c COUNT`: records past it are read (to keep the buffers moving) and
-    /// counted but not written.
+    /// counted but not written. `target` names the output in messages ("dropped.pcap",
+    /// "standard output"). Writes the file header at once, so a reader of `-w -` sees it
+    /// and an output that cannot be written is reported before any traffic.
     pub fn new(
         source: Source,
         writer: CaptureWriter<W>,
+        target: &str,
         rules: &RuleSet,
         limit: Option<u64>,
     ) -> Self {
@@ -38,22 +83,27 @@ impl<W: io::Write> Recorder<W> {
             .map(|r| (r.id, format!("rule={} id={}", r.name, r.id)))
             .collect();
         comments.insert(0, "rule=default id=0".to_string());
-        Recorder {
+        let mut recorder = Recorder {
             source,
             writer,
+            what: format!("capture to {target}"),
             clock: WallClock::new(),
             comments,
             limit,
-            stats: WriterStats::default(),
-        }
+            past_count: 0,
+            tally: Tally::default(),
+        };
+        let _ = recorder.writer.flush();
+        recorder.report_failure();
+        recorder
     }
 
     pub fn source(&self) -> &Source {
         &self.source
     }
 
-    /// Writes every record available now and flushes. Returns how many were written.
-    pub fn drain(&mut self) -> io::Result<u64> {
+    /// Writes every record available now and flushes. Returns how many records it read.
+    pub fn drain(&mut self) -> u64 {
         self.clock.refresh();
         let Recorder {
             source,
@@ -61,22 +111,27 @@ impl<W: io::Write> Recorder<W> {
             clock,
             comments,
             limit,
-            stats,
+            past_count,
+            tally,
             ..
         } = self;
-        let mut written = 0;
-        let mut result = Ok(());
+        let mut read = 0;
         let with_comments = writer.writes_comments();
         source.drain(|bytes| {
+            read += 1;
             let record = match CaptureRecord::decode(bytes) {
                 Ok(r) => r,
                 Err(_) => {
-                    stats.undecodable += 1;
+                    tally.undecodable += 1;
                     return;
                 }
             };
-            if result.is_err() || limit.is_some_and(|limit| stats.written >= limit) {
-                stats.past_count += 1;
+            if writer.output().failure().is_some() {
+                tally.after_failure += 1;
+                return;
+            }
+            if limit.is_some_and(|limit| tally.accepted >= limit) {
+                *past_count += 1;
                 return;
             }
             // A hash lookup per record is a fair share of a small record's cost: only
@@ -86,7 +141,7 @@ impl<W: io::Write> Recorder<W> {
             } else {
                 ""
             };
-            result = writer.write(&Packet {
+            writer.write(&Packet {
                 timestamp: clock.to_unix(record.timestamp_tai_ns),
                 ifindex: record.ifindex,
                 rx_queue: record.rx_queue,
@@ -95,52 +150,83 @@ impl<W: io::Write> Recorder<W> {
                 comment,
                 data: record.data,
             });
-            if result.is_ok() {
-                stats.written += 1;
-                written += 1;
-            }
+            tally.accepted += 1;
         });
-        result?;
-        if written > 0 {
-            self.writer.flush()?;
+        if read > 0 {
+            // A failure is kept in the writer and reported below.
+            let _ = self.writer.flush();
         }
-        Ok(written)
+        self.report_failure();
+        read
     }
 
-    pub fn limit_reached(&self) -> bool {
-        self.limit.is_some_and(|limit| self.stats.written >= limit)
+    fn report_failure(&mut self) {
+        if let Some(failure) = self.writer.output().take_unannounced_failure() {
+            announce(&self.what, failure);
+        }
     }
 
-    pub fn stats(&self) -> WriterStats {
-        self.stats
+    /// Whether `-c COUNT` packets are in the file.
+    pub fn limit_reached(&mut self) -> bool {
+        self.limit
+            .is_some_and(|limit| self.writer.output().written() >= limit)
     }
 
-    /// Flushes and returns the writer (to add closing blocks).
-    pub fn finish(mut self) -> io::Result<CaptureWriter<W>> {
-        self.writer.flush()?;
-        Ok(self.writer)
+    /// Whether the output failed (and stopped).
+    pub fn failed(&mut self) -> bool {
+        self.writer.output().failure().is_some()
+    }
+
+    pub fn stats(&mut self) -> WriterStats {
+        let out = self.writer.output();
+        WriterStats {
+            written: out.written(),
+            capture_not_written: self.tally.not_written(out),
+            past_count: self.past_count,
+            undecodable: self.tally.undecodable,
+            ..WriterStats::default()
+        }
+    }
+
+    /// At close: the closing blocks (pcapng interface statistics, ifindex and counters of
+    /// each interface), only on a healthy output, then the last flush.
+    pub fn finish(&mut self, interfaces: &[(u32, xdpsieve_common::InterfaceCounters)]) {
+        if !self.failed() {
+            for (ifindex, counters) in interfaces {
+                self.writer.write_interface_statistics(*ifindex, counters);
+            }
+        }
+        let _ = self.writer.flush();
+        self.report_failure();
     }
 }
 
 /// Writes events as log lines.
-pub struct EventLog<W: io::Write> {
+pub struct EventLog<W: Output> {
     source: Source,
     formatter: EventFormatter,
-    out: W,
+    out: RecordWriter<W>,
+    /// "event log to FILE", for the failure line.
+    what: String,
     line: String,
-    logged: u64,
-    undecodable: u64,
+    tally: Tally,
 }
 
-impl<W: io::Write> EventLog<W> {
-    pub fn new(source: Source, formatter: EventFormatter, out: W) -> Self {
+impl<W: Output> EventLog<W> {
+    /// `target` names the output in messages.
+    pub fn new(
+        source: Source,
+        formatter: EventFormatter,
+        out: RecordWriter<W>,
+        target: &str,
+    ) -> Self {
         EventLog {
             source,
             formatter,
             out,
-            line: String::with_capacity(64 * 1024),
-            logged: 0,
-            undecodable: 0,
+            what: format!("event log to {target}"),
+            line: String::with_capacity(1024),
+            tally: Tally::default(),
         }
     }
 
@@ -148,46 +234,54 @@ impl<W: io::Write> EventLog<W> {
         &self.source
     }
 
-    /// Writes every event available now and flushes. Returns how many were written.
-    pub fn drain(&mut self) -> io::Result<u64> {
+    /// Writes every event available now and flushes. Returns how many records it read.
+    pub fn drain(&mut self) -> u64 {
         self.formatter.refresh_clock();
         let EventLog {
             source,
             formatter,
             out,
             line,
-            logged,
-            undecodable,
+            tally,
             ..
         } = self;
-        let mut written = 0;
-        let mut result = Ok(());
-        source.drain(|bytes| match crate::event::decode(bytes) {
-            Ok(event) => {
-                formatter.write_line(&event, line);
-                written += 1;
-                // Hand lines to the writer in chunks, not one write per event.
-                if line.len() >= 60 * 1024 && result.is_ok() {
-                    result = out.write_all(line.as_bytes());
+        let mut read = 0;
+        source.drain(|bytes| {
+            read += 1;
+            match crate::event::decode(bytes) {
+                Ok(_) if out.failure().is_some() => tally.after_failure += 1,
+                Ok(event) => {
                     line.clear();
+                    formatter.write_line(&event, line);
+                    out.put(line.as_bytes());
+                    out.end_record(true);
+                    tally.accepted += 1;
                 }
+                Err(_) => tally.undecodable += 1,
             }
-            Err(_) => *undecodable += 1,
         });
-        result?;
-        if !line.is_empty() {
-            out.write_all(line.as_bytes())?;
-            line.clear();
+        if read > 0 {
+            let _ = self.out.flush();
         }
-        if written > 0 {
-            out.flush()?;
+        if let Some(failure) = self.out.take_unannounced_failure() {
+            announce(&self.what, failure);
         }
-        *logged += written;
-        Ok(written)
+        read
     }
 
-    /// Lines written and records that failed to decode.
-    pub fn counts(&self) -> (u64, u64) {
-        (self.logged, self.undecodable)
+    /// Whether the output failed (and stopped).
+    pub fn failed(&self) -> bool {
+        self.out.failure().is_some()
+    }
+
+    /// Lines written, lines not written because the output failed, and records that
+    /// failed to decode.
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            logged: self.out.written(),
+            log_not_written: self.tally.not_written(&self.out),
+            undecodable: self.tally.undecodable,
+            ..WriterStats::default()
+        }
     }
 }

@@ -1,78 +1,13 @@
-//! Counters: summing the program's per-CPU counters into one [`Snapshot`], and reporting it
-//! the way tcpdump reports its own at exit, plus what userspace did with the records.
+//! Counters at one moment ([`Snapshot`], read by [`crate::counters::read_snapshot`]), what
+//! userspace did with the records ([`WriterStats`]), and their reports: the exit summary
+//! (the way tcpdump reports its own at exit) and the `--stats-interval` line. The counters
+//! themselves are catalogued in [`crate::counters`].
 
 use std::fmt::Write as _;
 
-use aya::{
-    Pod,
-    maps::{Map, MapError, PerCpuArray},
-};
 use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters};
 
-use crate::rules::RuleSet;
-
-/// Sums per-CPU counter slots.
-pub fn sum_counters<'a>(per_cpu: impl IntoIterator<Item = &'a Counters>) -> Counters {
-    per_cpu.into_iter().fold(Counters::default(), |mut t, c| {
-        add_counters(&mut t, c);
-        t
-    })
-}
-
-/// Adds one CPU's packet counters to a total.
-pub fn add_counters(t: &mut Counters, c: &Counters) {
-    t.seen += c.seen;
-    t.passed += c.passed;
-    t.dropped += c.dropped;
-    t.malformed += c.malformed;
-    t.captured += c.captured;
-    t.capture_lost += c.capture_lost;
-    t.bytes_seen += c.bytes_seen;
-    t.bytes_dropped += c.bytes_dropped;
-    t.non_ip += c.non_ip;
-    t.bytes_passed += c.bytes_passed;
-    t.events += c.events;
-    t.event_lost += c.event_lost;
-    t.rate_limited += c.rate_limited;
-    t.no_reader += c.no_reader;
-}
-
-/// Adds one CPU's rule counters to a total.
-pub fn add_rule(t: &mut RuleCounters, c: &RuleCounters) {
-    t.hits += c.hits;
-    t.bytes += c.bytes;
-    t.suppressed += c.suppressed;
-}
-
-/// Adds one CPU's interface counters to a total.
-pub fn add_interface(t: &mut InterfaceCounters, c: &InterfaceCounters) {
-    t.packets += c.packets;
-    t.bytes += c.bytes;
-    t.passed += c.passed;
-    t.dropped += c.dropped;
-    t.captured += c.captured;
-    t.capture_lost += c.capture_lost;
-    t.rate_limited += c.rate_limited;
-}
-
-/// Reads slots `0..slots` of a per-CPU array map, each summed over CPUs with `add`. The
-/// loaded program's maps and the pinned ones `xdpsieve status` opens go through here alike.
-pub fn sum_per_cpu<T: Pod + Default>(
-    map: &Map,
-    slots: usize,
-    add: fn(&mut T, &T),
-) -> Result<Vec<T>, MapError> {
-    let array: PerCpuArray<_, T> = PerCpuArray::try_from(map)?;
-    (0..slots as u32)
-        .map(|slot| {
-            let mut total = T::default();
-            for value in array.get(&slot, 0)?.iter() {
-                add(&mut total, value);
-            }
-            Ok(total)
-        })
-        .collect()
-}
+use crate::{counters, rules::RuleSet};
 
 /// Every counter of a running firewall at one moment, summed over CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -103,6 +38,19 @@ pub struct WriterStats {
     pub undecodable: u64,
     /// Event lines written to the log.
     pub logged: u64,
+    /// Capture records not written because the capture output failed (disk full, I/O
+    /// error, reader gone): those after the failure and those it took down with it.
+    pub capture_not_written: u64,
+    /// Event lines not written because the log output failed.
+    pub log_not_written: u64,
+}
+
+impl WriterStats {
+    /// The capture's and the event log's counts together.
+    pub fn merge(mut self, other: WriterStats) -> WriterStats {
+        counters::add(counters::WRITER, &mut self, &other);
+        self
+    }
 }
 
 /// The exit summary, printed to stderr.
@@ -119,11 +67,11 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
         "{} bytes seen ({} dropped, {} passed)",
         c.bytes_seen, c.bytes_dropped, c.bytes_passed
     );
-    if c.captured + c.capture_lost > 0 || writer.written > 0 {
+    if c.captured + c.capture_lost > 0 || writer.written + writer.capture_not_written > 0 {
         let _ = writeln!(out, "{} packets captured", writer.written);
         let _ = writeln!(out, "{} packets lost: capture buffer full", c.capture_lost);
     }
-    if c.events + c.event_lost > 0 || writer.logged > 0 {
+    if c.events + c.event_lost > 0 || writer.logged + writer.log_not_written > 0 {
         let _ = writeln!(
             out,
             "{} events logged ({} sent by the program)",
@@ -139,30 +87,9 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
             snap.perf_lost
         );
     }
-    if c.rate_limited > 0 {
-        let _ = writeln!(
-            out,
-            "{} packets not recorded: over their rule's rate limit",
-            c.rate_limited
-        );
-    }
-    if c.no_reader > 0 {
-        let _ = writeln!(
-            out,
-            "{} packets not recorded: no recorder was reading (its heartbeat stopped)",
-            c.no_reader
-        );
-    }
-    if writer.past_count > 0 {
-        let _ = writeln!(
-            out,
-            "{} packets not written: past the -c count",
-            writer.past_count
-        );
-    }
-    if writer.undecodable > 0 {
-        let _ = writeln!(out, "{} records could not be decoded", writer.undecodable);
-    }
+    // Every other count that means records went unrecorded or unwritten, from the catalogue.
+    counters::summary_lines(counters::KERNEL, c, &mut out);
+    counters::summary_lines(counters::WRITER, writer, &mut out);
     if !rules.rules.is_empty() {
         for (index, rule) in rules.rules.iter().enumerate() {
             let _ = writeln!(
@@ -204,13 +131,26 @@ fn suppressed(n: u64) -> String {
 }
 
 /// One status line for `--stats-interval`: rates since the previous snapshot.
-pub fn interval_line(previous: &Snapshot, current: &Snapshot, seconds: f64) -> String {
+pub fn interval_line(
+    previous: &Snapshot,
+    current: &Snapshot,
+    writer: &WriterStats,
+    seconds: f64,
+) -> String {
     let (p, c) = (&previous.counters, &current.counters);
     let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / seconds.max(1e-9);
+    let not_written = if writer.capture_not_written + writer.log_not_written > 0 {
+        format!(
+            "; not written (output failed) {} (capture) {} (events)",
+            writer.capture_not_written, writer.log_not_written
+        )
+    } else {
+        String::new()
+    };
     format!(
         "xdpsieve: {:.0} pkt/s ({:.0} dropped/s, {:.0} passed/s), {:.1} Mbit/s; \
          captured {:.0}/s, events {:.0}/s; lost {} (capture) {} (events) {} (perf), \
-         rate-limited {}",
+         rate-limited {}{not_written}",
         rate(c.seen, p.seen),
         rate(c.dropped, p.dropped),
         rate(c.passed, p.passed),
@@ -246,7 +186,10 @@ mod tests {
             rate_limited: 5,
             ..Default::default()
         };
-        let total = sum_counters([&a, &b]);
+        let mut total = Counters::default();
+        for cpu in [&a, &b] {
+            counters::add(counters::KERNEL, &mut total, cpu);
+        }
         assert_eq!((total.seen, total.dropped, total.passed), (7, 5, 2));
         assert_eq!((total.captured, total.capture_lost), (1, 2));
         assert_eq!((total.events, total.rate_limited), (2, 5));
@@ -284,6 +227,7 @@ mod tests {
         };
         let writer = WriterStats {
             written: 2,
+            capture_not_written: 3,
             ..Default::default()
         };
         let text = summary(&snap, &writer, &rules);
@@ -296,5 +240,8 @@ mod tests {
         assert!(text.contains("drop udp src port 53"));
         assert!(text.contains("4 hits, 1 not recorded (rate limit)"));
         assert!(!text.contains("events logged"));
+        assert!(text.contains("3 packets not written: capture output failed"));
+        // No -c, so nothing is blamed on it.
+        assert!(!text.contains("past the -c count"));
     }
 }

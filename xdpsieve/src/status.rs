@@ -9,6 +9,7 @@
 //! fool it.
 
 use std::{
+    collections::BTreeMap,
     fs,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -16,11 +17,12 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{Map, MapData};
 use serde::{Deserialize, Serialize};
-use xdpsieve_common::MAX_INTERFACES;
+use xdpsieve_common::Counters;
 
 use crate::{
+    counters::{self, CounterMaps},
     pins::{self, LINK_PIN, meta_path, pin_dir, read_meta},
-    stats::{self, Snapshot},
+    stats::{Snapshot, WriterStats},
 };
 
 /// The maps a status reader needs (see [`pins::PINNED_MAPS`]).
@@ -93,23 +95,18 @@ pub struct Status {
     pub health: Option<crate::watch::InterfaceHealth>,
 }
 
+/// Counters of one instance: every catalogued counter by its key (see
+/// [`crate::counters`]), then per rule and per interface.
 #[derive(Debug, Serialize)]
 pub struct StatusCounters {
-    pub seen: u64,
-    pub passed: u64,
-    pub dropped: u64,
-    pub malformed: u64,
-    pub non_ip: u64,
-    pub bytes_seen: u64,
-    pub bytes_passed: u64,
-    pub bytes_dropped: u64,
-    pub captured: u64,
-    pub capture_lost: u64,
-    pub events: u64,
-    pub event_lost: u64,
-    pub rate_limited: u64,
-    /// Packets whose records were not written because no recorder was reading.
-    pub no_reader: u64,
+    #[serde(skip)]
+    pub kernel: Counters,
+    /// What the capture and the event log wrote and did not write (absent when the
+    /// instance published none).
+    #[serde(skip)]
+    pub writer: Option<WriterStats>,
+    #[serde(flatten)]
+    pub totals: BTreeMap<&'static str, u64>,
     /// Hits per rule id (0 = default verdict).
     pub rule_hits: Vec<(u32, u64)>,
     pub rule_suppressed: Vec<(u32, u64)>,
@@ -125,26 +122,19 @@ pub fn pinned_snapshot(iface: &str, meta: &Meta) -> Result<Snapshot> {
             .with_context(|| format!("opening pinned map {}", dir.join(name).display()))?;
         Map::from_map_data(data).with_context(|| format!("reading pinned map {name}"))
     };
-    let total = stats::sum_per_cpu(&open("COUNTERS")?, 1, stats::add_counters)?;
-    let rules = stats::sum_per_cpu(
-        &open("RULE_COUNTERS")?,
-        meta.rules.len() + 1,
-        stats::add_rule,
-    )?;
-    let slots = meta.interfaces.len().min(MAX_INTERFACES);
-    let per_slot = stats::sum_per_cpu(&open("INTERFACE_COUNTERS")?, slots, stats::add_interface)?;
-    let interfaces = meta
-        .interfaces
-        .iter()
-        .map(|i| i.name.clone())
-        .zip(per_slot)
-        .collect();
-    Ok(Snapshot {
-        counters: total.into_iter().next().unwrap_or_default(),
-        rules,
-        interfaces,
-        perf_lost: 0,
-    })
+    let (counters, rules, interfaces) = (
+        open("COUNTERS")?,
+        open("RULE_COUNTERS")?,
+        open("INTERFACE_COUNTERS")?,
+    );
+    let maps = CounterMaps {
+        counters: &counters,
+        rules: &rules,
+        interfaces: &interfaces,
+    };
+    let names: Vec<String> = meta.interfaces.iter().map(|i| i.name.clone()).collect();
+    counters::read_snapshot(&maps, meta.rules.len(), &names, 0)
+        .with_context(|| format!("reading the counters pinned under {}", dir.display()))
 }
 
 /// Status of the instances on `iface`, or of every instance in this network namespace.
@@ -190,7 +180,12 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
         let in_force = pin_dir(&name).join(LINK_PIN).exists();
         let counters = if live || in_force {
             let snap = pinned_snapshot(&name, &meta)?;
-            Some(status_counters(&snap, &meta))
+            let writer = if live {
+                crate::writer_state::read(&name, &meta)
+            } else {
+                None
+            };
+            Some(status_counters(&snap, &meta, writer))
         } else {
             None
         };
@@ -212,24 +207,19 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
     Ok(out)
 }
 
-fn status_counters(snap: &Snapshot, meta: &Meta) -> StatusCounters {
-    let c = &snap.counters;
+fn status_counters(snap: &Snapshot, meta: &Meta, writer: Option<WriterStats>) -> StatusCounters {
     let ids = std::iter::once(0).chain(meta.rules.iter().map(|r| r.id));
+    let mut totals: BTreeMap<&'static str, u64> =
+        counters::entries(counters::KERNEL, &snap.counters)
+            .into_iter()
+            .collect();
+    if let Some(writer) = &writer {
+        totals.extend(counters::entries(counters::WRITER, writer));
+    }
     StatusCounters {
-        seen: c.seen,
-        passed: c.passed,
-        dropped: c.dropped,
-        malformed: c.malformed,
-        non_ip: c.non_ip,
-        bytes_seen: c.bytes_seen,
-        bytes_passed: c.bytes_passed,
-        bytes_dropped: c.bytes_dropped,
-        captured: c.captured,
-        capture_lost: c.capture_lost,
-        events: c.events,
-        event_lost: c.event_lost,
-        rate_limited: c.rate_limited,
-        no_reader: c.no_reader,
+        kernel: snap.counters,
+        writer,
+        totals,
         rule_hits: ids.clone().zip(snap.rules.iter().map(|r| r.hits)).collect(),
         rule_suppressed: ids.zip(snap.rules.iter().map(|r| r.suppressed)).collect(),
         interface_packets: snap
@@ -237,6 +227,16 @@ fn status_counters(snap: &Snapshot, meta: &Meta) -> StatusCounters {
             .iter()
             .map(|(n, c)| (n.clone(), c.packets))
             .collect(),
+    }
+}
+
+/// "  a, b, c, d, e" lines of five counters each.
+fn counter_lines(out: &mut String, described: &str) {
+    let parts: Vec<&str> = described.split(", ").collect();
+    for chunk in parts.chunks(5) {
+        out.push_str("  ");
+        out.push_str(&chunk.join(", "));
+        out.push('\n');
     }
 }
 
@@ -291,17 +291,10 @@ pub fn render(statuses: &[Status]) -> String {
             let _ = writeln!(out, "  health: {} (ifindex {})", h.summary, h.ifindex);
         }
         let Some(c) = &s.counters else { continue };
-        let _ = writeln!(
-            out,
-            "  {} seen, {} dropped, {} passed, {} malformed, {} without IP header",
-            c.seen, c.dropped, c.passed, c.malformed, c.non_ip
-        );
-        let _ = writeln!(
-            out,
-            "  captured {} (lost {}), events {} (lost {}), rate-limited {}, \
-             lost for want of a reader {}",
-            c.captured, c.capture_lost, c.events, c.event_lost, c.rate_limited, c.no_reader
-        );
+        counter_lines(&mut out, &counters::describe(counters::KERNEL, &c.kernel));
+        if let Some(writer) = &c.writer {
+            counter_lines(&mut out, &counters::describe(counters::WRITER, writer));
+        }
         for (rule, (id, hits)) in s.meta.rules.iter().zip(c.rule_hits.iter().skip(1)) {
             let suppressed = c
                 .rule_suppressed

@@ -1,13 +1,17 @@
 //! Capture files: classic pcap (nanosecond timestamps) and pcapng (per-interface blocks, the
 //! packet's XDP verdict in the standard `epb_verdict` option, the matched rule in a comment).
 //!
-//! Both writers take a [`std::io::Write`]; the caller supplies buffering and decides when to
-//! flush (after each drain of the ring, so `-w -` piped into tcpdump stays live).
+//! Both writers put whole records (file header and blocks uncounted, packets counted) into a
+//! [`RecordWriter`], which buffers and knows which records reached the output when it
+//! fails; the caller decides when to flush (after each drain of the ring, so `-w -` piped
+//! into tcpdump stays live).
 
 mod pcap;
 mod pcapng;
 
 use std::{fmt, io, str::FromStr, time::Duration};
+
+use crate::output::{Failure, Output, RecordWriter, WRITE_BUFFER};
 
 pub use pcap::PcapWriter;
 pub use pcapng::PcapngWriter;
@@ -68,26 +72,30 @@ pub struct Packet<'a> {
 }
 
 /// A capture file of either format.
-pub enum CaptureWriter<W: io::Write> {
+pub enum CaptureWriter<W: Output> {
     Pcap(PcapWriter<W>),
     Pcapng(PcapngWriter<W>),
 }
 
-impl<W: io::Write> CaptureWriter<W> {
+impl<W: Output> CaptureWriter<W> {
     /// Whether [`Packet::comment`] reaches the file (pcapng only).
     pub fn writes_comments(&self) -> bool {
         matches!(self, CaptureWriter::Pcapng(_))
     }
 
-    /// Writes the file header (and, for pcapng, one interface block per interface).
-    pub fn new(format: Format, out: W, snaplen: u32, interfaces: &[Interface]) -> io::Result<Self> {
-        Ok(match format {
-            Format::Pcap => CaptureWriter::Pcap(PcapWriter::new(out, snaplen)?),
-            Format::Pcapng => CaptureWriter::Pcapng(PcapngWriter::new(out, snaplen, interfaces)?),
-        })
+    /// Puts the file header (and, for pcapng, one interface block per interface) in a
+    /// [`WRITE_BUFFER`]-sized buffer in front of `out`; the first flush writes it.
+    pub fn new(format: Format, out: W, snaplen: u32, interfaces: &[Interface]) -> Self {
+        let out = RecordWriter::new(out, WRITE_BUFFER);
+        match format {
+            Format::Pcap => CaptureWriter::Pcap(PcapWriter::new(out, snaplen)),
+            Format::Pcapng => CaptureWriter::Pcapng(PcapngWriter::new(out, snaplen, interfaces)),
+        }
     }
 
-    pub fn write(&mut self, packet: &Packet<'_>) -> io::Result<()> {
+    /// Buffers one packet. A failure of the output shows at [`Self::flush`] and in
+    /// [`Self::failure`]; packets after it are not written (see [`Self::written`]).
+    pub fn write(&mut self, packet: &Packet<'_>) {
         match self {
             CaptureWriter::Pcap(w) => w.write(packet),
             CaptureWriter::Pcapng(w) => w.write(packet),
@@ -95,28 +103,45 @@ impl<W: io::Write> CaptureWriter<W> {
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
+        self.output().flush()
+    }
+
+    /// Packets wholly in the output.
+    pub fn written(&mut self) -> u64 {
+        self.output().written()
+    }
+
+    /// Why the output stopped, if it did.
+    pub fn failure(&mut self) -> Option<&Failure> {
+        self.output().failure()
+    }
+
+    /// The record writer in front of the output.
+    pub fn output(&mut self) -> &mut RecordWriter<W> {
         match self {
-            CaptureWriter::Pcap(w) => w.flush(),
-            CaptureWriter::Pcapng(w) => w.flush(),
+            CaptureWriter::Pcap(w) => w.output(),
+            CaptureWriter::Pcapng(w) => w.output(),
         }
     }
 
-    /// At close, per interface: pcapng writes an interface statistics block; pcap has none.
+    /// At close, per interface: pcapng puts an interface statistics block; pcap has none.
+    /// Not on a failed output (nothing more reaches it).
     pub fn write_interface_statistics(
         &mut self,
         ifindex: u32,
         counters: &xdpsieve_common::InterfaceCounters,
-    ) -> io::Result<()> {
+    ) {
         match self {
-            CaptureWriter::Pcap(_) => Ok(()),
+            CaptureWriter::Pcap(_) => {}
             CaptureWriter::Pcapng(w) => w.write_interface_statistics(ifindex, counters),
         }
     }
 
+    /// Flushes (a failure stays recorded) and returns the output.
     pub fn into_inner(self) -> W {
         match self {
-            CaptureWriter::Pcap(w) => w.into_inner(),
-            CaptureWriter::Pcapng(w) => w.into_inner(),
+            CaptureWriter::Pcap(w) => w.into_inner().into_inner(),
+            CaptureWriter::Pcapng(w) => w.into_inner().into_inner(),
         }
     }
 }

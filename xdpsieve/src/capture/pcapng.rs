@@ -2,9 +2,10 @@
 //! (name, snap length, nanosecond resolution), and enhanced packet blocks carrying the XDP
 //! verdict (`epb_verdict`, type 2 = Linux eBPF XDP), the receive queue and a comment.
 
-use std::{collections::HashMap, io};
+use std::collections::HashMap;
 
 use super::{Interface, LINKTYPE_ETHERNET, Packet};
+use crate::output::{Output, RecordWriter};
 
 const BLOCK_SHB: u32 = 0x0A0D_0D0A;
 const BLOCK_IDB: u32 = 0x0000_0001;
@@ -28,30 +29,32 @@ const ISB_FILTERACCEPT: u16 = 6;
 const ISB_OSDROP: u16 = 7;
 const ISB_USRDELIV: u16 = 8;
 
-pub struct PcapngWriter<W: io::Write> {
-    out: W,
+pub struct PcapngWriter<W: Output> {
+    out: RecordWriter<W>,
     snaplen: u32,
     /// pcapng interface id by ifindex.
     interface_ids: HashMap<u32, u32>,
     block: Vec<u8>,
 }
 
-impl<W: io::Write> PcapngWriter<W> {
-    pub fn new(out: W, snaplen: u32, interfaces: &[Interface]) -> io::Result<Self> {
+impl<W: Output> PcapngWriter<W> {
+    /// Puts the section header and the interface blocks in `out` (they go out with the
+    /// first flush).
+    pub fn new(out: RecordWriter<W>, snaplen: u32, interfaces: &[Interface]) -> Self {
         let mut writer = PcapngWriter {
             out,
             snaplen,
             interface_ids: HashMap::new(),
             block: Vec::with_capacity(snaplen as usize + 128),
         };
-        writer.write_section_header()?;
+        writer.write_section_header();
         for interface in interfaces {
-            writer.write_interface(interface)?;
+            writer.write_interface(interface);
         }
-        Ok(writer)
+        writer
     }
 
-    fn write_section_header(&mut self) -> io::Result<()> {
+    fn write_section_header(&mut self) {
         let mut body = Vec::new();
         body.extend_from_slice(&BYTE_ORDER_MAGIC.to_ne_bytes());
         body.extend_from_slice(&1u16.to_ne_bytes());
@@ -67,7 +70,7 @@ impl<W: io::Write> PcapngWriter<W> {
         self.write_block(BLOCK_SHB, &body)
     }
 
-    fn write_interface(&mut self, interface: &Interface) -> io::Result<()> {
+    fn write_interface(&mut self, interface: &Interface) {
         let id = self.interface_ids.len() as u32;
         self.interface_ids.insert(interface.ifindex, id);
         let mut body = Vec::new();
@@ -80,15 +83,17 @@ impl<W: io::Write> PcapngWriter<W> {
         self.write_block(BLOCK_IDB, &body)
     }
 
-    fn write_block(&mut self, block_type: u32, body: &[u8]) -> io::Result<()> {
+    /// A block other than a packet's: whole or not at all in the file, but not counted.
+    fn write_block(&mut self, block_type: u32, body: &[u8]) {
         let total = (12 + body.len()) as u32;
-        self.out.write_all(&block_type.to_ne_bytes())?;
-        self.out.write_all(&total.to_ne_bytes())?;
-        self.out.write_all(body)?;
-        self.out.write_all(&total.to_ne_bytes())
+        self.out.put(&block_type.to_ne_bytes());
+        self.out.put(&total.to_ne_bytes());
+        self.out.put(body);
+        self.out.put(&total.to_ne_bytes());
+        self.out.end_record(false);
     }
 
-    pub fn write(&mut self, packet: &Packet<'_>) -> io::Result<()> {
+    pub fn write(&mut self, packet: &Packet<'_>) {
         let interface_id = match self.interface_ids.get(&packet.ifindex) {
             Some(&id) => id,
             None => {
@@ -97,7 +102,7 @@ impl<W: io::Write> PcapngWriter<W> {
                     ifindex: packet.ifindex,
                     name: format!("ifindex{}", packet.ifindex),
                 };
-                self.write_interface(&interface)?;
+                self.write_interface(&interface);
                 self.interface_ids[&packet.ifindex]
             }
         };
@@ -126,9 +131,9 @@ impl<W: io::Write> PcapngWriter<W> {
         let total = (block.len() + 4) as u32;
         block[4..8].copy_from_slice(&total.to_ne_bytes());
         block.extend_from_slice(&total.to_ne_bytes());
-        let result = self.out.write_all(&block);
+        self.out.put(&block);
+        self.out.end_record(true);
         self.block = block;
-        result
     }
 
     /// The interface statistics block written at close. In xdpsieve's terms: received =
@@ -139,9 +144,9 @@ impl<W: io::Write> PcapngWriter<W> {
         &mut self,
         ifindex: u32,
         c: &xdpsieve_common::InterfaceCounters,
-    ) -> io::Result<()> {
+    ) {
         let Some(&id) = self.interface_ids.get(&ifindex) else {
-            return Ok(());
+            return;
         };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -176,11 +181,11 @@ impl<W: io::Write> PcapngWriter<W> {
         self.write_block(BLOCK_ISB, &body)
     }
 
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+    pub fn output(&mut self) -> &mut RecordWriter<W> {
+        &mut self.out
     }
 
-    pub fn into_inner(self) -> W {
+    pub fn into_inner(self) -> RecordWriter<W> {
         self.out
     }
 }

@@ -55,9 +55,9 @@ fn packets(payload: &[u8]) -> Vec<Packet<'_>> {
 #[test]
 fn pcap_round_trip() {
     let payload: Vec<u8> = (0..61u8).collect();
-    let mut w = CaptureWriter::new(Format::Pcap, Vec::new(), 16384, &interfaces()).unwrap();
+    let mut w = CaptureWriter::new(Format::Pcap, Vec::new(), 16384, &interfaces());
     for p in packets(&payload) {
-        w.write(&p).unwrap();
+        w.write(&p);
     }
     let bytes = w.into_inner();
     let mut r = PcapReader::new(&bytes[..]).unwrap();
@@ -78,8 +78,8 @@ fn pcap_round_trip() {
 #[test]
 fn pcap_truncates_to_snaplen() {
     let payload = [0xabu8; 100];
-    let mut w = CaptureWriter::new(Format::Pcap, Vec::new(), 64, &[]).unwrap();
-    w.write(&packets(&payload)[0]).unwrap();
+    let mut w = CaptureWriter::new(Format::Pcap, Vec::new(), 64, &[]);
+    w.write(&packets(&payload)[0]);
     let bytes = w.into_inner();
     let mut r = PcapReader::new(&bytes[..]).unwrap();
     // pcap-file 2.0 rejects orig_len > snaplen in its checked reader, although libpcap
@@ -91,14 +91,14 @@ fn pcap_truncates_to_snaplen() {
 #[test]
 fn pcapng_round_trip_with_verdict_queue_and_comment() {
     let payload: Vec<u8> = (0..61u8).collect();
-    let mut w = CaptureWriter::new(Format::Pcapng, Vec::new(), 16384, &interfaces()).unwrap();
+    let mut w = CaptureWriter::new(Format::Pcapng, Vec::new(), 16384, &interfaces());
     for p in packets(&payload) {
-        w.write(&p).unwrap();
+        w.write(&p);
     }
     // An interface nobody announced still gets described before its packet.
     let mut late = packets(&payload)[0];
     late.ifindex = 42;
-    w.write(&late).unwrap();
+    w.write(&late);
     let bytes = w.into_inner();
 
     let mut r = PcapNgReader::new(&bytes[..]).unwrap();

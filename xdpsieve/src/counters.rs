@@ -1,0 +1,424 @@
+//! The counter catalogue: every counter xdpsieve keeps, defined once.
+//!
+//! Each counter is one [`Counter`] entry: its JSON key, a few words for the status text,
+//! its Prometheus family (name, labels, help), an optional sentence for the exit summary,
+//! and how to get at its field. Summing over CPUs ([`add`]), `xdpsieve status` (text and
+//! JSON), the metrics collector and the summary's per-counter lines all iterate these
+//! tables; the one reader of the counter maps, [`read_snapshot`], serves the live maps of
+//! the loaded program and the pinned ones `status` and the metrics open alike.
+//!
+//! **Adding a counter** touches two places: the field in the kernel struct
+//! (`xdpsieve_common::Counters`, `RuleCounters` or `InterfaceCounters`, keeping its size
+//! assert right) and one line here, e.g. for a kernel counter `unclassifiable`:
+//!
+//! ```text
+//! counter!(unclassifiable, "unclassifiable", "xdpsieve_unclassifiable_packets", [],
+//!          "Packets the classifier could not place.", None),
+//! ```
+//!
+//! in [`KERNEL`] (or [`RULE`], [`INTERFACE`]). Userspace counts ([`WriterStats`], what the
+//! recorder and the event log did with their records) have their table, [`WRITER`], the
+//! same way: they reach `status` and the metrics through the writer state file (see
+//! [`crate::writer_state`]).
+//!
+//! The summary keeps its headline sentences (packets seen, bytes, captured), which read
+//! several counters at once and which scripts parse; every other counter gets its summary
+//! line from its entry's `summary` sentence, printed when the count is not zero.
+
+use aya::{
+    Pod,
+    maps::{Map, MapError, PerCpuArray},
+};
+use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
+
+use crate::stats::{Snapshot, WriterStats};
+
+/// One counter of a struct `T` (a kernel counter struct, or [`WriterStats`]).
+pub struct Counter<T> {
+    /// Field name: the key in `xdpsieve status --json` and the writer state file.
+    pub key: &'static str,
+    /// A few words after the number in `xdpsieve status`: "12 dropped".
+    pub text: &'static str,
+    /// Prometheus family (without `_total`); entries with the same family are its members.
+    pub metric: &'static str,
+    /// Labels of this member of the family.
+    pub labels: &'static [(&'static str, &'static str)],
+    /// Help of the family (the first member's is used).
+    pub help: &'static str,
+    /// Exit summary line, `{}` standing for the number; printed when it is not zero.
+    pub summary: Option<&'static str>,
+    pub get: fn(&T) -> u64,
+    pub get_mut: fn(&mut T) -> &mut u64,
+}
+
+/// One catalogue entry for field `$field` of the table's struct.
+macro_rules! counter {
+    ($field:ident, $text:expr, $metric:expr, [$($k:expr => $v:expr),*], $help:expr, $summary:expr) => {
+        Counter {
+            key: stringify!($field),
+            text: $text,
+            metric: $metric,
+            labels: &[$(($k, $v)),*],
+            help: $help,
+            summary: $summary,
+            get: |c| c.$field,
+            get_mut: |c| &mut c.$field,
+        }
+    };
+}
+
+/// The program's counters (map `COUNTERS`, one slot).
+pub const KERNEL: &[Counter<Counters>] = &[
+    counter!(
+        seen,
+        "seen",
+        "xdpsieve_seen_packets",
+        [],
+        "Packets the program saw.",
+        None
+    ),
+    counter!(dropped, "dropped", "xdpsieve_packets", ["verdict" => "drop"],
+        "Packets seen, by verdict.", None),
+    counter!(passed, "passed", "xdpsieve_packets", ["verdict" => "pass"],
+        "Packets seen, by verdict.", None),
+    counter!(
+        malformed,
+        "malformed",
+        "xdpsieve_malformed_packets",
+        [],
+        "Frames the parser found malformed.",
+        None
+    ),
+    counter!(
+        non_ip,
+        "without IP header",
+        "xdpsieve_non_ip_packets",
+        [],
+        "Frames without a readable IP header (always passed).",
+        None
+    ),
+    counter!(
+        bytes_seen,
+        "bytes seen",
+        "xdpsieve_seen_bytes",
+        [],
+        "Bytes the program saw.",
+        None
+    ),
+    counter!(bytes_dropped, "bytes dropped", "xdpsieve_bytes", ["verdict" => "drop"],
+        "Bytes seen, by verdict.", None),
+    counter!(bytes_passed, "bytes passed", "xdpsieve_bytes", ["verdict" => "pass"],
+        "Bytes seen, by verdict.", None),
+    counter!(
+        captured,
+        "capture records sent",
+        "xdpsieve_captured_packets",
+        [],
+        "Capture records sent to userspace.",
+        None
+    ),
+    counter!(capture_lost, "capture records lost (buffer full)", "xdpsieve_records_lost",
+        ["stream" => "capture"], "Records that did not fit in the ring or perf buffer.", None),
+    counter!(
+        events,
+        "events sent",
+        "xdpsieve_events",
+        [],
+        "Events sent to userspace.",
+        None
+    ),
+    counter!(event_lost, "events lost (buffer full)", "xdpsieve_records_lost",
+        ["stream" => "event"], "Records that did not fit in the ring or perf buffer.", None),
+    counter!(
+        rate_limited,
+        "rate-limited",
+        "xdpsieve_rate_limited_packets",
+        [],
+        "Packets whose records a rate limit suppressed.",
+        Some("{} packets not recorded: over their rule's rate limit")
+    ),
+    counter!(
+        no_reader,
+        "lost for want of a reader",
+        "xdpsieve_records_no_reader",
+        [],
+        "Packets whose records were not written because no recorder was reading.",
+        Some("{} packets not recorded: no recorder was reading (its heartbeat stopped)")
+    ),
+];
+
+/// Per rule slot (map `RULE_COUNTERS`; slot 0 is the default verdict).
+pub const RULE: &[Counter<RuleCounters>] = &[
+    counter!(
+        hits,
+        "hits",
+        "xdpsieve_rule_hits",
+        [],
+        "Packets each rule decided (rule_id 0: the default verdict).",
+        None
+    ),
+    counter!(
+        bytes,
+        "bytes",
+        "xdpsieve_rule_bytes",
+        [],
+        "Bytes of the packets each rule decided.",
+        None
+    ),
+    counter!(
+        suppressed,
+        "suppressed",
+        "xdpsieve_rule_rate_limited_packets",
+        [],
+        "Packets whose records each rule's rate limit suppressed.",
+        None
+    ),
+];
+
+/// Per interface slot (map `INTERFACE_COUNTERS`).
+pub const INTERFACE: &[Counter<InterfaceCounters>] = &[
+    counter!(
+        packets,
+        "packets",
+        "xdpsieve_interface_seen_packets",
+        [],
+        "Packets seen per interface.",
+        None
+    ),
+    counter!(dropped, "dropped", "xdpsieve_interface_packets", ["verdict" => "drop"],
+        "Packets seen per interface, by verdict.", None),
+    counter!(passed, "passed", "xdpsieve_interface_packets", ["verdict" => "pass"],
+        "Packets seen per interface, by verdict.", None),
+    counter!(
+        bytes,
+        "bytes",
+        "xdpsieve_interface_bytes",
+        [],
+        "Bytes seen per interface.",
+        None
+    ),
+    counter!(
+        captured,
+        "captured",
+        "xdpsieve_interface_captured_packets",
+        [],
+        "Capture records sent to userspace per interface.",
+        None
+    ),
+    counter!(capture_lost, "capture lost", "xdpsieve_interface_records_lost",
+        ["stream" => "capture"], "Capture records per interface that did not fit.", None),
+    counter!(
+        rate_limited,
+        "rate-limited",
+        "xdpsieve_interface_rate_limited_packets",
+        [],
+        "Packets per interface whose records a rate limit suppressed.",
+        None
+    ),
+];
+
+/// What userspace did with the records (see [`WriterStats`]).
+pub const WRITER: &[Counter<WriterStats>] = &[
+    counter!(written, "written to the capture", "xdpsieve_written_records",
+        ["output" => "capture"], "Records wholly in the capture file or the event log.", None),
+    counter!(logged, "written to the event log", "xdpsieve_written_records",
+        ["output" => "log"], "Records wholly in the capture file or the event log.", None),
+    counter!(capture_not_written, "not written to the capture (output failed)",
+        "xdpsieve_not_written_records", ["output" => "capture", "reason" => "output_failed"],
+        "Records read from the ring and not written, by output and reason.",
+        Some("{} packets not written: capture output failed")),
+    counter!(log_not_written, "not written to the event log (output failed)",
+        "xdpsieve_not_written_records", ["output" => "log", "reason" => "output_failed"],
+        "Records read from the ring and not written, by output and reason.",
+        Some("{} events not written: log output failed")),
+    counter!(past_count, "past the -c count", "xdpsieve_not_written_records",
+        ["output" => "capture", "reason" => "past_count"],
+        "Records read from the ring and not written, by output and reason.",
+        Some("{} packets not written: past the -c count")),
+    counter!(
+        undecodable,
+        "undecodable",
+        "xdpsieve_undecodable_records",
+        [],
+        "Records that failed to decode (never expected).",
+        Some("{} records could not be decoded")
+    ),
+];
+
+/// Adds `from` to `to`, counter by counter.
+pub fn add<T>(catalogue: &[Counter<T>], to: &mut T, from: &T) {
+    for counter in catalogue {
+        *(counter.get_mut)(to) += (counter.get)(from);
+    }
+}
+
+/// "12 seen, 3 dropped, ..." for the status text.
+pub fn describe<T>(catalogue: &[Counter<T>], values: &T) -> String {
+    catalogue
+        .iter()
+        .map(|c| format!("{} {}", (c.get)(values), c.text))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The summary lines of the counters that have one and are not zero.
+pub fn summary_lines<T>(catalogue: &[Counter<T>], values: &T, out: &mut String) {
+    for counter in catalogue {
+        let value = (counter.get)(values);
+        if let Some(sentence) = counter.summary
+            && value > 0
+        {
+            out.push_str(&sentence.replace("{}", &value.to_string()));
+            out.push('\n');
+        }
+    }
+}
+
+/// (key, value) of each counter, for JSON.
+pub fn entries<T>(catalogue: &[Counter<T>], values: &T) -> Vec<(&'static str, u64)> {
+    catalogue.iter().map(|c| (c.key, (c.get)(values))).collect()
+}
+
+/// Sets each counter named in `entries` (unknown keys are ignored, missing ones stay).
+pub fn from_entries<T: Default>(
+    catalogue: &[Counter<T>],
+    entries: &serde_json::Map<String, serde_json::Value>,
+) -> T {
+    let mut values = T::default();
+    for counter in catalogue {
+        if let Some(v) = entries.get(counter.key).and_then(serde_json::Value::as_u64) {
+            *(counter.get_mut)(&mut values) = v;
+        }
+    }
+    values
+}
+
+/// Reads slots `0..slots` of a per-CPU array map, each summed over CPUs.
+fn sum_per_cpu<T: Pod + Default>(
+    map: &Map,
+    slots: usize,
+    catalogue: &[Counter<T>],
+) -> Result<Vec<T>, MapError> {
+    let array: PerCpuArray<_, T> = PerCpuArray::try_from(map)?;
+    (0..slots as u32)
+        .map(|slot| {
+            let mut total = T::default();
+            for value in array.get(&slot, 0)?.iter() {
+                add(catalogue, &mut total, value);
+            }
+            Ok(total)
+        })
+        .collect()
+}
+
+/// The three counter maps, from the loaded program or from their pins.
+pub struct CounterMaps<'a> {
+    pub counters: &'a Map,
+    pub rules: &'a Map,
+    pub interfaces: &'a Map,
+}
+
+/// Every counter now: the one reader of the counter maps. `rule_count` rules (plus the
+/// default verdict's slot); `interface_names` in slot order (the program's
+/// `Config::ifindexes`); the extra slot for packets from any other interface appears as
+/// "other" when it counted any.
+pub fn read_snapshot(
+    maps: &CounterMaps<'_>,
+    rule_count: usize,
+    interface_names: &[String],
+    perf_lost: u64,
+) -> Result<Snapshot, MapError> {
+    let counters = sum_per_cpu(maps.counters, 1, KERNEL)?;
+    let rules = sum_per_cpu(maps.rules, rule_count + 1, RULE)?;
+    let slots = sum_per_cpu(maps.interfaces, MAX_INTERFACES + 1, INTERFACE)?;
+    let mut interfaces: Vec<(String, InterfaceCounters)> = interface_names
+        .iter()
+        .take(MAX_INTERFACES)
+        .cloned()
+        .zip(slots.iter().copied())
+        .collect();
+    if let Some(other) = slots.last().filter(|c| c.packets > 0) {
+        interfaces.push(("other".into(), *other));
+    }
+    Ok(Snapshot {
+        counters: counters.into_iter().next().unwrap_or_default(),
+        rules,
+        interfaces,
+        perf_lost,
+    })
+}
+
+/// Interface counters per slot, summed over CPUs (for the capture's closing blocks).
+pub fn read_interface_slots(map: &Map) -> Result<Vec<InterfaceCounters>, MapError> {
+    sum_per_cpu(map, MAX_INTERFACES + 1, INTERFACE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_counter_is_in_the_catalogue_once() {
+        // Set each catalogued field to a distinct value: a field listed twice, or a key
+        // that names another field, shows as a mismatch.
+        let mut values = Counters::default();
+        for (i, c) in KERNEL.iter().enumerate() {
+            *(c.get_mut)(&mut values) = i as u64 + 1;
+        }
+        for (i, c) in KERNEL.iter().enumerate() {
+            assert_eq!((c.get)(&values), i as u64 + 1, "{}", c.key);
+        }
+        // Every u64 of the structs is catalogued (they are all u64 counters), but for at
+        // most one reserved word: a counter added to the struct without its catalogue
+        // line fails here.
+        assert_eq!(KERNEL.len() * 8, size_of::<Counters>(), "Counters");
+        for (name, catalogued, size) in [
+            ("RuleCounters", RULE.len(), size_of::<RuleCounters>()),
+            (
+                "InterfaceCounters",
+                INTERFACE.len(),
+                size_of::<InterfaceCounters>(),
+            ),
+        ] {
+            assert!(
+                (size / 8).saturating_sub(catalogued) <= 1,
+                "{name}: {catalogued} catalogued for {} words",
+                size / 8
+            );
+        }
+    }
+
+    #[test]
+    fn writer_counts_round_trip_through_json_entries() {
+        let stats = WriterStats {
+            written: 3,
+            capture_not_written: 5,
+            log_not_written: 7,
+            ..Default::default()
+        };
+        let map: serde_json::Map<String, serde_json::Value> = entries(WRITER, &stats)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect();
+        assert_eq!(from_entries::<WriterStats>(WRITER, &map), stats);
+    }
+
+    #[test]
+    fn families_share_their_help() {
+        for table in [
+            KERNEL
+                .iter()
+                .map(|c| (c.metric, c.help))
+                .collect::<Vec<_>>(),
+            WRITER.iter().map(|c| (c.metric, c.help)).collect(),
+            INTERFACE.iter().map(|c| (c.metric, c.help)).collect(),
+        ] {
+            for (metric, help) in &table {
+                assert!(
+                    table.iter().all(|(m, h)| m != metric || h == help),
+                    "{metric} has two helps"
+                );
+            }
+        }
+    }
+}

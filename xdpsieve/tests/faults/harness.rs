@@ -1,0 +1,279 @@
+//! The faults tests' harness: a scratch directory (optionally a small tmpfs), the running
+//! firewall, sockets behind it, a bounded flood from the peer namespace, and readers of the
+//! exit summary and the capture files.
+
+use std::{
+    io::Read as _,
+    net::{SocketAddr, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use pcap_file::pcap::PcapReader;
+use xdpsieve::netns::VethPair;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
+/// The port the firewall drops; a socket listens on it behind the firewall.
+pub const DROPPED_PORT: u16 = 40001;
+/// A port the firewall passes, to see that the firewall still works both ways.
+pub const PASSED_PORT: u16 = 40002;
+
+/// A scratch directory removed on drop; with `tmpfs`, a small tmpfs mounted on it (and
+/// unmounted on drop) so that writes fill it.
+pub struct Scratch {
+    dir: PathBuf,
+    mounted: bool,
+}
+
+impl Scratch {
+    pub fn new(tag: &str, tmpfs_size: Option<&str>) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("xdpsieve-faults-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating scratch dir");
+        let mut scratch = Scratch {
+            dir,
+            mounted: false,
+        };
+        if let Some(size) = tmpfs_size {
+            let status = Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size}"),
+                    "xdpsieve-test",
+                ])
+                .arg(&scratch.dir)
+                .status()
+                .expect("running mount");
+            assert!(status.success(), "mounting a tmpfs on {:?}", scratch.dir);
+            scratch.mounted = true;
+        }
+        scratch
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.dir).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `xdpsieve run`; killed (by PID) on drop if still running.
+pub struct Firewall {
+    pub child: Option<Child>,
+}
+
+impl Firewall {
+    pub fn start(net: &VethPair, args: &[&str], stdout: Stdio) -> Firewall {
+        let child = net
+            .fw
+            .command(BINARY)
+            .arg("run")
+            .args(["-i", VethPair::FW_IF, "--drop"])
+            .arg(format!("udp dst port {DROPPED_PORT}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting xdpsieve");
+        let mut fw = Firewall { child: Some(child) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(Instant::now() < deadline, "xdpsieve did not attach in 20 s");
+            assert!(fw.running(), "xdpsieve exited before attaching");
+            let attached = net
+                .fw
+                .ip(&["-d", "link", "show", "dev", VethPair::FW_IF])
+                .is_ok_and(|out| out.contains("prog/xdp"));
+            let published = net
+                .fw
+                .command(BINARY)
+                .args(["status", "--json"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"live\": true"));
+            if attached && published {
+                return fw;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn running(&mut self) -> bool {
+        let child = self.child.as_mut().expect("started");
+        match child.try_wait().expect("try_wait") {
+            None => true,
+            Some(status) => {
+                let mut err = String::new();
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                eprintln!("xdpsieve exited ({status}): {err}");
+                false
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("started").id() as i32;
+        // SAFETY: kill on the PID of a child we started and have not reaped.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// SIGINT, then the exit status and output.
+    pub fn stop(mut self) -> Output {
+        self.signal(libc::SIGINT);
+        let child = self.child.take().expect("started");
+        child.wait_with_output().expect("waiting for xdpsieve")
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sockets behind the firewall on the dropped and the passed port.
+pub fn sockets(net: &VethPair) -> (UdpSocket, UdpSocket) {
+    net.fw
+        .run(|| {
+            let dropped = UdpSocket::bind(SocketAddr::new(VethPair::FW_V4.into(), DROPPED_PORT))?;
+            let passed = UdpSocket::bind(SocketAddr::new(VethPair::FW_V4.into(), PASSED_PORT))?;
+            for s in [&dropped, &passed] {
+                s.set_read_timeout(Some(Duration::from_millis(200)))?;
+                // Room for every datagram of a flood, so none is lost before it is counted.
+                let size: libc::c_int = 8 << 20;
+                // SAFETY: setsockopt with a valid int option on a socket we own.
+                unsafe {
+                    libc::setsockopt(
+                        std::os::fd::AsRawFd::as_raw_fd(s),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVBUFFORCE,
+                        (&size as *const libc::c_int).cast(),
+                        size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+            }
+            Ok::<_, std::io::Error>((dropped, passed))
+        })
+        .expect("entering namespace")
+        .expect("binding sockets")
+}
+
+pub fn received(socket: &UdpSocket) -> u64 {
+    let mut buf = vec![0u8; 65536];
+    let mut n = 0;
+    while socket.recv(&mut buf).is_ok() {
+        n += 1;
+    }
+    n
+}
+
+/// Sends `count` datagrams of `size` bytes to the dropped port and one to the passed port
+/// every tenth, from the peer namespace. Bounded: `count` sends, a 100 µs pause per ten.
+pub fn flood(net: &VethPair, count: u64, size: usize) -> u64 {
+    net.peer
+        .run(|| {
+            let socket = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 0))?;
+            let payload = vec![0x5a; size];
+            let mut passed = 0;
+            for i in 0..count {
+                socket.send_to(&payload, (VethPair::FW_V4, DROPPED_PORT))?;
+                if i % 10 == 0 {
+                    socket.send_to(b"passed", (VethPair::FW_V4, PASSED_PORT))?;
+                    passed += 1;
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+            Ok::<_, std::io::Error>(passed)
+        })
+        .expect("entering namespace")
+        .expect("sending traffic")
+}
+
+/// Frames still in flight reach the program before the test looks.
+pub fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// Runs `program ARGS` in the firewall's namespace; its standard output.
+pub fn in_namespace(net: &VethPair, program: &str, args: &[&str]) -> String {
+    let out = net
+        .fw
+        .command(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program} (cargo xtask setup installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The number before `words` on the summary line containing them (0 when no such line).
+pub fn count(stderr: &str, words: &str) -> u64 {
+    stderr
+        .lines()
+        .find(|l| l.contains(words))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// (dropped, captured, not written, lost) from the exit summary.
+pub fn capture_counts(stderr: &str) -> (u64, u64, u64, u64) {
+    let dropped = stderr
+        .lines()
+        .find(|l| l.contains("packets seen by xdpsieve"))
+        .and_then(|l| l.split('(').nth(1)?.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in: {stderr}"));
+    (
+        dropped,
+        count(stderr, "packets captured"),
+        count(stderr, "packets not written: capture output failed"),
+        count(stderr, "packets lost: capture buffer full"),
+    )
+}
+
+pub fn stop_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(" stopped: ") && l.contains("filtering goes on"))
+        .collect()
+}
+
+pub fn pcap_packets(path: &Path) -> u64 {
+    let mut reader = PcapReader::new(std::fs::File::open(path).expect("capture")).expect("header");
+    let mut n = 0;
+    while let Some(packet) = reader.next_raw_packet() {
+        packet.expect("a whole pcap record");
+        n += 1;
+    }
+    n
+}
+
+pub fn tcpdump_lines(path: &Path) -> u64 {
+    let out = Command::new("tcpdump")
+        .args(["-nn", "-r"])
+        .arg(path)
+        .output()
+        .expect("running tcpdump (cargo xtask setup installs it)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A cut record makes tcpdump say "truncated dump file" and fail.
+    assert!(out.status.success(), "tcpdump failed: {stderr}");
+    assert!(!stderr.contains("truncated"), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).lines().count() as u64
+}
