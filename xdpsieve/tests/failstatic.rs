@@ -242,7 +242,7 @@ fn killed_recorder_leaves_drops_in_force(tag: &str, signal: i32) {
     let text = String::from_utf8_lossy(&net.xdpsieve(&["status"]).stdout).into_owned();
     assert!(
         text.contains(&format!("running without a recorder (pid {pid} died)"))
-            && text.contains(&format!("lost for want of a reader {sent}")),
+            && text.contains(&format!("{sent} lost for want of a reader")),
         "{text}"
     );
 
