@@ -179,3 +179,53 @@ impl RingReader {
         records
     }
 }
+
+/// Records committed to the ring of `map` that no reader consumed, counted without
+/// consuming them (nothing is written to the ring). For the rings of a firewall whose
+/// recorder died: they were counted as sent by the program but reached no file.
+pub fn unread_records(map: &MapData) -> io::Result<u64> {
+    let size = map.info().map_err(io::Error::other)?.max_entries() as usize;
+    // SAFETY: sysconf has no preconditions.
+    let page =
+        usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).map_err(io::Error::other)?;
+    if !size.is_power_of_two() || size < page {
+        return Err(io::Error::other(format!(
+            "ring buffer of {size} bytes: not a power of two of at least a page"
+        )));
+    }
+    let fd = map.fd().as_fd().as_raw_fd();
+    let consumer = Mapping::new(fd, page, false, 0)?;
+    let producer = Mapping::new(fd, page + 2 * size, false, page)?;
+    // SAFETY: both pages start with the kernel's position, an aligned unsigned long.
+    let (mut pos, end) = unsafe {
+        (
+            consumer
+                .base
+                .cast::<AtomicUsize>()
+                .as_ref()
+                .load(Ordering::Acquire),
+            producer
+                .base
+                .cast::<AtomicUsize>()
+                .as_ref()
+                .load(Ordering::Acquire),
+        )
+    };
+    // SAFETY: the data pages follow the producer page, mapped twice.
+    let data = unsafe { producer.base.as_ptr().add(page) };
+    let mut records = 0;
+    while pos < end {
+        // SAFETY: the offset is inside the data pages and 8-aligned, as in `drain`.
+        let header =
+            unsafe { &*data.add(pos & (size - 1)).cast::<AtomicU32>() }.load(Ordering::Acquire);
+        let len = (header & !(BUSY | DISCARD)) as usize;
+        if header & BUSY != 0 || len > size - HEADER {
+            break;
+        }
+        if header & DISCARD == 0 {
+            records += 1;
+        }
+        pos += (len + HEADER).next_multiple_of(8);
+    }
+    Ok(records)
+}

@@ -91,6 +91,9 @@ pub struct Status {
     #[serde(flatten)]
     pub meta: Meta,
     pub counters: Option<StatusCounters>,
+    /// For a firewall whose recorder died: records its program sent that are still in its
+    /// rings, which nothing will read (see `takeover::unread_in_rings`).
+    pub unread_in_rings: Option<u64>,
     /// Whether the interface still runs the program, per the running instance's watcher.
     pub health: Option<crate::watch::InterfaceHealth>,
 }
@@ -189,6 +192,11 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
         } else {
             None
         };
+        let unread_in_rings = if in_force && !live {
+            crate::takeover::unread_in_rings(&pin_dir(&name)).ok()
+        } else {
+            None
+        };
         let health = if live {
             crate::watch::health::read(&pins::health_path(&name))
         } else {
@@ -201,6 +209,7 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
             uptime_seconds: now.saturating_sub(meta.started_unix),
             meta,
             counters,
+            unread_in_rings,
             health,
         });
     }
@@ -289,6 +298,12 @@ pub fn render(statuses: &[Status]) -> String {
         }
         if let Some(h) = &s.health {
             let _ = writeln!(out, "  health: {} (ifindex {})", h.summary, h.ifindex);
+        }
+        if let Some(unread) = s.unread_in_rings.filter(|&n| n > 0) {
+            let _ = writeln!(
+                out,
+                "  {unread} records left unread in its rings (sent before the recorder died)"
+            );
         }
         let Some(c) = &s.counters else { continue };
         counter_lines(&mut out, &counters::describe(counters::KERNEL, &c.kernel));

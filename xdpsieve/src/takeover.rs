@@ -8,9 +8,11 @@
 //! it: after the swap (and a pause for runs still in flight), what the old maps counted
 //! since the copy is added. That addition is a read-modify-write of the new map while the
 //! new program runs, so a packet counted in the same microseconds can be lost from the
-//! count; the window is two syscalls wide. Records the old program left in its ring when
-//! its recorder died are not read: they were counted as `captured` or `events` by the old
-//! program and never reached a file; the old ring is freed with the old program.
+//! count; the window is two syscalls wide. Records the old program left in its rings when
+//! its recorder died were counted as `captured` or `events` by the old program and never
+//! reached a file: after the swap they are counted (without being consumed, see
+//! [`unread_in_rings`]) and added to `no_reader`, lost for want of a reader, and the old
+//! rings are freed with the old program.
 
 use std::{path::Path, time::Duration};
 
@@ -232,6 +234,45 @@ pub fn add_after_swap(firewall: &mut Firewall, carried: Carried) -> Result<u64> 
     Ok(dropped_at(&after).saturating_sub(dropped_at(&carried.before)))
 }
 
+/// Records left unread in the rings of the program pinned in `dir` (ring-buffer transport;
+/// with perf the per-CPU buffers die with their reader's descriptors and cannot be looked
+/// into). Found through the program's own map list, so the rings need no pins of their own.
+pub fn unread_in_rings(dir: &Path) -> Result<u64> {
+    let prog = dir.join(crate::pins::PROG_PIN);
+    let info = aya::programs::ProgramInfo::from_pin(&prog)
+        .with_context(|| format!("opening the pinned program {}", prog.display()))?;
+    let ids = info
+        .map_ids()
+        .context("listing the program's maps")?
+        .unwrap_or_default();
+    let mut unread = 0;
+    for id in ids {
+        let Ok(map) = aya::maps::MapInfo::from_id(id) else {
+            continue;
+        };
+        let ring = matches!(map.map_type(), Ok(aya::maps::MapType::RingBuf));
+        if ring && matches!(map.name_as_str(), Some("CAPTURE_RING" | "EVENT_RING")) {
+            let data = MapData::from_id(id).with_context(|| format!("opening ring {id}"))?;
+            unread += crate::ringbuf::unread_records(&data)
+                .with_context(|| format!("looking into ring {id}"))?;
+        }
+    }
+    Ok(unread)
+}
+
+/// Adds `records` to the new program's `no_reader` count (on the first CPU's slot).
+fn add_no_reader(firewall: &mut Firewall, records: u64) -> Result<()> {
+    if records == 0 {
+        return Ok(());
+    }
+    let mut words = vec![0; size_of::<Counters>() / 8];
+    words[std::mem::offset_of!(Counters, no_reader) / 8] = records;
+    let map = firewall
+        .map_mut(MAPS[0])
+        .with_context(|| format!("the object has no {} map", MAPS[0]))?;
+    add::<Counters>(map, &[(0, 0)], &[vec![words]], None)
+}
+
 /// Puts `firewall` in force on every claimed interface: attaches afresh where nothing was
 /// there, takes over (atomic swap, counters carried) where a firewall was left behind, and
 /// says so on stderr. `rules` are the new rules as (id, name), in evaluation order.
@@ -288,11 +329,28 @@ pub fn attach_or_take_over(
             };
         let old_totals = carry.as_ref().map(|c| c.old_totals);
         firewall.take_over(iface, old_mode, &claim.link_pin())?;
+        let carried = carry.is_some();
         let meanwhile = match carry {
             Some(carried) => add_after_swap(firewall, carried)
                 .with_context(|| format!("carrying the counters of {iface} on after the swap"))?,
             None => 0,
         };
+        // The old program no longer runs (add_after_swap waited for runs in flight).
+        let unread = if carried {
+            match unread_in_rings(&claim.dir) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!(
+                        "xdpsieve: warning: cannot count the records left in the old rings of                          {iface}: {e:#}"
+                    );
+                    0
+                }
+            }
+        } else {
+            0
+        };
+        add_no_reader(firewall, unread)
+            .with_context(|| format!("counting the records left unread on {iface}"))?;
         let by = meta.as_ref().map_or_else(
             || "an instance that left no description".into(),
             |m| format!("pid {}", m.pid),
@@ -300,9 +358,10 @@ pub fn attach_or_take_over(
         let counts = old_totals.map_or_else(String::new, |c| {
             format!(
                 "; its counters carry on: {} packets dropped so far ({meanwhile} during the \
-                 handover), {} packets' records lost while no recorder was reading",
+                 handover), {} packets' records lost while no recorder was reading ({unread} of \
+                 them left unread in its rings)",
                 c.dropped + meanwhile,
-                c.no_reader
+                c.no_reader + unread
             )
         });
         eprintln!(

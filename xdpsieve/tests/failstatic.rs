@@ -573,3 +573,52 @@ fn help_says_how_to_remove_a_firewall_left_behind() {
         assert!(text.contains(expected), "{command} --help: {text}");
     }
 }
+
+#[test]
+fn records_left_in_the_ring_of_a_killed_recorder_are_counted_not_lost_silently() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("unread");
+    let (dropped, _allowed) = net.sockets();
+    let capture = capture_file("unread");
+    let rule = format!("udp dst port {DROPPED_PORT}");
+    let first = net.start(&["--drop", &rule], &capture);
+    // Stopped, it reads nothing; its heartbeat is still fresh, so the program keeps sending
+    // records into the ring; then it dies with them unread.
+    // SAFETY: kill on the PID of a child we started.
+    unsafe { libc::kill(first.pid() as i32, libc::SIGSTOP) };
+    let queued = net.send(DROPPED_PORT, 25);
+    assert!(!first.signal(libc::SIGKILL).status.success());
+    assert_eq!(received(&dropped), 0);
+
+    let s = net.status_json();
+    assert_eq!(
+        (s["live"].as_bool(), s["in_force"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(s["unread_in_rings"], queued, "{s}");
+    let text = String::from_utf8_lossy(&net.xdpsieve(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!("{queued} records left unread in its rings")),
+        "{text}"
+    );
+
+    // Taking over counts them as lost for want of a reader.
+    let second = net.start(&["--drop", &rule], &capture);
+    let s = net.status_json();
+    assert_eq!(s["counters"]["no_reader"], queued, "{s}");
+    let out = second.signal(libc::SIGINT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("({queued} of them left unread in its rings)")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{queued} packets not recorded: no recorder was reading"
+        )),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(capture);
+}
