@@ -12,6 +12,7 @@ pub mod capture;
 pub mod classify;
 pub mod demo;
 pub mod event;
+pub mod input;
 pub mod loader;
 pub mod metrics;
 pub mod netns;
@@ -22,6 +23,7 @@ pub mod rules;
 pub mod source;
 pub mod stats;
 pub mod status;
+pub mod text;
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpsieve"));
