@@ -12,6 +12,7 @@ pub mod capture;
 pub mod classify;
 pub mod demo;
 pub mod event;
+pub mod flags;
 pub mod input;
 pub mod loader;
 pub mod metrics;

@@ -27,11 +27,13 @@ use crate::{
 const PROGRAM: &str = "xdpsieve";
 
 /// How to attach: `auto` tries native (driver) mode and falls back to generic (skb) mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum AttachMode {
     #[default]
     Auto,
+    #[value(alias = "drv", alias = "driver")]
     Native,
+    #[value(alias = "generic")]
     Skb,
 }
 

@@ -17,12 +17,14 @@ use clap::{ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, S
 use xdpsieve::{
     capture::{CaptureWriter, Format, Interface},
     event::{EventFormatter, LogFormat},
+    flags,
     loader::{AttachMode, Firewall, LoaderError, Settings},
     recorder::{EventLog, Recorder},
     rules::{Action, Rate, RuleSet},
     source::{Transport, wait_readable},
     stats::{self, Snapshot, WriterStats},
     status::{Meta, MetaInterface, MetaRule},
+    text::{escape, escape_path},
 };
 use xdpsieve_common::{MAX_SNAPLEN, capture};
 
@@ -60,7 +62,8 @@ struct RunArgs {
         long = "interface",
         value_name = "IFACE",
         required = true,
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = flags::parse_interface_name
     )]
     interfaces: Vec<String>,
 
@@ -96,7 +99,7 @@ struct RunArgs {
     snaplen: u32,
 
     /// Exit after writing COUNT packets.
-    #[arg(short = 'c', value_name = "COUNT")]
+    #[arg(short = 'c', value_name = "COUNT", value_parser = flags::parse_count)]
     count: Option<u64>,
 
     /// Which packets to capture [default: dropped with -w, else none].
@@ -143,8 +146,14 @@ struct RunArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
 
-    /// Print a status line (rates per verdict, losses) to stderr every SECS seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Print a status line (rates per verdict, losses) to stderr every SECS seconds
+    /// (0.1-86400).
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = flags::parse_stats_interval,
+        allow_negative_numbers = true
+    )]
     stats_interval: Option<f64>,
 
     /// Do not print the start-up line.
@@ -213,7 +222,7 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
 #[derive(Args)]
 struct StatusArgs {
     /// Only this interface [default: every running instance].
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", value_parser = flags::parse_interface_name)]
     interface: Option<String>,
 
     /// Print JSON instead of text.
@@ -227,8 +236,8 @@ struct DemoArgs {
     #[arg(short = 'w', value_name = "FILE", default_value = "xdpsieve-demo.pcap")]
     write: PathBuf,
 
-    /// DNS responses to send.
-    #[arg(long, default_value_t = 5)]
+    /// DNS responses to send (1-10000).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     responses: u32,
 }
 
@@ -272,8 +281,22 @@ fn parse_size(text: &str) -> Result<u32, String> {
     Ok(bytes as u32)
 }
 
+/// Prints `text` (possibly several lines) with the characters of each line escaped.
+fn eprint_escaped(text: &str) {
+    let lines: Vec<_> = text.split('\n').map(escape).collect();
+    eprint!("{}", lines.join("\n"));
+}
+
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) if !e.use_stderr() => e.exit(),
+        // clap quotes the bad value in its error; it must not reach the terminal raw.
+        Err(e) => {
+            eprint_escaped(&e.render().to_string());
+            return ExitCode::from(2);
+        }
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -293,7 +316,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xdpsieve: error: {e:#}");
+            eprint_escaped(&format!("xdpsieve: error: {e:#}\n"));
             ExitCode::FAILURE
         }
     }
@@ -313,7 +336,7 @@ fn check_rules(args: &CheckArgs) -> Result<()> {
     let set = RuleSet::from_file(&args.file)?;
     println!(
         "{}: {} rules, default {}",
-        args.file.display(),
+        escape_path(&args.file),
         set.rules.len(),
         set.default_action
     );
@@ -321,7 +344,7 @@ fn check_rules(args: &CheckArgs) -> Result<()> {
         println!(
             "  {:>4}  {:<24} {:<4}  {}",
             rule.id,
-            rule.name,
+            escape(&rule.name),
             rule.action,
             rule.conditions()
         );
@@ -410,7 +433,8 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     let logging = log_mask != 0 || rules.rules.iter().any(|r| r.log);
     if capture_mask != 0 && args.write.is_none() {
         bail!(
-            "--capture {capture_which:?} needs a capture file: give -w FILE (or -w - for standard output)"
+            "--capture {} needs a capture file: give -w FILE (or -w - for standard output)",
+            flags::value_name(capture_which)
         );
     }
     if capture_mask == 0 && args.count.is_some() {
@@ -418,11 +442,6 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     }
     if logging && args.log_file.is_none() && args.write.as_deref() == Some("-") {
         bail!("the capture goes to standard output, so the event log cannot: give --log-file FILE");
-    }
-    if let Some(secs) = args.stats_interval
-        && !(secs > 0.0 && secs.is_finite())
-    {
-        bail!("--stats-interval must be a positive number of seconds");
     }
     check_privileges()?;
     let mut interfaces = Vec::new();
@@ -518,7 +537,7 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                 mode: a.mode.to_string(),
             })
             .collect(),
-        transport: format!("{:?}", args.transport).to_lowercase(),
+        transport: flags::value_name(args.transport),
         default_action: rules.default_action.to_string(),
         rules: rules
             .rules
@@ -549,13 +568,17 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         let attached: Vec<String> = firewall
             .attachments()
             .iter()
-            .map(|a| format!("{} ({})", a.interface, a.mode))
+            .map(|a| format!("{} ({})", escape(&a.interface), a.mode))
             .collect();
         let target = match &args.write {
             Some(path) if capture_mask != 0 => format!(
                 "capturing {} packets to {} ({}, snaplen {})",
-                format!("{capture_which:?}").to_lowercase(),
-                if path == "-" { "standard output" } else { path },
+                flags::value_name(capture_which),
+                if path == "-" {
+                    "standard output".into()
+                } else {
+                    escape(path)
+                },
                 args.format,
                 args.snaplen
             ),
@@ -564,21 +587,21 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         let log = if logging {
             format!(
                 "; logging {} events{}",
-                format!("{:?}", args.log).to_lowercase(),
+                flags::value_name(args.log),
                 args.log_file
                     .as_ref()
-                    .map(|p| format!(" to {}", p.display()))
+                    .map(|p| format!(" to {}", escape_path(p)))
                     .unwrap_or_default()
             )
         } else {
             String::new()
         };
         eprintln!(
-            "xdpsieve: filtering on {}: {} rules, default {}; {target}{log} (transport {:?})",
+            "xdpsieve: filtering on {}: {} rules, default {}; {target}{log} (transport {})",
             attached.join(", "),
             rules.rules.len(),
             rules.default_action,
-            args.transport
+            flags::value_name(args.transport)
         );
     }
 

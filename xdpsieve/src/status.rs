@@ -439,25 +439,32 @@ pub fn render(statuses: &[Status]) -> String {
             .meta
             .interfaces
             .iter()
-            .map(|i| format!("{} ({})", i.name, i.mode))
+            .map(|i| {
+                format!(
+                    "{} ({})",
+                    crate::text::escape(&i.name),
+                    crate::text::escape(&i.mode)
+                )
+            })
             .collect();
         if !s.live {
             let _ = writeln!(
                 out,
                 "{}: stale: pid {} is gone; the next xdpsieve run cleans up",
-                s.interface, s.meta.pid
+                crate::text::escape(&s.interface),
+                s.meta.pid
             );
             continue;
         }
         let _ = writeln!(
             out,
             "{}: xdpsieve {} pid {}, up {}s, on {}, transport {}",
-            s.interface,
-            s.meta.version,
+            crate::text::escape(&s.interface),
+            crate::text::escape(&s.meta.version),
             s.meta.pid,
             s.uptime_seconds,
             modes.join(", "),
-            s.meta.transport
+            crate::text::escape(&s.meta.transport)
         );
         let Some(c) = &s.counters else { continue };
         let _ = writeln!(
@@ -479,14 +486,21 @@ pub fn render(statuses: &[Status]) -> String {
             let _ = writeln!(
                 out,
                 "  rule {:>4} {:<24} {:<4} {:>12} hits {:>8} suppressed  ({})",
-                rule.id, rule.name, rule.action, hits, suppressed, rule.conditions
+                rule.id,
+                crate::text::escape(&rule.name),
+                crate::text::escape(&rule.action),
+                hits,
+                suppressed,
+                crate::text::escape(&rule.conditions)
             );
         }
         let default_hits = c.rule_hits.first().map_or(0, |p| p.1);
         let _ = writeln!(
             out,
             "  default      {:<24} {:<4} {:>12} hits",
-            "", s.meta.default_action, default_hits
+            "",
+            crate::text::escape(&s.meta.default_action),
+            default_hits
         );
     }
     out

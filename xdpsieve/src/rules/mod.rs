@@ -21,7 +21,7 @@ use xdpsieve_common::{MAX_RULES, Rule, family, rule_match, verdict};
 use crate::{input::ReadFileError, text::escape};
 
 /// What happens to a packet a rule matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Action {
     Drop,
     Pass,
