@@ -200,7 +200,16 @@ impl Which {
 #[command(after_help = FILE_HELP)]
 struct CheckArgs {
     /// The TOML rule file to check.
-    file: PathBuf,
+    #[arg(required_unless_present_any = ["drop", "pass"])]
+    file: Option<PathBuf>,
+
+    /// Also check a rule as `run --drop EXPR` adds it (after the file's). Repeatable.
+    #[arg(long, value_name = "EXPR")]
+    drop: Vec<String>,
+
+    /// Also check a rule as `run --pass EXPR` adds it. Repeatable.
+    #[arg(long, value_name = "EXPR")]
+    pass: Vec<String>,
 }
 
 const FILE_HELP: &str = r#"Rule file format (TOML):
@@ -309,7 +318,13 @@ fn main() -> ExitCode {
                 .unwrap_or_default();
             run(*args, &sub)
         }
-        Command::CheckRules(args) => check_rules(&args),
+        Command::CheckRules(args) => {
+            let sub = matches
+                .subcommand_matches("check-rules")
+                .cloned()
+                .unwrap_or_default();
+            check_rules(&args, &sub)
+        }
         Command::Status(args) => status(&args),
         Command::Demo(args) => xdpsieve::demo::run(&args.write, args.responses),
     };
@@ -332,11 +347,13 @@ fn status(args: &StatusArgs) -> Result<()> {
     Ok(())
 }
 
-fn check_rules(args: &CheckArgs) -> Result<()> {
-    let set = RuleSet::from_file(&args.file)?;
+fn check_rules(args: &CheckArgs, matches: &ArgMatches) -> Result<()> {
+    let set = rule_set(args.file.as_deref(), &args.drop, &args.pass, matches)?;
     println!(
         "{}: {} rules, default {}",
-        escape_path(&args.file),
+        args.file
+            .as_deref()
+            .map_or_else(|| "command line".into(), escape_path),
         set.rules.len(),
         set.default_action
     );
@@ -354,7 +371,21 @@ fn check_rules(args: &CheckArgs) -> Result<()> {
 
 /// Builds the rule set: the file's rules, then --drop/--pass in command-line order.
 fn build_rules(args: &RunArgs, matches: &ArgMatches) -> Result<RuleSet> {
-    let mut set = match &args.rules {
+    let mut set = rule_set(args.rules.as_deref(), &args.drop, &args.pass, matches)?;
+    if let Some(default) = args.default {
+        set.default_action = default;
+    }
+    Ok(set)
+}
+
+/// The rule file's rules, then `drop` and `pass` in command-line order (from `matches`).
+fn rule_set(
+    file: Option<&std::path::Path>,
+    drop: &[String],
+    pass: &[String],
+    matches: &ArgMatches,
+) -> Result<RuleSet> {
+    let mut set = match file {
         Some(path) => RuleSet::from_file(path)?,
         None => RuleSet::default(),
     };
@@ -375,14 +406,11 @@ fn build_rules(args: &RunArgs, matches: &ArgMatches) -> Result<RuleSet> {
             })
             .collect()
     };
-    let mut cli_rules = indexed("drop", Action::Drop, &args.drop);
-    cli_rules.extend(indexed("pass", Action::Pass, &args.pass));
+    let mut cli_rules = indexed("drop", Action::Drop, drop);
+    cli_rules.extend(indexed("pass", Action::Pass, pass));
     cli_rules.sort_by_key(|(index, _, _)| *index);
     for (_, action, expr) in cli_rules {
         set.push_expression(action, &expr)?;
-    }
-    if let Some(default) = args.default {
-        set.default_action = default;
     }
     Ok(set)
 }
