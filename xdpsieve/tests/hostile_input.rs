@@ -9,7 +9,6 @@
 //! machine.
 
 use std::{
-    io::Read as _,
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
