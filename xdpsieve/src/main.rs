@@ -217,7 +217,8 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
 
   [[rule]]
   id = 10                     # optional; unique, nonzero; assigned in order when absent
-  name = "block-dns"          # optional; shown in captures and counters
+  name = "block-dns"          # optional; shown in captures and counters (visible
+                              # characters only, at most 128)
   action = "drop"             # required: "drop" or "pass"
   protocol = "udp"            # tcp, udp, icmp, icmp6, or a number
   family = "ipv4"             # optional: ipv4 or ipv6 (implied by addresses)
