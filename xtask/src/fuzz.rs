@@ -42,7 +42,8 @@ pub fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {
         let seeds = root.join("fuzz/corpus").join(target);
         eprintln!("xtask: fuzzing {target} for {seconds} s");
         run(Command::new("cargo")
-            .args(["+nightly", "fuzz", "run", target])
+            // Debug assertions: an integer overflow is a finding, not a silent wrap.
+            .args(["+nightly", "fuzz", "run", "--debug-assertions", target])
             .arg(&found)
             .arg(&seeds)
             .args([
