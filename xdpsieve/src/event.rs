@@ -33,7 +33,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 pub struct DecodeError(pub usize);
 
 /// How the log is written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     #[default]
     Text,
@@ -175,7 +175,7 @@ impl EventFormatter {
         write_rfc3339(out, self.clock.to_unix(event.timestamp_ns));
         out.push(' ');
         match self.interface_names.get(&event.ifindex) {
-            Some(name) => out.push_str(name),
+            Some(name) => out.push_str(&crate::text::escape(name)),
             None => {
                 let _ = write!(out, "ifindex{}", event.ifindex);
             }
@@ -224,7 +224,7 @@ impl EventFormatter {
             out.push_str("none");
         } else {
             match self.rule_names.get(&event.rule_id) {
-                Some(name) => out.push_str(name),
+                Some(name) => out.push_str(&crate::text::escape(name)),
                 None => {
                     let _ = write!(out, "rule-{}", event.rule_id);
                 }

@@ -13,6 +13,8 @@ pub mod classify;
 pub mod counters;
 pub mod demo;
 pub mod event;
+pub mod flags;
+pub mod input;
 pub mod loader;
 pub mod metrics;
 pub mod netns;
@@ -27,6 +29,7 @@ pub mod stats;
 pub mod status;
 pub mod stop;
 pub mod takeover;
+pub mod text;
 pub mod watch;
 pub mod writer_state;
 

@@ -41,11 +41,13 @@ const PROGRAM: &str = "xdpsieve";
 const TWIN: &str = "xdpsieve_twin";
 
 /// How to attach: `auto` tries native (driver) mode and falls back to generic (skb) mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum AttachMode {
     #[default]
     Auto,
+    #[value(alias = "drv", alias = "driver")]
     Native,
+    #[value(alias = "generic")]
     Skb,
 }
 

@@ -17,6 +17,7 @@ use clap::{ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, S
 use xdpsieve::{
     capture::{CaptureWriter, Format, Interface},
     event::{EventFormatter, LogFormat},
+    flags,
     loader::{AttachMode, Firewall, LoaderError, Settings},
     output::{RecordWriter, Sink, WRITE_BUFFER},
     pins::{self, Claim, Found},
@@ -25,6 +26,7 @@ use xdpsieve::{
     source::{Transport, wait_readable},
     stats::{self, Snapshot},
     status::{Meta, MetaInterface, MetaRule},
+    text::{escape, escape_path},
 };
 use xdpsieve_common::{MAX_SNAPLEN, capture};
 
@@ -65,7 +67,8 @@ struct RunArgs {
         long = "interface",
         value_name = "IFACE",
         required = true,
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = flags::parse_interface_name
     )]
     interfaces: Vec<String>,
 
@@ -101,7 +104,7 @@ struct RunArgs {
     snaplen: u32,
 
     /// Exit after writing COUNT packets.
-    #[arg(short = 'c', value_name = "COUNT")]
+    #[arg(short = 'c', value_name = "COUNT", value_parser = flags::parse_count)]
     count: Option<u64>,
 
     /// Which packets to capture [default: dropped with -w, else none].
@@ -148,8 +151,14 @@ struct RunArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
 
-    /// Print a status line (rates per verdict, losses) to stderr every SECS seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Print a status line (rates per verdict, losses) to stderr every SECS seconds
+    /// (0.1-86400).
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = flags::parse_stats_interval,
+        allow_negative_numbers = true
+    )]
     stats_interval: Option<f64>,
 
     /// Do not print the start-up line.
@@ -209,7 +218,16 @@ impl Which {
 #[command(after_help = FILE_HELP)]
 struct CheckArgs {
     /// The TOML rule file to check.
-    file: PathBuf,
+    #[arg(required_unless_present_any = ["drop", "pass"])]
+    file: Option<PathBuf>,
+
+    /// Also check a rule as `run --drop EXPR` adds it (after the file's). Repeatable.
+    #[arg(long, value_name = "EXPR")]
+    drop: Vec<String>,
+
+    /// Also check a rule as `run --pass EXPR` adds it. Repeatable.
+    #[arg(long, value_name = "EXPR")]
+    pass: Vec<String>,
 }
 
 const FILE_HELP: &str = r#"Rule file format (TOML):
@@ -217,7 +235,8 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
 
   [[rule]]
   id = 10                     # optional; unique, nonzero; assigned in order when absent
-  name = "block-dns"          # optional; shown in captures and counters
+  name = "block-dns"          # optional; shown in captures and counters (visible
+                              # characters only, at most 128)
   action = "drop"             # required: "drop" or "pass"
   protocol = "udp"            # tcp, udp, icmp, icmp6, or a number
   family = "ipv4"             # optional: ipv4 or ipv6 (implied by addresses)
@@ -232,7 +251,13 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
 #[command(after_help = STOP_HELP)]
 struct StopArgs {
     /// Interface whose firewall to remove.
-    #[arg(short = 'i', long = "interface", value_name = "IFACE", required = true)]
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        required = true,
+        value_parser = flags::parse_interface_name
+    )]
     interface: String,
 }
 
@@ -246,7 +271,7 @@ detaches the program) and the pins. Run it in the network namespace the firewall
 #[derive(Args)]
 struct StatusArgs {
     /// Only this interface [default: every running instance].
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", value_parser = flags::parse_interface_name)]
     interface: Option<String>,
 
     /// Print JSON instead of text.
@@ -260,8 +285,8 @@ struct DemoArgs {
     #[arg(short = 'w', value_name = "FILE", default_value = "xdpsieve-demo.pcap")]
     write: PathBuf,
 
-    /// DNS responses to send.
-    #[arg(long, default_value_t = 5)]
+    /// DNS responses to send (1-10000).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     responses: u32,
 }
 
@@ -302,8 +327,22 @@ fn parse_size(text: &str) -> Result<u32, String> {
     Ok(bytes as u32)
 }
 
+/// Prints `text` (possibly several lines) with the characters of each line escaped.
+fn eprint_escaped(text: &str) {
+    let lines: Vec<_> = text.split('\n').map(escape).collect();
+    eprint!("{}", lines.join("\n"));
+}
+
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) if !e.use_stderr() => e.exit(),
+        // clap quotes the bad value in its error; it must not reach the terminal raw.
+        Err(e) => {
+            eprint_escaped(&e.render().to_string());
+            return ExitCode::from(2);
+        }
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -316,7 +355,13 @@ fn main() -> ExitCode {
                 .unwrap_or_default();
             run(*args, &sub)
         }
-        Command::CheckRules(args) => check_rules(&args),
+        Command::CheckRules(args) => {
+            let sub = matches
+                .subcommand_matches("check-rules")
+                .cloned()
+                .unwrap_or_default();
+            check_rules(&args, &sub)
+        }
         Command::Stop(args) => stop(&args),
         Command::Status(args) => status(&args),
         Command::Demo(args) => xdpsieve::demo::run(&args.write, args.responses),
@@ -324,7 +369,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xdpsieve: error: {e:#}");
+            eprint_escaped(&format!("xdpsieve: error: {e:#}\n"));
             ExitCode::FAILURE
         }
     }
@@ -346,11 +391,13 @@ fn status(args: &StatusArgs) -> Result<()> {
     Ok(())
 }
 
-fn check_rules(args: &CheckArgs) -> Result<()> {
-    let set = RuleSet::from_file(&args.file)?;
+fn check_rules(args: &CheckArgs, matches: &ArgMatches) -> Result<()> {
+    let set = rule_set(args.file.as_deref(), &args.drop, &args.pass, matches)?;
     println!(
         "{}: {} rules, default {}",
-        args.file.display(),
+        args.file
+            .as_deref()
+            .map_or_else(|| "command line".into(), escape_path),
         set.rules.len(),
         set.default_action
     );
@@ -358,7 +405,7 @@ fn check_rules(args: &CheckArgs) -> Result<()> {
         println!(
             "  {:>4}  {:<24} {:<4}  {}",
             rule.id,
-            rule.name,
+            escape(&rule.name),
             rule.action,
             rule.conditions()
         );
@@ -368,7 +415,21 @@ fn check_rules(args: &CheckArgs) -> Result<()> {
 
 /// Builds the rule set: the file's rules, then --drop/--pass in command-line order.
 fn build_rules(args: &RunArgs, matches: &ArgMatches) -> Result<RuleSet> {
-    let mut set = match &args.rules {
+    let mut set = rule_set(args.rules.as_deref(), &args.drop, &args.pass, matches)?;
+    if let Some(default) = args.default {
+        set.default_action = default;
+    }
+    Ok(set)
+}
+
+/// The rule file's rules, then `drop` and `pass` in command-line order (from `matches`).
+fn rule_set(
+    file: Option<&std::path::Path>,
+    drop: &[String],
+    pass: &[String],
+    matches: &ArgMatches,
+) -> Result<RuleSet> {
+    let mut set = match file {
         Some(path) => RuleSet::from_file(path)?,
         None => RuleSet::default(),
     };
@@ -389,14 +450,11 @@ fn build_rules(args: &RunArgs, matches: &ArgMatches) -> Result<RuleSet> {
             })
             .collect()
     };
-    let mut cli_rules = indexed("drop", Action::Drop, &args.drop);
-    cli_rules.extend(indexed("pass", Action::Pass, &args.pass));
+    let mut cli_rules = indexed("drop", Action::Drop, drop);
+    cli_rules.extend(indexed("pass", Action::Pass, pass));
     cli_rules.sort_by_key(|(index, _, _)| *index);
     for (_, action, expr) in cli_rules {
         set.push_expression(action, &expr)?;
-    }
-    if let Some(default) = args.default {
-        set.default_action = default;
     }
     Ok(set)
 }
@@ -469,7 +527,8 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     let logging = log_mask != 0 || rules.rules.iter().any(|r| r.log);
     if capture_mask != 0 && args.write.is_none() {
         bail!(
-            "--capture {capture_which:?} needs a capture file: give -w FILE (or -w - for standard output)"
+            "--capture {} needs a capture file: give -w FILE (or -w - for standard output)",
+            flags::value_name(capture_which)
         );
     }
     if capture_mask == 0 && args.count.is_some() {
@@ -477,11 +536,6 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     }
     if logging && args.log_file.is_none() && args.write.as_deref() == Some("-") {
         bail!("the capture goes to standard output, so the event log cannot: give --log-file FILE");
-    }
-    if let Some(secs) = args.stats_interval
-        && !(secs > 0.0 && secs.is_finite())
-    {
-        bail!("--stats-interval must be a positive number of seconds");
     }
     check_privileges()?;
     let mut interfaces = Vec::new();
@@ -613,7 +667,7 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                 mode: a.mode.to_string(),
             })
             .collect(),
-        transport: format!("{:?}", args.transport).to_lowercase(),
+        transport: flags::value_name(args.transport),
         default_action: rules.default_action.to_string(),
         rules: rules
             .rules
@@ -662,13 +716,17 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         let attached: Vec<String> = firewall
             .attachments()
             .iter()
-            .map(|a| format!("{} ({})", a.interface, a.mode))
+            .map(|a| format!("{} ({})", escape(&a.interface), a.mode))
             .collect();
         let target = match &args.write {
             Some(path) if capture_mask != 0 => format!(
                 "capturing {} packets to {} ({}, snaplen {})",
-                format!("{capture_which:?}").to_lowercase(),
-                if path == "-" { "standard output" } else { path },
+                flags::value_name(capture_which),
+                if path == "-" {
+                    "standard output".into()
+                } else {
+                    escape(path)
+                },
                 args.format,
                 args.snaplen
             ),
@@ -677,21 +735,21 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         let log = if logging {
             format!(
                 "; logging {} events{}",
-                format!("{:?}", args.log).to_lowercase(),
+                flags::value_name(args.log),
                 args.log_file
                     .as_ref()
-                    .map(|p| format!(" to {}", p.display()))
+                    .map(|p| format!(" to {}", escape_path(p)))
                     .unwrap_or_default()
             )
         } else {
             String::new()
         };
         eprintln!(
-            "xdpsieve: filtering on {}: {} rules, default {}; {target}{log} (transport {:?})",
+            "xdpsieve: filtering on {}: {} rules, default {}; {target}{log} (transport {})",
             attached.join(", "),
             rules.rules.len(),
             rules.default_action,
-            args.transport
+            flags::value_name(args.transport)
         );
     }
 

@@ -80,7 +80,12 @@ impl<W: Output> Recorder<W> {
         let mut comments: HashMap<u32, String> = rules
             .rules
             .iter()
-            .map(|r| (r.id, format!("rule={} id={}", r.name, r.id)))
+            .map(|r| {
+                (
+                    r.id,
+                    format!("rule={} id={}", crate::text::escape(&r.name), r.id),
+                )
+            })
             .collect();
         comments.insert(0, "rule=default id=0".to_string());
         let mut recorder = Recorder {

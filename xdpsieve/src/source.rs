@@ -16,9 +16,10 @@ use aya::maps::{
 use crate::ringbuf::RingReader;
 
 /// Which transport the program uses for its records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Transport {
     #[default]
+    #[value(name = "ringbuf")]
     RingBuf,
     Perf,
 }

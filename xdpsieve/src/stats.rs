@@ -96,7 +96,7 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
                 out,
                 "  rule {:>4} {:<24} {:<4} {:>12} hits{}  ({})",
                 rule.id,
-                rule.name,
+                crate::text::escape(&rule.name),
                 rule.action,
                 snap.rule(index + 1).hits,
                 suppressed(snap.rule(index + 1).suppressed),
@@ -116,7 +116,11 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
         let _ = writeln!(
             out,
             "  interface {:<16} {:>12} packets {:>12} dropped {:>12} passed {:>14} bytes",
-            name, i.packets, i.dropped, i.passed, i.bytes
+            crate::text::escape(name),
+            i.packets,
+            i.dropped,
+            i.passed,
+            i.bytes
         );
     }
     out

@@ -23,6 +23,7 @@ use crate::{
     counters::{self, CounterMaps},
     pins::{self, LINK_PIN, meta_path, pin_dir, read_meta},
     stats::{Snapshot, WriterStats},
+    text::escape,
 };
 
 /// The maps a status reader needs (see [`pins::PINNED_MAPS`]).
@@ -257,17 +258,19 @@ pub fn render(statuses: &[Status]) -> String {
         out.push_str("no xdpsieve is running (in this network namespace)\n");
     }
     for s in statuses {
+        // Everything below came from files others could have written: escaped.
+        let iface = escape(&s.interface);
         let modes: Vec<String> = s
             .meta
             .interfaces
             .iter()
-            .map(|i| format!("{} ({})", i.name, i.mode))
+            .map(|i| format!("{} ({})", escape(&i.name), escape(&i.mode)))
             .collect();
         if !s.live && !s.in_force {
             let _ = writeln!(
                 out,
                 "{}: stale: pid {} is gone; the next xdpsieve run cleans up",
-                s.interface, s.meta.pid
+                iface, s.meta.pid
             );
             continue;
         }
@@ -275,12 +278,12 @@ pub fn render(statuses: &[Status]) -> String {
             let _ = writeln!(
                 out,
                 "{}: xdpsieve {} pid {}, up {}s, on {}, transport {}",
-                s.interface,
-                s.meta.version,
+                iface,
+                escape(&s.meta.version),
                 s.meta.pid,
                 s.uptime_seconds,
                 modes.join(", "),
-                s.meta.transport
+                escape(&s.meta.transport)
             );
         } else {
             let _ = writeln!(
@@ -288,16 +291,21 @@ pub fn render(statuses: &[Status]) -> String {
                 "{}: firewall in force, running without a recorder (pid {} died); started {}s \
                  ago, on {}. Its rules still apply; nothing records what they drop. Take it \
                  over with `xdpsieve run -i {}` or remove it with `xdpsieve stop -i {}`",
-                s.interface,
+                iface,
                 s.meta.pid,
                 s.uptime_seconds,
                 modes.join(", "),
-                s.interface,
-                s.interface
+                iface,
+                iface
             );
         }
         if let Some(h) = &s.health {
-            let _ = writeln!(out, "  health: {} (ifindex {})", h.summary, h.ifindex);
+            let _ = writeln!(
+                out,
+                "  health: {} (ifindex {})",
+                escape(&h.summary),
+                h.ifindex
+            );
         }
         if let Some(unread) = s.unread_in_rings.filter(|&n| n > 0) {
             let _ = writeln!(
@@ -319,14 +327,21 @@ pub fn render(statuses: &[Status]) -> String {
             let _ = writeln!(
                 out,
                 "  rule {:>4} {:<24} {:<4} {:>12} hits {:>8} suppressed  ({})",
-                rule.id, rule.name, rule.action, hits, suppressed, rule.conditions
+                rule.id,
+                escape(&rule.name),
+                escape(&rule.action),
+                hits,
+                suppressed,
+                escape(&rule.conditions)
             );
         }
         let default_hits = c.rule_hits.first().map_or(0, |p| p.1);
         let _ = writeln!(
             out,
             "  default      {:<24} {:<4} {:>12} hits",
-            "", s.meta.default_action, default_hits
+            "",
+            escape(&s.meta.default_action),
+            default_hits
         );
     }
     out

@@ -1,10 +1,12 @@
-//! Project tasks: `setup` (toolchain and test tools), `build`, `test` (the CI gate), `demo`.
+//! Project tasks: `setup` (toolchain and test tools), `build`, `test` (the CI gate), `demo`,
+//! `fuzz`, `bench`.
 //!
 //! `setup` is idempotent and quick when everything is present; `test` and `demo` run it
 //! first, so the README's two commands work on a fresh machine.
 
 mod bench;
 mod bench_events;
+mod fuzz;
 mod netbench;
 
 use std::{
@@ -32,7 +34,8 @@ enum Task {
     Setup,
     /// Build xdpsieve (release) with its embedded XDP program.
     Build,
-    /// The CI gate: setup, formatting, clippy, and every test (root tests included).
+    /// The CI gate: setup, formatting, clippy, every test (root tests included), and each
+    /// fuzz target for a bounded time.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
@@ -40,6 +43,16 @@ enum Task {
     },
     /// Run the sandboxed demo (needs root).
     Demo,
+    /// Fuzz the parsers and decoders (cargo-fuzz, nightly) from the committed corpus.
+    Fuzz {
+        /// One target [default: every one in turn].
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(fuzz::TARGETS))]
+        target: Option<String>,
+        /// Seconds per target.
+        #[arg(long, value_name = "SECS", default_value_t = 60,
+              value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        time: u64,
+    },
     /// Benchmark xdpsieve beside xdp-filter, xdpdump and tcpdump (needs root): per-packet
     /// cost in the kernel, and capture end to end over veth. Writes BENCHMARKS.md and
     /// benchmarks.json (3-4 minutes; `--quick` about 1).
@@ -105,6 +118,7 @@ fn main() -> Result<()> {
                 args.extend(cargo_args.iter().map(String::as_str));
             }
             cargo_test(&args)?;
+            fuzz::run_targets(&workspace_root(), fuzz::TARGETS, fuzz::CI_SECONDS)?;
             bench_smoke()
         }
         Task::Demo => {
@@ -112,6 +126,14 @@ fn main() -> Result<()> {
             cargo(&["build", "--release", "--package", "xdpsieve"])?;
             let binary = workspace_root().join("target/release/xdpsieve");
             run(Command::new(binary).arg("demo"))
+        }
+        Task::Fuzz { target, time } => {
+            setup()?;
+            let targets: Vec<&str> = match &target {
+                Some(t) => vec![t.as_str()],
+                None => fuzz::TARGETS.to_vec(),
+            };
+            fuzz::run_targets(&workspace_root(), &targets, time)
         }
         Task::Bench { quick, out, only } => {
             setup()?;
@@ -184,6 +206,7 @@ fn setup() -> Result<()> {
     ensure_nightly()?;
     ensure_bpf_linker()?;
     ensure_packages()?;
+    fuzz::ensure_cargo_fuzz()?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ pub use pcapng::PcapngWriter;
 pub const LINKTYPE_ETHERNET: u16 = 1;
 
 /// File format of a capture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
     #[default]
     Pcap,

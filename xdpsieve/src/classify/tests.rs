@@ -1,0 +1,480 @@
+//! The bitmaps against references: a scan of the kernel rules in order (the program's
+//! old matching), and a model of the rules' meaning written from the rule syntax alone
+//! (proptest: random rule sets and packets, shrunk to a minimal case on failure).
+
+use super::*;
+use crate::rules::{Action, Rate, RuleSet};
+
+/// The fields of a packet that rules look at.
+#[derive(Clone, Copy, Debug)]
+struct PacketFields {
+    pub family: u8,
+    pub protocol: u8,
+    pub has_ports: u8,
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+/// The first rule matching `pkt`, by a scan in order: the definition the bitmaps must agree
+/// with (the program scanned like this before it used them).
+fn first_match(rules: &[Rule], pkt: &PacketFields) -> Option<usize> {
+    rules.iter().position(|r| {
+        (r.family ^ pkt.family) & r.family_mask == 0
+            && (r.protocol ^ pkt.protocol) & r.protocol_mask == 0
+            && (0..4).all(|i| pkt.src[i] & r.src_mask[i] == r.src_addr[i])
+            && (0..4).all(|i| pkt.dst[i] & r.dst_mask[i] == r.dst_addr[i])
+            && r.needs_ports & !pkt.has_ports & 1 == 0
+            && (r.src_port_min..=r.src_port_max).contains(&pkt.src_port)
+            && (r.dst_port_min..=r.dst_port_max).contains(&pkt.dst_port)
+    })
+}
+
+impl Tables {
+    /// The first rule matching `pkt` through the tables, as the program computes it
+    /// (longest-prefix lookups done by a scan of the entries).
+    fn lookup(&self, pkt: &PacketFields) -> Option<usize> {
+        let lpm = |entries: &[AddrEntry], addr: &[u32; 4]| -> RuleBits {
+            let bits = if pkt.family == family::IPV6 { 128 } else { 32 };
+            let key = [u32::from(pkt.family), addr[0], addr[1], addr[2], addr[3]];
+            entries
+                .iter()
+                .filter(|e| e.prefix_len <= FAMILY_BITS + bits && prefix_covers(e, &key))
+                .max_by_key(|e| e.prefix_len)
+                .map_or(RuleBits::EMPTY, |e| e.rules)
+        };
+        let all =
+            self.proto[classify::proto_index(pkt.family, pkt.has_ports, pkt.protocol) as usize];
+        let mut sets = vec![all];
+        if self.fields & classify::SRC_PORT != 0 {
+            let class = self.src_ports.class_of[usize::from(pkt.src_port)];
+            sets.push(self.src_ports.sets[usize::from(class)]);
+        }
+        if self.fields & classify::DST_PORT != 0 {
+            let class = self.dst_ports.class_of[usize::from(pkt.dst_port)];
+            sets.push(self.dst_ports.sets[usize::from(class)]);
+        }
+        if self.fields & classify::SRC_ADDR != 0 {
+            sets.push(lpm(&self.src_addrs, &pkt.src));
+        }
+        if self.fields & classify::DST_ADDR != 0 {
+            sets.push(lpm(&self.dst_addrs, &pkt.dst));
+        }
+        (0..self.rule_words as usize).find_map(|w| {
+            let bits = sets.iter().fold(u64::MAX, |acc, s| acc & s.words[w]);
+            (bits != 0).then(|| w * 64 + bits.trailing_zeros() as usize)
+        })
+    }
+}
+
+/// Whether the first `prefix_len` bits of `key` equal the entry's (bytes in memory order,
+/// as the kernel's trie compares them).
+fn prefix_covers(entry: &AddrEntry, key: &AddrKeyData) -> bool {
+    let bytes = |d: &AddrKeyData| -> Vec<u8> { d.iter().flat_map(|w| w.to_ne_bytes()).collect() };
+    let (a, b) = (bytes(&entry.data), bytes(key));
+    let full = (entry.prefix_len / 8) as usize;
+    let rest = entry.prefix_len % 8;
+    a[..full] == b[..full] && (rest == 0 || (a[full] ^ b[full]) & (0xffu8 << (8 - rest)) == 0)
+}
+
+/// xorshift: reproducible without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+fn random_rules(rng: &mut Rng, count: usize) -> Vec<Rule> {
+    let mut set = RuleSet::default();
+    for _ in 0..count {
+        let mut parts = Vec::new();
+        let addr = rng.pick(&[
+            "",
+            "src net 198.51.100.0/24",
+            "src host 198.51.100.7",
+            "dst net 192.0.2.0/25",
+            "dst net 192.0.0.0/8",
+            "src net 2001:db8::/32",
+            "dst net 2001:db8:0:1::/64",
+            "dst host 2001:db8::1",
+        ]);
+        let proto = rng.pick(&["", "tcp", "udp", "icmp", "proto 47"]);
+        let port = if proto == "tcp" || proto == "udp" || proto.is_empty() {
+            rng.pick(&[
+                "",
+                "src port 53",
+                "dst port 53",
+                "dst port 443",
+                "dst portrange 1000-2000",
+                "src portrange 0-1023",
+                "dst portrange 1500-65535",
+            ])
+        } else {
+            ""
+        };
+        for p in [proto, addr, port] {
+            if !p.is_empty() {
+                parts.push(p);
+            }
+        }
+        let expr = if parts.is_empty() {
+            "ip".to_string()
+        } else {
+            parts.join(" and ")
+        };
+        let action = if rng.next().is_multiple_of(2) {
+            Action::Drop
+        } else {
+            Action::Pass
+        };
+        set.push_expression(action, &expr).expect(&expr);
+    }
+    set.to_kernel(Rate::UNLIMITED)
+}
+
+fn random_packet(rng: &mut Rng) -> PacketFields {
+    let v6 = rng.next().is_multiple_of(2);
+    let addrs4 = [
+        [198, 51, 100, 7],
+        [198, 51, 100, 200],
+        [192, 0, 2, 1],
+        [192, 0, 2, 129],
+        [192, 9, 9, 9],
+    ];
+    let addrs6: [[u8; 16]; 4] = [
+        [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5],
+        [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        [0x20, 0x01, 0x0d, 0xb9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+    ];
+    let addr = |rng: &mut Rng| -> [u32; 4] {
+        let mut words = [0u32; 4];
+        if v6 {
+            let a = addrs6[(rng.next() % 4) as usize];
+            for (i, w) in words.iter_mut().enumerate() {
+                *w = u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]]);
+            }
+        } else {
+            words[0] = u32::from_ne_bytes(addrs4[(rng.next() % 5) as usize]);
+        }
+        words
+    };
+    let protocol = [6u8, 17, 1, 58, 47][(rng.next() % 5) as usize];
+    let has_ports = u8::from((protocol == 6 || protocol == 17) && !rng.next().is_multiple_of(4));
+    let ports = [0u16, 53, 443, 999, 1000, 1500, 2000, 2001, 65535];
+    let port = |rng: &mut Rng| {
+        if has_ports == 1 {
+            ports[(rng.next() % 9) as usize]
+        } else {
+            0
+        }
+    };
+    PacketFields {
+        family: if v6 { family::IPV6 } else { family::IPV4 },
+        protocol,
+        has_ports,
+        src: addr(rng),
+        dst: addr(rng),
+        src_port: port(rng),
+        dst_port: port(rng),
+    }
+}
+
+#[test]
+fn bitmaps_agree_with_a_scan_in_order() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut matched, mut unmatched) = (0, 0);
+    for count in [1, 2, 5, 63, 64, 65, 200] {
+        for _ in 0..5 {
+            let rules = random_rules(&mut rng, count);
+            let tables = build(&rules);
+            for _ in 0..400 {
+                let pkt = random_packet(&mut rng);
+                let expected = first_match(&rules, &pkt);
+                assert_eq!(
+                    tables.lookup(&pkt),
+                    expected,
+                    "{count} rules, packet {pkt:?}"
+                );
+                if expected.is_some_and(|i| i > 0) {
+                    matched += 1;
+                } else if expected.is_none() {
+                    unmatched += 1;
+                }
+            }
+        }
+    }
+    // The cases must exercise both outcomes, and matches past the first rule.
+    assert!(
+        matched > 1000 && unmatched > 1000,
+        "{matched} matched, {unmatched} not"
+    );
+}
+
+#[test]
+fn unused_fields_are_not_looked_up() {
+    let mut set = RuleSet::default();
+    set.push_expression(Action::Drop, "udp dst port 53")
+        .expect("rule");
+    let tables = build(&set.to_kernel(Rate::UNLIMITED));
+    assert_eq!(tables.fields, classify::DST_PORT);
+    assert_eq!(tables.rule_words, 1);
+    // Port 53 in a class of its own; every other port in class 0.
+    assert_eq!(tables.dst_ports.sets.len(), 2);
+    assert_eq!(tables.dst_ports.class_of[53], 1);
+    assert_eq!(tables.dst_ports.class_of[52], 0);
+}
+
+#[test]
+fn port_classes_stay_within_the_map() {
+    let mut set = RuleSet::default();
+    for i in 0..xdpsieve_common::MAX_RULES as u16 {
+        set.push_expression(
+            Action::Drop,
+            &format!("tcp dst portrange {}-{}", i * 3, i * 3 + 1),
+        )
+        .expect("rule");
+    }
+    let tables = build(&set.to_kernel(Rate::UNLIMITED));
+    assert!(tables.dst_ports.sets.len() <= classify::PORT_CLASSES as usize);
+    assert!(tables.src_addrs.len() <= classify::ADDR_ENTRIES as usize);
+}
+
+/// The bitmaps against the rules' meaning, as the README's syntax states it, written from
+/// [`RuleSpec`]s and typed addresses alone: it shares no code with `to_kernel` or the
+/// scan above, so a wrong mask or byte order there cannot hide here.
+mod model {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use proptest::{collection::vec, prelude::*};
+
+    use super::*;
+    use crate::rules::{Cidr, RuleSpec};
+
+    const BASES_V4: [Ipv4Addr; 4] = [
+        Ipv4Addr::new(198, 51, 100, 7),
+        Ipv4Addr::new(192, 0, 2, 129),
+        Ipv4Addr::new(203, 0, 113, 1),
+        Ipv4Addr::new(198, 51, 101, 0),
+    ];
+    const BASES_V6: [Ipv6Addr; 4] = [
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 5),
+        Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0),
+        Ipv6Addr::new(0x2001, 0xdb9, 0, 0, 0, 0, 0, 1),
+    ];
+    /// Port range ends near which rules and packets are drawn, to hit the boundaries.
+    const PORTS: [u16; 9] = [0, 1, 52, 53, 54, 1023, 1024, 65534, 65535];
+
+    /// A packet as the model sees it.
+    #[derive(Clone, Debug)]
+    struct Packet {
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: u8,
+        ports: Option<(u16, u16)>,
+    }
+
+    impl Packet {
+        fn fields(&self) -> PacketFields {
+            let words = |a: &IpAddr| -> [u32; 4] {
+                let mut w = [0u32; 4];
+                match a {
+                    IpAddr::V4(v4) => w[0] = u32::from_ne_bytes(v4.octets()),
+                    IpAddr::V6(v6) => {
+                        for (i, chunk) in v6.octets().chunks(4).enumerate() {
+                            w[i] = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                        }
+                    }
+                }
+                w
+            };
+            let (src_port, dst_port) = self.ports.unwrap_or((0, 0));
+            PacketFields {
+                family: if self.src.is_ipv6() {
+                    family::IPV6
+                } else {
+                    family::IPV4
+                },
+                protocol: self.protocol,
+                has_ports: u8::from(self.ports.is_some()),
+                src: words(&self.src),
+                dst: words(&self.dst),
+                src_port,
+                dst_port,
+            }
+        }
+    }
+
+    fn contains(cidr: &Cidr, addr: &IpAddr) -> bool {
+        let len = u32::from(cidr.prefix_len);
+        match (cidr.addr, addr) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+                u32::from(net) & mask == u32::from(*a) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+                u128::from(net) & mask == u128::from(*a) & mask
+            }
+            _ => false,
+        }
+    }
+
+    /// Every condition the rule states holds for the packet.
+    fn matches(rule: &RuleSpec, p: &Packet) -> bool {
+        let family_ok = match rule.family {
+            Some(family::IPV4) => p.src.is_ipv4(),
+            Some(family::IPV6) => p.src.is_ipv6(),
+            _ => true,
+        };
+        let in_range = |range: Option<crate::rules::PortRange>, port: u16| {
+            range.is_none_or(|r| (r.min..=r.max).contains(&port))
+        };
+        let ports_ok = if rule.src_port.is_none() && rule.dst_port.is_none() {
+            true
+        } else {
+            p.ports
+                .is_some_and(|(s, d)| in_range(rule.src_port, s) && in_range(rule.dst_port, d))
+        };
+        family_ok
+            && rule.protocol.is_none_or(|proto| proto.0 == p.protocol)
+            && rule.src.is_none_or(|c| contains(&c, &p.src))
+            && rule.dst.is_none_or(|c| contains(&c, &p.dst))
+            && ports_ok
+    }
+
+    /// A base address with its last `host_bits` bits replaced by `noise`: it shares a
+    /// prefix of every length up to the rest with the base, so rules hit and miss.
+    fn near(v6: bool, base: usize, host_bits: u32, noise: u128) -> IpAddr {
+        if v6 {
+            let mask = u128::MAX.checked_shr(128 - host_bits).unwrap_or(0);
+            let b = u128::from(BASES_V6[base]);
+            IpAddr::V6(Ipv6Addr::from((b & !mask) | (noise & mask)))
+        } else {
+            // Spread the 0..=128 draw over IPv4's 0..=32 so short and long prefixes hit.
+            let host_bits = host_bits % 33;
+            let mask = u32::MAX.checked_shr(32 - host_bits).unwrap_or(0);
+            let b = u32::from(BASES_V4[base]);
+            IpAddr::V4(Ipv4Addr::from((b & !mask) | (noise as u32 & mask)))
+        }
+    }
+
+    fn port() -> impl Strategy<Value = u16> {
+        prop_oneof![3 => prop::sample::select(&PORTS[..]), 1 => any::<u16>()]
+    }
+
+    fn packet() -> impl Strategy<Value = Packet> {
+        let addr = |v6: bool| {
+            (0..4usize, 0..=128u32, any::<u128>()).prop_map(move |(b, h, n)| near(v6, b, h, n))
+        };
+        any::<bool>()
+            .prop_flat_map(move |v6| {
+                (
+                    addr(v6),
+                    addr(v6),
+                    prop::sample::select(&[6u8, 17, 1, 58, 47, 0, 255][..]),
+                    prop::option::weighted(0.8, (port(), port())),
+                )
+            })
+            .prop_map(|(src, dst, protocol, ports)| {
+                // Only TCP and UDP carry ports; a fragment of either may not.
+                let ports = ports.filter(|_| protocol == 6 || protocol == 17);
+                Packet {
+                    src,
+                    dst,
+                    protocol,
+                    ports,
+                }
+            })
+    }
+
+    /// One rule in the command-line syntax, always valid.
+    fn rule() -> impl Strategy<Value = (Action, String)> {
+        let net = |v6: bool| {
+            prop::option::of((0..4usize, 0..=128u8)).prop_map(move |n| {
+                n.map(|(base, len)| {
+                    let len = if v6 { len } else { len % 33 };
+                    let max = if v6 { 128 } else { 32 };
+                    let masked = near(v6, base, max - u32::from(len), 0);
+                    format!("{masked}/{len}")
+                })
+            })
+        };
+        let range = || prop::option::of((port(), port()).prop_map(|(a, b)| (a.min(b), a.max(b))));
+        (any::<bool>(), any::<bool>())
+            .prop_flat_map(move |(v6, drop)| {
+                (
+                    Just(v6),
+                    Just(drop),
+                    any::<bool>(),
+                    prop::sample::select(&["", "tcp", "udp", "icmp", "icmp6", "proto 47"][..]),
+                    net(v6),
+                    net(v6),
+                    range(),
+                    range(),
+                )
+            })
+            .prop_map(|(v6, drop, family_word, proto, src, dst, sport, dport)| {
+                let mut words: Vec<String> = Vec::new();
+                if family_word {
+                    words.push(if v6 { "ip6" } else { "ip" }.into());
+                }
+                if !proto.is_empty() {
+                    words.push(proto.into());
+                }
+                words.extend(src.map(|n| format!("src net {n}")));
+                words.extend(dst.map(|n| format!("dst net {n}")));
+                if matches!(proto, "" | "tcp" | "udp") {
+                    let r = |(a, b): (u16, u16)| format!("{a}-{b}");
+                    words.extend(sport.map(|p| format!("src portrange {}", r(p))));
+                    words.extend(dport.map(|p| format!("dst portrange {}", r(p))));
+                }
+                if words.is_empty() {
+                    words.push("any".into());
+                }
+                let action = if drop { Action::Drop } else { Action::Pass };
+                (action, words.join(" and "))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 96,
+            // Minimal failing cases are printed; nothing is written into the source tree.
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn bitmaps_agree_with_a_model_of_the_rules(
+            rules in vec(rule(), 1..=140),
+            packets in vec(packet(), 1..=64),
+        ) {
+            let mut set = RuleSet::default();
+            for (action, expr) in &rules {
+                set.push_expression(*action, expr)
+                    .map_err(|e| TestCaseError::fail(format!("{expr}: {e}")))?;
+            }
+            let tables = build(&set.to_kernel(Rate::UNLIMITED));
+            for p in &packets {
+                let expected = set.rules.iter().position(|r| matches(r, p));
+                prop_assert_eq!(
+                    tables.lookup(&p.fields()),
+                    expected,
+                    "packet {:?}; expected rule {:?}",
+                    p,
+                    expected.map(|i| set.rules[i].conditions())
+                );
+            }
+        }
+    }
+}

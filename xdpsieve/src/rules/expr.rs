@@ -1,0 +1,113 @@
+//! The command-line rule syntax: tcpdump-style conjunctions such as `udp src port 53`.
+
+use xdpsieve_common::family;
+
+use super::{Action, Cidr, PortRange, RuleSpec};
+
+/// Parses a tcpdump-style conjunction: `[ip|ip6] [tcp|udp|icmp|icmp6|proto N]
+/// [src|dst] (host ADDR | net CIDR | port P | portrange A-B)`, joined by `and`; `any`
+/// alone matches every IP packet.
+///
+/// An expression without a condition (empty, or only `and`) is refused rather than read
+/// as "match everything": a typo must not turn a narrow rule into a blanket one.
+pub fn parse_expression(action: Action, expr: &str) -> Result<RuleSpec, String> {
+    let mut rule = RuleSpec::new(action);
+    let tokens: Vec<&str> = expr.split_whitespace().collect();
+    if tokens.iter().all(|t| matches!(*t, "and" | "&&")) {
+        return Err(format!(
+            "a rule needs at least one condition; to {action} everything use --default {action} \
+             (or say `any` to match every IP packet)"
+        ));
+    }
+    let mut i = 0;
+    let next = |i: &mut usize, what: &str| -> Result<&str, String> {
+        *i += 1;
+        tokens
+            .get(*i - 1)
+            .copied()
+            .ok_or_else(|| format!("expected {what} at the end"))
+    };
+    // Whether the last word ended a condition, so an `and` may follow.
+    let mut after_condition = false;
+    while i < tokens.len() {
+        let word = next(&mut i, "a condition")?;
+        if matches!(word, "and" | "&&") {
+            if !after_condition || i == tokens.len() {
+                return Err(format!("`{word}` must stand between two conditions"));
+            }
+            after_condition = false;
+            continue;
+        }
+        match word {
+            "any" => {}
+            "ip" => set_once(&mut rule.family, family::IPV4, "address family")?,
+            "ip6" => set_once(&mut rule.family, family::IPV6, "address family")?,
+            "tcp" | "udp" | "icmp" | "icmp6" => {
+                set_once(&mut rule.protocol, word.parse()?, "protocol")?
+            }
+            "proto" => {
+                let p = next(&mut i, "a protocol after `proto`")?;
+                set_once(&mut rule.protocol, p.parse()?, "protocol")?
+            }
+            "src" | "dst" => {
+                let kind = next(&mut i, "`host`, `net`, `port` or `portrange`")?;
+                let value = next(&mut i, &format!("a value after `{word} {kind}`"))?;
+                let src = word == "src";
+                match kind {
+                    "host" | "net" => {
+                        let cidr: Cidr = value.parse()?;
+                        if kind == "host" && value.contains('/') {
+                            return Err(format!(
+                                "`host` takes an address, not `{value}`: use `net`"
+                            ));
+                        }
+                        let slot = if src { &mut rule.src } else { &mut rule.dst };
+                        set_once(slot, cidr, &format!("{word} address"))?;
+                    }
+                    "port" | "portrange" => {
+                        let range: PortRange = value.parse()?;
+                        let slot = if src {
+                            &mut rule.src_port
+                        } else {
+                            &mut rule.dst_port
+                        };
+                        set_once(slot, range, &format!("{word} port"))?;
+                    }
+                    other => {
+                        return Err(format!(
+                            "expected `host`, `net`, `port` or `portrange` after `{word}`, found `{other}`"
+                        ));
+                    }
+                }
+            }
+            "host" | "net" | "port" | "portrange" => {
+                return Err(format!(
+                    "`{word}` needs a direction: say `src {word} ...` or `dst {word} ...`"
+                ));
+            }
+            "or" | "not" | "||" | "!" => {
+                return Err(format!(
+                    "`{word}` is not supported: a rule is a conjunction; give several rules instead"
+                ));
+            }
+            other => return Err(format!("unknown word `{other}`")),
+        }
+        after_condition = true;
+    }
+    rule.validate()?;
+    Ok(rule)
+}
+
+/// The expression with its words separated by single spaces: the rule's name. Tabs and
+/// newlines between words do not reach names, logs or captures.
+pub(super) fn normalized(expr: &str) -> String {
+    expr.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn set_once<T>(slot: &mut Option<T>, value: T, what: &str) -> Result<(), String> {
+    if slot.is_some() {
+        return Err(format!("{what} given twice"));
+    }
+    *slot = Some(value);
+    Ok(())
+}

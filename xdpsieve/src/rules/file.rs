@@ -1,0 +1,361 @@
+//! TOML rule files: read with a size cap from regular files only, walked key by key so that
+//! every error names the file, line and column and says in words what the key must hold
+//! (no deserializer type names), ids checked for collisions before any is assigned.
+
+use std::{
+    collections::{HashMap, HashSet},
+    ops::Range,
+    path::Path,
+};
+
+use toml::{
+    Spanned,
+    de::{DeInteger, DeTable, DeValue},
+};
+use xdpsieve_common::{MAX_RULES, family};
+
+use super::{Action, RuleError, RuleSet, RuleSpec, next_id_after};
+use crate::{
+    input::{RULE_FILE_CAP, read_regular_file},
+    text::{escape, is_unsafe},
+};
+
+/// Longest rule name accepted: names are printed in columns, logs and every pcapng packet.
+pub const MAX_NAME_CHARS: usize = 128;
+
+const RULE_KEYS: &str =
+    "id, name, action, protocol, family, src, dst, src_port, dst_port, log, log_rate";
+
+impl RuleSet {
+    /// Reads a TOML rule file: a regular file of at most [`RULE_FILE_CAP`] bytes.
+    pub fn from_file(path: &Path) -> Result<RuleSet, RuleError> {
+        let text = read_regular_file(path, RULE_FILE_CAP, "rule file")?;
+        Self::from_toml(&text, &path.to_string_lossy())
+    }
+
+    /// Parses a TOML rule file's text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<RuleSet, RuleError> {
+        let file = RuleFile { text, origin };
+        let document = DeTable::parse(text).map_err(|e| {
+            let message = e.message().trim_end().replace('\n', "; ");
+            file.error(
+                e.span().unwrap_or(0..0),
+                format!("not valid TOML: {message}"),
+            )
+        })?;
+        file.rule_set(document.get_ref())
+    }
+}
+
+/// The text being parsed and its name, to turn spans into `file:line:column` errors.
+struct RuleFile<'a> {
+    text: &'a str,
+    origin: &'a str,
+}
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+impl RuleFile<'_> {
+    fn error(&self, span: Range<usize>, message: String) -> RuleError {
+        let (line, column) = line_column(self.text, span.start);
+        RuleError::File {
+            path: escape(self.origin).into_owned(),
+            line,
+            column,
+            message: escape(&message).into_owned(),
+        }
+    }
+
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        line_column(self.text, span.start).0
+    }
+
+    fn rule_set(&self, document: &DeTable<'_>) -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::default();
+        let mut entries: &[Value<'_>] = &[];
+        for (key, value) in document.iter() {
+            match key.get_ref().as_ref() {
+                "default" => {
+                    let text = self.string(value, "`default` must be \"drop\" or \"pass\"")?;
+                    set.default_action = text.parse().map_err(|m| self.error(value.span(), m))?;
+                }
+                "rule" => match value.get_ref() {
+                    DeValue::Array(array) => entries = array,
+                    _ => {
+                        return Err(self.error(
+                            value.span(),
+                            "`rule` must be a list of rules: write each as a [[rule]] table \
+                             (double brackets)"
+                                .into(),
+                        ));
+                    }
+                },
+                other => {
+                    return Err(self.error(
+                        key.span(),
+                        format!(
+                            "unknown key `{}`: a rule file has `default` and [[rule]] tables",
+                            escape(other)
+                        ),
+                    ));
+                }
+            }
+        }
+        if entries.len() > MAX_RULES as usize {
+            return Err(self.error(
+                entries[MAX_RULES as usize].span(),
+                format!(
+                    "{} rules given; the program evaluates at most {MAX_RULES}",
+                    entries.len()
+                ),
+            ));
+        }
+        let tables = entries
+            .iter()
+            .map(|entry| match entry.get_ref() {
+                DeValue::Table(table) => Ok((table, entry.span())),
+                other => Err(self.error(
+                    entry.span(),
+                    format!(
+                        "each rule must be a table ([[rule]] with keys), not {}",
+                        a(other.type_str())
+                    ),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let explicit = self.explicit_ids(&tables)?;
+        let mut used: HashSet<u32> = explicit.iter().flatten().copied().collect();
+        let mut last_assigned = 0;
+        for ((table, span), explicit_id) in tables.into_iter().zip(explicit) {
+            let mut rule = self.rule(table, span.clone())?;
+            rule.id = match explicit_id {
+                Some(id) => id,
+                None => {
+                    let id = next_id_after(last_assigned, |id| used.contains(&id))
+                        .ok_or_else(|| self.error(span, "no rule id is left".into()))?;
+                    used.insert(id);
+                    last_assigned = id;
+                    id
+                }
+            };
+            if rule.name.is_empty() {
+                rule.name = format!("rule-{}", rule.id);
+            }
+            set.rules.push(rule);
+        }
+        Ok(set)
+    }
+
+    /// Each rule's explicit id, if it has one; each nonzero and unique.
+    fn explicit_ids(
+        &self,
+        tables: &[(&DeTable<'_>, Range<usize>)],
+    ) -> Result<Vec<Option<u32>>, RuleError> {
+        let mut by_rule = Vec::with_capacity(tables.len());
+        let mut first_use: HashMap<u32, (Range<usize>, String)> = HashMap::new();
+        for (table, _) in tables {
+            let Some(value) = table.get("id") else {
+                by_rule.push(None);
+                continue;
+            };
+            let id = match value.get_ref() {
+                DeValue::Integer(i) => integer(i).and_then(|i| u32::try_from(i).ok()),
+                _ => None,
+            }
+            .filter(|&id| id != 0)
+            .ok_or_else(|| {
+                self.error(
+                    value.span(),
+                    format!(
+                        "`id` must be a whole number from 1 to {} (0 is the default verdict's)",
+                        u32::MAX
+                    ),
+                )
+            })?;
+            let who = match table.get("name").and_then(|n| n.get_ref().as_str()) {
+                Some(name) => format!("rule `{}`", escape(name)),
+                None => "the rule".to_string(),
+            };
+            if let Some((earlier, earlier_who)) = first_use.get(&id) {
+                return Err(self.error(
+                    value.span(),
+                    format!(
+                        "duplicate rule id {id}: {who} here and {earlier_who} at line {} both use it",
+                        self.line_of(earlier)
+                    ),
+                ));
+            }
+            first_use.insert(id, (value.span(), who));
+            by_rule.push(Some(id));
+        }
+        Ok(by_rule)
+    }
+
+    /// One rule's conditions and options; its id is set by the caller.
+    fn rule(&self, table: &DeTable<'_>, span: Range<usize>) -> Result<RuleSpec, RuleError> {
+        let Some(action) = table.get("action") else {
+            return Err(self.error(
+                span,
+                "rule has no `action`: add action = \"drop\" or action = \"pass\"".into(),
+            ));
+        };
+        let action: Action = self
+            .string(action, "`action` must be \"drop\" or \"pass\"")?
+            .parse()
+            .map_err(|m| self.error(action.span(), m))?;
+        let mut rule = RuleSpec::new(action);
+        for (key, value) in table.iter() {
+            let at = |m: String| self.error(value.span(), m);
+            match key.get_ref().as_ref() {
+                "id" | "action" => {}
+                "name" => rule.name = self.name(value)?,
+                "protocol" => {
+                    let text = self.text_or_number(
+                        value,
+                        "`protocol` must be tcp, udp, icmp, icmp6 or a number 0-255",
+                    )?;
+                    rule.protocol = Some(text.parse().map_err(at)?);
+                }
+                "family" => {
+                    rule.family = Some(
+                        match self.string(value, "`family` must be \"ipv4\" or \"ipv6\"")? {
+                            "ipv4" | "ip" | "inet" => family::IPV4,
+                            "ipv6" | "ip6" | "inet6" => family::IPV6,
+                            other => {
+                                return Err(at(format!(
+                                    "unknown family `{}` (expected ipv4 or ipv6)",
+                                    escape(other)
+                                )));
+                            }
+                        },
+                    );
+                }
+                "src" | "dst" => {
+                    let what = format!(
+                        "`{}` must be an address or CIDR in quotes, e.g. \"198.51.100.0/24\"",
+                        key.get_ref()
+                    );
+                    let cidr = self.string(value, &what)?.parse().map_err(at)?;
+                    if key.get_ref() == "src" {
+                        rule.src = Some(cidr);
+                    } else {
+                        rule.dst = Some(cidr);
+                    }
+                }
+                "src_port" | "dst_port" => {
+                    let what = format!("`{}` must be a port number or \"low-high\"", key.get_ref());
+                    let range = self.text_or_number(value, &what)?.parse().map_err(at)?;
+                    if key.get_ref() == "src_port" {
+                        rule.src_port = Some(range);
+                    } else {
+                        rule.dst_port = Some(range);
+                    }
+                }
+                "log" => {
+                    rule.log = value.get_ref().as_bool().ok_or_else(|| {
+                        at(format!(
+                            "`log` must be true or false, not {}",
+                            a(value.get_ref().type_str())
+                        ))
+                    })?;
+                }
+                "log_rate" => {
+                    let text = self.text_or_number(
+                        value,
+                        "`log_rate` must be a rate such as \"100/s\", or 0 for unlimited",
+                    )?;
+                    rule.rate = Some(text.parse().map_err(at)?);
+                }
+                other => {
+                    return Err(self.error(
+                        key.span(),
+                        format!(
+                            "unknown key `{}` in a rule (a rule has {RULE_KEYS})",
+                            escape(other)
+                        ),
+                    ));
+                }
+            }
+        }
+        let shown = if rule.name.is_empty() {
+            String::from("this rule")
+        } else {
+            format!("rule `{}`", rule.name)
+        };
+        rule.validate()
+            .map_err(|m| self.error(span, format!("{shown} {m}")))?;
+        Ok(rule)
+    }
+
+    fn name(&self, value: &Value<'_>) -> Result<String, RuleError> {
+        let name = self.string(value, "`name` must be text in quotes")?;
+        let problem = if name.trim().is_empty() {
+            Some("rule name is empty".to_string())
+        } else if name.chars().any(is_unsafe) {
+            Some(format!(
+                "rule name `{}` contains control or invisible characters; names are printed \
+                 on terminals and in captures, so use visible characters only",
+                escape(name)
+            ))
+        } else if name.chars().count() > MAX_NAME_CHARS {
+            Some(format!(
+                "rule name is longer than {MAX_NAME_CHARS} characters"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(m) => Err(self.error(value.span(), m)),
+            None => Ok(name.to_string()),
+        }
+    }
+
+    /// A string value, or `expected` (plus what was found) at its position.
+    fn string<'v>(&self, value: &'v Value<'_>, expected: &str) -> Result<&'v str, RuleError> {
+        value.get_ref().as_str().ok_or_else(|| {
+            self.error(
+                value.span(),
+                format!("{expected}, not {}", a(value.get_ref().type_str())),
+            )
+        })
+    }
+
+    /// `53` and `"53"` (or `"1000-2000"`, `"udp"`) alike, as text for the value's parser.
+    fn text_or_number(&self, value: &Value<'_>, expected: &str) -> Result<String, RuleError> {
+        match value.get_ref() {
+            DeValue::String(s) => Ok(s.to_string()),
+            DeValue::Integer(i) => {
+                Ok(integer(i).map_or_else(|| i.as_str().to_string(), |n| n.to_string()))
+            }
+            other => Err(self.error(
+                value.span(),
+                format!("{expected}, not {}", a(other.type_str())),
+            )),
+        }
+    }
+}
+
+/// A TOML integer's value, `None` past i128 (which no key accepts anyway).
+fn integer(i: &DeInteger<'_>) -> Option<i128> {
+    i128::from_str_radix(i.as_str(), i.radix()).ok()
+}
+
+/// "an integer", "a string": TOML's type names with their article.
+fn a(type_name: &str) -> String {
+    match type_name.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {type_name}"),
+        _ => format!("a {type_name}"),
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}

@@ -1,0 +1,68 @@
+//! Fuzzing with cargo-fuzz (libFuzzer, nightly): the targets in `fuzz/`, each run for a
+//! bounded time from its committed seed corpus.
+//!
+//! The committed corpus (`fuzz/corpus/TARGET`) is given to libFuzzer as a second, read-only
+//! directory; what the run discovers goes to `target/fuzz-corpus/TARGET`, so fuzzing never
+//! dirties the repository and later runs start from what earlier ones found. A crash
+//! leaves its input in `fuzz/artifacts/TARGET/` (ignored by git) and fails the run: add the
+//! input to the committed corpus once it is fixed, as a regression.
+
+use std::{fs, path::Path, process::Command};
+
+use anyhow::{Context as _, Result};
+
+use crate::{run, succeeds};
+
+/// Every fuzz target, as named in fuzz/Cargo.toml.
+pub const TARGETS: &[&str] = &[
+    "rule_expression",
+    "rule_file",
+    "record_decode",
+    "capture_roundtrip",
+];
+
+/// Seconds per target in `cargo xtask test`.
+pub const CI_SECONDS: u64 = 20;
+
+/// Installs cargo-fuzz unless `cargo fuzz` already runs.
+pub fn ensure_cargo_fuzz() -> Result<()> {
+    if succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-fuzz (runs the fuzz targets; a minute or two, once)");
+    run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
+        .context("installing cargo-fuzz")
+}
+
+/// Runs each of `targets` for `seconds`; the first crash (or build failure) is the error.
+pub fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {
+    for target in targets {
+        let found = root.join("target/fuzz-corpus").join(target);
+        fs::create_dir_all(&found).with_context(|| format!("creating {}", found.display()))?;
+        let seeds = root.join("fuzz/corpus").join(target);
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        run(Command::new("cargo")
+            // Debug assertions: an integer overflow is a finding, not a silent wrap.
+            .args(["+nightly", "fuzz", "run", "--debug-assertions", target])
+            .arg(&found)
+            .arg(&seeds)
+            .args([
+                "--".to_string(),
+                format!("-max_total_time={seconds}"),
+                "-rss_limit_mb=2048".to_string(),
+                "-timeout=10".to_string(),
+                "-print_final_stats=1".to_string(),
+            ])
+            .current_dir(root)
+            // `cargo xtask` runs under the stable toolchain's environment; +nightly must win.
+            .env_remove("RUSTC")
+            .env_remove("RUSTUP_TOOLCHAIN"))
+        .with_context(|| {
+            format!(
+                "fuzz target {target} failed; its crashing input is in fuzz/artifacts/{target}/ \
+                 (reproduce with `cargo +nightly fuzz run {target} FILE`)"
+            )
+        })?;
+    }
+    Ok(())
+}
