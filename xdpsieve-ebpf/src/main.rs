@@ -1,11 +1,19 @@
 //! The xdpsieve XDP program: parse each frame, evaluate the rules (first match wins), count
 //! the outcome per CPU, and copy the packets userspace asked for into a ring buffer.
 //!
-//! Fail-open: a frame whose IP header cannot be read is passed and counted as malformed. A
-//! frame whose IP header parsed but whose length fields lie, or whose L4 header is cut short,
+//! A frame whose IP header cannot be read is passed and counted as malformed: the host's
+//! stack cannot read it either. A frame whose IP header parsed but whose length fields lie
 //! is also counted as malformed; rules still match it on the fields that did parse (so an
 //! attacker cannot slip past an address rule by truncating the UDP header), and port rules
 //! never match it.
+//!
+//! No evasion: an IP packet whose L4 header the parser cannot reach (IPv6 chain too long or
+//! cut short, TCP/UDP header cut short, RFC 1858 tiny TCP fragment) is *unclassifiable*
+//! and gets `Config::unclassifiable` (drop, by default, when a rule has a protocol or port
+//! condition). A first fragment's verdict is remembered in `FRAGMENT_VERDICTS`; the
+//! fragments that follow it take that verdict, so the host never reassembles a datagram
+//! whose first fragment a rule dropped, nor loses one a rule passed. Only fragments and
+//! unclassifiable packets take that path (`Packet::special`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -23,18 +31,22 @@ mod program {
             bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
         },
         macros::{map, xdp},
-        maps::{Array, LpmTrie, PerCpuArray, PerfEventArray, RingBuf},
+        maps::{Array, LpmTrie, LruHashMap, PerCpuArray, PerfEventArray, RingBuf},
         programs::XdpContext,
     };
     use xdpsieve_common::{
         CAPTURE_HEADER_LEN, CaptureBuffer, CaptureHeader, Config, Counters, Event,
-        InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, RULE_SLOTS, Rule, RuleBits,
-        RuleCounters, capture,
+        InterfaceCounters, MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN,
+        RULE_SLOTS, Rule, RuleBits, RuleCounters, capture,
         classify::{ADDR_ENTRIES, AddrKeyData, PORT_CLASSES, PORTS, PROTO_ENTRIES},
         family, record_flags, transport, verdict,
     };
 
-    use crate::{parse, parse::Packet, rules};
+    use crate::{
+        parse,
+        parse::{Packet, special},
+        rules,
+    };
 
     /// Set by userspace before load (read-only data: the verifier treats it as constants).
     #[unsafe(no_mangle)]
@@ -85,6 +97,43 @@ mod program {
     /// (GCRA), in CLOCK_MONOTONIC ns. Shared by all CPUs.
     #[map]
     static RATE_LIMITER: Array<u64> = Array::with_max_entries(RULE_SLOTS, 0);
+
+    /// The verdict of each first fragment seen, for the fragments that follow it.
+    #[map]
+    static FRAGMENT_VERDICTS: LruHashMap<FragmentKey, FragmentVerdict> =
+        LruHashMap::with_max_entries(MAX_FRAGMENTED_DATAGRAMS, 0);
+
+    /// What identifies a datagram's fragments (the kernel's reassembly key, plus the
+    /// protocol for IPv6, whose later fragments repeat it in their fragment header).
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct FragmentKey {
+        src: [u32; 4],
+        dst: [u32; 4],
+        id: u32,
+        family: u8,
+        protocol: u8,
+        _pad: u16,
+    }
+
+    /// A first fragment's outcome, as later fragments take it.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct FragmentVerdict {
+        verdict: u8,
+        log: u8,
+        _pad: u16,
+        rule_id: u32,
+        slot: u32,
+        _pad2: u32,
+        rate_interval_ns: u64,
+        rate_tolerance_ns: u64,
+    }
+
+    const _: () = {
+        assert!(core::mem::size_of::<FragmentKey>() == 40);
+        assert!(core::mem::size_of::<FragmentVerdict>() == 32);
+    };
 
     #[map]
     static CAPTURE_SCRATCH: PerCpuArray<CaptureBuffer> = PerCpuArray::with_max_entries(1, 0);
@@ -152,6 +201,8 @@ mod program {
             &*laundered
         };
 
+        // For a later fragment: whether its first fragment's verdict was found.
+        let mut fragment_found = None;
         let outcome = if pkt.family == family::NONE {
             // Non-IP frames (ARP, LLDP, ...) and unreadable IP headers always pass: dropping
             // ARP under a default-drop policy would cut the host off.
@@ -163,36 +214,12 @@ mod program {
                 rate_interval_ns: cfg.default_rate_interval_ns,
                 rate_tolerance_ns: cfg.default_rate_tolerance_ns,
             }
+        } else if pkt.special == 0 {
+            judge(cfg, pkt)
         } else {
-            let maps = rules::RuleMaps {
-                rules: &RULES,
-                proto_sets: &PROTO_SETS,
-                src_port_class: &SRC_PORT_CLASS,
-                dst_port_class: &DST_PORT_CLASS,
-                src_port_sets: &SRC_PORT_SETS,
-                dst_port_sets: &DST_PORT_SETS,
-                src_addr_sets: &SRC_ADDR_SETS,
-                dst_addr_sets: &DST_ADDR_SETS,
-                matched: &MATCHED_RULE,
-            };
-            match rules::first_match(&maps, cfg, pkt) {
-                Some(rule) => Outcome {
-                    verdict: rule.verdict,
-                    rule_id: rule.id,
-                    slot: Some(rule.index + 1),
-                    log: rule.log,
-                    rate_interval_ns: rule.rate_interval_ns,
-                    rate_tolerance_ns: rule.rate_tolerance_ns,
-                },
-                None => Outcome {
-                    verdict: cfg.default_verdict as u8,
-                    rule_id: 0,
-                    slot: Some(0),
-                    log: false,
-                    rate_interval_ns: cfg.default_rate_interval_ns,
-                    rate_tolerance_ns: cfg.default_rate_tolerance_ns,
-                },
-            }
+            let (outcome, found) = judge_special(cfg, pkt);
+            fragment_found = found;
+            outcome
         };
         let dropped = outcome.verdict == verdict::DROP;
 
@@ -210,6 +237,9 @@ mod program {
         counters.bytes_seen += frame_bytes;
         if pkt.malformed {
             counters.malformed += 1;
+        }
+        if pkt.special != 0 {
+            count_special(counters, pkt, fragment_found);
         }
         if dropped {
             counters.dropped += 1;
@@ -296,6 +326,124 @@ mod program {
         outcome.verdict as u32
     }
 
+    /// First match over the rules, else the default verdict.
+    #[inline(always)]
+    fn judge(cfg: &Config, pkt: &Packet) -> Outcome {
+        let maps = rules::RuleMaps {
+            rules: &RULES,
+            proto_sets: &PROTO_SETS,
+            src_port_class: &SRC_PORT_CLASS,
+            dst_port_class: &DST_PORT_CLASS,
+            src_port_sets: &SRC_PORT_SETS,
+            dst_port_sets: &DST_PORT_SETS,
+            src_addr_sets: &SRC_ADDR_SETS,
+            dst_addr_sets: &DST_ADDR_SETS,
+            matched: &MATCHED_RULE,
+        };
+        match rules::first_match(&maps, cfg, pkt) {
+            Some(rule) => Outcome {
+                verdict: rule.verdict,
+                rule_id: rule.id,
+                slot: Some(rule.index + 1),
+                log: rule.log,
+                rate_interval_ns: rule.rate_interval_ns,
+                rate_tolerance_ns: rule.rate_tolerance_ns,
+            },
+            None => default_outcome(cfg, cfg.default_verdict as u8),
+        }
+    }
+
+    /// An outcome no rule decided: slot 0, rule id 0, the default rate limit.
+    #[inline(always)]
+    fn default_outcome(cfg: &Config, verdict: u8) -> Outcome {
+        Outcome {
+            verdict,
+            rule_id: 0,
+            slot: Some(0),
+            log: false,
+            rate_interval_ns: cfg.default_rate_interval_ns,
+            rate_tolerance_ns: cfg.default_rate_tolerance_ns,
+        }
+    }
+
+    /// Fragments and unclassifiable packets (the rare path): see the module docs. For a later
+    /// fragment also returns whether its first fragment's verdict was found.
+    #[inline(always)]
+    fn judge_special(cfg: &Config, pkt: &Packet) -> (Outcome, Option<bool>) {
+        let unclassifiable_drop = pkt.special & special::UNCLASSIFIABLE != 0
+            && cfg.unclassifiable == u32::from(verdict::DROP);
+        if pkt.special & special::LATER_FRAGMENT != 0 {
+            if unclassifiable_drop {
+                return (default_outcome(cfg, verdict::DROP), None);
+            }
+            // SAFETY: the key lives on the stack for the lookup; the value is copied out.
+            return match unsafe { FRAGMENT_VERDICTS.get(fragment_key(pkt)) } {
+                Some(first) => (
+                    Outcome {
+                        verdict: first.verdict,
+                        rule_id: first.rule_id,
+                        slot: Some(first.slot),
+                        log: first.log != 0,
+                        rate_interval_ns: first.rate_interval_ns,
+                        rate_tolerance_ns: first.rate_tolerance_ns,
+                    },
+                    Some(true),
+                ),
+                // An orphan: judged by the rules that need no ports (it has none).
+                None => (judge(cfg, pkt), Some(false)),
+            };
+        }
+        let outcome = if unclassifiable_drop {
+            default_outcome(cfg, verdict::DROP)
+        } else {
+            judge(cfg, pkt)
+        };
+        if pkt.special & special::FIRST_FRAGMENT != 0 {
+            let first = FragmentVerdict {
+                verdict: outcome.verdict,
+                log: u8::from(outcome.log),
+                _pad: 0,
+                rule_id: outcome.rule_id,
+                slot: outcome.slot.unwrap_or(0),
+                _pad2: 0,
+                rate_interval_ns: outcome.rate_interval_ns,
+                rate_tolerance_ns: outcome.rate_tolerance_ns,
+            };
+            // A full map evicts the oldest datagram; a failed insert leaves the later
+            // fragments to be judged as orphans, and counted as such.
+            let _ = FRAGMENT_VERDICTS.insert(fragment_key(pkt), first, 0);
+        }
+        (outcome, None)
+    }
+
+    #[inline(always)]
+    fn fragment_key(pkt: &Packet) -> FragmentKey {
+        FragmentKey {
+            src: pkt.src,
+            dst: pkt.dst,
+            id: pkt.fragment_id,
+            family: pkt.family,
+            protocol: pkt.protocol,
+            _pad: 0,
+        }
+    }
+
+    /// The counters of the rare path; `fragment_found` as `judge_special` returned it.
+    #[inline(always)]
+    fn count_special(counters: &mut Counters, pkt: &Packet, fragment_found: Option<bool>) {
+        if pkt.special & special::UNCLASSIFIABLE != 0 {
+            counters.unclassifiable += 1;
+        }
+        if pkt.special & special::TINY_FRAGMENT != 0 {
+            counters.tiny_fragments += 1;
+        }
+        match fragment_found {
+            Some(true) => counters.fragments_followed += 1,
+            Some(false) => counters.fragment_orphans += 1,
+            None => {}
+        }
+    }
+
     /// The interface's counter slot: its position in `Config::ifindexes`, else the last.
     #[inline(always)]
     fn interface_slot(cfg: &Config, ctx: &XdpContext) -> u32 {
@@ -350,6 +498,9 @@ mod program {
         }
         if pkt.has_vlan != 0 {
             flags |= record_flags::HAS_VLAN;
+        }
+        if pkt.special & special::UNCLASSIFIABLE != 0 {
+            flags |= record_flags::UNCLASSIFIABLE;
         }
         flags
     }

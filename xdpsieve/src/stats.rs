@@ -34,6 +34,10 @@ pub fn add_counters(t: &mut Counters, c: &Counters) {
     t.events += c.events;
     t.event_lost += c.event_lost;
     t.rate_limited += c.rate_limited;
+    t.unclassifiable += c.unclassifiable;
+    t.tiny_fragments += c.tiny_fragments;
+    t.fragments_followed += c.fragments_followed;
+    t.fragment_orphans += c.fragment_orphans;
 }
 
 /// Adds one CPU's rule counters to a total.
@@ -118,6 +122,15 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
         "{} bytes seen ({} dropped, {} passed)",
         c.bytes_seen, c.bytes_dropped, c.bytes_passed
     );
+    // Only when the evasion defences saw something: most runs see no fragment at all.
+    if c.unclassifiable + c.fragments_followed + c.fragment_orphans > 0 {
+        let _ = writeln!(
+            out,
+            "{} packets unclassifiable ({} tiny TCP fragments); {} later fragments took \
+             their first fragment's verdict, {} came without it",
+            c.unclassifiable, c.tiny_fragments, c.fragments_followed, c.fragment_orphans
+        );
+    }
     if c.captured + c.capture_lost > 0 || writer.written > 0 {
         let _ = writeln!(out, "{} packets captured", writer.written);
         let _ = writeln!(out, "{} packets lost: capture buffer full", c.capture_lost);

@@ -179,12 +179,21 @@ struct Expect {
     verdict: u32,
     hit: Hit,
     malformed: bool,
+    /// The program could not reach the L4 header the rules need.
+    unclassifiable: bool,
 }
 
 impl Expect {
     const fn malformed(self) -> Expect {
         Expect {
             malformed: true,
+            ..self
+        }
+    }
+
+    const fn unclassifiable(self) -> Expect {
+        Expect {
+            unclassifiable: true,
             ..self
         }
     }
@@ -195,6 +204,7 @@ const fn dropped_by(rule: u32) -> Expect {
         verdict: DROP,
         hit: Hit::Rule(rule),
         malformed: false,
+        unclassifiable: false,
     }
 }
 
@@ -203,6 +213,7 @@ const fn passed_by(rule: u32) -> Expect {
         verdict: PASS,
         hit: Hit::Rule(rule),
         malformed: false,
+        unclassifiable: false,
     }
 }
 
@@ -211,6 +222,7 @@ const DEFAULT: Expect = Expect {
     verdict: PASS,
     hit: Hit::Default,
     malformed: false,
+    unclassifiable: false,
 };
 
 /// Passed without looking at the rules.
@@ -218,6 +230,7 @@ const NOT_IP: Expect = Expect {
     verdict: PASS,
     hit: Hit::NotIp,
     malformed: false,
+    unclassifiable: false,
 };
 
 impl From<Frame> for Vec<u8> {
@@ -240,6 +253,16 @@ fn case(name: impl Into<String>, frame: impl Into<Vec<u8>>, expect: Expect) -> C
     }
 }
 
+/// The first `len` bytes of a TCP SYN 40000 -> `dst_port`.
+fn tcp_head(dst_port: u16, len: usize) -> Vec<u8> {
+    Frame::ipv4(PEER4, HOST4)
+        .tcp(40000, dst_port)
+        .l4_payload()
+        .into_iter()
+        .take(len)
+        .collect()
+}
+
 /// Every case is meaningful against [`TABLE_RULES`]: a frame that must not match a port
 /// rule carries the port that rule looks for, in the bytes where a careless parser would
 /// read it.
@@ -248,6 +271,7 @@ fn verdict_cases() -> Vec<Case> {
         ETH_HDR_LEN as ETH, ETH_P_8021AD as QINQ, ETH_P_8021Q as DOT1Q, ETH_P_ARP, ETH_P_IPV4,
         ETH_P_IPV6, IPV4_HDR_LEN as V4H, IPV6_HDR_LEN as V6H,
     };
+    use xdpsieve_common::MAX_IPV6_EXT_HEADERS;
     let v4 = || Frame::ipv4(PEER4, HOST4);
     let v6 = || Frame::ipv6(PEER6, HOST6);
     let hostile4 = || Frame::ipv4(HOSTILE4, HOST4);
@@ -415,12 +439,12 @@ fn verdict_cases() -> Vec<Case> {
         case(
             "ipv4 IHL 15 but 20 header bytes, from the hostile net",
             hostile4().ihl(15),
-            dropped_by(4).malformed(),
+            dropped_by(4).malformed().unclassifiable(),
         ),
         case(
             "ipv4 IHL 15 but 20 header bytes, udp src port 53",
             dns4().ihl(15),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         // IPv6 extension headers.
         case(
@@ -440,7 +464,7 @@ fn verdict_cases() -> Vec<Case> {
         ),
         case(
             "ipv6 first fragment udp src port 53",
-            dns6().ext(frag(0, true)),
+            dns6().ext(frag(0, true)).ident(101),
             dropped_by(2),
         ),
         case(
@@ -450,29 +474,29 @@ fn verdict_cases() -> Vec<Case> {
         ),
         case(
             "ipv6 last fragment that looks like udp src port 53",
-            dns6().ext(frag(185, false)),
+            dns6().ext(frag(185, false)).ident(102),
             DEFAULT,
         ),
         case(
-            "ipv6 middle fragment that looks like tcp dst port 6005",
-            v6().tcp(40000, 6005).ext(frag(1, true)),
+            "ipv6 middle fragment (offset 16) that looks like tcp dst port 6005",
+            v6().tcp(40000, 6005).ext(frag(2, true)).ident(103),
             DEFAULT,
         ),
         case(
             "ipv6 hop-by-hop + non-first fragment that looks like udp src port 53",
-            dns6().ext(hbh.clone()).ext(frag(185, true)),
+            dns6().ext(hbh.clone()).ext(frag(185, true)).ident(104),
             DEFAULT,
         ),
         case(
             "ipv6 non-first fragment from the hostile prefix",
-            hostile6().ext(frag(185, false)),
+            hostile6().ext(frag(185, false)).ident(105),
             dropped_by(5),
         ),
         case(
             // A non-first fragment's bytes are payload, not headers: a second fragment header
             // in them must not turn the frame back into a first fragment.
             "ipv6 non-first fragment whose payload forges a first-fragment header + udp src 53",
-            dns6().ext(frag(185, true)).ext(frag(0, true)),
+            dns6().ext(frag(185, true)).ext(frag(0, true)).ident(106),
             DEFAULT,
         ),
         case(
@@ -483,12 +507,54 @@ fn verdict_cases() -> Vec<Case> {
         case(
             "ipv6 9 extension headers + udp src port 53",
             chain(dns6(), 9),
-            DEFAULT.malformed(),
+            dropped_by(2),
         ),
         case(
             "ipv6 9 extension headers from the hostile prefix",
             chain(hostile6(), 9),
-            dropped_by(5).malformed(),
+            dropped_by(5),
+        ),
+        // Long chains: Linux walks any number; the program walks MAX_IPV6_EXT_HEADERS, the
+        // first FAST_IPV6_EXT_HEADERS with direct reads and the rest through a helper.
+        case(
+            "ipv6 40 extension headers + udp src port 53",
+            chain(dns6(), 40),
+            dropped_by(2),
+        ),
+        case(
+            "ipv6 40 extension headers + tcp dst port 6005 (flags read by the helper)",
+            chain(v6().tcp(40000, 6005), 40),
+            dropped_by(3),
+        ),
+        case(
+            "ipv6 MAX_IPV6_EXT_HEADERS extension headers + udp src port 53",
+            chain(dns6(), MAX_IPV6_EXT_HEADERS),
+            dropped_by(2),
+        ),
+        case(
+            "ipv6 MAX_IPV6_EXT_HEADERS + 1 extension headers + udp src port 53",
+            chain(dns6(), MAX_IPV6_EXT_HEADERS + 1),
+            DEFAULT.unclassifiable(),
+        ),
+        case(
+            "ipv6 MAX_IPV6_EXT_HEADERS + 1 extension headers from the hostile prefix",
+            chain(hostile6(), MAX_IPV6_EXT_HEADERS + 1),
+            dropped_by(5).unclassifiable(),
+        ),
+        case(
+            "ipv6 40 extension headers cut in the 30th",
+            chain(dns6(), 40).truncate(ETH + V6H + 29 * 8 + 3),
+            DEFAULT.malformed().unclassifiable(),
+        ),
+        case(
+            "ipv6 20 headers with a first-fragment header 15th + udp src port 53",
+            chain(chain(dns6(), 14).ext(frag(0, true)), 5).ident(113),
+            dropped_by(2),
+        ),
+        case(
+            "ipv6 20 headers with a later-fragment header 15th that look like udp src port 53",
+            chain(chain(dns6(), 14).ext(frag(185, true)), 5).ident(114),
+            DEFAULT,
         ),
         case(
             "ipv6 second extension header cut after one byte",
@@ -496,7 +562,7 @@ fn verdict_cases() -> Vec<Case> {
                 .ext(hbh.clone())
                 .ext(opts(1))
                 .truncate(ETH + V6H + 8 + 1),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv6 dest-opts length runs 2 KiB past the frame",
@@ -504,7 +570,7 @@ fn verdict_cases() -> Vec<Case> {
                 number: 60,
                 bytes: vec![0, 255, 1, 4, 0, 0, 0, 0],
             }),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv6 AH length runs past the frame",
@@ -512,12 +578,12 @@ fn verdict_cases() -> Vec<Case> {
                 number: 51,
                 bytes: vec![0, 200, 0, 0, 0, 0, 1, 0],
             }),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         // IPv4 fragments.
         case(
             "ipv4 first fragment (MF) udp src port 53",
-            dns4().fragment(0, true),
+            dns4().fragment(0, true).ident(107),
             dropped_by(2),
         ),
         case(
@@ -527,28 +593,72 @@ fn verdict_cases() -> Vec<Case> {
         ),
         case(
             "ipv4 last fragment that looks like udp src port 53",
-            dns4().fragment(185, false),
+            dns4().fragment(185, false).ident(108),
             DEFAULT,
         ),
         case(
             "ipv4 middle fragment (offset 1, MF) that looks like udp src port 53",
-            dns4().fragment(1, true),
+            dns4().fragment(1, true).ident(109),
             DEFAULT,
         ),
         case(
             "ipv4 largest fragment offset, looks like tcp dst port 6005",
-            v4().tcp(40000, 6005).fragment(0x1fff, false),
+            v4().tcp(40000, 6005).fragment(0x1fff, false).ident(110),
             DEFAULT,
         ),
         case(
             "ipv4 non-first fragment from the hostile net",
-            hostile4().fragment(185, false),
+            hostile4().fragment(185, false).ident(111),
             dropped_by(4),
         ),
         case(
             "ipv4 non-first fragment of icmp to the watched host",
-            Frame::ipv4(HOST4, WATCHED4).icmp().fragment(185, false),
+            Frame::ipv4(HOST4, WATCHED4)
+                .icmp()
+                .fragment(185, false)
+                .ident(112),
             dropped_by(6),
+        ),
+        // First fragments: ports count once their 4 bytes are there; a TCP first fragment
+        // without its flags is RFC 1858's tiny fragment.
+        case(
+            "ipv4 udp first fragment with 4 bytes, src port 53",
+            dns4()
+                .fragment(0, true)
+                .l4_bytes(&[0, 53, 0x9c, 0x40])
+                .ident(115),
+            dropped_by(2),
+        ),
+        case(
+            "ipv4 udp first fragment with 3 bytes",
+            dns4().fragment(0, true).l4_bytes(&[0, 53, 0x9c]).ident(116),
+            DEFAULT.malformed().unclassifiable(),
+        ),
+        case(
+            "ipv4 tcp first fragment with 8 bytes to port 80 (tiny)",
+            v4().tcp(40000, 80)
+                .fragment(0, true)
+                .l4_bytes(&tcp_head(80, 8))
+                .ident(117),
+            DEFAULT.unclassifiable(),
+        ),
+        case(
+            "ipv6 tcp first fragment with 8 bytes to port 80 (tiny)",
+            v6().ext(frag(0, true))
+                .tcp(40000, 80)
+                .l4_bytes(&tcp_head(80, 8))
+                .ident(118),
+            DEFAULT.unclassifiable(),
+        ),
+        case(
+            "ipv4 tcp fragment at offset 8 bytes (RFC 1858 overlap)",
+            v4().tcp(40000, 80).fragment(1, true).ident(119),
+            DEFAULT.unclassifiable(),
+        ),
+        case(
+            "ipv6 tcp fragment at offset 8 bytes (RFC 1858 overlap)",
+            v6().tcp(40000, 80).ext(frag(1, true)).ident(120),
+            DEFAULT.unclassifiable(),
         ),
         // Truncated frames.
         case(
@@ -584,32 +694,32 @@ fn verdict_cases() -> Vec<Case> {
         case(
             "ipv4 udp header cut to its ports, from the hostile net",
             hostile4().udp(53, 40000).truncate(ETH + V4H + 4),
-            dropped_by(4).malformed(),
+            dropped_by(4).malformed().unclassifiable(),
         ),
         case(
             "ipv4 udp header cut to its ports, src port 53",
             dns4().truncate(ETH + V4H + 4),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 udp header of 4 bytes inside a consistent total length",
             v4().l4(17, &[0, 53, 0x9c, 0x40]),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 total length says udp is 4 bytes",
             dns4().total_len((V4H + 4) as u16),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 tcp header of 8 bytes (ports present) inside a consistent total length",
             v4().l4(6, &[0x9c, 0x40, 0x17, 0x75, 0, 0, 0, 1]),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 tcp header cut to 8 bytes, dst port 6005",
             v4().tcp(40000, 6005).truncate(ETH + V4H + 8),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 icmp cut to 2 bytes, to the watched host",
@@ -619,49 +729,49 @@ fn verdict_cases() -> Vec<Case> {
         case(
             "ipv4 udp protocol without any udp bytes",
             v4().l4(17, &[]),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv6 udp header cut to its ports, src port 53",
             dns6().truncate(ETH + V6H + 4),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv6 udp header cut to its ports, from the hostile prefix",
             hostile6().udp(53, 40000).truncate(ETH + V6H + 4),
-            dropped_by(5).malformed(),
+            dropped_by(5).malformed().unclassifiable(),
         ),
         // Lying lengths.
         case(
             "ipv4 total length past the frame, from the hostile net",
             hostile4().total_len(1000),
-            dropped_by(4).malformed(),
+            dropped_by(4).malformed().unclassifiable(),
         ),
         case(
             // The UDP header is all there, but the frame is malformed: port rules never match.
             "ipv4 total length past the frame, udp src port 53",
             dns4().total_len(1000),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 total length 10 (< IHL*4), udp src port 53",
             dns4().total_len(10),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 total length 0, udp src port 53",
             dns4().total_len(0),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 total length 10 (< IHL*4), from the hostile net",
             hostile4().total_len(10),
-            dropped_by(4).malformed(),
+            dropped_by(4).malformed().unclassifiable(),
         ),
         case(
             "ipv4 total length 23 with IHL 6, udp src port 53",
             dns4().nop_options(1).total_len(23),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 then ethernet padding (not a lie)",
@@ -677,22 +787,22 @@ fn verdict_cases() -> Vec<Case> {
             // As above: a lying length makes the frame malformed, so port rules never match.
             "ipv6 payload length past the frame, udp src port 53",
             dns6().payload_len(1000),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv6 payload length past the frame, from the hostile prefix",
             hostile6().payload_len(1000),
-            dropped_by(5).malformed(),
+            dropped_by(5).malformed().unclassifiable(),
         ),
         case(
             "ipv6 payload length 4, udp src port 53",
             dns6().payload_len(4),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv6 payload length 0 without hop-by-hop, udp src port 53",
             dns6().payload_len(0),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             // parse.rs: "A zero payload length with a hop-by-hop header means a jumbogram; we do
@@ -726,6 +836,26 @@ fn verdict_cases() -> Vec<Case> {
         ));
     }
 
+    for len in 4..=20 {
+        // Ports 40000 -> 6005 match rule 3 from the fourth byte on; below 14 bytes the
+        // flags are missing: tiny.
+        let frame = v4()
+            .tcp(40000, 6005)
+            .fragment(0, true)
+            .l4_bytes(&tcp_head(6005, len))
+            .ident(200 + len as u32);
+        let expect = if len < 14 {
+            dropped_by(3).unclassifiable()
+        } else {
+            dropped_by(3)
+        };
+        cases.push(case(
+            format!("ipv4 tcp first fragment with {len} bytes, dst port 6005"),
+            frame,
+            expect,
+        ));
+    }
+
     // Random bytes: a seed whose ethertype is not IP or VLAN, so the expectation is fixed.
     let mut rng = frame::Rng::new(0x5eed_0001);
     let random = loop {
@@ -744,8 +874,11 @@ fn verdict_table() {
     if !root_or_skip() {
         return;
     }
+    // Unclassifiable packets go to the rules here, so the table shows what the parser read
+    // of them; `unclassifiable_policy` checks the default, which drops them.
     let settings = Settings {
         rules: rule_set(TABLE_RULES),
+        unclassifiable: Some(Action::Pass),
         ..Settings::default()
     };
     let mut fw = load(&settings);
@@ -778,13 +911,18 @@ fn verdict_table() {
         };
         let malformed = after.malformed - before.malformed;
         let expected_malformed = u64::from(c.expect.malformed);
+        let unclassifiable = after.unclassifiable - before.unclassifiable;
+        let expected_unclassifiable = u64::from(c.expect.unclassifiable);
         if verdict != c.expect.verdict
             || hit != Some(c.expect.hit)
             || malformed != expected_malformed
+            || unclassifiable != expected_unclassifiable
         {
             failures.push(format!(
-                "{}:\n    expected {} by {:?}, malformed +{expected_malformed}\n    \
-                 got      {} by {hit:?} (slots moved {moved:?}), malformed +{malformed}\n    \
+                "{}:\n    expected {} by {:?}, malformed +{expected_malformed}, \
+                 unclassifiable +{expected_unclassifiable}\n    \
+                 got      {} by {hit:?} (slots moved {moved:?}), malformed +{malformed}, \
+                 unclassifiable +{unclassifiable}\n    \
                  frame {:02x?}",
                 c.name,
                 verdict_name(c.expect.verdict),
