@@ -10,13 +10,15 @@
 //! No evasion: an IP packet whose L4 header the parser cannot reach (IPv6 chain too long or
 //! cut short, TCP/UDP header cut short, RFC 1858 tiny TCP fragment) is *unclassifiable*
 //! and gets `Config::unclassifiable` (drop, by default, when a rule has a protocol or port
-//! condition). A first fragment's verdict is remembered in `FRAGMENT_VERDICTS`; the
+//! condition). A first fragment's verdict is remembered (see `fragments`); the
 //! fragments that follow it take that verdict, so the host never reassembles a datagram
 //! whose first fragment a rule dropped, nor loses one a rule passed. Only fragments and
 //! unclassifiable packets take that path (`Packet::special`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+#[cfg(target_arch = "bpf")]
+mod fragments;
 #[cfg(target_arch = "bpf")]
 mod parse;
 #[cfg(target_arch = "bpf")]
@@ -31,18 +33,19 @@ mod program {
             bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
         },
         macros::{map, xdp},
-        maps::{Array, LpmTrie, LruHashMap, PerCpuArray, PerfEventArray, RingBuf},
+        maps::{Array, LpmTrie, PerCpuArray, PerfEventArray, RingBuf},
         programs::XdpContext,
     };
     use xdpsieve_common::{
         CAPTURE_HEADER_LEN, CaptureBuffer, CaptureHeader, Config, Counters, Event,
-        InterfaceCounters, MAX_FRAGMENTED_DATAGRAMS, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN,
-        RULE_SLOTS, Rule, RuleBits, RuleCounters, capture,
+        InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, RULE_SLOTS, Rule, RuleBits,
+        RuleCounters, capture,
         classify::{ADDR_ENTRIES, AddrKeyData, PORT_CLASSES, PORTS, PROTO_ENTRIES},
         family, record_flags, transport, verdict,
     };
 
     use crate::{
+        fragments::{self, FirstFragment},
         parse,
         parse::{Packet, special},
         rules,
@@ -97,43 +100,6 @@ mod program {
     /// (GCRA), in CLOCK_MONOTONIC ns. Shared by all CPUs.
     #[map]
     static RATE_LIMITER: Array<u64> = Array::with_max_entries(RULE_SLOTS, 0);
-
-    /// The verdict of each first fragment seen, for the fragments that follow it.
-    #[map]
-    static FRAGMENT_VERDICTS: LruHashMap<FragmentKey, FragmentVerdict> =
-        LruHashMap::with_max_entries(MAX_FRAGMENTED_DATAGRAMS, 0);
-
-    /// What identifies a datagram's fragments (the kernel's reassembly key, plus the
-    /// protocol for IPv6, whose later fragments repeat it in their fragment header).
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct FragmentKey {
-        src: [u32; 4],
-        dst: [u32; 4],
-        id: u32,
-        family: u8,
-        protocol: u8,
-        _pad: u16,
-    }
-
-    /// A first fragment's outcome, as later fragments take it.
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct FragmentVerdict {
-        verdict: u8,
-        log: u8,
-        _pad: u16,
-        rule_id: u32,
-        slot: u32,
-        _pad2: u32,
-        rate_interval_ns: u64,
-        rate_tolerance_ns: u64,
-    }
-
-    const _: () = {
-        assert!(core::mem::size_of::<FragmentKey>() == 40);
-        assert!(core::mem::size_of::<FragmentVerdict>() == 32);
-    };
 
     #[map]
     static CAPTURE_SCRATCH: PerCpuArray<CaptureBuffer> = PerCpuArray::with_max_entries(1, 0);
@@ -239,7 +205,7 @@ mod program {
             counters.malformed += 1;
         }
         if pkt.special != 0 {
-            count_special(counters, pkt, fragment_found);
+            fragments::count(counters, pkt, fragment_found);
         }
         if dropped {
             counters.dropped += 1;
@@ -376,8 +342,7 @@ mod program {
             if unclassifiable_drop {
                 return (default_outcome(cfg, verdict::DROP), None);
             }
-            // SAFETY: the key lives on the stack for the lookup; the value is copied out.
-            return match unsafe { FRAGMENT_VERDICTS.get(fragment_key(pkt)) } {
+            return match fragments::recall(pkt) {
                 Some(first) => (
                     Outcome {
                         verdict: first.verdict,
@@ -399,49 +364,21 @@ mod program {
             judge(cfg, pkt)
         };
         if pkt.special & special::FIRST_FRAGMENT != 0 {
-            let first = FragmentVerdict {
-                verdict: outcome.verdict,
-                log: u8::from(outcome.log),
-                _pad: 0,
-                rule_id: outcome.rule_id,
-                slot: outcome.slot.unwrap_or(0),
-                _pad2: 0,
-                rate_interval_ns: outcome.rate_interval_ns,
-                rate_tolerance_ns: outcome.rate_tolerance_ns,
-            };
-            // A full map evicts the oldest datagram; a failed insert leaves the later
-            // fragments to be judged as orphans, and counted as such.
-            let _ = FRAGMENT_VERDICTS.insert(fragment_key(pkt), first, 0);
+            fragments::remember(
+                pkt,
+                FirstFragment {
+                    verdict: outcome.verdict,
+                    log: u8::from(outcome.log),
+                    _pad: 0,
+                    rule_id: outcome.rule_id,
+                    slot: outcome.slot.unwrap_or(0),
+                    _pad2: 0,
+                    rate_interval_ns: outcome.rate_interval_ns,
+                    rate_tolerance_ns: outcome.rate_tolerance_ns,
+                },
+            );
         }
         (outcome, None)
-    }
-
-    #[inline(always)]
-    fn fragment_key(pkt: &Packet) -> FragmentKey {
-        FragmentKey {
-            src: pkt.src,
-            dst: pkt.dst,
-            id: pkt.fragment_id,
-            family: pkt.family,
-            protocol: pkt.protocol,
-            _pad: 0,
-        }
-    }
-
-    /// The counters of the rare path; `fragment_found` as `judge_special` returned it.
-    #[inline(always)]
-    fn count_special(counters: &mut Counters, pkt: &Packet, fragment_found: Option<bool>) {
-        if pkt.special & special::UNCLASSIFIABLE != 0 {
-            counters.unclassifiable += 1;
-        }
-        if pkt.special & special::TINY_FRAGMENT != 0 {
-            counters.tiny_fragments += 1;
-        }
-        match fragment_found {
-            Some(true) => counters.fragments_followed += 1,
-            Some(false) => counters.fragment_orphans += 1,
-            None => {}
-        }
     }
 
     /// The interface's counter slot: its position in `Config::ifindexes`, else the last.

@@ -113,6 +113,7 @@ struct Record {
     rule_id: u32,
     verdict: Verdict,
     malformed: bool,
+    unclassifiable: bool,
     data: Vec<u8>,
 }
 
@@ -129,6 +130,7 @@ fn drain(source: &mut Source) -> Vec<Record> {
             rule_id: r.rule_id,
             verdict: r.verdict,
             malformed: r.malformed,
+            unclassifiable: r.unclassifiable,
             data: r.data.to_vec(),
         });
     });
@@ -1091,9 +1093,11 @@ fn capture_records_match_the_frames() {
             false,
         ),
         (
+            // Its UDP header lies past the IP length's claim: unclassifiable, so dropped
+            // before the rules (rule id 0) since a rule has a port condition.
             Frame::ipv4(HOSTILE4, HOST4).total_len(1400).build(),
             Verdict::Drop,
-            2,
+            0,
             true,
         ),
     ];
@@ -1222,7 +1226,8 @@ fn jumbo_frames_with_xdp_fragments() {
     assert_eq!(records[1].orig_len, 20000);
 
     // An extension chain that pushes the UDP header past the linear part: the parser cannot
-    // read it, so the frame is malformed and (fail-open, as documented) passes.
+    // read it, so the frame is malformed and unclassifiable, and (a rule has a port
+    // condition) dropped: it could be hiding the port that rule drops.
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if page == 4096 {
@@ -1233,9 +1238,10 @@ fn jumbo_frames_with_xdp_fragments() {
             .pad_to(6000)
             .build();
         let before = counters(&fw);
-        assert_eq!(run(&mut fw, &deep), PASS);
+        assert_eq!(run(&mut fw, &deep), DROP);
         let after = counters(&fw);
         assert_eq!(after.malformed, before.malformed + 1, "{after:?}");
+        assert_eq!(after.unclassifiable, before.unclassifiable + 1, "{after:?}");
     }
 }
 
@@ -1609,4 +1615,380 @@ fn full_perf_buffer_counts_lost_events() {
         source.perf_lost(),
         c.event_lost
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evasion: unclassifiable packets and fragments
+// ---------------------------------------------------------------------------------------------
+
+/// What one frame did to a firewall: its verdict, the rule-hit slot it moved, and how the
+/// evasion counters moved.
+#[derive(Debug, PartialEq, Eq)]
+struct Step {
+    verdict: u32,
+    slot: usize,
+    unclassifiable: u64,
+    tiny: u64,
+    followed: u64,
+    orphans: u64,
+}
+
+fn step(fw: &mut Firewall, slots: usize, frame: &Frame) -> Step {
+    let before = counters(fw);
+    let hits_before = fw.rule_hits(slots).expect("rule hits");
+    let verdict = run(fw, &frame.build());
+    let after = counters(fw);
+    let hits_after = fw.rule_hits(slots).expect("rule hits");
+    let moved: Vec<usize> = (0..=slots)
+        .filter(|&s| hits_after[s] != hits_before[s])
+        .collect();
+    assert_eq!(moved.len(), 1, "one slot moves per IP frame: {moved:?}");
+    Step {
+        verdict,
+        slot: moved[0],
+        unclassifiable: after.unclassifiable - before.unclassifiable,
+        tiny: after.tiny_fragments - before.tiny_fragments,
+        followed: after.fragments_followed - before.fragments_followed,
+        orphans: after.fragment_orphans - before.fragment_orphans,
+    }
+}
+
+const fn plain(verdict: u32, slot: usize) -> Step {
+    Step {
+        verdict,
+        slot,
+        unclassifiable: 0,
+        tiny: 0,
+        followed: 0,
+        orphans: 0,
+    }
+}
+
+const fn followed(verdict: u32, slot: usize) -> Step {
+    Step {
+        followed: 1,
+        ..plain(verdict, slot)
+    }
+}
+
+const fn orphan(verdict: u32, slot: usize) -> Step {
+    Step {
+        orphans: 1,
+        ..plain(verdict, slot)
+    }
+}
+
+const fn tiny(verdict: u32, slot: usize) -> Step {
+    Step {
+        unclassifiable: 1,
+        tiny: 1,
+        ..plain(verdict, slot)
+    }
+}
+
+/// Later fragments take their first fragment's verdict and rule; orphans are judged by the
+/// rules that need no ports; tiny TCP fragments are dropped. Against [`TABLE_RULES`], whose
+/// port rules make unclassifiable packets drop by default.
+#[test]
+fn fragments_take_their_first_fragments_verdict() {
+    if !root_or_skip() {
+        return;
+    }
+    let settings = Settings {
+        rules: rule_set(TABLE_RULES),
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let n = TABLE_RULES.len();
+    let v4 = || Frame::ipv4(PEER4, HOST4);
+    let v6 = || Frame::ipv6(PEER6, HOST6);
+    let frag6 = |offset, more| Ext::Fragment { offset, more };
+    let mut failures = Vec::new();
+    let mut check = |name: &str, frame: Frame, want: Step, fw: &mut Firewall| {
+        let got = step(fw, n, &frame);
+        if got != want {
+            failures.push(format!("{name}:\n    want {want:?}\n    got  {got:?}"));
+        }
+    };
+
+    // IPv4: a first fragment dropped by `udp src port 53`; its later fragments, which carry
+    // no ports, are dropped by the same rule.
+    let dns = || v4().udp(53, 40000).ident(1);
+    check(
+        "v4 first, src port 53",
+        dns().fragment(0, true),
+        plain(DROP, 2),
+        &mut fw,
+    );
+    check(
+        "v4 middle",
+        dns().fragment(185, true),
+        followed(DROP, 2),
+        &mut fw,
+    );
+    check(
+        "v4 last",
+        dns().fragment(370, false),
+        followed(DROP, 2),
+        &mut fw,
+    );
+    // A passed first fragment: its later fragments pass with it.
+    let other = || v4().udp(5000, 40000).ident(2);
+    check(
+        "v4 first, passed",
+        other().fragment(0, true),
+        plain(PASS, 0),
+        &mut fw,
+    );
+    check(
+        "v4 later, passed",
+        other().fragment(185, false),
+        followed(PASS, 0),
+        &mut fw,
+    );
+    // The identification, addresses and protocol all key the datagram.
+    check(
+        "v4 later, other id",
+        dns().ident(3).fragment(185, false),
+        orphan(PASS, 0),
+        &mut fw,
+    );
+    check(
+        "v4 later, other source",
+        Frame::ipv4(RESOLVER4, HOST4)
+            .udp(53, 40000)
+            .ident(1)
+            .fragment(185, false),
+        orphan(PASS, 0),
+        &mut fw,
+    );
+    check(
+        "v4 later, other protocol",
+        v4().tcp(53, 40000).ident(1).fragment(185, false),
+        orphan(PASS, 0),
+        &mut fw,
+    );
+    check(
+        "v4 orphan from the hostile net (address rules still apply)",
+        Frame::ipv4(HOSTILE4, HOST4).ident(4).fragment(185, false),
+        orphan(DROP, 4),
+        &mut fw,
+    );
+    // RFC 1858: a tiny first fragment to a port no rule drops is dropped all the same, and
+    // so are the fragments after it; so is a TCP fragment at offset 8.
+    let syn = || v4().tcp(40000, 80).ident(5);
+    check(
+        "v4 tiny tcp first fragment (8 bytes)",
+        syn().fragment(0, true).l4_bytes(&tcp_head(80, 8)),
+        tiny(DROP, 0),
+        &mut fw,
+    );
+    check(
+        "v4 fragment after the tiny one",
+        syn().fragment(2, false).l4_bytes(&[0; 8]),
+        followed(DROP, 0),
+        &mut fw,
+    );
+    check(
+        "v4 tcp fragment at offset 8 bytes",
+        v4().tcp(40000, 80)
+            .ident(6)
+            .fragment(1, false)
+            .l4_bytes(&[0; 12]),
+        tiny(DROP, 0),
+        &mut fw,
+    );
+    check(
+        "v4 tcp first fragment with the flags (16 bytes)",
+        v4().tcp(40000, 80)
+            .ident(7)
+            .fragment(0, true)
+            .l4_bytes(&tcp_head(80, 16)),
+        plain(PASS, 0),
+        &mut fw,
+    );
+    check(
+        "v4 tcp fragment after it, at offset 16",
+        v4().tcp(40000, 80)
+            .ident(7)
+            .fragment(2, false)
+            .l4_bytes(&[0; 4]),
+        followed(PASS, 0),
+        &mut fw,
+    );
+
+    // IPv6: the same, keyed by the fragment header's 32-bit identification.
+    let dns6 = || v6().udp(53, 40000).ident(0x1000_0001);
+    check(
+        "v6 first, src port 53",
+        dns6().ext(frag6(0, true)),
+        plain(DROP, 2),
+        &mut fw,
+    );
+    check(
+        "v6 last",
+        dns6().ext(frag6(185, false)),
+        followed(DROP, 2),
+        &mut fw,
+    );
+    check(
+        "v6 later, id differing above 16 bits",
+        dns6().ident(0x2000_0001).ext(frag6(185, false)),
+        orphan(PASS, 0),
+        &mut fw,
+    );
+    check(
+        "v6 tiny tcp first fragment",
+        v6().ext(frag6(0, true))
+            .tcp(40000, 80)
+            .ident(8)
+            .l4_bytes(&tcp_head(80, 12)),
+        tiny(DROP, 0),
+        &mut fw,
+    );
+    check(
+        "v6 fragment after the tiny one",
+        v6().ext(frag6(2, false))
+            .tcp(40000, 80)
+            .ident(8)
+            .l4_bytes(&[0; 8]),
+        followed(DROP, 0),
+        &mut fw,
+    );
+    check(
+        "v6 tcp fragment at offset 8 bytes",
+        v6().ext(frag6(1, false))
+            .tcp(40000, 80)
+            .ident(9)
+            .l4_bytes(&[0; 12]),
+        tiny(DROP, 0),
+        &mut fw,
+    );
+    check(
+        "v6 first fragment behind 20 headers, src port 53",
+        (0..20)
+            .fold(v6(), |f, _| f.ext(Ext::DestOpts { units: 0 }))
+            .ext(frag6(0, true))
+            .udp(53, 40000)
+            .ident(10),
+        plain(DROP, 2),
+        &mut fw,
+    );
+    check(
+        "v6 later fragment of it",
+        v6().ext(frag6(185, false)).udp(53, 40000).ident(10),
+        followed(DROP, 2),
+        &mut fw,
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Under a default drop, a pass rule's fragmented datagram must get through whole.
+    let settings = Settings {
+        rules: {
+            let mut set = rule_set(&[(Action::Pass, "udp dst port 53")]);
+            set.default_action = Action::Drop;
+            set
+        },
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let query = || v4().udp(40000, 53).ident(11);
+    assert_eq!(step(&mut fw, 1, &query().fragment(0, true)), plain(PASS, 1));
+    assert_eq!(
+        step(&mut fw, 1, &query().fragment(185, false)),
+        followed(PASS, 1)
+    );
+    assert_eq!(
+        step(&mut fw, 1, &query().ident(12).fragment(185, false)),
+        orphan(DROP, 0)
+    );
+}
+
+/// The unclassifiable verdict: drop by default when a rule has a protocol or port
+/// condition, pass otherwise, and whatever `--unclassifiable` says; recorded with its flag.
+#[test]
+fn unclassifiable_policy() {
+    if !root_or_skip() {
+        return;
+    }
+    use xdpsieve_common::MAX_IPV6_EXT_HEADERS;
+    let too_long =
+        |f: Frame| (0..=MAX_IPV6_EXT_HEADERS).fold(f, |f, _| f.ext(Ext::DestOpts { units: 0 }));
+    let chain = too_long(Frame::ipv6(PEER6, HOST6).udp(40000, 5000));
+    let hostile_chain = too_long(Frame::ipv6(HOSTILE6, HOST6).udp(40000, 5000));
+    let short_udp = Frame::ipv4(PEER4, HOST4).l4(17, &[0x9c, 0x40, 0x13, 0x88]);
+    let unclassifiable = |verdict, slot| Step {
+        unclassifiable: 1,
+        ..plain(verdict, slot)
+    };
+
+    // (name, the one rule, --unclassifiable, the verdict in force)
+    type PolicyCase = (&'static str, (Action, &'static str), Option<Action>, Action);
+    let cases: [PolicyCase; 5] = [
+        (
+            "port rule, default",
+            (Action::Drop, "udp dst port 53"),
+            None,
+            Action::Drop,
+        ),
+        (
+            "protocol rule, default",
+            (Action::Drop, "icmp"),
+            None,
+            Action::Drop,
+        ),
+        (
+            "address rule, default",
+            (Action::Drop, "src net 2001:db8:bad::/48"),
+            None,
+            Action::Pass,
+        ),
+        (
+            "port rule, pass",
+            (Action::Drop, "udp dst port 53"),
+            Some(Action::Pass),
+            Action::Pass,
+        ),
+        (
+            "address rule, drop",
+            (Action::Drop, "src net 2001:db8:bad::/48"),
+            Some(Action::Drop),
+            Action::Drop,
+        ),
+    ];
+    for (name, rule, policy, expected) in cases {
+        let settings = Settings {
+            rules: rule_set(&[rule]),
+            unclassifiable: policy,
+            capture: capture::DROPPED | capture::PASSED,
+            ring_bytes: 1 << 20,
+            ..Settings::default()
+        };
+        assert_eq!(settings.unclassifiable_action(), expected, "{name}");
+        let mut fw = load(&settings);
+        let mut ring = fw.take_capture_source().expect("capture source");
+        let want = u32::from(expected.verdict());
+        assert_eq!(
+            step(&mut fw, 1, &chain),
+            unclassifiable(want, 0),
+            "{name}: chain"
+        );
+        assert_eq!(
+            step(&mut fw, 1, &short_udp),
+            unclassifiable(want, 0),
+            "{name}: short udp"
+        );
+        // Address rules judge the packet when the policy passes it.
+        let hostile = step(&mut fw, 1, &hostile_chain);
+        let hostile_want = if expected == Action::Drop || name.starts_with("address") {
+            DROP
+        } else {
+            PASS
+        };
+        assert_eq!(hostile.verdict, hostile_want, "{name}: hostile chain");
+        let records = drain(&mut ring);
+        assert_eq!(records.len(), 3, "{name}: every packet captured");
+        let flagged = records.iter().filter(|r| r.unclassifiable).count();
+        assert_eq!(flagged, 3, "{name}: records flagged unclassifiable");
+    }
 }
