@@ -180,11 +180,21 @@ mod program {
                 rate_interval_ns: cfg.default_rate_interval_ns,
                 rate_tolerance_ns: cfg.default_rate_tolerance_ns,
             }
-        } else if pkt.special == 0 {
-            judge(cfg, pkt)
         } else {
-            let (outcome, found) = judge_special(cfg, pkt);
-            fragment_found = found;
+            // The rules are evaluated in this one place: a second copy of the rule loop
+            // would make LLVM stop unrolling it, which costs the common path dearly.
+            let decided = if pkt.special == 0 {
+                None
+            } else {
+                decide_special(cfg, pkt, &mut fragment_found)
+            };
+            let outcome = match decided {
+                Some(outcome) => outcome,
+                None => judge(cfg, pkt),
+            };
+            if pkt.special & special::FIRST_FRAGMENT != 0 {
+                remember_first_fragment(pkt, &outcome);
+            }
             outcome
         };
         let dropped = outcome.verdict == verdict::DROP;
@@ -332,53 +342,48 @@ mod program {
         }
     }
 
-    /// Fragments and unclassifiable packets (the rare path): see the module docs. For a later
-    /// fragment also returns whether its first fragment's verdict was found.
+    /// Fragments and unclassifiable packets (the rare path), before the rules: the outcome
+    /// when it does not come from them (an unclassifiable packet under a drop policy, a later
+    /// fragment whose first fragment's outcome is known), else `None`. For a later fragment,
+    /// `found` says whether its first fragment's outcome was recalled.
     #[inline(always)]
-    fn judge_special(cfg: &Config, pkt: &Packet) -> (Outcome, Option<bool>) {
-        let unclassifiable_drop = pkt.special & special::UNCLASSIFIABLE != 0
-            && cfg.unclassifiable == u32::from(verdict::DROP);
-        if pkt.special & special::LATER_FRAGMENT != 0 {
-            if unclassifiable_drop {
-                return (default_outcome(cfg, verdict::DROP), None);
-            }
-            return match fragments::recall(pkt) {
-                Some(first) => (
-                    Outcome {
-                        verdict: first.verdict,
-                        rule_id: first.rule_id,
-                        slot: Some(first.slot),
-                        log: first.log != 0,
-                        rate_interval_ns: first.rate_interval_ns,
-                        rate_tolerance_ns: first.rate_tolerance_ns,
-                    },
-                    Some(true),
-                ),
-                // An orphan: judged by the rules that need no ports (it has none).
-                None => (judge(cfg, pkt), Some(false)),
-            };
+    fn decide_special(cfg: &Config, pkt: &Packet, found: &mut Option<bool>) -> Option<Outcome> {
+        if pkt.special & special::UNCLASSIFIABLE != 0
+            && cfg.unclassifiable == u32::from(verdict::DROP)
+        {
+            return Some(default_outcome(cfg, verdict::DROP));
         }
-        let outcome = if unclassifiable_drop {
-            default_outcome(cfg, verdict::DROP)
-        } else {
-            judge(cfg, pkt)
-        };
-        if pkt.special & special::FIRST_FRAGMENT != 0 {
-            fragments::remember(
-                pkt,
-                FirstFragment {
-                    verdict: outcome.verdict,
-                    log: u8::from(outcome.log),
-                    _pad: 0,
-                    rule_id: outcome.rule_id,
-                    slot: outcome.slot.unwrap_or(0),
-                    _pad2: 0,
-                    rate_interval_ns: outcome.rate_interval_ns,
-                    rate_tolerance_ns: outcome.rate_tolerance_ns,
-                },
-            );
+        if pkt.special & special::LATER_FRAGMENT == 0 {
+            return None;
         }
-        (outcome, None)
+        let first = fragments::recall(pkt);
+        *found = Some(first.is_some());
+        // An orphan (`None`) is judged by the rules that need no ports: it has none.
+        first.map(|first| Outcome {
+            verdict: first.verdict,
+            rule_id: first.rule_id,
+            slot: Some(first.slot),
+            log: first.log != 0,
+            rate_interval_ns: first.rate_interval_ns,
+            rate_tolerance_ns: first.rate_tolerance_ns,
+        })
+    }
+
+    #[inline(always)]
+    fn remember_first_fragment(pkt: &Packet, outcome: &Outcome) {
+        fragments::remember(
+            pkt,
+            FirstFragment {
+                verdict: outcome.verdict,
+                log: u8::from(outcome.log),
+                _pad: 0,
+                rule_id: outcome.rule_id,
+                slot: outcome.slot.unwrap_or(0),
+                _pad2: 0,
+                rate_interval_ns: outcome.rate_interval_ns,
+                rate_tolerance_ns: outcome.rate_tolerance_ns,
+            },
+        );
     }
 
     /// The interface's counter slot: its position in `Config::ifindexes`, else the last.

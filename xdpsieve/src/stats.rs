@@ -301,5 +301,44 @@ mod tests {
         assert!(text.contains("drop udp src port 53"));
         assert!(text.contains("4 hits, 1 not recorded (rate limit)"));
         assert!(!text.contains("events logged"));
+        assert!(
+            !text.contains("unclassifiable"),
+            "no evasion line without evasion"
+        );
+    }
+
+    #[test]
+    fn summary_reports_unclassifiable_and_fragments() {
+        let snap = Snapshot {
+            counters: Counters {
+                seen: 10,
+                dropped: 6,
+                passed: 4,
+                unclassifiable: 3,
+                tiny_fragments: 2,
+                fragments_followed: 4,
+                fragment_orphans: 1,
+                ..Default::default()
+            },
+            rules: vec![RuleCounters::default()],
+            interfaces: Vec::new(),
+            perf_lost: 0,
+        };
+        let text = summary(&snap, &WriterStats::default(), &RuleSet::default());
+        assert!(
+            text.contains(
+                "3 packets unclassifiable (2 tiny TCP fragments); 4 later fragments took \
+                 their first fragment's verdict, 1 came without it"
+            ),
+            "{text}"
+        );
+        // Per-CPU values add up like the others.
+        let total = sum_counters([&snap.counters, &snap.counters]);
+        assert_eq!(
+            (total.unclassifiable, total.tiny_fragments),
+            (6, 4),
+            "{total:?}"
+        );
+        assert_eq!((total.fragments_followed, total.fragment_orphans), (8, 2));
     }
 }

@@ -21,6 +21,12 @@ use std::{
 use xdpsieve::netns::VethPair;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
+
+/// The firewall under test: this build, or the one `XDPSIEVE_EVASION_BINARY` names (an older
+/// build, to watch these tests fail against the parser that let the evasions through).
+fn binary() -> String {
+    std::env::var("XDPSIEVE_EVASION_BINARY").unwrap_or_else(|_| BINARY.to_string())
+}
 const PYTHON: &str = "/usr/bin/python3";
 
 /// Ports behind the firewall: the rules drop the first of each pair, the second is open.
@@ -108,7 +114,7 @@ impl Firewall {
     fn start(net: &VethPair, args: &[&str]) -> Firewall {
         let child = net
             .fw
-            .command(BINARY)
+            .command(&binary())
             .arg("run")
             .args(["-i", VethPair::FW_IF])
             .args(args)

@@ -38,7 +38,8 @@ struct Chain {
     offset: usize,
     /// False once a fragment header at a non-zero offset was read: what follows is payload.
     first_fragment: bool,
-    /// An extension header could not be read or ran past the packet.
+    /// An extension header could not be read (the helper walk sets it) or ran past the
+    /// packet.
     cut: bool,
 }
 
@@ -151,9 +152,9 @@ pub(super) fn parse_ipv6(
             break;
         }
         // Every extension header starts with its next-header byte and a length byte (and a
-        // fragment header then has its offset); a header is at least 8 bytes.
+        // fragment header then has its offset); a header is at least 8 bytes. Past the
+        // linear data (XDP fragments) the helper walk below takes over.
         let Some(bytes) = load::<[u8; 4]>(ctx, chain.offset) else {
-            chain.cut = true;
             break;
         };
         let offset = chain.offset;
@@ -165,9 +166,9 @@ pub(super) fn parse_ipv6(
         );
         chain.offset += header_len;
     }
-    if !chain.cut && chain.first_fragment && is_ipv6_extension(chain.next_hdr) {
-        // A longer chain: the rare packet pays for the rest of the walk, and for reading its
-        // L4 header through the helper.
+    if chain.first_fragment && is_ipv6_extension(chain.next_hdr) {
+        // A longer chain (or one that leaves the linear data): the rare packet pays for the
+        // rest of the walk, and for reading its L4 header through the helper.
         walk_long_chain(xdp, &mut chain, l3_end, pkt);
         pkt.protocol = chain.next_hdr;
         if chain.first_fragment {
@@ -177,7 +178,11 @@ pub(super) fn parse_ipv6(
     }
     pkt.protocol = chain.next_hdr;
     if chain.first_fragment {
-        finish_chain(&chain, l3_end, pkt, |offset| load::<[u8; 2]>(ctx, offset));
+        // An L4 header past the linear data (a long chain in a jumbo frame) is read by the
+        // helper: only that frame pays for the fallback.
+        finish_chain(&chain, l3_end, pkt, |offset| {
+            load::<[u8; 2]>(ctx, offset).or_else(|| load_bytes::<2>(xdp, offset))
+        });
     }
 }
 
