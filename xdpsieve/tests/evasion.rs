@@ -327,7 +327,12 @@ fn ipv6_extension_chains_cannot_hide_a_dropped_port() {
     if !root_or_skip() {
         return;
     }
-    let lab = Lab::new("ev-chain", &[]);
+    // Drops go to a pcapng file, to read the unclassifiable flag back with tshark.
+    let capture =
+        std::env::temp_dir().join(format!("xdpsieve-evasion-{}.pcapng", std::process::id()));
+    let _remove = RemoveOnDrop(capture.clone());
+    let capture_arg = capture.to_str().expect("temp path is UTF-8");
+    let lab = Lab::new("ev-chain", &["-w", capture_arg, "--format", "pcapng"]);
     let dropped = lab.udp_socket(true, UDP_DROPPED);
     let allowed = lab.udp_socket(true, UDP_ALLOWED);
     // 10 and 40 headers: past the old bound of 8, within MAX_IPV6_EXT_HEADERS.
@@ -353,6 +358,26 @@ fn ipv6_extension_chains_cannot_hide_a_dropped_port() {
         evasion_line(&summary).starts_with("1 packets unclassifiable"),
         "{summary}"
     );
+    // The pcapng comment says why the packet was dropped, as tshark reads it.
+    let out = Command::new("tshark")
+        .args(["-r", capture_arg, "-T", "fields", "-e", "frame.comment"])
+        .output()
+        .expect("running tshark (install it: cargo xtask setup)");
+    let comments = String::from_utf8_lossy(&out.stdout);
+    let flagged: Vec<&str> = comments
+        .lines()
+        .filter(|l| l.contains("unclassifiable"))
+        .collect();
+    assert_eq!(flagged, ["rule=default id=0 unclassifiable"], "{comments}");
+}
+
+/// Removes a file on drop (the test's capture), pass or fail.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 #[test]
