@@ -20,6 +20,8 @@
 #[cfg(target_arch = "bpf")]
 mod fragments;
 #[cfg(target_arch = "bpf")]
+mod outcome;
+#[cfg(target_arch = "bpf")]
 mod parse;
 #[cfg(target_arch = "bpf")]
 mod rules;
@@ -45,7 +47,8 @@ mod program {
     };
 
     use crate::{
-        fragments::{self, FirstFragment},
+        fragments,
+        outcome::{Outcome, decide_special, default_outcome, remember_first_fragment},
         parse,
         parse::{Packet, special},
         rules,
@@ -133,17 +136,6 @@ mod program {
         let address: *const Config = &CONFIG;
         // SAFETY: reads a local; the pointer it yields is CONFIG's, valid for 'static.
         unsafe { &*core::ptr::read_volatile(&address) }
-    }
-
-    /// What the rules decided for one packet.
-    struct Outcome {
-        verdict: u8,
-        rule_id: u32,
-        /// Index into the per-rule maps; `None` for frames no rule looked at.
-        slot: Option<u32>,
-        log: bool,
-        rate_interval_ns: u64,
-        rate_tolerance_ns: u64,
     }
 
     #[inline(always)]
@@ -327,63 +319,6 @@ mod program {
             },
             None => default_outcome(cfg, cfg.default_verdict as u8),
         }
-    }
-
-    /// An outcome no rule decided: slot 0, rule id 0, the default rate limit.
-    #[inline(always)]
-    fn default_outcome(cfg: &Config, verdict: u8) -> Outcome {
-        Outcome {
-            verdict,
-            rule_id: 0,
-            slot: Some(0),
-            log: false,
-            rate_interval_ns: cfg.default_rate_interval_ns,
-            rate_tolerance_ns: cfg.default_rate_tolerance_ns,
-        }
-    }
-
-    /// Fragments and unclassifiable packets (the rare path), before the rules: the outcome
-    /// when it does not come from them (an unclassifiable packet under a drop policy, a later
-    /// fragment whose first fragment's outcome is known), else `None`. For a later fragment,
-    /// `found` says whether its first fragment's outcome was recalled.
-    #[inline(always)]
-    fn decide_special(cfg: &Config, pkt: &Packet, found: &mut Option<bool>) -> Option<Outcome> {
-        if pkt.special & special::UNCLASSIFIABLE != 0
-            && cfg.unclassifiable == u32::from(verdict::DROP)
-        {
-            return Some(default_outcome(cfg, verdict::DROP));
-        }
-        if pkt.special & special::LATER_FRAGMENT == 0 {
-            return None;
-        }
-        let first = fragments::recall(pkt);
-        *found = Some(first.is_some());
-        // An orphan (`None`) is judged by the rules that need no ports: it has none.
-        first.map(|first| Outcome {
-            verdict: first.verdict,
-            rule_id: first.rule_id,
-            slot: Some(first.slot),
-            log: first.log != 0,
-            rate_interval_ns: first.rate_interval_ns,
-            rate_tolerance_ns: first.rate_tolerance_ns,
-        })
-    }
-
-    #[inline(always)]
-    fn remember_first_fragment(pkt: &Packet, outcome: &Outcome) {
-        fragments::remember(
-            pkt,
-            FirstFragment {
-                verdict: outcome.verdict,
-                log: u8::from(outcome.log),
-                _pad: 0,
-                rule_id: outcome.rule_id,
-                slot: outcome.slot.unwrap_or(0),
-                _pad2: 0,
-                rate_interval_ns: outcome.rate_interval_ns,
-                rate_tolerance_ns: outcome.rate_tolerance_ns,
-            },
-        );
     }
 
     /// The interface's counter slot: its position in `Config::ifindexes`, else the last.
