@@ -403,7 +403,7 @@ fn tiny_fragment_syn_gets_no_answer() {
         return;
     }
     let lab = Lab::new("ev-tiny", &[]);
-    let _dropped = lab.tcp_listener(TCP_DROPPED);
+    let dropped_listener = lab.tcp_listener(TCP_DROPPED);
     let _allowed = lab.tcp_listener(TCP_ALLOWED);
     let allowed = TCP_ALLOWED.to_string();
     let dropped = TCP_DROPPED.to_string();
@@ -427,6 +427,10 @@ fn tiny_fragment_syn_gets_no_answer() {
         lab.syn_received(TCP_DROPPED),
         0,
         "half-open on the dropped port"
+    );
+    assert!(
+        dropped_listener.accept().is_err(),
+        "a connection was accepted on the dropped port"
     );
     let summary = lab.stop();
     let line = evasion_line(&summary);
