@@ -78,9 +78,18 @@ pub mod classify {
 /// Covers jumbo frames (MTU 9000); longer frames are cut here but keep their true length.
 pub const MAX_SNAPLEN: u32 = 16384;
 
-/// How many IPv6 extension headers the parser walks before it gives up (and counts the
-/// packet as malformed). Real traffic rarely carries more than two or three.
-pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+/// How many IPv6 extension headers the parser walks before it gives up and calls the packet
+/// unclassifiable (see [`Config::unclassifiable`]). Real traffic rarely carries more than
+/// two or three; Linux itself accepts any number that fits in the packet.
+pub const MAX_IPV6_EXT_HEADERS: usize = 64;
+
+/// How many of those the parser walks with direct packet reads (the cheap, common case);
+/// longer chains continue with `bpf_xdp_load_bytes`, so only they pay for the long walk.
+pub const FAST_IPV6_EXT_HEADERS: usize = 8;
+
+/// First fragments whose verdict the program remembers for the fragments that follow them
+/// (an LRU map: the oldest datagrams are forgotten first).
+pub const MAX_FRAGMENTED_DATAGRAMS: u32 = 16384;
 
 /// How many VLAN tags (802.1Q / 802.1ad) the parser strips.
 pub const MAX_VLAN_TAGS: usize = 2;
@@ -141,6 +150,10 @@ pub mod record_flags {
     pub const HAS_ICMP: u8 = 1 << 2;
     /// The frame carried a VLAN tag (the outer one's id is reported).
     pub const HAS_VLAN: u8 = 1 << 3;
+    /// The program could not reach the L4 header the rules need (IPv6 extension chain too
+    /// long or cut short, TCP/UDP header cut short, RFC 1858 tiny TCP fragment): its verdict
+    /// is [`Config::unclassifiable`](super::Config::unclassifiable) unless that is pass.
+    pub const UNCLASSIFIABLE: u8 = 1 << 4;
 }
 
 /// Load-time configuration, written into the program's read-only data before load so the
@@ -170,6 +183,12 @@ pub struct Config {
     pub default_rate_tolerance_ns: u64,
     /// Interfaces with their own counter slot, in slot order; 0 = unused.
     pub ifindexes: [u32; MAX_INTERFACES],
+    /// Verdict for IP packets whose L4 header the program cannot reach
+    /// ([`record_flags::UNCLASSIFIABLE`]): [`verdict::DROP`] drops them before any rule, so
+    /// no port rule can be evaded; [`verdict::PASS`] lets the rules judge them on the fields
+    /// that parsed. Userspace defaults it to drop when a rule has a protocol or port condition.
+    pub unclassifiable: u32,
+    pub _pad: u32,
 }
 
 impl Config {
@@ -185,6 +204,8 @@ impl Config {
         default_rate_interval_ns: 0,
         default_rate_tolerance_ns: 0,
         ifindexes: [0; MAX_INTERFACES],
+        unclassifiable: verdict::PASS as u32,
+        _pad: 0,
     };
 }
 
@@ -292,6 +313,16 @@ pub struct Counters {
     /// reading: its heartbeat in `READER` is older than [`READER_TIMEOUT_NS`] (the recorder
     /// died and left the firewall in force).
     pub no_reader: u64,
+    /// IP packets whose L4 header the program could not reach (see
+    /// [`record_flags::UNCLASSIFIABLE`]), tiny fragments included.
+    pub unclassifiable: u64,
+    /// TCP fragments too short for the flags byte, or at offset 8 bytes (RFC 1858).
+    pub tiny_fragments: u64,
+    /// Non-first fragments that took the verdict remembered for their first fragment.
+    pub fragments_followed: u64,
+    /// Non-first fragments whose first fragment was not seen (or forgotten): judged by the
+    /// rules that need no ports.
+    pub fragment_orphans: u64,
 }
 
 /// How old the recorder's heartbeat (CLOCK_MONOTONIC ns in the `READER` map, written every
@@ -387,7 +418,8 @@ pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<Config>() == 80);
+    assert!(size_of::<Config>() == 88);
+    assert!(offset_of!(Config, unclassifiable) == 80);
     assert!(offset_of!(Config, classify) == 20);
     assert!(offset_of!(Config, default_rate_interval_ns) == 32);
     assert!(offset_of!(Config, ifindexes) == 48);
@@ -408,8 +440,9 @@ const _: () = {
     assert!(offset_of!(Rule, family) == 82);
     assert!(offset_of!(Rule, verdict) == 84);
     assert!(offset_of!(Rule, needs_ports) == 85);
-    assert!(size_of::<Counters>() == 112);
+    assert!(size_of::<Counters>() == 144);
     assert!(offset_of!(Counters, no_reader) == 104);
+    assert!(offset_of!(Counters, unclassifiable) == 112);
     assert!(size_of::<RuleCounters>() == 32);
     assert!(size_of::<InterfaceCounters>() == 64);
     assert!(size_of::<Event>() == 64);

@@ -1,14 +1,26 @@
 //! The xdpsieve XDP program: parse each frame, evaluate the rules (first match wins), count
 //! the outcome per CPU, and copy the packets userspace asked for into a ring buffer.
 //!
-//! Fail-open: a frame whose IP header cannot be read is passed and counted as malformed. A
-//! frame whose IP header parsed but whose length fields lie, or whose L4 header is cut short,
+//! A frame whose IP header cannot be read is passed and counted as malformed: the host's
+//! stack cannot read it either. A frame whose IP header parsed but whose length fields lie
 //! is also counted as malformed; rules still match it on the fields that did parse (so an
 //! attacker cannot slip past an address rule by truncating the UDP header), and port rules
 //! never match it.
+//!
+//! No evasion: an IP packet whose L4 header the parser cannot reach (IPv6 chain too long or
+//! cut short, TCP/UDP header cut short, RFC 1858 tiny TCP fragment) is *unclassifiable*
+//! and gets `Config::unclassifiable` (drop, by default, when a rule has a protocol or port
+//! condition). A first fragment's verdict is remembered (see `fragments`); the
+//! fragments that follow it take that verdict, so the host never reassembles a datagram
+//! whose first fragment a rule dropped, nor loses one a rule passed. Only fragments and
+//! unclassifiable packets take that path (`Packet::special`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+#[cfg(target_arch = "bpf")]
+mod fragments;
+#[cfg(target_arch = "bpf")]
+mod outcome;
 #[cfg(target_arch = "bpf")]
 mod parse;
 #[cfg(target_arch = "bpf")]
@@ -34,7 +46,13 @@ mod program {
         family, record_flags, transport, verdict,
     };
 
-    use crate::{parse, parse::Packet, rules};
+    use crate::{
+        fragments,
+        outcome::{Outcome, decide_special, default_outcome, remember_first_fragment},
+        parse,
+        parse::{Packet, special},
+        rules,
+    };
 
     /// Set by userspace before load (read-only data: the verifier treats it as constants).
     #[unsafe(no_mangle)]
@@ -135,17 +153,6 @@ mod program {
         unsafe { &*core::ptr::read_volatile(&address) }
     }
 
-    /// What the rules decided for one packet.
-    struct Outcome {
-        verdict: u8,
-        rule_id: u32,
-        /// Index into the per-rule maps; `None` for frames no rule looked at.
-        slot: Option<u32>,
-        log: bool,
-        rate_interval_ns: u64,
-        rate_tolerance_ns: u64,
-    }
-
     #[inline(always)]
     fn filter(ctx: &XdpContext) -> u32 {
         let cfg = config();
@@ -167,6 +174,8 @@ mod program {
             &*laundered
         };
 
+        // For a later fragment: whether its first fragment's verdict was found.
+        let mut fragment_found = None;
         let outcome = if pkt.family == family::NONE {
             // Non-IP frames (ARP, LLDP, ...) and unreadable IP headers always pass: dropping
             // ARP under a default-drop policy would cut the host off.
@@ -179,35 +188,21 @@ mod program {
                 rate_tolerance_ns: cfg.default_rate_tolerance_ns,
             }
         } else {
-            let maps = rules::RuleMaps {
-                rules: &RULES,
-                proto_sets: &PROTO_SETS,
-                src_port_class: &SRC_PORT_CLASS,
-                dst_port_class: &DST_PORT_CLASS,
-                src_port_sets: &SRC_PORT_SETS,
-                dst_port_sets: &DST_PORT_SETS,
-                src_addr_sets: &SRC_ADDR_SETS,
-                dst_addr_sets: &DST_ADDR_SETS,
-                matched: &MATCHED_RULE,
+            // The rules are evaluated in this one place: a second copy of the rule loop
+            // would make LLVM stop unrolling it, which costs the common path dearly.
+            let decided = if pkt.special == 0 {
+                None
+            } else {
+                decide_special(cfg, pkt, &mut fragment_found)
             };
-            match rules::first_match(&maps, cfg, pkt) {
-                Some(rule) => Outcome {
-                    verdict: rule.verdict,
-                    rule_id: rule.id,
-                    slot: Some(rule.index + 1),
-                    log: rule.log,
-                    rate_interval_ns: rule.rate_interval_ns,
-                    rate_tolerance_ns: rule.rate_tolerance_ns,
-                },
-                None => Outcome {
-                    verdict: cfg.default_verdict as u8,
-                    rule_id: 0,
-                    slot: Some(0),
-                    log: false,
-                    rate_interval_ns: cfg.default_rate_interval_ns,
-                    rate_tolerance_ns: cfg.default_rate_tolerance_ns,
-                },
+            let outcome = match decided {
+                Some(outcome) => outcome,
+                None => judge(cfg, pkt),
+            };
+            if pkt.special & special::FIRST_FRAGMENT != 0 {
+                remember_first_fragment(pkt, &outcome);
             }
+            outcome
         };
         let dropped = outcome.verdict == verdict::DROP;
 
@@ -225,6 +220,9 @@ mod program {
         counters.bytes_seen += frame_bytes;
         if pkt.malformed {
             counters.malformed += 1;
+        }
+        if pkt.special != 0 {
+            fragments::count(counters, pkt, fragment_found);
         }
         if dropped {
             counters.dropped += 1;
@@ -315,6 +313,33 @@ mod program {
         outcome.verdict as u32
     }
 
+    /// First match over the rules, else the default verdict.
+    #[inline(always)]
+    fn judge(cfg: &Config, pkt: &Packet) -> Outcome {
+        let maps = rules::RuleMaps {
+            rules: &RULES,
+            proto_sets: &PROTO_SETS,
+            src_port_class: &SRC_PORT_CLASS,
+            dst_port_class: &DST_PORT_CLASS,
+            src_port_sets: &SRC_PORT_SETS,
+            dst_port_sets: &DST_PORT_SETS,
+            src_addr_sets: &SRC_ADDR_SETS,
+            dst_addr_sets: &DST_ADDR_SETS,
+            matched: &MATCHED_RULE,
+        };
+        match rules::first_match(&maps, cfg, pkt) {
+            Some(rule) => Outcome {
+                verdict: rule.verdict,
+                rule_id: rule.id,
+                slot: Some(rule.index + 1),
+                log: rule.log,
+                rate_interval_ns: rule.rate_interval_ns,
+                rate_tolerance_ns: rule.rate_tolerance_ns,
+            },
+            None => default_outcome(cfg, cfg.default_verdict as u8),
+        }
+    }
+
     /// The interface's counter slot: its position in `Config::ifindexes`, else the last.
     #[inline(always)]
     fn interface_slot(cfg: &Config, ctx: &XdpContext) -> u32 {
@@ -384,6 +409,9 @@ mod program {
         }
         if pkt.has_vlan != 0 {
             flags |= record_flags::HAS_VLAN;
+        }
+        if pkt.special & special::UNCLASSIFIABLE != 0 {
+            flags |= record_flags::UNCLASSIFIABLE;
         }
         flags
     }

@@ -1,13 +1,21 @@
 //! Packet parsing: Ethernet, up to two VLAN tags, IPv4 (with options) or IPv6 (with its
 //! extension-header chain), then the first bytes of TCP, UDP, ICMP or ICMPv6.
 //!
-//! Every packet read goes through [`load`], the one bounds-checked accessor. The parser
-//! never trusts a length field beyond the bytes actually present: a length that lies marks
-//! the packet malformed, and fields it could not read stay unknown so that no rule matches
-//! them by accident.
+//! Every packet read goes through [`load`], the one bounds-checked accessor (or, past the
+//! first `FAST_IPV6_EXT_HEADERS` extension headers, through `bpf_xdp_load_bytes`). The
+//! parser never trusts a length field beyond the bytes actually present: a length that lies
+//! marks the packet malformed, and fields it could not read stay unknown so that no rule
+//! matches them by accident.
+//!
+//! The parser judges a packet on what the host behind the firewall will see: when it
+//! cannot reach the L4 header the rules need, it marks the packet *unclassifiable*
+//! ([`special::UNCLASSIFIABLE`]) rather than letting it slip past port rules; fragments are
+//! marked so that the filter can give later fragments their first fragment's verdict.
+
+mod ipv6;
 
 use aya_ebpf::programs::XdpContext;
-use xdpsieve_common::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, family};
+use xdpsieve_common::{MAX_VLAN_TAGS, family};
 
 const ETH_HDR_LEN: usize = 14;
 const ETH_TYPE_OFFSET: usize = 12;
@@ -19,33 +27,29 @@ const ETH_P_8021AD: u16 = 0x88a8;
 
 const IPV4_MIN_HDR_LEN: usize = 20;
 const IPV4_TOTAL_LEN_OFFSET: usize = 2;
-const IPV4_FRAG_OFFSET: usize = 6;
+/// Identification, then flags and fragment offset.
+const IPV4_ID_OFFSET: usize = 4;
 const IPV4_FRAG_OFFSET_MASK: u16 = 0x1fff;
+const IPV4_MORE_FRAGMENTS: u16 = 0x2000;
 const IPV4_TTL_OFFSET: usize = 8; // TTL, then protocol
 const IPV4_SRC_OFFSET: usize = 12;
 const IPV4_DST_OFFSET: usize = 16;
 
-const IPV6_HDR_LEN: usize = 40;
-const IPV6_PAYLOAD_LEN_OFFSET: usize = 4;
-const IPV6_NEXT_HDR_OFFSET: usize = 6;
-const IPV6_SRC_OFFSET: usize = 8;
-const IPV6_DST_OFFSET: usize = 24;
-const IPV6_FRAG_HDR_LEN: usize = 8;
-const IPV6_FRAG_OFFSET_MASK: u16 = 0xfff8;
-
-const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ROUTING: u8 = 43;
-const IPPROTO_FRAGMENT: u8 = 44;
-const IPPROTO_AH: u8 = 51;
 const IPPROTO_ICMPV6: u8 = 58;
-const IPPROTO_DSTOPTS: u8 = 60;
 
 const TCP_MIN_HDR_LEN: usize = 20;
 /// Data offset, then the flags byte.
 const TCP_FLAGS_OFFSET: usize = 12;
+/// Bytes of TCP header a first fragment must carry for the flags to be in it (RFC 1858).
+const TCP_FLAGS_END: usize = TCP_FLAGS_OFFSET + 2;
+/// Source and destination port: what a rule needs of a TCP or UDP header.
+const PORTS_LEN: usize = 4;
+/// A TCP fragment at this offset (8 bytes, in 8-byte units) can only serve to overwrite the
+/// first fragment's flags: RFC 1858's overlapping-fragment attack.
+const TCP_OVERLAP_FRAGMENT_OFFSET: u16 = 1;
 const UDP_HDR_LEN: usize = 8;
 /// Type, code and checksum: enough to classify any ICMP message.
 const ICMP_MIN_HDR_LEN: usize = 4;
@@ -78,24 +82,47 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// 1 when the frame had a VLAN tag; `vlan_id` is the outer tag's.
     pub has_vlan: u8,
-    pub _pad: u8,
+    /// Bits of [`special`]: 0 for the common packet, so the filter tests one byte to know
+    /// whether it must look at fragments or unclassifiable packets at all.
+    pub special: u8,
     pub vlan_id: u16,
+    /// The IP identification (IPv4: 16 bits; IPv6: the fragment header's 32). Only written,
+    /// and only meaningful, when `special` has a fragment bit: [`Packet::clear`] leaves it.
+    pub fragment_id: u32,
+    pub _pad: u32,
 }
 
+/// Bits of [`Packet::special`].
+pub mod special {
+    /// The first fragment of a fragmented datagram (offset 0, more fragments follow).
+    pub const FIRST_FRAGMENT: u8 = 1 << 0;
+    /// A fragment at a non-zero offset: no L4 header, only payload.
+    pub const LATER_FRAGMENT: u8 = 1 << 1;
+    /// The rules need an L4 header the parser could not reach.
+    pub const UNCLASSIFIABLE: u8 = 1 << 2;
+    /// A TCP fragment too short for the flags, or at offset 8 (RFC 1858); also unclassifiable.
+    pub const TINY_FRAGMENT: u8 = 1 << 3;
+}
+
+/// Bytes [`Packet::clear`] zeroes: everything but `fragment_id`.
+const CLEARED_LEN: usize = 48;
+
 const _: () = {
-    assert!(core::mem::size_of::<Packet>() == 48);
+    assert!(core::mem::size_of::<Packet>() == 56);
     assert!(core::mem::offset_of!(Packet, src) == 4);
     assert!(core::mem::offset_of!(Packet, vlan_id) == 46);
+    assert!(core::mem::offset_of!(Packet, fragment_id) == CLEARED_LEN);
 };
 
 impl Packet {
-    /// All zero (`family::NONE` is 0), by six 8-byte stores. Volatile, because the compiler
-    /// turns a zero literal into calls to `memset`: BPF-to-BPF calls on every packet.
+    /// All zero (`family::NONE` is 0) up to `fragment_id`, by six 8-byte stores. Volatile,
+    /// because the compiler turns a zero literal into calls to `memset`: BPF-to-BPF calls on
+    /// every packet.
     #[inline(always)]
     fn clear(&mut self) {
         const { assert!(family::NONE == 0) };
         let words = (self as *mut Packet).cast::<u64>();
-        for i in 0..core::mem::size_of::<Packet>() / 8 {
+        for i in 0..CLEARED_LEN / 8 {
             // SAFETY: in bounds, and Packet is 8-aligned.
             unsafe { core::ptr::write_volatile(words.add(i), 0) };
         }
@@ -168,34 +195,51 @@ pub fn parse(xdp: &XdpContext, frame_len: usize, pkt: &mut Packet) {
     }
     match ether_type {
         ETH_P_IPV4 => parse_ipv4(ctx, l3, frame_len, pkt),
-        ETH_P_IPV6 => parse_ipv6(ctx, l3, frame_len, pkt),
+        ETH_P_IPV6 => ipv6::parse_ipv6(xdp, ctx, l3, frame_len, pkt),
         // A third tag is more than we strip: we cannot see the payload.
         ETH_P_8021Q | ETH_P_8021AD => pkt.malformed = true,
         _ => {}
     }
 }
 
+/// The fixed 20 bytes of an IPv4 header, fields in network byte order.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv4Header {
+    ver_ihl_tos: [u8; 2],
+    total_len: u16,
+    /// Identification, then flags and fragment offset.
+    id_frag: u32,
+    ttl_protocol: [u8; 2],
+    _checksum: u16,
+    src: u32,
+    dst: u32,
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<Ipv4Header>() == IPV4_MIN_HDR_LEN);
+    assert!(core::mem::offset_of!(Ipv4Header, total_len) == IPV4_TOTAL_LEN_OFFSET);
+    assert!(core::mem::offset_of!(Ipv4Header, id_frag) == IPV4_ID_OFFSET);
+    assert!(core::mem::offset_of!(Ipv4Header, ttl_protocol) == IPV4_TTL_OFFSET);
+    assert!(core::mem::offset_of!(Ipv4Header, src) == IPV4_SRC_OFFSET);
+    assert!(core::mem::offset_of!(Ipv4Header, dst) == IPV4_DST_OFFSET);
+};
+
 #[inline(always)]
 fn parse_ipv4(ctx: &Frame, l3: usize, frame_len: usize, pkt: &mut Packet) {
-    let (
-        Some([ver_ihl, _tos]),
-        Some(src),
-        Some(dst),
-        Some([_ttl, protocol]),
-        Some(total_len),
-        Some(frag),
-    ) = (
-        load::<[u8; 2]>(ctx, l3),
-        load::<u32>(ctx, l3 + IPV4_SRC_OFFSET),
-        load::<u32>(ctx, l3 + IPV4_DST_OFFSET),
-        load::<[u8; 2]>(ctx, l3 + IPV4_TTL_OFFSET),
-        load_be16(ctx, l3 + IPV4_TOTAL_LEN_OFFSET),
-        load_be16(ctx, l3 + IPV4_FRAG_OFFSET),
-    )
-    else {
+    // One bounds check for the fixed header: with one per field, LLVM merges the checks
+    // into the last one and reads fields on paths the verifier cannot rule out.
+    let Some(hdr) = load::<Ipv4Header>(ctx, l3) else {
         pkt.malformed = true;
         return;
     };
+    let [ver_ihl, _tos] = hdr.ver_ihl_tos;
+    let [_ttl, protocol] = hdr.ttl_protocol;
+    let (src, dst) = (hdr.src, hdr.dst);
+    let total_len = u16::from_be(hdr.total_len);
+    // Identification and flags/offset in one read: the common packet pays no extra load
+    // for the identification only fragments need.
+    let id_frag = u32::from_be(hdr.id_frag);
     let header_len = ((ver_ihl & 0x0f) as usize) * 4;
     if ver_ihl >> 4 != 4 || header_len < IPV4_MIN_HDR_LEN {
         pkt.malformed = true;
@@ -206,131 +250,105 @@ fn parse_ipv4(ctx: &Frame, l3: usize, frame_len: usize, pkt: &mut Packet) {
     pkt.src[0] = src;
     pkt.dst[0] = dst;
     let total_len = total_len as usize;
+    let frag = id_frag as u16;
+    let fragment_offset = frag & IPV4_FRAG_OFFSET_MASK;
     if total_len < header_len || l3 + total_len > frame_len {
-        // The lengths lie: match on the addresses and protocol only, never on ports.
+        // The lengths lie: match on the addresses and protocol only, never on ports. (The
+        // kernel drops such a packet; a TCP or UDP one is unclassifiable all the same.)
         pkt.malformed = true;
-        return;
-    }
-    // Only the first fragment carries the L4 header; later ones must never match a port.
-    if frag & IPV4_FRAG_OFFSET_MASK != 0 {
-        return;
-    }
-    parse_l4(ctx, l3 + header_len, l3 + total_len, pkt);
-}
-
-#[inline(always)]
-fn is_ipv6_extension(next_hdr: u8) -> bool {
-    matches!(
-        next_hdr,
-        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
-    )
-}
-
-#[inline(always)]
-fn parse_ipv6(ctx: &Frame, l3: usize, frame_len: usize, pkt: &mut Packet) {
-    let (Some([ver, _]), Some(payload_len), Some([mut next_hdr, _hop_limit]), Some(src), Some(dst)) = (
-        load::<[u8; 2]>(ctx, l3),
-        load_be16(ctx, l3 + IPV6_PAYLOAD_LEN_OFFSET),
-        load::<[u8; 2]>(ctx, l3 + IPV6_NEXT_HDR_OFFSET),
-        load::<[u32; 4]>(ctx, l3 + IPV6_SRC_OFFSET),
-        load::<[u32; 4]>(ctx, l3 + IPV6_DST_OFFSET),
-    ) else {
-        pkt.malformed = true;
-        return;
-    };
-    if ver >> 4 != 6 {
-        pkt.malformed = true;
-        return;
-    }
-    pkt.family = family::IPV6;
-    pkt.src = src;
-    pkt.dst = dst;
-    // A zero payload length with a hop-by-hop header announces a jumbogram (RFC 2675), whose
-    // length sits in an option we do not read: bound it by the frame instead.
-    let jumbogram = payload_len == 0 && next_hdr == IPPROTO_HOPOPTS;
-    let l3_end = if jumbogram {
-        frame_len
-    } else {
-        l3 + IPV6_HDR_LEN + payload_len as usize
-    };
-    if l3_end > frame_len {
-        // The length lies: match on the addresses only, never on ports.
-        pkt.malformed = true;
-        return;
-    }
-    let mut offset = l3 + IPV6_HDR_LEN;
-    let mut first_fragment = true;
-    for _ in 0..MAX_IPV6_EXT_HEADERS {
-        if !is_ipv6_extension(next_hdr) || !first_fragment {
-            break;
+        if fragment_offset == 0 && needs_ports(protocol) {
+            pkt.special |= special::UNCLASSIFIABLE;
         }
-        // Every extension header starts with its next-header byte and a length byte.
-        let Some([nh, len]) = load::<[u8; 2]>(ctx, offset) else {
-            break;
-        };
-        let header_len = match next_hdr {
-            IPPROTO_AH => (len as usize + 2) * 4,
-            IPPROTO_FRAGMENT => match load_be16(ctx, offset + 2) {
-                Some(frag) => {
-                    // After a non-first fragment header comes payload, not headers: the
-                    // walk stops there, so bytes forged to look like another fragment
-                    // header can never make the packet look like a first fragment.
-                    first_fragment = frag & IPV6_FRAG_OFFSET_MASK == 0;
-                    IPV6_FRAG_HDR_LEN
-                }
-                None => break,
-            },
-            _ => (len as usize + 1) * 8,
-        };
-        next_hdr = nh;
-        offset += header_len;
-    }
-    pkt.protocol = next_hdr;
-    if !first_fragment {
         return;
     }
-    if is_ipv6_extension(next_hdr) {
-        // Either an extension header was cut short or the chain was longer than we walk.
-        pkt.malformed = true;
-        return;
+    if frag & (IPV4_FRAG_OFFSET_MASK | IPV4_MORE_FRAGMENTS) != 0 {
+        pkt.fragment_id = id_frag >> 16;
+        if fragment_offset != 0 {
+            // Only the first fragment carries the L4 header; later ones never match a port.
+            pkt.special |= special::LATER_FRAGMENT;
+            if protocol == IPPROTO_TCP && fragment_offset == TCP_OVERLAP_FRAGMENT_OFFSET {
+                pkt.special |= special::TINY_FRAGMENT | special::UNCLASSIFIABLE;
+            }
+            return;
+        }
+        pkt.special |= special::FIRST_FRAGMENT;
     }
-    parse_l4(ctx, offset, l3_end, pkt);
+    parse_l4(
+        |offset| load::<[u8; 2]>(ctx, offset),
+        l3 + header_len,
+        l3 + total_len,
+        pkt,
+    );
+}
+
+/// TCP and UDP: the protocols whose rules can have port conditions.
+#[inline(always)]
+fn needs_ports(protocol: u8) -> bool {
+    protocol == IPPROTO_TCP || protocol == IPPROTO_UDP
 }
 
 /// Reads ports (or ICMP type and code) from the L4 header at `offset`, which must end before
-/// `l4_end` (the smaller of the IP length and the frame length).
+/// `l4_end` (the IP packet's end; `read` fails past the frame's data). `read` returns the
+/// two bytes at an offset.
+///
+/// A first fragment needs only its ports (the first 4 bytes) for port rules to apply; a TCP
+/// first fragment without the flags byte is a tiny fragment (RFC 1858). A whole packet
+/// whose TCP or UDP header is cut short is malformed, and unclassifiable.
 #[inline(always)]
-fn parse_l4(ctx: &Frame, offset: usize, l4_end: usize, pkt: &mut Packet) {
+fn parse_l4(
+    read: impl Fn(usize) -> Option<[u8; 2]>,
+    offset: usize,
+    l4_end: usize,
+    pkt: &mut Packet,
+) {
     let min_len = match pkt.protocol {
         IPPROTO_TCP => TCP_MIN_HDR_LEN,
         IPPROTO_UDP => UDP_HDR_LEN,
         IPPROTO_ICMP | IPPROTO_ICMPV6 => ICMP_MIN_HDR_LEN,
         _ => return,
     };
-    if offset + min_len > l4_end {
-        pkt.malformed = true;
-        return;
-    }
     if min_len == ICMP_MIN_HDR_LEN {
+        if offset + min_len > l4_end {
+            pkt.malformed = true;
+            return;
+        }
         // ICMP carries no ports (rules do not match on its type and code; the log shows them).
-        if let Some([icmp_type, code]) = load::<[u8; 2]>(ctx, offset) {
+        if let Some([icmp_type, code]) = read(offset) {
             pkt.icmp_type = icmp_type;
             pkt.icmp_code = code;
             pkt.has_icmp = 1;
         }
         return;
     }
-    if min_len == TCP_MIN_HDR_LEN
-        && let Some([_data_offset, flags]) = load::<[u8; 2]>(ctx, offset + TCP_FLAGS_OFFSET)
-    {
-        pkt.tcp_flags = flags;
-    }
-    if let (Some(src), Some(dst)) = (load_be16(ctx, offset), load_be16(ctx, offset + 2)) {
-        pkt.src_port = src;
-        pkt.dst_port = dst;
-        pkt.has_ports = 1;
-    } else {
-        // The IP length promised the header but the linear data ends first.
+    let first_fragment = pkt.special & special::FIRST_FRAGMENT != 0;
+    let needed = if first_fragment { PORTS_LEN } else { min_len };
+    let (Some(src), Some(dst)) = (read(offset), read(offset + 2)) else {
+        // Not even the ports are in the frame's data.
         pkt.malformed = true;
+        pkt.special |= special::UNCLASSIFIABLE;
+        return;
+    };
+    if offset + needed > l4_end {
+        // The IP length ends inside the header the rules need.
+        pkt.malformed = true;
+        pkt.special |= special::UNCLASSIFIABLE;
+        return;
+    }
+    pkt.src_port = u16::from_be_bytes(src);
+    pkt.dst_port = u16::from_be_bytes(dst);
+    pkt.has_ports = 1;
+    if min_len == TCP_MIN_HDR_LEN {
+        match read(offset + TCP_FLAGS_OFFSET) {
+            Some([_data_offset, flags]) if offset + TCP_FLAGS_END <= l4_end => {
+                pkt.tcp_flags = flags;
+            }
+            // A first fragment without its flags: RFC 1858's tiny fragment, which hides the
+            // SYN from the first fragment and can only serve to evade.
+            _ if first_fragment => {
+                pkt.special |= special::TINY_FRAGMENT | special::UNCLASSIFIABLE;
+            }
+            // A whole header whose flags lie past the frame's linear data.
+            _ => pkt.special |= special::UNCLASSIFIABLE,
+        }
     }
 }

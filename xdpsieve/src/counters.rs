@@ -145,6 +145,39 @@ pub const KERNEL: &[Counter<Counters>] = &[
         "Packets whose records were not written because no recorder was reading.",
         Some("{} packets not recorded: no recorder was reading (its heartbeat stopped)")
     ),
+    // The summary has one sentence for these four (`stats::summary`).
+    counter!(
+        unclassifiable,
+        "unclassifiable",
+        "xdpsieve_unclassifiable_packets",
+        [],
+        "IP packets whose L4 header the program could not reach (tiny fragments included).",
+        None
+    ),
+    counter!(
+        tiny_fragments,
+        "tiny TCP fragments",
+        "xdpsieve_tiny_fragments",
+        [],
+        "TCP fragments too short for the flags byte, or at offset 8 bytes (RFC 1858).",
+        None
+    ),
+    counter!(
+        fragments_followed,
+        "fragments that followed their first",
+        "xdpsieve_fragments",
+        ["first" => "seen"],
+        "Non-first fragments, by whether their first fragment's verdict was known.",
+        None
+    ),
+    counter!(
+        fragment_orphans,
+        "fragments without their first",
+        "xdpsieve_fragments",
+        ["first" => "unseen"],
+        "Non-first fragments, by whether their first fragment's verdict was known.",
+        None
+    ),
 ];
 
 /// Per rule slot (map `RULE_COUNTERS`; slot 0 is the default verdict).

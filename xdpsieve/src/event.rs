@@ -77,6 +77,8 @@ pub struct LogEntry {
     pub tcp_flags: Option<String>,
     pub len: u32,
     pub malformed: bool,
+    /// The program could not reach the L4 header the rules need (see `--unclassifiable`).
+    pub unclassifiable: bool,
 }
 
 /// Turns events into log lines, resolving rule and interface names.
@@ -154,6 +156,7 @@ impl EventFormatter {
             tcp_flags: (has_ports && protocol == Protocol::TCP).then(|| tcp_flags(event.tcp_flags)),
             len: event.frame_len,
             malformed: event.flags & record_flags::MALFORMED != 0,
+            unclassifiable: event.flags & record_flags::UNCLASSIFIABLE != 0,
         }
     }
 
@@ -232,6 +235,9 @@ impl EventFormatter {
         }
         if event.flags & record_flags::MALFORMED != 0 {
             out.push_str(" malformed");
+        }
+        if event.flags & record_flags::UNCLASSIFIABLE != 0 {
+            out.push_str(" unclassifiable");
         }
     }
 }
@@ -387,6 +393,18 @@ mod tests {
         let mut out = String::new();
         f.write_line(&e, &mut out);
         assert!(out.contains(" DROP tcp [2001:db8::1]:53 -> [c000:202::]:40000 flags=[S.] vlan=42 len=129 rule=rule-9 malformed"), "{out}");
+
+        // An unclassifiable packet says so, in text and in JSON.
+        e.flags |= record_flags::UNCLASSIFIABLE;
+        out.clear();
+        f.write_line(&e, &mut out);
+        assert!(
+            out.trim_end().ends_with(" malformed unclassifiable"),
+            "{out}"
+        );
+        out.clear();
+        formatter(LogFormat::Json).write_line(&e, &mut out);
+        assert!(out.contains(r#""unclassifiable":true"#), "{out}");
 
         let mut icmp = event();
         icmp.protocol = 1;

@@ -27,7 +27,7 @@ use crate::{
     EBPF_OBJECT,
     classify::{self, Tables},
     counters::{self, CounterMaps},
-    rules::{Rate, RuleSet},
+    rules::{Action, Rate, RuleSet},
     source::{Source, Transport},
     stats::Snapshot,
 };
@@ -159,6 +159,21 @@ pub struct Settings {
     pub default_rate: Rate,
     /// Interfaces that get their own counters, in order.
     pub ifindexes: Vec<u32>,
+    /// Verdict for packets whose L4 header the program cannot reach; `None`: drop when a
+    /// rule has a protocol or port condition ([`RuleSet::has_l4_condition`]), else pass.
+    pub unclassifiable: Option<Action>,
+}
+
+impl Settings {
+    /// The unclassifiable verdict in force: the one asked for, else the default.
+    pub fn unclassifiable_action(&self) -> Action {
+        self.unclassifiable
+            .unwrap_or(if self.rules.has_l4_condition() {
+                Action::Drop
+            } else {
+                Action::Pass
+            })
+    }
 }
 
 impl Default for Settings {
@@ -172,6 +187,7 @@ impl Default for Settings {
             transport: Transport::RingBuf,
             default_rate: Rate::UNLIMITED,
             ifindexes: Vec::new(),
+            unclassifiable: None,
         }
     }
 }
@@ -222,6 +238,8 @@ impl Firewall {
             default_rate_interval_ns: settings.default_rate.interval_ns(),
             default_rate_tolerance_ns: settings.default_rate.tolerance_ns(),
             ifindexes,
+            unclassifiable: u32::from(settings.unclassifiable_action().verdict()),
+            _pad: 0,
         };
         // The rings exist either way; with perf they are not used, so keep them one page.
         let ring_bytes = match settings.transport {

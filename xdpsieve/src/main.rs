@@ -89,6 +89,12 @@ struct RunArgs {
     #[arg(long, value_name = "drop|pass")]
     default: Option<Action>,
 
+    /// Verdict for IP packets whose L4 header the program cannot reach (IPv6 extension
+    /// chain too long or cut short, TCP/UDP header cut short, RFC 1858 tiny TCP fragment)
+    /// [default: drop when a rule has a protocol or port condition, else pass].
+    #[arg(long, value_name = "POLICY")]
+    unclassifiable: Option<Unclassifiable>,
+
     /// Write captured packets to FILE; `-` writes to standard output.
     #[arg(short = 'w', value_name = "FILE")]
     write: Option<String>,
@@ -178,7 +184,9 @@ Rule expressions (tcpdump-like; conditions joined by `and`, all must hold):
   src|dst host ADDR      src|dst net CIDR      src|dst port P      src|dst portrange A-B
 Rules are evaluated in order, first match wins: the --rules file's rules first, then
 --drop/--pass in command-line order. A frame whose IP header cannot be parsed is passed
-(fail-open) and counted as malformed.
+and counted as malformed (the host cannot parse it either). A packet whose TCP/UDP header
+cannot be reached is unclassifiable (see --unclassifiable); later fragments take their
+first fragment's verdict.
 
 Examples:
   xdpsieve run -i eth0 --drop 'udp src port 53' -w dropped.pcap
@@ -190,6 +198,24 @@ Signals:
   SIGHUP            say that reload is not supported yet and go on filtering
 A capture or log output that fails (disk full, I/O error, the reader of -w - gone) stops
 with one line on stderr; filtering goes on, and the records not written are counted.";
+
+/// `--unclassifiable`: what happens to packets the rules cannot judge on their ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Unclassifiable {
+    /// Let the rules judge them on the fields that parsed (port rules never match).
+    Pass,
+    /// Drop them before any rule: nothing can slip past a port rule.
+    Drop,
+}
+
+impl Unclassifiable {
+    fn action(self) -> Action {
+        match self {
+            Unclassifiable::Pass => Action::Pass,
+            Unclassifiable::Drop => Action::Drop,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Which {
@@ -582,6 +608,7 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         transport: args.transport,
         default_rate: args.log_rate,
         ifindexes: interfaces.iter().map(|i| i.ifindex).collect(),
+        unclassifiable: args.unclassifiable.map(Unclassifiable::action),
     };
     // Before attaching: a signal that arrives once the program is live must end in the
     // explicit stop (detach, summary, pins removed), not in the default action, which

@@ -18,6 +18,8 @@ pub struct CaptureRecord<'a> {
     pub rule_id: u32,
     pub verdict: Verdict,
     pub malformed: bool,
+    /// The program could not reach the L4 header the rules need (see `--unclassifiable`).
+    pub unclassifiable: bool,
     pub data: &'a [u8],
 }
 
@@ -97,6 +99,7 @@ impl<'a> CaptureRecord<'a> {
             rule_id: h.rule_id,
             verdict: Verdict::from_raw(h.verdict),
             malformed: h.flags & record_flags::MALFORMED != 0,
+            unclassifiable: h.flags & record_flags::UNCLASSIFIABLE != 0,
             data,
         })
     }

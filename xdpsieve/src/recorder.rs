@@ -141,11 +141,17 @@ impl<W: Output> Recorder<W> {
             }
             // A hash lookup per record is a fair share of a small record's cost: only
             // for the format that writes it.
-            let comment = if with_comments {
+            let mut comment = if with_comments {
                 comments.get(&record.rule_id).map_or("", String::as_str)
             } else {
                 ""
             };
+            // Rare (an attack, or junk): the allocation is paid only by these records.
+            let unclassifiable;
+            if with_comments && record.unclassifiable {
+                unclassifiable = format!("{comment} unclassifiable");
+                comment = &unclassifiable;
+            }
             writer.write(&Packet {
                 timestamp: clock.to_unix(record.timestamp_tai_ns),
                 ifindex: record.ifindex,

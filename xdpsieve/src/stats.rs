@@ -67,6 +67,15 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
         "{} bytes seen ({} dropped, {} passed)",
         c.bytes_seen, c.bytes_dropped, c.bytes_passed
     );
+    // Only when the evasion defences saw something: most runs see no fragment at all.
+    if c.unclassifiable + c.fragments_followed + c.fragment_orphans > 0 {
+        let _ = writeln!(
+            out,
+            "{} packets unclassifiable ({} tiny TCP fragments); {} later fragments took \
+             their first fragment's verdict, {} came without it",
+            c.unclassifiable, c.tiny_fragments, c.fragments_followed, c.fragment_orphans
+        );
+    }
     if c.captured + c.capture_lost > 0 || writer.written + writer.capture_not_written > 0 {
         let _ = writeln!(out, "{} packets captured", writer.written);
         let _ = writeln!(out, "{} packets lost: capture buffer full", c.capture_lost);
@@ -247,5 +256,45 @@ mod tests {
         assert!(text.contains("3 packets not written: capture output failed"));
         // No -c, so nothing is blamed on it.
         assert!(!text.contains("past the -c count"));
+        assert!(
+            !text.contains("unclassifiable"),
+            "no evasion line without evasion"
+        );
+    }
+
+    #[test]
+    fn summary_reports_unclassifiable_and_fragments() {
+        let snap = Snapshot {
+            counters: Counters {
+                seen: 10,
+                dropped: 6,
+                passed: 4,
+                unclassifiable: 3,
+                tiny_fragments: 2,
+                fragments_followed: 4,
+                fragment_orphans: 1,
+                ..Default::default()
+            },
+            rules: vec![RuleCounters::default()],
+            interfaces: Vec::new(),
+            perf_lost: 0,
+        };
+        let text = summary(&snap, &WriterStats::default(), &RuleSet::default());
+        assert!(
+            text.contains(
+                "3 packets unclassifiable (2 tiny TCP fragments); 4 later fragments took \
+                 their first fragment's verdict, 1 came without it"
+            ),
+            "{text}"
+        );
+        // Per-CPU values add up like the others (through the catalogue).
+        let mut total = snap.counters;
+        crate::counters::add(crate::counters::KERNEL, &mut total, &snap.counters);
+        assert_eq!(
+            (total.unclassifiable, total.tiny_fragments),
+            (6, 4),
+            "{total:?}"
+        );
+        assert_eq!((total.fragments_followed, total.fragment_orphans), (8, 2));
     }
 }

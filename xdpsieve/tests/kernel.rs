@@ -113,6 +113,7 @@ struct Record {
     rule_id: u32,
     verdict: Verdict,
     malformed: bool,
+    unclassifiable: bool,
     data: Vec<u8>,
 }
 
@@ -129,6 +130,7 @@ fn drain(source: &mut Source) -> Vec<Record> {
             rule_id: r.rule_id,
             verdict: r.verdict,
             malformed: r.malformed,
+            unclassifiable: r.unclassifiable,
             data: r.data.to_vec(),
         });
     });
@@ -179,12 +181,21 @@ struct Expect {
     verdict: u32,
     hit: Hit,
     malformed: bool,
+    /// The program could not reach the L4 header the rules need.
+    unclassifiable: bool,
 }
 
 impl Expect {
     const fn malformed(self) -> Expect {
         Expect {
             malformed: true,
+            ..self
+        }
+    }
+
+    const fn unclassifiable(self) -> Expect {
+        Expect {
+            unclassifiable: true,
             ..self
         }
     }
@@ -195,6 +206,7 @@ const fn dropped_by(rule: u32) -> Expect {
         verdict: DROP,
         hit: Hit::Rule(rule),
         malformed: false,
+        unclassifiable: false,
     }
 }
 
@@ -203,6 +215,7 @@ const fn passed_by(rule: u32) -> Expect {
         verdict: PASS,
         hit: Hit::Rule(rule),
         malformed: false,
+        unclassifiable: false,
     }
 }
 
@@ -211,6 +224,7 @@ const DEFAULT: Expect = Expect {
     verdict: PASS,
     hit: Hit::Default,
     malformed: false,
+    unclassifiable: false,
 };
 
 /// Passed without looking at the rules.
@@ -218,6 +232,7 @@ const NOT_IP: Expect = Expect {
     verdict: PASS,
     hit: Hit::NotIp,
     malformed: false,
+    unclassifiable: false,
 };
 
 impl From<Frame> for Vec<u8> {
@@ -240,6 +255,16 @@ fn case(name: impl Into<String>, frame: impl Into<Vec<u8>>, expect: Expect) -> C
     }
 }
 
+/// The first `len` bytes of a TCP SYN 40000 -> `dst_port`.
+fn tcp_head(dst_port: u16, len: usize) -> Vec<u8> {
+    Frame::ipv4(PEER4, HOST4)
+        .tcp(40000, dst_port)
+        .l4_payload()
+        .into_iter()
+        .take(len)
+        .collect()
+}
+
 /// Every case is meaningful against [`TABLE_RULES`]: a frame that must not match a port
 /// rule carries the port that rule looks for, in the bytes where a careless parser would
 /// read it.
@@ -248,6 +273,7 @@ fn verdict_cases() -> Vec<Case> {
         ETH_HDR_LEN as ETH, ETH_P_8021AD as QINQ, ETH_P_8021Q as DOT1Q, ETH_P_ARP, ETH_P_IPV4,
         ETH_P_IPV6, IPV4_HDR_LEN as V4H, IPV6_HDR_LEN as V6H,
     };
+    use xdpsieve_common::MAX_IPV6_EXT_HEADERS;
     let v4 = || Frame::ipv4(PEER4, HOST4);
     let v6 = || Frame::ipv6(PEER6, HOST6);
     let hostile4 = || Frame::ipv4(HOSTILE4, HOST4);
@@ -415,12 +441,12 @@ fn verdict_cases() -> Vec<Case> {
         case(
             "ipv4 IHL 15 but 20 header bytes, from the hostile net",
             hostile4().ihl(15),
-            dropped_by(4).malformed(),
+            dropped_by(4).malformed().unclassifiable(),
         ),
         case(
             "ipv4 IHL 15 but 20 header bytes, udp src port 53",
             dns4().ihl(15),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         // IPv6 extension headers.
         case(
@@ -440,7 +466,7 @@ fn verdict_cases() -> Vec<Case> {
         ),
         case(
             "ipv6 first fragment udp src port 53",
-            dns6().ext(frag(0, true)),
+            dns6().ext(frag(0, true)).ident(101),
             dropped_by(2),
         ),
         case(
@@ -450,29 +476,29 @@ fn verdict_cases() -> Vec<Case> {
         ),
         case(
             "ipv6 last fragment that looks like udp src port 53",
-            dns6().ext(frag(185, false)),
+            dns6().ext(frag(185, false)).ident(102),
             DEFAULT,
         ),
         case(
-            "ipv6 middle fragment that looks like tcp dst port 6005",
-            v6().tcp(40000, 6005).ext(frag(1, true)),
+            "ipv6 middle fragment (offset 16) that looks like tcp dst port 6005",
+            v6().tcp(40000, 6005).ext(frag(2, true)).ident(103),
             DEFAULT,
         ),
         case(
             "ipv6 hop-by-hop + non-first fragment that looks like udp src port 53",
-            dns6().ext(hbh.clone()).ext(frag(185, true)),
+            dns6().ext(hbh.clone()).ext(frag(185, true)).ident(104),
             DEFAULT,
         ),
         case(
             "ipv6 non-first fragment from the hostile prefix",
-            hostile6().ext(frag(185, false)),
+            hostile6().ext(frag(185, false)).ident(105),
             dropped_by(5),
         ),
         case(
             // A non-first fragment's bytes are payload, not headers: a second fragment header
             // in them must not turn the frame back into a first fragment.
             "ipv6 non-first fragment whose payload forges a first-fragment header + udp src 53",
-            dns6().ext(frag(185, true)).ext(frag(0, true)),
+            dns6().ext(frag(185, true)).ext(frag(0, true)).ident(106),
             DEFAULT,
         ),
         case(
@@ -483,12 +509,54 @@ fn verdict_cases() -> Vec<Case> {
         case(
             "ipv6 9 extension headers + udp src port 53",
             chain(dns6(), 9),
-            DEFAULT.malformed(),
+            dropped_by(2),
         ),
         case(
             "ipv6 9 extension headers from the hostile prefix",
             chain(hostile6(), 9),
-            dropped_by(5).malformed(),
+            dropped_by(5),
+        ),
+        // Long chains: Linux walks any number; the program walks MAX_IPV6_EXT_HEADERS, the
+        // first FAST_IPV6_EXT_HEADERS with direct reads and the rest through a helper.
+        case(
+            "ipv6 40 extension headers + udp src port 53",
+            chain(dns6(), 40),
+            dropped_by(2),
+        ),
+        case(
+            "ipv6 40 extension headers + tcp dst port 6005 (flags read by the helper)",
+            chain(v6().tcp(40000, 6005), 40),
+            dropped_by(3),
+        ),
+        case(
+            "ipv6 MAX_IPV6_EXT_HEADERS extension headers + udp src port 53",
+            chain(dns6(), MAX_IPV6_EXT_HEADERS),
+            dropped_by(2),
+        ),
+        case(
+            "ipv6 MAX_IPV6_EXT_HEADERS + 1 extension headers + udp src port 53",
+            chain(dns6(), MAX_IPV6_EXT_HEADERS + 1),
+            DEFAULT.unclassifiable(),
+        ),
+        case(
+            "ipv6 MAX_IPV6_EXT_HEADERS + 1 extension headers from the hostile prefix",
+            chain(hostile6(), MAX_IPV6_EXT_HEADERS + 1),
+            dropped_by(5).unclassifiable(),
+        ),
+        case(
+            "ipv6 40 extension headers cut in the 30th",
+            chain(dns6(), 40).truncate(ETH + V6H + 29 * 8 + 3),
+            DEFAULT.malformed().unclassifiable(),
+        ),
+        case(
+            "ipv6 20 headers with a first-fragment header 15th + udp src port 53",
+            chain(chain(dns6(), 14).ext(frag(0, true)), 5).ident(113),
+            dropped_by(2),
+        ),
+        case(
+            "ipv6 20 headers with a later-fragment header 15th that look like udp src port 53",
+            chain(chain(dns6(), 14).ext(frag(185, true)), 5).ident(114),
+            DEFAULT,
         ),
         case(
             "ipv6 second extension header cut after one byte",
@@ -496,7 +564,7 @@ fn verdict_cases() -> Vec<Case> {
                 .ext(hbh.clone())
                 .ext(opts(1))
                 .truncate(ETH + V6H + 8 + 1),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv6 dest-opts length runs 2 KiB past the frame",
@@ -504,7 +572,7 @@ fn verdict_cases() -> Vec<Case> {
                 number: 60,
                 bytes: vec![0, 255, 1, 4, 0, 0, 0, 0],
             }),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv6 AH length runs past the frame",
@@ -512,12 +580,12 @@ fn verdict_cases() -> Vec<Case> {
                 number: 51,
                 bytes: vec![0, 200, 0, 0, 0, 0, 1, 0],
             }),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         // IPv4 fragments.
         case(
             "ipv4 first fragment (MF) udp src port 53",
-            dns4().fragment(0, true),
+            dns4().fragment(0, true).ident(107),
             dropped_by(2),
         ),
         case(
@@ -527,28 +595,72 @@ fn verdict_cases() -> Vec<Case> {
         ),
         case(
             "ipv4 last fragment that looks like udp src port 53",
-            dns4().fragment(185, false),
+            dns4().fragment(185, false).ident(108),
             DEFAULT,
         ),
         case(
             "ipv4 middle fragment (offset 1, MF) that looks like udp src port 53",
-            dns4().fragment(1, true),
+            dns4().fragment(1, true).ident(109),
             DEFAULT,
         ),
         case(
             "ipv4 largest fragment offset, looks like tcp dst port 6005",
-            v4().tcp(40000, 6005).fragment(0x1fff, false),
+            v4().tcp(40000, 6005).fragment(0x1fff, false).ident(110),
             DEFAULT,
         ),
         case(
             "ipv4 non-first fragment from the hostile net",
-            hostile4().fragment(185, false),
+            hostile4().fragment(185, false).ident(111),
             dropped_by(4),
         ),
         case(
             "ipv4 non-first fragment of icmp to the watched host",
-            Frame::ipv4(HOST4, WATCHED4).icmp().fragment(185, false),
+            Frame::ipv4(HOST4, WATCHED4)
+                .icmp()
+                .fragment(185, false)
+                .ident(112),
             dropped_by(6),
+        ),
+        // First fragments: ports count once their 4 bytes are there; a TCP first fragment
+        // without its flags is RFC 1858's tiny fragment.
+        case(
+            "ipv4 udp first fragment with 4 bytes, src port 53",
+            dns4()
+                .fragment(0, true)
+                .l4_bytes(&[0, 53, 0x9c, 0x40])
+                .ident(115),
+            dropped_by(2),
+        ),
+        case(
+            "ipv4 udp first fragment with 3 bytes",
+            dns4().fragment(0, true).l4_bytes(&[0, 53, 0x9c]).ident(116),
+            DEFAULT.malformed().unclassifiable(),
+        ),
+        case(
+            "ipv4 tcp first fragment with 8 bytes to port 80 (tiny)",
+            v4().tcp(40000, 80)
+                .fragment(0, true)
+                .l4_bytes(&tcp_head(80, 8))
+                .ident(117),
+            DEFAULT.unclassifiable(),
+        ),
+        case(
+            "ipv6 tcp first fragment with 8 bytes to port 80 (tiny)",
+            v6().ext(frag(0, true))
+                .tcp(40000, 80)
+                .l4_bytes(&tcp_head(80, 8))
+                .ident(118),
+            DEFAULT.unclassifiable(),
+        ),
+        case(
+            "ipv4 tcp fragment at offset 8 bytes (RFC 1858 overlap)",
+            v4().tcp(40000, 80).fragment(1, true).ident(119),
+            DEFAULT.unclassifiable(),
+        ),
+        case(
+            "ipv6 tcp fragment at offset 8 bytes (RFC 1858 overlap)",
+            v6().tcp(40000, 80).ext(frag(1, true)).ident(120),
+            DEFAULT.unclassifiable(),
         ),
         // Truncated frames.
         case(
@@ -584,32 +696,32 @@ fn verdict_cases() -> Vec<Case> {
         case(
             "ipv4 udp header cut to its ports, from the hostile net",
             hostile4().udp(53, 40000).truncate(ETH + V4H + 4),
-            dropped_by(4).malformed(),
+            dropped_by(4).malformed().unclassifiable(),
         ),
         case(
             "ipv4 udp header cut to its ports, src port 53",
             dns4().truncate(ETH + V4H + 4),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 udp header of 4 bytes inside a consistent total length",
             v4().l4(17, &[0, 53, 0x9c, 0x40]),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 total length says udp is 4 bytes",
             dns4().total_len((V4H + 4) as u16),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 tcp header of 8 bytes (ports present) inside a consistent total length",
             v4().l4(6, &[0x9c, 0x40, 0x17, 0x75, 0, 0, 0, 1]),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 tcp header cut to 8 bytes, dst port 6005",
             v4().tcp(40000, 6005).truncate(ETH + V4H + 8),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 icmp cut to 2 bytes, to the watched host",
@@ -619,49 +731,49 @@ fn verdict_cases() -> Vec<Case> {
         case(
             "ipv4 udp protocol without any udp bytes",
             v4().l4(17, &[]),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv6 udp header cut to its ports, src port 53",
             dns6().truncate(ETH + V6H + 4),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv6 udp header cut to its ports, from the hostile prefix",
             hostile6().udp(53, 40000).truncate(ETH + V6H + 4),
-            dropped_by(5).malformed(),
+            dropped_by(5).malformed().unclassifiable(),
         ),
         // Lying lengths.
         case(
             "ipv4 total length past the frame, from the hostile net",
             hostile4().total_len(1000),
-            dropped_by(4).malformed(),
+            dropped_by(4).malformed().unclassifiable(),
         ),
         case(
             // The UDP header is all there, but the frame is malformed: port rules never match.
             "ipv4 total length past the frame, udp src port 53",
             dns4().total_len(1000),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 total length 10 (< IHL*4), udp src port 53",
             dns4().total_len(10),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 total length 0, udp src port 53",
             dns4().total_len(0),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 total length 10 (< IHL*4), from the hostile net",
             hostile4().total_len(10),
-            dropped_by(4).malformed(),
+            dropped_by(4).malformed().unclassifiable(),
         ),
         case(
             "ipv4 total length 23 with IHL 6, udp src port 53",
             dns4().nop_options(1).total_len(23),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv4 then ethernet padding (not a lie)",
@@ -677,22 +789,22 @@ fn verdict_cases() -> Vec<Case> {
             // As above: a lying length makes the frame malformed, so port rules never match.
             "ipv6 payload length past the frame, udp src port 53",
             dns6().payload_len(1000),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv6 payload length past the frame, from the hostile prefix",
             hostile6().payload_len(1000),
-            dropped_by(5).malformed(),
+            dropped_by(5).malformed().unclassifiable(),
         ),
         case(
             "ipv6 payload length 4, udp src port 53",
             dns6().payload_len(4),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             "ipv6 payload length 0 without hop-by-hop, udp src port 53",
             dns6().payload_len(0),
-            DEFAULT.malformed(),
+            DEFAULT.malformed().unclassifiable(),
         ),
         case(
             // parse.rs: "A zero payload length with a hop-by-hop header means a jumbogram; we do
@@ -726,6 +838,26 @@ fn verdict_cases() -> Vec<Case> {
         ));
     }
 
+    for len in 4..=20 {
+        // Ports 40000 -> 6005 match rule 3 from the fourth byte on; below 14 bytes the
+        // flags are missing: tiny.
+        let frame = v4()
+            .tcp(40000, 6005)
+            .fragment(0, true)
+            .l4_bytes(&tcp_head(6005, len))
+            .ident(200 + len as u32);
+        let expect = if len < 14 {
+            dropped_by(3).unclassifiable()
+        } else {
+            dropped_by(3)
+        };
+        cases.push(case(
+            format!("ipv4 tcp first fragment with {len} bytes, dst port 6005"),
+            frame,
+            expect,
+        ));
+    }
+
     // Random bytes: a seed whose ethertype is not IP or VLAN, so the expectation is fixed.
     let mut rng = frame::Rng::new(0x5eed_0001);
     let random = loop {
@@ -744,8 +876,11 @@ fn verdict_table() {
     if !root_or_skip() {
         return;
     }
+    // Unclassifiable packets go to the rules here, so the table shows what the parser read
+    // of them; `unclassifiable_policy` checks the default, which drops them.
     let settings = Settings {
         rules: rule_set(TABLE_RULES),
+        unclassifiable: Some(Action::Pass),
         ..Settings::default()
     };
     let mut fw = load(&settings);
@@ -778,13 +913,18 @@ fn verdict_table() {
         };
         let malformed = after.malformed - before.malformed;
         let expected_malformed = u64::from(c.expect.malformed);
+        let unclassifiable = after.unclassifiable - before.unclassifiable;
+        let expected_unclassifiable = u64::from(c.expect.unclassifiable);
         if verdict != c.expect.verdict
             || hit != Some(c.expect.hit)
             || malformed != expected_malformed
+            || unclassifiable != expected_unclassifiable
         {
             failures.push(format!(
-                "{}:\n    expected {} by {:?}, malformed +{expected_malformed}\n    \
-                 got      {} by {hit:?} (slots moved {moved:?}), malformed +{malformed}\n    \
+                "{}:\n    expected {} by {:?}, malformed +{expected_malformed}, \
+                 unclassifiable +{expected_unclassifiable}\n    \
+                 got      {} by {hit:?} (slots moved {moved:?}), malformed +{malformed}, \
+                 unclassifiable +{unclassifiable}\n    \
                  frame {:02x?}",
                 c.name,
                 verdict_name(c.expect.verdict),
@@ -953,9 +1093,11 @@ fn capture_records_match_the_frames() {
             false,
         ),
         (
+            // Its UDP header lies past the IP length's claim: unclassifiable, so dropped
+            // before the rules (rule id 0) since a rule has a port condition.
             Frame::ipv4(HOSTILE4, HOST4).total_len(1400).build(),
             Verdict::Drop,
-            2,
+            0,
             true,
         ),
     ];
@@ -1083,8 +1225,8 @@ fn jumbo_frames_with_xdp_fragments() {
     assert_eq!(records[1].data, huge[..MAX_SNAPLEN as usize]);
     assert_eq!(records[1].orig_len, 20000);
 
-    // An extension chain that pushes the UDP header past the linear part: the parser cannot
-    // read it, so the frame is malformed and (fail-open, as documented) passes.
+    // An extension chain that pushes the UDP header past the linear part: the parser reads
+    // it through the helper, so the port rule still sees it.
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if page == 4096 {
@@ -1095,9 +1237,22 @@ fn jumbo_frames_with_xdp_fragments() {
             .pad_to(6000)
             .build();
         let before = counters(&fw);
-        assert_eq!(run(&mut fw, &deep), PASS);
+        let hits_before = fw.rule_hits(1).expect("rule hits");
+        assert_eq!(run(&mut fw, &deep), DROP);
         let after = counters(&fw);
-        assert_eq!(after.malformed, before.malformed + 1, "{after:?}");
+        assert_eq!(fw.rule_hits(1).expect("rule hits")[1], hits_before[1] + 1);
+        assert_eq!(after.malformed, before.malformed, "{after:?}");
+        assert_eq!(after.unclassifiable, before.unclassifiable, "{after:?}");
+        // A chain that itself runs past the linear part is walked by the helper too.
+        let deeper = (0..3)
+            .fold(Frame::ipv6(PEER6, HOST6).udp(53, 40000), |f, _| {
+                f.ext(Ext::DestOpts { units: 255 })
+            })
+            .pad_to(9000)
+            .build();
+        assert_eq!(run(&mut fw, &deeper), DROP);
+        assert_eq!(fw.rule_hits(1).expect("rule hits")[1], hits_before[1] + 2);
+        assert_eq!(counters(&fw).unclassifiable, before.unclassifiable);
     }
 }
 
@@ -1471,4 +1626,380 @@ fn full_perf_buffer_counts_lost_events() {
         source.perf_lost(),
         c.event_lost
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evasion: unclassifiable packets and fragments
+// ---------------------------------------------------------------------------------------------
+
+/// What one frame did to a firewall: its verdict, the rule-hit slot it moved, and how the
+/// evasion counters moved.
+#[derive(Debug, PartialEq, Eq)]
+struct Step {
+    verdict: u32,
+    slot: usize,
+    unclassifiable: u64,
+    tiny: u64,
+    followed: u64,
+    orphans: u64,
+}
+
+fn step(fw: &mut Firewall, slots: usize, frame: &Frame) -> Step {
+    let before = counters(fw);
+    let hits_before = fw.rule_hits(slots).expect("rule hits");
+    let verdict = run(fw, &frame.build());
+    let after = counters(fw);
+    let hits_after = fw.rule_hits(slots).expect("rule hits");
+    let moved: Vec<usize> = (0..=slots)
+        .filter(|&s| hits_after[s] != hits_before[s])
+        .collect();
+    assert_eq!(moved.len(), 1, "one slot moves per IP frame: {moved:?}");
+    Step {
+        verdict,
+        slot: moved[0],
+        unclassifiable: after.unclassifiable - before.unclassifiable,
+        tiny: after.tiny_fragments - before.tiny_fragments,
+        followed: after.fragments_followed - before.fragments_followed,
+        orphans: after.fragment_orphans - before.fragment_orphans,
+    }
+}
+
+const fn plain(verdict: u32, slot: usize) -> Step {
+    Step {
+        verdict,
+        slot,
+        unclassifiable: 0,
+        tiny: 0,
+        followed: 0,
+        orphans: 0,
+    }
+}
+
+const fn followed(verdict: u32, slot: usize) -> Step {
+    Step {
+        followed: 1,
+        ..plain(verdict, slot)
+    }
+}
+
+const fn orphan(verdict: u32, slot: usize) -> Step {
+    Step {
+        orphans: 1,
+        ..plain(verdict, slot)
+    }
+}
+
+const fn tiny(verdict: u32, slot: usize) -> Step {
+    Step {
+        unclassifiable: 1,
+        tiny: 1,
+        ..plain(verdict, slot)
+    }
+}
+
+/// Later fragments take their first fragment's verdict and rule; orphans are judged by the
+/// rules that need no ports; tiny TCP fragments are dropped. Against [`TABLE_RULES`], whose
+/// port rules make unclassifiable packets drop by default.
+#[test]
+fn fragments_take_their_first_fragments_verdict() {
+    if !root_or_skip() {
+        return;
+    }
+    let settings = Settings {
+        rules: rule_set(TABLE_RULES),
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let n = TABLE_RULES.len();
+    let v4 = || Frame::ipv4(PEER4, HOST4);
+    let v6 = || Frame::ipv6(PEER6, HOST6);
+    let frag6 = |offset, more| Ext::Fragment { offset, more };
+    let mut failures = Vec::new();
+    let mut check = |name: &str, frame: Frame, want: Step, fw: &mut Firewall| {
+        let got = step(fw, n, &frame);
+        if got != want {
+            failures.push(format!("{name}:\n    want {want:?}\n    got  {got:?}"));
+        }
+    };
+
+    // IPv4: a first fragment dropped by `udp src port 53`; its later fragments, which carry
+    // no ports, are dropped by the same rule.
+    let dns = || v4().udp(53, 40000).ident(1);
+    check(
+        "v4 first, src port 53",
+        dns().fragment(0, true),
+        plain(DROP, 2),
+        &mut fw,
+    );
+    check(
+        "v4 middle",
+        dns().fragment(185, true),
+        followed(DROP, 2),
+        &mut fw,
+    );
+    check(
+        "v4 last",
+        dns().fragment(370, false),
+        followed(DROP, 2),
+        &mut fw,
+    );
+    // A passed first fragment: its later fragments pass with it.
+    let other = || v4().udp(5000, 40000).ident(2);
+    check(
+        "v4 first, passed",
+        other().fragment(0, true),
+        plain(PASS, 0),
+        &mut fw,
+    );
+    check(
+        "v4 later, passed",
+        other().fragment(185, false),
+        followed(PASS, 0),
+        &mut fw,
+    );
+    // The identification, addresses and protocol all key the datagram.
+    check(
+        "v4 later, other id",
+        dns().ident(3).fragment(185, false),
+        orphan(PASS, 0),
+        &mut fw,
+    );
+    check(
+        "v4 later, other source",
+        Frame::ipv4(RESOLVER4, HOST4)
+            .udp(53, 40000)
+            .ident(1)
+            .fragment(185, false),
+        orphan(PASS, 0),
+        &mut fw,
+    );
+    check(
+        "v4 later, other protocol",
+        v4().tcp(53, 40000).ident(1).fragment(185, false),
+        orphan(PASS, 0),
+        &mut fw,
+    );
+    check(
+        "v4 orphan from the hostile net (address rules still apply)",
+        Frame::ipv4(HOSTILE4, HOST4).ident(4).fragment(185, false),
+        orphan(DROP, 4),
+        &mut fw,
+    );
+    // RFC 1858: a tiny first fragment to a port no rule drops is dropped all the same, and
+    // so are the fragments after it; so is a TCP fragment at offset 8.
+    let syn = || v4().tcp(40000, 80).ident(5);
+    check(
+        "v4 tiny tcp first fragment (8 bytes)",
+        syn().fragment(0, true).l4_bytes(&tcp_head(80, 8)),
+        tiny(DROP, 0),
+        &mut fw,
+    );
+    check(
+        "v4 fragment after the tiny one",
+        syn().fragment(2, false).l4_bytes(&[0; 8]),
+        followed(DROP, 0),
+        &mut fw,
+    );
+    check(
+        "v4 tcp fragment at offset 8 bytes",
+        v4().tcp(40000, 80)
+            .ident(6)
+            .fragment(1, false)
+            .l4_bytes(&[0; 12]),
+        tiny(DROP, 0),
+        &mut fw,
+    );
+    check(
+        "v4 tcp first fragment with the flags (16 bytes)",
+        v4().tcp(40000, 80)
+            .ident(7)
+            .fragment(0, true)
+            .l4_bytes(&tcp_head(80, 16)),
+        plain(PASS, 0),
+        &mut fw,
+    );
+    check(
+        "v4 tcp fragment after it, at offset 16",
+        v4().tcp(40000, 80)
+            .ident(7)
+            .fragment(2, false)
+            .l4_bytes(&[0; 4]),
+        followed(PASS, 0),
+        &mut fw,
+    );
+
+    // IPv6: the same, keyed by the fragment header's 32-bit identification.
+    let dns6 = || v6().udp(53, 40000).ident(0x1000_0001);
+    check(
+        "v6 first, src port 53",
+        dns6().ext(frag6(0, true)),
+        plain(DROP, 2),
+        &mut fw,
+    );
+    check(
+        "v6 last",
+        dns6().ext(frag6(185, false)),
+        followed(DROP, 2),
+        &mut fw,
+    );
+    check(
+        "v6 later, id differing above 16 bits",
+        dns6().ident(0x2000_0001).ext(frag6(185, false)),
+        orphan(PASS, 0),
+        &mut fw,
+    );
+    check(
+        "v6 tiny tcp first fragment",
+        v6().ext(frag6(0, true))
+            .tcp(40000, 80)
+            .ident(8)
+            .l4_bytes(&tcp_head(80, 12)),
+        tiny(DROP, 0),
+        &mut fw,
+    );
+    check(
+        "v6 fragment after the tiny one",
+        v6().ext(frag6(2, false))
+            .tcp(40000, 80)
+            .ident(8)
+            .l4_bytes(&[0; 8]),
+        followed(DROP, 0),
+        &mut fw,
+    );
+    check(
+        "v6 tcp fragment at offset 8 bytes",
+        v6().ext(frag6(1, false))
+            .tcp(40000, 80)
+            .ident(9)
+            .l4_bytes(&[0; 12]),
+        tiny(DROP, 0),
+        &mut fw,
+    );
+    check(
+        "v6 first fragment behind 20 headers, src port 53",
+        (0..20)
+            .fold(v6(), |f, _| f.ext(Ext::DestOpts { units: 0 }))
+            .ext(frag6(0, true))
+            .udp(53, 40000)
+            .ident(10),
+        plain(DROP, 2),
+        &mut fw,
+    );
+    check(
+        "v6 later fragment of it",
+        v6().ext(frag6(185, false)).udp(53, 40000).ident(10),
+        followed(DROP, 2),
+        &mut fw,
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Under a default drop, a pass rule's fragmented datagram must get through whole.
+    let settings = Settings {
+        rules: {
+            let mut set = rule_set(&[(Action::Pass, "udp dst port 53")]);
+            set.default_action = Action::Drop;
+            set
+        },
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let query = || v4().udp(40000, 53).ident(11);
+    assert_eq!(step(&mut fw, 1, &query().fragment(0, true)), plain(PASS, 1));
+    assert_eq!(
+        step(&mut fw, 1, &query().fragment(185, false)),
+        followed(PASS, 1)
+    );
+    assert_eq!(
+        step(&mut fw, 1, &query().ident(12).fragment(185, false)),
+        orphan(DROP, 0)
+    );
+}
+
+/// The unclassifiable verdict: drop by default when a rule has a protocol or port
+/// condition, pass otherwise, and whatever `--unclassifiable` says; recorded with its flag.
+#[test]
+fn unclassifiable_policy() {
+    if !root_or_skip() {
+        return;
+    }
+    use xdpsieve_common::MAX_IPV6_EXT_HEADERS;
+    let too_long =
+        |f: Frame| (0..=MAX_IPV6_EXT_HEADERS).fold(f, |f, _| f.ext(Ext::DestOpts { units: 0 }));
+    let chain = too_long(Frame::ipv6(PEER6, HOST6).udp(40000, 5000));
+    let hostile_chain = too_long(Frame::ipv6(HOSTILE6, HOST6).udp(40000, 5000));
+    let short_udp = Frame::ipv4(PEER4, HOST4).l4(17, &[0x9c, 0x40, 0x13, 0x88]);
+    let unclassifiable = |verdict, slot| Step {
+        unclassifiable: 1,
+        ..plain(verdict, slot)
+    };
+
+    // (name, the one rule, --unclassifiable, the verdict in force)
+    type PolicyCase = (&'static str, (Action, &'static str), Option<Action>, Action);
+    let cases: [PolicyCase; 5] = [
+        (
+            "port rule, default",
+            (Action::Drop, "udp dst port 53"),
+            None,
+            Action::Drop,
+        ),
+        (
+            "protocol rule, default",
+            (Action::Drop, "icmp"),
+            None,
+            Action::Drop,
+        ),
+        (
+            "address rule, default",
+            (Action::Drop, "src net 2001:db8:bad::/48"),
+            None,
+            Action::Pass,
+        ),
+        (
+            "port rule, pass",
+            (Action::Drop, "udp dst port 53"),
+            Some(Action::Pass),
+            Action::Pass,
+        ),
+        (
+            "address rule, drop",
+            (Action::Drop, "src net 2001:db8:bad::/48"),
+            Some(Action::Drop),
+            Action::Drop,
+        ),
+    ];
+    for (name, rule, policy, expected) in cases {
+        let settings = Settings {
+            rules: rule_set(&[rule]),
+            unclassifiable: policy,
+            capture: capture::DROPPED | capture::PASSED,
+            ring_bytes: 1 << 20,
+            ..Settings::default()
+        };
+        assert_eq!(settings.unclassifiable_action(), expected, "{name}");
+        let mut fw = load(&settings);
+        let mut ring = fw.take_capture_source().expect("capture source");
+        let want = u32::from(expected.verdict());
+        assert_eq!(
+            step(&mut fw, 1, &chain),
+            unclassifiable(want, 0),
+            "{name}: chain"
+        );
+        assert_eq!(
+            step(&mut fw, 1, &short_udp),
+            unclassifiable(want, 0),
+            "{name}: short udp"
+        );
+        // Address rules judge the packet when the policy passes it.
+        let hostile = step(&mut fw, 1, &hostile_chain);
+        let hostile_want = if expected == Action::Drop || name.starts_with("address") {
+            DROP
+        } else {
+            PASS
+        };
+        assert_eq!(hostile.verdict, hostile_want, "{name}: hostile chain");
+        let records = drain(&mut ring);
+        assert_eq!(records.len(), 3, "{name}: every packet captured");
+        let flagged = records.iter().filter(|r| r.unclassifiable).count();
+        assert_eq!(flagged, 3, "{name}: records flagged unclassifiable");
+    }
 }

@@ -84,6 +84,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("tcpdump", "tcpdump"),
     ("tshark", "tshark"),
     ("curl", "curl"),
+    // The packet crafter of the evasion tests (tiny fragments, long IPv6 chains).
+    ("python3-scapy", "scapy"),
     // The peer the benchmarks measure xdpsieve against.
     ("xdp-tools", "xdp-filter"),
     // The watch tests: queue growth on veth, and a detach from outside.

@@ -486,6 +486,16 @@ impl Default for RuleSet {
 }
 
 impl RuleSet {
+    /// Whether some rule has a condition an unclassifiable packet could evade: a port (its
+    /// header was not reached) or a protocol (behind an IPv6 extension chain the program
+    /// could not walk, the protocol is unknown too). Then unclassifiable packets are dropped
+    /// by default (`--unclassifiable`).
+    pub fn has_l4_condition(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.protocol.is_some() || r.src_port.is_some() || r.dst_port.is_some())
+    }
+
     /// The name of rule `id`, `default` for 0.
     pub fn name_of(&self, id: u32) -> Option<&str> {
         if id == 0 {

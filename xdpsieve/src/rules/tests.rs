@@ -420,3 +420,19 @@ fn too_many_rules_in_a_file_are_refused_before_parsing_them() {
     let e = file_error(&text);
     assert!(e.contains("at most 1024"), "{e}");
 }
+
+#[test]
+fn l4_conditions_are_protocols_and_ports() {
+    let with = |expr: &str| {
+        let mut set = RuleSet::default();
+        set.push_expression(Action::Drop, expr).unwrap();
+        set.has_l4_condition()
+    };
+    assert!(with("udp"));
+    assert!(with("proto 47"));
+    assert!(with("dst port 53"));
+    assert!(with("tcp and src portrange 1000-2000"));
+    assert!(!with("src net 198.51.100.0/24"));
+    assert!(!with("ip6 and dst host 2001:db8::1"));
+    assert!(!RuleSet::default().has_l4_condition());
+}

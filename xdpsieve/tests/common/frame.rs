@@ -112,7 +112,8 @@ impl Ext {
         }
     }
 
-    fn bytes(&self, next: u8) -> Vec<u8> {
+    /// The header's bytes; `fragment_id` is what a fragment header carries.
+    fn bytes(&self, next: u8, fragment_id: u32) -> Vec<u8> {
         match self {
             Ext::HopByHop { units } | Ext::DestOpts { units } => {
                 let mut b = vec![next, *units];
@@ -128,7 +129,7 @@ impl Ext {
             Ext::Fragment { offset, more } => {
                 let mut b = vec![next, 0];
                 b.extend(((offset << 3) | u16::from(*more)).to_be_bytes());
-                b.extend(0xdead_beef_u32.to_be_bytes());
+                b.extend(fragment_id.to_be_bytes());
                 b
             }
             Ext::Ah { len } => {
@@ -170,6 +171,7 @@ struct V4 {
     dst: [u8; 4],
     flags_fragment: u16,
     total_len: Option<u16>,
+    ident: u16,
 }
 
 impl V4 {
@@ -181,7 +183,7 @@ impl V4 {
         let total_len = self.total_len.unwrap_or((header_len + l4.len()) as u16);
         let mut p = vec![(self.version << 4) | (ihl & 0x0f), 0];
         p.extend(total_len.to_be_bytes());
-        p.extend(0x1234u16.to_be_bytes()); // identification
+        p.extend(self.ident.to_be_bytes());
         p.extend(self.flags_fragment.to_be_bytes());
         p.extend([64, protocol, 0, 0]);
         p.extend(self.src);
@@ -199,6 +201,8 @@ struct V6 {
     dst: [u8; 16],
     exts: Vec<Ext>,
     payload_len: Option<u16>,
+    /// The identification its fragment headers carry.
+    ident: u32,
 }
 
 impl V6 {
@@ -206,7 +210,7 @@ impl V6 {
         let mut chain = Vec::new();
         for (i, ext) in self.exts.iter().enumerate() {
             let next = self.exts.get(i + 1).map_or(protocol, Ext::number);
-            chain.extend(ext.bytes(next));
+            chain.extend(ext.bytes(next, self.ident));
         }
         chain.extend(l4);
         let first = self.exts.first().map_or(protocol, Ext::number);
@@ -265,6 +269,7 @@ impl Frame {
             dst,
             flags_fragment: 0,
             total_len: None,
+            ident: 0x1234,
         }))
     }
 
@@ -276,6 +281,7 @@ impl Frame {
             dst,
             exts: Vec::new(),
             payload_len: None,
+            ident: 0xdead_beef,
         }))
     }
 
@@ -372,6 +378,34 @@ impl Frame {
         let v4 = self.v4();
         v4.flags_fragment = (v4.flags_fragment & 0x4000) | (u16::from(more) << 13) | offset;
         self
+    }
+
+    /// The IP identification: IPv4's 16-bit field (`id` is truncated), or the 32 bits of
+    /// every IPv6 fragment header. Fragments of one datagram share it.
+    pub fn ident(mut self, id: u32) -> Frame {
+        match &mut self.l3 {
+            L3::V4(v) => v.ident = id as u16,
+            L3::V6(v) => v.ident = id,
+            L3::Other { .. } => panic!("identification on a non-IP frame"),
+        }
+        self
+    }
+
+    /// Replaces the L4 header and payload with exactly `bytes` (a fragment's slice of the
+    /// datagram), keeping the protocol number.
+    pub fn l4_bytes(mut self, bytes: &[u8]) -> Frame {
+        let protocol = self.l4.protocol();
+        self.l4 = L4::Raw {
+            protocol,
+            bytes: bytes.to_vec(),
+        };
+        self.payload = 0;
+        self
+    }
+
+    /// The L4 header and payload as built (what a datagram's fragments carry in slices).
+    pub fn l4_payload(&self) -> Vec<u8> {
+        self.l4.bytes(self.payload)
     }
 
     pub fn dont_fragment(mut self) -> Frame {

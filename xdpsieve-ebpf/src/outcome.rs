@@ -1,0 +1,78 @@
+//! What decided a packet: the rules' outcome, and the rare path's decisions that need no
+//! rules (an unclassifiable packet under a drop policy, a later fragment whose first
+//! fragment's outcome is remembered). The filter evaluates the rules in one place only: a
+//! second copy of the rule loop would make LLVM stop unrolling it.
+
+use xdpsieve_common::{Config, verdict};
+
+use crate::{
+    fragments::{self, FirstFragment},
+    parse::{Packet, special},
+};
+
+/// What the rules (or the rare path) decided for one packet.
+pub struct Outcome {
+    pub verdict: u8,
+    pub rule_id: u32,
+    /// Index into the per-rule maps; `None` for frames no rule looked at.
+    pub slot: Option<u32>,
+    pub log: bool,
+    pub rate_interval_ns: u64,
+    pub rate_tolerance_ns: u64,
+}
+
+/// An outcome no rule decided: slot 0, rule id 0, the default rate limit.
+#[inline(always)]
+pub fn default_outcome(cfg: &Config, verdict: u8) -> Outcome {
+    Outcome {
+        verdict,
+        rule_id: 0,
+        slot: Some(0),
+        log: false,
+        rate_interval_ns: cfg.default_rate_interval_ns,
+        rate_tolerance_ns: cfg.default_rate_tolerance_ns,
+    }
+}
+
+/// Fragments and unclassifiable packets (the rare path), before the rules: the outcome
+/// when it does not come from them (an unclassifiable packet under a drop policy, a later
+/// fragment whose first fragment's outcome is known), else `None`. For a later fragment,
+/// `found` says whether its first fragment's outcome was recalled.
+#[inline(always)]
+pub fn decide_special(cfg: &Config, pkt: &Packet, found: &mut Option<bool>) -> Option<Outcome> {
+    if pkt.special & special::UNCLASSIFIABLE != 0 && cfg.unclassifiable == u32::from(verdict::DROP)
+    {
+        return Some(default_outcome(cfg, verdict::DROP));
+    }
+    if pkt.special & special::LATER_FRAGMENT == 0 {
+        return None;
+    }
+    let first = fragments::recall(pkt);
+    *found = Some(first.is_some());
+    // An orphan (`None`) is judged by the rules that need no ports: it has none.
+    first.map(|first| Outcome {
+        verdict: first.verdict,
+        rule_id: first.rule_id,
+        slot: Some(first.slot),
+        log: first.log != 0,
+        rate_interval_ns: first.rate_interval_ns,
+        rate_tolerance_ns: first.rate_tolerance_ns,
+    })
+}
+
+#[inline(always)]
+pub fn remember_first_fragment(pkt: &Packet, outcome: &Outcome) {
+    fragments::remember(
+        pkt,
+        FirstFragment {
+            verdict: outcome.verdict,
+            log: u8::from(outcome.log),
+            _pad: 0,
+            rule_id: outcome.rule_id,
+            slot: outcome.slot.unwrap_or(0),
+            _pad2: 0,
+            rate_interval_ns: outcome.rate_interval_ns,
+            rate_tolerance_ns: outcome.rate_tolerance_ns,
+        },
+    );
+}
