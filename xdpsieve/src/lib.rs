@@ -1,37 +1,30 @@
 //! xdpsieve: an XDP firewall that records what it drops.
 //!
 //! The XDP program (crate `xdpsieve-ebpf`, embedded here as [`EBPF_OBJECT`]) parses each
-//! frame, applies the [`rules`] (first match wins), counts per CPU, and sends the packets and
-//! events asked for through a ring buffer or perf buffers ([`source`]). This library loads and
-//! attaches it ([`loader`]), decodes its records ([`record`], [`event`]), writes them as pcap
-//! or pcapng ([`capture`]) and log lines from the [`recorder`] loop, and reports its counters
-//! ([`stats`]). [`watch`] notices when an interface stops running the program. [`netns`] and [`demo`] build the sandbox the demo and the end-to-end tests
-//! run in.
+//! frame, applies the rules (first match wins), counts per CPU, and sends the packets and
+//! events asked for to userspace. The library's folders follow a packet record's way:
+//!
+//! - [`configure`]: rules, their bitmaps, loading and attaching the program, and the pins
+//!   that keep the firewall in force whatever happens to the process;
+//! - [`read`]: the ring and perf buffers, and decoding what comes out of them;
+//! - [`write`]: the recorder, the pcap/pcapng writers and the event log;
+//! - [`observe`]: the counter catalogue, the summary, `status`, metrics, the interface watcher;
+//! - [`sandbox`]: the namespaces the demo and the end-to-end tests run in.
+//!
+//! Each module is also re-exported at the root (`xdpsieve::rules`, `xdpsieve::loader`, ...),
+//! so paths stay short; the folders are where to look.
 
-pub mod capture;
-pub mod classify;
-pub mod counters;
-pub mod demo;
-pub mod event;
-pub mod flags;
-pub mod input;
-pub mod loader;
-pub mod metrics;
-pub mod netns;
-pub mod output;
-pub mod pins;
-pub mod record;
-pub mod recorder;
-pub mod ringbuf;
-pub mod rules;
-pub mod source;
-pub mod stats;
-pub mod status;
-pub mod stop;
-pub mod takeover;
-pub mod text;
-pub mod watch;
-pub mod writer_state;
+pub mod configure;
+pub mod observe;
+pub mod read;
+pub mod sandbox;
+pub mod write;
+
+pub use configure::{classify, flags, input, loader, pins, rules, stop, takeover};
+pub use observe::{counters, metrics, stats, status, watch};
+pub use read::{event, record, ringbuf, source};
+pub use sandbox::{demo, netns};
+pub use write::{capture, output, recorder, text, writer_state};
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpsieve"));
