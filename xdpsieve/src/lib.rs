@@ -9,7 +9,8 @@
 //! - [`read`]: the ring and perf buffers, and decoding what comes out of them;
 //! - [`write`]: the recorder, the pcap/pcapng writers and the event log;
 //! - [`observe`]: the counter catalogue, the summary, `status`, metrics, the interface watcher;
-//! - [`sandbox`]: the namespaces the demo and the end-to-end tests run in.
+//! - [`sandbox`]: the namespaces the demo and the end-to-end tests run in;
+//! - [`session`]: one run, from a validated plan to the summary, tying the others together.
 //!
 //! Each module is also re-exported at the root (`xdpsieve::rules`, `xdpsieve::loader`, ...),
 //! so paths stay short; the folders are where to look.
@@ -18,6 +19,7 @@ pub mod configure;
 pub mod observe;
 pub mod read;
 pub mod sandbox;
+pub mod session;
 pub mod write;
 
 pub use configure::{classify, flags, input, loader, pins, rules, stop, takeover};

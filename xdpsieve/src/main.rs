@@ -1,34 +1,21 @@
 //! The `xdpsieve` command: `run` (filter and capture), `stop`, `status`, `check-rules`, and
 //! `demo`.
 
-use std::{
-    io::{self, IsTerminal as _},
-    path::PathBuf,
-    process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use clap::{ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use xdpsieve::{
-    capture::{CaptureWriter, Format, Interface},
-    event::{EventFormatter, LogFormat},
+    capture::Format,
+    event::LogFormat,
     flags,
-    loader::{AttachMode, Firewall, LoaderError, Settings},
-    output::{RecordWriter, Sink, WRITE_BUFFER},
-    pins::{self, Claim, Found},
-    recorder::{EventLog, Recorder},
+    loader::AttachMode,
     rules::{Action, Rate, RuleSet},
-    source::{Transport, wait_readable},
-    stats::{self, Snapshot},
-    status::{Meta, MetaInterface, MetaRule},
+    session::{RunPlan, Which, check_privileges},
+    source::Transport,
     text::{escape, escape_path},
 };
-use xdpsieve_common::{MAX_SNAPLEN, capture};
+use xdpsieve_common::MAX_SNAPLEN;
 
 /// XDP firewall that shows exactly what it drops.
 ///
@@ -217,29 +204,6 @@ impl Unclassifiable {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum Which {
-    /// Packets the firewall drops.
-    Dropped,
-    /// Packets the firewall passes.
-    Passed,
-    /// Every packet.
-    All,
-    /// Nothing (filter and count only).
-    None,
-}
-
-impl Which {
-    fn mask(self) -> u32 {
-        match self {
-            Which::Dropped => capture::DROPPED,
-            Which::Passed => capture::PASSED,
-            Which::All => capture::DROPPED | capture::PASSED,
-            Which::None => 0,
-        }
-    }
-}
-
 #[derive(Args)]
 #[command(after_help = FILE_HELP)]
 struct CheckArgs {
@@ -315,14 +279,6 @@ struct DemoArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     responses: u32,
 }
-
-/// Records in one drain above which the reader does not pause before the next: it is
-/// behind, and a millisecond's pause lets the ring fill further.
-const BUSY_DRAIN: u64 = 4096;
-
-/// How often the run loop tells the program a recorder is reading (see
-/// `Firewall::heartbeat`); well under `READER_TIMEOUT_NS`.
-const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 
 fn parse_size(text: &str) -> Result<u32, String> {
     let (digits, unit) = match text
@@ -485,62 +441,7 @@ fn rule_set(
     Ok(set)
 }
 
-/// Fails early, and clearly, when the process cannot load BPF programs.
-fn check_privileges() -> Result<()> {
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_BPF: u32 = 39;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let Some(cap_eff) = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-    else {
-        return Ok(()); // cannot tell; the kernel will say
-    };
-    let has = |cap: u32| cap_eff & (1 << cap) != 0;
-    if !has(CAP_NET_ADMIN) || !(has(CAP_BPF) || has(CAP_SYS_ADMIN)) {
-        bail!(LoaderError::PermissionDenied);
-    }
-    Ok(())
-}
-
-fn open_output(path: &str) -> Result<Sink> {
-    if path == "-" {
-        if io::stdout().is_terminal() {
-            bail!(
-                "refusing to write a binary capture to a terminal; redirect `-w -` to a file or a pipe"
-            );
-        }
-        return Sink::stdout().context("opening standard output");
-    }
-    Sink::create(path.as_ref()).with_context(|| format!("cannot open output file {path}"))
-}
-
-/// A start that failed once the firewall was attached: a fresh firewall is removed again
-/// (nothing was in force before); one taken over stays in force, as it was before.
-fn abandon_start(firewall: &mut Firewall, claims: &[Claim], error: anyhow::Error) -> anyhow::Error {
-    if claims.iter().all(|c| matches!(c.found, Found::Nothing)) {
-        if firewall.attachments().is_empty() {
-            for claim in claims {
-                pins::remove(&claim.interface);
-            }
-            return error;
-        }
-        firewall.detach_all();
-        for claim in claims {
-            pins::remove(&claim.interface);
-        }
-        return error.context("starting failed; the firewall was removed again");
-    }
-    let names: Vec<&str> = claims.iter().map(|c| c.interface.as_str()).collect();
-    error.context(format!(
-        "starting failed after taking over the firewall on {0}; it stays in force without a \
-         recorder: run again, or remove it with `xdpsieve stop -i IFACE`",
-        names.join(", ")
-    ))
-}
-
+/// Checks the run arguments against each other and hands the plan to the library.
 fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     let rules = build_rules(&args, matches)?;
     let capture_which = args.capture.unwrap_or(if args.write.is_some() {
@@ -563,347 +464,24 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     if logging && args.log_file.is_none() && args.write.as_deref() == Some("-") {
         bail!("the capture goes to standard output, so the event log cannot: give --log-file FILE");
     }
-    check_privileges()?;
-    let mut interfaces = Vec::new();
-    for name in &args.interfaces {
-        let ifindex = xdpsieve::loader::ifindex_of(name)?;
-        if interfaces.iter().any(|i: &Interface| i.ifindex == ifindex) {
-            bail!("interface {name} given twice");
-        }
-        interfaces.push(Interface {
-            ifindex,
-            name: name.clone(),
-        });
-    }
-    // Claim the pin directories first: a live recorder on an interface, or a directory
-    // someone else could have filled, is refused before anything is loaded.
-    let claims: Vec<Claim> = interfaces
-        .iter()
-        .map(|i| pins::claim(&i.name, std::process::id()))
-        .collect::<Result<_>>()?;
-    // Open the outputs before touching the kernel, so a bad path costs nothing.
-    let capture_out = match &args.write {
-        Some(path) if capture_mask != 0 => Some(open_output(path)?),
-        _ => None,
-    };
-    let log_out: Option<(Sink, String)> = match (&args.log_file, logging) {
-        (_, false) => None,
-        (Some(path), true) => Some((
-            Sink::create(path)
-                .with_context(|| format!("cannot open log file {}", path.display()))?,
-            path.display().to_string(),
-        )),
-        (None, true) => Some((
-            Sink::stdout().context("opening standard output")?,
-            "standard output".into(),
-        )),
-    };
-
-    let settings = Settings {
-        rules: rules.clone(),
-        capture: capture_mask,
-        log: log_mask,
+    xdpsieve::session::run(RunPlan {
+        rules,
+        interfaces: args.interfaces,
+        capture: capture_which,
+        write: args.write,
+        format: args.format,
         snaplen: args.snaplen,
-        ring_bytes: args.ring_size,
+        count: args.count,
+        log: args.log,
+        log_format: args.log_format,
+        log_file: args.log_file,
+        log_rate: args.log_rate,
         transport: args.transport,
-        default_rate: args.log_rate,
-        ifindexes: interfaces.iter().map(|i| i.ifindex).collect(),
+        mode: args.mode,
+        ring_size: args.ring_size,
+        metrics: args.metrics,
+        stats_interval: args.stats_interval.map(Duration::from_secs_f64),
+        quiet: args.quiet,
         unclassifiable: args.unclassifiable.map(Unclassifiable::action),
-    };
-    // Before attaching: a signal that arrives once the program is live must end in the
-    // explicit stop (detach, summary, pins removed), not in the default action, which
-    // would leave the firewall in force without a recorder.
-    // SIGUSR1/2 ask for a status line and SIGHUP for a reload (not supported yet): none of
-    // them may kill the process without its summary. SIGPIPE needs nothing: the Rust
-    // runtime ignores it, so a reader of `-w -` going away is an EPIPE write error.
-    let stop = Arc::new(AtomicBool::new(false));
-    let status_asked = Arc::new(AtomicBool::new(false));
-    let reload_asked = Arc::new(AtomicBool::new(false));
-    for (signal, flag) in [
-        (signal_hook::consts::SIGINT, &stop),
-        (signal_hook::consts::SIGTERM, &stop),
-        (signal_hook::consts::SIGUSR1, &status_asked),
-        (signal_hook::consts::SIGUSR2, &status_asked),
-        (signal_hook::consts::SIGHUP, &reload_asked),
-    ] {
-        signal_hook::flag::register(signal, Arc::clone(flag))
-            .context("installing signal handler")?;
-    }
-    let mut firewall = Firewall::load(&settings)?;
-    // Open the record sources before attaching: a perf slot without a reader makes the
-    // program's output fail, which would count packets as lost that no buffer refused.
-    let mut recorder = match capture_out {
-        Some(output) => {
-            let writer = CaptureWriter::new(args.format, output, args.snaplen, &interfaces);
-            let target = match args.write.as_deref() {
-                Some("-") | None => "standard output",
-                Some(path) => path,
-            };
-            Some(Recorder::new(
-                firewall.take_capture_source()?,
-                writer,
-                target,
-                &rules,
-                args.count,
-            ))
-        }
-        None => None,
-    };
-    let mut event_log = match log_out {
-        Some((out, target)) => {
-            let names: Vec<(u32, String)> = interfaces
-                .iter()
-                .map(|i| (i.ifindex, i.name.clone()))
-                .collect();
-            let formatter = EventFormatter::new(args.log_format, &rules, &names);
-            let out = RecordWriter::new(out, WRITE_BUFFER);
-            Some(EventLog::new(
-                firewall.take_event_source()?,
-                formatter,
-                out,
-                &target,
-            ))
-        }
-        None => None,
-    };
-    // Records count as lost for want of a reader once the heartbeat stops (this process
-    // died); it starts before the program is live.
-    firewall.heartbeat()?;
-    let rule_names: Vec<(u32, String)> =
-        rules.rules.iter().map(|r| (r.id, r.name.clone())).collect();
-    if let Err(e) =
-        xdpsieve::takeover::attach_or_take_over(&mut firewall, &claims, &rule_names, args.mode)
-    {
-        return Err(abandon_start(&mut firewall, &claims, e));
-    }
-
-    let meta = Meta {
-        pid: std::process::id(),
-        pid_start: xdpsieve::status::process_start(std::process::id()).unwrap_or(0),
-        started_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        interfaces: firewall
-            .attachments()
-            .iter()
-            .map(|a| MetaInterface {
-                name: a.interface.clone(),
-                ifindex: a.ifindex,
-                mode: a.mode.to_string(),
-            })
-            .collect(),
-        transport: flags::value_name(args.transport),
-        default_action: rules.default_action.to_string(),
-        rules: rules
-            .rules
-            .iter()
-            .map(|r| MetaRule {
-                id: r.id,
-                name: r.name.clone(),
-                action: r.action.to_string(),
-                conditions: r.conditions(),
-                log: r.log,
-                rate: r.rate.unwrap_or(args.log_rate).to_string(),
-            })
-            .collect(),
-    };
-    // Removed (pins and description) on the explicit stop only, at the end of run.
-    let started = (|| -> Result<_> {
-        for claim in &claims {
-            pins::publish(claim, &firewall.counter_maps(), &meta)?;
-            firewall.pin_program(&claim.dir.join(pins::PROG_PIN))?;
-        }
-        match args.metrics {
-            Some(addr) => {
-                let server = xdpsieve::metrics::serve(addr, meta.clone())?;
-                if !args.quiet {
-                    eprintln!("xdpsieve: metrics at http://{}/metrics", server.addr);
-                }
-                Ok(Some(server))
-            }
-            None => Ok(None),
-        }
-    })();
-    let _metrics = match started {
-        Ok(metrics) => metrics,
-        Err(e) => return Err(abandon_start(&mut firewall, &claims, e)),
-    };
-    // The writers' counts for `status` and the metrics; removed with it at the end of run.
-    let mut writer_state = xdpsieve::writer_state::WriterState::new(&meta);
-    let mut last_state = (
-        std::time::Instant::now()
-            .checked_sub(Duration::from_secs(1))
-            .unwrap_or_else(std::time::Instant::now),
-        0,
-    );
-    let mut state_warned = false;
-    if !args.quiet {
-        let attached: Vec<String> = firewall
-            .attachments()
-            .iter()
-            .map(|a| format!("{} ({})", escape(&a.interface), a.mode))
-            .collect();
-        let target = match &args.write {
-            Some(path) if capture_mask != 0 => format!(
-                "capturing {} packets to {} ({}, snaplen {})",
-                flags::value_name(capture_which),
-                if path == "-" {
-                    "standard output".into()
-                } else {
-                    escape(path)
-                },
-                args.format,
-                args.snaplen
-            ),
-            _ => "not capturing".into(),
-        };
-        let log = if logging {
-            format!(
-                "; logging {} events{}",
-                flags::value_name(args.log),
-                args.log_file
-                    .as_ref()
-                    .map(|p| format!(" to {}", escape_path(p)))
-                    .unwrap_or_default()
-            )
-        } else {
-            String::new()
-        };
-        eprintln!(
-            "xdpsieve: filtering on {}: {} rules, default {}; {target}{log} (transport {})",
-            attached.join(", "),
-            rules.rules.len(),
-            rules.default_action,
-            flags::value_name(args.transport)
-        );
-    }
-
-    // From here on an interface that stops running the program (deleted, detached from
-    // outside, queues added) is noticed and reported, and re-attached where possible.
-    let mut watcher = xdpsieve::watch::Watcher::new(&firewall, &settings.ifindexes, |name| {
-        Some(xdpsieve::pins::health_path(name))
     })
-    .context("opening a netlink socket to watch the interfaces")?;
-    let mut fds = Vec::new();
-    fds.extend(recorder.iter().flat_map(|r| r.source().fds()));
-    fds.extend(event_log.iter().flat_map(|l| l.source().fds()));
-    let interval = args.stats_interval.map(Duration::from_secs_f64);
-    let mut last_stats = (std::time::Instant::now(), Snapshot::default());
-    let writer_stats = |recorder: &mut Option<Recorder<Sink>>, log: &Option<EventLog<Sink>>| {
-        let capture = recorder.as_mut().map(Recorder::stats).unwrap_or_default();
-        capture.merge(log.as_ref().map(EventLog::stats).unwrap_or_default())
-    };
-    let mut loop_result: io::Result<()> = Ok(());
-    let mut last_heartbeat = std::time::Instant::now();
-    while !stop.load(Ordering::Relaxed) && !recorder.as_mut().is_some_and(Recorder::limit_reached) {
-        // Only waiting can fail here: a failed output stops itself and says so, and the
-        // loop goes on draining (and counting) its records.
-        match wait_readable(&fds, Duration::from_millis(100)) {
-            Ok(true) => {
-                let mut drained = 0;
-                if let Some(r) = recorder.as_mut() {
-                    drained += r.drain();
-                }
-                if let Some(l) = event_log.as_mut() {
-                    drained += l.drain();
-                }
-                if drained > 0 && drained < BUSY_DRAIN {
-                    // Let records gather: under steady traffic a wakeup, a write and a
-                    // flush per record would cost more than the record itself. The
-                    // buffers hold far more than a millisecond of traffic. A drain this
-                    // large means the reader is behind: it goes straight on instead.
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-            Ok(false) => {}
-            Err(e) => {
-                loop_result = Err(e);
-                break;
-            }
-        }
-        for event in watcher.poll(&mut firewall) {
-            eprintln!("{event}");
-        }
-        if last_heartbeat.elapsed() >= HEARTBEAT_INTERVAL {
-            if let Err(e) = firewall.heartbeat() {
-                eprintln!("xdpsieve: warning: {e}");
-            }
-            last_heartbeat = std::time::Instant::now();
-        }
-        // About once a second, and at once when an output fails.
-        let failed = usize::from(recorder.as_mut().is_some_and(Recorder::failed))
-            + usize::from(event_log.as_ref().is_some_and(EventLog::failed));
-        if last_state.0.elapsed() >= Duration::from_secs(1) || failed != last_state.1 {
-            if let Err(e) = writer_state.update(&writer_stats(&mut recorder, &event_log))
-                && !state_warned
-            {
-                eprintln!(
-                    "xdpsieve: warning: cannot publish the writers' counts for `xdpsieve status`: {e}"
-                );
-                state_warned = true;
-            }
-            last_state = (std::time::Instant::now(), failed);
-        }
-        if reload_asked.swap(false, Ordering::Relaxed) {
-            eprintln!(
-                "xdpsieve: SIGHUP: reload is not supported yet; still filtering with the rules loaded at start"
-            );
-        }
-        let asked = status_asked.swap(false, Ordering::Relaxed);
-        if asked || interval.is_some_and(|i| last_stats.0.elapsed() >= i) {
-            let perf_lost = recorder.as_ref().map_or(0, |r| r.source().perf_lost())
-                + event_log.as_ref().map_or(0, |l| l.source().perf_lost());
-            let now = firewall.snapshot(rules.rules.len(), perf_lost)?;
-            let secs = last_stats.0.elapsed().as_secs_f64();
-            let written = writer_stats(&mut recorder, &event_log);
-            eprintln!(
-                "{}",
-                stats::interval_line(&last_stats.1, &now, &written, secs)
-            );
-            last_stats = (std::time::Instant::now(), now);
-        }
-    }
-
-    // An explicit stop (a signal, -c reached) removes the firewall: detach first, then
-    // drain, so every record the program produced is accounted for. A failed output stops
-    // only itself (the loop goes on); only a failure of the loop itself ends it otherwise,
-    // and that is not a request to stop filtering: the firewall stays in force without a
-    // recorder (fail-static).
-    let explicit_stop = loop_result.is_ok();
-    if explicit_stop {
-        firewall.detach_all();
-        for interface in &interfaces {
-            pins::remove(&interface.name);
-        }
-    } else {
-        for interface in &interfaces {
-            eprintln!(
-                "xdpsieve: the firewall on {0} stays in force without a recorder; take it over \
-                 with `xdpsieve run -i {0} ...` or remove it with `xdpsieve stop -i {0}`",
-                interface.name
-            );
-        }
-    }
-    let mut perf_lost = 0;
-    if let Some(log) = event_log.as_mut() {
-        log.drain();
-        perf_lost += log.source().perf_lost();
-    }
-    if let Some(r) = recorder.as_mut() {
-        r.drain();
-        perf_lost += r.source().perf_lost();
-        let per_interface = firewall.interface_counters()?;
-        let closing: Vec<_> = interfaces
-            .iter()
-            .map(|i| i.ifindex)
-            .zip(per_interface)
-            .collect();
-        r.finish(&closing);
-    }
-    let snapshot = firewall.snapshot(rules.rules.len(), perf_lost)?;
-    let written = writer_stats(&mut recorder, &event_log);
-    eprint!("{}", stats::summary(&snapshot, &written, &rules));
-    loop_result.context("waiting for records")
 }

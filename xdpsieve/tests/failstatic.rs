@@ -622,3 +622,40 @@ fn records_left_in_the_ring_of_a_killed_recorder_are_counted_not_lost_silently()
     );
     let _ = std::fs::remove_file(capture);
 }
+
+#[test]
+fn a_defunct_pinned_link_is_cleared_not_taken_over() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("defunct");
+    let capture = capture_file("defunct");
+    let rule = format!("udp dst port {DROPPED_PORT}");
+    let first = net.start(&["--drop", &rule], &capture);
+    assert!(!first.signal(libc::SIGKILL).status.success());
+    // The interface goes and comes back: the pinned link is defunct (it filters nothing),
+    // so it is not a firewall in force and must not stop a new run.
+    net.pair
+        .fw
+        .ip(&["link", "del", VethPair::FW_IF])
+        .expect("deleting the veth");
+    net.pair
+        .add_link(&xdpsieve::netns::VethOptions::default())
+        .expect("creating the veth again");
+    let s = net.status_json();
+    assert_eq!(s["in_force"], false, "{s}");
+    let (dropped, allowed) = net.sockets();
+    let second = net.start(&["--drop", &rule], &capture);
+    net.send(DROPPED_PORT, 20);
+    net.send(ALLOWED_PORT, 10);
+    assert_eq!(received(&dropped), 0, "the new run does not filter");
+    assert_eq!(received(&allowed), 10);
+    let out = second.signal(libc::SIGINT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("removing a defunct firewall pinned for fw0"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(capture);
+}

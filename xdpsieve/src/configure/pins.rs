@@ -218,6 +218,17 @@ impl Claim {
     }
 }
 
+/// Whether the firewall pinned for `iface` is in force: its link is pinned and attached
+/// (a link whose interface was deleted is defunct: it filters nothing).
+pub fn link_in_force(iface: &str) -> bool {
+    let link = pin_dir(iface).join(LINK_PIN);
+    link.exists()
+        && !matches!(
+            crate::watch::relink::pinned_link_ifindex(&link),
+            Ok(Some(0))
+        )
+}
+
 /// Prepares `iface`'s directories (0700, checked) and says what was there. Refuses when a
 /// live recorder owns the interface; clears what a dead one left without a link (and says so).
 pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
@@ -238,7 +249,26 @@ pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
             old.pid
         );
     }
-    let found = if dir.join(LINK_PIN).exists() {
+    let link = dir.join(LINK_PIN);
+    // A pinned link only keeps a firewall in force while it is attached to this interface:
+    // one whose interface was deleted is defunct (ifindex 0), and one attached elsewhere
+    // was left by a namespace that is gone and whose inode number this one reuses.
+    // Only what the kernel says for certain counts: a link that cannot be read stays.
+    let attached_to = match crate::watch::relink::pinned_link_ifindex(&link) {
+        Ok(Some(ifindex)) => Some(ifindex),
+        _ => None,
+    };
+    let defunct = attached_to.is_some_and(|ifindex| {
+        ifindex == 0 || crate::loader::ifindex_of(iface).is_ok_and(|current| current != ifindex)
+    });
+    if defunct {
+        eprintln!(
+            "xdpsieve: removing a defunct firewall pinned for {iface}: its link is no longer \
+             attached to {iface}"
+        );
+        fs::remove_file(&link).with_context(|| format!("removing {}", link.display()))?;
+    }
+    let found = if link.exists() {
         Found::LeftBehind { meta: old }
     } else {
         if let Some(old) = &old {

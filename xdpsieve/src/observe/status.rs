@@ -21,7 +21,7 @@ use xdpsieve_common::Counters;
 
 use crate::{
     counters::{self, CounterMaps},
-    pins::{self, LINK_PIN, meta_path, pin_dir, read_meta},
+    pins::{self, meta_path, pin_dir, read_meta},
     stats::{Snapshot, WriterStats},
     text::escape,
 };
@@ -181,7 +181,7 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
         };
         pins::check_existing(&name)?;
         let live = meta.is_live();
-        let in_force = pin_dir(&name).join(LINK_PIN).exists();
+        let in_force = pins::link_in_force(&name);
         let counters = if live || in_force {
             let snap = pinned_snapshot(&name, &meta)?;
             let writer = if live {

@@ -20,6 +20,7 @@ use std::{
     os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
 };
 
+const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
@@ -88,6 +89,20 @@ fn link_info(fd: BorrowedFd<'_>) -> io::Result<Option<XdpLinkInfo>> {
         program_id: get_u32(&info, 8),
         ifindex: get_u32(&info, 16),
     }))
+}
+
+/// What the XDP link pinned at `path` is attached to: `Some(ifindex)`, 0 when the link is
+/// defunct (its interface was deleted, or it was detached), `None` when the pin is not an
+/// XDP link.
+pub fn pinned_link_ifindex(path: &std::path::Path) -> io::Result<Option<u32>> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut attr: Attr = [0; 16];
+    attr[0] = name.as_ptr() as u64;
+    let fd = bpf(BPF_OBJ_GET, &mut attr)?;
+    // SAFETY: BPF_OBJ_GET returned a new file descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    Ok(link_info(fd.as_fd())?.map(|info| info.ifindex))
 }
 
 /// The XDP link on `ifindex` that runs one of `program_ids`, with a descriptor of its own.
