@@ -104,7 +104,7 @@ fuzz_target!(|bytes: &[u8]| {
             name: "veth-b".into(),
         },
     ];
-    let mut writer = CaptureWriter::new(format, Vec::new(), snaplen, &interfaces).expect("header");
+    let mut writer = CaptureWriter::new(format, Vec::new(), snaplen, &interfaces);
     for p in &packets {
         writer
             .write(&Packet {
@@ -115,9 +115,9 @@ fuzz_target!(|bytes: &[u8]| {
                 verdict: p.verdict,
                 comment: &p.comment,
                 data: &p.data,
-            })
-            .expect("writing to memory");
+            });
     }
+    writer.flush().expect("writing to memory");
     let file = writer.into_inner();
     let cut = |p: &Owned| p.data.len().min(snaplen as usize);
     let orig = |p: &Owned| p.orig_len.max(cut(p) as u32);

@@ -36,6 +36,21 @@ pub fn ensure_cargo_fuzz() -> Result<()> {
 
 /// Runs each of `targets` for `seconds`; the first crash (or build failure) is the error.
 pub fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {
+    // One build of every target first: a compile error is not a finding, and says so.
+    let nightly = |command: &mut Command| {
+        command
+            .current_dir(root)
+            // `cargo xtask` runs under the stable toolchain's environment; +nightly must win.
+            .env_remove("RUSTC")
+            .env_remove("RUSTUP_TOOLCHAIN");
+    };
+    let mut build = Command::new("cargo");
+    build.args(["+nightly", "fuzz", "build", "--debug-assertions"]);
+    nightly(&mut build);
+    run(&mut build).context(
+        "building the fuzz targets failed (a compile error in fuzz/, not a finding): fix the \
+         targets for the library's current API",
+    )?;
     for target in targets {
         let found = root.join("target/fuzz-corpus").join(target);
         fs::create_dir_all(&found).with_context(|| format!("creating {}", found.display()))?;
