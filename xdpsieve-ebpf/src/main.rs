@@ -347,7 +347,9 @@ mod program {
         let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
         let mut slot = MAX_INTERFACES as u32;
         for (i, &candidate) in cfg.ifindexes.iter().enumerate() {
-            if candidate == ifindex && candidate != 0 {
+            // The unused slot test first: `cfg` is read-only data, so the verifier drops
+            // the comparison for empty slots.
+            if candidate != 0 && candidate == ifindex {
                 slot = i as u32;
                 break;
             }

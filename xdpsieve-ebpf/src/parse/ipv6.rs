@@ -146,9 +146,13 @@ pub(super) fn parse_ipv6(
         first_fragment: true,
         cut: false,
     };
-    // The first headers with direct reads: what real traffic carries.
+    // The first headers with direct reads: what real traffic carries. `ended` records that
+    // the walk stopped at the chain's end (or at a later fragment's payload), so the common
+    // packet does not test its protocol again below.
+    let mut ended = false;
     for _ in 0..FAST_IPV6_EXT_HEADERS {
         if !is_ipv6_extension(chain.next_hdr) || !chain.first_fragment {
+            ended = true;
             break;
         }
         // Every extension header starts with its next-header byte and a length byte (and a
@@ -166,7 +170,7 @@ pub(super) fn parse_ipv6(
         );
         chain.offset += header_len;
     }
-    if chain.first_fragment && is_ipv6_extension(chain.next_hdr) {
+    if !ended && chain.first_fragment && is_ipv6_extension(chain.next_hdr) {
         // A longer chain (or one that leaves the linear data): the rare packet pays for the
         // rest of the walk, and for reading its L4 header through the helper.
         walk_long_chain(xdp, &mut chain, l3_end, pkt);
