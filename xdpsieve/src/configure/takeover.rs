@@ -24,35 +24,11 @@ use aya::{
 use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
 
 use crate::{
+    counters::{self, Counter},
     loader::{AttachMode, AttachedMode, Firewall, ifindex_of},
     pins::{Claim, Found},
     status::Meta,
 };
-
-/// Counter structs whose fields are all u64, so they can be added word by word.
-///
-/// # Safety
-/// Implement only for `#[repr(C)]` structs made of u64 fields alone.
-unsafe trait U64Fields: Pod + Default {
-    fn words(&self) -> &[u64] {
-        // SAFETY: the implementor is made of u64s only (see the trait's contract).
-        unsafe {
-            std::slice::from_raw_parts((self as *const Self).cast::<u64>(), size_of::<Self>() / 8)
-        }
-    }
-    fn words_mut(&mut self) -> &mut [u64] {
-        // SAFETY: as above.
-        unsafe {
-            std::slice::from_raw_parts_mut((self as *mut Self).cast::<u64>(), size_of::<Self>() / 8)
-        }
-    }
-}
-// SAFETY: repr(C), u64 fields only (xdpsieve-common's size asserts).
-unsafe impl U64Fields for Counters {}
-// SAFETY: as above.
-unsafe impl U64Fields for RuleCounters {}
-// SAFETY: as above.
-unsafe impl U64Fields for InterfaceCounters {}
 
 /// Which old slot goes to which new slot, per map.
 #[derive(Debug, Default)]
@@ -99,8 +75,12 @@ pub struct Carried {
     pub old_totals: Counters,
 }
 
-/// Per map, per (old slot), the per-CPU values, as words.
-type Values = Vec<Vec<Vec<Vec<u64>>>>;
+/// Per map, per (old slot), the per-CPU values.
+struct Values {
+    counters: Vec<Vec<Counters>>,
+    rules: Vec<Vec<RuleCounters>>,
+    interfaces: Vec<Vec<InterfaceCounters>>,
+}
 
 const MAPS: [&str; 3] = ["COUNTERS", "RULE_COUNTERS", "INTERFACE_COUNTERS"];
 
@@ -112,51 +92,44 @@ fn old_slots(slots: &SlotMap, index: usize) -> Vec<(u32, u32)> {
     }
 }
 
-fn read<T: U64Fields>(map: &Map, slots: &[(u32, u32)]) -> Result<Vec<Vec<Vec<u64>>>> {
+fn read<T: Pod>(map: &Map, slots: &[(u32, u32)]) -> Result<Vec<Vec<T>>> {
     let array: PerCpuArray<_, T> = PerCpuArray::try_from(map)?;
     slots
         .iter()
-        .map(|(old, _)| {
-            Ok(array
-                .get(old, 0)?
-                .iter()
-                .map(|v| v.words().to_vec())
-                .collect())
-        })
+        .map(|(old, _)| Ok(array.get(old, 0)?.iter().copied().collect()))
         .collect()
 }
 
 fn read_all(old: &[(&str, Map); 3], slots: &SlotMap) -> Result<Values> {
-    Ok(vec![
-        read::<Counters>(&old[0].1, &old_slots(slots, 0))?,
-        read::<RuleCounters>(&old[1].1, &old_slots(slots, 1))?,
-        read::<InterfaceCounters>(&old[2].1, &old_slots(slots, 2))?,
-    ])
+    Ok(Values {
+        counters: read(&old[0].1, &old_slots(slots, 0))?,
+        rules: read(&old[1].1, &old_slots(slots, 1))?,
+        interfaces: read(&old[2].1, &old_slots(slots, 2))?,
+    })
 }
 
-/// Adds `add - sub` (per CPU, word by word) to each mapped slot of the new map.
-fn add<T: U64Fields>(
+/// Adds `plus - minus` (per CPU, every catalogued counter) to each mapped slot of the new map.
+fn add<T: Pod>(
     map: &mut Map,
+    catalogue: &[Counter<T>],
     slots: &[(u32, u32)],
-    add: &[Vec<Vec<u64>>],
-    sub: Option<&[Vec<Vec<u64>>]>,
+    plus: &[Vec<T>],
+    minus: Option<&[Vec<T>]>,
 ) -> Result<()> {
     let mut array: PerCpuArray<_, T> = PerCpuArray::try_from(map)?;
     for (i, (_, new)) in slots.iter().enumerate() {
         let mut values: Vec<T> = array.get(new, 0)?.iter().copied().collect();
         let mut changed = false;
         for (cpu, value) in values.iter_mut().enumerate() {
-            let words = value.words_mut();
-            for (w, word) in words.iter_mut().enumerate() {
-                let plus = add[i].get(cpu).and_then(|c| c.get(w)).copied().unwrap_or(0);
-                let minus = sub
-                    .and_then(|s| s[i].get(cpu))
-                    .and_then(|c| c.get(w))
-                    .copied()
-                    .unwrap_or(0);
-                let delta = plus.wrapping_sub(minus);
+            let Some(plus) = plus[i].get(cpu) else {
+                continue;
+            };
+            let minus = minus.and_then(|m| m[i].get(cpu));
+            for counter in catalogue {
+                let delta = (counter.get)(plus).wrapping_sub(minus.map_or(0, |m| (counter.get)(m)));
                 if delta != 0 {
-                    *word = word.wrapping_add(delta);
+                    let field = (counter.get_mut)(value);
+                    *field = field.wrapping_add(delta);
                     changed = true;
                 }
             }
@@ -178,16 +151,42 @@ fn add_all(
         let map = firewall
             .map_mut(name)
             .with_context(|| format!("the object has no {name} map"))?;
-        let slot_pairs = old_slots(slots, index);
-        let sub = minus.map(|m| m[index].as_slice());
+        let pairs = old_slots(slots, index);
         match index {
-            0 => add::<Counters>(map, &slot_pairs, &plus[index], sub),
-            1 => add::<RuleCounters>(map, &slot_pairs, &plus[index], sub),
-            _ => add::<InterfaceCounters>(map, &slot_pairs, &plus[index], sub),
+            0 => add(
+                map,
+                counters::KERNEL,
+                &pairs,
+                &plus.counters,
+                minus.map(|m| m.counters.as_slice()),
+            ),
+            1 => add(
+                map,
+                counters::RULE,
+                &pairs,
+                &plus.rules,
+                minus.map(|m| m.rules.as_slice()),
+            ),
+            _ => add(
+                map,
+                counters::INTERFACE,
+                &pairs,
+                &plus.interfaces,
+                minus.map(|m| m.interfaces.as_slice()),
+            ),
         }
         .with_context(|| format!("carrying {name} over"))?;
     }
     Ok(())
+}
+
+/// The old firewall's totals: its one slot of `COUNTERS`, summed over CPUs.
+fn totals(values: &Values) -> Counters {
+    let mut total = Counters::default();
+    for cpu in values.counters.first().into_iter().flatten() {
+        counters::add(counters::KERNEL, &mut total, cpu);
+    }
+    total
 }
 
 /// Before the swap: copies the old firewall's counters (pinned in `old_dir`) into the new
@@ -206,12 +205,7 @@ pub fn copy_before_swap(
     let old = [open(MAPS[0])?, open(MAPS[1])?, open(MAPS[2])?];
     let before = read_all(&old, &slots)?;
     add_all(firewall, &slots, &before, None)?;
-    let mut old_totals = Counters::default();
-    for cpu in &before[0][0] {
-        for (t, w) in old_totals.words_mut().iter_mut().zip(cpu) {
-            *t += w;
-        }
-    }
+    let old_totals = totals(&before);
     Ok(Carried {
         old,
         slots,
@@ -227,11 +221,9 @@ pub fn add_after_swap(firewall: &mut Firewall, carried: Carried) -> Result<u64> 
     std::thread::sleep(Duration::from_millis(20));
     let after = read_all(&carried.old, &carried.slots)?;
     add_all(firewall, &carried.slots, &after, Some(&carried.before))?;
-    let dropped_at = |values: &Values| -> u64 {
-        let index = std::mem::offset_of!(Counters, dropped) / 8;
-        values[0][0].iter().map(|cpu| cpu[index]).sum()
-    };
-    Ok(dropped_at(&after).saturating_sub(dropped_at(&carried.before)))
+    Ok(totals(&after)
+        .dropped
+        .saturating_sub(totals(&carried.before).dropped))
 }
 
 /// Records left unread in the rings of the program pinned in `dir` (ring-buffer transport;
@@ -265,12 +257,14 @@ fn add_no_reader(firewall: &mut Firewall, records: u64) -> Result<()> {
     if records == 0 {
         return Ok(());
     }
-    let mut words = vec![0; size_of::<Counters>() / 8];
-    words[std::mem::offset_of!(Counters, no_reader) / 8] = records;
+    let plus = Counters {
+        no_reader: records,
+        ..Counters::default()
+    };
     let map = firewall
         .map_mut(MAPS[0])
         .with_context(|| format!("the object has no {} map", MAPS[0]))?;
-    add::<Counters>(map, &[(0, 0)], &[vec![words]], None)
+    add(map, counters::KERNEL, &[(0, 0)], &[vec![plus]], None)
 }
 
 /// Puts `firewall` in force on every claimed interface: attaches afresh where nothing was
