@@ -49,6 +49,10 @@ pub mod classify {
     pub const DST_ADDR: u32 = 2;
     pub const SRC_PORT: u32 = 4;
     pub const DST_PORT: u32 = 8;
+    /// Some rule's source (destination) is an address set (`src = "@name"`): the address
+    /// is looked up in the set trie ([`sets`](super::sets)) too.
+    pub const SRC_SET: u32 = 16;
+    pub const DST_SET: u32 = 32;
 
     /// Entries of the family/protocol map: IPv4 or IPv6, ports read or not, protocol.
     pub const PROTO_ENTRIES: u32 = 2 * 2 * 256;
@@ -72,6 +76,77 @@ pub mod classify {
     pub const FAMILY_BITS: u32 = 32;
     /// Entries of an address trie: one per distinct prefix, and one per family.
     pub const ADDR_ENTRIES: u32 = MAX_RULES + 2;
+}
+
+/// Address sets: named sets of IPv4/IPv6 prefixes that rules refer to (`src = "@name"`).
+///
+/// All sets of a rule generation share one multibit trie in one array map (`SET_NODES`):
+/// a 16-bit root per family, then 8-bit strides (IPv4: at most 3 reads; IPv6: at most 15).
+/// An entry is either a pointer to a group of 256 entries ([`POINTER`] set) or a *class*:
+/// the index of the combination of sets that covers the address (class 0: no set). The
+/// class's [`SetClass`](super::SetClass) gives the rules each direction allows. The cost of
+/// a lookup depends on the longest prefix on the address's path, not on the set's size.
+pub mod sets {
+    /// Most sets one rule generation holds: a class is identified by a 64-bit set mask.
+    pub const MAX_SETS: u32 = 64;
+    /// Entries of one family's root (the first 16 bits of the address).
+    pub const ROOT_ENTRIES: u32 = 1 << 16;
+    /// Index of the IPv4 root's first entry in `SET_NODES`.
+    pub const V4_ROOT: u32 = 0;
+    /// Index of the IPv6 root's first entry.
+    pub const V6_ROOT: u32 = ROOT_ENTRIES;
+    /// Index of group 0's first entry: groups follow the two roots.
+    pub const GROUP_BASE: u32 = 2 * ROOT_ENTRIES;
+    /// Entries of a group (one byte of the address).
+    pub const GROUP_ENTRIES: u32 = 256;
+    /// Entry bit: the rest is a group number, not a class.
+    pub const POINTER: u32 = 1 << 31;
+    /// Most groups a generation can address (the node index stays below 2^32).
+    pub const MAX_GROUPS: u32 = (u32::MAX - GROUP_BASE) / GROUP_ENTRIES;
+    /// Most levels after the root: IPv4 bytes 2 and 3; IPv6 bytes 2 to 15.
+    pub const V4_LEVELS: u32 = 2;
+    pub const V6_LEVELS: u32 = 14;
+    /// Most classes (distinct combinations of sets covering some address).
+    pub const MAX_CLASSES: u32 = 4096;
+    /// [`SetEntryValue::origin`](super::SetEntryValue::origin): where an entry came from.
+    pub const ORIGIN_FILE: u32 = 0;
+    pub const ORIGIN_RUNTIME: u32 = 1;
+}
+
+/// What one set class allows: the rules whose source (destination) condition holds for an
+/// address of this class. Both include the rules with no condition on that direction, so
+/// the program can use the class alone when no rule names a literal prefix there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetClass {
+    pub src: RuleBits,
+    pub dst: RuleBits,
+}
+
+/// One prefix of one set, as stored in the generation's entry map (`SET_ENTRIES`): the
+/// record of what each set holds, read by `set list`, `set del` and a takeover. The XDP
+/// program never reads it (it reads the trie).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SetEntryKey {
+    /// Index of the set in the generation (its position in the rule file's `[[set]]`s).
+    pub set: u16,
+    /// One of [`family`].
+    pub family: u8,
+    pub prefix_len: u8,
+    /// The masked address, network byte order; IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+}
+
+/// See [`SetEntryKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetEntryValue {
+    /// `CLOCK_BOOTTIME` nanoseconds after which the entry is removed; 0: never.
+    pub expires_ns: u64,
+    /// One of `sets::ORIGIN_*`.
+    pub origin: u32,
+    pub _pad: u32,
 }
 
 /// Largest snap length: the per-CPU scratch buffer holds a header plus this many bytes.
@@ -440,6 +515,10 @@ const _: () = {
     assert!(offset_of!(Rule, family) == 82);
     assert!(offset_of!(Rule, verdict) == 84);
     assert!(offset_of!(Rule, needs_ports) == 85);
+    assert!(size_of::<SetClass>() == 2 * RULE_WORDS * 8);
+    assert!(size_of::<SetEntryKey>() == 20);
+    assert!(size_of::<SetEntryValue>() == 16);
+    assert!(sets::MAX_GROUPS > 1 << 20);
     assert!(size_of::<Counters>() == 144);
     assert!(offset_of!(Counters, no_reader) == 104);
     assert!(offset_of!(Counters, unclassifiable) == 112);
@@ -482,4 +561,7 @@ mod pod {
     unsafe impl aya::Pod for super::InterfaceCounters {}
     unsafe impl aya::Pod for super::CaptureHeader {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::SetClass {}
+    unsafe impl aya::Pod for super::SetEntryKey {}
+    unsafe impl aya::Pod for super::SetEntryValue {}
 }
