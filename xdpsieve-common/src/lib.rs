@@ -80,42 +80,59 @@ pub mod classify {
 
 /// Address sets: named sets of IPv4/IPv6 prefixes that rules refer to (`src = "@name"`).
 ///
-/// All sets of a rule generation share one multibit trie in one array map (`SET_NODES`):
-/// a 16-bit root per family, then 8-bit strides (IPv4: at most 3 reads; IPv6: at most 15).
-/// An entry is either a pointer to a group of 256 entries ([`POINTER`] set) or a *class*:
-/// the index of the combination of sets that covers the address (class 0: no set). The
-/// class's [`SetClass`](super::SetClass) gives the rules each direction allows. The cost of
-/// a lookup depends on the longest prefix on the address's path, not on the set's size.
+/// All sets of a rule generation share one multibit trie, stored as groups of 256 entries
+/// in one array map (`SET_NODES`). Each level consumes one byte of the address: the root
+/// is 256 groups per family selected by the first byte, indexed by the second; then one
+/// group per further byte (IPv4: at most 3 reads; IPv6: at most 15). An entry is either
+/// a pointer to a group ([`POINTER`] set) or a *class*: the index of the combination of
+/// sets that covers the address (class 0: no set). The class's
+/// [`SetClass`](super::SetClass) gives the rules each direction allows. The cost of a
+/// lookup depends on the longest prefix on the address's path, not on the set's size.
+///
+/// The maps are `BPF_F_MMAPABLE` arrays, so userspace builds and changes them with plain
+/// memory writes (a million prefixes load in a fraction of a second, no syscall each).
 pub mod sets {
     /// Most sets one rule generation holds: a class is identified by a 64-bit set mask.
     pub const MAX_SETS: u32 = 64;
-    /// Entries of one family's root (the first 16 bits of the address).
-    pub const ROOT_ENTRIES: u32 = 1 << 16;
-    /// Index of the IPv4 root's first entry in `SET_NODES`.
+    /// Entries of a group: one byte of the address.
+    pub const GROUP_ENTRIES: usize = 256;
+    /// First root group of IPv4 (256 groups: the first address byte picks one).
     pub const V4_ROOT: u32 = 0;
-    /// Index of the IPv6 root's first entry.
-    pub const V6_ROOT: u32 = ROOT_ENTRIES;
-    /// Index of group 0's first entry: groups follow the two roots.
-    pub const GROUP_BASE: u32 = 2 * ROOT_ENTRIES;
-    /// Entries of a group (one byte of the address).
-    pub const GROUP_ENTRIES: u32 = 256;
+    /// First root group of IPv6.
+    pub const V6_ROOT: u32 = 256;
+    /// Groups below this are roots; others are allocated as prefixes need them.
+    pub const FIRST_GROUP: u32 = 512;
     /// Entry bit: the rest is a group number, not a class.
     pub const POINTER: u32 = 1 << 31;
-    /// Most groups a generation can address (the node index stays below 2^32).
-    pub const MAX_GROUPS: u32 = (u32::MAX - GROUP_BASE) / GROUP_ENTRIES;
-    /// Most levels after the root: IPv4 bytes 2 and 3; IPv6 bytes 2 to 15.
-    pub const V4_LEVELS: u32 = 2;
-    pub const V6_LEVELS: u32 = 14;
+    /// Levels after the root (bytes 2.. of the address): IPv4 2, IPv6 14.
+    pub const V4_LEVELS: usize = 2;
+    pub const V6_LEVELS: usize = 14;
     /// Most classes (distinct combinations of sets covering some address).
     pub const MAX_CLASSES: u32 = 4096;
-    /// [`SetEntryValue::origin`](super::SetEntryValue::origin): where an entry came from.
-    pub const ORIGIN_FILE: u32 = 0;
-    pub const ORIGIN_RUNTIME: u32 = 1;
+    /// `BPF_F_MMAPABLE`: the set maps are written by userspace through a memory mapping.
+    pub const MMAPABLE: u32 = 1 << 10;
+    /// [`SetEntry::state`](super::SetEntry::state).
+    pub const ENTRY_FREE: u8 = 0;
+    /// Loaded from the rule file (or its set files).
+    pub const ENTRY_FILE: u8 = 1;
+    /// Added at run time (`xdpsieve set add`).
+    pub const ENTRY_RUNTIME: u8 = 2;
+    /// Slot of [`SetRules`](super::SetClass) holding the rules with no address condition.
+    pub const ANY_SLOT: u32 = MAX_SETS;
+}
+
+/// A group of the set trie: 256 entries, one per value of an address byte.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetGroup {
+    pub entries: [u32; sets::GROUP_ENTRIES],
 }
 
 /// What one set class allows: the rules whose source (destination) condition holds for an
 /// address of this class. Both include the rules with no condition on that direction, so
-/// the program can use the class alone when no rule names a literal prefix there.
+/// the program can use the class alone when no rule names a literal prefix there. Also the
+/// shape of `SET_RULES`, which keeps per set the rules naming it (slot `sets::ANY_SLOT`:
+/// the rules with no condition), so a live change can compute a new class.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SetClass {
@@ -123,30 +140,39 @@ pub struct SetClass {
     pub dst: RuleBits,
 }
 
-/// One prefix of one set, as stored in the generation's entry map (`SET_ENTRIES`): the
-/// record of what each set holds, read by `set list`, `set del` and a takeover. The XDP
-/// program never reads it (it reads the trie).
+/// One prefix of one set, in the generation's entry table (`SET_ENTRIES`, an mmapable
+/// array): the record of what each set holds, read by `set list`, `set del`, expiry and
+/// a reload or takeover. The XDP program never reads it (it reads the trie).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SetEntryKey {
-    /// Index of the set in the generation (its position in the rule file's `[[set]]`s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetEntry {
+    /// `CLOCK_BOOTTIME` nanoseconds after which the entry is removed; 0: never.
+    pub expires_ns: u64,
+    /// Index of the set in the generation (its position among the rule file's sets).
     pub set: u16,
     /// One of [`family`].
     pub family: u8,
     pub prefix_len: u8,
+    /// One of `sets::ENTRY_*`.
+    pub state: u8,
+    pub _pad: [u8; 3],
     /// The masked address, network byte order; IPv4 in the first 4 bytes.
     pub addr: [u8; 16],
 }
 
-/// See [`SetEntryKey`].
+/// Bookkeeping of a generation's set maps (`SET_META`, one entry), for the processes that
+/// change them: how much of each table is in use. Userspace only.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SetEntryValue {
-    /// `CLOCK_BOOTTIME` nanoseconds after which the entry is removed; 0: never.
-    pub expires_ns: u64,
-    /// One of `sets::ORIGIN_*`.
-    pub origin: u32,
+pub struct SetMeta {
+    /// Groups in use (roots included); the rest of `SET_NODES` is free.
+    pub groups_used: u32,
+    /// Classes in use; class i's set mask is `class_masks[i]`.
+    pub classes_used: u32,
+    /// Entry slots ever used (free ones below may be reused).
+    pub entries_used: u32,
     pub _pad: u32,
+    pub class_masks: [u64; sets::MAX_CLASSES as usize],
 }
 
 /// Largest snap length: the per-CPU scratch buffer holds a header plus this many bytes.
@@ -516,9 +542,10 @@ const _: () = {
     assert!(offset_of!(Rule, verdict) == 84);
     assert!(offset_of!(Rule, needs_ports) == 85);
     assert!(size_of::<SetClass>() == 2 * RULE_WORDS * 8);
-    assert!(size_of::<SetEntryKey>() == 20);
-    assert!(size_of::<SetEntryValue>() == 16);
-    assert!(sets::MAX_GROUPS > 1 << 20);
+    assert!(size_of::<SetGroup>() == 1024);
+    assert!(size_of::<SetEntry>() == 32);
+    assert!(offset_of!(SetEntry, addr) == 16);
+    assert!(size_of::<SetMeta>() == 16 + 8 * sets::MAX_CLASSES as usize);
     assert!(size_of::<Counters>() == 144);
     assert!(offset_of!(Counters, no_reader) == 104);
     assert!(offset_of!(Counters, unclassifiable) == 112);
@@ -562,6 +589,7 @@ mod pod {
     unsafe impl aya::Pod for super::CaptureHeader {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::SetClass {}
-    unsafe impl aya::Pod for super::SetEntryKey {}
-    unsafe impl aya::Pod for super::SetEntryValue {}
+    unsafe impl aya::Pod for super::SetGroup {}
+    unsafe impl aya::Pod for super::SetEntry {}
+    unsafe impl aya::Pod for super::SetMeta {}
 }
