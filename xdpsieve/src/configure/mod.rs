@@ -10,5 +10,6 @@ pub mod input;
 pub mod loader;
 pub mod pins;
 pub mod rules;
+pub mod sets;
 pub mod stop;
 pub mod takeover;
