@@ -25,6 +25,8 @@ mod outcome;
 mod parse;
 #[cfg(target_arch = "bpf")]
 mod rules;
+#[cfg(target_arch = "bpf")]
+mod sets;
 
 #[cfg(target_arch = "bpf")]
 mod program {
@@ -41,9 +43,11 @@ mod program {
     use xdpsieve_common::{
         CAPTURE_HEADER_LEN, CaptureBuffer, CaptureHeader, Config, Counters, Event,
         InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, READER_TIMEOUT_NS, RULE_SLOTS,
-        Rule, RuleBits, RuleCounters, capture,
+        Rule, RuleBits, RuleCounters, SetClass, SetEntry, SetGroup, SetMeta, capture,
         classify::{ADDR_ENTRIES, AddrKeyData, PORT_CLASSES, PORTS, PROTO_ENTRIES},
-        family, record_flags, transport, verdict,
+        family, record_flags,
+        sets::{MAX_SETS, MMAPABLE},
+        transport, verdict,
     };
 
     use crate::{
@@ -78,6 +82,21 @@ mod program {
     #[map]
     static DST_ADDR_SETS: LpmTrie<AddrKeyData, RuleBits> =
         LpmTrie::with_max_entries(ADDR_ENTRIES, 0);
+
+    // Address sets (see `sets` and `xdpsieve_common::sets`). Userspace sizes them before
+    // load (1 entry when no rule names a set) and writes the mmapable ones as memory.
+    #[map]
+    static SET_NODES: Array<SetGroup> = Array::with_max_entries(1, MMAPABLE);
+    #[map]
+    static SET_CLASSES: Array<SetClass> = Array::with_max_entries(1, 0);
+    // Read by userspace only: what each set holds, the per-set rules new classes are made
+    // of, and how much of the tables is in use.
+    #[map]
+    static SET_ENTRIES: Array<SetEntry> = Array::with_max_entries(1, MMAPABLE);
+    #[map]
+    static SET_RULES: Array<SetClass> = Array::with_max_entries(MAX_SETS + 1, 0);
+    #[map]
+    static SET_META: Array<SetMeta> = Array::with_max_entries(1, 0);
 
     #[map]
     static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
@@ -325,6 +344,8 @@ mod program {
             dst_port_sets: &DST_PORT_SETS,
             src_addr_sets: &SRC_ADDR_SETS,
             dst_addr_sets: &DST_ADDR_SETS,
+            set_nodes: &SET_NODES,
+            set_classes: &SET_CLASSES,
             matched: &MATCHED_RULE,
         };
         match rules::first_match(&maps, cfg, pkt) {

@@ -1,16 +1,17 @@
 //! Rule evaluation, first match wins, by bitmaps (see `xdpsieve_common::classify`): one
 //! map lookup per field some rule has a condition on gives the rules that field allows;
 //! the lowest bit set in all of them is the first matching rule. The cost depends on the
-//! fields in use, not on the number of rules.
+//! fields in use, not on the number of rules. An address field whose rules name address
+//! sets adds the set class's rules (see `sets`) to those of the literal prefixes.
 
 use aya_ebpf::maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key};
 use xdpsieve_common::{
-    Config, RULE_WORDS, Rule, RuleBits,
+    Config, RULE_WORDS, Rule, RuleBits, SetClass, SetGroup,
     classify::{self, AddrKeyData, FAMILY_BITS},
     family,
 };
 
-use crate::parse::Packet;
+use crate::{parse::Packet, sets};
 
 /// The rule that decided a packet.
 pub struct Decision {
@@ -33,6 +34,8 @@ pub struct RuleMaps<'a> {
     pub dst_port_sets: &'a Array<RuleBits>,
     pub src_addr_sets: &'a LpmTrie<AddrKeyData, RuleBits>,
     pub dst_addr_sets: &'a LpmTrie<AddrKeyData, RuleBits>,
+    pub set_nodes: &'a Array<SetGroup>,
+    pub set_classes: &'a Array<SetClass>,
     /// Carries the matched index out (see [`first_match`]).
     pub matched: &'a PerCpuArray<u32>,
 }
@@ -61,6 +64,10 @@ pub fn first_match(maps: &RuleMaps, cfg: &Config, pkt: &Packet) -> Option<Decisi
         cfg.classify & classify::SRC_ADDR != 0,
         cfg.classify & classify::DST_ADDR != 0,
     );
+    let (use_src_set, use_dst_set) = (
+        cfg.classify & classify::SRC_SET != 0,
+        cfg.classify & classify::DST_SET != 0,
+    );
     let src_port = if use_src_port {
         let class = *maps.src_port_class.get(u32::from(pkt.src_port))?;
         maps.src_port_sets.get(u32::from(class))?
@@ -84,6 +91,24 @@ pub fn first_match(maps: &RuleMaps, cfg: &Config, pkt: &Packet) -> Option<Decisi
         proto
     };
 
+    let v6 = pkt.family == family::IPV6;
+    let src_set = if use_src_set {
+        &maps
+            .set_classes
+            .get(sets::class_of(maps.set_nodes, v6, &pkt.src)?)?
+            .src
+    } else {
+        proto
+    };
+    let dst_set = if use_dst_set {
+        &maps
+            .set_classes
+            .get(sets::class_of(maps.set_nodes, v6, &pkt.dst)?)?
+            .dst
+    } else {
+        proto
+    };
+
     let slot = maps.matched.get_ptr_mut(0)?;
     // SAFETY: slot points to this CPU's value of a map we own.
     unsafe { *slot = u32::MAX };
@@ -99,11 +124,21 @@ pub fn first_match(maps: &RuleMaps, cfg: &Config, pkt: &Packet) -> Option<Decisi
         if use_dst_port {
             bits &= dst_port.words[w];
         }
-        if use_src_addr {
+        // A set class holds the rules without a condition on the field too, so alone it
+        // stands for the field; beside literal prefixes the two sets of rules join.
+        if use_src_addr && use_src_set {
+            bits &= src_addr.words[w] | src_set.words[w];
+        } else if use_src_addr {
             bits &= src_addr.words[w];
+        } else if use_src_set {
+            bits &= src_set.words[w];
         }
-        if use_dst_addr {
+        if use_dst_addr && use_dst_set {
+            bits &= dst_addr.words[w] | dst_set.words[w];
+        } else if use_dst_addr {
             bits &= dst_addr.words[w];
+        } else if use_dst_set {
+            bits &= dst_set.words[w];
         }
         if bits != 0 {
             // SAFETY: as above.
