@@ -155,6 +155,34 @@ fn abandon_start(firewall: &mut Firewall, claims: &[Claim], error: anyhow::Error
     ))
 }
 
+/// Removes the set entries whose timeout passed (through the first interface whose
+/// firewall can be read); warns once if that fails.
+fn expire_sets(
+    expirer: &mut crate::configure::sets::live::command::Expirer,
+    interfaces: &[Interface],
+    quiet: bool,
+    warned: &mut bool,
+) {
+    let mut error = None;
+    for interface in interfaces {
+        match expirer.tick(&interface.name) {
+            Ok(0) => return,
+            Ok(n) => {
+                if !quiet {
+                    eprintln!("xdpsieve: {n} set entries expired");
+                }
+                return;
+            }
+            Err(e) => error = Some(e),
+        }
+    }
+    if let Some(e) = error
+        && !std::mem::replace(warned, true)
+    {
+        eprintln!("xdpsieve: warning: cannot expire timed set entries: {e:#}");
+    }
+}
+
 /// Runs the firewall as `plan` says, until an explicit stop (or a failure of the loop
 /// itself, which leaves the firewall in force).
 pub fn run(plan: RunPlan) -> Result<()> {
@@ -308,6 +336,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
                 rate: r.rate.unwrap_or(plan.log_rate).to_string(),
             })
             .collect(),
+        sets: Vec::new(),
     };
     // Removed (pins and description) on the explicit stop only, at the end of run.
     let started = (|| -> Result<_> {
@@ -397,6 +426,9 @@ pub fn run(plan: RunPlan) -> Result<()> {
     };
     let mut loop_result: io::Result<()> = Ok(());
     let mut last_heartbeat = std::time::Instant::now();
+    // Timed set entries are removed here while a recorder runs (see `sets::live`).
+    let mut expirer = crate::configure::sets::live::command::Expirer::default();
+    let mut expiry_warned = false;
     while !stop.load(Ordering::Relaxed) && !recorder.as_mut().is_some_and(Recorder::limit_reached) {
         // Only waiting can fail here: a failed output stops itself and says so, and the
         // loop goes on draining (and counting) its records.
@@ -431,6 +463,9 @@ pub fn run(plan: RunPlan) -> Result<()> {
                 eprintln!("xdpsieve: warning: {e}");
             }
             last_heartbeat = std::time::Instant::now();
+            if !meta.sets.is_empty() {
+                expire_sets(&mut expirer, &interfaces, plan.quiet, &mut expiry_warned);
+            }
         }
         // About once a second, and at once when an output fails.
         let failed = usize::from(recorder.as_mut().is_some_and(Recorder::failed))

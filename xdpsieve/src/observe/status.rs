@@ -41,6 +41,18 @@ pub struct Meta {
     pub transport: String,
     pub default_action: String,
     pub rules: Vec<MetaRule>,
+    /// The rule file's sets, in index order (the kernel's set index is the position here),
+    /// so `xdpsieve set` finds a set by name. Absent in descriptions of older versions.
+    #[serde(default)]
+    pub sets: Vec<MetaSet>,
+}
+
+/// A set as `xdpsieve set` needs it: its name, and its file for `--save`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MetaSet {
+    pub name: String,
+    /// The set file, absolute; `None` for a set given inline in the rule file.
+    pub file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -97,6 +109,8 @@ pub struct Status {
     pub unread_in_rings: Option<u64>,
     /// Whether the interface still runs the program, per the running instance's watcher.
     pub health: Option<crate::watch::InterfaceHealth>,
+    /// The sets in the kernel: memory and entries per set (absent when there are none).
+    pub sets: Option<crate::configure::sets::live::command::SetsStatus>,
 }
 
 /// Counters of one instance: every catalogued counter by its key (see
@@ -203,6 +217,11 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
         } else {
             None
         };
+        let sets = if live || in_force {
+            crate::configure::sets::live::command::status_of(&name, &meta)
+        } else {
+            None
+        };
         out.push(Status {
             interface: name,
             live,
@@ -212,6 +231,7 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
             counters,
             unread_in_rings,
             health,
+            sets,
         });
     }
     Ok(out)
@@ -313,6 +333,9 @@ pub fn render(statuses: &[Status]) -> String {
                 "  {unread} records left unread in its rings (sent before the recorder died)"
             );
         }
+        if let Some(sets) = &s.sets {
+            crate::configure::sets::live::command::render_status(&mut out, sets, s.live);
+        }
         let Some(c) = &s.counters else { continue };
         counter_lines(&mut out, &counters::describe(counters::KERNEL, &c.kernel));
         if let Some(writer) = &c.writer {
@@ -364,6 +387,7 @@ mod tests {
             transport: "ringbuf".into(),
             default_action: "pass".into(),
             rules: Vec::new(),
+            sets: Vec::new(),
         };
         assert!(meta.is_live());
         meta.pid_start += 1; // a reused PID has another start time

@@ -4,4 +4,5 @@
 //! that hold it and how userspace writes them.
 
 pub mod kernel;
+pub mod live;
 pub mod trie;

@@ -95,6 +95,12 @@ fn link_info(fd: BorrowedFd<'_>) -> io::Result<Option<XdpLinkInfo>> {
 /// defunct (its interface was deleted, or it was detached), `None` when the pin is not an
 /// XDP link.
 pub fn pinned_link_ifindex(path: &std::path::Path) -> io::Result<Option<u32>> {
+    Ok(pinned_link_info(path)?.map(|info| info.ifindex))
+}
+
+/// What the kernel says about the XDP link pinned at `path` (`None`: not an XDP link).
+/// Its `program_id` is the program in force, whatever swaps happened since it was pinned.
+pub fn pinned_link_info(path: &std::path::Path) -> io::Result<Option<XdpLinkInfo>> {
     use std::os::unix::ffi::OsStrExt as _;
     let name = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let mut attr: Attr = [0; 16];
@@ -102,7 +108,7 @@ pub fn pinned_link_ifindex(path: &std::path::Path) -> io::Result<Option<u32>> {
     let fd = bpf(BPF_OBJ_GET, &mut attr)?;
     // SAFETY: BPF_OBJ_GET returned a new file descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    Ok(link_info(fd.as_fd())?.map(|info| info.ifindex))
+    link_info(fd.as_fd())
 }
 
 /// The XDP link on `ifindex` that runs one of `program_ids`, with a descriptor of its own.

@@ -1,0 +1,548 @@
+//! One `xdpsieve set` command, from a parsed [`SetPlan`] to the lines it prints; the
+//! recorder's expiry tick; what `status` shows of the sets; and the runtime entries a new
+//! generation (reload, takeover) carries over.
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+use xdpsieve_common::{
+    SetEntry,
+    sets::{ENTRY_FREE, ENTRY_RUNTIME},
+};
+
+use super::{
+    Generation, SignalsHeld, boottime_ns,
+    edit::{Editor, is_file_entry},
+    program_in_force,
+    text::{self, show, show_left},
+};
+use crate::{
+    configure::sets::{
+        kernel::{entry_prefix, new_entry},
+        trie::TriePrefix,
+    },
+    pins,
+    status::Meta,
+    text::escape,
+};
+
+/// What to do to a set.
+#[derive(Debug)]
+pub enum SetOp {
+    Add { timeout: Option<Duration> },
+    Del,
+    List { json: bool },
+    Flush,
+}
+
+/// One `xdpsieve set` command, parsed.
+#[derive(Debug)]
+pub struct SetPlan {
+    pub op: SetOp,
+    /// The set's name (a leading `@` is accepted).
+    pub set: String,
+    /// Prefixes typed on the command line (add, del).
+    pub prefixes: Vec<String>,
+    /// A list in the set-file format (add, del).
+    pub from_file: Option<PathBuf>,
+    /// Also write the change into the set's file.
+    pub save: bool,
+    /// The instance's interface; needed only when several instances run.
+    pub interface: Option<String>,
+}
+
+/// The instance a set command acts on: one of its interfaces and its description.
+pub struct Instance {
+    pub iface: String,
+    pub meta: Meta,
+}
+
+/// The instance on `iface`, or the only one in force in this network namespace.
+pub fn choose_instance(iface: Option<&str>) -> Result<Instance> {
+    if let Some(iface) = iface {
+        pins::check_existing(iface)?;
+        let meta = pins::read_meta(&pins::meta_path(iface))
+            .with_context(|| format!("no xdpsieve runs on {iface} (in this network namespace)"))?;
+        return Ok(Instance {
+            iface: iface.to_string(),
+            meta,
+        });
+    }
+    let mut names: Vec<String> = std::fs::read_dir(pins::meta_dir())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| Some(e.file_name().to_str()?.strip_suffix(".json")?.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    // One instance filters on all its interfaces and describes itself once per interface.
+    let mut instances: Vec<(u32, u64, Vec<String>, Meta)> = Vec::new();
+    for name in names {
+        let Some(meta) = pins::read_meta(&pins::meta_path(&name)) else {
+            continue;
+        };
+        if !meta.is_live() && !pins::link_in_force(&name) {
+            continue;
+        }
+        match instances
+            .iter_mut()
+            .find(|i| i.0 == meta.pid && i.1 == meta.pid_start)
+        {
+            Some(i) => i.2.push(name),
+            None => instances.push((meta.pid, meta.pid_start, vec![name], meta)),
+        }
+    }
+    match instances.len() {
+        0 => bail!("no xdpsieve firewall is in force in this network namespace"),
+        1 => {
+            let (_, _, mut names, meta) = instances.remove(0);
+            Ok(Instance {
+                iface: names.remove(0),
+                meta,
+            })
+        }
+        _ => {
+            let list: Vec<String> = instances
+                .iter()
+                .map(|i| escape(&i.2.join(",")).into_owned())
+                .collect();
+            bail!(
+                "several xdpsieve instances run here (on {}): say which with -i IFACE",
+                list.join("; ")
+            )
+        }
+    }
+}
+
+impl Instance {
+    /// The index of set `name` in the generation.
+    fn set_index(&self, name: &str) -> Result<u16> {
+        let name = name.strip_prefix('@').unwrap_or(name);
+        match self.meta.sets.iter().position(|s| s.name == name) {
+            Some(i) => Ok(i as u16),
+            None if self.meta.sets.is_empty() => bail!(
+                "the firewall on {} has no sets: its rule file declares none ([[set]])",
+                escape(&self.iface)
+            ),
+            None => {
+                let names: Vec<String> = self
+                    .meta
+                    .sets
+                    .iter()
+                    .map(|s| escape(&s.name).into_owned())
+                    .collect();
+                bail!(
+                    "no set named `{}` on {}; its sets are: {}",
+                    escape(name),
+                    escape(&self.iface),
+                    names.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// The prefixes of a plan: the command line's (exact) then the file's (host bits masked,
+/// with a warning on stderr).
+fn plan_prefixes(plan: &SetPlan) -> Result<Vec<TriePrefix>> {
+    let mut prefixes = plan
+        .prefixes
+        .iter()
+        .map(|p| text::parse_exact(p).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(file) = &plan.from_file {
+        let (list, warnings) = text::read_list(file)?;
+        for w in warnings {
+            eprintln!("xdpsieve: warning: {}", escape(&w));
+        }
+        prefixes.extend(list);
+    }
+    if prefixes.is_empty() {
+        bail!("no prefixes given: name some after the set, or give --from-file FILE");
+    }
+    Ok(prefixes)
+}
+
+/// One entry as `set list` shows it.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Listed {
+    pub prefix: String,
+    /// `file` (from the rule file or its set file) or `runtime` (`set add`).
+    pub origin: &'static str,
+    /// Milliseconds until the entry is removed; absent: never.
+    pub expires_in_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ListOutput<'a> {
+    interface: &'a str,
+    set: &'a str,
+    count: usize,
+    entries: Vec<Listed>,
+}
+
+fn listed(entries: &[SetEntry], set: u16, now: u64) -> Vec<Listed> {
+    let mut out: Vec<(TriePrefix, Listed)> = entries
+        .iter()
+        .filter(|e| e.state != ENTRY_FREE && e.set == set)
+        .map(|e| {
+            let p = entry_prefix(e);
+            let item = Listed {
+                prefix: show(&p),
+                origin: if is_file_entry(e) { "file" } else { "runtime" },
+                expires_in_ms: (e.expires_ns != 0)
+                    .then(|| e.expires_ns.saturating_sub(now) / 1_000_000),
+            };
+            (p, item)
+        })
+        .collect();
+    out.sort_by_key(|a| a.0);
+    out.into_iter().map(|(_, l)| l).collect()
+}
+
+/// Runs one set command; returns what to print on standard output.
+pub fn run(plan: &SetPlan) -> Result<String> {
+    let instance = choose_instance(plan.interface.as_deref())?;
+    let set = instance.set_index(&plan.set)?;
+    let name = escape(&instance.meta.sets[usize::from(set)].name);
+    let iface = escape(&instance.iface);
+    let save_file = if plan.save {
+        if matches!(plan.op, SetOp::Add { timeout: Some(_) }) {
+            bail!(
+                "--save with --timeout: a set file holds no timeouts, so the entry would come \
+                 back without one after a restart; leave out one of them"
+            );
+        }
+        match &instance.meta.sets[usize::from(set)].file {
+            Some(file) => Some(file.clone()),
+            None => bail!(
+                "set {name} is given inline in the rule file (prefixes = [...]), so --save has \
+                 no set file to write; change the rule file yourself, or move the set to a file"
+            ),
+        }
+    } else {
+        None
+    };
+    let prefixes = match plan.op {
+        SetOp::Add { .. } | SetOp::Del => plan_prefixes(plan)?,
+        SetOp::List { .. } | SetOp::Flush => Vec::new(),
+    };
+    let started = Instant::now();
+    let signals = SignalsHeld::new();
+    let mut locked = Generation::lock(&instance.iface)?;
+    let now = boottime_ns();
+    let mut editor = Editor::new(&mut locked.generation)?;
+    let expired = editor.expire(now)?;
+    let mut out = String::new();
+    match plan.op {
+        SetOp::Add { timeout } => {
+            let expires = timeout.map_or(0, |t| now + t.as_nanos() as u64);
+            let added = editor.add(set, &prefixes, expires)?;
+            editor.finish()?;
+            let _ = write!(out, "set {name} on {iface}: added {}", added.added);
+            if added.renewed > 0 {
+                let _ = write!(out, ", renewed {} already there", added.renewed);
+            }
+            if added.from_file > 0 {
+                let _ = write!(
+                    out,
+                    ", {} already in the set's file (left as they are)",
+                    added.from_file
+                );
+            }
+            if let Some(t) = timeout {
+                let _ = write!(out, "; they expire in {}", show_left(t.as_nanos() as u64));
+            }
+        }
+        SetOp::Del => {
+            let removed = editor.remove(set, &prefixes, &name)?;
+            editor.finish()?;
+            let _ = write!(out, "set {name} on {iface}: removed {removed}");
+        }
+        SetOp::Flush => {
+            let removed = editor.flush(set)?;
+            editor.finish()?;
+            let _ = write!(out, "set {name} on {iface}: flushed {removed} entries");
+        }
+        SetOp::List { json } => {
+            editor.finish()?;
+            let entries = listed(locked.generation.used_entries(), set, now);
+            if json {
+                let output = ListOutput {
+                    interface: &instance.iface,
+                    set: &instance.meta.sets[usize::from(set)].name,
+                    count: entries.len(),
+                    entries,
+                };
+                return Ok(serde_json::to_string_pretty(&output)?);
+            }
+            let timed = entries.iter().filter(|e| e.expires_in_ms.is_some()).count();
+            let _ = writeln!(
+                out,
+                "set {name} on {iface}: {} entries ({timed} with a timeout)",
+                entries.len()
+            );
+            for e in &entries {
+                let left = e.expires_in_ms.map_or_else(
+                    || "no expiry".to_string(),
+                    |ms| format!("expires in {}", show_left(ms * 1_000_000)),
+                );
+                let _ = writeln!(out, "  {:<44} {:<8} {left}", e.prefix, e.origin);
+            }
+            return Ok(out.trim_end().to_string());
+        }
+    }
+    drop(locked);
+    drop(signals);
+    if !expired.is_empty() {
+        let _ = write!(out, " ({} expired entries removed first)", expired.len());
+    }
+    if std::env::var_os("XDPSIEVE_SET_TIMING").is_some() {
+        let _ = write!(out, " [{} ms]", started.elapsed().as_millis());
+    }
+    if let Some(file) = save_file {
+        let shown = crate::text::escape_path(&file);
+        let saved = match plan.op {
+            SetOp::Add { .. } => text::save_added(&file, &prefixes),
+            _ => text::save_removed(&file, &prefixes),
+        }
+        .with_context(|| {
+            format!("the change is in force, but saving it to {shown} failed: a restart will not keep it")
+        })?;
+        let _ = write!(out, "; saved to {shown} ({saved} lines)");
+    }
+    Ok(out)
+}
+
+/// Expiry for the recorder's loop: looks at the generation in force every call (cheap:
+/// two syscalls while the program stays the same, a read of the entry table without the
+/// lock) and removes what is due under the lock.
+#[derive(Default)]
+pub struct Expirer {
+    open: Option<(u32, Generation)>,
+}
+
+impl Expirer {
+    /// Removes the entries of the firewall on `iface` whose time has passed; returns how
+    /// many.
+    pub fn tick(&mut self, iface: &str) -> Result<usize> {
+        let program = program_in_force(iface)?;
+        if self.open.as_ref().is_none_or(|(p, _)| *p != program) {
+            self.open = Some((program, Generation::open_program(program)?));
+        }
+        let Some((_, generation)) = &self.open else {
+            return Ok(0);
+        };
+        let now = boottime_ns();
+        // Read without the lock: a torn entry only delays its expiry to the next tick.
+        let entries_used = generation
+            .meta_map
+            .get(&0, 0)
+            .map(|m| m.entries_used)
+            .unwrap_or(0) as usize;
+        let table = generation.entries.as_slice();
+        let due = table[..entries_used.min(table.len())]
+            .iter()
+            .any(|e| e.state != ENTRY_FREE && e.expires_ns != 0 && e.expires_ns <= now);
+        if !due {
+            return Ok(0);
+        }
+        let _signals = SignalsHeld::new();
+        let mut locked = Generation::lock(iface)?;
+        let mut editor = Editor::new(&mut locked.generation)?;
+        let gone = editor.expire(boottime_ns())?;
+        editor.finish()?;
+        Ok(gone.len())
+    }
+}
+
+/// What `status` shows of an instance's sets.
+#[derive(Debug, Serialize)]
+pub struct SetsStatus {
+    /// Kernel memory of the set maps' values, in bytes (value size times entries).
+    pub memory_bytes: u64,
+    /// Per set: name, entries, entries with a timeout.
+    pub sets: Vec<SetCount>,
+    /// Entries with a timeout, over all sets.
+    pub timed_entries: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SetCount {
+    pub name: String,
+    pub entries: usize,
+    pub timed: usize,
+}
+
+/// The sets of the firewall on `iface` (None when it has none or they cannot be read).
+pub fn status_of(iface: &str, meta: &Meta) -> Option<SetsStatus> {
+    if meta.sets.is_empty() {
+        return None;
+    }
+    let generation = Generation::open(iface).ok()?;
+    let counts = generation.counts();
+    let sets: Vec<SetCount> = meta
+        .sets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SetCount {
+            name: s.name.clone(),
+            entries: counts.get(i).map_or(0, |c| c.0),
+            timed: counts.get(i).map_or(0, |c| c.1),
+        })
+        .collect();
+    Some(SetsStatus {
+        memory_bytes: generation.memory_bytes,
+        timed_entries: sets.iter().map(|s| s.timed).sum(),
+        sets,
+    })
+}
+
+/// `status`'s lines about the sets; `live`: a recorder runs (and expires entries).
+pub fn render_status(out: &mut String, sets: &SetsStatus, live: bool) {
+    let list: Vec<String> = sets
+        .sets
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} entries ({} timed)",
+                escape(&s.name),
+                s.entries,
+                s.timed
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "  sets: {:.1} MiB of kernel memory; {}",
+        sets.memory_bytes as f64 / (1 << 20) as f64,
+        list.join(", ")
+    );
+    if !live && sets.timed_entries > 0 {
+        let _ = writeln!(
+            out,
+            "  {} set entries have a timeout: with no recorder they expire only when an \
+             `xdpsieve set` command or a new `xdpsieve run` touches the sets",
+            sets.timed_entries
+        );
+    }
+}
+
+/// A runtime entry of a generation, by set name, for the next generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeEntry {
+    pub set: String,
+    pub prefix: TriePrefix,
+    /// `CLOCK_BOOTTIME` ns; 0: never.
+    pub expires_ns: u64,
+}
+
+/// The entries added at run time (`set add`) to `generation` and not yet expired; `names`
+/// are its sets in index order (`Meta::sets`). A reload or a takeover reads them under the
+/// old generation's lock ([`Generation::lock`]) and holds it until the new generation is
+/// in force, so no change made meanwhile is lost.
+pub fn runtime_entries(generation: &Generation, names: &[String]) -> Vec<RuntimeEntry> {
+    let now = boottime_ns();
+    generation
+        .used_entries()
+        .iter()
+        .filter(|e| e.state == ENTRY_RUNTIME && (e.expires_ns == 0 || e.expires_ns > now))
+        .filter_map(|e| {
+            Some(RuntimeEntry {
+                set: names.get(usize::from(e.set))?.clone(),
+                prefix: entry_prefix(e),
+                expires_ns: e.expires_ns,
+            })
+        })
+        .collect()
+}
+
+/// The entries of `carried` for a new generation whose sets are `names` (in index order),
+/// and how many were left out because their set is gone.
+pub fn carry_over(carried: &[RuntimeEntry], names: &[String]) -> (Vec<SetEntry>, usize) {
+    let index: HashMap<&str, u16> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i as u16))
+        .collect();
+    let mut dropped = 0;
+    let entries = carried
+        .iter()
+        .filter_map(|c| match index.get(c.set.as_str()) {
+            Some(&set) => Some(new_entry(set, &c.prefix, ENTRY_RUNTIME, c.expires_ns)),
+            None => {
+                dropped += 1;
+                None
+            }
+        })
+        .collect();
+    (entries, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_entries_carry_over_by_set_name() {
+        let p = |s: &str| text::parse_exact(s).unwrap();
+        let carried = vec![
+            RuntimeEntry {
+                set: "ban".into(),
+                prefix: p("198.51.100.7"),
+                expires_ns: 5,
+            },
+            RuntimeEntry {
+                set: "gone".into(),
+                prefix: p("2001:db8::/48"),
+                expires_ns: 0,
+            },
+        ];
+        let (entries, dropped) = carry_over(&carried, &["other".into(), "ban".into()]);
+        assert_eq!(dropped, 1);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].set, 1);
+        assert_eq!(entries[0].state, ENTRY_RUNTIME);
+        assert_eq!(entries[0].expires_ns, 5);
+        assert_eq!(entry_prefix(&entries[0]), p("198.51.100.7"));
+    }
+
+    #[test]
+    fn listing_sorts_and_tells_origin_and_time_left() {
+        let p = |s: &str| text::parse_exact(s).unwrap();
+        let entries = [
+            new_entry(0, &p("203.0.113.0/24"), ENTRY_RUNTIME, 3_000_000_000),
+            new_entry(1, &p("192.0.2.1"), ENTRY_RUNTIME, 0),
+            new_entry(
+                0,
+                &p("198.51.100.0/24"),
+                xdpsieve_common::sets::ENTRY_FILE,
+                0,
+            ),
+        ];
+        let got = listed(&entries, 0, 1_000_000_000);
+        assert_eq!(
+            got,
+            vec![
+                Listed {
+                    prefix: "198.51.100.0/24".into(),
+                    origin: "file",
+                    expires_in_ms: None
+                },
+                Listed {
+                    prefix: "203.0.113.0/24".into(),
+                    origin: "runtime",
+                    expires_in_ms: Some(2000)
+                },
+            ]
+        );
+    }
+}

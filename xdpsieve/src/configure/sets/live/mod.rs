@@ -1,0 +1,333 @@
+//! Live set changes: `xdpsieve set add|del|list|flush`, expiry of timed entries, and the
+//! runtime entries a new generation carries over.
+//!
+//! Everything here acts on the *pinned* state, not on a process: the set maps of the
+//! program the interface's pinned link runs now (found through the link, so whatever
+//! reload or takeover swapped in is what is changed), opened by id and found by name. So
+//! a change works from any shell, while a recorder runs or after it died, and takes effect
+//! for the next packet (the trie is written in place, see `sets::trie`).
+//!
+//! Changes are serialised by an exclusive `flock` on a lock file named after the
+//! generation's `SET_META` map id ([`Generation::lock`]): two `set add`s at once, expiry by
+//! the recorder, and a reload or takeover reading the runtime entries all take it. A
+//! waiter re-checks after getting the lock that the generation it locked is still the one
+//! in force (a reload may have replaced it meanwhile) and starts again if not.
+//!
+//! The layout: [`Generation`] (this file) opens and locks; [`edit`] changes entries and
+//! the trie together; [`text`] parses what the operator types and writes `--save`;
+//! [`command`] runs one `xdpsieve set` command and `status`'s view of the sets.
+
+pub mod command;
+pub mod edit;
+pub mod text;
+
+use std::{
+    fs::{File, OpenOptions},
+    os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::maps::{Array, Map, MapData, MapInfo};
+use xdpsieve_common::{SetClass, SetEntry, SetGroup, SetMeta, sets::ENTRY_FREE};
+
+use super::kernel::Mapped;
+use crate::pins;
+
+/// The set maps of the generation in force.
+pub struct Generation {
+    pub nodes: Mapped<SetGroup>,
+    pub entries: Mapped<SetEntry>,
+    pub classes: Array<MapData, SetClass>,
+    /// `SET_RULES` as read at open: per set, then `ANY_SLOT`.
+    pub rules: Vec<SetClass>,
+    pub meta_map: Array<MapData, SetMeta>,
+    /// `SET_META` as read at open (under the lock, when opened by [`Generation::lock`]).
+    pub meta: SetMeta,
+    /// The kernel's id of `SET_META`: names the generation (and its lock).
+    pub meta_id: u32,
+    /// Kernel memory of the set maps' values (value size times entries, summed).
+    pub memory_bytes: u64,
+}
+
+/// A generation with its lock held: changes through it are serialised with every other.
+pub struct Locked {
+    pub generation: Generation,
+    _lock: File,
+}
+
+/// The set maps of the program in force, by name, with their ids.
+struct Found {
+    ids: Vec<(&'static str, u32)>,
+    memory_bytes: u64,
+}
+
+const SET_MAPS: [&str; 5] = [
+    "SET_NODES",
+    "SET_CLASSES",
+    "SET_ENTRIES",
+    "SET_RULES",
+    "SET_META",
+];
+
+/// How long a set command waits for another one's change before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// The program that `iface`'s pinned link runs now (the generation in force).
+pub fn program_in_force(iface: &str) -> Result<u32> {
+    let link = pins::pin_dir(iface).join(pins::LINK_PIN);
+    let info = crate::watch::relink::pinned_link_info(&link)
+        .with_context(|| {
+            format!(
+                "no xdpsieve firewall is in force on {iface} (cannot open its link pin {}); \
+                 start one with `xdpsieve run -i {iface} --rules FILE`",
+                link.display()
+            )
+        })?
+        .filter(|i| i.ifindex != 0)
+        .with_context(|| {
+            format!("the firewall pinned for {iface} is no longer attached (defunct link)")
+        })?;
+    Ok(info.program_id)
+}
+
+/// The set maps of program `program_id`, by name.
+fn find_maps(program_id: u32) -> Result<Found> {
+    let program = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == program_id)
+        .with_context(|| format!("the program in force (id {program_id}) could not be read"))?;
+    let ids = program
+        .map_ids()
+        .context("listing the program's maps")?
+        .unwrap_or_default();
+    let mut found = Found {
+        ids: Vec::new(),
+        memory_bytes: 0,
+    };
+    for id in ids {
+        let Ok(map) = MapInfo::from_id(id) else {
+            continue;
+        };
+        let Some(name) = map.name_as_str() else {
+            continue;
+        };
+        if let Some(&known) = SET_MAPS.iter().find(|n| **n == name) {
+            found.ids.push((known, id));
+            found.memory_bytes += u64::from(map.value_size()) * u64::from(map.max_entries());
+        }
+    }
+    Ok(found)
+}
+
+fn find(iface: &str) -> Result<Found> {
+    find_maps(program_in_force(iface)?)
+}
+
+impl Found {
+    fn id(&self, name: &str) -> Result<u32> {
+        self.ids
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, id)| *id)
+            .with_context(|| {
+                format!(
+                    "the program in force has no {name} map: it was started by a version of \
+                     xdpsieve without sets; restart it (`xdpsieve run` takes it over) to use sets"
+                )
+            })
+    }
+}
+
+fn open_map(id: u32, name: &str) -> Result<MapData> {
+    MapData::from_id(id).with_context(|| format!("opening {name} (map id {id})"))
+}
+
+impl Generation {
+    /// Opens the set maps in force on `iface` without the lock: for reading only (`list`,
+    /// `status`), or for a caller that holds the lock another way.
+    pub fn open(iface: &str) -> Result<Generation> {
+        Generation::open_found(&find(iface)?)
+    }
+
+    /// Opens the set maps of program `program_id` without the lock.
+    pub fn open_program(program_id: u32) -> Result<Generation> {
+        Generation::open_found(&find_maps(program_id)?)
+    }
+
+    fn open_found(found: &Found) -> Result<Generation> {
+        let nodes = Mapped::new(&open_map(found.id("SET_NODES")?, "SET_NODES")?, "SET_NODES")?;
+        let entries = Mapped::new(
+            &open_map(found.id("SET_ENTRIES")?, "SET_ENTRIES")?,
+            "SET_ENTRIES",
+        )?;
+        let array = |name: &str| -> Result<Map> {
+            Map::from_map_data(open_map(found.id(name)?, name)?)
+                .with_context(|| format!("opening {name}"))
+        };
+        let classes: Array<MapData, SetClass> =
+            Array::try_from(array("SET_CLASSES")?).context("SET_CLASSES")?;
+        let rule_map: Array<MapData, SetClass> =
+            Array::try_from(array("SET_RULES")?).context("SET_RULES")?;
+        let rules = rule_map
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .context("reading SET_RULES")?;
+        let meta_map: Array<MapData, SetMeta> =
+            Array::try_from(array("SET_META")?).context("SET_META")?;
+        let meta = meta_map.get(&0, 0).context("reading SET_META")?;
+        Ok(Generation {
+            nodes,
+            entries,
+            classes,
+            rules,
+            meta_map,
+            meta,
+            meta_id: found.id("SET_META")?,
+            memory_bytes: found.memory_bytes,
+        })
+    }
+
+    /// Opens the set maps in force on `iface` with their generation's lock held, waiting
+    /// for a change in progress (up to half a minute).
+    pub fn lock(iface: &str) -> Result<Locked> {
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            let found = find(iface)?;
+            let meta_id = found.id("SET_META")?;
+            let lock = lock_file(meta_id, deadline)?;
+            // A reload may have swapped the generation while we waited: only the one in
+            // force now may be changed.
+            if find(iface)?.id("SET_META")? == meta_id {
+                return Ok(Locked {
+                    generation: Generation::open_found(&found)?,
+                    _lock: lock,
+                });
+            }
+            let _ = std::fs::remove_file(lock_path(meta_id));
+            if Instant::now() > deadline {
+                bail!("the rule generation on {iface} kept changing; try again");
+            }
+        }
+    }
+
+    /// The entries in use (slots below `entries_used`; free ones included).
+    pub fn used_entries(&self) -> &[SetEntry] {
+        let used = (self.meta.entries_used as usize).min(self.entries.as_slice().len());
+        &self.entries.as_slice()[..used]
+    }
+
+    /// Per set index, the entries it holds and how many of them have a timeout.
+    pub fn counts(&self) -> Vec<(usize, usize)> {
+        let mut counts = vec![(0, 0); xdpsieve_common::sets::MAX_SETS as usize];
+        for e in self.used_entries() {
+            if e.state != ENTRY_FREE
+                && let Some(c) = counts.get_mut(usize::from(e.set))
+            {
+                c.0 += 1;
+                c.1 += usize::from(e.expires_ns != 0);
+            }
+        }
+        counts
+    }
+}
+
+/// The lock file of the generation whose `SET_META` has id `meta_id`. Map ids are global
+/// (not per network namespace), so the file lives in the top run directory.
+fn lock_path(meta_id: u32) -> PathBuf {
+    Path::new(pins::RUN_DIR).join(format!("sets-{meta_id}.lock"))
+}
+
+/// Takes the exclusive lock of a generation, waiting until `deadline`.
+fn lock_file(meta_id: u32, deadline: Instant) -> Result<File> {
+    let dir = Path::new(pins::RUN_DIR);
+    pins::check_dir(dir)?;
+    let path = lock_path(meta_id);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .with_context(|| format!("opening the set lock {}", path.display()))?;
+    let mut said = false;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(file);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(err).with_context(|| format!("locking {}", path.display()));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "another set change (or a reload) has held {} for {} s; nothing was changed. \
+                 Try again; if it persists, find the holder with `fuser {}`",
+                path.display(),
+                LOCK_WAIT.as_secs(),
+                path.display()
+            );
+        }
+        if !said && std::env::var_os("XDPSIEVE_QUIET_LOCK").is_none() {
+            said = true;
+            eprintln!("xdpsieve: waiting for another set change to finish");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `CLOCK_BOOTTIME` in ns: the clock of `SetEntry::expires_ns` (it keeps counting through
+/// suspend, so a ban lasts its time in the world, not in uptime).
+pub fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass; CLOCK_BOOTTIME exists on
+    // every kernel with BPF links.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Blocks the signals that would end the process in the middle of a change (leaving the
+/// trie and the entry table disagreeing) until dropped; they are delivered then.
+pub struct SignalsHeld {
+    old: libc::sigset_t,
+}
+
+impl SignalsHeld {
+    pub fn new() -> SignalsHeld {
+        // SAFETY: sigset operations on local, initialised sets; pthread_sigmask on the
+        // calling thread only.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                libc::sigaddset(&mut set, s);
+            }
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            SignalsHeld { old }
+        }
+    }
+}
+
+impl Default for SignalsHeld {
+    fn default() -> Self {
+        SignalsHeld::new()
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+#[cfg(test)]
+mod tests;

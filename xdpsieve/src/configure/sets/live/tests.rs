@@ -1,0 +1,413 @@
+//! The editor on real kernel maps (standalone arrays made like the program's, mmapped the
+//! same way), checked against a reference model: after every change, the trie answers
+//! every probe address as a scan of the entry table does, every class the trie uses is in
+//! `SET_CLASSES` with the rules it should allow, and a refused change leaves the maps
+//! byte for byte as they were. Needs root (skipped otherwise).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use aya::maps::{Array, MapData};
+use xdpsieve_common::{
+    RuleBits, SetClass, SetEntry, SetGroup, SetMeta,
+    sets::{ENTRY_FILE, ENTRY_FREE, FIRST_GROUP, MAX_CLASSES, MAX_SETS, MMAPABLE},
+};
+
+use super::{Generation, edit::Editor, text::parse_exact};
+use crate::configure::sets::{
+    kernel::{Built, Mapped, class_rules, entry_prefix, new_entry},
+    trie::{Trie, TriePrefix},
+};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A standalone array, reopened as MapData (through a pin) so it can be mmapped.
+fn array<V: aya::Pod>(name: &str, entries: u32, flags: u32) -> MapData {
+    let map = Array::<MapData, V>::create(entries, flags).expect("creating a map");
+    let dir = std::path::Path::new("/sys/fs/bpf");
+    let pin = dir.join(format!("xdpsieve-live-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&pin);
+    map.pin(&pin).expect("pinning");
+    let data = MapData::from_pin(&pin).expect("reopening");
+    let _ = std::fs::remove_file(&pin);
+    data
+}
+
+/// Rules: rule `s` names set `s` as its source (rule 63: no source condition).
+fn set_rules() -> Vec<SetClass> {
+    let mut rules = vec![
+        SetClass {
+            src: RuleBits::EMPTY,
+            dst: RuleBits::EMPTY
+        };
+        MAX_SETS as usize + 1
+    ];
+    for (s, r) in rules.iter_mut().enumerate().take(8) {
+        r.src.words[0] = 1 << s;
+    }
+    rules[MAX_SETS as usize].src.words[0] = 1 << 63;
+    rules
+}
+
+/// A generation with `file` entries, in maps of `groups` and `slots` capacity.
+fn generation_of(file: &[(u16, &str)], groups: u32, slots: u32) -> Generation {
+    let entries: Vec<SetEntry> = file
+        .iter()
+        .map(|(s, p)| new_entry(*s, &parse_exact(p).unwrap(), ENTRY_FILE, 0))
+        .collect();
+    let built = Built::new(entries, set_rules()).unwrap();
+    let nodes_data = array::<SetGroup>("nodes", groups, MMAPABLE);
+    let entries_data = array::<SetEntry>("entries", slots, MMAPABLE);
+    let mut nodes = Mapped::<SetGroup>::new(&nodes_data, "SET_NODES").unwrap();
+    let g = built.trie.groups();
+    nodes.as_mut_slice()[..g.len()].copy_from_slice(g);
+    let mut table = Mapped::<SetEntry>::new(&entries_data, "SET_ENTRIES").unwrap();
+    table.as_mut_slice()[..built.entries.len()].copy_from_slice(&built.entries);
+    let mut classes: Array<MapData, SetClass> =
+        Array::try_from(aya::maps::Map::Array(array::<SetClass>(
+            "classes",
+            MAX_CLASSES,
+            0,
+        )))
+        .unwrap();
+    let masks = built.trie.class_masks();
+    for (id, &m) in masks.iter().enumerate() {
+        classes
+            .set(id as u32, class_rules(m, &built.rules), 0)
+            .unwrap();
+    }
+    let mut meta_map: Array<MapData, SetMeta> =
+        Array::try_from(aya::maps::Map::Array(array::<SetMeta>("meta", 1, 0))).unwrap();
+    let mut meta = SetMeta {
+        groups_used: built.trie.groups_used(),
+        classes_used: masks.len() as u32,
+        entries_used: built.entries.len() as u32,
+        _pad: 0,
+        class_masks: [0; MAX_CLASSES as usize],
+    };
+    meta.class_masks[..masks.len()].copy_from_slice(masks);
+    meta_map.set(0, meta, 0).unwrap();
+    Generation {
+        nodes,
+        entries: table,
+        classes,
+        rules: built.rules.clone(),
+        meta_map,
+        meta,
+        meta_id: 0,
+        memory_bytes: 0,
+    }
+}
+
+/// The model: what the entry table says, by scanning it.
+fn model(generation: &Generation, addr: IpAddr) -> u64 {
+    let host = TriePrefix::new(addr, 128);
+    generation
+        .used_entries()
+        .iter()
+        .filter(|e| e.state != ENTRY_FREE && entry_prefix(e).covers(&host))
+        .fold(0, |m, e| m | 1 << e.set)
+}
+
+fn probes(generation: &Generation, rng: &mut Rng, limit: usize) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let used = generation.used_entries();
+    let step = used.len().div_ceil(limit).max(1);
+    for e in used.iter().step_by(step) {
+        if e.state == ENTRY_FREE {
+            continue;
+        }
+        let p = entry_prefix(e);
+        let bits = if p.v6 { 128 } else { 32 };
+        let all = u128::MAX >> (128 - bits);
+        let base = if p.v6 {
+            u128::from_be_bytes(p.bytes)
+        } else {
+            u128::from(u32::from_be_bytes([
+                p.bytes[0], p.bytes[1], p.bytes[2], p.bytes[3],
+            ]))
+        };
+        let span = if p.len == 0 {
+            all
+        } else {
+            (1u128 << (bits - u32::from(p.len))) - 1
+        };
+        for v in [
+            base,
+            base.wrapping_add(span) & all,
+            base.wrapping_sub(1) & all,
+            base.wrapping_add(span).wrapping_add(1) & all,
+            base | (u128::from(rng.next()) & span),
+        ] {
+            out.push(if p.v6 {
+                IpAddr::V6(Ipv6Addr::from(v))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(v as u32))
+            });
+        }
+    }
+    for _ in 0..200 {
+        out.push(IpAddr::V4(Ipv4Addr::from(
+            0xc000_0200 | (rng.next() as u32 & 0x3ff),
+        )));
+    }
+    out
+}
+
+/// Checks the trie, the classes and the meta against the entry table.
+fn check(generation: &mut Generation, rng: &mut Rng) {
+    check_some(generation, rng, usize::MAX);
+}
+
+/// [`check`] probing around at most `limit` entries.
+fn check_some(generation: &mut Generation, rng: &mut Rng, limit: usize) {
+    let probes = probes(generation, rng, limit);
+    let want: Vec<u64> = probes.iter().map(|a| model(generation, *a)).collect();
+    let meta = generation.meta_map.get(&0, 0).unwrap();
+    assert_eq!(meta.groups_used, generation.meta.groups_used);
+    let masks = meta.class_masks[..meta.classes_used as usize].to_vec();
+    for (id, &m) in masks.iter().enumerate() {
+        let class = generation.classes.get(&(id as u32), 0).unwrap();
+        assert_eq!(
+            class,
+            class_rules(m, &generation.rules),
+            "class {id} ({m:#x})"
+        );
+    }
+    let trie = Trie::open(generation.nodes.as_mut_slice(), meta.groups_used, &masks);
+    for (addr, want) in probes.iter().zip(want) {
+        assert_eq!(trie.lookup(*addr), want, "{addr}");
+    }
+}
+
+fn snapshot(generation: &Generation) -> (Vec<SetGroup>, Vec<SetEntry>, SetMeta) {
+    (
+        generation.nodes.as_slice().to_vec(),
+        generation.entries.as_slice().to_vec(),
+        generation.meta_map.get(&0, 0).unwrap(),
+    )
+}
+
+fn prefixes(list: &[&str]) -> Vec<TriePrefix> {
+    list.iter().map(|p| parse_exact(p).unwrap()).collect()
+}
+
+const FILE: [(u16, &str); 6] = [
+    (0, "198.51.100.0/24"),
+    (0, "198.51.100.128/25"),
+    (0, "198.51.100.128/25"), // listed twice in its file
+    (1, "198.51.0.0/16"),
+    (1, "2001:db8::/32"),
+    (2, "192.0.2.0/24"),
+];
+
+#[test]
+fn changes_keep_trie_classes_and_entries_consistent() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut rng = Rng(0x5eed);
+    let mut generation = generation_of(&FILE, FIRST_GROUP + 256, 4096);
+    check(&mut generation, &mut rng);
+    // Random adds (nested, overlapping, both families, timed), dels of what is there,
+    // expiry, checked after every step.
+    let mut clock = 1_000u64;
+    for _ in 0..150 {
+        let set = rng.below(4) as u16;
+        let op = rng.below(4);
+        let mine: Vec<TriePrefix> = generation
+            .used_entries()
+            .iter()
+            .filter(|e| e.state != ENTRY_FREE && e.set == set)
+            .map(entry_prefix)
+            .collect();
+        let mut editor = Editor::new(&mut generation).unwrap();
+        match op {
+            0 | 1 => {
+                let text = if rng.below(3) == 0 {
+                    format!("2001:db8:{:x}::/{}", rng.below(8), 33 + rng.below(96))
+                } else {
+                    format!(
+                        "198.51.{}.{}/{}",
+                        rng.below(4) + 99,
+                        rng.below(256),
+                        16 + rng.below(17)
+                    )
+                };
+                let (p, _) = super::text::parse_masking(&text).unwrap();
+                let expires = if rng.below(2) == 0 {
+                    0
+                } else {
+                    clock + rng.below(5_000)
+                };
+                editor.add(set, &[p], expires).unwrap();
+            }
+            2 => {
+                if !mine.is_empty() {
+                    let p = mine[rng.below(mine.len() as u64) as usize];
+                    editor.remove(set, &[p], "s").unwrap();
+                }
+            }
+            _ => {
+                clock += rng.below(3_000);
+                editor.expire(clock).unwrap();
+            }
+        }
+        editor.finish().unwrap();
+        check(&mut generation, &mut rng);
+    }
+    // Flush: the set is gone from every address, the others stay.
+    let mut editor = Editor::new(&mut generation).unwrap();
+    editor.flush(0).unwrap();
+    editor.finish().unwrap();
+    check(&mut generation, &mut rng);
+    assert!(
+        generation
+            .used_entries()
+            .iter()
+            .all(|e| e.state == ENTRY_FREE || e.set != 0)
+    );
+}
+
+#[test]
+fn refused_changes_change_nothing() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut rng = Rng(7);
+    // Room for 2 more entries.
+    let mut generation = generation_of(&FILE, FIRST_GROUP + 4, FILE.len() as u32 + 2);
+    let before = snapshot(&generation);
+    let mut editor = Editor::new(&mut generation).unwrap();
+    let err = editor
+        .add(
+            0,
+            &prefixes(&["203.0.113.1", "203.0.113.2", "203.0.113.3"]),
+            0,
+        )
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("set table is full"), "{err:#}");
+    let err = editor
+        .remove(
+            0,
+            &prefixes(&["198.51.100.0/24", "198.51.100.7"]),
+            "blocklist",
+        )
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("198.51.100.7/32 is not in set blocklist"),
+        "{text}"
+    );
+    assert!(text.contains("covered by 198.51.100.0/24"), "{text}");
+    editor.finish().unwrap();
+    assert_eq!(snapshot(&generation), before);
+    // The trie has 4 spare groups: a /32 in a new /16 takes 2, so the third add fails
+    // after two were painted, and those two are undone.
+    let mut small = generation_of(&FILE, FIRST_GROUP + 4, 64);
+    let before = snapshot(&small);
+    let mut editor = Editor::new(&mut small).unwrap();
+    let many = prefixes(&["203.0.113.1", "192.0.2.200", "10.9.9.9"]);
+    let err = editor.add(3, &many, 0).unwrap_err();
+    assert!(format!("{err:#}").contains("set trie is full"), "{err:#}");
+    editor.finish().unwrap();
+    check(&mut small, &mut rng);
+    let after = snapshot(&small);
+    assert_eq!(after.1, before.1, "entry table");
+    assert!(
+        small
+            .used_entries()
+            .iter()
+            .all(|e| e.set != 3 || e.state == ENTRY_FREE)
+    );
+}
+
+#[test]
+fn adding_what_is_there_renews_and_file_entries_stay() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut rng = Rng(9);
+    let mut generation = generation_of(&FILE, FIRST_GROUP + 64, 256);
+    let mut editor = Editor::new(&mut generation).unwrap();
+    let first = editor
+        .add(0, &prefixes(&["203.0.113.5", "203.0.113.5"]), 100)
+        .unwrap();
+    assert_eq!((first.added, first.renewed, first.from_file), (1, 0, 0));
+    let again = editor
+        .add(0, &prefixes(&["203.0.113.5", "198.51.100.0/24"]), 500)
+        .unwrap();
+    assert_eq!((again.added, again.renewed, again.from_file), (0, 1, 1));
+    // Expiry at 200 removes nothing (renewed to 500), at 500 the runtime entry only.
+    assert!(editor.expire(200).unwrap().is_empty());
+    assert_eq!(editor.expire(500).unwrap().len(), 1);
+    // A prefix listed twice in the file: removing it removes both entries.
+    assert_eq!(
+        editor
+            .remove(0, &prefixes(&["198.51.100.128/25"]), "s")
+            .unwrap(),
+        1
+    );
+    editor.finish().unwrap();
+    check(&mut generation, &mut rng);
+    let held: Vec<TriePrefix> = generation
+        .used_entries()
+        .iter()
+        .filter(|e| e.state != ENTRY_FREE && e.set == 0)
+        .map(entry_prefix)
+        .collect();
+    assert_eq!(held, prefixes(&["198.51.100.0/24"]));
+}
+
+#[test]
+fn ten_thousand_adds_in_one_change() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    // Scattered /32s: each in its own /16 takes two groups (2 KiB) of the trie.
+    let mut generation = generation_of(&FILE, FIRST_GROUP + 25_000, 65536);
+    let list: Vec<TriePrefix> = (0..10_000u32)
+        .map(|i| {
+            TriePrefix::new(
+                IpAddr::V4(Ipv4Addr::from(
+                    0xcb00_7100 ^ (i.wrapping_mul(2_654_435_761) & 0x00ff_ffff),
+                )),
+                32,
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut editor = Editor::new(&mut generation).unwrap();
+    let added = editor.add(5, &list, 0).unwrap();
+    editor.finish().unwrap();
+    let took = started.elapsed();
+    eprintln!("10,000 adds in one change: {took:?} (unoptimised build)");
+    assert_eq!(added.added, 10_000);
+    let mut rng = Rng(3);
+    check_some(&mut generation, &mut rng, 50);
+    let started = std::time::Instant::now();
+    let mut editor = Editor::new(&mut generation).unwrap();
+    assert_eq!(editor.remove(5, &list, "s").unwrap(), 10_000);
+    editor.finish().unwrap();
+    eprintln!("10,000 dels in one change: {:?}", started.elapsed());
+    check_some(&mut generation, &mut rng, 50);
+}

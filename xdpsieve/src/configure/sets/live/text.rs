@@ -1,0 +1,314 @@
+//! What the operator types for `xdpsieve set` (prefixes, `--timeout`, `--from-file`) and
+//! what `--save` writes back to a set file.
+//!
+//! A prefix typed on the command line must be exact: host bits set after the prefix are an
+//! error (a typo would otherwise block a different network than meant). A `--from-file`
+//! list has the set-file format (one prefix or address per line, `#` and `;` comments) and,
+//! like set files, accepts host bits with a warning.
+
+use std::{
+    collections::HashSet,
+    fs,
+    io::Write as _,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{configure::sets::trie::TriePrefix, text::escape_path};
+
+/// A prefix as the operator reads it: `198.51.100.0/24`, `2001:db8::/32`.
+pub fn show(p: &TriePrefix) -> String {
+    format!("{}/{}", p.addr(), p.len)
+}
+
+/// Parses `ADDR` or `ADDR/LEN`; the flag says whether host bits were set (and masked).
+pub fn parse_masking(text: &str) -> Result<(TriePrefix, bool), String> {
+    let (addr_text, len_text) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (text, None),
+    };
+    let addr: IpAddr = if addr_text.contains(':') {
+        addr_text.parse::<Ipv6Addr>().map(IpAddr::V6)
+    } else {
+        addr_text.parse::<Ipv4Addr>().map(IpAddr::V4)
+    }
+    .map_err(|_| format!("`{addr_text}` is not an IPv4 or IPv6 address"))?;
+    let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len_text {
+        None => max,
+        Some(l) => match l.parse::<u8>() {
+            Ok(len) if len <= max && !l.starts_with('+') => len,
+            _ => return Err(format!("prefix length `/{l}` is out of range (0 to {max})")),
+        },
+    };
+    let prefix = TriePrefix::new(addr, len);
+    Ok((prefix, prefix.addr() != addr))
+}
+
+/// Parses a prefix typed on the command line: host bits must be clear.
+pub fn parse_exact(text: &str) -> Result<TriePrefix, String> {
+    let (prefix, host_bits) = parse_masking(text)?;
+    if host_bits {
+        return Err(format!(
+            "`{text}` has host bits set after the prefix (did you mean `{}`?)",
+            show(&prefix)
+        ));
+    }
+    Ok(prefix)
+}
+
+/// The prefix a set-file line holds, if any (comments and blanks hold none).
+fn line_prefix(line: &str) -> Option<&str> {
+    let content = match line.find(['#', ';']) {
+        Some(at) => &line[..at],
+        None => line,
+    };
+    let content = content.trim();
+    (!content.is_empty()).then_some(content)
+}
+
+/// Parses a list in the set-file format; `origin` names it in errors. Returns the
+/// prefixes in order and a warning per line whose host bits were masked (at most 10, then
+/// a count).
+pub fn parse_list(text: &str, origin: &str) -> Result<(Vec<TriePrefix>, Vec<String>)> {
+    let mut prefixes = Vec::new();
+    let mut warnings = Vec::new();
+    let mut masked = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let Some(content) = line_prefix(line) else {
+            continue;
+        };
+        let (prefix, host_bits) =
+            parse_masking(content).map_err(|e| anyhow::anyhow!("{origin}:{}: {e}", n + 1))?;
+        if host_bits {
+            masked += 1;
+            if masked <= 10 {
+                warnings.push(format!(
+                    "{origin}:{}: `{content}` has host bits set; taken as {}",
+                    n + 1,
+                    show(&prefix)
+                ));
+            }
+        }
+        prefixes.push(prefix);
+    }
+    if masked > 10 {
+        warnings.push(format!(
+            "{origin}: {} more lines had host bits set",
+            masked - 10
+        ));
+    }
+    Ok((prefixes, warnings))
+}
+
+/// Reads a `--from-file` list (at most 256 MiB: a million prefixes take ~20 MiB).
+pub fn read_list(path: &Path) -> Result<(Vec<TriePrefix>, Vec<String>)> {
+    let meta = fs::metadata(path).with_context(|| format!("reading {}", escape_path(path)))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", escape_path(path));
+    }
+    if meta.len() > 256 << 20 {
+        bail!("{} is larger than 256 MiB", escape_path(path));
+    }
+    let text =
+        fs::read_to_string(path).with_context(|| format!("reading {}", escape_path(path)))?;
+    parse_list(&text, &escape_path(path))
+}
+
+/// Parses a timeout: a number with a unit (`ms`, `s`, `m`, `h`, `d`), or several
+/// (`1h30m`); a bare number is seconds. Between 1 ms and 366 days.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a timeout (examples: 90s, 10m, 1h30m, 7d)");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "" | "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86400),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        let part = u32::try_from(value)
+            .ok()
+            .and_then(|v| unit.checked_mul(v))
+            .ok_or_else(bad)?;
+        total = total.checked_add(part).ok_or_else(bad)?;
+    }
+    if total.is_zero() || total > Duration::from_secs(366 * 86400) {
+        return Err(format!(
+            "timeout `{text}` is out of range (1ms to 366d; leave --timeout out for no expiry)"
+        ));
+    }
+    Ok(total)
+}
+
+/// A time left, as `9m58s`, `1h0m`, `2.4s`.
+pub fn show_left(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    if secs < 10 {
+        return format!("{:.1}s", ns as f64 / 1e9);
+    }
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h:02}h"),
+    }
+}
+
+/// `--save` of an add: appends the prefixes the file does not hold yet.
+pub fn save_added(file: &Path, prefixes: &[TriePrefix]) -> Result<usize> {
+    let text = fs::read_to_string(file)
+        .with_context(|| format!("reading the set file {}", escape_path(file)))?;
+    let held: HashSet<TriePrefix> = text
+        .lines()
+        .filter_map(line_prefix)
+        .filter_map(|l| parse_masking(l).ok().map(|(p, _)| p))
+        .collect();
+    let mut add = String::new();
+    if !text.is_empty() && !text.ends_with('\n') {
+        add.push('\n');
+    }
+    let mut count = 0;
+    let mut seen = HashSet::new();
+    for p in prefixes {
+        if !held.contains(p) && seen.insert(*p) {
+            add.push_str(&show(p));
+            add.push('\n');
+            count += 1;
+        }
+    }
+    if count > 0 {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(file)
+            .and_then(|mut f| f.write_all(add.as_bytes()).and_then(|()| f.sync_data()))
+            .with_context(|| format!("appending to the set file {}", escape_path(file)))?;
+    }
+    Ok(count)
+}
+
+/// `--save` of a del: rewrites the file without the lines holding these prefixes (other
+/// lines, comments included, stay as they were). Returns the lines removed.
+pub fn save_removed(file: &Path, prefixes: &[TriePrefix]) -> Result<usize> {
+    let text = fs::read_to_string(file)
+        .with_context(|| format!("reading the set file {}", escape_path(file)))?;
+    let gone: HashSet<TriePrefix> = prefixes.iter().copied().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut removed = 0;
+    for line in text.split_inclusive('\n') {
+        let holds = line_prefix(line)
+            .and_then(|l| parse_masking(l).ok())
+            .is_some_and(|(p, _)| gone.contains(&p));
+        if holds {
+            removed += 1;
+        } else {
+            out.push_str(line);
+        }
+    }
+    if removed > 0 {
+        let tmp = file.with_extension("xdpsieve-tmp");
+        let perms = fs::metadata(file).map(|m| m.permissions()).ok();
+        fs::write(&tmp, out.as_bytes())
+            .and_then(|()| match perms {
+                Some(p) => fs::set_permissions(&tmp, p),
+                None => Ok(()),
+            })
+            .and_then(|()| fs::rename(&tmp, file))
+            .with_context(|| format!("rewriting the set file {}", escape_path(file)))?;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_parse_strictly_on_the_command_line_and_masked_in_lists() {
+        assert_eq!(
+            show(&parse_exact("198.51.100.7").unwrap()),
+            "198.51.100.7/32"
+        );
+        assert_eq!(
+            show(&parse_exact("2001:db8::/32").unwrap()),
+            "2001:db8::/32"
+        );
+        let err = parse_exact("198.51.100.7/24").unwrap_err();
+        assert!(err.contains("did you mean `198.51.100.0/24`"), "{err}");
+        assert!(parse_exact("198.51.100.0/33").is_err());
+        assert!(parse_exact("198.51.100.0/+8").is_err());
+        assert!(parse_exact("example.com").is_err());
+        let text = "# header\n198.51.100.0/24 ; SBL1\n\n  2001:db8::1  \r\n203.0.113.9/24\n";
+        let (list, warnings) = parse_list(text, "f").unwrap();
+        let shown: Vec<String> = list.iter().map(show).collect();
+        assert_eq!(
+            shown,
+            ["198.51.100.0/24", "2001:db8::1/128", "203.0.113.0/24"]
+        );
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("f:5:"), "{warnings:?}");
+        let err = parse_list("192.0.2.1\nnonsense\n", "f").unwrap_err();
+        assert!(format!("{err}").starts_with("f:2: "), "{err}");
+    }
+
+    #[test]
+    fn timeouts_take_units_and_sums() {
+        assert_eq!(parse_timeout("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_timeout("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_timeout("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("7d"), Ok(Duration::from_secs(7 * 86400)));
+        for bad in ["", "0", "m", "10x", "-1s", "400d", "1.5s", "99999999999s"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+        assert_eq!(show_left(2_400_000_000), "2.4s");
+        assert_eq!(show_left(598_000_000_000), "9m58s");
+        assert_eq!(show_left(3_600_000_000_000), "1h00m");
+        assert_eq!(show_left(90_000_000_000_000), "1d01h");
+    }
+
+    #[test]
+    fn save_appends_new_prefixes_and_removes_lines() {
+        let dir = std::env::temp_dir().join(format!("xdpsieve-save-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("block.netset");
+        fs::write(&file, "# list\n198.51.100.0/24 ; kept\n192.0.2.1").unwrap();
+        let add = [
+            parse_exact("192.0.2.1").unwrap(),
+            parse_exact("203.0.113.0/24").unwrap(),
+        ];
+        assert_eq!(save_added(&file, &add).unwrap(), 1);
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            "# list\n198.51.100.0/24 ; kept\n192.0.2.1\n203.0.113.0/24\n"
+        );
+        assert_eq!(save_removed(&file, &add).unwrap(), 2);
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            "# list\n198.51.100.0/24 ; kept\n"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
