@@ -110,7 +110,7 @@ pub struct Status {
     /// Whether the interface still runs the program, per the running instance's watcher.
     pub health: Option<crate::watch::InterfaceHealth>,
     /// The sets in the kernel: memory and entries per set (absent when there are none).
-    pub sets: Option<crate::configure::sets::live::command::SetsStatus>,
+    pub sets: Option<crate::configure::sets::live::status::SetsStatus>,
 }
 
 /// Counters of one instance: every catalogued counter by its key (see
@@ -218,7 +218,7 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
             None
         };
         let sets = if live || in_force {
-            crate::configure::sets::live::command::status_of(&name, &meta)
+            crate::configure::sets::live::status::status_of(&name, &meta)
         } else {
             None
         };
@@ -334,7 +334,7 @@ pub fn render(statuses: &[Status]) -> String {
             );
         }
         if let Some(sets) = &s.sets {
-            crate::configure::sets::live::command::render_status(&mut out, sets, s.live);
+            crate::configure::sets::live::status::render_status(&mut out, sets, s.live);
         }
         let Some(c) = &s.counters else { continue };
         counter_lines(&mut out, &counters::describe(counters::KERNEL, &c.kernel));

@@ -1,9 +1,7 @@
-//! One `xdpsieve set` command, from a parsed [`SetPlan`] to the lines it prints; the
-//! recorder's expiry tick; what `status` shows of the sets; and the runtime entries a new
-//! generation (reload, takeover) carries over.
+//! One `xdpsieve set` command, from a parsed [`SetPlan`] to the lines it prints, and the
+//! recorder's expiry tick.
 
 use std::{
-    collections::HashMap,
     fmt::Write as _,
     path::PathBuf,
     time::{Duration, Instant},
@@ -11,10 +9,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
-use xdpsieve_common::{
-    SetEntry,
-    sets::{ENTRY_FREE, ENTRY_RUNTIME},
-};
+use xdpsieve_common::{SetEntry, sets::ENTRY_FREE};
 
 use super::{
     Generation, SignalsHeld, boottime_ns,
@@ -23,10 +18,7 @@ use super::{
     text::{self, show, show_left},
 };
 use crate::{
-    configure::sets::{
-        kernel::{entry_prefix, new_entry},
-        trie::TriePrefix,
-    },
+    configure::sets::{kernel::entry_prefix, trie::TriePrefix},
     pins,
     status::Meta,
     text::escape,
@@ -364,156 +356,12 @@ impl Expirer {
     }
 }
 
-/// What `status` shows of an instance's sets.
-#[derive(Debug, Serialize)]
-pub struct SetsStatus {
-    /// Kernel memory of the set maps' values, in bytes (value size times entries).
-    pub memory_bytes: u64,
-    /// Per set: name, entries, entries with a timeout.
-    pub sets: Vec<SetCount>,
-    /// Entries with a timeout, over all sets.
-    pub timed_entries: usize,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SetCount {
-    pub name: String,
-    pub entries: usize,
-    pub timed: usize,
-}
-
-/// The sets of the firewall on `iface` (None when it has none or they cannot be read).
-pub fn status_of(iface: &str, meta: &Meta) -> Option<SetsStatus> {
-    if meta.sets.is_empty() {
-        return None;
-    }
-    let generation = Generation::open(iface).ok()?;
-    let counts = generation.counts();
-    let sets: Vec<SetCount> = meta
-        .sets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| SetCount {
-            name: s.name.clone(),
-            entries: counts.get(i).map_or(0, |c| c.0),
-            timed: counts.get(i).map_or(0, |c| c.1),
-        })
-        .collect();
-    Some(SetsStatus {
-        memory_bytes: generation.memory_bytes,
-        timed_entries: sets.iter().map(|s| s.timed).sum(),
-        sets,
-    })
-}
-
-/// `status`'s lines about the sets; `live`: a recorder runs (and expires entries).
-pub fn render_status(out: &mut String, sets: &SetsStatus, live: bool) {
-    let list: Vec<String> = sets
-        .sets
-        .iter()
-        .map(|s| {
-            format!(
-                "{} {} entries ({} timed)",
-                escape(&s.name),
-                s.entries,
-                s.timed
-            )
-        })
-        .collect();
-    let _ = writeln!(
-        out,
-        "  sets: {:.1} MiB of kernel memory; {}",
-        sets.memory_bytes as f64 / (1 << 20) as f64,
-        list.join(", ")
-    );
-    if !live && sets.timed_entries > 0 {
-        let _ = writeln!(
-            out,
-            "  {} set entries have a timeout: with no recorder they expire only when an \
-             `xdpsieve set` command or a new `xdpsieve run` touches the sets",
-            sets.timed_entries
-        );
-    }
-}
-
-/// A runtime entry of a generation, by set name, for the next generation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuntimeEntry {
-    pub set: String,
-    pub prefix: TriePrefix,
-    /// `CLOCK_BOOTTIME` ns; 0: never.
-    pub expires_ns: u64,
-}
-
-/// The entries added at run time (`set add`) to `generation` and not yet expired; `names`
-/// are its sets in index order (`Meta::sets`). A reload or a takeover reads them under the
-/// old generation's lock ([`Generation::lock`]) and holds it until the new generation is
-/// in force, so no change made meanwhile is lost.
-pub fn runtime_entries(generation: &Generation, names: &[String]) -> Vec<RuntimeEntry> {
-    let now = boottime_ns();
-    generation
-        .used_entries()
-        .iter()
-        .filter(|e| e.state == ENTRY_RUNTIME && (e.expires_ns == 0 || e.expires_ns > now))
-        .filter_map(|e| {
-            Some(RuntimeEntry {
-                set: names.get(usize::from(e.set))?.clone(),
-                prefix: entry_prefix(e),
-                expires_ns: e.expires_ns,
-            })
-        })
-        .collect()
-}
-
-/// The entries of `carried` for a new generation whose sets are `names` (in index order),
-/// and how many were left out because their set is gone.
-pub fn carry_over(carried: &[RuntimeEntry], names: &[String]) -> (Vec<SetEntry>, usize) {
-    let index: HashMap<&str, u16> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i as u16))
-        .collect();
-    let mut dropped = 0;
-    let entries = carried
-        .iter()
-        .filter_map(|c| match index.get(c.set.as_str()) {
-            Some(&set) => Some(new_entry(set, &c.prefix, ENTRY_RUNTIME, c.expires_ns)),
-            None => {
-                dropped += 1;
-                None
-            }
-        })
-        .collect();
-    (entries, dropped)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use xdpsieve_common::sets::ENTRY_RUNTIME;
 
-    #[test]
-    fn runtime_entries_carry_over_by_set_name() {
-        let p = |s: &str| text::parse_exact(s).unwrap();
-        let carried = vec![
-            RuntimeEntry {
-                set: "ban".into(),
-                prefix: p("198.51.100.7"),
-                expires_ns: 5,
-            },
-            RuntimeEntry {
-                set: "gone".into(),
-                prefix: p("2001:db8::/48"),
-                expires_ns: 0,
-            },
-        ];
-        let (entries, dropped) = carry_over(&carried, &["other".into(), "ban".into()]);
-        assert_eq!(dropped, 1);
-        assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].set, 1);
-        assert_eq!(entries[0].state, ENTRY_RUNTIME);
-        assert_eq!(entries[0].expires_ns, 5);
-        assert_eq!(entry_prefix(&entries[0]), p("198.51.100.7"));
-    }
+    use super::*;
+    use crate::configure::sets::kernel::new_entry;
 
     #[test]
     fn listing_sorts_and_tells_origin_and_time_left() {

@@ -15,10 +15,13 @@
 //!
 //! The layout: [`Generation`] (this file) opens and locks; [`edit`] changes entries and
 //! the trie together; [`text`] parses what the operator types and writes `--save`;
-//! [`command`] runs one `xdpsieve set` command and `status`'s view of the sets.
+//! [`command`] runs one `xdpsieve set` command and the recorder's expiry; [`status`] is
+//! `status`'s view of the sets; [`carry`] the runtime entries a new generation keeps.
 
+pub mod carry;
 pub mod command;
 pub mod edit;
+pub mod status;
 pub mod text;
 
 use std::{
