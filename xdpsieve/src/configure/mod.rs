@@ -1,5 +1,5 @@
 //! Configure: what the firewall does and where it lives in the kernel. Rules are read and
-//! checked ([`rules`], [`input`], [`flags`]), compiled into the bitmaps the program matches
+//! checked ([`rules`], [`sets`], [`input`], [`flags`]), compiled into the bitmaps the program matches
 //! with ([`classify`]), and loaded with the program ([`loader`]); the firewall is pinned in
 //! bpffs so it outlives its recorder ([`pins`]), taken over by a new run ([`takeover`]) and
 //! removed only by an explicit [`stop`].
@@ -10,5 +10,6 @@ pub mod input;
 pub mod loader;
 pub mod pins;
 pub mod rules;
+pub mod sets;
 pub mod stop;
 pub mod takeover;
