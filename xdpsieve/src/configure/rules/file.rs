@@ -1,11 +1,15 @@
 //! TOML rule files: read with a size cap from regular files only, walked key by key so that
 //! every error names the file, line and column and says in words what the key must hold
 //! (no deserializer type names), ids checked for collisions before any is assigned.
+//!
+//! `[[set]]` tables declare address sets, read before the rules whatever their place in
+//! the file, so a rule's `src = "@name"` finds its set; a set file's path is relative to
+//! the rule file's folder.
 
 use std::{
     collections::{HashMap, HashSet},
     ops::Range,
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use toml::{
@@ -14,9 +18,10 @@ use toml::{
 };
 use xdpsieve_common::{MAX_RULES, family};
 
-use super::{Action, RuleError, RuleSet, RuleSpec, next_id_after};
+use super::{Action, AddrMatch, RuleError, RuleSet, RuleSpec, expr::set_index, next_id_after};
 use crate::{
     input::{RULE_FILE_CAP, read_regular_file},
+    sets::{MAX_SETS, SetPrefix, SetSource, SetSpec, check_set_name, read_set_file},
     text::{escape, is_unsafe},
 };
 
@@ -26,16 +31,31 @@ pub const MAX_NAME_CHARS: usize = 128;
 const RULE_KEYS: &str =
     "id, name, action, protocol, family, src, dst, src_port, dst_port, log, log_rate";
 
+const SET_KEYS: &str = "name, and one of file or prefixes";
+
 impl RuleSet {
-    /// Reads a TOML rule file: a regular file of at most [`RULE_FILE_CAP`] bytes.
+    /// Reads a TOML rule file: a regular file of at most [`RULE_FILE_CAP`] bytes, and the
+    /// set files it names (relative to its folder).
     pub fn from_file(path: &Path) -> Result<RuleSet, RuleError> {
         let text = read_regular_file(path, RULE_FILE_CAP, "rule file")?;
-        Self::from_toml(&text, &path.to_string_lossy())
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        Self::from_toml_in(&text, &path.to_string_lossy(), dir)
     }
 
-    /// Parses a TOML rule file's text; `origin` names it in errors.
+    /// Parses a TOML rule file's text; `origin` names it in errors. Set file paths are
+    /// taken as they are written (relative ones against the current directory).
     pub fn from_toml(text: &str, origin: &str) -> Result<RuleSet, RuleError> {
-        let file = RuleFile { text, origin };
+        Self::from_toml_in(text, origin, None)
+    }
+
+    /// Parses a TOML rule file's text; relative set file paths are taken against `dir`
+    /// (the rule file's folder) when given.
+    pub fn from_toml_in(
+        text: &str,
+        origin: &str,
+        dir: Option<&Path>,
+    ) -> Result<RuleSet, RuleError> {
+        let file = RuleFile { text, origin, dir };
         let document = DeTable::parse(text).map_err(|e| {
             let message = e.message().trim_end().replace('\n', "; ");
             file.error(
@@ -51,6 +71,8 @@ impl RuleSet {
 struct RuleFile<'a> {
     text: &'a str,
     origin: &'a str,
+    /// Where relative set file paths start.
+    dir: Option<&'a Path>,
 }
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -73,6 +95,7 @@ impl RuleFile<'_> {
     fn rule_set(&self, document: &DeTable<'_>) -> Result<RuleSet, RuleError> {
         let mut set = RuleSet::default();
         let mut entries: &[Value<'_>] = &[];
+        let mut set_entries: &[Value<'_>] = &[];
         for (key, value) in document.iter() {
             match key.get_ref().as_ref() {
                 "default" => {
@@ -90,17 +113,30 @@ impl RuleFile<'_> {
                         ));
                     }
                 },
+                "set" => match value.get_ref() {
+                    DeValue::Array(array) => set_entries = array,
+                    _ => {
+                        return Err(self.error(
+                            value.span(),
+                            "`set` must be a list of sets: write each as a [[set]] table \
+                             (double brackets)"
+                                .into(),
+                        ));
+                    }
+                },
                 other => {
                     return Err(self.error(
                         key.span(),
                         format!(
-                            "unknown key `{}`: a rule file has `default` and [[rule]] tables",
+                            "unknown key `{}`: a rule file has `default`, [[set]] and [[rule]] \
+                             tables",
                             escape(other)
                         ),
                     ));
                 }
             }
         }
+        self.sets(set_entries, &mut set)?;
         if entries.len() > MAX_RULES as usize {
             return Err(self.error(
                 entries[MAX_RULES as usize].span(),
@@ -127,7 +163,7 @@ impl RuleFile<'_> {
         let mut used: HashSet<u32> = explicit.iter().flatten().copied().collect();
         let mut last_assigned = 0;
         for ((table, span), explicit_id) in tables.into_iter().zip(explicit) {
-            let mut rule = self.rule(table, span.clone())?;
+            let mut rule = self.rule(table, span.clone(), &set.sets)?;
             rule.id = match explicit_id {
                 Some(id) => id,
                 None => {
@@ -192,7 +228,12 @@ impl RuleFile<'_> {
     }
 
     /// One rule's conditions and options; its id is set by the caller.
-    fn rule(&self, table: &DeTable<'_>, span: Range<usize>) -> Result<RuleSpec, RuleError> {
+    fn rule(
+        &self,
+        table: &DeTable<'_>,
+        span: Range<usize>,
+        sets: &[SetSpec],
+    ) -> Result<RuleSpec, RuleError> {
         let Some(action) = table.get("action") else {
             return Err(self.error(
                 span,
@@ -232,14 +273,19 @@ impl RuleFile<'_> {
                 }
                 "src" | "dst" => {
                     let what = format!(
-                        "`{}` must be an address or CIDR in quotes, e.g. \"198.51.100.0/24\"",
+                        "`{}` must be an address or CIDR in quotes, e.g. \"198.51.100.0/24\", \
+                         or a set, e.g. \"@blocklist\"",
                         key.get_ref()
                     );
-                    let cidr = self.string(value, &what)?.parse().map_err(at)?;
+                    let text = self.string(value, &what)?;
+                    let addr = match text.strip_prefix('@') {
+                        Some(name) => AddrMatch::Set(set_index(name, sets).map_err(at)?),
+                        None => AddrMatch::Prefix(text.parse().map_err(at)?),
+                    };
                     if key.get_ref() == "src" {
-                        rule.src = Some(cidr);
+                        rule.src = Some(addr);
                     } else {
-                        rule.dst = Some(cidr);
+                        rule.dst = Some(addr);
                     }
                 }
                 "src_port" | "dst_port" => {
@@ -285,6 +331,121 @@ impl RuleFile<'_> {
         rule.validate()
             .map_err(|m| self.error(span, format!("{shown} {m}")))?;
         Ok(rule)
+    }
+
+    /// The `[[set]]` tables, in order, into `set.sets` (and their warnings into
+    /// `set.warnings`): names valid and unique, at most [`MAX_SETS`].
+    fn sets(&self, entries: &[Value<'_>], set: &mut RuleSet) -> Result<(), RuleError> {
+        if entries.len() > MAX_SETS {
+            return Err(self.error(
+                entries[MAX_SETS].span(),
+                format!(
+                    "{} sets declared; a rule set holds at most {MAX_SETS} (merge lists into \
+                     one set: a set may hold any number of prefixes)",
+                    entries.len()
+                ),
+            ));
+        }
+        let mut first_use: HashMap<String, Range<usize>> = HashMap::new();
+        for entry in entries {
+            let DeValue::Table(table) = entry.get_ref() else {
+                return Err(self.error(
+                    entry.span(),
+                    format!(
+                        "each set must be a table ([[set]] with keys), not {}",
+                        a(entry.get_ref().type_str())
+                    ),
+                ));
+            };
+            let spec = self.set(table, entry.span(), &mut set.warnings)?;
+            if let Some(earlier) = first_use.get(&spec.name) {
+                return Err(self.error(
+                    table.get("name").map_or(entry.span(), Spanned::span),
+                    format!(
+                        "duplicate set name `{}`: a set of that name is declared at line {}",
+                        spec.name,
+                        self.line_of(earlier)
+                    ),
+                ));
+            }
+            first_use.insert(spec.name.clone(), entry.span());
+            set.sets.push(spec);
+        }
+        Ok(())
+    }
+
+    /// One `[[set]]`: `name`, and `file` or `prefixes`.
+    fn set(
+        &self,
+        table: &DeTable<'_>,
+        span: Range<usize>,
+        warnings: &mut Vec<String>,
+    ) -> Result<SetSpec, RuleError> {
+        let Some(name_value) = table.get("name") else {
+            return Err(self.error(span, "set has no `name`: add name = \"...\"".into()));
+        };
+        let name = self.string(name_value, "`name` must be text in quotes")?;
+        check_set_name(name).map_err(|m| self.error(name_value.span(), m))?;
+        for (key, _) in table.iter() {
+            if !matches!(key.get_ref().as_ref(), "name" | "file" | "prefixes") {
+                return Err(self.error(
+                    key.span(),
+                    format!(
+                        "unknown key `{}` in a set (a set has {SET_KEYS})",
+                        escape(key.get_ref())
+                    ),
+                ));
+            }
+        }
+        let (prefixes, source) = match (table.get("file"), table.get("prefixes")) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(self.error(
+                    span,
+                    format!(
+                        "set `{name}` needs exactly one of `file` (a set file) or `prefixes` \
+                         (a list; `prefixes = []` for a set filled at run time)"
+                    ),
+                ));
+            }
+            (Some(file), None) => {
+                let written = self.string(file, "`file` must be a path in quotes")?;
+                let path = match self.dir {
+                    Some(dir) => dir.join(written),
+                    None => PathBuf::from(written),
+                };
+                let parsed = read_set_file(&path)
+                    .map_err(|e| self.error(file.span(), format!("set `{name}`: {e}")))?;
+                warnings.extend(parsed.warnings);
+                (parsed.prefixes, SetSource::File(path))
+            }
+            (None, Some(list)) => (self.inline_prefixes(name, list)?, SetSource::Inline),
+        };
+        Ok(SetSpec {
+            name: name.to_string(),
+            prefixes,
+            source,
+        })
+    }
+
+    /// `prefixes = [...]`: written by hand in the rule file, so host bits set after the
+    /// prefix are an error here (as in a rule), not a warning as in a published list.
+    fn inline_prefixes(&self, name: &str, list: &Value<'_>) -> Result<Vec<SetPrefix>, RuleError> {
+        let expected = "`prefixes` must be a list of prefixes in quotes, \
+                        e.g. [\"198.51.100.0/24\", \"2001:db8::/32\"]";
+        let DeValue::Array(items) = list.get_ref() else {
+            return Err(self.error(
+                list.span(),
+                format!("{expected}, not {}", a(list.get_ref().type_str())),
+            ));
+        };
+        items
+            .iter()
+            .map(|item| {
+                self.string(item, expected)?
+                    .parse::<SetPrefix>()
+                    .map_err(|m| self.error(item.span(), format!("set `{name}`: {m}")))
+            })
+            .collect()
     }
 
     fn name(&self, value: &Value<'_>) -> Result<String, RuleError> {

@@ -1,12 +1,15 @@
 //! Firewall rules: parsed from tcpdump-style command-line expressions (`--drop 'udp src port
-//! 53'`) and from TOML files, validated, and compiled into the kernel's [`Rule`] layout.
+//! 53'`) and from TOML files, validated, and kept as typed [`RuleSpec`]s. From them
+//! `classify` builds the bitmaps the program matches with, and [`RuleSpec::to_kernel`] the
+//! little the program reads of a rule once it has matched (id, verdict, log, rate).
 //!
 //! Evaluation is first match wins; packets no rule matches get the default verdict. Errors
 //! name the file, line and column, or the expression, and say what is wrong. Rule ids are
 //! unique and never 0 (the default verdict's), however hostile the input.
 //!
 //! [`values`] holds the condition values and their parsers, [`expr`] parses the command-line
-//! syntax, [`file`] the TOML rule files; this module the validated rule and rule set.
+//! syntax, [`file`] the TOML rule files (with their `[[set]]`s, see `sets`); this module
+//! the validated rule and rule set.
 
 mod expr;
 mod file;
@@ -14,12 +17,60 @@ mod file;
 mod tests;
 mod values;
 
-pub use expr::parse_expression;
+pub use expr::{parse_expression, parse_expression_with_sets};
 pub use file::MAX_NAME_CHARS;
 pub use values::{Action, Cidr, PortRange, Protocol, Rate};
-use xdpsieve_common::{MAX_RULES, Rule, family, rule_match};
+use xdpsieve_common::{MAX_RULES, Rule, family};
 
-use crate::{input::ReadFileError, text::escape};
+use crate::{input::ReadFileError, sets::SetSpec, text::escape};
+
+/// A rule's condition on one address (source or destination).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddrMatch {
+    /// A literal prefix (`src net 198.51.100.0/24`): one address family.
+    Prefix(Cidr),
+    /// An address set (`src net @blocklist`): index into [`RuleSet::sets`]. Sets hold both
+    /// families; `ip`/`ip6` on the rule restrict it to one.
+    Set(usize),
+}
+
+impl AddrMatch {
+    /// The family a literal prefix implies; a set implies none.
+    pub fn family(&self) -> Option<u8> {
+        match self {
+            AddrMatch::Prefix(c) => Some(c.family()),
+            AddrMatch::Set(_) => None,
+        }
+    }
+
+    /// The literal prefix, if this is one.
+    pub fn prefix(&self) -> Option<Cidr> {
+        match self {
+            AddrMatch::Prefix(c) => Some(*c),
+            AddrMatch::Set(_) => None,
+        }
+    }
+
+    /// The set index, if this is a set.
+    pub fn set(&self) -> Option<usize> {
+        match self {
+            AddrMatch::Set(i) => Some(*i),
+            AddrMatch::Prefix(_) => None,
+        }
+    }
+
+    /// As the command-line syntax writes it after `src `/`dst `: `net 198.51.100.0/24`,
+    /// `net @blocklist` (`@#N` if set `N` is not in `sets`).
+    fn shown(&self, sets: &[SetSpec]) -> String {
+        match self {
+            AddrMatch::Prefix(c) => format!("net {c}"),
+            AddrMatch::Set(i) => match sets.get(*i) {
+                Some(set) => format!("net @{}", set.name),
+                None => format!("net @#{i}"),
+            },
+        }
+    }
+}
 
 /// One validated rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,8 +82,8 @@ pub struct RuleSpec {
     pub protocol: Option<Protocol>,
     /// Restricts the rule to one family without naming addresses (`ip` / `ip6`).
     pub family: Option<u8>,
-    pub src: Option<Cidr>,
-    pub dst: Option<Cidr>,
+    pub src: Option<AddrMatch>,
+    pub dst: Option<AddrMatch>,
     pub src_port: Option<PortRange>,
     pub dst_port: Option<PortRange>,
     /// Log every packet this rule decides, whatever `--log` says.
@@ -58,11 +109,12 @@ impl RuleSpec {
         }
     }
 
-    /// Checks that the conditions can hold together.
+    /// Checks that the conditions can hold together. A set constrains no family (it holds
+    /// both), so only literal prefixes and `ip`/`ip6` can disagree.
     fn validate(&self) -> Result<(), String> {
         let families: Vec<u8> = [
-            self.src.map(|c| c.family()),
-            self.dst.map(|c| c.family()),
+            self.src.and_then(|a| a.family()),
+            self.dst.and_then(|a| a.family()),
             self.family,
         ]
         .into_iter()
@@ -79,53 +131,41 @@ impl RuleSpec {
         Ok(())
     }
 
-    fn address_family(&self) -> Option<u8> {
+    /// The one family the rule matches, if its conditions imply one (`ip`/`ip6` or a
+    /// literal prefix); `None` matches both.
+    pub fn address_family(&self) -> Option<u8> {
         self.family
-            .or(self.src.map(|c| c.family()))
-            .or(self.dst.map(|c| c.family()))
+            .or(self.src.and_then(|a| a.family()))
+            .or(self.dst.and_then(|a| a.family()))
     }
 
-    /// The rule as the XDP program stores it; `default_rate` applies when it has none.
+    /// Whether the rule only matches packets with ports (it has a port condition).
+    pub fn needs_ports(&self) -> bool {
+        self.src_port.is_some() || self.dst_port.is_some()
+    }
+
+    /// What the XDP program reads of the rule once the bitmaps have chosen it;
+    /// `default_rate` applies when the rule has none.
     pub fn to_kernel(&self, default_rate: Rate) -> Rule {
-        let mut rule = Rule::ANY;
-        rule.id = self.id;
-        rule.verdict = self.action.verdict();
-        rule.log = u8::from(self.log);
         let rate = self.rate.unwrap_or(default_rate);
-        rule.rate_interval_ns = rate.interval_ns();
-        rule.rate_tolerance_ns = rate.tolerance_ns();
-        if let Some(f) = self.address_family() {
-            rule.flags |= rule_match::FAMILY;
-            rule.family = f;
-            rule.family_mask = 0xff;
+        Rule {
+            rate_interval_ns: rate.interval_ns(),
+            rate_tolerance_ns: rate.tolerance_ns(),
+            id: self.id,
+            verdict: self.action.verdict(),
+            log: u8::from(self.log),
+            _pad: [0; 2],
         }
-        if let Some(p) = self.protocol {
-            rule.flags |= rule_match::PROTOCOL;
-            rule.protocol = p.0;
-            rule.protocol_mask = 0xff;
-        }
-        rule.needs_ports = u8::from(self.src_port.is_some() || self.dst_port.is_some());
-        if let Some(c) = self.src {
-            rule.flags |= rule_match::SRC_ADDR;
-            (rule.src_addr, rule.src_mask) = c.to_words();
-        }
-        if let Some(c) = self.dst {
-            rule.flags |= rule_match::DST_ADDR;
-            (rule.dst_addr, rule.dst_mask) = c.to_words();
-        }
-        if let Some(p) = self.src_port {
-            rule.flags |= rule_match::SRC_PORT;
-            (rule.src_port_min, rule.src_port_max) = (p.min, p.max);
-        }
-        if let Some(p) = self.dst_port {
-            rule.flags |= rule_match::DST_PORT;
-            (rule.dst_port_min, rule.dst_port_max) = (p.min, p.max);
-        }
-        rule
     }
 
-    /// The match conditions in the command-line syntax (`udp src port 53`).
+    /// The match conditions in the command-line syntax (`udp src port 53`); a set shows
+    /// as `@#N`: use [`RuleSpec::conditions_with`] where the sets are at hand.
     pub fn conditions(&self) -> String {
+        self.conditions_with(&[])
+    }
+
+    /// The match conditions in the command-line syntax, sets by name (`src net @drop`).
+    pub fn conditions_with(&self, sets: &[SetSpec]) -> String {
         let mut parts = Vec::new();
         match (self.family, self.protocol) {
             (Some(family::IPV4), _) => parts.push("ip".to_string()),
@@ -135,11 +175,11 @@ impl RuleSpec {
         if let Some(p) = self.protocol {
             parts.push(p.to_string());
         }
-        if let Some(c) = self.src {
-            parts.push(format!("src net {c}"));
+        if let Some(a) = self.src {
+            parts.push(format!("src {}", a.shown(sets)));
         }
-        if let Some(c) = self.dst {
-            parts.push(format!("dst net {c}"));
+        if let Some(a) = self.dst {
+            parts.push(format!("dst {}", a.shown(sets)));
         }
         if let Some(p) = self.src_port {
             parts.push(format!("src port {p}"));
@@ -169,15 +209,22 @@ pub enum RuleError {
     },
     #[error("rule `{expr}`: {message}")]
     Expression { expr: String, message: String },
+    /// Beyond a limit of the program (rules, sets).
     #[error("{0}")]
-    Set(String),
+    Limit(String),
 }
 
-/// Rules in evaluation order plus the default verdict.
+/// Rules in evaluation order, the sets they name, and the default verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleSet {
     pub default_action: Action,
     pub rules: Vec<RuleSpec>,
+    /// Declared in the rule file, in order; [`AddrMatch::Set`] indexes here, and the index
+    /// is the set's number in the kernel's maps.
+    pub sets: Vec<SetSpec>,
+    /// What reading the rules and sets accepted with a change (host bits masked in a set
+    /// file), for the caller to print to stderr. Not part of the rules' meaning.
+    pub warnings: Vec<String>,
 }
 
 impl Default for RuleSet {
@@ -185,6 +232,8 @@ impl Default for RuleSet {
         RuleSet {
             default_action: Action::Pass,
             rules: Vec::new(),
+            sets: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -218,7 +267,7 @@ impl RuleSet {
             expr: escape(expr).into_owned(),
             message: escape(&message).into_owned(),
         };
-        let mut rule = parse_expression(action, expr).map_err(error)?;
+        let mut rule = parse_expression_with_sets(action, expr, &self.sets).map_err(error)?;
         let highest = self.rules.iter().map(|r| r.id).max().unwrap_or(0);
         let used: std::collections::HashSet<u32> = self.rules.iter().map(|r| r.id).collect();
         rule.id = next_id_after(highest, |id| used.contains(&id))
@@ -230,12 +279,25 @@ impl RuleSet {
 
     fn check_size(&self) -> Result<(), RuleError> {
         if self.rules.len() > MAX_RULES as usize {
-            return Err(RuleError::Set(format!(
+            return Err(RuleError::Limit(format!(
                 "{} rules given; the program evaluates at most {MAX_RULES}",
                 self.rules.len()
             )));
         }
         Ok(())
+    }
+
+    /// The index of the set called `name`.
+    pub fn set_index(&self, name: &str) -> Option<usize> {
+        self.sets.iter().position(|s| s.name == name)
+    }
+
+    /// The rules whose source or destination is set `index`, in order.
+    pub fn rules_using_set(&self, index: usize) -> impl Iterator<Item = &RuleSpec> {
+        let uses = move |a: Option<AddrMatch>| a.and_then(|a| a.set()) == Some(index);
+        self.rules
+            .iter()
+            .filter(move |r| uses(r.src) || uses(r.dst))
     }
 
     /// Kernel rules in evaluation order.
