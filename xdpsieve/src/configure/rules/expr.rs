@@ -129,8 +129,8 @@ pub(super) fn set_index(name: &str, sets: &[SetSpec]) -> Result<usize, String> {
     }
     if sets.is_empty() {
         return Err(format!(
-            "no set named `{name}`: no sets are declared; declare one with [[set]] in the \
-             rule file (--rules)"
+            "no set named `{name}`: no sets are declared; declare one with [[set]] in a rule \
+             file"
         ));
     }
     let known: Vec<String> = sets.iter().map(|s| format!("@{}", s.name)).collect();

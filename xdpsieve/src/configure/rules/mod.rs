@@ -8,11 +8,14 @@
 //! unique and never 0 (the default verdict's), however hostile the input.
 //!
 //! [`values`] holds the condition values and their parsers, [`expr`] parses the command-line
-//! syntax, [`file`] the TOML rule files (with their `[[set]]`s, see `sets`); this module
+//! syntax, [`file`] the TOML rule files and [`set_tables`] their `[[set]]`s; this module
 //! the validated rule and rule set.
 
 mod expr;
 mod file;
+mod set_tables;
+#[cfg(test)]
+mod set_tests;
 #[cfg(test)]
 mod tests;
 mod values;
