@@ -54,7 +54,8 @@ pub fn parse_set_text(text: &str, origin: &str) -> Result<ParsedSet, SetFileErro
     let mut parsed = ParsedSet::default();
     let mut masked_lines = 0usize;
     for (index, raw) in text.split('\n').enumerate() {
-        let content = match raw.find(['#', ';']) {
+        // Comment bytes are ASCII, so the cut is on a character boundary.
+        let content = match raw.bytes().position(|b| b == b'#' || b == b';') {
             Some(at) => &raw[..at],
             None => raw,
         };

@@ -149,6 +149,7 @@ fn bad_lines_name_file_line_and_problem() {
         ),
         ("198.51.100.0/", 1, "prefix length `/` is out of range"),
         ("198.51.100.0/-1", 1, "prefix length `/-1`"),
+        ("198.51.100.0/+8", 1, "prefix length `/+8`"),
         (
             "# c\n198.51.100.0/24 203.0.113.0/24\n",
             2,
@@ -229,4 +230,73 @@ fn set_names() {
     assert!(bad("my set").contains("contains ` `"));
     assert!(bad("@set").contains("contains `@`"));
     assert!(bad("bl\u{202e}ock").contains("\\u{202e}"));
+}
+
+/// The byte-by-byte IPv4 reader accepts exactly what the standard parser accepts (with a
+/// prefix length of 0 to 32 written without a leading zero), and reads the same value:
+/// on random strings over the characters that matter and on the edges.
+#[test]
+fn fast_ipv4_path_agrees_with_the_standard_parser() {
+    fn reference(text: &str) -> Option<(u32, u8)> {
+        let (addr, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        let addr: std::net::Ipv4Addr = addr.parse().ok()?;
+        let len = match len {
+            None => 32,
+            Some(l) if l.len() > 1 && l.starts_with('0') => return None,
+            Some(l) if !l.bytes().all(|b| b.is_ascii_digit()) => return None,
+            Some(l) => l.parse::<u8>().ok().filter(|&n| n <= 32)?,
+        };
+        Some((u32::from(addr), len))
+    }
+    let edges = [
+        "0.0.0.0",
+        "255.255.255.255/32",
+        "256.0.0.0",
+        "1.2.3.4/0",
+        "1.2.3.4/33",
+        "1.2.3.4/",
+        "1.2.3",
+        "1.2.3.4.5",
+        "01.2.3.4",
+        "1.2.3.04",
+        "1.2.3.0/08",
+        "1.2.3.4/100",
+        "1..3.4",
+        ".1.2.3",
+        "1.2.3.4 ",
+        "1.2.3.4/3a",
+        "1000.2.3.4",
+        "1.2.3.4/+8",
+        "+1.2.3.4",
+        "",
+    ];
+    for text in edges {
+        assert_eq!(fast_v4(text.as_bytes()), reference(text), "{text:?}");
+    }
+    let alphabet = b"0123456789..//";
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..200_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 19) as usize;
+        let text: String = (0..len)
+            .map(|i| char::from(alphabet[((x >> (3 * i)) % alphabet.len() as u64) as usize]))
+            .collect();
+        // Bias towards well-formed ones too: four numbers and a length.
+        let shaped = format!(
+            "{}.{}.{}.{}/{}",
+            x % 300,
+            (x >> 9) % 260,
+            (x >> 18) % 256,
+            (x >> 27) % 1000,
+            (x >> 37) % 40
+        );
+        for t in [text.as_str(), shaped.as_str()] {
+            assert_eq!(fast_v4(t.as_bytes()), reference(t), "{t:?}");
+        }
+    }
 }
