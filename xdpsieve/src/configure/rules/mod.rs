@@ -25,7 +25,11 @@ pub use file::MAX_NAME_CHARS;
 pub use values::{Action, Cidr, PortRange, Protocol, Rate};
 use xdpsieve_common::{MAX_RULES, Rule, family};
 
-use crate::{input::ReadFileError, sets::SetSpec, text::escape};
+use crate::{
+    input::ReadFileError,
+    sets::{MAX_SETS, SetSpec, check_set_name},
+    text::escape,
+};
 
 /// A rule's condition on one address (source or destination).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,6 +305,44 @@ impl RuleSet {
         self.rules
             .iter()
             .filter(move |r| uses(r.src) || uses(r.dst))
+    }
+
+    /// Checks what the parsers guarantee for a rule set built some other way (by code, or
+    /// changed after parsing): at most [`MAX_SETS`] sets, valid unique names, and every
+    /// rule's set index pointing at a set.
+    pub fn check_sets(&self) -> Result<(), RuleError> {
+        if self.sets.len() > MAX_SETS {
+            return Err(RuleError::Limit(format!(
+                "{} sets declared; a rule set holds at most {MAX_SETS}",
+                self.sets.len()
+            )));
+        }
+        let mut names = std::collections::HashSet::new();
+        for set in &self.sets {
+            check_set_name(&set.name).map_err(RuleError::Limit)?;
+            if !names.insert(set.name.as_str()) {
+                return Err(RuleError::Limit(format!(
+                    "duplicate set name `{}`",
+                    set.name
+                )));
+            }
+        }
+        for rule in &self.rules {
+            for index in [rule.src, rule.dst]
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.set())
+            {
+                if index >= self.sets.len() {
+                    return Err(RuleError::Limit(format!(
+                        "rule `{}` names set #{index}, but there are {} sets",
+                        escape(&rule.name),
+                        self.sets.len()
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Kernel rules in evaluation order.

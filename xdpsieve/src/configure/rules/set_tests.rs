@@ -312,3 +312,18 @@ fn rule_files_without_sets_read_as_before() {
     );
     assert_eq!(describe_sets(&set), "");
 }
+
+#[test]
+fn check_sets_catches_what_code_can_build() {
+    let mut set = RuleSet::from_toml(WITH_SETS, "sets.toml").expect("rules");
+    assert!(set.check_sets().is_ok());
+    set.rules[0].src = Some(AddrMatch::Set(2));
+    let e = set.check_sets().expect_err("dangling").to_string();
+    assert!(e.contains("names set #2, but there are 2 sets"), "{e}");
+    set.rules[0].src = Some(AddrMatch::Set(0));
+    set.sets[1].name = "blocklist".into();
+    let e = set.check_sets().expect_err("duplicate").to_string();
+    assert!(e.contains("duplicate set name `blocklist`"), "{e}");
+    set.sets[1].name = "bad name".into();
+    assert!(set.check_sets().is_err());
+}
