@@ -400,7 +400,7 @@ fn check_rules(args: &CheckArgs, matches: &ArgMatches) -> Result<()> {
             rule.conditions_with(&set.sets)
         );
     }
-    print!("{}", xdpsieve::sets::describe_sets(&set));
+    print!("{}", set.describe_sets());
     Ok(())
 }
 

@@ -27,8 +27,8 @@ use xdpsieve_common::{MAX_RULES, Rule, family};
 
 use crate::{
     input::ReadFileError,
-    sets::{MAX_SETS, SetSpec, check_set_name},
-    text::escape,
+    sets::{MAX_SETS, SetSource, SetSpec, check_set_name, memory_estimate},
+    text::{escape, escape_path},
 };
 
 /// A rule's condition on one address (source or destination).
@@ -343,6 +343,45 @@ impl RuleSet {
             }
         }
         Ok(())
+    }
+
+    /// The sets as `check-rules` lists them: each with its source, prefix counts per family
+    /// and the rules that use it, then the kernel memory they will take. Empty when there
+    /// are no sets.
+    pub fn describe_sets(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        if self.sets.is_empty() {
+            return out;
+        }
+        out.push_str("sets:\n");
+        for (index, set) in self.sets.iter().enumerate() {
+            let (v4, v6) = set.family_counts();
+            let source = match &set.source {
+                SetSource::File(path) => format!("file {}", escape_path(path)),
+                SetSource::Inline => "inline".to_string(),
+            };
+            let users: Vec<String> = self
+                .rules_using_set(index)
+                .map(|r| format!("{} ({})", r.id, escape(&r.name)))
+                .collect();
+            let users = if users.is_empty() {
+                "no rule uses it".to_string()
+            } else {
+                format!("used by rule {}", users.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "  @{:<24} {v4} IPv4 + {v6} IPv6 prefixes, {source}; {users}",
+                set.name
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  kernel memory for the sets: {}",
+            memory_estimate(&self.sets)
+        );
+        out
     }
 
     /// Kernel rules in evaluation order.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use xdpsieve_common::family;
 
 use super::*;
-use crate::sets::{MAX_SETS, SetSource, describe_sets};
+use crate::sets::{MAX_SETS, SetSource};
 
 const WITH_SETS: &str = r#"
 [[rule]]
@@ -116,7 +116,7 @@ fn set_files_are_read_relative_to_the_rule_file() {
         "{:?}",
         set.warnings
     );
-    let shown = describe_sets(&set);
+    let shown = set.describe_sets();
     assert!(
         shown.contains("@drop") && shown.contains("2 IPv4 + 1 IPv6 prefixes"),
         "{shown}"
@@ -310,7 +310,7 @@ fn rule_files_without_sets_read_as_before() {
         set.rules[0].src,
         Some(AddrMatch::Prefix("198.51.100.0/24".parse().expect("cidr")))
     );
-    assert_eq!(describe_sets(&set), "");
+    assert_eq!(set.describe_sets(), "");
 }
 
 #[test]

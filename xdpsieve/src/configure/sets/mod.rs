@@ -25,8 +25,6 @@ use std::{
 pub use file::{MAX_WARNINGS_PER_FILE, ParsedSet, SetFileError, parse_set_text, read_set_file};
 use xdpsieve_common::family;
 
-use crate::rules::RuleSet;
-
 /// Longest set name: names are printed in `check-rules`, `status` and `set list`.
 pub const MAX_SET_NAME_CHARS: usize = 64;
 
@@ -243,50 +241,11 @@ pub fn check_set_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The sets of `rules` as `check-rules` lists them: each with its source, prefix counts
-/// per family and the rules that use it, then the kernel memory the sets will take.
-/// Empty when there are no sets.
-pub fn describe_sets(rules: &RuleSet) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    if rules.sets.is_empty() {
-        return out;
-    }
-    out.push_str("sets:\n");
-    for (index, set) in rules.sets.iter().enumerate() {
-        let (v4, v6) = set.family_counts();
-        let source = match &set.source {
-            SetSource::File(path) => format!("file {}", crate::text::escape_path(path)),
-            SetSource::Inline => "inline".to_string(),
-        };
-        let users: Vec<String> = rules
-            .rules_using_set(index)
-            .map(|r| format!("{} ({})", r.id, crate::text::escape(&r.name)))
-            .collect();
-        let users = if users.is_empty() {
-            "no rule uses it".to_string()
-        } else {
-            format!("used by rule {}", users.join(", "))
-        };
-        let _ = writeln!(
-            out,
-            "  @{:<24} {v4} IPv4 + {v6} IPv6 prefixes, {source}; {users}",
-            set.name
-        );
-    }
-    let _ = writeln!(
-        out,
-        "  kernel memory for the sets: {}",
-        memory_estimate(rules)
-    );
-    out
-}
-
-/// The kernel memory the sets of `rules` will take, as `check-rules` shows it.
+/// The kernel memory `sets` will take, in words for `check-rules`.
 ///
 /// LEAD: fill in from the set trie's estimate (`sets::trie`): the shared trie's nodes,
-/// classes and entry map for all of `rules.sets` together.
-fn memory_estimate(rules: &RuleSet) -> String {
-    let _ = rules;
+/// classes and entry map for all of `sets` together.
+pub fn memory_estimate(sets: &[SetSpec]) -> String {
+    let _ = sets;
     "not estimated yet".to_string()
 }
