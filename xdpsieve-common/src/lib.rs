@@ -223,18 +223,7 @@ pub mod capture {
     pub const PASSED: u32 = 1 << 1;
 }
 
-/// Which fields a rule matches on: bits of [`Rule::flags`]. A field whose bit is clear is a
-/// wildcard.
-pub mod rule_match {
-    pub const FAMILY: u32 = 1 << 0;
-    pub const PROTOCOL: u32 = 1 << 1;
-    pub const SRC_ADDR: u32 = 1 << 2;
-    pub const DST_ADDR: u32 = 1 << 3;
-    pub const SRC_PORT: u32 = 1 << 4;
-    pub const DST_PORT: u32 = 1 << 5;
-}
-
-/// Address families as stored in [`Rule::family`].
+/// Address families, as the parser records a packet's ([`Event::family`]).
 pub mod family {
     pub const NONE: u8 = 0;
     pub const IPV4: u8 = 4;
@@ -310,76 +299,26 @@ impl Config {
     };
 }
 
-/// One firewall rule as the kernel evaluates it.
+/// One firewall rule as the program reads it once the bitmaps have chosen it: what to do
+/// with the packet and how to record it.
 ///
-/// Every condition is stored so that a wildcard needs no special case: addresses as
-/// pre-masked prefixes with their masks (mask 0 matches anything), ports as inclusive
-/// ranges (0..=65535 matches anything), protocol and family with a 0x00/0xff mask. The
-/// program matches through the bitmaps userspace computes from these (see [`classify`]);
-/// it reads a rule itself only once it has matched, for its verdict, id and rate.
+/// The conditions are not here: the program matches through the bitmaps userspace builds
+/// from the typed rules (see [`classify`]), so a rule is read only after it has matched.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rule {
-    /// Four 32-bit words in network byte order; IPv4 uses word 0 only.
-    pub src_addr: [u32; 4],
-    pub src_mask: [u32; 4],
-    pub dst_addr: [u32; 4],
-    pub dst_mask: [u32; 4],
-    pub src_port_min: u16,
-    pub src_port_max: u16,
-    pub dst_port_min: u16,
-    pub dst_port_max: u16,
-    /// Bits of [`rule_match`]: which conditions the rule has, for display. The program
-    /// uses the masks and ranges instead.
-    pub flags: u32,
-    /// The id reported in captures and counters; never 0 (0 means "no rule, default verdict").
-    pub id: u32,
-    /// IP protocol number (after the IPv6 extension-header chain).
-    pub protocol: u8,
-    /// 0xff when the protocol must match, 0 for any.
-    pub protocol_mask: u8,
-    /// One of [`family`].
-    pub family: u8,
-    /// 0xff when the family must match, 0 for any.
-    pub family_mask: u8,
-    /// [`verdict::DROP`] or [`verdict::PASS`].
-    pub verdict: u8,
-    /// 1 when the rule has a port condition: it then never matches a packet without ports.
-    pub needs_ports: u8,
-    /// 1 when every packet this rule decides is logged as an event.
-    pub log: u8,
-    pub _pad: u8,
     /// Rate limit of this rule's records (events and captures): one per this many ns,
     /// 0 = unlimited.
     pub rate_interval_ns: u64,
     /// How far ahead of schedule a burst may run: `interval * (burst - 1)` ns.
     pub rate_tolerance_ns: u64,
-}
-
-impl Rule {
-    /// Matches every packet.
-    pub const ANY: Self = Self {
-        src_addr: [0; 4],
-        src_mask: [0; 4],
-        dst_addr: [0; 4],
-        dst_mask: [0; 4],
-        src_port_min: 0,
-        src_port_max: u16::MAX,
-        dst_port_min: 0,
-        dst_port_max: u16::MAX,
-        flags: 0,
-        id: 0,
-        protocol: 0,
-        protocol_mask: 0,
-        family: family::NONE,
-        family_mask: 0,
-        verdict: verdict::PASS,
-        needs_ports: 0,
-        log: 0,
-        _pad: 0,
-        rate_interval_ns: 0,
-        rate_tolerance_ns: 0,
-    };
+    /// The id reported in captures and counters; never 0 (0 means "no rule, default verdict").
+    pub id: u32,
+    /// [`verdict::DROP`] or [`verdict::PASS`].
+    pub verdict: u8,
+    /// 1 when every packet this rule decides is logged as an event.
+    pub log: u8,
+    pub _pad: [u8; 2],
 }
 
 /// Per-CPU packet counters, one slot per CPU in the `COUNTERS` map. Userspace sums them.
@@ -526,21 +465,11 @@ const _: () = {
     assert!(offset_of!(Config, ifindexes) == 48);
     assert!(size_of::<RuleBits>() == RULE_WORDS * 8);
     assert!(size_of::<classify::AddrKeyData>() == 20);
-    assert!(size_of::<Rule>() == 104);
-    assert!(offset_of!(Rule, log) == 86);
-    assert!(offset_of!(Rule, rate_interval_ns) == 88);
-    assert!(offset_of!(Rule, rate_tolerance_ns) == 96);
-    assert!(offset_of!(Rule, src_mask) == 16);
-    assert!(offset_of!(Rule, dst_addr) == 32);
-    assert!(offset_of!(Rule, dst_mask) == 48);
-    assert!(offset_of!(Rule, src_port_min) == 64);
-    assert!(offset_of!(Rule, dst_port_min) == 68);
-    assert!(offset_of!(Rule, flags) == 72);
-    assert!(offset_of!(Rule, id) == 76);
-    assert!(offset_of!(Rule, protocol) == 80);
-    assert!(offset_of!(Rule, family) == 82);
-    assert!(offset_of!(Rule, verdict) == 84);
-    assert!(offset_of!(Rule, needs_ports) == 85);
+    assert!(size_of::<Rule>() == 24);
+    assert!(offset_of!(Rule, rate_tolerance_ns) == 8);
+    assert!(offset_of!(Rule, id) == 16);
+    assert!(offset_of!(Rule, verdict) == 20);
+    assert!(offset_of!(Rule, log) == 21);
     assert!(size_of::<SetClass>() == 2 * RULE_WORDS * 8);
     assert!(size_of::<SetGroup>() == 1024);
     assert!(size_of::<SetEntry>() == 32);

@@ -89,6 +89,9 @@ mod program {
     static SET_NODES: Array<SetGroup> = Array::with_max_entries(1, MMAPABLE);
     #[map]
     static SET_CLASSES: Array<SetClass> = Array::with_max_entries(1, 0);
+    /// Where the source (0) and destination (1) rules of literal prefixes and sets join.
+    #[map]
+    static JOINED_RULES: PerCpuArray<RuleBits> = PerCpuArray::with_max_entries(2, 0);
     // Read by userspace only: what each set holds, the per-set rules new classes are made
     // of, and how much of the tables is in use.
     #[map]
@@ -146,7 +149,10 @@ mod program {
     #[map]
     static EVENT_PERF: PerfEventArray<Event> = PerfEventArray::new(0);
 
+    // inline(always): without it LLVM may keep the body as a BPF-to-BPF call from the
+    // entry point that the macro generates, a call and a return on every packet.
     #[xdp(frags)]
+    #[inline(always)]
     pub fn xdpsieve(ctx: XdpContext) -> u32 {
         filter(&ctx)
     }
@@ -156,6 +162,7 @@ mod program {
     /// every rx queue (veth leaves queues added by `ethtool -L` without it); swapping to the
     /// same program is a no-op in the kernel. Loaded only when needed.
     #[xdp(frags)]
+    #[inline(always)]
     pub fn xdpsieve_twin(ctx: XdpContext) -> u32 {
         filter(&ctx)
     }
@@ -346,6 +353,7 @@ mod program {
             dst_addr_sets: &DST_ADDR_SETS,
             set_nodes: &SET_NODES,
             set_classes: &SET_CLASSES,
+            joined: &JOINED_RULES,
             matched: &MATCHED_RULE,
         };
         match rules::first_match(&maps, cfg, pkt) {

@@ -36,6 +36,8 @@ pub struct RuleMaps<'a> {
     pub dst_addr_sets: &'a LpmTrie<AddrKeyData, RuleBits>,
     pub set_nodes: &'a Array<SetGroup>,
     pub set_classes: &'a Array<SetClass>,
+    /// Per-CPU scratch for a field whose rules come from both tries (see [`join`]).
+    pub joined: &'a PerCpuArray<RuleBits>,
     /// Carries the matched index out (see [`first_match`]).
     pub matched: &'a PerCpuArray<u32>,
 }
@@ -80,70 +82,68 @@ pub fn first_match(maps: &RuleMaps, cfg: &Config, pkt: &Packet) -> Option<Decisi
     } else {
         proto
     };
-    let src_addr = if use_src_addr {
-        maps.src_addr_sets.get(addr_key(pkt.family, &pkt.src))?
-    } else {
-        proto
-    };
-    let dst_addr = if use_dst_addr {
-        maps.dst_addr_sets.get(addr_key(pkt.family, &pkt.dst))?
-    } else {
-        proto
-    };
-
+    // An address field's rules: the literal prefixes' (LPM trie), the set class's (set
+    // trie), or both joined. A set class holds the rules without a condition on the field
+    // too, so alone it stands for the field. Joining happens once, into a per-CPU slot,
+    // so the word loop below stays the same whatever the field's source.
     let v6 = pkt.family == family::IPV6;
-    let src_set = if use_src_set {
-        &maps
-            .set_classes
-            .get(sets::class_of(maps.set_nodes, v6, &pkt.src)?)?
-            .src
-    } else {
-        proto
+    let src_addr = match (use_src_addr, use_src_set) {
+        (false, false) => proto,
+        (true, false) => maps.src_addr_sets.get(addr_key(pkt.family, &pkt.src))?,
+        (false, true) => &set_class(maps, v6, &pkt.src)?.src,
+        (true, true) => join(
+            maps,
+            0,
+            cfg,
+            maps.src_addr_sets.get(addr_key(pkt.family, &pkt.src))?,
+            &set_class(maps, v6, &pkt.src)?.src,
+        )?,
     };
-    let dst_set = if use_dst_set {
-        &maps
-            .set_classes
-            .get(sets::class_of(maps.set_nodes, v6, &pkt.dst)?)?
-            .dst
-    } else {
-        proto
+    let dst_addr = match (use_dst_addr, use_dst_set) {
+        (false, false) => proto,
+        (true, false) => maps.dst_addr_sets.get(addr_key(pkt.family, &pkt.dst))?,
+        (false, true) => &set_class(maps, v6, &pkt.dst)?.dst,
+        (true, true) => join(
+            maps,
+            1,
+            cfg,
+            maps.dst_addr_sets.get(addr_key(pkt.family, &pkt.dst))?,
+            &set_class(maps, v6, &pkt.dst)?.dst,
+        )?,
     };
-
     let slot = maps.matched.get_ptr_mut(0)?;
     // SAFETY: slot points to this CPU's value of a map we own.
     unsafe { *slot = u32::MAX };
     let words = core::cmp::min(cfg.rule_words as usize, RULE_WORDS);
-    for w in 0..RULE_WORDS {
-        if w >= words {
-            break;
+    // The fields in use, packed to the front. The flags come from `cfg` (read-only data),
+    // so the verifier knows `n` and keeps only the scan below that reads exactly the
+    // fields in use: no flag is tested per word, and no unused field is loaded.
+    let (mut a, mut b, mut c, mut d) = (proto, proto, proto, proto);
+    let mut n = 0u32;
+    for (used, field) in [
+        (use_src_port, src_port),
+        (use_dst_port, dst_port),
+        (use_src_addr || use_src_set, src_addr),
+        (use_dst_addr || use_dst_set, dst_addr),
+    ] {
+        if used {
+            match n {
+                0 => a = field,
+                1 => b = field,
+                2 => c = field,
+                _ => d = field,
+            }
+            n += 1;
         }
-        let mut bits = proto.words[w];
-        if use_src_port {
-            bits &= src_port.words[w];
-        }
-        if use_dst_port {
-            bits &= dst_port.words[w];
-        }
-        // A set class holds the rules without a condition on the field too, so alone it
-        // stands for the field; beside literal prefixes the two sets of rules join.
-        if use_src_addr && use_src_set {
-            bits &= src_addr.words[w] | src_set.words[w];
-        } else if use_src_addr {
-            bits &= src_addr.words[w];
-        } else if use_src_set {
-            bits &= src_set.words[w];
-        }
-        if use_dst_addr && use_dst_set {
-            bits &= dst_addr.words[w] | dst_set.words[w];
-        } else if use_dst_addr {
-            bits &= dst_addr.words[w];
-        } else if use_dst_set {
-            bits &= dst_set.words[w];
-        }
-        if bits != 0 {
-            // SAFETY: as above.
-            unsafe { *slot = (w as u32) * 64 + lowest_bit(bits) };
-            break;
+    }
+    // SAFETY (all): slot points to this CPU's value of a map we own.
+    unsafe {
+        match n {
+            0 => scan([proto], words, slot),
+            1 => scan([proto, a], words, slot),
+            2 => scan([proto, a, b], words, slot),
+            3 => scan([proto, a, b, c], words, slot),
+            _ => scan([proto, a, b, c, d], words, slot),
         }
     }
     // SAFETY: as above; volatile so the compiler reads the map, not its own copy.
@@ -160,6 +160,63 @@ pub fn first_match(maps: &RuleMaps, cfg: &Config, pkt: &Packet) -> Option<Decisi
         rate_interval_ns: rule.rate_interval_ns,
         rate_tolerance_ns: rule.rate_tolerance_ns,
     })
+}
+
+/// Writes to `slot` the index of the first rule in all of `fields` (the lowest bit set in
+/// the AND of their first `words` words); leaves it alone when there is none.
+///
+/// # Safety
+/// `slot` must be valid for writes.
+#[inline(always)]
+unsafe fn scan<const N: usize>(fields: [&RuleBits; N], words: usize, slot: *mut u32) {
+    let word = |w: usize| fields.iter().fold(u64::MAX, |bits, f| bits & f.words[w]);
+    // Unrolled by hand: whether LLVM unrolls a loop here swings the common path by a third
+    // of its instructions as the code around it changes.
+    macro_rules! scan {
+        ($($w:literal)*) => {
+            $(
+                if $w >= words {
+                    return;
+                }
+                let bits = word($w);
+                if bits != 0 {
+                    // SAFETY: the caller's.
+                    unsafe { *slot = ($w as u32) * 64 + lowest_bit(bits) };
+                    return;
+                }
+            )*
+        };
+    }
+    const { assert!(RULE_WORDS == 16) };
+    scan!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+}
+
+#[inline(always)]
+fn set_class<'a>(maps: &RuleMaps<'a>, v6: bool, addr: &[u32; 4]) -> Option<&'a SetClass> {
+    maps.set_classes
+        .get(sets::class_of(maps.set_nodes, v6, addr)?)
+}
+
+/// The union of two rule sets, in this CPU's slot `index` of `joined`.
+#[inline(always)]
+fn join<'a>(
+    maps: &RuleMaps<'a>,
+    index: u32,
+    cfg: &Config,
+    a: &RuleBits,
+    b: &RuleBits,
+) -> Option<&'a RuleBits> {
+    let out = maps.joined.get_ptr_mut(index)?;
+    let words = core::cmp::min(cfg.rule_words as usize, RULE_WORDS);
+    for w in 0..RULE_WORDS {
+        if w >= words {
+            break;
+        }
+        // SAFETY: out points to this CPU's value of a map we own.
+        unsafe { (*out).words[w] = a.words[w] | b.words[w] };
+    }
+    // SAFETY: as above; the slot lives as long as the map.
+    Some(unsafe { &*out })
 }
 
 #[inline(always)]

@@ -22,7 +22,7 @@ pub mod sandbox;
 pub mod session;
 pub mod write;
 
-pub use configure::{classify, flags, input, loader, pins, rules, stop, takeover};
+pub use configure::{classify, flags, input, loader, pins, rules, sets, stop, takeover};
 pub use observe::{counters, metrics, stats, status, watch};
 pub use read::{event, record, ringbuf, source};
 pub use sandbox::{demo, netns};

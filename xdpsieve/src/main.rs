@@ -172,6 +172,7 @@ on such an interface takes the firewall over without a gap and carries its count
 Rule expressions (tcpdump-like; conditions joined by `and`, all must hold):
   [ip|ip6] [tcp|udp|icmp|icmp6|proto N]
   src|dst host ADDR      src|dst net CIDR      src|dst port P      src|dst portrange A-B
+  src|dst net @SET       (a set the --rules file declares with [[set]])
 Rules are evaluated in order, first match wins: the --rules file's rules first, then
 --drop/--pass in command-line order. A frame whose IP header cannot be parsed is passed
 and counted as malformed (the host cannot parse it either). A packet whose TCP/UDP header
@@ -226,6 +227,12 @@ struct CheckArgs {
 const FILE_HELP: &str = r#"Rule file format (TOML):
   default = "pass"            # verdict when no rule matches: "pass" or "drop"
 
+  [[set]]                     # an address set (at most 64), IPv4 and IPv6 mixed
+  name = "blocklist"          # letters, digits, _ . - (at most 64); rules say "@blocklist"
+  file = "drop.netset"        # one prefix or address per line, '#'/';' comments (FireHOL
+                              # .netset, Spamhaus DROP); relative to this file's folder
+  # or: prefixes = ["198.51.100.0/24", "2001:db8:bad::/48"]
+
   [[rule]]
   id = 10                     # optional; unique, nonzero; assigned in order when absent
   name = "block-dns"          # optional; shown in captures and counters (visible
@@ -233,7 +240,7 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
   action = "drop"             # required: "drop" or "pass"
   protocol = "udp"            # tcp, udp, icmp, icmp6, or a number
   family = "ipv4"             # optional: ipv4 or ipv6 (implied by addresses)
-  src = "198.51.100.0/24"     # address or CIDR, IPv4 or IPv6
+  src = "198.51.100.0/24"     # address or CIDR, IPv4 or IPv6, or a set: "@blocklist"
   dst = "192.0.2.2"
   src_port = 53               # port or "low-high" (tcp and udp only)
   dst_port = "1024-65535"
@@ -499,11 +506,12 @@ fn status(args: &StatusArgs) -> Result<()> {
 fn check_rules(args: &CheckArgs, matches: &ArgMatches) -> Result<()> {
     let set = rule_set(args.file.as_deref(), &args.drop, &args.pass, matches)?;
     println!(
-        "{}: {} rules, default {}",
+        "{}: {} rules, {} sets, default {}",
         args.file
             .as_deref()
             .map_or_else(|| "command line".into(), escape_path),
         set.rules.len(),
+        set.sets.len(),
         set.default_action
     );
     for rule in &set.rules {
@@ -512,9 +520,10 @@ fn check_rules(args: &CheckArgs, matches: &ArgMatches) -> Result<()> {
             rule.id,
             escape(&rule.name),
             rule.action,
-            rule.conditions()
+            rule.conditions_with(&set.sets)
         );
     }
+    print!("{}", set.describe_sets());
     Ok(())
 }
 
@@ -560,6 +569,10 @@ fn rule_set(
     cli_rules.sort_by_key(|(index, _, _)| *index);
     for (_, action, expr) in cli_rules {
         set.push_expression(action, &expr)?;
+    }
+    // Lines of set files accepted with a change (host bits masked): said, not fatal.
+    for warning in &set.warnings {
+        eprintln!("warning: {warning}");
     }
     Ok(set)
 }

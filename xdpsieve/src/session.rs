@@ -331,7 +331,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
                 id: r.id,
                 name: r.name.clone(),
                 action: r.action.to_string(),
-                conditions: r.conditions(),
+                conditions: r.conditions_with(&rules.sets),
                 log: r.log,
                 rate: r.rate.unwrap_or(plan.log_rate).to_string(),
             })

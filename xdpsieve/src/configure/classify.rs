@@ -1,18 +1,26 @@
 //! The bitmaps the XDP program matches rules with (see `xdpsieve_common::classify`),
-//! computed from the rule table when it is loaded.
+//! computed from the typed rules ([`RuleSpec`]) when they are loaded.
 //!
 //! For each field, the packet's value selects a set of rules whose condition on that field
 //! holds: the family/protocol/ports-present set by direct index, a port through its
 //! equivalence class (ports that no rule boundary separates share one), an address through
-//! the longest prefix that some rule names. The first rule in every set is the match, the
+//! the longest literal prefix that some rule names and, where rules name address sets,
+//! through the address's set class: the rules of every set covering it plus those with no
+//! condition on that address (built from [`Tables::src_set_rules`] and
+//! [`Tables::src_any`] by the set trie). The first rule in every set is the match, the
 //! same rule a scan in order would find (the tests check that against a scan).
 
 use std::collections::HashMap;
 
 use xdpsieve_common::{
-    Rule, RuleBits,
+    RuleBits,
     classify::{self, AddrKeyData, FAMILY_BITS, PORTS},
     family,
+};
+
+use crate::{
+    rules::{AddrMatch, Cidr, RuleSpec},
+    sets::SetSpec,
 };
 
 /// Everything the program's matching maps hold.
@@ -24,8 +32,19 @@ pub struct Tables {
     pub proto: Vec<RuleBits>,
     pub src_ports: PortTable,
     pub dst_ports: PortTable,
+    /// The literal-prefix tries. A rule with a set condition in that direction is in no
+    /// entry (not even the family's /0): it gets its bit from the set classes.
     pub src_addrs: Vec<AddrEntry>,
     pub dst_addrs: Vec<AddrEntry>,
+    /// Per set (index into `RuleSet::sets`): the rules whose source is that set.
+    pub src_set_rules: Vec<RuleBits>,
+    /// Per set: the rules whose destination is that set.
+    pub dst_set_rules: Vec<RuleBits>,
+    /// The rules with no source condition: every set class allows them (a class's `src`
+    /// is this plus `src_set_rules` of each set in the class).
+    pub src_any: RuleBits,
+    /// The rules with no destination condition.
+    pub dst_any: RuleBits,
 }
 
 /// Port to class, class to rule set. Class 0 is the one covering the most ports, so the
@@ -44,9 +63,19 @@ pub struct AddrEntry {
 
 const FULL_PORTS: (u16, u16) = (0, u16::MAX);
 
-pub fn build(rules: &[Rule]) -> Tables {
-    let src_port = |r: &Rule| (r.src_port_min, r.src_port_max);
-    let dst_port = |r: &Rule| (r.dst_port_min, r.dst_port_max);
+fn src_port(r: &RuleSpec) -> (u16, u16) {
+    r.src_port.map_or(FULL_PORTS, |p| (p.min, p.max))
+}
+
+fn dst_port(r: &RuleSpec) -> (u16, u16) {
+    r.dst_port.map_or(FULL_PORTS, |p| (p.min, p.max))
+}
+
+/// The tables for `rules` (in evaluation order) over `sets` (the rule set's, which the
+/// rules' [`AddrMatch::Set`] indexes point into).
+pub fn build(rules: &[RuleSpec], sets: &[SetSpec]) -> Tables {
+    let src = |r: &RuleSpec| r.src;
+    let dst = |r: &RuleSpec| r.dst;
     let mut fields = 0;
     if rules.iter().any(|r| src_port(r) != FULL_PORTS) {
         fields |= classify::SRC_PORT;
@@ -54,11 +83,22 @@ pub fn build(rules: &[Rule]) -> Tables {
     if rules.iter().any(|r| dst_port(r) != FULL_PORTS) {
         fields |= classify::DST_PORT;
     }
-    if rules.iter().any(|r| r.src_mask != [0; 4]) {
+    let uses = |cond: &dyn Fn(&RuleSpec) -> Option<AddrMatch>, set: bool| {
+        rules
+            .iter()
+            .any(|r| cond(r).is_some_and(|a| a.set().is_some() == set))
+    };
+    if uses(&src, false) {
         fields |= classify::SRC_ADDR;
     }
-    if rules.iter().any(|r| r.dst_mask != [0; 4]) {
+    if uses(&dst, false) {
         fields |= classify::DST_ADDR;
+    }
+    if uses(&src, true) {
+        fields |= classify::SRC_SET;
+    }
+    if uses(&dst, true) {
+        fields |= classify::DST_SET;
     }
     Tables {
         fields,
@@ -66,21 +106,45 @@ pub fn build(rules: &[Rule]) -> Tables {
         proto: proto_sets(rules),
         src_ports: port_table(rules, src_port),
         dst_ports: port_table(rules, dst_port),
-        src_addrs: addr_entries(rules, |r| (r.src_addr, r.src_mask)),
-        dst_addrs: addr_entries(rules, |r| (r.dst_addr, r.dst_mask)),
+        src_addrs: addr_entries(rules, src),
+        dst_addrs: addr_entries(rules, dst),
+        src_set_rules: set_rules(rules, sets.len(), src),
+        dst_set_rules: set_rules(rules, sets.len(), dst),
+        src_any: rules_where(rules, |r| r.src.is_none()),
+        dst_any: rules_where(rules, |r| r.dst.is_none()),
     }
 }
 
-fn proto_sets(rules: &[Rule]) -> Vec<RuleBits> {
+fn rules_where(rules: &[RuleSpec], keep: impl Fn(&RuleSpec) -> bool) -> RuleBits {
+    let mut bits = RuleBits::EMPTY;
+    for (i, r) in rules.iter().enumerate() {
+        if keep(r) {
+            bits.set(i);
+        }
+    }
+    bits
+}
+
+fn set_rules(
+    rules: &[RuleSpec],
+    set_count: usize,
+    cond: impl Fn(&RuleSpec) -> Option<AddrMatch>,
+) -> Vec<RuleBits> {
+    (0..set_count)
+        .map(|s| rules_where(rules, |r| cond(r).and_then(|a| a.set()) == Some(s)))
+        .collect()
+}
+
+fn proto_sets(rules: &[RuleSpec]) -> Vec<RuleBits> {
     let mut sets = vec![RuleBits::EMPTY; classify::PROTO_ENTRIES as usize];
     for fam in [family::IPV4, family::IPV6] {
         for has_ports in [0u8, 1] {
             for protocol in 0..=u8::MAX {
                 let set = &mut sets[classify::proto_index(fam, has_ports, protocol) as usize];
                 for (i, r) in rules.iter().enumerate() {
-                    if (r.family ^ fam) & r.family_mask == 0
-                        && (r.protocol ^ protocol) & r.protocol_mask == 0
-                        && r.needs_ports & !has_ports & 1 == 0
+                    if r.address_family().is_none_or(|f| f == fam)
+                        && r.protocol.is_none_or(|p| p.0 == protocol)
+                        && (has_ports == 1 || !r.needs_ports())
                     {
                         set.set(i);
                     }
@@ -91,7 +155,7 @@ fn proto_sets(rules: &[Rule]) -> Vec<RuleBits> {
     sets
 }
 
-fn port_table(rules: &[Rule], range: impl Fn(&Rule) -> (u16, u16)) -> PortTable {
+fn port_table(rules: &[RuleSpec], range: impl Fn(&RuleSpec) -> (u16, u16)) -> PortTable {
     // Intervals between the boundaries of every range hold the same rules throughout.
     let mut starts: Vec<u32> = vec![0];
     for r in rules {
@@ -138,53 +202,43 @@ fn port_table(rules: &[Rule], range: impl Fn(&Rule) -> (u16, u16)) -> PortTable 
     PortTable { class_of, sets }
 }
 
-/// Bits of a contiguous mask of four network-order words.
-fn prefix_bits(mask: &[u32; 4]) -> u32 {
-    mask.iter().map(|w| w.count_ones()).sum()
-}
-
-fn addr_entries(rules: &[Rule], cond: impl Fn(&Rule) -> ([u32; 4], [u32; 4])) -> Vec<AddrEntry> {
-    // The families a rule's address condition applies to (a condition without a family
-    // would compare the same words in either).
-    let families = |r: &Rule| -> Vec<u8> {
-        if r.family_mask != 0 {
-            vec![r.family]
-        } else {
-            vec![family::IPV4, family::IPV6]
-        }
-    };
+/// The literal prefixes' trie entries: one per distinct prefix, plus each family's /0
+/// (so every address finds an entry). An entry allows the rules whose condition holds for
+/// every address under it: no condition, or a literal prefix no longer than the entry's
+/// that agrees with it. Never a rule with a set condition: its bit comes from the set
+/// classes, so a literal entry must not grant it.
+fn addr_entries(
+    rules: &[RuleSpec],
+    cond: impl Fn(&RuleSpec) -> Option<AddrMatch>,
+) -> Vec<AddrEntry> {
+    let words = |c: &Cidr| (c.family(), u32::from(c.prefix_len), c.to_words().0);
     let mut prefixes: Vec<(u8, u32, [u32; 4])> =
         vec![(family::IPV4, 0, [0; 4]), (family::IPV6, 0, [0; 4])];
-    for r in rules {
-        let (addr, mask) = cond(r);
-        if mask != [0; 4] {
-            for fam in families(r) {
-                prefixes.push((fam, prefix_bits(&mask), addr));
-            }
-        }
-    }
+    prefixes.extend(
+        rules
+            .iter()
+            .filter_map(|r| cond(r).and_then(|a| a.prefix()))
+            .map(|c| words(&c)),
+    );
     prefixes.sort_unstable();
     prefixes.dedup();
     prefixes
         .into_iter()
         .map(|(fam, bits, addr)| {
-            let mut set = RuleBits::EMPTY;
-            for (i, r) in rules.iter().enumerate() {
-                let (raddr, rmask) = cond(r);
-                // Every address under this prefix satisfies the rule: the rule's prefix is
-                // no longer and agrees with it.
-                let allowed = rmask == [0; 4]
-                    || (families(r).contains(&fam)
-                        && prefix_bits(&rmask) <= bits
-                        && (0..4).all(|w| addr[w] & rmask[w] == raddr[w]));
-                if allowed {
-                    set.set(i);
+            let rules = rules_where(rules, |r| match cond(r) {
+                None => true,
+                Some(AddrMatch::Set(_)) => false,
+                Some(AddrMatch::Prefix(c)) => {
+                    let (rule_addr, mask) = c.to_words();
+                    c.family() == fam
+                        && u32::from(c.prefix_len) <= bits
+                        && (0..4).all(|w| addr[w] & mask[w] == rule_addr[w])
                 }
-            }
+            });
             AddrEntry {
                 prefix_len: FAMILY_BITS + bits,
                 data: [u32::from(fam), addr[0], addr[1], addr[2], addr[3]],
-                rules: set,
+                rules,
             }
         })
         .collect()

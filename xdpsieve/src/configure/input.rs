@@ -1,4 +1,4 @@
-//! Reading the files an operator names (rule files, later set files) without trusting them.
+//! Reading the files an operator names (rule files, set files) without trusting them.
 //!
 //! A path may name a device (`/dev/zero` never ends), a FIFO (opening it waits for a writer),
 //! a directory, or a file far too large to be what it claims. Each is refused with an error
@@ -16,6 +16,10 @@ use crate::text::escape_path;
 /// Largest rule file read: far above any real rule set (the program holds at most
 /// `MAX_RULES` rules, a few hundred bytes each), far below what hurts memory.
 pub const RULE_FILE_CAP: u64 = 4 << 20;
+
+/// Largest set file read: a million `255.255.255.255/32` lines with comments are ~20 MB,
+/// lists with long comments run larger; 256 MiB leaves room for 10M prefixes, not more.
+pub const SET_FILE_CAP: u64 = 256 << 20;
 
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]

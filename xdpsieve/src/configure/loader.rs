@@ -223,7 +223,7 @@ impl Firewall {
             return Err(LoaderError::TooManyInterfaces(settings.ifindexes.len()));
         }
         raise_memlock_limit();
-        let tables = classify::build(&rules);
+        let tables = classify::build(&settings.rules.rules, &settings.rules.sets);
         let mut ifindexes = [0u32; MAX_INTERFACES];
         ifindexes[..settings.ifindexes.len()].copy_from_slice(&settings.ifindexes);
         let config = Config {

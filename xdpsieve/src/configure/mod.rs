@@ -1,8 +1,8 @@
-//! Configure: what the firewall does and where it lives in the kernel. Rules are read and
-//! checked ([`rules`], [`input`], [`flags`]), compiled into the bitmaps the program matches
-//! with ([`classify`]), and loaded with the program ([`loader`]); the firewall is pinned in
-//! bpffs so it outlives its recorder ([`pins`]), taken over by a new run ([`takeover`]) and
-//! removed only by an explicit [`stop`].
+//! Configure: what the firewall does and where it lives in the kernel. Rules and the address
+//! sets they name are read and checked ([`rules`], [`sets`], [`input`], [`flags`]), compiled
+//! into the bitmaps the program matches with ([`classify`]), and loaded with the program
+//! ([`loader`]); the firewall is pinned in bpffs so it outlives its recorder ([`pins`]),
+//! taken over by a new run ([`takeover`]) and removed only by an explicit [`stop`].
 
 pub mod classify;
 pub mod flags;

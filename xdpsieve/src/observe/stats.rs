@@ -109,7 +109,7 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
                 rule.action,
                 snap.rule(index + 1).hits,
                 suppressed(snap.rule(index + 1).suppressed),
-                rule.conditions()
+                rule.conditions_with(&rules.sets)
             );
         }
         let _ = writeln!(

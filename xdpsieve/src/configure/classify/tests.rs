@@ -1,9 +1,16 @@
-//! The bitmaps against references: a scan of the kernel rules in order (the program's
-//! old matching), and a model of the rules' meaning written from the rule syntax alone
-//! (proptest: random rule sets and packets, shrunk to a minimal case on failure).
+//! The bitmaps against references: a scan of the rules in order over their masks (the
+//! program's old matching), and a model of the rules' meaning written from the rule syntax
+//! alone (proptest: random rule sets with address sets and packets, shrunk to a minimal
+//! case on failure). Set membership is computed naively from the sets' prefixes; the set
+//! classes are combined as the program combines them.
+
+use std::net::IpAddr;
 
 use super::*;
-use crate::rules::{Action, Rate, RuleSet};
+use crate::{
+    rules::{Action, RuleSet},
+    sets::{SetSource, SetSpec},
+};
 
 /// The fields of a packet that rules look at.
 #[derive(Clone, Copy, Debug)]
@@ -17,24 +24,47 @@ struct PacketFields {
     pub dst_port: u16,
 }
 
-/// The first rule matching `pkt`, by a scan in order: the definition the bitmaps must agree
-/// with (the program scanned like this before it used them).
-fn first_match(rules: &[Rule], pkt: &PacketFields) -> Option<usize> {
-    rules.iter().position(|r| {
-        (r.family ^ pkt.family) & r.family_mask == 0
-            && (r.protocol ^ pkt.protocol) & r.protocol_mask == 0
-            && (0..4).all(|i| pkt.src[i] & r.src_mask[i] == r.src_addr[i])
-            && (0..4).all(|i| pkt.dst[i] & r.dst_mask[i] == r.dst_addr[i])
-            && r.needs_ports & !pkt.has_ports & 1 == 0
-            && (r.src_port_min..=r.src_port_max).contains(&pkt.src_port)
-            && (r.dst_port_min..=r.dst_port_max).contains(&pkt.dst_port)
+impl PacketFields {
+    fn addr(&self, words: &[u32; 4]) -> IpAddr {
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        if self.family == family::IPV6 {
+            IpAddr::from(<[u8; 16]>::try_from(bytes).expect("16 bytes"))
+        } else {
+            IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+        }
+    }
+}
+
+/// The first rule matching `pkt`, by a scan in order over masked words: the definition the
+/// bitmaps must agree with (the program scanned like this before it used them). A set
+/// condition holds when some prefix of the set covers the address.
+fn first_match(set: &RuleSet, pkt: &PacketFields) -> Option<usize> {
+    let addr_ok = |cond: Option<AddrMatch>, words: &[u32; 4]| match cond {
+        None => true,
+        Some(AddrMatch::Prefix(c)) => {
+            let (addr, mask) = c.to_words();
+            c.family() == pkt.family && (0..4).all(|i| words[i] & mask[i] == addr[i])
+        }
+        Some(AddrMatch::Set(s)) => set.sets[s].contains(pkt.addr(words)),
+    };
+    set.rules.iter().position(|r| {
+        let (src_min, src_max) = src_port(r);
+        let (dst_min, dst_max) = dst_port(r);
+        r.address_family().is_none_or(|f| f == pkt.family)
+            && r.protocol.is_none_or(|p| p.0 == pkt.protocol)
+            && addr_ok(r.src, &pkt.src)
+            && addr_ok(r.dst, &pkt.dst)
+            && (pkt.has_ports == 1 || !r.needs_ports())
+            && (src_min..=src_max).contains(&pkt.src_port)
+            && (dst_min..=dst_max).contains(&pkt.dst_port)
     })
 }
 
 impl Tables {
     /// The first rule matching `pkt` through the tables, as the program computes it
-    /// (longest-prefix lookups done by a scan of the entries).
-    fn lookup(&self, pkt: &PacketFields) -> Option<usize> {
+    /// (longest-prefix lookups done by a scan of the entries; a set class from the sets
+    /// covering the address, found by a scan of their prefixes).
+    fn lookup(&self, address_sets: &[SetSpec], pkt: &PacketFields) -> Option<usize> {
         let lpm = |entries: &[AddrEntry], addr: &[u32; 4]| -> RuleBits {
             let bits = if pkt.family == family::IPV6 { 128 } else { 32 };
             let key = [u32::from(pkt.family), addr[0], addr[1], addr[2], addr[3]];
@@ -55,12 +85,55 @@ impl Tables {
             let class = self.dst_ports.class_of[usize::from(pkt.dst_port)];
             sets.push(self.dst_ports.sets[usize::from(class)]);
         }
-        if self.fields & classify::SRC_ADDR != 0 {
-            sets.push(lpm(&self.src_addrs, &pkt.src));
-        }
-        if self.fields & classify::DST_ADDR != 0 {
-            sets.push(lpm(&self.dst_addrs, &pkt.dst));
-        }
+        // The class of an address: the rules with no condition on it, and those of every
+        // set that covers it.
+        let class = |any: &RuleBits, per_set: &[RuleBits], words: &[u32; 4]| -> RuleBits {
+            let mut bits = *any;
+            for (s, set) in address_sets.iter().enumerate() {
+                if set.contains(pkt.addr(words)) {
+                    for w in 0..bits.words.len() {
+                        bits.words[w] |= per_set[s].words[w];
+                    }
+                }
+            }
+            bits
+        };
+        // Source (destination) bits: the literal trie's, or the class's, or both together.
+        let direction = |addr_field: u32,
+                         set_field: u32,
+                         entries: &[AddrEntry],
+                         any: &RuleBits,
+                         per_set: &[RuleBits],
+                         words: &[u32; 4]|
+         -> Option<RuleBits> {
+            let literal = (self.fields & addr_field != 0).then(|| lpm(entries, words));
+            let from_sets = (self.fields & set_field != 0).then(|| class(any, per_set, words));
+            match (literal, from_sets) {
+                (Some(mut a), Some(b)) => {
+                    for w in 0..a.words.len() {
+                        a.words[w] |= b.words[w];
+                    }
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            }
+        };
+        sets.extend(direction(
+            classify::SRC_ADDR,
+            classify::SRC_SET,
+            &self.src_addrs,
+            &self.src_any,
+            &self.src_set_rules,
+            &pkt.src,
+        ));
+        sets.extend(direction(
+            classify::DST_ADDR,
+            classify::DST_SET,
+            &self.dst_addrs,
+            &self.dst_any,
+            &self.dst_set_rules,
+            &pkt.dst,
+        ));
         (0..self.rule_words as usize).find_map(|w| {
             let bits = sets.iter().fold(u64::MAX, |acc, s| acc & s.words[w]);
             (bits != 0).then(|| w * 64 + bits.trailing_zeros() as usize)
@@ -92,8 +165,32 @@ impl Rng {
     }
 }
 
-fn random_rules(rng: &mut Rng, count: usize) -> Vec<Rule> {
+/// A set of the given prefixes, named `name`.
+fn address_set(name: &str, prefixes: &[&str]) -> SetSpec {
+    SetSpec {
+        name: name.into(),
+        prefixes: prefixes.iter().map(|p| p.parse().expect(p)).collect(),
+        source: SetSource::Inline,
+    }
+}
+
+fn random_rules(rng: &mut Rng, count: usize) -> RuleSet {
     let mut set = RuleSet::default();
+    // Overlapping one another and the literal prefixes below, both families in each.
+    set.sets.push(address_set(
+        "a",
+        &["198.51.100.0/24", "192.0.2.128/25", "2001:db8::/32"],
+    ));
+    set.sets.push(address_set(
+        "b",
+        &[
+            "192.0.0.0/8",
+            "198.51.100.7/32",
+            "2001:db8:0:1::/64",
+            "fe80::/10",
+        ],
+    ));
+    set.sets.push(address_set("empty", &[]));
     for _ in 0..count {
         let mut parts = Vec::new();
         let addr = rng.pick(&[
@@ -105,6 +202,13 @@ fn random_rules(rng: &mut Rng, count: usize) -> Vec<Rule> {
             "src net 2001:db8::/32",
             "dst net 2001:db8:0:1::/64",
             "dst host 2001:db8::1",
+            "src net @a",
+            "dst net @b",
+            "src net @b",
+            "ip6 and dst net @a",
+            "ip and src net @a and dst net 192.0.2.0/25",
+            "src net @b and dst net @a",
+            "dst net @empty",
         ]);
         let proto = rng.pick(&["", "tcp", "udp", "icmp", "proto 47"]);
         let port = if proto == "tcp" || proto == "udp" || proto.is_empty() {
@@ -137,7 +241,7 @@ fn random_rules(rng: &mut Rng, count: usize) -> Vec<Rule> {
         };
         set.push_expression(action, &expr).expect(&expr);
     }
-    set.to_kernel(Rate::UNLIMITED)
+    set
 }
 
 fn random_packet(rng: &mut Rng) -> PacketFields {
@@ -195,12 +299,12 @@ fn bitmaps_agree_with_a_scan_in_order() {
     for count in [1, 2, 5, 63, 64, 65, 200] {
         for _ in 0..5 {
             let rules = random_rules(&mut rng, count);
-            let tables = build(&rules);
+            let tables = build(&rules.rules, &rules.sets);
             for _ in 0..400 {
                 let pkt = random_packet(&mut rng);
                 let expected = first_match(&rules, &pkt);
                 assert_eq!(
-                    tables.lookup(&pkt),
+                    tables.lookup(&rules.sets, &pkt),
                     expected,
                     "{count} rules, packet {pkt:?}"
                 );
@@ -224,13 +328,64 @@ fn unused_fields_are_not_looked_up() {
     let mut set = RuleSet::default();
     set.push_expression(Action::Drop, "udp dst port 53")
         .expect("rule");
-    let tables = build(&set.to_kernel(Rate::UNLIMITED));
+    let tables = build(&set.rules, &set.sets);
     assert_eq!(tables.fields, classify::DST_PORT);
     assert_eq!(tables.rule_words, 1);
     // Port 53 in a class of its own; every other port in class 0.
     assert_eq!(tables.dst_ports.sets.len(), 2);
     assert_eq!(tables.dst_ports.class_of[53], 1);
     assert_eq!(tables.dst_ports.class_of[52], 0);
+}
+
+#[test]
+fn set_rules_are_in_no_literal_entry_and_in_their_sets_bits() {
+    let mut set = RuleSet::default();
+    set.sets.push(address_set("a", &["198.51.100.0/24"]));
+    set.sets.push(address_set("b", &["2001:db8::/32"]));
+    for (action, expr) in [
+        (Action::Drop, "src net @a"),
+        (Action::Drop, "src net 192.0.2.0/24 and dst net @b"),
+        (Action::Pass, "tcp"),
+        (Action::Drop, "dst net @a and src net @b"),
+    ] {
+        set.push_expression(action, expr).expect(expr);
+    }
+    let tables = build(&set.rules, &set.sets);
+    assert_eq!(
+        tables.fields,
+        classify::SRC_ADDR | classify::SRC_SET | classify::DST_SET
+    );
+    let bits = |rules: &[usize]| {
+        let mut b = RuleBits::EMPTY;
+        rules.iter().for_each(|&r| b.set(r));
+        b
+    };
+    assert_eq!(tables.src_set_rules, [bits(&[0]), bits(&[3])]);
+    assert_eq!(tables.dst_set_rules, [bits(&[3]), bits(&[1])]);
+    assert_eq!(tables.src_any, bits(&[2]));
+    assert_eq!(tables.dst_any, bits(&[0, 2]));
+    // Rules 0 and 3 (source sets) appear in no source entry, not even a family's /0.
+    for entry in &tables.src_addrs {
+        assert!(!entry.rules.contains(0) && !entry.rules.contains(3));
+        assert!(entry.rules.contains(2));
+    }
+    assert_eq!(tables.src_addrs.len(), 3);
+}
+
+#[test]
+fn set_rules_keep_their_family() {
+    // A set holds both families; `ip6` restricts the rule, a literal v4 prefix beside a
+    // set restricts it to IPv4.
+    let mut set = RuleSet::default();
+    set.sets.push(address_set("a", &["0.0.0.0/0", "::/0"]));
+    set.push_expression(Action::Drop, "ip6 and src net @a")
+        .expect("rule");
+    set.push_expression(Action::Drop, "src net @a and dst net 192.0.2.0/24")
+        .expect("rule");
+    let tables = build(&set.rules, &set.sets);
+    let proto = |fam| tables.proto[classify::proto_index(fam, 0, 6) as usize];
+    assert!(proto(family::IPV6).contains(0) && !proto(family::IPV4).contains(0));
+    assert!(proto(family::IPV4).contains(1) && !proto(family::IPV6).contains(1));
 }
 
 #[test]
@@ -243,238 +398,10 @@ fn port_classes_stay_within_the_map() {
         )
         .expect("rule");
     }
-    let tables = build(&set.to_kernel(Rate::UNLIMITED));
+    let tables = build(&set.rules, &set.sets);
     assert!(tables.dst_ports.sets.len() <= classify::PORT_CLASSES as usize);
     assert!(tables.src_addrs.len() <= classify::ADDR_ENTRIES as usize);
 }
 
-/// The bitmaps against the rules' meaning, as the README's syntax states it, written from
-/// [`RuleSpec`]s and typed addresses alone: it shares no code with `to_kernel` or the
-/// scan above, so a wrong mask or byte order there cannot hide here.
-mod model {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-    use proptest::{collection::vec, prelude::*};
-
-    use super::*;
-    use crate::rules::{Cidr, RuleSpec};
-
-    const BASES_V4: [Ipv4Addr; 4] = [
-        Ipv4Addr::new(198, 51, 100, 7),
-        Ipv4Addr::new(192, 0, 2, 129),
-        Ipv4Addr::new(203, 0, 113, 1),
-        Ipv4Addr::new(198, 51, 101, 0),
-    ];
-    const BASES_V6: [Ipv6Addr; 4] = [
-        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
-        Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 5),
-        Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0),
-        Ipv6Addr::new(0x2001, 0xdb9, 0, 0, 0, 0, 0, 1),
-    ];
-    /// Port range ends near which rules and packets are drawn, to hit the boundaries.
-    const PORTS: [u16; 9] = [0, 1, 52, 53, 54, 1023, 1024, 65534, 65535];
-
-    /// A packet as the model sees it.
-    #[derive(Clone, Debug)]
-    struct Packet {
-        src: IpAddr,
-        dst: IpAddr,
-        protocol: u8,
-        ports: Option<(u16, u16)>,
-    }
-
-    impl Packet {
-        fn fields(&self) -> PacketFields {
-            let words = |a: &IpAddr| -> [u32; 4] {
-                let mut w = [0u32; 4];
-                match a {
-                    IpAddr::V4(v4) => w[0] = u32::from_ne_bytes(v4.octets()),
-                    IpAddr::V6(v6) => {
-                        for (i, chunk) in v6.octets().chunks(4).enumerate() {
-                            w[i] = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-                        }
-                    }
-                }
-                w
-            };
-            let (src_port, dst_port) = self.ports.unwrap_or((0, 0));
-            PacketFields {
-                family: if self.src.is_ipv6() {
-                    family::IPV6
-                } else {
-                    family::IPV4
-                },
-                protocol: self.protocol,
-                has_ports: u8::from(self.ports.is_some()),
-                src: words(&self.src),
-                dst: words(&self.dst),
-                src_port,
-                dst_port,
-            }
-        }
-    }
-
-    fn contains(cidr: &Cidr, addr: &IpAddr) -> bool {
-        let len = u32::from(cidr.prefix_len);
-        match (cidr.addr, addr) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-                u32::from(net) & mask == u32::from(*a) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-                u128::from(net) & mask == u128::from(*a) & mask
-            }
-            _ => false,
-        }
-    }
-
-    /// Every condition the rule states holds for the packet.
-    fn matches(rule: &RuleSpec, p: &Packet) -> bool {
-        let family_ok = match rule.family {
-            Some(family::IPV4) => p.src.is_ipv4(),
-            Some(family::IPV6) => p.src.is_ipv6(),
-            _ => true,
-        };
-        let in_range = |range: Option<crate::rules::PortRange>, port: u16| {
-            range.is_none_or(|r| (r.min..=r.max).contains(&port))
-        };
-        let ports_ok = if rule.src_port.is_none() && rule.dst_port.is_none() {
-            true
-        } else {
-            p.ports
-                .is_some_and(|(s, d)| in_range(rule.src_port, s) && in_range(rule.dst_port, d))
-        };
-        family_ok
-            && rule.protocol.is_none_or(|proto| proto.0 == p.protocol)
-            && rule.src.is_none_or(|c| contains(&c, &p.src))
-            && rule.dst.is_none_or(|c| contains(&c, &p.dst))
-            && ports_ok
-    }
-
-    /// A base address with its last `host_bits` bits replaced by `noise`: it shares a
-    /// prefix of every length up to the rest with the base, so rules hit and miss.
-    fn near(v6: bool, base: usize, host_bits: u32, noise: u128) -> IpAddr {
-        if v6 {
-            let mask = u128::MAX.checked_shr(128 - host_bits).unwrap_or(0);
-            let b = u128::from(BASES_V6[base]);
-            IpAddr::V6(Ipv6Addr::from((b & !mask) | (noise & mask)))
-        } else {
-            // Spread the 0..=128 draw over IPv4's 0..=32 so short and long prefixes hit.
-            let host_bits = host_bits % 33;
-            let mask = u32::MAX.checked_shr(32 - host_bits).unwrap_or(0);
-            let b = u32::from(BASES_V4[base]);
-            IpAddr::V4(Ipv4Addr::from((b & !mask) | (noise as u32 & mask)))
-        }
-    }
-
-    fn port() -> impl Strategy<Value = u16> {
-        prop_oneof![3 => prop::sample::select(&PORTS[..]), 1 => any::<u16>()]
-    }
-
-    fn packet() -> impl Strategy<Value = Packet> {
-        let addr = |v6: bool| {
-            (0..4usize, 0..=128u32, any::<u128>()).prop_map(move |(b, h, n)| near(v6, b, h, n))
-        };
-        any::<bool>()
-            .prop_flat_map(move |v6| {
-                (
-                    addr(v6),
-                    addr(v6),
-                    prop::sample::select(&[6u8, 17, 1, 58, 47, 0, 255][..]),
-                    prop::option::weighted(0.8, (port(), port())),
-                )
-            })
-            .prop_map(|(src, dst, protocol, ports)| {
-                // Only TCP and UDP carry ports; a fragment of either may not.
-                let ports = ports.filter(|_| protocol == 6 || protocol == 17);
-                Packet {
-                    src,
-                    dst,
-                    protocol,
-                    ports,
-                }
-            })
-    }
-
-    /// One rule in the command-line syntax, always valid.
-    fn rule() -> impl Strategy<Value = (Action, String)> {
-        let net = |v6: bool| {
-            prop::option::of((0..4usize, 0..=128u8)).prop_map(move |n| {
-                n.map(|(base, len)| {
-                    let len = if v6 { len } else { len % 33 };
-                    let max = if v6 { 128 } else { 32 };
-                    let masked = near(v6, base, max - u32::from(len), 0);
-                    format!("{masked}/{len}")
-                })
-            })
-        };
-        let range = || prop::option::of((port(), port()).prop_map(|(a, b)| (a.min(b), a.max(b))));
-        (any::<bool>(), any::<bool>())
-            .prop_flat_map(move |(v6, drop)| {
-                (
-                    Just(v6),
-                    Just(drop),
-                    any::<bool>(),
-                    prop::sample::select(&["", "tcp", "udp", "icmp", "icmp6", "proto 47"][..]),
-                    net(v6),
-                    net(v6),
-                    range(),
-                    range(),
-                )
-            })
-            .prop_map(|(v6, drop, family_word, proto, src, dst, sport, dport)| {
-                let mut words: Vec<String> = Vec::new();
-                if family_word {
-                    words.push(if v6 { "ip6" } else { "ip" }.into());
-                }
-                if !proto.is_empty() {
-                    words.push(proto.into());
-                }
-                words.extend(src.map(|n| format!("src net {n}")));
-                words.extend(dst.map(|n| format!("dst net {n}")));
-                if matches!(proto, "" | "tcp" | "udp") {
-                    let r = |(a, b): (u16, u16)| format!("{a}-{b}");
-                    words.extend(sport.map(|p| format!("src portrange {}", r(p))));
-                    words.extend(dport.map(|p| format!("dst portrange {}", r(p))));
-                }
-                if words.is_empty() {
-                    words.push("any".into());
-                }
-                let action = if drop { Action::Drop } else { Action::Pass };
-                (action, words.join(" and "))
-            })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 96,
-            // Minimal failing cases are printed; nothing is written into the source tree.
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
-
-        #[test]
-        fn bitmaps_agree_with_a_model_of_the_rules(
-            rules in vec(rule(), 1..=140),
-            packets in vec(packet(), 1..=64),
-        ) {
-            let mut set = RuleSet::default();
-            for (action, expr) in &rules {
-                set.push_expression(*action, expr)
-                    .map_err(|e| TestCaseError::fail(format!("{expr}: {e}")))?;
-            }
-            let tables = build(&set.to_kernel(Rate::UNLIMITED));
-            for p in &packets {
-                let expected = set.rules.iter().position(|r| matches(r, p));
-                prop_assert_eq!(
-                    tables.lookup(&p.fields()),
-                    expected,
-                    "packet {:?}; expected rule {:?}",
-                    p,
-                    expected.map(|i| set.rules[i].conditions())
-                );
-            }
-        }
-    }
-}
+/// The bitmaps against a model of the rules' meaning (proptest).
+mod model;

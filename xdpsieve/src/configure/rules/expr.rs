@@ -1,16 +1,29 @@
-//! The command-line rule syntax: tcpdump-style conjunctions such as `udp src port 53`.
+//! The command-line rule syntax: tcpdump-style conjunctions such as `udp src port 53` or
+//! `src net @blocklist`.
 
 use xdpsieve_common::family;
 
-use super::{Action, Cidr, PortRange, RuleSpec};
+use super::{Action, AddrMatch, Cidr, PortRange, RuleSpec};
+use crate::sets::SetSpec;
+
+/// Parses a tcpdump-style conjunction with no sets to refer to (see
+/// [`parse_expression_with_sets`]).
+pub fn parse_expression(action: Action, expr: &str) -> Result<RuleSpec, String> {
+    parse_expression_with_sets(action, expr, &[])
+}
 
 /// Parses a tcpdump-style conjunction: `[ip|ip6] [tcp|udp|icmp|icmp6|proto N]
-/// [src|dst] (host ADDR | net CIDR | port P | portrange A-B)`, joined by `and`; `any`
-/// alone matches every IP packet.
+/// [src|dst] (host ADDR | net CIDR | net @SET | port P | portrange A-B)`, joined by `and`;
+/// `any` alone matches every IP packet. `@SET` names one of `sets` (those the rule file
+/// declares); the rule then holds its index.
 ///
 /// An expression without a condition (empty, or only `and`) is refused rather than read
 /// as "match everything": a typo must not turn a narrow rule into a blanket one.
-pub fn parse_expression(action: Action, expr: &str) -> Result<RuleSpec, String> {
+pub fn parse_expression_with_sets(
+    action: Action,
+    expr: &str,
+    sets: &[SetSpec],
+) -> Result<RuleSpec, String> {
     let mut rule = RuleSpec::new(action);
     let tokens: Vec<&str> = expr.split_whitespace().collect();
     if tokens.iter().all(|t| matches!(*t, "and" | "&&")) {
@@ -55,14 +68,25 @@ pub fn parse_expression(action: Action, expr: &str) -> Result<RuleSpec, String> 
                 let src = word == "src";
                 match kind {
                     "host" | "net" => {
-                        let cidr: Cidr = value.parse()?;
-                        if kind == "host" && value.contains('/') {
-                            return Err(format!(
-                                "`host` takes an address, not `{value}`: use `net`"
-                            ));
-                        }
+                        let addr = if let Some(name) = value.strip_prefix('@') {
+                            if kind == "host" {
+                                return Err(format!(
+                                    "`host` takes one address; a set is matched with `net`: \
+                                     say `{word} net {value}`"
+                                ));
+                            }
+                            AddrMatch::Set(set_index(name, sets)?)
+                        } else {
+                            let cidr: Cidr = value.parse()?;
+                            if kind == "host" && value.contains('/') {
+                                return Err(format!(
+                                    "`host` takes an address, not `{value}`: use `net`"
+                                ));
+                            }
+                            AddrMatch::Prefix(cidr)
+                        };
                         let slot = if src { &mut rule.src } else { &mut rule.dst };
-                        set_once(slot, cidr, &format!("{word} address"))?;
+                        set_once(slot, addr, &format!("{word} address"))?;
                     }
                     "port" | "portrange" => {
                         let range: PortRange = value.parse()?;
@@ -96,6 +120,24 @@ pub fn parse_expression(action: Action, expr: &str) -> Result<RuleSpec, String> 
     }
     rule.validate()?;
     Ok(rule)
+}
+
+/// The index of set `name` in `sets`, or an error naming the sets there are.
+pub(super) fn set_index(name: &str, sets: &[SetSpec]) -> Result<usize, String> {
+    if let Some(i) = sets.iter().position(|s| s.name == name) {
+        return Ok(i);
+    }
+    if sets.is_empty() {
+        return Err(format!(
+            "no set named `{name}`: no sets are declared; declare one with [[set]] in a rule \
+             file"
+        ));
+    }
+    let known: Vec<String> = sets.iter().map(|s| format!("@{}", s.name)).collect();
+    Err(format!(
+        "no set named `{name}` (the rule file declares {})",
+        known.join(", ")
+    ))
 }
 
 /// The expression with its words separated by single spaces: the rule's name. Tabs and

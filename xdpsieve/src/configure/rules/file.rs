@@ -1,6 +1,10 @@
 //! TOML rule files: read with a size cap from regular files only, walked key by key so that
 //! every error names the file, line and column and says in words what the key must hold
 //! (no deserializer type names), ids checked for collisions before any is assigned.
+//!
+//! `[[set]]` tables declare address sets, read before the rules whatever their place in
+//! the file, so a rule's `src = "@name"` finds its set; a set file's path is relative to
+//! the rule file's folder.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -14,9 +18,10 @@ use toml::{
 };
 use xdpsieve_common::{MAX_RULES, family};
 
-use super::{Action, RuleError, RuleSet, RuleSpec, next_id_after};
+use super::{Action, AddrMatch, RuleError, RuleSet, RuleSpec, expr::set_index, next_id_after};
 use crate::{
     input::{RULE_FILE_CAP, read_regular_file},
+    sets::SetSpec,
     text::{escape, is_unsafe},
 };
 
@@ -27,15 +32,28 @@ const RULE_KEYS: &str =
     "id, name, action, protocol, family, src, dst, src_port, dst_port, log, log_rate";
 
 impl RuleSet {
-    /// Reads a TOML rule file: a regular file of at most [`RULE_FILE_CAP`] bytes.
+    /// Reads a TOML rule file: a regular file of at most [`RULE_FILE_CAP`] bytes, and the
+    /// set files it names (relative to its folder).
     pub fn from_file(path: &Path) -> Result<RuleSet, RuleError> {
         let text = read_regular_file(path, RULE_FILE_CAP, "rule file")?;
-        Self::from_toml(&text, &path.to_string_lossy())
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        Self::from_toml_in(&text, &path.to_string_lossy(), dir)
     }
 
-    /// Parses a TOML rule file's text; `origin` names it in errors.
+    /// Parses a TOML rule file's text; `origin` names it in errors. Set file paths are
+    /// taken as they are written (relative ones against the current directory).
     pub fn from_toml(text: &str, origin: &str) -> Result<RuleSet, RuleError> {
-        let file = RuleFile { text, origin };
+        Self::from_toml_in(text, origin, None)
+    }
+
+    /// Parses a TOML rule file's text; relative set file paths are taken against `dir`
+    /// (the rule file's folder) when given.
+    pub fn from_toml_in(
+        text: &str,
+        origin: &str,
+        dir: Option<&Path>,
+    ) -> Result<RuleSet, RuleError> {
+        let file = RuleFile { text, origin, dir };
         let document = DeTable::parse(text).map_err(|e| {
             let message = e.message().trim_end().replace('\n', "; ");
             file.error(
@@ -48,15 +66,17 @@ impl RuleSet {
 }
 
 /// The text being parsed and its name, to turn spans into `file:line:column` errors.
-struct RuleFile<'a> {
+pub(super) struct RuleFile<'a> {
     text: &'a str,
     origin: &'a str,
+    /// Where relative set file paths start.
+    pub(super) dir: Option<&'a Path>,
 }
 
-type Value<'i> = Spanned<DeValue<'i>>;
+pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 
 impl RuleFile<'_> {
-    fn error(&self, span: Range<usize>, message: String) -> RuleError {
+    pub(super) fn error(&self, span: Range<usize>, message: String) -> RuleError {
         let (line, column) = line_column(self.text, span.start);
         RuleError::File {
             path: escape(self.origin).into_owned(),
@@ -66,13 +86,14 @@ impl RuleFile<'_> {
         }
     }
 
-    fn line_of(&self, span: &Range<usize>) -> usize {
+    pub(super) fn line_of(&self, span: &Range<usize>) -> usize {
         line_column(self.text, span.start).0
     }
 
     fn rule_set(&self, document: &DeTable<'_>) -> Result<RuleSet, RuleError> {
         let mut set = RuleSet::default();
         let mut entries: &[Value<'_>] = &[];
+        let mut set_entries: &[Value<'_>] = &[];
         for (key, value) in document.iter() {
             match key.get_ref().as_ref() {
                 "default" => {
@@ -90,17 +111,30 @@ impl RuleFile<'_> {
                         ));
                     }
                 },
+                "set" => match value.get_ref() {
+                    DeValue::Array(array) => set_entries = array,
+                    _ => {
+                        return Err(self.error(
+                            value.span(),
+                            "`set` must be a list of sets: write each as a [[set]] table \
+                             (double brackets)"
+                                .into(),
+                        ));
+                    }
+                },
                 other => {
                     return Err(self.error(
                         key.span(),
                         format!(
-                            "unknown key `{}`: a rule file has `default` and [[rule]] tables",
+                            "unknown key `{}`: a rule file has `default`, [[set]] and [[rule]] \
+                             tables",
                             escape(other)
                         ),
                     ));
                 }
             }
         }
+        self.sets(set_entries, &mut set)?;
         if entries.len() > MAX_RULES as usize {
             return Err(self.error(
                 entries[MAX_RULES as usize].span(),
@@ -127,7 +161,7 @@ impl RuleFile<'_> {
         let mut used: HashSet<u32> = explicit.iter().flatten().copied().collect();
         let mut last_assigned = 0;
         for ((table, span), explicit_id) in tables.into_iter().zip(explicit) {
-            let mut rule = self.rule(table, span.clone())?;
+            let mut rule = self.rule(table, span.clone(), &set.sets)?;
             rule.id = match explicit_id {
                 Some(id) => id,
                 None => {
@@ -192,7 +226,12 @@ impl RuleFile<'_> {
     }
 
     /// One rule's conditions and options; its id is set by the caller.
-    fn rule(&self, table: &DeTable<'_>, span: Range<usize>) -> Result<RuleSpec, RuleError> {
+    fn rule(
+        &self,
+        table: &DeTable<'_>,
+        span: Range<usize>,
+        sets: &[SetSpec],
+    ) -> Result<RuleSpec, RuleError> {
         let Some(action) = table.get("action") else {
             return Err(self.error(
                 span,
@@ -232,14 +271,19 @@ impl RuleFile<'_> {
                 }
                 "src" | "dst" => {
                     let what = format!(
-                        "`{}` must be an address or CIDR in quotes, e.g. \"198.51.100.0/24\"",
+                        "`{}` must be an address or CIDR in quotes, e.g. \"198.51.100.0/24\", \
+                         or a set, e.g. \"@blocklist\"",
                         key.get_ref()
                     );
-                    let cidr = self.string(value, &what)?.parse().map_err(at)?;
+                    let text = self.string(value, &what)?;
+                    let addr = match text.strip_prefix('@') {
+                        Some(name) => AddrMatch::Set(set_index(name, sets).map_err(at)?),
+                        None => AddrMatch::Prefix(text.parse().map_err(at)?),
+                    };
                     if key.get_ref() == "src" {
-                        rule.src = Some(cidr);
+                        rule.src = Some(addr);
                     } else {
-                        rule.dst = Some(cidr);
+                        rule.dst = Some(addr);
                     }
                 }
                 "src_port" | "dst_port" => {
@@ -311,7 +355,11 @@ impl RuleFile<'_> {
     }
 
     /// A string value, or `expected` (plus what was found) at its position.
-    fn string<'v>(&self, value: &'v Value<'_>, expected: &str) -> Result<&'v str, RuleError> {
+    pub(super) fn string<'v>(
+        &self,
+        value: &'v Value<'_>,
+        expected: &str,
+    ) -> Result<&'v str, RuleError> {
         value.get_ref().as_str().ok_or_else(|| {
             self.error(
                 value.span(),
@@ -341,7 +389,7 @@ fn integer(i: &DeInteger<'_>) -> Option<i128> {
 }
 
 /// "an integer", "a string": TOML's type names with their article.
-fn a(type_name: &str) -> String {
+pub(super) fn a(type_name: &str) -> String {
     match type_name.chars().next() {
         Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {type_name}"),
         _ => format!("a {type_name}"),

@@ -1,319 +1,81 @@
 //! Firewall rules: parsed from tcpdump-style command-line expressions (`--drop 'udp src port
-//! 53'`) and from TOML files, validated, and compiled into the kernel's [`Rule`] layout.
+//! 53'`) and from TOML files, validated, and kept as typed [`RuleSpec`]s. From them
+//! `classify` builds the bitmaps the program matches with, and [`RuleSpec::to_kernel`] the
+//! little the program reads of a rule once it has matched (id, verdict, log, rate).
 //!
 //! Evaluation is first match wins; packets no rule matches get the default verdict. Errors
 //! name the file, line and column, or the expression, and say what is wrong. Rule ids are
 //! unique and never 0 (the default verdict's), however hostile the input.
 //!
-//! [`expr`] parses the command-line syntax, [`file`] the TOML rule files.
+//! [`values`] holds the condition values and their parsers, [`expr`] parses the command-line
+//! syntax, [`file`] the TOML rule files and [`set_tables`] their `[[set]]`s; this module
+//! the validated rule and rule set.
 
 mod expr;
 mod file;
+mod set_tables;
+#[cfg(test)]
+mod set_tests;
 #[cfg(test)]
 mod tests;
+mod values;
 
-use std::{fmt, net::IpAddr, str::FromStr};
-
-pub use expr::parse_expression;
+pub use expr::{parse_expression, parse_expression_with_sets};
 pub use file::MAX_NAME_CHARS;
-use xdpsieve_common::{MAX_RULES, Rule, family, rule_match, verdict};
+pub use values::{Action, Cidr, PortRange, Protocol, Rate};
+use xdpsieve_common::{MAX_RULES, Rule, family};
 
-use crate::{input::ReadFileError, text::escape};
+use crate::{
+    input::ReadFileError,
+    sets::{MAX_SETS, SetSource, SetSpec, check_set_name, memory_estimate},
+    text::{escape, escape_path},
+};
 
-/// What happens to a packet a rule matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Action {
-    Drop,
-    Pass,
+/// A rule's condition on one address (source or destination).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddrMatch {
+    /// A literal prefix (`src net 198.51.100.0/24`): one address family.
+    Prefix(Cidr),
+    /// An address set (`src net @blocklist`): index into [`RuleSet::sets`]. Sets hold both
+    /// families; `ip`/`ip6` on the rule restrict it to one.
+    Set(usize),
 }
 
-impl Action {
-    pub fn verdict(self) -> u8 {
+impl AddrMatch {
+    /// The family a literal prefix implies; a set implies none.
+    pub fn family(&self) -> Option<u8> {
         match self {
-            Action::Drop => verdict::DROP,
-            Action::Pass => verdict::PASS,
+            AddrMatch::Prefix(c) => Some(c.family()),
+            AddrMatch::Set(_) => None,
         }
     }
-}
 
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Action::Drop => "drop",
-            Action::Pass => "pass",
-        })
-    }
-}
-
-impl FromStr for Action {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "drop" => Ok(Action::Drop),
-            "pass" => Ok(Action::Pass),
-            other => Err(format!(
-                "unknown action `{other}` (expected `drop` or `pass`)"
-            )),
-        }
-    }
-}
-
-/// An IP protocol, by its number; named for the common ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Protocol(pub u8);
-
-impl Protocol {
-    pub const ICMP: Protocol = Protocol(1);
-    pub const TCP: Protocol = Protocol(6);
-    pub const UDP: Protocol = Protocol(17);
-    pub const ICMPV6: Protocol = Protocol(58);
-
-    pub fn name(self) -> Option<&'static str> {
+    /// The literal prefix, if this is one.
+    pub fn prefix(&self) -> Option<Cidr> {
         match self {
-            Protocol::ICMP => Some("icmp"),
-            Protocol::TCP => Some("tcp"),
-            Protocol::UDP => Some("udp"),
-            Protocol::ICMPV6 => Some("icmp6"),
-            _ => None,
+            AddrMatch::Prefix(c) => Some(*c),
+            AddrMatch::Set(_) => None,
         }
     }
 
-    fn has_ports(self) -> bool {
-        self == Protocol::TCP || self == Protocol::UDP
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(name) => f.write_str(name),
-            None => write!(f, "proto {}", self.0),
-        }
-    }
-}
-
-impl FromStr for Protocol {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "icmp" => Ok(Protocol::ICMP),
-            "tcp" => Ok(Protocol::TCP),
-            "udp" => Ok(Protocol::UDP),
-            "icmp6" | "icmpv6" => Ok(Protocol::ICMPV6),
-            other => other.parse::<u8>().map(Protocol).map_err(|_| {
-                format!(
-                    "unknown protocol `{other}` (expected tcp, udp, icmp, icmp6 or a number 0-255)"
-                )
-            }),
-        }
-    }
-}
-
-/// An address prefix such as `198.51.100.0/24` or `2001:db8::/32`; a bare address is a
-/// host prefix (/32 or /128).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub prefix_len: u8,
-}
-
-impl Cidr {
-    fn family(&self) -> u8 {
-        match self.addr {
-            IpAddr::V4(_) => family::IPV4,
-            IpAddr::V6(_) => family::IPV6,
+    /// The set index, if this is a set.
+    pub fn set(&self) -> Option<usize> {
+        match self {
+            AddrMatch::Set(i) => Some(*i),
+            AddrMatch::Prefix(_) => None,
         }
     }
 
-    /// Prefix and mask as the kernel compares them: four words in network byte order.
-    fn to_words(self) -> ([u32; 4], [u32; 4]) {
-        let mut addr = [0u32; 4];
-        let mut mask = [0u32; 4];
-        match self.addr {
-            IpAddr::V4(v4) => {
-                let m = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix_len))
-                    .unwrap_or(0);
-                addr[0] = u32::from_ne_bytes((u32::from(v4) & m).to_be_bytes());
-                mask[0] = u32::from_ne_bytes(m.to_be_bytes());
-            }
-            IpAddr::V6(v6) => {
-                let m = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix_len))
-                    .unwrap_or(0);
-                let a = (u128::from(v6) & m).to_be_bytes();
-                let m = m.to_be_bytes();
-                for i in 0..4 {
-                    let word = |b: &[u8; 16]| {
-                        u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
-                    };
-                    addr[i] = word(&a);
-                    mask[i] = word(&m);
-                }
-            }
-        }
-        (addr, mask)
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr_text, prefix_text) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr_text
-            .parse()
-            .map_err(|_| format!("`{addr_text}` is not an IPv4 or IPv6 address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix_len = match prefix_text {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|&p| p <= max)
-                .ok_or_else(|| format!("prefix length `/{p}` is not in 0..={max}"))?,
-        };
-        let cidr = Cidr { addr, prefix_len };
-        let (words, _) = cidr.to_words();
-        let masked = Cidr {
-            addr: words_to_addr(&words, addr.is_ipv4()),
-            prefix_len,
-        };
-        if masked.addr != addr {
-            return Err(format!(
-                "`{s}` has host bits set after the prefix (did you mean `{masked}`?)"
-            ));
-        }
-        Ok(cidr)
-    }
-}
-
-fn words_to_addr(words: &[u32; 4], v4: bool) -> IpAddr {
-    if v4 {
-        IpAddr::from(words[0].to_ne_bytes())
-    } else {
-        let mut bytes = [0u8; 16];
-        for (i, w) in words.iter().enumerate() {
-            bytes[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
-        }
-        IpAddr::from(bytes)
-    }
-}
-
-/// An inclusive port range; a single port is a range of one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRange {
-    pub min: u16,
-    pub max: u16,
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.min == self.max {
-            write!(f, "{}", self.min)
-        } else {
-            write!(f, "{}-{}", self.min, self.max)
-        }
-    }
-}
-
-impl FromStr for PortRange {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let port = |p: &str| {
-            p.trim()
-                .parse::<u16>()
-                .map_err(|_| format!("`{p}` is not a port number (0-65535)"))
-        };
-        let range = match s.split_once('-') {
-            Some((lo, hi)) => PortRange {
-                min: port(lo)?,
-                max: port(hi)?,
+    /// As the command-line syntax writes it after `src `/`dst `: `net 198.51.100.0/24`,
+    /// `net @blocklist` (`@#N` if set `N` is not in `sets`).
+    fn shown(&self, sets: &[SetSpec]) -> String {
+        match self {
+            AddrMatch::Prefix(c) => format!("net {c}"),
+            AddrMatch::Set(i) => match sets.get(*i) {
+                Some(set) => format!("net @{}", set.name),
+                None => format!("net @#{i}"),
             },
-            None => {
-                let p = port(s)?;
-                PortRange { min: p, max: p }
-            }
-        };
-        if range.min > range.max {
-            return Err(format!("port range `{s}` is backwards (low-high)"));
         }
-        Ok(range)
-    }
-}
-
-/// A rate limit on a rule's records: `count` per `per_ns`, in bursts of up to `count`.
-/// `0` means unlimited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u64,
-    pub per_ns: u64,
-}
-
-impl Rate {
-    pub const UNLIMITED: Rate = Rate {
-        count: 0,
-        per_ns: 1_000_000_000,
-    };
-
-    /// Nanoseconds between records, 0 when unlimited.
-    pub fn interval_ns(self) -> u64 {
-        self.per_ns
-            .checked_div(self.count)
-            .map_or(0, |ns| ns.max(1))
-    }
-
-    /// How far ahead of schedule a full burst may run.
-    pub fn tolerance_ns(self) -> u64 {
-        self.interval_ns()
-            .saturating_mul(self.count.saturating_sub(1))
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.count == 0 {
-            return f.write_str("unlimited");
-        }
-        let unit = match self.per_ns {
-            1_000_000_000 => "s",
-            60_000_000_000 => "m",
-            _ => "h",
-        };
-        write!(f, "{}/{unit}", self.count)
-    }
-}
-
-impl FromStr for Rate {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let text = s.trim();
-        if text == "0" || text == "unlimited" {
-            return Ok(Rate::UNLIMITED);
-        }
-        let bad = || format!("`{s}` is not a rate (expected N/s, N/m, N/h, or 0 for unlimited)");
-        let (count, unit) = text.split_once('/').ok_or_else(bad)?;
-        let count: u64 = count.trim().parse().map_err(|_| bad())?;
-        let per_ns = match unit.trim() {
-            "s" | "sec" | "second" => 1_000_000_000,
-            "m" | "min" | "minute" => 60_000_000_000,
-            "h" | "hour" => 3_600_000_000_000,
-            _ => return Err(bad()),
-        };
-        if count > 100_000_000 {
-            return Err(format!(
-                "`{s}` is too high a rate (at most 100000000 per unit)"
-            ));
-        }
-        Ok(Rate { count, per_ns })
     }
 }
 
@@ -327,8 +89,8 @@ pub struct RuleSpec {
     pub protocol: Option<Protocol>,
     /// Restricts the rule to one family without naming addresses (`ip` / `ip6`).
     pub family: Option<u8>,
-    pub src: Option<Cidr>,
-    pub dst: Option<Cidr>,
+    pub src: Option<AddrMatch>,
+    pub dst: Option<AddrMatch>,
     pub src_port: Option<PortRange>,
     pub dst_port: Option<PortRange>,
     /// Log every packet this rule decides, whatever `--log` says.
@@ -354,11 +116,12 @@ impl RuleSpec {
         }
     }
 
-    /// Checks that the conditions can hold together.
+    /// Checks that the conditions can hold together. A set constrains no family (it holds
+    /// both), so only literal prefixes and `ip`/`ip6` can disagree.
     fn validate(&self) -> Result<(), String> {
         let families: Vec<u8> = [
-            self.src.map(|c| c.family()),
-            self.dst.map(|c| c.family()),
+            self.src.and_then(|a| a.family()),
+            self.dst.and_then(|a| a.family()),
             self.family,
         ]
         .into_iter()
@@ -375,53 +138,41 @@ impl RuleSpec {
         Ok(())
     }
 
-    fn address_family(&self) -> Option<u8> {
+    /// The one family the rule matches, if its conditions imply one (`ip`/`ip6` or a
+    /// literal prefix); `None` matches both.
+    pub fn address_family(&self) -> Option<u8> {
         self.family
-            .or(self.src.map(|c| c.family()))
-            .or(self.dst.map(|c| c.family()))
+            .or(self.src.and_then(|a| a.family()))
+            .or(self.dst.and_then(|a| a.family()))
     }
 
-    /// The rule as the XDP program stores it; `default_rate` applies when it has none.
+    /// Whether the rule only matches packets with ports (it has a port condition).
+    pub fn needs_ports(&self) -> bool {
+        self.src_port.is_some() || self.dst_port.is_some()
+    }
+
+    /// What the XDP program reads of the rule once the bitmaps have chosen it;
+    /// `default_rate` applies when the rule has none.
     pub fn to_kernel(&self, default_rate: Rate) -> Rule {
-        let mut rule = Rule::ANY;
-        rule.id = self.id;
-        rule.verdict = self.action.verdict();
-        rule.log = u8::from(self.log);
         let rate = self.rate.unwrap_or(default_rate);
-        rule.rate_interval_ns = rate.interval_ns();
-        rule.rate_tolerance_ns = rate.tolerance_ns();
-        if let Some(f) = self.address_family() {
-            rule.flags |= rule_match::FAMILY;
-            rule.family = f;
-            rule.family_mask = 0xff;
+        Rule {
+            rate_interval_ns: rate.interval_ns(),
+            rate_tolerance_ns: rate.tolerance_ns(),
+            id: self.id,
+            verdict: self.action.verdict(),
+            log: u8::from(self.log),
+            _pad: [0; 2],
         }
-        if let Some(p) = self.protocol {
-            rule.flags |= rule_match::PROTOCOL;
-            rule.protocol = p.0;
-            rule.protocol_mask = 0xff;
-        }
-        rule.needs_ports = u8::from(self.src_port.is_some() || self.dst_port.is_some());
-        if let Some(c) = self.src {
-            rule.flags |= rule_match::SRC_ADDR;
-            (rule.src_addr, rule.src_mask) = c.to_words();
-        }
-        if let Some(c) = self.dst {
-            rule.flags |= rule_match::DST_ADDR;
-            (rule.dst_addr, rule.dst_mask) = c.to_words();
-        }
-        if let Some(p) = self.src_port {
-            rule.flags |= rule_match::SRC_PORT;
-            (rule.src_port_min, rule.src_port_max) = (p.min, p.max);
-        }
-        if let Some(p) = self.dst_port {
-            rule.flags |= rule_match::DST_PORT;
-            (rule.dst_port_min, rule.dst_port_max) = (p.min, p.max);
-        }
-        rule
     }
 
-    /// The match conditions in the command-line syntax (`udp src port 53`).
+    /// The match conditions in the command-line syntax (`udp src port 53`); a set shows
+    /// as `@#N`: use [`RuleSpec::conditions_with`] where the sets are at hand.
     pub fn conditions(&self) -> String {
+        self.conditions_with(&[])
+    }
+
+    /// The match conditions in the command-line syntax, sets by name (`src net @drop`).
+    pub fn conditions_with(&self, sets: &[SetSpec]) -> String {
         let mut parts = Vec::new();
         match (self.family, self.protocol) {
             (Some(family::IPV4), _) => parts.push("ip".to_string()),
@@ -431,11 +182,11 @@ impl RuleSpec {
         if let Some(p) = self.protocol {
             parts.push(p.to_string());
         }
-        if let Some(c) = self.src {
-            parts.push(format!("src net {c}"));
+        if let Some(a) = self.src {
+            parts.push(format!("src {}", a.shown(sets)));
         }
-        if let Some(c) = self.dst {
-            parts.push(format!("dst net {c}"));
+        if let Some(a) = self.dst {
+            parts.push(format!("dst {}", a.shown(sets)));
         }
         if let Some(p) = self.src_port {
             parts.push(format!("src port {p}"));
@@ -465,15 +216,22 @@ pub enum RuleError {
     },
     #[error("rule `{expr}`: {message}")]
     Expression { expr: String, message: String },
+    /// Beyond a limit of the program (rules, sets).
     #[error("{0}")]
-    Set(String),
+    Limit(String),
 }
 
-/// Rules in evaluation order plus the default verdict.
+/// Rules in evaluation order, the sets they name, and the default verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleSet {
     pub default_action: Action,
     pub rules: Vec<RuleSpec>,
+    /// Declared in the rule file, in order; [`AddrMatch::Set`] indexes here, and the index
+    /// is the set's number in the kernel's maps.
+    pub sets: Vec<SetSpec>,
+    /// What reading the rules and sets accepted with a change (host bits masked in a set
+    /// file), for the caller to print to stderr. Not part of the rules' meaning.
+    pub warnings: Vec<String>,
 }
 
 impl Default for RuleSet {
@@ -481,6 +239,8 @@ impl Default for RuleSet {
         RuleSet {
             default_action: Action::Pass,
             rules: Vec::new(),
+            sets: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -514,7 +274,7 @@ impl RuleSet {
             expr: escape(expr).into_owned(),
             message: escape(&message).into_owned(),
         };
-        let mut rule = parse_expression(action, expr).map_err(error)?;
+        let mut rule = parse_expression_with_sets(action, expr, &self.sets).map_err(error)?;
         let highest = self.rules.iter().map(|r| r.id).max().unwrap_or(0);
         let used: std::collections::HashSet<u32> = self.rules.iter().map(|r| r.id).collect();
         rule.id = next_id_after(highest, |id| used.contains(&id))
@@ -526,12 +286,102 @@ impl RuleSet {
 
     fn check_size(&self) -> Result<(), RuleError> {
         if self.rules.len() > MAX_RULES as usize {
-            return Err(RuleError::Set(format!(
+            return Err(RuleError::Limit(format!(
                 "{} rules given; the program evaluates at most {MAX_RULES}",
                 self.rules.len()
             )));
         }
         Ok(())
+    }
+
+    /// The index of the set called `name`.
+    pub fn set_index(&self, name: &str) -> Option<usize> {
+        self.sets.iter().position(|s| s.name == name)
+    }
+
+    /// The rules whose source or destination is set `index`, in order.
+    pub fn rules_using_set(&self, index: usize) -> impl Iterator<Item = &RuleSpec> {
+        let uses = move |a: Option<AddrMatch>| a.and_then(|a| a.set()) == Some(index);
+        self.rules
+            .iter()
+            .filter(move |r| uses(r.src) || uses(r.dst))
+    }
+
+    /// Checks what the parsers guarantee for a rule set built some other way (by code, or
+    /// changed after parsing): at most [`MAX_SETS`] sets, valid unique names, and every
+    /// rule's set index pointing at a set.
+    pub fn check_sets(&self) -> Result<(), RuleError> {
+        if self.sets.len() > MAX_SETS {
+            return Err(RuleError::Limit(format!(
+                "{} sets declared; a rule set holds at most {MAX_SETS}",
+                self.sets.len()
+            )));
+        }
+        let mut names = std::collections::HashSet::new();
+        for set in &self.sets {
+            check_set_name(&set.name).map_err(RuleError::Limit)?;
+            if !names.insert(set.name.as_str()) {
+                return Err(RuleError::Limit(format!(
+                    "duplicate set name `{}`",
+                    set.name
+                )));
+            }
+        }
+        for rule in &self.rules {
+            for index in [rule.src, rule.dst]
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.set())
+            {
+                if index >= self.sets.len() {
+                    return Err(RuleError::Limit(format!(
+                        "rule `{}` names set #{index}, but there are {} sets",
+                        escape(&rule.name),
+                        self.sets.len()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The sets as `check-rules` lists them: each with its source, prefix counts per family
+    /// and the rules that use it, then the kernel memory they will take. Empty when there
+    /// are no sets.
+    pub fn describe_sets(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        if self.sets.is_empty() {
+            return out;
+        }
+        out.push_str("sets:\n");
+        for (index, set) in self.sets.iter().enumerate() {
+            let (v4, v6) = set.family_counts();
+            let source = match &set.source {
+                SetSource::File(path) => format!("file {}", escape_path(path)),
+                SetSource::Inline => "inline".to_string(),
+            };
+            let users: Vec<String> = self
+                .rules_using_set(index)
+                .map(|r| format!("{} ({})", r.id, escape(&r.name)))
+                .collect();
+            let users = if users.is_empty() {
+                "no rule uses it".to_string()
+            } else {
+                format!("used by rule {}", users.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "  @{:<24} {v4} IPv4 + {v6} IPv6 prefixes, {source}; {users}",
+                set.name
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  kernel memory for the sets: {}",
+            memory_estimate(&self.sets)
+        );
+        out
     }
 
     /// Kernel rules in evaluation order.

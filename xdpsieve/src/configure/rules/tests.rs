@@ -1,17 +1,21 @@
 //! Rule parsing tests: the syntax, the file format, and hostile input (ids at the edges,
 //! expressions without conditions, control characters, TOML of the wrong types).
 
-use xdpsieve_common::{MAX_RULES, family, rule_match, verdict};
+use xdpsieve_common::{MAX_RULES, family, verdict};
 
 use super::*;
+
+fn prefix(a: Option<AddrMatch>) -> Cidr {
+    a.and_then(|a| a.prefix()).expect("a literal prefix")
+}
 
 #[test]
 fn expression_dns_responses() {
     let r = parse_expression(Action::Drop, "udp src port 53").unwrap();
     assert_eq!(r.protocol, Some(Protocol::UDP));
     assert_eq!(r.src_port, Some(PortRange { min: 53, max: 53 }));
+    assert!(r.needs_ports());
     let k = r.to_kernel(Rate::UNLIMITED);
-    assert_eq!(k.flags, rule_match::PROTOCOL | rule_match::SRC_PORT);
     assert_eq!(k.verdict, verdict::DROP);
 }
 
@@ -22,8 +26,8 @@ fn expression_full() {
         "tcp and src net 198.51.100.0/24 and dst host 192.0.2.2 and dst portrange 1000-2000",
     )
     .unwrap();
-    assert_eq!(r.src.unwrap().to_string(), "198.51.100.0/24");
-    assert_eq!(r.dst.unwrap().prefix_len, 32);
+    assert_eq!(prefix(r.src).to_string(), "198.51.100.0/24");
+    assert_eq!(prefix(r.dst).prefix_len, 32);
     assert_eq!(
         r.dst_port,
         Some(PortRange {
@@ -31,23 +35,36 @@ fn expression_full() {
             max: 2000
         })
     );
-    let k = r.to_kernel(Rate::UNLIMITED);
-    assert_eq!(k.family, family::IPV4);
-    assert_eq!(k.src_addr[0], u32::from_ne_bytes([198, 51, 100, 0]));
-    assert_eq!(k.src_mask[0], u32::from_ne_bytes([255, 255, 255, 0]));
-    assert_eq!(k.dst_mask[0], u32::MAX);
+    assert_eq!(r.address_family(), Some(family::IPV4));
+    let (addr, mask) = prefix(r.src).to_words();
+    assert_eq!(addr[0], u32::from_ne_bytes([198, 51, 100, 0]));
+    assert_eq!(mask[0], u32::from_ne_bytes([255, 255, 255, 0]));
+    assert_eq!(prefix(r.dst).to_words().1[0], u32::MAX);
 }
 
 #[test]
 fn expression_ipv6_prefix_words() {
     let r = parse_expression(Action::Drop, "src net 2001:db8:ab00::/40").unwrap();
-    let k = r.to_kernel(Rate::UNLIMITED);
-    assert_eq!(k.family, family::IPV6);
-    assert_eq!(k.src_addr[0], u32::from_ne_bytes([0x20, 0x01, 0x0d, 0xb8]));
-    assert_eq!(k.src_mask[0], u32::MAX);
-    assert_eq!(k.src_mask[1], u32::from_ne_bytes([0xff, 0, 0, 0]));
-    assert_eq!(k.src_addr[1], u32::from_ne_bytes([0xab, 0, 0, 0]));
-    assert_eq!(k.src_mask[2], 0);
+    assert_eq!(r.address_family(), Some(family::IPV6));
+    let (addr, mask) = prefix(r.src).to_words();
+    assert_eq!(addr[0], u32::from_ne_bytes([0x20, 0x01, 0x0d, 0xb8]));
+    assert_eq!(mask[0], u32::MAX);
+    assert_eq!(mask[1], u32::from_ne_bytes([0xff, 0, 0, 0]));
+    assert_eq!(addr[1], u32::from_ne_bytes([0xab, 0, 0, 0]));
+    assert_eq!(mask[2], 0);
+}
+
+#[test]
+fn kernel_rule_holds_what_the_program_reads() {
+    let mut set = RuleSet::default();
+    set.push_expression(Action::Drop, "tcp dst port 22")
+        .unwrap();
+    let k = set.rules[0].to_kernel("10/s".parse().unwrap());
+    assert_eq!((k.id, k.verdict, k.log), (1, verdict::DROP, 0));
+    assert_eq!(
+        (k.rate_interval_ns, k.rate_tolerance_ns),
+        (100_000_000, 900_000_000)
+    );
 }
 
 #[test]
