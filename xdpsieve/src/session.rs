@@ -336,7 +336,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
                 rate: r.rate.unwrap_or(plan.log_rate).to_string(),
             })
             .collect(),
-        sets: Vec::new(),
+        sets: crate::configure::sets::live::meta_sets(&rules.sets),
     };
     // Removed (pins and description) on the explicit stop only, at the end of run.
     let started = (|| -> Result<_> {

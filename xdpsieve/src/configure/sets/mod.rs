@@ -14,9 +14,9 @@
 mod file;
 pub mod kernel;
 pub mod live;
-pub mod trie;
 #[cfg(test)]
 mod tests;
+pub mod trie;
 
 use std::{
     fmt,
