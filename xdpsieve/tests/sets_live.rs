@@ -1,0 +1,587 @@
+//! Live set changes end to end: the real `xdpsieve` binary on a veth in namespaces the test
+//! creates, datagrams flowing from the peer all along (numbered, one a millisecond) to a
+//! UDP socket bound behind the firewall. What is checked is what reaches the socket: after
+//! `set add` returns, nothing sent from the added address arrives; after `set del`,
+//! everything does; a timed entry lifts itself on time; and the same holds with the
+//! recorder SIGKILLed (the commands act on the pinned state). Concurrent adds both land,
+//! and a 10,000-prefix `--from-file` is timed.
+//!
+//! They need root; under `CI` they fail rather than skip when they cannot run.
+
+mod common;
+use common::root_or_skip;
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use xdpsieve::netns::VethPair;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
+const PORT: u16 = 7100;
+/// The peer's address, the one the tests ban.
+const PEER: &str = "192.0.2.1";
+
+/// A scratch directory for rule and set files, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("xdpsieve-sets-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The namespaces and a rule file; on drop (even when the test fails) `xdpsieve stop`
+/// before the namespaces go, so no firewall or pin outlives the test.
+struct Net {
+    pair: VethPair,
+    tmp: TempDir,
+}
+
+const RULES: &str = r#"
+[[set]]
+name = "ban"
+prefixes = ["203.0.113.0/24"]
+
+[[set]]
+name = "blocklist"
+file = "block.netset"
+
+[[rule]]
+name = "drop-banned"
+action = "drop"
+src = "@ban"
+log = true
+
+[[rule]]
+name = "drop-listed"
+action = "drop"
+src = "@blocklist"
+"#;
+
+impl Net {
+    fn create(tag: &str) -> Net {
+        let tmp = TempDir::new(tag);
+        std::fs::write(tmp.file("rules.toml"), RULES).expect("rule file");
+        std::fs::write(tmp.file("block.netset"), "# test list\n198.51.100.0/24\n")
+            .expect("set file");
+        Net {
+            pair: VethPair::create(tag, None).expect("namespaces"),
+            tmp,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.pair.fw.command(BINARY);
+        cmd.args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    /// `xdpsieve ARGS` in the firewall's namespace, to completion.
+    fn xdpsieve(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running xdpsieve")
+    }
+
+    /// `xdpsieve ARGS`, which must succeed; its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.xdpsieve(args);
+        assert!(
+            out.status.success(),
+            "xdpsieve {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `xdpsieve run` with the rule file, capturing drops and logging JSON events.
+    fn start(&self) -> Run {
+        let rules = self.tmp.file("rules.toml");
+        let (capture, log) = (self.tmp.file("drops.pcap"), self.tmp.file("events.log"));
+        let child = self
+            .command(&[
+                "run",
+                "-i",
+                VethPair::FW_IF,
+                "--rules",
+                rules.to_str().unwrap(),
+                "-w",
+                capture.to_str().unwrap(),
+                "--log-format",
+                "json",
+                "--log-file",
+                log.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting xdpsieve");
+        let mut run = Run { child: Some(child) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let child = run.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                let out = run.child.take().unwrap().wait_with_output().unwrap();
+                panic!(
+                    "xdpsieve exited before it was running ({status}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let status = self.xdpsieve(&["status", "--json"]);
+            if String::from_utf8_lossy(&status.stdout).contains("\"live\": true") {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "xdpsieve did not start in 30 s");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn list(&self, set: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["set", "list", set, "--json"])).expect("list JSON")
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = self.ok(&["status", "-i", VethPair::FW_IF, "--json"]);
+        let json: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+        json[0].clone()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = self.xdpsieve(&["stop", "-i", VethPair::FW_IF]);
+    }
+}
+
+/// A running `xdpsieve run`; killed (by PID) on drop if still running.
+struct Run {
+    child: Option<Child>,
+}
+
+impl Run {
+    fn signal(mut self, signal: i32) -> Output {
+        let child = self.child.take().expect("running");
+        // SAFETY: kill on the PID of a child we started and have not reaped.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait_with_output().expect("waiting for xdpsieve")
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Datagrams from the peer to the socket behind the firewall, numbered, one a
+/// millisecond, until dropped; what arrived, with when.
+struct Flow {
+    next: Arc<AtomicU64>,
+    arrived: Arc<Mutex<Vec<(u64, Instant)>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Flow {
+    fn start(net: &Net) -> Flow {
+        let receiver = net
+            .pair
+            .fw
+            .run(|| UdpSocket::bind(SocketAddr::new(VethPair::FW_V4.into(), PORT)))
+            .expect("namespace")
+            .expect("binding the socket behind the firewall");
+        receiver
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let sender = net
+            .pair
+            .peer
+            .run(|| UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 0)))
+            .expect("namespace")
+            .expect("binding the sender");
+        let (next, arrived, stop) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(Mutex::new(Vec::new())),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let send = {
+            let (next, stop) = (Arc::clone(&next), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                // Bounded: at most ten minutes' worth, whatever happens to the test.
+                for _ in 0..600_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let seq = next.load(Ordering::SeqCst);
+                    let _ = sender.send_to(&seq.to_be_bytes(), (VethPair::FW_V4, PORT));
+                    next.store(seq + 1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        let receive = {
+            let (arrived, stop) = (Arc::clone(&arrived), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(8) = receiver.recv(&mut buf) {
+                        let seq = u64::from_be_bytes(buf[..8].try_into().unwrap());
+                        arrived.lock().unwrap().push((seq, Instant::now()));
+                    }
+                }
+            })
+        };
+        let flow = Flow {
+            next,
+            arrived,
+            stop,
+            threads: vec![send, receive],
+        };
+        assert!(
+            flow.arrival_after(flow.mark(), Duration::from_secs(5)).is_some(),
+            "no datagram reached the socket before any ban"
+        );
+        flow
+    }
+
+    /// The number of the next datagram to be sent.
+    fn mark(&self) -> u64 {
+        self.next.load(Ordering::SeqCst)
+    }
+
+    /// Datagrams numbered `from` or later that arrived.
+    fn arrived_since(&self, from: u64) -> Vec<(u64, Instant)> {
+        self.arrived
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|(seq, _)| *seq >= from)
+            .collect()
+    }
+
+    /// When the first datagram numbered `from` or later arrived, waiting up to `wait`.
+    fn arrival_after(&self, from: u64, wait: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(first) = self.arrived_since(from).first() {
+                return Some(first.1);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Checks that nothing numbered `from` or later arrives within `wait`.
+    fn assert_blocked_from(&self, from: u64, wait: Duration, what: &str) {
+        std::thread::sleep(wait);
+        let through = self.arrived_since(from);
+        let sent = self.mark() - from;
+        assert!(
+            through.is_empty(),
+            "{what}: {} of {sent} datagrams sent after the change reached the socket (first: {:?})",
+            through.len(),
+            through.first().map(|a| a.0)
+        );
+        assert!(sent > wait.as_millis() as u64 / 4, "the flow stalled");
+    }
+
+    /// Checks that every datagram numbered `from` to now arrives.
+    fn assert_all_pass_from(&self, from: u64, what: &str) {
+        let until = self.mark();
+        std::thread::sleep(Duration::from_millis(300));
+        let got = self
+            .arrived_since(from)
+            .iter()
+            .filter(|(seq, _)| *seq < until)
+            .count() as u64;
+        assert_eq!(got, until - from, "{what}: datagrams lost after the change");
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// UDP datagrams from `src` to PORT in a capture file.
+fn captured_from(path: &Path, src: [u8; 4]) -> usize {
+    let file = std::fs::File::open(path).expect("opening the capture");
+    let mut reader = pcap_file::pcap::PcapReader::new(file).expect("pcap header");
+    let mut n = 0;
+    while let Some(p) = reader.next_raw_packet() {
+        let data = p.expect("pcap packet").data;
+        let is_v4_udp = data.len() >= 38 && data[12..14] == [0x08, 0x00] && data[23] == 17;
+        if is_v4_udp && data[26..30] == src && u16::from_be_bytes([data[36], data[37]]) == PORT {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn add_drops_the_next_packets_and_del_lets_them_pass_again() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("adddel");
+    let run = net.start();
+    let flow = Flow::start(&net);
+
+    let said = net.ok(&["set", "add", "ban", PEER]);
+    let banned = flow.mark();
+    assert!(said.contains("set ban on fw0: added 1"), "{said}");
+    flow.assert_blocked_from(banned, Duration::from_millis(500), "after set add");
+
+    let list = net.list("@ban");
+    assert_eq!(list["count"], 2, "{list}");
+    let entries = list["entries"].as_array().unwrap();
+    assert_eq!(entries[0]["prefix"], "192.0.2.1/32");
+    assert_eq!(entries[0]["origin"], "runtime");
+    assert_eq!(entries[0]["expires_in_ms"], serde_json::Value::Null);
+    assert_eq!(entries[1]["prefix"], "203.0.113.0/24");
+    assert_eq!(entries[1]["origin"], "file");
+
+    let said = net.ok(&["set", "del", "ban", PEER]);
+    let lifted = flow.mark();
+    assert!(said.contains("removed 1"), "{said}");
+    flow.assert_all_pass_from(lifted, "after set del");
+    let dropped = lifted - banned; // at most; the exact count is what did not arrive
+    let missing = (banned.saturating_sub(50)..lifted)
+        .filter(|seq| !flow.arrived_since(*seq).iter().any(|a| a.0 == *seq))
+        .count();
+    assert!(missing as u64 >= dropped, "{missing} < {dropped}");
+
+    // Deleting what is not there: an error, and nothing changes.
+    let out = net.xdpsieve(&["set", "del", "ban", PEER, "203.0.113.0/24"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("192.0.2.1/32 is not in set ban"), "{err}");
+    assert_eq!(net.list("ban")["count"], 1);
+
+    // The drops were captured and logged, naming the rule of the set.
+    drop(flow);
+    let out = run.signal(libc::SIGINT);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let captured = captured_from(&net.tmp.file("drops.pcap"), [192, 0, 2, 1]);
+    assert_eq!(captured, missing, "captured drops vs datagrams that did not arrive");
+    let log = std::fs::read_to_string(net.tmp.file("events.log")).expect("event log");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON event"))
+        .collect();
+    assert_eq!(events.len(), missing, "{log}");
+    for e in &events {
+        assert_eq!(e["rule"], "drop-banned", "{e}");
+        assert_eq!(e["verdict"], "DROP", "{e}");
+        assert_eq!(e["src"], PEER, "{e}");
+    }
+}
+
+#[test]
+fn a_timeout_lifts_the_ban_on_time_and_list_shows_the_time_left() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("timeout");
+    let _run = net.start();
+    let flow = Flow::start(&net);
+    let before = Instant::now();
+    net.ok(&["set", "add", "ban", PEER, "--timeout", "2s"]);
+    let banned = flow.mark();
+    let list = net.list("ban");
+    let left = list["entries"][0]["expires_in_ms"].as_u64().expect("time left");
+    assert!((1000..=2000).contains(&left), "{list}");
+    let status = net.status();
+    assert_eq!(status["sets"]["timed_entries"], 1, "{status}");
+    let lifted = flow
+        .arrival_after(banned, Duration::from_secs(4))
+        .expect("the ban did not lift within 4 s");
+    let after = lifted - before;
+    assert!(
+        after >= Duration::from_secs(2) && after <= Duration::from_millis(2500),
+        "lifted after {after:?}"
+    );
+    eprintln!("a 2 s ban lifted after {after:?}");
+    assert_eq!(net.list("ban")["count"], 1, "the expired entry is still listed");
+}
+
+#[test]
+fn flush_empties_a_set_and_save_writes_its_file() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("flush");
+    let _run = net.start();
+    let flow = Flow::start(&net);
+    net.ok(&["set", "add", "blocklist", PEER, "2001:db8:bad::/48", "--save"]);
+    let banned = flow.mark();
+    flow.assert_blocked_from(banned, Duration::from_millis(300), "blocklist add");
+    let file = std::fs::read_to_string(net.tmp.file("block.netset")).unwrap();
+    assert_eq!(
+        file,
+        "# test list\n198.51.100.0/24\n192.0.2.1/32\n2001:db8:bad::/48\n"
+    );
+    // --save is refused for an inline set, and with a timeout; nothing changes then.
+    let out = net.xdpsieve(&["set", "add", "ban", "192.0.2.9", "--save"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inline"));
+    let out = net.xdpsieve(&["set", "add", "blocklist", "192.0.2.9", "--save", "--timeout", "1m"]);
+    assert!(!out.status.success());
+    assert_eq!(net.list("blocklist")["count"], 3);
+
+    let said = net.ok(&["set", "flush", "blocklist"]);
+    let flushed = flow.mark();
+    assert!(said.contains("flushed 3 entries"), "{said}");
+    assert_eq!(net.list("blocklist")["count"], 0);
+    flow.assert_all_pass_from(flushed, "after flush");
+    let status = net.status();
+    let sets = &status["sets"];
+    assert!(sets["memory_bytes"].as_u64().unwrap() > 0, "{status}");
+    assert_eq!(sets["sets"][0]["entries"], 1, "{status}");
+    assert_eq!(sets["sets"][1]["entries"], 0, "{status}");
+}
+
+#[test]
+fn changes_act_on_the_pinned_state_when_the_recorder_is_gone() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("pinned");
+    let run = net.start();
+    let out = run.signal(libc::SIGKILL);
+    assert!(!out.status.success());
+    let flow = Flow::start(&net);
+
+    net.ok(&["set", "add", "ban", PEER]);
+    let banned = flow.mark();
+    flow.assert_blocked_from(banned, Duration::from_millis(300), "add without a recorder");
+    net.ok(&["set", "del", "ban", PEER]);
+    let lifted = flow.mark();
+    flow.assert_all_pass_from(lifted, "del without a recorder");
+
+    // A timed entry outlives its time while nothing touches the sets...
+    net.ok(&["set", "add", "ban", PEER, "--timeout", "1s"]);
+    let banned = flow.mark();
+    flow.assert_blocked_from(banned, Duration::from_millis(1500), "overdue, untouched");
+    let text = net.ok(&["status", "-i", VethPair::FW_IF]);
+    assert!(
+        text.contains("expire only when an `xdpsieve set` command"),
+        "{text}"
+    );
+    // ... and goes as soon as a set command does.
+    let said = net.ok(&["set", "list", "ban"]);
+    let lifted = flow.mark();
+    assert!(!said.contains("192.0.2.1"), "{said}");
+    flow.assert_all_pass_from(lifted, "after a set command expired it");
+
+    net.ok(&["set", "add", "blocklist", PEER]);
+    net.ok(&["set", "flush", "blocklist"]);
+    let flushed = flow.mark();
+    flow.assert_all_pass_from(flushed, "flush without a recorder");
+}
+
+#[test]
+fn concurrent_adds_both_land() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("concurrent");
+    let run = net.start();
+    drop(run.signal(libc::SIGKILL)); // no expiry tick in the way: only the two writers
+    let lists: Vec<PathBuf> = (0..2)
+        .map(|half| {
+            let path = net.tmp.file(&format!("half{half}.txt"));
+            let text: String = (0..3000u32)
+                .map(|i| format!("2001:db8:{half}:{:x}::/64\n", i))
+                .collect();
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect();
+    let children: Vec<Child> = lists
+        .iter()
+        .map(|path| {
+            net.command(&["set", "add", "ban", "--from-file", path.to_str().unwrap()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("set add")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("added 3000"));
+    }
+    let list = net.list("ban");
+    assert_eq!(list["count"], 6001, "one file entry and both halves");
+    let status = net.status();
+    assert_eq!(status["sets"]["sets"][0]["entries"], 6001, "{status}");
+}
+
+#[test]
+fn ten_thousand_adds_from_a_file_in_under_a_second() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("bulk");
+    let _run = net.start();
+    let flow = Flow::start(&net);
+    let path = net.tmp.file("bulk.txt");
+    // 9,999 IPv6 addresses and the peer's.
+    let mut text: String = (1..10_000u32)
+        .map(|i| format!("2001:db8:100::{:x}:{:x}\n", i >> 8, i & 0xff))
+        .collect();
+    text.push_str(PEER);
+    text.push('\n');
+    std::fs::write(&path, text).unwrap();
+    let file = path.to_str().unwrap();
+    let started = Instant::now();
+    let said = net.ok(&["set", "add", "ban", "--from-file", file]);
+    let took = started.elapsed();
+    let banned = flow.mark();
+    eprintln!("set add --from-file, 10,000 prefixes: {took:?} (the whole command)");
+    assert!(said.contains("added 10000"), "{said}");
+    assert!(took <= Duration::from_secs(1), "took {took:?}");
+    flow.assert_blocked_from(banned, Duration::from_millis(300), "after the bulk add");
+    assert_eq!(net.list("ban")["count"], 10_001);
+
+    let started = Instant::now();
+    let said = net.ok(&["set", "del", "ban", "--from-file", file]);
+    let took = started.elapsed();
+    let lifted = flow.mark();
+    eprintln!("set del --from-file, 10,000 prefixes: {took:?}");
+    assert!(said.contains("removed 10000"), "{said}");
+    flow.assert_all_pass_from(lifted, "after the bulk del");
+    assert_eq!(net.list("ban")["count"], 1);
+}
