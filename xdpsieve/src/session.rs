@@ -209,6 +209,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
         default_rate: plan.log_rate,
         ifindexes: interfaces.iter().map(|i| i.ifindex).collect(),
         unclassifiable: plan.unclassifiable,
+        set_runtime: Vec::new(),
     };
     // Before attaching: a signal that arrives once the program is live must end in the
     // explicit stop (detach, summary, pins removed), not in the default action, which

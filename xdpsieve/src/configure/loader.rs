@@ -28,6 +28,7 @@ use crate::{
     classify::{self, Tables},
     counters::{self, CounterMaps},
     rules::{Action, Rate, RuleSet},
+    sets::kernel::{Built, RuntimeEntry},
     source::{Source, Transport},
     stats::Snapshot,
 };
@@ -140,6 +141,8 @@ pub enum LoaderError {
     TooManyInterfaces(usize),
     #[error("loading the XDP program failed: {0}")]
     Load(String),
+    #[error("address sets: {0}")]
+    Sets(String),
 }
 
 /// What to load: rules, capture and log settings.
@@ -162,6 +165,8 @@ pub struct Settings {
     /// Verdict for packets whose L4 header the program cannot reach; `None`: drop when a
     /// rule has a protocol or port condition ([`RuleSet::has_l4_condition`]), else pass.
     pub unclassifiable: Option<Action>,
+    /// Set entries added at run time by an earlier generation, kept by a reload or takeover.
+    pub set_runtime: Vec<RuntimeEntry>,
 }
 
 impl Settings {
@@ -188,6 +193,7 @@ impl Default for Settings {
             default_rate: Rate::UNLIMITED,
             ifindexes: Vec::new(),
             unclassifiable: None,
+            set_runtime: Vec::new(),
         }
     }
 }
@@ -224,6 +230,22 @@ impl Firewall {
         }
         raise_memlock_limit();
         let tables = classify::build(&settings.rules.rules, &settings.rules.sets);
+        let (set_tables, orphans) =
+            Built::for_sets(&settings.rules.sets, &tables, &settings.set_runtime)
+                .map_err(|e| LoaderError::Sets(e.to_string()))?;
+        if !orphans.is_empty() {
+            return Err(LoaderError::Sets(format!(
+                "{} runtime entries belong to sets the rule file no longer declares ({}); \
+                 declare them again or remove the entries with `xdpsieve set del`",
+                orphans.len(),
+                orphans
+                    .iter()
+                    .map(|o| format!("@{} {}", o.set, o.prefix.addr()))
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let mut ifindexes = [0u32; MAX_INTERFACES];
         ifindexes[..settings.ifindexes.len()].copy_from_slice(&settings.ifindexes);
         let config = Config {
@@ -246,10 +268,18 @@ impl Firewall {
             Transport::RingBuf => settings.ring_bytes,
             Transport::Perf => 4096,
         };
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global("CONFIG", &config, true)
             .map_max_entries("CAPTURE_RING", ring_bytes)
-            .map_max_entries("EVENT_RING", ring_bytes)
+            .map_max_entries("EVENT_RING", ring_bytes);
+        if let Some(sets) = &set_tables {
+            loader
+                .map_max_entries("SET_NODES", sets.node_capacity())
+                .map_max_entries("SET_ENTRIES", sets.entry_capacity())
+                .map_max_entries("SET_CLASSES", xdpsieve_common::sets::MAX_CLASSES);
+        }
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))?;
         {
@@ -265,6 +295,10 @@ impl Firewall {
             }
         }
         write_tables(&mut ebpf, &tables)?;
+        if let Some(sets) = &set_tables {
+            sets.write(&mut ebpf)
+                .map_err(|e| LoaderError::Sets(format!("{e:#}")))?;
+        }
         let program: &mut Xdp = program_of(&mut ebpf)?;
         program
             .load()
