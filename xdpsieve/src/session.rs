@@ -29,10 +29,11 @@ use crate::{
     output::{RecordWriter, Sink, WRITE_BUFFER},
     pins::{self, Claim, Found},
     recorder::{EventLog, Recorder},
+    reload::{self, RuleSources},
     rules::{Action, Rate, RuleSet},
     source::{Transport, wait_readable},
     stats::{self, Snapshot},
-    status::{Meta, MetaInterface, MetaRule},
+    status::{Meta, MetaInterface},
     text::{escape, escape_path},
 };
 
@@ -40,6 +41,8 @@ use crate::{
 #[derive(Debug)]
 pub struct RunPlan {
     pub rules: RuleSet,
+    /// Where `rules` came from: a reload reads them again from there.
+    pub sources: RuleSources,
     pub interfaces: Vec<String>,
     /// Which packets to capture; not `None` only with `write`.
     pub capture: Which,
@@ -161,7 +164,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
     let capture_which = plan.capture;
     let capture_mask = capture_which.mask();
     let log_mask = plan.log.mask();
-    let rules = plan.rules;
+    let mut rules = plan.rules;
     let logging = log_mask != 0 || rules.rules.iter().any(|r| r.log);
     check_privileges()?;
     let mut interfaces = Vec::new();
@@ -199,6 +202,14 @@ pub fn run(plan: RunPlan) -> Result<()> {
         )),
     };
 
+    // A takeover goes on from the old instance's rule generation: `status` keeps counting.
+    let generation = claims
+        .iter()
+        .find_map(|c| match &c.found {
+            Found::LeftBehind { meta: Some(m) } => Some(m.reload.generation.max(1) + 1),
+            _ => None,
+        })
+        .unwrap_or(1);
     let settings = Settings {
         rules: rules.clone(),
         capture: capture_mask,
@@ -209,12 +220,14 @@ pub fn run(plan: RunPlan) -> Result<()> {
         default_rate: plan.log_rate,
         ifindexes: interfaces.iter().map(|i| i.ifindex).collect(),
         unclassifiable: plan.unclassifiable,
+        generation,
+        share_maps_from: None,
     };
     // Before attaching: a signal that arrives once the program is live must end in the
     // explicit stop (detach, summary, pins removed), not in the default action, which
     // would leave the firewall in force without a recorder.
-    // SIGUSR1/2 ask for a status line and SIGHUP for a reload (not supported yet): none of
-    // them may kill the process without its summary. SIGPIPE needs nothing: the Rust
+    // SIGUSR1/2 ask for a status line and SIGHUP for a reload: none of them may kill the
+    // process without its summary. SIGPIPE needs nothing: the Rust
     // runtime ignores it, so a reader of `-w -` going away is an EPIPE write error.
     let stop = Arc::new(AtomicBool::new(false));
     let status_asked = Arc::new(AtomicBool::new(false));
@@ -266,6 +279,14 @@ pub fn run(plan: RunPlan) -> Result<()> {
         }
         None => None,
     };
+    if generation != 1 {
+        recorder
+            .iter_mut()
+            .for_each(|r| r.add_generation(generation, &rules));
+        event_log
+            .iter_mut()
+            .for_each(|l| l.add_generation(generation, &rules));
+    }
     // Records count as lost for want of a reader once the heartbeat stops (this process
     // died); it starts before the program is live.
     firewall.heartbeat()?;
@@ -277,7 +298,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
         return Err(abandon_start(&mut firewall, &claims, e));
     }
 
-    let meta = Meta {
+    let mut meta = Meta {
         pid: std::process::id(),
         pid_start: crate::status::process_start(std::process::id()).unwrap_or(0),
         started_unix: std::time::SystemTime::now()
@@ -296,23 +317,21 @@ pub fn run(plan: RunPlan) -> Result<()> {
             .collect(),
         transport: flags::value_name(plan.transport),
         default_action: rules.default_action.to_string(),
-        rules: rules
-            .rules
-            .iter()
-            .map(|r| MetaRule {
-                id: r.id,
-                name: r.name.clone(),
-                action: r.action.to_string(),
-                conditions: r.conditions(),
-                log: r.log,
-                rate: r.rate.unwrap_or(plan.log_rate).to_string(),
-            })
-            .collect(),
+        rules: reload::meta_rules(&rules, plan.log_rate),
+        reload: reload::ReloadState {
+            generation,
+            loaded_unix: reload::unix_ns() / 1_000_000_000,
+            last: None,
+            recipe: Some(Box::new(reload::Recipe::new(
+                plan.sources.clone(),
+                &settings,
+            ))),
+        },
     };
     // Removed (pins and description) on the explicit stop only, at the end of run.
     let started = (|| -> Result<_> {
         for claim in &claims {
-            pins::publish(claim, &firewall.counter_maps(), &meta)?;
+            pins::publish(claim, &firewall.pinned_maps(), &meta)?;
             firewall.pin_program(&claim.dir.join(pins::PROG_PIN))?;
         }
         match plan.metrics {
@@ -447,9 +466,30 @@ pub fn run(plan: RunPlan) -> Result<()> {
             last_state = (std::time::Instant::now(), failed);
         }
         if reload_asked.swap(false, Ordering::Relaxed) {
-            eprintln!(
-                "xdpsieve: SIGHUP: reload is not supported yet; still filtering with the rules loaded at start"
-            );
+            // The rings are shared with the new program: the readers go on as they are,
+            // naming each record's rule from its own generation.
+            match reload::by_recorder(&meta) {
+                Ok(done) => {
+                    firewall = done.firewall;
+                    rules = done.rules;
+                    meta = done.meta;
+                    let generation = meta.reload.generation;
+                    recorder
+                        .iter_mut()
+                        .for_each(|r| r.add_generation(generation, &rules));
+                    event_log
+                        .iter_mut()
+                        .for_each(|l| l.add_generation(generation, &rules));
+                    if let Some(outcome) = &meta.reload.last {
+                        eprintln!("xdpsieve: reloaded: {}", escape(&outcome.message));
+                    }
+                }
+                Err(e) => eprintln!(
+                    "xdpsieve: reload failed; still filtering with generation {}: {}",
+                    meta.reload.generation,
+                    escape(&format!("{e:#}"))
+                ),
+            }
         }
         let asked = status_asked.swap(false, Ordering::Relaxed);
         if asked || interval.is_some_and(|i| last_stats.0.elapsed() >= i) {

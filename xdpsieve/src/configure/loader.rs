@@ -162,7 +162,23 @@ pub struct Settings {
     /// Verdict for packets whose L4 header the program cannot reach; `None`: drop when a
     /// rule has a protocol or port condition ([`RuleSet::has_l4_condition`]), else pass.
     pub unclassifiable: Option<Action>,
+    /// The rule generation (1 at start, one more per reload), stamped into every record.
+    pub generation: u32,
+    /// A reload: the directory where the running program's [`SHARED_MAPS`] are pinned; the
+    /// new program uses those maps instead of making its own (see `configure::reload`).
+    pub share_maps_from: Option<PathBuf>,
 }
+
+/// The maps a new rule generation shares with the program it replaces (see
+/// `configure::reload`): the record rings and perf arrays, so the recorder reads on from
+/// the same buffers, and the reader heartbeat. Pinned next to the counters.
+pub const SHARED_MAPS: [&str; 5] = [
+    "CAPTURE_RING",
+    "EVENT_RING",
+    "CAPTURE_PERF",
+    "EVENT_PERF",
+    "READER",
+];
 
 impl Settings {
     /// The unclassifiable verdict in force: the one asked for, else the default.
@@ -188,6 +204,8 @@ impl Default for Settings {
             default_rate: Rate::UNLIMITED,
             ifindexes: Vec::new(),
             unclassifiable: None,
+            generation: 1,
+            share_maps_from: None,
         }
     }
 }
@@ -203,6 +221,8 @@ pub struct Firewall {
     ifindexes: Vec<u32>,
     /// Names of the interfaces attached so far, kept after detaching for the summary.
     interface_names: Vec<(u32, String)>,
+    /// Handles of [`SHARED_MAPS`], kept for pinning after the record sources are taken.
+    shared: Vec<(&'static str, aya::maps::Map)>,
 }
 
 impl Firewall {
@@ -239,19 +259,36 @@ impl Firewall {
             default_rate_tolerance_ns: settings.default_rate.tolerance_ns(),
             ifindexes,
             unclassifiable: u32::from(settings.unclassifiable_action().verdict()),
-            _pad: 0,
+            generation: settings.generation,
         };
         // The rings exist either way; with perf they are not used, so keep them one page.
         let ring_bytes = match settings.transport {
             Transport::RingBuf => settings.ring_bytes,
             Transport::Perf => 4096,
         };
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global("CONFIG", &config, true)
             .map_max_entries("CAPTURE_RING", ring_bytes)
-            .map_max_entries("EVENT_RING", ring_bytes)
+            .map_max_entries("EVENT_RING", ring_bytes);
+        if let Some(dir) = &settings.share_maps_from {
+            for name in SHARED_MAPS {
+                let path = dir.join(name);
+                // aya would make and pin a new map where none is pinned: a ring nobody reads.
+                if !path.exists() {
+                    return Err(LoaderError::Load(format!(
+                        "{} is missing: the running firewall does not share its record buffers \
+                         (started by an older xdpsieve?); restart it to reload",
+                        path.display()
+                    )));
+                }
+                loader.map_pin_path(name, path);
+            }
+        }
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))?;
+        let shared = shared_handles(&ebpf)?;
         {
             let map = ebpf
                 .map_mut("RULES")
@@ -276,6 +313,7 @@ impl Firewall {
             ring_bytes: settings.ring_bytes,
             ifindexes: settings.ifindexes.clone(),
             interface_names: Vec::new(),
+            shared,
         })
     }
 
@@ -375,6 +413,14 @@ impl Firewall {
             .collect()
     }
 
+    /// The maps to pin for `status`, a takeover and a reload: the counters and
+    /// [`SHARED_MAPS`].
+    pub fn pinned_maps(&self) -> Vec<(&'static str, &aya::maps::Map)> {
+        let mut maps = self.counter_maps();
+        maps.extend(self.shared.iter().map(|(name, map)| (*name, map)));
+        maps
+    }
+
     /// Hits per rule slot (the default verdict's first).
     pub fn rule_hits(&self, rule_count: usize) -> Result<Vec<u64>, LoaderError> {
         Ok(self
@@ -395,6 +441,25 @@ impl Firewall {
             .map(name)
             .ok_or_else(|| LoaderError::Load(format!("the object has no {name} map")))
     }
+}
+
+/// Second handles of [`SHARED_MAPS`] (the record sources take the first ones away).
+fn shared_handles(ebpf: &Ebpf) -> Result<Vec<(&'static str, aya::maps::Map)>, LoaderError> {
+    use aya::maps::{Map, MapData};
+    let mut shared = Vec::new();
+    for name in SHARED_MAPS {
+        let data = match ebpf.map(name) {
+            Some(Map::RingBuf(d) | Map::PerfEventArray(d) | Map::Array(d)) => d,
+            _ => return Err(LoaderError::Load(format!("the object has no {name} map"))),
+        };
+        let handle = data
+            .info()
+            .and_then(|info| MapData::from_id(info.id()))
+            .and_then(Map::from_map_data)
+            .map_err(|e| LoaderError::Load(format!("opening a second handle of {name}: {e}")))?;
+        shared.push((name, handle));
+    }
+    Ok(shared)
 }
 
 /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.

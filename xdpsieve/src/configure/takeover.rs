@@ -401,6 +401,7 @@ mod tests {
             transport: "ringbuf".into(),
             default_action: "pass".into(),
             rules: vec![rule(1, "a"), rule(2, "b"), rule(3, "gone")],
+            reload: Default::default(),
         };
         let new_rules = vec![(5, "b".to_string()), (1, "c".to_string())];
         let slots = SlotMap::new(Some(&old), &new_rules, &["fw1".to_string()]);

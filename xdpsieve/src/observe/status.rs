@@ -41,6 +41,9 @@ pub struct Meta {
     pub transport: String,
     pub default_action: String,
     pub rules: Vec<MetaRule>,
+    /// The rule generation and the last reload (see `configure::reload`).
+    #[serde(default)]
+    pub reload: crate::reload::ReloadState,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -364,6 +367,7 @@ mod tests {
             transport: "ringbuf".into(),
             default_action: "pass".into(),
             rules: Vec::new(),
+            reload: Default::default(),
         };
         assert!(meta.is_live());
         meta.pid_start += 1; // a reused PID has another start time
