@@ -416,6 +416,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
     };
     let mut loop_result: io::Result<()> = Ok(());
     let mut last_heartbeat = std::time::Instant::now();
+    let mut reloading: Option<reload::InBackground> = None;
     while !stop.load(Ordering::Relaxed) && !recorder.as_mut().is_some_and(Recorder::limit_reached) {
         // Only waiting can fail here: a failed output stops itself and says so, and the
         // loop goes on draining (and counting) its records.
@@ -465,10 +466,21 @@ pub fn run(plan: RunPlan) -> Result<()> {
             }
             last_state = (std::time::Instant::now(), failed);
         }
-        if reload_asked.swap(false, Ordering::Relaxed) {
-            // The rings are shared with the new program: the readers go on as they are,
-            // naming each record's rule from its own generation.
-            match reload::by_recorder(&meta) {
+        // SIGHUP: the new program loads beside the loop, which goes on draining the rings
+        // (shared with it: the readers go on as they are, naming each record's rule from
+        // its own generation); the swap happens here once it is loaded.
+        if reloading.is_none() && reload_asked.swap(false, Ordering::Relaxed) {
+            match reload::InBackground::start(&meta) {
+                Ok(r) => reloading = Some(r),
+                Err(e) => eprintln!("xdpsieve: reload failed: {}", escape(&format!("{e:#}"))),
+            }
+        }
+        if reloading
+            .as_ref()
+            .is_some_and(reload::InBackground::is_finished)
+            && let Some(r) = reloading.take()
+        {
+            match r.finish(&meta) {
                 Ok(done) => {
                     firewall = done.firewall;
                     rules = done.rules;

@@ -41,6 +41,21 @@ impl SlotMap {
     /// Matches the old instance's rules and interfaces (from its description) with the new
     /// ones: `rules` as (id, name) in evaluation order, `interfaces` by name in slot order.
     pub fn new(old: Option<&Meta>, rules: &[(u32, String)], interfaces: &[String]) -> SlotMap {
+        Self::build(old, rules, interfaces, true)
+    }
+
+    /// As [`SlotMap::new`], but rules by name only: for a reload, where the same id can
+    /// be another rule in the new file.
+    pub fn by_name(old: Option<&Meta>, rules: &[(u32, String)], interfaces: &[String]) -> SlotMap {
+        Self::build(old, rules, interfaces, false)
+    }
+
+    fn build(
+        old: Option<&Meta>,
+        rules: &[(u32, String)],
+        interfaces: &[String],
+        by_id: bool,
+    ) -> SlotMap {
         let mut map = SlotMap {
             rules: vec![(0, 0)],
             interfaces: vec![(MAX_INTERFACES as u32, MAX_INTERFACES as u32)],
@@ -52,8 +67,12 @@ impl SlotMap {
             let by_name = rules
                 .iter()
                 .position(|(_, name)| !name.is_empty() && *name == old_rule.name);
-            let by_id = || rules.iter().position(|(id, _)| *id == old_rule.id);
-            if let Some(new_index) = by_name.or_else(by_id) {
+            let id_match = || {
+                by_id
+                    .then(|| rules.iter().position(|(id, _)| *id == old_rule.id))
+                    .flatten()
+            };
+            if let Some(new_index) = by_name.or_else(id_match) {
                 map.rules.push((old_index as u32 + 1, new_index as u32 + 1));
             }
         }
@@ -410,6 +429,9 @@ mod tests {
         assert_eq!(slots.rules, vec![(0, 0), (1, 2), (2, 1)]);
         let other = MAX_INTERFACES as u32;
         assert_eq!(slots.interfaces, vec![(other, other), (1, 0)]);
+        // A reload matches by name only: "a" (id 1) is not the new id 1.
+        let reload = SlotMap::by_name(Some(&old), &new_rules, &["fw1".to_string()]);
+        assert_eq!(reload.rules, vec![(0, 0), (2, 1)]);
         let none = SlotMap::new(None, &new_rules, &[]);
         assert_eq!(
             (none.rules, none.interfaces),

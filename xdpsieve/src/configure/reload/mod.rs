@@ -110,10 +110,22 @@ pub fn lock(meta: &Meta) -> Result<Lock> {
     Ok(Lock { _file: file })
 }
 
-/// Reloads the instance described by `meta` (whose lock the caller holds): the next
-/// generation from its recipe, swapped onto its pinned links. `by` says who, for the
-/// outcome. On an error before the swap nothing has changed.
-pub fn reload(meta: &Meta, by: &str) -> Result<Reloaded> {
+/// The next generation, loaded and verified, not in force yet (nothing has changed).
+pub struct Prepared {
+    firewall: Firewall,
+    rules: RuleSet,
+    default_rate: Rate,
+    generation: u32,
+    started_ns: u64,
+    started: Instant,
+    /// How long reading the rules and loading the program took.
+    pub load_time: Duration,
+}
+
+/// Reads the rules of the instance described by `meta` from its recipe and loads them as
+/// the next generation, sharing its record buffers. The slow part of a reload (the
+/// verifier), so a recorder runs it beside its loop. Changes nothing in force.
+pub fn prepare(meta: &Meta) -> Result<Prepared> {
     let started_ns = unix_ns();
     let started = Instant::now();
     let recipe = meta.reload.recipe.as_ref().context(
@@ -125,15 +137,50 @@ pub fn reload(meta: &Meta, by: &str) -> Result<Reloaded> {
         .interfaces
         .first()
         .context("the instance's description names no interface")?;
-    let dir = pins::pin_dir(&first.name);
     let generation = meta.reload.generation.max(1) + 1;
     let ifindexes = meta.interfaces.iter().map(|i| i.ifindex).collect();
     let mut settings = recipe.settings(rules.clone(), ifindexes, generation)?;
-    settings.share_maps_from = Some(dir.clone());
-    let mut firewall = Firewall::load(&settings).context("loading the new rules")?;
+    settings.share_maps_from = Some(pins::pin_dir(&first.name));
+    let firewall = Firewall::load(&settings).context("loading the new rules")?;
+    Ok(Prepared {
+        firewall,
+        rules,
+        default_rate: settings.default_rate,
+        generation,
+        started_ns,
+        started,
+        load_time: started.elapsed(),
+    })
+}
+
+/// Reloads the instance described by `meta` (whose lock the caller holds): the next
+/// generation from its recipe, swapped onto its pinned links. `by` says who, for the
+/// outcome. On an error before the swap nothing has changed.
+pub fn reload(meta: &Meta, by: &str) -> Result<Reloaded> {
+    commit(prepare(meta)?, meta, by)
+}
+
+/// Puts a prepared generation in force: counters copied, the program swapped onto each
+/// pinned link, counters topped up, the pins and the description published.
+pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
+    let Prepared {
+        mut firewall,
+        rules,
+        default_rate,
+        generation,
+        started_ns,
+        started,
+        load_time,
+    } = prepared;
+    let first = meta
+        .interfaces
+        .first()
+        .context("the instance's description names no interface")?;
+    let dir = pins::pin_dir(&first.name);
     let rule_ids: Vec<(u32, String)> = rules.rules.iter().map(|r| (r.id, r.name.clone())).collect();
     let names: Vec<String> = meta.interfaces.iter().map(|i| i.name.clone()).collect();
-    let slots = SlotMap::new(Some(meta), &rule_ids, &names);
+    let slots = SlotMap::by_name(Some(meta), &rule_ids, &names);
+    let swap_started = Instant::now();
     let carried = takeover::copy_before_swap(&mut firewall, &dir, slots)
         .context("copying the counters into the new program")?;
     let mut swapped: Vec<&str> = Vec::new();
@@ -173,11 +220,14 @@ pub fn reload(meta: &Meta, by: &str) -> Result<Reloaded> {
         warnings.push(format!("the counters were not all carried over: {e:#}"));
     }
     let mut message = format!(
-        "generation {generation} in force on {} ({} rules, default {}) after {:.1} ms",
+        "generation {generation} in force on {} ({} rules, default {}) after {:.1} ms \
+         (rules read and program loaded in {:.1} ms, swapped in {:.1} ms)",
         swapped.join(", "),
         rules.rules.len(),
         rules.default_action,
-        took.as_secs_f64() * 1e3
+        took.as_secs_f64() * 1e3,
+        load_time.as_secs_f64() * 1e3,
+        swap_started.elapsed().as_secs_f64() * 1e3
     );
     if !skipped.is_empty() {
         message.push_str(&format!(
@@ -186,7 +236,7 @@ pub fn reload(meta: &Meta, by: &str) -> Result<Reloaded> {
         ));
     }
     let mut new_meta = meta.clone();
-    new_meta.rules = meta_rules(&rules, settings.default_rate);
+    new_meta.rules = meta_rules(&rules, default_rate);
     new_meta.default_action = rules.default_action.to_string();
     new_meta.reload.generation = generation;
     new_meta.reload.loaded_unix = unix_ns() / 1_000_000_000;
@@ -272,12 +322,46 @@ pub fn write_meta(path: &Path, meta: &Meta) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// A reload by the running recorder (SIGHUP): takes the lock, reloads, and records a
-/// failure. The caller adopts what it returns.
-pub fn by_recorder(meta: &Meta) -> Result<Reloaded> {
-    let started_ns = unix_ns();
-    let _lock = lock(meta)?;
-    reload(meta, "recorder").inspect_err(|e| {
-        record_failure(meta, started_ns, e, "recorder");
-    })
+/// A reload by the running recorder (SIGHUP), whose loop goes on draining the rings
+/// while the new program loads: [`InBackground::start`], then, once
+/// [`InBackground::is_finished`], [`InBackground::finish`].
+pub struct InBackground {
+    handle: std::thread::JoinHandle<Result<Prepared>>,
+    started_ns: u64,
+    _lock: Lock,
+}
+
+impl InBackground {
+    /// Takes the lock and starts loading the next generation of `meta`'s instance.
+    pub fn start(meta: &Meta) -> Result<InBackground> {
+        let lock = lock(meta)?;
+        let meta = meta.clone();
+        let handle = std::thread::Builder::new()
+            .name("xdpsieve-reload".into())
+            .spawn(move || prepare(&meta))
+            .context("starting the reload thread")?;
+        Ok(InBackground {
+            handle,
+            started_ns: unix_ns(),
+            _lock: lock,
+        })
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// Puts the loaded generation in force (or records why it could not be loaded); `meta`
+    /// is the description the reload started from.
+    pub fn finish(self, meta: &Meta) -> Result<Reloaded> {
+        let prepared = match self.handle.join() {
+            Ok(prepared) => prepared,
+            Err(_) => Err(anyhow::anyhow!("the reload thread panicked")),
+        };
+        prepared
+            .and_then(|p| commit(p, meta, "recorder"))
+            .inspect_err(|e| {
+                record_failure(meta, self.started_ns, e, "recorder");
+            })
+    }
 }
