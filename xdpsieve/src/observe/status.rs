@@ -82,6 +82,37 @@ impl Meta {
     }
 }
 
+/// `  rules: generation N, loaded ...; last reload ...` (nothing for a description written
+/// before reloads existed).
+fn rules_line(out: &mut String, reload: &crate::reload::ReloadState) {
+    use std::fmt::Write as _;
+    if reload.generation == 0 {
+        return;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let _ = write!(
+        out,
+        "  rules: generation {}, loaded {}s ago",
+        reload.generation,
+        now.saturating_sub(reload.loaded_unix)
+    );
+    match &reload.last {
+        None => out.push_str("; not reloaded\n"),
+        Some(last) => {
+            let _ = writeln!(
+                out,
+                "; last reload ({}, {}s ago): {}: {}",
+                escape(&last.by),
+                now.saturating_sub(last.started_unix_ns / 1_000_000_000),
+                if last.ok { "ok" } else { "FAILED" },
+                escape(&last.message)
+            );
+        }
+    }
+}
+
 /// What `xdpsieve status` reports for one interface.
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -310,6 +341,7 @@ pub fn render(statuses: &[Status]) -> String {
                 h.ifindex
             );
         }
+        rules_line(&mut out, &s.meta.reload);
         if let Some(unread) = s.unread_in_rings.filter(|&n| n > 0) {
             let _ = writeln!(
                 out,
