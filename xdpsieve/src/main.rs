@@ -36,9 +36,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// Parse a rule file and print the rules as the firewall will evaluate them.
     CheckRules(CheckArgs),
-    /// Read a running firewall's rules again (its rule file and set files, and its --drop
-    /// and --pass expressions) and put them in force without a gap, as SIGHUP to
-    /// `xdpsieve run` does. Exits non-zero, with the reason, when the old rules stay.
+    /// Read a running firewall's rules again and put them in force without a gap (as SIGHUP
+    /// to `xdpsieve run` does); exits non-zero with the reason when the old rules stay.
     Reload(ReloadArgs),
     /// Remove the firewall from an interface: stop the `xdpsieve run` that records for it,
     /// or remove a firewall left in force by one that died.
@@ -170,6 +169,7 @@ process dies in any way (panic, abort, OOM kill, SIGKILL); only the recording st
 removed by SIGINT/SIGTERM to this process (Ctrl-C) or by `xdpsieve stop -i IFACE` from another
 shell, which also removes a firewall left behind by a process that died. A new `xdpsieve run`
 on such an interface takes the firewall over without a gap and carries its counters on.
+`xdpsieve reload -i IFACE` (or SIGHUP) reads the rules again and swaps them in without a gap.
 
 Rule expressions (tcpdump-like; conditions joined by `and`, all must hold):
   [ip|ip6] [tcp|udp|icmp|icmp6|proto N]
@@ -187,7 +187,7 @@ Examples:
 Signals:
   SIGINT, SIGTERM   detach, write the closing blocks, print the summary, exit
   SIGUSR1, SIGUSR2  print a status line to stderr (as --stats-interval does) and go on
-  SIGHUP            say that reload is not supported yet and go on filtering
+  SIGHUP            reload the rules (as `xdpsieve reload`: see its --help) and go on
 A capture or log output that fails (disk full, I/O error, the reader of -w - gone) stops
 with one line on stderr; filtering goes on, and the records not written are counted.";
 
