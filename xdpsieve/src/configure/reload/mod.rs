@@ -213,6 +213,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
         bail!("no interface of the instance has a pinned link; nothing changed");
     }
     let took = started.elapsed();
+    let swap_time = swap_started.elapsed();
     // From here on the new rules are in force: what fails now is reported with them, not
     // as a failed reload (the caller must adopt the new program either way).
     let mut warnings: Vec<String> = Vec::new();
@@ -227,7 +228,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
         rules.default_action,
         took.as_secs_f64() * 1e3,
         load_time.as_secs_f64() * 1e3,
-        swap_started.elapsed().as_secs_f64() * 1e3
+        swap_time.as_secs_f64() * 1e3
     );
     if !skipped.is_empty() {
         message.push_str(&format!(
@@ -245,6 +246,8 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
         ok: true,
         generation,
         took_ms: took.as_secs_f64() * 1e3,
+        load_ms: load_time.as_secs_f64() * 1e3,
+        swap_ms: swap_time.as_secs_f64() * 1e3,
         message,
         by: by.into(),
     };
@@ -293,6 +296,8 @@ pub fn record_failure(
         ok: false,
         generation: meta.reload.generation,
         took_ms: (unix_ns().saturating_sub(started_ns)) as f64 / 1e6,
+        load_ms: 0.0,
+        swap_ms: 0.0,
         message: format!(
             "{error:#}; still filtering with generation {}",
             meta.reload.generation

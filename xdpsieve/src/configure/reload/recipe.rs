@@ -166,6 +166,12 @@ pub struct ReloadOutcome {
     /// Milliseconds from reading the rules to the last interface swapped (load and
     /// verification included).
     pub took_ms: f64,
+    /// Of `took_ms`: reading the rules and loading the program (the verifier's part), and
+    /// copying the counters and swapping the links (0 when it failed).
+    #[serde(default)]
+    pub load_ms: f64,
+    #[serde(default)]
+    pub swap_ms: f64,
     /// What happened, for the operator: the reason of a failure.
     pub message: String,
     /// Who did it: `recorder` (the running instance, on SIGHUP) or `reload` (the command,
