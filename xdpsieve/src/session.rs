@@ -94,6 +94,23 @@ impl Which {
     }
 }
 
+mod hup;
+
+/// Names the rules of `generation` in the capture's comments and the event log.
+fn name_generation(
+    recorder: &mut Option<Recorder<Sink>>,
+    event_log: &mut Option<EventLog<Sink>>,
+    generation: u32,
+    rules: &RuleSet,
+) {
+    if let Some(r) = recorder {
+        r.add_generation(generation, rules);
+    }
+    if let Some(l) = event_log {
+        l.add_generation(generation, rules);
+    }
+}
+
 /// Records in one drain above which the reader does not pause before the next: it is
 /// behind, and a millisecond's pause lets the ring fill further.
 const BUSY_DRAIN: u64 = 4096;
@@ -202,14 +219,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
         )),
     };
 
-    // A takeover goes on from the old instance's rule generation: `status` keeps counting.
-    let generation = claims
-        .iter()
-        .find_map(|c| match &c.found {
-            Found::LeftBehind { meta: Some(m) } => Some(m.reload.generation.max(1) + 1),
-            _ => None,
-        })
-        .unwrap_or(1);
+    let generation = reload::first_generation(&claims);
     let settings = Settings {
         rules: rules.clone(),
         capture: capture_mask,
@@ -280,12 +290,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
         None => None,
     };
     if generation != 1 {
-        recorder
-            .iter_mut()
-            .for_each(|r| r.add_generation(generation, &rules));
-        event_log
-            .iter_mut()
-            .for_each(|l| l.add_generation(generation, &rules));
+        name_generation(&mut recorder, &mut event_log, generation, &rules);
     }
     // Records count as lost for want of a reader once the heartbeat stops (this process
     // died); it starts before the program is live.
@@ -318,15 +323,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
         transport: flags::value_name(plan.transport),
         default_action: rules.default_action.to_string(),
         rules: reload::meta_rules(&rules, plan.log_rate),
-        reload: reload::ReloadState {
-            generation,
-            loaded_unix: reload::unix_ns() / 1_000_000_000,
-            last: None,
-            recipe: Some(Box::new(reload::Recipe::new(
-                plan.sources.clone(),
-                &settings,
-            ))),
-        },
+        reload: reload::ReloadState::at_start(generation, plan.sources.clone(), &settings),
     };
     // Removed (pins and description) on the explicit stop only, at the end of run.
     let started = (|| -> Result<_> {
@@ -416,7 +413,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
     };
     let mut loop_result: io::Result<()> = Ok(());
     let mut last_heartbeat = std::time::Instant::now();
-    let mut reloading: Option<reload::InBackground> = None;
+    let mut hup = hup::HupReload::default();
     while !stop.load(Ordering::Relaxed) && !recorder.as_mut().is_some_and(Recorder::limit_reached) {
         // Only waiting can fail here: a failed output stops itself and says so, and the
         // loop goes on draining (and counting) its records.
@@ -466,42 +463,14 @@ pub fn run(plan: RunPlan) -> Result<()> {
             }
             last_state = (std::time::Instant::now(), failed);
         }
-        // SIGHUP: the new program loads beside the loop, which goes on draining the rings
-        // (shared with it: the readers go on as they are, naming each record's rule from
-        // its own generation); the swap happens here once it is loaded.
-        if reloading.is_none() && reload_asked.swap(false, Ordering::Relaxed) {
-            match reload::InBackground::start(&meta) {
-                Ok(r) => reloading = Some(r),
-                Err(e) => eprintln!("xdpsieve: reload failed: {}", escape(&format!("{e:#}"))),
-            }
-        }
-        if reloading
-            .as_ref()
-            .is_some_and(reload::InBackground::is_finished)
-            && let Some(r) = reloading.take()
-        {
-            match r.finish(&meta) {
-                Ok(done) => {
-                    firewall = done.firewall;
-                    rules = done.rules;
-                    meta = done.meta;
-                    let generation = meta.reload.generation;
-                    recorder
-                        .iter_mut()
-                        .for_each(|r| r.add_generation(generation, &rules));
-                    event_log
-                        .iter_mut()
-                        .for_each(|l| l.add_generation(generation, &rules));
-                    if let Some(outcome) = &meta.reload.last {
-                        eprintln!("xdpsieve: reloaded: {}", escape(&outcome.message));
-                    }
-                }
-                Err(e) => eprintln!(
-                    "xdpsieve: reload failed; still filtering with generation {}: {}",
-                    meta.reload.generation,
-                    escape(&format!("{e:#}"))
-                ),
-            }
+        if let Some(done) = hup.poll(&reload_asked, &meta) {
+            (firewall, rules, meta) = (done.firewall, done.rules, done.meta);
+            name_generation(
+                &mut recorder,
+                &mut event_log,
+                meta.reload.generation,
+                &rules,
+            );
         }
         let asked = status_asked.swap(false, Ordering::Relaxed);
         if asked || interval.is_some_and(|i| last_stats.0.elapsed() >= i) {

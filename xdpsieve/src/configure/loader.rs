@@ -34,7 +34,9 @@ use crate::{
 
 mod attach;
 mod reattach;
+mod shared;
 pub use attach::Attachment;
+pub use shared::SHARED_MAPS;
 
 const PROGRAM: &str = "xdpsieve";
 /// The same program under a second id (see `watch::relink`), loaded on first use.
@@ -169,17 +171,6 @@ pub struct Settings {
     pub share_maps_from: Option<PathBuf>,
 }
 
-/// The maps a new rule generation shares with the program it replaces (see
-/// `configure::reload`): the record rings and perf arrays, so the recorder reads on from
-/// the same buffers, and the reader heartbeat. Pinned next to the counters.
-pub const SHARED_MAPS: [&str; 5] = [
-    "CAPTURE_RING",
-    "EVENT_RING",
-    "CAPTURE_PERF",
-    "EVENT_PERF",
-    "READER",
-];
-
 impl Settings {
     /// The unclassifiable verdict in force: the one asked for, else the default.
     pub fn unclassifiable_action(&self) -> Action {
@@ -272,23 +263,12 @@ impl Firewall {
             .map_max_entries("CAPTURE_RING", ring_bytes)
             .map_max_entries("EVENT_RING", ring_bytes);
         if let Some(dir) = &settings.share_maps_from {
-            for name in SHARED_MAPS {
-                let path = dir.join(name);
-                // aya would make and pin a new map where none is pinned: a ring nobody reads.
-                if !path.exists() {
-                    return Err(LoaderError::Load(format!(
-                        "{} is missing: the running firewall does not share its record buffers \
-                         (started by an older xdpsieve?); restart it to reload",
-                        path.display()
-                    )));
-                }
-                loader.map_pin_path(name, path);
-            }
+            shared::share_from(&mut loader, dir)?;
         }
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))?;
-        let shared = shared_handles(&ebpf)?;
+        let shared = shared::handles(&ebpf)?;
         {
             let map = ebpf
                 .map_mut("RULES")
@@ -441,25 +421,6 @@ impl Firewall {
             .map(name)
             .ok_or_else(|| LoaderError::Load(format!("the object has no {name} map")))
     }
-}
-
-/// Second handles of [`SHARED_MAPS`] (the record sources take the first ones away).
-fn shared_handles(ebpf: &Ebpf) -> Result<Vec<(&'static str, aya::maps::Map)>, LoaderError> {
-    use aya::maps::{Map, MapData};
-    let mut shared = Vec::new();
-    for name in SHARED_MAPS {
-        let data = match ebpf.map(name) {
-            Some(Map::RingBuf(d) | Map::PerfEventArray(d) | Map::Array(d)) => d,
-            _ => return Err(LoaderError::Load(format!("the object has no {name} map"))),
-        };
-        let handle = data
-            .info()
-            .and_then(|info| MapData::from_id(info.id()))
-            .and_then(Map::from_map_data)
-            .map_err(|e| LoaderError::Load(format!("opening a second handle of {name}: {e}")))?;
-        shared.push((name, handle));
-    }
-    Ok(shared)
 }
 
 /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.

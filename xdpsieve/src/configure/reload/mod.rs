@@ -73,6 +73,18 @@ pub struct Reloaded {
     pub took: Duration,
 }
 
+/// The rule generation a run starts with: 1, or one more than that of the firewall it
+/// takes over (so `status` counts on).
+pub fn first_generation(claims: &[Claim]) -> u32 {
+    claims
+        .iter()
+        .find_map(|c| match &c.found {
+            Found::LeftBehind { meta: Some(m) } => Some(m.reload.generation.max(1) + 1),
+            _ => None,
+        })
+        .unwrap_or(1)
+}
+
 /// The description's rules (for `status`, the metrics and a later takeover).
 pub fn meta_rules(rules: &RuleSet, default_rate: Rate) -> Vec<MetaRule> {
     rules

@@ -154,6 +154,18 @@ pub struct ReloadState {
     pub recipe: Option<Box<Recipe>>,
 }
 
+impl ReloadState {
+    /// A run's state at start: `generation` loaded now from `sources` with `settings`.
+    pub fn at_start(generation: u32, sources: RuleSources, settings: &Settings) -> Self {
+        ReloadState {
+            generation,
+            loaded_unix: unix_ns() / 1_000_000_000,
+            last: None,
+            recipe: Some(Box::new(Recipe::new(sources, settings))),
+        }
+    }
+}
+
 /// The result of one reload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReloadOutcome {
