@@ -20,6 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use pcap_file::pcapng::{Block, PcapNgReader, blocks::enhanced_packet::EnhancedPacketOption};
 use xdpsieve::netns::VethPair;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
@@ -115,8 +116,9 @@ impl Net {
             .expect("running xdpsieve")
     }
 
-    /// `xdpsieve run` on fw0 with the rule file, logging events as JSON to `events.json`.
-    fn start(&self) -> Run {
+    /// `xdpsieve run` on fw0 with the rule file, logging events as JSON to `events.json`,
+    /// capturing drops to `dropped.pcapng`, with `extra` arguments.
+    fn start(&self, extra: &[&str]) -> Run {
         let rules = self.file("rules.toml");
         let log = self.file("events.json");
         let capture = self.file("dropped.pcapng");
@@ -130,6 +132,7 @@ impl Net {
             .arg(&log)
             .args(["--format", "pcapng", "-w"])
             .arg(&capture)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -311,6 +314,23 @@ fn reachable(net: &Net, sockets: &[UdpSocket]) -> Vec<bool> {
     sockets.iter().map(|s| received(s) > 0).collect()
 }
 
+/// A scrape of `--metrics 127.0.0.1:9470`, with curl in the firewall's namespace.
+fn metrics(net: &Net) -> String {
+    let out = net
+        .pair
+        .fw
+        .command("curl")
+        .args(["-sS", "--max-time", "10", "http://127.0.0.1:9470/metrics"])
+        .output()
+        .expect("running curl (cargo xtask setup installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Every logged event, checked against the rules of the generation that judged it; returns
 /// how many there are and the highest generation seen.
 fn check_events(log: &Path) -> (u64, u64) {
@@ -336,6 +356,41 @@ fn check_events(log: &Path) -> (u64, u64) {
     (events, highest)
 }
 
+/// Every captured packet, checked against the rules of the generation its comment names
+/// (`rule=NAME id=N`, with ` generation=G` after a reload); returns how many there are.
+fn check_capture(path: &Path) -> u64 {
+    let mut reader =
+        PcapNgReader::new(std::fs::File::open(path).expect("capture")).expect("pcapng");
+    let mut packets = 0;
+    while let Some(block) = reader.next_block() {
+        let Block::EnhancedPacket(epb) = block.expect("a whole block") else {
+            continue;
+        };
+        let comment = epb
+            .options
+            .iter()
+            .find_map(|o| match o {
+                EnhancedPacketOption::Comment(c) => Some(c.to_string()),
+                _ => None,
+            })
+            .expect("a rule comment");
+        let field = |key: &str| {
+            comment
+                .split(' ')
+                .find_map(|w| w.strip_prefix(key).map(str::to_string))
+        };
+        let name = field("rule=").expect("rule=");
+        let generation: u64 = field("generation=").map_or(1, |g| g.parse().expect("a number"));
+        // Ethernet (14) + IPv4 without options (20), then the UDP destination port.
+        let port = u16::from_be_bytes([epb.data[36], epb.data[37]]);
+        let ports = rule_ports(generation, &name)
+            .unwrap_or_else(|| panic!("{name} is not a rule of generation {generation}"));
+        assert!(ports.contains(&port), "{comment}: port {port}");
+        packets += 1;
+    }
+    packets
+}
+
 #[test]
 fn fifty_reloads_under_load_keep_the_common_port_closed_and_name_each_rule_by_its_generation() {
     if !root_or_skip() {
@@ -345,7 +400,7 @@ fn fifty_reloads_under_load_keep_the_common_port_closed_and_name_each_rule_by_it
     let net = Net::create("rl-fifty");
     net.write_rules(FILE_A);
     let sockets = net.sockets();
-    let run = net.start();
+    let run = net.start(&[]);
     let stop = AtomicBool::new(false);
     let stop_receiving = AtomicBool::new(false);
     let mut took_ms: Vec<(f64, f64, f64)> = Vec::new();
@@ -411,6 +466,12 @@ fn fifty_reloads_under_load_keep_the_common_port_closed_and_name_each_rule_by_it
     );
     let (ok, stderr) = run.stop();
     assert!(ok, "{stderr}");
+    assert_eq!(counters["capture_lost"], 0, "{status}");
+    assert_eq!(
+        check_capture(&net.file("dropped.pcapng")),
+        dropped,
+        "every drop is captured"
+    );
     eprintln!("{}", reload_times(&took_ms));
 }
 
@@ -448,7 +509,8 @@ fn sighup_reloads_and_a_broken_file_leaves_the_old_rules_in_force() {
     let net = Net::create("rl-hup");
     net.write_rules(FILE_A);
     let sockets = net.sockets();
-    let run = net.start();
+    let run = net.start(&["--metrics", "127.0.0.1:9470"]);
+    assert!(metrics(&net).contains("xdpsieve_rule_generation 1\n"));
     assert_eq!(reachable(&net, &sockets), [false, true, false, true]);
 
     // SIGHUP does what `reload` does.
@@ -467,6 +529,9 @@ fn sighup_reloads_and_a_broken_file_leaves_the_old_rules_in_force() {
     assert_eq!(status["reload"]["last"]["ok"], true, "{status}");
     assert_eq!(status["reload"]["last"]["by"], "recorder", "{status}");
     assert_eq!(status["rules"][0]["name"], "b-range", "{status}");
+    let body = metrics(&net);
+    assert!(body.contains("xdpsieve_rule_generation 2\n"), "{body}");
+    assert!(body.contains("rule=\"b-range\""), "{body}");
     assert_eq!(reachable(&net, &sockets), [true, false, false, true]);
 
     // A broken rule file: reload exits non-zero with the reason and nothing changes.
@@ -508,7 +573,7 @@ fn reload_works_on_the_pinned_state_when_the_recorder_was_killed() {
     let net = Net::create("rl-kill");
     net.write_rules(FILE_A);
     let sockets = net.sockets();
-    let run = net.start();
+    let run = net.start(&[]);
     assert_eq!(reachable(&net, &sockets), [false, true, false, true]);
     run.kill();
     let before = net.status();
