@@ -546,6 +546,13 @@ fn sighup_reloads_and_a_broken_file_leaves_the_old_rules_in_force() {
     let status = net.status();
     assert_eq!(generation(&status), 2, "{status}");
     assert_eq!(status["reload"]["last"]["ok"], false, "{status}");
+    let text = net.xdpsieve(&["status", "-i", VethPair::FW_IF]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("rules: generation 2, loaded ")
+            && text.contains(": FAILED: reading the rules"),
+        "{text}"
+    );
     assert_eq!(reachable(&net, &sockets), [true, false, false, true]);
 
     // A missing rule file too.
