@@ -197,7 +197,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
     }
     // Claim the pin directories first: a live recorder on an interface, or a directory
     // someone else could have filled, is refused before anything is loaded.
-    let claims: Vec<Claim> = interfaces
+    let mut claims: Vec<Claim> = interfaces
         .iter()
         .map(|i| pins::claim(&i.name, std::process::id()))
         .collect::<Result<_>>()?;
@@ -219,6 +219,9 @@ pub fn run(plan: RunPlan) -> Result<()> {
         )),
     };
 
+    // A `reload` of a firewall left behind must not run while this run takes it over; its
+    // description is read again under the lock (a reload may just have changed it).
+    let takeover_locks = reload::lock_for_takeover(&mut claims)?;
     let generation = reload::first_generation(&claims);
     let settings = Settings {
         rules: rules.clone(),
@@ -346,6 +349,8 @@ pub fn run(plan: RunPlan) -> Result<()> {
         Ok(metrics) => metrics,
         Err(e) => return Err(abandon_start(&mut firewall, &claims, e)),
     };
+    // Published: a reload from now on asks this process (which takes the lock itself).
+    drop(takeover_locks);
     // The writers' counts for `status` and the metrics; removed with it at the end of run.
     let mut writer_state = crate::writer_state::WriterState::new(&meta);
     let mut last_state = (

@@ -450,8 +450,15 @@ fn fifty_reloads_under_load_keep_the_common_port_closed_and_name_each_rule_by_it
     assert_eq!(generation(&status), RELOADS + 1, "{status}");
     assert_eq!(status["live"], true, "{status}");
     // Counters carried over: `both` keeps its name through every reload, so its hits are
-    // every datagram to its port; the totals count every drop the log shows.
-    assert_eq!(hits(&status, 2), sent[2], "{status}");
+    // the datagrams to its port, but for a hit the program counted in the microseconds of
+    // a reload's top-up (see `configure::reload`: at most a few over 50 reloads). The
+    // totals, shared by every generation, count every drop the log shows, exactly.
+    let both = hits(&status, 2);
+    assert!(
+        both <= sent[2] && sent[2] - both <= 5,
+        "{both} of {}: {status}",
+        sent[2]
+    );
     let counters = &status["counters"];
     let dropped = counters["dropped"].as_u64().unwrap();
     assert_eq!(counters["event_lost"], 0, "{status}");
@@ -605,4 +612,19 @@ fn reload_works_on_the_pinned_state_when_the_recorder_was_killed() {
     assert!(!ok, "{stderr}");
     assert_eq!(generation(&net.status()), 2);
     assert_eq!(reachable(&net, &sockets), [true, false, false, true]);
+
+    // A new run takes the reloaded firewall over: the next generation, `both` counting on.
+    let both_before = hits(&net.status(), 2);
+    net.write_rules(FILE_A);
+    let run = net.start(&[]);
+    let status = net.status();
+    assert_eq!(generation(&status), 3, "{status}");
+    assert_eq!(status["rules"][0]["name"], "a-range", "{status}");
+    assert_eq!(reachable(&net, &sockets), [false, true, false, true]);
+    assert_eq!(hits(&net.status(), 2), both_before + 1);
+    let (ok, stderr) = run.stop();
+    assert!(
+        ok && stderr.contains("took over the firewall left on fw0"),
+        "{stderr}"
+    );
 }

@@ -33,6 +33,8 @@ use crate::{
 /// Which old slot goes to which new slot, per map.
 #[derive(Debug, Default)]
 pub struct SlotMap {
+    /// `COUNTERS`' one slot, or nothing when the new program shares the old one's map.
+    pub counters: Vec<(u32, u32)>,
     pub rules: Vec<(u32, u32)>,
     pub interfaces: Vec<(u32, u32)>,
 }
@@ -44,10 +46,14 @@ impl SlotMap {
         Self::build(old, rules, interfaces, true)
     }
 
-    /// As [`SlotMap::new`], but rules by name only: for a reload, where the same id can
-    /// be another rule in the new file.
-    pub fn by_name(old: Option<&Meta>, rules: &[(u32, String)], interfaces: &[String]) -> SlotMap {
-        Self::build(old, rules, interfaces, false)
+    /// For a reload: rules by name only (the same id can be another rule in the new
+    /// file), and neither `COUNTERS` nor `INTERFACE_COUNTERS`, which the new program shares
+    /// with the old one (so they go on exactly, with no copy).
+    pub fn for_reload(old: &Meta, rules: &[(u32, String)]) -> SlotMap {
+        let mut map = Self::build(Some(old), rules, &[], false);
+        map.counters.clear();
+        map.interfaces.clear();
+        map
     }
 
     fn build(
@@ -57,6 +63,7 @@ impl SlotMap {
         by_id: bool,
     ) -> SlotMap {
         let mut map = SlotMap {
+            counters: vec![(0, 0)],
             rules: vec![(0, 0)],
             interfaces: vec![(MAX_INTERFACES as u32, MAX_INTERFACES as u32)],
         };
@@ -105,7 +112,7 @@ const MAPS: [&str; 3] = ["COUNTERS", "RULE_COUNTERS", "INTERFACE_COUNTERS"];
 
 fn old_slots(slots: &SlotMap, index: usize) -> Vec<(u32, u32)> {
     match index {
-        0 => vec![(0, 0)],
+        0 => slots.counters.clone(),
         1 => slots.rules.clone(),
         _ => slots.interfaces.clone(),
     }
@@ -430,8 +437,9 @@ mod tests {
         let other = MAX_INTERFACES as u32;
         assert_eq!(slots.interfaces, vec![(other, other), (1, 0)]);
         // A reload matches by name only: "a" (id 1) is not the new id 1.
-        let reload = SlotMap::by_name(Some(&old), &new_rules, &["fw1".to_string()]);
+        let reload = SlotMap::for_reload(&old, &new_rules);
         assert_eq!(reload.rules, vec![(0, 0), (2, 1)]);
+        assert!(reload.counters.is_empty() && reload.interfaces.is_empty());
         let none = SlotMap::new(None, &new_rules, &[]);
         assert_eq!(
             (none.rules, none.interfaces),

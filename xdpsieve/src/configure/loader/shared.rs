@@ -19,9 +19,14 @@ pub const SHARED_MAPS: [&str; 5] = [
     "READER",
 ];
 
-/// Has `loader` use the maps pinned in `dir` for [`SHARED_MAPS`] instead of making new ones.
+/// Counter maps a reload's program shares too: the totals and the per-interface counters,
+/// whose slots do not change with the rules (pinned at start with the other counters).
+pub const SHARED_COUNTERS: [&str; 2] = ["COUNTERS", "INTERFACE_COUNTERS"];
+
+/// Has `loader` use the maps pinned in `dir` for [`SHARED_MAPS`] and [`SHARED_COUNTERS`]
+/// instead of making new ones.
 pub(super) fn share_from(loader: &mut EbpfLoader<'_>, dir: &Path) -> Result<(), LoaderError> {
-    for name in SHARED_MAPS {
+    for name in SHARED_MAPS.into_iter().chain(SHARED_COUNTERS) {
         let path = dir.join(name);
         // aya would make and pin a new map where none is pinned: a ring nobody reads.
         if !path.exists() {

@@ -24,10 +24,15 @@
 //!   low byte (`Config::generation`), and the recorder names its rule from that
 //!   generation's rules ([`crate::generations`]): the same id can be another rule after a
 //!   reload.
-//! - The counters: copied into the new program's maps before the swap and topped up after
-//!   it ([`crate::takeover::copy_before_swap`], [`crate::takeover::add_after_swap`]): the
-//!   global and per-interface counters go on, and a rule's counters follow it when it
-//!   keeps its name (else its id).
+//! - The global and per-interface counters: shared too (the interfaces and their slots do
+//!   not change), so they go on exactly.
+//! - The per-rule counters (their slots change with the rules): copied into the new
+//!   program's map before the swap and topped up after it with what the old program
+//!   counted meanwhile ([`crate::takeover::copy_before_swap`],
+//!   [`crate::takeover::add_after_swap`]); a rule's counters follow it when it keeps its
+//!   name. The top-up is a read-modify-write of a per-CPU map the new program already
+//!   counts in, so a hit counted in the same few microseconds can be lost from a rule's
+//!   count (not from the totals); the takeover has the same window.
 //! - Not carried: rate-limit state (a rule's budget starts afresh) and the first
 //!   fragments' verdicts (a later fragment whose first fragment the old program judged is
 //!   judged as one whose first fragment was not seen).
@@ -71,6 +76,30 @@ pub struct Reloaded {
     pub meta: Meta,
     /// From reading the rules to the last interface swapped.
     pub took: Duration,
+}
+
+/// The reload locks of the firewalls `claims` take over (one per instance), with their
+/// descriptions read again under the lock: a `reload` on the pinned state must not swap
+/// programs while a new run takes the firewall over, and may just have changed its rules.
+pub fn lock_for_takeover(claims: &mut [Claim]) -> Result<Vec<Lock>> {
+    let mut locks: Vec<(std::path::PathBuf, Lock)> = Vec::new();
+    for claim in claims.iter_mut() {
+        let Found::LeftBehind { meta: Some(meta) } = &mut claim.found else {
+            continue;
+        };
+        let Some(first) = meta.interfaces.first() else {
+            continue;
+        };
+        let dir = pins::pin_dir(&first.name);
+        // flock conflicts between two opens in one process too: once per directory.
+        if !locks.iter().any(|(d, _)| *d == dir) {
+            locks.push((dir, lock(meta)?));
+        }
+        if let Some(current) = pins::read_meta(&claim.meta_file) {
+            *meta = current;
+        }
+    }
+    Ok(locks.into_iter().map(|(_, l)| l).collect())
 }
 
 /// The rule generation a run starts with: 1, or one more than that of the firewall it
@@ -190,8 +219,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
         .context("the instance's description names no interface")?;
     let dir = pins::pin_dir(&first.name);
     let rule_ids: Vec<(u32, String)> = rules.rules.iter().map(|r| (r.id, r.name.clone())).collect();
-    let names: Vec<String> = meta.interfaces.iter().map(|i| i.name.clone()).collect();
-    let slots = SlotMap::by_name(Some(meta), &rule_ids, &names);
+    let slots = SlotMap::for_reload(meta, &rule_ids);
     let swap_started = Instant::now();
     let carried = takeover::copy_before_swap(&mut firewall, &dir, slots)
         .context("copying the counters into the new program")?;
