@@ -5,15 +5,17 @@
 //! two generations (two files both numbering from 1). Each record carries the low byte of
 //! the generation that judged it (`Config::generation`), so its rule is looked up in that
 //! generation's table. [`KEEP`] generations are kept: a record older than that would have
-//! waited in the ring through several reloads, each of which takes at least a program load
-//! (tens of milliseconds), while the reader drains every ~100 ms at the latest.
+//! waited in the ring through 16 reloads, each of which takes at least a program load
+//! (hundreds of milliseconds through the verifier), while the reader drains every ~100 ms
+//! at the latest. A record of a generation no longer kept is written with its rule id
+//! (`rule-N`) and generation 0, not dropped.
 
 use std::collections::HashMap;
 
 use crate::rules::RuleSet;
 
 /// How many generations' tables are kept.
-pub const KEEP: usize = 4;
+pub const KEEP: usize = 16;
 
 /// `V` per rule id, for each of the last [`KEEP`] generations, newest last.
 #[derive(Debug, Clone)]
@@ -101,10 +103,10 @@ mod tests {
         assert_eq!(g.get(2, 1), Some((&"b1".to_string(), 2)));
         assert_eq!(g.get(2, 2), None);
         assert_eq!(g.get(2, 0), Some((&"default".to_string(), 2)));
-        for n in 3..=6 {
+        for n in 3..=(KEEP as u32 + 2) {
             g.add(n, &rules(&["c"]), name, "default".into());
         }
-        // Only the last KEEP remain: 3, 4, 5, 6.
+        // Only the last KEEP remain: 3 ..= KEEP + 2.
         assert_eq!(g.generation(2), None);
         assert_eq!(g.generation(3), Some(3));
         // The stamp is the low byte: 257 is found by 1.

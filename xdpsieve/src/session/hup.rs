@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{
-    reload::{InBackground, Reloaded},
+    reload::{self, InBackground, Reloaded},
     status::Meta,
     text::escape,
 };
@@ -26,7 +26,11 @@ impl HupReload {
         if self.pending.is_none() && asked.swap(false, Ordering::Relaxed) {
             match InBackground::start(meta) {
                 Ok(pending) => self.pending = Some(pending),
-                Err(e) => eprintln!("xdpsieve: reload failed: {}", escape(&format!("{e:#}"))),
+                Err(e) => {
+                    // Recorded, so `xdpsieve reload` does not wait for an answer in vain.
+                    reload::record_failure(meta, reload::unix_ns(), &e, "recorder");
+                    eprintln!("xdpsieve: reload failed: {}", escape(&format!("{e:#}")));
+                }
             }
         }
         if !self.pending.as_ref().is_some_and(InBackground::is_finished) {
