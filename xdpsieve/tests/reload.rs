@@ -4,7 +4,9 @@
 //! across 50 reloads that port's socket receives nothing, every logged event names a rule
 //! of the generation that judged it (both files number their rules from 1), and the
 //! counters carry over. SIGHUP does what `reload` does; a broken rule file leaves the old
-//! rules in force; a firewall whose recorder was SIGKILLed is reloaded on its pinned state.
+//! rules in force; a firewall whose recorder was SIGKILLed is reloaded on its pinned state
+//! and then taken over by a new run; with perf buffers the records of both generations
+//! reach the same files.
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
@@ -627,4 +629,30 @@ fn reload_works_on_the_pinned_state_when_the_recorder_was_killed() {
         ok && stderr.contains("took over the firewall left on fw0"),
         "{stderr}"
     );
+}
+
+#[test]
+fn with_perf_buffers_the_new_rules_write_into_the_same_buffers() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("rl-perf");
+    net.write_rules(FILE_A);
+    let sockets = net.sockets();
+    let run = net.start(&["--transport", "perf"]);
+    assert_eq!(reachable(&net, &sockets), [false, true, false, true]);
+    net.write_rules(FILE_B);
+    let (ok, stdout, stderr) = net.reload();
+    assert!(ok && stdout.contains("generation 2 in force"), "{stderr}");
+    assert_eq!(reachable(&net, &sockets), [true, false, false, true]);
+    std::thread::sleep(Duration::from_millis(300));
+    let status = net.status();
+    let dropped = status["counters"]["dropped"].as_u64().unwrap();
+    assert_eq!(dropped, 4, "{status}");
+    let (ok, stderr) = run.stop();
+    assert!(ok, "{stderr}");
+    // Both generations' records reached the same log and capture through the perf buffers
+    // the first program's reader opened.
+    assert_eq!(check_events(&net.file("events.json")), (4, 2));
+    assert_eq!(check_capture(&net.file("dropped.pcapng")), 4);
 }
