@@ -20,7 +20,9 @@
 //!   arrays and reader heartbeat (aya's `EbpfLoader::map_pin_path` on the pins in the
 //!   instance's directory, see [`crate::loader::SHARED_MAPS`]), so the recorder reads on
 //!   from the same buffers into the same files and no record is left behind in a ring of
-//!   the old program: there is nothing to drain. Each record carries its generation's
+//!   the old program: there is nothing to drain. (`map_pin_path` per map rather than
+//!   `pinning = ByName` in the eBPF object: only a reload reuses maps, explicitly; a fresh
+//!   run or a takeover must not pick up a dead instance's rings by their names.) Each record carries its generation's
 //!   low byte (`Config::generation`), and the recorder names its rule from that
 //!   generation's rules ([`crate::generations`]): the same id can be another rule after a
 //!   reload.
