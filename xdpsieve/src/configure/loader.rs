@@ -35,7 +35,9 @@ use crate::{
 
 mod attach;
 mod reattach;
+mod shared;
 pub use attach::Attachment;
+pub use shared::SHARED_MAPS;
 
 const PROGRAM: &str = "xdpsieve";
 /// The same program under a second id (see `watch::relink`), loaded on first use.
@@ -167,6 +169,11 @@ pub struct Settings {
     pub unclassifiable: Option<Action>,
     /// Set entries added at run time by an earlier generation, kept by a reload or takeover.
     pub set_runtime: Vec<RuntimeEntry>,
+    /// The rule generation (1 at start, one more per reload), stamped into every record.
+    pub generation: u32,
+    /// A reload: the directory where the running program's [`SHARED_MAPS`] are pinned; the
+    /// new program uses those maps instead of making its own (see `configure::reload`).
+    pub share_maps_from: Option<PathBuf>,
 }
 
 impl Settings {
@@ -194,6 +201,8 @@ impl Default for Settings {
             ifindexes: Vec::new(),
             unclassifiable: None,
             set_runtime: Vec::new(),
+            generation: 1,
+            share_maps_from: None,
         }
     }
 }
@@ -209,6 +218,8 @@ pub struct Firewall {
     ifindexes: Vec<u32>,
     /// Names of the interfaces attached so far, kept after detaching for the summary.
     interface_names: Vec<(u32, String)>,
+    /// Handles of [`SHARED_MAPS`], kept for pinning after the record sources are taken.
+    shared: Vec<(&'static str, aya::maps::Map)>,
 }
 
 impl Firewall {
@@ -261,7 +272,7 @@ impl Firewall {
             default_rate_tolerance_ns: settings.default_rate.tolerance_ns(),
             ifindexes,
             unclassifiable: u32::from(settings.unclassifiable_action().verdict()),
-            _pad: 0,
+            generation: settings.generation,
         };
         // The rings exist either way; with perf they are not used, so keep them one page.
         let ring_bytes = match settings.transport {
@@ -279,9 +290,13 @@ impl Firewall {
                 .map_max_entries("SET_ENTRIES", sets.entry_capacity())
                 .map_max_entries("SET_CLASSES", xdpsieve_common::sets::MAX_CLASSES);
         }
+        if let Some(dir) = &settings.share_maps_from {
+            shared::share_from(&mut loader, dir)?;
+        }
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))?;
+        let shared = shared::handles(&ebpf)?;
         {
             let map = ebpf
                 .map_mut("RULES")
@@ -310,6 +325,7 @@ impl Firewall {
             ring_bytes: settings.ring_bytes,
             ifindexes: settings.ifindexes.clone(),
             interface_names: Vec::new(),
+            shared,
         })
     }
 
@@ -407,6 +423,14 @@ impl Firewall {
             .iter()
             .filter_map(|&name| self.ebpf.map(name).map(|m| (name, m)))
             .collect()
+    }
+
+    /// The maps to pin for `status`, a takeover and a reload: the counters and
+    /// [`SHARED_MAPS`].
+    pub fn pinned_maps(&self) -> Vec<(&'static str, &aya::maps::Map)> {
+        let mut maps = self.counter_maps();
+        maps.extend(self.shared.iter().map(|(name, map)| (*name, map)));
+        maps
     }
 
     /// Hits per rule slot (the default verdict's first).

@@ -41,6 +41,9 @@ pub struct Meta {
     pub transport: String,
     pub default_action: String,
     pub rules: Vec<MetaRule>,
+    /// The rule generation and the last reload (see `configure::reload`).
+    #[serde(default)]
+    pub reload: crate::reload::ReloadState,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -76,6 +79,37 @@ pub fn process_start(pid: u32) -> Option<u64> {
 impl Meta {
     pub fn is_live(&self) -> bool {
         process_start(self.pid) == Some(self.pid_start)
+    }
+}
+
+/// `  rules: generation N, loaded ...; last reload ...` (nothing for a description written
+/// before reloads existed).
+fn rules_line(out: &mut String, reload: &crate::reload::ReloadState) {
+    use std::fmt::Write as _;
+    if reload.generation == 0 {
+        return;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let _ = write!(
+        out,
+        "  rules: generation {}, loaded {}s ago",
+        reload.generation,
+        now.saturating_sub(reload.loaded_unix)
+    );
+    match &reload.last {
+        None => out.push_str("; not reloaded\n"),
+        Some(last) => {
+            let _ = writeln!(
+                out,
+                "; last reload ({}, {}s ago): {}: {}",
+                escape(&last.by),
+                now.saturating_sub(last.started_unix_ns / 1_000_000_000),
+                if last.ok { "ok" } else { "FAILED" },
+                escape(&last.message)
+            );
+        }
     }
 }
 
@@ -307,6 +341,7 @@ pub fn render(statuses: &[Status]) -> String {
                 h.ifindex
             );
         }
+        rules_line(&mut out, &s.meta.reload);
         if let Some(unread) = s.unread_in_rings.filter(|&n| n > 0) {
             let _ = writeln!(
                 out,
@@ -364,6 +399,7 @@ mod tests {
             transport: "ringbuf".into(),
             default_action: "pass".into(),
             rules: Vec::new(),
+            reload: Default::default(),
         };
         assert!(meta.is_live());
         meta.pid_start += 1; // a reused PID has another start time
