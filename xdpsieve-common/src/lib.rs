@@ -278,7 +278,10 @@ pub struct Config {
     /// no port rule can be evaded; [`verdict::PASS`] lets the rules judge them on the fields
     /// that parsed. Userspace defaults it to drop when a rule has a protocol or port condition.
     pub unclassifiable: u32,
-    pub _pad: u32,
+    /// The rule generation this program was loaded with (1 at start, one more per reload);
+    /// its low byte is stamped into every record, so userspace names each record's rule
+    /// from the rules of the generation that judged it (rule ids differ between files).
+    pub generation: u32,
 }
 
 impl Config {
@@ -295,7 +298,7 @@ impl Config {
         default_rate_tolerance_ns: 0,
         ifindexes: [0; MAX_INTERFACES],
         unclassifiable: verdict::PASS as u32,
-        _pad: 0,
+        generation: 0,
     };
 }
 
@@ -422,7 +425,8 @@ pub struct Event {
     pub verdict: u8,
     /// Bits of [`record_flags`].
     pub flags: u8,
-    pub _pad: u8,
+    /// Low byte of [`Config::generation`]: the rule set `rule_id` belongs to.
+    pub generation: u8,
 }
 
 /// Header of each capture record in the ring buffer; `cap_len` packet bytes follow it.
@@ -443,7 +447,9 @@ pub struct CaptureHeader {
     pub verdict: u8,
     /// Bits of [`record_flags`].
     pub flags: u8,
-    pub _pad: u16,
+    /// Low byte of [`Config::generation`]: the rule set `rule_id` belongs to.
+    pub generation: u8,
+    pub _pad: u8,
 }
 
 /// The per-CPU scratch area where the program assembles a record before copying it into the
@@ -460,6 +466,7 @@ const _: () = {
     use core::mem::{offset_of, size_of};
     assert!(size_of::<Config>() == 88);
     assert!(offset_of!(Config, unclassifiable) == 80);
+    assert!(offset_of!(Config, generation) == 84);
     assert!(offset_of!(Config, classify) == 20);
     assert!(offset_of!(Config, default_rate_interval_ns) == 32);
     assert!(offset_of!(Config, ifindexes) == 48);
@@ -492,6 +499,7 @@ const _: () = {
     assert!(offset_of!(Event, tcp_flags) == 60);
     assert!(offset_of!(Event, verdict) == 61);
     assert!(offset_of!(Event, flags) == 62);
+    assert!(offset_of!(Event, generation) == 63);
     assert!(size_of::<CaptureHeader>() == 32);
     assert!(offset_of!(CaptureHeader, ifindex) == 8);
     assert!(offset_of!(CaptureHeader, rx_queue) == 12);
@@ -500,6 +508,7 @@ const _: () = {
     assert!(offset_of!(CaptureHeader, rule_id) == 24);
     assert!(offset_of!(CaptureHeader, verdict) == 28);
     assert!(offset_of!(CaptureHeader, flags) == 29);
+    assert!(offset_of!(CaptureHeader, generation) == 30);
     assert!(offset_of!(CaptureBuffer, data) == CAPTURE_HEADER_LEN);
     // The kernel caps per-CPU map values at 32 KiB.
     assert!(size_of::<CaptureBuffer>() <= 32 * 1024);

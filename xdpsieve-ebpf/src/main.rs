@@ -478,7 +478,7 @@ mod program {
             tcp_flags: pkt.tcp_flags,
             verdict: outcome.verdict,
             flags,
-            _pad: 0,
+            generation: cfg.generation as u8,
         };
         let data = core::ptr::addr_of!(event).cast_mut().cast();
         let len = core::mem::size_of::<Event>() as u64;
@@ -530,6 +530,7 @@ mod program {
             rule_id: record.rule_id,
             verdict: record.verdict,
             flags: record.flags,
+            generation: cfg.generation as u8,
             _pad: 0,
         };
         if cfg.transport == transport::PERF {

@@ -22,9 +22,9 @@ pub mod sandbox;
 pub mod session;
 pub mod write;
 
-pub use configure::{classify, flags, input, loader, pins, rules, sets, stop, takeover};
+pub use configure::{classify, flags, input, loader, pins, reload, rules, sets, stop, takeover};
 pub use observe::{counters, metrics, stats, status, watch};
-pub use read::{event, record, ringbuf, source};
+pub use read::{event, generations, record, ringbuf, source};
 pub use sandbox::{demo, netns};
 pub use write::{capture, output, recorder, text, writer_state};
 

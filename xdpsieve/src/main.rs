@@ -1,5 +1,5 @@
-//! The `xdpsieve` command: `run` (filter and capture), `stop`, `status`, `check-rules`,
-//! `set` (live set changes), and `demo`.
+//! The `xdpsieve` command: `run` (filter and capture), `reload`, `stop`, `status`,
+//! `check-rules`, `set` (live set changes), and `demo`.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -10,7 +10,8 @@ use xdpsieve::{
     event::LogFormat,
     flags,
     loader::AttachMode,
-    rules::{Action, Rate, RuleSet},
+    reload::RuleSources,
+    rules::{Action, Rate},
     session::{RunPlan, Which, check_privileges},
     source::Transport,
     text::{escape, escape_path},
@@ -35,6 +36,9 @@ enum Command {
     Run(Box<RunArgs>),
     /// Parse a rule file and print the rules as the firewall will evaluate them.
     CheckRules(CheckArgs),
+    /// Read a running firewall's rules again and put them in force without a gap (as SIGHUP
+    /// to `xdpsieve run` does); exits non-zero with the reason when the old rules stay.
+    Reload(ReloadArgs),
     /// Remove the firewall from an interface: stop the `xdpsieve run` that records for it,
     /// or remove a firewall left in force by one that died.
     Stop(StopArgs),
@@ -168,6 +172,7 @@ process dies in any way (panic, abort, OOM kill, SIGKILL); only the recording st
 removed by SIGINT/SIGTERM to this process (Ctrl-C) or by `xdpsieve stop -i IFACE` from another
 shell, which also removes a firewall left behind by a process that died. A new `xdpsieve run`
 on such an interface takes the firewall over without a gap and carries its counters on.
+`xdpsieve reload -i IFACE` (or SIGHUP) reads the rules again and swaps them in without a gap.
 
 Rule expressions (tcpdump-like; conditions joined by `and`, all must hold):
   [ip|ip6] [tcp|udp|icmp|icmp6|proto N]
@@ -186,7 +191,7 @@ Examples:
 Signals:
   SIGINT, SIGTERM   detach, write the closing blocks, print the summary, exit
   SIGUSR1, SIGUSR2  print a status line to stderr (as --stats-interval does) and go on
-  SIGHUP            say that reload is not supported yet and go on filtering
+  SIGHUP            reload the rules (as `xdpsieve reload`: see its --help) and go on
 A capture or log output that fails (disk full, I/O error, the reader of -w - gone) stops
 with one line on stderr; filtering goes on, and the records not written are counted.";
 
@@ -267,6 +272,29 @@ writes its summary and removes its pins, and stop waits for it (it stops on all 
 If that process died and left the firewall in force, stop removes the pinned link (which
 detaches the program) and the pins. Run it in the network namespace the firewall runs in.
 `ip link set dev IFACE xdp off` does not remove a firewall attached through a bpf_link.";
+
+#[derive(Args)]
+#[command(after_help = RELOAD_HELP)]
+struct ReloadArgs {
+    /// Interface of the firewall to reload [default: the only one running].
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", value_parser = flags::parse_interface_name)]
+    interface: Option<String>,
+}
+
+const RELOAD_HELP: &str = "\
+The rules are read again from where `xdpsieve run` read them: the --rules file as it is now
+(and the set files it names), then the --drop/--pass expressions and --default given to run;
+the capture, log and other flags stay as they were. The new rules are loaded as a new program
+and swapped onto the interface's link atomically: every packet is judged entirely by the old
+rules or entirely by the new ones, and the interface is never without a firewall. Capture
+and event log go on in the same files; each record names the rule of the rule set that
+judged it. Counters go on; a rule's counters follow it when it keeps its name.
+
+If the rules do not load (a syntax error, a missing set file, too many rules, the verifier's
+refusal), nothing changes: the old rules stay in force, and reload prints the reason and exits
+with status 1. With a live `xdpsieve run`, reload sends it SIGHUP and waits for its answer;
+on a firewall whose recorder died (still in force), reload does the work itself.
+`xdpsieve status` shows the rule generation, when it was loaded and the last reload's result.";
 
 #[derive(Args)]
 struct StatusArgs {
@@ -447,6 +475,7 @@ fn main() -> ExitCode {
                 .unwrap_or_default();
             check_rules(&args, &sub)
         }
+        Command::Reload(args) => reload(&args),
         Command::Stop(args) => stop(&args),
         Command::Status(args) => status(&args),
         Command::Set(args) => set(args),
@@ -459,6 +488,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn reload(args: &ReloadArgs) -> Result<()> {
+    check_privileges()?;
+    let outcome = xdpsieve::reload::request::request(args.interface.as_deref())?;
+    if !outcome.ok {
+        bail!("reload failed: {}", outcome.message);
+    }
+    println!("xdpsieve: reloaded: {}", escape(&outcome.message));
+    Ok(())
 }
 
 fn stop(args: &StopArgs) -> Result<()> {
@@ -504,7 +543,8 @@ fn status(args: &StatusArgs) -> Result<()> {
 }
 
 fn check_rules(args: &CheckArgs, matches: &ArgMatches) -> Result<()> {
-    let set = rule_set(args.file.as_deref(), &args.drop, &args.pass, matches)?;
+    let set = rule_sources(args.file.as_deref(), &args.drop, &args.pass, None, matches).load()?;
+    warn_about(&set);
     println!(
         "{}: {} rules, {} sets, default {}",
         args.file
@@ -527,26 +567,15 @@ fn check_rules(args: &CheckArgs, matches: &ArgMatches) -> Result<()> {
     Ok(())
 }
 
-/// Builds the rule set: the file's rules, then --drop/--pass in command-line order.
-fn build_rules(args: &RunArgs, matches: &ArgMatches) -> Result<RuleSet> {
-    let mut set = rule_set(args.rules.as_deref(), &args.drop, &args.pass, matches)?;
-    if let Some(default) = args.default {
-        set.default_action = default;
-    }
-    Ok(set)
-}
-
-/// The rule file's rules, then `drop` and `pass` in command-line order (from `matches`).
-fn rule_set(
+/// Where the rules come from: the file, then `drop` and `pass` in command-line order (from
+/// `matches`), then `default`. A reload reads them again from the same sources.
+fn rule_sources(
     file: Option<&std::path::Path>,
     drop: &[String],
     pass: &[String],
+    default: Option<Action>,
     matches: &ArgMatches,
-) -> Result<RuleSet> {
-    let mut set = match file {
-        Some(path) => RuleSet::from_file(path)?,
-        None => RuleSet::default(),
-    };
+) -> RuleSources {
     let indexed = |id: &str, action: Action, values: &[String]| -> Vec<(usize, Action, String)> {
         let indices: Vec<usize> = matches
             .indices_of(id)
@@ -567,19 +596,21 @@ fn rule_set(
     let mut cli_rules = indexed("drop", Action::Drop, drop);
     cli_rules.extend(indexed("pass", Action::Pass, pass));
     cli_rules.sort_by_key(|(index, _, _)| *index);
-    for (_, action, expr) in cli_rules {
-        set.push_expression(action, &expr)?;
-    }
-    // Lines of set files accepted with a change (host bits masked): said, not fatal.
-    for warning in &set.warnings {
-        eprintln!("warning: {warning}");
-    }
-    Ok(set)
+    let expressions = cli_rules.into_iter().map(|(_, a, e)| (a, e)).collect();
+    RuleSources::new(file, expressions, default)
 }
 
 /// Checks the run arguments against each other and hands the plan to the library.
 fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
-    let rules = build_rules(&args, matches)?;
+    let sources = rule_sources(
+        args.rules.as_deref(),
+        &args.drop,
+        &args.pass,
+        args.default,
+        matches,
+    );
+    let rules = sources.load()?;
+    warn_about(&rules);
     let capture_which = args.capture.unwrap_or(if args.write.is_some() {
         Which::Dropped
     } else {
@@ -602,6 +633,7 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     }
     xdpsieve::session::run(RunPlan {
         rules,
+        sources: sources.absolute(),
         interfaces: args.interfaces,
         capture: capture_which,
         write: args.write,
@@ -620,4 +652,11 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         quiet: args.quiet,
         unclassifiable: args.unclassifiable.map(Unclassifiable::action),
     })
+}
+
+/// Lines of set files accepted with a change (host bits masked): said, not fatal.
+fn warn_about(rules: &xdpsieve::rules::RuleSet) {
+    for warning in &rules.warnings {
+        eprintln!("warning: {warning}");
+    }
 }

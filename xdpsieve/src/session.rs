@@ -29,10 +29,11 @@ use crate::{
     output::{RecordWriter, Sink, WRITE_BUFFER},
     pins::{self, Claim, Found},
     recorder::{EventLog, Recorder},
+    reload::{self, RuleSources},
     rules::{Action, Rate, RuleSet},
     source::{Transport, wait_readable},
     stats::{self, Snapshot},
-    status::{Meta, MetaInterface, MetaRule},
+    status::{Meta, MetaInterface},
     text::{escape, escape_path},
 };
 
@@ -40,6 +41,8 @@ use crate::{
 #[derive(Debug)]
 pub struct RunPlan {
     pub rules: RuleSet,
+    /// Where `rules` came from: a reload reads them again from there.
+    pub sources: RuleSources,
     pub interfaces: Vec<String>,
     /// Which packets to capture; not `None` only with `write`.
     pub capture: Which,
@@ -88,6 +91,23 @@ impl Which {
             Which::All => capture::DROPPED | capture::PASSED,
             Which::None => 0,
         }
+    }
+}
+
+mod hup;
+
+/// Names the rules of `generation` in the capture's comments and the event log.
+fn name_generation(
+    recorder: &mut Option<Recorder<Sink>>,
+    event_log: &mut Option<EventLog<Sink>>,
+    generation: u32,
+    rules: &RuleSet,
+) {
+    if let Some(r) = recorder {
+        r.add_generation(generation, rules);
+    }
+    if let Some(l) = event_log {
+        l.add_generation(generation, rules);
     }
 }
 
@@ -189,7 +209,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
     let capture_which = plan.capture;
     let capture_mask = capture_which.mask();
     let log_mask = plan.log.mask();
-    let rules = plan.rules;
+    let mut rules = plan.rules;
     let logging = log_mask != 0 || rules.rules.iter().any(|r| r.log);
     check_privileges()?;
     let mut interfaces = Vec::new();
@@ -205,7 +225,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
     }
     // Claim the pin directories first: a live recorder on an interface, or a directory
     // someone else could have filled, is refused before anything is loaded.
-    let claims: Vec<Claim> = interfaces
+    let mut claims: Vec<Claim> = interfaces
         .iter()
         .map(|i| pins::claim(&i.name, std::process::id()))
         .collect::<Result<_>>()?;
@@ -227,6 +247,10 @@ pub fn run(plan: RunPlan) -> Result<()> {
         )),
     };
 
+    // A `reload` of a firewall left behind must not run while this run takes it over; its
+    // description is read again under the lock (a reload may just have changed it).
+    let takeover_locks = reload::lock_for_takeover(&mut claims)?;
+    let generation = reload::first_generation(&claims);
     let settings = Settings {
         rules: rules.clone(),
         capture: capture_mask,
@@ -237,12 +261,15 @@ pub fn run(plan: RunPlan) -> Result<()> {
         default_rate: plan.log_rate,
         ifindexes: interfaces.iter().map(|i| i.ifindex).collect(),
         unclassifiable: plan.unclassifiable,
+        set_runtime: Vec::new(),
+        generation,
+        share_maps_from: None,
     };
     // Before attaching: a signal that arrives once the program is live must end in the
     // explicit stop (detach, summary, pins removed), not in the default action, which
     // would leave the firewall in force without a recorder.
-    // SIGUSR1/2 ask for a status line and SIGHUP for a reload (not supported yet): none of
-    // them may kill the process without its summary. SIGPIPE needs nothing: the Rust
+    // SIGUSR1/2 ask for a status line and SIGHUP for a reload: none of them may kill the
+    // process without its summary. SIGPIPE needs nothing: the Rust
     // runtime ignores it, so a reader of `-w -` going away is an EPIPE write error.
     let stop = Arc::new(AtomicBool::new(false));
     let status_asked = Arc::new(AtomicBool::new(false));
@@ -294,6 +321,9 @@ pub fn run(plan: RunPlan) -> Result<()> {
         }
         None => None,
     };
+    if generation != 1 {
+        name_generation(&mut recorder, &mut event_log, generation, &rules);
+    }
     // Records count as lost for want of a reader once the heartbeat stops (this process
     // died); it starts before the program is live.
     firewall.heartbeat()?;
@@ -305,7 +335,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
         return Err(abandon_start(&mut firewall, &claims, e));
     }
 
-    let meta = Meta {
+    let mut meta = Meta {
         pid: std::process::id(),
         pid_start: crate::status::process_start(std::process::id()).unwrap_or(0),
         started_unix: std::time::SystemTime::now()
@@ -324,24 +354,14 @@ pub fn run(plan: RunPlan) -> Result<()> {
             .collect(),
         transport: flags::value_name(plan.transport),
         default_action: rules.default_action.to_string(),
-        rules: rules
-            .rules
-            .iter()
-            .map(|r| MetaRule {
-                id: r.id,
-                name: r.name.clone(),
-                action: r.action.to_string(),
-                conditions: r.conditions_with(&rules.sets),
-                log: r.log,
-                rate: r.rate.unwrap_or(plan.log_rate).to_string(),
-            })
-            .collect(),
+        rules: reload::meta_rules(&rules, plan.log_rate),
         sets: crate::configure::sets::live::meta_sets(&rules.sets),
+        reload: reload::ReloadState::at_start(generation, plan.sources.clone(), &settings),
     };
     // Removed (pins and description) on the explicit stop only, at the end of run.
     let started = (|| -> Result<_> {
         for claim in &claims {
-            pins::publish(claim, &firewall.counter_maps(), &meta)?;
+            pins::publish(claim, &firewall.pinned_maps(), &meta)?;
             firewall.pin_program(&claim.dir.join(pins::PROG_PIN))?;
         }
         match plan.metrics {
@@ -359,6 +379,8 @@ pub fn run(plan: RunPlan) -> Result<()> {
         Ok(metrics) => metrics,
         Err(e) => return Err(abandon_start(&mut firewall, &claims, e)),
     };
+    // Published: a reload from now on asks this process (which takes the lock itself).
+    drop(takeover_locks);
     // The writers' counts for `status` and the metrics; removed with it at the end of run.
     let mut writer_state = crate::writer_state::WriterState::new(&meta);
     let mut last_state = (
@@ -429,6 +451,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
     // Timed set entries are removed here while a recorder runs (see `sets::live`).
     let mut expirer = crate::configure::sets::live::command::Expirer::default();
     let mut expiry_warned = false;
+    let mut hup = hup::HupReload::default();
     while !stop.load(Ordering::Relaxed) && !recorder.as_mut().is_some_and(Recorder::limit_reached) {
         // Only waiting can fail here: a failed output stops itself and says so, and the
         // loop goes on draining (and counting) its records.
@@ -481,9 +504,13 @@ pub fn run(plan: RunPlan) -> Result<()> {
             }
             last_state = (std::time::Instant::now(), failed);
         }
-        if reload_asked.swap(false, Ordering::Relaxed) {
-            eprintln!(
-                "xdpsieve: SIGHUP: reload is not supported yet; still filtering with the rules loaded at start"
+        if let Some(done) = hup.poll(&reload_asked, &meta) {
+            (firewall, rules, meta) = (done.firewall, done.rules, done.meta);
+            name_generation(
+                &mut recorder,
+                &mut event_log,
+                meta.reload.generation,
+                &rules,
             );
         }
         let asked = status_asked.swap(false, Ordering::Relaxed);

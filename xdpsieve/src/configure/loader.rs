@@ -28,13 +28,16 @@ use crate::{
     classify::{self, Tables},
     counters::{self, CounterMaps},
     rules::{Action, Rate, RuleSet},
+    sets::kernel::{Built, RuntimeEntry},
     source::{Source, Transport},
     stats::Snapshot,
 };
 
 mod attach;
 mod reattach;
+mod shared;
 pub use attach::Attachment;
+pub use shared::SHARED_MAPS;
 
 const PROGRAM: &str = "xdpsieve";
 /// The same program under a second id (see `watch::relink`), loaded on first use.
@@ -140,6 +143,8 @@ pub enum LoaderError {
     TooManyInterfaces(usize),
     #[error("loading the XDP program failed: {0}")]
     Load(String),
+    #[error("address sets: {0}")]
+    Sets(String),
 }
 
 /// What to load: rules, capture and log settings.
@@ -162,6 +167,13 @@ pub struct Settings {
     /// Verdict for packets whose L4 header the program cannot reach; `None`: drop when a
     /// rule has a protocol or port condition ([`RuleSet::has_l4_condition`]), else pass.
     pub unclassifiable: Option<Action>,
+    /// Set entries added at run time by an earlier generation, kept by a reload or takeover.
+    pub set_runtime: Vec<RuntimeEntry>,
+    /// The rule generation (1 at start, one more per reload), stamped into every record.
+    pub generation: u32,
+    /// A reload: the directory where the running program's [`SHARED_MAPS`] are pinned; the
+    /// new program uses those maps instead of making its own (see `configure::reload`).
+    pub share_maps_from: Option<PathBuf>,
 }
 
 impl Settings {
@@ -188,6 +200,9 @@ impl Default for Settings {
             default_rate: Rate::UNLIMITED,
             ifindexes: Vec::new(),
             unclassifiable: None,
+            set_runtime: Vec::new(),
+            generation: 1,
+            share_maps_from: None,
         }
     }
 }
@@ -203,6 +218,8 @@ pub struct Firewall {
     ifindexes: Vec<u32>,
     /// Names of the interfaces attached so far, kept after detaching for the summary.
     interface_names: Vec<(u32, String)>,
+    /// Handles of [`SHARED_MAPS`], kept for pinning after the record sources are taken.
+    shared: Vec<(&'static str, aya::maps::Map)>,
 }
 
 impl Firewall {
@@ -224,6 +241,22 @@ impl Firewall {
         }
         raise_memlock_limit();
         let tables = classify::build(&settings.rules.rules, &settings.rules.sets);
+        let (set_tables, orphans) =
+            Built::for_sets(&settings.rules.sets, &tables, &settings.set_runtime)
+                .map_err(|e| LoaderError::Sets(e.to_string()))?;
+        if !orphans.is_empty() {
+            return Err(LoaderError::Sets(format!(
+                "{} runtime entries belong to sets the rule file no longer declares ({}); \
+                 declare them again or remove the entries with `xdpsieve set del`",
+                orphans.len(),
+                orphans
+                    .iter()
+                    .map(|o| format!("@{} {}", o.set, o.prefix.addr()))
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let mut ifindexes = [0u32; MAX_INTERFACES];
         ifindexes[..settings.ifindexes.len()].copy_from_slice(&settings.ifindexes);
         let config = Config {
@@ -239,19 +272,31 @@ impl Firewall {
             default_rate_tolerance_ns: settings.default_rate.tolerance_ns(),
             ifindexes,
             unclassifiable: u32::from(settings.unclassifiable_action().verdict()),
-            _pad: 0,
+            generation: settings.generation,
         };
         // The rings exist either way; with perf they are not used, so keep them one page.
         let ring_bytes = match settings.transport {
             Transport::RingBuf => settings.ring_bytes,
             Transport::Perf => 4096,
         };
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global("CONFIG", &config, true)
             .map_max_entries("CAPTURE_RING", ring_bytes)
-            .map_max_entries("EVENT_RING", ring_bytes)
+            .map_max_entries("EVENT_RING", ring_bytes);
+        if let Some(sets) = &set_tables {
+            loader
+                .map_max_entries("SET_NODES", sets.node_capacity())
+                .map_max_entries("SET_ENTRIES", sets.entry_capacity())
+                .map_max_entries("SET_CLASSES", xdpsieve_common::sets::MAX_CLASSES);
+        }
+        if let Some(dir) = &settings.share_maps_from {
+            shared::share_from(&mut loader, dir)?;
+        }
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))?;
+        let shared = shared::handles(&ebpf)?;
         {
             let map = ebpf
                 .map_mut("RULES")
@@ -265,6 +310,10 @@ impl Firewall {
             }
         }
         write_tables(&mut ebpf, &tables)?;
+        if let Some(sets) = &set_tables {
+            sets.write(&mut ebpf)
+                .map_err(|e| LoaderError::Sets(format!("{e:#}")))?;
+        }
         let program: &mut Xdp = program_of(&mut ebpf)?;
         program
             .load()
@@ -276,6 +325,7 @@ impl Firewall {
             ring_bytes: settings.ring_bytes,
             ifindexes: settings.ifindexes.clone(),
             interface_names: Vec::new(),
+            shared,
         })
     }
 
@@ -373,6 +423,14 @@ impl Firewall {
             .iter()
             .filter_map(|&name| self.ebpf.map(name).map(|m| (name, m)))
             .collect()
+    }
+
+    /// The maps to pin for `status`, a takeover and a reload: the counters and
+    /// [`SHARED_MAPS`].
+    pub fn pinned_maps(&self) -> Vec<(&'static str, &aya::maps::Map)> {
+        let mut maps = self.counter_maps();
+        maps.extend(self.shared.iter().map(|(name, map)| (*name, map)));
+        maps
     }
 
     /// Hits per rule slot (the default verdict's first).

@@ -2,13 +2,15 @@
 //! sets they name are read and checked ([`rules`], [`sets`], [`input`], [`flags`]), compiled
 //! into the bitmaps the program matches with ([`classify`]), and loaded with the program
 //! ([`loader`]); the firewall is pinned in bpffs so it outlives its recorder ([`pins`]),
-//! taken over by a new run ([`takeover`]) and removed only by an explicit [`stop`].
+//! taken over by a new run ([`takeover`]), given new rules without a gap ([`reload`]) and
+//! removed only by an explicit [`stop`].
 
 pub mod classify;
 pub mod flags;
 pub mod input;
 pub mod loader;
 pub mod pins;
+pub mod reload;
 pub mod rules;
 pub mod sets;
 pub mod stop;

@@ -33,6 +33,8 @@ use crate::{
 /// Which old slot goes to which new slot, per map.
 #[derive(Debug, Default)]
 pub struct SlotMap {
+    /// `COUNTERS`' one slot, or nothing when the new program shares the old one's map.
+    pub counters: Vec<(u32, u32)>,
     pub rules: Vec<(u32, u32)>,
     pub interfaces: Vec<(u32, u32)>,
 }
@@ -41,7 +43,27 @@ impl SlotMap {
     /// Matches the old instance's rules and interfaces (from its description) with the new
     /// ones: `rules` as (id, name) in evaluation order, `interfaces` by name in slot order.
     pub fn new(old: Option<&Meta>, rules: &[(u32, String)], interfaces: &[String]) -> SlotMap {
+        Self::build(old, rules, interfaces, true)
+    }
+
+    /// For a reload: rules by name only (the same id can be another rule in the new
+    /// file), and neither `COUNTERS` nor `INTERFACE_COUNTERS`, which the new program shares
+    /// with the old one (so they go on exactly, with no copy).
+    pub fn for_reload(old: &Meta, rules: &[(u32, String)]) -> SlotMap {
+        let mut map = Self::build(Some(old), rules, &[], false);
+        map.counters.clear();
+        map.interfaces.clear();
+        map
+    }
+
+    fn build(
+        old: Option<&Meta>,
+        rules: &[(u32, String)],
+        interfaces: &[String],
+        by_id: bool,
+    ) -> SlotMap {
         let mut map = SlotMap {
+            counters: vec![(0, 0)],
             rules: vec![(0, 0)],
             interfaces: vec![(MAX_INTERFACES as u32, MAX_INTERFACES as u32)],
         };
@@ -52,8 +74,12 @@ impl SlotMap {
             let by_name = rules
                 .iter()
                 .position(|(_, name)| !name.is_empty() && *name == old_rule.name);
-            let by_id = || rules.iter().position(|(id, _)| *id == old_rule.id);
-            if let Some(new_index) = by_name.or_else(by_id) {
+            let id_match = || {
+                by_id
+                    .then(|| rules.iter().position(|(id, _)| *id == old_rule.id))
+                    .flatten()
+            };
+            if let Some(new_index) = by_name.or_else(id_match) {
                 map.rules.push((old_index as u32 + 1, new_index as u32 + 1));
             }
         }
@@ -86,7 +112,7 @@ const MAPS: [&str; 3] = ["COUNTERS", "RULE_COUNTERS", "INTERFACE_COUNTERS"];
 
 fn old_slots(slots: &SlotMap, index: usize) -> Vec<(u32, u32)> {
     match index {
-        0 => vec![(0, 0)],
+        0 => slots.counters.clone(),
         1 => slots.rules.clone(),
         _ => slots.interfaces.clone(),
     }
@@ -402,6 +428,7 @@ mod tests {
             default_action: "pass".into(),
             rules: vec![rule(1, "a"), rule(2, "b"), rule(3, "gone")],
             sets: Vec::new(),
+            reload: Default::default(),
         };
         let new_rules = vec![(5, "b".to_string()), (1, "c".to_string())];
         let slots = SlotMap::new(Some(&old), &new_rules, &["fw1".to_string()]);
@@ -410,6 +437,10 @@ mod tests {
         assert_eq!(slots.rules, vec![(0, 0), (1, 2), (2, 1)]);
         let other = MAX_INTERFACES as u32;
         assert_eq!(slots.interfaces, vec![(other, other), (1, 0)]);
+        // A reload matches by name only: "a" (id 1) is not the new id 1.
+        let reload = SlotMap::for_reload(&old, &new_rules);
+        assert_eq!(reload.rules, vec![(0, 0), (2, 1)]);
+        assert!(reload.counters.is_empty() && reload.interfaces.is_empty());
         let none = SlotMap::new(None, &new_rules, &[]);
         assert_eq!(
             (none.rules, none.interfaces),

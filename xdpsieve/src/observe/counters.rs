@@ -51,6 +51,19 @@ pub struct Counter<T> {
     pub get_mut: fn(&mut T) -> &mut u64,
 }
 
+/// A value that is not a count (it can go down): its Prometheus gauge, described once.
+pub struct Gauge {
+    pub metric: &'static str,
+    pub help: &'static str,
+}
+
+/// The rule generation in force (see `configure::reload`).
+pub const RULE_GENERATION: Gauge = Gauge {
+    metric: "xdpsieve_rule_generation",
+    help: "The rule generation in force: 1 for the rules a run started with, one more per \
+           reload (xdpsieve reload, SIGHUP) and per takeover.",
+};
+
 /// One catalogue entry for field `$field` of the table's struct.
 macro_rules! counter {
     ($field:ident, $text:expr, $metric:expr, [$($k:expr => $v:expr),*], $help:expr, $summary:expr) => {

@@ -91,22 +91,21 @@ fn encode_catalogue<T>(
     Ok(())
 }
 
-impl FirewallCollector {
-    fn rule_labels(&self, slot: usize) -> Labels {
-        let pairs = match slot.checked_sub(1).and_then(|i| self.meta.rules.get(i)) {
-            Some(r) => [
-                ("rule_id", r.id.to_string()),
-                ("rule", r.name.clone()),
-                ("action", r.action.clone()),
-            ],
-            None => [
-                ("rule_id", "0".into()),
-                ("rule", "default".into()),
-                ("action", self.meta.default_action.clone()),
-            ],
-        };
-        pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-    }
+/// The label pairs of rule slot `slot` (0: the default verdict) of `meta`'s rules.
+fn rule_labels(meta: &Meta, slot: usize) -> Labels {
+    let pairs = match slot.checked_sub(1).and_then(|i| meta.rules.get(i)) {
+        Some(r) => [
+            ("rule_id", r.id.to_string()),
+            ("rule", r.name.clone()),
+            ("action", r.action.clone()),
+        ],
+        None => [
+            ("rule_id", "0".into()),
+            ("rule", "default".into()),
+            ("action", meta.default_action.clone()),
+        ],
+    };
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 impl Collector for FirewallCollector {
@@ -116,8 +115,12 @@ impl Collector for FirewallCollector {
         let Some(interface) = self.meta.interfaces.first() else {
             return Ok(());
         };
+        // The description as it is now: a reload changes the rules and the generation.
+        let meta = crate::pins::read_meta(&crate::pins::meta_path(&interface.name))
+            .filter(|m| (m.pid, m.pid_start) == (self.meta.pid, self.meta.pid_start))
+            .unwrap_or_else(|| self.meta.clone());
         // A scrape that cannot read the pins shows no firewall metrics rather than failing.
-        let Ok(snap) = pinned_snapshot(&interface.name, &self.meta) else {
+        let Ok(snap) = pinned_snapshot(&interface.name, &meta) else {
             return Ok(());
         };
         let e = &mut encoder;
@@ -129,7 +132,7 @@ impl Collector for FirewallCollector {
             .rules
             .iter()
             .enumerate()
-            .map(|(slot, r)| (self.rule_labels(slot), r))
+            .map(|(slot, r)| (rule_labels(&meta, slot), r))
             .collect();
         encode_catalogue(e, counters::RULE, &rules)?;
         let interfaces: Vec<(Labels, &InterfaceCounters)> = snap
@@ -138,7 +141,10 @@ impl Collector for FirewallCollector {
             .map(|(name, i)| (vec![("interface".to_string(), name.clone())], i))
             .collect();
         encode_catalogue(e, counters::INTERFACE, &interfaces)?;
-        interface_health(e, &self.meta)
+        let gauge = counters::RULE_GENERATION;
+        let metric = e.encode_descriptor(gauge.metric, gauge.help, None, MetricType::Gauge)?;
+        ConstGauge::new(i64::from(meta.reload.generation)).encode(metric)?;
+        interface_health(e, &meta)
     }
 }
 

@@ -45,6 +45,9 @@ pub struct Meta {
     /// so `xdpsieve set` finds a set by name. Absent in descriptions of older versions.
     #[serde(default)]
     pub sets: Vec<MetaSet>,
+    /// The rule generation and the last reload (see `configure::reload`).
+    #[serde(default)]
+    pub reload: crate::reload::ReloadState,
 }
 
 /// A set as `xdpsieve set` needs it: its name, and its file for `--save`.
@@ -88,6 +91,37 @@ pub fn process_start(pid: u32) -> Option<u64> {
 impl Meta {
     pub fn is_live(&self) -> bool {
         process_start(self.pid) == Some(self.pid_start)
+    }
+}
+
+/// `  rules: generation N, loaded ...; last reload ...` (nothing for a description written
+/// before reloads existed).
+fn rules_line(out: &mut String, reload: &crate::reload::ReloadState) {
+    use std::fmt::Write as _;
+    if reload.generation == 0 {
+        return;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let _ = write!(
+        out,
+        "  rules: generation {}, loaded {}s ago",
+        reload.generation,
+        now.saturating_sub(reload.loaded_unix)
+    );
+    match &reload.last {
+        None => out.push_str("; not reloaded\n"),
+        Some(last) => {
+            let _ = writeln!(
+                out,
+                "; last reload ({}, {}s ago): {}: {}",
+                escape(&last.by),
+                now.saturating_sub(last.started_unix_ns / 1_000_000_000),
+                if last.ok { "ok" } else { "FAILED" },
+                escape(&last.message)
+            );
+        }
     }
 }
 
@@ -327,6 +361,7 @@ pub fn render(statuses: &[Status]) -> String {
                 h.ifindex
             );
         }
+        rules_line(&mut out, &s.meta.reload);
         if let Some(unread) = s.unread_in_rings.filter(|&n| n > 0) {
             let _ = writeln!(
                 out,
@@ -388,6 +423,7 @@ mod tests {
             default_action: "pass".into(),
             rules: Vec::new(),
             sets: Vec::new(),
+            reload: Default::default(),
         };
         assert!(meta.is_live());
         meta.pid_start += 1; // a reused PID has another start time

@@ -13,6 +13,7 @@ use std::{
 use xdpsieve_common::{Event, family, record_flags};
 
 use crate::{
+    generations::Generations,
     record::{Verdict, WallClock},
     rules::{Protocol, RuleSet},
 };
@@ -64,6 +65,9 @@ pub struct LogEntry {
     pub verdict: &'static str,
     pub rule_id: u32,
     pub rule: String,
+    /// The rule generation that judged the packet (one more per reload); 0 when the
+    /// record's generation is no longer known.
+    pub generation: u32,
     pub vlan: Option<u16>,
     /// `ipv4`, `ipv6`, or `none` for frames without a readable IP header.
     pub family: &'static str,
@@ -85,21 +89,27 @@ pub struct LogEntry {
 pub struct EventFormatter {
     format: LogFormat,
     clock: WallClock,
-    rule_names: HashMap<u32, String>,
+    /// Rule names per rule generation (see [`Generations`]).
+    rule_names: Generations<String>,
     interface_names: HashMap<u32, String>,
 }
 
 impl EventFormatter {
+    /// A formatter for the rules of generation 1 (see [`EventFormatter::add_generation`]).
     pub fn new(format: LogFormat, rules: &RuleSet, interfaces: &[(u32, String)]) -> Self {
-        let mut rule_names: HashMap<u32, String> =
-            rules.rules.iter().map(|r| (r.id, r.name.clone())).collect();
-        rule_names.insert(0, "default".into());
         EventFormatter {
             format,
             clock: WallClock::new(),
-            rule_names,
+            rule_names: Generations::new(1, rules, |_, n| n.to_string(), "default".into()),
             interface_names: interfaces.iter().cloned().collect(),
         }
+    }
+
+    /// Names the rules of `generation` (a reload, or the first rules of a takeover), keeping
+    /// the previous generations' for the records they judged that are still in the rings.
+    pub fn add_generation(&mut self, generation: u32, rules: &RuleSet) {
+        self.rule_names
+            .add(generation, rules, |_, n| n.to_string(), "default".into());
     }
 
     /// See [`WallClock::refresh`].
@@ -130,10 +140,10 @@ impl EventFormatter {
                 "none".into()
             } else {
                 self.rule_names
-                    .get(&event.rule_id)
-                    .cloned()
-                    .unwrap_or_else(|| format!("rule-{}", event.rule_id))
+                    .get(event.generation, event.rule_id)
+                    .map_or_else(|| format!("rule-{}", event.rule_id), |(n, _)| n.clone())
             },
+            generation: self.rule_names.generation(event.generation).unwrap_or(0),
             vlan: (event.flags & record_flags::HAS_VLAN != 0).then_some(event.vlan_id),
             family: match event.family {
                 family::IPV4 => "ipv4",
@@ -226,8 +236,8 @@ impl EventFormatter {
         if event.family == family::NONE {
             out.push_str("none");
         } else {
-            match self.rule_names.get(&event.rule_id) {
-                Some(name) => out.push_str(&crate::text::escape(name)),
+            match self.rule_names.get(event.generation, event.rule_id) {
+                Some((name, _)) => out.push_str(&crate::text::escape(name)),
                 None => {
                     let _ = write!(out, "rule-{}", event.rule_id);
                 }
@@ -349,7 +359,7 @@ mod tests {
             tcp_flags: 0,
             verdict: 1,
             flags: record_flags::HAS_PORTS,
-            _pad: 0,
+            generation: 1,
         }
     }
 

@@ -1,8 +1,10 @@
 //! Read and decode: the records the program sends reach userspace through a ring buffer or
 //! perf buffers ([`source`], with our own ring reader [`ringbuf`]) and are decoded into
-//! capture records ([`record`]) and events ([`event`]).
+//! capture records ([`record`]) and events ([`event`]), whose rules are named per rule
+//! generation ([`generations`]).
 
 pub mod event;
+pub mod generations;
 pub mod record;
 pub mod ringbuf;
 pub mod source;

@@ -16,6 +16,8 @@ pub struct CaptureRecord<'a> {
     pub rx_queue: u32,
     pub orig_len: u32,
     pub rule_id: u32,
+    /// Low byte of the rule generation that judged the packet (see `Config::generation`).
+    pub generation: u8,
     pub verdict: Verdict,
     pub malformed: bool,
     /// The program could not reach the L4 header the rules need (see `--unclassifiable`).
@@ -97,6 +99,7 @@ impl<'a> CaptureRecord<'a> {
             rx_queue: h.rx_queue,
             orig_len: h.orig_len,
             rule_id: h.rule_id,
+            generation: h.generation,
             verdict: Verdict::from_raw(h.verdict),
             malformed: h.flags & record_flags::MALFORMED != 0,
             unclassifiable: h.flags & record_flags::UNCLASSIFIABLE != 0,
@@ -190,6 +193,7 @@ mod tests {
             rule_id: 9,
             verdict: verdict::DROP,
             flags: record_flags::MALFORMED,
+            generation: 0,
             _pad: 0,
         };
         // SAFETY: reading a repr(C) struct without padding as bytes.

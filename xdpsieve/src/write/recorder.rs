@@ -9,11 +9,10 @@
 //! drop whatever userspace does. Counts are of records wholly in the output (see
 //! [`crate::output::RecordWriter`]).
 
-use std::collections::HashMap;
-
 use crate::{
     capture::{CaptureWriter, Packet},
     event::EventFormatter,
+    generations::Generations,
     output::{Failure, Output, RecordWriter},
     record::{CaptureRecord, WallClock},
     rules::RuleSet,
@@ -58,8 +57,8 @@ pub struct Recorder<W: Output> {
     /// "capture to FILE", for the failure line.
     what: String,
     clock: WallClock,
-    /// pcapng comment per rule id, built once.
-    comments: HashMap<u32, String>,
+    /// pcapng comment per rule id, built once per rule generation.
+    comments: Generations<String>,
     limit: Option<u64>,
     past_count: u64,
     tally: Tally,
@@ -77,17 +76,7 @@ impl<W: Output> Recorder<W> {
         rules: &RuleSet,
         limit: Option<u64>,
     ) -> Self {
-        let mut comments: HashMap<u32, String> = rules
-            .rules
-            .iter()
-            .map(|r| {
-                (
-                    r.id,
-                    format!("rule={} id={}", crate::text::escape(&r.name), r.id),
-                )
-            })
-            .collect();
-        comments.insert(0, "rule=default id=0".to_string());
+        let comments = Generations::new(1, rules, comment(1), "rule=default id=0".into());
         let mut recorder = Recorder {
             source,
             writer,
@@ -105,6 +94,18 @@ impl<W: Output> Recorder<W> {
 
     pub fn source(&self) -> &Source {
         &self.source
+    }
+
+    /// Names the rules of `generation` in the comments (a reload); records of the previous
+    /// generations still in the ring keep theirs.
+    pub fn add_generation(&mut self, generation: u32, rules: &RuleSet) {
+        let default = if generation == 1 {
+            "rule=default id=0".to_string()
+        } else {
+            format!("rule=default id=0 generation={generation}")
+        };
+        self.comments
+            .add(generation, rules, comment(generation), default);
     }
 
     /// Writes every record available now and flushes. Returns how many records it read.
@@ -142,7 +143,9 @@ impl<W: Output> Recorder<W> {
             // A hash lookup per record is a fair share of a small record's cost: only
             // for the format that writes it.
             let mut comment = if with_comments {
-                comments.get(&record.rule_id).map_or("", String::as_str)
+                comments
+                    .get(record.generation, record.rule_id)
+                    .map_or("", |(c, _)| c.as_str())
             } else {
                 ""
             };
@@ -245,6 +248,11 @@ impl<W: Output> EventLog<W> {
         &self.source
     }
 
+    /// Names the rules of `generation` (a reload); see [`EventFormatter::add_generation`].
+    pub fn add_generation(&mut self, generation: u32, rules: &RuleSet) {
+        self.formatter.add_generation(generation, rules);
+    }
+
     /// Writes every event available now and flushes. Returns how many records it read.
     pub fn drain(&mut self) -> u64 {
         self.formatter.refresh_clock();
@@ -293,6 +301,19 @@ impl<W: Output> EventLog<W> {
             log_not_written: self.tally.not_written(&self.out),
             undecodable: self.tally.undecodable,
             ..WriterStats::default()
+        }
+    }
+}
+
+/// The pcapng comment of a rule: `rule=NAME id=N`, and ` generation=G` after a reload (the
+/// first rules of a run say nothing of it, as before reloads existed).
+fn comment(generation: u32) -> impl Fn(u32, &str) -> String {
+    move |id, name| {
+        let name = crate::text::escape(name);
+        if generation == 1 {
+            format!("rule={name} id={id}")
+        } else {
+            format!("rule={name} id={id} generation={generation}")
         }
     }
 }

@@ -20,10 +20,24 @@ use aya::{
 };
 use xdpsieve_common::{
     RULE_WORDS, RuleBits, SetClass, SetEntry, SetGroup, SetMeta,
-    sets::{ANY_SLOT, ENTRY_FREE, MAX_CLASSES, MAX_SETS},
+    sets::{ANY_SLOT, ENTRY_FILE, ENTRY_FREE, ENTRY_RUNTIME, MAX_CLASSES, MAX_SETS},
 };
 
-use super::trie::{Trie, TrieError, TriePrefix};
+use super::{
+    SetSpec,
+    trie::{Trie, TrieError, TriePrefix},
+};
+use crate::configure::classify::Tables;
+
+/// An entry added at run time (`xdpsieve set add`), carried into a new generation by a
+/// reload or a takeover, by set name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeEntry {
+    pub set: String,
+    pub prefix: TriePrefix,
+    /// `CLOCK_BOOTTIME` ns when it lapses; 0: never.
+    pub expires_ns: u64,
+}
 
 /// A memory mapping of an mmapable array map, as a slice of its values.
 pub struct Mapped<T> {
@@ -149,6 +163,62 @@ pub struct Built {
 }
 
 impl Built {
+    /// The set maps of a generation with `sets` (the rule file's, in order), the rules
+    /// using them (`tables`) and the runtime entries carried over. `None` when the rule
+    /// file declares no set. Also returns the runtime entries whose set is gone.
+    pub fn for_sets(
+        sets: &[SetSpec],
+        tables: &Tables,
+        runtime: &[RuntimeEntry],
+    ) -> Result<(Option<Built>, Vec<RuntimeEntry>), TrieError> {
+        if sets.is_empty() {
+            return Ok((None, runtime.to_vec()));
+        }
+        let mut entries = Vec::new();
+        for (index, set) in sets.iter().enumerate() {
+            for p in &set.prefixes {
+                let prefix = TriePrefix::new(p.addr, p.prefix_len);
+                entries.push(new_entry(index as u16, &prefix, ENTRY_FILE, 0));
+            }
+        }
+        let mut orphans = Vec::new();
+        for r in runtime {
+            match sets.iter().position(|s| s.name == r.set) {
+                Some(index) => entries.push(new_entry(
+                    index as u16,
+                    &r.prefix,
+                    ENTRY_RUNTIME,
+                    r.expires_ns,
+                )),
+                None => orphans.push(r.clone()),
+            }
+        }
+        let mut rules = vec![
+            SetClass {
+                src: RuleBits::EMPTY,
+                dst: RuleBits::EMPTY,
+            };
+            MAX_SETS as usize + 1
+        ];
+        for (index, slot) in rules.iter_mut().enumerate().take(sets.len()) {
+            slot.src = tables
+                .src_set_rules
+                .get(index)
+                .copied()
+                .unwrap_or(RuleBits::EMPTY);
+            slot.dst = tables
+                .dst_set_rules
+                .get(index)
+                .copied()
+                .unwrap_or(RuleBits::EMPTY);
+        }
+        rules[ANY_SLOT as usize] = SetClass {
+            src: tables.src_any,
+            dst: tables.dst_any,
+        };
+        Ok((Some(Built::new(entries, rules)?), orphans))
+    }
+
     /// The trie of `entries`; `rules` as in [`class_rules`].
     pub fn new(entries: Vec<SetEntry>, rules: Vec<SetClass>) -> Result<Built, TrieError> {
         let prefixes: Vec<(u32, TriePrefix)> = entries

@@ -244,11 +244,52 @@ pub fn check_set_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The kernel memory `sets` will take, in words for `check-rules`.
-///
-/// LEAD: fill in from the set trie's estimate (`sets::trie`): the shared trie's nodes,
-/// classes and entry map for all of `sets` together.
+/// The kernel memory `sets` will take, in words for `check-rules`: the set trie is built
+/// as the loader would build it, so the figure is exact for the groups in use, plus the
+/// room left for live changes.
 pub fn memory_estimate(sets: &[SetSpec]) -> String {
-    let _ = sets;
-    "not estimated yet".to_string()
+    if sets.is_empty() {
+        return "none (no sets)".to_string();
+    }
+    let entries: Vec<xdpsieve_common::SetEntry> = sets
+        .iter()
+        .enumerate()
+        .flat_map(|(index, set)| {
+            set.prefixes.iter().map(move |p| {
+                kernel::new_entry(
+                    index as u16,
+                    &trie::TriePrefix::new(p.addr, p.prefix_len),
+                    xdpsieve_common::sets::ENTRY_FILE,
+                    0,
+                )
+            })
+        })
+        .collect();
+    match kernel::Built::new(entries, Vec::new()) {
+        Ok(built) => format!(
+            "{} ({} trie groups of 1 KiB in use, room for {}; {} entries, room for {})",
+            human_bytes(built.memory_bytes()),
+            built.trie.groups_used(),
+            built.node_capacity(),
+            built.entries.len(),
+            built.entry_capacity()
+        ),
+        Err(e) => format!("does not fit: {e}"),
+    }
+}
+
+/// `n` bytes as KiB, MiB or GiB with one decimal.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["bytes", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

@@ -1,0 +1,61 @@
+//! The maps a reload's new program shares with the program it replaces (see
+//! `configure::reload`): pinned next to the counters at start, and handed to aya's loader
+//! by their pins for the next generation, which then writes into the same buffers.
+
+use std::path::Path;
+
+use aya::{Ebpf, EbpfLoader};
+
+use super::LoaderError;
+
+/// The maps a new rule generation shares with the program it replaces (see
+/// `configure::reload`): the record rings and perf arrays, so the recorder reads on from
+/// the same buffers, and the reader heartbeat. Pinned next to the counters.
+pub const SHARED_MAPS: [&str; 5] = [
+    "CAPTURE_RING",
+    "EVENT_RING",
+    "CAPTURE_PERF",
+    "EVENT_PERF",
+    "READER",
+];
+
+/// Counter maps a reload's program shares too: the totals and the per-interface counters,
+/// whose slots do not change with the rules (pinned at start with the other counters).
+pub const SHARED_COUNTERS: [&str; 2] = ["COUNTERS", "INTERFACE_COUNTERS"];
+
+/// Has `loader` use the maps pinned in `dir` for [`SHARED_MAPS`] and [`SHARED_COUNTERS`]
+/// instead of making new ones.
+pub(super) fn share_from(loader: &mut EbpfLoader<'_>, dir: &Path) -> Result<(), LoaderError> {
+    for name in SHARED_MAPS.into_iter().chain(SHARED_COUNTERS) {
+        let path = dir.join(name);
+        // aya would make and pin a new map where none is pinned: a ring nobody reads.
+        if !path.exists() {
+            return Err(LoaderError::Load(format!(
+                "{} is missing: the running firewall does not share its record buffers \
+                 (started by an older xdpsieve?); restart it to reload",
+                path.display()
+            )));
+        }
+        loader.map_pin_path(name, path);
+    }
+    Ok(())
+}
+
+/// Second handles of [`SHARED_MAPS`] (the record sources take the first ones away).
+pub(super) fn handles(ebpf: &Ebpf) -> Result<Vec<(&'static str, aya::maps::Map)>, LoaderError> {
+    use aya::maps::{Map, MapData};
+    let mut shared = Vec::new();
+    for name in SHARED_MAPS {
+        let data = match ebpf.map(name) {
+            Some(Map::RingBuf(d) | Map::PerfEventArray(d) | Map::Array(d)) => d,
+            _ => return Err(LoaderError::Load(format!("the object has no {name} map"))),
+        };
+        let handle = data
+            .info()
+            .and_then(|info| MapData::from_id(info.id()))
+            .and_then(Map::from_map_data)
+            .map_err(|e| LoaderError::Load(format!("opening a second handle of {name}: {e}")))?;
+        shared.push((name, handle));
+    }
+    Ok(shared)
+}

@@ -1,0 +1,414 @@
+//! Reloading the whole rule set without a gap: `xdpsieve reload` and SIGHUP.
+//!
+//! The rules are read again from the sources the run started with (its [`Recipe`]: the
+//! rule file, the command-line expressions, the flags), and a new program (the next rule
+//! generation) is loaded with them and swapped onto each interface's pinned bpf_link with
+//! `bpf_link_update` ([`crate::loader::Firewall::take_over`], as a takeover does). The
+//! kernel runs either the old program or the new one for each packet, so every packet is
+//! judged entirely by the old rules or entirely by the new ones, and the link (the
+//! attachment) never goes away.
+//!
+//! Why a new program rather than double-buffered tables behind a generation switch or a
+//! map-in-map swap: the rule count, the word count of the bitmaps and which fields are
+//! classified are `Config`, read-only data the verifier and the compiler fold into the
+//! program, so a new rule set needs a new program anyway; and both alternatives would add a
+//! lookup (the generation, or the inner map) to every packet, while the swap costs the
+//! packet path nothing.
+//!
+//! What goes on across the swap:
+//! - The recording: the new program is loaded with the old one's record rings, perf
+//!   arrays and reader heartbeat (aya's `EbpfLoader::map_pin_path` on the pins in the
+//!   instance's directory, see [`crate::loader::SHARED_MAPS`]), so the recorder reads on
+//!   from the same buffers into the same files and no record is left behind in a ring of
+//!   the old program: there is nothing to drain. (`map_pin_path` per map rather than
+//!   `pinning = ByName` in the eBPF object: only a reload reuses maps, explicitly; a fresh
+//!   run or a takeover must not pick up a dead instance's rings by their names.) Each record carries its generation's
+//!   low byte (`Config::generation`), and the recorder names its rule from that
+//!   generation's rules ([`crate::generations`]): the same id can be another rule after a
+//!   reload.
+//! - The global and per-interface counters: shared too (the interfaces and their slots do
+//!   not change), so they go on exactly.
+//! - The per-rule counters (their slots change with the rules): copied into the new
+//!   program's map before the swap and topped up after it with what the old program
+//!   counted meanwhile ([`crate::takeover::copy_before_swap`],
+//!   [`crate::takeover::add_after_swap`]); a rule's counters follow it when it keeps its
+//!   name. The top-up is a read-modify-write of a per-CPU map the new program already
+//!   counts in, so a hit counted in the same few microseconds can be lost from a rule's
+//!   count (not from the totals); the takeover has the same window.
+//! - Not carried: rate-limit state (a rule's budget starts afresh) and the first
+//!   fragments' verdicts (a later fragment whose first fragment the old program judged is
+//!   judged as one whose first fragment was not seen).
+//!
+//! A reload that fails before the swap (a rule file that does not parse, a missing set
+//! file, too many rules, the verifier's refusal) changes nothing: the new program is
+//! dropped unattached and the old one filters on. The outcome is written into the
+//! instance's description, where `status` shows it and `xdpsieve reload` waits for it.
+//!
+//! Who reloads: a live recorder, on SIGHUP (so that it reads the new program's counters
+//! and names); when the recorder is gone, `xdpsieve reload` itself, on the pinned state
+//! ([`request`]). Both hold a lock on the instance's pin directory while they reload.
+
+mod recipe;
+pub mod request;
+
+use std::{
+    fs,
+    os::fd::AsRawFd as _,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+pub use recipe::{Recipe, ReloadOutcome, ReloadState, RuleSources, unix_ns};
+
+use crate::{
+    loader::{AttachedMode, Firewall},
+    pins::{self, Claim, Found},
+    rules::{Rate, RuleSet},
+    status::{Meta, MetaRule},
+    takeover::{self, SlotMap},
+};
+
+/// A reload that went through.
+pub struct Reloaded {
+    /// The new program, in force on the instance's interfaces.
+    pub firewall: Firewall,
+    pub rules: RuleSet,
+    /// The new description (published).
+    pub meta: Meta,
+    /// From reading the rules to the last interface swapped.
+    pub took: Duration,
+}
+
+/// The reload locks of the firewalls `claims` take over (one per instance), with their
+/// descriptions read again under the lock: a `reload` on the pinned state must not swap
+/// programs while a new run takes the firewall over, and may just have changed its rules.
+pub fn lock_for_takeover(claims: &mut [Claim]) -> Result<Vec<Lock>> {
+    let mut locks: Vec<(std::path::PathBuf, Lock)> = Vec::new();
+    for claim in claims.iter_mut() {
+        let Found::LeftBehind { meta: Some(meta) } = &mut claim.found else {
+            continue;
+        };
+        let Some(first) = meta.interfaces.first() else {
+            continue;
+        };
+        let dir = pins::pin_dir(&first.name);
+        // flock conflicts between two opens in one process too: once per directory.
+        if !locks.iter().any(|(d, _)| *d == dir) {
+            locks.push((dir, lock(meta)?));
+        }
+        if let Some(current) = pins::read_meta(&claim.meta_file) {
+            *meta = current;
+        }
+    }
+    Ok(locks.into_iter().map(|(_, l)| l).collect())
+}
+
+/// The rule generation a run starts with: 1, or one more than that of the firewall it
+/// takes over (so `status` counts on).
+pub fn first_generation(claims: &[Claim]) -> u32 {
+    claims
+        .iter()
+        .find_map(|c| match &c.found {
+            Found::LeftBehind { meta: Some(m) } => Some(m.reload.generation.max(1) + 1),
+            _ => None,
+        })
+        .unwrap_or(1)
+}
+
+/// The description's rules (for `status`, the metrics and a later takeover).
+pub fn meta_rules(rules: &RuleSet, default_rate: Rate) -> Vec<MetaRule> {
+    rules
+        .rules
+        .iter()
+        .map(|r| MetaRule {
+            id: r.id,
+            name: r.name.clone(),
+            action: r.action.to_string(),
+            conditions: r.conditions_with(&rules.sets),
+            log: r.log,
+            rate: r.rate.unwrap_or(default_rate).to_string(),
+        })
+        .collect()
+}
+
+/// An exclusive lock on the instance's pin directory, held while it reloads.
+pub struct Lock {
+    _file: fs::File,
+}
+
+/// Takes the reload lock of the instance described by `meta` (waits for another reload).
+pub fn lock(meta: &Meta) -> Result<Lock> {
+    let first = meta
+        .interfaces
+        .first()
+        .context("the instance's description names no interface")?;
+    let dir = pins::pin_dir(&first.name);
+    let file = fs::File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("locking {}", dir.display()));
+    }
+    Ok(Lock { _file: file })
+}
+
+/// The next generation, loaded and verified, not in force yet (nothing has changed).
+pub struct Prepared {
+    firewall: Firewall,
+    rules: RuleSet,
+    default_rate: Rate,
+    generation: u32,
+    started_ns: u64,
+    started: Instant,
+    /// How long reading the rules and loading the program took.
+    pub load_time: Duration,
+}
+
+/// Reads the rules of the instance described by `meta` from its recipe and loads them as
+/// the next generation, sharing its record buffers. The slow part of a reload (the
+/// verifier), so a recorder runs it beside its loop. Changes nothing in force.
+pub fn prepare(meta: &Meta) -> Result<Prepared> {
+    let started_ns = unix_ns();
+    let started = Instant::now();
+    let recipe = meta.reload.recipe.as_ref().context(
+        "the running instance did not record where its rules come from (started by an older \
+         xdpsieve); restart it to change its rules",
+    )?;
+    let rules = recipe.sources.load().context("reading the rules")?;
+    let first = meta
+        .interfaces
+        .first()
+        .context("the instance's description names no interface")?;
+    let generation = meta.reload.generation.max(1) + 1;
+    let ifindexes = meta.interfaces.iter().map(|i| i.ifindex).collect();
+    let mut settings = recipe.settings(rules.clone(), ifindexes, generation)?;
+    settings.share_maps_from = Some(pins::pin_dir(&first.name));
+    let firewall = Firewall::load(&settings).context("loading the new rules")?;
+    Ok(Prepared {
+        firewall,
+        rules,
+        default_rate: settings.default_rate,
+        generation,
+        started_ns,
+        started,
+        load_time: started.elapsed(),
+    })
+}
+
+/// Reloads the instance described by `meta` (whose lock the caller holds): the next
+/// generation from its recipe, swapped onto its pinned links. `by` says who, for the
+/// outcome. On an error before the swap nothing has changed.
+pub fn reload(meta: &Meta, by: &str) -> Result<Reloaded> {
+    commit(prepare(meta)?, meta, by)
+}
+
+/// Puts a prepared generation in force: counters copied, the program swapped onto each
+/// pinned link, counters topped up, the pins and the description published.
+pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
+    let Prepared {
+        mut firewall,
+        rules,
+        default_rate,
+        generation,
+        started_ns,
+        started,
+        load_time,
+    } = prepared;
+    let first = meta
+        .interfaces
+        .first()
+        .context("the instance's description names no interface")?;
+    let dir = pins::pin_dir(&first.name);
+    let rule_ids: Vec<(u32, String)> = rules.rules.iter().map(|r| (r.id, r.name.clone())).collect();
+    let slots = SlotMap::for_reload(meta, &rule_ids);
+    let swap_started = Instant::now();
+    let carried = takeover::copy_before_swap(&mut firewall, &dir, slots)
+        .context("copying the counters into the new program")?;
+    let mut swapped: Vec<&str> = Vec::new();
+    let mut skipped: Vec<&str> = Vec::new();
+    for iface in &meta.interfaces {
+        let link = pins::pin_dir(&iface.name).join(pins::LINK_PIN);
+        if !link.exists() {
+            // The interface is gone; the recorder's watcher attaches again when it returns.
+            skipped.push(&iface.name);
+            continue;
+        }
+        let mode = match iface.mode.as_str() {
+            "skb" => AttachedMode::Skb,
+            _ => AttachedMode::Native,
+        };
+        if let Err(e) = firewall.take_over(&iface.name, mode, &link) {
+            if swapped.is_empty() {
+                return Err(e).context("swapping the new program in; nothing changed");
+            }
+            bail!(
+                "{e}; the new rules (generation {generation}) are in force on {} but not on \
+                 {}: run `xdpsieve reload` again",
+                swapped.join(", "),
+                iface.name
+            );
+        }
+        swapped.push(&iface.name);
+    }
+    if swapped.is_empty() {
+        bail!("no interface of the instance has a pinned link; nothing changed");
+    }
+    let took = started.elapsed();
+    let swap_time = swap_started.elapsed();
+    // From here on the new rules are in force: what fails now is reported with them, not
+    // as a failed reload (the caller must adopt the new program either way).
+    let mut warnings: Vec<String> = Vec::new();
+    if let Err(e) = takeover::add_after_swap(&mut firewall, carried) {
+        warnings.push(format!("the counters were not all carried over: {e:#}"));
+    }
+    let mut message = format!(
+        "generation {generation} in force on {} ({} rules, default {}) after {:.1} ms \
+         (rules read and program loaded in {:.1} ms, swapped in {:.1} ms)",
+        swapped.join(", "),
+        rules.rules.len(),
+        rules.default_action,
+        took.as_secs_f64() * 1e3,
+        load_time.as_secs_f64() * 1e3,
+        swap_time.as_secs_f64() * 1e3
+    );
+    if !skipped.is_empty() {
+        message.push_str(&format!(
+            "; {} had no link (gone) and get the new rules when attached again",
+            skipped.join(", ")
+        ));
+    }
+    let mut new_meta = meta.clone();
+    new_meta.rules = meta_rules(&rules, default_rate);
+    new_meta.default_action = rules.default_action.to_string();
+    new_meta.reload.generation = generation;
+    new_meta.reload.loaded_unix = unix_ns() / 1_000_000_000;
+    let outcome = |message: String| ReloadOutcome {
+        started_unix_ns: started_ns,
+        ok: true,
+        generation,
+        took_ms: took.as_secs_f64() * 1e3,
+        load_ms: load_time.as_secs_f64() * 1e3,
+        swap_ms: swap_time.as_secs_f64() * 1e3,
+        message,
+        by: by.into(),
+    };
+    new_meta.reload.last = Some(Box::new(outcome(message.clone())));
+    for iface in &meta.interfaces {
+        let claim = Claim {
+            interface: iface.name.clone(),
+            dir: pins::pin_dir(&iface.name),
+            meta_file: pins::meta_path(&iface.name),
+            found: Found::Nothing,
+        };
+        let published = pins::publish(&claim, &firewall.pinned_maps(), &new_meta)
+            .and_then(|()| Ok(firewall.pin_program(&claim.dir.join(pins::PROG_PIN))?));
+        if let Err(e) = published {
+            warnings.push(format!(
+                "publishing them for {} failed (status may show the old rules): {e:#}",
+                iface.name
+            ));
+        }
+    }
+    if !warnings.is_empty() {
+        message.push_str(&format!("; warning: {}", warnings.join("; ")));
+        new_meta.reload.last = Some(Box::new(outcome(message)));
+        for iface in &meta.interfaces {
+            let _ = write_meta(&pins::meta_path(&iface.name), &new_meta);
+        }
+    }
+    Ok(Reloaded {
+        firewall,
+        rules,
+        meta: new_meta,
+        took,
+    })
+}
+
+/// Writes a failed reload's outcome into the descriptions of `meta`'s interfaces (the
+/// rules in force stay as they were). Returns the outcome.
+pub fn record_failure(
+    meta: &Meta,
+    started_ns: u64,
+    error: &anyhow::Error,
+    by: &str,
+) -> ReloadOutcome {
+    let outcome = ReloadOutcome {
+        started_unix_ns: started_ns,
+        ok: false,
+        generation: meta.reload.generation,
+        took_ms: (unix_ns().saturating_sub(started_ns)) as f64 / 1e6,
+        load_ms: 0.0,
+        swap_ms: 0.0,
+        message: format!(
+            "{error:#}; still filtering with generation {}",
+            meta.reload.generation
+        ),
+        by: by.into(),
+    };
+    for iface in &meta.interfaces {
+        let path = pins::meta_path(&iface.name);
+        // The current description (a concurrent writer may have changed more than this).
+        let mut current = pins::read_meta(&path).unwrap_or_else(|| meta.clone());
+        current.reload.last = Some(Box::new(outcome.clone()));
+        if let Err(e) = write_meta(&path, &current) {
+            eprintln!(
+                "xdpsieve: warning: cannot record the failed reload in {}: {e:#}",
+                path.display()
+            );
+        }
+    }
+    outcome
+}
+
+/// Replaces a description whole (a temporary file and a rename).
+pub fn write_meta(path: &Path, meta: &Meta) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(meta)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A reload by the running recorder (SIGHUP), whose loop goes on draining the rings
+/// while the new program loads: [`InBackground::start`], then, once
+/// [`InBackground::is_finished`], [`InBackground::finish`].
+pub struct InBackground {
+    handle: std::thread::JoinHandle<Result<Prepared>>,
+    started_ns: u64,
+    _lock: Lock,
+}
+
+impl InBackground {
+    /// Takes the lock and starts loading the next generation of `meta`'s instance.
+    pub fn start(meta: &Meta) -> Result<InBackground> {
+        let lock = lock(meta)?;
+        let meta = meta.clone();
+        let handle = std::thread::Builder::new()
+            .name("xdpsieve-reload".into())
+            .spawn(move || prepare(&meta))
+            .context("starting the reload thread")?;
+        Ok(InBackground {
+            handle,
+            started_ns: unix_ns(),
+            _lock: lock,
+        })
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// Puts the loaded generation in force (or records why it could not be loaded); `meta`
+    /// is the description the reload started from.
+    pub fn finish(self, meta: &Meta) -> Result<Reloaded> {
+        let prepared = match self.handle.join() {
+            Ok(prepared) => prepared,
+            Err(_) => Err(anyhow::anyhow!("the reload thread panicked")),
+        };
+        prepared
+            .and_then(|p| commit(p, meta, "recorder"))
+            .inspect_err(|e| {
+                record_failure(meta, self.started_ns, e, "recorder");
+            })
+    }
+}

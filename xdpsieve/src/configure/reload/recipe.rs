@@ -1,0 +1,231 @@
+//! What a running instance keeps so that its rules can be rebuilt from their sources at any
+//! time, by itself or by `xdpsieve reload` after it died: the rule file, the command-line
+//! rule expressions in order, and the flags that shape the program ([`Recipe`]); and what
+//! `status` shows of the rule generations ([`ReloadState`]). Both live in the instance's
+//! description (`/run/xdpsieve/.../IFACE.json`, see [`crate::pins`]).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    loader::Settings,
+    rules::{Action, Rate, RuleSet},
+    source::Transport,
+};
+
+/// Where a run's rules come from: a reload reads them again from the same places.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSources {
+    /// The rule file (made absolute for the description: a reload may run from another
+    /// directory, see [`RuleSources::absolute`]).
+    pub file: Option<PathBuf>,
+    /// `--drop`/`--pass` expressions, in command-line order, after the file's rules.
+    pub expressions: Vec<(String, String)>,
+    /// `--default`, overriding the file's.
+    pub default_action: Option<String>,
+}
+
+impl RuleSources {
+    /// `file`, then `expressions` as (action, expression) in order.
+    pub fn new(
+        file: Option<&Path>,
+        expressions: Vec<(Action, String)>,
+        default_action: Option<Action>,
+    ) -> Self {
+        RuleSources {
+            file: file.map(Path::to_path_buf),
+            expressions: expressions
+                .into_iter()
+                .map(|(a, e)| (a.to_string(), e))
+                .collect(),
+            default_action: default_action.map(|a| a.to_string()),
+        }
+    }
+
+    /// The same sources with the rule file's path made absolute (messages at start name
+    /// the file as the operator wrote it; a reload may run from another directory).
+    pub fn absolute(mut self) -> Self {
+        if let Some(file) = &self.file
+            && let Ok(absolute) = std::path::absolute(file)
+        {
+            self.file = Some(absolute);
+        }
+        self
+    }
+
+    /// Reads the rules: the file's, then the expressions in order, then the default.
+    pub fn load(&self) -> Result<RuleSet> {
+        let mut set = match &self.file {
+            Some(path) => RuleSet::from_file(path)?,
+            None => RuleSet::default(),
+        };
+        for (action, expr) in &self.expressions {
+            let action: Action = action.parse().map_err(anyhow::Error::msg)?;
+            set.push_expression(action, expr)?;
+        }
+        if let Some(default) = &self.default_action {
+            set.default_action = default.parse().map_err(anyhow::Error::msg)?;
+        }
+        Ok(set)
+    }
+}
+
+/// Everything needed to build the program again: the rules' sources and the flags that
+/// went into `Settings` (the interfaces come from the description's interface list).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipe {
+    pub sources: RuleSources,
+    /// Bits of `xdpsieve_common::capture`.
+    pub capture: u32,
+    pub log: u32,
+    pub snaplen: u32,
+    pub ring_bytes: u32,
+    /// `ringbuf` or `perf`.
+    pub transport: String,
+    /// `--log-rate`, as written by `Rate`'s Display.
+    pub default_rate: String,
+    /// `--unclassifiable` when given.
+    pub unclassifiable: Option<String>,
+}
+
+impl Recipe {
+    /// The recipe of `settings`, whose rules came from `sources`.
+    pub fn new(sources: RuleSources, settings: &Settings) -> Self {
+        Recipe {
+            sources,
+            capture: settings.capture,
+            log: settings.log,
+            snaplen: settings.snaplen,
+            ring_bytes: settings.ring_bytes,
+            transport: crate::flags::value_name(settings.transport),
+            default_rate: settings.default_rate.to_string(),
+            unclassifiable: settings.unclassifiable.map(|a| a.to_string()),
+        }
+    }
+
+    /// The settings of the next generation: the rules read again, the same flags.
+    pub fn settings(
+        &self,
+        rules: RuleSet,
+        ifindexes: Vec<u32>,
+        generation: u32,
+    ) -> Result<Settings> {
+        let transport = <Transport as clap::ValueEnum>::from_str(&self.transport, true)
+            .map_err(anyhow::Error::msg)
+            .context("the description's transport")?;
+        let default_rate: Rate = self
+            .default_rate
+            .parse()
+            .map_err(anyhow::Error::msg)
+            .context("the description's log rate")?;
+        let unclassifiable = match &self.unclassifiable {
+            Some(a) => Some(a.parse::<Action>().map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        Ok(Settings {
+            rules,
+            capture: self.capture,
+            log: self.log,
+            snaplen: self.snaplen,
+            ring_bytes: self.ring_bytes,
+            transport,
+            default_rate,
+            ifindexes,
+            unclassifiable,
+            generation,
+            share_maps_from: None,
+            set_runtime: Vec::new(),
+        })
+    }
+}
+
+/// The rule generation in force and how the last reload went (in the description).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadState {
+    /// 1 for the rules a run started with, one more per reload (a takeover goes on from
+    /// the old instance's); 0 in a description written before reloads existed.
+    pub generation: u32,
+    /// When the generation in force was loaded (Unix seconds).
+    pub loaded_unix: u64,
+    /// The last reload asked for, failed or not.
+    pub last: Option<Box<ReloadOutcome>>,
+    /// How to rebuild the rules; absent in a description written before reloads existed.
+    pub recipe: Option<Box<Recipe>>,
+}
+
+impl ReloadState {
+    /// A run's state at start: `generation` loaded now from `sources` with `settings`.
+    pub fn at_start(generation: u32, sources: RuleSources, settings: &Settings) -> Self {
+        ReloadState {
+            generation,
+            loaded_unix: unix_ns() / 1_000_000_000,
+            last: None,
+            recipe: Some(Box::new(Recipe::new(sources, settings))),
+        }
+    }
+}
+
+/// The result of one reload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReloadOutcome {
+    /// When it started (Unix ns): `xdpsieve reload` waits for an outcome that started
+    /// after it asked.
+    pub started_unix_ns: u64,
+    pub ok: bool,
+    /// The generation in force afterwards (the old one when it failed).
+    pub generation: u32,
+    /// Milliseconds from reading the rules to the last interface swapped (load and
+    /// verification included).
+    pub took_ms: f64,
+    /// Of `took_ms`: reading the rules and loading the program (the verifier's part), and
+    /// copying the counters and swapping the links (0 when it failed).
+    #[serde(default)]
+    pub load_ms: f64,
+    #[serde(default)]
+    pub swap_ms: f64,
+    /// What happened, for the operator: the reason of a failure.
+    pub message: String,
+    /// Who did it: `recorder` (the running instance, on SIGHUP) or `reload` (the command,
+    /// on a firewall whose recorder is gone).
+    pub by: String,
+}
+
+/// Now as Unix nanoseconds.
+pub fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_rebuild_the_same_rules_and_a_broken_file_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("xdpsieve-recipe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rules.toml");
+        std::fs::write(
+            &file,
+            "[[rule]]\nname = \"a\"\naction = \"drop\"\nprotocol = \"udp\"\ndst_port = 7\n",
+        )
+        .unwrap();
+        let sources = RuleSources::new(
+            Some(&file),
+            vec![(Action::Pass, "tcp dst port 22".into())],
+            Some(Action::Drop),
+        );
+        let set = sources.load().unwrap();
+        let names: Vec<&str> = set.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "pass tcp dst port 22"]);
+        assert_eq!(set.default_action, Action::Drop);
+        let json = serde_json::to_string(&sources).unwrap();
+        assert_eq!(serde_json::from_str::<RuleSources>(&json).unwrap(), sources);
+        std::fs::write(&file, "[[rule]]\naction = \"dorp\"\n").unwrap();
+        assert!(sources.load().is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,56 @@
+//! SIGHUP in the run loop: a reload of the rules (see [`crate::reload`]). The new program
+//! loads on a thread while the loop goes on draining the rings, which it shares with the
+//! old program (the readers go on as they are, naming each record's rule from its own
+//! generation); the swap happens in the loop once it is loaded.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::{
+    reload::{self, InBackground, Reloaded},
+    status::Meta,
+    text::escape,
+};
+
+/// The reload in progress, if any.
+#[derive(Default)]
+pub(super) struct HupReload {
+    pending: Option<InBackground>,
+}
+
+impl HupReload {
+    /// Starts a reload when `asked` (SIGHUP) and none is in progress, and returns one that
+    /// went through, for the loop to adopt. Says on stderr how it went.
+    pub(super) fn poll(&mut self, asked: &AtomicBool, meta: &Meta) -> Option<Reloaded> {
+        // A SIGHUP during a reload waits for it (the flag stays set): the file may have
+        // changed again after the reload read it.
+        if self.pending.is_none() && asked.swap(false, Ordering::Relaxed) {
+            match InBackground::start(meta) {
+                Ok(pending) => self.pending = Some(pending),
+                Err(e) => {
+                    // Recorded, so `xdpsieve reload` does not wait for an answer in vain.
+                    reload::record_failure(meta, reload::unix_ns(), &e, "recorder");
+                    eprintln!("xdpsieve: reload failed: {}", escape(&format!("{e:#}")));
+                }
+            }
+        }
+        if !self.pending.as_ref().is_some_and(InBackground::is_finished) {
+            return None;
+        }
+        match self.pending.take()?.finish(meta) {
+            Ok(done) => {
+                if let Some(outcome) = &done.meta.reload.last {
+                    eprintln!("xdpsieve: reloaded: {}", escape(&outcome.message));
+                }
+                Some(done)
+            }
+            Err(e) => {
+                eprintln!(
+                    "xdpsieve: reload failed; still filtering with generation {}: {}",
+                    meta.reload.generation,
+                    escape(&format!("{e:#}"))
+                );
+                None
+            }
+        }
+    }
+}
