@@ -250,6 +250,9 @@ pub fn run(plan: RunPlan) -> Result<()> {
     // A `reload` of a firewall left behind must not run while this run takes it over; its
     // description is read again under the lock (a reload may just have changed it).
     let takeover_locks = reload::lock_for_takeover(&mut claims)?;
+    // The runtime set entries (`xdpsieve set add`) of a firewall taken over carry into the
+    // new generation; its set lock is held until the swap (see `sets::live::carry`).
+    let (set_locks, set_runtime) = crate::configure::sets::live::carry::for_takeover(&claims);
     let generation = reload::first_generation(&claims);
     let settings = Settings {
         rules: rules.clone(),
@@ -261,7 +264,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
         default_rate: plan.log_rate,
         ifindexes: interfaces.iter().map(|i| i.ifindex).collect(),
         unclassifiable: plan.unclassifiable,
-        set_runtime: Vec::new(),
+        set_runtime,
         generation,
         share_maps_from: None,
     };
@@ -381,6 +384,9 @@ pub fn run(plan: RunPlan) -> Result<()> {
     };
     // Published: a reload from now on asks this process (which takes the lock itself).
     drop(takeover_locks);
+    set_locks
+        .into_iter()
+        .for_each(crate::configure::sets::live::SetLock::retire);
     // The writers' counts for `status` and the metrics; removed with it at the end of run.
     let mut writer_state = crate::writer_state::WriterState::new(&meta);
     let mut last_state = (

@@ -425,11 +425,16 @@ impl Firewall {
             .collect()
     }
 
-    /// The maps to pin for `status`, a takeover and a reload: the counters and
-    /// [`SHARED_MAPS`].
+    /// The maps to pin for `status`, a takeover and a reload: the counters,
+    /// [`SHARED_MAPS`] and the set maps (for `xdpsieve set`).
     pub fn pinned_maps(&self) -> Vec<(&'static str, &aya::maps::Map)> {
         let mut maps = self.counter_maps();
         maps.extend(self.shared.iter().map(|(name, map)| (*name, map)));
+        maps.extend(
+            crate::pins::SET_PINS
+                .iter()
+                .filter_map(|&name| self.ebpf.map(name).map(|m| (name, m))),
+        );
         maps
     }
 

@@ -9,7 +9,8 @@
 //!   after a panic, an abort, an OOM kill or SIGKILL of the recorder alike. Removing it is
 //!   what detaches the program (on an explicit stop only).
 //! - `prog`: the program, for bpftool and for whoever takes the firewall over.
-//! - the counter maps `status` and a takeover read ([`PINNED_MAPS`]).
+//! - the counter maps `status` and a takeover read ([`PINNED_MAPS`]), and the set maps
+//!   `xdpsieve set` changes ([`SET_PINS`]).
 //!
 //! and `/run/xdpsieve/[netns-<inode>/]<iface>.json` describes the instance ([`Meta`]): its
 //! recorder's pid (with the pid's start time, so a reused pid does not fool anyone), rules
@@ -34,6 +35,15 @@ pub const BPFFS: &str = "/sys/fs/bpf";
 pub const RUN_DIR: &str = "/run/xdpsieve";
 /// The maps `status` and a takeover need, pinned under these names.
 pub const PINNED_MAPS: [&str; 3] = ["COUNTERS", "RULE_COUNTERS", "INTERFACE_COUNTERS"];
+/// The set maps, pinned so `xdpsieve set` finds them: the program's own map list names
+/// only the maps its code reads, not the entry table and bookkeeping it never touches.
+pub const SET_PINS: [&str; 5] = [
+    "SET_NODES",
+    "SET_CLASSES",
+    "SET_ENTRIES",
+    "SET_RULES",
+    "SET_META",
+];
 /// The pinned bpf_link: while it exists the program stays attached.
 pub const LINK_PIN: &str = "link";
 /// The pinned program.

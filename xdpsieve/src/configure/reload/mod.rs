@@ -156,6 +156,8 @@ pub fn lock(meta: &Meta) -> Result<Lock> {
 /// The next generation, loaded and verified, not in force yet (nothing has changed).
 pub struct Prepared {
     firewall: Firewall,
+    /// The set lock of the generation in force, whose runtime entries the new one holds.
+    set_lock: Option<crate::configure::sets::live::SetLock>,
     rules: RuleSet,
     default_rate: Rate,
     generation: u32,
@@ -184,9 +186,22 @@ pub fn prepare(meta: &Meta) -> Result<Prepared> {
     let ifindexes = meta.interfaces.iter().map(|i| i.ifindex).collect();
     let mut settings = recipe.settings(rules.clone(), ifindexes, generation)?;
     settings.share_maps_from = Some(pins::pin_dir(&first.name));
+    // Entries added at run time (`xdpsieve set add`) carry over: read under the set lock of
+    // the generation in force, held until the swap so that none added meanwhile is lost.
+    let set_lock = if meta.sets.is_empty() {
+        None
+    } else {
+        let names: Vec<String> = meta.sets.iter().map(|s| s.name.clone()).collect();
+        let (lock, runtime) =
+            crate::configure::sets::live::carry::lock_and_read(&first.name, &names)
+                .context("reading the sets' runtime entries to carry them over")?;
+        settings.set_runtime = runtime;
+        Some(lock)
+    };
     let firewall = Firewall::load(&settings).context("loading the new rules")?;
     Ok(Prepared {
         firewall,
+        set_lock,
         rules,
         default_rate: settings.default_rate,
         generation,
@@ -208,6 +223,7 @@ pub fn reload(meta: &Meta, by: &str) -> Result<Reloaded> {
 pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
     let Prepared {
         mut firewall,
+        set_lock,
         rules,
         default_rate,
         generation,
@@ -280,6 +296,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
     }
     let mut new_meta = meta.clone();
     new_meta.rules = meta_rules(&rules, default_rate);
+    new_meta.sets = crate::configure::sets::live::meta_sets(&rules.sets);
     new_meta.default_action = rules.default_action.to_string();
     new_meta.reload.generation = generation;
     new_meta.reload.loaded_unix = unix_ns() / 1_000_000_000;
@@ -309,6 +326,10 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
                 iface.name
             ));
         }
+    }
+    // The new set maps are pinned: set changes wait no more and find the new generation.
+    if let Some(lock) = set_lock {
+        lock.retire();
     }
     if !warnings.is_empty() {
         message.push_str(&format!("; warning: {}", warnings.join("; ")));

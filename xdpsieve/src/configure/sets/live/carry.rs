@@ -1,30 +1,19 @@
-//! Runtime entries across generations: what `set add` put in a generation, read out of it
-//! by name so that the next generation (a reload, or a takeover by a new run) holds them
-//! too, with the time they had left.
+//! Runtime entries across generations: what `set add` put in the generation in force, read
+//! out of it by set name so that the next generation (a reload, or a takeover by a new run)
+//! holds them too, with the time they had left (`Built::for_sets` puts them in).
+//!
+//! They are read under the old generation's set lock, and the caller holds the lock until
+//! the new generation is in force (then retires it): a `set add` made meanwhile waits and
+//! lands in the new generation, instead of in the old one after it was read.
 
-use std::collections::HashMap;
+use anyhow::Result;
+use xdpsieve_common::sets::ENTRY_RUNTIME;
 
-use xdpsieve_common::{SetEntry, sets::ENTRY_RUNTIME};
+use super::{Generation, SetLock, boottime_ns};
+use crate::configure::sets::kernel::{RuntimeEntry, entry_prefix};
 
-use super::{Generation, boottime_ns};
-use crate::configure::sets::{
-    kernel::{entry_prefix, new_entry},
-    trie::TriePrefix,
-};
-
-/// A runtime entry of a generation, by set name, for the next generation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuntimeEntry {
-    pub set: String,
-    pub prefix: TriePrefix,
-    /// `CLOCK_BOOTTIME` ns; 0: never.
-    pub expires_ns: u64,
-}
-
-/// The entries added at run time (`set add`) to `generation` and not yet expired; `names`
-/// are its sets in index order (`Meta::sets`). A reload or a takeover reads them under the
-/// old generation's lock ([`Generation::lock`]) and holds it until the new generation is
-/// in force, so no change made meanwhile is lost.
+/// The entries added at run time to `generation` and not yet expired; `names` are its sets
+/// in index order (`Meta::sets`).
 pub fn runtime_entries(generation: &Generation, names: &[String]) -> Vec<RuntimeEntry> {
     let now = boottime_ns();
     generation
@@ -41,54 +30,41 @@ pub fn runtime_entries(generation: &Generation, names: &[String]) -> Vec<Runtime
         .collect()
 }
 
-/// The entries of `carried` for a new generation whose sets are `names` (in index order),
-/// and how many were left out because their set is gone.
-pub fn carry_over(carried: &[RuntimeEntry], names: &[String]) -> (Vec<SetEntry>, usize) {
-    let index: HashMap<&str, u16> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i as u16))
-        .collect();
-    let mut dropped = 0;
-    let entries = carried
-        .iter()
-        .filter_map(|c| match index.get(c.set.as_str()) {
-            Some(&set) => Some(new_entry(set, &c.prefix, ENTRY_RUNTIME, c.expires_ns)),
-            None => {
-                dropped += 1;
-                None
-            }
-        })
-        .collect();
-    (entries, dropped)
+/// Locks the sets in force on `iface` and reads their runtime entries; `names` as in
+/// [`runtime_entries`]. Hold the lock until the new generation is in force, then
+/// [`SetLock::retire`] it.
+pub fn lock_and_read(iface: &str, names: &[String]) -> Result<(SetLock, Vec<RuntimeEntry>)> {
+    let locked = Generation::lock(iface)?;
+    let entries = runtime_entries(&locked.generation, names);
+    Ok((locked.lock, entries))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::configure::sets::live::text;
-
-    #[test]
-    fn runtime_entries_carry_over_by_set_name() {
-        let p = |s: &str| text::parse_exact(s).unwrap();
-        let carried = vec![
-            RuntimeEntry {
-                set: "ban".into(),
-                prefix: p("198.51.100.7"),
-                expires_ns: 5,
-            },
-            RuntimeEntry {
-                set: "gone".into(),
-                prefix: p("2001:db8::/48"),
-                expires_ns: 0,
-            },
-        ];
-        let (entries, dropped) = carry_over(&carried, &["other".into(), "ban".into()]);
-        assert_eq!(dropped, 1);
-        assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].set, 1);
-        assert_eq!(entries[0].state, ENTRY_RUNTIME);
-        assert_eq!(entries[0].expires_ns, 5);
-        assert_eq!(entry_prefix(&entries[0]), p("198.51.100.7"));
+/// For a new run taking firewalls over: the set locks and runtime entries of each left
+/// behind (once per instance). One whose entries cannot be read is said on stderr; its
+/// runtime entries are then not carried.
+pub fn for_takeover(claims: &[crate::pins::Claim]) -> (Vec<SetLock>, Vec<RuntimeEntry>) {
+    let mut seen: Vec<(u32, u64)> = Vec::new();
+    let (mut locks, mut entries) = (Vec::new(), Vec::new());
+    for claim in claims {
+        let crate::pins::Found::LeftBehind { meta: Some(meta) } = &claim.found else {
+            continue;
+        };
+        if meta.sets.is_empty() || seen.contains(&(meta.pid, meta.pid_start)) {
+            continue;
+        }
+        seen.push((meta.pid, meta.pid_start));
+        let names: Vec<String> = meta.sets.iter().map(|s| s.name.clone()).collect();
+        match lock_and_read(&claim.interface, &names) {
+            Ok((lock, mut found)) => {
+                locks.push(lock);
+                entries.append(&mut found);
+            }
+            Err(e) => eprintln!(
+                "xdpsieve: warning: cannot read the runtime set entries of the firewall left \
+                 on {}; they are not carried over: {e:#}",
+                crate::text::escape(&claim.interface)
+            ),
+        }
     }
+    (locks, entries)
 }

@@ -328,7 +328,8 @@ impl Expirer {
     pub fn tick(&mut self, iface: &str) -> Result<usize> {
         let program = program_in_force(iface)?;
         if self.open.as_ref().is_none_or(|(p, _)| *p != program) {
-            self.open = Some((program, Generation::open_program(program)?));
+            // None while a reload or takeover publishes its maps: the next tick.
+            self.open = Generation::open_if_current(iface)?;
         }
         let Some((_, generation)) = &self.open else {
             return Ok(0);
@@ -348,7 +349,10 @@ impl Expirer {
             return Ok(0);
         }
         let _signals = SignalsHeld::new();
-        let mut locked = Generation::lock(iface)?;
+        // Busy (a set command, a reload): its own expiry pass or the next tick does it.
+        let Some(mut locked) = Generation::try_lock(iface)? else {
+            return Ok(0);
+        };
         let mut editor = Editor::new(&mut locked.generation)?;
         let gone = editor.expire(boottime_ns())?;
         editor.finish()?;

@@ -28,8 +28,59 @@ use crate::configure::sets::{
     trie::{Trie, TriePrefix},
 };
 
-/// A set's entries by prefix: the slots holding each (a file may list a prefix twice).
-type Index = BTreeMap<TriePrefix, Vec<u32>>;
+/// A set's entries by prefix (the slots holding each: a file may list a prefix twice),
+/// and how many prefixes of each length it holds, so looking for the prefixes covering
+/// one tries only the lengths present (usually one or two, not up to 128).
+struct Index {
+    by_prefix: BTreeMap<TriePrefix, Vec<u32>>,
+    lengths: [[u32; 129]; 2],
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index {
+            by_prefix: BTreeMap::new(),
+            lengths: [[0; 129]; 2],
+        }
+    }
+}
+
+impl Index {
+    fn get(&self, p: &TriePrefix) -> Option<&Vec<u32>> {
+        self.by_prefix.get(p)
+    }
+
+    fn contains(&self, p: &TriePrefix) -> bool {
+        self.by_prefix.contains_key(p)
+    }
+
+    fn add_slot(&mut self, p: TriePrefix, slot: u32) {
+        let slots = self.by_prefix.entry(p).or_default();
+        if slots.is_empty() {
+            self.lengths[usize::from(p.v6)][usize::from(p.len)] += 1;
+        }
+        slots.push(slot);
+    }
+
+    /// Takes `slot` off `p`; true when no entry holds `p` any more.
+    fn remove_slot(&mut self, p: &TriePrefix, slot: u32) -> bool {
+        let Some(slots) = self.by_prefix.get_mut(p) else {
+            return true;
+        };
+        slots.retain(|&s| s != slot);
+        if !slots.is_empty() {
+            return false;
+        }
+        self.by_prefix.remove(p);
+        self.lengths[usize::from(p.v6)][usize::from(p.len)] -= 1;
+        true
+    }
+
+    /// Whether the set holds prefixes of `len` bits in `p`'s family.
+    fn has_length(&self, p: &TriePrefix, len: u8) -> bool {
+        self.lengths[usize::from(p.v6)][usize::from(len)] > 0
+    }
+}
 
 /// One change of a locked generation, from [`Editor::new`] to [`Editor::finish`].
 pub struct Editor<'a> {
@@ -71,8 +122,9 @@ fn write_class(
 /// The set's prefixes that overlap `prefix`: those covering it and those inside it.
 fn overlapping(index: &Index, prefix: &TriePrefix) -> Vec<TriePrefix> {
     let mut out: Vec<TriePrefix> = (0..prefix.len)
+        .filter(|&len| index.has_length(prefix, len))
         .map(|len| TriePrefix::new(prefix.addr(), len))
-        .filter(|p| index.contains_key(p))
+        .filter(|p| index.contains(p))
         .collect();
     // Inside: a longer prefix whose (masked) address lies between the first and the last
     // address of `prefix`; bytes compare in address order.
@@ -89,6 +141,7 @@ fn overlapping(index: &Index, prefix: &TriePrefix) -> Vec<TriePrefix> {
     if prefix.len < bits as u8 {
         out.extend(
             index
+                .by_prefix
                 .range(first..=last)
                 .map(|(p, _)| *p)
                 .filter(|p| prefix.covers(p)),
@@ -138,10 +191,10 @@ impl<'a> Editor<'a> {
         let entries = &*self.entries;
         let used = self.used as usize;
         self.index.entry(set).or_insert_with(|| {
-            let mut index = Index::new();
+            let mut index = Index::default();
             for (slot, e) in entries[..used].iter().enumerate() {
                 if e.state != ENTRY_FREE && e.set == set {
-                    index.entry(entry_prefix(e)).or_default().push(slot as u32);
+                    index.add_slot(entry_prefix(e), slot as u32);
                 }
             }
             index
@@ -193,13 +246,13 @@ impl<'a> Editor<'a> {
         for p in &new {
             let slot = self.alloc();
             self.entries[slot as usize] = new_entry(set, p, ENTRY_RUNTIME, expires_ns);
-            self.index(set).insert(*p, vec![slot]);
+            self.index(set).add_slot(*p, slot);
             let (classes, rules) = (&mut *self.classes, self.rules);
             let painted = self.trie.add(u32::from(set), p, &mut |id, mask| {
                 write_class(classes, rules, id, mask)
             });
             if let Err(e) = painted {
-                self.index(set).remove(p);
+                self.index(set).remove_slot(p, slot);
                 self.release(slot);
                 for &slot in done.iter().rev() {
                     // Back to where we started: the classes these need exist already.
@@ -265,15 +318,7 @@ impl<'a> Editor<'a> {
     fn remove_slot(&mut self, set: u16, slot: u32) -> Result<()> {
         let prefix = entry_prefix(&self.entries[slot as usize]);
         let index = self.index(set);
-        let last = match index.get_mut(&prefix) {
-            Some(slots) => {
-                slots.retain(|&s| s != slot);
-                slots.is_empty()
-            }
-            None => true,
-        };
-        if last {
-            index.remove(&prefix);
+        if index.remove_slot(&prefix, slot) {
             let remaining = overlapping(index, &prefix);
             let (classes, rules) = (&mut *self.classes, self.rules);
             self.trie
@@ -392,7 +437,7 @@ mod tests {
 
     #[test]
     fn overlapping_finds_covering_and_inner_prefixes_only() {
-        let mut index = Index::new();
+        let mut index = Index::default();
         for (slot, text) in [
             "10.0.0.0/8",
             "10.1.0.0/16",
@@ -406,7 +451,7 @@ mod tests {
         .iter()
         .enumerate()
         {
-            index.insert(p(text), vec![slot as u32]);
+            index.add_slot(p(text), slot as u32);
         }
         let mut got = overlapping(&index, &p("10.1.0.0/16"));
         got.sort();

@@ -54,25 +54,37 @@ pub struct Generation {
     pub memory_bytes: u64,
 }
 
+/// The lock of one generation's sets, held until dropped.
+pub struct SetLock {
+    _file: File,
+    meta_id: u32,
+}
+
+impl SetLock {
+    /// Releases the lock of a generation that is no longer in force (a reload or a
+    /// takeover swapped another in) and removes its file: a waiter finds the generation
+    /// changed and starts again on the new one.
+    pub fn retire(self) {
+        let _ = std::fs::remove_file(lock_path(self.meta_id));
+    }
+}
+
 /// A generation with its lock held: changes through it are serialised with every other.
 pub struct Locked {
     pub generation: Generation,
-    _lock: File,
+    pub lock: SetLock,
 }
 
-/// The set maps of the program in force, by name, with their ids.
+/// The set maps pinned for an interface, by name, with their ids.
 struct Found {
     ids: Vec<(&'static str, u32)>,
     memory_bytes: u64,
+    /// The pinned maps are those of the program in force. Not so for a moment during a
+    /// reload or a takeover, between the swap and the new pins.
+    current: bool,
+    /// The program in force.
+    program_id: u32,
 }
-
-const SET_MAPS: [&str; 5] = [
-    "SET_NODES",
-    "SET_CLASSES",
-    "SET_ENTRIES",
-    "SET_RULES",
-    "SET_META",
-];
 
 /// How long a set command waits for another one's change before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -95,37 +107,57 @@ pub fn program_in_force(iface: &str) -> Result<u32> {
     Ok(info.program_id)
 }
 
-/// The set maps of program `program_id`, by name.
-fn find_maps(program_id: u32) -> Result<Found> {
+/// The maps program `program_id` reads.
+fn program_maps(program_id: u32) -> Result<Vec<u32>> {
     let program = aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .find(|p| p.id() == program_id)
         .with_context(|| format!("the program in force (id {program_id}) could not be read"))?;
-    let ids = program
+    Ok(program
         .map_ids()
         .context("listing the program's maps")?
-        .unwrap_or_default();
+        .unwrap_or_default())
+}
+
+/// The set maps pinned for `iface` ([`pins::SET_PINS`]), checked against the program in
+/// force: it reads `SET_NODES`, so the pinned one must be among its maps.
+fn find(iface: &str) -> Result<Found> {
+    let program_id = program_in_force(iface)?;
+    let dir = pins::pin_dir(iface);
     let mut found = Found {
         ids: Vec::new(),
         memory_bytes: 0,
+        current: false,
+        program_id,
     };
-    for id in ids {
-        let Ok(map) = MapInfo::from_id(id) else {
+    for name in pins::SET_PINS {
+        let path = dir.join(name);
+        let Ok(map) = MapInfo::from_pin(&path) else {
             continue;
         };
-        let Some(name) = map.name_as_str() else {
-            continue;
-        };
-        if let Some(&known) = SET_MAPS.iter().find(|n| **n == name) {
-            found.ids.push((known, id));
-            found.memory_bytes += u64::from(map.value_size()) * u64::from(map.max_entries());
-        }
+        found.ids.push((name, map.id()));
+        found.memory_bytes += u64::from(map.value_size()) * u64::from(map.max_entries());
     }
+    let nodes = found.id("SET_NODES")?;
+    found.current = program_maps(program_id)?.contains(&nodes);
     Ok(found)
 }
 
-fn find(iface: &str) -> Result<Found> {
-    find_maps(program_in_force(iface)?)
+/// [`find`], waiting (until `deadline`) while a reload or takeover publishes its pins.
+fn find_current(iface: &str, deadline: Instant) -> Result<Found> {
+    loop {
+        let found = find(iface)?;
+        if found.current {
+            return Ok(found);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the set maps pinned for {iface} are not those of the program in force (a \
+                 reload or takeover is under way, or one failed half-way); try again"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 impl Found {
@@ -136,8 +168,9 @@ impl Found {
             .map(|(_, id)| *id)
             .with_context(|| {
                 format!(
-                    "the program in force has no {name} map: it was started by a version of \
-                     xdpsieve without sets; restart it (`xdpsieve run` takes it over) to use sets"
+                    "no {name} is pinned for this firewall: it was started by a version of \
+                     xdpsieve without live sets; restart it (`xdpsieve run` takes it over) to \
+                     change its sets"
                 )
             })
     }
@@ -151,12 +184,20 @@ impl Generation {
     /// Opens the set maps in force on `iface` without the lock: for reading only (`list`,
     /// `status`), or for a caller that holds the lock another way.
     pub fn open(iface: &str) -> Result<Generation> {
-        Generation::open_found(&find(iface)?)
+        Generation::open_found(&find_current(
+            iface,
+            Instant::now() + Duration::from_secs(1),
+        )?)
     }
 
-    /// Opens the set maps of program `program_id` without the lock.
-    pub fn open_program(program_id: u32) -> Result<Generation> {
-        Generation::open_found(&find_maps(program_id)?)
+    /// Opens the set maps in force on `iface` without the lock and without waiting: `None`
+    /// while a reload or takeover publishes new ones. With the program in force.
+    pub fn open_if_current(iface: &str) -> Result<Option<(u32, Generation)>> {
+        let found = find(iface)?;
+        if !found.current {
+            return Ok(None);
+        }
+        Ok(Some((found.program_id, Generation::open_found(&found)?)))
     }
 
     fn open_found(found: &Found) -> Result<Generation> {
@@ -195,23 +236,51 @@ impl Generation {
     /// Opens the set maps in force on `iface` with their generation's lock held, waiting
     /// for a change in progress (up to half a minute).
     pub fn lock(iface: &str) -> Result<Locked> {
-        let deadline = Instant::now() + LOCK_WAIT;
+        match Generation::lock_until(iface, Instant::now() + LOCK_WAIT)? {
+            Some(locked) => Ok(locked),
+            None => bail!(
+                "another set change (or a reload) has held the sets of {iface} for {} s; \
+                 nothing was changed. Try again",
+                LOCK_WAIT.as_secs()
+            ),
+        }
+    }
+
+    /// As [`Generation::lock`], but `None` at once when another process holds the lock
+    /// (for the recorder's expiry, which must not stall the loop; it tries again later).
+    pub fn try_lock(iface: &str) -> Result<Option<Locked>> {
+        Generation::lock_until(iface, Instant::now())
+    }
+
+    fn lock_until(iface: &str, deadline: Instant) -> Result<Option<Locked>> {
         loop {
             let found = find(iface)?;
-            let meta_id = found.id("SET_META")?;
-            let lock = lock_file(meta_id, deadline)?;
-            // A reload may have swapped the generation while we waited: only the one in
-            // force now may be changed.
-            if find(iface)?.id("SET_META")? == meta_id {
-                return Ok(Locked {
-                    generation: Generation::open_found(&found)?,
-                    _lock: lock,
-                });
+            if found.current {
+                let meta_id = found.id("SET_META")?;
+                let Some(file) = lock_file(meta_id, deadline)? else {
+                    return Ok(None);
+                };
+                let lock = SetLock {
+                    _file: file,
+                    meta_id,
+                };
+                // A reload may have swapped the generation while we waited: only the one
+                // in force now may be changed.
+                let now = find(iface)?;
+                if now.current && now.id("SET_META")? == meta_id {
+                    return Ok(Some(Locked {
+                        generation: Generation::open_found(&found)?,
+                        lock,
+                    }));
+                }
+                if now.id("SET_META")? != meta_id {
+                    lock.retire();
+                }
             }
-            let _ = std::fs::remove_file(lock_path(meta_id));
-            if Instant::now() > deadline {
-                bail!("the rule generation on {iface} kept changing; try again");
+            if Instant::now() >= deadline {
+                return Ok(None);
             }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -242,8 +311,9 @@ fn lock_path(meta_id: u32) -> PathBuf {
     Path::new(pins::RUN_DIR).join(format!("sets-{meta_id}.lock"))
 }
 
-/// Takes the exclusive lock of a generation, waiting until `deadline`.
-fn lock_file(meta_id: u32, deadline: Instant) -> Result<File> {
+/// Takes the exclusive lock of a generation, waiting until `deadline`; `None` when it is
+/// still held by then.
+fn lock_file(meta_id: u32, deadline: Instant) -> Result<Option<File>> {
     let dir = Path::new(pins::RUN_DIR);
     pins::check_dir(dir)?;
     let path = lock_path(meta_id);
@@ -260,26 +330,20 @@ fn lock_file(meta_id: u32, deadline: Instant) -> Result<File> {
     loop {
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(file);
+            return Ok(Some(file));
         }
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
             return Err(err).with_context(|| format!("locking {}", path.display()));
         }
-        if Instant::now() > deadline {
-            bail!(
-                "another set change (or a reload) has held {} for {} s; nothing was changed. \
-                 Try again; if it persists, find the holder with `fuser {}`",
-                path.display(),
-                LOCK_WAIT.as_secs(),
-                path.display()
-            );
+        if Instant::now() >= deadline {
+            return Ok(None);
         }
-        if !said && std::env::var_os("XDPSIEVE_QUIET_LOCK").is_none() {
+        if !said && deadline > Instant::now() + Duration::from_secs(1) {
             said = true;
-            eprintln!("xdpsieve: waiting for another set change to finish");
+            eprintln!("xdpsieve: waiting for another set change (or a reload) to finish");
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

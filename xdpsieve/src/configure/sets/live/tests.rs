@@ -411,3 +411,40 @@ fn ten_thousand_adds_in_one_change() {
     eprintln!("10,000 dels in one change: {:?}", started.elapsed());
     check_some(&mut generation, &mut rng, 50);
 }
+
+#[test]
+fn runtime_entries_are_the_live_additions_not_yet_expired() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut generation = generation_of(&FILE, FIRST_GROUP + 64, 256);
+    let now = super::boottime_ns();
+    let mut editor = Editor::new(&mut generation).unwrap();
+    editor
+        .add(2, &prefixes(&["203.0.113.7"]), now + 60_000_000_000)
+        .unwrap();
+    editor.add(1, &prefixes(&["2001:db8:bad::/48"]), 0).unwrap();
+    editor.add(0, &prefixes(&["203.0.113.8"]), now - 1).unwrap(); // overdue
+    editor.finish().unwrap();
+    let names: Vec<String> = ["ban", "blocklist", "other"].map(String::from).to_vec();
+    let mut got = super::carry::runtime_entries(&generation, &names);
+    got.sort_by(|a, b| a.set.cmp(&b.set));
+    let shown: Vec<(String, String, bool)> = got
+        .iter()
+        .map(|e| {
+            (
+                e.set.clone(),
+                super::text::show(&e.prefix),
+                e.expires_ns != 0,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            ("blocklist".into(), "2001:db8:bad::/48".into(), false),
+            ("other".into(), "203.0.113.7/32".into(), true),
+        ]
+    );
+}
