@@ -318,13 +318,17 @@ struct SetArgs {
 enum SetCommand {
     /// Add prefixes to a set: the next packet from (or to) them meets the rules naming it.
     /// Adding one that is there renews its timeout.
+    #[command(after_help = SET_HELP)]
     Add(SetAddArgs),
     /// Remove prefixes from a set. One that is not in the set is an error, and then
     /// nothing is removed.
+    #[command(after_help = SET_HELP)]
     Del(SetChangeArgs),
     /// List a set's entries: prefix, origin (file or runtime) and time left.
+    #[command(after_help = SET_HELP)]
     List(SetListArgs),
     /// Remove every entry of a set (its file's too, until a restart or reload).
+    #[command(after_help = SET_HELP)]
     Flush(SetNameArgs),
 }
 

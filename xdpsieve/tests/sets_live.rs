@@ -496,6 +496,11 @@ fn flush_empties_a_set_and_save_writes_its_file() {
     assert!(said.contains("flushed 3 entries"), "{said}");
     assert_eq!(net.list("blocklist")["count"], 0);
     flow.assert_all_pass_from(flushed, "after flush");
+    let text = net.ok(&["status"]);
+    assert!(
+        text.contains("MiB of kernel memory; ban 1 entries (0 timed), blocklist 0 entries"),
+        "{text}"
+    );
     let status = net.status();
     let sets = &status["sets"];
     assert!(sets["memory_bytes"].as_u64().unwrap() > 0, "{status}");
@@ -620,4 +625,68 @@ fn ten_thousand_adds_from_a_file_in_under_a_second() {
     assert!(said.contains("removed 10000"), "{said}");
     flow.assert_all_pass_from(lifted, "after the bulk del");
     assert_eq!(net.list("ban")["count"], 1);
+}
+
+#[test]
+fn runtime_entries_survive_a_reload_and_a_takeover() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("carry");
+    let run = net.start();
+    let flow = Flow::start(&net);
+    net.ok(&["set", "add", "ban", PEER, "--timeout", "1m"]);
+    net.ok(&["set", "add", "blocklist", "2001:db8:bad::1"]);
+    let banned = flow.mark();
+
+    // A reload: the new generation holds them, and no datagram got through meanwhile.
+    let said = net.ok(&["reload", "-i", VethPair::FW_IF]);
+    assert!(said.contains("generation 2"), "{said}");
+    let list = net.list("ban");
+    assert_eq!(list["count"], 2, "{list}");
+    let left = list["entries"][0]["expires_in_ms"]
+        .as_u64()
+        .expect("time left");
+    assert!((50_000..60_000).contains(&left), "{list}");
+    assert_eq!(net.list("blocklist")["count"], 2);
+
+    // A takeover by a new run after the recorder died: the same.
+    drop(run.signal(libc::SIGKILL));
+    let _run = net.start();
+    flow.assert_blocked_from(
+        banned,
+        Duration::from_millis(300),
+        "across reload and takeover",
+    );
+    let list = net.list("ban");
+    assert_eq!(list["entries"][0]["prefix"], "192.0.2.1/32", "{list}");
+    assert_eq!(list["entries"][0]["origin"], "runtime", "{list}");
+    assert!(list["entries"][0]["expires_in_ms"].as_u64().unwrap() < left);
+    assert_eq!(net.list("blocklist")["count"], 2);
+    // And they stay changeable in the new generation.
+    net.ok(&["set", "del", "ban", PEER]);
+    let lifted = flow.mark();
+    flow.assert_all_pass_from(lifted, "del after the takeover");
+}
+
+#[test]
+fn help_says_what_survives_a_restart() {
+    for sub in ["add", "del", "list", "flush"] {
+        let out = Command::new(BINARY)
+            .args(["set", sub, "--help"])
+            .output()
+            .expect("xdpsieve set --help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for needle in [
+            "a restart (`xdpsieve stop`, then `run`) keeps what the rule file",
+            "--save",
+            "a reload and a takeover",
+            "-i, --interface",
+        ] {
+            assert!(
+                text.contains(needle),
+                "set {sub} --help lacks {needle}: {text}"
+            );
+        }
+    }
 }
