@@ -171,7 +171,9 @@ pub struct SetMeta {
     pub classes_used: u32,
     /// Entry slots ever used (free ones below may be reused).
     pub entries_used: u32,
-    pub _pad: u32,
+    /// Changes made to the sets at run time (wrapping): the recorder's expiry scans the
+    /// entry table again only when this moved or an expiry it knows of is due.
+    pub changes: u32,
     pub class_masks: [u64; sets::MAX_CLASSES as usize],
 }
 

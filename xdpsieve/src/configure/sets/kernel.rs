@@ -297,7 +297,7 @@ impl Built {
             groups_used: self.trie.groups_used(),
             classes_used: masks.len() as u32,
             entries_used: self.entries.len() as u32,
-            _pad: 0,
+            changes: 0,
             class_masks: [0; MAX_CLASSES as usize],
         };
         meta.class_masks[..masks.len()].copy_from_slice(masks);

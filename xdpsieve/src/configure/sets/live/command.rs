@@ -200,6 +200,48 @@ fn listed(entries: &[SetEntry], set: u16, now: u64) -> Vec<Listed> {
     out.into_iter().map(|(_, l)| l).collect()
 }
 
+/// Applies a change (not `list`) under the lock; returns what it did, for the operator.
+fn apply(
+    op: &SetOp,
+    editor: &mut Editor<'_>,
+    set: u16,
+    prefixes: &[TriePrefix],
+    now: u64,
+    name: &str,
+) -> Result<String> {
+    let mut out = String::new();
+    match op {
+        SetOp::Add { timeout } => {
+            let expires = timeout.map_or(0, |t| now + t.as_nanos() as u64);
+            let added = editor.add(set, prefixes, expires)?;
+            let _ = write!(out, "added {}", added.added);
+            if added.renewed > 0 {
+                let _ = write!(out, ", renewed {} already there", added.renewed);
+            }
+            if added.from_file > 0 {
+                let _ = write!(
+                    out,
+                    ", {} already in the set's file (left as they are)",
+                    added.from_file
+                );
+            }
+            if let Some(t) = timeout {
+                let _ = write!(out, "; they expire in {}", show_left(t.as_nanos() as u64));
+            }
+        }
+        SetOp::Del => {
+            let removed = editor.remove(set, prefixes, name)?;
+            let _ = write!(out, "removed {removed}");
+        }
+        SetOp::Flush => {
+            let removed = editor.flush(set)?;
+            let _ = write!(out, "flushed {removed} entries");
+        }
+        SetOp::List { .. } => {}
+    }
+    Ok(out)
+}
+
 /// Runs one set command; returns what to print on standard output.
 pub fn run(plan: &SetPlan) -> Result<String> {
     let instance = choose_instance(plan.interface.as_deref())?;
@@ -232,65 +274,38 @@ pub fn run(plan: &SetPlan) -> Result<String> {
     let mut locked = Generation::lock(&instance.iface)?;
     let now = boottime_ns();
     let mut editor = Editor::new(&mut locked.generation)?;
-    let expired = editor.expire(now)?;
-    let mut out = String::new();
-    match plan.op {
-        SetOp::Add { timeout } => {
-            let expires = timeout.map_or(0, |t| now + t.as_nanos() as u64);
-            let added = editor.add(set, &prefixes, expires)?;
-            editor.finish()?;
-            let _ = write!(out, "set {name} on {iface}: added {}", added.added);
-            if added.renewed > 0 {
-                let _ = write!(out, ", renewed {} already there", added.renewed);
-            }
-            if added.from_file > 0 {
-                let _ = write!(
-                    out,
-                    ", {} already in the set's file (left as they are)",
-                    added.from_file
-                );
-            }
-            if let Some(t) = timeout {
-                let _ = write!(out, "; they expire in {}", show_left(t.as_nanos() as u64));
-            }
+    let expired = editor.expire(now);
+    let changed = match &expired {
+        Ok(_) => apply(&plan.op, &mut editor, set, &prefixes, now, &name),
+        Err(_) => Ok(String::new()),
+    };
+    // Whatever happened, SET_META records what the trie and the table hold now: a refused
+    // change left them as they were, but the expiry before it (or a removal that failed
+    // half-way) may have changed them and made classes.
+    editor.finish()?;
+    let expired = expired?;
+    let mut out = format!("set {name} on {iface}: {}", changed?);
+    if let SetOp::List { json } = plan.op {
+        let entries = listed(locked.generation.used_entries(), set, now);
+        if json {
+            let output = ListOutput {
+                interface: &instance.iface,
+                set: &instance.meta.sets[usize::from(set)].name,
+                count: entries.len(),
+                entries,
+            };
+            return Ok(serde_json::to_string_pretty(&output)?);
         }
-        SetOp::Del => {
-            let removed = editor.remove(set, &prefixes, &name)?;
-            editor.finish()?;
-            let _ = write!(out, "set {name} on {iface}: removed {removed}");
-        }
-        SetOp::Flush => {
-            let removed = editor.flush(set)?;
-            editor.finish()?;
-            let _ = write!(out, "set {name} on {iface}: flushed {removed} entries");
-        }
-        SetOp::List { json } => {
-            editor.finish()?;
-            let entries = listed(locked.generation.used_entries(), set, now);
-            if json {
-                let output = ListOutput {
-                    interface: &instance.iface,
-                    set: &instance.meta.sets[usize::from(set)].name,
-                    count: entries.len(),
-                    entries,
-                };
-                return Ok(serde_json::to_string_pretty(&output)?);
-            }
-            let timed = entries.iter().filter(|e| e.expires_in_ms.is_some()).count();
-            let _ = writeln!(
-                out,
-                "set {name} on {iface}: {} entries ({timed} with a timeout)",
-                entries.len()
+        let timed = entries.iter().filter(|e| e.expires_in_ms.is_some()).count();
+        let _ = writeln!(out, "{} entries ({timed} with a timeout)", entries.len());
+        for e in &entries {
+            let left = e.expires_in_ms.map_or_else(
+                || "no expiry".to_string(),
+                |ms| format!("expires in {}", show_left(ms * 1_000_000)),
             );
-            for e in &entries {
-                let left = e.expires_in_ms.map_or_else(
-                    || "no expiry".to_string(),
-                    |ms| format!("expires in {}", show_left(ms * 1_000_000)),
-                );
-                let _ = writeln!(out, "  {:<44} {:<8} {left}", e.prefix, e.origin);
-            }
-            return Ok(out.trim_end().to_string());
+            let _ = writeln!(out, "  {:<44} {:<8} {left}", e.prefix, e.origin);
         }
+        return Ok(out.trim_end().to_string());
     }
     drop(locked);
     drop(signals);
@@ -314,12 +329,17 @@ pub fn run(plan: &SetPlan) -> Result<String> {
     Ok(out)
 }
 
-/// Expiry for the recorder's loop: looks at the generation in force every call (cheap:
-/// two syscalls while the program stays the same, a read of the entry table without the
-/// lock) and removes what is due under the lock.
+/// Expiry for the recorder's loop, called every ~100 ms. Cheap when nothing is due: two
+/// syscalls to see the generation in force and one read of `SET_META`; the entry table
+/// (32 MB for a million entries) is scanned only when `SET_META.changes` moved (someone
+/// changed the sets) or when the earliest expiry seen in the last scan is due.
 #[derive(Default)]
 pub struct Expirer {
     open: Option<(u32, Generation)>,
+    /// `SET_META.changes` at the last scan.
+    scanned: Option<u32>,
+    /// The earliest expiry the last scan found (0: none).
+    next_due: u64,
 }
 
 impl Expirer {
@@ -330,33 +350,46 @@ impl Expirer {
         if self.open.as_ref().is_none_or(|(p, _)| *p != program) {
             // None while a reload or takeover publishes its maps: the next tick.
             self.open = Generation::open_if_current(iface)?;
+            self.scanned = None;
         }
         let Some((_, generation)) = &self.open else {
             return Ok(0);
         };
+        let meta = generation.meta_map.get(&0, 0).context("reading SET_META")?;
         let now = boottime_ns();
-        // Read without the lock: a torn entry only delays its expiry to the next tick.
-        let entries_used = generation
-            .meta_map
-            .get(&0, 0)
-            .map(|m| m.entries_used)
-            .unwrap_or(0) as usize;
+        let due_known = self.next_due != 0 && self.next_due <= now;
+        if self.scanned == Some(meta.changes) && !due_known {
+            return Ok(0);
+        }
+        // Read without the lock: a torn entry only delays its expiry to the next scan.
         let table = generation.entries.as_slice();
-        let due = table[..entries_used.min(table.len())]
+        let used = (meta.entries_used as usize).min(table.len());
+        let mut due = false;
+        self.next_due = 0;
+        for e in table[..used]
             .iter()
-            .any(|e| e.state != ENTRY_FREE && e.expires_ns != 0 && e.expires_ns <= now);
+            .filter(|e| e.state != ENTRY_FREE && e.expires_ns != 0)
+        {
+            if e.expires_ns <= now {
+                due = true;
+            } else if self.next_due == 0 || e.expires_ns < self.next_due {
+                self.next_due = e.expires_ns;
+            }
+        }
+        self.scanned = Some(meta.changes);
         if !due {
             return Ok(0);
         }
         let _signals = SignalsHeld::new();
         // Busy (a set command, a reload): its own expiry pass or the next tick does it.
         let Some(mut locked) = Generation::try_lock(iface)? else {
+            self.scanned = None;
             return Ok(0);
         };
         let mut editor = Editor::new(&mut locked.generation)?;
-        let gone = editor.expire(boottime_ns())?;
+        let gone = editor.expire(boottime_ns());
         editor.finish()?;
-        Ok(gone.len())
+        Ok(gone?.len())
     }
 }
 

@@ -403,7 +403,8 @@ impl<'a> Editor<'a> {
         self.free.push(slot);
     }
 
-    /// Writes `SET_META`: the groups, classes and entry slots now in use.
+    /// Writes `SET_META`: the groups, classes and entry slots now in use, and one more
+    /// change (the recorder's expiry looks at the entry table again).
     pub fn finish(self) -> Result<()> {
         let mut used = self.used;
         while used > 0 && self.entries[used as usize - 1].state == ENTRY_FREE {
@@ -414,6 +415,7 @@ impl<'a> Editor<'a> {
         self.meta.classes_used = masks.len() as u32;
         self.meta.class_masks[..masks.len()].copy_from_slice(masks);
         self.meta.entries_used = used;
+        self.meta.changes = self.meta.changes.wrapping_add(1);
         self.meta_map
             .set(0, *self.meta, 0)
             .context("writing SET_META")?;
