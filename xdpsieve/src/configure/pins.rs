@@ -339,6 +339,7 @@ pub fn publish(claim: &Claim, maps: &[(&str, &aya::maps::Map)], meta: &Meta) -> 
 /// had) the link pin, so the program is no longer attached.
 pub fn remove(iface: &str) {
     let (dir, meta_file) = (pin_dir(iface), meta_path(iface));
+    crate::configure::sets::live::forget_lock(&dir);
     let _ = fs::remove_dir_all(&dir);
     let _ = fs::remove_file(&meta_file);
     let _ = fs::remove_file(health_path(iface));

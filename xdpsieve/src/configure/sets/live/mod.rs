@@ -311,6 +311,14 @@ fn lock_path(meta_id: u32) -> PathBuf {
     Path::new(pins::RUN_DIR).join(format!("sets-{meta_id}.lock"))
 }
 
+/// Removes the lock file of the set maps pinned in `dir`, for a firewall being removed
+/// (its pins go next; nobody can change its sets any more).
+pub fn forget_lock(dir: &Path) {
+    if let Ok(meta) = MapInfo::from_pin(dir.join("SET_META")) {
+        let _ = std::fs::remove_file(lock_path(meta.id()));
+    }
+}
+
 /// Takes the exclusive lock of a generation, waiting until `deadline`; `None` when it is
 /// still held by then.
 fn lock_file(meta_id: u32, deadline: Instant) -> Result<Option<File>> {

@@ -6,7 +6,14 @@
 //! list is read as a set file is (`sets::read_set_file`: one prefix or address per line,
 //! `#` and `;` comments) and, like set files, accepts host bits with a warning.
 
-use std::{collections::HashSet, fs, io::Write as _, path::Path, time::Duration};
+use std::{
+    collections::HashSet,
+    fs,
+    io::Write as _,
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    path::Path,
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result};
 
@@ -164,13 +171,19 @@ pub fn save_removed(file: &Path, prefixes: &[TriePrefix]) -> Result<usize> {
         }
     }
     if removed > 0 {
-        let tmp = file.with_extension("xdpsieve-tmp");
-        let perms = fs::metadata(file).map(|m| m.permissions()).ok();
-        fs::write(&tmp, out.as_bytes())
-            .and_then(|()| match perms {
-                Some(p) => fs::set_permissions(&tmp, p),
-                None => Ok(()),
-            })
+        // Written beside the file and renamed over it, so a reader (a reload) sees the old
+        // list or the new one, never half of it. Created anew: never through a link.
+        let mut name = file.file_name().unwrap_or_default().to_os_string();
+        name.push(".xdpsieve-tmp");
+        let tmp = file.with_file_name(name);
+        let _ = fs::remove_file(&tmp);
+        let mode = fs::metadata(file).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(out.as_bytes()).and_then(|()| f.sync_data()))
             .and_then(|()| fs::rename(&tmp, file))
             .with_context(|| format!("rewriting the set file {}", escape_path(file)))?;
     }
