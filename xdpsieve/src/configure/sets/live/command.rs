@@ -269,9 +269,9 @@ pub fn run(plan: &SetPlan) -> Result<String> {
         SetOp::Add { .. } | SetOp::Del => plan_prefixes(plan)?,
         SetOp::List { .. } | SetOp::Flush => Vec::new(),
     };
-    let started = Instant::now();
     let signals = SignalsHeld::new();
     let mut locked = Generation::lock(&instance.iface)?;
+    let started = Instant::now();
     let now = boottime_ns();
     let mut editor = Editor::new(&mut locked.generation)?;
     let expired = editor.expire(now);
@@ -283,6 +283,7 @@ pub fn run(plan: &SetPlan) -> Result<String> {
     // change left them as they were, but the expiry before it (or a removal that failed
     // half-way) may have changed them and made classes.
     editor.finish()?;
+    let took = started.elapsed();
     let expired = expired?;
     let mut out = format!("set {name} on {iface}: {}", changed?);
     if let SetOp::List { json } = plan.op {
@@ -309,11 +310,10 @@ pub fn run(plan: &SetPlan) -> Result<String> {
     }
     drop(locked);
     drop(signals);
+    // The change itself, under the lock (not reading the input or starting the process).
+    let _ = write!(out, " (took {:.1} ms)", took.as_secs_f64() * 1e3);
     if !expired.is_empty() {
         let _ = write!(out, " ({} expired entries removed first)", expired.len());
-    }
-    if std::env::var_os("XDPSIEVE_SET_TIMING").is_some() {
-        let _ = write!(out, " [{} ms]", started.elapsed().as_millis());
     }
     if let Some(file) = save_file {
         let shown = crate::text::escape_path(&file);

@@ -1,9 +1,10 @@
 //! Live set changes: `xdpsieve set add|del|list|flush`, expiry of timed entries, and the
 //! runtime entries a new generation carries over.
 //!
-//! Everything here acts on the *pinned* state, not on a process: the set maps of the
-//! program the interface's pinned link runs now (found through the link, so whatever
-//! reload or takeover swapped in is what is changed), opened by id and found by name. So
+//! Everything here acts on the *pinned* state, not on a process: the set maps pinned in
+//! the interface's pin directory (`pins::SET_PINS`; the program's own map list would not
+//! do, it names only the maps its code reads), checked against the program the pinned
+//! link runs now, so that whatever a reload or takeover swapped in is what is changed. So
 //! a change works from any shell, while a recorder runs or after it died, and takes effect
 //! for the next packet (the trie is written in place, see `sets::trie`).
 //!
@@ -11,7 +12,9 @@
 //! generation's `SET_META` map id ([`Generation::lock`]): two `set add`s at once, expiry by
 //! the recorder, and a reload or takeover reading the runtime entries all take it. A
 //! waiter re-checks after getting the lock that the generation it locked is still the one
-//! in force (a reload may have replaced it meanwhile) and starts again if not.
+//! in force (a reload may have replaced it meanwhile) and starts again if not. A reload
+//! or takeover holds the old generation's lock from reading its runtime entries until the
+//! new generation's maps are pinned ([`carry`]), then retires it.
 //!
 //! The layout: [`Generation`] (this file) opens and locks; [`edit`] changes entries and
 //! the trie together; [`text`] parses what the operator types and writes `--save`;
