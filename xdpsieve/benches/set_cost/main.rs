@@ -16,11 +16,16 @@
 //! Every verdict is checked against the reference model (drop = member).
 //!
 //! A frame repeated back to back finds the trie's nodes in the CPU cache: these are warm
-//! costs, the lower bound of what traffic from many sources would pay.
+//! costs, the lower bound of what traffic from many sources would pay. So a second pass,
+//! `one_pass` (4,096) further addresses, runs each frame once (repeat 1) through every
+//! program in turn: each lookup walks a path the last ones did not, as with traffic from
+//! many sources. A single run's time includes the test-run timer's own cost (about that of
+//! the floor in the same pass), so compare these figures with the pass's floor, not with
+//! the warm ones. Its verdicts are checked too.
 //!
 //! Run as root: `cargo bench -p xdpsieve --bench set_cost [-- --quick] [--json PATH]
 //! [--v4 1,10000] [--v6 1,100000] [--netset DIR]`. `--quick`: sets of 1 and 10,000
-//! prefixes of each family, 16 addresses, 10,000 repeats, 1 run. `--netset DIR` also writes
+//! prefixes of each family, 16 addresses, 10,000 repeats, 1 run, one pass of 256. `--netset DIR` also writes
 //! each set as DIR/ipv4-N.netset (for timing the CLI's loading of a set file).
 
 mod contenders;
@@ -61,6 +66,7 @@ struct Report {
     repeat: u32,
     runs: usize,
     addresses: usize,
+    one_pass: usize,
     seconds: f64,
     sets: Vec<SetResult>,
 }
@@ -75,6 +81,8 @@ struct SetResult {
     generate_seconds: f64,
     /// The floor program on this set's frames (median over addresses).
     floor_ns: Option<u32>,
+    /// The floor in the one-shot pass.
+    floor_one_pass_ns: Option<Spread>,
     programs: Vec<Measured>,
 }
 
@@ -115,6 +123,8 @@ struct Measured {
     ns: Option<Spread>,
     ns_members: Option<Spread>,
     ns_non_members: Option<Spread>,
+    /// Each of `one_pass` addresses run once (colder caches; see the module's doc).
+    one_pass_ns: Option<Spread>,
     /// Verdicts that disagree with the reference model (must be 0).
     wrong_verdicts: usize,
     load_seconds: Option<f64>,
@@ -149,6 +159,7 @@ struct Options {
     repeat: u32,
     runs: usize,
     addresses: usize,
+    one_pass: usize,
 }
 
 fn options() -> Result<Options, String> {
@@ -181,6 +192,7 @@ fn options() -> Result<Options, String> {
         repeat: if quick { 10_000 } else { 100_000 },
         runs: if quick { 1 } else { 5 },
         addresses: if quick { 16 } else { 64 },
+        one_pass: if quick { 256 } else { 4096 },
     })
 }
 
@@ -218,8 +230,9 @@ fn main() {
         if let Some(dir) = &options.netset {
             write_netset(dir, family, &prefixes);
         }
-        let probes = probes(&prefixes, ipv6, options.addresses);
-        let mut result = measure_set(&options, floor.as_raw_fd(), &prefixes, &probes);
+        let warm = probes(&prefixes, ipv6, options.addresses, 0);
+        let sweep = probes(&prefixes, ipv6, options.one_pass, 1);
+        let mut result = measure_set(&options, floor.as_raw_fd(), &prefixes, &warm, &sweep);
         result.family = family;
         result.generate_seconds = generate_seconds;
         sets.push(result);
@@ -230,6 +243,7 @@ fn main() {
         repeat: options.repeat,
         runs: options.runs,
         addresses: options.addresses,
+        one_pass: options.one_pass,
         seconds: started.elapsed().as_secs_f64(),
         sets,
     };
@@ -268,10 +282,11 @@ fn write_netset(dir: &Path, family: &str, prefixes: &[Prefix]) {
     }
 }
 
-/// `count` frames, members and non-members alternating, from a seed of their own.
-fn probes(prefixes: &[Prefix], ipv6: bool, count: usize) -> Vec<Probe> {
+/// `count` frames, members and non-members alternating, from a seed of their own
+/// (`stream` tells the sets of frames of one set apart).
+fn probes(prefixes: &[Prefix], ipv6: bool, count: usize, stream: u64) -> Vec<Probe> {
     let model = Membership::new(prefixes);
-    let mut rng = Rng::new(prefix_gen::SEED ^ prefixes.len() as u64);
+    let mut rng = Rng::new(prefix_gen::SEED ^ prefixes.len() as u64 ^ (stream << 32));
     let inside = prefix_gen::members(prefixes, count / 2, &mut rng);
     let outside = prefix_gen::non_members(&model, ipv6, count - count / 2, &mut rng);
     let mut probes = Vec::with_capacity(count);
@@ -303,8 +318,15 @@ fn probes(prefixes: &[Prefix], ipv6: bool, count: usize) -> Vec<Probe> {
     probes
 }
 
-/// Loads every contender with `prefixes` and runs all of them and the floor on `probes`.
-fn measure_set(options: &Options, floor: i32, prefixes: &[Prefix], probes: &[Probe]) -> SetResult {
+/// Loads every contender with `prefixes` and runs all of them and the floor on `probes`,
+/// then once on each of `sweep`.
+fn measure_set(
+    options: &Options,
+    floor: i32,
+    prefixes: &[Prefix],
+    probes: &[Probe],
+    sweep: &[Probe],
+) -> SetResult {
     let loaded: Vec<Result<Loaded, String>> = CONTENDERS
         .iter()
         .map(|c| {
@@ -334,6 +356,26 @@ fn measure_set(options: &Options, floor: i32, prefixes: &[Prefix], probes: &[Pro
             }
         }
     }
+    // One pass, repeat 1: once[program][probe]; program 0 is the floor.
+    let mut once = vec![Vec::with_capacity(sweep.len()); loaded.len() + 1];
+    let mut once_wrong = vec![0usize; loaded.len()];
+    for probe in sweep {
+        if let Ok((_, ns)) = test_run(floor, &probe.frame, 1) {
+            once[0].push(ns);
+        }
+        for (c, program) in loaded.iter().enumerate() {
+            let Ok(program) = program else { continue };
+            match test_run(program.fd, &probe.frame, 1) {
+                Ok((verdict, ns)) => {
+                    once[c + 1].push(ns);
+                    once_wrong[c] += usize::from(!right_verdict(probe, verdict));
+                }
+                Err(e) => errors[c] = Some(format!("BPF_PROG_TEST_RUN: {e}")),
+            }
+        }
+    }
+    let mut once = once.into_iter().map(Spread::of);
+    let floor_one_pass_ns = once.next().flatten();
     let median = |runs: &Vec<u32>| {
         let mut r = runs.clone();
         r.sort_unstable();
@@ -363,8 +405,9 @@ fn measure_set(options: &Options, floor: i32, prefixes: &[Prefix], probes: &[Pro
                 probes
                     .iter()
                     .zip(&verdicts[c])
-                    .filter(|&(probe, &v)| v != if probe.member { XDP_DROP } else { XDP_PASS })
+                    .filter(|&(probe, &v)| !right_verdict(probe, v))
                     .count()
+                    + once_wrong[c]
             } else {
                 0
             };
@@ -374,6 +417,7 @@ fn measure_set(options: &Options, floor: i32, prefixes: &[Prefix], probes: &[Pro
                 ns: spread(c + 1, None),
                 ns_members: spread(c + 1, Some(true)),
                 ns_non_members: spread(c + 1, Some(false)),
+                one_pass_ns: once.next().flatten(),
                 wrong_verdicts,
                 load_seconds: ok.map(|l| l.load_seconds),
                 fill_seconds: ok.map(|l| l.fill_seconds),
@@ -410,24 +454,32 @@ fn measure_set(options: &Options, floor: i32, prefixes: &[Prefix], probes: &[Pro
         lengths,
         generate_seconds: 0.0,
         floor_ns: spread(0, None).map(|s| s.median),
+        floor_one_pass_ns,
         programs,
     }
+}
+
+/// Drop for a member, pass for the rest.
+fn right_verdict(probe: &Probe, verdict: u32) -> bool {
+    verdict == if probe.member { XDP_DROP } else { XDP_PASS }
 }
 
 fn print_table(report: &Report) {
     println!(
         "BPF_PROG_TEST_RUN, repeat {}, {} runs, {} addresses (half members); ns per packet, \
-         median over addresses [p25-p75] (members / non-members)",
-        report.repeat, report.runs, report.addresses
+         median over addresses [p25-p75] (members / non-members); one pass of {} addresses \
+         at repeat 1: median (floor's)",
+        report.repeat, report.runs, report.addresses, report.one_pass
     );
     println!(
-        "{:<5} {:>9} {:<9} {:>5} {:>12} {:>11} {:>6} {:>8} {:>11} {:>11}  notes",
+        "{:<5} {:>9} {:<9} {:>5} {:>12} {:>11} {:>10} {:>6} {:>8} {:>11} {:>11}  notes",
         "set",
         "prefixes",
         "program",
         "floor",
         "ns [p25-p75]",
         "mem/non",
+        "one pass",
         "wrong",
         "load s",
         "memlock MiB",
@@ -443,14 +495,21 @@ fn print_table(report: &Report) {
                 ),
                 _ => ("—".into(), "—".into()),
             };
+            let once = m
+                .one_pass_ns
+                .zip(set.floor_one_pass_ns)
+                .map_or("—".into(), |(o, f)| {
+                    format!("{} ({})", o.median, f.median)
+                });
             println!(
-                "{:<5} {:>9} {:<9} {:>5} {:>12} {:>11} {:>6} {:>8} {:>11} {:>11}  {}",
+                "{:<5} {:>9} {:<9} {:>5} {:>12} {:>11} {:>10} {:>6} {:>8} {:>11} {:>11}  {}",
                 set.family,
                 set.prefixes,
                 m.program,
                 set.floor_ns.map_or("—".into(), |n| n.to_string()),
                 ns,
                 split,
+                once,
                 m.wrong_verdicts,
                 m.load_seconds.map_or("—".into(), |s| format!("{s:.3}")),
                 m.memlock_bytes

@@ -226,6 +226,46 @@ pub(crate) fn render(md: &mut String, sets: &Value, command: &str) -> std::fmt::
             split(OURS),
         )?;
     }
+    writeln!(md, "\n### One pass over many addresses\n")?;
+    writeln!(
+        md,
+        "Each of {} further addresses (half members) run once (repeat 1) through each program \
+         in turn: each lookup walks a path the previous ones did not, as with traffic from \
+         many sources, and finds less of it in the cache. A single run's time includes the \
+         test-run timer's own cost, which the floor of the same pass shows: compare with \
+         that floor, not with the warm figures above. Median [p75] over the addresses.\n",
+        thousands(sets["one_pass"].as_u64().unwrap_or(0))
+    )?;
+    writeln!(
+        md,
+        "| set | prefixes | floor | LPM trie | xdpsieve | xdpsieve / LPM trie, over the floor |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|")?;
+    for set in sets["sets"].as_array().unwrap_or(&empty) {
+        let (family, n) = (
+            set["family"].as_str().unwrap_or("?"),
+            set["prefixes"].as_u64().unwrap_or(0),
+        );
+        let once = |name| program(sets, family, n, name).map(|p| &p["one_pass_ns"]);
+        let cell = |s: Option<&Value>| {
+            s.filter(|s| !s.is_null())
+                .map_or(TBD.into(), |s| format!("{} [{}]", s["median"], s["p75"]))
+        };
+        let floor = set["floor_one_pass_ns"]["median"].as_f64();
+        let over = |s: Option<&Value>| Some(s?["median"].as_f64()? - floor?);
+        let ratio = over(once(OURS))
+            .zip(over(once(LPM)))
+            .filter(|(_, l)| *l > 0.0)
+            .map_or("—".into(), |(o, l)| format!("{:.2}×", o / l));
+        writeln!(
+            md,
+            "| {family} | {} | {} | {} | {} | {ratio} |",
+            thousands(n),
+            cell(Some(&set["floor_one_pass_ns"])),
+            cell(once(LPM)),
+            cell(once(OURS)),
+        )?;
+    }
     writeln!(md, "\n### Load time and kernel memory\n")?;
     writeln!(
         md,
