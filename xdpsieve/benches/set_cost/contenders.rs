@@ -65,13 +65,15 @@ pub const CONTENDERS: &[Contender] = &[
 //     rules.sets.push(SetSpec::from_prefixes("bench", prefixes.iter().map(...)));
 //     rules.push_expression(Action::Drop, "src net @bench").map_err(|e| e.to_string())?;
 //     let slab = slab_bytes();
-//     let firewall = Firewall::load(&Settings { rules, capture: 0, ..Settings::default() })
+//     let mut firewall = Firewall::load(&Settings { rules, capture: 0, ..Settings::default() })
 //         .map_err(|e| e.to_string())?;
 //     let load_seconds = started.elapsed().as_secs_f64();
 //     let fd = firewall.program().map_err(|e| e.to_string())?
 //         .fd().map_err(|e| e.to_string())?.as_fd().as_raw_fd();
 //     let memlock_bytes = ["SET_NODES", "SET_CLASSES", "SET_ENTRIES"]
-//         .iter().map(|name| firewall.map(name).and_then(map_fd).and_then(memlock_of)).sum();
+//         .iter()
+//         .map(|name| firewall.map_mut(name).and_then(|m| map_fd(m)).and_then(memlock_of))
+//         .sum::<Option<u64>>();
 //     Ok(Loaded { fd, keep: Box::new(firewall), load_seconds,
 //                 fill_seconds: /* the set maps' share if the loader reports it */ load_seconds,
 //                 fill_method: "xdpsieve's loader".into(), memlock_bytes,
