@@ -423,4 +423,16 @@ mod tests {
             "{md}"
         );
     }
+
+    #[test]
+    fn the_smoke_check_wants_every_set_measured_and_right() {
+        assert!(check(&json!({"sets": []})).is_err());
+        let mut wrong = report(true);
+        wrong["sets"][1]["programs"][1]["wrong_verdicts"] = json!(3);
+        let e = check(&wrong).expect_err("wrong verdicts fail the smoke run");
+        assert!(e.to_string().contains("xdpsieve"), "{e}");
+        let mut unmeasured = report(false);
+        unmeasured["sets"][0]["programs"][0]["ns"] = Value::Null;
+        assert!(check(&unmeasured).is_err());
+    }
 }
