@@ -151,6 +151,18 @@ impl Prefix {
             _ => false,
         }
     }
+
+    /// The last address inside the prefix (the first is `addr`): the edges a lookup gets
+    /// wrong when it masks one bit too many or too few.
+    pub fn last(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let host = !mask(32, self.len) as u32;
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) | host))
+            }
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) | !mask(128, self.len))),
+        }
+    }
 }
 
 impl fmt::Display for Prefix {

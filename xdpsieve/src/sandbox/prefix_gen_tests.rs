@@ -136,6 +136,10 @@ fn the_model_takes_the_longest_match_and_edges() {
     assert_eq!(model.longest_match(ip("198.52.0.0")), None);
     assert_eq!(model.longest_match(ip("2001:db8:ffff::1")), Some(32));
     assert_eq!(model.longest_match(ip("2001:db9::")), None);
+    assert_eq!(set[1].last(), ip("198.51.100.255"));
+    assert_eq!(set[2].last(), ip("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"));
+    let host = p("192.0.2.1/32");
+    assert_eq!(host.last(), host.addr);
     // An IPv4 prefix never covers an IPv6 address, nor the other way round.
     assert_eq!(model.longest_match(ip("::ffff:198.51.100.1")), None);
 }
