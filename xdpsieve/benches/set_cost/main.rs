@@ -29,6 +29,7 @@
 //! each set as DIR/ipv4-N.netset (for timing the CLI's loading of a set file).
 
 mod contenders;
+mod report;
 
 #[path = "../common/mod.rs"]
 #[allow(
@@ -50,98 +51,14 @@ use std::{
     time::Instant,
 };
 
-use serde::Serialize;
 use xdpsieve::prefix_gen::{self, Membership, Prefix, Rng};
 
 use common::{load_floor_program, test_run, verdict_name};
 use contenders::{CONTENDERS, Loaded};
+use report::{AddressNs, Measured, Report, SetResult, Spread, print_table};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
-
-#[derive(Serialize)]
-struct Report {
-    seed: u64,
-    quick: bool,
-    repeat: u32,
-    runs: usize,
-    addresses: usize,
-    one_pass: usize,
-    seconds: f64,
-    sets: Vec<SetResult>,
-}
-
-#[derive(Serialize)]
-struct SetResult {
-    /// `IPv4` or `IPv6`.
-    family: &'static str,
-    prefixes: usize,
-    /// Prefixes of each length in this set, for the record.
-    lengths: Vec<(u8, usize)>,
-    generate_seconds: f64,
-    /// The floor program on this set's frames (median over addresses).
-    floor_ns: Option<u32>,
-    /// The floor in the one-shot pass.
-    floor_one_pass_ns: Option<Spread>,
-    programs: Vec<Measured>,
-}
-
-/// Order statistics of ns per packet over the addresses.
-#[derive(Serialize, Clone, Copy)]
-struct Spread {
-    min: u32,
-    p25: u32,
-    median: u32,
-    p75: u32,
-    max: u32,
-}
-
-impl Spread {
-    fn of(mut v: Vec<u32>) -> Option<Spread> {
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_unstable();
-        let at = |q: usize| v[(v.len() - 1) * q / 100];
-        Some(Spread {
-            min: v[0],
-            p25: at(25),
-            median: at(50),
-            p75: at(75),
-            max: v[v.len() - 1],
-        })
-    }
-}
-
-#[derive(Serialize)]
-struct Measured {
-    /// `lpm-trie` or `xdpsieve`.
-    program: &'static str,
-    /// Why it was not measured.
-    error: Option<String>,
-    /// Over all addresses; members and non-members apart.
-    ns: Option<Spread>,
-    ns_members: Option<Spread>,
-    ns_non_members: Option<Spread>,
-    /// Each of `one_pass` addresses run once (colder caches; see the module's doc).
-    one_pass_ns: Option<Spread>,
-    /// Verdicts that disagree with the reference model (must be 0).
-    wrong_verdicts: usize,
-    load_seconds: Option<f64>,
-    fill_seconds: Option<f64>,
-    fill_method: Option<String>,
-    memlock_bytes: Option<u64>,
-    slab_growth_bytes: Option<i64>,
-    per_address: Vec<AddressNs>,
-}
-
-#[derive(Serialize)]
-struct AddressNs {
-    addr: String,
-    member: bool,
-    ns: u32,
-    verdict: &'static str,
-}
 
 /// One source address and its frame.
 struct Probe {
@@ -462,65 +379,4 @@ fn measure_set(
 /// Drop for a member, pass for the rest.
 fn right_verdict(probe: &Probe, verdict: u32) -> bool {
     verdict == if probe.member { XDP_DROP } else { XDP_PASS }
-}
-
-fn print_table(report: &Report) {
-    println!(
-        "BPF_PROG_TEST_RUN, repeat {}, {} runs, {} addresses (half members); ns per packet, \
-         median over addresses [p25-p75] (members / non-members); one pass of {} addresses \
-         at repeat 1: median (floor's)",
-        report.repeat, report.runs, report.addresses, report.one_pass
-    );
-    println!(
-        "{:<5} {:>9} {:<9} {:>5} {:>12} {:>11} {:>10} {:>6} {:>8} {:>11} {:>11}  notes",
-        "set",
-        "prefixes",
-        "program",
-        "floor",
-        "ns [p25-p75]",
-        "mem/non",
-        "one pass",
-        "wrong",
-        "load s",
-        "memlock MiB",
-        "slab MiB"
-    );
-    let mib = |b: f64| b / f64::from(1 << 20);
-    for set in &report.sets {
-        for m in &set.programs {
-            let (ns, split) = match (m.ns, m.ns_members, m.ns_non_members) {
-                (Some(a), Some(i), Some(o)) => (
-                    format!("{} [{}-{}]", a.median, a.p25, a.p75),
-                    format!("{}/{}", i.median, o.median),
-                ),
-                _ => ("—".into(), "—".into()),
-            };
-            let once = m
-                .one_pass_ns
-                .zip(set.floor_one_pass_ns)
-                .map_or("—".into(), |(o, f)| {
-                    format!("{} ({})", o.median, f.median)
-                });
-            println!(
-                "{:<5} {:>9} {:<9} {:>5} {:>12} {:>11} {:>10} {:>6} {:>8} {:>11} {:>11}  {}",
-                set.family,
-                set.prefixes,
-                m.program,
-                set.floor_ns.map_or("—".into(), |n| n.to_string()),
-                ns,
-                split,
-                once,
-                m.wrong_verdicts,
-                m.load_seconds.map_or("—".into(), |s| format!("{s:.3}")),
-                m.memlock_bytes
-                    .map_or("—".into(), |b| format!("{:.1}", mib(b as f64))),
-                m.slab_growth_bytes
-                    .map_or("—".into(), |b| format!("{:.1}", mib(b as f64))),
-                m.error
-                    .as_deref()
-                    .or(m.fill_method.as_deref())
-                    .unwrap_or(""),
-            );
-        }
-    }
 }
