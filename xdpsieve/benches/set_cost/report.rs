@@ -89,7 +89,7 @@ pub struct AddressNs {
 
 pub fn print_table(report: &Report) {
     println!(
-        "BPF_PROG_TEST_RUN, repeat {}, {} runs, {} addresses (half members); ns per packet, \
+        "BPF_PROG_TEST_RUN, repeat {}, runs per address: {}, {} addresses (half members); ns per packet, \
          median over addresses [p25-p75] (members / non-members); one pass of {} addresses \
          at repeat 1: median (floor's)",
         report.repeat, report.runs, report.addresses, report.one_pass
