@@ -60,8 +60,8 @@ pub const CONTENDERS: &[Contender] = &[
 //     use xdpsieve::{loader::{Firewall, Settings}, rules::{Action, RuleSet}};
 //     let started = Instant::now();
 //     let mut rules = RuleSet::default();
-//     // The set from the generated prefixes (Prefix has `addr: IpAddr, len: u8`, and
-//     // displays as "a.b.c.d/len"), then the one rule on it.
+//     // The set from the generated prefixes (Prefix has `addr: IpAddr, len: u8`, so
+//     // `TriePrefix::new(p.addr, p.len)`; it displays as "a.b.c.d/len"), then the rule.
 //     rules.sets.push(SetSpec::from_prefixes("bench", prefixes.iter().map(...)));
 //     rules.push_expression(Action::Drop, "src net @bench").map_err(|e| e.to_string())?;
 //     let slab = slab_bytes();
@@ -70,7 +70,7 @@ pub const CONTENDERS: &[Contender] = &[
 //     let load_seconds = started.elapsed().as_secs_f64();
 //     let fd = firewall.program().map_err(|e| e.to_string())?
 //         .fd().map_err(|e| e.to_string())?.as_fd().as_raw_fd();
-//     let memlock_bytes = ["SET_NODES", "SET_CLASSES", "SET_ENTRIES"]
+//     let memlock_bytes = ["SET_NODES", "SET_CLASSES", "SET_ENTRIES", "SET_RULES", "SET_META"]
 //         .iter()
 //         .map(|name| firewall.map_mut(name).and_then(|m| map_fd(m)).and_then(memlock_of))
 //         .sum::<Option<u64>>();
