@@ -286,59 +286,84 @@ impl Family {
     fn generate(&self, count: usize, seed: u64) -> Vec<Prefix> {
         let mut rng = Rng::new(seed);
         let mut seen: HashSet<(u128, u8)> = HashSet::with_capacity(count);
-        let mut made: Vec<(u128, u8)> = Vec::with_capacity(count);
-        let mut clusters: Vec<u128> = Vec::new();
-        let cluster_target = count / 32 + 1;
+        let mut layout = Layout {
+            made: Vec::with_capacity(count),
+            clusters: Vec::new(),
+            cluster_target: count / 32 + 1,
+        };
         let mut attempts = 0usize;
-        while made.len() < count {
-            attempts += 1;
-            assert!(
-                attempts < count * 50 + 10_000,
-                "prefix_gen: cannot draw {count} distinct prefixes (asked for more than the \
-                 address space holds at these lengths)"
-            );
+        while layout.made.len() < count {
             let len = self.length(&mut rng);
-            let roll = rng.below(100);
-            // (network, its length): what the new prefix goes inside.
-            let mut base = None;
-            // A more-specific of a prefix already in the set (about a quarter of draws).
-            if roll < 25 && !made.is_empty() {
-                for _ in 0..3 {
-                    let (p, plen) = made[rng.below(made.len() as u64) as usize];
-                    if plen < len {
-                        base = Some((p, plen));
-                        break;
-                    }
+            // A place already taken (or special) is drawn again at the same length, so
+            // that collisions, frequent at the lengths of the clusters, do not skew the
+            // shares.
+            for _ in 0..8 {
+                attempts += 1;
+                assert!(
+                    attempts < count * 50 + 10_000,
+                    "prefix_gen: cannot draw {count} distinct prefixes (asked for more than \
+                     the address space holds at these lengths)"
+                );
+                let addr = self.place(&mut rng, len, &mut layout);
+                if !self.excluded(addr, len) && seen.insert((addr, len)) {
+                    layout.made.push((addr, len));
+                    break;
                 }
             }
-            // In a cluster (an organisation's block), new or already used.
-            if base.is_none() && roll < 70 {
-                let new =
-                    clusters.is_empty() || (clusters.len() < cluster_target && rng.below(2) == 0);
-                let cluster = if new {
-                    let c = self.anywhere(&mut rng) & mask(self.width, self.cluster_len);
-                    clusters.push(c);
-                    c
-                } else {
-                    clusters[rng.below(clusters.len() as u64) as usize]
-                };
-                base = Some((cluster, self.cluster_len));
-            }
-            // Random bits below the base (the base itself cut to `len` if it is longer).
-            let addr = match base {
-                Some((b, blen)) => {
-                    let m = mask(self.width, blen.min(len));
-                    (b & m) | (self.anywhere(&mut rng) & !m)
-                }
-                None => self.anywhere(&mut rng),
-            } & mask(self.width, len);
-            if self.excluded(addr, len) || !seen.insert((addr, len)) {
-                continue;
-            }
-            made.push((addr, len));
         }
-        made.into_iter().map(|(a, l)| self.prefix(a, l)).collect()
+        layout
+            .made
+            .into_iter()
+            .map(|(a, l)| self.prefix(a, l))
+            .collect()
     }
+
+    /// Where a new prefix of `len` bits goes: its network address.
+    fn place(&self, rng: &mut Rng, len: u8, layout: &mut Layout) -> u128 {
+        let roll = rng.below(100);
+        // (network, its length): what the new prefix goes inside.
+        let mut base = None;
+        // A more-specific of a prefix already in the set (about a quarter of draws).
+        if roll < 25 && !layout.made.is_empty() {
+            for _ in 0..3 {
+                let (p, plen) = layout.made[rng.below(layout.made.len() as u64) as usize];
+                if plen < len {
+                    base = Some((p, plen));
+                    break;
+                }
+            }
+        }
+        // In a cluster (an organisation's block), new or already used.
+        if base.is_none() && roll < 70 {
+            let clusters = &mut layout.clusters;
+            let new = clusters.is_empty()
+                || (clusters.len() < layout.cluster_target && rng.below(2) == 0);
+            let cluster = if new {
+                let c = self.anywhere(rng) & mask(self.width, self.cluster_len);
+                clusters.push(c);
+                c
+            } else {
+                clusters[rng.below(clusters.len() as u64) as usize]
+            };
+            base = Some((cluster, self.cluster_len));
+        }
+        // Random bits below the base (the base itself cut to `len` if it is longer).
+        let addr = match base {
+            Some((b, blen)) => {
+                let m = mask(self.width, blen.min(len));
+                (b & m) | (self.anywhere(rng) & !m)
+            }
+            None => self.anywhere(rng),
+        };
+        addr & mask(self.width, len)
+    }
+}
+
+/// A set being drawn: the prefixes so far and the clusters they gather in.
+struct Layout {
+    made: Vec<(u128, u8)>,
+    clusters: Vec<u128>,
+    cluster_target: usize,
 }
 
 /// `count` distinct IPv4 prefixes (/8 to /32), the same for the same `seed`.
