@@ -50,35 +50,81 @@ pub const CONTENDERS: &[Contender] = &[
         name: "lpm-trie",
         load: load_lpm_trie,
     },
-    // HOOK(issue 9): xdpsieve with a rule `src = @set` on the same prefixes:
-    // Contender { name: "xdpsieve", load: load_xdpsieve },
+    // xdpsieve with a rule `src = @set` on the same prefixes.
+    Contender {
+        name: "xdpsieve",
+        load: load_xdpsieve,
+    },
 ];
 
-// HOOK(issue 9), the load function, once `RuleSet` takes sets (names as the lead decides):
-//
-// fn load_xdpsieve(prefixes: &[Prefix]) -> Result<Loaded, String> {
-//     use xdpsieve::{loader::{Firewall, Settings}, rules::{Action, RuleSet}};
-//     let started = Instant::now();
-//     let mut rules = RuleSet::default();
-//     // The set from the generated prefixes (Prefix has `addr: IpAddr, len: u8`, so
-//     // `TriePrefix::new(p.addr, p.len)`; it displays as "a.b.c.d/len"), then the rule.
-//     rules.sets.push(SetSpec::from_prefixes("bench", prefixes.iter().map(...)));
-//     rules.push_expression(Action::Drop, "src net @bench").map_err(|e| e.to_string())?;
-//     let slab = slab_bytes();
-//     let mut firewall = Firewall::load(&Settings { rules, capture: 0, ..Settings::default() })
-//         .map_err(|e| e.to_string())?;
-//     let load_seconds = started.elapsed().as_secs_f64();
-//     let fd = firewall.program().map_err(|e| e.to_string())?
-//         .fd().map_err(|e| e.to_string())?.as_fd().as_raw_fd();
-//     let memlock_bytes = ["SET_NODES", "SET_CLASSES", "SET_ENTRIES", "SET_RULES", "SET_META"]
-//         .iter()
-//         .map(|name| firewall.map_mut(name).and_then(|m| map_fd(m)).and_then(memlock_of))
-//         .sum::<Option<u64>>();
-//     Ok(Loaded { fd, keep: Box::new(firewall), load_seconds,
-//                 fill_seconds: /* the set maps' share if the loader reports it */ load_seconds,
-//                 fill_method: "xdpsieve's loader".into(), memlock_bytes,
-//                 slab_growth_bytes: growth(slab, slab_bytes()) })
-// }
+/// xdpsieve itself: the product's loader with one rule `src net @bench` on a set of the
+/// prefixes, the set trie built and written as `run` does it.
+fn load_xdpsieve(prefixes: &[Prefix]) -> Result<Loaded, String> {
+    use xdpsieve::{
+        loader::{Firewall, Settings},
+        rules::{Action, RuleSet},
+        sets::{SetPrefix, SetSource, SetSpec},
+    };
+    let started = Instant::now();
+    let mut rules = RuleSet {
+        sets: vec![SetSpec {
+            name: "bench".into(),
+            prefixes: prefixes
+                .iter()
+                .map(|p| SetPrefix {
+                    addr: p.addr,
+                    prefix_len: p.len,
+                })
+                .collect(),
+            source: SetSource::Inline,
+        }],
+        ..RuleSet::default()
+    };
+    rules
+        .push_expression(Action::Drop, "src net @bench")
+        .map_err(|e| e.to_string())?;
+    let slab = slab_bytes();
+    let mut firewall = Firewall::load(&Settings {
+        rules,
+        capture: 0,
+        ..Settings::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let slab_growth_bytes = slab.zip(slab_bytes()).map(|(a, b)| b as i64 - a as i64);
+    let mut memlock_bytes = Some(0u64);
+    for name in [
+        "SET_NODES",
+        "SET_CLASSES",
+        "SET_ENTRIES",
+        "SET_RULES",
+        "SET_META",
+    ] {
+        let bytes = firewall
+            .map_mut(name)
+            .and_then(|m| map_fd(m))
+            .and_then(memlock_of);
+        memlock_bytes = memlock_bytes.zip(bytes).map(|(a, b)| a + b);
+    }
+    let fd = firewall
+        .program()
+        .map_err(|e| e.to_string())?
+        .fd()
+        .map_err(|e| e.to_string())?
+        .as_fd()
+        .as_raw_fd();
+    Ok(Loaded {
+        fd,
+        keep: Box::new(firewall),
+        load_seconds,
+        // The loader builds the trie and writes it through the maps' memory mappings as
+        // one step of loading: its whole time is the fill.
+        fill_seconds: load_seconds,
+        fill_method: "trie built in memory, written through mmap".into(),
+        memlock_bytes,
+        slab_growth_bytes,
+    })
+}
 
 const PROGRAM: &str = "xdpsieve_bench_lpm";
 const MAP_V4: &str = "BENCH_LPM_V4";
