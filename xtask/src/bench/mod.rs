@@ -219,8 +219,16 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
         gen_cpu,
         tool_cpu,
     };
-    let (markdown, json) = report::render(root, &results)?;
+    let (mut markdown, json) = report::render(root, &results)?;
     let md_path = options.out.join("BENCHMARKS.md");
+    // Studies written by hand (before/after comparisons of one change, interleaved runs)
+    // sit below the marker in the repository's file and are kept, not measured again.
+    if let Ok(old) = fs::read_to_string(root.join("BENCHMARKS.md"))
+        && let Some(at) = old.find(HAND_WRITTEN)
+    {
+        markdown.push('\n');
+        markdown.push_str(&old[at..]);
+    }
     fs::write(&md_path, &markdown).with_context(|| format!("writing {}", md_path.display()))?;
     let json_path = options.out.join("benchmarks.json");
     fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
@@ -232,6 +240,10 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
     );
     Ok(md_path)
 }
+
+/// Everything after this line in BENCHMARKS.md is hand-written and kept by a new run.
+const HAND_WRITTEN: &str =
+    "<!-- Hand-written studies below: kept as they are by `cargo xtask bench`. -->";
 
 /// Runs a bench of the xdpsieve crate that writes a JSON report (`--json FILE`); returns it.
 fn run_json_bench(root: &Path, out: &Path, name: &str, args: &[&str]) -> Result<serde_json::Value> {
