@@ -17,6 +17,9 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+// The kernel LPM trie baseline of the set benchmark; never loaded by the product.
+#[cfg(target_arch = "bpf")]
+mod bench_lpm;
 #[cfg(target_arch = "bpf")]
 mod fragments;
 #[cfg(target_arch = "bpf")]

@@ -25,7 +25,7 @@ pub mod write;
 pub use configure::{classify, flags, input, loader, pins, reload, rules, sets, stop, takeover};
 pub use observe::{counters, metrics, stats, status, watch};
 pub use read::{event, generations, record, ringbuf, source};
-pub use sandbox::{demo, netns};
+pub use sandbox::{demo, netns, prefix_gen};
 pub use write::{capture, output, recorder, text, writer_state};
 
 /// The compiled XDP program, built by this crate's build script.

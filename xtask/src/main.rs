@@ -54,8 +54,9 @@ enum Task {
         time: u64,
     },
     /// Benchmark xdpsieve beside xdp-filter, xdpdump and tcpdump (needs root): per-packet
-    /// cost in the kernel, and capture end to end over veth. Writes BENCHMARKS.md and
-    /// benchmarks.json (3-4 minutes; `--quick` about 1).
+    /// cost in the kernel, capture end to end over veth, and address sets beside the
+    /// kernel's LPM trie. Writes BENCHMARKS.md and benchmarks.json (4-5 minutes; `--quick`
+    /// about 1).
     Bench {
         /// Fewer repeats and shorter runs, to check the harness (under 2 minutes).
         #[arg(long)]

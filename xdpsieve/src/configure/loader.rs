@@ -15,28 +15,28 @@ use std::{ffi::CString, fmt, io, path::PathBuf, str::FromStr};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, LpmTrie, lpm_trie::Key},
+    maps::Array,
     programs::{ProgramError, Xdp},
 };
 use xdpsieve_common::{
-    Config, Counters, InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule, RuleBits,
-    RuleCounters, classify::AddrKeyData,
+    Config, Counters, InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule, RuleCounters,
 };
 
 use crate::{
-    EBPF_OBJECT,
-    classify::{self, Tables},
+    EBPF_OBJECT, classify,
     counters::{self, CounterMaps},
-    rules::{Action, Rate, RuleSet},
-    sets::kernel::{Built, RuntimeEntry},
+    sets::kernel::Built,
     source::{Source, Transport},
     stats::Snapshot,
 };
 
 mod attach;
 mod reattach;
+mod settings;
 mod shared;
+mod tables;
 pub use attach::Attachment;
+pub use settings::Settings;
 pub use shared::SHARED_MAPS;
 
 const PROGRAM: &str = "xdpsieve";
@@ -147,66 +147,6 @@ pub enum LoaderError {
     Sets(String),
 }
 
-/// What to load: rules, capture and log settings.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub rules: RuleSet,
-    /// Bits of `xdpsieve_common::capture`: which verdicts are captured.
-    pub capture: u32,
-    /// Bits of `xdpsieve_common::capture`: which verdicts are logged.
-    pub log: u32,
-    pub snaplen: u32,
-    /// Ring buffer size in bytes (a power of two, at least one page); with perf, the
-    /// total over all CPUs' buffers.
-    pub ring_bytes: u32,
-    pub transport: Transport,
-    /// Rate limit for rules that set none, and for the default verdict.
-    pub default_rate: Rate,
-    /// Interfaces that get their own counters, in order.
-    pub ifindexes: Vec<u32>,
-    /// Verdict for packets whose L4 header the program cannot reach; `None`: drop when a
-    /// rule has a protocol or port condition ([`RuleSet::has_l4_condition`]), else pass.
-    pub unclassifiable: Option<Action>,
-    /// Set entries added at run time by an earlier generation, kept by a reload or takeover.
-    pub set_runtime: Vec<RuntimeEntry>,
-    /// The rule generation (1 at start, one more per reload), stamped into every record.
-    pub generation: u32,
-    /// A reload: the directory where the running program's [`SHARED_MAPS`] are pinned; the
-    /// new program uses those maps instead of making its own (see `configure::reload`).
-    pub share_maps_from: Option<PathBuf>,
-}
-
-impl Settings {
-    /// The unclassifiable verdict in force: the one asked for, else the default.
-    pub fn unclassifiable_action(&self) -> Action {
-        self.unclassifiable
-            .unwrap_or(if self.rules.has_l4_condition() {
-                Action::Drop
-            } else {
-                Action::Pass
-            })
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            rules: RuleSet::default(),
-            capture: xdpsieve_common::capture::DROPPED,
-            log: 0,
-            snaplen: MAX_SNAPLEN,
-            ring_bytes: 8 * 1024 * 1024,
-            transport: Transport::RingBuf,
-            default_rate: Rate::UNLIMITED,
-            ifindexes: Vec::new(),
-            unclassifiable: None,
-            set_runtime: Vec::new(),
-            generation: 1,
-            share_maps_from: None,
-        }
-    }
-}
-
 /// The loaded program, its maps, and its attachments. Dropping it detaches nothing: the
 /// attachments stay in force until [`Firewall::detach`] or [`Firewall::detach_all`].
 pub struct Firewall {
@@ -309,7 +249,7 @@ impl Firewall {
                     .map_err(|e| LoaderError::Load(format!("writing rule {index}: {e}")))?;
             }
         }
-        write_tables(&mut ebpf, &tables)?;
+        tables::write(&mut ebpf, &tables)?;
         if let Some(sets) = &set_tables {
             sets.write(&mut ebpf)
                 .map_err(|e| LoaderError::Sets(format!("{e:#}")))?;
@@ -545,60 +485,4 @@ fn raise_memlock_limit() {
     // SAFETY: plain setrlimit call with a valid struct; failure only matters on old kernels,
     // where the load error that follows explains itself.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
-}
-
-/// Fills the matching maps (see [`classify`]). Only what differs from the kernel's zero
-/// fill is written: a port map entry per port outside class 0, a set per class.
-fn write_tables(ebpf: &mut Ebpf, tables: &Tables) -> Result<(), LoaderError> {
-    fn array<'a, V: aya::Pod>(
-        ebpf: &'a mut Ebpf,
-        name: &str,
-    ) -> Result<Array<&'a mut aya::maps::MapData, V>, LoaderError> {
-        let map = ebpf
-            .map_mut(name)
-            .ok_or_else(|| LoaderError::Load(format!("the object has no {name} map")))?;
-        Array::try_from(map).map_err(|e| LoaderError::Load(format!("{name}: {e}")))
-    }
-    let failed = |name: &str, e: aya::maps::MapError| {
-        LoaderError::Load(format!("writing the rule table {name}: {e}"))
-    };
-    let mut write_sets = |name: &str, sets: &[RuleBits]| -> Result<(), LoaderError> {
-        let mut map = array::<RuleBits>(ebpf, name)?;
-        for (index, set) in sets.iter().enumerate() {
-            if *set != RuleBits::EMPTY {
-                map.set(index as u32, set, 0).map_err(|e| failed(name, e))?;
-            }
-        }
-        Ok(())
-    };
-    write_sets("PROTO_SETS", &tables.proto)?;
-    write_sets("SRC_PORT_SETS", &tables.src_ports.sets)?;
-    write_sets("DST_PORT_SETS", &tables.dst_ports.sets)?;
-    for (name, ports) in [
-        ("SRC_PORT_CLASS", &tables.src_ports),
-        ("DST_PORT_CLASS", &tables.dst_ports),
-    ] {
-        let mut map = array::<u16>(ebpf, name)?;
-        for (port, &class) in ports.class_of.iter().enumerate() {
-            if class != 0 {
-                map.set(port as u32, class, 0)
-                    .map_err(|e| failed(name, e))?;
-            }
-        }
-    }
-    for (name, entries) in [
-        ("SRC_ADDR_SETS", &tables.src_addrs),
-        ("DST_ADDR_SETS", &tables.dst_addrs),
-    ] {
-        let map = ebpf
-            .map_mut(name)
-            .ok_or_else(|| LoaderError::Load(format!("the object has no {name} map")))?;
-        let mut trie: LpmTrie<_, AddrKeyData, RuleBits> =
-            LpmTrie::try_from(map).map_err(|e| LoaderError::Load(format!("{name}: {e}")))?;
-        for entry in entries.iter() {
-            trie.insert(&Key::new(entry.prefix_len, entry.data), entry.rules, 0)
-                .map_err(|e| failed(name, e))?;
-        }
-    }
-    Ok(())
 }

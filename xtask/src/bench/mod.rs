@@ -6,6 +6,8 @@
 //! 2. End to end over veth (`capture`): xdpsieve capturing its drops, xdpdump, and tcpdump
 //!    on traffic the firewall passes; frames in the file, losses reported and not, CPU per
 //!    captured frame, kernel cost per frame, the lossless rate, peak RSS.
+//! 3. Address sets (`sets`, issue 9): the `set_cost` bench, lookup cost in sets of 1 to
+//!    1,000,000 prefixes beside the kernel's LPM trie, load time and kernel memory.
 //!
 //! Writes BENCHMARKS.md and benchmarks.json (to the repository root for a full run, to
 //! target/bench-quick for `--quick`, or to `--out DIR`).
@@ -13,6 +15,7 @@
 mod capture;
 mod pcap;
 mod report;
+mod sets;
 
 use std::{
     fs,
@@ -39,6 +42,8 @@ pub(crate) enum Part {
     Kernel,
     /// Capture end to end over veth.
     Capture,
+    /// Address sets: lookup cost beside the kernel LPM trie, load time, memory.
+    Sets,
 }
 
 /// Everything one run measured, for the report.
@@ -46,6 +51,9 @@ pub(crate) struct Results {
     pub(crate) quick: bool,
     pub(crate) kernel: serde_json::Value,
     pub(crate) kernel_command: String,
+    /// The set_cost bench's JSON report (Null when not run).
+    pub(crate) sets: serde_json::Value,
+    pub(crate) sets_command: String,
     pub(crate) runs: Vec<Run>,
     /// Per tool, the command lines it ran with (`FILE` for the capture file).
     pub(crate) tool_commands: Vec<(Setup, Vec<String>)>,
@@ -80,18 +88,30 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
     catch_sigint();
     let started = Instant::now();
 
-    let kernel_args = {
-        let mut args = vec!["bench", "-p", "xdpsieve", "--bench", "prog_cost", "--"];
+    let only = |part| options.only.is_none_or(|o| o == part);
+    let bench_args = |name| {
+        let mut args = vec!["bench", "-p", "xdpsieve", "--bench", name, "--"];
         if options.quick {
             args.push("--quick");
         }
         args
     };
+    let kernel_args = bench_args("prog_cost");
     let kernel_command = format!("cargo {} --json prog_cost.json", kernel_args.join(" "));
-    let kernel = if options.only == Some(Part::Capture) {
-        serde_json::Value::Null
+    let kernel = if only(Part::Kernel) {
+        eprintln!("bench: per-packet cost in the kernel (BPF_PROG_TEST_RUN)");
+        run_json_bench(root, &options.out, "prog_cost", &kernel_args)?
     } else {
-        measure_kernel(root, &options.out, &kernel_args)?
+        serde_json::Value::Null
+    };
+    check_interrupted()?;
+    let sets_args = bench_args("set_cost");
+    let sets_command = format!("cargo {} --json set_cost.json", sets_args.join(" "));
+    let sets = if only(Part::Sets) {
+        eprintln!("bench: address sets beside the kernel LPM trie (BPF_PROG_TEST_RUN)");
+        run_json_bench(root, &options.out, "set_cost", &sets_args)?
+    } else {
+        serde_json::Value::Null
     };
     check_interrupted()?;
 
@@ -124,10 +144,10 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
     // the report takes the median of these.
     let repetitions = if options.quick { 1 } else { REPETITIONS };
     let mut runs = Vec::new();
-    let sizes: &[usize] = if options.only == Some(Part::Kernel) {
-        &[]
-    } else {
+    let sizes: &[usize] = if only(Part::Capture) {
         &FRAME_SIZES
+    } else {
+        &[]
     };
     for &frame_bytes in sizes {
         for repetition in 0..repetitions {
@@ -188,6 +208,8 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
         quick: options.quick,
         kernel,
         kernel_command,
+        sets,
+        sets_command,
         runs,
         tool_commands,
         sandbox_commands,
@@ -197,8 +219,16 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
         gen_cpu,
         tool_cpu,
     };
-    let (markdown, json) = report::render(root, &results)?;
+    let (mut markdown, json) = report::render(root, &results)?;
     let md_path = options.out.join("BENCHMARKS.md");
+    // Studies written by hand (before/after comparisons of one change, interleaved runs)
+    // sit below the marker in the repository's file and are kept, not measured again.
+    if let Ok(old) = fs::read_to_string(root.join("BENCHMARKS.md"))
+        && let Some(at) = old.find(HAND_WRITTEN)
+    {
+        markdown.push('\n');
+        markdown.push_str(&old[at..]);
+    }
     fs::write(&md_path, &markdown).with_context(|| format!("writing {}", md_path.display()))?;
     let json_path = options.out.join("benchmarks.json");
     fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
@@ -211,10 +241,13 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
     Ok(md_path)
 }
 
-/// Runs the prog_cost bench of the xdpsieve crate; returns its JSON report.
-fn measure_kernel(root: &Path, out: &Path, args: &[&str]) -> Result<serde_json::Value> {
-    eprintln!("bench: per-packet cost in the kernel (BPF_PROG_TEST_RUN)");
-    let json = out.join("prog_cost.json");
+/// Everything after this line in BENCHMARKS.md is hand-written and kept by a new run.
+const HAND_WRITTEN: &str =
+    "<!-- Hand-written studies below: kept as they are by `cargo xtask bench`. -->";
+
+/// Runs a bench of the xdpsieve crate that writes a JSON report (`--json FILE`); returns it.
+fn run_json_bench(root: &Path, out: &Path, name: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let json = out.join(format!("{name}.json"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     crate::run(
         Command::new(cargo)
@@ -257,6 +290,7 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
         "## Targets".to_string(),
         "## 1. Per-packet cost in the kernel".to_string(),
         "## 2. End to end over veth".to_string(),
+        sets::SECTION.to_string(),
         "## Commands".to_string(),
     ];
     for setup in Setup::TOOLS {
@@ -285,6 +319,7 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
             bail!("{}: no kernel cost measured for {program}", json.display());
         }
     }
+    sets::check(&report["sets"]).with_context(|| format!("{}", json.display()))?;
     let runs = report["end_to_end"]["runs"]
         .as_array()
         .map_or(&[][..], Vec::as_slice);

@@ -298,8 +298,8 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
     }
     writeln!(
         md,
-        "\nThe largest rule set is the most xdpsieve loads ({max_rules}). CIDR sets of 10k \
-         and 1M prefixes wait for the rules issue.\n"
+        "\nThe largest rule set is the most xdpsieve loads ({max_rules}). Address sets of up \
+         to 1M prefixes: see the issue 9 section below.\n"
     )?;
     writeln!(
         md,
@@ -483,6 +483,8 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
         )?;
     }
 
+    super::sets::render(&mut md, &res.sets, &res.sets_command)?;
+
     writeln!(md, "\n## Commands\n")?;
     writeln!(
         md,
@@ -490,6 +492,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
         if res.quick { " --quick" } else { "" }
     )?;
     writeln!(md, "- Kernel cost: `{}`", res.kernel_command)?;
+    writeln!(md, "- Address sets: `{}`", res.sets_command)?;
     writeln!(md, "- The sandbox:")?;
     for c in &res.sandbox_commands {
         writeln!(md, "  - `{c}`")?;
@@ -513,6 +516,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
         "machine": machine.iter().map(|(k, v)| (k.to_string(), Value::from(v.clone()))).collect::<serde_json::Map<_, _>>(),
         "targets": targets,
         "kernel": res.kernel,
+        "sets": res.sets,
         "end_to_end": {
             "seconds_per_run": res.duration.as_secs_f64(),
             "generator_cpu": res.gen_cpu,
@@ -521,6 +525,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
         },
         "commands": {
             "kernel": res.kernel_command,
+            "sets": res.sets_command,
             "sandbox": res.sandbox_commands,
             "setups": res.tool_commands.iter().map(|(s, l)| json!({"setup": s, "commands": l})).collect::<Vec<_>>(),
         },
@@ -613,5 +618,8 @@ fn targets(res: &Results) -> Vec<Value> {
         "xdpsieve": format!("at most {}", thousands(silent(Setup::Xdpsieve))),
         "met": silent(Setup::Xdpsieve) == 0,
     }));
+    if !res.sets.is_null() {
+        t.extend(super::sets::targets(&res.sets));
+    }
     t
 }

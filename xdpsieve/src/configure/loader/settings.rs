@@ -1,0 +1,72 @@
+//! What a generation of the firewall is loaded with: rules and sets, capture and log
+//! settings, and what a reload or takeover carries into it.
+
+use std::path::PathBuf;
+
+use xdpsieve_common::MAX_SNAPLEN;
+
+use crate::{
+    rules::{Action, Rate, RuleSet},
+    sets::kernel::RuntimeEntry,
+    source::Transport,
+};
+
+/// What to load: rules, capture and log settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub rules: RuleSet,
+    /// Bits of `xdpsieve_common::capture`: which verdicts are captured.
+    pub capture: u32,
+    /// Bits of `xdpsieve_common::capture`: which verdicts are logged.
+    pub log: u32,
+    pub snaplen: u32,
+    /// Ring buffer size in bytes (a power of two, at least one page); with perf, the
+    /// total over all CPUs' buffers.
+    pub ring_bytes: u32,
+    pub transport: Transport,
+    /// Rate limit for rules that set none, and for the default verdict.
+    pub default_rate: Rate,
+    /// Interfaces that get their own counters, in order.
+    pub ifindexes: Vec<u32>,
+    /// Verdict for packets whose L4 header the program cannot reach; `None`: drop when a
+    /// rule has a protocol or port condition ([`RuleSet::has_l4_condition`]), else pass.
+    pub unclassifiable: Option<Action>,
+    /// Set entries added at run time by an earlier generation, kept by a reload or takeover.
+    pub set_runtime: Vec<RuntimeEntry>,
+    /// The rule generation (1 at start, one more per reload), stamped into every record.
+    pub generation: u32,
+    /// A reload: the directory where the running program's [`SHARED_MAPS`] are pinned; the
+    /// new program uses those maps instead of making its own (see `configure::reload`).
+    pub share_maps_from: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The unclassifiable verdict in force: the one asked for, else the default.
+    pub fn unclassifiable_action(&self) -> Action {
+        self.unclassifiable
+            .unwrap_or(if self.rules.has_l4_condition() {
+                Action::Drop
+            } else {
+                Action::Pass
+            })
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            rules: RuleSet::default(),
+            capture: xdpsieve_common::capture::DROPPED,
+            log: 0,
+            snaplen: MAX_SNAPLEN,
+            ring_bytes: 8 * 1024 * 1024,
+            transport: Transport::RingBuf,
+            default_rate: Rate::UNLIMITED,
+            ifindexes: Vec::new(),
+            unclassifiable: None,
+            set_runtime: Vec::new(),
+            generation: 1,
+            share_maps_from: None,
+        }
+    }
+}
