@@ -9,16 +9,17 @@
 //! trie's `new_class` callback). `SET_META` is written once, at the end of the change
 //! ([`Editor::finish`]); the caller holds the signals that would end the process meanwhile.
 //!
-//! Entries of a set are indexed once per change, by prefix in address order, so finding a
+//! For each change, the entries of the set that overlap the prefixes it touches are indexed
+//! in one pass over the table ([`build_index`]), by prefix in address order, so finding a
 //! set's prefixes that overlap a removed one (what `Trie::remove` repaints) is a range
-//! query, not a scan of the table: 10,000 changes cost one pass over the table.
+//! query, not a scan: 10,000 changes cost one pass over the table.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{Array, MapData};
 use xdpsieve_common::{
-    SetClass, SetEntry, SetMeta,
+    SetClass, SetEntry, SetMeta, family,
     sets::{ENTRY_FILE, ENTRY_FREE, ENTRY_RUNTIME, FIRST_GROUP},
 };
 
@@ -94,7 +95,6 @@ pub struct Editor<'a> {
     used: u32,
     /// Free slots below `used`, highest first (`pop` reuses the lowest).
     free: Vec<u32>,
-    index: HashMap<u16, Index>,
 }
 
 /// What an add did.
@@ -150,6 +150,51 @@ fn overlapping(index: &Index, prefix: &TriePrefix) -> Vec<TriePrefix> {
     out
 }
 
+/// The entries of `set` a change to the prefixes of `interest` needs: those equal to one,
+/// covering one or inside one (what [`overlapping`] looks for), indexed. One pass over the
+/// table with a few hash lookups per entry, so a change to a handful of prefixes of a
+/// million-entry set does not index the whole set.
+fn build_index(entries: &[SetEntry], set: u16, interest: &[TriePrefix]) -> Index {
+    let of_set = || {
+        entries
+            .iter()
+            .enumerate()
+            .filter(move |(_, e)| e.state != ENTRY_FREE && e.set == set)
+    };
+    // The lengths the set holds, per family: only those can cover a prefix of interest.
+    let mut present = [[false; 129]; 2];
+    for (_, e) in of_set() {
+        present[usize::from(e.family == family::IPV6)][usize::from(e.prefix_len.min(128))] = true;
+    }
+    let wanted: HashSet<TriePrefix> = interest.iter().copied().collect();
+    let mut ancestors: HashSet<TriePrefix> = HashSet::new();
+    let mut interest_lengths: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    for p in interest {
+        for len in 0..p.len {
+            if present[usize::from(p.v6)][usize::from(len)] {
+                ancestors.insert(TriePrefix::new(p.addr(), len));
+            }
+        }
+        let lengths = &mut interest_lengths[usize::from(p.v6)];
+        if !lengths.contains(&p.len) {
+            lengths.push(p.len);
+        }
+    }
+    let mut index = Index::default();
+    for (slot, e) in of_set() {
+        let q = entry_prefix(e);
+        let related = wanted.contains(&q)
+            || ancestors.contains(&q)
+            || interest_lengths[usize::from(q.v6)]
+                .iter()
+                .any(|&len| len < q.len && wanted.contains(&TriePrefix::new(q.addr(), len)));
+        if related {
+            index.add_slot(q, slot as u32);
+        }
+    }
+    index
+}
+
 impl<'a> Editor<'a> {
     /// Starts a change of `generation`, whose lock the caller holds.
     pub fn new(generation: &'a mut Generation) -> Result<Editor<'a>> {
@@ -183,22 +228,11 @@ impl<'a> Editor<'a> {
             meta,
             used,
             free,
-            index: HashMap::new(),
         })
     }
 
-    fn index(&mut self, set: u16) -> &mut Index {
-        let entries = &*self.entries;
-        let used = self.used as usize;
-        self.index.entry(set).or_insert_with(|| {
-            let mut index = Index::default();
-            for (slot, e) in entries[..used].iter().enumerate() {
-                if e.state != ENTRY_FREE && e.set == set {
-                    index.add_slot(entry_prefix(e), slot as u32);
-                }
-            }
-            index
-        })
+    fn index(&self, set: u16, interest: &[TriePrefix]) -> Index {
+        build_index(&self.entries[..self.used as usize], set, interest)
     }
 
     /// Adds `prefixes` to `set` as runtime entries expiring at `expires_ns` (0: never). A
@@ -209,8 +243,8 @@ impl<'a> Editor<'a> {
         let mut renew: Vec<u32> = Vec::new();
         let mut new: Vec<TriePrefix> = Vec::new();
         let mut seen = HashSet::new();
-        self.index(set);
-        let (index, entries) = (&self.index[&set], &*self.entries);
+        let mut index = self.index(set, prefixes);
+        let entries = &*self.entries;
         for p in prefixes {
             if !seen.insert(*p) {
                 continue;
@@ -246,17 +280,17 @@ impl<'a> Editor<'a> {
         for p in &new {
             let slot = self.alloc();
             self.entries[slot as usize] = new_entry(set, p, ENTRY_RUNTIME, expires_ns);
-            self.index(set).add_slot(*p, slot);
+            index.add_slot(*p, slot);
             let (classes, rules) = (&mut *self.classes, self.rules);
             let painted = self.trie.add(u32::from(set), p, &mut |id, mask| {
                 write_class(classes, rules, id, mask)
             });
             if let Err(e) = painted {
-                self.index(set).remove_slot(p, slot);
+                index.remove_slot(p, slot);
                 self.release(slot);
                 for &slot in done.iter().rev() {
                     // Back to where we started: the classes these need exist already.
-                    self.remove_slot(set, slot)
+                    self.remove_slot(&mut index, set, slot)
                         .context("undoing a partial add")?;
                 }
                 return Err(e.context(format!(
@@ -276,7 +310,7 @@ impl<'a> Editor<'a> {
     /// Removes `prefixes` from `set` (every entry of each). When one is not in the set,
     /// nothing is changed and the error says which (and what covers it, if anything).
     pub fn remove(&mut self, set: u16, prefixes: &[TriePrefix], set_name: &str) -> Result<usize> {
-        let index = self.index(set);
+        let mut index = self.index(set, prefixes);
         let mut slots = Vec::new();
         let mut seen = HashSet::new();
         for p in prefixes {
@@ -286,7 +320,7 @@ impl<'a> Editor<'a> {
             match index.get(p) {
                 Some(s) => slots.extend(s.iter().copied()),
                 None => {
-                    let covering: Vec<String> = overlapping(index, p)
+                    let covering: Vec<String> = overlapping(&index, p)
                         .iter()
                         .filter(|o| o.covers(p))
                         .map(show)
@@ -308,16 +342,15 @@ impl<'a> Editor<'a> {
             }
         }
         for &slot in &slots {
-            self.remove_slot(set, slot)?;
+            self.remove_slot(&mut index, set, slot)?;
         }
         Ok(seen.len())
     }
 
     /// Removes the entry in `slot`: repaints the trie unless another entry of the set
     /// holds the same prefix, then frees the slot.
-    fn remove_slot(&mut self, set: u16, slot: u32) -> Result<()> {
+    fn remove_slot(&mut self, index: &mut Index, set: u16, slot: u32) -> Result<()> {
         let prefix = entry_prefix(&self.entries[slot as usize]);
-        let index = self.index(set);
         if index.remove_slot(&prefix, slot) {
             let remaining = overlapping(index, &prefix);
             let (classes, rules) = (&mut *self.classes, self.rules);
@@ -359,7 +392,6 @@ impl<'a> Editor<'a> {
         for &slot in &slots {
             self.release(slot);
         }
-        self.index.remove(&set);
         Ok(slots.len())
     }
 
@@ -372,10 +404,21 @@ impl<'a> Editor<'a> {
                     .then_some((e.set, s))
             })
             .collect();
+        let mut sets: Vec<u16> = due.iter().map(|(set, _)| *set).collect();
+        sets.sort_unstable();
+        sets.dedup();
         let mut gone = Vec::with_capacity(due.len());
-        for (set, slot) in due {
-            gone.push((set, entry_prefix(&self.entries[slot as usize])));
-            self.remove_slot(set, slot)?;
+        for set in sets {
+            let slots: Vec<u32> = due.iter().filter(|d| d.0 == set).map(|d| d.1).collect();
+            let prefixes: Vec<TriePrefix> = slots
+                .iter()
+                .map(|&s| entry_prefix(&self.entries[s as usize]))
+                .collect();
+            let mut index = self.index(set, &prefixes);
+            for (slot, prefix) in slots.into_iter().zip(prefixes) {
+                self.remove_slot(&mut index, set, slot)?;
+                gone.push((set, prefix));
+            }
         }
         Ok(gone)
     }
@@ -435,6 +478,53 @@ mod tests {
     fn p(text: &str) -> TriePrefix {
         let (addr, len) = text.split_once('/').unwrap();
         TriePrefix::new(addr.parse().unwrap(), len.parse().unwrap())
+    }
+
+    #[test]
+    fn the_index_of_a_change_holds_what_overlaps_its_prefixes_and_nothing_else() {
+        use crate::configure::sets::kernel::new_entry;
+        let table: Vec<SetEntry> = [
+            (0, "10.0.0.0/8"),
+            (0, "10.1.0.0/16"),
+            (0, "10.1.2.0/24"),
+            (0, "10.1.2.0/24"), // twice in its file
+            (0, "10.2.0.0/16"),
+            (1, "10.1.0.0/16"), // another set
+            (0, "2001:db8::/32"),
+            (0, "192.0.2.1/32"),
+        ]
+        .iter()
+        .map(|(set, text)| new_entry(*set, &p(text), ENTRY_FILE, 0))
+        .collect();
+        let index = build_index(&table, 0, &[p("10.1.0.0/16"), p("2001:db8:1::/48")]);
+        let mut got: Vec<(TriePrefix, Vec<u32>)> = index
+            .by_prefix
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        got.sort();
+        let mut want = vec![
+            (p("10.0.0.0/8"), vec![0]),
+            (p("10.1.0.0/16"), vec![1]),
+            (p("10.1.2.0/24"), vec![2, 3]),
+            (p("2001:db8::/32"), vec![6]),
+        ];
+        want.sort();
+        assert_eq!(got, want);
+        // A million entries, one prefix of interest: one pass, not a million inserts.
+        let big: Vec<SetEntry> = (0..1_000_000u32)
+            .map(|i| {
+                let addr = std::net::Ipv4Addr::from(0x0a00_0000 | i);
+                new_entry(0, &TriePrefix::new(addr.into(), 32), ENTRY_FILE, 0)
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let index = build_index(&big, 0, &[p("10.0.0.7/32")]);
+        eprintln!(
+            "indexing 1,000,000 entries for one prefix: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(index.by_prefix.len(), 1);
     }
 
     #[test]
