@@ -116,13 +116,21 @@ impl Net {
 
     /// Starts `xdpsieve run` with the rule file, capturing drops and logging JSON events.
     fn start(&self) -> Run {
+        self.start_on(VethPair::FW_IF)
+    }
+
+    /// As [`Net::start`], on `iface` of the firewall's namespace.
+    fn start_on(&self, iface: &str) -> Run {
         let rules = self.tmp.file("rules.toml");
-        let (capture, log) = (self.tmp.file("drops.pcap"), self.tmp.file("events.log"));
+        let (capture, log) = (
+            self.tmp.file(&format!("drops-{iface}.pcap")),
+            self.tmp.file(&format!("events-{iface}.log")),
+        );
         let child = self
             .command(&[
                 "run",
                 "-i",
-                VethPair::FW_IF,
+                iface,
                 "--rules",
                 rules.to_str().unwrap(),
                 "-w",
@@ -147,7 +155,7 @@ impl Net {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            let status = self.xdpsieve(&["status", "--json"]);
+            let status = self.xdpsieve(&["status", "-i", iface, "--json"]);
             if String::from_utf8_lossy(&status.stdout).contains("\"live\": true") {
                 return run;
             }
@@ -400,12 +408,12 @@ fn add_drops_the_next_packets_and_del_lets_them_pass_again() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let captured = captured_from(&net.tmp.file("drops.pcap"), [192, 0, 2, 1]);
+    let captured = captured_from(&net.tmp.file("drops-fw0.pcap"), [192, 0, 2, 1]);
     assert_eq!(
         captured, missing,
         "captured drops vs datagrams that did not arrive"
     );
-    let log = std::fs::read_to_string(net.tmp.file("events.log")).expect("event log");
+    let log = std::fs::read_to_string(net.tmp.file("events-fw0.log")).expect("event log");
     let events: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON event"))
@@ -689,4 +697,45 @@ fn help_says_what_survives_a_restart() {
             );
         }
     }
+}
+
+#[test]
+fn with_several_instances_i_says_which() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("two");
+    // A second interface in the firewall's namespace, for a second instance.
+    net.pair
+        .fw
+        .ip(&["link", "add", "fw1", "type", "veth", "peer", "name", "fw1p"])
+        .expect("second veth");
+    for iface in ["fw1", "fw1p"] {
+        net.pair.fw.ip(&["link", "set", iface, "up"]).expect("up");
+    }
+    struct StopFw1<'a>(&'a Net);
+    impl Drop for StopFw1<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.xdpsieve(&["stop", "-i", "fw1"]);
+        }
+    }
+    let _fw0 = net.start();
+    let _stop = StopFw1(&net);
+    let _fw1 = net.start_on("fw1");
+
+    let out = net.xdpsieve(&["set", "add", "ban", "192.0.2.77"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("several xdpsieve instances run here (on fw0; fw1)"),
+        "{err}"
+    );
+    assert!(err.contains("-i IFACE"), "{err}");
+    net.ok(&["set", "add", "ban", "192.0.2.77", "-i", "fw1"]);
+    let count = |iface: &str| {
+        let out = net.ok(&["set", "list", "ban", "-i", iface, "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["count"].clone()
+    };
+    assert_eq!(count("fw1"), 2);
+    assert_eq!(count("fw0"), 1);
 }
