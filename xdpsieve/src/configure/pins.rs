@@ -409,8 +409,9 @@ fn sweep_other_namespaces() {
                 continue;
             };
             if read_meta(&path).is_some_and(|m| !m.is_live()) {
-                let _ =
-                    fs::remove_dir_all(Path::new(BPFFS).join("xdpsieve").join(&sub).join(iface));
+                let pins = Path::new(BPFFS).join("xdpsieve").join(&sub).join(iface);
+                crate::configure::sets::live::forget_lock(&pins);
+                let _ = fs::remove_dir_all(pins);
                 let _ = fs::remove_file(&path);
                 let _ = fs::remove_file(path.with_extension("health"));
                 let _ = fs::remove_file(path.with_extension("writers"));
