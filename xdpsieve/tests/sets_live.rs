@@ -739,3 +739,36 @@ fn with_several_instances_i_says_which() {
     assert_eq!(count("fw1"), 2);
     assert_eq!(count("fw0"), 1);
 }
+
+#[test]
+fn adds_during_reloads_are_not_lost() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("racereload");
+    let _run = net.start();
+    for i in 0..6u32 {
+        let reload = net
+            .command(&["reload", "-i", VethPair::FW_IF])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("reload");
+        // Land at different points of the reload: before it reads the entries, while it
+        // loads, around the swap.
+        std::thread::sleep(Duration::from_millis(u64::from(i) * 15));
+        net.ok(&["set", "add", "ban", &format!("198.51.100.{}", i + 1)]);
+        let out = reload.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let list = net.list("ban");
+    assert_eq!(
+        list["count"], 7,
+        "the file's entry and the six added: {list}"
+    );
+    assert_eq!(net.status()["reload"]["generation"], 7);
+}
