@@ -17,13 +17,15 @@
 //! new generation's maps are pinned ([`carry`]), then retires it.
 //!
 //! The layout: [`Generation`] (this file) opens and locks; [`edit`] changes entries and
-//! the trie together; [`text`] parses what the operator types and writes `--save`;
-//! [`command`] runs one `xdpsieve set` command and the recorder's expiry; [`status`] is
-//! `status`'s view of the sets; [`carry`] the runtime entries a new generation keeps.
+//! the trie together, with the per-change `index`; [`text`] parses what the operator
+//! types and writes `--save`; [`command`] runs one `xdpsieve set` command and the
+//! recorder's expiry; [`status`] is `status`'s view of the sets; [`carry`] the runtime
+//! entries a new generation keeps.
 
 pub mod carry;
 pub mod command;
 pub mod edit;
+mod index;
 pub mod status;
 pub mod text;
 
