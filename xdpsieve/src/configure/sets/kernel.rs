@@ -150,8 +150,11 @@ pub fn new_entry(set: u16, prefix: &TriePrefix, state: u8, expires_ns: u64) -> S
 }
 
 /// Room for live changes beyond what a generation is built with: at least this many
-/// groups (1 KiB each) and entries (32 bytes each), or a quarter more.
-const SPARE_GROUPS: u32 = 2048;
+/// groups (1 KiB each) and entries (32 bytes each), or a quarter more. An IPv4 address
+/// banned where no prefix was takes up to two groups, so 24,576 groups (24 MiB) hold
+/// 10,000 scattered bans with room to spare; only rule files that declare sets pay it, and
+/// a reload sizes the maps anew.
+const SPARE_GROUPS: u32 = 24_576;
 const SPARE_ENTRIES: u32 = 65536;
 
 /// What a new generation's set maps hold.
