@@ -13,6 +13,7 @@
 //! target/bench-quick for `--quick`, or to `--out DIR`).
 
 mod capture;
+mod live;
 mod pcap;
 mod report;
 mod sets;
@@ -109,7 +110,14 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
     let sets_command = format!("cargo {} --json set_cost.json", sets_args.join(" "));
     let sets = if only(Part::Sets) {
         eprintln!("bench: address sets beside the kernel LPM trie (BPF_PROG_TEST_RUN)");
-        run_json_bench(root, &options.out, "set_cost", &sets_args)?
+        let mut sets = run_json_bench(root, &options.out, "set_cost", &sets_args)?;
+        check_interrupted()?;
+        eprintln!("bench: reloads and bulk set changes under traffic");
+        let live = live::measure(&xdpsieve, Path::new(SCRATCH_BASES[0]), options.quick)?;
+        if let Some(object) = sets.as_object_mut() {
+            object.insert("live".into(), live);
+        }
+        sets
     } else {
         serde_json::Value::Null
     };
