@@ -4,8 +4,8 @@
 //! loop (drain the records, watch the interfaces, beat the heartbeat, answer signals) until
 //! an explicit stop; then detach, the final drain, the closing blocks and the summary.
 //!
-//! `main.rs` turns the command line into the plan; everything that touches the kernel, the
-//! files or the terminal after that happens here.
+//! The binary (`src/bin/xdpsieve/run.rs`) turns the command line into the plan; everything
+//! that touches the kernel, the files or the terminal after that happens here.
 
 use std::{
     io::{self, IsTerminal as _},
