@@ -1,12 +1,12 @@
 //! One run of the firewall, from a validated [`RunPlan`] to the summary, in three parts:
 //!
-//! - [`start`]: claim the interfaces' pin directories, open the outputs, load the program,
+//! - `start`: claim the interfaces' pin directories, open the outputs, load the program,
 //!   open its record sources, attach (or take over a firewall left behind), publish for
 //!   `status`, print the start-up line;
-//! - [`run_loop`]: drain the records, watch the interfaces, beat the heartbeat, expire
-//!   timed set entries, answer signals (and [`hup`]: reload on SIGHUP), until an explicit
+//! - `run_loop`: drain the records, watch the interfaces, beat the heartbeat, expire
+//!   timed set entries, answer signals (and `hup`: reload on SIGHUP), until an explicit
 //!   stop;
-//! - [`finish`]: detach (or, when the loop itself failed, leave the firewall in force),
+//! - `finish`: detach (or, when the loop itself failed, leave the firewall in force),
 //!   the final drain, the closing blocks and the summary.
 //!
 //! The binary (`src/bin/xdpsieve/run.rs`) turns the command line into the plan; everything
