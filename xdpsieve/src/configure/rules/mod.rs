@@ -350,10 +350,15 @@ impl RuleSet {
     /// [`RuleSet::describe_sets`]).
     pub fn listing(&self, origin: &str) -> String {
         use std::fmt::Write as _;
+        // Sets are named only where there are some: most rule files have none.
+        let sets = match self.sets.len() {
+            0 => String::new(),
+            1 => "1 set, ".to_string(),
+            n => format!("{n} sets, "),
+        };
         let mut out = format!(
-            "{origin}: {} rules, {} sets, default {}\n",
+            "{origin}: {} rules, {sets}default {}\n",
             self.rules.len(),
-            self.sets.len(),
             self.default_action
         );
         for rule in &self.rules {
