@@ -67,9 +67,60 @@ pub fn value_name(value: impl clap::ValueEnum) -> String {
         .unwrap_or_default()
 }
 
+/// `--ring-size`: a power of two from 4K to 2G, with an optional K, M or G suffix (KB, KiB
+/// too), as the kernel sizes ring and perf buffers.
+pub fn parse_size(text: &str) -> Result<u32, String> {
+    let (digits, unit) = match text
+        .trim()
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit())
+    {
+        Some((i, _)) => text.trim().split_at(i),
+        None => (text.trim(), ""),
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size"))?;
+    let scale: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` (use K, M or G)")),
+    };
+    let bytes = value
+        .checked_mul(scale)
+        .filter(|&b| b <= 1 << 31)
+        .ok_or_else(|| format!("`{text}` is too large (at most 2G)"))?;
+    if !bytes.is_power_of_two() || bytes < 4096 {
+        return Err(format!("`{text}` must be a power of two of at least 4K"));
+    }
+    Ok(bytes as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_powers_of_two_from_4k_to_2g() {
+        assert_eq!(parse_size("8M"), Ok(8 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size(" 64kib "), Ok(64 << 10));
+        assert_eq!(parse_size("2G"), Ok(1 << 31));
+        for bad in [
+            "3K",
+            "2K",
+            "4G",
+            "0",
+            "",
+            "M",
+            "8X",
+            "99999999999999999999G",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn stats_interval_is_finite_and_bounded() {

@@ -345,6 +345,36 @@ impl RuleSet {
         Ok(())
     }
 
+    /// The rule set as `check-rules` prints it: where it came from (`origin`), the counts
+    /// and the default, each rule in evaluation order, then the sets (see
+    /// [`RuleSet::describe_sets`]).
+    pub fn listing(&self, origin: &str) -> String {
+        use std::fmt::Write as _;
+        // Sets are named only where there are some: most rule files have none.
+        let sets = match self.sets.len() {
+            0 => String::new(),
+            1 => "1 set, ".to_string(),
+            n => format!("{n} sets, "),
+        };
+        let mut out = format!(
+            "{origin}: {} rules, {sets}default {}\n",
+            self.rules.len(),
+            self.default_action
+        );
+        for rule in &self.rules {
+            let _ = writeln!(
+                out,
+                "  {:>4}  {:<24} {:<4}  {}",
+                rule.id,
+                escape(&rule.name),
+                rule.action,
+                rule.conditions_with(&self.sets)
+            );
+        }
+        out.push_str(&self.describe_sets());
+        out
+    }
+
     /// The sets as `check-rules` lists them: each with its source, prefix counts per family
     /// and the rules that use it, then the kernel memory they will take. Empty when there
     /// are no sets.

@@ -1,0 +1,61 @@
+//! `xdpsieve check-rules`: loads a rule file (and `--drop`/`--pass` rules) exactly as `run`
+//! would and prints what the firewall will evaluate; its help is the rule-file format.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{ArgMatches, Args};
+use xdpsieve::text::escape_path;
+
+use crate::args::{rule_sources, warn_about};
+
+#[derive(Args)]
+#[command(after_help = FILE_HELP)]
+pub struct CheckArgs {
+    /// The TOML rule file to check.
+    #[arg(required_unless_present_any = ["drop", "pass"])]
+    file: Option<PathBuf>,
+
+    /// Also check a rule as `run --drop EXPR` adds it (after the file's). Repeatable.
+    #[arg(long, value_name = "EXPR")]
+    drop: Vec<String>,
+
+    /// Also check a rule as `run --pass EXPR` adds it. Repeatable.
+    #[arg(long, value_name = "EXPR")]
+    pass: Vec<String>,
+}
+
+const FILE_HELP: &str = r#"Rule file format (TOML):
+  default = "pass"            # verdict when no rule matches: "pass" or "drop"
+
+  [[set]]                     # an address set (at most 64), IPv4 and IPv6 mixed
+  name = "blocklist"          # letters, digits, _ . - (at most 64); rules say "@blocklist"
+  file = "drop.netset"        # one prefix or address per line, '#'/';' comments (FireHOL
+                              # .netset, Spamhaus DROP); relative to this file's folder
+  # or: prefixes = ["198.51.100.0/24", "2001:db8:bad::/48"]
+
+  [[rule]]
+  id = 10                     # optional; unique, nonzero; assigned in order when absent
+  name = "block-dns"          # optional; shown in captures and counters (visible
+                              # characters only, at most 128)
+  action = "drop"             # required: "drop" or "pass"
+  protocol = "udp"            # tcp, udp, icmp, icmp6, or a number
+  family = "ipv4"             # optional: ipv4 or ipv6 (implied by addresses)
+  src = "198.51.100.0/24"     # address or CIDR, IPv4 or IPv6, or a set: "@blocklist"
+  dst = "192.0.2.2"
+  src_port = 53               # port or "low-high" (tcp and udp only)
+  dst_port = "1024-65535"
+  log = true                  # log every packet this rule decides (see run --log)
+  log_rate = "100/s"          # limit on this rule's records: N/s, N/m, N/h, 0 = none"#;
+
+/// Loads the rules as `run` would and prints them as the firewall will evaluate them.
+pub fn check_rules(args: &CheckArgs, matches: &ArgMatches) -> Result<()> {
+    let set = rule_sources(args.file.as_deref(), &args.drop, &args.pass, None, matches).load()?;
+    warn_about(&set);
+    let origin = args
+        .file
+        .as_deref()
+        .map_or_else(|| "command line".into(), escape_path);
+    print!("{}", set.listing(&origin));
+    Ok(())
+}

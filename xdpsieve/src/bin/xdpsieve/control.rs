@@ -1,0 +1,91 @@
+//! The subcommands that act on a running firewall from another shell: `reload`, `stop`
+//! and `status`. Each is a call into the library.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use xdpsieve::{flags, session::check_privileges, text::escape};
+
+#[derive(Args)]
+#[command(after_help = STOP_HELP)]
+pub struct StopArgs {
+    /// Interface whose firewall to remove.
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        required = true,
+        value_parser = flags::parse_interface_name
+    )]
+    interface: String,
+}
+
+const STOP_HELP: &str = "\
+If an `xdpsieve run` records for the interface, it gets SIGTERM (as from Ctrl-C): it detaches,
+writes its summary and removes its pins, and stop waits for it (it stops on all its interfaces).
+If that process died and left the firewall in force, stop removes the pinned link (which
+detaches the program) and the pins. Run it in the network namespace the firewall runs in.
+`ip link set dev IFACE xdp off` does not remove a firewall attached through a bpf_link.";
+
+#[derive(Args)]
+#[command(after_help = RELOAD_HELP)]
+pub struct ReloadArgs {
+    /// Interface of the firewall to reload [default: the only one running].
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", value_parser = flags::parse_interface_name)]
+    interface: Option<String>,
+}
+
+const RELOAD_HELP: &str = "\
+The rules are read again from where `xdpsieve run` read them: the --rules file as it is now
+(and the set files it names), then the --drop/--pass expressions and --default given to run;
+the capture, log and other flags stay as they were. The new rules are loaded as a new program
+and swapped onto the interface's link atomically: every packet is judged entirely by the old
+rules or entirely by the new ones, and the interface is never without a firewall. Capture
+and event log go on in the same files; each record names the rule of the rule set that
+judged it. Counters go on; a rule's counters follow it when it keeps its name.
+
+If the rules do not load (a syntax error, a missing set file, too many rules, the verifier's
+refusal), nothing changes: the old rules stay in force, and reload prints the reason and exits
+with status 1. With a live `xdpsieve run`, reload sends it SIGHUP and waits for its answer;
+on a firewall whose recorder died (still in force), reload does the work itself.
+`xdpsieve status` shows the rule generation, when it was loaded and the last reload's result.";
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Only this interface [default: every running instance].
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", value_parser = flags::parse_interface_name)]
+    interface: Option<String>,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Asks the running firewall (or, with no recorder, the pinned state) to read its rules
+/// again; an error when the old rules stay.
+pub fn reload(args: &ReloadArgs) -> Result<()> {
+    check_privileges()?;
+    let outcome = xdpsieve::reload::request::request(args.interface.as_deref())?;
+    if !outcome.ok {
+        bail!("reload failed: {}", outcome.message);
+    }
+    println!("xdpsieve: reloaded: {}", escape(&outcome.message));
+    Ok(())
+}
+
+/// Removes the firewall from `args.interface` (see `STOP_HELP`).
+pub fn stop(args: &StopArgs) -> Result<()> {
+    check_privileges()?;
+    println!("{}", xdpsieve::stop::stop(&args.interface)?);
+    Ok(())
+}
+
+/// Prints the running instances' status, as text or JSON.
+pub fn status(args: &StatusArgs) -> Result<()> {
+    let statuses = xdpsieve::status::read_status(args.interface.as_deref())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+    } else {
+        print!("{}", xdpsieve::status::render(&statuses));
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The `xdpsieve` command: `run` (filter and capture), `reload`, `stop`, `status`,
+//! `check-rules`, `set` (live set changes), and `demo`.
+//!
+//! This binary only parses the command line and turns each subcommand's arguments into a
+//! plan the library runs (as ripgrep's low-level arguments become high-level ones):
+//!
+//! - [`args`]: the command's shape (`Cli`, `Command`) and what several subcommands share
+//!   (the rule flags in command-line order);
+//! - [`run`]: `run`'s flags, checked against each other into a [`xdpsieve::session::RunPlan`];
+//! - [`check_rules`]: `check-rules` and the rule-file format its help shows;
+//! - [`control`]: `reload`, `stop` and `status`, which act on a running firewall;
+//! - [`set`]: `set add|del|list|flush` into a live set change.
+
+mod args;
+mod check_rules;
+mod control;
+mod run;
+mod set;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, FromArgMatches as _};
+use xdpsieve::text::escape;
+
+use crate::args::{Cli, Command};
+
+/// Prints `text` (possibly several lines) with the characters of each line escaped.
+fn eprint_escaped(text: &str) {
+    let lines: Vec<_> = text.split('\n').map(escape).collect();
+    eprint!("{}", lines.join("\n"));
+}
+
+fn main() -> ExitCode {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) if !e.use_stderr() => e.exit(),
+        // clap quotes the bad value in its error; it must not reach the terminal raw.
+        Err(e) => {
+            eprint_escaped(&e.render().to_string());
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // The order of --drop and --pass is only in the matches (clap's structs keep each
+    // flag's values apart): the subcommands that take them get their matches too.
+    let sub_matches = |name: &str| {
+        matches
+            .subcommand_matches(name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let result = match cli.command {
+        Command::Run(args) => {
+            run::plan(*args, &sub_matches("run")).and_then(xdpsieve::session::run)
+        }
+        Command::CheckRules(args) => check_rules::check_rules(&args, &sub_matches("check-rules")),
+        Command::Reload(args) => control::reload(&args),
+        Command::Stop(args) => control::stop(&args),
+        Command::Status(args) => control::status(&args),
+        Command::Set(args) => set::set(args),
+        Command::Demo(args) => xdpsieve::demo::run(&args.write, args.responses),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprint_escaped(&format!("xdpsieve: error: {e:#}\n"));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! `xdpsieve run`: its flags, and the checks that turn them into a [`RunPlan`] (the rules
+//! loaded, the capture and log targets consistent with each other); the library's
+//! [`xdpsieve::session::run`] does the rest.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Result, bail};
+use clap::{ArgMatches, Args};
+use xdpsieve::{
+    capture::Format,
+    event::LogFormat,
+    flags,
+    loader::AttachMode,
+    rules::{Action, Rate},
+    session::{RunPlan, Which},
+    source::Transport,
+};
+use xdpsieve_common::MAX_SNAPLEN;
+
+use crate::args::{rule_sources, warn_about};
+
+#[derive(Args)]
+#[command(after_help = RUN_HELP)]
+pub struct RunArgs {
+    /// Interface to attach to; repeat (or separate with commas) for several.
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        required = true,
+        value_delimiter = ',',
+        value_parser = flags::parse_interface_name
+    )]
+    interfaces: Vec<String>,
+
+    /// TOML rule file (see `xdpsieve check-rules --help` for the format).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+
+    /// Drop packets matching EXPR, e.g. 'udp src port 53'. Repeatable.
+    #[arg(long, value_name = "EXPR")]
+    drop: Vec<String>,
+
+    /// Pass packets matching EXPR (ends evaluation for them). Repeatable.
+    #[arg(long, value_name = "EXPR")]
+    pass: Vec<String>,
+
+    /// Verdict for IP packets no rule matches [default: the rule file's, else pass].
+    /// Non-IP frames (ARP, LLDP) always pass.
+    #[arg(long, value_name = "drop|pass")]
+    default: Option<Action>,
+
+    /// Verdict for IP packets whose L4 header the program cannot reach (IPv6 extension
+    /// chain too long or cut short, TCP/UDP header cut short, RFC 1858 tiny TCP fragment)
+    /// [default: drop when a rule has a protocol or port condition, else pass].
+    #[arg(long, value_name = "POLICY")]
+    unclassifiable: Option<Unclassifiable>,
+
+    /// Write captured packets to FILE; `-` writes to standard output.
+    #[arg(short = 'w', value_name = "FILE")]
+    write: Option<String>,
+
+    /// Bytes of each packet to capture (1-16384). Longer packets keep their true length.
+    #[arg(
+        short = 's',
+        long = "snaplen",
+        value_name = "SNAPLEN",
+        default_value_t = MAX_SNAPLEN,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SNAPLEN))
+    )]
+    snaplen: u32,
+
+    /// Exit after writing COUNT packets.
+    #[arg(short = 'c', value_name = "COUNT", value_parser = flags::parse_count)]
+    count: Option<u64>,
+
+    /// Which packets to capture [default: dropped with -w, else none].
+    #[arg(long, value_name = "WHICH")]
+    capture: Option<Which>,
+
+    /// Capture file format. pcapng adds each packet's XDP verdict, rule and receive queue.
+    #[arg(long, value_name = "FORMAT", default_value = "pcap")]
+    format: Format,
+
+    /// Which packets to log as events (one line each, no packet bytes). Rules with
+    /// `log = true` are logged whatever this says.
+    #[arg(long, value_name = "WHICH", default_value = "none")]
+    log: Which,
+
+    /// Event log format: text lines or JSON lines.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
+
+    /// Write the event log to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+
+    /// Rate limit per rule on its records (events and captures), for rules without their
+    /// own `log_rate`: N/s, N/m, N/h, or 0 for unlimited. What it suppresses is counted.
+    #[arg(long, value_name = "RATE", default_value = "0")]
+    log_rate: Rate,
+
+    /// How records reach userspace: ringbuf (one shared buffer, Linux 5.8+) or perf
+    /// (per-CPU buffers, for older kernels).
+    #[arg(long, value_name = "TRANSPORT", default_value = "ringbuf")]
+    transport: Transport,
+
+    /// XDP attach mode: native (in the driver), skb (generic), or auto (native, else skb).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    mode: AttachMode,
+
+    /// Size of each record buffer (power of two; K, M, G suffixes). Bigger rides out bursts.
+    /// With perf it is shared out among the CPUs.
+    #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = flags::parse_size)]
+    ring_size: u32,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9470).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+
+    /// Print a status line (rates per verdict, losses) to stderr every SECS seconds
+    /// (0.1-86400).
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = flags::parse_stats_interval,
+        allow_negative_numbers = true
+    )]
+    stats_interval: Option<f64>,
+
+    /// Do not print the start-up line.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+const RUN_HELP: &str = "\
+The firewall is fail-static: it stays in force (pinned in /sys/fs/bpf/xdpsieve/) if this
+process dies in any way (panic, abort, OOM kill, SIGKILL); only the recording stops. It is
+removed by SIGINT/SIGTERM to this process (Ctrl-C) or by `xdpsieve stop -i IFACE` from another
+shell, which also removes a firewall left behind by a process that died. A new `xdpsieve run`
+on such an interface takes the firewall over without a gap and carries its counters on.
+`xdpsieve reload -i IFACE` (or SIGHUP) reads the rules again and swaps them in without a gap.
+
+Rule expressions (tcpdump-like; conditions joined by `and`, all must hold):
+  [ip|ip6] [tcp|udp|icmp|icmp6|proto N]
+  src|dst host ADDR      src|dst net CIDR      src|dst port P      src|dst portrange A-B
+  src|dst net @SET       (a set the --rules file declares with [[set]])
+Rules are evaluated in order, first match wins: the --rules file's rules first, then
+--drop/--pass in command-line order. A frame whose IP header cannot be parsed is passed
+and counted as malformed (the host cannot parse it either). A packet whose TCP/UDP header
+cannot be reached is unclassifiable (see --unclassifiable); later fragments take their
+first fragment's verdict.
+
+Examples:
+  xdpsieve run -i eth0 --drop 'udp src port 53' -w dropped.pcap
+  xdpsieve run -i eth0 --rules fw.toml --capture all --format pcapng -w - | tshark -r -
+
+Signals:
+  SIGINT, SIGTERM   detach, write the closing blocks, print the summary, exit
+  SIGUSR1, SIGUSR2  print a status line to stderr (as --stats-interval does) and go on
+  SIGHUP            reload the rules (as `xdpsieve reload`: see its --help) and go on
+A capture or log output that fails (disk full, I/O error, the reader of -w - gone) stops
+with one line on stderr; filtering goes on, and the records not written are counted.";
+
+/// `--unclassifiable`: what happens to packets the rules cannot judge on their ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Unclassifiable {
+    /// Let the rules judge them on the fields that parsed (port rules never match).
+    Pass,
+    /// Drop them before any rule: nothing can slip past a port rule.
+    Drop,
+}
+
+impl Unclassifiable {
+    fn action(self) -> Action {
+        match self {
+            Unclassifiable::Pass => Action::Pass,
+            Unclassifiable::Drop => Action::Drop,
+        }
+    }
+}
+
+/// Checks the run arguments against each other and turns them into the plan the library
+/// runs (`matches` gives the order of --drop and --pass).
+pub fn plan(args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
+    let sources = rule_sources(
+        args.rules.as_deref(),
+        &args.drop,
+        &args.pass,
+        args.default,
+        matches,
+    );
+    let rules = sources.load()?;
+    warn_about(&rules);
+    let capture_which = args.capture.unwrap_or(if args.write.is_some() {
+        Which::Dropped
+    } else {
+        Which::None
+    });
+    let capture_mask = capture_which.mask();
+    let log_mask = args.log.mask();
+    let logging = log_mask != 0 || rules.rules.iter().any(|r| r.log);
+    if capture_mask != 0 && args.write.is_none() {
+        bail!(
+            "--capture {} needs a capture file: give -w FILE (or -w - for standard output)",
+            flags::value_name(capture_which)
+        );
+    }
+    if capture_mask == 0 && args.count.is_some() {
+        bail!("-c counts captured packets, but nothing is captured (give -w FILE)");
+    }
+    if logging && args.log_file.is_none() && args.write.as_deref() == Some("-") {
+        bail!("the capture goes to standard output, so the event log cannot: give --log-file FILE");
+    }
+    Ok(RunPlan {
+        rules,
+        sources: sources.absolute(),
+        interfaces: args.interfaces,
+        capture: capture_which,
+        write: args.write,
+        format: args.format,
+        snaplen: args.snaplen,
+        count: args.count,
+        log: args.log,
+        log_format: args.log_format,
+        log_file: args.log_file,
+        log_rate: args.log_rate,
+        transport: args.transport,
+        mode: args.mode,
+        ring_size: args.ring_size,
+        metrics: args.metrics,
+        stats_interval: args.stats_interval.map(Duration::from_secs_f64),
+        quiet: args.quiet,
+        unclassifiable: args.unclassifiable.map(Unclassifiable::action),
+    })
+}

@@ -1,0 +1,354 @@
+//! The start of a run: claim the interfaces' pin directories, open the outputs, load the
+//! program, open its record sources, attach (or take over a firewall left behind), publish
+//! the pins and the description for `status`, print the start-up line, start watching the
+//! interfaces. A start that fails once the firewall is attached either removes it again
+//! (nothing was in force before) or leaves the one taken over in force ([`abandon_start`]).
+
+use std::{
+    io::{self, IsTerminal as _},
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::{RunPlan, check_privileges, name_generation};
+use crate::{
+    capture::{CaptureWriter, Interface},
+    event::EventFormatter,
+    flags,
+    loader::{Firewall, Settings},
+    metrics::MetricsServer,
+    output::{RecordWriter, Sink, WRITE_BUFFER},
+    pins::{self, Claim, Found},
+    recorder::{EventLog, Recorder},
+    reload,
+    rules::RuleSet,
+    status::{Meta, MetaInterface},
+    text::{escape, escape_path},
+    watch::Watcher,
+    writer_state::WriterState,
+};
+
+/// The flags the signal handlers set; the run loop reads (and clears) them.
+pub(super) struct Signals {
+    /// SIGINT, SIGTERM: the explicit stop.
+    pub stop: Arc<AtomicBool>,
+    /// SIGUSR1, SIGUSR2: a status line.
+    pub status_asked: Arc<AtomicBool>,
+    /// SIGHUP: a reload.
+    pub reload_asked: Arc<AtomicBool>,
+}
+
+/// A firewall in force with its recorders, as the start leaves it for the run loop and
+/// the finish. The fields drop in the order of declaration, which is the order the one
+/// function that ran all of it dropped them in: the interface watcher's and the writers'
+/// state files and the metrics server first, the firewall (fail-static: it leaves what is
+/// attached in force) last.
+pub(super) struct Running {
+    pub watcher: Watcher,
+    /// The writers' counts for `status` and the metrics; removed on drop.
+    pub writer_state: WriterState,
+    /// Serves until dropped, at the end of the run.
+    pub _metrics: Option<MetricsServer>,
+    /// The published description; a reload replaces it.
+    pub meta: Meta,
+    pub event_log: Option<EventLog<Sink>>,
+    pub recorder: Option<Recorder<Sink>>,
+    pub firewall: Firewall,
+    pub signals: Signals,
+    pub interfaces: Vec<Interface>,
+    /// The rules in force; a reload replaces them.
+    pub rules: RuleSet,
+    pub quiet: bool,
+    pub stats_interval: Option<Duration>,
+}
+
+fn open_output(path: &str) -> Result<Sink> {
+    if path == "-" {
+        if io::stdout().is_terminal() {
+            bail!(
+                "refusing to write a binary capture to a terminal; redirect `-w -` to a file or a pipe"
+            );
+        }
+        return Sink::stdout().context("opening standard output");
+    }
+    Sink::create(path.as_ref()).with_context(|| format!("cannot open output file {path}"))
+}
+
+/// A start that failed once the firewall was attached: a fresh firewall is removed again
+/// (nothing was in force before); one taken over stays in force, as it was before.
+fn abandon_start(firewall: &mut Firewall, claims: &[Claim], error: anyhow::Error) -> anyhow::Error {
+    if claims.iter().all(|c| matches!(c.found, Found::Nothing)) {
+        if firewall.attachments().is_empty() {
+            for claim in claims {
+                pins::remove(&claim.interface);
+            }
+            return error;
+        }
+        firewall.detach_all();
+        for claim in claims {
+            pins::remove(&claim.interface);
+        }
+        return error.context("starting failed; the firewall was removed again");
+    }
+    let names: Vec<&str> = claims.iter().map(|c| c.interface.as_str()).collect();
+    error.context(format!(
+        "starting failed after taking over the firewall on {0}; it stays in force without a \
+         recorder: run again, or remove it with `xdpsieve stop -i IFACE`",
+        names.join(", ")
+    ))
+}
+
+/// Starts the firewall as `plan` says and leaves it in force, recording, watched and
+/// published.
+pub(super) fn start(plan: RunPlan) -> Result<Running> {
+    let capture_which = plan.capture;
+    let capture_mask = capture_which.mask();
+    let log_mask = plan.log.mask();
+    let rules = plan.rules;
+    let logging = log_mask != 0 || rules.rules.iter().any(|r| r.log);
+    check_privileges()?;
+    let mut interfaces = Vec::new();
+    for name in &plan.interfaces {
+        let ifindex = crate::loader::ifindex_of(name)?;
+        if interfaces.iter().any(|i: &Interface| i.ifindex == ifindex) {
+            bail!("interface {name} given twice");
+        }
+        interfaces.push(Interface {
+            ifindex,
+            name: name.clone(),
+        });
+    }
+    // Claim the pin directories first: a live recorder on an interface, or a directory
+    // someone else could have filled, is refused before anything is loaded.
+    let mut claims: Vec<Claim> = interfaces
+        .iter()
+        .map(|i| pins::claim(&i.name, std::process::id()))
+        .collect::<Result<_>>()?;
+    // Open the outputs before touching the kernel, so a bad path costs nothing.
+    let capture_out = match &plan.write {
+        Some(path) if capture_mask != 0 => Some(open_output(path)?),
+        _ => None,
+    };
+    let log_out: Option<(Sink, String)> = match (&plan.log_file, logging) {
+        (_, false) => None,
+        (Some(path), true) => Some((
+            Sink::create(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?,
+            path.display().to_string(),
+        )),
+        (None, true) => Some((
+            Sink::stdout().context("opening standard output")?,
+            "standard output".into(),
+        )),
+    };
+
+    // A `reload` of a firewall left behind must not run while this run takes it over; its
+    // description is read again under the lock (a reload may just have changed it).
+    let takeover_locks = reload::lock_for_takeover(&mut claims)?;
+    // The runtime set entries (`xdpsieve set add`) of a firewall taken over carry into the
+    // new generation; its set lock is held until the swap (see `sets::live::carry`).
+    let (set_locks, set_runtime) = crate::configure::sets::live::carry::for_takeover(&claims);
+    let generation = reload::first_generation(&claims);
+    let settings = Settings {
+        rules: rules.clone(),
+        capture: capture_mask,
+        log: log_mask,
+        snaplen: plan.snaplen,
+        ring_bytes: plan.ring_size,
+        transport: plan.transport,
+        default_rate: plan.log_rate,
+        ifindexes: interfaces.iter().map(|i| i.ifindex).collect(),
+        unclassifiable: plan.unclassifiable,
+        set_runtime,
+        generation,
+        share_maps_from: None,
+    };
+    // Before attaching: a signal that arrives once the program is live must end in the
+    // explicit stop (detach, summary, pins removed), not in the default action, which
+    // would leave the firewall in force without a recorder.
+    // SIGUSR1/2 ask for a status line and SIGHUP for a reload: none of them may kill the
+    // process without its summary. SIGPIPE needs nothing: the Rust
+    // runtime ignores it, so a reader of `-w -` going away is an EPIPE write error.
+    let stop = Arc::new(AtomicBool::new(false));
+    let status_asked = Arc::new(AtomicBool::new(false));
+    let reload_asked = Arc::new(AtomicBool::new(false));
+    for (signal, flag) in [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGUSR1, &status_asked),
+        (signal_hook::consts::SIGUSR2, &status_asked),
+        (signal_hook::consts::SIGHUP, &reload_asked),
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(flag))
+            .context("installing signal handler")?;
+    }
+    let mut firewall = Firewall::load(&settings)?;
+    // Open the record sources before attaching: a perf slot without a reader makes the
+    // program's output fail, which would count packets as lost that no buffer refused.
+    let mut recorder = match capture_out {
+        Some(output) => {
+            let writer = CaptureWriter::new(plan.format, output, plan.snaplen, &interfaces);
+            let target = match plan.write.as_deref() {
+                Some("-") | None => "standard output",
+                Some(path) => path,
+            };
+            Some(Recorder::new(
+                firewall.take_capture_source()?,
+                writer,
+                target,
+                &rules,
+                plan.count,
+            ))
+        }
+        None => None,
+    };
+    let mut event_log = match log_out {
+        Some((out, target)) => {
+            let names: Vec<(u32, String)> = interfaces
+                .iter()
+                .map(|i| (i.ifindex, i.name.clone()))
+                .collect();
+            let formatter = EventFormatter::new(plan.log_format, &rules, &names);
+            let out = RecordWriter::new(out, WRITE_BUFFER);
+            Some(EventLog::new(
+                firewall.take_event_source()?,
+                formatter,
+                out,
+                &target,
+            ))
+        }
+        None => None,
+    };
+    if generation != 1 {
+        name_generation(&mut recorder, &mut event_log, generation, &rules);
+    }
+    // Records count as lost for want of a reader once the heartbeat stops (this process
+    // died); it starts before the program is live.
+    firewall.heartbeat()?;
+    let rule_names: Vec<(u32, String)> =
+        rules.rules.iter().map(|r| (r.id, r.name.clone())).collect();
+    if let Err(e) =
+        crate::takeover::attach_or_take_over(&mut firewall, &claims, &rule_names, plan.mode)
+    {
+        return Err(abandon_start(&mut firewall, &claims, e));
+    }
+
+    let meta = Meta {
+        pid: std::process::id(),
+        pid_start: crate::status::process_start(std::process::id()).unwrap_or(0),
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        interfaces: firewall
+            .attachments()
+            .iter()
+            .map(|a| MetaInterface {
+                name: a.interface.clone(),
+                ifindex: a.ifindex,
+                mode: a.mode.to_string(),
+            })
+            .collect(),
+        transport: flags::value_name(plan.transport),
+        default_action: rules.default_action.to_string(),
+        rules: reload::meta_rules(&rules, plan.log_rate),
+        sets: crate::configure::sets::live::meta_sets(&rules.sets),
+        reload: reload::ReloadState::at_start(generation, plan.sources.clone(), &settings),
+    };
+    // Removed (pins and description) on the explicit stop only, at the end of run.
+    let started = (|| -> Result<_> {
+        for claim in &claims {
+            pins::publish(claim, &firewall.pinned_maps(), &meta)?;
+            firewall.pin_program(&claim.dir.join(pins::PROG_PIN))?;
+        }
+        match plan.metrics {
+            Some(addr) => {
+                let server = crate::metrics::serve(addr, meta.clone())?;
+                if !plan.quiet {
+                    eprintln!("xdpsieve: metrics at http://{}/metrics", server.addr);
+                }
+                Ok(Some(server))
+            }
+            None => Ok(None),
+        }
+    })();
+    let metrics = match started {
+        Ok(metrics) => metrics,
+        Err(e) => return Err(abandon_start(&mut firewall, &claims, e)),
+    };
+    // Published: a reload from now on asks this process (which takes the lock itself).
+    drop(takeover_locks);
+    set_locks
+        .into_iter()
+        .for_each(crate::configure::sets::live::SetLock::retire);
+    // The writers' counts for `status` and the metrics; removed with it at the end of run.
+    let writer_state = crate::writer_state::WriterState::new(&meta);
+    if !plan.quiet {
+        let attached: Vec<String> = firewall
+            .attachments()
+            .iter()
+            .map(|a| format!("{} ({})", escape(&a.interface), a.mode))
+            .collect();
+        let target = match &plan.write {
+            Some(path) if capture_mask != 0 => format!(
+                "capturing {} packets to {} ({}, snaplen {})",
+                flags::value_name(capture_which),
+                if path == "-" {
+                    "standard output".into()
+                } else {
+                    escape(path)
+                },
+                plan.format,
+                plan.snaplen
+            ),
+            _ => "not capturing".into(),
+        };
+        let log = if logging {
+            format!(
+                "; logging {} events{}",
+                flags::value_name(plan.log),
+                plan.log_file
+                    .as_ref()
+                    .map(|p| format!(" to {}", escape_path(p)))
+                    .unwrap_or_default()
+            )
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "xdpsieve: filtering on {}: {} rules, default {}; {target}{log} (transport {})",
+            attached.join(", "),
+            rules.rules.len(),
+            rules.default_action,
+            flags::value_name(plan.transport)
+        );
+    }
+
+    // From here on an interface that stops running the program (deleted, detached from
+    // outside, queues added) is noticed and reported, and re-attached where possible.
+    let watcher = crate::watch::Watcher::new(&firewall, &settings.ifindexes, |name| {
+        Some(crate::pins::health_path(name))
+    })
+    .context("opening a netlink socket to watch the interfaces")?;
+    Ok(Running {
+        watcher,
+        writer_state,
+        _metrics: metrics,
+        meta,
+        event_log,
+        recorder,
+        firewall,
+        signals: Signals {
+            stop,
+            status_asked,
+            reload_asked,
+        },
+        interfaces,
+        rules,
+        quiet: plan.quiet,
+        stats_interval: plan.stats_interval,
+    })
+}
