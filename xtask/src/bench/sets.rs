@@ -467,10 +467,44 @@ mod tests {
     }
 
     #[test]
+    fn the_live_part_is_judged_and_shown() {
+        let mut sets = report(true);
+        sets["live"] = json!({
+            "set_prefixes": 100000, "frames_sent_during": 1000, "reloads": 20,
+            "reload_total_ms": {"median": 400.0, "max": 900.0},
+            "reload_load_ms": {"median": 380.0},
+            "reload_swap_ms": {"median": 10.0},
+            "reload_wall_ms": {"median": 500.0},
+            "set": [
+                {"op": "add", "prefixes": 10000, "under_lock_ms": 30.0, "wall_ms": 1200.0},
+                {"op": "del", "prefixes": 10000, "under_lock_ms": 40.0, "wall_ms": 60.0},
+            ],
+        });
+        let targets = targets(&sets);
+        let add = targets
+            .iter()
+            .find(|t| t["target"].as_str().is_some_and(|s| s.contains("set add")));
+        // 1.2 s for the whole command misses the 1 s bound.
+        assert_eq!(
+            add.map(|t| t["met"].as_bool()),
+            Some(Some(false)),
+            "{targets:?}"
+        );
+        let mut md = String::new();
+        render(&mut md, &sets, "cmd").expect("render");
+        assert!(md.contains("### Live changes under traffic"), "{md}");
+        assert!(
+            md.contains("| reload (median; max 900.0 ms) | 400.0 ms"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn with_xdpsieve_the_targets_are_judged() {
         let targets = targets(&report(true));
         let met: Vec<Option<bool>> = targets.iter().map(|t| t["met"].as_bool()).collect();
-        // +10 ns at 1M (≤ 20: yes; ≤ 117/10: yes), IPv6 +49 ns (≤ 40: no), load 1.5 s.
+        // +10 ns at 1M (≤ 20: yes; ≤ 117/10: yes), IPv6 +49 ns (≤ 40: no), load 1.5 s;
+        // no live part in this report: set add and reload to be measured.
         assert_eq!(
             met,
             [
@@ -478,6 +512,7 @@ mod tests {
                 Some(true),
                 Some(false),
                 Some(true),
+                None,
                 None,
                 Some(true)
             ]
