@@ -129,6 +129,11 @@ mod program {
     #[map]
     static RATE_LIMITER: Array<u64> = Array::with_max_entries(RULE_SLOTS, 0);
 
+    /// Sampling position per rule slot and CPU: packets selected for recording since the
+    /// last one kept (see `sample_keeps`).
+    #[map]
+    static SAMPLE_POSITION: PerCpuArray<u32> = PerCpuArray::with_max_entries(RULE_SLOTS, 0);
+
     #[map]
     static CAPTURE_SCRATCH: PerCpuArray<CaptureBuffer> = PerCpuArray::with_max_entries(1, 0);
 
@@ -215,6 +220,8 @@ mod program {
                 log: false,
                 rate_interval_ns: cfg.default_rate_interval_ns,
                 rate_tolerance_ns: cfg.default_rate_tolerance_ns,
+                sample: cfg.sample,
+                snaplen: cfg.snaplen,
             }
         } else {
             // The rules are evaluated in this one place: a second copy of the rule loop
@@ -292,11 +299,26 @@ mod program {
         if !want_capture && !want_log {
             return outcome.verdict as u32;
         }
+        let slot = outcome.slot.unwrap_or(0);
+        // ---- Capture filter (issue 10, point 1) goes here: packets it rejects are counted
+        // ---- apart and leave before sampling, so they never move the sampling count.
+        // Sampling before the reader check and the rate limit: a packet sampling leaves out
+        // would never have been recorded, so it is neither loss (`no_reader`) nor a
+        // suppression, and it does not spend the rate limit's budget.
+        if !sample_keeps(slot, outcome.sample) {
+            counters.sampled_out += 1;
+            if let Some(rc) = rule_counters {
+                rc.sampled_out += 1;
+            }
+            if let Some(ifc) = interface {
+                ifc.sampled_out += 1;
+            }
+            return outcome.verdict as u32;
+        }
         if reader_gone() {
             counters.no_reader += 1;
             return outcome.verdict as u32;
         }
-        let slot = outcome.slot.unwrap_or(0);
         if !rate_allows(slot, outcome.rate_interval_ns, outcome.rate_tolerance_ns) {
             counters.rate_limited += 1;
             if let Some(rc) = rule_counters {
@@ -324,6 +346,7 @@ mod program {
                 verdict: outcome.verdict,
                 rule_id: outcome.rule_id,
                 flags,
+                snaplen: outcome.snaplen,
             };
             let sent = capture_packet(ctx, cfg, &record);
             if sent {
@@ -367,9 +390,12 @@ mod program {
                 log: rule.log,
                 rate_interval_ns: rule.rate_interval_ns,
                 rate_tolerance_ns: rule.rate_tolerance_ns,
+                sample: rule.sample,
+                snaplen: rule.snaplen,
             },
             None => default_outcome(cfg, cfg.default_verdict as u8),
         }
+        .resolve(cfg)
     }
 
     /// The interface's counter slot: its position in `Config::ifindexes`, else the last.
@@ -402,6 +428,34 @@ mod program {
         // SAFETY: helper without arguments.
         let now = unsafe { bpf_ktime_get_ns() };
         now > heartbeat && now - heartbeat > READER_TIMEOUT_NS
+    }
+
+    /// Sampling: whether this packet's records are kept, one in `every` per rule slot and
+    /// CPU (the first, then every `every`-th after it).
+    ///
+    /// A counter, not a random draw (`bpf_get_prandom_u32`): the counts are exact and
+    /// predictable (N packets at 1 in 10 on one CPU give exactly N / 10 rounded up records,
+    /// which operators and tests can check against the file), and it costs one per-CPU
+    /// read and write, no helper call and no shared cache line under a flood. Per CPU, so
+    /// over several CPUs the total may differ by at most one per CPU from N / every; what
+    /// is exact always is records + sampled_out = packets selected. The price of
+    /// determinism: traffic that repeats with a period dividing `every` is seen in one
+    /// phase only.
+    #[inline(always)]
+    fn sample_keeps(slot: u32, every: u32) -> bool {
+        if every <= 1 {
+            return true;
+        }
+        let Some(position) = SAMPLE_POSITION.get_ptr_mut(slot) else {
+            return true;
+        };
+        // SAFETY: per-CPU map value of this slot, ours for this program run.
+        let current = unsafe { *position };
+        let next = current + 1;
+        // A reload may lower `every` below a stored position: it wraps to 0 at once.
+        // SAFETY: as above.
+        unsafe { *position = if next >= every { 0 } else { next } };
+        current == 0
     }
 
     /// GCRA token bucket: a burst of up to `tolerance_ns / interval_ns + 1` records, then one
@@ -503,13 +557,15 @@ mod program {
         verdict: u8,
         rule_id: u32,
         flags: u8,
+        /// Bytes to capture at most (the outcome's snap length).
+        snaplen: u32,
     }
 
-    /// Sends the header and the first `snaplen` bytes. Returns false when the record did not
+    /// Sends the header and the first `record.snaplen` bytes. Returns false when the record did not
     /// fit (buffer full), so the caller counts it as lost.
     #[inline(always)]
     fn capture_packet(ctx: &XdpContext, cfg: &Config, record: &Record) -> bool {
-        let wanted = core::cmp::min(record.frame_len as u32, cfg.snaplen);
+        let wanted = core::cmp::min(record.frame_len as u32, record.snaplen);
         // The verifier must see 1 <= cap_len <= MAX_SNAPLEN on the register it checks; the
         // volatile read keeps LLVM from turning the check into a pointer compare, and the
         // checked value lives in its own binding so later uses are not re-read from memory.

@@ -81,6 +81,9 @@ pub struct Recipe {
     pub capture: u32,
     pub log: u32,
     pub snaplen: u32,
+    /// `--sample`; descriptions written before sampling existed record all.
+    #[serde(default = "record_all")]
+    pub sample: u32,
     pub ring_bytes: u32,
     /// `ringbuf` or `perf`.
     pub transport: String,
@@ -98,6 +101,7 @@ impl Recipe {
             capture: settings.capture,
             log: settings.log,
             snaplen: settings.snaplen,
+            sample: settings.sample,
             ring_bytes: settings.ring_bytes,
             transport: crate::flags::value_name(settings.transport),
             default_rate: settings.default_rate.to_string(),
@@ -129,6 +133,7 @@ impl Recipe {
             capture: self.capture,
             log: self.log,
             snaplen: self.snaplen,
+            sample: self.sample,
             ring_bytes: self.ring_bytes,
             transport,
             default_rate,
@@ -197,6 +202,11 @@ pub fn unix_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// `Recipe::sample` of descriptions written before sampling existed: every packet.
+fn record_all() -> u32 {
+    1
 }
 
 #[cfg(test)]
