@@ -223,6 +223,9 @@ fn sampling_and_rule_snaplen_exact_in_file_summary_and_status() {
             "64",
             "--format",
             "pcapng",
+            // The listener lives in the firewall's namespace: no port shared with others.
+            "--metrics",
+            "127.0.0.1:9470",
             "-w",
             capture.to_str().unwrap(),
         ],
@@ -238,6 +241,14 @@ fn sampling_and_rule_snaplen_exact_in_file_summary_and_status() {
     // Let frames still in flight reach the program, then read the live status.
     std::thread::sleep(Duration::from_millis(300));
     let status = status_json(&net);
+    // A real HTTP client in the firewall's namespace.
+    let metrics = net
+        .fw
+        .command("curl")
+        .args(["-sS", "--max-time", "10", "http://127.0.0.1:9470/metrics"])
+        .output()
+        .expect("running curl (cargo xtask setup installs it)");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
     let out = fw.stop(libc::SIGINT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "xdpsieve failed: {stderr}");
@@ -343,4 +354,16 @@ fn sampling_and_rule_snaplen_exact_in_file_summary_and_status() {
         "{status}"
     );
     assert_eq!(status_total(&status, "capture_lost"), Some(0), "{status}");
+
+    // And the metrics: the total, per rule and per interface.
+    for line in [
+        format!("xdpsieve_sampled_out_packets_total {sampled_out}"),
+        "xdpsieve_rule_sampled_out_packets_total{rule_id=\"1\",rule=\"flood\",action=\"drop\"} 300"
+            .to_string(),
+        "xdpsieve_rule_sampled_out_packets_total{rule_id=\"2\",rule=\"rare\",action=\"drop\"} 45"
+            .to_string(),
+        format!("xdpsieve_interface_sampled_out_packets_total{{interface=\"fw0\"}} {sampled_out}"),
+    ] {
+        assert!(metrics.contains(&line), "{line} not in {metrics}");
+    }
 }

@@ -167,7 +167,7 @@ pub fn interval_line(
     format!(
         "xdpsieve: {:.0} pkt/s ({:.0} dropped/s, {:.0} passed/s), {:.1} Mbit/s; \
          captured {:.0}/s, events {:.0}/s; lost {} (capture) {} (events) {} (perf), \
-         rate-limited {}{not_written}",
+         rate-limited {}, sampled out {}{not_written}",
         rate(c.seen, p.seen),
         rate(c.dropped, p.dropped),
         rate(c.passed, p.passed),
@@ -177,7 +177,8 @@ pub fn interval_line(
         c.capture_lost,
         c.event_lost,
         current.perf_lost,
-        c.rate_limited
+        c.rate_limited,
+        c.sampled_out
     )
 }
 
