@@ -238,4 +238,22 @@ mod tests {
         assert!(sources.load().is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn sampling_survives_a_reload_and_old_descriptions_record_all() {
+        let settings = Settings {
+            sample: 25,
+            ..Settings::default()
+        };
+        let recipe = Recipe::new(RuleSources::new(None, Vec::new(), None), &settings);
+        let json = serde_json::to_value(&recipe).unwrap();
+        let back: Recipe = serde_json::from_value(json.clone()).unwrap();
+        let next = back.settings(RuleSet::default(), Vec::new(), 2).unwrap();
+        assert_eq!(next.sample, 25);
+        // A description written before sampling existed has no `sample`: record all.
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("sample");
+        let old: Recipe = serde_json::from_value(old).unwrap();
+        assert_eq!(old.sample, 1);
+    }
 }
