@@ -29,6 +29,8 @@ mod parse;
 #[cfg(target_arch = "bpf")]
 mod rules;
 #[cfg(target_arch = "bpf")]
+mod sampling;
+#[cfg(target_arch = "bpf")]
 mod sets;
 
 #[cfg(target_arch = "bpf")]
@@ -58,7 +60,7 @@ mod program {
         outcome::{Outcome, decide_special, default_outcome, remember_first_fragment},
         parse,
         parse::{Packet, special},
-        rules,
+        rules, sampling,
     };
 
     /// Set by userspace before load (read-only data: the verifier treats it as constants).
@@ -130,7 +132,7 @@ mod program {
     static RATE_LIMITER: Array<u64> = Array::with_max_entries(RULE_SLOTS, 0);
 
     /// Sampling position per rule slot and CPU: packets selected for recording since the
-    /// last one kept (see `sample_keeps`).
+    /// last one kept (see `sampling`).
     #[map]
     static SAMPLE_POSITION: PerCpuArray<u32> = PerCpuArray::with_max_entries(RULE_SLOTS, 0);
 
@@ -305,7 +307,7 @@ mod program {
         // Sampling before the reader check and the rate limit: a packet sampling leaves out
         // would never have been recorded, so it is neither loss (`no_reader`) nor a
         // suppression, and it does not spend the rate limit's budget.
-        if !sample_keeps(slot, outcome.sample) {
+        if !sampling::keeps(&SAMPLE_POSITION, slot, outcome.sample) {
             counters.sampled_out += 1;
             if let Some(rc) = rule_counters {
                 rc.sampled_out += 1;
@@ -428,34 +430,6 @@ mod program {
         // SAFETY: helper without arguments.
         let now = unsafe { bpf_ktime_get_ns() };
         now > heartbeat && now - heartbeat > READER_TIMEOUT_NS
-    }
-
-    /// Sampling: whether this packet's records are kept, one in `every` per rule slot and
-    /// CPU (the first, then every `every`-th after it).
-    ///
-    /// A counter, not a random draw (`bpf_get_prandom_u32`): the counts are exact and
-    /// predictable (N packets at 1 in 10 on one CPU give exactly N / 10 rounded up records,
-    /// which operators and tests can check against the file), and it costs one per-CPU
-    /// read and write, no helper call and no shared cache line under a flood. Per CPU, so
-    /// over several CPUs the total may differ by at most one per CPU from N / every; what
-    /// is exact always is records + sampled_out = packets selected. The price of
-    /// determinism: traffic that repeats with a period dividing `every` is seen in one
-    /// phase only.
-    #[inline(always)]
-    fn sample_keeps(slot: u32, every: u32) -> bool {
-        if every <= 1 {
-            return true;
-        }
-        let Some(position) = SAMPLE_POSITION.get_ptr_mut(slot) else {
-            return true;
-        };
-        // SAFETY: per-CPU map value of this slot, ours for this program run.
-        let current = unsafe { *position };
-        let next = current + 1;
-        // A reload may lower `every` below a stored position: it wraps to 0 at once.
-        // SAFETY: as above.
-        unsafe { *position = if next >= every { 0 } else { next } };
-        current == 0
     }
 
     /// GCRA token bucket: a burst of up to `tolerance_ns / interval_ns + 1` records, then one
