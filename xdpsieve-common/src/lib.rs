@@ -284,6 +284,10 @@ pub struct Config {
     /// its low byte is stamped into every record, so userspace names each record's rule
     /// from the rules of the generation that judged it (rule ids differ between files).
     pub generation: u32,
+    /// Sampling of the records (events and captures) of packets no rule with its own
+    /// `sample` decided: one in this many is recorded, 1 = all (see [`Rule::sample`]).
+    pub sample: u32,
+    pub _pad: u32,
 }
 
 impl Config {
@@ -301,6 +305,8 @@ impl Config {
         ifindexes: [0; MAX_INTERFACES],
         unclassifiable: verdict::PASS as u32,
         generation: 0,
+        sample: 1,
+        _pad: 0,
     };
 }
 
@@ -324,6 +330,12 @@ pub struct Rule {
     /// 1 when every packet this rule decides is logged as an event.
     pub log: u8,
     pub _pad: [u8; 2],
+    /// Bytes of each packet this rule decides to capture, 1..=[`MAX_SNAPLEN`]; 0 takes
+    /// [`Config::snaplen`].
+    pub snaplen: u32,
+    /// Records (events and captures) of one in this many of the packets this rule decides
+    /// that were selected for recording; 0 takes [`Config::sample`], 1 records all.
+    pub sample: u32,
 }
 
 /// Per-CPU packet counters, one slot per CPU in the `COUNTERS` map. Userspace sums them.
@@ -368,6 +380,9 @@ pub struct Counters {
     /// Non-first fragments whose first fragment was not seen (or forgotten): judged by the
     /// rules that need no ports.
     pub fragment_orphans: u64,
+    /// Packets selected for recording whose records (event and capture) sampling left out
+    /// (`--sample`, a rule's `sample`): by choice, not loss.
+    pub sampled_out: u64,
 }
 
 /// How old the recorder's heartbeat (CLOCK_MONOTONIC ns in the `READER` map, written every
@@ -384,7 +399,8 @@ pub struct RuleCounters {
     pub bytes: u64,
     /// Packets whose records this rule's rate limit suppressed.
     pub suppressed: u64,
-    pub _reserved: u64,
+    /// Packets whose records this rule's sampling left out (not loss).
+    pub sampled_out: u64,
 }
 
 /// Per-CPU counters of one interface slot (see [`Config::ifindexes`]).
@@ -398,7 +414,8 @@ pub struct InterfaceCounters {
     pub captured: u64,
     pub capture_lost: u64,
     pub rate_limited: u64,
-    pub _reserved: u64,
+    /// Packets whose records sampling left out (not loss).
+    pub sampled_out: u64,
 }
 
 /// One logged packet: what the event log shows, no packet bytes.
@@ -466,7 +483,8 @@ pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<Config>() == 88);
+    assert!(size_of::<Config>() == 96);
+    assert!(offset_of!(Config, sample) == 88);
     assert!(offset_of!(Config, unclassifiable) == 80);
     assert!(offset_of!(Config, generation) == 84);
     assert!(offset_of!(Config, classify) == 20);
@@ -474,7 +492,9 @@ const _: () = {
     assert!(offset_of!(Config, ifindexes) == 48);
     assert!(size_of::<RuleBits>() == RULE_WORDS * 8);
     assert!(size_of::<classify::AddrKeyData>() == 20);
-    assert!(size_of::<Rule>() == 24);
+    assert!(size_of::<Rule>() == 32);
+    assert!(offset_of!(Rule, snaplen) == 24);
+    assert!(offset_of!(Rule, sample) == 28);
     assert!(offset_of!(Rule, rate_tolerance_ns) == 8);
     assert!(offset_of!(Rule, id) == 16);
     assert!(offset_of!(Rule, verdict) == 20);
@@ -484,11 +504,14 @@ const _: () = {
     assert!(size_of::<SetEntry>() == 32);
     assert!(offset_of!(SetEntry, addr) == 16);
     assert!(size_of::<SetMeta>() == 16 + 8 * sets::MAX_CLASSES as usize);
-    assert!(size_of::<Counters>() == 144);
+    assert!(size_of::<Counters>() == 152);
+    assert!(offset_of!(Counters, sampled_out) == 144);
     assert!(offset_of!(Counters, no_reader) == 104);
     assert!(offset_of!(Counters, unclassifiable) == 112);
     assert!(size_of::<RuleCounters>() == 32);
+    assert!(offset_of!(RuleCounters, sampled_out) == 24);
     assert!(size_of::<InterfaceCounters>() == 64);
+    assert!(offset_of!(InterfaceCounters, sampled_out) == 56);
     assert!(size_of::<Event>() == 64);
     assert!(offset_of!(Event, src) == 8);
     assert!(offset_of!(Event, dst) == 24);

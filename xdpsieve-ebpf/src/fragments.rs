@@ -40,14 +40,18 @@ pub struct FirstFragment {
     pub rule_id: u32,
     /// The rule-counter slot (0: no rule decided).
     pub slot: u32,
-    pub _pad2: u32,
+    /// The resolved sampling (1 in this many) and snap length of the first fragment's
+    /// outcome, so later fragments are recorded as their datagram's rule says.
+    pub sample: u32,
     pub rate_interval_ns: u64,
     pub rate_tolerance_ns: u64,
+    pub snaplen: u32,
+    pub _pad2: u32,
 }
 
 const _: () = {
     assert!(core::mem::size_of::<FragmentKey>() == 40);
-    assert!(core::mem::size_of::<FirstFragment>() == 32);
+    assert!(core::mem::size_of::<FirstFragment>() == 40);
 };
 
 #[inline(always)]

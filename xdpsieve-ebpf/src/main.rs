@@ -29,6 +29,8 @@ mod parse;
 #[cfg(target_arch = "bpf")]
 mod rules;
 #[cfg(target_arch = "bpf")]
+mod sampling;
+#[cfg(target_arch = "bpf")]
 mod sets;
 
 #[cfg(target_arch = "bpf")]
@@ -58,7 +60,7 @@ mod program {
         outcome::{Outcome, decide_special, default_outcome, remember_first_fragment},
         parse,
         parse::{Packet, special},
-        rules,
+        rules, sampling,
     };
 
     /// Set by userspace before load (read-only data: the verifier treats it as constants).
@@ -128,6 +130,11 @@ mod program {
     /// (GCRA), in CLOCK_MONOTONIC ns. Shared by all CPUs.
     #[map]
     static RATE_LIMITER: Array<u64> = Array::with_max_entries(RULE_SLOTS, 0);
+
+    /// Sampling position per rule slot and CPU: packets selected for recording since the
+    /// last one kept (see `sampling`).
+    #[map]
+    static SAMPLE_POSITION: PerCpuArray<u32> = PerCpuArray::with_max_entries(RULE_SLOTS, 0);
 
     #[map]
     static CAPTURE_SCRATCH: PerCpuArray<CaptureBuffer> = PerCpuArray::with_max_entries(1, 0);
@@ -215,6 +222,8 @@ mod program {
                 log: false,
                 rate_interval_ns: cfg.default_rate_interval_ns,
                 rate_tolerance_ns: cfg.default_rate_tolerance_ns,
+                sample: cfg.sample,
+                snaplen: cfg.snaplen,
             }
         } else {
             // The rules are evaluated in this one place: a second copy of the rule loop
@@ -292,11 +301,26 @@ mod program {
         if !want_capture && !want_log {
             return outcome.verdict as u32;
         }
+        let slot = outcome.slot.unwrap_or(0);
+        // ---- Capture filter (issue 10, point 1) goes here: packets it rejects are counted
+        // ---- apart and leave before sampling, so they never move the sampling count.
+        // Sampling before the reader check and the rate limit: a packet sampling leaves out
+        // would never have been recorded, so it is neither loss (`no_reader`) nor a
+        // suppression, and it does not spend the rate limit's budget.
+        if !sampling::keeps(&SAMPLE_POSITION, slot, outcome.sample) {
+            counters.sampled_out += 1;
+            if let Some(rc) = rule_counters {
+                rc.sampled_out += 1;
+            }
+            if let Some(ifc) = interface {
+                ifc.sampled_out += 1;
+            }
+            return outcome.verdict as u32;
+        }
         if reader_gone() {
             counters.no_reader += 1;
             return outcome.verdict as u32;
         }
-        let slot = outcome.slot.unwrap_or(0);
         if !rate_allows(slot, outcome.rate_interval_ns, outcome.rate_tolerance_ns) {
             counters.rate_limited += 1;
             if let Some(rc) = rule_counters {
@@ -324,6 +348,7 @@ mod program {
                 verdict: outcome.verdict,
                 rule_id: outcome.rule_id,
                 flags,
+                snaplen: outcome.snaplen,
             };
             let sent = capture_packet(ctx, cfg, &record);
             if sent {
@@ -367,9 +392,12 @@ mod program {
                 log: rule.log,
                 rate_interval_ns: rule.rate_interval_ns,
                 rate_tolerance_ns: rule.rate_tolerance_ns,
+                sample: rule.sample,
+                snaplen: rule.snaplen,
             },
             None => default_outcome(cfg, cfg.default_verdict as u8),
         }
+        .resolve(cfg)
     }
 
     /// The interface's counter slot: its position in `Config::ifindexes`, else the last.
@@ -503,13 +531,15 @@ mod program {
         verdict: u8,
         rule_id: u32,
         flags: u8,
+        /// Bytes to capture at most (the outcome's snap length).
+        snaplen: u32,
     }
 
-    /// Sends the header and the first `snaplen` bytes. Returns false when the record did not
+    /// Sends the header and the first `record.snaplen` bytes. Returns false when the record did not
     /// fit (buffer full), so the caller counts it as lost.
     #[inline(always)]
     fn capture_packet(ctx: &XdpContext, cfg: &Config, record: &Record) -> bool {
-        let wanted = core::cmp::min(record.frame_len as u32, cfg.snaplen);
+        let wanted = core::cmp::min(record.frame_len as u32, record.snaplen);
         // The verifier must see 1 <= cap_len <= MAX_SNAPLEN on the register it checks; the
         // volatile read keeps LLVM from turning the check into a pointer compare, and the
         // checked value lives in its own binding so later uses are not re-read from memory.

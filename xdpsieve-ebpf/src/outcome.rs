@@ -19,9 +19,28 @@ pub struct Outcome {
     pub log: bool,
     pub rate_interval_ns: u64,
     pub rate_tolerance_ns: u64,
+    /// Records one in this many of the packets selected for recording (1: all).
+    pub sample: u32,
+    /// Bytes to capture, 1..=MAX_SNAPLEN (the rule's, else `Config::snaplen`).
+    pub snaplen: u32,
 }
 
-/// An outcome no rule decided: slot 0, rule id 0, the default rate limit.
+impl Outcome {
+    /// Takes the `Config`'s sampling and snap length where the rule has none (0).
+    #[inline(always)]
+    pub fn resolve(mut self, cfg: &Config) -> Self {
+        if self.sample == 0 {
+            self.sample = cfg.sample;
+        }
+        if self.snaplen == 0 {
+            self.snaplen = cfg.snaplen;
+        }
+        self
+    }
+}
+
+/// An outcome no rule decided: slot 0, rule id 0, the default rate limit, sampling and
+/// snap length.
 #[inline(always)]
 pub fn default_outcome(cfg: &Config, verdict: u8) -> Outcome {
     Outcome {
@@ -31,6 +50,8 @@ pub fn default_outcome(cfg: &Config, verdict: u8) -> Outcome {
         log: false,
         rate_interval_ns: cfg.default_rate_interval_ns,
         rate_tolerance_ns: cfg.default_rate_tolerance_ns,
+        sample: cfg.sample,
+        snaplen: cfg.snaplen,
     }
 }
 
@@ -57,6 +78,8 @@ pub fn decide_special(cfg: &Config, pkt: &Packet, found: &mut Option<bool>) -> O
         log: first.log != 0,
         rate_interval_ns: first.rate_interval_ns,
         rate_tolerance_ns: first.rate_tolerance_ns,
+        sample: first.sample,
+        snaplen: first.snaplen,
     })
 }
 
@@ -70,9 +93,11 @@ pub fn remember_first_fragment(pkt: &Packet, outcome: &Outcome) {
             _pad: 0,
             rule_id: outcome.rule_id,
             slot: outcome.slot.unwrap_or(0),
-            _pad2: 0,
+            sample: outcome.sample,
             rate_interval_ns: outcome.rate_interval_ns,
             rate_tolerance_ns: outcome.rate_tolerance_ns,
+            snaplen: outcome.snaplen,
+            _pad2: 0,
         },
     );
 }

@@ -22,6 +22,9 @@ pub struct Decision {
     pub log: bool,
     pub rate_interval_ns: u64,
     pub rate_tolerance_ns: u64,
+    /// As the rule has them: 0 takes the `Config`'s.
+    pub sample: u32,
+    pub snaplen: u32,
 }
 
 /// The maps matching reads.
@@ -159,6 +162,8 @@ pub fn first_match(maps: &RuleMaps, cfg: &Config, pkt: &Packet) -> Option<Decisi
         log: rule.log != 0,
         rate_interval_ns: rule.rate_interval_ns,
         rate_tolerance_ns: rule.rate_tolerance_ns,
+        sample: rule.sample,
+        snaplen: rule.snaplen,
     })
 }
 

@@ -47,6 +47,8 @@ pub struct RunPlan {
     pub write: Option<String>,
     pub format: Format,
     pub snaplen: u32,
+    /// Record one in this many of the packets selected (`--sample`); 1 records all.
+    pub sample: u32,
     /// Stop after this many captured packets.
     pub count: Option<u64>,
     /// Which packets to log (rules with `log = true` are logged whatever this says).
@@ -64,6 +66,19 @@ pub struct RunPlan {
     /// The verdict for unclassifiable packets; `None` for the default (see
     /// `Settings::unclassifiable_action`).
     pub unclassifiable: Option<Action>,
+}
+
+impl RunPlan {
+    /// The capture file's snap length: `-s`, or a rule's `snaplen` when one asks for more
+    /// (the program cuts each packet to its rule's; the file must not cut it again). Fixed
+    /// for the run: a reload that raises a rule's `snaplen` past it is cut to it.
+    pub fn file_snaplen(&self) -> u32 {
+        self.rules
+            .rules
+            .iter()
+            .filter_map(|r| r.snaplen)
+            .fold(self.snaplen, u32::max)
+    }
 }
 
 /// Which packets to capture or log, by verdict.

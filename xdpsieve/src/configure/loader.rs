@@ -135,6 +135,8 @@ pub enum LoaderError {
     },
     #[error("snap length {0} is out of range 1..={MAX_SNAPLEN}")]
     Snaplen(u32),
+    #[error("sampling 1 in {0}: the rate must be at least 1 (1 records every packet)")]
+    Sample(u32),
     #[error("ring buffer size {0} must be a power of two of at least 4096 bytes")]
     RingSize(u32),
     #[error("{0} rules given; the program evaluates at most {MAX_RULES}")]
@@ -168,6 +170,9 @@ impl Firewall {
     pub fn load(settings: &Settings) -> Result<Firewall, LoaderError> {
         if settings.snaplen == 0 || settings.snaplen > MAX_SNAPLEN {
             return Err(LoaderError::Snaplen(settings.snaplen));
+        }
+        if settings.sample == 0 {
+            return Err(LoaderError::Sample(settings.sample));
         }
         if !settings.ring_bytes.is_power_of_two() || settings.ring_bytes < 4096 {
             return Err(LoaderError::RingSize(settings.ring_bytes));
@@ -213,6 +218,8 @@ impl Firewall {
             ifindexes,
             unclassifiable: u32::from(settings.unclassifiable_action().verdict()),
             generation: settings.generation,
+            sample: settings.sample,
+            _pad: 0,
         };
         // The rings exist either way; with perf they are not used, so keep them one page.
         let ring_bytes = match settings.transport {

@@ -158,6 +158,15 @@ pub const KERNEL: &[Counter<Counters>] = &[
         "Packets whose records were not written because no recorder was reading.",
         Some("{} packets not recorded: no recorder was reading (its heartbeat stopped)")
     ),
+    counter!(
+        sampled_out,
+        "sampled out (not loss)",
+        "xdpsieve_sampled_out_packets",
+        [],
+        "Packets selected for recording whose records sampling left out by choice (--sample, \
+         a rule's sample); not loss.",
+        Some("{} packets not recorded by choice: sampled out (--sample, a rule's sample)")
+    ),
     // The summary has one sentence for these four (`stats::summary`).
     counter!(
         unclassifiable,
@@ -219,6 +228,14 @@ pub const RULE: &[Counter<RuleCounters>] = &[
         "Packets whose records each rule's rate limit suppressed.",
         None
     ),
+    counter!(
+        sampled_out,
+        "sampled out",
+        "xdpsieve_rule_sampled_out_packets",
+        [],
+        "Packets whose records each rule's sampling left out (not loss).",
+        None
+    ),
 ];
 
 /// Per interface slot (map `INTERFACE_COUNTERS`).
@@ -259,6 +276,14 @@ pub const INTERFACE: &[Counter<InterfaceCounters>] = &[
         "xdpsieve_interface_rate_limited_packets",
         [],
         "Packets per interface whose records a rate limit suppressed.",
+        None
+    ),
+    counter!(
+        sampled_out,
+        "sampled out",
+        "xdpsieve_interface_sampled_out_packets",
+        [],
+        "Packets per interface whose records sampling left out (not loss).",
         None
     ),
 ];

@@ -108,7 +108,7 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
                 crate::text::escape(&rule.name),
                 rule.action,
                 snap.rule(index + 1).hits,
-                suppressed(snap.rule(index + 1).suppressed),
+                not_recorded(&snap.rule(index + 1)),
                 rule.conditions_with(&rules.sets)
             );
         }
@@ -118,7 +118,7 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
             "",
             rules.default_action,
             snap.rule(0).hits,
-            suppressed(snap.rule(0).suppressed)
+            not_recorded(&snap.rule(0))
         );
     }
     for (name, i) in &snap.interfaces {
@@ -135,12 +135,16 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
     out
 }
 
-fn suppressed(n: u64) -> String {
-    if n == 0 {
-        String::new()
-    } else {
-        format!(", {n} not recorded (rate limit)")
+/// A rule's records left out: by its rate limit, and by sampling (not loss).
+fn not_recorded(rule: &RuleCounters) -> String {
+    let mut out = String::new();
+    if rule.sampled_out != 0 {
+        out.push_str(&format!(", {} sampled out", rule.sampled_out));
     }
+    if rule.suppressed != 0 {
+        out.push_str(&format!(", {} not recorded (rate limit)", rule.suppressed));
+    }
+    out
 }
 
 /// One status line for `--stats-interval`: rates since the previous snapshot.
@@ -163,7 +167,7 @@ pub fn interval_line(
     format!(
         "xdpsieve: {:.0} pkt/s ({:.0} dropped/s, {:.0} passed/s), {:.1} Mbit/s; \
          captured {:.0}/s, events {:.0}/s; lost {} (capture) {} (events) {} (perf), \
-         rate-limited {}{not_written}",
+         rate-limited {}, sampled out {}{not_written}",
         rate(c.seen, p.seen),
         rate(c.dropped, p.dropped),
         rate(c.passed, p.passed),
@@ -173,7 +177,8 @@ pub fn interval_line(
         c.capture_lost,
         c.event_lost,
         current.perf_lost,
-        c.rate_limited
+        c.rate_limited,
+        c.sampled_out
     )
 }
 

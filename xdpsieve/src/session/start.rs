@@ -106,6 +106,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     let capture_which = plan.capture;
     let capture_mask = capture_which.mask();
     let log_mask = plan.log.mask();
+    let file_snaplen = plan.file_snaplen();
     let rules = plan.rules;
     let logging = log_mask != 0 || rules.rules.iter().any(|r| r.log);
     check_privileges()?;
@@ -156,6 +157,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         capture: capture_mask,
         log: log_mask,
         snaplen: plan.snaplen,
+        sample: plan.sample,
         ring_bytes: plan.ring_size,
         transport: plan.transport,
         default_rate: plan.log_rate,
@@ -189,7 +191,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     // program's output fail, which would count packets as lost that no buffer refused.
     let mut recorder = match capture_out {
         Some(output) => {
-            let writer = CaptureWriter::new(plan.format, output, plan.snaplen, &interfaces);
+            let writer = CaptureWriter::new(plan.format, output, file_snaplen, &interfaces);
             let target = match plan.write.as_deref() {
                 Some("-") | None => "standard output",
                 Some(path) => path,
@@ -294,7 +296,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             .collect();
         let target = match &plan.write {
             Some(path) if capture_mask != 0 => format!(
-                "capturing {} packets to {} ({}, snaplen {})",
+                "capturing {} packets to {} ({}, snaplen {}{})",
                 flags::value_name(capture_which),
                 if path == "-" {
                     "standard output".into()
@@ -302,7 +304,12 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
                     escape(path)
                 },
                 plan.format,
-                plan.snaplen
+                plan.snaplen,
+                if plan.sample > 1 {
+                    format!(", 1 in {} sampled", plan.sample)
+                } else {
+                    String::new()
+                }
             ),
             _ => "not capturing".into(),
         };

@@ -46,7 +46,11 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
   src_port = 53               # port or "low-high" (tcp and udp only)
   dst_port = "1024-65535"
   log = true                  # log every packet this rule decides (see run --log)
-  log_rate = "100/s"          # limit on this rule's records: N/s, N/m, N/h, 0 = none"#;
+  log_rate = "100/s"          # limit on this rule's records: N/s, N/m, N/h, 0 = none
+  sample = 100                # record 1 in N of this rule's packets (before log_rate);
+                              # 1 = all [default: run --sample]
+  snaplen = 96                # bytes captured of this rule's packets, 1-16384
+                              # [default: run -s]"#;
 
 /// Loads the rules as `run` would and prints them as the firewall will evaluate them.
 pub fn check_rules(args: &CheckArgs, matches: &ArgMatches) -> Result<()> {

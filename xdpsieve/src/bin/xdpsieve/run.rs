@@ -70,6 +70,18 @@ pub struct RunArgs {
     )]
     snaplen: u32,
 
+    /// Record 1 in N of the packets selected for capture and logging (the first, then
+    /// every Nth, per rule and CPU), for rules without their own `sample`; 1 records all.
+    /// What sampling leaves out is counted as sampled_out, not as loss. Applied before
+    /// --log-rate.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    sample: u32,
+
     /// Exit after writing COUNT packets.
     #[arg(short = 'c', value_name = "COUNT", value_parser = flags::parse_count)]
     count: Option<u64>,
@@ -220,6 +232,7 @@ pub fn plan(args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
         write: args.write,
         format: args.format,
         snaplen: args.snaplen,
+        sample: args.sample,
         count: args.count,
         log: args.log,
         log_format: args.log_format,

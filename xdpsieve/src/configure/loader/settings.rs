@@ -19,7 +19,11 @@ pub struct Settings {
     pub capture: u32,
     /// Bits of `xdpsieve_common::capture`: which verdicts are logged.
     pub log: u32,
+    /// Bytes captured of each packet a rule without its own `snaplen` decides.
     pub snaplen: u32,
+    /// Records one in this many of the packets selected for recording, for rules without
+    /// their own `sample` and the default verdict (`--sample`); 1 records all.
+    pub sample: u32,
     /// Ring buffer size in bytes (a power of two, at least one page); with perf, the
     /// total over all CPUs' buffers.
     pub ring_bytes: u32,
@@ -59,6 +63,7 @@ impl Default for Settings {
             capture: xdpsieve_common::capture::DROPPED,
             log: 0,
             snaplen: MAX_SNAPLEN,
+            sample: 1,
             ring_bytes: 8 * 1024 * 1024,
             transport: Transport::RingBuf,
             default_rate: Rate::UNLIMITED,

@@ -81,6 +81,9 @@ pub struct Recipe {
     pub capture: u32,
     pub log: u32,
     pub snaplen: u32,
+    /// `--sample`; descriptions written before sampling existed record all.
+    #[serde(default = "record_all")]
+    pub sample: u32,
     pub ring_bytes: u32,
     /// `ringbuf` or `perf`.
     pub transport: String,
@@ -98,6 +101,7 @@ impl Recipe {
             capture: settings.capture,
             log: settings.log,
             snaplen: settings.snaplen,
+            sample: settings.sample,
             ring_bytes: settings.ring_bytes,
             transport: crate::flags::value_name(settings.transport),
             default_rate: settings.default_rate.to_string(),
@@ -129,6 +133,7 @@ impl Recipe {
             capture: self.capture,
             log: self.log,
             snaplen: self.snaplen,
+            sample: self.sample,
             ring_bytes: self.ring_bytes,
             transport,
             default_rate,
@@ -199,6 +204,11 @@ pub fn unix_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// `Recipe::sample` of descriptions written before sampling existed: every packet.
+fn record_all() -> u32 {
+    1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +237,23 @@ mod tests {
         std::fs::write(&file, "[[rule]]\naction = \"dorp\"\n").unwrap();
         assert!(sources.load().is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sampling_survives_a_reload_and_old_descriptions_record_all() {
+        let settings = Settings {
+            sample: 25,
+            ..Settings::default()
+        };
+        let recipe = Recipe::new(RuleSources::new(None, Vec::new(), None), &settings);
+        let json = serde_json::to_value(&recipe).unwrap();
+        let back: Recipe = serde_json::from_value(json.clone()).unwrap();
+        let next = back.settings(RuleSet::default(), Vec::new(), 2).unwrap();
+        assert_eq!(next.sample, 25);
+        // A description written before sampling existed has no `sample`: record all.
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("sample");
+        let old: Recipe = serde_json::from_value(old).unwrap();
+        assert_eq!(old.sample, 1);
     }
 }

@@ -16,7 +16,7 @@ use toml::{
     Spanned,
     de::{DeInteger, DeTable, DeValue},
 };
-use xdpsieve_common::{MAX_RULES, family};
+use xdpsieve_common::{MAX_RULES, MAX_SNAPLEN, family};
 
 use super::{Action, AddrMatch, RuleError, RuleSet, RuleSpec, expr::set_index, next_id_after};
 use crate::{
@@ -28,8 +28,8 @@ use crate::{
 /// Longest rule name accepted: names are printed in columns, logs and every pcapng packet.
 pub const MAX_NAME_CHARS: usize = 128;
 
-const RULE_KEYS: &str =
-    "id, name, action, protocol, family, src, dst, src_port, dst_port, log, log_rate";
+const RULE_KEYS: &str = "id, name, action, protocol, family, src, dst, src_port, dst_port, log, \
+     log_rate, sample, snaplen";
 
 impl RuleSet {
     /// Reads a TOML rule file: a regular file of at most [`RULE_FILE_CAP`] bytes, and the
@@ -310,6 +310,24 @@ impl RuleFile<'_> {
                     )?;
                     rule.rate = Some(text.parse().map_err(at)?);
                 }
+                "sample" => {
+                    rule.sample = Some(self.whole_number(
+                        value,
+                        1,
+                        u32::MAX,
+                        "`sample` must be a whole number N >= 1 (record 1 in N; 1 records all)",
+                    )?);
+                }
+                "snaplen" => {
+                    rule.snaplen = Some(self.whole_number(
+                        value,
+                        1,
+                        MAX_SNAPLEN,
+                        &format!(
+                            "`snaplen` must be a whole number of bytes from 1 to {MAX_SNAPLEN}"
+                        ),
+                    )?);
+                }
                 other => {
                     return Err(self.error(
                         key.span(),
@@ -366,6 +384,30 @@ impl RuleFile<'_> {
                 format!("{expected}, not {}", a(value.get_ref().type_str())),
             )
         })
+    }
+
+    /// A TOML integer in `min..=max`; anything else is an error saying `expected`.
+    fn whole_number(
+        &self,
+        value: &Value<'_>,
+        min: u32,
+        max: u32,
+        expected: &str,
+    ) -> Result<u32, RuleError> {
+        let number = match value.get_ref() {
+            DeValue::Integer(i) => integer(i).and_then(|n| u32::try_from(n).ok()),
+            _ => None,
+        };
+        match number.filter(|n| (min..=max).contains(n)) {
+            Some(n) => Ok(n),
+            None => {
+                let found = match value.get_ref() {
+                    DeValue::Integer(i) => i.as_str().to_string(),
+                    other => a(other.type_str()),
+                };
+                Err(self.error(value.span(), format!("{expected}, not {found}")))
+            }
+        }
     }
 
     /// `53` and `"53"` (or `"1000-2000"`, `"udp"`) alike, as text for the value's parser.

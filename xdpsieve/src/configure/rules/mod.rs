@@ -97,6 +97,12 @@ pub struct RuleSpec {
     pub log: bool,
     /// Limit on this rule's records (events and captures); `None` takes the global default.
     pub rate: Option<Rate>,
+    /// Record one in this many of this rule's packets selected for recording (`sample`);
+    /// `None` takes `--sample`.
+    pub sample: Option<u32>,
+    /// Bytes to capture of this rule's packets, 1..=`MAX_SNAPLEN` (`snaplen`); `None`
+    /// takes `-s`.
+    pub snaplen: Option<u32>,
 }
 
 impl RuleSpec {
@@ -113,6 +119,8 @@ impl RuleSpec {
             dst_port: None,
             log: false,
             rate: None,
+            sample: None,
+            snaplen: None,
         }
     }
 
@@ -162,6 +170,26 @@ impl RuleSpec {
             verdict: self.action.verdict(),
             log: u8::from(self.log),
             _pad: [0; 2],
+            // 0: the program takes `Config`'s (`-s`, `--sample`).
+            snaplen: self.snaplen.unwrap_or(0),
+            sample: self.sample.unwrap_or(0),
+        }
+    }
+
+    /// The recording options `check-rules` shows after the conditions (`  [1 in 4,
+    /// snaplen 96]`); empty when the rule takes the command line's.
+    pub fn recording_options(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(n) = self.sample {
+            parts.push(format!("sample 1 in {n}"));
+        }
+        if let Some(n) = self.snaplen {
+            parts.push(format!("snaplen {n}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", parts.join(", "))
         }
     }
 
@@ -364,11 +392,12 @@ impl RuleSet {
         for rule in &self.rules {
             let _ = writeln!(
                 out,
-                "  {:>4}  {:<24} {:<4}  {}",
+                "  {:>4}  {:<24} {:<4}  {}{}",
                 rule.id,
                 escape(&rule.name),
                 rule.action,
-                rule.conditions_with(&self.sets)
+                rule.conditions_with(&self.sets),
+                rule.recording_options()
             );
         }
         out.push_str(&self.describe_sets());

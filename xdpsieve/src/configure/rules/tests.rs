@@ -453,3 +453,24 @@ fn l4_conditions_are_protocols_and_ports() {
     assert!(!with("ip6 and dst host 2001:db8::1"));
     assert!(!RuleSet::default().has_l4_condition());
 }
+
+#[test]
+fn sample_and_snaplen_reach_the_kernel_rule_and_the_listing() {
+    let set = RuleSet::from_toml(
+        "[[rule]]\nname = \"flood\"\naction = \"drop\"\nprotocol = \"udp\"\nsample = 4\n\
+         snaplen = 96\n[[rule]]\nname = \"rare\"\naction = \"drop\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let flood = set.rules[0].to_kernel(Rate::UNLIMITED);
+    assert_eq!((flood.sample, flood.snaplen), (4, 96));
+    // 0: the program takes the command line's (`--sample`, `-s`).
+    let rare = set.rules[1].to_kernel(Rate::UNLIMITED);
+    assert_eq!((rare.sample, rare.snaplen), (0, 0));
+    let listing = set.listing("t.toml");
+    assert!(
+        listing.contains("udp  [sample 1 in 4, snaplen 96]\n"),
+        "{listing}"
+    );
+    assert!(listing.contains("drop  any\n"), "{listing}");
+}

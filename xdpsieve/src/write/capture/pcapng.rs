@@ -139,7 +139,8 @@ impl<W: Output> PcapngWriter<W> {
     /// The interface statistics block written at close. In xdpsieve's terms: received =
     /// packets the program saw on the interface, dropped = packets the firewall dropped,
     /// accepted by filter = packets chosen for capture, OS drop = of those, the ones the
-    /// capture lost (buffer full or rate limit), delivered = captured.
+    /// capture lost (buffer full or rate limit), delivered = captured. Packets sampling left
+    /// out (`--sample`) are not loss and not in osdrop: the comment gives their count.
     pub fn write_interface_statistics(
         &mut self,
         ifindex: u32,
@@ -172,11 +173,12 @@ impl<W: Output> PcapngWriter<W> {
         );
         push_option(&mut body, ISB_OSDROP, &lost.to_ne_bytes());
         push_option(&mut body, ISB_USRDELIV, &c.captured.to_ne_bytes());
-        push_option(
-            &mut body,
-            OPT_COMMENT,
-            b"ifdrop: packets the firewall dropped; osdrop: packets the capture lost",
+        let comment = format!(
+            "ifdrop: packets the firewall dropped; osdrop: packets the capture lost; \
+             sampled out (by choice, not loss): {}",
+            c.sampled_out
         );
+        push_option(&mut body, OPT_COMMENT, comment.as_bytes());
         push_option(&mut body, OPT_END, &[]);
         self.write_block(BLOCK_ISB, &body)
     }
