@@ -228,7 +228,12 @@ impl<W: Output> Recorder<W> {
 
     fn report_failure(&mut self) {
         if let Some(failure) = self.writer.output().take_unannounced_failure() {
-            announce(&self.what, failure);
+            // A rotating capture names the file that failed, not the -w pattern.
+            let what = match &self.rotation {
+                Some(r) => format!("capture to {}", crate::text::escape_path(r.current())),
+                None => self.what.clone(),
+            };
+            announce(&what, failure);
         }
     }
 
