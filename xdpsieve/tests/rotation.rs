@@ -4,7 +4,9 @@
 //!
 //! - a ring of 3 files (`-C 1 -W 3`) over many rotations, `-z` on each finished file;
 //! - `-G 1 -W 3`: three files a second apart, named by strftime, then the run ends;
-//! - a small tmpfs that fills mid-run: `-W` makes room by removing the oldest file;
+//! - a small tmpfs that fills mid-run: `-W` makes room by removing the oldest file; one
+//!   too small for the first file: nothing to remove, the capture alone stops, as any
+//!   failed output does;
 //! - `-C` with `-w -` is refused.
 //!
 //! Each packet carries its number, so "every packet once, none torn" is checked packet by
@@ -279,4 +281,48 @@ fn rotation_is_refused_on_standard_output_and_w_without_rotation() {
     assert!(run(&["-w", "x.pcap", "-z", "gzip"]).contains("give -C MB or -G SECS"));
     assert!(run(&["-C", "1"]).contains("give -w FILE"));
     assert!(run(&["-w", "x.pcap", "-C", "0"]).contains("-C"));
+}
+
+#[test]
+fn full_disk_with_nothing_left_to_remove_stops_the_capture_only() {
+    if !root_or_skip() {
+        return;
+    }
+    // 1 MiB cannot hold the first file of 2 MB: there is no finished file to remove.
+    let disk = TempDir::tmpfs("tmpfs-small", "1m");
+    let net = VethPair::create("rotnone", None).expect("namespaces");
+    let client = client_socket(&net);
+    let pattern = disk.file("cap.pcap");
+    let fw = Firewall::start(
+        &net,
+        &["-w", pattern.to_str().unwrap(), "-C", "2", "-W", "3"],
+    );
+    const SENT: u32 = 2000;
+    send_numbered(
+        &net,
+        SENT,
+        Duration::from_millis(5),
+        &AtomicBool::new(false),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (numbered, other) = received(&client);
+    let out = fw.stop();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The fail-static rules: one line naming the file, filtering untouched, counts exact.
+    let stopped: Vec<&str> = stderr.lines().filter(|l| l.contains("stopped")).collect();
+    assert_eq!(stopped.len(), 1, "{stderr}");
+    assert!(
+        stopped[0].contains("cap.pcap0 stopped: No space left on device"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("removed the oldest"), "{stderr}");
+    assert_eq!((numbered, other), (0, SENT as usize / 10), "{stderr}");
+    let captured = summary_count(&stderr, "packets captured");
+    let not_written = summary_count(&stderr, "packets not written: capture output failed");
+    assert_eq!(captured + not_written, u64::from(SENT), "{stderr}");
+    assert!(not_written > 0, "{stderr}");
+    let numbers = pcap_numbers(&disk.file("cap.pcap0"));
+    assert_eq!(numbers.len() as u64, captured);
+    assert_contiguous(&numbers, 0, captured as u32);
 }
