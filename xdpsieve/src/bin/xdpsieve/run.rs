@@ -193,7 +193,8 @@ Signals:
   SIGUSR1, SIGUSR2  print a status line to stderr (as --stats-interval does) and go on
   SIGHUP            reload the rules (as `xdpsieve reload`: see its --help) and go on
 A capture or log output that fails (disk full, I/O error, the reader of -w - gone) stops
-with one line on stderr; filtering goes on, and the records not written are counted.";
+with one line on stderr; filtering goes on, and the records not written are counted. With
+-C/-G and -W, a full disk first removes the oldest finished file of the ring.";
 
 /// `--unclassifiable`: what happens to packets the rules cannot judge on their ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -12,7 +12,7 @@
 
 use std::{
     io,
-    os::unix::process::CommandExt as _,
+    os::{fd::AsFd as _, unix::process::CommandExt as _},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -81,7 +81,7 @@ impl PostRotate {
     }
 
     fn spawn(&self, file: &str) -> io::Result<Child> {
-        let stderr = io::stderr().as_fd_clone()?;
+        let stderr = io::stderr().as_fd().try_clone_to_owned()?;
         Command::new(&self.program)
             .arg(file)
             .stdin(Stdio::null())
@@ -157,18 +157,6 @@ impl PostRotate {
             ));
         }
         lines
-    }
-}
-
-/// A clone of a standard stream's descriptor, for a child's output.
-trait FdClone {
-    fn as_fd_clone(&self) -> io::Result<std::os::fd::OwnedFd>;
-}
-
-impl FdClone for io::Stderr {
-    fn as_fd_clone(&self) -> io::Result<std::os::fd::OwnedFd> {
-        use std::os::fd::AsFd as _;
-        self.as_fd().try_clone_to_owned()
     }
 }
 

@@ -67,7 +67,7 @@ impl Rotator<Sink> {
         snaplen: u32,
         interfaces: &[Interface],
     ) -> io::Result<(Rotator<Sink>, CaptureWriter<Sink>)> {
-        let ring = plan.files.map(|_| SharedRing::default());
+        let ring = plan.files.map(|_| new_ring());
         let room = ring.clone();
         let open: Opener<Sink> = Box::new(move |path| Sink::create_in_ring(path, room.clone()));
         let now = std::time::SystemTime::now()
@@ -170,7 +170,9 @@ impl<W: Output> Rotator<W> {
                     self.finished(&current);
                 }
                 self.state = State::Stopped;
-                eprintln!("xdpsieve: -W {files} files of -G written: the capture is done");
+                eprintln!(
+                    "xdpsieve: -W {files} files of -G written: the capture is done, stopping"
+                );
                 false
             }
             Decision::Rotate(name) => self.rotate(writer, PathBuf::from(name), now),
@@ -294,7 +296,7 @@ impl<W: Output> Rotator<W> {
     }
 }
 
-/// A ring for tests and callers that build their own opener.
+/// An empty ring of finished files, to share between a rotator and its sinks.
 pub fn new_ring() -> SharedRing {
     SharedRing::new(std::sync::Mutex::new(Ring::default()))
 }
