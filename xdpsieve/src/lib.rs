@@ -26,7 +26,7 @@ pub use configure::{classify, flags, input, loader, pins, reload, rules, sets, s
 pub use observe::{counters, metrics, stats, status, watch};
 pub use read::{event, generations, record, ringbuf, source};
 pub use sandbox::{demo, netns, prefix_gen};
-pub use write::{capture, output, recorder, text, writer_state};
+pub use write::{capture, output, recorder, rotation, text, writer_state};
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpsieve"));

@@ -43,8 +43,11 @@ pub struct RunPlan {
     pub interfaces: Vec<String>,
     /// Which packets to capture; not `None` only with `write`.
     pub capture: Which,
-    /// The capture file; `-` is standard output.
+    /// The capture file; `-` is standard output. With `rotation`, the pattern of the
+    /// files' names (see [`crate::rotation`]).
     pub write: Option<String>,
+    /// `-C`, `-G`, `-W`, `-z`: the capture's files rotate (never with `-w -`).
+    pub rotation: Option<crate::rotation::RotationPlan>,
     pub format: Format,
     pub snaplen: u32,
     /// Record one in this many of the packets selected (`--sample`); 1 records all.

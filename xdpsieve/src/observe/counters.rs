@@ -305,7 +305,7 @@ pub const WRITER: &[Counter<WriterStats>] = &[
     counter!(past_count, "past the -c count", "xdpsieve_not_written_records",
         ["output" => "capture", "reason" => "past_count"],
         "Records read from the ring and not written, by output and reason.",
-        Some("{} packets not written: past the -c count")),
+        Some("{} packets not written: past the -c count (or the last file of -G with -W)")),
     counter!(
         undecodable,
         "undecodable",

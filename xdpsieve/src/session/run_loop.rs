@@ -112,6 +112,9 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
                 eprintln!("xdpsieve: warning: {e}");
             }
             last_heartbeat = std::time::Instant::now();
+            if let Some(r) = running.recorder.as_mut() {
+                r.housekeeping();
+            }
             if !running.meta.sets.is_empty() {
                 expire_sets(
                     &mut expirer,

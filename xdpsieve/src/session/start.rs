@@ -23,6 +23,7 @@ use crate::{
     pins::{self, Claim, Found},
     recorder::{EventLog, Recorder},
     reload,
+    rotation::rotator::Rotator,
     rules::RuleSet,
     status::{Meta, MetaInterface},
     text::{escape, escape_path},
@@ -62,6 +63,31 @@ pub(super) struct Running {
     pub rules: RuleSet,
     pub quiet: bool,
     pub stats_interval: Option<Duration>,
+}
+
+/// The capture's output as the start opens it: one file (or standard output), or the
+/// first file of a rotating capture with its rotator.
+enum CaptureOut {
+    One(Sink),
+    Rotating(Box<(Rotator<Sink>, CaptureWriter<Sink>)>),
+}
+
+/// `, rotating: -C 1 MB, -W 3 files, -z gzip` for the start-up line.
+fn rotation_text(plan: &crate::rotation::RotationPlan) -> String {
+    let mut parts = Vec::new();
+    if let Some(size) = plan.size {
+        parts.push(format!("-C {} MB", size / crate::rotation::MEGABYTE));
+    }
+    if let Some(period) = plan.period {
+        parts.push(format!("-G {} s", period.as_secs()));
+    }
+    if let Some(files) = plan.files {
+        parts.push(format!("-W {files} files"));
+    }
+    if let Some(command) = &plan.command {
+        parts.push(format!("-z {}", escape(command)));
+    }
+    format!(", rotating: {}", parts.join(", "))
 }
 
 fn open_output(path: &str) -> Result<Sink> {
@@ -128,8 +154,20 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         .map(|i| pins::claim(&i.name, std::process::id()))
         .collect::<Result<_>>()?;
     // Open the outputs before touching the kernel, so a bad path costs nothing.
-    let capture_out = match &plan.write {
-        Some(path) if capture_mask != 0 => Some(open_output(path)?),
+    let capture_out = match (&plan.write, &plan.rotation) {
+        (Some(pattern), Some(rotation)) if capture_mask != 0 => {
+            Some(CaptureOut::Rotating(Box::new(
+                Rotator::start(
+                    rotation.clone(),
+                    pattern,
+                    plan.format,
+                    file_snaplen,
+                    &interfaces,
+                )
+                .context("opening the first capture file")?,
+            )))
+        }
+        (Some(path), None) if capture_mask != 0 => Some(CaptureOut::One(open_output(path)?)),
         _ => None,
     };
     let log_out: Option<(Sink, String)> = match (&plan.log_file, logging) {
@@ -191,18 +229,31 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     // program's output fail, which would count packets as lost that no buffer refused.
     let mut recorder = match capture_out {
         Some(output) => {
-            let writer = CaptureWriter::new(plan.format, output, file_snaplen, &interfaces);
+            let (writer, rotator) = match output {
+                CaptureOut::One(output) => (
+                    CaptureWriter::new(plan.format, output, file_snaplen, &interfaces),
+                    None,
+                ),
+                CaptureOut::Rotating(both) => {
+                    let (rotator, writer) = *both;
+                    (writer, Some(rotator))
+                }
+            };
             let target = match plan.write.as_deref() {
                 Some("-") | None => "standard output",
                 Some(path) => path,
             };
-            Some(Recorder::new(
+            let recorder = Recorder::new(
                 firewall.take_capture_source()?,
                 writer,
                 target,
                 &rules,
                 plan.count,
-            ))
+            );
+            Some(match rotator {
+                Some(rotator) => recorder.with_rotation(rotator),
+                None => recorder,
+            })
         }
         None => None,
     };
@@ -295,22 +346,27 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             .map(|a| format!("{} ({})", escape(&a.interface), a.mode))
             .collect();
         let target = match &plan.write {
-            Some(path) if capture_mask != 0 => format!(
-                "capturing {} packets to {} ({}, snaplen {}{})",
-                flags::value_name(capture_which),
-                if path == "-" {
-                    "standard output".into()
-                } else {
-                    escape(path)
-                },
-                plan.format,
-                plan.snaplen,
-                if plan.sample > 1 {
+            Some(path) if capture_mask != 0 => {
+                format!(
+                    "capturing {} packets to {} ({}, snaplen {})",
+                    flags::value_name(capture_which),
+                    if path == "-" {
+                        "standard output".into()
+                    } else {
+                        escape(path)
+                    },
+                    plan.format,
+                    plan.snaplen
+                ) + &if plan.sample > 1 {
                     format!(", 1 in {} sampled", plan.sample)
                 } else {
                     String::new()
-                }
-            ),
+                } + &plan
+                    .rotation
+                    .as_ref()
+                    .map(rotation_text)
+                    .unwrap_or_default()
+            }
             _ => "not capturing".into(),
         };
         let log = if logging {

@@ -6,5 +6,6 @@
 pub mod capture;
 pub mod output;
 pub mod recorder;
+pub mod rotation;
 pub mod text;
 pub mod writer_state;

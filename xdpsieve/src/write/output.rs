@@ -20,6 +20,8 @@ use std::{
     os::fd::{AsFd as _, AsRawFd as _},
 };
 
+use crate::rotation::ring::SharedRing;
+
 /// Output buffer of the capture file and the event log. Small on purpose: the records are
 /// copied from the ring into it and from it into the page cache, and a buffer that stays
 /// in the CPU's cache makes both copies cheap. With 1 MiB, 512-byte captures cost the
@@ -57,12 +59,23 @@ pub struct Sink {
     file: File,
     /// Only a regular file can be cut back.
     regular: bool,
+    /// With `-W`, the finished files of the ring: a write that finds the disk full removes
+    /// the oldest of them and tries again (see [`crate::rotation::ring`]).
+    room: Option<SharedRing>,
 }
 
 impl Sink {
     /// Creates (truncates) the file at `path`.
     pub fn create(path: &std::path::Path) -> io::Result<Sink> {
         Ok(Sink::from_file(File::create(path)?))
+    }
+
+    /// Creates (truncates) a file of a rotating capture; `room`, with `-W`, is the ring of
+    /// finished files to take room from when the disk is full.
+    pub fn create_in_ring(path: &std::path::Path, room: Option<SharedRing>) -> io::Result<Sink> {
+        let mut sink = Sink::create(path)?;
+        sink.room = room;
+        Ok(sink)
     }
 
     /// Standard output, through its own descriptor: binary records bypass Rust's line
@@ -75,13 +88,45 @@ impl Sink {
 
     fn from_file(file: File) -> Sink {
         let regular = file.metadata().is_ok_and(|m| m.is_file());
-        Sink { file, regular }
+        Sink {
+            file,
+            regular,
+            room: None,
+        }
+    }
+
+    /// On a full disk, removes the oldest finished file of the ring; whether one went.
+    fn make_room(&mut self) -> bool {
+        let Some(room) = &self.room else {
+            return false;
+        };
+        let removed = match room.lock() {
+            Ok(mut ring) => ring.remove_oldest(),
+            Err(_) => None,
+        };
+        match removed {
+            Some(path) => {
+                eprintln!(
+                    "xdpsieve: disk full: removed the oldest capture file {} to make room",
+                    crate::text::escape_path(&path)
+                );
+                true
+            }
+            None => false,
+        }
     }
 }
 
 impl Write for Sink {
+    /// A write that fails for lack of space (nothing of `buf` written) is tried again
+    /// after each file the ring gives up, before the failure is passed on.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        loop {
+            match self.file.write(buf) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && self.make_room() => {}
+                result => return result,
+            }
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -213,6 +258,12 @@ impl<W: Output> RecordWriter<W> {
     /// Bytes of whole records in the output.
     pub fn good_len(&self) -> u64 {
         self.good_len
+    }
+
+    /// Bytes of whole records in the output and in the buffer: the size the file will have
+    /// (what tcpdump's `-C` measures, with `ftell`).
+    pub fn whole_len(&self) -> u64 {
+        self.good_len + self.closed as u64
     }
 
     pub fn failure(&self) -> Option<&Failure> {

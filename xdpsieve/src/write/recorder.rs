@@ -15,6 +15,7 @@ use crate::{
     generations::Generations,
     output::{Failure, Output, RecordWriter},
     record::{CaptureRecord, WallClock},
+    rotation::rotator::{COMMANDS_AT_EXIT, Rotator},
     rules::RuleSet,
     source::Source,
     stats::WriterStats,
@@ -33,8 +34,11 @@ struct Tally {
 
 impl Tally {
     /// Records not written because the output failed.
-    fn not_written<W: Output>(&self, out: &RecordWriter<W>) -> u64 {
-        (self.after_failure + self.accepted).saturating_sub(out.written() + out.pending())
+    /// `written_before`: the records in the files a rotating capture finished before
+    /// `out`'s.
+    fn not_written<W: Output>(&self, out: &RecordWriter<W>, written_before: u64) -> u64 {
+        (self.after_failure + self.accepted)
+            .saturating_sub(written_before + out.written() + out.pending())
     }
 }
 
@@ -62,6 +66,14 @@ pub struct Recorder<W: Output> {
     limit: Option<u64>,
     past_count: u64,
     tally: Tally,
+    /// `-C`/`-G`: the files after the first; `None` writes one file.
+    rotation: Option<Rotator<W>>,
+}
+
+fn unix_now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 impl<W: Output> Recorder<W> {
@@ -86,14 +98,34 @@ impl<W: Output> Recorder<W> {
             limit,
             past_count: 0,
             tally: Tally::default(),
+            rotation: None,
         };
         let _ = recorder.writer.flush();
         recorder.report_failure();
         recorder
     }
 
+    /// Rotates the capture's files as `rotator` (which opened the first, `writer`'s) says.
+    pub fn with_rotation(mut self, rotator: Rotator<W>) -> Self {
+        self.rotation = Some(rotator);
+        self
+    }
+
     pub fn source(&self) -> &Source {
         &self.source
+    }
+
+    /// Between drains: reaps the `-z` commands that ended and reports failures.
+    pub fn housekeeping(&mut self) {
+        if let Some(rotation) = &mut self.rotation {
+            rotation.poll_commands();
+        }
+    }
+
+    /// Counted packets wholly in the capture's files.
+    fn written(&mut self) -> u64 {
+        let before = self.rotation.as_ref().map_or(0, Rotator::written_before);
+        before + self.writer.output().written()
     }
 
     /// Names the rules of `generation` in the comments (a reload); records of the previous
@@ -119,10 +151,12 @@ impl<W: Output> Recorder<W> {
             limit,
             past_count,
             tally,
+            rotation,
             ..
         } = self;
         let mut read = 0;
         let with_comments = writer.writes_comments();
+        let now = unix_now();
         source.drain(|bytes| {
             read += 1;
             let record = match CaptureRecord::decode(bytes) {
@@ -132,12 +166,27 @@ impl<W: Output> Recorder<W> {
                     return;
                 }
             };
-            if writer.output().failure().is_some() {
+            if writer.output().failure().is_some() || rotation.as_ref().is_some_and(Rotator::failed)
+            {
                 tally.after_failure += 1;
                 return;
             }
-            if limit.is_some_and(|limit| tally.accepted >= limit) {
+            if limit.is_some_and(|limit| tally.accepted >= limit)
+                || rotation.as_ref().is_some_and(Rotator::stopped)
+            {
                 *past_count += 1;
+                return;
+            }
+            if let Some(rotation) = rotation.as_mut()
+                && !rotation.before_packet(writer, now)
+            {
+                // The capture stopped at this packet: -G's -W files are done, or the
+                // next file failed (said once, by the rotator or the writer's report).
+                if rotation.stopped() {
+                    *past_count += 1;
+                } else {
+                    tally.after_failure += 1;
+                }
                 return;
             }
             // A hash lookup per record is a fair share of a small record's cost: only
@@ -164,6 +213,9 @@ impl<W: Output> Recorder<W> {
                 comment,
                 data: record.data,
             });
+            if let Some(rotation) = rotation.as_mut() {
+                rotation.wrote(record.ifindex);
+            }
             tally.accepted += 1;
         });
         if read > 0 {
@@ -176,26 +228,34 @@ impl<W: Output> Recorder<W> {
 
     fn report_failure(&mut self) {
         if let Some(failure) = self.writer.output().take_unannounced_failure() {
-            announce(&self.what, failure);
+            // A rotating capture names the file that failed, not the -w pattern.
+            let what = match &self.rotation {
+                Some(r) => format!("capture to {}", crate::text::escape_path(r.current())),
+                None => self.what.clone(),
+            };
+            announce(&what, failure);
         }
     }
 
-    /// Whether `-c COUNT` packets are in the file.
+    /// Whether `-c COUNT` packets are in the files, or `-G` with `-W` wrote its last file.
     pub fn limit_reached(&mut self) -> bool {
-        self.limit
-            .is_some_and(|limit| self.writer.output().written() >= limit)
+        let written = self.written();
+        self.limit.is_some_and(|limit| written >= limit)
+            || self.rotation.as_ref().is_some_and(Rotator::stopped)
     }
 
     /// Whether the output failed (and stopped).
     pub fn failed(&mut self) -> bool {
         self.writer.output().failure().is_some()
+            || self.rotation.as_ref().is_some_and(Rotator::failed)
     }
 
     pub fn stats(&mut self) -> WriterStats {
+        let before = self.rotation.as_ref().map_or(0, Rotator::written_before);
         let out = self.writer.output();
         WriterStats {
-            written: out.written(),
-            capture_not_written: self.tally.not_written(out),
+            written: before + out.written(),
+            capture_not_written: self.tally.not_written(out, before),
             past_count: self.past_count,
             undecodable: self.tally.undecodable,
             ..WriterStats::default()
@@ -204,8 +264,12 @@ impl<W: Output> Recorder<W> {
 
     /// At close: the closing blocks (pcapng interface statistics, ifindex and counters of
     /// each interface), only on a healthy output, then the last flush.
+    /// A rotating capture closes its last file as it closed the others (its own packets in
+    /// the statistics) and gives the `-z` commands [`COMMANDS_AT_EXIT`] to end.
     pub fn finish(&mut self, interfaces: &[(u32, xdpsieve_common::InterfaceCounters)]) {
-        if !self.failed() {
+        if let Some(rotation) = &mut self.rotation {
+            rotation.finish(&mut self.writer, unix_now(), COMMANDS_AT_EXIT);
+        } else if !self.failed() {
             for (ifindex, counters) in interfaces {
                 self.writer.write_interface_statistics(*ifindex, counters);
             }
@@ -298,7 +362,7 @@ impl<W: Output> EventLog<W> {
     pub fn stats(&self) -> WriterStats {
         WriterStats {
             logged: self.out.written(),
-            log_not_written: self.tally.not_written(&self.out),
+            log_not_written: self.tally.not_written(&self.out, 0),
             undecodable: self.tally.undecodable,
             ..WriterStats::default()
         }

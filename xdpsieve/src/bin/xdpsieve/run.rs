@@ -17,6 +17,8 @@ use xdpsieve::{
 };
 use xdpsieve_common::MAX_SNAPLEN;
 
+use xdpsieve::rotation::{MEGABYTE, RotationPlan};
+
 use crate::args::{rule_sources, warn_about};
 
 #[derive(Args)]
@@ -59,6 +61,35 @@ pub struct RunArgs {
     /// Write captured packets to FILE; `-` writes to standard output.
     #[arg(short = 'w', value_name = "FILE")]
     write: Option<String>,
+
+    /// Rotate by size: before writing a packet, a capture file already larger than MB
+    /// million bytes is closed and a new one opened, named as tcpdump names them: the -w
+    /// name, then FILE1, FILE2, ... (with -W, FILE0 to FILE<N-1>, zero-padded).
+    #[arg(
+        short = 'C',
+        value_name = "MB",
+        value_parser = clap::value_parser!(u64).range(1..=u64::MAX / MEGABYTE)
+    )]
+    file_size: Option<u64>,
+
+    /// Rotate by time: the first packet SECS seconds or more after a file was opened starts
+    /// a new one. The -w name is a strftime(3) pattern, formatted in local time when each
+    /// file opens (e.g. -w 'drops-%Y%m%d-%H%M%S.pcap'); without one, each file overwrites
+    /// the last, as with tcpdump.
+    #[arg(short = 'G', value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    rotate_seconds: Option<u64>,
+
+    /// With -C: keep a ring of N files, overwriting the oldest; with a full disk, the
+    /// oldest file of the ring is removed to make room before a write is given up. With
+    /// -G alone: stop after N files (the run ends, as with -c).
+    #[arg(short = 'W', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    file_count: Option<u32>,
+
+    /// Run CMD FILE on each finished capture file (with -C or -G), e.g. -z gzip; at the
+    /// lowest priority, beside the capture, never holding it up. CMD is one program: give
+    /// it a script for flags. Failures and hangs are reported on stderr.
+    #[arg(short = 'z', value_name = "CMD")]
+    postrotate_command: Option<String>,
 
     /// Bytes of each packet to capture (1-16384). Longer packets keep their true length.
     #[arg(
@@ -165,6 +196,8 @@ first fragment's verdict.
 
 Examples:
   xdpsieve run -i eth0 --drop 'udp src port 53' -w dropped.pcap
+  xdpsieve run -i eth0 --rules fw.toml -w drops.pcap -C 100 -W 10 -z gzip
+  xdpsieve run -i eth0 --rules fw.toml -w 'drops-%Y%m%d-%H%M.pcapng' --format pcapng -G 3600
   xdpsieve run -i eth0 --rules fw.toml --capture all --format pcapng -w - | tshark -r -
 
 Signals:
@@ -172,7 +205,8 @@ Signals:
   SIGUSR1, SIGUSR2  print a status line to stderr (as --stats-interval does) and go on
   SIGHUP            reload the rules (as `xdpsieve reload`: see its --help) and go on
 A capture or log output that fails (disk full, I/O error, the reader of -w - gone) stops
-with one line on stderr; filtering goes on, and the records not written are counted.";
+with one line on stderr; filtering goes on, and the records not written are counted. With
+-C/-G and -W, a full disk first removes the oldest finished file of the ring.";
 
 /// `--unclassifiable`: what happens to packets the rules cannot judge on their ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -190,6 +224,38 @@ impl Unclassifiable {
             Unclassifiable::Drop => Action::Drop,
         }
     }
+}
+
+/// `-C`, `-G`, `-W`, `-z`, checked against the capture they rotate.
+fn rotation_plan(args: &RunArgs, capturing: bool) -> Result<Option<RotationPlan>> {
+    let rotates = args.file_size.is_some() || args.rotate_seconds.is_some();
+    if !rotates {
+        if args.file_count.is_some() {
+            bail!("-W limits the files of a rotating capture: give -C MB or -G SECS with it");
+        }
+        if args.postrotate_command.is_some() {
+            bail!(
+                "-z runs on each file a rotating capture finishes: give -C MB or -G SECS with it"
+            );
+        }
+        return Ok(None);
+    }
+    match args.write.as_deref() {
+        None => bail!("-C and -G rotate the capture file: give -w FILE"),
+        Some("-") => bail!(
+            "-C and -G rotate capture files, and standard output (-w -) is no file: give -w FILE,              or rotate the output of the program reading the pipe"
+        ),
+        Some(_) if !capturing => {
+            bail!("-C and -G rotate the capture, but --capture none captures nothing")
+        }
+        Some(_) => {}
+    }
+    Ok(Some(RotationPlan {
+        size: args.file_size.map(|mb| mb * MEGABYTE),
+        period: args.rotate_seconds.map(Duration::from_secs),
+        files: args.file_count,
+        command: args.postrotate_command.clone(),
+    }))
 }
 
 /// Checks the run arguments against each other and turns them into the plan the library
@@ -224,12 +290,14 @@ pub fn plan(args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
     if logging && args.log_file.is_none() && args.write.as_deref() == Some("-") {
         bail!("the capture goes to standard output, so the event log cannot: give --log-file FILE");
     }
+    let rotation = rotation_plan(&args, capture_mask != 0)?;
     Ok(RunPlan {
         rules,
         sources: sources.absolute(),
         interfaces: args.interfaces,
         capture: capture_which,
         write: args.write,
+        rotation,
         format: args.format,
         snaplen: args.snaplen,
         sample: args.sample,

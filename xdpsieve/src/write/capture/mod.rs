@@ -137,6 +137,16 @@ impl<W: Output> CaptureWriter<W> {
         }
     }
 
+    /// At the close of one file of a rotating capture, per interface: pcapng puts an
+    /// interface statistics block for the file (its span in ns since the epoch, and the
+    /// interface's packets in it); pcap has none.
+    pub fn write_file_statistics(&mut self, ifindex: u32, span: (u64, u64), packets: u64) {
+        match self {
+            CaptureWriter::Pcap(_) => {}
+            CaptureWriter::Pcapng(w) => w.write_file_statistics(ifindex, span, packets),
+        }
+    }
+
     /// Flushes (a failure stays recorded) and returns the output.
     pub fn into_inner(self) -> W {
         match self {

@@ -22,6 +22,7 @@ const IF_TSRESOL: u16 = 9;
 const EPB_QUEUE: u16 = 6;
 const EPB_VERDICT: u16 = 7;
 const VERDICT_TYPE_EBPF_XDP: u8 = 2;
+const ISB_STARTTIME: u16 = 2;
 const ISB_ENDTIME: u16 = 3;
 const ISB_IFRECV: u16 = 4;
 const ISB_IFDROP: u16 = 5;
@@ -179,6 +180,34 @@ impl<W: Output> PcapngWriter<W> {
             c.sampled_out
         );
         push_option(&mut body, OPT_COMMENT, comment.as_bytes());
+        push_option(&mut body, OPT_END, &[]);
+        self.write_block(BLOCK_ISB, &body)
+    }
+
+    /// The interface statistics block that closes one file of a rotating capture: the
+    /// file's own time span and the packets of the interface it holds (delivered = in this
+    /// file); the run's totals are in the summary and `status`.
+    pub fn write_file_statistics(&mut self, ifindex: u32, span: (u64, u64), packets: u64) {
+        let Some(&id) = self.interface_ids.get(&ifindex) else {
+            return;
+        };
+        let stamp = |v: u64| {
+            let mut b = [0u8; 8];
+            b[..4].copy_from_slice(&((v >> 32) as u32).to_ne_bytes());
+            b[4..].copy_from_slice(&(v as u32).to_ne_bytes());
+            b
+        };
+        let mut body = Vec::new();
+        body.extend_from_slice(&id.to_ne_bytes());
+        body.extend_from_slice(&stamp(span.1));
+        push_option(&mut body, ISB_STARTTIME, &stamp(span.0));
+        push_option(&mut body, ISB_ENDTIME, &stamp(span.1));
+        push_option(&mut body, ISB_USRDELIV, &packets.to_ne_bytes());
+        push_option(
+            &mut body,
+            OPT_COMMENT,
+            b"one file of a rotating capture: usrdeliv = packets of this interface in this file",
+        );
         push_option(&mut body, OPT_END, &[]);
         self.write_block(BLOCK_ISB, &body)
     }

@@ -1,0 +1,318 @@
+//! The rotation tests' harness: scratch directories (a tmpfs when asked), the firewall
+//! process, numbered datagrams and the socket behind the firewall, and readers that return
+//! each capture file's packet numbers.
+
+use std::{
+    collections::BTreeSet,
+    io::Read as _,
+    net::{SocketAddr, UdpSocket},
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use pcap_file::{
+    pcap::PcapReader,
+    pcapng::{Block, PcapNgReader, blocks::interface_statistics::InterfaceStatisticsOption},
+};
+use xdpsieve::netns::VethPair;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
+pub const CLIENT_PORT: u16 = 40000;
+/// UDP payload of each numbered datagram: about 1,060 bytes per pcap record.
+pub const PAYLOAD: usize = 1000;
+/// Ethernet + IPv4 + UDP: where the number starts in a captured frame.
+pub const NUMBER_AT: usize = 42;
+
+/// A scratch directory removed on drop (unmounted first when it is a tmpfs).
+pub struct TempDir {
+    pub path: PathBuf,
+    mounted: bool,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("xdpsieve-rot-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("creating temp dir");
+        TempDir {
+            path,
+            mounted: false,
+        }
+    }
+
+    /// A tmpfs of `size` (e.g. "3m") mounted on a fresh directory.
+    pub fn tmpfs(tag: &str, size: &str) -> TempDir {
+        let mut dir = TempDir::new(tag);
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir.path)
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "mounting a tmpfs on {:?}", dir.path);
+        dir.mounted = true;
+        dir
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// The regular files, sorted by name.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.path)
+            .expect("listing")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.path).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A running `xdpsieve run`; killed (by PID) on drop if still running.
+pub struct Firewall {
+    child: Option<Child>,
+}
+
+impl Firewall {
+    pub fn start(net: &VethPair, args: &[&str]) -> Firewall {
+        let child = net
+            .fw
+            .command(BINARY)
+            .arg("run")
+            .args(["-i", VethPair::FW_IF, "--drop", "udp src port 53"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting xdpsieve");
+        let mut fw = Firewall { child: Some(child) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let child = fw.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                let mut err = String::new();
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                panic!("xdpsieve exited before attaching ({status}): {err}");
+            }
+            let published = net
+                .fw
+                .command(BINARY)
+                .args(["status", "--json"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("\"live\": true"))
+                .unwrap_or(false);
+            if published {
+                return fw;
+            }
+            assert!(Instant::now() < deadline, "xdpsieve did not attach in 20 s");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn stop(mut self) -> Output {
+        let child = self.child.take().expect("running");
+        // SAFETY: kill on the PID of a child we started and have not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        child.wait_with_output().expect("waiting for xdpsieve")
+    }
+
+    /// Waits (up to `limit`) for the run to end by itself.
+    pub fn wait_exit(mut self, limit: Duration) -> Output {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut().expect("running");
+        while child.try_wait().expect("try_wait").is_none() {
+            assert!(Instant::now() < deadline, "xdpsieve did not end by itself");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child
+            .take()
+            .expect("running")
+            .wait_with_output()
+            .expect("output")
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends numbered datagrams from port 53 (the rule drops them) in batches of ten, each batch
+/// followed by one datagram from port 5000 (passed) and a pause of `batch_every`, until
+/// `count` are sent or `stop` is set. Returns how many numbered ones were sent.
+pub fn send_numbered(net: &VethPair, count: u32, batch_every: Duration, stop: &AtomicBool) -> u32 {
+    net.peer
+        .run(|| {
+            let dns = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 53))?;
+            let other = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 5000))?;
+            let mut msg = vec![0u8; PAYLOAD];
+            let mut sent = 0;
+            while sent < count && !stop.load(Ordering::Relaxed) {
+                for _ in 0..10 {
+                    msg[..4].copy_from_slice(&sent.to_be_bytes());
+                    dns.send_to(&msg, (VethPair::FW_V4, CLIENT_PORT))?;
+                    sent += 1;
+                }
+                other.send_to(b"passed", (VethPair::FW_V4, CLIENT_PORT))?;
+                std::thread::sleep(batch_every);
+            }
+            Ok::<_, std::io::Error>(sent)
+        })
+        .expect("entering namespace")
+        .expect("sending")
+}
+
+/// The client's socket behind the firewall.
+pub fn client_socket(net: &VethPair) -> UdpSocket {
+    net.fw
+        .run(|| {
+            let s = UdpSocket::bind(SocketAddr::new(VethPair::FW_V4.into(), CLIENT_PORT))?;
+            s.set_read_timeout(Some(Duration::from_millis(200)))?;
+            // Room for every passed datagram of a test, read only at its end.
+            let size: libc::c_int = 32 << 20;
+            // SAFETY: setsockopt on our socket with a c_int value of the right size.
+            unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&s),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            Ok::<_, std::io::Error>(s)
+        })
+        .expect("entering namespace")
+        .expect("binding the client socket")
+}
+
+/// Datagrams waiting at the socket: (numbered ones from port 53, others).
+pub fn received(socket: &UdpSocket) -> (usize, usize) {
+    let mut buf = vec![0u8; 65536];
+    let (mut numbered, mut other) = (0, 0);
+    while let Ok((n, from)) = socket.recv_from(&mut buf) {
+        if from.port() == 53 {
+            numbered += 1;
+        } else {
+            assert_eq!(&buf[..n], b"passed");
+            other += 1;
+        }
+    }
+    (numbered, other)
+}
+
+pub fn number(frame: &[u8]) -> u32 {
+    u32::from_be_bytes(frame[NUMBER_AT..NUMBER_AT + 4].try_into().expect("4 bytes"))
+}
+
+/// The numbers in a pcap file (a whole file, or the reader fails).
+pub fn pcap_numbers(path: &Path) -> Vec<u32> {
+    let bytes = std::fs::read(path).expect("reading capture");
+    let mut r = PcapReader::new(&bytes[..]).expect("pcap header");
+    let mut numbers = Vec::new();
+    while let Some(p) = r.next_raw_packet() {
+        let p = p.unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        assert_eq!(p.data.len(), PAYLOAD + NUMBER_AT, "{path:?}: torn record");
+        numbers.push(number(&p.data));
+    }
+    numbers
+}
+
+/// The numbers in a pcapng file, checking it ends with a statistics block that counts them.
+pub fn pcapng_numbers(path: &Path) -> Vec<u32> {
+    let bytes = std::fs::read(path).expect("reading capture");
+    let mut r = PcapNgReader::new(&bytes[..]).expect("section header");
+    let (mut numbers, mut last_delivered) = (Vec::new(), None);
+    while let Some(block) = r.next_block() {
+        match block.unwrap_or_else(|e| panic!("{path:?}: {e}")) {
+            Block::EnhancedPacket(epb) => {
+                numbers.push(number(&epb.data));
+                last_delivered = None;
+            }
+            Block::InterfaceStatistics(isb) => {
+                last_delivered = isb.options.iter().find_map(|o| match o {
+                    InterfaceStatisticsOption::IsbUsrDeliv(n) => Some(*n),
+                    _ => None,
+                });
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        last_delivered,
+        Some(numbers.len() as u64),
+        "{path:?} must end with its own statistics"
+    );
+    numbers
+}
+
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program} (cargo xtask setup installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A number from the summary line that ends with `tail` (e.g. "packets captured").
+pub fn summary_count(stderr: &str, tail: &str) -> u64 {
+    stderr
+        .lines()
+        .find(|l| l.trim_end().ends_with(tail))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every number from `first` to `last - 1` exactly once, in order.
+pub fn assert_contiguous(numbers: &[u32], first: u32, last: u32) {
+    let expected: Vec<u32> = (first..last).collect();
+    assert!(
+        numbers == expected.as_slice(),
+        "packets {first}..{last} once each, in order: got {} packets, {} distinct, first {:?}, last {:?}",
+        numbers.len(),
+        numbers.iter().collect::<BTreeSet<_>>().len(),
+        numbers.first(),
+        numbers.last()
+    );
+}
+
+/// A `-z` script: logs the file's name, then moves it to `done` with a sequence-ordered
+/// name (the ring reuses the name two rotations later).
+pub fn mover_script(dir: &TempDir, done: &Path) -> PathBuf {
+    let script = dir.file("mover.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {log}\nmv \"$1\" \"{done}/$(date +%s%N)-$(basename \"$1\")\"\n",
+            log = dir.file("names.log").display(),
+            done = done.display()
+        ),
+    )
+    .expect("writing the -z script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
+}
