@@ -284,6 +284,13 @@ pub struct Config {
     /// its low byte is stamped into every record, so userspace names each record's rule
     /// from the rules of the generation that judged it (rule ids differ between files).
     pub generation: u32,
+    /// The capture filter in force for capture records: 0 none, else 1 + its slot in the
+    /// program's filter table (see [`filter`]). Read-only data: with no filter the verifier
+    /// prunes the filter path, so the common path costs nothing.
+    pub capture_filter: u32,
+    /// The same for events: the capture filter's slot when it applies to the log too, the
+    /// log filter's own slot, or 0.
+    pub log_filter: u32,
 }
 
 impl Config {
@@ -301,6 +308,52 @@ impl Config {
         ifindexes: [0; MAX_INTERFACES],
         unclassifiable: verdict::PASS as u32,
         generation: 0,
+        capture_filter: 0,
+        log_filter: 0,
+    };
+}
+
+/// Capture filters: tcpdump expressions that libpcap compiles to classic BPF, which the
+/// program interprets in the kernel for the packets a rule selected for recording, before
+/// any copy. The programs live in the program's read-only data (`FILTER_PROGRAMS`,
+/// [`SLOTS`] programs of [`MAX_INSNS`] instructions each); [`Config::capture_filter`] and
+/// [`Config::log_filter`] say which slot applies to which record.
+pub mod filter {
+    /// Most instructions of one classic BPF program (the kernel's `BPF_MAXINSNS`).
+    pub const MAX_INSNS: u32 = 4096;
+    /// Programs in the table: the capture filter (slot 0) and the log filter (slot 1).
+    pub const SLOTS: u32 = 2;
+    /// Instructions in the whole table.
+    pub const TABLE_INSNS: usize = (MAX_INSNS * SLOTS) as usize;
+    /// Slot of the capture filter.
+    pub const CAPTURE_SLOT: u32 = 0;
+    /// Slot of a separate log filter.
+    pub const LOG_SLOT: u32 = 1;
+    /// Words of scratch memory (`M[]`) of the classic machine (`BPF_MEMWORDS`).
+    pub const MEM_WORDS: usize = 16;
+}
+
+/// One classic BPF instruction, as `struct sock_filter` (and libpcap's `struct bpf_insn`)
+/// lays it out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilterInsn {
+    pub code: u16,
+    /// Forward jump when the condition holds (instructions skipped).
+    pub jt: u8,
+    /// Forward jump when it does not.
+    pub jf: u8,
+    pub k: u32,
+}
+
+impl FilterInsn {
+    /// `ret #0`: rejects. Fills the unused table entries (and keeps the table out of
+    /// `.bss`, so it stays read-only data the loader can set).
+    pub const REJECT: Self = Self {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 0,
     };
 }
 
@@ -368,6 +421,10 @@ pub struct Counters {
     /// Non-first fragments whose first fragment was not seen (or forgotten): judged by the
     /// rules that need no ports.
     pub fragment_orphans: u64,
+    /// Packets a rule selected for recording whose capture record or event (or both) the
+    /// capture filter (`--filter`, `--log-filter`) turned down: not a loss, the operator
+    /// asked for only some of them.
+    pub not_selected: u64,
 }
 
 /// How old the recorder's heartbeat (CLOCK_MONOTONIC ns in the `READER` map, written every
@@ -466,7 +523,11 @@ pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<Config>() == 88);
+    assert!(size_of::<Config>() == 96);
+    assert!(offset_of!(Config, capture_filter) == 88);
+    assert!(offset_of!(Config, log_filter) == 92);
+    assert!(size_of::<FilterInsn>() == 8);
+    assert!(offset_of!(FilterInsn, k) == 4);
     assert!(offset_of!(Config, unclassifiable) == 80);
     assert!(offset_of!(Config, generation) == 84);
     assert!(offset_of!(Config, classify) == 20);
@@ -484,7 +545,8 @@ const _: () = {
     assert!(size_of::<SetEntry>() == 32);
     assert!(offset_of!(SetEntry, addr) == 16);
     assert!(size_of::<SetMeta>() == 16 + 8 * sets::MAX_CLASSES as usize);
-    assert!(size_of::<Counters>() == 144);
+    assert!(size_of::<Counters>() == 152);
+    assert!(offset_of!(Counters, not_selected) == 144);
     assert!(offset_of!(Counters, no_reader) == 104);
     assert!(offset_of!(Counters, unclassifiable) == 112);
     assert!(size_of::<RuleCounters>() == 32);
@@ -532,4 +594,5 @@ mod pod {
     unsafe impl aya::Pod for super::SetGroup {}
     unsafe impl aya::Pod for super::SetEntry {}
     unsafe impl aya::Pod for super::SetMeta {}
+    unsafe impl aya::Pod for super::FilterInsn {}
 }

@@ -164,6 +164,8 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         set_runtime,
         generation,
         share_maps_from: None,
+        capture_filter: plan.capture_filter.clone(),
+        log_filter: plan.log_filter.clone(),
     };
     // Before attaching: a signal that arrives once the program is live must end in the
     // explicit stop (detach, summary, pins removed), not in the default action, which

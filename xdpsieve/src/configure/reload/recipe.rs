@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    capture_filter::CompiledFilter,
     loader::Settings,
     rules::{Action, Rate, RuleSet},
     source::Transport,
@@ -72,6 +73,14 @@ impl RuleSources {
     }
 }
 
+/// A filter expression of the description, compiled again.
+fn compile_filter(expression: Option<&str>) -> Result<Option<CompiledFilter>> {
+    match expression {
+        Some(e) => CompiledFilter::compile(e).context("the description's capture filter"),
+        None => Ok(None),
+    }
+}
+
 /// Everything needed to build the program again: the rules' sources and the flags that
 /// went into `Settings` (the interfaces come from the description's interface list).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +97,12 @@ pub struct Recipe {
     pub default_rate: String,
     /// `--unclassifiable` when given.
     pub unclassifiable: Option<String>,
+    /// The capture filter's expression (`--filter`), compiled again by a reload.
+    #[serde(default)]
+    pub capture_filter: Option<String>,
+    /// The event log's filter expression (the capture filter's unless `--log-filter`).
+    #[serde(default)]
+    pub log_filter: Option<String>,
 }
 
 impl Recipe {
@@ -102,6 +117,11 @@ impl Recipe {
             transport: crate::flags::value_name(settings.transport),
             default_rate: settings.default_rate.to_string(),
             unclassifiable: settings.unclassifiable.map(|a| a.to_string()),
+            capture_filter: settings
+                .capture_filter
+                .as_ref()
+                .map(|f| f.expression.clone()),
+            log_filter: settings.log_filter.as_ref().map(|f| f.expression.clone()),
         }
     }
 
@@ -137,6 +157,8 @@ impl Recipe {
             generation,
             share_maps_from: None,
             set_runtime: Vec::new(),
+            capture_filter: compile_filter(self.capture_filter.as_deref())?,
+            log_filter: compile_filter(self.log_filter.as_deref())?,
         })
     }
 }
