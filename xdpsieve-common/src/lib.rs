@@ -329,6 +329,11 @@ pub mod filter {
     pub const CAPTURE_SLOT: u32 = 0;
     /// Slot of a separate log filter.
     pub const LOG_SLOT: u32 = 1;
+    /// Most instructions one run of a filter executes. Classic BPF only jumps forward, so a
+    /// run takes at most [`MAX_INSNS`] steps, except for libpcap's `protochain`, which
+    /// loops over the IPv6/IPv4 header chain with a backward `ja`; a run still going after
+    /// this many steps rejects the packet.
+    pub const STEP_BUDGET: u32 = 4 * MAX_INSNS;
     /// Words of scratch memory (`M[]`) of the classic machine (`BPF_MEMWORDS`).
     pub const MEM_WORDS: usize = 16;
 }

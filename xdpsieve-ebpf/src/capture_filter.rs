@@ -5,10 +5,11 @@
 //! The programs are in this program's read-only data (`FILTER_PROGRAMS`), written by the
 //! loader next to `CONFIG`. One instruction is one `bpf_loop` iteration (Linux 5.17+): the
 //! verifier checks the loop body once, whatever the program, so any program libpcap
-//! produces (up to `BPF_MAXINSNS`) runs without a verifier limit of its own. Classic BPF has
-//! no backward jumps and userspace checks every jump lands inside its program and the
-//! last instruction returns (`configure::capture_filter`), so a program ends within
-//! `MAX_INSNS` iterations; a run that does not end in a `ret` rejects.
+//! produces (up to `BPF_MAXINSNS`) runs without a verifier limit of its own. Userspace
+//! checks every jump lands inside its program and the last instruction returns
+//! (`configure::capture_filter`). Classic BPF jumps only forward, so a run ends within
+//! `MAX_INSNS` steps, except libpcap's `protochain` loop (a backward `ja`): the loop stops
+//! after `STEP_BUDGET` steps, and a run that has not returned by then rejects.
 //!
 //! The machine follows libpcap's `bpf_filter`: a load past the end of the frame, a division
 //! or modulo by zero, an unknown instruction reject the packet; `len` is the frame's whole
@@ -72,7 +73,7 @@ pub fn selects(xdp: *mut xdp_md, slot: u32, frame_len: u32) -> bool {
         let mut run = Run { xdp, machine };
         let body = step as *const () as *mut c_void;
         let data = core::ptr::addr_of_mut!(run).cast();
-        bpf_loop(filter::MAX_INSNS, body, data, 0);
+        bpf_loop(filter::STEP_BUDGET, body, data, 0);
         (*machine).result != 0
     }
 }

@@ -326,6 +326,26 @@ fn longest_program_runs_to_its_end() {
 }
 
 #[test]
+fn backward_jumps_loop_within_the_step_budget() {
+    if !root_or_skip() {
+        return;
+    }
+    let frame = udp4();
+    // A loop of 1000 rounds (a backward `ja`, as libpcap's protochain makes): A counts down.
+    let counted = [
+        insn(0x00, 0, 0, 1000),
+        insn(0x14, 0, 0, 1), // sub #1
+        insn(JEQ_K, 1, 0, 0),
+        insn(0x05, 0, 0, (-3i32) as u32), // ja back to the sub
+        insn(RET_K, 0, 0, 1),
+    ];
+    assert!(selects(&mut load_insns(&counted), &frame), "1000 rounds end");
+    // A loop that never ends stops at the budget and rejects.
+    let endless = [insn(0x05, 0, 0, u32::MAX), insn(RET_K, 0, 0, 1)];
+    assert!(!selects(&mut load_insns(&endless), &frame), "endless loop rejects");
+}
+
+#[test]
 fn libpcap_programs_on_vlan_and_ipv6_frames() {
     if !root_or_skip() {
         return;

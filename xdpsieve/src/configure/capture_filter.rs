@@ -8,6 +8,9 @@
 //! table, and any instruction the kernel interpreter would not run the way libpcap's
 //! `bpf_filter` does (the checks of the kernel's `bpf_check_classic`: known opcodes, jumps
 //! that land inside the program, scratch memory indexes in range, a `ret` at the end).
+//! Unlike the kernel's checker, a backward `ja` is allowed: libpcap's `protochain` loops
+//! with one, and the kernel interpreter stops any run after
+//! [`STEP_BUDGET`](xdpsieve_common::filter::STEP_BUDGET) instructions (rejecting the packet).
 
 use pcap::{Capture, Linktype};
 use xdpsieve_common::{
@@ -160,16 +163,18 @@ fn check_insn(insn: &FilterInsn, index: usize, len: usize) -> Option<&'static st
             if code & !0xf8 != 0x05 || op > 0x40 {
                 return Some("unknown jump");
             }
-            let next = index + 1;
-            let targets: &[usize] = if op == 0x00 {
-                &[next.saturating_add(k)]
+            let next = index as i64 + 1;
+            // `ja` may jump backwards: libpcap's `protochain` loops over the header chain
+            // that way (the kernel's step budget bounds such loops, see `STEP_BUDGET`).
+            let targets: &[i64] = if op == 0x00 {
+                &[next + i64::from(insn.k as i32)]
             } else {
-                &[next + insn.jt as usize, next + insn.jf as usize]
+                &[next + i64::from(insn.jt), next + i64::from(insn.jf)]
             };
             targets
                 .iter()
-                .any(|&t| t >= len)
-                .then_some("jump past the end of the program")
+                .any(|&t| t < 0 || t >= len as i64)
+                .then_some("jump outside the program")
         }
         0x06 => match code & 0x18 {
             0x00 | 0x08 | 0x10 if code & !0x18 == 0x06 => None,
@@ -238,7 +243,8 @@ mod tests {
             jf: 0,
             k,
         };
-        assert!(bad(vec![jump(1), ret]).contains("past the end"));
+        assert!(bad(vec![jump(1), ret]).contains("outside"));
+        assert!(bad(vec![jump(u32::MAX - 1), ret]).contains("outside"));
         let ld_a = FilterInsn {
             code: 0x00,
             jt: 0,
