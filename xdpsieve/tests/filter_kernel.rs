@@ -18,10 +18,15 @@ mod frame;
 #[path = "filter/harness.rs"]
 mod harness;
 
+use aya::programs::{TestRun, TestRunOptions};
 use frame::{Ext, Frame};
 use harness::{insn, load, load_insns, selects};
-use xdpsieve::capture_filter::CompiledFilter;
-use xdpsieve_common::FilterInsn;
+use xdpsieve::{
+    capture_filter::CompiledFilter,
+    loader::{Firewall, Settings},
+    rules::{Action, RuleSet},
+};
+use xdpsieve_common::{FilterInsn, capture};
 
 const A4: [u8; 4] = [192, 0, 2, 10];
 const B4: [u8; 4] = [198, 51, 100, 7];
@@ -339,10 +344,16 @@ fn backward_jumps_loop_within_the_step_budget() {
         insn(0x05, 0, 0, (-3i32) as u32), // ja back to the sub
         insn(RET_K, 0, 0, 1),
     ];
-    assert!(selects(&mut load_insns(&counted), &frame), "1000 rounds end");
+    assert!(
+        selects(&mut load_insns(&counted), &frame),
+        "1000 rounds end"
+    );
     // A loop that never ends stops at the budget and rejects.
     let endless = [insn(0x05, 0, 0, u32::MAX), insn(RET_K, 0, 0, 1)];
-    assert!(!selects(&mut load_insns(&endless), &frame), "endless loop rejects");
+    assert!(
+        !selects(&mut load_insns(&endless), &frame),
+        "endless loop rejects"
+    );
 }
 
 #[test]
@@ -377,7 +388,7 @@ fn libpcap_programs_on_vlan_and_ipv6_frames() {
 }
 
 #[test]
-fn separate_log_filter_and_no_filter_cost_nothing() {
+fn separate_log_filter_and_no_filter() {
     if !root_or_skip() {
         return;
     }
@@ -385,4 +396,41 @@ fn separate_log_filter_and_no_filter_cost_nothing() {
     let mut fw = load(None);
     assert!(selects(&mut fw, &udp4()));
     assert_eq!(harness::counters(&fw).not_selected, 0);
+
+    // Capture `udp`, log `tcp`: each record follows its own filter.
+    let rules = RuleSet {
+        default_action: Action::Drop,
+        ..RuleSet::default()
+    };
+    let compile = |e: &str| CompiledFilter::compile(e).expect("compiles");
+    let settings = Settings {
+        rules,
+        capture: capture::DROPPED,
+        log: capture::DROPPED,
+        capture_filter: compile("udp"),
+        log_filter: compile("tcp"),
+        ..Settings::default()
+    };
+    let mut fw = Firewall::load(&settings).expect("loads");
+    let tcp = Frame::ipv4(A4, B4).tcp(40000, 443).build();
+    let icmp = Frame::ipv4(A4, B4).icmp().build();
+    let mut run = |frame: &[u8]| {
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::new()
+        };
+        fw.program()
+            .expect("program")
+            .test_run(opts)
+            .expect("test run");
+    };
+    run(&udp4());
+    run(&tcp);
+    run(&icmp);
+    let c = harness::counters(&fw);
+    assert_eq!(c.captured, 1, "only the udp frame is captured");
+    assert_eq!(c.events, 1, "only the tcp frame is logged");
+    // udp lost its event, tcp its capture, icmp both: three packets not selected.
+    assert_eq!(c.not_selected, 3);
+    assert_eq!(c.capture_lost + c.event_lost + c.rate_limited, 0);
 }
