@@ -434,3 +434,65 @@ fn separate_log_filter_and_no_filter() {
     assert_eq!(c.not_selected, 3);
     assert_eq!(c.capture_lost + c.event_lost + c.rate_limited, 0);
 }
+
+/// Not a check: the filter's cost per packet in the kernel, printed
+/// (`cargo test --test filter_kernel -- --ignored --nocapture filter_cost`). The frame is a
+/// UDP datagram the filter turns down at its last test, so no record is copied; the
+/// baseline is the same program and rule with nothing to record.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn filter_cost() {
+    if !root_or_skip() {
+        return;
+    }
+    let frame = Frame::ipv4(A4, B4).udp(5353, 54).build();
+    let long = "(udp or tcp) and not port 22 and not port 80 and not port 443 and not \
+                net 203.0.113.0/24 and not host 2001:db8::1 and (udp[8:2] != 0x1234 or \
+                ip[8] > 1) and port 53";
+    let time = |fw: &mut Firewall| {
+        let mut runs: Vec<f64> = (0..5)
+            .map(|_| {
+                let opts = TestRunOptions {
+                    data_in: Some(&frame),
+                    repeat: 200_000,
+                    ..TestRunOptions::new()
+                };
+                let result = fw.program().expect("program").test_run(opts).expect("run");
+                result.duration.as_nanos() as f64
+            })
+            .collect();
+        runs.sort_by(f64::total_cmp);
+        runs[2]
+    };
+    let rules = RuleSet {
+        default_action: Action::Drop,
+        ..RuleSet::default()
+    };
+    let mut base = Firewall::load(&Settings {
+        rules: rules.clone(),
+        capture: 0,
+        ..Settings::default()
+    })
+    .expect("loads");
+    println!("no capture, no filter: {:.1} ns", time(&mut base));
+    let mut fw = load_insns(&[insn(RET_K, 0, 0, 0)]);
+    println!("`ret #0` (1 insn): {:.1} ns", time(&mut fw));
+    let mut fw = load_insns(
+        &[insn(0x04, 0, 0, 0); 10]
+            .iter()
+            .copied()
+            .chain([insn(RET_K, 0, 0, 0)])
+            .collect::<Vec<_>>(),
+    );
+    println!("10 adds, ret #0 (11 insns): {:.1} ns", time(&mut fw));
+    for expression in ["udp port 53", long] {
+        let filter = CompiledFilter::compile(expression).expect("compiles");
+        let len = filter.as_ref().map_or(0, |f| f.insns.len());
+        let mut fw = load(filter);
+        assert!(!selects(&mut fw, &frame));
+        println!(
+            "`{expression}` ({len} insns), rejecting: {:.1} ns",
+            time(&mut fw)
+        );
+    }
+}
