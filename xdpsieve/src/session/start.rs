@@ -294,10 +294,18 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             .iter()
             .map(|a| format!("{} ({})", escape(&a.interface), a.mode))
             .collect();
+        // The capture filter in force, as the operator wrote it.
+        let matching = |filter: &Option<crate::capture_filter::CompiledFilter>| {
+            filter
+                .as_ref()
+                .map(|f| format!(" matching `{}`", escape(&f.expression)))
+                .unwrap_or_default()
+        };
         let target = match &plan.write {
             Some(path) if capture_mask != 0 => format!(
-                "capturing {} packets to {} ({}, snaplen {})",
+                "capturing {} packets{} to {} ({}, snaplen {})",
                 flags::value_name(capture_which),
+                matching(&plan.capture_filter),
                 if path == "-" {
                     "standard output".into()
                 } else {
@@ -310,8 +318,9 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         };
         let log = if logging {
             format!(
-                "; logging {} events{}",
+                "; logging {} events{}{}",
                 flags::value_name(plan.log),
+                matching(&plan.log_filter),
                 plan.log_file
                     .as_ref()
                     .map(|p| format!(" to {}", escape_path(p)))
