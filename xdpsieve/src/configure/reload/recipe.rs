@@ -250,4 +250,28 @@ mod tests {
         assert!(sources.load().is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_reload_keeps_the_capture_and_log_filters() {
+        let compile = |e: &str| CompiledFilter::compile(e).unwrap();
+        let settings = Settings {
+            capture_filter: compile("udp port 53"),
+            log_filter: compile("icmp"),
+            ..Settings::default()
+        };
+        let recipe = Recipe::new(RuleSources::default(), &settings);
+        let json = serde_json::to_string(&recipe).unwrap();
+        let recipe: Recipe = serde_json::from_str(&json).unwrap();
+        let next = recipe.settings(RuleSet::default(), Vec::new(), 2).unwrap();
+        assert_eq!(next.capture_filter, settings.capture_filter);
+        assert_eq!(next.log_filter, settings.log_filter);
+        // A description written before filters existed still reads: no filter.
+        let old = json
+            .replace(",\"capture_filter\":\"udp port 53\"", "")
+            .replace(",\"log_filter\":\"icmp\"", "");
+        assert!(!old.contains("filter"), "{old}");
+        let recipe: Recipe = serde_json::from_str(&old).unwrap();
+        let next = recipe.settings(RuleSet::default(), Vec::new(), 2).unwrap();
+        assert_eq!((next.capture_filter, next.log_filter), (None, None));
+    }
 }
