@@ -238,6 +238,19 @@ pub fn plan(args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
         &args.expression,
         args.log_filter.as_deref(),
     )?;
+    if let Some(f) = &capture_filter
+        && capture_mask == 0
+        && !logging
+    {
+        bail!(
+            "the capture filter `{}` chooses what is recorded, but nothing is: give -w FILE \
+             (or --log)",
+            f.expression
+        );
+    }
+    if args.log_filter.is_some() && !logging {
+        bail!("--log-filter chooses what is logged, but nothing is: give --log WHICH");
+    }
     Ok(RunPlan {
         rules,
         sources: sources.absolute(),
