@@ -287,6 +287,13 @@ pub struct Config {
     /// Sampling of the records (events and captures) of packets no rule with its own
     /// `sample` decided: one in this many is recorded, 1 = all (see [`Rule::sample`]).
     pub sample: u32,
+    /// The capture filter in force for capture records: 0 none, else 1 + its slot in the
+    /// program's filter table (see [`filter`]). Read-only data: with no filter the verifier
+    /// prunes the filter path, so the common path costs nothing.
+    pub capture_filter: u32,
+    /// The same for events: the capture filter's slot when it applies to the log too, the
+    /// log filter's own slot, or 0.
+    pub log_filter: u32,
     pub _pad: u32,
 }
 
@@ -306,7 +313,58 @@ impl Config {
         unclassifiable: verdict::PASS as u32,
         generation: 0,
         sample: 1,
+        capture_filter: 0,
+        log_filter: 0,
         _pad: 0,
+    };
+}
+
+/// Capture filters: tcpdump expressions that libpcap compiles to classic BPF, which the
+/// program interprets in the kernel for the packets a rule selected for recording, before
+/// any copy. The programs live in the program's read-only data (`FILTER_PROGRAMS`,
+/// [`SLOTS`] programs of [`MAX_INSNS`] instructions each); [`Config::capture_filter`] and
+/// [`Config::log_filter`] say which slot applies to which record.
+pub mod filter {
+    /// Most instructions of one classic BPF program (the kernel's `BPF_MAXINSNS`).
+    pub const MAX_INSNS: u32 = 4096;
+    /// Programs in the table: the capture filter (slot 0) and the log filter (slot 1).
+    pub const SLOTS: u32 = 2;
+    /// Instructions in the whole table.
+    pub const TABLE_INSNS: usize = (MAX_INSNS * SLOTS) as usize;
+    /// Slot of the capture filter.
+    pub const CAPTURE_SLOT: u32 = 0;
+    /// Slot of a separate log filter.
+    pub const LOG_SLOT: u32 = 1;
+    /// Most instructions one run of a filter executes. Classic BPF only jumps forward, so a
+    /// run takes at most [`MAX_INSNS`] steps, except for libpcap's `protochain`, which
+    /// loops over the IPv6/IPv4 header chain with a backward `ja`; a run still going after
+    /// this many steps rejects the packet.
+    pub const STEP_BUDGET: u32 = 4 * MAX_INSNS;
+    /// Words of scratch memory (`M[]`) of the classic machine (`BPF_MEMWORDS`).
+    pub const MEM_WORDS: usize = 16;
+}
+
+/// One classic BPF instruction, as `struct sock_filter` (and libpcap's `struct bpf_insn`)
+/// lays it out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilterInsn {
+    pub code: u16,
+    /// Forward jump when the condition holds (instructions skipped).
+    pub jt: u8,
+    /// Forward jump when it does not.
+    pub jf: u8,
+    pub k: u32,
+}
+
+impl FilterInsn {
+    /// `ret #0`: rejects. Fills the unused table entries (and keeps the table out of
+    /// `.bss`, so it stays read-only data the loader can set).
+    pub const REJECT: Self = Self {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 0,
     };
 }
 
@@ -383,6 +441,10 @@ pub struct Counters {
     /// Packets selected for recording whose records (event and capture) sampling left out
     /// (`--sample`, a rule's `sample`): by choice, not loss.
     pub sampled_out: u64,
+    /// Packets a rule selected for recording whose capture record or event (or both) the
+    /// capture filter (`--filter`, `--log-filter`) turned down: not a loss, the operator
+    /// asked for only some of them.
+    pub not_selected: u64,
 }
 
 /// How old the recorder's heartbeat (CLOCK_MONOTONIC ns in the `READER` map, written every
@@ -483,8 +545,12 @@ pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<Config>() == 96);
+    assert!(size_of::<Config>() == 104);
     assert!(offset_of!(Config, sample) == 88);
+    assert!(offset_of!(Config, capture_filter) == 92);
+    assert!(offset_of!(Config, log_filter) == 96);
+    assert!(size_of::<FilterInsn>() == 8);
+    assert!(offset_of!(FilterInsn, k) == 4);
     assert!(offset_of!(Config, unclassifiable) == 80);
     assert!(offset_of!(Config, generation) == 84);
     assert!(offset_of!(Config, classify) == 20);
@@ -504,8 +570,9 @@ const _: () = {
     assert!(size_of::<SetEntry>() == 32);
     assert!(offset_of!(SetEntry, addr) == 16);
     assert!(size_of::<SetMeta>() == 16 + 8 * sets::MAX_CLASSES as usize);
-    assert!(size_of::<Counters>() == 152);
+    assert!(size_of::<Counters>() == 160);
     assert!(offset_of!(Counters, sampled_out) == 144);
+    assert!(offset_of!(Counters, not_selected) == 152);
     assert!(offset_of!(Counters, no_reader) == 104);
     assert!(offset_of!(Counters, unclassifiable) == 112);
     assert!(size_of::<RuleCounters>() == 32);
@@ -555,4 +622,5 @@ mod pod {
     unsafe impl aya::Pod for super::SetGroup {}
     unsafe impl aya::Pod for super::SetEntry {}
     unsafe impl aya::Pod for super::SetMeta {}
+    unsafe impl aya::Pod for super::FilterInsn {}
 }

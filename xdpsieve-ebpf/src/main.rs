@@ -21,6 +21,8 @@
 #[cfg(target_arch = "bpf")]
 mod bench_lpm;
 #[cfg(target_arch = "bpf")]
+mod capture_filter;
+#[cfg(target_arch = "bpf")]
 mod fragments;
 #[cfg(target_arch = "bpf")]
 mod outcome;
@@ -56,7 +58,7 @@ mod program {
     };
 
     use crate::{
-        fragments,
+        capture_filter, fragments,
         outcome::{Outcome, decide_special, default_outcome, remember_first_fragment},
         parse,
         parse::{Packet, special},
@@ -296,14 +298,27 @@ mod program {
         } else {
             capture::PASSED
         };
-        let want_capture = cfg.capture & wanted != 0;
-        let want_log = cfg.log & wanted != 0 || outcome.log;
+        let mut want_capture = cfg.capture & wanted != 0;
+        let mut want_log = cfg.log & wanted != 0 || outcome.log;
         if !want_capture && !want_log {
             return outcome.verdict as u32;
         }
         let slot = outcome.slot.unwrap_or(0);
-        // ---- Capture filter (issue 10, point 1) goes here: packets it rejects are counted
-        // ---- apart and leave before sampling, so they never move the sampling count.
+        // The capture filter first (then sampling, then the rate limit): packets it turns
+        // down are counted apart and never move the sampling count; they cost no copy, no
+        // ring space and no rate token. Both fields are read-only data, so without a
+        // filter the verifier prunes this.
+        if cfg.capture_filter != 0 || cfg.log_filter != 0 {
+            let wanted_before = (want_capture, want_log);
+            (want_capture, want_log) =
+                apply_filters(ctx, cfg, want_capture, want_log, frame_len as u32);
+            if (want_capture, want_log) != wanted_before {
+                counters.not_selected += 1;
+            }
+            if !want_capture && !want_log {
+                return outcome.verdict as u32;
+            }
+        }
         // Sampling before the reader check and the rate limit: a packet sampling leaves out
         // would never have been recorded, so it is neither loss (`no_reader`) nor a
         // suppression, and it does not spend the rate limit's budget.
@@ -398,6 +413,33 @@ mod program {
             None => default_outcome(cfg, cfg.default_verdict as u8),
         }
         .resolve(cfg)
+    }
+
+    /// Which of the wanted records (capture, event) the filters select. The log shares the
+    /// capture filter's run when it has no filter of its own.
+    #[inline(always)]
+    fn apply_filters(
+        ctx: &XdpContext,
+        cfg: &Config,
+        want_capture: bool,
+        want_log: bool,
+        frame_len: u32,
+    ) -> (bool, bool) {
+        let mut capture_selected = None;
+        let mut capture = want_capture;
+        if want_capture && cfg.capture_filter != 0 {
+            let selected = capture_filter::selects(ctx.ctx, cfg.capture_filter - 1, frame_len);
+            capture_selected = Some(selected);
+            capture = selected;
+        }
+        let mut log = want_log;
+        if want_log && cfg.log_filter != 0 {
+            log = match capture_selected {
+                Some(selected) if cfg.log_filter == cfg.capture_filter => selected,
+                _ => capture_filter::selects(ctx.ctx, cfg.log_filter - 1, frame_len),
+            };
+        }
+        (capture, log)
     }
 
     /// The interface's counter slot: its position in `Config::ifindexes`, else the last.

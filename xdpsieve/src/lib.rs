@@ -22,7 +22,9 @@ pub mod sandbox;
 pub mod session;
 pub mod write;
 
-pub use configure::{classify, flags, input, loader, pins, reload, rules, sets, stop, takeover};
+pub use configure::{
+    capture_filter, classify, flags, input, loader, pins, reload, rules, sets, stop, takeover,
+};
 pub use observe::{counters, metrics, stats, status, watch};
 pub use read::{event, generations, record, ringbuf, source};
 pub use sandbox::{demo, netns, prefix_gen};

@@ -19,6 +19,7 @@ use xdpsieve_common::capture;
 
 use crate::{
     capture::Format,
+    capture_filter::CompiledFilter,
     event::LogFormat,
     loader::{AttachMode, LoaderError},
     output::Sink,
@@ -69,6 +70,10 @@ pub struct RunPlan {
     /// The verdict for unclassifiable packets; `None` for the default (see
     /// `Settings::unclassifiable_action`).
     pub unclassifiable: Option<Action>,
+    /// The capture filter (`--filter`, or the trailing expression).
+    pub capture_filter: Option<CompiledFilter>,
+    /// The event log's filter: the capture filter unless `--log-filter` gave another.
+    pub log_filter: Option<CompiledFilter>,
 }
 
 impl RunPlan {

@@ -315,6 +315,48 @@ fn drops_dns_responses_and_captures_them_as_pcap() {
     assert!(lines.iter().all(|l| l.contains("A 192.0.2.80")), "{text}");
 }
 
+/// A capture filter after the options, as with tcpdump: every DNS response is still
+/// dropped (checked at the sockets), only the IPv6 ones are captured, and the IPv4 ones are
+/// counted as not selected, not as lost.
+#[test]
+fn capture_filter_selects_what_is_recorded_not_what_is_dropped() {
+    if !root_or_skip() {
+        return;
+    }
+    let tmp = TempDir::new("filter");
+    let capture = tmp.file("dropped-v6.pcap");
+    let net = VethPair::create("filter", None).expect("namespaces");
+    let (client4, client6) = client_sockets(&net);
+    let path = capture.to_str().unwrap();
+    let fw = Firewall::start(
+        &net,
+        &["--drop", "udp src port 53", "-w", path, "ip6", "and", "udp"],
+    );
+    const N: u16 = 30;
+    send_dns_and_other(&net, N, 0);
+    let (got4, got6) = (received(&client4), received(&client6));
+    settle();
+    let out = fw.stop(libc::SIGINT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "xdpsieve failed: {stderr}");
+    assert!(stderr.contains("matching `ip6 and udp`"), "{stderr}");
+    assert_eq!((got4, got6), (usize::from(N), 0), "{stderr}");
+    let s = parse_summary(&stderr);
+    assert_eq!(s.dropped, 2 * u64::from(N), "{stderr}");
+    assert_eq!((s.captured, s.lost), (u64::from(N), 0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{N} packets not selected by the capture filter")),
+        "{stderr}"
+    );
+    let text = tool("tcpdump", &["-nn", "-r", path]);
+    assert_eq!(text.lines().count(), usize::from(N), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.contains("2001:db8::1.53 > 2001:db8::2.40000")),
+        "{text}"
+    );
+}
+
 #[test]
 fn pcapng_carries_xdp_verdict_rule_and_interface() {
     if !root_or_skip() {

@@ -92,6 +92,9 @@ const PACKAGES: &[(&str, &str)] = &[
     // The watch tests: queue growth on veth, and a detach from outside.
     ("ethtool", "ethtool"),
     ("bpftool", "bpftool"),
+    // libpcap's headers and link library: the capture filter compiles tcpdump expressions
+    // with pcap_compile (the `pcap` crate links it).
+    ("libpcap-dev", "pcap-config"),
 ];
 
 fn main() -> Result<()> {

@@ -19,11 +19,12 @@ use aya::{
     programs::{ProgramError, Xdp},
 };
 use xdpsieve_common::{
-    Config, Counters, InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule, RuleCounters,
+    Config, Counters, FilterInsn, InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule,
+    RuleCounters, filter,
 };
 
 use crate::{
-    EBPF_OBJECT, classify,
+    EBPF_OBJECT, capture_filter, classify,
     counters::{self, CounterMaps},
     sets::kernel::Built,
     source::{Source, Transport},
@@ -149,6 +150,31 @@ pub enum LoaderError {
     Sets(String),
 }
 
+/// `config` with the filters of `settings`, and the filter table to load when there are any.
+fn with_filters(
+    mut config: Config,
+    settings: &Settings,
+) -> (Config, Option<Box<[FilterInsn; filter::TABLE_INSNS]>>) {
+    let capture = settings.capture_filter.as_ref();
+    // The log shares the capture filter's slot (and its run) when it is the same program.
+    let own_log = settings
+        .log_filter
+        .as_ref()
+        .filter(|log| Some(*log) != capture);
+    if capture.is_none() && settings.log_filter.is_none() {
+        return (config, None);
+    }
+    if capture.is_some() {
+        config.capture_filter = filter::CAPTURE_SLOT + 1;
+    }
+    config.log_filter = match (&settings.log_filter, own_log) {
+        (None, _) => 0,
+        (Some(_), None) => filter::CAPTURE_SLOT + 1,
+        (Some(_), Some(_)) => filter::LOG_SLOT + 1,
+    };
+    (config, Some(capture_filter::table(capture, own_log)))
+}
+
 /// The loaded program, its maps, and its attachments. Dropping it detaches nothing: the
 /// attachments stay in force until [`Firewall::detach`] or [`Firewall::detach_all`].
 pub struct Firewall {
@@ -219,8 +245,11 @@ impl Firewall {
             unclassifiable: u32::from(settings.unclassifiable_action().verdict()),
             generation: settings.generation,
             sample: settings.sample,
+            capture_filter: 0,
+            log_filter: 0,
             _pad: 0,
         };
+        let (config, filter_table) = with_filters(config, settings);
         // The rings exist either way; with perf they are not used, so keep them one page.
         let ring_bytes = match settings.transport {
             Transport::RingBuf => settings.ring_bytes,
@@ -231,6 +260,9 @@ impl Firewall {
             .override_global("CONFIG", &config, true)
             .map_max_entries("CAPTURE_RING", ring_bytes)
             .map_max_entries("EVENT_RING", ring_bytes);
+        if let Some(table) = &filter_table {
+            loader.override_global("FILTER_PROGRAMS", &**table, true);
+        }
         if let Some(sets) = &set_tables {
             loader
                 .map_max_entries("SET_NODES", sets.node_capacity())

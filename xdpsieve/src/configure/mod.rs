@@ -5,6 +5,7 @@
 //! taken over by a new run ([`takeover`]), given new rules without a gap ([`reload`]) and
 //! removed only by an explicit [`stop`].
 
+pub mod capture_filter;
 pub mod classify;
 pub mod flags;
 pub mod input;

@@ -200,6 +200,16 @@ pub const KERNEL: &[Counter<Counters>] = &[
         "Non-first fragments, by whether their first fragment's verdict was known.",
         None
     ),
+    // Not a loss: the operator asked for only the packets the filter selects.
+    counter!(
+        not_selected,
+        "not selected by the capture filter",
+        "xdpsieve_filter_not_selected_packets",
+        [],
+        "Packets whose capture record or event the capture filter (--filter, --log-filter) \
+         did not select; not a loss.",
+        Some("{} packets not selected by the capture filter (not a loss)")
+    ),
 ];
 
 /// Per rule slot (map `RULE_COUNTERS`; slot 0 is the default verdict).

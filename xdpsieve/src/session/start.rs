@@ -204,6 +204,8 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         set_runtime,
         generation,
         share_maps_from: None,
+        capture_filter: plan.capture_filter.clone(),
+        log_filter: plan.log_filter.clone(),
     };
     // Before attaching: a signal that arrives once the program is live must end in the
     // explicit stop (detach, summary, pins removed), not in the default action, which
@@ -345,11 +347,19 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             .iter()
             .map(|a| format!("{} ({})", escape(&a.interface), a.mode))
             .collect();
+        // The capture filter in force, as the operator wrote it.
+        let matching = |filter: &Option<crate::capture_filter::CompiledFilter>| {
+            filter
+                .as_ref()
+                .map(|f| format!(" matching `{}`", escape(&f.expression)))
+                .unwrap_or_default()
+        };
         let target = match &plan.write {
             Some(path) if capture_mask != 0 => {
                 format!(
-                    "capturing {} packets to {} ({}, snaplen {})",
+                    "capturing {} packets{} to {} ({}, snaplen {})",
                     flags::value_name(capture_which),
+                    matching(&plan.capture_filter),
                     if path == "-" {
                         "standard output".into()
                     } else {
@@ -371,8 +381,9 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         };
         let log = if logging {
             format!(
-                "; logging {} events{}",
+                "; logging {} events{}{}",
                 flags::value_name(plan.log),
+                matching(&plan.log_filter),
                 plan.log_file
                     .as_ref()
                     .map(|p| format!(" to {}", escape_path(p)))

@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use clap::{ArgMatches, Args};
 use xdpsieve::{
     capture::Format,
+    capture_filter::CompiledFilter,
     event::LogFormat,
     flags,
     loader::AttachMode,
@@ -174,6 +175,22 @@ pub struct RunArgs {
     /// Do not print the start-up line.
     #[arg(short = 'q', long)]
     quiet: bool,
+
+    /// Capture only the packets EXPR selects, in tcpdump's filter language (see `man 7
+    /// pcap-filter`), e.g. 'tcp port 443 and host 198.51.100.7'. Evaluated in the kernel
+    /// before any copy; applies to the event log too unless --log-filter is given.
+    #[arg(long, value_name = "EXPR")]
+    filter: Option<String>,
+
+    /// Log only the packets EXPR selects (tcpdump's filter language); '' logs all the
+    /// rules select, whatever --filter says.
+    #[arg(long, value_name = "EXPR")]
+    log_filter: Option<String>,
+
+    /// The capture filter as tcpdump takes it: the words after the options, joined with
+    /// spaces (instead of --filter).
+    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    expression: Vec<String>,
 }
 
 const RUN_HELP: &str = "\
@@ -193,6 +210,10 @@ Rules are evaluated in order, first match wins: the --rules file's rules first, 
 and counted as malformed (the host cannot parse it either). A packet whose TCP/UDP header
 cannot be reached is unclassifiable (see --unclassifiable); later fragments take their
 first fragment's verdict.
+
+Capture filters (tcpdump's language, evaluated in the kernel; packets it does not select
+cost no copy and are counted as `not selected`, not as lost):
+  xdpsieve run -i eth0 --drop 'udp' -w dropped.pcap 'udp port 53 and not net 192.0.2.0/24'
 
 Examples:
   xdpsieve run -i eth0 --drop 'udp src port 53' -w dropped.pcap
@@ -291,6 +312,24 @@ pub fn plan(args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
         bail!("the capture goes to standard output, so the event log cannot: give --log-file FILE");
     }
     let rotation = rotation_plan(&args, capture_mask != 0)?;
+    let (capture_filter, log_filter) = filters(
+        args.filter.as_deref(),
+        &args.expression,
+        args.log_filter.as_deref(),
+    )?;
+    if let Some(f) = &capture_filter
+        && capture_mask == 0
+        && !logging
+    {
+        bail!(
+            "the capture filter `{}` chooses what is recorded, but nothing is: give -w FILE \
+             (or --log)",
+            f.expression
+        );
+    }
+    if args.log_filter.is_some() && !logging {
+        bail!("--log-filter chooses what is logged, but nothing is: give --log WHICH");
+    }
     Ok(RunPlan {
         rules,
         sources: sources.absolute(),
@@ -313,5 +352,30 @@ pub fn plan(args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
         stats_interval: args.stats_interval.map(Duration::from_secs_f64),
         quiet: args.quiet,
         unclassifiable: args.unclassifiable.map(Unclassifiable::action),
+        capture_filter,
+        log_filter,
     })
+}
+
+/// The capture filter (`--filter` or the trailing expression, not both) and the log's,
+/// compiled: a bad expression stops here, before anything is loaded.
+fn filters(
+    flag: Option<&str>,
+    trailing: &[String],
+    log_flag: Option<&str>,
+) -> Result<(Option<CompiledFilter>, Option<CompiledFilter>)> {
+    let trailing = (!trailing.is_empty()).then(|| trailing.join(" "));
+    let capture = match (flag, trailing.as_deref()) {
+        (Some(_), Some(t)) => bail!(
+            "a capture filter is given twice, with --filter and after the options (`{t}`): \
+             give one"
+        ),
+        (Some(e), None) | (None, Some(e)) => CompiledFilter::compile(e)?,
+        (None, None) => None,
+    };
+    let log = match log_flag {
+        Some(e) => CompiledFilter::compile(e)?,
+        None => capture.clone(),
+    };
+    Ok((capture, log))
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use xdpsieve_common::MAX_SNAPLEN;
 
 use crate::{
+    capture_filter::CompiledFilter,
     rules::{Action, Rate, RuleSet},
     sets::kernel::RuntimeEntry,
     source::Transport,
@@ -42,6 +43,11 @@ pub struct Settings {
     /// A reload: the directory where the running program's [`SHARED_MAPS`] are pinned; the
     /// new program uses those maps instead of making its own (see `configure::reload`).
     pub share_maps_from: Option<PathBuf>,
+    /// The capture filter (`--filter`): only the packets it selects are captured.
+    pub capture_filter: Option<CompiledFilter>,
+    /// The event log's filter: the capture filter's copy unless `--log-filter` gave another
+    /// (the program then runs the capture filter once for both).
+    pub log_filter: Option<CompiledFilter>,
 }
 
 impl Settings {
@@ -72,6 +78,8 @@ impl Default for Settings {
             set_runtime: Vec::new(),
             generation: 1,
             share_maps_from: None,
+            capture_filter: None,
+            log_filter: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    capture_filter::CompiledFilter,
     loader::Settings,
     rules::{Action, Rate, RuleSet},
     source::Transport,
@@ -72,6 +73,14 @@ impl RuleSources {
     }
 }
 
+/// A filter expression of the description, compiled again.
+fn compile_filter(expression: Option<&str>) -> Result<Option<CompiledFilter>> {
+    match expression {
+        Some(e) => CompiledFilter::compile(e).context("the description's capture filter"),
+        None => Ok(None),
+    }
+}
+
 /// Everything needed to build the program again: the rules' sources and the flags that
 /// went into `Settings` (the interfaces come from the description's interface list).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +100,12 @@ pub struct Recipe {
     pub default_rate: String,
     /// `--unclassifiable` when given.
     pub unclassifiable: Option<String>,
+    /// The capture filter's expression (`--filter`), compiled again by a reload.
+    #[serde(default)]
+    pub capture_filter: Option<String>,
+    /// The event log's filter expression (the capture filter's unless `--log-filter`).
+    #[serde(default)]
+    pub log_filter: Option<String>,
 }
 
 impl Recipe {
@@ -106,6 +121,11 @@ impl Recipe {
             transport: crate::flags::value_name(settings.transport),
             default_rate: settings.default_rate.to_string(),
             unclassifiable: settings.unclassifiable.map(|a| a.to_string()),
+            capture_filter: settings
+                .capture_filter
+                .as_ref()
+                .map(|f| f.expression.clone()),
+            log_filter: settings.log_filter.as_ref().map(|f| f.expression.clone()),
         }
     }
 
@@ -142,6 +162,8 @@ impl Recipe {
             generation,
             share_maps_from: None,
             set_runtime: Vec::new(),
+            capture_filter: compile_filter(self.capture_filter.as_deref())?,
+            log_filter: compile_filter(self.log_filter.as_deref())?,
         })
     }
 }
@@ -255,5 +277,29 @@ mod tests {
         old.as_object_mut().unwrap().remove("sample");
         let old: Recipe = serde_json::from_value(old).unwrap();
         assert_eq!(old.sample, 1);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_capture_and_log_filters() {
+        let compile = |e: &str| CompiledFilter::compile(e).unwrap();
+        let settings = Settings {
+            capture_filter: compile("udp port 53"),
+            log_filter: compile("icmp"),
+            ..Settings::default()
+        };
+        let recipe = Recipe::new(RuleSources::default(), &settings);
+        let json = serde_json::to_string(&recipe).unwrap();
+        let recipe: Recipe = serde_json::from_str(&json).unwrap();
+        let next = recipe.settings(RuleSet::default(), Vec::new(), 2).unwrap();
+        assert_eq!(next.capture_filter, settings.capture_filter);
+        assert_eq!(next.log_filter, settings.log_filter);
+        // A description written before filters existed still reads: no filter.
+        let old = json
+            .replace(",\"capture_filter\":\"udp port 53\"", "")
+            .replace(",\"log_filter\":\"icmp\"", "");
+        assert!(!old.contains("filter"), "{old}");
+        let recipe: Recipe = serde_json::from_str(&old).unwrap();
+        let next = recipe.settings(RuleSet::default(), Vec::new(), 2).unwrap();
+        assert_eq!((next.capture_filter, next.log_filter), (None, None));
     }
 }
