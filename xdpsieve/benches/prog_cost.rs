@@ -37,6 +37,7 @@ use common::{load_floor_program, prog_fd_by_id, test_run, verdict_name};
 )]
 mod frame;
 use xdpsieve::{
+    capture_filter::CompiledFilter,
     loader::{Firewall, Settings},
     netns::VethPair,
     rules::{Action, RuleSet},
@@ -58,8 +59,12 @@ struct Case {
     /// `floor-pass`, `floor-drop`, `xdpsieve` or `xdp-filter`.
     program: &'static str,
     frame: &'static str,
-    /// `no-match`, `drop` or `drop+capture`.
+    /// `no-match`, `drop`, `drop+capture`, or `drop+capture` through a capture filter:
+    /// `drop+capture, filter selects` (`udp port 53` or `tcp port 53`, a short program)
+    /// and `drop+capture, long filter rejects` (see [`LONG_FILTER`]).
     path: &'static str,
+    /// Classic BPF instructions of the capture filter on this path, if any.
+    filter_insns: Option<usize>,
     rules: usize,
     ns: u32,
     verdict: &'static str,
@@ -129,12 +134,50 @@ fn filler_port(i: usize) -> u16 {
     1000 + i as u16
 }
 
+/// A capture filter of more than 30 classic instructions that turns the test frames down
+/// late: it walks hosts, nets, port ranges and TCP flags before it rejects.
+const LONG_FILTER: &str = "(host 203.0.113.9 or net 198.51.100.128/25 or net 10.0.0.0/8) \
+     and (tcp[tcpflags] & (tcp-syn|tcp-fin) != 0 or udp portrange 2000-2100 \
+     or icmp[icmptype] == icmp-echo) and not vlan and len > 60";
+
+/// A capture filter on the bench's path: the path name and the expression.
+type Filter = (&'static str, &'static str);
+
+/// The capture-filter paths, at 1 rule: one that selects the dropped frame (its protocol
+/// and port 53) and a long one that rejects it.
+fn filters_for(frame: &Frame) -> [Filter; 2] {
+    let short = if frame.name.contains("TCP") {
+        "tcp port 53"
+    } else {
+        "udp port 53"
+    };
+    [
+        ("drop+capture, filter selects", short),
+        ("drop+capture, long filter rejects", LONG_FILTER),
+    ]
+}
+
 /// xdpsieve with `rules` rules, capturing drops or not: every frame through it.
 fn measure_xdpsieve(
     bench: &Bench,
     rules: usize,
     capture_drops: bool,
     frames: &[Frame],
+) -> Vec<Case> {
+    measure_xdpsieve_with(bench, rules, capture_drops, frames, None)
+}
+
+/// The same with a capture filter (capturing drops), for one frame.
+fn measure_filtered(bench: &Bench, frame: &Frame, filter: Filter) -> Vec<Case> {
+    measure_xdpsieve_with(bench, 1, true, std::slice::from_ref(frame), Some(filter))
+}
+
+fn measure_xdpsieve_with(
+    bench: &Bench,
+    rules: usize,
+    capture_drops: bool,
+    frames: &[Frame],
+    filter: Option<Filter>,
 ) -> Vec<Case> {
     let mut set = RuleSet::default();
     for i in 1..rules {
@@ -143,9 +186,16 @@ fn measure_xdpsieve(
     }
     set.push_expression(Action::Drop, DECIDING_RULE)
         .expect("deciding rule");
+    let compiled = filter.map(|(_, expr)| {
+        CompiledFilter::compile(expr)
+            .expect("the bench's filter compiles")
+            .expect("the bench's filter is not empty")
+    });
+    let filter_insns = compiled.as_ref().map(|f| f.insns.len());
     let settings = Settings {
         rules: set,
         capture: if capture_drops { capture::DROPPED } else { 0 },
+        capture_filter: compiled,
         ring_bytes: 64 << 20,
         ..Settings::default()
     };
@@ -182,7 +232,9 @@ fn measure_xdpsieve(
             },
             &frame.matching,
         )];
-        if capture_drops {
+        if let Some((path, _)) = filter {
+            paths = vec![(path, &frame.matching)];
+        } else if capture_drops {
             // Nothing is captured on this path; measured once, with the capture map present.
             paths.insert(0, ("no-match", &frame.other));
         }
@@ -190,11 +242,12 @@ fn measure_xdpsieve(
             let before = firewall.counters().expect("counters");
             let (ns, verdict) = bench.time(fd, bytes).expect("test run");
             let after = firewall.counters().expect("counters");
-            let capturing = path == "drop+capture";
+            let capturing = path.starts_with("drop+capture");
             cases.push(Case {
                 program: "xdpsieve",
                 frame: frame.name,
                 path,
+                filter_insns,
                 rules,
                 ns,
                 verdict,
@@ -261,6 +314,7 @@ fn measure_xdp_filter(bench: &Bench, frames: &[Frame]) -> Result<Vec<Case>, Stri
                     program: "xdp-filter",
                     frame: frame.name,
                     path,
+                    filter_insns: None,
                     rules,
                     ns,
                     verdict,
@@ -314,6 +368,7 @@ fn main() {
                 program,
                 frame: frame.name,
                 path: "",
+                filter_insns: None,
                 rules: 0,
                 ns,
                 verdict,
@@ -326,6 +381,14 @@ fn main() {
         eprintln!("prog_cost: xdpsieve, {rules} rule(s)");
         cases.extend(measure_xdpsieve(&bench, rules, true, &frames));
         cases.extend(measure_xdpsieve(&bench, rules, false, &frames));
+        if rules == 1 {
+            eprintln!("prog_cost: xdpsieve, 1 rule, capture filters");
+            for frame in &frames {
+                for filter in filters_for(frame) {
+                    cases.extend(measure_filtered(&bench, frame, filter));
+                }
+            }
+        }
     }
     let peer = if only_rules.is_some() {
         Ok(Vec::new())
@@ -376,10 +439,13 @@ fn print_table(bench: &Bench, cases: &[Case]) {
         "program", "frame", "path", "rules", "ns/pkt", "vs floor", "verdict"
     );
     for c in cases {
-        let note = match (c.captured, c.ring_full) {
+        let mut note = match (c.captured, c.ring_full) {
             (Some(captured), Some(lost)) => format!("captured {captured}, ring full {lost}"),
             _ => String::new(),
         };
+        if let Some(n) = c.filter_insns {
+            note.push_str(&format!(", filter of {n} classic instructions"));
+        }
         println!(
             "{:<11} {:<16} {:<13} {:>5} {:>7} {:>8.2}x {:>8}  {note}",
             c.program,

@@ -355,6 +355,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
         "\nCapture records lost to a full ring during the capture cases: {}.",
         thousands(ring_full)
     )?;
+    render_filters(&mut md, kernel)?;
 
     writeln!(md, "\n## 2. End to end over veth\n")?;
     writeln!(
@@ -622,4 +623,51 @@ fn targets(res: &Results) -> Vec<Value> {
         t.extend(super::sets::targets(&res.sets));
     }
     t
+}
+
+/// Issue 10's capture filters: the dropped frame captured without a filter, through a short
+/// filter that selects it, and through a long one that turns it down, at 1 rule.
+fn render_filters(md: &mut String, kernel: &serde_json::Value) -> std::fmt::Result {
+    let filtered: Vec<&serde_json::Value> = kernel["cases"]
+        .as_array()
+        .map(|cases| {
+            cases
+                .iter()
+                .filter(|c| c["filter_insns"].is_u64())
+                .collect()
+        })
+        .unwrap_or_default();
+    if filtered.is_empty() {
+        return Ok(());
+    }
+    writeln!(md, "\n### Capture filters (1 rule)\n")?;
+    writeln!(
+        md,
+        "The frame the rule drops, captured: without a filter, through a short filter that \
+         selects it (`udp port 53` or `tcp port 53`) and through a long one that walks hosts, \
+         nets, port ranges and TCP flags before it turns the frame down (nothing copied). \
+         libpcap compiles both; the kernel interprets the classic instructions, one per \
+         `bpf_loop` step.\n"
+    )?;
+    writeln!(
+        md,
+        "| frame | path | classic instructions | xdpsieve | vs capture without a filter |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|")?;
+    for frame in ["IPv4 UDP 64 B", "IPv6 UDP 64 B", "IPv4 TCP 1500 B"] {
+        let plain = kernel_ns(kernel, "xdpsieve", frame, "drop+capture", 1);
+        writeln!(md, "| {frame} | drop+capture | — | {} | 1.00× |", ns(plain))?;
+        for c in filtered.iter().filter(|c| c["frame"] == frame) {
+            let ours = c["ns"].as_f64();
+            writeln!(
+                md,
+                "| {frame} | {} | {} | {} | {} |",
+                c["path"].as_str().unwrap_or("?"),
+                c["filter_insns"],
+                ns(ours),
+                ratio(ours, plain)
+            )?;
+        }
+    }
+    Ok(())
 }
