@@ -325,7 +325,7 @@ impl Bench<'_> {
         let sent = send_frames(Traffic {
             netns: sb.netns_path(&sb.peer),
             cpu: self.gen_cpu,
-            frame: self.frame.clone(),
+            frames: vec![self.frame.clone()],
             count: self.frames,
             limit: Duration::from_secs_f64(planned * 3.0 + 10.0),
             rate: target,

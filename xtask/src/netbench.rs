@@ -33,6 +33,8 @@ pub(crate) const FW_V4: [u8; 4] = [192, 0, 2, 2];
 pub(crate) const PEER_V4: [u8; 4] = [192, 0, 2, 1];
 /// The generator's frames go from UDP port 53 to this port.
 pub(crate) const DST_PORT: u16 = 33333;
+/// ...or, the few a capture filter is to select out of a flood, to this one.
+pub(crate) const SELECTED_PORT: u16 = 44444;
 
 pub(crate) const SIGINT: i32 = 2;
 const AF_PACKET: i32 = 17;
@@ -372,6 +374,11 @@ pub(crate) fn dotted(a: [u8; 4]) -> String {
 /// A frame of `len` bytes (without FCS, at least 42): Ethernet, IPv4 (DF, TTL 64), UDP
 /// 53 -> `DST_PORT` without checksum, zeros after.
 pub(crate) fn udp_frame(len: usize, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    udp_frame_to(len, dst, src, DST_PORT)
+}
+
+/// As [`udp_frame`], to UDP port `port`.
+pub(crate) fn udp_frame_to(len: usize, dst: [u8; 6], src: [u8; 6], port: u16) -> Vec<u8> {
     let len = len.max(42);
     let mut f = vec![0u8; len];
     f[0..6].copy_from_slice(&dst);
@@ -394,7 +401,7 @@ pub(crate) fn udp_frame(len: usize, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     ip[10..12].copy_from_slice(&checksum.to_be_bytes());
     let udp = &mut f[34..42];
     udp[0..2].copy_from_slice(&53u16.to_be_bytes());
-    udp[2..4].copy_from_slice(&DST_PORT.to_be_bytes());
+    udp[2..4].copy_from_slice(&port.to_be_bytes());
     udp[4..6].copy_from_slice(&((len - 34) as u16).to_be_bytes());
     f
 }
@@ -405,7 +412,7 @@ pub(crate) fn is_generated(frame: &[u8]) -> bool {
         && frame[12..14] == [0x08, 0x00]
         && frame[23] == 17
         && frame[34..36] == 53u16.to_be_bytes()
-        && frame[36..38] == DST_PORT.to_be_bytes()
+        && [DST_PORT, SELECTED_PORT].contains(&u16::from_be_bytes([frame[36], frame[37]]))
 }
 
 fn enter_netns(path: &Path) -> Result<()> {
@@ -454,7 +461,8 @@ pub(crate) struct Traffic {
     /// The peer namespace's file under /run/netns.
     pub(crate) netns: PathBuf,
     pub(crate) cpu: u32,
-    pub(crate) frame: Vec<u8>,
+    /// Sent in this order, over and over (one frame: the same frame every time).
+    pub(crate) frames: Vec<Vec<u8>>,
     /// Stop after this many frames...
     pub(crate) count: u64,
     /// ...or after this long, whichever comes first.
@@ -502,7 +510,10 @@ pub(crate) fn spawn_sender(traffic: Traffic) -> thread::JoinHandle<Result<Sent>>
         // SAFETY: an int option.
         unsafe { setsockopt(sock.as_raw_fd(), SOL_PACKET, PACKET_QDISC_BYPASS, &one, 4) };
 
-        let frame = &traffic.frame;
+        if traffic.frames.is_empty() {
+            bail!("nothing to send: the traffic has no frames");
+        }
+        let frames = &traffic.frames;
         let (mut sent, mut retries, mut spins) = (0u64, 0u64, 0u64);
         let start = Instant::now();
         while sent < traffic.count {
@@ -522,6 +533,7 @@ pub(crate) fn spawn_sender(traffic: Traffic) -> thread::JoinHandle<Result<Sent>>
                     continue;
                 }
             }
+            let frame = &frames[(sent % frames.len() as u64) as usize];
             // SAFETY: the frame outlives the call.
             let n = unsafe { send(sock.as_raw_fd(), frame.as_ptr(), frame.len(), 0) };
             if n < 0 {

@@ -237,7 +237,7 @@ impl Bench<'_> {
         let sender = |cpu, rate| Traffic {
             netns: sb.netns_path(&sb.peer),
             cpu,
-            frame: frame.clone(),
+            frames: vec![frame.clone()],
             count: u64::MAX,
             limit: self.duration,
             rate,

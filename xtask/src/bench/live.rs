@@ -163,7 +163,7 @@ pub(crate) fn measure(xdpsieve: &Path, scratch: &Path, quick: bool) -> Result<se
     let sender = spawn_sender(Traffic {
         netns: sandbox.netns_path(&sandbox.peer),
         cpu: cpus[0],
-        frame: udp_frame(64, sandbox.fw_mac, sandbox.peer_mac),
+        frames: vec![udp_frame(64, sandbox.fw_mac, sandbox.peer_mac)],
         count: u64::MAX,
         limit: Duration::from_secs(if quick { 8 } else { 25 }),
         rate: None,
