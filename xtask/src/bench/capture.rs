@@ -113,6 +113,8 @@ pub(crate) struct Run {
     /// buffers, packet socket ring): memory the kernel holds either way. A BPF ring
     /// buffer's data pages are mapped twice (for records that wrap), so they count double.
     pub(crate) kernel_buffers_rss_kib: Option<u64>,
+    /// Frames the capture filter turned down, as xdpsieve reported (not a loss).
+    pub(crate) not_selected: Option<u64>,
     /// The capturing process's own summary, as printed.
     pub(crate) summary: String,
 }
@@ -134,6 +136,8 @@ pub(crate) struct Bench<'a> {
     pub(crate) duration: Duration,
     pub(crate) gen_cpu: u32,
     pub(crate) tool_cpu: u32,
+    /// `None`: one frame over and over; else a flood of which a few are selected.
+    pub(crate) mix: Option<super::flood::Mix>,
 }
 
 /// Between the tool being ready and the traffic: start-up work settles.
@@ -171,6 +175,9 @@ impl Bench<'_> {
             Setup::Xdpsieve => {
                 let mut c = xdpsieve(&["--drop", "udp src port 53", "-w"]);
                 c.arg(file);
+                if let Some(filter) = self.mix.and_then(|m| m.filter()) {
+                    c.args(["--filter", &filter]);
+                }
                 vec![(XDPSIEVE, c)]
             }
             Setup::Xdpdump => {
@@ -233,11 +240,14 @@ impl Bench<'_> {
         let cpu_before = pid.map(cpu_ns).transpose()?;
         let veth_before = sb.veth_drops()?;
 
-        let frame = udp_frame(frame_bytes, sb.fw_mac, sb.peer_mac);
+        let frames = match self.mix {
+            None => vec![udp_frame(frame_bytes, sb.fw_mac, sb.peer_mac)],
+            Some(mix) => mix.frames(frame_bytes, sb.fw_mac, sb.peer_mac),
+        };
         let sender = |cpu, rate| Traffic {
             netns: sb.netns_path(&sb.peer),
             cpu,
-            frames: vec![frame.clone()],
+            frames: frames.clone(),
             count: u64::MAX,
             limit: self.duration,
             rate,
@@ -301,8 +311,10 @@ impl Bench<'_> {
             (None, None)
         };
         let _ = fs::remove_file(&file);
+        let not_selected = number_before(&summary, "packets not selected by the capture filter");
         let unreported_lost = in_file.zip(reported_lost).map(|(kept, lost)| {
-            sent.frames as i64 - veth_dropped as i64 - kept as i64 - lost as i64
+            let turned_down = not_selected.unwrap_or(0) as i64;
+            sent.frames as i64 - veth_dropped as i64 - kept as i64 - lost as i64 - turned_down
         });
         let cpu = cpu_before
             .zip(cpu_after)
@@ -310,7 +322,7 @@ impl Bench<'_> {
         Ok(Run {
             setup,
             repetition,
-            frame_bytes: frame.len(),
+            frame_bytes: frames[0].len(),
             load,
             sent: sent.frames,
             seconds: sent.elapsed.as_secs_f64(),
@@ -323,6 +335,7 @@ impl Bench<'_> {
             cpu_ns_per_captured: cpu.zip(in_file).map(|(ns, n)| ns as f64 / n.max(1) as f64),
             peak_rss_kib,
             kernel_buffers_rss_kib,
+            not_selected,
             summary,
         })
     }

@@ -5,7 +5,8 @@
 //!    xdpsieve crate, beside an empty program and xdp-filter.
 //! 2. End to end over veth (`capture`): xdpsieve capturing its drops, xdpdump, and tcpdump
 //!    on traffic the firewall passes; frames in the file, losses reported and not, CPU per
-//!    captured frame, kernel cost per frame, the lossless rate, peak RSS.
+//!    captured frame, kernel cost per frame, the lossless rate, peak RSS; and (`flood`,
+//!    issue 10) what a capture filter selecting 1% of a 64-byte flood keeps of it.
 //! 3. Address sets (`sets`, issue 9): the `set_cost` bench, lookup cost in sets of 1 to
 //!    1,000,000 prefixes beside the kernel's LPM trie, load time and kernel memory.
 //!
@@ -13,6 +14,7 @@
 //! target/bench-quick for `--quick`, or to `--out DIR`).
 
 mod capture;
+mod flood;
 mod live;
 mod pcap;
 mod report;
@@ -56,6 +58,8 @@ pub(crate) struct Results {
     pub(crate) sets: serde_json::Value,
     pub(crate) sets_command: String,
     pub(crate) runs: Vec<Run>,
+    /// Issue 10: a 64-byte flood captured through a filter selecting 1%, and without one.
+    pub(crate) flood: Vec<flood::FloodRun>,
     /// Per tool, the command lines it ran with (`FILE` for the capture file).
     pub(crate) tool_commands: Vec<(Setup, Vec<String>)>,
     pub(crate) sandbox_commands: Vec<String>,
@@ -142,6 +146,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
         duration,
         gen_cpu,
         tool_cpu,
+        mix: None,
     };
     let steps: &[f64] = if options.quick {
         &[0.5, 0.1]
@@ -196,6 +201,11 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
             }
         }
     }
+    let flood = if only(Part::Capture) {
+        flood::measure(&bench, repetitions)?
+    } else {
+        Vec::new()
+    };
     let file = PathBuf::from("FILE");
     let tool_commands = Setup::TOOLS
         .iter()
@@ -219,6 +229,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
         sets,
         sets_command,
         runs,
+        flood,
         tool_commands,
         sandbox_commands,
         duration,
@@ -299,6 +310,7 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
         "## 1. Per-packet cost in the kernel".to_string(),
         "## 2. End to end over veth".to_string(),
         sets::SECTION.to_string(),
+        flood::SECTION.to_string(),
         "## Commands".to_string(),
     ];
     for setup in Setup::TOOLS {
@@ -348,6 +360,25 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
                     json.display()
                 );
             }
+        }
+    }
+    let flood = report["end_to_end"]["flood"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    for filtered in [true, false] {
+        if !flood
+            .iter()
+            .any(|f| f["filter"].is_string() == filtered && f["sent"].as_u64() > Some(0))
+        {
+            bail!(
+                "{}: no run of the 64-byte flood {}",
+                json.display(),
+                if filtered {
+                    "through the capture filter"
+                } else {
+                    "without a filter"
+                }
+            );
         }
     }
     Ok(())

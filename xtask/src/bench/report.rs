@@ -484,6 +484,8 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
         )?;
     }
 
+    super::flood::render(&mut md, &res.flood)?;
+
     super::sets::render(&mut md, &res.sets, &res.sets_command)?;
 
     writeln!(md, "\n## Commands\n")?;
@@ -523,6 +525,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
             "generator_cpu": res.gen_cpu,
             "tool_cpu": res.tool_cpu,
             "runs": res.runs,
+            "flood": res.flood,
         },
         "commands": {
             "kernel": res.kernel_command,
@@ -619,6 +622,7 @@ fn targets(res: &Results) -> Vec<Value> {
         "xdpsieve": format!("at most {}", thousands(silent(Setup::Xdpsieve))),
         "met": silent(Setup::Xdpsieve) == 0,
     }));
+    t.push(super::flood::target(&res.flood));
     if !res.sets.is_null() {
         t.extend(super::sets::targets(&res.sets));
     }
