@@ -8,13 +8,13 @@
 //! file: "kept" is frames in the file over frames selected, and every other frame must be
 //! accounted for (turned down by the filter, or a loss xdpsieve reported).
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, path::Path};
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::netbench::{SELECTED_PORT, thousands, udp_frame, udp_frame_to};
+use crate::netbench::{SELECTED_PORT, shell_line, thousands, udp_frame, udp_frame_to};
 
 use super::capture::{Bench, Load, Run, Setup};
 
@@ -53,6 +53,8 @@ impl Mix {
 #[derive(Serialize)]
 pub(crate) struct FloodRun {
     pub(crate) filter: Option<String>,
+    /// xdpsieve's command line (`FILE` for the capture file).
+    pub(crate) command: String,
     #[serde(flatten)]
     pub(crate) run: Run,
 }
@@ -99,6 +101,16 @@ pub(crate) fn measure(bench: &Bench, repetitions: u32) -> Result<Vec<FloodRun>> 
                 mix: Some(mix),
             };
             let filter = mix.filter();
+            let command = flood
+                .commands(
+                    Setup::Xdpsieve,
+                    Path::new("FILE"),
+                    &bench.tool_cpu.to_string(),
+                )
+                .iter()
+                .map(|(_, cmd)| shell_line(cmd))
+                .collect::<Vec<_>>()
+                .join(" && ");
             let what = format!(
                 "{FRAME_BYTES} B flood, 1 in {ONE_IN} selected, capture {}",
                 filter
@@ -110,7 +122,11 @@ pub(crate) fn measure(bench: &Bench, repetitions: u32) -> Result<Vec<FloodRun>> 
                 .run(Setup::Xdpsieve, FRAME_BYTES, Load::OneCore, repetition)
                 .with_context(|| format!("end-to-end run: {what}"))?;
             eprintln!("bench:   {}", super::report::one_line(&run));
-            runs.push(FloodRun { filter, run });
+            runs.push(FloodRun {
+                filter,
+                command,
+                run,
+            });
         }
     }
     Ok(runs)
@@ -168,6 +184,18 @@ pub(crate) fn render(md: &mut String, runs: &[FloodRun]) -> std::fmt::Result {
             thousands(r.veth_dropped),
             r.unreported_lost.map_or("—".into(), |n| n.to_string()),
         )?;
+    }
+    // The command of each kind of run, once (FILE is the capture file).
+    writeln!(md)?;
+    for filtered in [true, false] {
+        if let Some(f) = runs.iter().find(|f| f.filter.is_some() == filtered) {
+            let kind = if filtered {
+                "through the filter"
+            } else {
+                "without a filter"
+            };
+            writeln!(md, "- {kind}: `{}`", f.command)?;
+        }
     }
     Ok(())
 }
@@ -229,12 +257,17 @@ mod tests {
                 filtered: true,
             }
             .filter(),
+            command: "xdpsieve run --filter".into(),
             run,
         }
     }
 
     fn plain(run: Run) -> FloodRun {
-        FloodRun { filter: None, run }
+        FloodRun {
+            filter: None,
+            command: "xdpsieve run".into(),
+            run,
+        }
     }
 
     #[test]
@@ -270,6 +303,8 @@ mod tests {
         assert!(md.contains(
             "| without a filter | 1,000,000 | 2,000,000 pps | 1,000,000 | 600,000 | 60.0% | 400,000 | — | 0 | 0 |"
         ));
+        assert!(md.contains("- through the filter: `xdpsieve run --filter`\n"));
+        assert!(md.contains("- without a filter: `xdpsieve run`\n"));
         let t = target(&complete);
         assert_eq!(t["target"], TARGET);
         assert_eq!(t["met"], true);
