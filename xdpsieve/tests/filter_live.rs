@@ -261,6 +261,14 @@ fn packets(file: &Path) -> BTreeMap<Vec<u8>, usize> {
     out
 }
 
+/// The number before `words` on the exit summary line that contains them.
+fn summary_number(summary: &str, words: &str) -> Option<usize> {
+    summary.lines().find(|l| l.contains(words)).and_then(|l| {
+        let before = &l[..l.find(words)?];
+        before.split_whitespace().last()?.parse().ok()
+    })
+}
+
 /// Runs `tcpdump -r all EXPR -w selected`: the packets it lists, as they were.
 fn tcpdump_selects(all: &Path, expression: &str, selected: &Path) -> BTreeMap<Vec<u8>, usize> {
     let output = Command::new("tcpdump")
@@ -349,6 +357,22 @@ fn live_capture_filter_selects_what_tcpdump_selects() {
         };
         let expected = tcpdump_selects(&all, expression, &selected);
         let got = packets(&filtered);
+        // Both captures saw the same packets, and the summary accounts for the file.
+        let number = |words: &str| {
+            summary_number(&summary, words)
+                .unwrap_or_else(|| panic!("no `{words}` in the summary:\n{summary}"))
+        };
+        assert_eq!(
+            number("packets seen by xdpsieve"),
+            everything.values().sum::<usize>(),
+            "`{expression}`: xdpsieve and tcpdump saw different traffic\n{summary}"
+        );
+        assert_eq!(
+            number("packets captured"),
+            got.values().sum::<usize>(),
+            "`{expression}`: {summary}"
+        );
+        assert_eq!(number("packets lost"), 0, "`{expression}`: {summary}");
         if got != expected {
             let names = |set: &BTreeMap<Vec<u8>, usize>| {
                 set.iter()
