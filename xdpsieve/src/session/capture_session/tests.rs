@@ -9,7 +9,7 @@ use std::{fs, os::unix::fs::PermissionsExt as _, path::PathBuf};
 use pcap_file::pcapng::{
     Block, PcapNgReader, blocks::interface_statistics::InterfaceStatisticsOption,
 };
-use xdpsieve_common::{CAPTURE_HEADER_LEN, CaptureHeader, verdict};
+use xdpsieve_common::{CAPTURE_HEADER_LEN, CaptureHeader, Event, family, verdict};
 
 use super::*;
 use crate::source::MemoryQueue;
@@ -83,23 +83,60 @@ fn plan(write: PathBuf, rotation: Option<RotationPlan>, count: Option<u64>) -> C
     }
 }
 
-/// A session on `plan` whose capture records come from the returned queue.
-fn session(plan: CapturePlan) -> (CaptureSession, MemoryQueue) {
-    let (source, queue) = Source::memory();
-    let mut source = Some(source);
+/// A dropped IPv4 packet's event record from 192.0.2.1 to 198.51.100.7 port `port`.
+fn raw_event(port: u16) -> Vec<u8> {
+    let event = Event {
+        timestamp_ns: 1_000_000_000,
+        src: [u32::from_ne_bytes([192, 0, 2, 1]), 0, 0, 0],
+        dst: [u32::from_ne_bytes([198, 51, 100, 7]), 0, 0, 0],
+        ifindex: IFINDEX,
+        rule_id: 0,
+        frame_len: 60,
+        src_port: 53,
+        dst_port: port,
+        vlan_id: 0,
+        family: family::IPV4,
+        protocol: 17,
+        tcp_flags: 0,
+        verdict: verdict::DROP,
+        flags: 0,
+        generation: 1,
+    };
+    // SAFETY: Event is repr(C) without padding (its size is asserted in common).
+    unsafe {
+        std::slice::from_raw_parts(
+            (&event as *const Event).cast::<u8>(),
+            std::mem::size_of::<Event>(),
+        )
+    }
+    .to_vec()
+}
+
+/// A session on `plan` whose capture records come from the first queue returned, its
+/// events from the second.
+fn session_with_events(plan: CapturePlan) -> (CaptureSession, MemoryQueue, MemoryQueue) {
+    let (capture, capture_queue) = Source::memory();
+    let (events, event_queue) = Source::memory();
+    let (mut capture, mut events) = (Some(capture), Some(events));
     let session = CaptureOutputs::open(plan, &interfaces())
         .unwrap()
         .into_session(
             |stream| match stream {
-                Stream::Capture => Ok(source.take().expect("asked once")),
-                Stream::Events => bail!("no event log in these tests"),
+                Stream::Capture => Ok(capture.take().expect("asked once")),
+                Stream::Events => Ok(events.take().expect("asked once")),
             },
             &RuleSet::default(),
             &interfaces(),
             1,
         )
         .unwrap();
-    (session, queue)
+    (session, capture_queue, event_queue)
+}
+
+/// A session on `plan` whose capture records come from the returned queue.
+fn session(plan: CapturePlan) -> (CaptureSession, MemoryQueue) {
+    let (session, capture, _) = session_with_events(plan);
+    (session, capture)
 }
 
 /// A pcapng file's packet numbers, its statistics blocks' (`ifrecv`, `usrdeliv`), and
@@ -281,4 +318,90 @@ fn an_error_reading_the_closing_counters_ends_before_the_closing_blocks() {
     let (numbers, statistics, _) = read_pcapng(&file);
     assert_eq!(numbers, vec![0]);
     assert!(statistics.is_empty());
+}
+
+#[test]
+fn capture_and_event_log_drain_to_the_end_and_count_alike() {
+    let dir = Dir::new("both");
+    let (file, log) = (dir.0.join("d.pcapng"), dir.0.join("events.log"));
+    let plan = CapturePlan {
+        logging: true,
+        log_file: Some(log.clone()),
+        ..plan(file.clone(), None, None)
+    };
+    let (mut session, captures, events) = session_with_events(plan);
+    for n in 0..4 {
+        captures.push(raw_record(n, 80));
+        events.push(raw_event(1000 + n as u16));
+    }
+    assert_eq!(session.poll(Duration::from_millis(10)).unwrap(), 8);
+    events.push(raw_event(2000)); // only the final drain writes it
+    events.push(vec![0; 8]); // shorter than an event
+    let finished = session
+        .finish(|| Ok(vec![(IFINDEX, InterfaceCounters::default())]))
+        .unwrap();
+    assert_eq!(finished.written.written, 4);
+    assert_eq!(finished.written.logged, 5);
+    assert_eq!(finished.written.undecodable, 1);
+    assert_eq!(finished.written.log_not_written, 0);
+    let lines = fs::read_to_string(&log).unwrap();
+    assert_eq!(lines.lines().count(), 5, "{lines}");
+    assert!(lines.lines().all(|l| l.contains("192.0.2.1")), "{lines}");
+    assert_eq!(read_pcapng(&file).0, vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn a_ring_of_three_files_keeps_the_newest_packets() {
+    let dir = Dir::new("ring");
+    let rotation = RotationPlan {
+        size: Some(10_000),
+        period: None,
+        files: Some(3),
+        command: None,
+    };
+    let (mut session, queue) = session(plan(dir.0.join("d.pcapng"), Some(rotation), None));
+    let total = 600;
+    for n in 0..total {
+        queue.push(raw_record(n, 200));
+        if n % 40 == 39 {
+            session.poll(Duration::from_millis(10)).unwrap();
+        }
+    }
+    let finished = session
+        .finish(|| Ok(vec![(IFINDEX, InterfaceCounters::default())]))
+        .unwrap();
+    assert_eq!(finished.written.written, u64::from(total));
+    let mut names: Vec<String> = fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    // tcpdump's names with -W 3: d.pcapng0, d.pcapng1, d.pcapng2, overwritten in turn.
+    assert_eq!(names, ["d.pcapng0", "d.pcapng1", "d.pcapng2"]);
+    let mut kept = Vec::new();
+    for name in &names {
+        let (numbers, _, closed) = read_pcapng(&dir.0.join(name));
+        assert!(closed, "{name} ends with its statistics block");
+        kept.extend(numbers);
+    }
+    kept.sort_unstable();
+    // The newest packets, each once, up to the last one written.
+    let first = total - kept.len() as u32;
+    assert_eq!(kept, (first..total).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_failed_output_stops_itself_and_counts_every_record_not_written() {
+    // Writes to /dev/full fail with ENOSPC: the header already, before any record.
+    let (mut session, queue) = session(plan("/dev/full".into(), None, None));
+    assert_eq!(session.failed_outputs(), 1);
+    for n in 0..5 {
+        queue.push(raw_record(n, 60));
+    }
+    assert_eq!(session.poll(Duration::from_millis(10)).unwrap(), 5);
+    let finished = session
+        .finish(|| Ok(vec![(IFINDEX, InterfaceCounters::default())]))
+        .unwrap();
+    assert_eq!(finished.written.written, 0);
+    assert_eq!(finished.written.capture_not_written, 5);
 }
