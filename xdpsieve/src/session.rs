@@ -1,13 +1,17 @@
 //! One run of the firewall, from a validated [`RunPlan`] to the summary, in three parts:
 //!
-//! - `start`: claim the interfaces' pin directories, open the outputs, load the program,
-//!   open its record sources, attach (or take over a firewall left behind), publish for
-//!   `status`, print the start-up line;
+//! - `start`: claim the interfaces' pin directories, open the outputs
+//!   ([`capture_session`]), load the program, open its record sources, attach (or take
+//!   over a firewall left behind), publish for `status`, print the start-up line;
 //! - `run_loop`: drain the records, watch the interfaces, beat the heartbeat, expire
 //!   timed set entries, answer signals (and `hup`: reload on SIGHUP), until an explicit
 //!   stop;
 //! - `finish`: detach (or, when the loop itself failed, leave the firewall in force),
 //!   the final drain, the closing blocks and the summary.
+//!
+//! The recording side (sources, recorder, capture files and their rotation, event log, and
+//! its shutdown order) is one object, [`capture_session::CaptureSession`], which the loop and the
+//! finish drive and which runs without a kernel in its tests.
 //!
 //! The binary (`src/bin/xdpsieve/run.rs`) turns the command line into the plan; everything
 //! that touches the kernel, the files or the terminal after that happens here.
@@ -22,14 +26,12 @@ use crate::{
     capture_filter::CompiledFilter,
     event::LogFormat,
     loader::{AttachMode, LoaderError},
-    output::Sink,
-    recorder::{EventLog, Recorder},
     reload::RuleSources,
     rules::{Action, Rate, RuleSet},
     source::Transport,
-    stats::WriterStats,
 };
 
+pub mod capture_session;
 mod finish;
 mod hup;
 mod run_loop;
@@ -87,6 +89,21 @@ impl RunPlan {
             .filter_map(|r| r.snaplen)
             .fold(self.snaplen, u32::max)
     }
+
+    /// What the recording side needs of the plan.
+    pub fn capture_plan(&self) -> capture_session::CapturePlan {
+        capture_session::CapturePlan {
+            capture: self.capture.mask() != 0,
+            write: self.write.clone(),
+            rotation: self.rotation.clone(),
+            format: self.format,
+            file_snaplen: self.file_snaplen(),
+            count: self.count,
+            logging: self.log.mask() != 0 || self.rules.rules.iter().any(|r| r.log),
+            log_format: self.log_format,
+            log_file: self.log_file.clone(),
+        }
+    }
 }
 
 /// Which packets to capture or log, by verdict.
@@ -112,30 +129,6 @@ impl Which {
             Which::None => 0,
         }
     }
-}
-
-/// Names the rules of `generation` in the capture's comments and the event log.
-fn name_generation(
-    recorder: &mut Option<Recorder<Sink>>,
-    event_log: &mut Option<EventLog<Sink>>,
-    generation: u32,
-    rules: &RuleSet,
-) {
-    if let Some(r) = recorder {
-        r.add_generation(generation, rules);
-    }
-    if let Some(l) = event_log {
-        l.add_generation(generation, rules);
-    }
-}
-
-/// What the capture and the event log wrote and failed to write, together.
-fn writer_stats(
-    recorder: &mut Option<Recorder<Sink>>,
-    log: &Option<EventLog<Sink>>,
-) -> WriterStats {
-    let capture = recorder.as_mut().map(Recorder::stats).unwrap_or_default();
-    capture.merge(log.as_ref().map(EventLog::stats).unwrap_or_default())
 }
 
 /// Fails early, and clearly, when the process cannot load BPF programs.

@@ -1,10 +1,15 @@
 //! Where records come from: the BPF ring buffer (one buffer shared by all CPUs, Linux 5.8+)
 //! or a perf event array (one buffer per CPU, the aya book's way, Linux 4.3+). Both hand
-//! out whole records; the perf side also reports the kernel's lost-sample counts.
+//! out whole records; the perf side also reports the kernel's lost-sample counts. A third
+//! kind, [`Source::Memory`], hands out records queued from userspace in the same byte
+//! layout: the recording side ([`crate::session::capture_session`]) runs on it without a kernel,
+//! which is how its rotation and shutdown order are tested.
 
 use std::{
+    collections::VecDeque,
     io,
     os::fd::{AsRawFd, RawFd},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -55,6 +60,35 @@ pub enum Source {
         /// Samples the kernel reported lost (PERF_RECORD_LOST).
         lost: u64,
     },
+    /// Records queued through a [`MemoryQueue`], as the kernel would have written them.
+    Memory(MemoryQueue),
+}
+
+/// The feeding end of a [`Source::Memory`]: whole raw records (a capture record is its
+/// `CaptureHeader` followed by the packet's bytes, see [`crate::record`]), handed out in
+/// the order pushed.
+#[derive(Clone, Default)]
+pub struct MemoryQueue(Arc<Mutex<VecDeque<Vec<u8>>>>);
+
+impl MemoryQueue {
+    /// Queues one raw record for the next drain.
+    pub fn push(&self, record: Vec<u8>) {
+        self.records().push_back(record);
+    }
+
+    /// Records queued and not drained yet.
+    pub fn len(&self) -> usize {
+        self.records().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, VecDeque<Vec<u8>>> {
+        // A panic while holding the lock leaves whole records behind: still usable.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Source {
@@ -83,10 +117,26 @@ impl Source {
         })
     }
 
+    /// A source fed from userspace (see [`MemoryQueue`]), and its feeding end.
+    pub fn memory() -> (Source, MemoryQueue) {
+        let queue = MemoryQueue::default();
+        (Source::Memory(queue.clone()), queue)
+    }
+
+    /// The descriptors to wait on; none for a memory source (see [`Source::ready_now`]).
     pub fn fds(&self) -> Vec<RawFd> {
         match self {
             Source::Ring(ring) => vec![ring.fd()],
             Source::Perf { buffers, .. } => buffers.iter().map(AsRawFd::as_raw_fd).collect(),
+            Source::Memory(_) => Vec::new(),
+        }
+    }
+
+    /// Whether records are known to wait without polling: only a memory source can tell.
+    pub fn ready_now(&self) -> bool {
+        match self {
+            Source::Memory(queue) => !queue.is_empty(),
+            Source::Ring(_) | Source::Perf { .. } => false,
         }
     }
 
@@ -94,7 +144,7 @@ impl Source {
     /// the program counts itself).
     pub fn perf_lost(&self) -> u64 {
         match self {
-            Source::Ring(_) => 0,
+            Source::Ring(_) | Source::Memory(_) => 0,
             Source::Perf { lost, .. } => *lost,
         }
     }
@@ -126,6 +176,12 @@ impl Source {
                     });
                 }
                 n
+            }
+            Source::Memory(queue) => {
+                // Taken out first: `f` must not run under the lock.
+                let records = std::mem::take(&mut *queue.records());
+                records.iter().for_each(|r| f(r));
+                records.len()
             }
         }
     }

@@ -7,7 +7,7 @@ use std::io;
 
 use anyhow::{Context as _, Result};
 
-use super::{start::Running, writer_stats};
+use super::{capture_session::CaptureSession, start::Running};
 use crate::{pins, stats};
 
 /// Ends the run the loop left with `loop_result`; returns its error, if any, after the
@@ -33,27 +33,24 @@ pub(super) fn finish(mut running: Running, loop_result: io::Result<()>) -> Resul
             );
         }
     }
-    let mut perf_lost = 0;
-    if let Some(log) = running.event_log.as_mut() {
-        log.drain();
-        perf_lost += log.source().perf_lost();
-    }
-    if let Some(r) = running.recorder.as_mut() {
-        r.drain();
-        perf_lost += r.source().perf_lost();
-        let per_interface = running.firewall.interface_counters()?;
-        let closing: Vec<_> = running
-            .interfaces
+    // The final drain, the closing blocks and the -z commands, in their order.
+    let Running {
+        capture,
+        firewall,
+        interfaces,
+        rules,
+        ..
+    } = &mut running;
+    let finished = std::mem::replace(capture, CaptureSession::new(None, None)).finish(|| {
+        let per_interface = firewall.interface_counters()?;
+        Ok(interfaces
             .iter()
             .map(|i| i.ifindex)
             .zip(per_interface)
-            .collect();
-        r.finish(&closing);
-    }
-    let snapshot = running
-        .firewall
-        .snapshot(running.rules.rules.len(), perf_lost)?;
-    let written = writer_stats(&mut running.recorder, &running.event_log);
+            .collect())
+    })?;
+    let snapshot = firewall.snapshot(rules.rules.len(), finished.perf_lost)?;
+    let written = finished.written;
     eprint!("{}", stats::summary(&snapshot, &written, &running.rules));
     loop_result.context("waiting for records")
 }

@@ -1,4 +1,5 @@
-//! The run loop: drain the record sources, watch the interfaces, beat the heartbeat,
+//! The run loop: drain the record sources (through the
+//! [`super::capture_session::CaptureSession`]), watch the interfaces, beat the heartbeat,
 //! expire timed set entries, publish the writers' counts, and answer the signals (a status
 //! line, a reload through [`super::hup`]) until an explicit stop (SIGINT, SIGTERM, `-c`
 //! reached) or a failure of the waiting itself.
@@ -7,17 +8,11 @@ use std::{io, sync::atomic::Ordering, time::Duration};
 
 use anyhow::Result;
 
-use super::{name_generation, start::Running, writer_stats};
+use super::start::Running;
 use crate::{
     capture::Interface,
-    recorder::{EventLog, Recorder},
-    source::wait_readable,
     stats::{self, Snapshot},
 };
-
-/// Records in one drain above which the reader does not pause before the next: it is
-/// behind, and a millisecond's pause lets the ring fill further.
-const BUSY_DRAIN: u64 = 4096;
 
 /// How often the run loop tells the program a recorder is reading (see
 /// `Firewall::heartbeat`); well under `READER_TIMEOUT_NS`.
@@ -62,9 +57,6 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
         0,
     );
     let mut state_warned = false;
-    let mut fds = Vec::new();
-    fds.extend(running.recorder.iter().flat_map(|r| r.source().fds()));
-    fds.extend(running.event_log.iter().flat_map(|l| l.source().fds()));
     let interval = running.stats_interval;
     let mut last_stats = (std::time::Instant::now(), Snapshot::default());
     let mut loop_result: io::Result<()> = Ok(());
@@ -73,36 +65,12 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
     let mut expirer = crate::configure::sets::live::command::Expirer::default();
     let mut expiry_warned = false;
     let mut hup = super::hup::HupReload::default();
-    while !running.signals.stop.load(Ordering::Relaxed)
-        && !running
-            .recorder
-            .as_mut()
-            .is_some_and(Recorder::limit_reached)
-    {
+    while !running.signals.stop.load(Ordering::Relaxed) && !running.capture.limit_reached() {
         // Only waiting can fail here: a failed output stops itself and says so, and the
         // loop goes on draining (and counting) its records.
-        match wait_readable(&fds, Duration::from_millis(100)) {
-            Ok(true) => {
-                let mut drained = 0;
-                if let Some(r) = running.recorder.as_mut() {
-                    drained += r.drain();
-                }
-                if let Some(l) = running.event_log.as_mut() {
-                    drained += l.drain();
-                }
-                if drained > 0 && drained < BUSY_DRAIN {
-                    // Let records gather: under steady traffic a wakeup, a write and a
-                    // flush per record would cost more than the record itself. The
-                    // buffers hold far more than a millisecond of traffic. A drain this
-                    // large means the reader is behind: it goes straight on instead.
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-            Ok(false) => {}
-            Err(e) => {
-                loop_result = Err(e);
-                break;
-            }
+        if let Err(e) = running.capture.poll(Duration::from_millis(100)) {
+            loop_result = Err(e);
+            break;
         }
         for event in running.watcher.poll(&mut running.firewall) {
             eprintln!("{event}");
@@ -112,9 +80,7 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
                 eprintln!("xdpsieve: warning: {e}");
             }
             last_heartbeat = std::time::Instant::now();
-            if let Some(r) = running.recorder.as_mut() {
-                r.housekeeping();
-            }
+            running.capture.housekeeping();
             if !running.meta.sets.is_empty() {
                 expire_sets(
                     &mut expirer,
@@ -125,12 +91,9 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
             }
         }
         // About once a second, and at once when an output fails.
-        let failed = usize::from(running.recorder.as_mut().is_some_and(Recorder::failed))
-            + usize::from(running.event_log.as_ref().is_some_and(EventLog::failed));
+        let failed = running.capture.failed_outputs();
         if last_state.0.elapsed() >= Duration::from_secs(1) || failed != last_state.1 {
-            if let Err(e) = running
-                .writer_state
-                .update(&writer_stats(&mut running.recorder, &running.event_log))
+            if let Err(e) = running.writer_state.update(&running.capture.stats())
                 && !state_warned
             {
                 eprintln!(
@@ -143,28 +106,18 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
         if let Some(done) = hup.poll(&running.signals.reload_asked, &running.meta) {
             (running.firewall, running.rules, running.meta) =
                 (done.firewall, done.rules, done.meta);
-            name_generation(
-                &mut running.recorder,
-                &mut running.event_log,
-                running.meta.reload.generation,
-                &running.rules,
-            );
+            running
+                .capture
+                .add_generation(running.meta.reload.generation, &running.rules);
         }
         let asked = running.signals.status_asked.swap(false, Ordering::Relaxed);
         if asked || interval.is_some_and(|i| last_stats.0.elapsed() >= i) {
-            let perf_lost = running
-                .recorder
-                .as_ref()
-                .map_or(0, |r| r.source().perf_lost())
-                + running
-                    .event_log
-                    .as_ref()
-                    .map_or(0, |l| l.source().perf_lost());
+            let perf_lost = running.capture.perf_lost();
             let now = running
                 .firewall
                 .snapshot(running.rules.rules.len(), perf_lost)?;
             let secs = last_stats.0.elapsed().as_secs_f64();
-            let written = writer_stats(&mut running.recorder, &running.event_log);
+            let written = running.capture.stats();
             eprintln!(
                 "{}",
                 stats::interval_line(&last_stats.1, &now, &written, secs)

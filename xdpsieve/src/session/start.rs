@@ -5,25 +5,24 @@
 //! (nothing was in force before) or leaves the one taken over in force ([`abandon_start`]).
 
 use std::{
-    io::{self, IsTerminal as _},
     sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{RunPlan, check_privileges, name_generation};
+use super::{
+    RunPlan,
+    capture_session::{CaptureOutputs, CaptureSession, Stream},
+    check_privileges,
+};
 use crate::{
-    capture::{CaptureWriter, Interface},
-    event::EventFormatter,
+    capture::Interface,
     flags,
     loader::{Firewall, Settings},
     metrics::MetricsServer,
-    output::{RecordWriter, Sink, WRITE_BUFFER},
     pins::{self, Claim, Found},
-    recorder::{EventLog, Recorder},
     reload,
-    rotation::rotator::Rotator,
     rules::RuleSet,
     status::{Meta, MetaInterface},
     text::{escape, escape_path},
@@ -54,8 +53,8 @@ pub(super) struct Running {
     pub _metrics: Option<MetricsServer>,
     /// The published description; a reload replaces it.
     pub meta: Meta,
-    pub event_log: Option<EventLog<Sink>>,
-    pub recorder: Option<Recorder<Sink>>,
+    /// The recording side: sources, capture files, event log.
+    pub capture: CaptureSession,
     pub firewall: Firewall,
     pub signals: Signals,
     pub interfaces: Vec<Interface>,
@@ -63,13 +62,6 @@ pub(super) struct Running {
     pub rules: RuleSet,
     pub quiet: bool,
     pub stats_interval: Option<Duration>,
-}
-
-/// The capture's output as the start opens it: one file (or standard output), or the
-/// first file of a rotating capture with its rotator.
-enum CaptureOut {
-    One(Sink),
-    Rotating(Box<(Rotator<Sink>, CaptureWriter<Sink>)>),
 }
 
 /// `, rotating: -C 1 MB, -W 3 files, -z gzip` for the start-up line.
@@ -88,18 +80,6 @@ fn rotation_text(plan: &crate::rotation::RotationPlan) -> String {
         parts.push(format!("-z {}", escape(command)));
     }
     format!(", rotating: {}", parts.join(", "))
-}
-
-fn open_output(path: &str) -> Result<Sink> {
-    if path == "-" {
-        if io::stdout().is_terminal() {
-            bail!(
-                "refusing to write a binary capture to a terminal; redirect `-w -` to a file or a pipe"
-            );
-        }
-        return Sink::stdout().context("opening standard output");
-    }
-    Sink::create(path.as_ref()).with_context(|| format!("cannot open output file {path}"))
 }
 
 /// A start that failed once the firewall was attached: a fresh firewall is removed again
@@ -132,9 +112,9 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     let capture_which = plan.capture;
     let capture_mask = capture_which.mask();
     let log_mask = plan.log.mask();
-    let file_snaplen = plan.file_snaplen();
+    let capture_plan = plan.capture_plan();
+    let logging = capture_plan.logging;
     let rules = plan.rules;
-    let logging = log_mask != 0 || rules.rules.iter().any(|r| r.log);
     check_privileges()?;
     let mut interfaces = Vec::new();
     for name in &plan.interfaces {
@@ -154,34 +134,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         .map(|i| pins::claim(&i.name, std::process::id()))
         .collect::<Result<_>>()?;
     // Open the outputs before touching the kernel, so a bad path costs nothing.
-    let capture_out = match (&plan.write, &plan.rotation) {
-        (Some(pattern), Some(rotation)) if capture_mask != 0 => {
-            Some(CaptureOut::Rotating(Box::new(
-                Rotator::start(
-                    rotation.clone(),
-                    pattern,
-                    plan.format,
-                    file_snaplen,
-                    &interfaces,
-                )
-                .context("opening the first capture file")?,
-            )))
-        }
-        (Some(path), None) if capture_mask != 0 => Some(CaptureOut::One(open_output(path)?)),
-        _ => None,
-    };
-    let log_out: Option<(Sink, String)> = match (&plan.log_file, logging) {
-        (_, false) => None,
-        (Some(path), true) => Some((
-            Sink::create(path)
-                .with_context(|| format!("cannot open log file {}", path.display()))?,
-            path.display().to_string(),
-        )),
-        (None, true) => Some((
-            Sink::stdout().context("opening standard output")?,
-            "standard output".into(),
-        )),
-    };
+    let outputs = CaptureOutputs::open(capture_plan, &interfaces)?;
 
     // A `reload` of a firewall left behind must not run while this run takes it over; its
     // description is read again under the lock (a reload may just have changed it).
@@ -229,56 +182,15 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     let mut firewall = Firewall::load(&settings)?;
     // Open the record sources before attaching: a perf slot without a reader makes the
     // program's output fail, which would count packets as lost that no buffer refused.
-    let mut recorder = match capture_out {
-        Some(output) => {
-            let (writer, rotator) = match output {
-                CaptureOut::One(output) => (
-                    CaptureWriter::new(plan.format, output, file_snaplen, &interfaces),
-                    None,
-                ),
-                CaptureOut::Rotating(both) => {
-                    let (rotator, writer) = *both;
-                    (writer, Some(rotator))
-                }
-            };
-            let target = match plan.write.as_deref() {
-                Some("-") | None => "standard output",
-                Some(path) => path,
-            };
-            let recorder = Recorder::new(
-                firewall.take_capture_source()?,
-                writer,
-                target,
-                &rules,
-                plan.count,
-            );
-            Some(match rotator {
-                Some(rotator) => recorder.with_rotation(rotator),
-                None => recorder,
-            })
-        }
-        None => None,
-    };
-    let mut event_log = match log_out {
-        Some((out, target)) => {
-            let names: Vec<(u32, String)> = interfaces
-                .iter()
-                .map(|i| (i.ifindex, i.name.clone()))
-                .collect();
-            let formatter = EventFormatter::new(plan.log_format, &rules, &names);
-            let out = RecordWriter::new(out, WRITE_BUFFER);
-            Some(EventLog::new(
-                firewall.take_event_source()?,
-                formatter,
-                out,
-                &target,
-            ))
-        }
-        None => None,
-    };
-    if generation != 1 {
-        name_generation(&mut recorder, &mut event_log, generation, &rules);
-    }
+    let capture = outputs.into_session(
+        |stream| match stream {
+            Stream::Capture => Ok(firewall.take_capture_source()?),
+            Stream::Events => Ok(firewall.take_event_source()?),
+        },
+        &rules,
+        &interfaces,
+        generation,
+    )?;
     // Records count as lost for want of a reader once the heartbeat stops (this process
     // died); it starts before the program is live.
     firewall.heartbeat()?;
@@ -412,8 +324,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         writer_state,
         _metrics: metrics,
         meta,
-        event_log,
-        recorder,
+        capture,
         firewall,
         signals: Signals {
             stop,
