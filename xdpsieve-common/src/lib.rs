@@ -294,7 +294,10 @@ pub struct Config {
     /// The same for events: the capture filter's slot when it applies to the log too, the
     /// log filter's own slot, or 0.
     pub log_filter: u32,
-    pub _pad: u32,
+    /// Bit `1 << slot` set: that slot's filter runs as eBPF translated at load into the
+    /// slot's function ([`filter::SLOT_FUNCTIONS`]); clear: the program interprets the
+    /// slot's classic instructions in `FILTER_PROGRAMS`.
+    pub filter_translated: u32,
 }
 
 impl Config {
@@ -315,15 +318,17 @@ impl Config {
         sample: 1,
         capture_filter: 0,
         log_filter: 0,
-        _pad: 0,
+        filter_translated: 0,
     };
 }
 
 /// Capture filters: tcpdump expressions that libpcap compiles to classic BPF, which the
-/// program interprets in the kernel for the packets a rule selected for recording, before
-/// any copy. The programs live in the program's read-only data (`FILTER_PROGRAMS`,
-/// [`SLOTS`] programs of [`MAX_INSNS`] instructions each); [`Config::capture_filter`] and
-/// [`Config::log_filter`] say which slot applies to which record.
+/// program runs in the kernel for the packets a rule selected for recording, before any
+/// copy. A filter runs either translated to eBPF, written at load into its slot's function
+/// (one of [`SLOT_FUNCTIONS`], [`SLOT_FUNCTION_INSNS`] instructions of placeholder), or
+/// interpreted from the program's read-only data (`FILTER_PROGRAMS`, [`SLOTS`] programs of
+/// [`MAX_INSNS`] instructions each); [`Config::capture_filter`] and [`Config::log_filter`]
+/// say which slot applies to which record, [`Config::filter_translated`] how each runs.
 pub mod filter {
     /// Most instructions of one classic BPF program (the kernel's `BPF_MAXINSNS`).
     pub const MAX_INSNS: u32 = 4096;
@@ -342,6 +347,18 @@ pub mod filter {
     pub const STEP_BUDGET: u32 = 4 * MAX_INSNS;
     /// Words of scratch memory (`M[]`) of the classic machine (`BPF_MEMWORDS`).
     pub const MEM_WORDS: usize = 16;
+    /// The program's functions that a slot's translated filter replaces, by slot.
+    pub const SLOT_FUNCTIONS: [&str; SLOTS as usize] =
+        ["xdpsieve_filter_slot0", "xdpsieve_filter_slot1"];
+    /// eBPF instructions in each slot function: the longest translation that fits.
+    pub const SLOT_FUNCTION_INSNS: usize = 16384;
+    /// What a translated filter returns: the packet is not selected...
+    pub const TRANSLATED_REJECT: u32 = 0;
+    /// ... it is selected ...
+    pub const TRANSLATED_SELECT: u32 = 1;
+    /// ... or the filter read past the linear data (XDP fragments, or the frame's end):
+    /// the interpreter decides.
+    pub const TRANSLATED_INTERPRET: u32 = 2;
 }
 
 /// One classic BPF instruction, as `struct sock_filter` (and libpcap's `struct bpf_insn`)
@@ -549,6 +566,7 @@ const _: () = {
     assert!(offset_of!(Config, sample) == 88);
     assert!(offset_of!(Config, capture_filter) == 92);
     assert!(offset_of!(Config, log_filter) == 96);
+    assert!(offset_of!(Config, filter_translated) == 100);
     assert!(size_of::<FilterInsn>() == 8);
     assert!(offset_of!(FilterInsn, k) == 4);
     assert!(offset_of!(Config, unclassifiable) == 80);

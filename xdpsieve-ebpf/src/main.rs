@@ -16,6 +16,7 @@
 //! unclassifiable packets take that path (`Packet::special`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 // The kernel LPM trie baseline of the set benchmark; never loaded by the product.
 #[cfg(target_arch = "bpf")]
@@ -428,7 +429,7 @@ mod program {
         let mut capture_selected = None;
         let mut capture = want_capture;
         if want_capture && cfg.capture_filter != 0 {
-            let selected = capture_filter::selects(ctx.ctx, cfg.capture_filter - 1, frame_len);
+            let selected = capture_filter::selects(cfg, ctx.ctx, cfg.capture_filter - 1, frame_len);
             capture_selected = Some(selected);
             capture = selected;
         }
@@ -436,7 +437,7 @@ mod program {
         if want_log && cfg.log_filter != 0 {
             log = match capture_selected {
                 Some(selected) if cfg.log_filter == cfg.capture_filter => selected,
-                _ => capture_filter::selects(ctx.ctx, cfg.log_filter - 1, frame_len),
+                _ => capture_filter::selects(cfg, ctx.ctx, cfg.log_filter - 1, frame_len),
             };
         }
         (capture, log)

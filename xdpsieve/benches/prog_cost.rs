@@ -37,7 +37,7 @@ use common::{load_floor_program, prog_fd_by_id, test_run, verdict_name};
 )]
 mod frame;
 use xdpsieve::{
-    capture_filter::CompiledFilter,
+    capture_filter::{CompiledFilter, FilterEngine},
     loader::{Firewall, Settings},
     netns::VethPair,
     rules::{Action, RuleSet},
@@ -61,7 +61,8 @@ struct Case {
     frame: &'static str,
     /// `no-match`, `drop`, `drop+capture`, or `drop+capture` through a capture filter:
     /// `drop+capture, filter selects` (`udp port 53` or `tcp port 53`, a short program)
-    /// and `drop+capture, long filter rejects` (see [`LONG_FILTER`]).
+    /// and `drop+capture, long filter rejects` (see [`LONG_FILTER`]), each followed by
+    /// `, translated` or `, interpreted`.
     path: &'static str,
     /// Classic BPF instructions of the capture filter on this path, if any.
     filter_insns: Option<usize>,
@@ -140,20 +141,38 @@ const LONG_FILTER: &str = "(host 203.0.113.9 or net 198.51.100.128/25 or net 10.
      and (tcp[tcpflags] & (tcp-syn|tcp-fin) != 0 or udp portrange 2000-2100 \
      or icmp[icmptype] == icmp-echo) and not vlan and len > 60";
 
-/// A capture filter on the bench's path: the path name and the expression.
-type Filter = (&'static str, &'static str);
+/// A capture filter on the bench's path: the path name, the expression, how it runs.
+type Filter = (&'static str, &'static str, FilterEngine);
 
 /// The capture-filter paths, at 1 rule: one that selects the dropped frame (its protocol
-/// and port 53) and a long one that rejects it.
-fn filters_for(frame: &Frame) -> [Filter; 2] {
+/// and port 53) and a long one that rejects it, each translated and interpreted.
+fn filters_for(frame: &Frame) -> [Filter; 4] {
     let short = if frame.name.contains("TCP") {
         "tcp port 53"
     } else {
         "udp port 53"
     };
     [
-        ("drop+capture, filter selects", short),
-        ("drop+capture, long filter rejects", LONG_FILTER),
+        (
+            "drop+capture, filter selects, translated",
+            short,
+            FilterEngine::Translated,
+        ),
+        (
+            "drop+capture, filter selects, interpreted",
+            short,
+            FilterEngine::Interpreter,
+        ),
+        (
+            "drop+capture, long filter rejects, translated",
+            LONG_FILTER,
+            FilterEngine::Translated,
+        ),
+        (
+            "drop+capture, long filter rejects, interpreted",
+            LONG_FILTER,
+            FilterEngine::Interpreter,
+        ),
     ]
 }
 
@@ -186,7 +205,7 @@ fn measure_xdpsieve_with(
     }
     set.push_expression(Action::Drop, DECIDING_RULE)
         .expect("deciding rule");
-    let compiled = filter.map(|(_, expr)| {
+    let compiled = filter.map(|(_, expr, _)| {
         CompiledFilter::compile(expr)
             .expect("the bench's filter compiles")
             .expect("the bench's filter is not empty")
@@ -196,6 +215,7 @@ fn measure_xdpsieve_with(
         rules: set,
         capture: if capture_drops { capture::DROPPED } else { 0 },
         capture_filter: compiled,
+        filter_engine: filter.map_or(FilterEngine::Auto, |(_, _, engine)| engine),
         ring_bytes: 64 << 20,
         ..Settings::default()
     };
@@ -232,7 +252,7 @@ fn measure_xdpsieve_with(
             },
             &frame.matching,
         )];
-        if let Some((path, _)) = filter {
+        if let Some((path, _, _)) = filter {
             paths = vec![(path, &frame.matching)];
         } else if capture_drops {
             // Nothing is captured on this path; measured once, with the capture map present.

@@ -23,7 +23,7 @@ use xdpsieve_common::capture;
 
 use crate::{
     capture::Format,
-    capture_filter::CompiledFilter,
+    capture_filter::{CompiledFilter, FilterEngine},
     event::LogFormat,
     loader::{AttachMode, LoaderError},
     reload::RuleSources,
@@ -76,6 +76,8 @@ pub struct RunPlan {
     pub capture_filter: Option<CompiledFilter>,
     /// The event log's filter: the capture filter unless `--log-filter` gave another.
     pub log_filter: Option<CompiledFilter>,
+    /// How the filters run in the kernel (`--filter-engine`).
+    pub filter_engine: FilterEngine,
 }
 
 impl RunPlan {

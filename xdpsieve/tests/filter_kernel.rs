@@ -1,8 +1,8 @@
-//! Kernel tests of the capture filter's classic BPF interpreter: the real program, verified
-//! and loaded by this kernel, with hand-written classic programs (every instruction class
-//! and addressing mode) and libpcap-compiled ones, run on crafted frames through
-//! `BPF_PROG_TEST_RUN`. A load past the end of the frame rejects, as in classic BPF; so does
-//! a division by zero.
+//! Kernel tests of the capture filter, interpreted and translated to eBPF (the harness runs
+//! every frame through both, and they must agree): the real program, verified and loaded by
+//! this kernel, with hand-written classic programs (every instruction class and addressing
+//! mode) and libpcap-compiled ones, run on crafted frames through `BPF_PROG_TEST_RUN`. A
+//! load past the end of the frame rejects, as in classic BPF; so does a division by zero.
 //!
 //! Nothing is attached. They need root; under `CI` they fail rather than skip.
 
@@ -22,7 +22,7 @@ use aya::programs::{TestRun, TestRunOptions};
 use frame::{Ext, Frame};
 use harness::{insn, load, load_insns, selects};
 use xdpsieve::{
-    capture_filter::CompiledFilter,
+    capture_filter::{CompiledFilter, FilterEngine},
     loader::{Firewall, Settings},
     rules::{Action, RuleSet},
 };
@@ -397,42 +397,46 @@ fn separate_log_filter_and_no_filter() {
     assert!(selects(&mut fw, &udp4()));
     assert_eq!(harness::counters(&fw).not_selected, 0);
 
-    // Capture `udp`, log `tcp`: each record follows its own filter.
-    let rules = RuleSet {
-        default_action: Action::Drop,
-        ..RuleSet::default()
-    };
-    let compile = |e: &str| CompiledFilter::compile(e).expect("compiles");
-    let settings = Settings {
-        rules,
-        capture: capture::DROPPED,
-        log: capture::DROPPED,
-        capture_filter: compile("udp"),
-        log_filter: compile("tcp"),
-        ..Settings::default()
-    };
-    let mut fw = Firewall::load(&settings).expect("loads");
-    let tcp = Frame::ipv4(A4, B4).tcp(40000, 443).build();
-    let icmp = Frame::ipv4(A4, B4).icmp().build();
-    let mut run = |frame: &[u8]| {
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            ..TestRunOptions::new()
+    // Capture `udp`, log `tcp`: each record follows its own filter, both ways.
+    for engine in [FilterEngine::Interpreter, FilterEngine::Translated] {
+        let rules = RuleSet {
+            default_action: Action::Drop,
+            ..RuleSet::default()
         };
-        fw.program()
-            .expect("program")
-            .test_run(opts)
-            .expect("test run");
-    };
-    run(&udp4());
-    run(&tcp);
-    run(&icmp);
-    let c = harness::counters(&fw);
-    assert_eq!(c.captured, 1, "only the udp frame is captured");
-    assert_eq!(c.events, 1, "only the tcp frame is logged");
-    // udp lost its event, tcp its capture, icmp both: three packets not selected.
-    assert_eq!(c.not_selected, 3);
-    assert_eq!(c.capture_lost + c.event_lost + c.rate_limited, 0);
+        let compile = |e: &str| CompiledFilter::compile(e).expect("compiles");
+        let settings = Settings {
+            rules,
+            capture: capture::DROPPED,
+            log: capture::DROPPED,
+            capture_filter: compile("udp"),
+            log_filter: compile("tcp"),
+            filter_engine: engine,
+            ..Settings::default()
+        };
+        let mut fw = Firewall::load(&settings).expect("loads");
+        assert_eq!(fw.filter_runs().len(), 2, "{:?}", fw.filter_runs());
+        let tcp = Frame::ipv4(A4, B4).tcp(40000, 443).build();
+        let icmp = Frame::ipv4(A4, B4).icmp().build();
+        let mut run = |frame: &[u8]| {
+            let opts = TestRunOptions {
+                data_in: Some(frame),
+                ..TestRunOptions::new()
+            };
+            fw.program()
+                .expect("program")
+                .test_run(opts)
+                .expect("test run");
+        };
+        run(&udp4());
+        run(&tcp);
+        run(&icmp);
+        let c = fw.counters().expect("counters");
+        assert_eq!(c.captured, 1, "only the udp frame is captured");
+        assert_eq!(c.events, 1, "only the tcp frame is logged");
+        // udp lost its event, tcp its capture, icmp both: three packets not selected.
+        assert_eq!(c.not_selected, 3);
+        assert_eq!(c.capture_lost + c.event_lost + c.rate_limited, 0);
+    }
 }
 
 /// Not a check: the filter's cost per packet in the kernel, printed
@@ -483,25 +487,115 @@ fn filter_cost() {
         time(&mut base),
         verified(&mut base)
     );
-    let mut fw = load_insns(&[insn(RET_K, 0, 0, 0)]);
-    println!("`ret #0` (1 insn): {:.1} ns", time(&mut fw));
-    let mut fw = load_insns(
-        &[insn(0x04, 0, 0, 0); 10]
-            .iter()
-            .copied()
-            .chain([insn(RET_K, 0, 0, 0)])
-            .collect::<Vec<_>>(),
+    let both = |name: &str, engines: &mut harness::Engines| {
+        println!(
+            "{name}: interpreted {:.1} ns ({} verified)",
+            time(&mut engines.interpreted),
+            verified(&mut engines.interpreted)
+        );
+        if let Some(fw) = &mut engines.translated {
+            println!(
+                "{name}: translated {:.1} ns ({} verified)",
+                time(fw),
+                verified(fw)
+            );
+        }
+    };
+    both(
+        "`ret #0` (1 insn)",
+        &mut load_insns(&[insn(RET_K, 0, 0, 0)]),
     );
-    println!("10 adds, ret #0 (11 insns): {:.1} ns", time(&mut fw));
+    let adds: Vec<FilterInsn> = [insn(0x04, 0, 0, 0); 10]
+        .into_iter()
+        .chain([insn(RET_K, 0, 0, 0)])
+        .collect();
+    both("10 adds, ret #0 (11 insns)", &mut load_insns(&adds));
     for expression in ["udp port 53", long] {
         let filter = CompiledFilter::compile(expression).expect("compiles");
         let len = filter.as_ref().map_or(0, |f| f.insns.len());
-        let mut fw = load(filter);
-        assert!(!selects(&mut fw, &frame));
-        println!(
-            "`{expression}` ({len} insns), rejecting: {:.1} ns ({} instructions verified)",
-            time(&mut fw),
-            verified(&mut fw)
+        let mut engines = load(filter);
+        assert!(!selects(&mut engines, &frame));
+        both(
+            &format!("`{expression}` ({len} insns), rejecting"),
+            &mut engines,
         );
     }
+}
+
+#[test]
+fn auto_translates_long_expressions_and_interprets_protochain() {
+    if !root_or_skip() {
+        return;
+    }
+    let ports: Vec<String> = (1..=300).map(|p| format!("port {p}")).collect();
+    let long = ports.join(" or ");
+    let cases = [
+        (long.as_str(), true),
+        ("ip6 protochain 17 or ip protochain 17", false),
+    ];
+    for (expression, translates) in cases {
+        let filter = CompiledFilter::compile(expression).expect("compiles");
+        let settings = |engine| Settings {
+            rules: RuleSet {
+                default_action: Action::Drop,
+                ..RuleSet::default()
+            },
+            capture: capture::DROPPED,
+            capture_filter: filter.clone(),
+            filter_engine: engine,
+            ..Settings::default()
+        };
+        let mut fw = Firewall::load(&settings(FilterEngine::Auto)).expect("auto always loads");
+        let runs = fw.filter_runs().to_vec();
+        assert_eq!(runs.len(), 1);
+        let text = runs[0].to_string();
+        match (&runs[0].how, translates) {
+            (xdpsieve::loader::FilterHow::Translated(n), true) => assert!(*n > 300, "{text}"),
+            (xdpsieve::loader::FilterHow::Interpreted(why), false) => {
+                assert!(why.contains("backward"), "{text}")
+            }
+            _ => panic!("`{expression}`: {text}"),
+        }
+        let mut selects = |frame: &[u8]| harness::selects_one(&mut fw, frame);
+        let udp = |port| Frame::ipv4(A4, B4).udp(40000, port).build();
+        assert!(selects(&udp(300)), "`{expression}`");
+        assert_eq!(selects(&udp(301)), !translates, "`{expression}`");
+        if !translates {
+            let err = Firewall::load(&settings(FilterEngine::Translated))
+                .err()
+                .expect("refused");
+            assert!(err.to_string().contains("cannot be translated"), "{err}");
+        }
+    }
+}
+
+/// A frame longer than a page reaches the program in XDP fragments (`BPF_PROG_TEST_RUN`
+/// makes them for an `xdp.frags` program): the translated filter hands the loads past the
+/// linear data to the interpreter, which reads through the fragments.
+#[test]
+fn loads_in_xdp_fragments() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut frame = Frame::ipv4(A4, B4).udp(5353, 53).payload(6000).build();
+    let len = frame.len();
+    frame[5000] = 0xab;
+    let cases = [
+        ("ether[5000] == 0xab", true),
+        ("ether[5000] == 0xac", false),
+        ("ether[5000:4] & 0xff000000 == 0xab000000", true),
+        ("udp port 53 and ether[5000] == 0xab", true),
+        ("ether[100000] == 0", false),
+    ];
+    for (expression, expect) in cases {
+        let mut fw = load(CompiledFilter::compile(expression).expect("compiles"));
+        assert!(fw.translated.is_some(), "`{expression}` translates");
+        assert_eq!(selects(&mut fw, &frame), expect, "`{expression}`");
+    }
+    let by_len = format!("len == {len}");
+    let mut fw = load(CompiledFilter::compile(&by_len).expect("compiles"));
+    assert!(
+        selects(&mut fw, &frame),
+        "{by_len}: the whole frame, fragments too"
+    );
 }

@@ -19,12 +19,13 @@ use aya::{
     programs::{ProgramError, Xdp},
 };
 use xdpsieve_common::{
-    Config, Counters, FilterInsn, InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule,
-    RuleCounters, filter,
+    Config, Counters, InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule, RuleCounters,
 };
 
 use crate::{
-    EBPF_OBJECT, capture_filter, classify,
+    EBPF_OBJECT,
+    capture_filter::FilterEngine,
+    classify,
     counters::{self, CounterMaps},
     sets::kernel::Built,
     source::{Source, Transport},
@@ -32,11 +33,14 @@ use crate::{
 };
 
 mod attach;
+mod filters;
 mod reattach;
 mod settings;
 mod shared;
 mod tables;
 pub use attach::Attachment;
+use filters::FilterLoad;
+pub use filters::{FilterHow, FilterRun};
 pub use settings::Settings;
 pub use shared::SHARED_MAPS;
 
@@ -148,31 +152,9 @@ pub enum LoaderError {
     Load(String),
     #[error("address sets: {0}")]
     Sets(String),
-}
-
-/// `config` with the filters of `settings`, and the filter table to load when there are any.
-fn with_filters(
-    mut config: Config,
-    settings: &Settings,
-) -> (Config, Option<Box<[FilterInsn; filter::TABLE_INSNS]>>) {
-    let capture = settings.capture_filter.as_ref();
-    // The log shares the capture filter's slot (and its run) when it is the same program.
-    let own_log = settings
-        .log_filter
-        .as_ref()
-        .filter(|log| Some(*log) != capture);
-    if capture.is_none() && settings.log_filter.is_none() {
-        return (config, None);
-    }
-    if capture.is_some() {
-        config.capture_filter = filter::CAPTURE_SLOT + 1;
-    }
-    config.log_filter = match (&settings.log_filter, own_log) {
-        (None, _) => 0,
-        (Some(_), None) => filter::CAPTURE_SLOT + 1,
-        (Some(_), Some(_)) => filter::LOG_SLOT + 1,
-    };
-    (config, Some(capture_filter::table(capture, own_log)))
+    /// The kernel refused a program with translated filters (see [`Firewall::load`]).
+    #[error("loading the XDP program with its translated filters failed: {0}")]
+    TranslatedFilter(String),
 }
 
 /// The loaded program, its maps, and its attachments. Dropping it detaches nothing: the
@@ -188,12 +170,37 @@ pub struct Firewall {
     interface_names: Vec<(u32, String)>,
     /// Handles of [`SHARED_MAPS`], kept for pinning after the record sources are taken.
     shared: Vec<(&'static str, aya::maps::Map)>,
+    /// How each filter runs.
+    filter_runs: Vec<FilterRun>,
 }
 
 impl Firewall {
     /// Loads the program with `settings`; the rules are in their map before this returns,
     /// so nothing is attached with a half-filled rule table.
+    ///
+    /// With [`FilterEngine::Auto`], a load whose translated filters the kernel refuses is
+    /// done again with the filters interpreted ([`Firewall::filter_runs`] says why).
     pub fn load(settings: &Settings) -> Result<Firewall, LoaderError> {
+        match Self::load_as(settings, settings.filter_engine) {
+            Err(LoaderError::TranslatedFilter(refusal))
+                if settings.filter_engine == FilterEngine::Auto =>
+            {
+                let mut firewall = Self::load_as(settings, FilterEngine::Interpreter)?;
+                let why = format!("the kernel refused its translation: {refusal}");
+                for run in &mut firewall.filter_runs {
+                    run.how = FilterHow::Interpreted(why.clone());
+                }
+                Ok(firewall)
+            }
+            Err(LoaderError::TranslatedFilter(refusal)) => Err(LoaderError::Load(format!(
+                "the kernel refused the translated capture filter ({refusal}); \
+                 use --filter-engine auto or interpreter"
+            ))),
+            loaded => loaded,
+        }
+    }
+
+    fn load_as(settings: &Settings, engine: FilterEngine) -> Result<Firewall, LoaderError> {
         if settings.snaplen == 0 || settings.snaplen > MAX_SNAPLEN {
             return Err(LoaderError::Snaplen(settings.snaplen));
         }
@@ -247,9 +254,22 @@ impl Firewall {
             sample: settings.sample,
             capture_filter: 0,
             log_filter: 0,
-            _pad: 0,
+            filter_translated: 0,
         };
-        let (config, filter_table) = with_filters(config, settings);
+        let FilterLoad {
+            config,
+            table: filter_table,
+            object,
+            runs: filter_runs,
+        } = filters::plan(
+            config,
+            settings.capture_filter.as_ref(),
+            settings.log_filter.as_ref(),
+            engine,
+        )
+        .map_err(LoaderError::Load)?;
+        let translated = config.filter_translated != 0;
+        let object_bytes = object.as_ref().map_or(EBPF_OBJECT, |o| o.bytes());
         // The rings exist either way; with perf they are not used, so keep them one page.
         let ring_bytes = match settings.transport {
             Transport::RingBuf => settings.ring_bytes,
@@ -273,7 +293,7 @@ impl Firewall {
             shared::share_from(&mut loader, dir)?;
         }
         let mut ebpf = loader
-            .load(EBPF_OBJECT)
+            .load(object_bytes)
             .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))?;
         let shared = shared::handles(&ebpf)?;
         {
@@ -294,9 +314,15 @@ impl Firewall {
                 .map_err(|e| LoaderError::Sets(format!("{e:#}")))?;
         }
         let program: &mut Xdp = program_of(&mut ebpf)?;
-        program
-            .load()
-            .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 40)))?;
+        program.load().map_err(|e| {
+            if translated {
+                // Most likely the verifier on the translation (its complexity limit):
+                // the caller may load again with the filters interpreted.
+                LoaderError::TranslatedFilter(log_tail(&e.to_string(), 8))
+            } else {
+                load_error(&e, &log_tail(&e.to_string(), 40))
+            }
+        })?;
         Ok(Firewall {
             ebpf,
             attachments: Vec::new(),
@@ -305,7 +331,13 @@ impl Firewall {
             ifindexes: settings.ifindexes.clone(),
             interface_names: Vec::new(),
             shared,
+            filter_runs,
         })
+    }
+
+    /// How each filter runs (translated or interpreted, and why).
+    pub fn filter_runs(&self) -> &[FilterRun] {
+        &self.filter_runs
     }
 
     /// Tells the program a recorder is reading its rings: records are counted as lost for

@@ -159,6 +159,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         share_maps_from: None,
         capture_filter: plan.capture_filter.clone(),
         log_filter: plan.log_filter.clone(),
+        filter_engine: plan.filter_engine,
     };
     // Before attaching: a signal that arrives once the program is live must end in the
     // explicit stop (detach, summary, pins removed), not in the default action, which
@@ -311,6 +312,12 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             rules.default_action,
             flags::value_name(plan.transport)
         );
+        // A filter left to the interpreter costs several times the translated one: say so.
+        for run in firewall.filter_runs() {
+            if matches!(run.how, crate::loader::FilterHow::Interpreted(_)) {
+                eprintln!("xdpsieve: {run}");
+            }
+        }
     }
 
     // From here on an interface that stops running the program (deleted, detached from

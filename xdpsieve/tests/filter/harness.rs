@@ -1,18 +1,39 @@
 //! Shared by the filter tests: the real program loaded with a capture filter and a rule that
 //! drops (and so selects for capture) every IP packet, fed one frame at a time through
 //! `BPF_PROG_TEST_RUN`; a frame is selected when the capture counter moved.
+//!
+//! Every filter is loaded twice, interpreted and translated to eBPF (when it translates:
+//! not libpcap's `protochain` loop), and every frame runs through both: they must agree.
 
 use aya::programs::{TestRun, TestRunOptions};
 use xdpsieve::{
-    capture_filter::CompiledFilter,
+    capture_filter::{CompiledFilter, FilterEngine, translate},
     loader::{Firewall, Settings},
     rules::{Action, RuleSet},
 };
 use xdpsieve_common::{Counters, FilterInsn, capture};
 
+/// The same filter loaded both ways.
+pub struct Engines {
+    pub interpreted: Firewall,
+    /// `None` without a filter, or for one the translator leaves to the interpreter.
+    pub translated: Option<Firewall>,
+}
+
 /// Loads the program: every IP packet dropped, every packet (dropped or passed) captured,
-/// through `filter`.
-pub fn load(filter: Option<CompiledFilter>) -> Firewall {
+/// through `filter`, once per engine.
+pub fn load(filter: Option<CompiledFilter>) -> Engines {
+    let translates = filter
+        .as_ref()
+        .is_some_and(|f| translate::translate(&f.insns).is_ok());
+    Engines {
+        interpreted: load_with(filter.clone(), FilterEngine::Interpreter),
+        translated: translates.then(|| load_with(filter, FilterEngine::Translated)),
+    }
+}
+
+/// Loads the program as [`load`] does, with one engine.
+pub fn load_with(filter: Option<CompiledFilter>, engine: FilterEngine) -> Firewall {
     let rules = RuleSet {
         default_action: Action::Drop,
         ..RuleSet::default()
@@ -22,13 +43,15 @@ pub fn load(filter: Option<CompiledFilter>) -> Firewall {
         capture: capture::DROPPED | capture::PASSED,
         log_filter: filter.clone(),
         capture_filter: filter,
+        filter_engine: engine,
         ..Settings::default()
     };
-    Firewall::load(&settings).unwrap_or_else(|e| panic!("loading the XDP program: {e}"))
+    Firewall::load(&settings)
+        .unwrap_or_else(|e| panic!("loading the XDP program ({engine:?}): {e}"))
 }
 
 /// Loads the program with a hand-written classic program (checked as libpcap's would be).
-pub fn load_insns(insns: &[FilterInsn]) -> Firewall {
+pub fn load_insns(insns: &[FilterInsn]) -> Engines {
     let filter = CompiledFilter {
         expression: "hand-written".into(),
         insns: insns.to_vec(),
@@ -37,13 +60,28 @@ pub fn load_insns(insns: &[FilterInsn]) -> Firewall {
     load(Some(filter))
 }
 
-pub fn counters(fw: &Firewall) -> Counters {
-    fw.counters().expect("reading counters")
+/// The interpreted program's counters.
+pub fn counters(engines: &Engines) -> Counters {
+    engines.interpreted.counters().expect("reading counters")
+}
+
+/// Runs `frame` once through each engine; true when the filter selected it. Both engines
+/// must agree.
+pub fn selects(engines: &mut Engines, frame: &[u8]) -> bool {
+    let interpreted = selects_one(&mut engines.interpreted, frame);
+    if let Some(translated) = &mut engines.translated {
+        assert_eq!(
+            selects_one(translated, frame),
+            interpreted,
+            "translated and interpreted filters differ on {frame:02x?}"
+        );
+    }
+    interpreted
 }
 
 /// Runs `frame` once; true when the filter selected it (a capture record was written).
-pub fn selects(fw: &mut Firewall, frame: &[u8]) -> bool {
-    let before = counters(fw);
+pub fn selects_one(fw: &mut Firewall, frame: &[u8]) -> bool {
+    let before = fw.counters().expect("reading counters");
     let opts = TestRunOptions {
         data_in: Some(frame),
         ..TestRunOptions::new()
@@ -52,7 +90,7 @@ pub fn selects(fw: &mut Firewall, frame: &[u8]) -> bool {
         .expect("program")
         .test_run(opts)
         .unwrap_or_else(|e| panic!("test run of a {}-byte frame: {e}", frame.len()));
-    let after = counters(fw);
+    let after = fw.counters().expect("reading counters");
     let captured = after.captured + after.capture_lost - before.captured - before.capture_lost;
     let refused = after.not_selected - before.not_selected;
     assert_eq!(

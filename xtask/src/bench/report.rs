@@ -650,8 +650,9 @@ fn render_filters(md: &mut String, kernel: &serde_json::Value) -> std::fmt::Resu
         "The frame the rule drops, captured: without a filter, through a short filter that \
          selects it (`udp port 53` or `tcp port 53`) and through a long one that walks hosts, \
          nets, port ranges and TCP flags before it turns the frame down (nothing copied). \
-         libpcap compiles both; the kernel interprets the classic instructions, one per \
-         `bpf_loop` step.\n"
+         libpcap compiles both; the kernel runs each both ways: translated to eBPF at start \
+         (the default) and interpreted, one classic instruction per `bpf_loop` step (the \
+         fallback for what cannot be translated).\n"
     )?;
     writeln!(
         md,

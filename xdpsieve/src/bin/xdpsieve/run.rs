@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use clap::{ArgMatches, Args};
 use xdpsieve::{
     capture::Format,
-    capture_filter::CompiledFilter,
+    capture_filter::{CompiledFilter, FilterEngine},
     event::LogFormat,
     flags,
     loader::AttachMode,
@@ -187,6 +187,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "EXPR")]
     log_filter: Option<String>,
 
+    /// How the kernel runs the filters: translated to eBPF at start (fast), or interpreted
+    /// one classic instruction at a time; auto translates and falls back to the interpreter
+    /// for what cannot be translated (libpcap's protochain loop, a translation the verifier
+    /// refuses), saying so.
+    #[arg(long, value_enum, value_name = "ENGINE", default_value_t = FilterEngine::Auto)]
+    filter_engine: FilterEngine,
+
     /// The capture filter as tcpdump takes it: the words after the options, joined with
     /// spaces (instead of --filter).
     #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
@@ -354,6 +361,7 @@ pub fn plan(args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
         unclassifiable: args.unclassifiable.map(Unclassifiable::action),
         capture_filter,
         log_filter,
+        filter_engine: args.filter_engine,
     })
 }
 

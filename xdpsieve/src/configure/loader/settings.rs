@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use xdpsieve_common::MAX_SNAPLEN;
 
 use crate::{
-    capture_filter::CompiledFilter,
+    capture_filter::{CompiledFilter, FilterEngine},
     rules::{Action, Rate, RuleSet},
     sets::kernel::RuntimeEntry,
     source::Transport,
@@ -48,6 +48,8 @@ pub struct Settings {
     /// The event log's filter: the capture filter's copy unless `--log-filter` gave another
     /// (the program then runs the capture filter once for both).
     pub log_filter: Option<CompiledFilter>,
+    /// How the filters run in the kernel (`--filter-engine`).
+    pub filter_engine: FilterEngine,
 }
 
 impl Settings {
@@ -80,6 +82,7 @@ impl Default for Settings {
             share_maps_from: None,
             capture_filter: None,
             log_filter: None,
+            filter_engine: FilterEngine::Auto,
         }
     }
 }

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    capture_filter::CompiledFilter,
+    capture_filter::{CompiledFilter, FilterEngine},
     loader::Settings,
     rules::{Action, Rate, RuleSet},
     source::Transport,
@@ -106,6 +106,9 @@ pub struct Recipe {
     /// The event log's filter expression (the capture filter's unless `--log-filter`).
     #[serde(default)]
     pub log_filter: Option<String>,
+    /// `--filter-engine` (`auto` when absent: descriptions written before it existed).
+    #[serde(default)]
+    pub filter_engine: Option<String>,
 }
 
 impl Recipe {
@@ -126,6 +129,7 @@ impl Recipe {
                 .as_ref()
                 .map(|f| f.expression.clone()),
             log_filter: settings.log_filter.as_ref().map(|f| f.expression.clone()),
+            filter_engine: Some(crate::flags::value_name(settings.filter_engine)),
         }
     }
 
@@ -148,6 +152,12 @@ impl Recipe {
             Some(a) => Some(a.parse::<Action>().map_err(anyhow::Error::msg)?),
             None => None,
         };
+        let filter_engine = match &self.filter_engine {
+            Some(e) => <FilterEngine as clap::ValueEnum>::from_str(e, true)
+                .map_err(anyhow::Error::msg)
+                .context("the description's filter engine")?,
+            None => FilterEngine::Auto,
+        };
         Ok(Settings {
             rules,
             capture: self.capture,
@@ -164,6 +174,7 @@ impl Recipe {
             set_runtime: Vec::new(),
             capture_filter: compile_filter(self.capture_filter.as_deref())?,
             log_filter: compile_filter(self.log_filter.as_deref())?,
+            filter_engine,
         })
     }
 }

@@ -1,6 +1,5 @@
-//! The capture filter: a classic BPF interpreter for the programs libpcap compiles from
-//! tcpdump expressions (`--filter 'tcp port 443'`), run only for packets a rule selected for
-//! recording, before anything is copied.
+//! The capture filter's interpreter: runs the classic BPF programs libpcap compiles from
+//! tcpdump expressions when they are not translated to eBPF (see the parent module).
 //!
 //! The programs are in this program's read-only data (`FILTER_PROGRAMS`), written by the
 //! loader next to `CONFIG`. One instruction is one `bpf_loop` iteration (Linux 5.17+): the
@@ -55,7 +54,7 @@ struct Run {
     machine: *mut Machine,
 }
 
-/// Whether the program in `slot` selects the frame.
+/// Whether the program in `slot` of `FILTER_PROGRAMS` selects the frame.
 #[inline(always)]
 pub fn selects(xdp: *mut xdp_md, slot: u32, frame_len: u32) -> bool {
     let Some(machine) = FILTER_MACHINE.get_ptr_mut(0) else {

@@ -1,7 +1,10 @@
 //! Capture filters in tcpdump's language (`--filter 'tcp port 443 and host 198.51.100.7'`):
 //! libpcap compiles the expression for an Ethernet link to classic BPF, exactly as
-//! `tcpdump -r` would, and the XDP program interprets those instructions in the kernel
-//! (`xdpsieve-ebpf/src/capture_filter.rs`) for the packets a rule selected for recording.
+//! `tcpdump -r` would, and the XDP program runs those instructions in the kernel
+//! (`xdpsieve-ebpf/src/capture_filter/`) for the packets a rule selected for recording:
+//! translated to eBPF ([`translate`], written into the object by [`object`]) or, for what
+//! the translation cannot take, interpreted. [`FilterEngine`] chooses; the default tries the
+//! translation and falls back (the loader says why).
 //!
 //! Everything that can be wrong with a filter is found here, before anything is loaded or
 //! attached: libpcap's own error for an expression it refuses, a program too long for the
@@ -12,11 +15,27 @@
 //! with one, and the kernel interpreter stops any run after
 //! [`STEP_BUDGET`](xdpsieve_common::filter::STEP_BUDGET) instructions (rejecting the packet).
 
+pub mod object;
+pub mod translate;
+
 use pcap::{Capture, Linktype};
 use xdpsieve_common::{
     FilterInsn,
     filter::{MAX_INSNS, MEM_WORDS, TABLE_INSNS},
 };
+
+/// How the kernel runs a filter (`--filter-engine`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FilterEngine {
+    /// Translated to eBPF when it can be (no backward jump, short enough, accepted by the
+    /// verifier), else interpreted.
+    #[default]
+    Auto,
+    /// Translated to eBPF, or refused with the reason.
+    Translated,
+    /// Interpreted: one `bpf_loop` step per classic instruction (slower).
+    Interpreter,
+}
 
 /// A filter expression and its classic BPF program.
 #[derive(Clone, Debug, PartialEq, Eq)]

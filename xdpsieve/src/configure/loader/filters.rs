@@ -1,0 +1,121 @@
+//! The filters of a load: which slot the capture and log filters take, how each runs
+//! (translated to eBPF or interpreted, see [`FilterEngine`]), and what the program is
+//! loaded with for that (the `Config` fields, the interpreter's table, the object with
+//! the translations written in).
+
+use std::fmt;
+
+use xdpsieve_common::{Config, FilterInsn, filter};
+
+use crate::capture_filter::{self, FilterEngine, object::PatchedObject, translate};
+
+/// How one filter slot runs in the loaded program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterRun {
+    /// The expression as the operator wrote it.
+    pub expression: String,
+    /// `capture` or `log`.
+    pub purpose: &'static str,
+    pub how: FilterHow,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterHow {
+    /// Translated to this many eBPF instructions.
+    Translated(usize),
+    /// Interpreted, and why (empty when asked for).
+    Interpreted(String),
+}
+
+impl fmt::Display for FilterRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} filter `{}`: ", self.purpose, self.expression)?;
+        match &self.how {
+            FilterHow::Translated(n) => write!(f, "translated to {n} eBPF instructions"),
+            FilterHow::Interpreted(why) if why.is_empty() => write!(f, "interpreted"),
+            FilterHow::Interpreted(why) => write!(f, "interpreted ({why})"),
+        }
+    }
+}
+
+/// What a load takes from the filters.
+pub struct FilterLoad {
+    pub config: Config,
+    /// The interpreter's programs, when there is a filter.
+    pub table: Option<Box<[FilterInsn; filter::TABLE_INSNS]>>,
+    /// The object with the translations, when a slot is translated.
+    pub object: Option<PatchedObject>,
+    pub runs: Vec<FilterRun>,
+}
+
+/// The filters of `capture` and `log` (the log's own, or the capture filter's) for a load
+/// with `engine`. `Err` only when `engine` is [`FilterEngine::Translated`] and a filter
+/// cannot be translated, or the object cannot take a translation.
+pub fn plan(
+    mut config: Config,
+    capture: Option<&capture_filter::CompiledFilter>,
+    log: Option<&capture_filter::CompiledFilter>,
+    engine: FilterEngine,
+) -> Result<FilterLoad, String> {
+    // The log shares the capture filter's slot (and its run) when it is the same program.
+    let own_log = log.filter(|log| Some(*log) != capture);
+    if capture.is_some() {
+        config.capture_filter = filter::CAPTURE_SLOT + 1;
+    }
+    config.log_filter = match (log, own_log) {
+        (None, _) => 0,
+        (Some(_), None) => filter::CAPTURE_SLOT + 1,
+        (Some(_), Some(_)) => filter::LOG_SLOT + 1,
+    };
+    let mut runs = Vec::new();
+    let mut translated = Vec::new();
+    let slots = [
+        (filter::CAPTURE_SLOT, capture, "capture"),
+        (filter::LOG_SLOT, own_log, "log"),
+    ];
+    for (slot, compiled, purpose) in slots {
+        let Some(compiled) = compiled else { continue };
+        let how = match engine {
+            FilterEngine::Interpreter => FilterHow::Interpreted(String::new()),
+            _ => match translate::translate(&compiled.insns)
+                .and_then(|code| Ok((code.len(), translate::slot_function(&code)?)))
+            {
+                Ok((length, function)) => {
+                    translated.push((slot as usize, function));
+                    config.filter_translated |= 1 << slot;
+                    FilterHow::Translated(length)
+                }
+                Err(e) if engine == FilterEngine::Translated => {
+                    return Err(format!(
+                        "{purpose} filter `{}` cannot be translated to eBPF: {e}; \
+                         use --filter-engine auto or interpreter",
+                        compiled.expression
+                    ));
+                }
+                Err(e) => FilterHow::Interpreted(format!("not translated: {e}")),
+            },
+        };
+        runs.push(FilterRun {
+            expression: compiled.expression.clone(),
+            purpose,
+            how,
+        });
+    }
+    // A translated filter hands the interpreter the packets it cannot read in the linear
+    // data, so the table is loaded whenever there is a filter.
+    let table = (!runs.is_empty()).then(|| capture_filter::table(capture, own_log));
+    let object = if translated.is_empty() {
+        None
+    } else {
+        Some(
+            capture_filter::object::place(crate::EBPF_OBJECT, &translated)
+                .map_err(|e| format!("writing the translated filter into the program: {e}"))?,
+        )
+    };
+    Ok(FilterLoad {
+        config,
+        table,
+        object,
+        runs,
+    })
+}
