@@ -296,6 +296,7 @@ mod tests {
         let settings = Settings {
             capture_filter: compile("udp port 53"),
             log_filter: compile("icmp"),
+            filter_engine: FilterEngine::Interpreter,
             ..Settings::default()
         };
         let recipe = Recipe::new(RuleSources::default(), &settings);
@@ -304,13 +305,16 @@ mod tests {
         let next = recipe.settings(RuleSet::default(), Vec::new(), 2).unwrap();
         assert_eq!(next.capture_filter, settings.capture_filter);
         assert_eq!(next.log_filter, settings.log_filter);
-        // A description written before filters existed still reads: no filter.
+        assert_eq!(next.filter_engine, FilterEngine::Interpreter);
+        // A description written before filters existed still reads: no filter, `auto`.
         let old = json
             .replace(",\"capture_filter\":\"udp port 53\"", "")
-            .replace(",\"log_filter\":\"icmp\"", "");
+            .replace(",\"log_filter\":\"icmp\"", "")
+            .replace(",\"filter_engine\":\"interpreter\"", "");
         assert!(!old.contains("filter"), "{old}");
         let recipe: Recipe = serde_json::from_str(&old).unwrap();
         let next = recipe.settings(RuleSet::default(), Vec::new(), 2).unwrap();
         assert_eq!((next.capture_filter, next.log_filter), (None, None));
+        assert_eq!(next.filter_engine, FilterEngine::Auto);
     }
 }
