@@ -107,9 +107,13 @@ impl Drop for Firewall {
 }
 
 fn status_json(net: &VethPair) -> String {
+    status_output(net, &["status", "--json"])
+}
+
+fn status_output(net: &VethPair, args: &[&str]) -> String {
     net.fw
         .command(BINARY)
-        .args(["status", "--json"])
+        .args(args)
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
@@ -241,6 +245,7 @@ fn sampling_and_rule_snaplen_exact_in_file_summary_and_status() {
     // Let frames still in flight reach the program, then read the live status.
     std::thread::sleep(Duration::from_millis(300));
     let status = status_json(&net);
+    let status_text = status_output(&net, &["status"]);
     // A real HTTP client in the firewall's namespace.
     let metrics = net
         .fw
@@ -354,6 +359,20 @@ fn sampling_and_rule_snaplen_exact_in_file_summary_and_status() {
         "{status}"
     );
     assert_eq!(status_total(&status, "capture_lost"), Some(0), "{status}");
+    // Per rule too, in the JSON (rule id, count) and on the rule lines.
+    let compact: String = status.split_whitespace().collect();
+    assert!(
+        compact.contains("\"rule_sampled_out\":[[0,0],[1,300],[2,45]]"),
+        "{status}"
+    );
+    for (rule, sampled) in [("flood", 300), ("rare", 45)] {
+        assert!(
+            status_text
+                .lines()
+                .any(|l| l.contains(rule) && l.contains(&format!("{sampled} sampled out"))),
+            "{status_text}"
+        );
+    }
 
     // And the metrics: the total, per rule and per interface.
     for line in [

@@ -162,6 +162,8 @@ pub struct StatusCounters {
     /// Hits per rule id (0 = default verdict).
     pub rule_hits: Vec<(u32, u64)>,
     pub rule_suppressed: Vec<(u32, u64)>,
+    /// Packets per rule id whose records sampling left out (not loss).
+    pub rule_sampled_out: Vec<(u32, u64)>,
     /// Packets per interface of this instance.
     pub interface_packets: Vec<(String, u64)>,
 }
@@ -285,7 +287,11 @@ fn status_counters(snap: &Snapshot, meta: &Meta, writer: Option<WriterStats>) ->
         writer,
         totals,
         rule_hits: ids.clone().zip(snap.rules.iter().map(|r| r.hits)).collect(),
-        rule_suppressed: ids.zip(snap.rules.iter().map(|r| r.suppressed)).collect(),
+        rule_suppressed: ids
+            .clone()
+            .zip(snap.rules.iter().map(|r| r.suppressed))
+            .collect(),
+        rule_sampled_out: ids.zip(snap.rules.iter().map(|r| r.sampled_out)).collect(),
         interface_packets: snap
             .interfaces
             .iter()
@@ -377,26 +383,31 @@ pub fn render(statuses: &[Status]) -> String {
             counter_lines(&mut out, &counters::describe(counters::WRITER, writer));
         }
         for (rule, (id, hits)) in s.meta.rules.iter().zip(c.rule_hits.iter().skip(1)) {
-            let suppressed = c
-                .rule_suppressed
-                .iter()
-                .find(|(i, _)| i == id)
-                .map_or(0, |p| p.1);
+            let of =
+                |per_rule: &[(u32, u64)]| per_rule.iter().find(|(i, _)| i == id).map_or(0, |p| p.1);
+            let sampled = match of(&c.rule_sampled_out) {
+                0 => String::new(),
+                n => format!(" {n} sampled out"),
+            };
             let _ = writeln!(
                 out,
-                "  rule {:>4} {:<24} {:<4} {:>12} hits {:>8} suppressed  ({})",
+                "  rule {:>4} {:<24} {:<4} {:>12} hits {:>8} suppressed{sampled}  ({})",
                 rule.id,
                 escape(&rule.name),
                 escape(&rule.action),
                 hits,
-                suppressed,
+                of(&c.rule_suppressed),
                 escape(&rule.conditions)
             );
         }
         let default_hits = c.rule_hits.first().map_or(0, |p| p.1);
+        let default_sampled = match c.rule_sampled_out.first().map_or(0, |p| p.1) {
+            0 => String::new(),
+            n => format!(" {n} sampled out"),
+        };
         let _ = writeln!(
             out,
-            "  default      {:<24} {:<4} {:>12} hits",
+            "  default      {:<24} {:<4} {:>12} hits{default_sampled}",
             "",
             escape(&s.meta.default_action),
             default_hits
