@@ -464,6 +464,26 @@ impl Firewall {
             .map_err(|e| LoaderError::Load(format!("reading INTERFACE_COUNTERS: {e}")))
     }
 
+    /// A handle of its own on the interface counters, for a rotating capture's per-file
+    /// statistics (see [`counters::InterfaceProbe`]).
+    pub fn interface_probe(&self) -> Result<counters::InterfaceProbe, LoaderError> {
+        use std::os::fd::AsFd as _;
+        let fail = |e: String| LoaderError::Load(format!("INTERFACE_COUNTERS: {e}"));
+        let aya::maps::Map::PerCpuArray(data) = self.map("INTERFACE_COUNTERS")? else {
+            return Err(fail("not a per-CPU array".into()));
+        };
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| fail(e.to_string()))?;
+        let data = aya::maps::MapData::from_fd(fd).map_err(|e| fail(e.to_string()))?;
+        Ok(counters::InterfaceProbe::new(
+            aya::maps::Map::PerCpuArray(data),
+            self.ifindexes.clone(),
+        ))
+    }
+
     fn map(&self, name: &str) -> Result<&aya::maps::Map, LoaderError> {
         self.ebpf
             .map(name)

@@ -333,6 +333,17 @@ pub fn add<T>(catalogue: &[Counter<T>], to: &mut T, from: &T) {
     }
 }
 
+/// What each counter counted between `earlier` and `later` (0 where it went back: a
+/// counter never does, but a snapshot may be from other maps after a takeover).
+pub fn difference<T: Default>(catalogue: &[Counter<T>], later: &T, earlier: &T) -> T {
+    let mut delta = T::default();
+    for counter in catalogue {
+        *(counter.get_mut)(&mut delta) =
+            (counter.get)(later).saturating_sub((counter.get)(earlier));
+    }
+    delta
+}
+
 /// "12 seen, 3 dropped, ..." for the status text.
 pub fn describe<T>(catalogue: &[Counter<T>], values: &T) -> String {
     catalogue
@@ -432,6 +443,26 @@ pub fn read_snapshot(
 /// Interface counters per slot, summed over CPUs (for the capture's closing blocks).
 pub fn read_interface_slots(map: &Map) -> Result<Vec<InterfaceCounters>, MapError> {
     sum_per_cpu(map, MAX_INTERFACES + 1, INTERFACE)
+}
+
+/// The interfaces' counters, readable apart from the firewall (its own handle on the
+/// counter map): what a rotating capture writes into each file's statistics.
+pub struct InterfaceProbe {
+    map: Map,
+    /// The interfaces of the counter slots, in slot order.
+    ifindexes: Vec<u32>,
+}
+
+impl InterfaceProbe {
+    pub fn new(map: Map, ifindexes: Vec<u32>) -> Self {
+        InterfaceProbe { map, ifindexes }
+    }
+
+    /// Each interface's counters now; `None` when the map cannot be read.
+    pub fn read(&self) -> Option<Vec<(u32, InterfaceCounters)>> {
+        let slots = read_interface_slots(&self.map).ok()?;
+        Some(self.ifindexes.iter().copied().zip(slots).collect())
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,10 @@ use crate::{
     event::{EventFormatter, LogFormat},
     output::{RecordWriter, Sink, WRITE_BUFFER},
     recorder::{EventLog, Recorder},
-    rotation::{RotationPlan, rotator::Rotator},
+    rotation::{
+        RotationPlan,
+        rotator::{CounterProbe, Rotator},
+    },
     rules::RuleSet,
     source::{Source, wait_readable},
     stats::WriterStats,
@@ -128,12 +131,14 @@ impl CaptureOutputs {
     /// Starts recording: `source` is asked for the capture's records only when there is a
     /// capture, for the events only when there is a log (in that order). Names the rules
     /// of `generation` when it is not the first (a firewall taken over).
+    /// `probe` reads the interfaces' counters for a rotating capture's per-file statistics.
     pub fn into_session(
         self,
         mut source: impl FnMut(Stream) -> Result<Source>,
         rules: &RuleSet,
         interfaces: &[Interface],
         generation: u32,
+        probe: Option<CounterProbe>,
     ) -> Result<CaptureSession> {
         let CaptureOutputs { plan, capture, log } = self;
         let recorder = match capture {
@@ -154,9 +159,12 @@ impl CaptureOutputs {
                 };
                 let recorder =
                     Recorder::new(source(Stream::Capture)?, writer, target, rules, plan.count);
-                Some(match rotator {
-                    Some(rotator) => recorder.with_rotation(rotator),
-                    None => recorder,
+                Some(match (rotator, probe) {
+                    (Some(rotator), Some(probe)) => {
+                        recorder.with_rotation(rotator.with_counters(probe))
+                    }
+                    (Some(rotator), None) => recorder.with_rotation(rotator),
+                    (None, _) => recorder,
                 })
             }
             None => None,

@@ -181,6 +181,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             .context("installing signal handler")?;
     }
     let mut firewall = Firewall::load(&settings)?;
+    let probe = firewall.interface_probe()?;
     // Open the record sources before attaching: a perf slot without a reader makes the
     // program's output fail, which would count packets as lost that no buffer refused.
     let capture = outputs.into_session(
@@ -191,6 +192,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         &rules,
         &interfaces,
         generation,
+        Some(Box::new(move || probe.read())),
     )?;
     // Records count as lost for want of a reader once the heartbeat stops (this process
     // died); it starts before the program is live.

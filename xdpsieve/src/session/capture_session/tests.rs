@@ -115,6 +115,14 @@ fn raw_event(port: u16) -> Vec<u8> {
 /// A session on `plan` whose capture records come from the first queue returned, its
 /// events from the second.
 fn session_with_events(plan: CapturePlan) -> (CaptureSession, MemoryQueue, MemoryQueue) {
+    session_with_probe(plan, None)
+}
+
+/// The same, with `probe` for a rotating capture's per-file counters.
+fn session_with_probe(
+    plan: CapturePlan,
+    probe: Option<crate::rotation::rotator::CounterProbe>,
+) -> (CaptureSession, MemoryQueue, MemoryQueue) {
     let (capture, capture_queue) = Source::memory();
     let (events, event_queue) = Source::memory();
     let (mut capture, mut events) = (Some(capture), Some(events));
@@ -128,6 +136,7 @@ fn session_with_events(plan: CapturePlan) -> (CaptureSession, MemoryQueue, Memor
             &RuleSet::default(),
             &interfaces(),
             1,
+            probe,
         )
         .unwrap();
     (session, capture_queue, event_queue)
@@ -404,4 +413,60 @@ fn a_failed_output_stops_itself_and_counts_every_record_not_written() {
         .unwrap();
     assert_eq!(finished.written.written, 0);
     assert_eq!(finished.written.capture_not_written, 5);
+}
+
+#[test]
+fn each_rotated_file_gives_what_the_kernel_counted_while_it_was_open() {
+    let dir = Dir::new("probe");
+    let rotation = RotationPlan {
+        size: Some(20_000),
+        period: None,
+        files: None,
+        command: None,
+    };
+    // Each reading of the counters finds 100 more packets, 7 more of them sampled out.
+    let mut readings = 0u64;
+    let probe: crate::rotation::rotator::CounterProbe = Box::new(move || {
+        readings += 1;
+        let counters = InterfaceCounters {
+            packets: 100 * readings,
+            sampled_out: 7 * readings,
+            ..InterfaceCounters::default()
+        };
+        Some(vec![(IFINDEX, counters)])
+    });
+    let plan = plan(dir.0.join("d.pcapng"), Some(rotation), None);
+    let (mut session, queue, _) = session_with_probe(plan, Some(probe));
+    for n in 0..300 {
+        queue.push(raw_record(n, 200));
+        if n % 50 == 49 {
+            session.poll(Duration::from_millis(10)).unwrap();
+        }
+    }
+    session
+        .finish(|| Ok(vec![(IFINDEX, InterfaceCounters::default())]))
+        .unwrap();
+    let files: Vec<_> = fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files.len() >= 3, "{files:?}");
+    for file in files {
+        let (numbers, statistics, closed) = read_pcapng(&file);
+        assert!(closed, "{}", file.display());
+        // Read when the file opened and when it closed: 100 packets between.
+        assert_eq!(
+            statistics,
+            vec![(100, numbers.len() as u64)],
+            "{}",
+            file.display()
+        );
+        let bytes = fs::read(&file).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains("sampled out (by choice, not loss): 7"),
+            "{}",
+            file.display()
+        );
+    }
 }

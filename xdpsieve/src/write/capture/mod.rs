@@ -138,12 +138,19 @@ impl<W: Output> CaptureWriter<W> {
     }
 
     /// At the close of one file of a rotating capture, per interface: pcapng puts an
-    /// interface statistics block for the file (its span in ns since the epoch, and the
-    /// interface's packets in it); pcap has none.
-    pub fn write_file_statistics(&mut self, ifindex: u32, span: (u64, u64), packets: u64) {
+    /// interface statistics block for the file (its span in ns since the epoch, the
+    /// interface's packets in it, and what the kernel counted meanwhile when known); pcap
+    /// has none.
+    pub fn write_file_statistics(
+        &mut self,
+        ifindex: u32,
+        span: (u64, u64),
+        packets: u64,
+        counted: Option<&xdpsieve_common::InterfaceCounters>,
+    ) {
         match self {
             CaptureWriter::Pcap(_) => {}
-            CaptureWriter::Pcapng(w) => w.write_file_statistics(ifindex, span, packets),
+            CaptureWriter::Pcapng(w) => w.write_file_statistics(ifindex, span, packets, counted),
         }
     }
 

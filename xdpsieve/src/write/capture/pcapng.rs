@@ -186,8 +186,17 @@ impl<W: Output> PcapngWriter<W> {
 
     /// The interface statistics block that closes one file of a rotating capture: the
     /// file's own time span and the packets of the interface it holds (delivered = in this
-    /// file); the run's totals are in the summary and `status`.
-    pub fn write_file_statistics(&mut self, ifindex: u32, span: (u64, u64), packets: u64) {
+    /// file), and with `counted`, what the kernel counted on the interface while the file
+    /// was open (received, dropped, accepted by filter = chosen for capture, OS drop = of
+    /// those, lost; the comment gives the packets sampling left out). The run's totals are
+    /// in the summary and `status`.
+    pub fn write_file_statistics(
+        &mut self,
+        ifindex: u32,
+        span: (u64, u64),
+        packets: u64,
+        counted: Option<&xdpsieve_common::InterfaceCounters>,
+    ) {
         let Some(&id) = self.interface_ids.get(&ifindex) else {
             return;
         };
@@ -203,11 +212,28 @@ impl<W: Output> PcapngWriter<W> {
         push_option(&mut body, ISB_STARTTIME, &stamp(span.0));
         push_option(&mut body, ISB_ENDTIME, &stamp(span.1));
         push_option(&mut body, ISB_USRDELIV, &packets.to_ne_bytes());
-        push_option(
-            &mut body,
-            OPT_COMMENT,
-            b"one file of a rotating capture: usrdeliv = packets of this interface in this file",
-        );
+        let mut comment =
+            "one file of a rotating capture: usrdeliv = packets of this interface in this file"
+                .to_string();
+        if let Some(c) = counted {
+            let lost = c.capture_lost + c.rate_limited;
+            push_option(&mut body, ISB_IFRECV, &c.packets.to_ne_bytes());
+            push_option(&mut body, ISB_IFDROP, &c.dropped.to_ne_bytes());
+            push_option(
+                &mut body,
+                ISB_FILTERACCEPT,
+                &(c.captured + lost).to_ne_bytes(),
+            );
+            push_option(&mut body, ISB_OSDROP, &lost.to_ne_bytes());
+            comment += &format!(
+                "; the others counted by the kernel while this file was open (records in \
+                 flight at a switch may sit in the next file); ifdrop: packets the firewall \
+                 dropped; osdrop: packets the capture lost; sampled out (by choice, not \
+                 loss): {}",
+                c.sampled_out
+            );
+        }
+        push_option(&mut body, OPT_COMMENT, comment.as_bytes());
         push_option(&mut body, OPT_END, &[]);
         self.write_block(BLOCK_ISB, &body)
     }

@@ -4,6 +4,10 @@
 //! an interface statistics block per interface for its own packets. A packet goes to
 //! exactly one file: the switch happens before it is written, never inside it.
 //!
+//! With a [`CounterProbe`] (a run's rotator has one), a pcapng file's statistics also give
+//! what the kernel counted while the file was open: packets seen and dropped on the
+//! interface, chosen for capture, lost, and left out by sampling (not loss).
+//!
 //! Each finished file joins the ring (with `-W`, the files the sink may remove when the
 //! disk is full) and goes to the `-z` command. The packets of the finished files are kept
 //! in [`Rotator::written_before`], so the counts are of the whole capture.
@@ -19,8 +23,11 @@ use super::{
     command::PostRotate,
     ring::{Ring, SharedRing},
 };
+use xdpsieve_common::InterfaceCounters;
+
 use crate::{
     capture::{CaptureWriter, Format, Interface},
+    counters::{self, INTERFACE},
     output::{Output, Sink},
     text::escape_path,
 };
@@ -30,6 +37,9 @@ pub const COMMANDS_AT_EXIT: Duration = Duration::from_secs(10);
 
 /// Opens the output of a new file.
 pub type Opener<W> = Box<dyn FnMut(&Path) -> io::Result<W>>;
+
+/// Reads each interface's counters now (ifindex, counters); `None` when it cannot.
+pub type CounterProbe = Box<dyn FnMut() -> Option<Vec<(u32, InterfaceCounters)>>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -56,6 +66,9 @@ pub struct Rotator<W: Output> {
     ring: Option<SharedRing>,
     command: Option<PostRotate>,
     state: State,
+    probe: Option<CounterProbe>,
+    /// The interfaces' counters when the current file was opened (with a probe).
+    opened_counters: Option<Vec<(u32, InterfaceCounters)>>,
 }
 
 impl Rotator<Sink> {
@@ -112,8 +125,18 @@ impl<W: Output> Rotator<W> {
             ring,
             command,
             state: State::Open,
+            probe: None,
+            opened_counters: None,
         };
         Ok((rotator, writer))
+    }
+
+    /// Gives each file's statistics what the kernel counted while the file was open,
+    /// read through `probe`, from now on.
+    pub fn with_counters(mut self, mut probe: CounterProbe) -> Self {
+        self.opened_counters = probe();
+        self.probe = Some(probe);
+        self
     }
 
     /// The file being written.
@@ -208,6 +231,7 @@ impl<W: Output> Rotator<W> {
         self.finished(&finished);
         self.opened_ns = now.as_nanos() as u64;
         self.packets.clear();
+        self.opened_counters = self.probe.as_mut().and_then(|probe| probe());
         // The header goes out now, so a file exists from its first moment.
         let _ = writer.flush();
         writer.output().failure().is_none()
@@ -241,13 +265,25 @@ impl<W: Output> Rotator<W> {
                 .map(|&(i, _)| i)
                 .filter(|i| !self.interfaces.iter().any(|known| known.ifindex == *i)),
         );
+        let now_counters = self.probe.as_mut().and_then(|probe| probe());
         for ifindex in ifindexes {
             let packets = self
                 .packets
                 .iter()
                 .find(|&&(i, _)| i == ifindex)
                 .map_or(0, |&(_, n)| n);
-            writer.write_file_statistics(ifindex, span, packets);
+            let counted = match (&self.opened_counters, &now_counters) {
+                (Some(then), Some(now)) => {
+                    let find = |all: &Vec<(u32, InterfaceCounters)>| {
+                        all.iter().find(|(i, _)| *i == ifindex).map(|(_, c)| *c)
+                    };
+                    find(now).map(|now| {
+                        counters::difference(INTERFACE, &now, &find(then).unwrap_or_default())
+                    })
+                }
+                _ => None,
+            };
+            writer.write_file_statistics(ifindex, span, packets, counted.as_ref());
         }
         let _ = writer.flush();
     }
