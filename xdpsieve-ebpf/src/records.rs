@@ -1,0 +1,228 @@
+//! What the program writes for userspace, and the checks before it writes: the capture
+//! and event records (ring buffer or perf), whether a recorder still reads them (its
+//! heartbeat), and each rule's rate limit. The entry point (`main.rs`) decides which
+//! records a packet gets; this module writes them.
+
+use aya_ebpf::{
+    bindings::BPF_F_CURRENT_CPU,
+    helpers::generated::{
+        bpf_ktime_get_ns, bpf_perf_event_output, bpf_ringbuf_output, bpf_xdp_load_bytes,
+    },
+    macros::map,
+    maps::{Array, PerCpuArray, PerfEventArray, RingBuf},
+    programs::XdpContext,
+};
+use xdpsieve_common::{
+    CAPTURE_HEADER_LEN, CaptureBuffer, CaptureHeader, Config, Event, MAX_SNAPLEN,
+    READER_TIMEOUT_NS, RULE_SLOTS, record_flags, transport,
+};
+
+use crate::{
+    outcome::Outcome,
+    parse::{Packet, special},
+};
+
+/// Rate limiter state per rule slot: the theoretical arrival time of the next record
+/// (GCRA), in CLOCK_MONOTONIC ns. Shared by all CPUs.
+#[map]
+static RATE_LIMITER: Array<u64> = Array::with_max_entries(RULE_SLOTS, 0);
+
+#[map]
+static CAPTURE_SCRATCH: PerCpuArray<CaptureBuffer> = PerCpuArray::with_max_entries(1, 0);
+
+/// Capture records; userspace sizes it at load time (`--ring-size`).
+#[map]
+static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Events; userspace sizes it at load time (`--ring-size`).
+#[map]
+static EVENT_RING: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// The recorder's heartbeat: CLOCK_MONOTONIC ns of its last sign of life, 0 when not
+/// tracked. The firewall outlives its recorder (it is pinned); records made once the
+/// heartbeat is stale are counted as `no_reader` instead of filling a ring nobody reads.
+#[map]
+static READER: Array<u64> = Array::with_max_entries(1, 0);
+
+#[map]
+static CAPTURE_PERF: PerfEventArray<CaptureHeader> = PerfEventArray::new(0);
+
+#[map]
+static EVENT_PERF: PerfEventArray<Event> = PerfEventArray::new(0);
+
+/// True when a recorder was tracked and its heartbeat is older than `READER_TIMEOUT_NS`.
+/// Only the record path asks: the plain filter path never pays for it.
+#[inline(always)]
+pub fn reader_gone() -> bool {
+    let Some(&heartbeat) = READER.get(0) else {
+        return false;
+    };
+    if heartbeat == 0 {
+        return false;
+    }
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    now > heartbeat && now - heartbeat > READER_TIMEOUT_NS
+}
+
+/// GCRA token bucket: a burst of up to `tolerance_ns / interval_ns + 1` records, then one
+/// per `interval_ns`.
+/// The state is shared by all CPUs without a lock: under contention a few extra records
+/// may pass, but every suppressed one is counted.
+#[inline(always)]
+pub fn rate_allows(slot: u32, interval_ns: u64, tolerance_ns: u64) -> bool {
+    if interval_ns == 0 {
+        return true;
+    }
+    let Some(tat) = RATE_LIMITER.get_ptr_mut(slot) else {
+        return true;
+    };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: tat points into the map value for this slot.
+    let current = unsafe { *tat };
+    let start = if current > now { current } else { now };
+    if start - now > tolerance_ns {
+        return false;
+    }
+    // SAFETY: as above.
+    unsafe { *tat = start + interval_ns };
+    true
+}
+
+#[inline(always)]
+pub fn record_flags(pkt: &Packet) -> u8 {
+    let mut flags = 0;
+    if pkt.malformed {
+        flags |= record_flags::MALFORMED;
+    }
+    if pkt.has_ports != 0 {
+        flags |= record_flags::HAS_PORTS;
+    }
+    if pkt.has_icmp != 0 {
+        flags |= record_flags::HAS_ICMP;
+    }
+    if pkt.has_vlan != 0 {
+        flags |= record_flags::HAS_VLAN;
+    }
+    if pkt.special & special::UNCLASSIFIABLE != 0 {
+        flags |= record_flags::UNCLASSIFIABLE;
+    }
+    flags
+}
+
+#[inline(always)]
+pub fn send_event(
+    ctx: &XdpContext,
+    cfg: &Config,
+    pkt: &Packet,
+    outcome: &Outcome,
+    frame_len: usize,
+    now: u64,
+    flags: u8,
+) -> bool {
+    let (src_port, dst_port) = if pkt.has_icmp != 0 {
+        (u16::from(pkt.icmp_type), u16::from(pkt.icmp_code))
+    } else {
+        (pkt.src_port, pkt.dst_port)
+    };
+    let event = Event {
+        timestamp_ns: now,
+        src: pkt.src,
+        dst: pkt.dst,
+        // SAFETY: ctx.ctx is the xdp_md the kernel passed to this program.
+        ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
+        rule_id: outcome.rule_id,
+        frame_len: frame_len as u32,
+        src_port,
+        dst_port,
+        vlan_id: pkt.vlan_id,
+        family: pkt.family,
+        protocol: pkt.protocol,
+        tcp_flags: pkt.tcp_flags,
+        verdict: outcome.verdict,
+        flags,
+        generation: cfg.generation as u8,
+    };
+    let data = core::ptr::addr_of!(event).cast_mut().cast();
+    let len = core::mem::size_of::<Event>() as u64;
+    // SAFETY: the event lives on the stack for the call; the maps are ours.
+    unsafe {
+        if cfg.transport == transport::PERF {
+            let map = core::ptr::addr_of!(EVENT_PERF).cast_mut().cast();
+            bpf_perf_event_output(ctx.ctx.cast(), map, BPF_F_CURRENT_CPU, data, len) == 0
+        } else {
+            let ring = core::ptr::addr_of!(EVENT_RING).cast_mut().cast();
+            bpf_ringbuf_output(ring, data, len, 0) == 0
+        }
+    }
+}
+
+/// One capture record to send.
+pub struct Record {
+    pub frame_len: usize,
+    pub now: u64,
+    pub verdict: u8,
+    pub rule_id: u32,
+    pub flags: u8,
+    /// Bytes to capture at most (the outcome's snap length).
+    pub snaplen: u32,
+}
+
+/// Sends the header and the first `record.snaplen` bytes. Returns false when the record did not
+/// fit (buffer full), so the caller counts it as lost.
+#[inline(always)]
+pub fn capture_packet(ctx: &XdpContext, cfg: &Config, record: &Record) -> bool {
+    let wanted = core::cmp::min(record.frame_len as u32, record.snaplen);
+    // The verifier must see 1 <= cap_len <= MAX_SNAPLEN on the register it checks; the
+    // volatile read keeps LLVM from turning the check into a pointer compare, and the
+    // checked value lives in its own binding so later uses are not re-read from memory.
+    // SAFETY: reading a local.
+    let cap_len = unsafe { core::ptr::read_volatile(&wanted) };
+    #[expect(
+        clippy::manual_range_contains,
+        reason = "both bounds spelled out, as the verifier must see them"
+    )]
+    if cap_len < 1 || cap_len > MAX_SNAPLEN {
+        return false;
+    }
+    let header = CaptureHeader {
+        timestamp_ns: record.now,
+        // SAFETY: ctx.ctx is the xdp_md the kernel passed to this program.
+        ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
+        // SAFETY: as above.
+        rx_queue: unsafe { (*ctx.ctx).rx_queue_index },
+        orig_len: record.frame_len as u32,
+        cap_len,
+        rule_id: record.rule_id,
+        verdict: record.verdict,
+        flags: record.flags,
+        generation: cfg.generation as u8,
+        _pad: 0,
+    };
+    if cfg.transport == transport::PERF {
+        // The XDP flavour of perf output appends cap_len packet bytes (fragments
+        // included) after the header, straight from the packet: no copy here.
+        let map = core::ptr::addr_of!(CAPTURE_PERF).cast_mut().cast();
+        let flags = BPF_F_CURRENT_CPU | (u64::from(cap_len) << 32);
+        let data = core::ptr::addr_of!(header).cast_mut().cast();
+        // SAFETY: the header lives on the stack for the call.
+        return unsafe {
+            bpf_perf_event_output(ctx.ctx.cast(), map, flags, data, CAPTURE_HEADER_LEN as u64)
+        } == 0;
+    }
+    let Some(buf) = CAPTURE_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: buf points to this CPU's scratch value; cap_len fits its data array.
+    unsafe {
+        if bpf_xdp_load_bytes(ctx.ctx, 0, (*buf).data.as_mut_ptr().cast(), cap_len) != 0 {
+            return false;
+        }
+        (*buf).header = header;
+        let record_len = CAPTURE_HEADER_LEN as u64 + u64::from(cap_len);
+        // RingBuf is a transparent wrapper around the map definition the helper expects.
+        let ring = core::ptr::addr_of!(CAPTURE_RING).cast_mut().cast();
+        bpf_ringbuf_output(ring, buf.cast(), record_len, 0) == 0
+    }
+}
