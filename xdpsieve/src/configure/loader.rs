@@ -18,22 +18,15 @@ use aya::{
     maps::Array,
     programs::{ProgramError, Xdp},
 };
-use xdpsieve_common::{
-    Config, Counters, InterfaceCounters, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule, RuleCounters,
-};
+use xdpsieve_common::{Config, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule};
 
 use crate::{
-    EBPF_OBJECT,
-    capture_filter::FilterEngine,
-    classify,
-    counters::{self, CounterMaps},
-    sets::kernel::Built,
-    source::{Source, Transport},
-    stats::Snapshot,
+    EBPF_OBJECT, capture_filter::FilterEngine, classify, sets::kernel::Built, source::Transport,
 };
 
 mod attach;
 mod filters;
+mod maps;
 mod reattach;
 mod settings;
 mod shared;
@@ -333,161 +326,6 @@ impl Firewall {
             shared,
             filter_runs,
         })
-    }
-
-    /// How each filter runs (translated or interpreted, and why).
-    pub fn filter_runs(&self) -> &[FilterRun] {
-        &self.filter_runs
-    }
-
-    /// Tells the program a recorder is reading its rings: records are counted as lost for
-    /// want of a reader once this is more than `READER_TIMEOUT_NS` old. Call it before
-    /// attaching and every ~100 ms after.
-    pub fn heartbeat(&mut self) -> Result<(), LoaderError> {
-        let now = monotonic_ns();
-        let map = self
-            .ebpf
-            .map_mut("READER")
-            .ok_or_else(|| LoaderError::Load("the object has no READER map".into()))?;
-        let mut reader: Array<_, u64> =
-            Array::try_from(map).map_err(|e| LoaderError::Load(format!("READER: {e}")))?;
-        reader
-            .set(0, now, 0)
-            .map_err(|e| LoaderError::Load(format!("writing the reader heartbeat: {e}")))
-    }
-
-    /// A map of the loaded program, by name (for carrying counters over in a takeover).
-    pub fn map_mut(&mut self, name: &str) -> Option<&mut aya::maps::Map> {
-        self.ebpf.map_mut(name)
-    }
-
-    /// The program, for `BPF_PROG_TEST_RUN`.
-    pub fn program(&mut self) -> Result<&mut Xdp, LoaderError> {
-        program_of(&mut self.ebpf)
-    }
-
-    /// Takes the capture records' source (once).
-    pub fn take_capture_source(&mut self) -> Result<Source, LoaderError> {
-        self.take_source("CAPTURE_RING", "CAPTURE_PERF")
-    }
-
-    /// Takes the events' source (once).
-    pub fn take_event_source(&mut self) -> Result<Source, LoaderError> {
-        self.take_source("EVENT_RING", "EVENT_PERF")
-    }
-
-    fn take_source(&mut self, ring: &str, perf: &str) -> Result<Source, LoaderError> {
-        let name = match self.transport {
-            Transport::RingBuf => ring,
-            Transport::Perf => perf,
-        };
-        let map = self
-            .ebpf
-            .take_map(name)
-            .ok_or_else(|| LoaderError::Load(format!("map {name} missing or already taken")))?;
-        let source = match self.transport {
-            Transport::RingBuf => Source::ring(map),
-            Transport::Perf => {
-                let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1));
-                Source::perf(map, self.ring_bytes as usize / cpus)
-            }
-        };
-        source.map_err(|e| LoaderError::Load(format!("opening {name}: {e}")))
-    }
-
-    /// Counters summed over all CPUs.
-    pub fn counters(&self) -> Result<Counters, LoaderError> {
-        Ok(self.snapshot(0, 0)?.counters)
-    }
-
-    /// Every counter now, through the same reader as `xdpsieve status`'s; `perf_lost`
-    /// comes from the userspace readers.
-    pub fn snapshot(&self, rule_count: usize, perf_lost: u64) -> Result<Snapshot, LoaderError> {
-        let names: Vec<String> = self
-            .ifindexes
-            .iter()
-            .map(|ifindex| {
-                self.interface_names
-                    .iter()
-                    .find(|(i, _)| i == ifindex)
-                    .map_or_else(|| format!("ifindex{ifindex}"), |(_, n)| n.clone())
-            })
-            .collect();
-        let maps = CounterMaps {
-            counters: self.map("COUNTERS")?,
-            rules: self.map("RULE_COUNTERS")?,
-            interfaces: self.map("INTERFACE_COUNTERS")?,
-        };
-        counters::read_snapshot(&maps, rule_count, &names, perf_lost)
-            .map_err(|e| LoaderError::Load(format!("reading the counter maps: {e}")))
-    }
-
-    /// Counters per rule slot, summed over CPUs: the default verdict's first, then each
-    /// rule's in evaluation order.
-    pub fn rule_counters(&self, rule_count: usize) -> Result<Vec<RuleCounters>, LoaderError> {
-        Ok(self.snapshot(rule_count, 0)?.rules)
-    }
-
-    /// The counter maps `xdpsieve status` reads, by name.
-    pub fn counter_maps(&self) -> Vec<(&'static str, &aya::maps::Map)> {
-        crate::pins::PINNED_MAPS
-            .iter()
-            .filter_map(|&name| self.ebpf.map(name).map(|m| (name, m)))
-            .collect()
-    }
-
-    /// The maps to pin for `status`, a takeover and a reload: the counters,
-    /// [`SHARED_MAPS`] and the set maps (for `xdpsieve set`).
-    pub fn pinned_maps(&self) -> Vec<(&'static str, &aya::maps::Map)> {
-        let mut maps = self.counter_maps();
-        maps.extend(self.shared.iter().map(|(name, map)| (*name, map)));
-        maps.extend(
-            crate::pins::SET_PINS
-                .iter()
-                .filter_map(|&name| self.ebpf.map(name).map(|m| (name, m))),
-        );
-        maps
-    }
-
-    /// Hits per rule slot (the default verdict's first).
-    pub fn rule_hits(&self, rule_count: usize) -> Result<Vec<u64>, LoaderError> {
-        Ok(self
-            .rule_counters(rule_count)?
-            .iter()
-            .map(|c| c.hits)
-            .collect())
-    }
-
-    /// Counters per interface slot (as in `Settings::ifindexes`, then one for any other).
-    pub fn interface_counters(&self) -> Result<Vec<InterfaceCounters>, LoaderError> {
-        counters::read_interface_slots(self.map("INTERFACE_COUNTERS")?)
-            .map_err(|e| LoaderError::Load(format!("reading INTERFACE_COUNTERS: {e}")))
-    }
-
-    /// A handle of its own on the interface counters, for a rotating capture's per-file
-    /// statistics (see [`counters::InterfaceProbe`]).
-    pub fn interface_probe(&self) -> Result<counters::InterfaceProbe, LoaderError> {
-        use std::os::fd::AsFd as _;
-        let fail = |e: String| LoaderError::Load(format!("INTERFACE_COUNTERS: {e}"));
-        let aya::maps::Map::PerCpuArray(data) = self.map("INTERFACE_COUNTERS")? else {
-            return Err(fail("not a per-CPU array".into()));
-        };
-        let fd = data
-            .fd()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| fail(e.to_string()))?;
-        let data = aya::maps::MapData::from_fd(fd).map_err(|e| fail(e.to_string()))?;
-        Ok(counters::InterfaceProbe::new(
-            aya::maps::Map::PerCpuArray(data),
-            self.ifindexes.clone(),
-        ))
-    }
-
-    fn map(&self, name: &str) -> Result<&aya::maps::Map, LoaderError> {
-        self.ebpf
-            .map(name)
-            .ok_or_else(|| LoaderError::Load(format!("the object has no {name} map")))
     }
 }
 
