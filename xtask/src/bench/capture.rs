@@ -137,7 +137,7 @@ pub(crate) struct Bench<'a> {
     pub(crate) gen_cpu: u32,
     pub(crate) tool_cpu: u32,
     /// `None`: one frame over and over; else a flood of which a few are selected.
-    pub(crate) mix: Option<super::flood::Mix>,
+    pub(crate) mix: Option<super::mix::Mix>,
 }
 
 /// Between the tool being ready and the traffic: start-up work settles.

@@ -14,9 +14,13 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::netbench::{SELECTED_PORT, shell_line, thousands, udp_frame, udp_frame_to};
+use crate::netbench::{SELECTED_PORT, shell_line, thousands};
 
-use super::capture::{Bench, Load, Run, Setup};
+use super::{
+    capture::{Bench, Load, Run, Setup},
+    mix::Mix,
+    progress,
+};
 
 /// One frame in this many goes to `SELECTED_PORT`.
 pub(crate) const ONE_IN: u64 = 100;
@@ -24,30 +28,6 @@ pub(crate) const ONE_IN: u64 = 100;
 pub(crate) const FRAME_BYTES: usize = 64;
 pub(crate) const SECTION: &str = "### A 64-byte flood, capture filter selecting 1%";
 const TARGET: &str = "64-byte flood, filter selecting 1%: every selected frame captured";
-
-/// What the generator sends, and whether xdpsieve captures through a filter.
-#[derive(Clone, Copy)]
-pub(crate) struct Mix {
-    /// Every `one_in`-th frame goes to `SELECTED_PORT`, the others to the usual port.
-    pub(crate) one_in: u64,
-    /// Capture with `--filter 'udp dst port SELECTED_PORT'` (else: capture everything).
-    pub(crate) filtered: bool,
-}
-
-impl Mix {
-    pub(crate) fn filter(self) -> Option<String> {
-        self.filtered
-            .then(|| format!("udp dst port {SELECTED_PORT}"))
-    }
-
-    /// The cycle the generator sends: `one_in - 1` frames to the usual port, then one to
-    /// `SELECTED_PORT` (so that of `sent` frames, exactly `sent / one_in` are selected).
-    pub(crate) fn frames(self, bytes: usize, dst: [u8; 6], src: [u8; 6]) -> Vec<Vec<u8>> {
-        let mut frames = vec![udp_frame(bytes, dst, src); self.one_in.saturating_sub(1) as usize];
-        frames.push(udp_frame_to(bytes, dst, src, SELECTED_PORT));
-        frames
-    }
-}
 
 /// One run of the flood, with the filter it captured through (if any).
 #[derive(Serialize)]
@@ -121,7 +101,7 @@ pub(crate) fn measure(bench: &Bench, repetitions: u32) -> Result<Vec<FloodRun>> 
             let run = flood
                 .run(Setup::Xdpsieve, FRAME_BYTES, Load::OneCore, repetition)
                 .with_context(|| format!("end-to-end run: {what}"))?;
-            eprintln!("bench:   {}", super::report::one_line(&run));
+            eprintln!("bench:   {}", progress::one_line(&run));
             runs.push(FloodRun {
                 filter,
                 command,

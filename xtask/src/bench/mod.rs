@@ -16,7 +16,9 @@
 mod capture;
 mod flood;
 mod live;
+mod mix;
 mod pcap;
+mod progress;
 mod report;
 mod sets;
 
@@ -296,7 +298,7 @@ fn measure(
     let run = bench
         .run(setup, frame_bytes, load, repetition)
         .with_context(|| format!("end-to-end run: {what}"))?;
-    eprintln!("bench:   {}", report::one_line(&run));
+    eprintln!("bench:   {}", progress::one_line(&run));
     Ok(run)
 }
 

@@ -20,31 +20,6 @@ pub(crate) fn load_label(load: Load) -> String {
     }
 }
 
-pub(crate) fn one_line(r: &Run) -> String {
-    let mut line = format!(
-        "sent {} at {} pps",
-        thousands(r.sent),
-        thousands(r.pps as u64)
-    );
-    if let (Some(kept), Some(lost), Some(silent)) = (r.in_file, r.reported_lost, r.unreported_lost)
-    {
-        let _ = write!(
-            line,
-            ", in file {} ({:.1}%), reported lost {}, unreported {silent}",
-            thousands(kept),
-            r.kept().unwrap_or(0.0),
-            thousands(lost)
-        );
-    }
-    if let Some(ns) = r.cpu_ns_per_captured {
-        let _ = write!(line, ", {ns:.0} ns CPU per captured frame");
-    }
-    if r.veth_dropped > 0 {
-        let _ = write!(line, ", veth dropped {}", thousands(r.veth_dropped));
-    }
-    line
-}
-
 /// Facts about the machine and the tools, as (label, value).
 fn machine(root: &Path) -> Vec<(&'static str, String)> {
     let first_line = |cmd: &mut Command| -> String {

@@ -1,14 +1,10 @@
 //! The command's shape: the top-level [`Cli`] and its [`Command`]s (each subcommand's flags
-//! live in the module that turns them into a plan), and what several subcommands share:
-//! the rule flags in command-line order and the rule-file warnings.
+//! live in the module that turns them into a plan; what several share is in
+//! `rule_input`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use clap::{ArgMatches, Args, Parser, Subcommand};
-use xdpsieve::{
-    reload::RuleSources,
-    rules::{Action, RuleSet},
-};
+use clap::{Args, Parser, Subcommand};
 
 use crate::{
     check_rules::CheckArgs,
@@ -60,44 +56,4 @@ pub struct DemoArgs {
     /// DNS responses to send (1-10000).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub responses: u32,
-}
-
-/// Where the rules come from: the file, then `drop` and `pass` in command-line order (from
-/// `matches`), then `default`. A reload reads them again from the same sources.
-pub fn rule_sources(
-    file: Option<&Path>,
-    drop: &[String],
-    pass: &[String],
-    default: Option<Action>,
-    matches: &ArgMatches,
-) -> RuleSources {
-    let indexed = |id: &str, action: Action, values: &[String]| -> Vec<(usize, Action, String)> {
-        let indices: Vec<usize> = matches
-            .indices_of(id)
-            .map(Iterator::collect)
-            .unwrap_or_default();
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                (
-                    indices.get(i).copied().unwrap_or(usize::MAX),
-                    action,
-                    v.clone(),
-                )
-            })
-            .collect()
-    };
-    let mut cli_rules = indexed("drop", Action::Drop, drop);
-    cli_rules.extend(indexed("pass", Action::Pass, pass));
-    cli_rules.sort_by_key(|(index, _, _)| *index);
-    let expressions = cli_rules.into_iter().map(|(_, a, e)| (a, e)).collect();
-    RuleSources::new(file, expressions, default)
-}
-
-/// Lines of set files accepted with a change (host bits masked): said, not fatal.
-pub fn warn_about(rules: &RuleSet) {
-    for warning in &rules.warnings {
-        eprintln!("warning: {warning}");
-    }
 }

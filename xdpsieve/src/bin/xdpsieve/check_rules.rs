@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{ArgMatches, Args};
 use xdpsieve::text::escape_path;
 
-use crate::args::{rule_sources, warn_about};
+use crate::rule_input::{rule_sources, warn_about};
 
 #[derive(Args)]
 #[command(after_help = FILE_HELP)]

@@ -14,6 +14,7 @@
 mod args;
 mod check_rules;
 mod control;
+mod rule_input;
 mod run;
 mod set;
 

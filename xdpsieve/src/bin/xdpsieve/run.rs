@@ -20,7 +20,7 @@ use xdpsieve_common::MAX_SNAPLEN;
 
 use xdpsieve::rotation::{MEGABYTE, RotationPlan};
 
-use crate::args::{rule_sources, warn_about};
+use crate::rule_input::{rule_sources, warn_about};
 
 #[derive(Args)]
 #[command(after_help = RUN_HELP)]
