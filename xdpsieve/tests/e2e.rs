@@ -4,14 +4,22 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
+#[path = "common/child.rs"]
+mod child;
 mod common;
+#[path = "common/tempdir.rs"]
+mod tempdir;
+#[path = "common/udp.rs"]
+mod udp;
+use child::{Firewall, xdp_attached};
 use common::root_or_skip;
+use tempdir::TempDir;
+use udp::received;
 
 use std::{
-    io::Read,
     net::{SocketAddr, UdpSocket},
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    path::Path,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -23,107 +31,6 @@ use xdpsieve::{demo::dns_response, netns::VethPair};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 const CLIENT_PORT: u16 = 40000;
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("xdpsieve-e2e-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating temp dir");
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `xdpsieve run` in the firewall namespace. Killed (by PID) on drop if still running.
-struct Firewall {
-    child: Option<Child>,
-}
-
-impl Firewall {
-    fn start(net: &VethPair, args: &[&str]) -> Firewall {
-        let child = net
-            .fw
-            .command(BINARY)
-            .arg("run")
-            .args(["-i", VethPair::FW_IF])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xdpsieve");
-        let mut fw = Firewall { child: Some(child) };
-        fw.wait_attached(net);
-        fw
-    }
-
-    fn wait_attached(&mut self, net: &VethPair) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let child = self.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                let mut err = String::new();
-                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                panic!("xdpsieve exited before attaching ({status}): {err}");
-            }
-            // Attached, and published for `xdpsieve status` (which happens just after).
-            if xdp_attached(net) && published(net) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("xdpsieve did not attach within 20 s");
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().expect("running").id() as i32
-    }
-
-    /// Sends `signal` and collects the exit status and output.
-    fn stop(mut self, signal: i32) -> Output {
-        let child = self.child.take().expect("running");
-        // SAFETY: kill on the PID of a child we started and have not reaped.
-        unsafe { libc::kill(child.id() as i32, signal) };
-        child.wait_with_output().expect("waiting for xdpsieve")
-    }
-}
-
-impl Drop for Firewall {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn published(net: &VethPair) -> bool {
-    net.fw
-        .command(BINARY)
-        .args(["status", "--json"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("\"live\": true"))
-        .unwrap_or(false)
-}
-
-fn xdp_attached(net: &VethPair) -> bool {
-    net.fw
-        .ip(&["-d", "link", "show", "dev", VethPair::FW_IF])
-        .map(|out| out.contains("prog/xdp"))
-        .unwrap_or(false)
-}
 
 /// Counts from the exit summary.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -183,15 +90,6 @@ fn client_sockets(net: &VethPair) -> (UdpSocket, UdpSocket) {
         })
         .expect("entering namespace")
         .expect("binding client sockets")
-}
-
-fn received(socket: &UdpSocket) -> usize {
-    let mut buf = vec![0u8; 65536];
-    let mut n = 0;
-    while socket.recv(&mut buf).is_ok() {
-        n += 1;
-    }
-    n
 }
 
 /// Sends `count` DNS responses over IPv4 and over IPv6 from port 53, and `count` datagrams
@@ -457,7 +355,7 @@ fn streams_to_stdout_and_stops_after_count() {
     // -c makes it exit by itself.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut fw = fw;
-    let child = fw.child.as_mut().unwrap();
+    let child = fw.child_mut();
     while child.try_wait().unwrap().is_none() {
         assert!(
             Instant::now() < deadline,
