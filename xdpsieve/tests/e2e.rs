@@ -15,10 +15,13 @@
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
 #[path = "common/child.rs"]
+#[expect(dead_code, reason = "no test here waits on a run that ends by itself")]
 mod child;
 mod common;
 #[path = "common/tempdir.rs"]
 mod tempdir;
+#[path = "common/tool.rs"]
+mod tool;
 #[path = "common/udp.rs"]
 mod udp;
 
@@ -144,19 +147,6 @@ fn read_pcap(path: &Path) -> Vec<(u32, Vec<u8>)> {
         packets.push((p.orig_len, p.data.into_owned()));
     }
     packets
-}
-
-fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program} (cargo xtask setup installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs the binary to completion (killed after 30 s) and returns (success, stderr).

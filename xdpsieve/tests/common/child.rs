@@ -85,6 +85,14 @@ impl Firewall {
     }
 }
 
+impl Firewall {
+    /// The exit status and output of a run that ends by itself: sends no signal.
+    pub fn wait_output(mut self) -> Output {
+        let child = self.child.take().expect("running");
+        child.wait_with_output().expect("waiting for xdpsieve")
+    }
+}
+
 impl Drop for Firewall {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

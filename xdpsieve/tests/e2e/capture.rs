@@ -8,6 +8,7 @@ use super::*;
 use crate::child::{Firewall, xdp_attached};
 use crate::common::root_or_skip;
 use crate::tempdir::TempDir;
+use crate::tool::tool;
 use crate::udp::received;
 use pcap_file::pcapng::{Block, PcapNgReader};
 

@@ -6,6 +6,7 @@ use super::*;
 use crate::child::{Firewall, xdp_attached};
 use crate::common::root_or_skip;
 use crate::tempdir::TempDir;
+use crate::tool::tool;
 use crate::udp::received;
 
 #[test]

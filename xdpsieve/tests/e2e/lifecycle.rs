@@ -6,6 +6,7 @@ use super::*;
 use crate::child::{Firewall, xdp_attached};
 use crate::common::root_or_skip;
 use crate::tempdir::TempDir;
+use crate::tool::tool;
 
 #[test]
 fn sigkill_leaves_the_firewall_in_force_until_stop() {
