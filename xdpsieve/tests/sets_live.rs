@@ -11,6 +11,12 @@
 mod common;
 #[path = "sets_live/harness.rs"]
 mod harness;
+#[path = "common/tempdir.rs"]
+#[expect(
+    dead_code,
+    reason = "the harness names its directory itself, not by `TempDir::new`"
+)]
+mod tempdir;
 
 use std::{
     path::PathBuf,

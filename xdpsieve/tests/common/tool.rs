@@ -1,10 +1,16 @@
-//! Running a packet tool (tcpdump, tshark) on a capture file the test wrote.
+//! Running a tool (tcpdump, tshark, bpftool, curl) to completion and taking its output.
 
 use std::process::Command;
 
 /// Runs `program ARGS` and returns its standard output; panics when it cannot run or fails.
 pub fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
+    tool_with(Command::new(program), program, args)
+}
+
+/// As [`tool`], with the command for `program` made by the caller: in a test's network
+/// namespace, say.
+pub fn tool_with(mut command: Command, program: &str, args: &[&str]) -> String {
+    let out = command
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("running {program} (cargo xtask setup installs it): {e}"));
