@@ -6,6 +6,9 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
+#[path = "common/child.rs"]
+#[expect(dead_code, reason = "the harness starts its runs with its own rule")]
+mod child;
 mod common;
 #[path = "faults/harness.rs"]
 mod harness;

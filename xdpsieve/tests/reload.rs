@@ -219,13 +219,8 @@ impl Drop for Net {
 struct Run(Firewall);
 
 impl Run {
-    fn pid(&self) -> i32 {
-        self.0.pid()
-    }
-
     fn signal(&self, signal: i32) {
-        // SAFETY: kill on the PID of a child we started and have not reaped.
-        unsafe { libc::kill(self.pid(), signal) };
+        self.0.signal(signal);
     }
 
     /// SIGTERM, then the exit status and stderr.

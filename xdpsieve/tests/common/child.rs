@@ -76,6 +76,12 @@ impl Firewall {
         self.child.as_ref().expect("running").id() as i32
     }
 
+    /// Sends `signal` and leaves the child running (or ending) under this guard.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill on the PID of a child we started and have not reaped.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
     /// Sends `signal` and collects the exit status and output.
     pub fn stop(mut self, signal: i32) -> Output {
         let child = self.child.take().expect("running");
