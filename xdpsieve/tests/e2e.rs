@@ -15,7 +15,10 @@
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
 #[path = "common/child.rs"]
-#[expect(dead_code, reason = "no test here waits on a run that ends by itself")]
+#[expect(
+    dead_code,
+    reason = "the child guard serves several test binaries; this one uses a part"
+)]
 mod child;
 mod common;
 #[path = "common/tempdir.rs"]
