@@ -8,14 +8,23 @@
 //! They need root and python3-scapy (`cargo xtask setup` installs it); under `CI` they fail
 //! rather than skip when they cannot run.
 
+#[path = "common/child.rs"]
+#[expect(
+    dead_code,
+    reason = "the child guard serves several test binaries; this one uses a part"
+)]
+mod child;
 mod common;
+#[path = "common/udp.rs"]
+mod udp;
+use child::{Firewall, xdp_attached};
 use common::root_or_skip;
+use udp::received;
 
 use std::{
-    io::Read,
     net::{SocketAddr, TcpListener, UdpSocket},
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
 use xdpsieve::netns::VethPair;
@@ -104,72 +113,6 @@ else:
     sys.exit("unknown mode " + mode)
 "#;
 
-/// A running `xdpsieve run` in the firewall namespace. Killed (by PID) on drop if still
-/// running.
-struct Firewall {
-    child: Option<Child>,
-}
-
-impl Firewall {
-    fn start(net: &VethPair, args: &[&str]) -> Firewall {
-        let child = net
-            .fw
-            .command(&binary())
-            .arg("run")
-            .args(["-i", VethPair::FW_IF])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xdpsieve");
-        let mut fw = Firewall { child: Some(child) };
-        fw.wait_attached(net);
-        fw
-    }
-
-    fn wait_attached(&mut self, net: &VethPair) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let child = self.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                let mut err = String::new();
-                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                panic!("xdpsieve exited before attaching ({status}): {err}");
-            }
-            let attached = net
-                .fw
-                .ip(&["-d", "link", "show", "dev", VethPair::FW_IF])
-                .map(|out| out.contains("prog/xdp"))
-                .unwrap_or(false);
-            if attached {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("xdpsieve did not attach within 20 s");
-    }
-
-    /// Stops it with SIGINT and returns its exit summary (stderr).
-    fn stop(mut self) -> String {
-        let child = self.child.take().expect("running");
-        // SAFETY: kill on the PID of a child we started and have not reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let out: Output = child.wait_with_output().expect("waiting for xdpsieve");
-        assert!(out.status.success(), "xdpsieve failed: {out:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
-
-impl Drop for Firewall {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// The namespaces, the firewall with its port rules, and the crafter's fixed arguments.
 struct Lab {
     // Field order is drop order: the firewall stops before its namespaces go.
@@ -191,7 +134,8 @@ impl Lab {
         let tcp_rule = format!("tcp dst port {TCP_DROPPED}");
         let mut args = vec!["-q", "--drop", &udp_rule, "--drop", &tcp_rule];
         args.extend_from_slice(extra_args);
-        let firewall = Firewall::start(&net, &args);
+        let mut firewall = Firewall::spawn(&net, &binary(), &args, Stdio::null());
+        firewall.wait_until(|| xdp_attached(&net));
         let crafter_args = vec![
             VethPair::PEER_IF.to_string(),
             mac_of(&net.peer, VethPair::PEER_IF),
@@ -289,7 +233,9 @@ impl Lab {
     }
 
     fn stop(mut self) -> String {
-        self.firewall.take().expect("running").stop()
+        let out = self.firewall.take().expect("running").stop(libc::SIGINT);
+        assert!(out.status.success(), "xdpsieve failed: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
 
@@ -302,16 +248,6 @@ fn mac_of(ns: &xdpsieve::netns::Netns, iface: &str) -> String {
         .nth(1)
         .unwrap_or_else(|| panic!("no MAC address for {iface} in `{out}`"))
         .to_string()
-}
-
-/// Datagrams waiting on `socket` (each read waits up to its timeout).
-fn received(socket: &UdpSocket) -> usize {
-    let mut buf = vec![0u8; 65536];
-    let mut n = 0;
-    while socket.recv(&mut buf).is_ok() {
-        n += 1;
-    }
-    n
 }
 
 /// The numbers of the summary line the evasion defences print.

@@ -6,15 +6,21 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
+#[path = "common/child.rs"]
+#[expect(
+    dead_code,
+    reason = "the child guard serves several test binaries; this one uses a part"
+)]
+mod child;
 mod common;
+use child::Firewall;
 use common::root_or_skip;
 
 use std::{
-    io::Read as _,
     net::{SocketAddr, UdpSocket},
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -52,34 +58,14 @@ impl Net {
     }
 
     fn start(&self, rules: &[&str], capture: &str) -> Run {
-        let child = self
-            .pair
-            .fw
-            .command(BINARY)
-            .args(["run", "-i", VethPair::FW_IF])
-            .args(rules)
-            .args(["-w", capture])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xdpsieve");
-        let mut run = Run { child: Some(child) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let child = run.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                let mut err = String::new();
-                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                panic!("xdpsieve exited before it was running ({status}): {err}");
-            }
+        let mut args = rules.to_vec();
+        args.extend_from_slice(&["-w", capture]);
+        let mut run = Firewall::spawn(&self.pair, BINARY, &args, Stdio::null());
+        run.wait_until(|| {
             let status = self.xdpsieve(&["status", "--json"]);
-            if String::from_utf8_lossy(&status.stdout).contains("\"live\": true") {
-                return run;
-            }
-            assert!(Instant::now() < deadline, "xdpsieve did not start in 20 s");
-            std::thread::sleep(Duration::from_millis(25));
-        }
+            String::from_utf8_lossy(&status.stdout).contains("\"live\": true")
+        });
+        Run(run)
     }
 
     fn status_json(&self) -> serde_json::Value {
@@ -155,35 +141,20 @@ impl Drop for Net {
 }
 
 /// A running `xdpsieve run`; killed (by PID) on drop if still running.
-struct Run {
-    child: Option<Child>,
-}
+struct Run(Firewall);
 
 impl Run {
     fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.0.pid() as u32
     }
 
     /// Sends `signal` and collects the exit status and output.
-    fn signal(mut self, signal: i32) -> Output {
-        let child = self.child.take().expect("running");
-        // SAFETY: kill on the PID of a child we started and have not reaped.
-        unsafe { libc::kill(child.id() as i32, signal) };
-        child.wait_with_output().expect("waiting for xdpsieve")
+    fn signal(self, signal: i32) -> Output {
+        self.0.stop(signal)
     }
 
-    fn wait(mut self) -> Output {
-        let child = self.child.take().expect("running");
-        child.wait_with_output().expect("waiting for xdpsieve")
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    fn wait(self) -> Output {
+        self.0.wait_output()
     }
 }
 

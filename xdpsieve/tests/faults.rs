@@ -6,6 +6,12 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
+#[path = "common/child.rs"]
+#[expect(
+    dead_code,
+    reason = "the child guard serves several test binaries; this one uses a part"
+)]
+mod child;
 mod common;
 #[path = "faults/harness.rs"]
 mod harness;

@@ -26,44 +26,32 @@ mod cases;
     reason = "the frame builder serves several test binaries; this one uses a part"
 )]
 mod frame;
+#[path = "common/summary.rs"]
+mod summary;
+#[path = "common/tempdir.rs"]
+#[expect(
+    dead_code,
+    reason = "the scratch directory serves several test binaries; this one uses a part"
+)]
+mod tempdir;
 
 use std::{
     collections::BTreeMap,
     ffi::CString,
     io::{BufRead, BufReader, Read},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, ChildStderr, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use cases::{EXPRESSIONS, frames};
 use pcap_file::pcap::PcapReader;
+use summary::summary_number;
+use tempdir::TempDir;
 use xdpsieve::netns::VethPair;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("xdpsieve-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating temp dir");
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A process this test started; killed (by PID) on drop if still running.
 struct Running {
@@ -261,14 +249,6 @@ fn packets(file: &Path) -> BTreeMap<Vec<u8>, usize> {
     out
 }
 
-/// The number before `words` on the exit summary line that contains them.
-fn summary_number(summary: &str, words: &str) -> Option<usize> {
-    summary.lines().find(|l| l.contains(words)).and_then(|l| {
-        let before = &l[..l.find(words)?];
-        before.split_whitespace().last()?.parse().ok()
-    })
-}
-
 /// Runs `tcpdump -r all EXPR -w selected`: the packets it lists, as they were.
 fn tcpdump_selects(all: &Path, expression: &str, selected: &Path) -> BTreeMap<Vec<u8>, usize> {
     let output = Command::new("tcpdump")
@@ -313,7 +293,7 @@ fn live_capture_filter_selects_what_tcpdump_selects() {
             .expect("running sysctl");
         assert!(status.success(), "disabling IPv6 on {iface}");
     }
-    let dir = TempDir::new("filter-live");
+    let dir = TempDir::named(&format!("xdpsieve-filter-live-{}", std::process::id()));
     let (all, filtered, selected) = (
         dir.file("all.pcap"),
         dir.file("filtered.pcap"),
@@ -359,7 +339,7 @@ fn live_capture_filter_selects_what_tcpdump_selects() {
         let got = packets(&filtered);
         // Both captures saw the same packets, and the summary accounts for the file.
         let number = |words: &str| {
-            summary_number(&summary, words)
+            summary_number::<usize>(&summary, words)
                 .unwrap_or_else(|| panic!("no `{words}` in the summary:\n{summary}"))
         };
         assert_eq!(

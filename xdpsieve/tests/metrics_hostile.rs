@@ -7,6 +7,12 @@
 //!
 //! Needs root; under `CI` it fails rather than skips when it cannot run.
 
+#[path = "common/child.rs"]
+#[expect(
+    dead_code,
+    reason = "the child guard serves several test binaries; this one uses a part"
+)]
+mod child;
 #[path = "metrics_hostile/clients.rs"]
 mod clients;
 mod common;
@@ -17,9 +23,8 @@ use clients::{
 use common::root_or_skip;
 
 use std::{
-    io::Read,
     net::{Shutdown, SocketAddr, TcpStream, UdpSocket},
-    process::{Child, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -41,76 +46,39 @@ const IDLE_CONNECTIONS: usize = 1000;
 const FILLER_PORTS: std::ops::Range<u16> = 8000..8060;
 
 /// `xdpsieve run` in the firewall namespace, killed (by PID) on drop if still running.
-struct Firewall {
-    child: Option<Child>,
-}
+struct Firewall(child::Firewall);
 
 impl Firewall {
     fn start(net: &VethPair) -> Firewall {
-        let child = net
-            .fw
-            .command(BINARY)
-            .args(["run", "-i", VethPair::FW_IF])
-            .args(["--drop", &format!("udp dst port {DROPPED_PORT}")])
-            // Rules that never match, for a response larger than the server's buffers.
-            .args(FILLER_PORTS.flat_map(|p| ["--pass".to_string(), format!("udp dst port {p}")]))
-            .args(["--metrics", METRICS])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xdpsieve");
-        let mut fw = Firewall { child: Some(child) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            assert!(fw.alive(), "xdpsieve exited before attaching");
-            let status = net
-                .fw
-                .command(BINARY)
-                .args(["status", "--json"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains("\"live\": true"))
-                .unwrap_or(false);
-            if status {
-                return fw;
-            }
-            assert!(Instant::now() < deadline, "xdpsieve did not start in 20 s");
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        let mut args = vec!["--drop".to_string(), format!("udp dst port {DROPPED_PORT}")];
+        // Rules that never match, for a response larger than the server's buffers.
+        args.extend(FILLER_PORTS.flat_map(|p| ["--pass".to_string(), format!("udp dst port {p}")]));
+        args.extend(["--metrics".to_string(), METRICS.to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut fw = child::Firewall::spawn(net, BINARY, &args, Stdio::null());
+        fw.wait_until(|| child::published(net));
+        Firewall(fw)
     }
 
     fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.0.pid() as u32
     }
 
     fn alive(&mut self) -> bool {
-        let child = self.child.as_mut().expect("running");
-        matches!(child.try_wait(), Ok(None))
+        matches!(self.0.child_mut().try_wait(), Ok(None))
     }
 
     /// SIGINT if it still runs, then its exit status and stderr.
     fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let mut child = self.child.take().expect("running");
         // Once reaped (try_wait saw it exit) its PID may belong to another process.
-        if matches!(child.try_wait(), Ok(None)) {
-            // SAFETY: kill on the PID of a child we started and have not reaped.
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        if self.alive() {
+            self.0.signal(libc::SIGINT);
         }
-        let mut stderr = String::new();
-        let _ = child
-            .stderr
-            .take()
-            .map(|mut e| e.read_to_string(&mut stderr));
-        (child.wait().expect("waiting for xdpsieve"), stderr)
-    }
-}
-
-impl Drop for Firewall {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let out = self.0.wait_output();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 }
 
@@ -328,17 +296,8 @@ fn a_metrics_port_in_use_is_refused_with_a_clear_message() {
         .run(|| std::net::TcpListener::bind(METRICS))
         .expect("entering namespace")
         .expect("taking the metrics port first");
-    let child = net
-        .fw
-        .command(BINARY)
-        .args(["run", "-i", VethPair::FW_IF, "--drop", "udp"])
-        .args(["--metrics", METRICS])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting xdpsieve");
-    let mut fw = Firewall { child: Some(child) };
+    let args = ["--drop", "udp", "--metrics", METRICS];
+    let mut fw = Firewall(child::Firewall::spawn(&net, BINARY, &args, Stdio::null()));
     let deadline = Instant::now() + Duration::from_secs(20);
     while fw.alive() {
         assert!(Instant::now() < deadline, "xdpsieve kept running");

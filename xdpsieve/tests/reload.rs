@@ -10,14 +10,20 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
+#[path = "common/child.rs"]
+#[expect(
+    dead_code,
+    reason = "the child guard serves several test binaries; this one uses a part"
+)]
+mod child;
 mod common;
+use child::Firewall;
 use common::root_or_skip;
 
 use std::{
-    io::Read as _,
     net::{SocketAddr, UdpSocket},
     path::{Path, PathBuf},
-    process::{Child, Output, Stdio},
+    process::{Output, Stdio},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -124,37 +130,21 @@ impl Net {
         let rules = self.file("rules.toml");
         let log = self.file("events.json");
         let capture = self.file("dropped.pcapng");
-        let child = self
-            .pair
-            .fw
-            .command(BINARY)
-            .args(["run", "-i", VethPair::FW_IF, "--rules"])
-            .arg(&rules)
-            .args(["--log-format", "json", "--log-file"])
-            .arg(&log)
-            .args(["--format", "pcapng", "-w"])
-            .arg(&capture)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xdpsieve");
-        let mut run = Run { child: Some(child) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let child = run.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                let mut err = String::new();
-                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                panic!("xdpsieve exited before it was running ({status}): {err}");
-            }
-            if self.status().get("live") == Some(&serde_json::Value::Bool(true)) {
-                return run;
-            }
-            assert!(Instant::now() < deadline, "xdpsieve did not start in 20 s");
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        let path = |p: &PathBuf| p.to_str().expect("a UTF-8 scratch path").to_string();
+        let (rules, log, capture) = (path(&rules), path(&log), path(&capture));
+        let mut args = vec![
+            "--rules",
+            &rules,
+            "--log-format",
+            "json",
+            "--log-file",
+            &log,
+        ];
+        args.extend_from_slice(&["--format", "pcapng", "-w", &capture]);
+        args.extend_from_slice(extra);
+        let mut run = Firewall::spawn(&self.pair, BINARY, &args, Stdio::null());
+        run.wait_until(|| self.status().get("live") == Some(&serde_json::Value::Bool(true)));
+        Run(run)
     }
 
     /// `status --json` of fw0 (null when there is none).
@@ -226,45 +216,25 @@ impl Drop for Net {
 }
 
 /// A running `xdpsieve run`; killed (by PID) on drop if still running.
-struct Run {
-    child: Option<Child>,
-}
+struct Run(Firewall);
 
 impl Run {
-    fn pid(&self) -> i32 {
-        self.child.as_ref().expect("running").id() as i32
-    }
-
     fn signal(&self, signal: i32) {
-        // SAFETY: kill on the PID of a child we started and have not reaped.
-        unsafe { libc::kill(self.pid(), signal) };
+        self.0.signal(signal);
     }
 
     /// SIGTERM, then the exit status and stderr.
-    fn stop(mut self) -> (bool, String) {
-        let child = self.child.take().expect("running");
-        // SAFETY: as in `signal`.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output().expect("waiting for xdpsieve");
+    fn stop(self) -> (bool, String) {
+        let out = self.0.stop(libc::SIGTERM);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
 
-    fn kill(mut self) {
-        let mut child = self.child.take().expect("running");
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    /// SIGKILL, and reaped (as on drop).
+    fn kill(self) {
+        drop(self);
     }
 }
 

@@ -12,11 +12,20 @@
 //! Each packet carries its number, so "every packet once, none torn" is checked packet by
 //! packet, and the sum over the files against the summary's count.
 
+#[path = "common/child.rs"]
+#[expect(
+    dead_code,
+    reason = "the child guard serves several test binaries; this one uses a part"
+)]
+mod child;
 mod common;
 use common::root_or_skip;
 #[path = "rotation/harness.rs"]
 mod harness;
 use harness::*;
+#[path = "common/tool.rs"]
+mod tool;
+use tool::tool;
 
 use std::{
     os::unix::fs::PermissionsExt as _,

@@ -8,15 +8,26 @@
 //!
 //! It needs root; under `CI` it fails rather than skip when it cannot run.
 
+#[path = "common/child.rs"]
+#[expect(
+    dead_code,
+    reason = "the child guard serves several test binaries; this one uses a part"
+)]
+mod child;
 mod common;
+#[path = "common/summary.rs"]
+mod summary;
+#[path = "common/tempdir.rs"]
+mod tempdir;
+use child::Firewall;
 use common::root_or_skip;
+use summary::summary_number;
+use tempdir::TempDir;
 
 use std::{
-    io::Read,
     net::{SocketAddr, UdpSocket},
-    path::PathBuf,
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
 use pcap_file::pcapng::{
@@ -27,83 +38,11 @@ use xdpsieve::{demo::dns_response, netns::VethPair};
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 const CLIENT_PORT: u16 = 40000;
 
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("xdpsieve-e2e-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating temp dir");
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `xdpsieve run` in the firewall namespace. Killed (by PID) on drop if still
-/// running.
-struct Firewall {
-    child: Option<Child>,
-}
-
-impl Firewall {
-    fn start(net: &VethPair, args: &[&str]) -> Firewall {
-        let child = net
-            .fw
-            .command(BINARY)
-            .arg("run")
-            .args(["-i", VethPair::FW_IF])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xdpsieve");
-        let mut fw = Firewall { child: Some(child) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let child = fw.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                let mut err = String::new();
-                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                panic!("xdpsieve exited before attaching ({status}): {err}");
-            }
-            if status_json(net).contains("\"live\": true") {
-                return fw;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "xdpsieve did not attach within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    /// Sends `signal` to the child we started (by PID) and collects its output.
-    fn stop(mut self, signal: i32) -> Output {
-        let child = self.child.take().expect("running");
-        // SAFETY: kill on the PID of a child we started and have not reaped.
-        unsafe { libc::kill(child.id() as i32, signal) };
-        child.wait_with_output().expect("waiting for xdpsieve")
-    }
-}
-
-impl Drop for Firewall {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// Starts `xdpsieve run` and waits until `xdpsieve status` shows it live.
+fn start_firewall(net: &VethPair, args: &[&str]) -> Firewall {
+    let mut fw = Firewall::spawn(net, BINARY, args, Stdio::piped());
+    fw.wait_until(|| status_json(net).contains("\"live\": true"));
+    fw
 }
 
 fn status_json(net: &VethPair) -> String {
@@ -161,14 +100,6 @@ fn send(net: &VethPair, src_port: u16, count: u16, payload: usize) {
         .expect("sending traffic");
 }
 
-/// The number before `words` on the summary line that contains them.
-fn summary_number(stderr: &str, words: &str) -> Option<u64> {
-    stderr.lines().find(|l| l.contains(words)).and_then(|l| {
-        let before = &l[..l.find(words)?];
-        before.split_whitespace().last()?.parse().ok()
-    })
-}
-
 /// Counter `key` of the (one) instance in `xdpsieve status --json`.
 fn status_total(json: &str, key: &str) -> Option<u64> {
     fn counters(value: &serde_json::Value) -> Option<&serde_json::Value> {
@@ -216,7 +147,7 @@ fn sampling_and_rule_snaplen_exact_in_file_summary_and_status() {
     let rules = tmp.file("rules.toml");
     std::fs::write(&rules, RULES).expect("writing rules");
     let net = VethPair::create("sample", None).expect("namespaces");
-    let fw = Firewall::start(
+    let fw = start_firewall(
         &net,
         &[
             "--rules",

@@ -11,6 +11,12 @@
 mod common;
 #[path = "sets_live/harness.rs"]
 mod harness;
+#[path = "common/tempdir.rs"]
+#[expect(
+    dead_code,
+    reason = "the scratch directory serves several test binaries; this one uses a part"
+)]
+mod tempdir;
 
 use std::{
     path::PathBuf,

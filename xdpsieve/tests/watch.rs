@@ -8,6 +8,12 @@
 
 mod common;
 use common::root_or_skip;
+#[path = "common/tool.rs"]
+#[expect(
+    dead_code,
+    reason = "the tool runner serves several test binaries; this one uses a part"
+)]
+mod tool;
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -186,18 +192,7 @@ fn assert_filtered(net: &VethPair, count: u16) {
 }
 
 fn tool(net: &VethPair, program: &str, args: &[&str]) -> String {
-    let out = net
-        .fw
-        .command(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program} (cargo xtask setup installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    tool::tool_with(net.fw.command(program), program, args)
 }
 
 #[test]

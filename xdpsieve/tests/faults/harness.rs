@@ -6,12 +6,14 @@ use std::{
     io::Read as _,
     net::{SocketAddr, UdpSocket},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Output, Stdio},
+    time::Duration,
 };
 
 use pcap_file::pcap::PcapReader;
 use xdpsieve::netns::VethPair;
+
+use crate::child;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 /// The port the firewall drops; a socket listens on it behind the firewall.
@@ -68,49 +70,22 @@ impl Drop for Scratch {
     }
 }
 
-/// A running `xdpsieve run`; killed (by PID) on drop if still running.
-pub struct Firewall {
-    pub child: Option<Child>,
-}
+/// A running `xdpsieve run` with the rule on the dropped port; killed (by PID) on drop if
+/// still running.
+pub struct Firewall(child::Firewall);
 
 impl Firewall {
     pub fn start(net: &VethPair, args: &[&str], stdout: Stdio) -> Firewall {
-        let child = net
-            .fw
-            .command(BINARY)
-            .arg("run")
-            .args(["-i", VethPair::FW_IF, "--drop"])
-            .arg(format!("udp dst port {DROPPED_PORT}"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xdpsieve");
-        let mut fw = Firewall { child: Some(child) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            assert!(Instant::now() < deadline, "xdpsieve did not attach in 20 s");
-            assert!(fw.running(), "xdpsieve exited before attaching");
-            let attached = net
-                .fw
-                .ip(&["-d", "link", "show", "dev", VethPair::FW_IF])
-                .is_ok_and(|out| out.contains("prog/xdp"));
-            let published = net
-                .fw
-                .command(BINARY)
-                .args(["status", "--json"])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"live\": true"));
-            if attached && published {
-                return fw;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        let rule = format!("udp dst port {DROPPED_PORT}");
+        let mut all = vec!["--drop", &rule];
+        all.extend_from_slice(args);
+        let mut fw = child::Firewall::spawn(net, BINARY, &all, stdout);
+        fw.wait_until(|| child::xdp_attached(net) && child::published(net));
+        Firewall(fw)
     }
 
     pub fn running(&mut self) -> bool {
-        let child = self.child.as_mut().expect("started");
+        let child = self.0.child_mut();
         match child.try_wait().expect("try_wait") {
             None => true,
             Some(status) => {
@@ -123,25 +98,12 @@ impl Firewall {
     }
 
     pub fn signal(&self, signal: i32) {
-        let pid = self.child.as_ref().expect("started").id() as i32;
-        // SAFETY: kill on the PID of a child we started and have not reaped.
-        unsafe { libc::kill(pid, signal) };
+        self.0.signal(signal);
     }
 
     /// SIGINT, then the exit status and output.
-    pub fn stop(mut self) -> Output {
-        self.signal(libc::SIGINT);
-        let child = self.child.take().expect("started");
-        child.wait_with_output().expect("waiting for xdpsieve")
-    }
-}
-
-impl Drop for Firewall {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    pub fn stop(self) -> Output {
+        self.0.stop(libc::SIGINT)
     }
 }
 

@@ -4,11 +4,10 @@
 
 use std::{
     collections::BTreeSet,
-    io::Read as _,
     net::{SocketAddr, UdpSocket},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -18,6 +17,8 @@ use pcap_file::{
     pcapng::{Block, PcapNgReader, blocks::interface_statistics::InterfaceStatisticsOption},
 };
 use xdpsieve::netns::VethPair;
+
+use crate::child;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 pub const CLIENT_PORT: u16 = 40000;
@@ -81,77 +82,32 @@ impl Drop for TempDir {
     }
 }
 
-/// A running `xdpsieve run`; killed (by PID) on drop if still running.
-pub struct Firewall {
-    child: Option<Child>,
-}
+/// A running `xdpsieve run` with the rule whose drops these tests capture; killed (by PID) on
+/// drop if still running.
+pub struct Firewall(child::Firewall);
 
 impl Firewall {
     pub fn start(net: &VethPair, args: &[&str]) -> Firewall {
-        let child = net
-            .fw
-            .command(BINARY)
-            .arg("run")
-            .args(["-i", VethPair::FW_IF, "--drop", "udp src port 53"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xdpsieve");
-        let mut fw = Firewall { child: Some(child) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let child = fw.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                let mut err = String::new();
-                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                panic!("xdpsieve exited before attaching ({status}): {err}");
-            }
-            let published = net
-                .fw
-                .command(BINARY)
-                .args(["status", "--json"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains("\"live\": true"))
-                .unwrap_or(false);
-            if published {
-                return fw;
-            }
-            assert!(Instant::now() < deadline, "xdpsieve did not attach in 20 s");
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        let mut all = vec!["--drop", "udp src port 53"];
+        all.extend_from_slice(args);
+        let mut fw = child::Firewall::spawn(net, BINARY, &all, Stdio::piped());
+        fw.wait_until(|| child::published(net));
+        Firewall(fw)
     }
 
-    pub fn stop(mut self) -> Output {
-        let child = self.child.take().expect("running");
-        // SAFETY: kill on the PID of a child we started and have not reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        child.wait_with_output().expect("waiting for xdpsieve")
+    pub fn stop(self) -> Output {
+        self.0.stop(libc::SIGINT)
     }
 
     /// Waits (up to `limit`) for the run to end by itself.
     pub fn wait_exit(mut self, limit: Duration) -> Output {
         let deadline = Instant::now() + limit;
-        let child = self.child.as_mut().expect("running");
+        let child = self.0.child_mut();
         while child.try_wait().expect("try_wait").is_none() {
             assert!(Instant::now() < deadline, "xdpsieve did not end by itself");
             std::thread::sleep(Duration::from_millis(50));
         }
-        self.child
-            .take()
-            .expect("running")
-            .wait_with_output()
-            .expect("output")
-    }
-}
-
-impl Drop for Firewall {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.0.wait_output()
     }
 }
 
@@ -262,19 +218,6 @@ pub fn pcapng_numbers(path: &Path) -> Vec<u32> {
         "{path:?} must end with its own statistics"
     );
     numbers
-}
-
-pub fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program} (cargo xtask setup installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A number from the summary line that ends with `tail` (e.g. "packets captured").

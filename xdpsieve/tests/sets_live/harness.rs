@@ -4,7 +4,7 @@
 
 use std::{
     net::{SocketAddr, UdpSocket},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Output, Stdio},
     sync::{
         Arc, Mutex,
@@ -16,32 +16,12 @@ use std::{
 
 use xdpsieve::netns::VethPair;
 
+use crate::tempdir::TempDir;
+
 pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 pub const PORT: u16 = 7100;
 /// The peer's address, the one the tests ban.
 pub const PEER: &str = "192.0.2.1";
-
-/// A scratch directory for rule and set files, removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("xdpsieve-sets-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    pub fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The namespaces and a rule file; on drop (even when the test fails) `xdpsieve stop`
 /// before the namespaces go, so no firewall or pin outlives the test.
@@ -73,7 +53,7 @@ src = "@blocklist"
 
 impl Net {
     pub fn create(tag: &str) -> Net {
-        let tmp = TempDir::new(tag);
+        let tmp = TempDir::named(&format!("xdpsieve-sets-{}-{tag}", std::process::id()));
         std::fs::write(tmp.file("rules.toml"), RULES).expect("rule file");
         std::fs::write(tmp.file("block.netset"), "# test list\n198.51.100.0/24\n")
             .expect("set file");
