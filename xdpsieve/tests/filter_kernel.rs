@@ -599,3 +599,69 @@ fn loads_in_xdp_fragments() {
         "{by_len}: the whole frame, fragments too"
     );
 }
+
+/// A classic program whose translation the verifier refuses: 18 branches on payload bytes,
+/// each of which may add its own power of two to X, then a load at X. X feeds a packet pointer, so the
+/// verifier must keep the 2^18 values apart and gives up after a million instructions.
+/// `auto` loads again with the interpreter (and says why); `translated` refuses.
+#[test]
+fn a_translation_the_verifier_refuses_falls_back_to_the_interpreter() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut insns = vec![insn(0x01, 0, 0, 0)]; // ldx #0
+    for i in 0..18 {
+        insns.extend([
+            insn(0x30, 0, 0, 42 + i), // ldb [42 + i]: the UDP payload
+            insn(0x45, 0, 3, 1),      // jset #1: else skip to the next branch
+            insn(0x87, 0, 0, 0),      // txa
+            insn(0x04, 0, 0, 1 << i), // add #2^i
+            insn(0x07, 0, 0, 0),      // tax
+        ]);
+    }
+    insns.extend([insn(0x50, 0, 0, 0), insn(RET_A, 0, 0, 0)]); // ldb [x + 0]; ret a
+    let filter = CompiledFilter {
+        expression: "eighteen branches".into(),
+        insns,
+    };
+    filter.validate().expect("a valid classic program");
+    let settings = |engine| Settings {
+        rules: RuleSet {
+            default_action: Action::Drop,
+            ..RuleSet::default()
+        },
+        capture: capture::DROPPED,
+        capture_filter: Some(filter.clone()),
+        filter_engine: engine,
+        ..Settings::default()
+    };
+    let err = Firewall::load(&settings(FilterEngine::Translated))
+        .err()
+        .expect("the verifier refuses the translation");
+    assert!(err.to_string().contains("1,000,000 instructions"), "{err}");
+    let mut fw = Firewall::load(&settings(FilterEngine::Auto)).expect("auto falls back");
+    let run = fw.filter_runs()[0].to_string();
+    assert!(
+        run.contains("interpreted (the kernel refused its translation: the verifier gave up"),
+        "{run}"
+    );
+    // The interpreter runs the program as written: X sums 2^i over the payload bytes with
+    // their low bit set, and the byte at X decides.
+    let mut frame = Frame::ipv4(A4, B4).udp(5353, 53).payload(64).build();
+    frame[42..60].fill(0);
+    frame[0] = 0x02;
+    assert!(harness::selects_one(&mut fw, &frame), "X = 0: byte 0 is 2");
+    frame[0] = 0;
+    assert!(!harness::selects_one(&mut fw, &frame), "X = 0: byte 0 is 0");
+    frame[42 + 2] = 1;
+    frame[4] = 0x10;
+    assert!(
+        harness::selects_one(&mut fw, &frame),
+        "X = 4: byte 4 is 0x10"
+    );
+    frame[42 + 17] = 1;
+    assert!(
+        !harness::selects_one(&mut fw, &frame),
+        "X = 2^17 + 4: past the end"
+    );
+}

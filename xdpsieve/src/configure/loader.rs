@@ -311,7 +311,7 @@ impl Firewall {
             if translated {
                 // Most likely the verifier on the translation (its complexity limit):
                 // the caller may load again with the filters interpreted.
-                LoaderError::TranslatedFilter(log_tail(&e.to_string(), 8))
+                LoaderError::TranslatedFilter(filters::refusal(&e.to_string()))
             } else {
                 load_error(&e, &log_tail(&e.to_string(), 40))
             }

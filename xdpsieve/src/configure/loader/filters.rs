@@ -119,3 +119,41 @@ pub fn plan(
         runs,
     })
 }
+
+/// Why the kernel refused a program with translated filters, in one short line, from the
+/// load error (which ends with the verifier's log).
+pub fn refusal(error: &str) -> String {
+    // The verifier's statistics close every log; what it objected to comes before them.
+    if error.contains("BPF program is too large") {
+        return "the verifier gave up after 1,000,000 instructions: the filter has too many \
+                paths for it"
+            .into();
+    }
+    let stats = ["verification time", "stack depth", "processed "];
+    error
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !stats.iter().any(|s| l.starts_with(s)))
+        .map_or_else(
+            || "the verifier refused it".into(),
+            |line| line.chars().take(200).collect(),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+
+    #[test]
+    fn a_refusal_is_one_line_of_what_the_verifier_objected_to() {
+        let too_large = "the BPF_PROG_LOAD syscall returned Argument list too long. Verifier \
+                         output: 22813: (2d) if r1 > r3 goto pc+30 BPF program is too large. \
+                         Processed 1000001 insn\nverification time 3657906 usec\nstack depth \
+                         256+0+136\nprocessed 1000001 insns (limit 1000000)";
+        assert!(refusal(too_large).contains("1,000,000 instructions"));
+        let other = "Verifier output: 12: (61) r2 = *(u32 *)(r1 +0)\ninvalid access to packet\n\
+                     verification time 10 usec\nstack depth 0\nprocessed 3 insns";
+        assert_eq!(refusal(other), "invalid access to packet");
+    }
+}
