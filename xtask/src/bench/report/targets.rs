@@ -1,0 +1,109 @@
+//! The targets: each goal of the issues beside the peer's figure and xdpsieve's from this
+//! run, and whether it was met; shown first in BENCHMARKS.md and kept in benchmarks.json.
+
+use serde_json::{Value, json};
+
+use super::{
+    cells::{ns, ratio},
+    end_to_end::{added_ns, by_cpu, by_kept, median_by},
+    kernel::kernel_ns,
+};
+use crate::{
+    bench::{
+        FRAME_SIZES, Results,
+        capture::{Load, Run, Setup},
+    },
+    netbench::thousands,
+};
+
+/// The issue's targets, each beside the peer figure and ours from this run.
+pub(super) fn targets(res: &Results) -> Vec<Value> {
+    let k = &res.kernel;
+    let frame = "IPv4 UDP 64 B";
+    let ours = kernel_ns(k, "xdpsieve", frame, "no-match", 1);
+    let drop_floor = kernel_ns(k, "floor-drop", frame, "", 0);
+    let filter = kernel_ns(k, "xdp-filter", frame, "no-match", 1);
+    let ours64 = kernel_ns(k, "xdpsieve", frame, "no-match", 64);
+    let filter64 = kernel_ns(k, "xdp-filter", frame, "no-match", 64);
+    let met = |a: Option<f64>, b: Option<f64>, factor: f64| a.zip(b).map(|(a, b)| a <= b * factor);
+    let mut t = vec![
+        json!({
+            "target": "kernel, no rule matched (IPv4 UDP 64 B, 1 rule): ≤ 1.5× a minimal drop program",
+            "peer": format!("minimal drop: {} ns", ns(drop_floor)),
+            "xdpsieve": format!("{} ns ({})", ns(ours), ratio(ours, drop_floor)),
+            "met": met(ours, drop_floor, 1.5),
+        }),
+        json!({
+            "target": "kernel, no rule matched (1 rule): ≤ 0.4× xdp-filter",
+            "peer": format!("xdp-filter: {} ns", ns(filter)),
+            "xdpsieve": format!("{} ns ({})", ns(ours), ratio(ours, filter)),
+            "met": met(ours, filter, 0.4),
+        }),
+        json!({
+            "target": "kernel, no rule matched (64 rules): ≤ 0.4× xdp-filter",
+            "peer": format!("xdp-filter: {} ns", ns(filter64)),
+            "xdpsieve": format!("{} ns ({})", ns(ours64), ratio(ours64, filter64)),
+            "met": met(ours64, filter64, 0.4),
+        }),
+    ];
+    for bytes in FRAME_SIZES {
+        let cpu = |s| {
+            median_by(&res.runs, s, bytes, Load::OneCore, by_cpu)
+                .and_then(|r| r.cpu_ns_per_captured)
+        };
+        let (ours, tcpdump, xdpdump) = (
+            cpu(Setup::Xdpsieve),
+            cpu(Setup::Tcpdump),
+            cpu(Setup::Xdpdump),
+        );
+        t.push(json!({
+            "target": format!("userspace CPU per captured frame, {bytes} B: ≤ tcpdump's"),
+            "peer": format!("tcpdump {} ns, xdpdump {} ns", ns(tcpdump), ns(xdpdump)),
+            "xdpsieve": format!("{} ns ({} of tcpdump)", ns(ours), ratio(ours, tcpdump)),
+            "met": met(ours, tcpdump, 1.0),
+        }));
+    }
+    for bytes in FRAME_SIZES {
+        let add = |s| added_ns(&res.runs, s, bytes);
+        let (ours, tcpdump, xdpdump) = (
+            add(Setup::Xdpsieve),
+            add(Setup::Tcpdump),
+            add(Setup::Xdpdump),
+        );
+        let show = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:+.0} ns"));
+        t.push(json!({
+            "target": format!("kernel cost capture adds per frame, {bytes} B: ≤ tcpdump's tap"),
+            "peer": format!("tcpdump {}, xdpdump {}", show(tcpdump), show(xdpdump)),
+            "xdpsieve": show(ours),
+            "met": met(ours, tcpdump, 1.0),
+        }));
+    }
+    let kept = |s| median_by(&res.runs, s, 512, Load::BothCores, by_kept).and_then(Run::kept);
+    let show = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.1}%"));
+    t.push(json!({
+        "target": "512 B frames, generator on both cores: every frame captured",
+        "peer": format!("tcpdump kept {}, xdpdump {}", show(kept(Setup::Tcpdump)), show(kept(Setup::Xdpdump))),
+        "xdpsieve": format!("kept {}", show(kept(Setup::Xdpsieve))),
+        "met": kept(Setup::Xdpsieve).map(|k| k >= 100.0),
+    }));
+    let silent = |s: Setup| {
+        res.runs
+            .iter()
+            .filter(|r| r.setup == s)
+            .filter_map(|r| r.unreported_lost)
+            .map(i64::unsigned_abs)
+            .max()
+            .unwrap_or(0)
+    };
+    t.push(json!({
+        "target": "no unreported losses in any run",
+        "peer": format!("tcpdump at most {}, xdpdump at most {}", thousands(silent(Setup::Tcpdump)), thousands(silent(Setup::Xdpdump))),
+        "xdpsieve": format!("at most {}", thousands(silent(Setup::Xdpsieve))),
+        "met": silent(Setup::Xdpsieve) == 0,
+    }));
+    t.push(crate::bench::flood::target(&res.flood));
+    if !res.sets.is_null() {
+        t.extend(crate::bench::sets::targets(&res.sets));
+    }
+    t
+}
