@@ -9,7 +9,7 @@ use anyhow::Result;
 use super::{Bench, RING_SIZE, RULE, SETTLE, SMALL_RING, SUSTAINED, TRANSPORTS, step::Step};
 use crate::netbench::*;
 
-/// utime + stime of a process, in clock ticks.
+/// The report's Markdown for `steps`, run in `elapsed`.
 pub(super) fn report(
     bench: &Bench,
     steps: &[Step],
