@@ -230,22 +230,7 @@ pub(crate) fn render(md: &mut String, sets: &Value, command: &str) -> std::fmt::
         sets["seed"].as_u64().unwrap_or(0),
         sets["addresses"].as_u64().unwrap_or(0),
     )?;
-    writeln!(md, "| target | peer, same run | xdpsieve | met |")?;
-    writeln!(md, "|---|---|---|---|")?;
-    for t in targets(sets) {
-        writeln!(
-            md,
-            "| {} | {} | {} | {} |",
-            t["target"].as_str().unwrap_or(""),
-            t["peer"].as_str().unwrap_or(""),
-            t["xdpsieve"].as_str().unwrap_or(""),
-            match t["met"].as_bool() {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None => "—",
-            }
-        )?;
-    }
+    super::report::cells::targets_table(md, &targets(sets))?;
     writeln!(md, "\n### Lookup cost\n")?;
     writeln!(
         md,

@@ -6,7 +6,7 @@
 //! ([`end_to_end`]), then the flood and address-set sections (their own modules) and the
 //! commands (here). [`cells`] formats the tables' cells.
 
-mod cells;
+pub(crate) mod cells;
 mod end_to_end;
 mod kernel;
 mod targets;
@@ -128,22 +128,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
     // Targets first: the summary a reader wants.
     let targets = targets(res);
     writeln!(md, "\n## Targets\n")?;
-    writeln!(md, "| target | peer, same run | xdpsieve | met |")?;
-    writeln!(md, "|---|---|---|---|")?;
-    for t in &targets {
-        writeln!(
-            md,
-            "| {} | {} | {} | {} |",
-            t["target"].as_str().unwrap_or(""),
-            t["peer"].as_str().unwrap_or(""),
-            t["xdpsieve"].as_str().unwrap_or(""),
-            match t["met"].as_bool() {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None => "—",
-            }
-        )?;
-    }
+    cells::targets_table(&mut md, &targets)?;
 
     kernel::render(&mut md, &res.kernel, &machine)?;
 
