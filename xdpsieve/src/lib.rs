@@ -22,6 +22,9 @@ pub mod sandbox;
 pub mod session;
 pub mod write;
 
+#[cfg(test)]
+mod test_support;
+
 pub use configure::{
     capture_filter, classify, flags, input, loader, pins, reload, rules, sets, stop, takeover,
 };

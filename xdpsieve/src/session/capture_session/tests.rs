@@ -16,22 +16,7 @@ use crate::source::MemoryQueue;
 
 const IFINDEX: u32 = 4;
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("xdpsieve-sess-{}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use crate::test_support::ScratchDir as Dir;
 
 fn interfaces() -> Vec<Interface> {
     vec![Interface {
@@ -184,7 +169,7 @@ fn read_pcapng(path: &std::path::Path) -> (Vec<u32>, Vec<(u64, u64)>, bool) {
 
 #[test]
 fn finish_drains_the_rest_before_the_closing_statistics() {
-    let dir = Dir::new("one");
+    let dir = Dir::new("sess-one");
     let file = dir.0.join("d.pcapng");
     let (mut session, queue) = session(plan(file.clone(), None, None));
     for n in 0..3 {
@@ -227,7 +212,7 @@ fn finish_drains_the_rest_before_the_closing_statistics() {
 
 #[test]
 fn rotates_by_size_and_runs_z_on_each_file_once_closed() {
-    let dir = Dir::new("rotate");
+    let dir = Dir::new("sess-rotate");
     let copies = dir.0.join("z");
     fs::create_dir(&copies).unwrap();
     // -z: a copy of each file as the command found it.
@@ -297,7 +282,7 @@ fn rotates_by_size_and_runs_z_on_each_file_once_closed() {
 
 #[test]
 fn count_stops_the_capture_and_counts_the_rest_past_it() {
-    let dir = Dir::new("count");
+    let dir = Dir::new("sess-count");
     let file = dir.0.join("d.pcapng");
     let (mut session, queue) = session(plan(file.clone(), None, Some(3)));
     assert!(!session.limit_reached());
@@ -317,7 +302,7 @@ fn count_stops_the_capture_and_counts_the_rest_past_it() {
 
 #[test]
 fn an_error_reading_the_closing_counters_ends_before_the_closing_blocks() {
-    let dir = Dir::new("closing-error");
+    let dir = Dir::new("sess-closing-error");
     let file = dir.0.join("d.pcapng");
     let (mut session, queue) = session(plan(file.clone(), None, None));
     queue.push(raw_record(0, 60));
@@ -331,7 +316,7 @@ fn an_error_reading_the_closing_counters_ends_before_the_closing_blocks() {
 
 #[test]
 fn capture_and_event_log_drain_to_the_end_and_count_alike() {
-    let dir = Dir::new("both");
+    let dir = Dir::new("sess-both");
     let (file, log) = (dir.0.join("d.pcapng"), dir.0.join("events.log"));
     let plan = CapturePlan {
         logging: true,
@@ -361,7 +346,7 @@ fn capture_and_event_log_drain_to_the_end_and_count_alike() {
 
 #[test]
 fn a_ring_of_three_files_keeps_the_newest_packets() {
-    let dir = Dir::new("ring");
+    let dir = Dir::new("sess-ring");
     let rotation = RotationPlan {
         size: Some(10_000),
         period: None,
@@ -417,7 +402,7 @@ fn a_failed_output_stops_itself_and_counts_every_record_not_written() {
 
 #[test]
 fn each_rotated_file_gives_what_the_kernel_counted_while_it_was_open() {
-    let dir = Dir::new("probe");
+    let dir = Dir::new("sess-probe");
     let rotation = RotationPlan {
         size: Some(20_000),
         period: None,

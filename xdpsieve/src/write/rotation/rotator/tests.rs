@@ -12,22 +12,7 @@ use pcap_file::{
 use super::*;
 use crate::capture::Packet;
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("xdpsieve-rot-{}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use crate::test_support::ScratchDir as Dir;
 
 fn interfaces() -> Vec<Interface> {
     vec![Interface {
@@ -138,7 +123,7 @@ fn pcapng_numbers(path: &PathBuf) -> (Vec<u32>, Vec<u64>) {
 
 #[test]
 fn pcap_files_by_size_stand_alone_and_hold_every_packet_once() {
-    let dir = Dir::new("pcap-size");
+    let dir = Dir::new("rot-pcap-size");
     let plan = RotationPlan {
         size: Some(2000),
         period: None,
@@ -159,7 +144,7 @@ fn pcap_files_by_size_stand_alone_and_hold_every_packet_once() {
 
 #[test]
 fn pcapng_ring_keeps_the_newest_files_each_with_its_own_statistics() {
-    let dir = Dir::new("pcapng-ring");
+    let dir = Dir::new("rot-pcapng-ring");
     let plan = RotationPlan {
         size: Some(3000),
         period: None,
@@ -189,7 +174,7 @@ fn pcapng_ring_keeps_the_newest_files_each_with_its_own_statistics() {
 
 #[test]
 fn period_with_files_stops_and_counts_only_what_the_files_hold() {
-    let dir = Dir::new("period");
+    let dir = Dir::new("rot-period");
     let plan = RotationPlan {
         size: None,
         period: Some(Duration::from_secs(2)),
