@@ -167,6 +167,14 @@ impl FromStr for Cidr {
                 .filter(|&p| p <= max)
                 .ok_or_else(|| format!("prefix length `/{p}` is not in 0..={max}"))?,
         };
+        // IPv4-mapped IPv6 is the IPv4 address; IPv4-compatible is refused (see there).
+        let (addr, prefix_len) = match addr {
+            IpAddr::V6(a) => match crate::configure::sets::embedded_ipv4(a, prefix_len)? {
+                Some((v4, len)) => (IpAddr::V4(v4), len),
+                None => (addr, prefix_len),
+            },
+            IpAddr::V4(_) => (addr, prefix_len),
+        };
         let cidr = Cidr { addr, prefix_len };
         let (words, _) = cidr.to_words();
         let masked = Cidr {

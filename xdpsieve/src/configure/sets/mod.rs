@@ -105,6 +105,13 @@ impl SetPrefix {
                 }
             },
         };
+        let (addr, prefix_len) = match addr {
+            IpAddr::V6(a) => match embedded_ipv4(a, prefix_len)? {
+                Some((v4, len)) => (IpAddr::V4(v4), len),
+                None => (addr, prefix_len),
+            },
+            IpAddr::V4(_) => (addr, prefix_len),
+        };
         let masked = match addr {
             IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & v4_mask(prefix_len))),
             IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & v6_mask(prefix_len))),
@@ -117,6 +124,34 @@ impl SetPrefix {
             masked != addr,
         ))
     }
+}
+
+/// IPv4 written as IPv6, in sets and rules alike. An IPv4-mapped address
+/// (`::ffff:192.0.2.53`, RFC 4291 2.5.5.2) is what dual-stack software prints for an IPv4
+/// peer, and no IPv6 packet may carry one (Linux drops those that do before any socket):
+/// it means the IPv4 address, so it is read as IPv4 (`::ffff:192.0.2.0/120` is
+/// `192.0.2.0/24`) and matches IPv4 packets. An IPv4-compatible one (`::192.0.2.53`,
+/// deprecated by RFC 4291 2.5.5.1) is refused: no packet carries it either, and reading
+/// it as IPv4 would be a guess. `::` and `::1` are ordinary IPv6 addresses. Returns the
+/// IPv4 prefix for a mapped one, `None` for any other IPv6 prefix.
+pub fn embedded_ipv4(addr: Ipv6Addr, prefix_len: u8) -> Result<Option<(Ipv4Addr, u8)>, String> {
+    let bits = u128::from(addr);
+    if prefix_len < 96 {
+        return Ok(None);
+    }
+    let v4 = Ipv4Addr::from(bits as u32);
+    if bits >> 32 == 0xffff {
+        return Ok(Some((v4, prefix_len - 96)));
+    }
+    if bits >> 32 == 0 && !(prefix_len == 128 && bits <= 1) {
+        return Err(format!(
+            "`{addr}/{prefix_len}` is an IPv4-compatible IPv6 address, a form deprecated by \
+             RFC 4291 that no packet carries; write the IPv4 address ({v4}/{}) to match \
+             IPv4 packets",
+            prefix_len - 96
+        ));
+    }
+    Ok(None)
 }
 
 /// Strict: host bits set after the prefix are an error (for prefixes the operator types).

@@ -220,6 +220,49 @@ fn prefixes_parse_strictly_or_masking() {
 }
 
 #[test]
+fn ipv4_mapped_ipv6_is_read_as_ipv4_and_ipv4_compatible_is_refused() {
+    assert_eq!(
+        "::ffff:192.0.2.53".parse::<SetPrefix>(),
+        Ok(prefix("192.0.2.53/32"))
+    );
+    assert_eq!(
+        "::ffff:192.0.2.0/120".parse::<SetPrefix>(),
+        Ok(prefix("192.0.2.0/24"))
+    );
+    assert_eq!(
+        "::ffff:0:0/96".parse::<SetPrefix>(),
+        Ok(prefix("0.0.0.0/0"))
+    );
+    assert_eq!(
+        SetPrefix::parse_masking("::ffff:192.0.2.53/120"),
+        Ok((prefix("192.0.2.0/24"), true))
+    );
+    let e = "::ffff:192.0.2.53/120".parse::<SetPrefix>().unwrap_err();
+    assert!(e.contains("did you mean `192.0.2.0/24`"), "{e}");
+    for compatible in ["::192.0.2.53", "::192.0.2.0/120", "::/96"] {
+        let e = compatible.parse::<SetPrefix>().unwrap_err();
+        assert!(e.contains("IPv4-compatible"), "{compatible}: {e}");
+        assert!(e.contains("write the IPv4 address"), "{compatible}: {e}");
+    }
+    // Ordinary IPv6, mapped or not by their length.
+    for v6 in [
+        "::1",
+        "::",
+        "::/0",
+        "::fffe:0:0/95",
+        "2001:db8::/32",
+        "64:ff9b::192.0.2.1",
+    ] {
+        let p: SetPrefix = v6.parse().unwrap();
+        assert!(p.addr.is_ipv6(), "{v6}");
+    }
+    // The same in a set file.
+    let parsed = parse("::ffff:198.51.100.7\n");
+    assert_eq!(parsed.prefixes, vec![prefix("198.51.100.7/32")]);
+    assert!(line_error("::198.51.100.7\n").contains("IPv4-compatible"));
+}
+
+#[test]
 fn set_names() {
     for good in ["blocklist", "a", "drop_v4.2026-11", &"x".repeat(64)] {
         assert_eq!(check_set_name(good), Ok(()), "{good}");
