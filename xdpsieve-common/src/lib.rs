@@ -117,6 +117,9 @@ pub mod sets {
     pub const ENTRY_FILE: u8 = 1;
     /// Added at run time (`xdpsieve set add`).
     pub const ENTRY_RUNTIME: u8 = 2;
+    /// Entry 1 of a free group of the set trie (see [`SetMeta::free_head`](super::SetMeta)):
+    /// a check that the free list leads only to free groups.
+    pub const FREE_GROUP: u32 = 0x0f2e_e0f2;
     /// Slot of [`SetRules`](super::SetClass) holding the rules with no address condition.
     pub const ANY_SLOT: u32 = MAX_SETS;
 }
@@ -161,11 +164,17 @@ pub struct SetEntry {
 }
 
 /// Bookkeeping of a generation's set maps (`SET_META`, one entry), for the processes that
-/// change them: how much of each table is in use. Userspace only.
+/// change them: how much of each table is in use, the free trie groups, and whether a
+/// change is being written. Userspace only.
+///
+/// A change writes this first with `in_change` set (and every class it will use), then the
+/// trie and the entry table, then this again with `in_change` clear: a process that finds
+/// it set knows the last writer died part-way and rebuilds the rest from the maps
+/// themselves (see `configure::sets::live::recover`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SetMeta {
-    /// Groups in use (roots included); the rest of `SET_NODES` is free.
+    /// Groups in use (roots included).
     pub groups_used: u32,
     /// Classes in use; class i's set mask is `class_masks[i]`.
     pub classes_used: u32,
@@ -174,6 +183,14 @@ pub struct SetMeta {
     /// Changes made to the sets at run time (wrapping): the recorder's expiry scans the
     /// entry table again only when this moved or an expiry it knows of is due.
     pub changes: u32,
+    /// Groups below this have been handed out; those above were never used.
+    pub groups_high: u32,
+    /// The first free group below `groups_high` (0: none). Free groups form a list:
+    /// entry 0 of each is the next one, entry 1 is [`sets::FREE_GROUP`].
+    pub free_head: u32,
+    /// Nonzero while a change is being written (see above).
+    pub in_change: u32,
+    pub _pad: u32,
     pub class_masks: [u64; sets::MAX_CLASSES as usize],
 }
 
@@ -587,7 +604,8 @@ const _: () = {
     assert!(size_of::<SetGroup>() == 1024);
     assert!(size_of::<SetEntry>() == 32);
     assert!(offset_of!(SetEntry, addr) == 16);
-    assert!(size_of::<SetMeta>() == 16 + 8 * sets::MAX_CLASSES as usize);
+    assert!(size_of::<SetMeta>() == 32 + 8 * sets::MAX_CLASSES as usize);
+    assert!(offset_of!(SetMeta, class_masks) == 32);
     assert!(size_of::<Counters>() == 160);
     assert!(offset_of!(Counters, sampled_out) == 144);
     assert!(offset_of!(Counters, not_selected) == 152);

@@ -177,12 +177,19 @@ fn flush_empties_a_set_and_save_writes_its_file() {
     flow.assert_all_pass_from(flushed, "after flush");
     let text = net.ok(&["status"]);
     assert!(
-        text.contains("MiB of kernel memory; ban 1 entries (0 timed), blocklist 0 entries"),
+        text.contains("groups in use); ban 1 entries (0 timed), blocklist 0 entries"),
         "{text}"
     );
+    assert!(text.contains("MiB of kernel memory (trie: "), "{text}");
     let status = net.status();
     let sets = &status["sets"];
     assert!(sets["memory_bytes"].as_u64().unwrap() > 0, "{status}");
+    // The flush folded away every group the set took: the roots and the inline set's.
+    assert!(
+        sets["trie_groups_used"].as_u64().unwrap() <= 513,
+        "{status}"
+    );
+    assert_eq!(sets["change_unfinished"], false, "{status}");
     assert_eq!(sets["sets"][0]["entries"], 1, "{status}");
     assert_eq!(sets["sets"][1]["entries"], 0, "{status}");
 }

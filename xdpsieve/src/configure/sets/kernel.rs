@@ -20,7 +20,7 @@ use aya::{
 };
 use xdpsieve_common::{
     RULE_WORDS, RuleBits, SetClass, SetEntry, SetGroup, SetMeta,
-    sets::{ANY_SLOT, ENTRY_FILE, ENTRY_FREE, ENTRY_RUNTIME, MAX_CLASSES, MAX_SETS},
+    sets::{ANY_SLOT, ENTRY_FILE, ENTRY_FREE, ENTRY_RUNTIME, FREE_GROUP, MAX_CLASSES, MAX_SETS},
 };
 
 use super::{
@@ -159,7 +159,7 @@ const SPARE_ENTRIES: u32 = 65536;
 
 /// What a new generation's set maps hold.
 pub struct Built {
-    pub trie: Trie<'static>,
+    pub trie: Trie,
     pub entries: Vec<SetEntry>,
     /// `SET_RULES`: per set, then [`ANY_SLOT`].
     pub rules: Vec<SetClass>,
@@ -238,7 +238,7 @@ impl Built {
 
     /// Groups `SET_NODES` is created with.
     pub fn node_capacity(&self) -> u32 {
-        let used = self.trie.groups_used();
+        let used = self.trie.groups().len() as u32;
         used.saturating_add((used / 4).max(SPARE_GROUPS))
     }
 
@@ -271,6 +271,13 @@ impl Built {
             );
         }
         slots[..groups.len()].copy_from_slice(groups);
+        // Groups the build folded away form the free list (see `SetMeta::free_head`).
+        let mut free_head = 0;
+        for &id in self.trie.free_groups() {
+            slots[id as usize].entries[0] = free_head;
+            slots[id as usize].entries[1] = FREE_GROUP;
+            free_head = id;
+        }
         let mut table = Mapped::<SetEntry>::new(map_data(ebpf, "SET_ENTRIES")?, "SET_ENTRIES")?;
         let slots = table.as_mut_slice();
         if slots.len() < self.entries.len() {
@@ -301,6 +308,10 @@ impl Built {
             classes_used: masks.len() as u32,
             entries_used: self.entries.len() as u32,
             changes: 0,
+            groups_high: groups.len() as u32,
+            free_head,
+            in_change: 0,
+            _pad: 0,
             class_masks: [0; MAX_CLASSES as usize],
         };
         meta.class_masks[..masks.len()].copy_from_slice(masks);

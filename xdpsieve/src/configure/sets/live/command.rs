@@ -14,7 +14,7 @@ use xdpsieve_common::{SetEntry, sets::ENTRY_FREE};
 use super::{
     Generation, SignalsHeld, boottime_ns,
     edit::{Editor, is_file_entry},
-    program_in_force,
+    program_in_force, save,
     text::{self, show, show_left},
 };
 use crate::{
@@ -213,7 +213,7 @@ fn apply(
     match op {
         SetOp::Add { timeout } => {
             let expires = timeout.map_or(0, |t| now + t.as_nanos() as u64);
-            let added = editor.add(set, prefixes, expires)?;
+            let added = editor.add(set, name, prefixes, expires)?;
             let _ = write!(out, "added {}", added.added);
             if added.renewed > 0 {
                 let _ = write!(out, ", renewed {} already there", added.renewed);
@@ -234,7 +234,7 @@ fn apply(
             let _ = write!(out, "removed {removed}");
         }
         SetOp::Flush => {
-            let removed = editor.flush(set)?;
+            let removed = editor.flush(set, name)?;
             let _ = write!(out, "flushed {removed} entries");
         }
         SetOp::List { .. } => {}
@@ -274,18 +274,34 @@ pub fn run(plan: &SetPlan) -> Result<String> {
     let started = Instant::now();
     let now = boottime_ns();
     let mut editor = Editor::new(&mut locked.generation)?;
-    let expired = editor.expire(now);
-    let changed = match &expired {
-        Ok(_) => apply(&plan.op, &mut editor, set, &prefixes, now, &name),
-        Err(_) => Ok(String::new()),
+    // Its own change: what is overdue goes whether or not this command's change is made.
+    let expired = editor.expire(now)?;
+    // `--save` is part of the change: the file's new version is written aside first and
+    // put in place only if the change is made, all under the lock.
+    let pending = match &save_file {
+        Some(file) => {
+            let edit = match plan.op {
+                SetOp::Add { .. } => save::Edit::Add(&prefixes),
+                _ => save::Edit::Remove(&prefixes),
+            };
+            Some(save::prepare(file, &edit).with_context(|| {
+                format!("set {name} was not changed: --save cannot write its file")
+            })?)
+        }
+        None => None,
     };
-    // Whatever happened, SET_META records what the trie and the table hold now: a refused
-    // change left them as they were, but the expiry before it (or a removal that failed
-    // half-way) may have changed them and made classes.
-    editor.finish()?;
+    let changed = apply(&plan.op, &mut editor, set, &prefixes, now, &name)?;
+    let saved = match (pending, &save_file) {
+        (Some(pending), Some(file)) => Some(pending.commit().with_context(|| {
+            format!(
+                "the change is in force, but saving it to {} failed: a restart will not keep it",
+                crate::text::escape_path(file)
+            )
+        })?),
+        _ => None,
+    };
     let took = started.elapsed();
-    let expired = expired?;
-    let mut out = format!("set {name} on {iface}: {}", changed?);
+    let mut out = format!("set {name} on {iface}: {changed}");
     if let SetOp::List { json } = plan.op {
         let entries = listed(locked.generation.used_entries(), set, now);
         if json {
@@ -315,16 +331,9 @@ pub fn run(plan: &SetPlan) -> Result<String> {
     if !expired.is_empty() {
         let _ = write!(out, " ({} expired entries removed first)", expired.len());
     }
-    if let Some(file) = save_file {
+    if let (Some(file), Some(lines)) = (save_file, saved) {
         let shown = crate::text::escape_path(&file);
-        let saved = match plan.op {
-            SetOp::Add { .. } => text::save_added(&file, &prefixes),
-            _ => text::save_removed(&file, &prefixes),
-        }
-        .with_context(|| {
-            format!("the change is in force, but saving it to {shown} failed: a restart will not keep it")
-        })?;
-        let _ = write!(out, "; saved to {shown} ({saved} lines)");
+        let _ = write!(out, "; saved to {shown} ({lines} lines)");
     }
     Ok(out)
 }
@@ -358,6 +367,14 @@ impl Expirer {
         let meta = generation.meta_map.get(&0, 0).context("reading SET_META")?;
         let now = boottime_ns();
         let due_known = self.next_due != 0 && self.next_due <= now;
+        if meta.in_change != 0 {
+            // A change under way, or one whose process died: taking the lock waits for the
+            // first and repairs the second (`Generation::lock`).
+            if Generation::try_lock(iface)?.is_some() {
+                self.scanned = None;
+            }
+            return Ok(0);
+        }
         if self.scanned == Some(meta.changes) && !due_known {
             return Ok(0);
         }
@@ -387,9 +404,7 @@ impl Expirer {
             return Ok(0);
         };
         let mut editor = Editor::new(&mut locked.generation)?;
-        let gone = editor.expire(boottime_ns());
-        editor.finish()?;
-        Ok(gone?.len())
+        Ok(editor.expire(boottime_ns())?.len())
     }
 }
 

@@ -1,25 +1,37 @@
 //! Changing a running generation's sets: the entry table (`SET_ENTRIES`), the trie
 //! (`SET_NODES`), the classes (`SET_CLASSES`) and the bookkeeping (`SET_META`) together.
 //!
-//! The invariant kept at every step: the entry table holds at least what the trie says.
-//! An added prefix gets its entry before the trie is painted, a removed one loses its entry
-//! after the trie is repainted, so a process killed in between leaves an entry that blocks
-//! nothing (listed, and put right by `del` or the next reload), never a block nobody can
-//! see or lift. A new class is written to `SET_CLASSES` before the trie refers to it (the
-//! trie's `new_class` callback). `SET_META` is written once, at the end of the change
-//! ([`Editor::finish`]); the caller holds the signals that would end the process meanwhile.
+//! Each change is computed whole before anything is written (`trie::change`): one that
+//! does not fit is refused and leaves every map as it was, trie space included. Then it
+//! is written in an order that a process killed between any two writes leaves
+//! recoverable:
 //!
-//! For each change, the entries of the set that overlap the prefixes it touches are indexed
-//! in one pass over the table (`live::index`), so finding a set's prefixes that overlap
-//! a removed one (what `Trie::remove` repaints) is a lookup, not a scan: 10,000 changes
-//! cost one pass over the table.
+//! 1. `SET_META` with `in_change` set and every class the change uses (write-ahead);
+//! 2. the new classes into `SET_CLASSES`, before anything refers to them;
+//! 3. the trie's new groups (nothing the program reaches refers to them yet);
+//! 4. the new entries (each entry's `state` last, so an entry is whole or free);
+//! 5. the trie's root entries that change, one atomic store each: from here each address
+//!    is judged by the new sets;
+//! 6. the removed entries freed;
+//! 7. after the program's walks in flight have ended ([`grace`]), the groups the change
+//!    unlinked go to the free list;
+//! 8. `SET_META` with the new bookkeeping and `in_change` clear.
+//!
+//! A process that finds `in_change` set (the writer died) repairs the generation from
+//! the entry table before anything else (`recover`). For each change, the entries of the
+//! set that overlap the prefixes it touches are indexed in one pass over the table
+//! (`live::index`), so finding what a removal repaints is a lookup, not a scan.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    sync::atomic::{AtomicU8, AtomicU64, Ordering},
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{Array, MapData};
 use xdpsieve_common::{
-    SetClass, SetEntry, SetMeta,
+    SetClass, SetEntry, SetGroup, SetMeta,
     sets::{ENTRY_FILE, ENTRY_FREE, ENTRY_RUNTIME, FIRST_GROUP},
 };
 
@@ -30,21 +42,27 @@ use super::{
 };
 use crate::configure::sets::{
     kernel::{class_rules, entry_prefix, new_entry},
-    trie::{Trie, TriePrefix},
+    trie::{
+        TrieError, TriePrefix,
+        change::{Change, Space},
+    },
 };
 
-/// One change of a locked generation, from [`Editor::new`] to [`Editor::finish`].
+/// Trie groups an add leaves free for later removals: a removal copies the groups on
+/// the path it changes before the old ones can be freed, so a trie that adds filled to
+/// the last group could refuse to lift a ban. 256 groups let a removal of 128 scattered
+/// IPv4 addresses (or 18 IPv6 ones) through at any time; a small trie keeps a 16th.
+const KEPT_FOR_REMOVALS: u32 = 256;
+
+/// One change of a locked generation at a time; each operation writes its change whole.
 pub struct Editor<'a> {
-    trie: Trie<'a>,
-    entries: &'a mut [SetEntry],
+    pub(super) nodes: &'a mut [SetGroup],
+    pub(super) entries: &'a mut [SetEntry],
     classes: &'a mut Array<MapData, SetClass>,
     rules: &'a [SetClass],
     meta_map: &'a mut Array<MapData, SetMeta>,
-    meta: &'a mut SetMeta,
-    /// Slots ever used (`SET_META.entries_used`).
-    used: u32,
-    /// Free slots below `used`, highest first (`pop` reuses the lowest).
-    free: Vec<u32>,
+    pub(super) meta: &'a mut SetMeta,
+    writes: Writes,
 }
 
 /// What an add did.
@@ -58,6 +76,48 @@ pub struct Added {
     pub from_file: usize,
 }
 
+/// What one change writes to the entry table.
+#[derive(Default)]
+pub(super) struct EntryWrites {
+    added: Vec<(u32, SetEntry)>,
+    renewed: Vec<(u32, u64)>,
+    freed: Vec<u32>,
+}
+
+/// Counts the writes of a change and, for the tests of what a killed process leaves,
+/// stops after the Nth: `XDPSIEVE_TEST_KILL_AFTER_WRITES=N` makes the process SIGKILL
+/// itself there (the integration tests), [`Editor::stop_after`] makes the change return
+/// an error there without another write (the unit tests).
+#[derive(Default)]
+struct Writes {
+    done: u64,
+    kill_after: Option<u64>,
+    stop_after: Option<u64>,
+}
+
+impl Writes {
+    fn from_env() -> Writes {
+        Writes {
+            kill_after: std::env::var("XDPSIEVE_TEST_KILL_AFTER_WRITES")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            ..Writes::default()
+        }
+    }
+
+    fn wrote(&mut self) -> Result<()> {
+        self.done += 1;
+        if self.kill_after == Some(self.done) {
+            // SAFETY: kill and getpid have no preconditions; SIGKILL cannot be caught.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        if self.stop_after == Some(self.done) {
+            bail!("stopped after write {} (test)", self.done);
+        }
+        Ok(())
+    }
+}
+
 fn write_class(
     classes: &mut Array<MapData, SetClass>,
     rules: &[SetClass],
@@ -69,9 +129,45 @@ fn write_class(
         .with_context(|| format!("writing class {id} to SET_CLASSES"))
 }
 
+/// Says which set a refused change was for, and that nothing changed, once.
+fn refused(error: TrieError, set_name: &str) -> anyhow::Error {
+    anyhow::Error::new(error).context(format!(
+        "set {set_name} was not changed (nothing was written)"
+    ))
+}
+
+/// Waits until every run of the XDP program that may have started before now has ended,
+/// so that nothing reads the groups a change unlinked: the program runs under RCU, and
+/// `membarrier(MEMBARRIER_CMD_GLOBAL)` waits for an RCU grace period (~15 ms). Where the
+/// kernel refuses it (nohz_full CPUs), a pause far longer than a driver's poll.
+pub fn grace() {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier takes no pointers.
+    let rc = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if rc != 0 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 impl<'a> Editor<'a> {
-    /// Starts a change of `generation`, whose lock the caller holds.
+    /// Starts changing `generation`, whose lock the caller holds; first repairs what a
+    /// change that died part-way left (see the module doc).
     pub fn new(generation: &'a mut Generation) -> Result<Editor<'a>> {
+        Editor::with_writes(generation, Writes::from_env())
+    }
+
+    /// For tests: as [`Editor::new`], with the repair (if one is due) stopped after its
+    /// `n`th write.
+    #[cfg(test)]
+    pub fn new_stopping(generation: &'a mut Generation, n: u64) -> Result<Editor<'a>> {
+        let writes = Writes {
+            stop_after: Some(n),
+            ..Writes::default()
+        };
+        Editor::with_writes(generation, writes)
+    }
+
+    fn with_writes(generation: &'a mut Generation, writes: Writes) -> Result<Editor<'a>> {
         let Generation {
             nodes,
             entries,
@@ -85,40 +181,88 @@ impl<'a> Editor<'a> {
         if nodes.len() < FIRST_GROUP as usize {
             bail!("this firewall was loaded without sets (its rule file declares none)");
         }
-        let classes_used = (meta.classes_used as usize).min(meta.class_masks.len());
-        let trie = Trie::open(nodes, meta.groups_used, &meta.class_masks[..classes_used]);
-        let entries = entries.as_mut_slice();
-        let used = meta.entries_used.min(entries.len() as u32);
-        let free = (0..used)
-            .rev()
-            .filter(|&slot| entries[slot as usize].state == ENTRY_FREE)
-            .collect();
-        Ok(Editor {
-            trie,
-            entries,
+        let mut editor = Editor {
+            nodes,
+            entries: entries.as_mut_slice(),
             classes,
             rules,
             meta_map,
             meta,
-            used,
-            free,
-        })
+            writes,
+        };
+        if editor.meta.in_change != 0 {
+            super::recover::recover(&mut editor)
+                .context("repairing the sets after a change that did not finish")?;
+        }
+        Ok(editor)
+    }
+
+    /// For tests: the next change stops after its `n`th write, as a killed process would.
+    #[cfg(test)]
+    pub fn stop_after(&mut self, n: u64) {
+        self.writes = Writes {
+            stop_after: Some(n),
+            ..Writes::default()
+        };
+    }
+
+    /// The writes made so far (for tests that stop a change at each of them).
+    #[cfg(test)]
+    pub fn writes_done(&self) -> u64 {
+        self.writes.done
+    }
+
+    fn used(&self) -> u32 {
+        self.meta.entries_used.min(self.entries.len() as u32)
     }
 
     fn index(&self, set: u16, interest: &[TriePrefix]) -> Index {
-        build_index(&self.entries[..self.used as usize], set, interest)
+        build_index(&self.entries[..self.used() as usize], set, interest)
     }
 
-    /// Adds `prefixes` to `set` as runtime entries expiring at `expires_ns` (0: never). A
-    /// prefix already added at run time gets the new expiry; one from the set's file stays
-    /// as it is. When the table or the trie cannot take them all, nothing is changed.
-    pub fn add(&mut self, set: u16, prefixes: &[TriePrefix], expires_ns: u64) -> Result<Added> {
+    /// Writes every class in use to `SET_CLASSES` (for a repair).
+    pub(super) fn rewrite_classes(&mut self) -> Result<()> {
+        let n = (self.meta.classes_used as usize).clamp(1, self.meta.class_masks.len());
+        for id in 0..n {
+            write_class(
+                self.classes,
+                self.rules,
+                id as u32,
+                self.meta.class_masks[id],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn masks(&self) -> &[u64] {
+        let n = (self.meta.classes_used as usize).clamp(1, self.meta.class_masks.len());
+        &self.meta.class_masks[..n]
+    }
+
+    pub(super) fn space(&self) -> Space {
+        Space {
+            groups_used: self.meta.groups_used,
+            groups_high: self.meta.groups_high,
+            free_head: self.meta.free_head,
+        }
+    }
+
+    /// Adds `prefixes` to `set` (named `set_name`) as runtime entries expiring at
+    /// `expires_ns` (0: never). A prefix already added at run time gets the new expiry;
+    /// one from the set's file stays as it is. When the table or the trie cannot take them
+    /// all, nothing is changed.
+    pub fn add(
+        &mut self,
+        set: u16,
+        set_name: &str,
+        prefixes: &[TriePrefix],
+        expires_ns: u64,
+    ) -> Result<Added> {
         let mut outcome = Added::default();
-        let mut renew: Vec<u32> = Vec::new();
+        let mut writes = EntryWrites::default();
         let mut new: Vec<TriePrefix> = Vec::new();
         let mut seen = HashSet::new();
-        let mut index = self.index(set, prefixes);
-        let entries = &*self.entries;
+        let index = self.index(set, prefixes);
         for p in prefixes {
             if !seen.insert(*p) {
                 continue;
@@ -126,59 +270,58 @@ impl<'a> Editor<'a> {
             match index.get(p) {
                 None => new.push(*p),
                 Some(slots) => {
-                    let runtime: Vec<u32> = slots
+                    let runtime = slots
                         .iter()
-                        .copied()
-                        .filter(|&s| entries[s as usize].state == ENTRY_RUNTIME)
-                        .collect();
-                    if runtime.len() == slots.len() {
+                        .filter(|&&s| self.entries[s as usize].state == ENTRY_RUNTIME);
+                    if runtime.clone().count() == slots.len() {
                         outcome.renewed += 1;
-                        renew.extend(runtime);
+                        writes.renewed.extend(runtime.map(|&s| (s, expires_ns)));
                     } else {
                         outcome.from_file += 1;
                     }
                 }
             }
         }
-        let room = self.free.len() + (self.entries.len() - self.used as usize);
-        if new.len() > room {
+        let mut slots = self.free_slots();
+        if new.len() > slots.len() {
             bail!(
-                "the set table is full: {} new entries asked for, room for {room} (of {} \
-                 slots); nothing was changed. `xdpsieve reload` rebuilds the tables with room \
-                 to grow",
+                "set {set_name} was not changed: the set table is full ({} new entries asked \
+                 for, room for {} of its {} slots). `xdpsieve reload` rebuilds the tables \
+                 with room to grow",
                 new.len(),
+                slots.len(),
                 self.entries.len()
             );
         }
-        let mut done: Vec<u32> = Vec::with_capacity(new.len());
+        // Shorter first: a longer prefix inside one just added needs no group.
+        new.sort_unstable_by_key(|p| p.len);
+        let kept = KEPT_FOR_REMOVALS.min((self.nodes.len() as u32 - FIRST_GROUP) / 16);
+        let mut change = Change::of(&*self.nodes, self.masks(), self.space(), kept);
         for p in &new {
-            let slot = self.alloc();
-            self.entries[slot as usize] = new_entry(set, p, ENTRY_RUNTIME, expires_ns);
-            index.add_slot(*p, slot);
-            let (classes, rules) = (&mut *self.classes, self.rules);
-            let painted = self.trie.add(u32::from(set), p, &mut |id, mask| {
-                write_class(classes, rules, id, mask)
-            });
-            if let Err(e) = painted {
-                index.remove_slot(p, slot);
-                self.release(slot);
-                for &slot in done.iter().rev() {
-                    // Back to where we started: the classes these need exist already.
-                    self.remove_slot(&mut index, set, slot)
-                        .context("undoing a partial add")?;
-                }
-                return Err(e.context(format!(
-                    "adding {} to set {set}; nothing was changed",
-                    show(p)
-                )));
-            }
-            done.push(slot);
+            change
+                .add(u32::from(set), p)
+                .map_err(|e| refused(e, set_name))?;
         }
-        for slot in renew {
-            self.entries[slot as usize].expires_ns = expires_ns;
-        }
+        let change = change.prepared();
+        slots.truncate(new.len());
+        writes.added = new
+            .iter()
+            .zip(slots)
+            .map(|(p, slot)| (slot, new_entry(set, p, ENTRY_RUNTIME, expires_ns)))
+            .collect();
         outcome.added = new.len();
+        self.commit(change, &writes)?;
         Ok(outcome)
+    }
+
+    /// The slots a change may fill, lowest first: free ones below `entries_used`, then
+    /// those never used.
+    fn free_slots(&self) -> Vec<u32> {
+        let used = self.used();
+        (0..used)
+            .filter(|&s| self.entries[s as usize].state == ENTRY_FREE)
+            .chain(used..self.entries.len() as u32)
+            .collect()
     }
 
     /// Removes `prefixes` from `set` (every entry of each). When one is not in the set,
@@ -215,72 +358,78 @@ impl<'a> Editor<'a> {
                 }
             }
         }
-        for &slot in &slots {
-            self.remove_slot(&mut index, set, slot)?;
-        }
+        self.remove_slots(set, set_name, &mut index, slots)?;
         Ok(seen.len())
     }
 
-    /// Removes the entry in `slot`: repaints the trie unless another entry of the set
-    /// holds the same prefix, then frees the slot.
-    fn remove_slot(&mut self, index: &mut Index, set: u16, slot: u32) -> Result<()> {
-        let prefix = entry_prefix(&self.entries[slot as usize]);
-        if index.remove_slot(&prefix, slot) {
-            let remaining = overlapping(index, &prefix);
-            let (classes, rules) = (&mut *self.classes, self.rules);
-            self.trie
-                .remove(u32::from(set), &prefix, &remaining, &mut |id, mask| {
-                    write_class(classes, rules, id, mask)
-                })
-                .with_context(|| format!("removing {} from set {set}", show(&prefix)))?;
+    /// Removes the entries in `slots` (of `set`, indexed in `index`) in one change.
+    fn remove_slots(
+        &mut self,
+        set: u16,
+        set_name: &str,
+        index: &mut Index,
+        slots: Vec<u32>,
+    ) -> Result<()> {
+        let mut change = Change::of(&*self.nodes, self.masks(), self.space(), 0);
+        for &slot in &slots {
+            let prefix = entry_prefix(&self.entries[slot as usize]);
+            // Another entry of the set holding the same prefix keeps it painted.
+            if index.remove_slot(&prefix, slot) {
+                let remaining = overlapping(index, &prefix);
+                change
+                    .remove(u32::from(set), &prefix, &remaining)
+                    .map_err(|e| refused(e, set_name))?;
+            }
         }
-        self.release(slot);
-        Ok(())
+        let change = change.prepared();
+        let writes = EntryWrites {
+            freed: slots,
+            ..EntryWrites::default()
+        };
+        self.commit(change, &writes)
     }
 
-    /// Removes every entry of `set`: the set's bit is taken out of the whole trie in one
-    /// pass over the groups in use, then the entries are freed. Returns how many there were.
-    pub fn flush(&mut self, set: u16) -> Result<usize> {
-        let slots: Vec<u32> = (0..self.used)
+    /// Removes every entry of `set`. Returns how many there were.
+    pub fn flush(&mut self, set: u16, set_name: &str) -> Result<usize> {
+        let slots: Vec<u32> = (0..self.used())
             .filter(|&s| {
                 let e = &self.entries[s as usize];
                 e.state != ENTRY_FREE && e.set == set
             })
             .collect();
+        let mut change = Change::of(&*self.nodes, self.masks(), self.space(), 0);
         for v6 in [false, true] {
-            let all = TriePrefix::new(
-                if v6 {
-                    std::net::Ipv6Addr::UNSPECIFIED.into()
-                } else {
-                    std::net::Ipv4Addr::UNSPECIFIED.into()
-                },
-                0,
-            );
-            let (classes, rules) = (&mut *self.classes, self.rules);
-            self.trie
-                .remove(u32::from(set), &all, &[], &mut |id, mask| {
-                    write_class(classes, rules, id, mask)
-                })
-                .with_context(|| format!("emptying set {set}"))?;
+            change
+                .remove(u32::from(set), &TriePrefix::everything(v6), &[])
+                .map_err(|e| refused(e, set_name))?;
         }
-        for &slot in &slots {
-            self.release(slot);
-        }
-        Ok(slots.len())
+        let change = change.prepared();
+        let count = slots.len();
+        let writes = EntryWrites {
+            freed: slots,
+            ..EntryWrites::default()
+        };
+        self.commit(change, &writes)?;
+        Ok(count)
     }
 
-    /// Removes the entries whose expiry is at or before `now_ns`; returns them.
+    /// Removes the entries whose expiry is at or before `now_ns`, in one change; returns
+    /// them. Writes nothing when none is due.
     pub fn expire(&mut self, now_ns: u64) -> Result<Vec<(u16, TriePrefix)>> {
-        let due: Vec<(u16, u32)> = (0..self.used)
+        let due: Vec<(u16, u32)> = (0..self.used())
             .filter_map(|s| {
                 let e = &self.entries[s as usize];
                 (e.state != ENTRY_FREE && e.expires_ns != 0 && e.expires_ns <= now_ns)
                     .then_some((e.set, s))
             })
             .collect();
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut sets: Vec<u16> = due.iter().map(|(set, _)| *set).collect();
         sets.sort_unstable();
         sets.dedup();
+        let mut change = Change::of(&*self.nodes, self.masks(), self.space(), 0);
         let mut gone = Vec::with_capacity(due.len());
         for set in sets {
             let slots: Vec<u32> = due.iter().filter(|d| d.0 == set).map(|d| d.1).collect();
@@ -288,56 +437,117 @@ impl<'a> Editor<'a> {
                 .iter()
                 .map(|&s| entry_prefix(&self.entries[s as usize]))
                 .collect();
-            let mut index = self.index(set, &prefixes);
+            let mut index = build_index(&self.entries[..self.used() as usize], set, &prefixes);
             for (slot, prefix) in slots.into_iter().zip(prefixes) {
-                self.remove_slot(&mut index, set, slot)?;
+                if index.remove_slot(&prefix, slot) {
+                    let remaining = overlapping(&index, &prefix);
+                    change
+                        .remove(u32::from(set), &prefix, &remaining)
+                        .map_err(|e| refused(e, &format!("#{set}")))?;
+                }
                 gone.push((set, prefix));
             }
         }
+        let change = change.prepared();
+        let writes = EntryWrites {
+            freed: due.iter().map(|d| d.1).collect(),
+            ..EntryWrites::default()
+        };
+        self.commit(change, &writes)?;
         Ok(gone)
     }
 
-    fn alloc(&mut self) -> u32 {
-        match self.free.pop() {
-            Some(slot) => slot,
-            None => {
-                self.used += 1;
-                self.used - 1
-            }
+    pub(super) fn write_meta(&mut self, meta: SetMeta) -> Result<()> {
+        self.meta_map.set(0, meta, 0).context("writing SET_META")?;
+        *self.meta = meta;
+        self.writes.wrote()
+    }
+
+    /// Writes `change` and `writes` in the order of the module doc.
+    pub(super) fn commit(
+        &mut self,
+        mut change: Change<'static>,
+        writes: &EntryWrites,
+    ) -> Result<()> {
+        let mut meta = *self.meta;
+        meta.in_change = 1;
+        let masks = change.class_masks();
+        meta.classes_used = masks.len() as u32;
+        meta.class_masks[..masks.len()].copy_from_slice(masks);
+        self.write_meta(meta)?;
+        for (id, mask) in change.new_classes() {
+            write_class(self.classes, self.rules, id, mask)?;
+            self.writes.wrote()?;
         }
-    }
-
-    fn release(&mut self, slot: u32) {
-        self.entries[slot as usize] = SetEntry {
-            expires_ns: 0,
-            set: 0,
-            family: 0,
-            prefix_len: 0,
-            state: ENTRY_FREE,
-            _pad: [0; 3],
-            addr: [0; 16],
-        };
-        self.free.push(slot);
-    }
-
-    /// Writes `SET_META`: the groups, classes and entry slots now in use, and one more
-    /// change (the recorder's expiry looks at the entry table again).
-    pub fn finish(self) -> Result<()> {
-        let mut used = self.used;
-        while used > 0 && self.entries[used as usize - 1].state == ENTRY_FREE {
+        let Editor {
+            nodes,
+            entries,
+            writes: counter,
+            ..
+        } = self;
+        let mut wrote = || counter.wrote();
+        change.write_groups(nodes, &mut wrote)?;
+        for &(slot, entry) in &writes.added {
+            write_entry(&mut entries[slot as usize], entry);
+            wrote()?;
+        }
+        for &(slot, expires_ns) in &writes.renewed {
+            // SAFETY: as in `write_entry`.
+            unsafe { AtomicU64::from_ptr(&mut entries[slot as usize].expires_ns) }
+                .store(expires_ns, Ordering::Relaxed);
+            wrote()?;
+        }
+        change.publish(nodes, &mut wrote)?;
+        for &slot in &writes.freed {
+            free_entry(&mut entries[slot as usize]);
+            wrote()?;
+        }
+        if change.has_garbage() {
+            grace();
+        }
+        let space = change.reclaim(nodes, &mut wrote)?;
+        meta.groups_used = space.groups_used;
+        meta.groups_high = space.groups_high;
+        meta.free_head = space.free_head;
+        let top = writes.added.iter().map(|(s, _)| s + 1).max().unwrap_or(0);
+        let mut used = meta.entries_used.max(top).min(entries.len() as u32);
+        while used > 0 && entries[used as usize - 1].state == ENTRY_FREE {
             used -= 1;
         }
-        let masks = self.trie.class_masks();
-        self.meta.groups_used = self.trie.groups_used();
-        self.meta.classes_used = masks.len() as u32;
-        self.meta.class_masks[..masks.len()].copy_from_slice(masks);
-        self.meta.entries_used = used;
-        self.meta.changes = self.meta.changes.wrapping_add(1);
-        self.meta_map
-            .set(0, *self.meta, 0)
-            .context("writing SET_META")?;
-        Ok(())
+        meta.entries_used = used;
+        meta.changes = meta.changes.wrapping_add(1);
+        meta.in_change = 0;
+        self.write_meta(meta)
     }
+}
+
+/// Fills a free slot: every field, then the state (release), so a process killed
+/// part-way leaves the slot free.
+fn write_entry(slot: &mut SetEntry, entry: SetEntry) {
+    slot.expires_ns = entry.expires_ns;
+    slot.set = entry.set;
+    slot.family = entry.family;
+    slot.prefix_len = entry.prefix_len;
+    slot._pad = entry._pad;
+    slot.addr = entry.addr;
+    // SAFETY: AtomicU8 has u8's layout; the exclusive borrow makes this the only Rust
+    // reference, and other processes read the mapped table concurrently.
+    unsafe { AtomicU8::from_ptr(&mut slot.state) }.store(entry.state, Ordering::Release);
+}
+
+/// Frees a slot: the state first, so a process killed part-way leaves it free.
+fn free_entry(slot: &mut SetEntry) {
+    // SAFETY: as in `write_entry`.
+    unsafe { AtomicU8::from_ptr(&mut slot.state) }.store(ENTRY_FREE, Ordering::Release);
+    *slot = SetEntry {
+        expires_ns: 0,
+        set: 0,
+        family: 0,
+        prefix_len: 0,
+        state: ENTRY_FREE,
+        _pad: [0; 3],
+        addr: [0; 16],
+    };
 }
 
 /// Whether an entry came from the rule file (or its set file).

@@ -6,7 +6,7 @@
 //! do, it names only the maps its code reads), checked against the program the pinned
 //! link runs now, so that whatever a reload or takeover swapped in is what is changed. So
 //! a change works from any shell, while a recorder runs or after it died, and takes effect
-//! for the next packet (the trie is written in place, see `sets::trie`).
+//! for the next packet (see `sets::trie` for how a change is put in force).
 //!
 //! Changes are serialised by an exclusive `flock` on a lock file named after the
 //! generation's `SET_META` map id ([`Generation::lock`]): two `set add`s at once, expiry by
@@ -16,16 +16,19 @@
 //! or takeover holds the old generation's lock from reading its runtime entries until the
 //! new generation's maps are pinned ([`carry`]), then retires it.
 //!
-//! The layout: [`Generation`] (this file) opens and locks; [`edit`] changes entries and
-//! the trie together, with the per-change `index`; [`text`] parses what the operator
-//! types and writes `--save`; [`command`] runs one `xdpsieve set` command and the
-//! recorder's expiry; [`status`] is `status`'s view of the sets; [`carry`] the runtime
-//! entries a new generation keeps.
+//! The layout: [`Generation`] (this file) opens and locks, and repairs what a change that
+//! died part-way left (`recover`) before anyone reads or changes the sets under the
+//! lock; [`edit`] changes entries and the trie together, with the per-change `index`;
+//! [`text`] parses what the operator types; `save` writes `--save` into a set file;
+//! [`command`] runs one `xdpsieve set` command and the recorder's expiry; [`status`] is
+//! `status`'s view of the sets; [`carry`] the runtime entries a new generation keeps.
 
 pub mod carry;
 pub mod command;
 pub mod edit;
 mod index;
+mod recover;
+mod save;
 pub mod status;
 pub mod text;
 
@@ -273,10 +276,12 @@ impl Generation {
                 // in force now may be changed.
                 let now = find(iface)?;
                 if now.current && now.id("SET_META")? == meta_id {
-                    return Ok(Some(Locked {
-                        generation: Generation::open_found(&found)?,
-                        lock,
-                    }));
+                    let mut generation = Generation::open_found(&found)?;
+                    if generation.meta.in_change != 0 {
+                        // A change died part-way: repaired before anyone reads or changes.
+                        edit::Editor::new(&mut generation)?;
+                    }
+                    return Ok(Some(Locked { generation, lock }));
                 }
                 if now.id("SET_META")? != meta_id {
                     lock.retire();

@@ -18,6 +18,12 @@ pub struct SetsStatus {
     pub sets: Vec<SetCount>,
     /// Entries with a timeout, over all sets.
     pub timed_entries: usize,
+    /// Trie groups (1 KiB) in use, and how many `SET_NODES` holds.
+    pub trie_groups_used: u32,
+    pub trie_groups: u32,
+    /// A set change is being written, or its process died part-way (the next set command,
+    /// or the recorder, repairs it).
+    pub change_unfinished: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,6 +54,9 @@ pub fn status_of(iface: &str, meta: &Meta) -> Option<SetsStatus> {
         memory_bytes: generation.memory_bytes,
         timed_entries: sets.iter().map(|s| s.timed).sum(),
         sets,
+        trie_groups_used: generation.meta.groups_used,
+        trie_groups: generation.nodes.as_slice().len() as u32,
+        change_unfinished: generation.meta.in_change != 0,
     })
 }
 
@@ -67,10 +76,19 @@ pub fn render_status(out: &mut String, sets: &SetsStatus, live: bool) {
         .collect();
     let _ = writeln!(
         out,
-        "  sets: {:.1} MiB of kernel memory; {}",
+        "  sets: {:.1} MiB of kernel memory (trie: {} of {} groups in use); {}",
         sets.memory_bytes as f64 / (1 << 20) as f64,
+        sets.trie_groups_used,
+        sets.trie_groups,
         list.join(", ")
     );
+    if sets.change_unfinished {
+        let _ = writeln!(
+            out,
+            "  a set change is being written, or the process writing it died part-way: the \
+             next `xdpsieve set` command (or the recorder, within 0.1 s) completes it"
+        );
+    }
     if !live && sets.timed_entries > 0 {
         let _ = writeln!(
             out,

@@ -9,13 +9,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use aya::maps::{Array, MapData};
 use xdpsieve_common::{
     RuleBits, SetClass, SetEntry, SetGroup, SetMeta,
-    sets::{ENTRY_FILE, ENTRY_FREE, FIRST_GROUP, MAX_CLASSES, MAX_SETS, MMAPABLE},
+    sets::{
+        ENTRY_FILE, ENTRY_FREE, FIRST_GROUP, FREE_GROUP, GROUP_ENTRIES, MAX_CLASSES, MAX_SETS,
+        MMAPABLE, POINTER,
+    },
 };
 
 use super::{Generation, edit::Editor, text::parse_exact};
 use crate::configure::sets::{
     kernel::{Built, Mapped, class_rules, entry_prefix, new_entry},
-    trie::{Trie, TriePrefix},
+    trie::{TriePrefix, lookup},
 };
 
 struct Rng(u64);
@@ -76,6 +79,12 @@ fn generation_of(file: &[(u16, &str)], groups: u32, slots: u32) -> Generation {
     let mut nodes = Mapped::<SetGroup>::new(&nodes_data, "SET_NODES").unwrap();
     let g = built.trie.groups();
     nodes.as_mut_slice()[..g.len()].copy_from_slice(g);
+    let mut free_head = 0;
+    for &id in built.trie.free_groups() {
+        nodes.as_mut_slice()[id as usize].entries[0] = free_head;
+        nodes.as_mut_slice()[id as usize].entries[1] = FREE_GROUP;
+        free_head = id;
+    }
     let mut table = Mapped::<SetEntry>::new(&entries_data, "SET_ENTRIES").unwrap();
     table.as_mut_slice()[..built.entries.len()].copy_from_slice(&built.entries);
     let mut classes: Array<MapData, SetClass> =
@@ -98,6 +107,10 @@ fn generation_of(file: &[(u16, &str)], groups: u32, slots: u32) -> Generation {
         classes_used: masks.len() as u32,
         entries_used: built.entries.len() as u32,
         changes: 0,
+        groups_high: g.len() as u32,
+        free_head,
+        in_change: 0,
+        _pad: 0,
         class_masks: [0; MAX_CLASSES as usize],
     };
     meta.class_masks[..masks.len()].copy_from_slice(masks);
@@ -179,7 +192,8 @@ fn check_some(generation: &mut Generation, rng: &mut Rng, limit: usize) {
     let probes = probes(generation, rng, limit);
     let want: Vec<u64> = probes.iter().map(|a| model(generation, *a)).collect();
     let meta = generation.meta_map.get(&0, 0).unwrap();
-    assert_eq!(meta.groups_used, generation.meta.groups_used);
+    assert_eq!(meta, generation.meta);
+    check_space(generation);
     let masks = meta.class_masks[..meta.classes_used as usize].to_vec();
     for (id, &m) in masks.iter().enumerate() {
         let class = generation.classes.get(&(id as u32), 0).unwrap();
@@ -189,10 +203,64 @@ fn check_some(generation: &mut Generation, rng: &mut Rng, limit: usize) {
             "class {id} ({m:#x})"
         );
     }
-    let trie = Trie::open(generation.nodes.as_mut_slice(), meta.groups_used, &masks);
     for (addr, want) in probes.iter().zip(want) {
-        assert_eq!(trie.lookup(*addr), want, "{addr}");
+        assert_eq!(
+            lookup(generation.nodes.as_slice(), &masks, *addr),
+            want,
+            "{addr}"
+        );
     }
+}
+
+/// The bookkeeping agrees with the maps: no change under way, the groups in use are those
+/// the roots reach (each once), and the free list holds every other group below the
+/// highest ever used, each marked free, none reachable.
+fn check_space(generation: &Generation) {
+    let meta = generation.meta;
+    assert_eq!(meta.in_change, 0);
+    let nodes = generation.nodes.as_slice();
+    let mut reachable = vec![false; nodes.len()];
+    let mut stack: Vec<u32> = (0..FIRST_GROUP as usize * GROUP_ENTRIES)
+        .map(|slot| nodes[slot / GROUP_ENTRIES].entries[slot % GROUP_ENTRIES])
+        .collect();
+    let mut count = FIRST_GROUP;
+    while let Some(e) = stack.pop() {
+        if e & POINTER == 0 {
+            continue;
+        }
+        let id = (e & !POINTER) as usize;
+        assert!(!reachable[id], "group {id} reached twice");
+        assert!(
+            id < meta.groups_high as usize,
+            "group {id} above the highest"
+        );
+        reachable[id] = true;
+        count += 1;
+        stack.extend(nodes[id].entries.iter().copied());
+    }
+    assert_eq!(meta.groups_used, count, "groups in use");
+    let mut free = 0;
+    let mut at = meta.free_head;
+    while at != 0 {
+        let g = &nodes[at as usize];
+        assert!(!reachable[at as usize], "free group {at} is in use");
+        assert_eq!(g.entries[1], FREE_GROUP, "free group {at} unmarked");
+        free += 1;
+        assert!(free <= meta.groups_high, "the free list loops");
+        at = g.entries[0];
+    }
+    assert_eq!(
+        free,
+        meta.groups_high - meta.groups_used,
+        "free list length"
+    );
+    let last = generation
+        .entries
+        .as_slice()
+        .iter()
+        .rposition(|e| e.state != ENTRY_FREE)
+        .map_or(0, |p| p + 1);
+    assert_eq!(meta.entries_used as usize, last, "entries_used");
 }
 
 /// The maps' contents; `SET_META.changes` left out (a refused change counts too).
@@ -259,7 +327,7 @@ fn changes_keep_trie_classes_and_entries_consistent() {
                 } else {
                     clock + rng.below(5_000)
                 };
-                editor.add(set, &[p], expires).unwrap();
+                editor.add(set, "s", &[p], expires).unwrap();
             }
             2 => {
                 if !mine.is_empty() {
@@ -272,13 +340,11 @@ fn changes_keep_trie_classes_and_entries_consistent() {
                 editor.expire(clock).unwrap();
             }
         }
-        editor.finish().unwrap();
         check(&mut generation, &mut rng);
     }
     // Flush: the set is gone from every address, the others stay.
     let mut editor = Editor::new(&mut generation).unwrap();
-    editor.flush(0).unwrap();
-    editor.finish().unwrap();
+    editor.flush(0, "s").unwrap();
     check(&mut generation, &mut rng);
     assert!(
         generation
@@ -302,11 +368,14 @@ fn refused_changes_change_nothing() {
     let err = editor
         .add(
             0,
+            "blocklist",
             &prefixes(&["203.0.113.1", "203.0.113.2", "203.0.113.3"]),
             0,
         )
         .unwrap_err();
-    assert!(format!("{err:#}").contains("set table is full"), "{err:#}");
+    let text = format!("{err:#}");
+    assert!(text.contains("set table is full"), "{text}");
+    assert!(text.contains("set blocklist was not changed"), "{text}");
     let err = editor
         .remove(
             0,
@@ -320,26 +389,24 @@ fn refused_changes_change_nothing() {
         "{text}"
     );
     assert!(text.contains("covered by 198.51.100.0/24"), "{text}");
-    editor.finish().unwrap();
     assert_eq!(snapshot(&generation), before);
-    // The trie has 4 spare groups: a /32 in a new /16 takes 2, so the third add fails
-    // after two were painted, and those two are undone.
-    let mut small = generation_of(&FILE, FIRST_GROUP + 4, 64);
+    // The trie has 4 spare groups: a /32 in a new /16 takes 2, so the third add does not
+    // fit, and nothing at all is written, trie space included; each thing is said once.
+    let mut small = generation_of(&FILE, FIRST_GROUP + 8, 64);
     let before = snapshot(&small);
     let mut editor = Editor::new(&mut small).unwrap();
     let many = prefixes(&["203.0.113.1", "192.0.2.200", "10.9.9.9"]);
-    let err = editor.add(3, &many, 0).unwrap_err();
-    assert!(format!("{err:#}").contains("set trie is full"), "{err:#}");
-    editor.finish().unwrap();
+    let err = editor.add(3, "bans", &many, 0).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("set trie is full"), "{text}");
+    assert_eq!(text.matches("not changed").count(), 1, "{text}");
+    assert!(text.contains("set bans "), "{text}");
+    assert!(!text.contains("set 3"), "{text}");
+    assert_eq!(snapshot(&small), before, "groups, entries and bookkeeping");
+    // What does fit still does: the refused change took no room.
+    let mut editor = Editor::new(&mut small).unwrap();
+    editor.add(3, "bans", &many[..2], 0).unwrap();
     check(&mut small, &mut rng);
-    let after = snapshot(&small);
-    assert_eq!(after.1, before.1, "entry table");
-    assert!(
-        small
-            .used_entries()
-            .iter()
-            .all(|e| e.set != 3 || e.state == ENTRY_FREE)
-    );
 }
 
 #[test]
@@ -352,11 +419,11 @@ fn adding_what_is_there_renews_and_file_entries_stay() {
     let mut generation = generation_of(&FILE, FIRST_GROUP + 64, 256);
     let mut editor = Editor::new(&mut generation).unwrap();
     let first = editor
-        .add(0, &prefixes(&["203.0.113.5", "203.0.113.5"]), 100)
+        .add(0, "s", &prefixes(&["203.0.113.5", "203.0.113.5"]), 100)
         .unwrap();
     assert_eq!((first.added, first.renewed, first.from_file), (1, 0, 0));
     let again = editor
-        .add(0, &prefixes(&["203.0.113.5", "198.51.100.0/24"]), 500)
+        .add(0, "s", &prefixes(&["203.0.113.5", "198.51.100.0/24"]), 500)
         .unwrap();
     assert_eq!((again.added, again.renewed, again.from_file), (0, 1, 1));
     // Expiry at 200 removes nothing (renewed to 500), at 500 the runtime entry only.
@@ -369,7 +436,6 @@ fn adding_what_is_there_renews_and_file_entries_stay() {
             .unwrap(),
         1
     );
-    editor.finish().unwrap();
     check(&mut generation, &mut rng);
     let held: Vec<TriePrefix> = generation
         .used_entries()
@@ -401,8 +467,7 @@ fn ten_thousand_adds_in_one_change() {
     let before = generation.meta.groups_used;
     let started = std::time::Instant::now();
     let mut editor = Editor::new(&mut generation).unwrap();
-    let added = editor.add(5, &list, 0).unwrap();
-    editor.finish().unwrap();
+    let added = editor.add(5, "s", &list, 0).unwrap();
     let took = started.elapsed();
     let groups = generation.meta_map.get(&0, 0).unwrap().groups_used;
     eprintln!(
@@ -415,7 +480,6 @@ fn ten_thousand_adds_in_one_change() {
     let started = std::time::Instant::now();
     let mut editor = Editor::new(&mut generation).unwrap();
     assert_eq!(editor.remove(5, &list, "s").unwrap(), 10_000);
-    editor.finish().unwrap();
     eprintln!("10,000 dels in one change: {:?}", started.elapsed());
     check_some(&mut generation, &mut rng, 50);
 }
@@ -430,11 +494,14 @@ fn runtime_entries_are_the_live_additions_not_yet_expired() {
     let now = super::boottime_ns();
     let mut editor = Editor::new(&mut generation).unwrap();
     editor
-        .add(2, &prefixes(&["203.0.113.7"]), now + 60_000_000_000)
+        .add(2, "s", &prefixes(&["203.0.113.7"]), now + 60_000_000_000)
         .unwrap();
-    editor.add(1, &prefixes(&["2001:db8:bad::/48"]), 0).unwrap();
-    editor.add(0, &prefixes(&["203.0.113.8"]), now - 1).unwrap(); // overdue
-    editor.finish().unwrap();
+    editor
+        .add(1, "s", &prefixes(&["2001:db8:bad::/48"]), 0)
+        .unwrap();
+    editor
+        .add(0, "s", &prefixes(&["203.0.113.8"]), now - 1)
+        .unwrap(); // overdue
     let names: Vec<String> = ["ban", "blocklist", "other"].map(String::from).to_vec();
     let mut got = super::carry::runtime_entries(&generation, &names);
     got.sort_by(|a, b| a.set.cmp(&b.set));
@@ -455,4 +522,213 @@ fn runtime_entries_are_the_live_additions_not_yet_expired() {
             ("other".into(), "203.0.113.7/32".into(), true),
         ]
     );
+}
+
+/// Runs `op` on a fresh generation (`setup` first) stopped after its 1st, 2nd, ... write,
+/// as a process killed there would leave it; each time the next editor repairs it, and
+/// then the maps say what the entry table says, the bookkeeping agrees with them, and a
+/// further change works. Returns the writes the whole change takes.
+fn stop_everywhere(
+    setup: &dyn Fn(&mut Editor<'_>),
+    op: &dyn Fn(&mut Editor<'_>) -> anyhow::Result<()>,
+) -> u64 {
+    let mut rng = Rng(11);
+    for n in 1.. {
+        let mut generation = generation_of(&FILE, FIRST_GROUP + 4096, 8192);
+        {
+            let mut editor = Editor::new(&mut generation).unwrap();
+            setup(&mut editor);
+            editor.stop_after(n);
+            if op(&mut editor).is_ok() {
+                // Finished before the nth write: every stopping point was tried.
+                check(&mut generation, &mut rng);
+                return n - 1;
+            }
+        }
+        let mut editor = Editor::new(&mut generation).unwrap();
+        editor.add(7, "s", &prefixes(&["203.0.113.99"]), 0).unwrap();
+        check(&mut generation, &mut rng);
+        // Each entry is whole: listed entries are in force (checked above against the
+        // table), and the table lists only whole entries of the sets in use.
+        assert!(
+            generation
+                .used_entries()
+                .iter()
+                .all(|e| e.state == ENTRY_FREE || (e.set <= 7 && e.prefix_len <= 128))
+        );
+    }
+    unreachable!()
+}
+
+/// `n` /32s scattered in 192.0.0.0/8, and 192.0.2.53.
+fn bans(n: u32) -> Vec<TriePrefix> {
+    (0..n)
+        .map(|i| {
+            TriePrefix::new(
+                IpAddr::V4(Ipv4Addr::from(
+                    0xc000_0000 | (i.wrapping_mul(2_654_435_761) >> 8),
+                )),
+                32,
+            )
+        })
+        .chain(prefixes(&["192.0.2.53"]))
+        .collect()
+}
+
+#[test]
+fn a_change_stopped_after_any_write_is_repaired_by_the_next_command() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let no_setup = |_: &mut Editor<'_>| {};
+    let with_bans = |e: &mut Editor<'_>| {
+        e.add(0, "s", &bans(12), 0).unwrap();
+    };
+    let mut counts = Vec::new();
+    // A bulk add: new groups, new classes, many entries.
+    counts.push(stop_everywhere(&no_setup, &|e| {
+        e.add(3, "s", &bans(12), 0).map(drop)
+    }));
+    // A covering prefix added over the bans, then deleted (the deleted one repaints them).
+    counts.push(stop_everywhere(&with_bans, &|e| {
+        e.add(0, "s", &prefixes(&["192.0.0.0/8"]), 0).map(drop)
+    }));
+    counts.push(stop_everywhere(
+        &|e| {
+            with_bans(e);
+            e.add(0, "s", &prefixes(&["192.0.0.0/8"]), 0).unwrap();
+        },
+        &|e| e.remove(0, &prefixes(&["192.0.0.0/8"]), "s").map(drop),
+    ));
+    // Expiry and flush.
+    counts.push(stop_everywhere(
+        &|e| {
+            e.add(1, "s", &bans(12)[..6], 5).unwrap();
+        },
+        &|e| e.expire(10).map(drop),
+    ));
+    counts.push(stop_everywhere(&with_bans, &|e| e.flush(0, "s").map(drop)));
+    eprintln!("writes per change, each stopped after every one of them: {counts:?}");
+    assert!(counts.iter().all(|&c| c > 3), "{counts:?}");
+}
+
+#[test]
+fn a_stopped_repair_is_repaired_too() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut rng = Rng(12);
+    let mut generation = generation_of(&FILE, FIRST_GROUP + 4096, 8192);
+    {
+        let mut editor = Editor::new(&mut generation).unwrap();
+        editor.stop_after(40);
+        assert!(editor.add(0, "s", &bans(300), 0).is_err());
+    }
+    // Each repair is stopped a little later than the last, until one finishes.
+    for n in 1.. {
+        if Editor::new_stopping(&mut generation, n).is_ok() {
+            break;
+        }
+        assert!(n < 100_000);
+    }
+    check(&mut generation, &mut rng);
+}
+
+#[test]
+fn a_packet_never_sees_half_a_change() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    // 192.0.2.53 stays in set 0 throughout while 192.0.0.0/8 is added and deleted over it
+    // and 300 other bans; a reader walking the mapped trie as the program does (atomic
+    // reads, root entry first) must find set 0 every time.
+    let mut generation = generation_of(&FILE, FIRST_GROUP + 8192, 8192);
+    {
+        let mut editor = Editor::new(&mut generation).unwrap();
+        editor.add(0, "s", &bans(300), 0).unwrap();
+    }
+    let base = generation.nodes.as_slice().as_ptr() as usize;
+    let len = generation.nodes.as_slice().len();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (seen, classes) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut seen = 0u64;
+            let mut classes = std::collections::HashSet::new();
+            let addr = [192u8, 0, 2, 53];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: the mapping outlives this scope; reads are atomic, as the program's.
+                let entry = |g: u32, i: u8| unsafe {
+                    assert!((g as usize) < len);
+                    let group = (base as *const SetGroup).add(g as usize);
+                    std::sync::atomic::AtomicU32::from_ptr(
+                        (*group).entries.as_ptr().add(usize::from(i)).cast_mut(),
+                    )
+                    .load(std::sync::atomic::Ordering::Acquire)
+                };
+                let mut e = entry(u32::from(addr[0]), addr[1]);
+                let mut level = 2;
+                while e & POINTER != 0 && level < 4 {
+                    e = entry(e & !POINTER, addr[level]);
+                    level += 1;
+                }
+                seen += 1;
+                classes.insert(e);
+            }
+            (seen, classes)
+        });
+        for _ in 0..30 {
+            let mut editor = Editor::new(&mut generation).unwrap();
+            editor.add(0, "s", &prefixes(&["192.0.0.0/8"]), 0).unwrap();
+            editor.remove(0, &prefixes(&["192.0.0.0/8"]), "s").unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    // Class ids are never renumbered, so the masks read now are those the reader saw.
+    let masks = generation.meta.class_masks;
+    let missed: Vec<u32> = classes
+        .iter()
+        .copied()
+        .filter(|&c| c & POINTER != 0 || masks[c as usize] & 1 == 0)
+        .collect();
+    eprintln!(
+        "{seen} walks during 30 add/delete cycles of a covering /8; classes seen {classes:?}"
+    );
+    assert!(seen > 1000, "the reader ran {seen} times");
+    assert!(
+        missed.is_empty(),
+        "walks that missed set 0: classes {missed:?}"
+    );
+    let mut rng = Rng(13);
+    check(&mut generation, &mut rng);
+}
+
+#[test]
+fn a_refused_bulk_add_leaves_room_for_the_next() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    // 60,000 scattered IPv6 /128s need far more than 4096 groups: refused, and then a
+    // single /128 still fits.
+    let mut generation = generation_of(&FILE, FIRST_GROUP + 4096, 65536);
+    let before = snapshot(&generation);
+    let list: Vec<TriePrefix> = (0..60_000u64)
+        .map(|i| {
+            let a = (0x2001_0db8u128 << 96) | u128::from(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            TriePrefix::new(IpAddr::V6(Ipv6Addr::from(a)), 128)
+        })
+        .collect();
+    let mut editor = Editor::new(&mut generation).unwrap();
+    let err = format!("{:#}", editor.add(4, "bl", &list, 0).unwrap_err());
+    assert!(err.contains("set bl was not changed"), "{err}");
+    assert!(err.contains("set trie is full"), "{err}");
+    assert_eq!(snapshot(&generation), before);
+    let mut editor = Editor::new(&mut generation).unwrap();
+    editor.add(4, "bl", &list[..1], 0).unwrap();
+    let mut rng = Rng(14);
+    check(&mut generation, &mut rng);
 }

@@ -1,26 +1,15 @@
-//! What the operator types for `xdpsieve set` (prefixes, `--timeout`, `--from-file`) and
-//! what `--save` writes back to a set file.
+//! What the operator types for `xdpsieve set`: prefixes, `--timeout`, `--from-file`.
 //!
 //! A prefix typed on the command line must be exact: host bits set after the prefix are an
 //! error (a typo would otherwise block a different network than meant). A `--from-file`
 //! list is read as a set file is (`sets::read_set_file`: one prefix or address per line,
 //! `#` and `;` comments) and, like set files, accepts host bits with a warning.
 
-use std::{
-    collections::HashSet,
-    fs,
-    io::Write as _,
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
-    path::Path,
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
-use crate::{
-    configure::sets::{SetPrefix, read_set_file, trie::TriePrefix},
-    text::escape_path,
-};
+use crate::configure::sets::{SetPrefix, read_set_file, trie::TriePrefix};
 
 /// A prefix as the operator reads it: `198.51.100.0/24`, `2001:db8::/32`.
 pub fn show(p: &TriePrefix) -> String {
@@ -39,16 +28,6 @@ pub fn parse_masking(text: &str) -> Result<(TriePrefix, bool), String> {
 /// Parses a prefix typed on the command line: host bits must be clear.
 pub fn parse_exact(text: &str) -> Result<TriePrefix, String> {
     text.parse::<SetPrefix>().map(trie_prefix)
-}
-
-/// The prefix a set-file line holds, if any (comments and blanks hold none).
-fn line_prefix(line: &str) -> Option<&str> {
-    let content = match line.find(['#', ';']) {
-        Some(at) => &line[..at],
-        None => line,
-    };
-    let content = content.trim();
-    (!content.is_empty()).then_some(content)
 }
 
 /// Reads a `--from-file` list: the set-file format and reader (`sets::read_set_file`).
@@ -120,78 +99,10 @@ pub fn show_left(ns: u64) -> String {
     }
 }
 
-/// `--save` of an add: appends the prefixes the file does not hold yet.
-pub fn save_added(file: &Path, prefixes: &[TriePrefix]) -> Result<usize> {
-    let text = fs::read_to_string(file)
-        .with_context(|| format!("reading the set file {}", escape_path(file)))?;
-    let held: HashSet<TriePrefix> = text
-        .lines()
-        .filter_map(line_prefix)
-        .filter_map(|l| parse_masking(l).ok().map(|(p, _)| p))
-        .collect();
-    let mut add = String::new();
-    if !text.is_empty() && !text.ends_with('\n') {
-        add.push('\n');
-    }
-    let mut count = 0;
-    let mut seen = HashSet::new();
-    for p in prefixes {
-        if !held.contains(p) && seen.insert(*p) {
-            add.push_str(&show(p));
-            add.push('\n');
-            count += 1;
-        }
-    }
-    if count > 0 {
-        fs::OpenOptions::new()
-            .append(true)
-            .open(file)
-            .and_then(|mut f| f.write_all(add.as_bytes()).and_then(|()| f.sync_data()))
-            .with_context(|| format!("appending to the set file {}", escape_path(file)))?;
-    }
-    Ok(count)
-}
-
-/// `--save` of a del: rewrites the file without the lines holding these prefixes (other
-/// lines, comments included, stay as they were). Returns the lines removed.
-pub fn save_removed(file: &Path, prefixes: &[TriePrefix]) -> Result<usize> {
-    let text = fs::read_to_string(file)
-        .with_context(|| format!("reading the set file {}", escape_path(file)))?;
-    let gone: HashSet<TriePrefix> = prefixes.iter().copied().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut removed = 0;
-    for line in text.split_inclusive('\n') {
-        let holds = line_prefix(line)
-            .and_then(|l| parse_masking(l).ok())
-            .is_some_and(|(p, _)| gone.contains(&p));
-        if holds {
-            removed += 1;
-        } else {
-            out.push_str(line);
-        }
-    }
-    if removed > 0 {
-        // Written beside the file and renamed over it, so a reader (a reload) sees the old
-        // list or the new one, never half of it. Created anew: never through a link.
-        let mut name = file.file_name().unwrap_or_default().to_os_string();
-        name.push(".xdpsieve-tmp");
-        let tmp = file.with_file_name(name);
-        let _ = fs::remove_file(&tmp);
-        let mode = fs::metadata(file).map_or(0o644, |m| m.permissions().mode() & 0o7777);
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(out.as_bytes()).and_then(|()| f.sync_data()))
-            .and_then(|()| fs::rename(&tmp, file))
-            .with_context(|| format!("rewriting the set file {}", escape_path(file)))?;
-    }
-    Ok(removed)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]
@@ -243,28 +154,5 @@ mod tests {
         assert_eq!(show_left(598_000_000_000), "9m58s");
         assert_eq!(show_left(3_600_000_000_000), "1h00m");
         assert_eq!(show_left(90_000_000_000_000), "1d01h");
-    }
-
-    #[test]
-    fn save_appends_new_prefixes_and_removes_lines() {
-        let dir = std::env::temp_dir().join(format!("xdpsieve-save-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("block.netset");
-        fs::write(&file, "# list\n198.51.100.0/24 ; kept\n192.0.2.1").unwrap();
-        let add = [
-            parse_exact("192.0.2.1").unwrap(),
-            parse_exact("203.0.113.0/24").unwrap(),
-        ];
-        assert_eq!(save_added(&file, &add).unwrap(), 1);
-        assert_eq!(
-            fs::read_to_string(&file).unwrap(),
-            "# list\n198.51.100.0/24 ; kept\n192.0.2.1\n203.0.113.0/24\n"
-        );
-        assert_eq!(save_removed(&file, &add).unwrap(), 2);
-        assert_eq!(
-            fs::read_to_string(&file).unwrap(),
-            "# list\n198.51.100.0/24 ; kept\n"
-        );
-        let _ = fs::remove_dir_all(&dir);
     }
 }

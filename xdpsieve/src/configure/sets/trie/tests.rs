@@ -130,66 +130,183 @@ fn edges_zero_and_host_prefixes() {
     assert_eq!(nested.groups_used(), FIRST_GROUP);
 }
 
+/// Applies `f` to a [`Change`] of `trie` as if it were in force (its groups as the base,
+/// in a map of `capacity` groups), writes the change into a copy and returns the new trie.
+fn changed(
+    trie: &Trie,
+    capacity: usize,
+    floor: u32,
+    f: impl FnOnce(&mut Change<'_>) -> Result<(), TrieError>,
+) -> Result<(Vec<SetGroup>, Vec<u64>, change::Space), TrieError> {
+    let mut nodes = trie.groups().to_vec();
+    nodes.resize(capacity, SetGroup { entries: [0; 256] });
+    let mut head = 0;
+    for &id in trie.free_groups() {
+        nodes[id as usize].entries[0] = head;
+        nodes[id as usize].entries[1] = xdpsieve_common::sets::FREE_GROUP;
+        head = id;
+    }
+    let space = change::Space {
+        groups_used: trie.groups_used(),
+        groups_high: trie.groups().len() as u32,
+        free_head: head,
+    };
+    let mut change = Change::of(&nodes, trie.class_masks(), space, floor);
+    f(&mut change)?;
+    let mut change = change.prepared();
+    let masks = change.class_masks().to_vec();
+    let mut ok = || Ok(());
+    change.write_groups(&mut nodes, &mut ok).unwrap();
+    change.publish(&mut nodes, &mut ok).unwrap();
+    let space = change.reclaim(&mut nodes, &mut ok).unwrap();
+    Ok((nodes, masks, space))
+}
+
 #[test]
 fn removal_repaints_what_the_set_still_holds() {
     let mut rng = Rng(0xdead_beef);
     for _ in 0..20 {
         let mut entries = random_entries(&mut rng, 200, 3);
-        let mut trie = Trie::build(&entries).unwrap();
+        let trie = Trie::build(&entries).unwrap();
+        let mut gone_all = Vec::new();
         for _ in 0..50 {
             let k = rng.below(entries.len() as u64) as usize;
-            let (set, gone) = entries.swap_remove(k);
-            let remaining: Vec<TriePrefix> = entries
-                .iter()
-                .filter(|(s, p)| *s == set && (p.covers(&gone) || gone.covers(p)))
-                .map(|(_, p)| *p)
-                .collect();
-            trie.remove(set, &gone, &remaining, &mut |_, _| Ok(()))
-                .unwrap();
+            gone_all.push(entries.swap_remove(k));
         }
+        // All 50 removals in one change, each seeing what the set still holds then.
+        let (nodes, masks, _) = changed(&trie, trie.groups().len() + 4096, 0, |change| {
+            let mut held = entries.clone();
+            held.extend(gone_all.iter().copied());
+            for (set, gone) in &gone_all {
+                let at = held.iter().position(|e| e == &(*set, *gone)).unwrap();
+                held.swap_remove(at);
+                let remaining: Vec<TriePrefix> = held
+                    .iter()
+                    .filter(|(s, p)| s == set && (p.covers(gone) || gone.covers(p)))
+                    .map(|(_, p)| *p)
+                    .collect();
+                change.remove(*set, gone, &remaining)?;
+            }
+            Ok(())
+        })
+        .unwrap();
         for addr in probes(&entries, &mut rng) {
-            assert_eq!(trie.lookup(addr), model(&entries, addr), "{addr}");
+            assert_eq!(
+                lookup(nodes.as_slice(), &masks, addr),
+                model(&entries, addr),
+                "{addr}"
+            );
         }
     }
 }
 
 #[test]
-fn a_change_that_does_not_fit_changes_nothing() {
+fn a_change_that_does_not_fit_writes_nothing() {
     let built = Trie::build(&[(0, v4("198.51.100.0/24"))]).unwrap();
-    let mut groups = built.groups().to_vec();
-    let used = built.groups_used();
-    let masks = built.class_masks().to_vec();
-    let before = groups.clone();
-    let mut trie = Trie::open(&mut groups, used, &masks);
-    let error = trie
-        .add(1, &v4("203.0.113.7/32"), &mut |_, _| Ok(()))
-        .unwrap_err();
-    assert!(matches!(
-        error.downcast_ref::<TrieError>(),
-        Some(TrieError::GroupsFull { .. })
-    ));
-    // A change within the existing groups fits.
-    trie.add(1, &v4("198.51.100.0/24"), &mut |_, _| Ok(()))
-        .unwrap();
-    assert_eq!(trie.lookup("198.51.100.1".parse().unwrap()), 3);
-    assert_eq!(trie.lookup("203.0.113.7".parse().unwrap()), 0);
-    drop(trie);
-    assert_ne!(groups, before);
+    let capacity = built.groups().len();
+    let error = changed(&built, capacity, 0, |c| c.add(1, &v4("203.0.113.7/32"))).unwrap_err();
+    assert!(matches!(error, TrieError::GroupsFull { .. }));
+    // A change of the existing groups fits with room for one copy (the group it changes
+    // is copied, and the old one freed once the copy is in force).
+    let (nodes, masks, space) = changed(&built, capacity + 1, 0, |c| {
+        c.add(1, &v4("198.51.100.0/24"))
+    })
+    .unwrap();
+    assert_eq!(space.groups_used, built.groups_used());
+    assert_eq!(
+        lookup(nodes.as_slice(), &masks, "198.51.100.1".parse().unwrap()),
+        3
+    );
+    assert_eq!(
+        lookup(nodes.as_slice(), &masks, "203.0.113.7".parse().unwrap()),
+        0
+    );
+    // Room kept for removals: an add may not take the last groups, a removal may.
+    let two = Trie::build(&[(0, v4("198.51.100.7/32"))]).unwrap();
+    let capacity = two.groups().len() + 2;
+    let error = changed(&two, capacity, 1, |c| c.add(0, &v4("203.0.113.7/32"))).unwrap_err();
+    assert!(matches!(error, TrieError::GroupsFull { .. }));
+    changed(&two, capacity, 0, |c| c.add(0, &v4("203.0.113.7/32"))).unwrap();
 }
 
 #[test]
-fn new_classes_are_announced_before_use() {
-    let mut trie = Trie::new();
-    let mut seen = Vec::new();
-    trie.add(2, &v4("192.0.2.0/24"), &mut |id, mask| {
-        seen.push((id, mask));
+fn new_classes_are_numbered_after_those_in_force() {
+    let mut change = Change::building(&[0]);
+    change.add(2, &v4("192.0.2.0/24")).unwrap();
+    change.add(5, &v4("192.0.2.128/25")).unwrap();
+    let made: Vec<(u32, u64)> = change.new_classes().collect();
+    assert_eq!(made, vec![(1, 4), (2, 4 | 32)]);
+}
+
+#[test]
+fn groups_whose_entries_are_all_alike_are_folded_and_freed() {
+    // 256 /32s filling a /24 fold into one entry of the /16's group; removing them frees
+    // every group they took.
+    let all: Vec<(u32, TriePrefix)> = (0..256)
+        .map(|i| (0, v4(&format!("198.51.100.{i}/32"))))
+        .collect();
+    let trie = Trie::build(&all[..255]).unwrap();
+    assert_eq!(trie.groups_used(), FIRST_GROUP + 2);
+    let (nodes, masks, space) = changed(&trie, trie.groups().len() + 16, 0, |c| {
+        c.add(0, &all[255].1)
+    })
+    .unwrap();
+    assert_eq!(
+        space.groups_used,
+        FIRST_GROUP + 1,
+        "the /24 is one entry now"
+    );
+    assert_eq!(
+        lookup(nodes.as_slice(), &masks, "198.51.100.77".parse().unwrap()),
+        1
+    );
+    let (_, _, space) = changed(&trie, trie.groups().len() + 16, 0, |c| {
+        for (i, (_, p)) in all[..255].iter().enumerate() {
+            let rest: Vec<TriePrefix> = all[i + 1..255].iter().map(|(_, q)| *q).collect();
+            c.remove(0, p, &rest)?;
+        }
         Ok(())
     })
     .unwrap();
-    trie.add(5, &v4("192.0.2.128/25"), &mut |id, mask| {
-        seen.push((id, mask));
+    assert_eq!(space.groups_used, FIRST_GROUP);
+}
+
+#[test]
+fn a_change_leaves_the_trie_in_force_untouched_until_it_is_published() {
+    let entries: Vec<(u32, TriePrefix)> = (0..2000u32)
+        .map(|i| {
+            (
+                0,
+                TriePrefix::new(IpAddr::V4(Ipv4Addr::from(0xc000_0000 | (i * 7919))), 32),
+            )
+        })
+        .chain(std::iter::once((0, v4("192.0.2.53/32"))))
+        .collect();
+    let trie = Trie::build(&entries).unwrap();
+    let mut nodes = trie.groups().to_vec();
+    nodes.resize(trie.groups().len() + 8192, SetGroup { entries: [0; 256] });
+    let before = nodes.clone();
+    let space = change::Space {
+        groups_used: trie.groups_used(),
+        groups_high: trie.groups().len() as u32,
+        free_head: 0,
+    };
+    let mut change = Change::of(&nodes, trie.class_masks(), space, 0);
+    change.add(0, &v4("192.0.0.0/8")).unwrap();
+    let rest: Vec<TriePrefix> = entries.iter().map(|(_, p)| *p).collect();
+    change.remove(0, &v4("192.0.0.0/8"), &rest).unwrap();
+    assert!(change.has_garbage());
+    let change = change.prepared();
+    assert_eq!(nodes, before, "computing a change writes nothing");
+    let mut count = 0;
+    let mut counting = || {
+        count += 1;
         Ok(())
-    })
-    .unwrap();
-    assert_eq!(seen, vec![(1, 4), (2, 4 | 32)]);
+    };
+    change.write_groups(&mut nodes, &mut counting).unwrap();
+    // Only groups nothing reaches were written: every lookup is as before.
+    for (_, p) in &entries {
+        assert_eq!(lookup(nodes.as_slice(), trie.class_masks(), p.addr()), 1);
+    }
+    assert!(count > 0);
 }
