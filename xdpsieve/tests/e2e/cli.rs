@@ -165,6 +165,27 @@ fn clear_errors_for_operator_mistakes() {
     assert!(done.status.success());
 }
 
+/// The refusal of `-C` with `-w -` reads as one sentence (it once had a run of 14 spaces
+/// in the middle, from a line break without `\`). Checked before anything needs root.
+#[test]
+fn rotation_on_standard_output_is_refused_in_one_sentence() {
+    let out = Command::new(BINARY)
+        .args(["run", "-i", "lo", "--drop", "udp", "-w", "-", "-C", "1"])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "standard output (-w -) is no file: give -w FILE, or rotate the output of the \
+             program reading the pipe"
+        ),
+        "{err}"
+    );
+    assert!(!err.trim().contains("  "), "a run of spaces: {err:?}");
+}
+
 #[test]
 fn check_rules_prints_the_rule_table() {
     let tmp = TempDir::new("check");

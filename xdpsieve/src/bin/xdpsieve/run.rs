@@ -271,7 +271,8 @@ fn rotation_plan(args: &RunArgs, capturing: bool) -> Result<Option<RotationPlan>
     match args.write.as_deref() {
         None => bail!("-C and -G rotate the capture file: give -w FILE"),
         Some("-") => bail!(
-            "-C and -G rotate capture files, and standard output (-w -) is no file: give -w FILE,              or rotate the output of the program reading the pipe"
+            "-C and -G rotate capture files, and standard output (-w -) is no file: give -w FILE, \
+             or rotate the output of the program reading the pipe"
         ),
         Some(_) if !capturing => {
             bail!("-C and -G rotate the capture, but --capture none captures nothing")
