@@ -340,18 +340,6 @@ fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// True when the process may use BPF (CAP_BPF or CAP_SYS_ADMIN in its effective set).
-pub fn has_bpf_capability() -> bool {
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_BPF: u32 = 39;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_BPF | 1 << CAP_SYS_ADMIN) != 0)
-}
-
 fn program_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
     program_of_name(ebpf, PROGRAM)
 }

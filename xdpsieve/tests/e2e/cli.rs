@@ -1,6 +1,7 @@
 //! The command line an operator types: rules from a file together with flags, clear errors
 //! for their mistakes (and no program left attached after one), `check-rules`' table,
-//! `--help` for every flag, and a refusal without the privileges to attach.
+//! `--help` for every flag, and a refusal without privileges that names what each
+//! subcommand needs.
 
 use super::*;
 use crate::child::{Firewall, xdp_attached};
@@ -226,6 +227,46 @@ fn help_explains_every_flag() {
         "--ring-size",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
+    }
+}
+
+/// `set`, `reload`, `stop` and `status` load no program: without privileges each says what
+/// it needs and why, not that "loading the XDP program" was refused.
+#[test]
+fn each_subcommand_says_what_it_needs_without_privileges() {
+    if !root_or_skip() {
+        return;
+    }
+    for (verb, args) in [
+        (
+            "set",
+            &["set", "add", "blocklist", "192.0.2.7", "-i", "lo"][..],
+        ),
+        ("reload", &["reload", "-i", "lo"][..]),
+        ("stop", &["stop", "-i", "lo"][..]),
+        ("status", &["status"][..]),
+    ] {
+        // nobody, without capabilities (setpriv from util-linux).
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--",
+            ])
+            .arg(BINARY)
+            .args(args)
+            .output()
+            .expect("running setpriv");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{verb}: {err}");
+        assert!(
+            err.contains(&format!("xdpsieve {verb} needs root (")) && err.contains("CAP_BPF"),
+            "{verb}: {err}"
+        );
+        assert!(!err.contains("loading the XDP program"), "{verb}: {err}");
     }
 }
 
