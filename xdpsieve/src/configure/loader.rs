@@ -263,16 +263,12 @@ impl Firewall {
         .map_err(LoaderError::Load)?;
         let translated = config.filter_translated != 0;
         let object_bytes = object.as_ref().map_or(EBPF_OBJECT, |o| o.bytes());
-        // The rings exist either way; with perf they are not used, so keep them one page.
-        let ring_bytes = match settings.transport {
-            Transport::RingBuf => settings.ring_bytes,
-            Transport::Perf => 4096,
-        };
+        let (capture_ring, event_ring) = settings.ring_sizes(page_size());
         let mut loader = EbpfLoader::new();
         loader
             .override_global("CONFIG", &config, true)
-            .map_max_entries("CAPTURE_RING", ring_bytes)
-            .map_max_entries("EVENT_RING", ring_bytes);
+            .map_max_entries("CAPTURE_RING", capture_ring)
+            .map_max_entries("EVENT_RING", event_ring);
         if let Some(table) = &filter_table {
             loader.override_global("FILTER_PROGRAMS", &**table, true);
         }
@@ -327,6 +323,13 @@ impl Firewall {
             filter_runs,
         })
     }
+}
+
+/// The system's page size: the smallest ring buffer the kernel makes.
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(page).unwrap_or(4096)
 }
 
 /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.

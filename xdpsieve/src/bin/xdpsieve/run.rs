@@ -154,7 +154,8 @@ pub struct RunArgs {
     mode: AttachMode,
 
     /// Size of each record buffer (power of two; K, M, G suffixes). Bigger rides out bursts.
-    /// With perf it is shared out among the CPUs.
+    /// With perf it is shared out among the CPUs. Only the buffers records are sent to
+    /// get it: without a capture (or without an event log) that ring is one page.
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = flags::parse_size)]
     ring_size: u32,
 
