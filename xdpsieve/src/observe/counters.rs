@@ -210,6 +210,20 @@ pub const KERNEL: &[Counter<Counters>] = &[
          did not select; not a loss.",
         Some("{} packets not selected by the capture filter (not a loss)")
     ),
+    // Not sent: a reload turned on a stream this run has no writer for (see
+    // `xdpsieve_common::reader::WRITERS`).
+    counter!(capture_no_writer, "capture records not sent (no capture in this run)",
+        "xdpsieve_records_no_writer", ["stream" => "capture"],
+        "Records the program did not send because the run has no writer for their stream \
+         (a reload turned it on): lost, counted with their stream.",
+        Some("{} packets not captured: this run writes no capture (a reload turned capturing \
+              on); restart it with -w to capture them")),
+    counter!(event_no_writer, "events not sent (no event log in this run)",
+        "xdpsieve_records_no_writer", ["stream" => "event"],
+        "Records the program did not send because the run has no writer for their stream \
+         (a reload turned it on): lost, counted with their stream.",
+        Some("{} events not logged: this run has no event log (a reload gave a rule \
+              log = true); restart it to log them")),
 ];
 
 /// Per rule slot (map `RULE_COUNTERS`; slot 0 is the default verdict).
