@@ -330,6 +330,19 @@ pub const WRITER: &[Counter<WriterStats>] = &[
         ["output" => "capture", "reason" => "past_count"],
         "Records read from the ring and not written, by output and reason.",
         Some("{} packets not written: past the -c count (or the last file of -G with -W)")),
+    // Written, and gone since: the -W ring of files reused or removed their file.
+    counter!(overwritten, "captured, in files -W overwrote", "xdpsieve_capture_packets_gone",
+        ["reason" => "overwritten"],
+        "Captured packets no longer on disk: their file was overwritten by the -W ring of \
+         files or removed to make room on a full disk, by reason.",
+        Some("{} of the packets captured are no longer on disk: the -W ring of files \
+              overwrote their files")),
+    counter!(removed_for_room, "captured, in files removed for room",
+        "xdpsieve_capture_packets_gone", ["reason" => "disk_full"],
+        "Captured packets no longer on disk: their file was overwritten by the -W ring of \
+         files or removed to make room on a full disk, by reason.",
+        Some("{} of the packets captured are no longer on disk: their files were removed to \
+              make room on the full disk")),
     counter!(
         undecodable,
         "undecodable",
