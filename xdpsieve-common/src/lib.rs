@@ -479,6 +479,35 @@ pub struct Counters {
     /// capture filter (`--filter`, `--log-filter`) turned down: not a loss, the operator
     /// asked for only some of them.
     pub not_selected: u64,
+    /// Packets whose capture record the program did not send because no writer of the
+    /// run reads the capture stream (see [`reader::WRITERS`]): lost, with that reason.
+    pub capture_no_writer: u64,
+    /// Packets whose event the program did not send because the run has no event log (a
+    /// reload gave a rule `log = true` in a run started without one): lost, with that
+    /// reason.
+    pub event_no_writer: u64,
+}
+
+/// Slots of the `READER` map: what the recorder tells the program about its readers. The
+/// program reads them on the record path only.
+pub mod reader {
+    /// CLOCK_MONOTONIC ns of the recorder's last sign of life (see
+    /// [`READER_TIMEOUT_NS`](super::READER_TIMEOUT_NS)); 0: not tracked.
+    pub const HEARTBEAT: u32 = 0;
+    /// Which record streams a writer of the run reads: [`PUBLISHED`] with [`CAPTURE`] and
+    /// [`EVENTS`] as they are. A record of a stream no writer reads is counted
+    /// (`capture_no_writer`, `event_no_writer`) instead of being sent to a ring nobody
+    /// drains. Nothing published (0, as with a loader that reads the rings itself), or no
+    /// such slot (the map of an older run that a reload shares): every stream is read.
+    pub const WRITERS: u32 = 1;
+    /// Slots in the map.
+    pub const SLOTS: u32 = 2;
+    /// [`WRITERS`] was published by the run.
+    pub const PUBLISHED: u64 = 1 << 0;
+    /// A writer reads the capture records.
+    pub const CAPTURE: u64 = 1 << 1;
+    /// A writer reads the events.
+    pub const EVENTS: u64 = 1 << 2;
 }
 
 /// How old the recorder's heartbeat (CLOCK_MONOTONIC ns in the `READER` map, written every
@@ -606,7 +635,9 @@ const _: () = {
     assert!(offset_of!(SetEntry, addr) == 16);
     assert!(size_of::<SetMeta>() == 32 + 8 * sets::MAX_CLASSES as usize);
     assert!(offset_of!(SetMeta, class_masks) == 32);
-    assert!(size_of::<Counters>() == 160);
+    assert!(size_of::<Counters>() == 176);
+    assert!(offset_of!(Counters, capture_no_writer) == 160);
+    assert!(offset_of!(Counters, event_no_writer) == 168);
     assert!(offset_of!(Counters, sampled_out) == 144);
     assert!(offset_of!(Counters, not_selected) == 152);
     assert!(offset_of!(Counters, no_reader) == 104);

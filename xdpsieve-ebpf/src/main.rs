@@ -50,7 +50,7 @@ mod program {
         Config, Counters, InterfaceCounters, MAX_INTERFACES, MAX_RULES, RULE_SLOTS, Rule, RuleBits,
         RuleCounters, SetClass, SetEntry, SetGroup, SetMeta, capture,
         classify::{ADDR_ENTRIES, AddrKeyData, PORT_CLASSES, PORTS, PROTO_ENTRIES},
-        family,
+        family, reader,
         sets::{MAX_SETS, MMAPABLE},
         verdict,
     };
@@ -60,7 +60,10 @@ mod program {
         outcome::{Outcome, decide_special, default_outcome, remember_first_fragment},
         parse,
         parse::{Packet, special},
-        records::{Record, capture_packet, rate_allows, reader_gone, record_flags, send_event},
+        records::{
+            Record, capture_packet, rate_allows, reader_gone, record_flags, send_event,
+            streams_read,
+        },
         rules, sampling,
     };
 
@@ -305,6 +308,21 @@ mod program {
         }
         if reader_gone() {
             counters.no_reader += 1;
+            return outcome.verdict as u32;
+        }
+        // A stream no writer of the run reads (a reload gave a rule `log = true` in a run
+        // without an event log): its record is counted with that reason, not sent to a
+        // ring nobody drains, and it spends no rate-limit token.
+        let read = streams_read();
+        if want_log && read & reader::EVENTS == 0 {
+            counters.event_no_writer += 1;
+            want_log = false;
+        }
+        if want_capture && read & reader::CAPTURE == 0 {
+            counters.capture_no_writer += 1;
+            want_capture = false;
+        }
+        if !want_capture && !want_log {
             return outcome.verdict as u32;
         }
         if !rate_allows(slot, outcome.rate_interval_ns, outcome.rate_tolerance_ns) {

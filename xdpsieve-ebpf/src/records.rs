@@ -1,6 +1,6 @@
 //! What the program writes for userspace, and the checks before it writes: the capture
 //! and event records (ring buffer or perf), whether a recorder still reads them (its
-//! heartbeat), and each rule's rate limit. The entry point (`main.rs`) decides which
+//! heartbeat) and which of them it writes somewhere, and each rule's rate limit. The entry point (`main.rs`) decides which
 //! records a packet gets; this module writes them.
 
 use aya_ebpf::{
@@ -14,7 +14,7 @@ use aya_ebpf::{
 };
 use xdpsieve_common::{
     CAPTURE_HEADER_LEN, CaptureBuffer, CaptureHeader, Config, Event, MAX_SNAPLEN,
-    READER_TIMEOUT_NS, RULE_SLOTS, record_flags, transport,
+    READER_TIMEOUT_NS, RULE_SLOTS, reader, record_flags, transport,
 };
 
 use crate::{
@@ -38,11 +38,13 @@ static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 #[map]
 static EVENT_RING: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 
-/// The recorder's heartbeat: CLOCK_MONOTONIC ns of its last sign of life, 0 when not
-/// tracked. The firewall outlives its recorder (it is pinned); records made once the
-/// heartbeat is stale are counted as `no_reader` instead of filling a ring nobody reads.
+/// What the recorder tells the program (slots: `xdpsieve_common::reader`). Its heartbeat:
+/// CLOCK_MONOTONIC ns of its last sign of life, 0 when not tracked. The firewall outlives
+/// its recorder (it is pinned); records made once the heartbeat is stale are counted as
+/// `no_reader` instead of filling a ring nobody reads. And which streams a writer reads:
+/// a record of another is counted as `capture_no_writer` or `event_no_writer`.
 #[map]
-static READER: Array<u64> = Array::with_max_entries(1, 0);
+static READER: Array<u64> = Array::with_max_entries(reader::SLOTS, 0);
 
 #[map]
 static CAPTURE_PERF: PerfEventArray<CaptureHeader> = PerfEventArray::new(0);
@@ -54,7 +56,7 @@ static EVENT_PERF: PerfEventArray<Event> = PerfEventArray::new(0);
 /// Only the record path asks: the plain filter path never pays for it.
 #[inline(always)]
 pub fn reader_gone() -> bool {
-    let Some(&heartbeat) = READER.get(0) else {
+    let Some(&heartbeat) = READER.get(reader::HEARTBEAT) else {
         return false;
     };
     if heartbeat == 0 {
@@ -63,6 +65,17 @@ pub fn reader_gone() -> bool {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     now > heartbeat && now - heartbeat > READER_TIMEOUT_NS
+}
+
+/// The record streams a writer of the run reads (bits of `reader`): those it published, or
+/// every stream when it published nothing (a loader that reads its rings itself) or the
+/// map has no such slot (a reload sharing an older run's map).
+#[inline(always)]
+pub fn streams_read() -> u64 {
+    match READER.get(reader::WRITERS) {
+        Some(&writers) if writers & reader::PUBLISHED != 0 => writers,
+        _ => reader::CAPTURE | reader::EVENTS,
+    }
 }
 
 /// GCRA token bucket: a burst of up to `tolerance_ns / interval_ns + 1` records, then one

@@ -26,7 +26,8 @@ pub mod write;
 mod test_support;
 
 pub use configure::{
-    capture_filter, classify, flags, input, loader, pins, reload, rules, sets, stop, takeover,
+    capture_filter, classify, flags, input, loader, pins, privileges, reload, rules, sets, stop,
+    takeover,
 };
 pub use observe::{counters, metrics, stats, status, watch};
 pub use read::{event, generations, record, ringbuf, source};

@@ -18,14 +18,14 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use xdpsieve_common::capture;
 
 use crate::{
     capture::Format,
     capture_filter::{CompiledFilter, FilterEngine},
     event::LogFormat,
-    loader::{AttachMode, LoaderError},
+    loader::AttachMode,
     reload::RuleSources,
     rules::{Action, Rate, RuleSet},
     source::Transport,
@@ -135,22 +135,7 @@ impl Which {
 
 /// Fails early, and clearly, when the process cannot load BPF programs.
 pub fn check_privileges() -> Result<()> {
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_BPF: u32 = 39;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let Some(cap_eff) = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-    else {
-        return Ok(()); // cannot tell; the kernel will say
-    };
-    let has = |cap: u32| cap_eff & (1 << cap) != 0;
-    if !has(CAP_NET_ADMIN) || !(has(CAP_BPF) || has(CAP_SYS_ADMIN)) {
-        bail!(LoaderError::PermissionDenied);
-    }
-    Ok(())
+    crate::privileges::check(crate::privileges::Verb::Run)
 }
 
 /// Runs the firewall as `plan` says, until an explicit stop (or a failure of the loop

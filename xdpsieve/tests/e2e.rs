@@ -7,6 +7,7 @@
 //!   several interfaces, interface statistics;
 //! - `cli`: rule files and flags, operator mistakes, `check-rules`, `--help`, privileges;
 //! - `lifecycle`: SIGKILL leaving the firewall in force, skb fallback, the demo;
+//! - `memory`: the kernel memory of the rings, `--ring-size` only where records are sent;
 //! - `events`: the event log and its rate limit;
 //! - `status`: `xdpsieve status`, instances left behind, metrics and stats lines.
 //!
@@ -46,6 +47,8 @@ mod cli;
 mod events;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
+#[path = "e2e/memory.rs"]
+mod memory;
 #[path = "e2e/status.rs"]
 mod status;
 

@@ -7,6 +7,8 @@
 //! - a small tmpfs that fills mid-run: `-W` makes room by removing the oldest file; one
 //!   too small for the first file: nothing to remove, the capture alone stops, as any
 //!   failed output does;
+//! - `-C 1 -W 2` wrapping round: the summary counts the captured packets in the files it
+//!   overwrote, as it counts those in files removed for room;
 //! - `-C` with `-w -` is refused.
 //!
 //! Each packet carries its number, so "every packet once, none torn" is checked packet by
@@ -271,6 +273,58 @@ fn full_disk_with_w_removes_the_oldest_file_and_keeps_capturing() {
     assert!(first > 0, "the oldest packets went with the oldest file");
     assert_contiguous(&all, first, SENT);
     assert_eq!(pcap_numbers(&newest).last(), Some(&(SENT - 1)));
+    // The summary says how many captured packets went with the removed files: exactly
+    // those before the first one left.
+    assert_eq!(
+        summary_count(
+            &stderr,
+            "their files were removed to make room on the full disk"
+        ),
+        u64::from(first),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_ring_of_two_files_counts_the_captured_packets_it_overwrote() {
+    if !root_or_skip() {
+        return;
+    }
+    let work = TempDir::new("overwrite");
+    let net = VethPair::create("rotover", None).expect("namespaces");
+    let _client = client_socket(&net);
+    let pattern = work.file("cap.pcap");
+    let fw = Firewall::start(
+        &net,
+        &["-w", pattern.to_str().unwrap(), "-C", "1", "-W", "2"],
+    );
+    // About 1,000 datagrams (1 MB) a second: 4 or 5 files, so the ring of two wraps.
+    const SENT: u32 = 4500;
+    let sent = send_numbered(
+        &net,
+        SENT,
+        Duration::from_millis(10),
+        &AtomicBool::new(false),
+    );
+    assert_eq!(sent, SENT);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = fw.stop();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        summary_count(&stderr, "packets captured"),
+        u64::from(SENT),
+        "{stderr}"
+    );
+    let overwritten = summary_count(&stderr, "the -W ring of files overwrote their files");
+    assert!(overwritten > 0, "{stderr}");
+    // The two files hold the newest packets; the older ones are the overwritten, each
+    // counted once: on disk + overwritten = captured.
+    let files = work.files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let mut left: Vec<u32> = files.iter().flat_map(|f| pcap_numbers(f)).collect();
+    left.sort_unstable();
+    assert_contiguous(&left, overwritten as u32, SENT);
 }
 
 #[test]

@@ -263,16 +263,12 @@ impl Firewall {
         .map_err(LoaderError::Load)?;
         let translated = config.filter_translated != 0;
         let object_bytes = object.as_ref().map_or(EBPF_OBJECT, |o| o.bytes());
-        // The rings exist either way; with perf they are not used, so keep them one page.
-        let ring_bytes = match settings.transport {
-            Transport::RingBuf => settings.ring_bytes,
-            Transport::Perf => 4096,
-        };
+        let (capture_ring, event_ring) = settings.ring_sizes(page_size());
         let mut loader = EbpfLoader::new();
         loader
             .override_global("CONFIG", &config, true)
-            .map_max_entries("CAPTURE_RING", ring_bytes)
-            .map_max_entries("EVENT_RING", ring_bytes);
+            .map_max_entries("CAPTURE_RING", capture_ring)
+            .map_max_entries("EVENT_RING", event_ring);
         if let Some(table) = &filter_table {
             loader.override_global("FILTER_PROGRAMS", &**table, true);
         }
@@ -329,6 +325,13 @@ impl Firewall {
     }
 }
 
+/// The system's page size: the smallest ring buffer the kernel makes.
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(page).unwrap_or(4096)
+}
+
 /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -338,18 +341,6 @@ fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes into the timespec we pass; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// True when the process may use BPF (CAP_BPF or CAP_SYS_ADMIN in its effective set).
-pub fn has_bpf_capability() -> bool {
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_BPF: u32 = 39;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_BPF | 1 << CAP_SYS_ADMIN) != 0)
 }
 
 fn program_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {

@@ -3,7 +3,8 @@
 //! into the bitmaps the program matches with ([`classify`]), and loaded with the program
 //! ([`loader`]); the firewall is pinned in bpffs so it outlives its recorder ([`pins`]),
 //! taken over by a new run ([`takeover`]), given new rules without a gap ([`reload`]) and
-//! removed only by an explicit [`stop`].
+//! removed only by an explicit [`stop`]. What each subcommand needs of the process's
+//! privileges is in [`privileges`].
 
 pub mod capture_filter;
 pub mod classify;
@@ -11,6 +12,7 @@ pub mod flags;
 pub mod input;
 pub mod loader;
 pub mod pins;
+pub mod privileges;
 pub mod reload;
 pub mod rules;
 pub mod sets;

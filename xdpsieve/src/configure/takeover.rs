@@ -361,7 +361,7 @@ pub fn attach_or_take_over(
                 Ok(n) => n,
                 Err(e) => {
                     eprintln!(
-                        "xdpsieve: warning: cannot count the records left in the old rings of                          {iface}: {e:#}"
+                        "xdpsieve: warning: cannot count the records left in the old rings of {iface}: {e:#}"
                     );
                     0
                 }

@@ -210,6 +210,20 @@ pub const KERNEL: &[Counter<Counters>] = &[
          did not select; not a loss.",
         Some("{} packets not selected by the capture filter (not a loss)")
     ),
+    // Not sent: a reload turned on a stream this run has no writer for (see
+    // `xdpsieve_common::reader::WRITERS`).
+    counter!(capture_no_writer, "capture records not sent (no capture in this run)",
+        "xdpsieve_records_no_writer", ["stream" => "capture"],
+        "Records the program did not send because the run has no writer for their stream \
+         (a reload turned it on): lost, counted with their stream.",
+        Some("{} packets not captured: this run writes no capture (a reload turned capturing \
+              on); restart it with -w to capture them")),
+    counter!(event_no_writer, "events not sent (no event log in this run)",
+        "xdpsieve_records_no_writer", ["stream" => "event"],
+        "Records the program did not send because the run has no writer for their stream \
+         (a reload turned it on): lost, counted with their stream.",
+        Some("{} events not logged: this run has no event log (a reload gave a rule \
+              log = true); restart it to log them")),
 ];
 
 /// Per rule slot (map `RULE_COUNTERS`; slot 0 is the default verdict).
@@ -316,6 +330,19 @@ pub const WRITER: &[Counter<WriterStats>] = &[
         ["output" => "capture", "reason" => "past_count"],
         "Records read from the ring and not written, by output and reason.",
         Some("{} packets not written: past the -c count (or the last file of -G with -W)")),
+    // Written, and gone since: the -W ring of files reused or removed their file.
+    counter!(overwritten, "captured, in files -W overwrote", "xdpsieve_capture_packets_gone",
+        ["reason" => "overwritten"],
+        "Captured packets no longer on disk: their file was overwritten by the -W ring of \
+         files or removed to make room on a full disk, by reason.",
+        Some("{} of the packets captured are no longer on disk: the -W ring of files \
+              overwrote their files")),
+    counter!(removed_for_room, "captured, in files removed for room",
+        "xdpsieve_capture_packets_gone", ["reason" => "disk_full"],
+        "Captured packets no longer on disk: their file was overwritten by the -W ring of \
+         files or removed to make room on a full disk, by reason.",
+        Some("{} of the packets captured are no longer on disk: their files were removed to \
+              make room on the full disk")),
     counter!(
         undecodable,
         "undecodable",

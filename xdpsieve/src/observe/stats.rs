@@ -43,6 +43,11 @@ pub struct WriterStats {
     pub capture_not_written: u64,
     /// Event lines not written because the log output failed.
     pub log_not_written: u64,
+    /// Captured packets (counted in `written`) whose file the `-W` ring overwrote when it
+    /// came round to its name again.
+    pub overwritten: u64,
+    /// Captured packets whose file the `-W` ring removed to make room on a full disk.
+    pub removed_for_room: u64,
 }
 
 impl WriterStats {

@@ -194,10 +194,7 @@ pub fn pinned_snapshot(iface: &str, meta: &Meta) -> Result<Snapshot> {
 /// Status of the instances on `iface`, or of every instance in this network namespace.
 /// Needs root (or CAP_BPF): it opens pinned maps.
 pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 && !crate::loader::has_bpf_capability() {
-        bail!("status needs root (it reads pinned BPF maps): run it with sudo");
-    }
+    crate::privileges::check(crate::privileges::Verb::Status)?;
     let dir = pins::meta_dir();
     let names: Vec<String> = match iface {
         Some(name) => vec![name.to_string()],

@@ -270,6 +270,13 @@ impl CaptureSession {
         self.recorder.as_mut().is_some_and(Recorder::limit_reached)
     }
 
+    /// Which record streams this run writes: (capture, events). The program is told (see
+    /// `Firewall::publish_writers`), so that it counts the records of the others rather
+    /// than send them to a ring nothing drains.
+    pub fn streams(&self) -> (bool, bool) {
+        (self.recorder.is_some(), self.event_log.is_some())
+    }
+
     /// How many outputs failed (and stopped): a change is published at once.
     pub fn failed_outputs(&mut self) -> usize {
         usize::from(self.recorder.as_mut().is_some_and(Recorder::failed))

@@ -195,7 +195,10 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         Some(Box::new(move || probe.read())),
     )?;
     // Records count as lost for want of a reader once the heartbeat stops (this process
-    // died); it starts before the program is live.
+    // died), and those of a stream this run does not write are counted, not sent (a reload
+    // may give a rule `log = true`); both are told before the program is live.
+    let (writes_capture, writes_events) = capture.streams();
+    firewall.publish_writers(writes_capture, writes_events)?;
     firewall.heartbeat()?;
     let rule_names: Vec<(u32, String)> =
         rules.rules.iter().map(|r| (r.id, r.name.clone())).collect();

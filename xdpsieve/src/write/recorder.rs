@@ -252,12 +252,19 @@ impl<W: Output> Recorder<W> {
 
     pub fn stats(&mut self) -> WriterStats {
         let before = self.rotation.as_ref().map_or(0, Rotator::written_before);
+        let (overwritten, removed_for_room) = self
+            .rotation
+            .as_ref()
+            .map(Rotator::packets_gone)
+            .unwrap_or_default();
         let out = self.writer.output();
         WriterStats {
             written: before + out.written(),
             capture_not_written: self.tally.not_written(out, before),
             past_count: self.past_count,
             undecodable: self.tally.undecodable,
+            overwritten,
+            removed_for_room,
             ..WriterStats::default()
         }
     }

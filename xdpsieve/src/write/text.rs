@@ -51,6 +51,9 @@ pub fn escape_path(path: &Path) -> String {
 }
 
 #[cfg(test)]
+mod messages;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

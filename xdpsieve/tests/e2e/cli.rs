@@ -1,6 +1,7 @@
 //! The command line an operator types: rules from a file together with flags, clear errors
 //! for their mistakes (and no program left attached after one), `check-rules`' table,
-//! `--help` for every flag, and a refusal without the privileges to attach.
+//! `--help` for every flag, and a refusal without privileges that names what each
+//! subcommand needs.
 
 use super::*;
 use crate::child::{Firewall, xdp_attached};
@@ -165,6 +166,27 @@ fn clear_errors_for_operator_mistakes() {
     assert!(done.status.success());
 }
 
+/// The refusal of `-C` with `-w -` reads as one sentence (it once had a run of 14 spaces
+/// in the middle, from a line break without `\`). Checked before anything needs root.
+#[test]
+fn rotation_on_standard_output_is_refused_in_one_sentence() {
+    let out = Command::new(BINARY)
+        .args(["run", "-i", "lo", "--drop", "udp", "-w", "-", "-C", "1"])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "standard output (-w -) is no file: give -w FILE, or rotate the output of the \
+             program reading the pipe"
+        ),
+        "{err}"
+    );
+    assert!(!err.trim().contains("  "), "a run of spaces: {err:?}");
+}
+
 #[test]
 fn check_rules_prints_the_rule_table() {
     let tmp = TempDir::new("check");
@@ -205,6 +227,46 @@ fn help_explains_every_flag() {
         "--ring-size",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
+    }
+}
+
+/// `set`, `reload`, `stop` and `status` load no program: without privileges each says what
+/// it needs and why, not that "loading the XDP program" was refused.
+#[test]
+fn each_subcommand_says_what_it_needs_without_privileges() {
+    if !root_or_skip() {
+        return;
+    }
+    for (verb, args) in [
+        (
+            "set",
+            &["set", "add", "blocklist", "192.0.2.7", "-i", "lo"][..],
+        ),
+        ("reload", &["reload", "-i", "lo"][..]),
+        ("stop", &["stop", "-i", "lo"][..]),
+        ("status", &["status"][..]),
+    ] {
+        // nobody, without capabilities (setpriv from util-linux).
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--",
+            ])
+            .arg(BINARY)
+            .args(args)
+            .output()
+            .expect("running setpriv");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{verb}: {err}");
+        assert!(
+            err.contains(&format!("xdpsieve {verb} needs root (")) && err.contains("CAP_BPF"),
+            "{verb}: {err}"
+        );
+        assert!(!err.contains("loading the XDP program"), "{verb}: {err}");
     }
 }
 

@@ -211,3 +211,70 @@ fn rate_limit_suppresses_and_counts_exactly() {
     assert_eq!(s.captured + s.lost + suppressed, FLOOD, "{stderr}");
     assert_eq!(read_pcap(&capture).len() as u64, s.captured);
 }
+
+/// A run started without an event log whose reload gives a rule `log = true`. Its events
+/// used to go to a ring nothing read: the summary said "0 events logged (20 sent by the
+/// program)" and "0 events lost". Now the reload says the run cannot log them, the program
+/// counts each with that reason and sends none, and the summary says where they went.
+#[test]
+fn a_reload_that_turns_logging_on_without_an_event_log_says_so_and_counts_each_event() {
+    if !root_or_skip() {
+        return;
+    }
+    const RULE: &str =
+        "[[rule]]\nname = \"dns\"\naction = \"drop\"\nprotocol = \"udp\"\nsrc_port = 53\n";
+    let tmp = TempDir::new("nolog");
+    let rules = tmp.file("fw.toml");
+    std::fs::write(&rules, RULE).unwrap();
+    let capture = tmp.file("drops.pcap");
+    let net = VethPair::create("nolog", None).expect("namespaces");
+    let (_c4, _c6) = client_sockets(&net);
+    let fw = Firewall::start(
+        &net,
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "-w",
+            capture.to_str().unwrap(),
+        ],
+    );
+    const N: u16 = 10;
+    send_dns_and_other(&net, N, 0);
+    std::fs::write(&rules, format!("{RULE}log = true\n")).unwrap();
+    let reload = net
+        .fw
+        .command(BINARY)
+        .args(["reload", "-i", VethPair::FW_IF])
+        .output()
+        .expect("running xdpsieve reload");
+    let said = String::from_utf8_lossy(&reload.stdout);
+    assert!(reload.status.success(), "{said}");
+    assert!(
+        said.contains("generation 2 in force")
+            && said.contains("note: this run has no event log")
+            && said.contains("the events of the rules with log = true (dns) are not sent"),
+        "{said}"
+    );
+    send_dns_and_other(&net, N, 0);
+    settle();
+    let out = fw.stop(libc::SIGINT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let drops = 4 * u64::from(N);
+    let s = parse_summary(&stderr);
+    assert_eq!(
+        (s.dropped, s.captured, s.lost),
+        (drops, drops, 0),
+        "{stderr}"
+    );
+    // The second half's drops: each event counted, none sent, none called logged or lost.
+    assert!(
+        stderr.contains(&format!(
+            "{} events not logged: this run has no event log",
+            drops / 2
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("sent by the program"), "{stderr}");
+    assert_eq!(read_pcap(&capture).len() as u64, drops);
+}

@@ -1,7 +1,11 @@
 //! The event log: events the real program produced, decoded over both transports (ring
-//! buffer and perf), and full perf buffers counting the events they lose.
+//! buffer and perf), full perf buffers counting the events they lose, and the records of a
+//! stream no writer reads counted instead of sent.
 
-use xdpsieve::{loader::Settings, rules::Action};
+use xdpsieve::{
+    loader::{Firewall, Settings},
+    rules::Action,
+};
 use xdpsieve_common::{capture, verdict};
 
 use crate::common::root_or_skip;
@@ -108,4 +112,54 @@ fn full_perf_buffer_counts_lost_events() {
         source.perf_lost(),
         c.event_lost
     );
+}
+
+/// A stream the run writes nowhere (a reload gave a rule `log = true` in a run without an
+/// event log): the program sends none of its records and counts each with that reason,
+/// while the stream that is written goes on. Published again with a writer, it flows.
+#[test]
+fn records_of_a_stream_no_writer_reads_are_counted_not_sent() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut rules = rule_set(&[(Action::Drop, "udp src port 53")]);
+    rules.rules[0].log = true;
+    let settings = Settings {
+        rules,
+        capture: capture::DROPPED,
+        log: 0,
+        ring_bytes: 1 << 16,
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let mut events = fw.take_event_source().expect("event source");
+    let mut captures = fw.take_capture_source().expect("capture source");
+    let frame = Frame::ipv4(PEER4, HOST4).udp(53, 40000).build();
+    let mut read = |fw: &mut Firewall, sent: u32| {
+        assert_eq!(run_repeat(fw, &frame, sent), DROP);
+        let (mut e, mut c) = (0u64, 0u64);
+        events.drain(|_| e += 1);
+        captures.drain(|_| c += 1);
+        (e, c)
+    };
+    // Control: nothing published, every stream is sent.
+    assert_eq!(read(&mut fw, 4), (4, 4));
+    fw.publish_writers(true, false).expect("publishing");
+    assert_eq!(read(&mut fw, 10), (0, 10));
+    let c = counters(&fw);
+    assert_eq!((c.events, c.event_lost, c.event_no_writer), (4, 0, 10));
+    assert_eq!(
+        (c.captured, c.capture_lost, c.capture_no_writer),
+        (14, 0, 0)
+    );
+    assert_eq!(fw.published_writers(), Some(0b011));
+    fw.publish_writers(true, true).expect("publishing");
+    assert_eq!(read(&mut fw, 5), (5, 5));
+    fw.publish_writers(false, false).expect("publishing");
+    assert_eq!(read(&mut fw, 3), (0, 0));
+    let c = counters(&fw);
+    // Every record the program meant to send: sent, or counted with its reason.
+    assert_eq!((c.events, c.event_no_writer), (9, 13), "{c:?}");
+    assert_eq!((c.captured, c.capture_no_writer), (19, 3), "{c:?}");
+    assert_eq!(c.dropped, 22);
 }

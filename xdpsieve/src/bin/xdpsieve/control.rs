@@ -3,7 +3,11 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
-use xdpsieve::{flags, session::check_privileges, text::escape};
+use xdpsieve::{
+    flags,
+    privileges::{Verb, check},
+    text::escape,
+};
 
 #[derive(Args)]
 #[command(after_help = STOP_HELP)]
@@ -63,7 +67,7 @@ pub struct StatusArgs {
 /// Asks the running firewall (or, with no recorder, the pinned state) to read its rules
 /// again; an error when the old rules stay.
 pub fn reload(args: &ReloadArgs) -> Result<()> {
-    check_privileges()?;
+    check(Verb::Reload)?;
     let outcome = xdpsieve::reload::request::request(args.interface.as_deref())?;
     if !outcome.ok {
         bail!("reload failed: {}", outcome.message);
@@ -74,7 +78,7 @@ pub fn reload(args: &ReloadArgs) -> Result<()> {
 
 /// Removes the firewall from `args.interface` (see `STOP_HELP`).
 pub fn stop(args: &StopArgs) -> Result<()> {
-    check_privileges()?;
+    check(Verb::Stop)?;
     println!("{}", xdpsieve::stop::stop(&args.interface)?);
     Ok(())
 }

@@ -154,7 +154,8 @@ pub struct RunArgs {
     mode: AttachMode,
 
     /// Size of each record buffer (power of two; K, M, G suffixes). Bigger rides out bursts.
-    /// With perf it is shared out among the CPUs.
+    /// With perf it is shared out among the CPUs. Only the buffers records are sent to
+    /// get it: without a capture (or without an event log) that ring is one page.
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = flags::parse_size)]
     ring_size: u32,
 
@@ -271,7 +272,8 @@ fn rotation_plan(args: &RunArgs, capturing: bool) -> Result<Option<RotationPlan>
     match args.write.as_deref() {
         None => bail!("-C and -G rotate the capture file: give -w FILE"),
         Some("-") => bail!(
-            "-C and -G rotate capture files, and standard output (-w -) is no file: give -w FILE,              or rotate the output of the program reading the pipe"
+            "-C and -G rotate capture files, and standard output (-w -) is no file: give -w FILE, \
+             or rotate the output of the program reading the pipe"
         ),
         Some(_) if !capturing => {
             bail!("-C and -G rotate the capture, but --capture none captures nothing")

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use xdpsieve::{
     configure::sets::live::command::{SetOp, SetPlan},
     flags,
-    session::check_privileges,
+    privileges::{Verb, check},
 };
 
 #[derive(Args)]
@@ -110,7 +110,7 @@ Examples:
 
 /// Turns `xdpsieve set ...` into a plan for the library.
 pub fn set(args: SetArgs) -> Result<()> {
-    check_privileges()?;
+    check(Verb::Set)?;
     let change = |c: SetChangeArgs| (c.set, c.prefixes, c.from_file, c.save);
     let (op, (name, prefixes, from_file, save)) = match args.op {
         SetCommand::Add(a) => (SetOp::Add { timeout: a.timeout }, change(a.change)),

@@ -1,9 +1,9 @@
 //! The loaded program's maps as the rest of the library uses them: the record sources,
-//! the reader heartbeat, the counters (read through the one counter catalogue,
-//! [`crate::counters`]), and the maps a takeover or a pin needs.
+//! the reader heartbeat and the streams a writer reads, the counters (read through the one
+//! counter catalogue, [`crate::counters`]), and the maps a takeover or a pin needs.
 
 use aya::{maps::Array, programs::Xdp};
-use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters};
+use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters, reader};
 
 use super::{FilterRun, Firewall, LoaderError, monotonic_ns, program_of};
 use crate::{
@@ -22,7 +22,36 @@ impl Firewall {
     /// want of a reader once this is more than `READER_TIMEOUT_NS` old. Call it before
     /// attaching and every ~100 ms after.
     pub fn heartbeat(&mut self) -> Result<(), LoaderError> {
-        let now = monotonic_ns();
+        self.set_reader(reader::HEARTBEAT, monotonic_ns(), "the reader heartbeat")
+    }
+
+    /// Tells the program which record streams a writer of the run reads: it counts the
+    /// records of the others (`capture_no_writer`, `event_no_writer`) instead of sending
+    /// them to a ring nobody drains. Call it before attaching. A reload's program shares
+    /// the map, and so what the run published.
+    pub fn publish_writers(&mut self, capture: bool, events: bool) -> Result<(), LoaderError> {
+        let mut writers = reader::PUBLISHED;
+        if capture {
+            writers |= reader::CAPTURE;
+        }
+        if events {
+            writers |= reader::EVENTS;
+        }
+        self.set_reader(reader::WRITERS, writers, "which streams are read")
+    }
+
+    /// What the run published with [`Firewall::publish_writers`] (bits of
+    /// `xdpsieve_common::reader`); `None` when nothing was (or the map is an older run's,
+    /// without the slot).
+    pub fn published_writers(&self) -> Option<u64> {
+        let reader: Array<_, u64> = Array::try_from(self.ebpf.map("READER")?).ok()?;
+        reader
+            .get(&reader::WRITERS, 0)
+            .ok()
+            .filter(|w| w & reader::PUBLISHED != 0)
+    }
+
+    fn set_reader(&mut self, slot: u32, value: u64, what: &str) -> Result<(), LoaderError> {
         let map = self
             .ebpf
             .map_mut("READER")
@@ -30,8 +59,8 @@ impl Firewall {
         let mut reader: Array<_, u64> =
             Array::try_from(map).map_err(|e| LoaderError::Load(format!("READER: {e}")))?;
         reader
-            .set(0, now, 0)
-            .map_err(|e| LoaderError::Load(format!("writing the reader heartbeat: {e}")))
+            .set(slot, value, 0)
+            .map_err(|e| LoaderError::Load(format!("writing {what}: {e}")))
     }
 
     /// A map of the loaded program, by name (for carrying counters over in a takeover).

@@ -53,6 +53,28 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Whether the program sends events: a log mask, or a rule with `log = true`.
+    pub fn logs_events(&self) -> bool {
+        self.log != 0 || self.rules.rules.iter().any(|r| r.log)
+    }
+
+    /// Bytes of the capture ring and of the event ring: `ring_bytes` for each stream the
+    /// program sends through a ring buffer, `page` (the least the kernel makes) for the
+    /// others. The rings exist either way (the program names them); a ring nothing is sent
+    /// to must not hold `--ring-size` of locked kernel memory: 2 GiB for an event ring of a
+    /// capture-only run. A reload's program shares the run's pinned rings whatever these
+    /// say, so a reload that turns logging on finds one page (see `configure::reload`).
+    pub fn ring_sizes(&self, page: u32) -> (u32, u32) {
+        let size = |used: bool| {
+            if used && self.transport == Transport::RingBuf {
+                self.ring_bytes.max(page)
+            } else {
+                page
+            }
+        };
+        (size(self.capture != 0), size(self.logs_events()))
+    }
+
     /// The unclassifiable verdict in force: the one asked for, else the default.
     pub fn unclassifiable_action(&self) -> Action {
         self.unclassifiable
@@ -84,5 +106,43 @@ impl Default for Settings {
             log_filter: None,
             filter_engine: FilterEngine::Auto,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Action;
+
+    #[test]
+    fn only_the_rings_of_streams_sent_get_the_ring_size() {
+        const PAGE: u32 = 4096;
+        const RING: u32 = 1 << 30;
+        let capture_only = Settings {
+            ring_bytes: RING,
+            ..Settings::default()
+        };
+        assert_eq!(capture_only.ring_sizes(PAGE), (RING, PAGE));
+        let mut log_only = Settings {
+            capture: 0,
+            log: xdpsieve_common::capture::DROPPED,
+            ..capture_only.clone()
+        };
+        assert_eq!(log_only.ring_sizes(PAGE), (PAGE, RING));
+        // A rule's `log = true` sends events too.
+        log_only.log = 0;
+        assert_eq!(log_only.ring_sizes(PAGE), (PAGE, PAGE));
+        log_only
+            .rules
+            .push_expression(Action::Drop, "udp")
+            .expect("a rule");
+        log_only.rules.rules[0].log = true;
+        assert_eq!(log_only.ring_sizes(PAGE), (PAGE, RING));
+        // Perf sends through perf buffers: both rings stay a page.
+        let perf = Settings {
+            transport: Transport::Perf,
+            ..log_only
+        };
+        assert_eq!(perf.ring_sizes(PAGE), (PAGE, PAGE));
     }
 }

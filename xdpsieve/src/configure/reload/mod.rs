@@ -25,7 +25,10 @@
 //!   run or a takeover must not pick up a dead instance's rings by their names.) Each record carries its generation's
 //!   low byte (`Config::generation`), and the recorder names its rule from that
 //!   generation's rules ([`crate::generations`]): the same id can be another rule after a
-//!   reload.
+//!   reload. The writers stay the run's: a new generation that sends a stream the run has
+//!   no writer for (a rule given `log = true` in a run started without an event log, whose
+//!   event ring is one page) has those records counted (`event_no_writer`, see
+//!   `xdpsieve_common::reader`) instead of sent, and the outcome says so.
 //! - The global and per-interface counters: shared too (the interfaces and their slots do
 //!   not change), so they go on exactly.
 //! - The per-rule counters (their slots change with the rules): copied into the new
@@ -165,6 +168,8 @@ pub struct Prepared {
     started: Instant,
     /// How long reading the rules and loading the program took.
     pub load_time: Duration,
+    /// Whether the new generation sends capture records, and events.
+    sends: (bool, bool),
 }
 
 /// Reads the rules of the instance described by `meta` from its recipe and loads them as
@@ -208,7 +213,50 @@ pub fn prepare(meta: &Meta) -> Result<Prepared> {
         started_ns,
         started,
         load_time: started.elapsed(),
+        sends: (settings.capture != 0, settings.logs_events()),
     })
+}
+
+/// What the run cannot write of what the new generation sends, for the reload's outcome:
+/// a stream the run published no writer for (`writers`, see `Firewall::publish_writers`).
+/// The program counts those records (`capture_no_writer`, `event_no_writer`) instead of
+/// sending them; the operator must hear it from the reload, not from the summary.
+fn unwritten(
+    writers: Option<u64>,
+    (capture, events): (bool, bool),
+    rules: &RuleSet,
+) -> Vec<String> {
+    use xdpsieve_common::reader;
+    let Some(writers) = writers else {
+        return Vec::new();
+    };
+    let mut notes = Vec::new();
+    if capture && writers & reader::CAPTURE == 0 {
+        notes.push(
+            "this run writes no capture: its capture records are not sent but counted as not \
+             captured (capture_no_writer); restart the run with -w to capture them"
+                .to_string(),
+        );
+    }
+    if events && writers & reader::EVENTS == 0 {
+        let logging: Vec<String> = rules
+            .rules
+            .iter()
+            .filter(|r| r.log)
+            .map(|r| crate::text::escape(&r.name).into_owned())
+            .collect();
+        let which = if logging.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", logging.join(", "))
+        };
+        notes.push(format!(
+            "this run has no event log (nothing was logged when it started): the events of \
+             the rules with log = true{which} are not sent but counted as not logged \
+             (event_no_writer); restart the run to log them"
+        ));
+    }
+    notes
 }
 
 /// Reloads the instance described by `meta` (whose lock the caller holds): the next
@@ -230,6 +278,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
         started_ns,
         started,
         load_time,
+        sends,
     } = prepared;
     let first = meta
         .interfaces
@@ -293,6 +342,9 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
             "; {} had no link (gone) and get the new rules when attached again",
             skipped.join(", ")
         ));
+    }
+    for note in unwritten(firewall.published_writers(), sends, &rules) {
+        message.push_str(&format!("; note: {note}"));
     }
     let mut new_meta = meta.clone();
     new_meta.rules = meta_rules(&rules, default_rate);

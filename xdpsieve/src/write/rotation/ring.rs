@@ -2,6 +2,10 @@
 //! when the disk is full. The capture's [`Sink`](crate::output::Sink) holds the ring and,
 //! when a write fails for lack of space, removes the oldest file still there (never the
 //! one it writes) and tries again, before the write is given up as a failure.
+//!
+//! The ring knows how many packets each of its files holds, so the captured packets that
+//! are no longer on disk are counted, by reason: in a file the ring overwrote when it came
+//! round to its name again (`-C` with `-W`), or in one removed to make room.
 
 use std::{
     collections::VecDeque,
@@ -15,27 +19,44 @@ pub type SharedRing = Arc<Mutex<Ring>>;
 
 #[derive(Debug, Default)]
 pub struct Ring {
-    files: VecDeque<PathBuf>,
+    /// Each finished file, with the packets it holds.
+    files: VecDeque<(PathBuf, u64)>,
+    overwritten: u64,
+    removed: u64,
 }
 
 impl Ring {
-    /// A file was finished (closed); it is the newest of the ring.
-    pub fn push(&mut self, path: &Path) {
+    /// A file holding `packets` was finished (closed); it is the newest of the ring.
+    pub fn push(&mut self, path: &Path, packets: u64) {
         self.forget(path);
-        self.files.push_back(path.to_path_buf());
+        self.files.push_back((path.to_path_buf(), packets));
     }
 
     /// `path` is opened again (the ring wrapped round to its name): it is the current file
-    /// now, not one to remove.
-    pub fn forget(&mut self, path: &Path) {
-        self.files.retain(|f| f != path);
+    /// now, not one to remove. Returns the packets of the finished file of that name, if
+    /// there was one.
+    pub fn forget(&mut self, path: &Path) -> Option<u64> {
+        let at = self.files.iter().position(|(f, _)| f == path)?;
+        self.files.remove(at).map(|(_, packets)| packets)
+    }
+
+    /// `path` is about to be created again, truncating it: the packets of the finished file
+    /// of that name are overwritten, if it is still there (a `-z` command may have moved
+    /// it away).
+    pub fn reopen(&mut self, path: &Path) {
+        if let Some(packets) = self.forget(path)
+            && path.exists()
+        {
+            self.overwritten += packets;
+        }
     }
 
     /// Removes the oldest finished file still on disk and returns its name; `None` when
     /// none is left. A file a `-z` command moved away is passed over.
     pub fn remove_oldest(&mut self) -> Option<PathBuf> {
-        while let Some(oldest) = self.files.pop_front() {
+        while let Some((oldest, packets)) = self.files.pop_front() {
             if std::fs::remove_file(&oldest).is_ok() {
+                self.removed += packets;
                 return Some(oldest);
             }
         }
@@ -44,7 +65,13 @@ impl Ring {
 
     /// The finished files, oldest first.
     pub fn files(&self) -> impl Iterator<Item = &Path> {
-        self.files.iter().map(PathBuf::as_path)
+        self.files.iter().map(|(f, _)| f.as_path())
+    }
+
+    /// Captured packets no longer on disk: (in files the ring overwrote, in files removed
+    /// to make room).
+    pub fn packets_gone(&self) -> (u64, u64) {
+        (self.overwritten, self.removed)
     }
 }
 
@@ -62,15 +89,23 @@ mod tests {
             std::fs::write(f, b"x").unwrap();
         }
         let mut ring = Ring::default();
-        ring.push(&a);
-        ring.push(&b);
-        ring.push(&c);
+        ring.push(&a, 1);
+        ring.push(&b, 2);
+        ring.push(&c, 4);
         // `a` was moved away (a -z command), `b` is written again: `c` is the one to go.
         std::fs::remove_file(&a).unwrap();
-        ring.forget(&b);
+        ring.reopen(&b);
         assert_eq!(ring.remove_oldest(), Some(c.clone()));
         assert!(b.exists() && !c.exists());
         assert_eq!(ring.remove_oldest(), None);
+        // `b`'s 2 packets were overwritten, `c`'s 4 removed; `a`'s were moved, not lost.
+        assert_eq!(ring.packets_gone(), (2, 4));
+        // A name reopened that the ring no longer holds, or whose file a command moved
+        // away, loses nothing.
+        ring.reopen(&c);
+        ring.push(&a, 8);
+        ring.reopen(&a);
+        assert_eq!(ring.packets_gone(), (2, 4));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -9,7 +9,8 @@
 //! interface, chosen for capture, lost, and left out by sampling (not loss).
 //!
 //! Each finished file joins the ring (with `-W`, the files the sink may remove when the
-//! disk is full) and goes to the `-z` command. The packets of the finished files are kept
+//! disk is full, and whose names the ring comes round to again) with its packet count, and
+//! goes to the `-z` command. The packets of the finished files are kept
 //! in [`Rotator::written_before`], so the counts are of the whole capture.
 
 use std::{
@@ -159,6 +160,15 @@ impl<W: Output> Rotator<W> {
         self.written_before
     }
 
+    /// Captured packets no longer on disk (with `-W`): (in files the ring overwrote, in
+    /// files removed to make room on a full disk).
+    pub fn packets_gone(&self) -> (u64, u64) {
+        self.ring
+            .as_ref()
+            .and_then(|ring| ring.lock().ok().map(|r| r.packets_gone()))
+            .unwrap_or_default()
+    }
+
     /// The finished files still in the ring (with `-W`), oldest first.
     pub fn ring_files(&self) -> Vec<PathBuf> {
         let Some(ring) = &self.ring else {
@@ -190,7 +200,7 @@ impl<W: Output> Rotator<W> {
                 self.close(writer, now);
                 if writer.output().failure().is_none() {
                     let current = self.current.clone();
-                    self.finished(&current);
+                    self.finished(&current, writer.written());
                 }
                 self.state = State::Stopped;
                 eprintln!(
@@ -211,24 +221,24 @@ impl<W: Output> Rotator<W> {
         if let Some(ring) = &self.ring
             && let Ok(mut ring) = ring.lock()
         {
-            ring.forget(&next);
+            ring.reopen(&next);
         }
+        let done = writer.written();
         let out = match (self.open)(&next) {
             Ok(out) => out,
             Err(e) => {
                 let current = self.current.clone();
-                self.finished(&current);
+                self.finished(&current, done);
                 self.fail(&format!("cannot open {}: {e}", escape_path(&next)));
                 return false;
             }
         };
-        let done = writer.written();
         let new = CaptureWriter::new(self.format, out, self.snaplen, &self.interfaces);
         // The old writer is dropped here, which closes its file before it is handed on.
         drop(std::mem::replace(writer, new));
         self.written_before += done;
         let finished = std::mem::replace(&mut self.current, next);
-        self.finished(&finished);
+        self.finished(&finished, done);
         self.opened_ns = now.as_nanos() as u64;
         self.packets.clear();
         self.opened_counters = self.probe.as_mut().and_then(|probe| probe());
@@ -237,12 +247,12 @@ impl<W: Output> Rotator<W> {
         writer.output().failure().is_none()
     }
 
-    /// A file is closed for good: into the ring, and to the `-z` command.
-    fn finished(&mut self, path: &Path) {
+    /// A file holding `packets` is closed for good: into the ring, and to the `-z` command.
+    fn finished(&mut self, path: &Path, packets: u64) {
         if let Some(ring) = &self.ring
             && let Ok(mut ring) = ring.lock()
         {
-            ring.push(path);
+            ring.push(path, packets);
         }
         if let Some(command) = &mut self.command
             && let Some(line) = command.start(&path.to_string_lossy())
@@ -320,7 +330,7 @@ impl<W: Output> Rotator<W> {
             self.close(writer, now);
             if writer.output().failure().is_none() {
                 let current = self.current.clone();
-                self.finished(&current);
+                self.finished(&current, writer.written());
             }
             self.state = State::Stopped;
         }

@@ -22,7 +22,8 @@ fn interfaces() -> Vec<Interface> {
 }
 
 /// Writes `count` numbered packets of `size` bytes, one per `step` of time from t=1000 s,
-/// through a rotator; returns the names of the files in the order they were opened.
+/// through a rotator; returns the names of the files in the order they were opened, the
+/// packets written and those no longer on disk (overwritten, removed for room).
 fn write_rotating(
     dir: &Dir,
     format: Format,
@@ -30,7 +31,7 @@ fn write_rotating(
     count: u32,
     size: usize,
     step: Duration,
-) -> (Vec<PathBuf>, u64) {
+) -> (Vec<PathBuf>, u64, (u64, u64)) {
     let name = if plan.period.is_some() {
         "cap-%s"
     } else {
@@ -75,7 +76,7 @@ fn write_rotating(
     }
     rotator.finish(&mut writer, now, Duration::from_secs(5));
     let written = rotator.written_before() + writer.written();
-    (opened, written)
+    (opened, written, rotator.packets_gone())
 }
 
 /// The packet numbers in a pcap file.
@@ -130,8 +131,8 @@ fn pcap_files_by_size_stand_alone_and_hold_every_packet_once() {
         files: None,
         command: None,
     };
-    let (files, written) = write_rotating(&dir, Format::Pcap, plan, 200, 100, Duration::ZERO);
-    assert_eq!(written, 200);
+    let (files, written, gone) = write_rotating(&dir, Format::Pcap, plan, 200, 100, Duration::ZERO);
+    assert_eq!((written, gone), (200, (0, 0)));
     // 24 + n × (16 + 64) > 2000 first at n = 25: files of 25 packets.
     assert_eq!(files.len(), 8);
     assert!(files[0].ends_with("cap") && files[1].ends_with("cap1") && files[7].ends_with("cap7"));
@@ -151,7 +152,8 @@ fn pcapng_ring_keeps_the_newest_files_each_with_its_own_statistics() {
         files: Some(3),
         command: None,
     };
-    let (files, written) = write_rotating(&dir, Format::Pcapng, plan, 500, 60, Duration::ZERO);
+    let (files, written, gone) =
+        write_rotating(&dir, Format::Pcapng, plan, 500, 60, Duration::ZERO);
     assert_eq!(written, 500);
     let mut names: Vec<String> = fs::read_dir(&dir.0)
         .unwrap()
@@ -170,6 +172,9 @@ fn pcapng_ring_keeps_the_newest_files_each_with_its_own_statistics() {
     }
     let first = numbers[0];
     assert_eq!(numbers, (first..500).collect::<Vec<_>>());
+    // The packets before those were in the files the ring wrote over: counted, each once.
+    assert!(first > 0);
+    assert_eq!(gone, (u64::from(first), 0));
 }
 
 #[test]
@@ -181,7 +186,7 @@ fn period_with_files_stops_and_counts_only_what_the_files_hold() {
         files: Some(3),
         command: Some("true".into()),
     };
-    let (files, written) = write_rotating(
+    let (files, written, gone) = write_rotating(
         &dir,
         Format::Pcap,
         plan,
@@ -195,4 +200,5 @@ fn period_with_files_stops_and_counts_only_what_the_files_hold() {
     assert_eq!(all.len() as u64, written);
     assert_eq!(all, (0..written as u32).collect::<Vec<_>>());
     assert_eq!(written, 11);
+    assert_eq!(gone, (0, 0));
 }
