@@ -128,9 +128,8 @@ impl SetPrefix {
 
 /// IPv4 written as IPv6, in sets and rules alike. An IPv4-mapped address
 /// (`::ffff:192.0.2.53`, RFC 4291 2.5.5.2) is what dual-stack software prints for an IPv4
-/// peer, and no IPv6 packet may carry one (Linux drops those that do before any socket):
-/// it means the IPv4 address, so it is read as IPv4 (`::ffff:192.0.2.0/120` is
-/// `192.0.2.0/24`) and matches IPv4 packets. An IPv4-compatible one (`::192.0.2.53`,
+/// peer and is not meant to be seen on the wire: it means the IPv4 address, so it is read
+/// as IPv4 (`::ffff:192.0.2.0/120` is `192.0.2.0/24`) and matches IPv4 packets. An IPv4-compatible one (`::192.0.2.53`,
 /// deprecated by RFC 4291 2.5.5.1) is refused: no packet carries it either, and reading
 /// it as IPv4 would be a guess. `::` and `::1` are ordinary IPv6 addresses. Returns the
 /// IPv4 prefix for a mapped one, `None` for any other IPv6 prefix.
