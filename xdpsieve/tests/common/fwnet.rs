@@ -1,0 +1,258 @@
+//! A firewall's namespaces for the tests that kill, race and take over `xdpsieve run`: the
+//! veth pair, the real binary run in the firewall's namespace, UDP sockets bound behind the
+//! firewall on a dropped and an allowed port, paced sends from the peer, and on drop (even
+//! when the test fails) `xdpsieve stop` before the namespaces go, so no firewall or pin
+//! outlives the test.
+
+use std::{
+    fs::File,
+    net::{SocketAddr, UdpSocket},
+    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use xdpsieve::netns::VethPair;
+
+use crate::child::Firewall;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
+pub const DROPPED_PORT: u16 = 7001;
+pub const ALLOWED_PORT: u16 = 7002;
+/// A little over the program's READER_TIMEOUT_NS: after this, a dead recorder is noticed.
+pub const READER_TIMEOUT: Duration = Duration::from_millis(2300);
+
+/// The firewall's and the peer's namespaces.
+pub struct Net {
+    pub pair: VethPair,
+}
+
+impl Net {
+    pub fn create(tag: &str) -> Net {
+        Net {
+            pair: VethPair::create(tag, None).expect("namespaces"),
+        }
+    }
+
+    /// The file the firewall's namespace is entered through.
+    pub fn fw_path(&self) -> PathBuf {
+        self.pair.fw.path()
+    }
+
+    /// A command that runs `program` in the firewall's network namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.fw_path().display()))
+            .arg("--")
+            .arg(program);
+        cmd
+    }
+
+    /// `ip ARGS` in the firewall's network namespace, to success.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.fw_path().display()))
+            .args(["--", "ip"])
+            .args(args);
+        run_ok(&mut cmd)
+    }
+
+    /// Runs `f` on a thread in the firewall's network namespace.
+    pub fn in_fw<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let file = File::open(self.fw_path()).expect("opening the namespace file");
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    // SAFETY: setns on this thread only; the file is a network namespace.
+                    assert_eq!(
+                        unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+                        0,
+                        "entering the namespace: {}",
+                        std::io::Error::last_os_error()
+                    );
+                    f()
+                })
+                .join()
+                .expect("thread in the namespace")
+        })
+    }
+
+    /// `xdpsieve ARGS` in the firewall's namespace, to completion.
+    pub fn xdpsieve(&self, args: &[&str]) -> Output {
+        self.command(BINARY)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running xdpsieve")
+    }
+
+    /// `xdpsieve run -i fw0 ARGS`, not waited on.
+    pub fn spawn(&self, args: &[&str]) -> Firewall {
+        let mut cmd = self.command(BINARY);
+        cmd.args(["run", "-i", VethPair::FW_IF]).args(args);
+        Firewall::spawn_command(cmd, Stdio::null())
+    }
+
+    /// `xdpsieve run -i fw0 RULES -w CAPTURE`, waited on until `status` shows it live.
+    pub fn start(&self, rules: &[&str], capture: &str) -> Run {
+        let mut args = rules.to_vec();
+        args.extend_from_slice(&["-w", capture]);
+        let mut run = self.spawn(&args);
+        run.wait_until(|| {
+            let status = self.xdpsieve(&["status", "--json"]);
+            String::from_utf8_lossy(&status.stdout).contains("\"live\": true")
+        });
+        Run(run)
+    }
+
+    /// `status -i fw0 --json`, its one instance.
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = self.xdpsieve(&["status", "-i", VethPair::FW_IF, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        json[0].clone()
+    }
+
+    /// `status` as text.
+    pub fn status_text(&self) -> String {
+        let out = self.xdpsieve(&["status"]);
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
+    /// The id of the XDP program on fw0, if any.
+    pub fn xdp_program(&self) -> Option<u32> {
+        let out = self.ip(&["-d", "link", "show", "dev", VethPair::FW_IF]);
+        let rest = &out[out.find("prog/xdp id ")? + "prog/xdp id ".len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    }
+
+    /// This namespace's pin directory and description of fw0.
+    pub fn pin_paths(&self) -> (PathBuf, PathBuf) {
+        let inode = std::fs::metadata(self.fw_path())
+            .expect("namespace file")
+            .ino();
+        (
+            PathBuf::from(format!("/sys/fs/bpf/xdpsieve/netns-{inode}/fw0")),
+            PathBuf::from(format!("/run/xdpsieve/netns-{inode}/fw0.json")),
+        )
+    }
+
+    /// UDP sockets behind the firewall, on the dropped and on the allowed port.
+    pub fn sockets(&self) -> (UdpSocket, UdpSocket) {
+        self.in_fw(|| {
+            let bind = |port| -> std::io::Result<UdpSocket> {
+                let s = UdpSocket::bind(SocketAddr::new(VethPair::FW_V4.into(), port))?;
+                s.set_read_timeout(Some(Duration::from_millis(200)))?;
+                Ok(s)
+            };
+            Ok::<_, std::io::Error>((bind(DROPPED_PORT)?, bind(ALLOWED_PORT)?))
+        })
+        .expect("binding sockets")
+    }
+
+    /// Sends `count` datagrams from the peer to `port`, paced; returns how many were sent.
+    pub fn send(&self, port: u16, count: u32) -> u64 {
+        self.pair
+            .peer
+            .run(|| {
+                let s = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 0))?;
+                for _ in 0..count {
+                    s.send_to(b"fail-static", (VethPair::FW_V4, port))?;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok::<_, std::io::Error>(u64::from(count))
+            })
+            .expect("entering namespace")
+            .expect("sending")
+    }
+
+    /// Sends to `port` from the peer as fast as it can until `until` says so, at most
+    /// `max` datagrams or `time`; returns how many were sent.
+    pub fn flood(
+        &self,
+        port: u16,
+        until: &(dyn Fn() -> bool + Sync),
+        max: u64,
+        time: Duration,
+    ) -> u64 {
+        self.pair
+            .peer
+            .run(|| {
+                let s = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 0))?;
+                let start = Instant::now();
+                let mut sent = 0u64;
+                while !until() && sent < max && start.elapsed() < time {
+                    if s.send_to(b"flood", (VethPair::FW_V4, port)).is_ok() {
+                        sent += 1;
+                    }
+                }
+                Ok::<_, std::io::Error>(sent)
+            })
+            .expect("entering namespace")
+            .expect("flooding")
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = self.xdpsieve(&["stop", "-i", VethPair::FW_IF]);
+    }
+}
+
+/// Runs `cmd` to success and returns its standard output.
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("running a command");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running `xdpsieve run`; killed (by PID) on drop if still running.
+pub struct Run(pub Firewall);
+
+impl Run {
+    pub fn pid(&self) -> u32 {
+        self.0.pid() as u32
+    }
+
+    /// Sends `signal` and collects the exit status and output.
+    pub fn signal(self, signal: i32) -> Output {
+        self.0.stop(signal)
+    }
+
+    pub fn wait(self) -> Output {
+        self.0.wait_output()
+    }
+}
+
+/// Datagrams waiting on `socket` (each read waits up to its timeout).
+pub fn received(socket: &UdpSocket) -> u64 {
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    while socket.recv(&mut buf).is_ok() {
+        n += 1;
+    }
+    n
+}
+
+/// A capture file in the temporary directory, unique to this process and `tag`.
+pub fn capture_file(tag: &str) -> String {
+    std::env::temp_dir()
+        .join(format!(
+            "xdpsieve-failstatic-{}-{tag}.pcap",
+            std::process::id()
+        ))
+        .display()
+        .to_string()
+}
