@@ -14,12 +14,15 @@
 //!
 //! and `/run/xdpsieve/[netns-<inode>/]<iface>.json` describes the instance ([`Meta`]): its
 //! recorder's pid (with the pid's start time, so a reused pid does not fool anyone), rules
-//! and interfaces. bpffs is shared by all network namespaces and interface names are not,
-//! hence the `netns-<inode>` level outside the host's namespace.
+//! and interfaces. Beside it, `<iface>.lock` makes one process at a time the interface's
+//! owner ([`owner`]). bpffs is shared by all network namespaces and interface names are
+//! not, hence the `netns-<inode>` level outside the host's namespace.
 //!
 //! bpffs is world-writable on some systems: a pin planted by another user would be taken
 //! for ours. Directories are created 0700 by root, and a directory on the way that belongs
 //! to someone else or that group or others may write to is refused ([`check_dir`]).
+
+pub mod owner;
 
 use std::{
     fs, io,
@@ -98,6 +101,49 @@ pub fn health_path(iface: &str) -> PathBuf {
     meta_path(iface).with_extension("health")
 }
 
+/// The lock that makes one process at a time `iface`'s owner ([`owner`]).
+pub fn lock_path(iface: &str) -> PathBuf {
+    meta_path(iface).with_extension("lock")
+}
+
+/// Takes `iface`'s lock for `verb` without waiting (see [`owner`]), making this namespace's
+/// directory in /run if need be: `Ok(Err(busy))` says who holds it.
+pub fn try_owner(
+    iface: &str,
+    verb: owner::Verb,
+) -> Result<std::result::Result<owner::Owner, owner::Busy>> {
+    // A namespace's directory goes once empty: made again if it went meanwhile.
+    for _ in 0..5 {
+        secure_dir(Path::new("/run"), &meta_dir())?;
+        match owner::Owner::try_take_at(&lock_path(iface), iface, verb) {
+            Err(e) if not_found(&e) => continue,
+            other => return other,
+        }
+    }
+    bail!(
+        "cannot lock {}: its directory keeps disappearing",
+        lock_path(iface).display()
+    )
+}
+
+/// Takes `iface`'s lock for `verb`, waiting up to `wait` for a holder that lets go by itself
+/// (a stop, a reload, a sweep), never for a run; fails saying who holds it.
+pub fn take_owner(
+    iface: &str,
+    verb: owner::Verb,
+    wait: std::time::Duration,
+) -> Result<owner::Owner> {
+    owner::wait_for(|| try_owner(iface, verb), wait)
+}
+
+/// Whether `error` comes from a path that does not exist.
+fn not_found(error: &anyhow::Error) -> bool {
+    error.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
+    })
+}
+
 pub fn read_meta(path: &Path) -> Option<Meta> {
     serde_json::from_slice(&fs::read(path).ok()?).ok()
 }
@@ -137,24 +183,30 @@ pub fn check_dir(dir: &Path) -> Result<()> {
 }
 
 /// Creates `dir` and the directories above it down from `base` (which must exist) with
-/// mode 0700, and checks every one of them from `base`'s child down.
+/// mode 0700, and checks every one of them from `base`'s child down. A directory that goes
+/// meanwhile (an empty namespace's, removed by another process) is made again.
 fn secure_dir(base: &Path, dir: &Path) -> Result<()> {
     let relative = dir.strip_prefix(base).unwrap_or(dir);
-    let mut current = base.to_path_buf();
-    for part in relative.components() {
-        current.push(part);
-        match fs::DirBuilder::new().mode(0o700).create(&current) {
-            Ok(()) => {
-                // The umask may have taken bits away, never added any; set it exactly.
-                fs::set_permissions(&current, fs::Permissions::from_mode(0o700))
-                    .with_context(|| format!("setting the mode of {}", current.display()))?;
+    let mut attempts = 0;
+    'again: loop {
+        attempts += 1;
+        let mut current = base.to_path_buf();
+        for part in relative.components() {
+            current.push(part);
+            match fs::DirBuilder::new().mode(0o700).create(&current) {
+                Ok(()) => {
+                    // The umask may have taken bits away, never added any; set it exactly.
+                    fs::set_permissions(&current, fs::Permissions::from_mode(0o700))
+                        .with_context(|| format!("setting the mode of {}", current.display()))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 => continue 'again,
+                Err(e) => return Err(e).with_context(|| format!("creating {}", current.display())),
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).with_context(|| format!("creating {}", current.display())),
+            check_dir(&current)?;
         }
-        check_dir(&current)?;
+        return Ok(());
     }
-    Ok(())
 }
 
 /// Checks the directories of `iface`'s pins and description that exist, without creating
@@ -213,13 +265,16 @@ pub enum Found {
     LeftBehind { meta: Option<Meta> },
 }
 
-/// An interface's pin directory and description, claimed by this run.
+/// An interface's pin directory and description, claimed by this run, which is its owner
+/// (see [`owner`]) from the claim to its end.
 #[derive(Debug)]
 pub struct Claim {
     pub interface: String,
     pub dir: PathBuf,
     pub meta_file: PathBuf,
     pub found: Found,
+    /// The interface's lock: held for the life of the run.
+    pub owner: owner::Owner,
 }
 
 impl Claim {
@@ -239,15 +294,19 @@ pub fn link_in_force(iface: &str) -> bool {
         )
 }
 
-/// Prepares `iface`'s directories (0700, checked) and says what was there. Refuses when a
-/// live recorder owns the interface; clears what a dead one left without a link (and says so).
+/// Makes this run `iface`'s owner, prepares its directories (0700, checked) and says what
+/// was there. Refuses, changing nothing, when another process holds the interface (a run,
+/// live or starting, or a stop or reload that does not finish in time); clears what a dead
+/// run left without a link (and says so).
 pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
     ensure_bpffs()?;
+    // Before anything of the interface is touched: a run that loses this changes nothing.
+    let owner = take_owner(iface, owner::Verb::Run, std::time::Duration::from_secs(40))?;
     sweep_other_namespaces();
     let (dir, meta_file) = (pin_dir(iface), meta_path(iface));
     secure_dir(Path::new(BPFFS), &dir)?;
-    secure_dir(Path::new("/run"), &meta_dir())?;
     let old = read_meta(&meta_file);
+    // Only a recorder of an older xdpsieve, which took no lock, can be alive here.
     if let Some(old) = &old
         && old.is_live()
         && old.pid != my_pid
@@ -300,6 +359,7 @@ pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
         dir,
         meta_file,
         found,
+        owner,
     })
 }
 
@@ -318,35 +378,46 @@ pub fn clear_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Pins `maps` (replacing what a previous instance pinned, except the link) and writes the
-/// description, for one claimed interface. The loader pins the link when it attaches, and
-/// the program ([`PROG_PIN`]) after this.
-pub fn publish(claim: &Claim, maps: &[(&str, &aya::maps::Map)], meta: &Meta) -> Result<()> {
-    clear_dir(&claim.dir)?;
+/// Pins `maps` in `dir` (replacing what a previous instance pinned, except the link) and
+/// writes the description `meta_file`, for one interface whose owner the caller is. The
+/// loader pins the link when it attaches, and the program ([`PROG_PIN`]) after this.
+pub fn publish(
+    dir: &Path,
+    meta_file: &Path,
+    maps: &[(&str, &aya::maps::Map)],
+    meta: &Meta,
+) -> Result<()> {
+    clear_dir(dir)?;
     for (name, map) in maps {
-        map.pin(claim.dir.join(name))
-            .with_context(|| format!("pinning {name} under {}", claim.dir.display()))?;
+        map.pin(dir.join(name))
+            .with_context(|| format!("pinning {name} under {}", dir.display()))?;
     }
-    let tmp = claim.meta_file.with_extension("json.tmp");
+    let tmp = meta_file.with_extension("json.tmp");
     fs::write(&tmp, serde_json::to_vec_pretty(meta)?)
         .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, &claim.meta_file)
-        .with_context(|| format!("writing {}", claim.meta_file.display()))?;
+    fs::rename(&tmp, meta_file).with_context(|| format!("writing {}", meta_file.display()))?;
     Ok(())
 }
 
-/// Removes `iface`'s pin directory and description. The caller has removed (or never
-/// had) the link pin, so the program is no longer attached.
-pub fn remove(iface: &str) {
-    let (dir, meta_file) = (pin_dir(iface), meta_path(iface));
-    crate::configure::sets::live::forget_lock(&dir);
-    let _ = fs::remove_dir_all(&dir);
-    let _ = fs::remove_file(&meta_file);
-    let _ = fs::remove_file(health_path(iface));
+/// Removes the pin directory and description of the interface `owner` holds, and its lock
+/// file. The caller has removed (or never had) the link pin, so the program is no longer
+/// attached.
+pub fn remove(owner: &owner::Owner) {
+    let iface = owner.interface();
+    remove_at(&pin_dir(iface), &meta_path(iface), owner);
+}
+
+/// [`remove`] for the pin directory `dir` and description `meta_file`.
+fn remove_at(dir: &Path, meta_file: &Path, owner: &owner::Owner) {
+    crate::configure::sets::live::forget_lock(dir);
+    let _ = fs::remove_dir_all(dir);
+    let _ = fs::remove_file(meta_file);
+    let _ = fs::remove_file(meta_file.with_extension("health"));
     let _ = fs::remove_file(meta_file.with_extension("writers"));
+    owner.unlink();
     // The per-namespace directories go too once empty (remove_dir refuses otherwise).
     if !namespace_subdir().as_os_str().is_empty() {
-        for path in [&dir, &meta_file] {
+        for path in [dir, meta_file] {
             if let Some(parent) = path.parent() {
                 let _ = fs::remove_dir(parent);
             }
