@@ -1,9 +1,13 @@
-//! Who owns an interface's firewall: the real `xdpsieve` binary on a veth in namespaces the
-//! test creates, real UDP sockets bound behind the firewall, and runs racing each other.
+//! Who owns an interface's firewall and where its pins live: the real `xdpsieve` binary on a
+//! veth in namespaces the test creates, real UDP sockets bound behind the firewall, and an
+//! attacker where there can be one (a second run racing the first, a namespace nobody
+//! named).
 //!
 //! By topic, in `ownership/`:
 //! - `race`: many runs started at once on one interface: one owner, the others refused
-//!   without touching it, its firewall in force after it is SIGKILLed under a flood.
+//!   without touching it, its firewall in force after it is SIGKILLed under a flood;
+//! - `namespaces`: namespaces outside /run/netns are told apart by their own identity,
+//!   and a firewall is swept away only when the kernel says its interface is gone.
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
@@ -21,5 +25,7 @@ mod common;
 )]
 mod fwnet;
 
+#[path = "ownership/namespaces.rs"]
+mod namespaces;
 #[path = "ownership/race.rs"]
 mod race;

@@ -3,12 +3,16 @@
 //! firewall on a dropped and an allowed port, paced sends from the peer, and on drop (even
 //! when the test fails) `xdpsieve stop` before the namespaces go, so no firewall or pin
 //! outlives the test.
+//!
+//! The firewall's namespace is entered through a file: its `/run/netns` name, or a bind
+//! mount of it elsewhere once the test moved it out of `/run/netns` ([`Net::hold_elsewhere`]),
+//! as container runtimes and `unshare --net=FILE` keep theirs.
 
 use std::{
     fs::File,
     net::{SocketAddr, UdpSocket},
     os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
@@ -26,18 +30,47 @@ pub const READER_TIMEOUT: Duration = Duration::from_millis(2300);
 /// The firewall's and the peer's namespaces.
 pub struct Net {
     pub pair: VethPair,
+    /// The bind mount that holds the firewall's namespace outside /run/netns, if moved.
+    held: Option<PathBuf>,
+    /// Whether the drop stops the firewall before the namespaces go.
+    stop_on_drop: bool,
 }
 
 impl Net {
     pub fn create(tag: &str) -> Net {
         Net {
             pair: VethPair::create(tag, None).expect("namespaces"),
+            held: None,
+            stop_on_drop: true,
         }
     }
 
     /// The file the firewall's namespace is entered through.
     pub fn fw_path(&self) -> PathBuf {
-        self.pair.fw.path()
+        self.held.clone().unwrap_or_else(|| self.pair.fw.path())
+    }
+
+    /// Moves the firewall's namespace out of /run/netns: a bind mount of it in the temporary
+    /// directory keeps it alive, and its /run/netns entry is unmounted (the file stays, so
+    /// `ip netns del` still finds something to delete when the pair goes). Nothing is left
+    /// in /run/netns or in a process that names it.
+    pub fn hold_elsewhere(&mut self) {
+        let hold = std::env::temp_dir().join(format!(
+            "xdpsieve-hold-{}-{}",
+            std::process::id(),
+            self.pair.fw.name()
+        ));
+        File::create(&hold).expect("creating the hold file");
+        let fw = self.pair.fw.path();
+        run_ok(Command::new("mount").arg("--bind").arg(&fw).arg(&hold));
+        self.held = Some(hold);
+        run_ok(Command::new("umount").arg(&fw));
+    }
+
+    /// Deletes the namespaces now, leaving what xdpsieve pinned for them as it is (as when
+    /// a container goes away under a firewall whose recorder died).
+    pub fn vanish(mut self) {
+        self.stop_on_drop = false;
     }
 
     /// A command that runs `program` in the firewall's network namespace.
@@ -131,14 +164,19 @@ impl Net {
         rest.split_whitespace().next()?.parse().ok()
     }
 
-    /// This namespace's pin directory and description of fw0.
+    /// `netns-<dev>-<inode>`: the firewall namespace's own identity, which names its
+    /// directories below the pin root and /run/xdpsieve.
+    pub fn namespace_key(&self) -> String {
+        let meta = std::fs::metadata(self.fw_path()).expect("namespace file");
+        format!("netns-{}-{}", meta.dev(), meta.ino())
+    }
+
+    /// The pin directory and description of fw0, under the default pin root.
     pub fn pin_paths(&self) -> (PathBuf, PathBuf) {
-        let inode = std::fs::metadata(self.fw_path())
-            .expect("namespace file")
-            .ino();
+        let key = self.namespace_key();
         (
-            PathBuf::from(format!("/sys/fs/bpf/xdpsieve/netns-{inode}/fw0")),
-            PathBuf::from(format!("/run/xdpsieve/netns-{inode}/fw0.json")),
+            PathBuf::from(format!("/sys/fs/bpf/xdpsieve/{key}/fw0")),
+            PathBuf::from(format!("/run/xdpsieve/{key}/fw0.json")),
         )
     }
 
@@ -200,7 +238,14 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        let _ = self.xdpsieve(&["stop", "-i", VethPair::FW_IF]);
+        if self.stop_on_drop {
+            let _ = self.xdpsieve(&["stop", "-i", VethPair::FW_IF]);
+        }
+        if let Some(hold) = self.held.take() {
+            // The namespace goes with its last reference, and its veth with it.
+            let _ = Command::new("umount").arg(&hold).status();
+            let _ = std::fs::remove_file(&hold);
+        }
     }
 }
 
@@ -255,4 +300,9 @@ pub fn capture_file(tag: &str) -> String {
         ))
         .display()
         .to_string()
+}
+
+/// Whether `path` exists (without following a symlink at its end).
+pub fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
 }

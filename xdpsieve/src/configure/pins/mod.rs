@@ -1,9 +1,9 @@
 //! Where a firewall lives when no process holds it: its pins in bpffs and its description in
-//! /run, per interface.
+//! /run, per network namespace and interface.
 //!
 //! The firewall is fail-static: once attached, it stays in force until the operator removes
 //! it, whatever happens to the process that records for it. Per interface, the pin
-//! directory `/sys/fs/bpf/xdpsieve/[netns-<inode>/]<iface>/` holds
+//! directory `/sys/fs/bpf/xdpsieve/netns-<dev>-<inode>/<iface>/` holds
 //!
 //! - `link`: the XDP bpf_link. While this pin exists the kernel keeps the program attached,
 //!   after a panic, an abort, an OOM kill or SIGKILL of the recorder alike. Removing it is
@@ -12,17 +12,23 @@
 //! - the counter maps `status` and a takeover read ([`PINNED_MAPS`]), and the set maps
 //!   `xdpsieve set` changes ([`SET_PINS`]).
 //!
-//! and `/run/xdpsieve/[netns-<inode>/]<iface>.json` describes the instance ([`Meta`]): its
+//! and `/run/xdpsieve/netns-<dev>-<inode>/<iface>.json` describes the instance ([`Meta`]): its
 //! recorder's pid (with the pid's start time, so a reused pid does not fool anyone), rules
 //! and interfaces. Beside it, `<iface>.lock` makes one process at a time the interface's
-//! owner ([`owner`]). bpffs is shared by all network namespaces and interface names are
-//! not, hence the `netns-<inode>` level outside the host's namespace.
+//! owner ([`owner`]).
+//!
+//! bpffs is shared by all network namespaces and interface names are not, hence the
+//! `netns-<dev>-<inode>` level: the device and inode of the namespace itself (nsfs), for
+//! every namespace including the host's, whichever way it was reached (a /run/netns name, a
+//! bind mount elsewhere, a process's /proc entry). What namespaces that are gone left
+//! behind is swept away when the kernel says so ([`sweep`]).
 //!
 //! bpffs is world-writable on some systems: a pin planted by another user would be taken
 //! for ours. Directories are created 0700 by root, and a directory on the way that belongs
 //! to someone else or that group or others may write to is refused ([`check_dir`]).
 
 pub mod owner;
+mod sweep;
 
 use std::{
     fs, io,
@@ -52,42 +58,31 @@ pub const LINK_PIN: &str = "link";
 /// The pinned program.
 pub const PROG_PIN: &str = "prog";
 
-/// Where this network namespace's instances live, below bpffs and /run: nothing extra in the
-/// host's namespace, `netns-<inode>` in any other.
-pub fn namespace_subdir() -> PathBuf {
-    let Some(mine) = inode(Path::new("/proc/self/ns/net")) else {
-        return PathBuf::new();
-    };
-    let other = match inode(Path::new("/proc/1/ns/net")) {
-        Some(init) => mine != init,
-        // PID 1's namespace can be unreadable (a sandboxed init): recognise the namespaces
-        // `ip netns` made by their bind mounts instead.
-        None => fs::read_dir("/run/netns")
-            .map(|entries| entries.flatten().any(|e| inode(&e.path()) == Some(mine)))
-            .unwrap_or(false),
-    };
-    if other {
-        PathBuf::from(format!("netns-{mine}"))
-    } else {
-        PathBuf::new()
+/// `netns-<dev>-<inode>`: this thread's network namespace by its own identity (the nsfs
+/// device and inode of the namespace), the host's included. `netns-unknown` when /proc
+/// cannot tell (a run refuses to start then: see [`claim`]).
+pub fn namespace_key() -> PathBuf {
+    match fs::metadata("/proc/thread-self/ns/net") {
+        Ok(meta) => PathBuf::from(format!("netns-{}-{}", meta.dev(), meta.ino())),
+        Err(_) => PathBuf::from(UNKNOWN_NAMESPACE),
     }
 }
 
-fn inode(path: &Path) -> Option<u64> {
-    fs::metadata(path).map(|m| m.ino()).ok()
-}
+const UNKNOWN_NAMESPACE: &str = "netns-unknown";
 
 /// The directory of `iface`'s pins.
 pub fn pin_dir(iface: &str) -> PathBuf {
-    Path::new(BPFFS)
-        .join("xdpsieve")
-        .join(namespace_subdir())
-        .join(iface)
+    pin_root().join(namespace_key()).join(iface)
+}
+
+/// Where every namespace's pin directories are.
+fn pin_root() -> PathBuf {
+    Path::new(BPFFS).join("xdpsieve")
 }
 
 /// The directory of this namespace's descriptions.
 pub fn meta_dir() -> PathBuf {
-    Path::new(RUN_DIR).join(namespace_subdir())
+    Path::new(RUN_DIR).join(namespace_key())
 }
 
 /// The description of the instance on `iface`.
@@ -299,10 +294,16 @@ pub fn link_in_force(iface: &str) -> bool {
 /// live or starting, or a stop or reload that does not finish in time); clears what a dead
 /// run left without a link (and says so).
 pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
+    if namespace_key() == Path::new(UNKNOWN_NAMESPACE) {
+        bail!(
+            "cannot tell which network namespace this is (/proc/thread-self/ns/net cannot be \
+             read): mount /proc"
+        );
+    }
     ensure_bpffs()?;
     // Before anything of the interface is touched: a run that loses this changes nothing.
     let owner = take_owner(iface, owner::Verb::Run, std::time::Duration::from_secs(40))?;
-    sweep_other_namespaces();
+    sweep::sweep(&pin_root());
     let (dir, meta_file) = (pin_dir(iface), meta_path(iface));
     secure_dir(Path::new(BPFFS), &dir)?;
     let old = read_meta(&meta_file);
@@ -321,7 +322,7 @@ pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
     let link = dir.join(LINK_PIN);
     // A pinned link only keeps a firewall in force while it is attached to this interface:
     // one whose interface was deleted is defunct (ifindex 0), and one attached elsewhere
-    // was left by a namespace that is gone and whose inode number this one reuses.
+    // was left by a namespace that is gone and whose identity this one reuses.
     // Only what the kernel says for certain counts: a link that cannot be read stays.
     let attached_to = match crate::watch::relink::pinned_link_ifindex(&link) {
         Ok(Some(ifindex)) => Some(ifindex),
@@ -407,7 +408,7 @@ pub fn remove(owner: &owner::Owner) {
     remove_at(&pin_dir(iface), &meta_path(iface), owner);
 }
 
-/// [`remove`] for the pin directory `dir` and description `meta_file`.
+/// [`remove`] for the pin directory `dir` and description `meta_file` of any namespace.
 fn remove_at(dir: &Path, meta_file: &Path, owner: &owner::Owner) {
     crate::configure::sets::live::forget_lock(dir);
     let _ = fs::remove_dir_all(dir);
@@ -415,87 +416,11 @@ fn remove_at(dir: &Path, meta_file: &Path, owner: &owner::Owner) {
     let _ = fs::remove_file(meta_file.with_extension("health"));
     let _ = fs::remove_file(meta_file.with_extension("writers"));
     owner.unlink();
-    // The per-namespace directories go too once empty (remove_dir refuses otherwise).
-    if !namespace_subdir().as_os_str().is_empty() {
-        for path in [dir, meta_file] {
-            if let Some(parent) = path.parent() {
-                let _ = fs::remove_dir(parent);
-            }
+    // The namespace's directories go too once empty (remove_dir refuses otherwise).
+    for path in [dir, meta_file] {
+        if let Some(parent) = path.parent() {
+            let _ = fs::remove_dir(parent);
         }
-    }
-}
-
-/// Network namespaces that still exist: named ones (`ip netns`) and those of processes.
-fn existing_namespaces() -> std::collections::HashSet<u64> {
-    let mut set = std::collections::HashSet::new();
-    for dir in ["/run/netns", "/proc"] {
-        let Ok(entries) = fs::read_dir(dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = if dir == "/proc" {
-                entry.path().join("ns/net")
-            } else {
-                entry.path()
-            };
-            if let Some(i) = inode(&path) {
-                set.insert(i);
-            }
-        }
-    }
-    set
-}
-
-/// Removes what dead instances left for network namespaces that no longer exist: their
-/// interfaces are gone with them (so their links are defunct and filter nothing), nobody
-/// can run `status` or `stop` there any more, and a new namespace could reuse the inode
-/// number. A namespace that still exists keeps its firewalls.
-fn sweep_other_namespaces() {
-    let Ok(entries) = fs::read_dir(RUN_DIR) else {
-        return;
-    };
-    let existing = existing_namespaces();
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let sub = PathBuf::from(entry.file_name());
-        let Some(inode) = sub
-            .to_str()
-            .and_then(|n| n.strip_prefix("netns-"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        if existing.contains(&inode) {
-            continue;
-        }
-        let Ok(metas) = fs::read_dir(entry.path()) else {
-            continue;
-        };
-        for meta_entry in metas.flatten() {
-            let path = meta_entry.path();
-            let Some(iface) = path
-                .file_name()
-                .and_then(|n| n.to_str()?.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            if read_meta(&path).is_some_and(|m| !m.is_live()) {
-                let pins = Path::new(BPFFS).join("xdpsieve").join(&sub).join(iface);
-                crate::configure::sets::live::forget_lock(&pins);
-                let _ = fs::remove_dir_all(pins);
-                let _ = fs::remove_file(&path);
-                let _ = fs::remove_file(path.with_extension("health"));
-                let _ = fs::remove_file(path.with_extension("writers"));
-                removed += 1;
-            }
-        }
-        let _ = fs::remove_dir(entry.path());
-        let _ = fs::remove_dir(Path::new(BPFFS).join("xdpsieve").join(&sub));
-    }
-    if removed > 0 {
-        eprintln!(
-            "xdpsieve: removed {removed} set(s) of pins left by dead instances in network namespaces that no longer exist"
-        );
     }
 }
 
