@@ -1,9 +1,11 @@
 //! Who owns an interface's firewall and where its pins live: the real `xdpsieve` binary on a
 //! veth in namespaces the test creates, real UDP sockets bound behind the firewall, and an
-//! attacker where there can be one (a second run racing the first, a namespace nobody
-//! named).
+//! attacker where there can be one (an unprivileged user, a second run racing the first, a
+//! namespace nobody named).
 //!
 //! By topic, in `ownership/`:
+//! - `bpffs`: a directory another user made in a world-writable bpffs neither keeps the
+//!   firewall from starting nor hides it from `status` and `stop`;
 //! - `race`: many runs started at once on one interface: one owner, the others refused
 //!   without touching it, its firewall in force after it is SIGKILLed under a flood;
 //! - `namespaces`: namespaces outside /run/netns are told apart by their own identity,
@@ -19,12 +21,10 @@
 mod child;
 mod common;
 #[path = "common/fwnet.rs"]
-#[expect(
-    dead_code,
-    reason = "the namespaces' helpers serve several test binaries; this one uses a part"
-)]
 mod fwnet;
 
+#[path = "ownership/bpffs.rs"]
+mod bpffs;
 #[path = "ownership/namespaces.rs"]
 mod namespaces;
 #[path = "ownership/race.rs"]

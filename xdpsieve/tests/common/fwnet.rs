@@ -6,7 +6,8 @@
 //!
 //! The firewall's namespace is entered through a file: its `/run/netns` name, or a bind
 //! mount of it elsewhere once the test moved it out of `/run/netns` ([`Net::hold_elsewhere`]),
-//! as container runtimes and `unshare --net=FILE` keep theirs.
+//! as container runtimes and `unshare --net=FILE` keep theirs. xdpsieve may also run in a
+//! mount namespace of its own ([`Net::own_mounts`]), with its own bpffs and /run.
 
 use std::{
     fs::File,
@@ -32,6 +33,8 @@ pub struct Net {
     pub pair: VethPair,
     /// The bind mount that holds the firewall's namespace outside /run/netns, if moved.
     held: Option<PathBuf>,
+    /// The process that keeps xdpsieve's own mount namespace, if it has one.
+    mounts: Option<std::process::Child>,
     /// Whether the drop stops the firewall before the namespaces go.
     stop_on_drop: bool,
 }
@@ -41,6 +44,7 @@ impl Net {
         Net {
             pair: VethPair::create(tag, None).expect("namespaces"),
             held: None,
+            mounts: None,
             stop_on_drop: true,
         }
     }
@@ -73,12 +77,52 @@ impl Net {
         self.stop_on_drop = false;
     }
 
-    /// A command that runs `program` in the firewall's network namespace.
+    /// From now on, xdpsieve runs in a mount namespace of its own, with a bpffs of its own
+    /// at /sys/fs/bpf (root directory mode `bpffs_mode`, e.g. "1777") and an empty /run: a
+    /// world the test may spoil as an unprivileged user would, without touching the
+    /// machine's. A process sleeping in it keeps it (and the pins in it) until the test ends.
+    pub fn own_mounts(&mut self, bpffs_mode: &str) {
+        use std::io::BufRead as _;
+        let script = format!(
+            "mount -t bpf bpf /sys/fs/bpf && chmod {bpffs_mode} /sys/fs/bpf && \
+             mount -t tmpfs -o mode=0755 tmpfs /run && echo ready && exec sleep 3600"
+        );
+        let mut holder = Command::new("nsenter")
+            .arg(format!("--net={}", self.fw_path().display()))
+            .args(["--", "unshare", "--mount", "--propagation", "private", "--"])
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the mount namespace's holder");
+        let mut line = String::new();
+        let stdout = holder.stdout.take().expect("piped");
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        self.mounts = Some(holder);
+        assert_eq!(line.trim(), "ready", "the mount namespace was not set up");
+    }
+
+    /// `PROGRAM ARGS` as `user` (runuser), in xdpsieve's namespaces; its output.
+    pub fn as_user(&self, user: &str, program: &str, args: &[&str]) -> Output {
+        self.command("runuser")
+            .args(["-u", user, "--", program])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running runuser")
+    }
+
+    /// A command that runs `program` in the firewall's network namespace (and mount
+    /// namespace, if one was given).
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.fw_path().display()))
-            .arg("--")
-            .arg(program);
+        match self.mounts.as_ref().map(std::process::Child::id) {
+            Some(pid) => cmd
+                .arg(format!("--target={pid}"))
+                .args(["--mount", "--net"]),
+            None => cmd.arg(format!("--net={}", self.fw_path().display())),
+        };
+        cmd.arg("--").arg(program);
         cmd
     }
 
@@ -240,6 +284,11 @@ impl Drop for Net {
     fn drop(&mut self) {
         if self.stop_on_drop {
             let _ = self.xdpsieve(&["stop", "-i", VethPair::FW_IF]);
+        }
+        if let Some(mut holder) = self.mounts.take() {
+            // Its mount namespace, and the bpffs mounted in it, go with it.
+            let _ = holder.kill();
+            let _ = holder.wait();
         }
         if let Some(hold) = self.held.take() {
             // The namespace goes with its last reference, and its veth with it.

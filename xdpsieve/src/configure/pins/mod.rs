@@ -3,7 +3,7 @@
 //!
 //! The firewall is fail-static: once attached, it stays in force until the operator removes
 //! it, whatever happens to the process that records for it. Per interface, the pin
-//! directory `/sys/fs/bpf/xdpsieve/netns-<dev>-<inode>/<iface>/` holds
+//! directory `<root>/netns-<dev>-<inode>/<iface>/` holds
 //!
 //! - `link`: the XDP bpf_link. While this pin exists the kernel keeps the program attached,
 //!   after a panic, an abort, an OOM kill or SIGKILL of the recorder alike. Removing it is
@@ -17,17 +17,19 @@
 //! and interfaces. Beside it, `<iface>.lock` makes one process at a time the interface's
 //! owner ([`owner`]).
 //!
-//! bpffs is shared by all network namespaces and interface names are not, hence the
-//! `netns-<dev>-<inode>` level: the device and inode of the namespace itself (nsfs), for
-//! every namespace including the host's, whichever way it was reached (a /run/netns name, a
-//! bind mount elsewhere, a process's /proc entry). What namespaces that are gone left
-//! behind is swept away when the kernel says so ([`sweep`]).
+//! The root is `/sys/fs/bpf/xdpsieve`, or a directory of xdpsieve's own when someone else
+//! made that one first ([`root`]). bpffs is shared by all network namespaces and interface
+//! names are not, hence the `netns-<dev>-<inode>` level: the device and inode of the
+//! namespace itself (nsfs), for every namespace including the host's, whichever way it was
+//! reached (a /run/netns name, a bind mount elsewhere, a process's /proc entry). What
+//! namespaces that are gone left behind is swept away when the kernel says so ([`sweep`]).
 //!
 //! bpffs is world-writable on some systems: a pin planted by another user would be taken
-//! for ours. Directories are created 0700 by root, and a directory on the way that belongs
-//! to someone else or that group or others may write to is refused ([`check_dir`]).
+//! for ours. Directories are created 0700 by root, and a directory below the root that
+//! belongs to someone else or that group or others may write to is refused ([`check_dir`]).
 
 pub mod owner;
+pub mod root;
 mod sweep;
 
 use std::{
@@ -72,12 +74,7 @@ const UNKNOWN_NAMESPACE: &str = "netns-unknown";
 
 /// The directory of `iface`'s pins.
 pub fn pin_dir(iface: &str) -> PathBuf {
-    pin_root().join(namespace_key()).join(iface)
-}
-
-/// Where every namespace's pin directories are.
-fn pin_root() -> PathBuf {
-    Path::new(BPFFS).join("xdpsieve")
+    root::root().join(namespace_key()).join(iface)
 }
 
 /// The directory of this namespace's descriptions.
@@ -205,7 +202,7 @@ fn secure_dir(base: &Path, dir: &Path) -> Result<()> {
 }
 
 /// Checks the directories of `iface`'s pins and description that exist, without creating
-/// any (for `status` and `stop`).
+/// any (for `status`, `stop`, `reload` and `set`).
 pub fn check_existing(iface: &str) -> Result<()> {
     for (base, dir) in [
         (Path::new(BPFFS), pin_dir(iface)),
@@ -301,9 +298,10 @@ pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
         );
     }
     ensure_bpffs()?;
+    let root = root::prepare()?;
     // Before anything of the interface is touched: a run that loses this changes nothing.
     let owner = take_owner(iface, owner::Verb::Run, std::time::Duration::from_secs(40))?;
-    sweep::sweep(&pin_root());
+    sweep::sweep(&root);
     let (dir, meta_file) = (pin_dir(iface), meta_path(iface));
     secure_dir(Path::new(BPFFS), &dir)?;
     let old = read_meta(&meta_file);
