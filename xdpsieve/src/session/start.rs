@@ -200,10 +200,9 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     // Records count as lost for want of a reader once the heartbeat stops (this process
     // died); it starts before the program is live.
     firewall.heartbeat()?;
-    let rule_names: Vec<(u32, String)> =
-        rules.rules.iter().map(|r| (r.id, r.name.clone())).collect();
+    let meta_rules = reload::meta_rules(&rules, plan.log_rate);
     if let Err(e) =
-        crate::takeover::attach_or_take_over(&mut firewall, &claims, &rule_names, plan.mode)
+        crate::takeover::attach_or_take_over(&mut firewall, &claims, &meta_rules, plan.mode)
     {
         return Err(abandon_start(&mut firewall, &claims, e));
     }
@@ -227,7 +226,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             .collect(),
         transport: flags::value_name(plan.transport),
         default_action: rules.default_action.to_string(),
-        rules: reload::meta_rules(&rules, plan.log_rate),
+        rules: meta_rules,
         sets: crate::configure::sets::live::meta_sets(&rules.sets),
         reload: reload::ReloadState::at_start(generation, plan.sources.clone(), &settings),
     };

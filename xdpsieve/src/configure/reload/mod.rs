@@ -32,9 +32,11 @@
 //!   program's map before the swap and topped up after it with what the old program
 //!   counted meanwhile ([`crate::takeover::copy_before_swap`],
 //!   [`crate::takeover::add_after_swap`]); a rule's counters follow it when it keeps its
-//!   name. The top-up is a read-modify-write of a per-CPU map the new program already
-//!   counts in, so a hit counted in the same few microseconds can be lost from a rule's
-//!   count (not from the totals); the takeover has the same window.
+//!   name and its match (conditions and action); the counts of an old rule that has no
+//!   such successor are reported once in the outcome, as the previous rules'. The top-up
+//!   is a read-modify-write of a per-CPU map the new program already counts in, so a hit
+//!   counted in the same few microseconds can be lost from a rule's count (not from the
+//!   totals); the takeover has the same window.
 //! - Not carried: rate-limit state (a rule's budget starts afresh) and the first
 //!   fragments' verdicts (a later fragment whose first fragment the old program judged is
 //!   judged as one whose first fragment was not seen).
@@ -191,8 +193,8 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
         .first()
         .context("the instance's description names no interface")?;
     let dir = pins::pin_dir(&first.name);
-    let rule_ids: Vec<(u32, String)> = rules.rules.iter().map(|r| (r.id, r.name.clone())).collect();
-    let slots = SlotMap::for_reload(meta, &rule_ids);
+    let new_rules = meta_rules(&rules, default_rate);
+    let slots = SlotMap::for_reload(meta, &new_rules);
     let swap_started = Instant::now();
     let carried = takeover::copy_before_swap(&mut firewall, &dir, slots)
         .context("copying the counters into the new program")?;
@@ -230,9 +232,13 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
     // From here on the new rules are in force: what fails now is reported with them, not
     // as a failed reload (the caller must adopt the new program either way).
     let mut warnings: Vec<String> = Vec::new();
-    if let Err(e) = takeover::add_after_swap(&mut firewall, carried) {
-        warnings.push(format!("the counters were not all carried over: {e:#}"));
-    }
+    let previous = match takeover::add_after_swap(&mut firewall, carried) {
+        Ok(after) => takeover::previous_rules(meta, &after.previous_rules),
+        Err(e) => {
+            warnings.push(format!("the counters were not all carried over: {e:#}"));
+            None
+        }
+    };
     let mut message = format!(
         "generation {generation} in force on {} ({} rules, default {}) after {:.1} ms \
          (rules read and program loaded in {:.1} ms, swapped in {:.1} ms)",
@@ -249,8 +255,12 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
             skipped.join(", ")
         ));
     }
+    if let Some(previous) = previous {
+        message.push_str("; ");
+        message.push_str(&previous);
+    }
     let mut new_meta = meta.clone();
-    new_meta.rules = meta_rules(&rules, default_rate);
+    new_meta.rules = new_rules;
     new_meta.sets = crate::configure::sets::live::meta_sets(&rules.sets);
     new_meta.default_action = rules.default_action.to_string();
     new_meta.reload.generation = generation;
