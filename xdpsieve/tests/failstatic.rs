@@ -13,169 +13,24 @@
 )]
 mod child;
 mod common;
-use child::Firewall;
+#[path = "common/fwnet.rs"]
+#[expect(
+    dead_code,
+    reason = "the namespaces' helpers serve several test binaries; this one uses a part"
+)]
+mod fwnet;
 use common::root_or_skip;
+use fwnet::{ALLOWED_PORT, BINARY, DROPPED_PORT, Net, READER_TIMEOUT, capture_file, received};
 
 use std::{
-    net::{SocketAddr, UdpSocket},
-    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    os::unix::fs::PermissionsExt as _,
     path::PathBuf,
-    process::{Command, Output, Stdio},
+    process::Command,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
 use xdpsieve::netns::VethPair;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
-const DROPPED_PORT: u16 = 7001;
-const ALLOWED_PORT: u16 = 7002;
-/// A little over the program's READER_TIMEOUT_NS: after this, a dead recorder is noticed.
-const READER_TIMEOUT: Duration = Duration::from_millis(2300);
-
-/// The namespaces, and on drop (even when the test fails) `xdpsieve stop` before they go,
-/// so no firewall or pin outlives the test.
-struct Net {
-    pair: VethPair,
-}
-
-impl Net {
-    fn create(tag: &str) -> Net {
-        Net {
-            pair: VethPair::create(tag, None).expect("namespaces"),
-        }
-    }
-
-    /// `xdpsieve ARGS` in the firewall's namespace, to completion.
-    fn xdpsieve(&self, args: &[&str]) -> Output {
-        self.pair
-            .fw
-            .command(BINARY)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running xdpsieve")
-    }
-
-    fn start(&self, rules: &[&str], capture: &str) -> Run {
-        let mut args = rules.to_vec();
-        args.extend_from_slice(&["-w", capture]);
-        let mut run = Firewall::spawn(&self.pair, BINARY, &args, Stdio::null());
-        run.wait_until(|| {
-            let status = self.xdpsieve(&["status", "--json"]);
-            String::from_utf8_lossy(&status.stdout).contains("\"live\": true")
-        });
-        Run(run)
-    }
-
-    fn status_json(&self) -> serde_json::Value {
-        let out = self.xdpsieve(&["status", "-i", VethPair::FW_IF, "--json"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-        json[0].clone()
-    }
-
-    /// The id of the XDP program on fw0, if any.
-    fn xdp_program(&self) -> Option<u32> {
-        let out = self
-            .pair
-            .fw
-            .ip(&["-d", "link", "show", "dev", VethPair::FW_IF])
-            .expect("ip link show");
-        let rest = &out[out.find("prog/xdp id ")? + "prog/xdp id ".len()..];
-        rest.split_whitespace().next()?.parse().ok()
-    }
-
-    /// This namespace's pin directory and description of fw0.
-    fn pin_paths(&self) -> (PathBuf, PathBuf) {
-        let inode = std::fs::metadata(self.pair.fw.path())
-            .expect("namespace file")
-            .ino();
-        (
-            PathBuf::from(format!("/sys/fs/bpf/xdpsieve/netns-{inode}/fw0")),
-            PathBuf::from(format!("/run/xdpsieve/netns-{inode}/fw0.json")),
-        )
-    }
-
-    /// UDP sockets behind the firewall, on the dropped and on the allowed port.
-    fn sockets(&self) -> (UdpSocket, UdpSocket) {
-        self.pair
-            .fw
-            .run(|| {
-                let bind = |port| -> std::io::Result<UdpSocket> {
-                    let s = UdpSocket::bind(SocketAddr::new(VethPair::FW_V4.into(), port))?;
-                    s.set_read_timeout(Some(Duration::from_millis(200)))?;
-                    Ok(s)
-                };
-                Ok::<_, std::io::Error>((bind(DROPPED_PORT)?, bind(ALLOWED_PORT)?))
-            })
-            .expect("entering namespace")
-            .expect("binding sockets")
-    }
-
-    /// Sends `count` datagrams from the peer to `port`, paced; returns how many were sent.
-    fn send(&self, port: u16, count: u32) -> u64 {
-        self.pair
-            .peer
-            .run(|| {
-                let s = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 0))?;
-                for _ in 0..count {
-                    s.send_to(b"fail-static", (VethPair::FW_V4, port))?;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Ok::<_, std::io::Error>(u64::from(count))
-            })
-            .expect("entering namespace")
-            .expect("sending")
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = self.xdpsieve(&["stop", "-i", VethPair::FW_IF]);
-    }
-}
-
-/// A running `xdpsieve run`; killed (by PID) on drop if still running.
-struct Run(Firewall);
-
-impl Run {
-    fn pid(&self) -> u32 {
-        self.0.pid() as u32
-    }
-
-    /// Sends `signal` and collects the exit status and output.
-    fn signal(self, signal: i32) -> Output {
-        self.0.stop(signal)
-    }
-
-    fn wait(self) -> Output {
-        self.0.wait_output()
-    }
-}
-
-fn received(socket: &UdpSocket) -> u64 {
-    let mut buf = [0u8; 2048];
-    let mut n = 0;
-    while socket.recv(&mut buf).is_ok() {
-        n += 1;
-    }
-    n
-}
-
-fn capture_file(tag: &str) -> String {
-    std::env::temp_dir()
-        .join(format!(
-            "xdpsieve-failstatic-{}-{tag}.pcap",
-            std::process::id()
-        ))
-        .display()
-        .to_string()
-}
 
 /// Kills `run` with `signal` and checks the firewall stays in force: the dropped port gets
 /// nothing, the allowed port everything, status shows no recorder and counts the records
@@ -287,32 +142,20 @@ fn takeover_under_a_flood_lets_nothing_through_and_counters_carry_on() {
     assert!(!first.signal(libc::SIGKILL).status.success());
     let before = net.send(DROPPED_PORT, 30);
 
-    let flooding = AtomicBool::new(true);
+    let done = AtomicBool::new(false);
     let (flood_sent, second) = std::thread::scope(|scope| {
         let flood = scope.spawn(|| {
-            net.pair
-                .peer
-                .run(|| {
-                    let s = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 0))?;
-                    let start = Instant::now();
-                    let mut sent = 0u64;
-                    while flooding.load(Ordering::Relaxed)
-                        && sent < FLOOD_MAX
-                        && start.elapsed() < FLOOD_TIME
-                    {
-                        if s.send_to(b"flood", (VethPair::FW_V4, DROPPED_PORT)).is_ok() {
-                            sent += 1;
-                        }
-                    }
-                    Ok::<_, std::io::Error>(sent)
-                })
-                .expect("entering namespace")
-                .expect("flooding")
+            net.flood(
+                DROPPED_PORT,
+                &|| done.load(Ordering::Relaxed),
+                FLOOD_MAX,
+                FLOOD_TIME,
+            )
         });
         std::thread::sleep(Duration::from_millis(200));
         let second = net.start(&["--drop", &rule], &capture);
         std::thread::sleep(Duration::from_millis(300));
-        flooding.store(false, Ordering::Relaxed);
+        done.store(true, Ordering::Relaxed);
         (flood.join().expect("flood thread"), second)
     });
     std::thread::sleep(Duration::from_millis(300));

@@ -6,7 +6,9 @@
 //! Ctrl-C in its terminal: it detaches, drains, writes its summary and removes its pins,
 //! and this waits for it. If the recorder is gone (the firewall was left behind), this
 //! removes the link's pin, which detaches the program, and then the other pins and the
-//! description.
+//! description. Either way the end is done by the interface's owner ([`crate::pins::owner`]):
+//! the recorder, or this command once it holds the interface's lock, so a run starting or
+//! taking over meanwhile is never cut short.
 
 use std::{
     fs,
@@ -16,8 +18,8 @@ use std::{
 use anyhow::{Result, bail};
 
 use crate::{
-    pins::{self, LINK_PIN},
-    status::{Meta, pinned_snapshot, process_start},
+    pins::{self, LINK_PIN, owner::Verb},
+    status::{pinned_snapshot, process_start},
 };
 
 /// How long a live recorder gets to finish (drain, summary) after SIGTERM.
@@ -26,12 +28,46 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Stops the firewall on `iface` and returns what was done, for the operator.
 pub fn stop(iface: &str) -> Result<String> {
     pins::check_existing(iface)?;
+    let mut report = Vec::new();
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let owner = loop {
+        let busy = match pins::try_owner(iface, Verb::Stop)? {
+            Ok(owner) => break owner,
+            Err(busy) => busy,
+        };
+        // Held by a run (recording, or starting: a signal handler ends either as Ctrl-C
+        // does): ask it to stop and wait for it. Only one run is stopped: one that took
+        // the interface since is someone else's doing. Held by another verb: wait for it.
+        match busy.holder.as_ref().filter(|h| h.verb == "run") {
+            Some(holder) if report.is_empty() => {
+                let meta = pins::read_meta(&pins::meta_path(iface))
+                    .filter(|m| (m.pid, m.pid_start) == (holder.pid, holder.start));
+                let others: Vec<String> = meta
+                    .iter()
+                    .flat_map(|m| m.interfaces.iter().map(|i| i.name.clone()))
+                    .collect();
+                report.push(stop_recorder(iface, holder.pid, holder.start, &others)?);
+            }
+            Some(holder) => {
+                report.push(format!(
+                    "xdpsieve pid {} has started on {iface} since; it stays",
+                    holder.pid
+                ));
+                return Ok(report.join("\n"));
+            }
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            None => bail!("{busy}"),
+        }
+    };
     let dir = pins::pin_dir(iface);
     let meta_file = pins::meta_path(iface);
     let meta = pins::read_meta(&meta_file);
-    let mut report = Vec::new();
+    // A recorder of an older xdpsieve takes no lock: it can be alive here.
     if let Some(meta) = meta.as_ref().filter(|m| m.is_live()) {
-        report.push(stop_recorder(iface, meta)?);
+        drop(owner);
+        let names: Vec<String> = meta.interfaces.iter().map(|i| i.name.clone()).collect();
+        report.push(stop_recorder(iface, meta.pid, meta.pid_start, &names)?);
+        return Ok(report.join("\n"));
     }
     let link = dir.join(LINK_PIN);
     if link.exists() {
@@ -54,7 +90,7 @@ pub fn stop(iface: &str) -> Result<String> {
                 link.display()
             )
         })?;
-        pins::remove(iface);
+        pins::remove(&owner);
         let owner = meta.as_ref().map_or_else(
             || "an unknown instance".to_string(),
             |m| format!("pid {}", m.pid),
@@ -63,31 +99,36 @@ pub fn stop(iface: &str) -> Result<String> {
             "removed the firewall left on {iface} by {owner}: the program is detached and its \
              pins are gone.{counts}"
         ));
-    } else if report.is_empty() {
-        if meta.is_none() && !dir.exists() {
-            bail!(
-                "no xdpsieve firewall on {iface} in this network namespace (nothing under {}); \
-                 if `ip -d link show dev {iface}` shows an XDP program, another tool owns it",
-                dir.display()
-            );
+    } else {
+        let nothing = meta.is_none() && !dir.exists();
+        // Whatever is left (the lock file at least) goes: nothing is in force.
+        pins::remove(&owner);
+        if report.is_empty() {
+            if nothing {
+                bail!(
+                    "no xdpsieve firewall on {iface} in this network namespace (nothing under \
+                     {}); if `ip -d link show dev {iface}` shows an XDP program, another tool \
+                     owns it",
+                    dir.display()
+                );
+            }
+            report.push(format!(
+                "nothing was in force on {iface}; removed the stale pins{}",
+                meta.map(|m| format!(" left by pid {}", m.pid))
+                    .unwrap_or_default()
+            ));
         }
-        pins::remove(iface);
-        report.push(format!(
-            "nothing was in force on {iface}; removed the stale pins{}",
-            meta.map(|m| format!(" left by pid {}", m.pid))
-                .unwrap_or_default()
-        ));
     }
     Ok(report.join("\n"))
 }
 
-/// Asks the live recorder to stop and waits until it has.
-fn stop_recorder(iface: &str, meta: &Meta) -> Result<String> {
-    let pid = meta.pid;
+/// Asks the live recorder `pid` (started at `start`) to stop and waits until it has;
+/// `interfaces` are those it filters, as far as its description says.
+fn stop_recorder(iface: &str, pid: u32, start: u64, interfaces: &[String]) -> Result<String> {
     let Ok(raw_pid) = i32::try_from(pid) else {
         bail!("the description of {iface} names pid {pid}, which is not a valid pid");
     };
-    // SAFETY: kill with a pid whose start time matched a moment ago (is_live).
+    // SAFETY: kill with a pid whose start time matched a moment ago.
     if unsafe { libc::kill(raw_pid, libc::SIGTERM) } != 0 {
         bail!(
             "could not signal xdpsieve pid {pid} on {iface}: {}",
@@ -95,7 +136,7 @@ fn stop_recorder(iface: &str, meta: &Meta) -> Result<String> {
         );
     }
     let deadline = Instant::now() + STOP_TIMEOUT;
-    while process_start(pid) == Some(meta.pid_start) {
+    while process_start(pid) == Some(start) {
         if Instant::now() > deadline {
             bail!(
                 "xdpsieve pid {pid} on {iface} did not stop within {} s of SIGTERM; it is still \
@@ -106,10 +147,9 @@ fn stop_recorder(iface: &str, meta: &Meta) -> Result<String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let others: Vec<&str> = meta
-        .interfaces
+    let others: Vec<&str> = interfaces
         .iter()
-        .map(|i| i.name.as_str())
+        .map(String::as_str)
         .filter(|n| *n != iface)
         .collect();
     let also = if others.is_empty() {

@@ -2,11 +2,17 @@
 //!
 //! A firewall whose recorder died keeps filtering and counting in its own maps (pinned).
 //! The new program starts from zero, so before the swap its counters are set to the old
-//! ones, per CPU and slot; rules are matched by name (generated names spell out the
-//! conditions, so a rule keeps its counts while its meaning stays), else by id, and
-//! interfaces by name. The swap on the link is atomic, but the old program counted up to
-//! it: after the swap (and a pause for runs still in flight), what the old maps counted
-//! since the copy is added. That addition is a read-modify-write of the new map while the
+//! ones, per CPU and slot: the totals whole, interfaces by name, and a rule's counts only to
+//! the same rule, one with the same name and the same match (conditions and action). A
+//! rule's id says nothing (both rule sets number from 1), and a name alone neither (a named
+//! rule may have changed its match). The counts of old rules that match no new one stay
+//! theirs: reported once, as the previous rules' ([`previous_rules`]), and still in the
+//! totals. Not carried, as in a reload: the rate limiter's state (each rule's record budget
+//! starts full) and the first fragments' verdicts (the new program's maps start empty).
+//!
+//! The swap on the link is atomic, but the old program counted up to it: after the swap
+//! (and a pause for runs still in flight), what the old maps counted since the copy is
+//! added. That addition is a read-modify-write of the new map while the
 //! new program runs, so a packet counted in the same microseconds can be lost from the
 //! count; the window is two syscalls wide. Records the old program left in its rings when
 //! its recorder died were counted as `captured` or `events` by the old program and never
@@ -27,7 +33,8 @@ use crate::{
     counters::{self, Counter},
     loader::{AttachMode, AttachedMode, Firewall, ifindex_of},
     pins::{Claim, Found},
-    status::Meta,
+    status::{Meta, MetaRule},
+    text::escape,
 };
 
 /// Which old slot goes to which new slot, per map.
@@ -37,50 +44,56 @@ pub struct SlotMap {
     pub counters: Vec<(u32, u32)>,
     pub rules: Vec<(u32, u32)>,
     pub interfaces: Vec<(u32, u32)>,
+    /// Old rule slots whose rule is not among the new rules: not carried.
+    pub unmatched_rules: Vec<u32>,
+}
+
+/// Whether `new` is the same rule as `old`: the same name and the same match.
+fn same_rule(old: &MetaRule, new: &MetaRule) -> bool {
+    !old.name.is_empty()
+        && old.name == new.name
+        && old.action == new.action
+        && old.conditions == new.conditions
 }
 
 impl SlotMap {
     /// Matches the old instance's rules and interfaces (from its description) with the new
-    /// ones: `rules` as (id, name) in evaluation order, `interfaces` by name in slot order.
-    pub fn new(old: Option<&Meta>, rules: &[(u32, String)], interfaces: &[String]) -> SlotMap {
-        Self::build(old, rules, interfaces, true)
+    /// ones: `rules` as described, in evaluation order, `interfaces` by name in slot order.
+    pub fn new(old: Option<&Meta>, rules: &[MetaRule], interfaces: &[String]) -> SlotMap {
+        Self::build(old, rules, interfaces)
     }
 
-    /// For a reload: rules by name only (the same id can be another rule in the new
-    /// file), and neither `COUNTERS` nor `INTERFACE_COUNTERS`, which the new program shares
-    /// with the old one (so they go on exactly, with no copy).
-    pub fn for_reload(old: &Meta, rules: &[(u32, String)]) -> SlotMap {
-        let mut map = Self::build(Some(old), rules, &[], false);
+    /// For a reload: the rules as in a takeover, and neither `COUNTERS` nor
+    /// `INTERFACE_COUNTERS`, which the new program shares with the old one (so they go on
+    /// exactly, with no copy).
+    pub fn for_reload(old: &Meta, rules: &[MetaRule]) -> SlotMap {
+        let mut map = Self::build(Some(old), rules, &[]);
         map.counters.clear();
         map.interfaces.clear();
         map
     }
 
-    fn build(
-        old: Option<&Meta>,
-        rules: &[(u32, String)],
-        interfaces: &[String],
-        by_id: bool,
-    ) -> SlotMap {
+    fn build(old: Option<&Meta>, rules: &[MetaRule], interfaces: &[String]) -> SlotMap {
         let mut map = SlotMap {
             counters: vec![(0, 0)],
             rules: vec![(0, 0)],
             interfaces: vec![(MAX_INTERFACES as u32, MAX_INTERFACES as u32)],
+            unmatched_rules: Vec::new(),
         };
         let Some(old) = old else {
             return map;
         };
+        // Each new rule takes the counts of one old rule at most.
+        let mut taken = vec![false; rules.len()];
         for (old_index, old_rule) in old.rules.iter().enumerate() {
-            let by_name = rules
-                .iter()
-                .position(|(_, name)| !name.is_empty() && *name == old_rule.name);
-            let id_match = || {
-                by_id
-                    .then(|| rules.iter().position(|(id, _)| *id == old_rule.id))
-                    .flatten()
-            };
-            if let Some(new_index) = by_name.or_else(id_match) {
-                map.rules.push((old_index as u32 + 1, new_index as u32 + 1));
+            let old_slot = old_index as u32 + 1;
+            let found = (0..rules.len()).find(|&i| !taken[i] && same_rule(old_rule, &rules[i]));
+            match found {
+                Some(new_index) => {
+                    taken[new_index] = true;
+                    map.rules.push((old_slot, new_index as u32 + 1));
+                }
+                None => map.unmatched_rules.push(old_slot),
             }
         }
         for (old_slot, old_if) in old.interfaces.iter().enumerate().take(MAX_INTERFACES) {
@@ -90,6 +103,33 @@ impl SlotMap {
         }
         map
     }
+}
+
+/// "the previous rules' counts, which match no new rule (same name and match), stay
+/// theirs: rule 1 "NAME" (CONDITIONS): N hits, ...", for the old rules that had hits;
+/// None when there are none. `hits` are (old slot, hits), slot 1 the old rule 0.
+pub fn previous_rules(old: &Meta, hits: &[(u32, u64)]) -> Option<String> {
+    let parts: Vec<String> = hits
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .filter_map(|(slot, n)| {
+            let rule = old.rules.get((*slot as usize).checked_sub(1)?)?;
+            Some(format!(
+                "rule {} \"{}\" ({} {}): {n} hits",
+                rule.id,
+                escape(&rule.name),
+                escape(&rule.action),
+                escape(&rule.conditions)
+            ))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "the previous rules' counts, which match no new rule (same name and match), stay \
+             theirs (and in the totals), not carried: {}",
+            parts.join(", ")
+        )
+    })
 }
 
 /// The old firewall's counter maps and their values at the copy.
@@ -240,16 +280,38 @@ pub fn copy_before_swap(
     })
 }
 
-/// After the swap: adds what the old program counted between the copy and the swap.
-/// Returns the packets it dropped in that time.
-pub fn add_after_swap(firewall: &mut Firewall, carried: Carried) -> Result<u64> {
+/// What the old program counted, as the swap leaves it.
+pub struct AfterSwap {
+    /// The packets it dropped between the copy and the swap.
+    pub dropped_meanwhile: u64,
+    /// Per old rule slot not carried ([`SlotMap::unmatched_rules`]), its hits in all.
+    pub previous_rules: Vec<(u32, u64)>,
+}
+
+/// After the swap: adds what the old program counted between the copy and the swap, and
+/// reads the hits of the old rules that were not carried.
+pub fn add_after_swap(firewall: &mut Firewall, carried: Carried) -> Result<AfterSwap> {
     // Runs of the old program that started before the swap finish within a NAPI poll.
     std::thread::sleep(Duration::from_millis(20));
     let after = read_all(&carried.old, &carried.slots)?;
     add_all(firewall, &carried.slots, &after, Some(&carried.before))?;
-    Ok(totals(&after)
-        .dropped
-        .saturating_sub(totals(&carried.before).dropped))
+    let unmatched: Vec<(u32, u32)> = carried
+        .slots
+        .unmatched_rules
+        .iter()
+        .map(|&slot| (slot, slot))
+        .collect();
+    let previous: Vec<Vec<RuleCounters>> = read(&carried.old[1].1, &unmatched)?;
+    Ok(AfterSwap {
+        dropped_meanwhile: totals(&after)
+            .dropped
+            .saturating_sub(totals(&carried.before).dropped),
+        previous_rules: unmatched
+            .iter()
+            .zip(previous)
+            .map(|((slot, _), cpus)| (*slot, cpus.iter().map(|c| c.hits).sum()))
+            .collect(),
+    })
 }
 
 /// Records left unread in the rings of the program pinned in `dir` (ring-buffer transport;
@@ -295,11 +357,11 @@ fn add_no_reader(firewall: &mut Firewall, records: u64) -> Result<()> {
 
 /// Puts `firewall` in force on every claimed interface: attaches afresh where nothing was
 /// there, takes over (atomic swap, counters carried) where a firewall was left behind, and
-/// says so on stderr. `rules` are the new rules as (id, name), in evaluation order.
+/// says so on stderr. `rules` are the new rules as described, in evaluation order.
 pub fn attach_or_take_over(
     firewall: &mut Firewall,
     claims: &[Claim],
-    rules: &[(u32, String)],
+    rules: &[MetaRule],
     mode: AttachMode,
 ) -> Result<()> {
     let names: Vec<String> = claims.iter().map(|c| c.interface.clone()).collect();
@@ -350,18 +412,22 @@ pub fn attach_or_take_over(
         let old_totals = carry.as_ref().map(|c| c.old_totals);
         firewall.take_over(iface, old_mode, &claim.link_pin())?;
         let carried = carry.is_some();
-        let meanwhile = match carry {
-            Some(carried) => add_after_swap(firewall, carried)
-                .with_context(|| format!("carrying the counters of {iface} on after the swap"))?,
-            None => 0,
-        };
+        let after =
+            match carry {
+                Some(carried) => Some(add_after_swap(firewall, carried).with_context(|| {
+                    format!("carrying the counters of {iface} on after the swap")
+                })?),
+                None => None,
+            };
+        let meanwhile = after.as_ref().map_or(0, |a| a.dropped_meanwhile);
         // The old program no longer runs (add_after_swap waited for runs in flight).
         let unread = if carried {
             match unread_in_rings(&claim.dir) {
                 Ok(n) => n,
                 Err(e) => {
                     eprintln!(
-                        "xdpsieve: warning: cannot count the records left in the old rings of {iface}: {e:#}"
+                        "xdpsieve: warning: cannot count the records left in the old rings of \
+                         {iface}: {e:#}"
                     );
                     0
                 }
@@ -375,7 +441,7 @@ pub fn attach_or_take_over(
             || "an instance that left no description".into(),
             |m| format!("pid {}", m.pid),
         );
-        let counts = old_totals.map_or_else(String::new, |c| {
+        let mut counts = old_totals.map_or_else(String::new, |c| {
             format!(
                 "; its counters carry on: {} packets dropped so far ({meanwhile} during the \
                  handover), {} packets' records lost while no recorder was reading ({unread} of \
@@ -384,6 +450,12 @@ pub fn attach_or_take_over(
                 c.no_reader + unread
             )
         });
+        if let (Some(old), Some(after)) = (meta, &after)
+            && let Some(previous) = previous_rules(old, &after.previous_rules)
+        {
+            counts.push_str("; ");
+            counts.push_str(&previous);
+        }
         eprintln!(
             "xdpsieve: took over the firewall left on {iface} by {by}, with no gap (the program \
              was swapped on its pinned link){counts}"
@@ -395,22 +467,21 @@ pub fn attach_or_take_over(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{MetaInterface, MetaRule};
+    use crate::status::MetaInterface;
 
-    fn rule(id: u32, name: &str) -> MetaRule {
+    fn rule(id: u32, name: &str, conditions: &str) -> MetaRule {
         MetaRule {
             id,
             name: name.into(),
             action: "drop".into(),
-            conditions: String::new(),
+            conditions: conditions.into(),
             log: false,
             rate: "0".into(),
         }
     }
 
-    #[test]
-    fn slots_match_rules_by_name_then_id_and_interfaces_by_name() {
-        let old = Meta {
+    fn old_instance(rules: Vec<MetaRule>) -> Meta {
+        Meta {
             pid: 1,
             pid_start: 1,
             started_unix: 0,
@@ -426,25 +497,73 @@ mod tests {
                 .collect(),
             transport: "ringbuf".into(),
             default_action: "pass".into(),
-            rules: vec![rule(1, "a"), rule(2, "b"), rule(3, "gone")],
+            rules,
             sets: Vec::new(),
             reload: Default::default(),
-        };
-        let new_rules = vec![(5, "b".to_string()), (1, "c".to_string())];
+        }
+    }
+
+    /// Was `slots_match_rules_by_name_then_id_and_interfaces_by_name`: a rule with the old
+    /// one's id but another match took its counts (issue 15, point 4). Now only the same
+    /// rule (name and match) does, in a takeover and a reload alike.
+    #[test]
+    fn slots_match_rules_by_name_and_match_and_interfaces_by_name() {
+        let old = old_instance(vec![
+            rule(1, "a", "udp and dst port 1"),
+            rule(2, "b", "udp and dst port 2"),
+            rule(3, "gone", "udp and dst port 3"),
+            rule(4, "named", "udp and dst port 4"),
+        ]);
+        let new_rules = vec![
+            rule(5, "b", "udp and dst port 2"),
+            // Id 1 again, another rule: not "a".
+            rule(1, "c", "udp and dst port 1"),
+            // The name stays, the match changed: another rule.
+            rule(2, "named", "udp and dst port 5"),
+        ];
         let slots = SlotMap::new(Some(&old), &new_rules, &["fw1".to_string()]);
-        // Default to default; "b" (old slot 2) by name to new slot 1; "a" (old slot 1) by
-        // id 1 to new slot 2; "gone" nowhere.
-        assert_eq!(slots.rules, vec![(0, 0), (1, 2), (2, 1)]);
+        // Default to default; "b" (old slot 2) to new slot 1; nothing else.
+        assert_eq!(slots.rules, vec![(0, 0), (2, 1)]);
+        assert_eq!(slots.unmatched_rules, vec![1, 3, 4]);
         let other = MAX_INTERFACES as u32;
         assert_eq!(slots.interfaces, vec![(other, other), (1, 0)]);
-        // A reload matches by name only: "a" (id 1) is not the new id 1.
         let reload = SlotMap::for_reload(&old, &new_rules);
         assert_eq!(reload.rules, vec![(0, 0), (2, 1)]);
+        assert_eq!(reload.unmatched_rules, vec![1, 3, 4]);
         assert!(reload.counters.is_empty() && reload.interfaces.is_empty());
+        // Another action is another rule too.
+        let mut passing = rule(5, "b", "udp and dst port 2");
+        passing.action = "pass".into();
+        let slots = SlotMap::new(Some(&old), &[passing], &[]);
+        assert_eq!(slots.rules, vec![(0, 0)]);
         let none = SlotMap::new(None, &new_rules, &[]);
         assert_eq!(
             (none.rules, none.interfaces),
             (vec![(0, 0)], vec![(other, other)])
         );
+    }
+
+    #[test]
+    fn two_old_rules_of_one_name_and_match_go_to_two_new_ones_not_one() {
+        let old = old_instance(vec![rule(1, "x", "udp"), rule(2, "x", "udp")]);
+        let slots = SlotMap::new(Some(&old), &[rule(1, "x", "udp")], &[]);
+        assert_eq!(slots.rules, vec![(0, 0), (1, 1)]);
+        assert_eq!(slots.unmatched_rules, vec![2]);
+    }
+
+    #[test]
+    fn the_previous_rules_counts_are_named_once_with_their_match() {
+        let old = old_instance(vec![
+            rule(1, "drop udp dst port 7001", "udp and dst port 7001"),
+            rule(2, "idle", "udp"),
+        ]);
+        let said = previous_rules(&old, &[(1, 53_654), (2, 0)]).expect("a rule had hits");
+        assert!(
+            said.contains(
+                "rule 1 \"drop udp dst port 7001\" (drop udp and dst port 7001): 53654 hits"
+            ) && !said.contains("idle"),
+            "{said}"
+        );
+        assert_eq!(previous_rules(&old, &[(2, 0)]), None);
     }
 }

@@ -129,6 +129,8 @@ fn rules_line(out: &mut String, reload: &crate::reload::ReloadState) {
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub interface: String,
+    /// Where its pins are (see [`crate::pins`]).
+    pub pins: std::path::PathBuf,
     /// The recorder (the `xdpsieve run` process) is alive.
     pub live: bool,
     /// The firewall is in force: its link is pinned, so the program filters on the
@@ -256,6 +258,7 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
             None
         };
         out.push(Status {
+            pins: pin_dir(&name),
             interface: name,
             live,
             in_force,

@@ -21,8 +21,8 @@ pub(super) fn finish(mut running: Running, loop_result: io::Result<()>) -> Resul
     let explicit_stop = loop_result.is_ok();
     if explicit_stop {
         running.firewall.detach_all();
-        for interface in &running.interfaces {
-            pins::remove(&interface.name);
+        for owner in &running.owners {
+            pins::remove(owner);
         }
     } else {
         for interface in &running.interfaces {

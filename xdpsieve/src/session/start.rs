@@ -62,6 +62,9 @@ pub(super) struct Running {
     pub rules: RuleSet,
     pub quiet: bool,
     pub stats_interval: Option<Duration>,
+    /// The interfaces' locks (see [`pins::owner`]): held to the end of the process, after
+    /// the firewall is removed or left in force.
+    pub owners: Vec<pins::owner::Owner>,
 }
 
 /// `, rotating: -C 1 MB, -W 3 files, -z gzip` for the start-up line.
@@ -82,19 +85,21 @@ fn rotation_text(plan: &crate::rotation::RotationPlan) -> String {
     format!(", rotating: {}", parts.join(", "))
 }
 
-/// A start that failed once the firewall was attached: a fresh firewall is removed again
-/// (nothing was in force before); one taken over stays in force, as it was before.
+/// A start that failed once the interfaces were claimed: a fresh firewall is removed again
+/// (nothing was in force before), with the pins and descriptions this run made (the run
+/// owns the interfaces: nothing of anyone else's is there); one taken over stays in
+/// force, as it was before.
 fn abandon_start(firewall: &mut Firewall, claims: &[Claim], error: anyhow::Error) -> anyhow::Error {
     if claims.iter().all(|c| matches!(c.found, Found::Nothing)) {
         if firewall.attachments().is_empty() {
             for claim in claims {
-                pins::remove(&claim.interface);
+                pins::remove(&claim.owner);
             }
             return error;
         }
         firewall.detach_all();
         for claim in claims {
-            pins::remove(&claim.interface);
+            pins::remove(&claim.owner);
         }
         return error.context("starting failed; the firewall was removed again");
     }
@@ -127,18 +132,16 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             name: name.clone(),
         });
     }
-    // Claim the pin directories first: a live recorder on an interface, or a directory
-    // someone else could have filled, is refused before anything is loaded.
-    let mut claims: Vec<Claim> = interfaces
+    // Claim the interfaces first: one that another process holds (a run, live or starting),
+    // or a directory someone else could have filled, is refused before anything is loaded
+    // or changed. From here to its end, this run is their owner.
+    let claims: Vec<Claim> = interfaces
         .iter()
         .map(|i| pins::claim(&i.name, std::process::id()))
         .collect::<Result<_>>()?;
     // Open the outputs before touching the kernel, so a bad path costs nothing.
     let outputs = CaptureOutputs::open(capture_plan, &interfaces)?;
 
-    // A `reload` of a firewall left behind must not run while this run takes it over; its
-    // description is read again under the lock (a reload may just have changed it).
-    let takeover_locks = reload::lock_for_takeover(&mut claims)?;
     // The runtime set entries (`xdpsieve set add`) of a firewall taken over carry into the
     // new generation; its set lock is held until the swap (see `sets::live::carry`).
     let (set_locks, set_runtime) = crate::configure::sets::live::carry::for_takeover(&claims);
@@ -200,10 +203,9 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     let (writes_capture, writes_events) = capture.streams();
     firewall.publish_writers(writes_capture, writes_events)?;
     firewall.heartbeat()?;
-    let rule_names: Vec<(u32, String)> =
-        rules.rules.iter().map(|r| (r.id, r.name.clone())).collect();
+    let meta_rules = reload::meta_rules(&rules, plan.log_rate);
     if let Err(e) =
-        crate::takeover::attach_or_take_over(&mut firewall, &claims, &rule_names, plan.mode)
+        crate::takeover::attach_or_take_over(&mut firewall, &claims, &meta_rules, plan.mode)
     {
         return Err(abandon_start(&mut firewall, &claims, e));
     }
@@ -227,14 +229,14 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             .collect(),
         transport: flags::value_name(plan.transport),
         default_action: rules.default_action.to_string(),
-        rules: reload::meta_rules(&rules, plan.log_rate),
+        rules: meta_rules,
         sets: crate::configure::sets::live::meta_sets(&rules.sets),
         reload: reload::ReloadState::at_start(generation, plan.sources.clone(), &settings),
     };
     // Removed (pins and description) on the explicit stop only, at the end of run.
     let started = (|| -> Result<_> {
         for claim in &claims {
-            pins::publish(claim, &firewall.pinned_maps(), &meta)?;
+            pins::publish(&claim.dir, &claim.meta_file, &firewall.pinned_maps(), &meta)?;
             firewall.pin_program(&claim.dir.join(pins::PROG_PIN))?;
         }
         match plan.metrics {
@@ -252,8 +254,6 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         Ok(metrics) => metrics,
         Err(e) => return Err(abandon_start(&mut firewall, &claims, e)),
     };
-    // Published: a reload from now on asks this process (which takes the lock itself).
-    drop(takeover_locks);
     set_locks
         .into_iter()
         .for_each(crate::configure::sets::live::SetLock::retire);
@@ -347,5 +347,6 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         rules,
         quiet: plan.quiet,
         stats_interval: plan.stats_interval,
+        owners: claims.into_iter().map(|c| c.owner).collect(),
     })
 }

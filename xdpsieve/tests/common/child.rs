@@ -34,12 +34,15 @@ impl Firewall {
     /// error piped (the exit summary), standard output as `stdout`. Does not wait: see
     /// [`Firewall::wait_until`].
     pub fn spawn(net: &VethPair, program: &str, args: &[&str], stdout: Stdio) -> Firewall {
-        let child = net
-            .fw
-            .command(program)
-            .arg("run")
-            .args(["-i", VethPair::FW_IF])
-            .args(args)
+        let mut command = net.fw.command(program);
+        command.arg("run").args(["-i", VethPair::FW_IF]).args(args);
+        Firewall::spawn_command(command, stdout)
+    }
+
+    /// `command` (an `xdpsieve run` made by the caller), standard input closed, standard
+    /// error piped, standard output as `stdout`. Does not wait.
+    pub fn spawn_command(mut command: std::process::Command, stdout: Stdio) -> Firewall {
+        let child = command
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(Stdio::piped())

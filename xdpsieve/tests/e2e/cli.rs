@@ -155,10 +155,8 @@ fn clear_errors_for_operator_mistakes() {
         ],
     );
     assert!(
-        !ok && err.contains(&format!(
-            "xdpsieve (pid {}) is already running on fw0; stop it first with `xdpsieve stop -i fw0`",
-            first.pid()
-        )),
+        !ok && err.contains(&format!("xdpsieve pid {} holds fw0", first.pid()))
+            && err.contains("stop it first with `xdpsieve stop -i fw0`"),
         "{err}"
     );
     assert!(xdp_attached(&net));

@@ -35,9 +35,11 @@
 //!   program's map before the swap and topped up after it with what the old program
 //!   counted meanwhile ([`crate::takeover::copy_before_swap`],
 //!   [`crate::takeover::add_after_swap`]); a rule's counters follow it when it keeps its
-//!   name. The top-up is a read-modify-write of a per-CPU map the new program already
-//!   counts in, so a hit counted in the same few microseconds can be lost from a rule's
-//!   count (not from the totals); the takeover has the same window.
+//!   name and its match (conditions and action); the counts of an old rule that has no
+//!   such successor are reported once in the outcome, as the previous rules'. The top-up
+//!   is a read-modify-write of a per-CPU map the new program already counts in, so a hit
+//!   counted in the same few microseconds can be lost from a rule's count (not from the
+//!   totals); the takeover has the same window.
 //! - Not carried: rate-limit state (a rule's budget starts afresh) and the first
 //!   fragments' verdicts (a later fragment whose first fragment the old program judged is
 //!   judged as one whose first fragment was not seen).
@@ -49,14 +51,14 @@
 //!
 //! Who reloads: a live recorder, on SIGHUP (so that it reads the new program's counters
 //! and names); when the recorder is gone, `xdpsieve reload` itself, on the pinned state
-//! ([`request`]). Both hold a lock on the instance's pin directory while they reload.
+//! ([`request`]). Either is the owner of the instance's interfaces while it reloads
+//! ([`crate::pins::owner`]): the recorder for its life, `reload` for the reload.
 
 mod recipe;
 pub mod request;
 
 use std::{
     fs,
-    os::fd::AsRawFd as _,
     path::Path,
     time::{Duration, Instant},
 };
@@ -81,30 +83,6 @@ pub struct Reloaded {
     pub meta: Meta,
     /// From reading the rules to the last interface swapped.
     pub took: Duration,
-}
-
-/// The reload locks of the firewalls `claims` take over (one per instance), with their
-/// descriptions read again under the lock: a `reload` on the pinned state must not swap
-/// programs while a new run takes the firewall over, and may just have changed its rules.
-pub fn lock_for_takeover(claims: &mut [Claim]) -> Result<Vec<Lock>> {
-    let mut locks: Vec<(std::path::PathBuf, Lock)> = Vec::new();
-    for claim in claims.iter_mut() {
-        let Found::LeftBehind { meta: Some(meta) } = &mut claim.found else {
-            continue;
-        };
-        let Some(first) = meta.interfaces.first() else {
-            continue;
-        };
-        let dir = pins::pin_dir(&first.name);
-        // flock conflicts between two opens in one process too: once per directory.
-        if !locks.iter().any(|(d, _)| *d == dir) {
-            locks.push((dir, lock(meta)?));
-        }
-        if let Some(current) = pins::read_meta(&claim.meta_file) {
-            *meta = current;
-        }
-    }
-    Ok(locks.into_iter().map(|(_, l)| l).collect())
 }
 
 /// The rule generation a run starts with: 1, or one more than that of the firewall it
@@ -133,27 +111,6 @@ pub fn meta_rules(rules: &RuleSet, default_rate: Rate) -> Vec<MetaRule> {
             rate: r.rate.unwrap_or(default_rate).to_string(),
         })
         .collect()
-}
-
-/// An exclusive lock on the instance's pin directory, held while it reloads.
-pub struct Lock {
-    _file: fs::File,
-}
-
-/// Takes the reload lock of the instance described by `meta` (waits for another reload).
-pub fn lock(meta: &Meta) -> Result<Lock> {
-    let first = meta
-        .interfaces
-        .first()
-        .context("the instance's description names no interface")?;
-    let dir = pins::pin_dir(&first.name);
-    let file = fs::File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("locking {}", dir.display()));
-    }
-    Ok(Lock { _file: file })
 }
 
 /// The next generation, loaded and verified, not in force yet (nothing has changed).
@@ -259,7 +216,7 @@ fn unwritten(
     notes
 }
 
-/// Reloads the instance described by `meta` (whose lock the caller holds): the next
+/// Reloads the instance described by `meta` (whose interfaces the caller owns): the next
 /// generation from its recipe, swapped onto its pinned links. `by` says who, for the
 /// outcome. On an error before the swap nothing has changed.
 pub fn reload(meta: &Meta, by: &str) -> Result<Reloaded> {
@@ -285,8 +242,8 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
         .first()
         .context("the instance's description names no interface")?;
     let dir = pins::pin_dir(&first.name);
-    let rule_ids: Vec<(u32, String)> = rules.rules.iter().map(|r| (r.id, r.name.clone())).collect();
-    let slots = SlotMap::for_reload(meta, &rule_ids);
+    let new_rules = meta_rules(&rules, default_rate);
+    let slots = SlotMap::for_reload(meta, &new_rules);
     let swap_started = Instant::now();
     let carried = takeover::copy_before_swap(&mut firewall, &dir, slots)
         .context("copying the counters into the new program")?;
@@ -324,9 +281,13 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
     // From here on the new rules are in force: what fails now is reported with them, not
     // as a failed reload (the caller must adopt the new program either way).
     let mut warnings: Vec<String> = Vec::new();
-    if let Err(e) = takeover::add_after_swap(&mut firewall, carried) {
-        warnings.push(format!("the counters were not all carried over: {e:#}"));
-    }
+    let previous = match takeover::add_after_swap(&mut firewall, carried) {
+        Ok(after) => takeover::previous_rules(meta, &after.previous_rules),
+        Err(e) => {
+            warnings.push(format!("the counters were not all carried over: {e:#}"));
+            None
+        }
+    };
     let mut message = format!(
         "generation {generation} in force on {} ({} rules, default {}) after {:.1} ms \
          (rules read and program loaded in {:.1} ms, swapped in {:.1} ms)",
@@ -346,8 +307,12 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
     for note in unwritten(firewall.published_writers(), sends, &rules) {
         message.push_str(&format!("; note: {note}"));
     }
+    if let Some(previous) = previous {
+        message.push_str("; ");
+        message.push_str(&previous);
+    }
     let mut new_meta = meta.clone();
-    new_meta.rules = meta_rules(&rules, default_rate);
+    new_meta.rules = new_rules;
     new_meta.sets = crate::configure::sets::live::meta_sets(&rules.sets);
     new_meta.default_action = rules.default_action.to_string();
     new_meta.reload.generation = generation;
@@ -364,14 +329,14 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
     };
     new_meta.reload.last = Some(Box::new(outcome(message.clone())));
     for iface in &meta.interfaces {
-        let claim = Claim {
-            interface: iface.name.clone(),
-            dir: pins::pin_dir(&iface.name),
-            meta_file: pins::meta_path(&iface.name),
-            found: Found::Nothing,
-        };
-        let published = pins::publish(&claim, &firewall.pinned_maps(), &new_meta)
-            .and_then(|()| Ok(firewall.pin_program(&claim.dir.join(pins::PROG_PIN))?));
+        let dir = pins::pin_dir(&iface.name);
+        let published = pins::publish(
+            &dir,
+            &pins::meta_path(&iface.name),
+            &firewall.pinned_maps(),
+            &new_meta,
+        )
+        .and_then(|()| Ok(firewall.pin_program(&dir.join(pins::PROG_PIN))?));
         if let Err(e) = published {
             warnings.push(format!(
                 "publishing them for {} failed (status may show the old rules): {e:#}",
@@ -448,13 +413,12 @@ pub fn write_meta(path: &Path, meta: &Meta) -> Result<()> {
 pub struct InBackground {
     handle: std::thread::JoinHandle<Result<Prepared>>,
     started_ns: u64,
-    _lock: Lock,
 }
 
 impl InBackground {
-    /// Takes the lock and starts loading the next generation of `meta`'s instance.
+    /// Starts loading the next generation of `meta`'s instance (the recorder's own: it
+    /// owns the interfaces, so nobody else reloads or takes them meanwhile).
     pub fn start(meta: &Meta) -> Result<InBackground> {
-        let lock = lock(meta)?;
         let meta = meta.clone();
         let handle = std::thread::Builder::new()
             .name("xdpsieve-reload".into())
@@ -463,7 +427,6 @@ impl InBackground {
         Ok(InBackground {
             handle,
             started_ns: unix_ns(),
-            _lock: lock,
         })
     }
 

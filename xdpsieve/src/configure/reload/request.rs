@@ -1,14 +1,23 @@
 //! `xdpsieve reload` from another shell: a live recorder is asked with SIGHUP and its
 //! outcome waited for in its description; a firewall whose recorder is gone is reloaded
-//! here, on its pinned state. Either way the command learns whether the new rules are in
-//! force, and exits non-zero with the reason when they are not.
+//! here, on its pinned state, once this command owns its interfaces (see
+//! [`crate::pins::owner`]: a run taking it over, a stop or another reload is never raced).
+//! Either way the command learns whether the new rules are in force, and exits non-zero
+//! with the reason when they are not.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{ReloadOutcome, lock, record_failure, reload, unix_ns};
-use crate::{pins, status::Meta};
+use super::{ReloadOutcome, record_failure, reload, unix_ns};
+use crate::{
+    pins::{self, owner::Verb},
+    status::Meta,
+};
+
+/// How long to wait for a stop, another reload or a run taking over that holds one of the
+/// interfaces.
+const WAIT_FOR_OWNER: Duration = Duration::from_secs(40);
 
 /// How long to wait for a live recorder's outcome: a load of 1024 rules and large sets
 /// through the verifier takes seconds on a busy machine, not minutes.
@@ -70,8 +79,30 @@ pub fn request(iface: Option<&str>) -> Result<ReloadOutcome> {
     if !pins::link_in_force(&iface) {
         bail!("the firewall on {iface} is not in force (its recorder is gone and its link too)");
     }
-    let _lock = lock(&meta)?;
-    // Read again under the lock: a reload just done changed the generation and the rules.
+    // Owner of every interface of the instance (they share its maps), or of none. A run
+    // that holds one is taking the firewall over: once it is live, it is asked instead.
+    let deadline = Instant::now() + WAIT_FOR_OWNER;
+    let _owners = loop {
+        let taken: Result<Vec<_>> = meta
+            .interfaces
+            .iter()
+            .map(|i| pins::take_owner(&i.name, Verb::Reload, Duration::ZERO))
+            .collect();
+        let busy = match taken {
+            Ok(owners) => break owners,
+            Err(busy) => busy,
+        };
+        if let Some(current) = pins::read_meta(&path).filter(Meta::is_live)
+            && let Some(outcome) = ask_recorder(&current, &path)?
+        {
+            return Ok(outcome);
+        }
+        if Instant::now() >= deadline {
+            return Err(busy);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Read again as the owner: a reload just done changed the generation and the rules.
     let meta = pins::read_meta(&path).unwrap_or(meta);
     if meta.is_live() {
         bail!(

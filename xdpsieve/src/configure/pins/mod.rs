@@ -1,9 +1,9 @@
 //! Where a firewall lives when no process holds it: its pins in bpffs and its description in
-//! /run, per interface.
+//! /run, per network namespace and interface.
 //!
 //! The firewall is fail-static: once attached, it stays in force until the operator removes
 //! it, whatever happens to the process that records for it. Per interface, the pin
-//! directory `/sys/fs/bpf/xdpsieve/[netns-<inode>/]<iface>/` holds
+//! directory `<root>/netns-<dev>-<inode>/<iface>/` holds
 //!
 //! - `link`: the XDP bpf_link. While this pin exists the kernel keeps the program attached,
 //!   after a panic, an abort, an OOM kill or SIGKILL of the recorder alike. Removing it is
@@ -12,14 +12,25 @@
 //! - the counter maps `status` and a takeover read ([`PINNED_MAPS`]), and the set maps
 //!   `xdpsieve set` changes ([`SET_PINS`]).
 //!
-//! and `/run/xdpsieve/[netns-<inode>/]<iface>.json` describes the instance ([`Meta`]): its
+//! and `/run/xdpsieve/netns-<dev>-<inode>/<iface>.json` describes the instance ([`Meta`]): its
 //! recorder's pid (with the pid's start time, so a reused pid does not fool anyone), rules
-//! and interfaces. bpffs is shared by all network namespaces and interface names are not,
-//! hence the `netns-<inode>` level outside the host's namespace.
+//! and interfaces. Beside it, `<iface>.lock` makes one process at a time the interface's
+//! owner ([`owner`]).
+//!
+//! The root is `/sys/fs/bpf/xdpsieve`, or a directory of xdpsieve's own when someone else
+//! made that one first ([`root`]). bpffs is shared by all network namespaces and interface
+//! names are not, hence the `netns-<dev>-<inode>` level: the device and inode of the
+//! namespace itself (nsfs), for every namespace including the host's, whichever way it was
+//! reached (a /run/netns name, a bind mount elsewhere, a process's /proc entry). What
+//! namespaces that are gone left behind is swept away when the kernel says so ([`sweep`]).
 //!
 //! bpffs is world-writable on some systems: a pin planted by another user would be taken
-//! for ours. Directories are created 0700 by root, and a directory on the way that belongs
-//! to someone else or that group or others may write to is refused ([`check_dir`]).
+//! for ours. Directories are created 0700 by root, and a directory below the root that
+//! belongs to someone else or that group or others may write to is refused ([`check_dir`]).
+
+pub mod owner;
+pub mod root;
+mod sweep;
 
 use std::{
     fs, io,
@@ -49,42 +60,26 @@ pub const LINK_PIN: &str = "link";
 /// The pinned program.
 pub const PROG_PIN: &str = "prog";
 
-/// Where this network namespace's instances live, below bpffs and /run: nothing extra in the
-/// host's namespace, `netns-<inode>` in any other.
-pub fn namespace_subdir() -> PathBuf {
-    let Some(mine) = inode(Path::new("/proc/self/ns/net")) else {
-        return PathBuf::new();
-    };
-    let other = match inode(Path::new("/proc/1/ns/net")) {
-        Some(init) => mine != init,
-        // PID 1's namespace can be unreadable (a sandboxed init): recognise the namespaces
-        // `ip netns` made by their bind mounts instead.
-        None => fs::read_dir("/run/netns")
-            .map(|entries| entries.flatten().any(|e| inode(&e.path()) == Some(mine)))
-            .unwrap_or(false),
-    };
-    if other {
-        PathBuf::from(format!("netns-{mine}"))
-    } else {
-        PathBuf::new()
+/// `netns-<dev>-<inode>`: this thread's network namespace by its own identity (the nsfs
+/// device and inode of the namespace), the host's included. `netns-unknown` when /proc
+/// cannot tell (a run refuses to start then: see [`claim`]).
+pub fn namespace_key() -> PathBuf {
+    match fs::metadata("/proc/thread-self/ns/net") {
+        Ok(meta) => PathBuf::from(format!("netns-{}-{}", meta.dev(), meta.ino())),
+        Err(_) => PathBuf::from(UNKNOWN_NAMESPACE),
     }
 }
 
-fn inode(path: &Path) -> Option<u64> {
-    fs::metadata(path).map(|m| m.ino()).ok()
-}
+const UNKNOWN_NAMESPACE: &str = "netns-unknown";
 
 /// The directory of `iface`'s pins.
 pub fn pin_dir(iface: &str) -> PathBuf {
-    Path::new(BPFFS)
-        .join("xdpsieve")
-        .join(namespace_subdir())
-        .join(iface)
+    root::root().join(namespace_key()).join(iface)
 }
 
 /// The directory of this namespace's descriptions.
 pub fn meta_dir() -> PathBuf {
-    Path::new(RUN_DIR).join(namespace_subdir())
+    Path::new(RUN_DIR).join(namespace_key())
 }
 
 /// The description of the instance on `iface`.
@@ -96,6 +91,49 @@ pub fn meta_path(iface: &str) -> PathBuf {
 /// Not `.json`, so `read_status` does not take it for an instance.
 pub fn health_path(iface: &str) -> PathBuf {
     meta_path(iface).with_extension("health")
+}
+
+/// The lock that makes one process at a time `iface`'s owner ([`owner`]).
+pub fn lock_path(iface: &str) -> PathBuf {
+    meta_path(iface).with_extension("lock")
+}
+
+/// Takes `iface`'s lock for `verb` without waiting (see [`owner`]), making this namespace's
+/// directory in /run if need be: `Ok(Err(busy))` says who holds it.
+pub fn try_owner(
+    iface: &str,
+    verb: owner::Verb,
+) -> Result<std::result::Result<owner::Owner, owner::Busy>> {
+    // A namespace's directory goes once empty: made again if it went meanwhile.
+    for _ in 0..5 {
+        secure_dir(Path::new("/run"), &meta_dir())?;
+        match owner::Owner::try_take_at(&lock_path(iface), iface, verb) {
+            Err(e) if not_found(&e) => continue,
+            other => return other,
+        }
+    }
+    bail!(
+        "cannot lock {}: its directory keeps disappearing",
+        lock_path(iface).display()
+    )
+}
+
+/// Takes `iface`'s lock for `verb`, waiting up to `wait` for a holder that lets go by itself
+/// (a stop, a reload, a sweep), never for a run; fails saying who holds it.
+pub fn take_owner(
+    iface: &str,
+    verb: owner::Verb,
+    wait: std::time::Duration,
+) -> Result<owner::Owner> {
+    owner::wait_for(|| try_owner(iface, verb), wait)
+}
+
+/// Whether `error` comes from a path that does not exist.
+fn not_found(error: &anyhow::Error) -> bool {
+    error.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
+    })
 }
 
 pub fn read_meta(path: &Path) -> Option<Meta> {
@@ -137,28 +175,34 @@ pub fn check_dir(dir: &Path) -> Result<()> {
 }
 
 /// Creates `dir` and the directories above it down from `base` (which must exist) with
-/// mode 0700, and checks every one of them from `base`'s child down.
+/// mode 0700, and checks every one of them from `base`'s child down. A directory that goes
+/// meanwhile (an empty namespace's, removed by another process) is made again.
 fn secure_dir(base: &Path, dir: &Path) -> Result<()> {
     let relative = dir.strip_prefix(base).unwrap_or(dir);
-    let mut current = base.to_path_buf();
-    for part in relative.components() {
-        current.push(part);
-        match fs::DirBuilder::new().mode(0o700).create(&current) {
-            Ok(()) => {
-                // The umask may have taken bits away, never added any; set it exactly.
-                fs::set_permissions(&current, fs::Permissions::from_mode(0o700))
-                    .with_context(|| format!("setting the mode of {}", current.display()))?;
+    let mut attempts = 0;
+    'again: loop {
+        attempts += 1;
+        let mut current = base.to_path_buf();
+        for part in relative.components() {
+            current.push(part);
+            match fs::DirBuilder::new().mode(0o700).create(&current) {
+                Ok(()) => {
+                    // The umask may have taken bits away, never added any; set it exactly.
+                    fs::set_permissions(&current, fs::Permissions::from_mode(0o700))
+                        .with_context(|| format!("setting the mode of {}", current.display()))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 => continue 'again,
+                Err(e) => return Err(e).with_context(|| format!("creating {}", current.display())),
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).with_context(|| format!("creating {}", current.display())),
+            check_dir(&current)?;
         }
-        check_dir(&current)?;
+        return Ok(());
     }
-    Ok(())
 }
 
 /// Checks the directories of `iface`'s pins and description that exist, without creating
-/// any (for `status` and `stop`).
+/// any (for `status`, `stop`, `reload` and `set`).
 pub fn check_existing(iface: &str) -> Result<()> {
     for (base, dir) in [
         (Path::new(BPFFS), pin_dir(iface)),
@@ -213,13 +257,16 @@ pub enum Found {
     LeftBehind { meta: Option<Meta> },
 }
 
-/// An interface's pin directory and description, claimed by this run.
+/// An interface's pin directory and description, claimed by this run, which is its owner
+/// (see [`owner`]) from the claim to its end.
 #[derive(Debug)]
 pub struct Claim {
     pub interface: String,
     pub dir: PathBuf,
     pub meta_file: PathBuf,
     pub found: Found,
+    /// The interface's lock: held for the life of the run.
+    pub owner: owner::Owner,
 }
 
 impl Claim {
@@ -239,15 +286,26 @@ pub fn link_in_force(iface: &str) -> bool {
         )
 }
 
-/// Prepares `iface`'s directories (0700, checked) and says what was there. Refuses when a
-/// live recorder owns the interface; clears what a dead one left without a link (and says so).
+/// Makes this run `iface`'s owner, prepares its directories (0700, checked) and says what
+/// was there. Refuses, changing nothing, when another process holds the interface (a run,
+/// live or starting, or a stop or reload that does not finish in time); clears what a dead
+/// run left without a link (and says so).
 pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
+    if namespace_key() == Path::new(UNKNOWN_NAMESPACE) {
+        bail!(
+            "cannot tell which network namespace this is (/proc/thread-self/ns/net cannot be \
+             read): mount /proc"
+        );
+    }
     ensure_bpffs()?;
-    sweep_other_namespaces();
+    let root = root::prepare()?;
+    // Before anything of the interface is touched: a run that loses this changes nothing.
+    let owner = take_owner(iface, owner::Verb::Run, std::time::Duration::from_secs(40))?;
+    sweep::sweep(&root);
     let (dir, meta_file) = (pin_dir(iface), meta_path(iface));
     secure_dir(Path::new(BPFFS), &dir)?;
-    secure_dir(Path::new("/run"), &meta_dir())?;
     let old = read_meta(&meta_file);
+    // Only a recorder of an older xdpsieve, which took no lock, can be alive here.
     if let Some(old) = &old
         && old.is_live()
         && old.pid != my_pid
@@ -262,7 +320,7 @@ pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
     let link = dir.join(LINK_PIN);
     // A pinned link only keeps a firewall in force while it is attached to this interface:
     // one whose interface was deleted is defunct (ifindex 0), and one attached elsewhere
-    // was left by a namespace that is gone and whose inode number this one reuses.
+    // was left by a namespace that is gone and whose identity this one reuses.
     // Only what the kernel says for certain counts: a link that cannot be read stays.
     let attached_to = match crate::watch::relink::pinned_link_ifindex(&link) {
         Ok(Some(ifindex)) => Some(ifindex),
@@ -300,6 +358,7 @@ pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
         dir,
         meta_file,
         found,
+        owner,
     })
 }
 
@@ -318,113 +377,48 @@ pub fn clear_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Pins `maps` (replacing what a previous instance pinned, except the link) and writes the
-/// description, for one claimed interface. The loader pins the link when it attaches, and
-/// the program ([`PROG_PIN`]) after this.
-pub fn publish(claim: &Claim, maps: &[(&str, &aya::maps::Map)], meta: &Meta) -> Result<()> {
-    clear_dir(&claim.dir)?;
+/// Pins `maps` in `dir` (replacing what a previous instance pinned, except the link) and
+/// writes the description `meta_file`, for one interface whose owner the caller is. The
+/// loader pins the link when it attaches, and the program ([`PROG_PIN`]) after this.
+pub fn publish(
+    dir: &Path,
+    meta_file: &Path,
+    maps: &[(&str, &aya::maps::Map)],
+    meta: &Meta,
+) -> Result<()> {
+    clear_dir(dir)?;
     for (name, map) in maps {
-        map.pin(claim.dir.join(name))
-            .with_context(|| format!("pinning {name} under {}", claim.dir.display()))?;
+        map.pin(dir.join(name))
+            .with_context(|| format!("pinning {name} under {}", dir.display()))?;
     }
-    let tmp = claim.meta_file.with_extension("json.tmp");
+    let tmp = meta_file.with_extension("json.tmp");
     fs::write(&tmp, serde_json::to_vec_pretty(meta)?)
         .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, &claim.meta_file)
-        .with_context(|| format!("writing {}", claim.meta_file.display()))?;
+    fs::rename(&tmp, meta_file).with_context(|| format!("writing {}", meta_file.display()))?;
     Ok(())
 }
 
-/// Removes `iface`'s pin directory and description. The caller has removed (or never
-/// had) the link pin, so the program is no longer attached.
-pub fn remove(iface: &str) {
-    let (dir, meta_file) = (pin_dir(iface), meta_path(iface));
-    crate::configure::sets::live::forget_lock(&dir);
-    let _ = fs::remove_dir_all(&dir);
-    let _ = fs::remove_file(&meta_file);
-    let _ = fs::remove_file(health_path(iface));
+/// Removes the pin directory and description of the interface `owner` holds, and its lock
+/// file. The caller has removed (or never had) the link pin, so the program is no longer
+/// attached.
+pub fn remove(owner: &owner::Owner) {
+    let iface = owner.interface();
+    remove_at(&pin_dir(iface), &meta_path(iface), owner);
+}
+
+/// [`remove`] for the pin directory `dir` and description `meta_file` of any namespace.
+fn remove_at(dir: &Path, meta_file: &Path, owner: &owner::Owner) {
+    crate::configure::sets::live::forget_lock(dir);
+    let _ = fs::remove_dir_all(dir);
+    let _ = fs::remove_file(meta_file);
+    let _ = fs::remove_file(meta_file.with_extension("health"));
     let _ = fs::remove_file(meta_file.with_extension("writers"));
-    // The per-namespace directories go too once empty (remove_dir refuses otherwise).
-    if !namespace_subdir().as_os_str().is_empty() {
-        for path in [&dir, &meta_file] {
-            if let Some(parent) = path.parent() {
-                let _ = fs::remove_dir(parent);
-            }
+    owner.unlink();
+    // The namespace's directories go too once empty (remove_dir refuses otherwise).
+    for path in [dir, meta_file] {
+        if let Some(parent) = path.parent() {
+            let _ = fs::remove_dir(parent);
         }
-    }
-}
-
-/// Network namespaces that still exist: named ones (`ip netns`) and those of processes.
-fn existing_namespaces() -> std::collections::HashSet<u64> {
-    let mut set = std::collections::HashSet::new();
-    for dir in ["/run/netns", "/proc"] {
-        let Ok(entries) = fs::read_dir(dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = if dir == "/proc" {
-                entry.path().join("ns/net")
-            } else {
-                entry.path()
-            };
-            if let Some(i) = inode(&path) {
-                set.insert(i);
-            }
-        }
-    }
-    set
-}
-
-/// Removes what dead instances left for network namespaces that no longer exist: their
-/// interfaces are gone with them (so their links are defunct and filter nothing), nobody
-/// can run `status` or `stop` there any more, and a new namespace could reuse the inode
-/// number. A namespace that still exists keeps its firewalls.
-fn sweep_other_namespaces() {
-    let Ok(entries) = fs::read_dir(RUN_DIR) else {
-        return;
-    };
-    let existing = existing_namespaces();
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let sub = PathBuf::from(entry.file_name());
-        let Some(inode) = sub
-            .to_str()
-            .and_then(|n| n.strip_prefix("netns-"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        if existing.contains(&inode) {
-            continue;
-        }
-        let Ok(metas) = fs::read_dir(entry.path()) else {
-            continue;
-        };
-        for meta_entry in metas.flatten() {
-            let path = meta_entry.path();
-            let Some(iface) = path
-                .file_name()
-                .and_then(|n| n.to_str()?.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            if read_meta(&path).is_some_and(|m| !m.is_live()) {
-                let pins = Path::new(BPFFS).join("xdpsieve").join(&sub).join(iface);
-                crate::configure::sets::live::forget_lock(&pins);
-                let _ = fs::remove_dir_all(pins);
-                let _ = fs::remove_file(&path);
-                let _ = fs::remove_file(path.with_extension("health"));
-                let _ = fs::remove_file(path.with_extension("writers"));
-                removed += 1;
-            }
-        }
-        let _ = fs::remove_dir(entry.path());
-        let _ = fs::remove_dir(Path::new(BPFFS).join("xdpsieve").join(&sub));
-    }
-    if removed > 0 {
-        eprintln!(
-            "xdpsieve: removed {removed} set(s) of pins left by dead instances in network namespaces that no longer exist"
-        );
     }
 }
 
