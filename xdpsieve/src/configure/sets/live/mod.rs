@@ -25,6 +25,7 @@
 
 pub mod carry;
 pub mod command;
+mod commit;
 pub mod edit;
 mod index;
 mod recover;

@@ -29,7 +29,10 @@ use xdpsieve_common::{
     sets::{ENTRY_FREE, FIRST_GROUP, FREE_GROUP, GROUP_ENTRIES, POINTER, V6_ROOT},
 };
 
-use super::edit::{Editor, EntryWrites, grace};
+use super::{
+    commit::grace,
+    edit::{Editor, EntryWrites},
+};
 use crate::configure::sets::{
     kernel::entry_prefix,
     trie::{
