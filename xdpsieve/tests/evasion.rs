@@ -26,7 +26,7 @@ mod common;
 mod lab;
 #[path = "common/udp.rs"]
 mod udp;
-use common::root_or_skip;
+use common::{kernel_found, root_or_skip};
 use lab::{Lab, TCP_ALLOWED, TCP_DROPPED, UDP_ALLOWED, UDP_DROPPED, evasion_line};
 use udp::received;
 
@@ -64,10 +64,11 @@ fn kernel_delivers(lab: &Lab, lengths: &[usize], socket: &UdpSocket) -> BTreeSet
     let delivered = lab.chains_delivered(UDP_ALLOWED, lengths, socket);
     let (reach, lost): (Vec<usize>, Vec<usize>) =
         lengths.iter().partition(|l| delivered.contains(l));
-    eprintln!(
-        "kernel: with no firewall, a datagram behind N IPv6 destination-options headers \
-         reaches a socket for N in {reach:?}, is discarded for N in {lost:?}"
-    );
+    let longest = reach.iter().max().map_or("none".into(), usize::to_string);
+    kernel_found(format_args!(
+        "with no firewall, a datagram behind N IPv6 destination-options headers reaches a \
+         socket for N in {reach:?} (longest {longest}), is discarded for N in {lost:?}"
+    ));
     delivered
 }
 
@@ -180,10 +181,10 @@ fn unclassifiable_pass_lets_the_host_judge() {
             "{long} headers with --unclassifiable pass"
         );
     } else {
-        eprintln!(
-            "kernel: discards {long} headers by itself, so delivery with --unclassifiable pass \
+        kernel_found(format_args!(
+            "discards {long} headers by itself, so delivery with --unclassifiable pass \
              cannot be shown here; checking xdpsieve passed it"
-        );
+        ));
     }
     // Whatever the kernel did next: the program counted the packet unclassifiable and
     // passed it (nothing else is sent to a port the rules drop).
@@ -216,12 +217,14 @@ fn tiny_fragment_syn_gets_no_answer() {
         .filter(|order| lab.syn_acks("tcp-tiny", &[&dropped, order]) >= 1)
         .collect();
     if answered.len() == ORDERS.len() {
-        eprintln!("kernel: with no firewall, a tiny-fragment SYN is answered in either order");
+        kernel_found(format_args!(
+            "with no firewall, a tiny-fragment SYN is answered in either order"
+        ));
     } else {
-        eprintln!(
-            "kernel: with no firewall, a tiny-fragment SYN is answered only {answered:?}: the \
+        kernel_found(format_args!(
+            "with no firewall, a tiny-fragment SYN is answered only {answered:?}: the \
              kernel stops the rest itself, so there only xdpsieve's counts show its part"
-        );
+        ));
     }
 
     lab.start_firewall(&[]);
@@ -284,10 +287,10 @@ fn fragmented_udp_shares_its_first_fragments_verdict() {
             )
         })
         .collect();
-    eprintln!(
-        "kernel: with no firewall, fragmented UDP: {}",
+    kernel_found(format_args!(
+        "with no firewall, fragmented UDP: {}",
         found.join(", ")
-    );
+    ));
 
     lab.start_firewall(&[]);
     for (v6, mode) in TRAINS {

@@ -7,7 +7,7 @@
 //! Nothing is attached. They need root; under `CI` they fail rather than skip.
 
 mod common;
-use common::root_or_skip;
+use common::{kernel_found, root_or_skip};
 
 #[path = "common/frame.rs"]
 #[expect(
@@ -651,10 +651,10 @@ fn a_translation_the_verifier_refuses_falls_back_to_the_interpreter() {
             fw
         }
         Ok(_) => {
-            eprintln!(
-                "kernel: this verifier accepts the eighteen-branch translation, so the \
+            kernel_found(format_args!(
+                "this verifier accepts the eighteen-branch translation, so the \
                  fallback cannot be shown with it; checking the interpreter alone"
-            );
+            ));
             Firewall::load(&settings(FilterEngine::Interpreter)).expect("the interpreter loads")
         }
     };

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::child::Firewall;
-use crate::common::root_or_skip;
+use crate::common::{kernel_found, root_or_skip};
 use crate::tempdir::TempDir;
 
 /// `BPF_MAP_TYPE_RINGBUF`.
@@ -63,11 +63,11 @@ fn one_full_ring(net: &VethPair, args: &[&str]) {
     assert_eq!(full.0, RING, "{args:?}: {rings:?}");
     assert_eq!(small.0, page, "{args:?}: the unused ring: {rings:?}");
     if full.1 < RING {
-        eprintln!(
-            "kernel: memlock in fdinfo does not show a ring buffer's pages ({} bytes for 256 \
+        kernel_found(format_args!(
+            "memlock in fdinfo does not show a ring buffer's pages ({} bytes for 256 \
              MiB): checking the sizes xdpsieve asked for only",
             full.1
-        );
+        ));
         return;
     }
     assert!(

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use xdpsieve::netns::{VethOptions, VethPair};
 
 use super::{
-    DROPPED_PORT, Running, assert_filtered, bypass::Bypass, common::root_or_skip, grow_queues,
-    received, send, sockets, spread_sender, status, tool,
+    DROPPED_PORT, Running, assert_filtered,
+    bypass::Bypass,
+    common::{kernel_found, root_or_skip},
+    grow_queues, received, send, sockets, spread_sender, status, tool,
 };
 
 /// fw0's rx_packets, as `ip -s` reads it (what the divergence check compares).
@@ -52,10 +54,10 @@ fn traffic_bypassing_the_program_is_reported_as_divergence() {
     let bypass = match Bypass::build(&net) {
         Ok(bypass) => Some(bypass),
         Err(why) => {
-            eprintln!(
-                "kernel: no bpf_redirect_peer bypass can be built here ({why}): the divergence \
+            kernel_found(format_args!(
+                "no bpf_redirect_peer bypass can be built here ({why}): the divergence \
                  warning cannot be shown this way; checking filtering and no false alarm"
-            );
+            ));
             None
         }
     };
@@ -70,16 +72,16 @@ fn traffic_bypassing_the_program_is_reported_as_divergence() {
             "the bypass must reach the socket without a firewall"
         );
         if counted < 100 {
-            eprintln!(
-                "kernel: packets redirected into fw0 by bpf_redirect_peer are not counted in \
+            kernel_found(format_args!(
+                "packets redirected into fw0 by bpf_redirect_peer are not counted in \
                  its rx_packets ({counted} of 100): the divergence check cannot see this \
                  bypass here; checking filtering and no false alarm"
-            );
+            ));
         } else {
-            eprintln!(
-                "kernel: packets redirected into fw0 by bpf_redirect_peer reach its sockets \
+            kernel_found(format_args!(
+                "packets redirected into fw0 by bpf_redirect_peer reach its sockets \
                  past XDP and count in its rx_packets"
-            );
+            ));
         }
         counted >= 100
     };
@@ -170,10 +172,10 @@ fn queues_left_without_the_program_are_reported_as_divergence() {
         .map(|q| after.get(q).copied().unwrap_or(0) - before.get(q).copied().unwrap_or(0))
         .collect();
     if through == 0 {
-        eprintln!(
-            "kernel: veth runs the XDP program on rx queues enabled later with `ethtool -L` \
+        kernel_found(format_args!(
+            "veth runs the XDP program on rx queues enabled later with `ethtool -L` \
              (packets per queue {ran:?}): growing them opens no bypass here"
-        );
+        ));
         // What can be shown: every queue filters, and a window of traffic on all of them
         // raises no false alarm.
         assert!(
@@ -194,11 +196,11 @@ fn queues_left_without_the_program_are_reported_as_divergence() {
         assert!(!stderr.contains("bypassing"), "{stderr}");
         return;
     }
-    eprintln!(
-        "kernel: veth leaves rx queues enabled later with `ethtool -L` without the XDP \
+    kernel_found(format_args!(
+        "veth leaves rx queues enabled later with `ethtool -L` without the XDP \
          program ({through} of 400 datagrams to the dropped port got through; packets per \
          queue {ran:?})"
-    );
+    ));
     send_until(&fw, "bypassing the firewall", || {
         send(&net, DROPPED_PORT, 100)
     });
