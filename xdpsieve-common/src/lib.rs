@@ -200,7 +200,9 @@ pub const MAX_SNAPLEN: u32 = 16384;
 
 /// How many IPv6 extension headers the parser walks before it gives up and calls the packet
 /// unclassifiable (see [`Config::unclassifiable`]). Real traffic rarely carries more than
-/// two or three; Linux itself accepts any number that fits in the packet.
+/// two or three. Kernels differ in what they accept behind such a chain: some any number that
+/// fits in the packet, others discard a dozen or more headers by themselves (see
+/// `xdpsieve/tests/README.md`); past this bound the packet is unclassifiable either way.
 pub const MAX_IPV6_EXT_HEADERS: usize = 64;
 
 /// How many of those the parser walks with direct packet reads (the cheap, common case);

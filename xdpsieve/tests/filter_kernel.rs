@@ -7,7 +7,7 @@
 //! Nothing is attached. They need root; under `CI` they fail rather than skip.
 
 mod common;
-use common::root_or_skip;
+use common::{kernel_found, root_or_skip};
 
 #[path = "common/frame.rs"]
 #[expect(
@@ -603,7 +603,8 @@ fn loads_in_xdp_fragments() {
 /// A classic program whose translation the verifier refuses: 18 branches on payload bytes,
 /// each of which may add its own power of two to X, then a load at X. X feeds a packet pointer, so the
 /// verifier must keep the 2^18 values apart and gives up after a million instructions.
-/// `auto` loads again with the interpreter (and says why); `translated` refuses.
+/// `auto` loads again with the interpreter (and says why); `translated` refuses. (A verifier
+/// that prunes better may accept it: then the test says so and checks the interpreter.)
 #[test]
 fn a_translation_the_verifier_refuses_falls_back_to_the_interpreter() {
     if !root_or_skip() {
@@ -635,16 +636,28 @@ fn a_translation_the_verifier_refuses_falls_back_to_the_interpreter() {
         filter_engine: engine,
         ..Settings::default()
     };
-    let err = Firewall::load(&settings(FilterEngine::Translated))
-        .err()
-        .expect("the verifier refuses the translation");
-    assert!(err.to_string().contains("1,000,000 instructions"), "{err}");
-    let mut fw = Firewall::load(&settings(FilterEngine::Auto)).expect("auto falls back");
-    let run = fw.filter_runs()[0].to_string();
-    assert!(
-        run.contains("interpreted (the kernel refused its translation: the verifier gave up"),
-        "{run}"
-    );
+    // Verifiers differ in how well they prune: measure whether this one refuses.
+    let mut fw = match Firewall::load(&settings(FilterEngine::Translated)) {
+        Err(err) => {
+            assert!(err.to_string().contains("1,000,000 instructions"), "{err}");
+            let fw = Firewall::load(&settings(FilterEngine::Auto)).expect("auto falls back");
+            let run = fw.filter_runs()[0].to_string();
+            assert!(
+                run.contains(
+                    "interpreted (the kernel refused its translation: the verifier gave up"
+                ),
+                "{run}"
+            );
+            fw
+        }
+        Ok(_) => {
+            kernel_found(format_args!(
+                "this verifier accepts the eighteen-branch translation, so the \
+                 fallback cannot be shown with it; checking the interpreter alone"
+            ));
+            Firewall::load(&settings(FilterEngine::Interpreter)).expect("the interpreter loads")
+        }
+    };
     // The interpreter runs the program as written: X sums 2^i over the payload bytes with
     // their low bit set, and the byte at X decides.
     let mut frame = Frame::ipv4(A4, B4).udp(5353, 53).payload(64).build();

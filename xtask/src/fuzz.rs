@@ -6,6 +6,9 @@
 //! dirties the repository and later runs start from what earlier ones found. A crash
 //! leaves its input in `fuzz/artifacts/TARGET/` (ignored by git) and fails the run: add the
 //! input to the committed corpus once it is fixed, as a regression.
+//!
+//! `fuzz/Cargo.lock` is committed with the main workspace's versions (plus libFuzzer's) and
+//! checked with `--locked` before the build, so the build never rewrites it.
 
 use std::{fs, path::Path, process::Command};
 
@@ -44,6 +47,24 @@ pub fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {
             .env_remove("RUSTC")
             .env_remove("RUSTUP_TOOLCHAIN");
     };
+    // The committed fuzz/Cargo.lock must already say what the build resolves: cargo-fuzz
+    // has no `--locked`, so a stale lock would be rewritten by every build (a dirty checkout
+    // after each run, and fuzzing with versions nobody committed). It goes stale when the
+    // library's dependencies change; refreshing it is one command.
+    let mut locked = Command::new("cargo");
+    locked.args([
+        "+nightly",
+        "fetch",
+        "--locked",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+    ]);
+    nightly(&mut locked);
+    run(&mut locked).context(
+        "fuzz/Cargo.lock is out of date with the library's dependencies: refresh it with \
+         `cp Cargo.lock fuzz/Cargo.lock && cargo +nightly fetch --manifest-path fuzz/Cargo.toml` \
+         (the workspace's versions, plus libFuzzer's) and commit it",
+    )?;
     let mut build = Command::new("cargo");
     build.args(["+nightly", "fuzz", "build", "--debug-assertions"]);
     nightly(&mut build);

@@ -118,14 +118,27 @@ fn main() -> Result<()> {
                 "warnings",
             ])?;
             clippy_ebpf()?;
-            let mut args = vec!["test", "--workspace", "--exclude", "xdpsieve-ebpf"];
+            // Every test binary runs even when one before it fails, and so do fuzzing and the
+            // bench smoke run: one run shows everything that is wrong, and still fails.
+            let mut args = vec![
+                "test",
+                "--workspace",
+                "--exclude",
+                "xdpsieve-ebpf",
+                "--no-fail-fast",
+            ];
             if !cargo_args.is_empty() {
                 args.push("--");
                 args.extend(cargo_args.iter().map(String::as_str));
             }
-            cargo_test(&args)?;
-            fuzz::run_targets(&workspace_root(), fuzz::TARGETS, fuzz::CI_SECONDS)?;
-            bench_smoke()
+            let tests = cargo_test(&args);
+            let fuzzing = fuzz::run_targets(&workspace_root(), fuzz::TARGETS, fuzz::CI_SECONDS);
+            let bench = bench_smoke();
+            all_passed(&[
+                ("tests", tests),
+                ("fuzzing", fuzzing),
+                ("bench smoke run", bench),
+            ])
         }
         Task::Demo => {
             setup()?;
@@ -357,6 +370,9 @@ fn cargo(args: &[&str]) -> Result<()> {
 
 /// Runs `cargo test`, passing its output through, and closes with the totals over every
 /// test binary: cargo's own last line is that of the last binary (often doc tests with 0).
+/// Runs `cargo ARGS` (a `cargo test --no-fail-fast`), its output passed through, and
+/// counts the results. Fails naming every test binary that failed, each with the arguments
+/// that run it again.
 fn cargo_test(args: &[&str]) -> Result<()> {
     use std::io::{BufRead as _, BufReader};
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -364,8 +380,23 @@ fn cargo_test(args: &[&str]) -> Result<()> {
         .args(args)
         .current_dir(workspace_root())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .context("running cargo test")?;
+    // cargo names each failing binary on stderr as it finishes ("error: test failed, to
+    // rerun pass `-p xdpsieve --test evasion`"), a crashed one included.
+    let stderr = child.stderr.take();
+    let rerun = std::thread::spawn(move || {
+        let mut failing = Vec::new();
+        for line in stderr
+            .into_iter()
+            .flat_map(|e| BufReader::new(e).lines().map_while(Result::ok))
+        {
+            eprintln!("{line}");
+            failing.extend(rerun_args(&line));
+        }
+        failing
+    });
     let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
@@ -385,9 +416,45 @@ fn cargo_test(args: &[&str]) -> Result<()> {
         }
     }
     let status = child.wait()?;
+    let failing = rerun
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader of cargo's stderr panicked"))?;
     println!("{passed} passed, {failed} failed, {ignored} skipped");
+    if !failing.is_empty() {
+        bail!(
+            "{} of the test binaries failed (the others all ran); run one again with:\n{}",
+            failing.len(),
+            failing
+                .iter()
+                .map(|args| format!("  cargo test {args}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     if !status.success() {
         bail!("cargo test failed ({status})");
+    }
+    Ok(())
+}
+
+/// The arguments cargo gives to run a failed test binary again, from its stderr line.
+fn rerun_args(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once("to rerun pass `")?;
+    rest.split_once('`').map(|(args, _)| args.to_string())
+}
+
+/// Ok when every stage passed; otherwise says which failed and why, all of them.
+fn all_passed(stages: &[(&str, Result<()>)]) -> Result<()> {
+    let failed: Vec<&str> = stages
+        .iter()
+        .filter_map(|(name, result)| {
+            let error = result.as_ref().err()?;
+            eprintln!("xtask: {name} failed: {error:#}");
+            Some(*name)
+        })
+        .collect();
+    if !failed.is_empty() {
+        bail!("{} failed (see above)", failed.join(", "));
     }
     Ok(())
 }
@@ -426,4 +493,37 @@ fn describe(cmd: &Command) -> String {
         .map(OsStr::to_string_lossy)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_binaries_are_named_from_cargos_stderr() {
+        let line = "error: test failed, to rerun pass `-p xdpsieve --test evasion`";
+        assert_eq!(
+            rerun_args(line).as_deref(),
+            Some("-p xdpsieve --test evasion")
+        );
+        assert_eq!(
+            rerun_args("     Running tests/watch.rs (target/debug/deps/watch-1)"),
+            None
+        );
+    }
+
+    #[test]
+    fn every_failed_stage_is_named() {
+        let stages = [
+            ("tests", Err(anyhow::anyhow!("two binaries"))),
+            ("fuzzing", Ok(())),
+            ("bench smoke run", Err(anyhow::anyhow!("no report"))),
+        ];
+        let error = all_passed(&stages).expect_err("two stages failed");
+        assert_eq!(
+            error.to_string(),
+            "tests, bench smoke run failed (see above)"
+        );
+        assert!(all_passed(&[("tests", Ok(()))]).is_ok());
+    }
 }

@@ -13,3 +13,15 @@ pub fn root_or_skip() -> bool {
     eprintln!("skipping: this test needs root (XDP programs, network namespaces)");
     false
 }
+
+/// Says what a test found the running kernel does (see `tests/README.md`): one line,
+/// `kernel: WHAT`, on stderr, shown even when the test passes (the test harness captures
+/// only what the print macros write).
+#[allow(
+    dead_code,
+    reason = "only the tests that measure the kernel say what they found"
+)]
+pub fn kernel_found(what: std::fmt::Arguments) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "kernel: {what}");
+}

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::child::Firewall;
-use crate::common::root_or_skip;
+use crate::common::{kernel_found, root_or_skip};
 use crate::tempdir::TempDir;
 
 /// `BPF_MAP_TYPE_RINGBUF`.
@@ -42,7 +42,8 @@ fn rings_of(pid: i32) -> Vec<(u64, u64)> {
 
 /// The rings of a run with `args` and `--ring-size 256M`: one of the full size, whose
 /// memlock shows this kernel accounts a ring's pages there (the control), and the other of
-/// one page, with memlock to match.
+/// one page, with memlock to match. Kernels before 6.4 report no memlock for a ring buffer
+/// (its key and value sizes are zero); there the test says so and checks the sizes alone.
 fn one_full_ring(net: &VethPair, args: &[&str]) {
     const RING: u64 = 256 << 20;
     let mut all = vec!["--drop", "udp", "--ring-size", "256M"];
@@ -60,11 +61,15 @@ fn one_full_ring(net: &VethPair, args: &[&str]) {
     assert_eq!(rings.len(), 2, "{args:?}: {rings:?}");
     let (small, full) = (rings[0], rings[1]);
     assert_eq!(full.0, RING, "{args:?}: {rings:?}");
-    assert!(
-        full.1 >= RING,
-        "control: memlock of the full ring: {rings:?}"
-    );
     assert_eq!(small.0, page, "{args:?}: the unused ring: {rings:?}");
+    if full.1 < RING {
+        kernel_found(format_args!(
+            "memlock in fdinfo does not show a ring buffer's pages ({} bytes for 256 \
+             MiB): checking the sizes xdpsieve asked for only",
+            full.1
+        ));
+        return;
+    }
     assert!(
         small.1 < 1 << 20,
         "{args:?}: the unused ring locks {} bytes: {rings:?}",

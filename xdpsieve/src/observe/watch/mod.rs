@@ -3,7 +3,8 @@
 //! What can take an interface away from the program while xdpsieve keeps running: the
 //! interface deleted (and perhaps created again under its name, with a new ifindex), the
 //! program detached or replaced by another tool, and on veth an rx queue count grown with
-//! `ethtool -L` (queues enabled after attach run no XDP program). The [`Watcher`] notices each
+//! `ethtool -L` (on some kernels queues enabled after attach run no XDP program; others
+//! install it there too, see `xdpsieve/tests/README.md`). The [`Watcher`] notices each
 //! within a second: link notifications (RTMGRP_LINK) trigger an immediate look, and every
 //! second it looks anyway (one RTM_GETLINK per interface, and ETHTOOL_GCHANNELS for the
 //! queue count, which `ethtool -L` changes without a notification that says so).
@@ -18,11 +19,12 @@
 //! Every 5 s a divergence check compares the interface's received packets (IFLA_STATS64
 //! rx_packets) with the program's count for it. On veth rx_packets counts every frame that
 //! reached the device, XDP_DROP and XDP_PASS alike (the XDP path's per-queue counts plus the
-//! peer's transmit count for frames that took the path without XDP), so with the program on
-//! every queue the two move together, and frames that bypass the program show up as the
-//! difference. rx_packets is read before the program's counters, so a frame in flight has
-//! already been counted by the program (veth updates its counts after the program runs) and
-//! cannot cause a false alarm. Drivers that leave XDP-dropped frames out of rx_packets only
+//! peer's transmit count for frames that took the path without XDP, and on recent kernels
+//! frames another program put straight onto its receive path with `bpf_redirect_peer`), so
+//! with the program on every queue the two move together, and frames that bypass the
+//! program show up as the difference. rx_packets is read before the program's counters, so
+//! a frame in flight has already been counted by the program (veth updates its counts after
+//! the program runs) and cannot cause a false alarm. Drivers that leave XDP-dropped frames out of rx_packets only
 //! make the interface's count smaller, which never warns. The warning needs the difference
 //! to be at least [`DIVERGENCE_MIN`] packets and 5% of what was received. In skb (generic)
 //! mode there is no such check: the program runs after GRO there, once per merged packet,
@@ -54,7 +56,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 const DIVERGENCE_EVERY: Duration = Duration::from_secs(5);
 /// Fewer unseen packets than this are noise, never a warning.
 pub const DIVERGENCE_MIN: u64 = 16;
-/// Test-only: do not fix grown queues, so the divergence check can be shown to work.
+/// Test-only: do not fix grown queues, so a test sees what the kernel leaves on them.
 const NO_QUEUE_FIX_ENV: &str = "XDPSIEVE_TEST_NO_QUEUE_REATTACH";
 
 struct Watched {
