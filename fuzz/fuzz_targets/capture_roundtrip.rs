@@ -15,7 +15,7 @@ use pcap_file::{
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader, blocks::enhanced_packet::EnhancedPacketOption},
 };
-use xdpsieve::capture::{CaptureWriter, Format, Interface, Packet};
+use xdpsieve::write::capture::{CaptureWriter, Format, Interface, Packet};
 
 /// Reads fixed-size fields off the front of the input.
 struct Input<'a>(&'a [u8]);

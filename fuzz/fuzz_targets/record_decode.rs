@@ -5,10 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use xdpsieve::{
-    event::{self, EventFormatter, LogFormat},
-    record::CaptureRecord,
-    rules::{Action, RuleSet},
-    text::is_unsafe,
+    read::event::{self, EventFormatter, LogFormat},
+    read::record::CaptureRecord,
+    configure::rules::{Action, RuleSet},
+    write::text::is_unsafe,
 };
 use xdpsieve_common::{CAPTURE_HEADER_LEN, MAX_SNAPLEN};
 

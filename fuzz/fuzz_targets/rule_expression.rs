@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use xdpsieve::{
-    rules::{Action, Rate, RuleSet, parse_expression},
-    text::is_unsafe,
+    configure::rules::{Action, Rate, RuleSet, parse_expression},
+    write::text::is_unsafe,
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
 use xdpsieve::{
-    rules::{Rate, RuleSet},
-    text::is_unsafe,
+    configure::rules::{Rate, RuleSet},
+    write::text::is_unsafe,
 };
 use xdpsieve_common::MAX_RULES;
 

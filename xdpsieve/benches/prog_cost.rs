@@ -37,10 +37,10 @@ use common::{load_floor_program, prog_fd_by_id, test_run, verdict_name};
 )]
 mod frame;
 use xdpsieve::{
-    capture_filter::{CompiledFilter, FilterEngine},
-    loader::{Firewall, Settings},
-    netns::VethPair,
-    rules::{Action, RuleSet},
+    configure::capture_filter::{CompiledFilter, FilterEngine},
+    configure::loader::{Firewall, Settings},
+    configure::rules::{Action, RuleSet},
+    sandbox::netns::VethPair,
 };
 use xdpsieve_common::{MAX_RULES, capture};
 

@@ -12,8 +12,8 @@
 //! - [`sandbox`]: the namespaces the demo and the end-to-end tests run in;
 //! - [`session`]: one run, from a validated plan to the summary, tying the others together.
 //!
-//! Each module is also re-exported at the root (`xdpsieve::rules`, `xdpsieve::loader`, ...),
-//! so paths stay short; the folders are where to look.
+//! Modules are reached by their full paths (`xdpsieve::configure::rules`), never by a
+//! short alias at the root, so every `use` names the folder it crosses into.
 
 pub mod configure;
 pub mod observe;
@@ -24,15 +24,6 @@ pub mod write;
 
 #[cfg(test)]
 mod test_support;
-
-pub use configure::{
-    capture_filter, classify, flags, input, loader, pins, privileges, reload, rules, sets, stop,
-    takeover,
-};
-pub use observe::{counters, metrics, stats, status, watch};
-pub use read::{event, generations, record, ringbuf, source};
-pub use sandbox::{demo, netns, prefix_gen};
-pub use write::{capture, output, recorder, rotation, text, writer_state};
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpsieve"));

@@ -22,13 +22,13 @@ use anyhow::Result;
 use xdpsieve_common::capture;
 
 use crate::{
-    capture::Format,
-    capture_filter::{CompiledFilter, FilterEngine},
-    event::LogFormat,
-    loader::AttachMode,
-    reload::RuleSources,
-    rules::{Action, Rate, RuleSet},
-    source::Transport,
+    configure::capture_filter::{CompiledFilter, FilterEngine},
+    configure::loader::AttachMode,
+    configure::reload::RuleSources,
+    configure::rules::{Action, Rate, RuleSet},
+    read::event::LogFormat,
+    read::source::Transport,
+    write::capture::Format,
 };
 
 pub mod capture_session;
@@ -47,10 +47,10 @@ pub struct RunPlan {
     /// Which packets to capture; not `None` only with `write`.
     pub capture: Which,
     /// The capture file; `-` is standard output. With `rotation`, the pattern of the
-    /// files' names (see [`crate::rotation`]).
+    /// files' names (see [`crate::write::rotation`]).
     pub write: Option<String>,
     /// `-C`, `-G`, `-W`, `-z`: the capture's files rotate (never with `-w -`).
-    pub rotation: Option<crate::rotation::RotationPlan>,
+    pub rotation: Option<crate::write::rotation::RotationPlan>,
     pub format: Format,
     pub snaplen: u32,
     /// Record one in this many of the packets selected (`--sample`); 1 records all.
@@ -135,7 +135,7 @@ impl Which {
 
 /// Fails early, and clearly, when the process cannot load BPF programs.
 pub fn check_privileges() -> Result<()> {
-    crate::privileges::check(crate::privileges::Verb::Run)
+    crate::configure::privileges::check(crate::configure::privileges::Verb::Run)
 }
 
 /// Runs the firewall as `plan` says, until an explicit stop (or a failure of the loop

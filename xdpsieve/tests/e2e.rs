@@ -37,7 +37,7 @@ use std::{
 };
 
 use pcap_file::pcap::PcapReader;
-use xdpsieve::{demo::dns_response, netns::VethPair};
+use xdpsieve::{sandbox::demo::dns_response, sandbox::netns::VethPair};
 
 #[path = "e2e/capture.rs"]
 mod capture;

@@ -30,7 +30,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::netns::VethPair;
+use xdpsieve::sandbox::netns::VethPair;
 
 /// Kills `run` with `signal` and checks the firewall stays in force: the dropped port gets
 /// nothing, the allowed port everything, status shows no recorder and counts the records
@@ -165,7 +165,7 @@ fn takeover_under_a_flood_lets_nothing_through_and_counters_carry_on() {
     assert_eq!(received(&allowed), 10);
 
     // The counters carry on from the old firewall's; the copy after the swap may miss a
-    // packet counted in the same microseconds (see xdpsieve::takeover).
+    // packet counted in the same microseconds (see xdpsieve::configure::takeover).
     let total = before + flood_sent;
     eprintln!("flood: {flood_sent} datagrams to the dropped port during the handover");
     let s = net.status_json();
@@ -325,7 +325,7 @@ fn another_tools_bpf_link_gets_advice_that_works_for_links() {
     if !root_or_skip() {
         return;
     }
-    use xdpsieve::loader::{AttachMode, Firewall, Settings};
+    use xdpsieve::configure::loader::{AttachMode, Firewall, Settings};
     let net = Net::create("other");
     // Another tool: the same program, attached through a bpf_link pinned elsewhere.
     let dir = PathBuf::from(format!(
@@ -340,7 +340,7 @@ fn another_tools_bpf_link_gets_advice_that_works_for_links() {
         .run(|| {
             let mut fw = Firewall::load(&Settings::default())?;
             fw.attach(VethPair::FW_IF, AttachMode::Skb, &link)?;
-            Ok::<_, xdpsieve::loader::LoaderError>(fw)
+            Ok::<_, xdpsieve::configure::loader::LoaderError>(fw)
         })
         .expect("entering namespace")
         .expect("attaching the other tool's program");
@@ -454,7 +454,7 @@ fn a_defunct_pinned_link_is_cleared_not_taken_over() {
         .ip(&["link", "del", VethPair::FW_IF])
         .expect("deleting the veth");
     net.pair
-        .add_link(&xdpsieve::netns::VethOptions::default())
+        .add_link(&xdpsieve::sandbox::netns::VethOptions::default())
         .expect("creating the veth again");
     let s = net.status_json();
     assert_eq!(s["in_force"], false, "{s}");

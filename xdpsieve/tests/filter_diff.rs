@@ -26,7 +26,7 @@ mod harness;
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
 use pcap_file::pcap::{PcapPacket, PcapWriter};
-use xdpsieve::capture_filter::CompiledFilter;
+use xdpsieve::configure::capture_filter::CompiledFilter;
 
 #[path = "filter/cases.rs"]
 mod cases;

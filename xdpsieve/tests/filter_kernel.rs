@@ -22,9 +22,9 @@ use aya::programs::{TestRun, TestRunOptions};
 use frame::{Ext, Frame};
 use harness::{insn, load, load_insns, selects};
 use xdpsieve::{
-    capture_filter::{CompiledFilter, FilterEngine},
-    loader::{Firewall, Settings},
-    rules::{Action, RuleSet},
+    configure::capture_filter::{CompiledFilter, FilterEngine},
+    configure::loader::{Firewall, Settings},
+    configure::rules::{Action, RuleSet},
 };
 use xdpsieve_common::{FilterInsn, capture};
 
@@ -550,8 +550,10 @@ fn auto_translates_long_expressions_and_interprets_protochain() {
         assert_eq!(runs.len(), 1);
         let text = runs[0].to_string();
         match (&runs[0].how, translates) {
-            (xdpsieve::loader::FilterHow::Translated(n), true) => assert!(*n > 300, "{text}"),
-            (xdpsieve::loader::FilterHow::Interpreted(why), false) => {
+            (xdpsieve::configure::loader::FilterHow::Translated(n), true) => {
+                assert!(*n > 300, "{text}")
+            }
+            (xdpsieve::configure::loader::FilterHow::Interpreted(why), false) => {
                 assert!(why.contains("backward"), "{text}")
             }
             _ => panic!("`{expression}`: {text}"),

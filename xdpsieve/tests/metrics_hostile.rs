@@ -29,8 +29,8 @@ use std::{
 };
 
 use xdpsieve::{
-    metrics::{Limits, NICENESS},
-    netns::VethPair,
+    observe::metrics::{Limits, NICENESS},
+    sandbox::netns::VethPair,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");

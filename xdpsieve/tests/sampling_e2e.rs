@@ -33,7 +33,7 @@ use std::{
 use pcap_file::pcapng::{
     Block, PcapNgReader, blocks::interface_statistics::InterfaceStatisticsOption,
 };
-use xdpsieve::{demo::dns_response, netns::VethPair};
+use xdpsieve::{sandbox::demo::dns_response, sandbox::netns::VethPair};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 const CLIENT_PORT: u16 = 40000;

@@ -13,10 +13,10 @@ use common::root_or_skip;
 
 use aya::programs::{TestRun, TestRunOptions};
 use xdpsieve::{
-    loader::{Firewall, Settings},
-    record::CaptureRecord,
-    rules::RuleSet,
-    source::Source,
+    configure::loader::{Firewall, Settings},
+    configure::rules::RuleSet,
+    read::record::CaptureRecord,
+    read::source::Source,
 };
 use xdpsieve_common::{Counters, capture, verdict};
 

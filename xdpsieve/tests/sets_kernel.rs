@@ -14,9 +14,9 @@ use std::{
 
 use aya::programs::{TestRun, TestRunOptions};
 use xdpsieve::{
-    loader::{Firewall, Settings},
-    rules::{Action, RuleSet},
-    sets::{SetPrefix, SetSource, SetSpec},
+    configure::loader::{Firewall, Settings},
+    configure::rules::{Action, RuleSet},
+    configure::sets::{SetPrefix, SetSource, SetSpec},
 };
 use xdpsieve_common::verdict;
 

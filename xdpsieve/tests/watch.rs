@@ -36,7 +36,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::netns::{VethOptions, VethPair};
+use xdpsieve::sandbox::netns::{VethOptions, VethPair};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 /// The rules drop datagrams to this port...

@@ -14,7 +14,7 @@ use std::{
 };
 
 use aya::{EbpfLoader, maps::Map, programs::Xdp};
-use xdpsieve::{EBPF_OBJECT, prefix_gen::Prefix};
+use xdpsieve::{EBPF_OBJECT, sandbox::prefix_gen::Prefix};
 
 /// A program loaded with one set, ready for `BPF_PROG_TEST_RUN`.
 pub struct Loaded {
@@ -61,9 +61,9 @@ pub const CONTENDERS: &[Contender] = &[
 /// prefixes, the set trie built and written as `run` does it.
 fn load_xdpsieve(prefixes: &[Prefix]) -> Result<Loaded, String> {
     use xdpsieve::{
-        loader::{Firewall, Settings},
-        rules::{Action, RuleSet},
-        sets::{SetPrefix, SetSource, SetSpec},
+        configure::loader::{Firewall, Settings},
+        configure::rules::{Action, RuleSet},
+        configure::sets::{SetPrefix, SetSource, SetSpec},
     };
     let started = Instant::now();
     let mut rules = RuleSet {

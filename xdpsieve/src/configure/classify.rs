@@ -19,8 +19,8 @@ use xdpsieve_common::{
 };
 
 use crate::{
-    rules::{AddrMatch, Cidr, RuleSpec},
-    sets::SetSpec,
+    configure::rules::{AddrMatch, Cidr, RuleSpec},
+    configure::sets::SetSpec,
 };
 
 /// Everything the program's matching maps hold.

@@ -2,7 +2,7 @@
 //! checked before it reaches the kernel or a terminal, each error a sentence clap shows
 //! after "invalid value 'X' for '--flag'".
 
-use crate::text::{escape, is_unsafe};
+use crate::write::text::{escape, is_unsafe};
 
 /// `--stats-interval`: finite, at least 0.1 s (a status line is not a packet trace) and at
 /// most a day (`Duration` would overflow far beyond, and `1e300` must not panic).
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn value_names_are_what_the_user_types() {
-        use crate::{loader::AttachMode, source::Transport};
+        use crate::{configure::loader::AttachMode, read::source::Transport};
         assert_eq!(value_name(Transport::RingBuf), "ringbuf");
         assert_eq!(value_name(AttachMode::Skb), "skb");
     }

@@ -1,6 +1,6 @@
 //! Loading the XDP program with its configuration and rules, and attaching it to interfaces
 //! through a bpf_link pinned in bpffs, so the firewall stays in force when the process
-//! dies, however it dies (fail-static; see [`crate::pins`] for the layout).
+//! dies, however it dies (fail-static; see [`crate::configure::pins`] for the layout).
 //!
 //! Only an explicit [`Firewall::detach`] (or [`Firewall::detach_all`]) removes an attachment:
 //! it unpins the link and closes it, and the kernel detaches the program. Dropping a
@@ -21,7 +21,8 @@ use aya::{
 use xdpsieve_common::{Config, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule};
 
 use crate::{
-    EBPF_OBJECT, capture_filter::FilterEngine, classify, sets::kernel::Built, source::Transport,
+    EBPF_OBJECT, configure::capture_filter::FilterEngine, configure::classify,
+    configure::sets::kernel::Built, read::source::Transport,
 };
 
 mod attach;

@@ -9,7 +9,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::loader::LoaderError;
+use crate::configure::loader::LoaderError;
 
 const CAP_KILL: u32 = 5;
 const CAP_NET_ADMIN: u32 = 12;

@@ -30,11 +30,11 @@ use aya::{
 use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
 
 use crate::{
-    counters::{self, Counter},
-    loader::{AttachMode, AttachedMode, Firewall, ifindex_of},
-    pins::{Claim, Found},
-    status::{Meta, MetaRule},
-    text::escape,
+    configure::loader::{AttachMode, AttachedMode, Firewall, ifindex_of},
+    configure::pins::{Claim, Found},
+    observe::counters::{self, Counter},
+    observe::status::{Meta, MetaRule},
+    write::text::escape,
 };
 
 /// Which old slot goes to which new slot, per map.
@@ -318,7 +318,7 @@ pub fn add_after_swap(firewall: &mut Firewall, carried: Carried) -> Result<After
 /// with perf the per-CPU buffers die with their reader's descriptors and cannot be looked
 /// into). Found through the program's own map list, so the rings need no pins of their own.
 pub fn unread_in_rings(dir: &Path) -> Result<u64> {
-    let prog = dir.join(crate::pins::PROG_PIN);
+    let prog = dir.join(crate::configure::pins::PROG_PIN);
     let info = aya::programs::ProgramInfo::from_pin(&prog)
         .with_context(|| format!("opening the pinned program {}", prog.display()))?;
     let ids = info
@@ -333,7 +333,7 @@ pub fn unread_in_rings(dir: &Path) -> Result<u64> {
         let ring = matches!(map.map_type(), Ok(aya::maps::MapType::RingBuf));
         if ring && matches!(map.name_as_str(), Some("CAPTURE_RING" | "EVENT_RING")) {
             let data = MapData::from_id(id).with_context(|| format!("opening ring {id}"))?;
-            unread += crate::ringbuf::unread_records(&data)
+            unread += crate::read::ringbuf::unread_records(&data)
                 .with_context(|| format!("looking into ring {id}"))?;
         }
     }
@@ -467,7 +467,7 @@ pub fn attach_or_take_over(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::MetaInterface;
+    use crate::observe::status::MetaInterface;
 
     fn rule(id: u32, name: &str, conditions: &str) -> MetaRule {
         MetaRule {

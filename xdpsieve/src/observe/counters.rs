@@ -19,7 +19,7 @@
 //! in [`KERNEL`] (or [`RULE`], [`INTERFACE`]). Userspace counts ([`WriterStats`], what the
 //! recorder and the event log did with their records) have their table, [`WRITER`], the
 //! same way: they reach `status` and the metrics through the writer state file (see
-//! [`crate::writer_state`]).
+//! [`crate::write::writer_state`]).
 //!
 //! The summary keeps its headline sentences (packets seen, bytes, captured), which read
 //! several counters at once and which scripts parse; every other counter gets its summary
@@ -31,7 +31,7 @@ use aya::{
 };
 use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
 
-use crate::stats::{Snapshot, WriterStats};
+use crate::observe::stats::{Snapshot, WriterStats};
 
 /// One counter of a struct `T` (a kernel counter struct, or [`WriterStats`]).
 pub struct Counter<T> {

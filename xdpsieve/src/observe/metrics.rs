@@ -2,7 +2,7 @@
 //! prometheus-client crate) from a hardened HTTP server on its own thread (`metrics/http.rs`).
 //! Each scrape reads the instance's pinned counter maps and its writer state file, the same
 //! ones `xdpsieve status` reads, so it never touches the capture path. The families are those
-//! of the counter catalogue ([`crate::counters`]): a new counter shows here without a change
+//! of the counter catalogue ([`crate::observe::counters`]): a new counter shows here without a change
 //! to this file.
 
 mod http;
@@ -21,9 +21,9 @@ pub use http::{Limits, MetricsServer, NICENESS};
 use xdpsieve_common::{InterfaceCounters, RuleCounters};
 
 use crate::{
-    counters::{self, Counter},
-    status::{Meta, pinned_snapshot},
-    writer_state,
+    observe::counters::{self, Counter},
+    observe::status::{Meta, pinned_snapshot},
+    write::writer_state,
 };
 
 /// Serves the counters of the instance described by `meta` on `addr`, with the default
@@ -109,16 +109,17 @@ fn rule_labels(meta: &Meta, slot: usize) -> Labels {
 }
 
 impl Collector for FirewallCollector {
-    /// Every catalogued counter (see [`crate::counters`]): totals, the userspace writers'
+    /// Every catalogued counter (see [`crate::observe::counters`]): totals, the userspace writers'
     /// counts, per rule, per interface.
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(interface) = self.meta.interfaces.first() else {
             return Ok(());
         };
         // The description as it is now: a reload changes the rules and the generation.
-        let meta = crate::pins::read_meta(&crate::pins::meta_path(&interface.name))
-            .filter(|m| (m.pid, m.pid_start) == (self.meta.pid, self.meta.pid_start))
-            .unwrap_or_else(|| self.meta.clone());
+        let meta =
+            crate::configure::pins::read_meta(&crate::configure::pins::meta_path(&interface.name))
+                .filter(|m| (m.pid, m.pid_start) == (self.meta.pid, self.meta.pid_start))
+                .unwrap_or_else(|| self.meta.clone());
         // A scrape that cannot read the pins shows no firewall metrics rather than failing.
         let Ok(snap) = pinned_snapshot(&interface.name, &meta) else {
             return Ok(());
@@ -159,8 +160,8 @@ fn interface_health(encoder: &mut DescriptorEncoder, meta: &Meta) -> Result<(), 
         MetricType::Gauge,
     )?;
     for interface in &meta.interfaces {
-        let path = crate::pins::health_path(&interface.name);
-        let Some(health) = crate::watch::health::read(&path) else {
+        let path = crate::configure::pins::health_path(&interface.name);
+        let Some(health) = crate::observe::watch::health::read(&path) else {
             continue;
         };
         let state = serde_json::to_value(&health.health)

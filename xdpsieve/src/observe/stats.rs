@@ -1,13 +1,13 @@
-//! Counters at one moment ([`Snapshot`], read by [`crate::counters::read_snapshot`]), what
+//! Counters at one moment ([`Snapshot`], read by [`crate::observe::counters::read_snapshot`]), what
 //! userspace did with the records ([`WriterStats`]), and their reports: the exit summary
 //! (the way tcpdump reports its own at exit) and the `--stats-interval` line. The counters
-//! themselves are catalogued in [`crate::counters`].
+//! themselves are catalogued in [`crate::observe::counters`].
 
 use std::fmt::Write as _;
 
 use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters};
 
-use crate::{counters, rules::RuleSet};
+use crate::{configure::rules::RuleSet, observe::counters};
 
 /// Every counter of a running firewall at one moment, summed over CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -110,7 +110,7 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
                 out,
                 "  rule {:>4} {:<24} {:<4} {:>12} hits{}  ({})",
                 rule.id,
-                crate::text::escape(&rule.name),
+                crate::write::text::escape(&rule.name),
                 rule.action,
                 snap.rule(index + 1).hits,
                 not_recorded(&snap.rule(index + 1)),
@@ -130,7 +130,7 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
         let _ = writeln!(
             out,
             "  interface {:<16} {:>12} packets {:>12} dropped {:>12} passed {:>14} bytes",
-            crate::text::escape(name),
+            crate::write::text::escape(name),
             i.packets,
             i.dropped,
             i.passed,
@@ -190,7 +190,7 @@ pub fn interval_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Action;
+    use crate::configure::rules::Action;
 
     #[test]
     fn sums_cpus() {
@@ -299,7 +299,7 @@ mod tests {
         );
         // Per-CPU values add up like the others (through the catalogue).
         let mut total = snap.counters;
-        crate::counters::add(crate::counters::KERNEL, &mut total, &snap.counters);
+        crate::observe::counters::add(crate::observe::counters::KERNEL, &mut total, &snap.counters);
         assert_eq!(
             (total.unclassifiable, total.tiny_fragments),
             (6, 4),

@@ -1,6 +1,6 @@
 //! Looking into a firewall from another shell, and what an instance says about itself.
 //!
-//! A firewall's pins and description live where [`crate::pins`] puts them. `xdpsieve status`
+//! A firewall's pins and description live where [`crate::configure::pins`] puts them. `xdpsieve status`
 //! reads both without touching the program: a firewall whose recorder is alive is
 //! "running"; one whose recorder died while its pinned link keeps filtering is "running
 //! without a recorder" (fail-static), with the records it could not hand to anyone counted
@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use xdpsieve_common::Counters;
 
 use crate::{
-    counters::{self, CounterMaps},
-    pins::{self, meta_path, pin_dir, read_meta},
-    stats::{Snapshot, WriterStats},
-    text::escape,
+    configure::pins::{self, meta_path, pin_dir, read_meta},
+    observe::counters::{self, CounterMaps},
+    observe::stats::{Snapshot, WriterStats},
+    write::text::escape,
 };
 
 /// The maps a status reader needs (see [`pins::PINNED_MAPS`]).
@@ -47,7 +47,7 @@ pub struct Meta {
     pub sets: Vec<MetaSet>,
     /// The rule generation and the last reload (see `configure::reload`).
     #[serde(default)]
-    pub reload: crate::reload::ReloadState,
+    pub reload: crate::configure::reload::ReloadState,
 }
 
 /// A set as `xdpsieve set` needs it: its name, and its file for `--save`.
@@ -96,7 +96,7 @@ impl Meta {
 
 /// `  rules: generation N, loaded ...; last reload ...` (nothing for a description written
 /// before reloads existed).
-fn rules_line(out: &mut String, reload: &crate::reload::ReloadState) {
+fn rules_line(out: &mut String, reload: &crate::configure::reload::ReloadState) {
     use std::fmt::Write as _;
     if reload.generation == 0 {
         return;
@@ -129,7 +129,7 @@ fn rules_line(out: &mut String, reload: &crate::reload::ReloadState) {
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub interface: String,
-    /// Where its pins are (see [`crate::pins`]).
+    /// Where its pins are (see [`crate::configure::pins`]).
     pub pins: std::path::PathBuf,
     /// The recorder (the `xdpsieve run` process) is alive.
     pub live: bool,
@@ -144,13 +144,13 @@ pub struct Status {
     /// rings, which nothing will read (see `takeover::unread_in_rings`).
     pub unread_in_rings: Option<u64>,
     /// Whether the interface still runs the program, per the running instance's watcher.
-    pub health: Option<crate::watch::InterfaceHealth>,
+    pub health: Option<crate::observe::watch::InterfaceHealth>,
     /// The sets in the kernel: memory and entries per set (absent when there are none).
     pub sets: Option<crate::configure::sets::live::status::SetsStatus>,
 }
 
 /// Counters of one instance: every catalogued counter by its key (see
-/// [`crate::counters`]), then per rule and per interface.
+/// [`crate::observe::counters`]), then per rule and per interface.
 #[derive(Debug, Serialize)]
 pub struct StatusCounters {
     #[serde(skip)]
@@ -196,7 +196,7 @@ pub fn pinned_snapshot(iface: &str, meta: &Meta) -> Result<Snapshot> {
 /// Status of the instances on `iface`, or of every instance in this network namespace.
 /// Needs root (or CAP_BPF): it opens pinned maps.
 pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
-    crate::privileges::check(crate::privileges::Verb::Status)?;
+    crate::configure::privileges::check(crate::configure::privileges::Verb::Status)?;
     let dir = pins::meta_dir();
     let names: Vec<String> = match iface {
         Some(name) => vec![name.to_string()],
@@ -234,7 +234,7 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
         let counters = if live || in_force {
             let snap = pinned_snapshot(&name, &meta)?;
             let writer = if live {
-                crate::writer_state::read(&name, &meta)
+                crate::write::writer_state::read(&name, &meta)
             } else {
                 None
             };
@@ -243,12 +243,12 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
             None
         };
         let unread_in_rings = if in_force && !live {
-            crate::takeover::unread_in_rings(&pin_dir(&name)).ok()
+            crate::configure::takeover::unread_in_rings(&pin_dir(&name)).ok()
         } else {
             None
         };
         let health = if live {
-            crate::watch::health::read(&pins::health_path(&name))
+            crate::observe::watch::health::read(&pins::health_path(&name))
         } else {
             None
         };

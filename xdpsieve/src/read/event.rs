@@ -13,9 +13,9 @@ use std::{
 use xdpsieve_common::{Event, family, record_flags};
 
 use crate::{
-    generations::Generations,
-    record::{Verdict, WallClock},
-    rules::{Protocol, RuleSet},
+    configure::rules::{Protocol, RuleSet},
+    read::generations::Generations,
+    read::record::{Verdict, WallClock},
 };
 
 /// Decodes one event record. Errors (never expected from the kernel) are counted by the
@@ -188,7 +188,7 @@ impl EventFormatter {
         write_rfc3339(out, self.clock.to_unix(event.timestamp_ns));
         out.push(' ');
         match self.interface_names.get(&event.ifindex) {
-            Some(name) => out.push_str(&crate::text::escape(name)),
+            Some(name) => out.push_str(&crate::write::text::escape(name)),
             None => {
                 let _ = write!(out, "ifindex{}", event.ifindex);
             }
@@ -237,7 +237,7 @@ impl EventFormatter {
             out.push_str("none");
         } else {
             match self.rule_names.get(event.generation, event.rule_id) {
-                Some((name, _)) => out.push_str(&crate::text::escape(name)),
+                Some((name, _)) => out.push_str(&crate::write::text::escape(name)),
                 None => {
                     let _ = write!(out, "rule-{}", event.rule_id);
                 }
@@ -341,7 +341,7 @@ impl io::Write for StringWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Action;
+    use crate::configure::rules::Action;
 
     fn event() -> Event {
         Event {

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::rules::RuleSet;
+use crate::configure::rules::RuleSet;
 
 /// How many generations' tables are kept.
 pub const KEEP: usize = 16;
@@ -83,7 +83,7 @@ impl<V> Generations<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Action;
+    use crate::configure::rules::Action;
 
     fn rules(names: &[&str]) -> RuleSet {
         let mut set = RuleSet::default();

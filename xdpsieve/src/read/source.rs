@@ -18,7 +18,7 @@ use aya::maps::{
     perf::{PerfEvent, PerfEventArrayBuffer},
 };
 
-use crate::ringbuf::RingReader;
+use crate::read::ringbuf::RingReader;
 
 /// Which transport the program uses for its records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -65,7 +65,7 @@ pub enum Source {
 }
 
 /// The feeding end of a [`Source::Memory`]: whole raw records (a capture record is its
-/// `CaptureHeader` followed by the packet's bytes, see [`crate::record`]), handed out in
+/// `CaptureHeader` followed by the packet's bytes, see [`crate::read::record`]), handed out in
 /// the order pushed.
 #[derive(Clone, Default)]
 pub struct MemoryQueue(Arc<Mutex<VecDeque<Vec<u8>>>>);

@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::netns::VethPair;
+use crate::sandbox::netns::VethPair;
 
 /// The client port the DNS responses are addressed to.
 pub const CLIENT_PORT: u16 = 40000;

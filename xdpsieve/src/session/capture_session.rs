@@ -20,17 +20,17 @@ use anyhow::{Context as _, Result, bail};
 use xdpsieve_common::InterfaceCounters;
 
 use crate::{
-    capture::{CaptureWriter, Format, Interface},
-    event::{EventFormatter, LogFormat},
-    output::{RecordWriter, Sink, WRITE_BUFFER},
-    recorder::{EventLog, Recorder},
-    rotation::{
+    configure::rules::RuleSet,
+    observe::stats::WriterStats,
+    read::event::{EventFormatter, LogFormat},
+    read::source::{Source, wait_readable},
+    write::capture::{CaptureWriter, Format, Interface},
+    write::output::{RecordWriter, Sink, WRITE_BUFFER},
+    write::recorder::{EventLog, Recorder},
+    write::rotation::{
         RotationPlan,
         rotator::{CounterProbe, Rotator},
     },
-    rules::RuleSet,
-    source::{Source, wait_readable},
-    stats::WriterStats,
 };
 
 /// Records in one drain above which the reader does not pause before the next: it is

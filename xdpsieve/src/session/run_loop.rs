@@ -10,8 +10,8 @@ use anyhow::Result;
 
 use super::start::Running;
 use crate::{
-    capture::Interface,
-    stats::{self, Snapshot},
+    observe::stats::{self, Snapshot},
+    write::capture::Interface,
 };
 
 /// How often the run loop tells the program a recorder is reading (see

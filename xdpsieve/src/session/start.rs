@@ -17,17 +17,17 @@ use super::{
     check_privileges,
 };
 use crate::{
-    capture::Interface,
-    flags,
-    loader::{Firewall, Settings},
-    metrics::MetricsServer,
-    pins::{self, Claim, Found},
-    reload,
-    rules::RuleSet,
-    status::{Meta, MetaInterface},
-    text::{escape, escape_path},
-    watch::Watcher,
-    writer_state::WriterState,
+    configure::flags,
+    configure::loader::{Firewall, Settings},
+    configure::pins::{self, Claim, Found},
+    configure::reload,
+    configure::rules::RuleSet,
+    observe::metrics::MetricsServer,
+    observe::status::{Meta, MetaInterface},
+    observe::watch::Watcher,
+    write::capture::Interface,
+    write::text::{escape, escape_path},
+    write::writer_state::WriterState,
 };
 
 /// The flags the signal handlers set; the run loop reads (and clears) them.
@@ -68,10 +68,10 @@ pub(super) struct Running {
 }
 
 /// `, rotating: -C 1 MB, -W 3 files, -z gzip` for the start-up line.
-fn rotation_text(plan: &crate::rotation::RotationPlan) -> String {
+fn rotation_text(plan: &crate::write::rotation::RotationPlan) -> String {
     let mut parts = Vec::new();
     if let Some(size) = plan.size {
-        parts.push(format!("-C {} MB", size / crate::rotation::MEGABYTE));
+        parts.push(format!("-C {} MB", size / crate::write::rotation::MEGABYTE));
     }
     if let Some(period) = plan.period {
         parts.push(format!("-G {} s", period.as_secs()));
@@ -123,7 +123,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     check_privileges()?;
     let mut interfaces = Vec::new();
     for name in &plan.interfaces {
-        let ifindex = crate::loader::ifindex_of(name)?;
+        let ifindex = crate::configure::loader::ifindex_of(name)?;
         if interfaces.iter().any(|i: &Interface| i.ifindex == ifindex) {
             bail!("interface {name} given twice");
         }
@@ -204,15 +204,18 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     firewall.publish_writers(writes_capture, writes_events)?;
     firewall.heartbeat()?;
     let meta_rules = reload::meta_rules(&rules, plan.log_rate);
-    if let Err(e) =
-        crate::takeover::attach_or_take_over(&mut firewall, &claims, &meta_rules, plan.mode)
-    {
+    if let Err(e) = crate::configure::takeover::attach_or_take_over(
+        &mut firewall,
+        &claims,
+        &meta_rules,
+        plan.mode,
+    ) {
         return Err(abandon_start(&mut firewall, &claims, e));
     }
 
     let meta = Meta {
         pid: std::process::id(),
-        pid_start: crate::status::process_start(std::process::id()).unwrap_or(0),
+        pid_start: crate::observe::status::process_start(std::process::id()).unwrap_or(0),
         started_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -241,7 +244,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         }
         match plan.metrics {
             Some(addr) => {
-                let server = crate::metrics::serve(addr, meta.clone())?;
+                let server = crate::observe::metrics::serve(addr, meta.clone())?;
                 if !plan.quiet {
                     eprintln!("xdpsieve: metrics at http://{}/metrics", server.addr);
                 }
@@ -258,7 +261,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         .into_iter()
         .for_each(crate::configure::sets::live::SetLock::retire);
     // The writers' counts for `status` and the metrics; removed with it at the end of run.
-    let writer_state = crate::writer_state::WriterState::new(&meta);
+    let writer_state = crate::write::writer_state::WriterState::new(&meta);
     if !plan.quiet {
         let attached: Vec<String> = firewall
             .attachments()
@@ -266,7 +269,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             .map(|a| format!("{} ({})", escape(&a.interface), a.mode))
             .collect();
         // The capture filter in force, as the operator wrote it.
-        let matching = |filter: &Option<crate::capture_filter::CompiledFilter>| {
+        let matching = |filter: &Option<crate::configure::capture_filter::CompiledFilter>| {
             filter
                 .as_ref()
                 .map(|f| format!(" matching `{}`", escape(&f.expression)))
@@ -319,7 +322,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         );
         // A filter left to the interpreter costs several times the translated one: say so.
         for run in firewall.filter_runs() {
-            if matches!(run.how, crate::loader::FilterHow::Interpreted(_)) {
+            if matches!(run.how, crate::configure::loader::FilterHow::Interpreted(_)) {
                 eprintln!("xdpsieve: {run}");
             }
         }
@@ -327,8 +330,8 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
 
     // From here on an interface that stops running the program (deleted, detached from
     // outside, queues added) is noticed and reported, and re-attached where possible.
-    let watcher = crate::watch::Watcher::new(&firewall, &settings.ifindexes, |name| {
-        Some(crate::pins::health_path(name))
+    let watcher = crate::observe::watch::Watcher::new(&firewall, &settings.ifindexes, |name| {
+        Some(crate::configure::pins::health_path(name))
     })
     .context("opening a netlink socket to watch the interfaces")?;
     Ok(Running {

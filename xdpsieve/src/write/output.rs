@@ -20,7 +20,7 @@ use std::{
     os::fd::{AsFd as _, AsRawFd as _},
 };
 
-use crate::rotation::ring::SharedRing;
+use crate::write::rotation::ring::SharedRing;
 
 /// Output buffer of the capture file and the event log. Small on purpose: the records are
 /// copied from the ring into it and from it into the page cache, and a buffer that stays
@@ -60,7 +60,7 @@ pub struct Sink {
     /// Only a regular file can be cut back.
     regular: bool,
     /// With `-W`, the finished files of the ring: a write that finds the disk full removes
-    /// the oldest of them and tries again (see [`crate::rotation::ring`]).
+    /// the oldest of them and tries again (see [`crate::write::rotation::ring`]).
     room: Option<SharedRing>,
 }
 
@@ -108,7 +108,7 @@ impl Sink {
             Some(path) => {
                 eprintln!(
                     "xdpsieve: disk full: removed the oldest capture file {} to make room",
-                    crate::text::escape_path(&path)
+                    crate::write::text::escape_path(&path)
                 );
                 true
             }

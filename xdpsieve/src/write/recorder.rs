@@ -7,18 +7,18 @@
 //! those the failed write took down with it, is counted as "not written: output failed".
 //! Filtering does not depend on any of this: the program in the kernel drops what the rules
 //! drop whatever userspace does. Counts are of records wholly in the output (see
-//! [`crate::output::RecordWriter`]).
+//! [`crate::write::output::RecordWriter`]).
 
 use crate::{
-    capture::{CaptureWriter, Packet},
-    event::EventFormatter,
-    generations::Generations,
-    output::{Failure, Output, RecordWriter},
-    record::{CaptureRecord, WallClock},
-    rotation::rotator::{COMMANDS_AT_EXIT, Rotator},
-    rules::RuleSet,
-    source::Source,
-    stats::WriterStats,
+    configure::rules::RuleSet,
+    observe::stats::WriterStats,
+    read::event::EventFormatter,
+    read::generations::Generations,
+    read::record::{CaptureRecord, WallClock},
+    read::source::Source,
+    write::capture::{CaptureWriter, Packet},
+    write::output::{Failure, Output, RecordWriter},
+    write::rotation::rotator::{COMMANDS_AT_EXIT, Rotator},
 };
 
 /// What an output did with the records it was given.
@@ -230,7 +230,10 @@ impl<W: Output> Recorder<W> {
         if let Some(failure) = self.writer.output().take_unannounced_failure() {
             // A rotating capture names the file that failed, not the -w pattern.
             let what = match &self.rotation {
-                Some(r) => format!("capture to {}", crate::text::escape_path(r.current())),
+                Some(r) => format!(
+                    "capture to {}",
+                    crate::write::text::escape_path(r.current())
+                ),
                 None => self.what.clone(),
             };
             announce(&what, failure);
@@ -338,7 +341,7 @@ impl<W: Output> EventLog<W> {
         let mut read = 0;
         source.drain(|bytes| {
             read += 1;
-            match crate::event::decode(bytes) {
+            match crate::read::event::decode(bytes) {
                 Ok(_) if out.failure().is_some() => tally.after_failure += 1,
                 Ok(event) => {
                     line.clear();
@@ -380,7 +383,7 @@ impl<W: Output> EventLog<W> {
 /// first rules of a run say nothing of it, as before reloads existed).
 fn comment(generation: u32) -> impl Fn(u32, &str) -> String {
     move |id, name| {
-        let name = crate::text::escape(name);
+        let name = crate::write::text::escape(name);
         if generation == 1 {
             format!("rule={name} id={id}")
         } else {

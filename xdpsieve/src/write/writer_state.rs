@@ -16,10 +16,10 @@ use std::{fs, io, path::PathBuf};
 use serde_json::{Map, Value};
 
 use crate::{
-    counters::{self, WRITER},
-    pins::meta_path,
-    stats::WriterStats,
-    status::Meta,
+    configure::pins::meta_path,
+    observe::counters::{self, WRITER},
+    observe::stats::WriterStats,
+    observe::status::Meta,
 };
 
 fn state_path(iface: &str) -> PathBuf {

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use xdpsieve::netns::VethPair;
+use xdpsieve::sandbox::netns::VethPair;
 
 use super::{
     chains_received,
@@ -253,7 +253,7 @@ impl Lab {
     }
 }
 
-fn mac_of(ns: &xdpsieve::netns::Netns, iface: &str) -> String {
+fn mac_of(ns: &xdpsieve::sandbox::netns::Netns, iface: &str) -> String {
     let out = ns
         .ip(&["-o", "link", "show", "dev", iface])
         .expect("reading the interface");

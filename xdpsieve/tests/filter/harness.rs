@@ -7,9 +7,9 @@
 
 use aya::programs::{TestRun, TestRunOptions};
 use xdpsieve::{
-    capture_filter::{CompiledFilter, FilterEngine, translate},
-    loader::{Firewall, Settings},
-    rules::{Action, RuleSet},
+    configure::capture_filter::{CompiledFilter, FilterEngine, translate},
+    configure::loader::{Firewall, Settings},
+    configure::rules::{Action, RuleSet},
 };
 use xdpsieve_common::{Counters, FilterInsn, capture};
 

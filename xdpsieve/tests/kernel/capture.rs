@@ -2,7 +2,7 @@
 //! stamps, snap length, jumbo frames through XDP multi-buffer, and a full ring that counts
 //! what it loses.
 
-use xdpsieve::{loader::Settings, record::Verdict, rules::Action};
+use xdpsieve::{configure::loader::Settings, configure::rules::Action, read::record::Verdict};
 use xdpsieve_common::{MAX_SNAPLEN, capture};
 
 use crate::common::root_or_skip;

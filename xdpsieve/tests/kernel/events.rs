@@ -3,8 +3,8 @@
 //! stream no writer reads counted instead of sent.
 
 use xdpsieve::{
-    loader::{Firewall, Settings},
-    rules::Action,
+    configure::loader::{Firewall, Settings},
+    configure::rules::Action,
 };
 use xdpsieve_common::{capture, verdict};
 
@@ -19,7 +19,7 @@ fn events_decode_from_the_real_program() {
     if !root_or_skip() {
         return;
     }
-    use xdpsieve::source::Transport;
+    use xdpsieve::read::source::Transport;
     use xdpsieve_common::{Event, family, record_flags};
     for transport in [Transport::RingBuf, Transport::Perf] {
         let settings = Settings {
@@ -42,7 +42,7 @@ fn events_decode_from_the_real_program() {
         assert_eq!(run(&mut fw, &ping), PASS);
         assert_eq!(run(&mut fw, &arp), PASS);
         let mut events: Vec<Event> = Vec::new();
-        source.drain(|bytes| events.push(xdpsieve::event::decode(bytes).expect("event")));
+        source.drain(|bytes| events.push(xdpsieve::read::event::decode(bytes).expect("event")));
         assert_eq!(events.len(), 3, "{transport:?}");
         assert_eq!(counters(&fw).events, 3);
 
@@ -84,7 +84,7 @@ fn full_perf_buffer_counts_lost_events() {
     if !root_or_skip() {
         return;
     }
-    use xdpsieve::source::Transport;
+    use xdpsieve::read::source::Transport;
     let settings = Settings {
         rules: rule_set(&[(Action::Drop, "udp src port 53")]),
         capture: 0,

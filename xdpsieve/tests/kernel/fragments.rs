@@ -4,8 +4,8 @@
 //! counted.
 
 use xdpsieve::{
-    loader::{Firewall, Settings},
-    rules::Action,
+    configure::loader::{Firewall, Settings},
+    configure::rules::Action,
 };
 
 use crate::common::root_or_skip;

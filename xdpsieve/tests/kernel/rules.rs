@@ -3,9 +3,9 @@
 //! first-match order across every word of the rule bitmaps.
 
 use xdpsieve::{
-    loader::Settings,
-    record::Verdict,
-    rules::{Action, RuleSet},
+    configure::loader::Settings,
+    configure::rules::{Action, RuleSet},
+    read::record::Verdict,
 };
 use xdpsieve_common::capture;
 

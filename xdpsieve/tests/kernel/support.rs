@@ -6,10 +6,10 @@ use std::net::Ipv6Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
 use xdpsieve::{
-    loader::{Firewall, Settings},
-    record::{CaptureRecord, Verdict},
-    rules::{Action, RuleSet},
-    source::Source,
+    configure::loader::{Firewall, Settings},
+    configure::rules::{Action, RuleSet},
+    read::record::{CaptureRecord, Verdict},
+    read::source::Source,
 };
 use xdpsieve_common::{Counters, verdict};
 

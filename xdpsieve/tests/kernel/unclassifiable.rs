@@ -2,7 +2,7 @@
 //! reach (a chain past `MAX_IPV6_EXT_HEADERS`, a cut UDP header), under each kind of rule
 //! and each `--unclassifiable` setting, and the flag its capture record carries.
 
-use xdpsieve::{loader::Settings, rules::Action};
+use xdpsieve::{configure::loader::Settings, configure::rules::Action};
 use xdpsieve_common::capture;
 
 use crate::common::root_or_skip;

@@ -6,7 +6,7 @@
 //! [`crate::fragments`], [`crate::malformed`]); [`verdict_cases`] puts them together in one
 //! fixed order. This file holds what they share: the expectation type and frame shorthands.
 
-use xdpsieve::{loader::Settings, rules::Action};
+use xdpsieve::{configure::loader::Settings, configure::rules::Action};
 
 use crate::common::root_or_skip;
 use crate::frame::{self, Ext, Frame};

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::netns::VethPair;
+use xdpsieve::sandbox::netns::VethPair;
 
 use crate::tempdir::TempDir;
 

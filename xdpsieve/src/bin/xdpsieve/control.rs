@@ -4,9 +4,9 @@
 use anyhow::{Result, bail};
 use clap::Args;
 use xdpsieve::{
-    flags,
-    privileges::{Verb, check},
-    text::escape,
+    configure::flags,
+    configure::privileges::{Verb, check},
+    write::text::escape,
 };
 
 #[derive(Args)]
@@ -68,7 +68,7 @@ pub struct StatusArgs {
 /// again; an error when the old rules stay.
 pub fn reload(args: &ReloadArgs) -> Result<()> {
     check(Verb::Reload)?;
-    let outcome = xdpsieve::reload::request::request(args.interface.as_deref())?;
+    let outcome = xdpsieve::configure::reload::request::request(args.interface.as_deref())?;
     if !outcome.ok {
         bail!("reload failed: {}", outcome.message);
     }
@@ -79,17 +79,17 @@ pub fn reload(args: &ReloadArgs) -> Result<()> {
 /// Removes the firewall from `args.interface` (see `STOP_HELP`).
 pub fn stop(args: &StopArgs) -> Result<()> {
     check(Verb::Stop)?;
-    println!("{}", xdpsieve::stop::stop(&args.interface)?);
+    println!("{}", xdpsieve::configure::stop::stop(&args.interface)?);
     Ok(())
 }
 
 /// Prints the running instances' status, as text or JSON.
 pub fn status(args: &StatusArgs) -> Result<()> {
-    let statuses = xdpsieve::status::read_status(args.interface.as_deref())?;
+    let statuses = xdpsieve::observe::status::read_status(args.interface.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&statuses)?);
     } else {
-        print!("{}", xdpsieve::status::render(&statuses));
+        print!("{}", xdpsieve::observe::status::render(&statuses));
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ mod set;
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
-use xdpsieve::text::escape;
+use xdpsieve::write::text::escape;
 
 use crate::args::{Cli, Command};
 
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
         Command::Stop(args) => control::stop(&args),
         Command::Status(args) => control::status(&args),
         Command::Set(args) => set::set(args),
-        Command::Demo(args) => xdpsieve::demo::run(&args.write, args.responses),
+        Command::Demo(args) => xdpsieve::sandbox::demo::run(&args.write, args.responses),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use clap::ArgMatches;
 use xdpsieve::{
-    reload::RuleSources,
-    rules::{Action, RuleSet},
+    configure::reload::RuleSources,
+    configure::rules::{Action, RuleSet},
 };
 
 /// Where the rules come from: the file, then `drop` and `pass` in command-line order (from

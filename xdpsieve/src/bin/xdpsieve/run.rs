@@ -7,18 +7,18 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Result, bail};
 use clap::{ArgMatches, Args};
 use xdpsieve::{
-    capture::Format,
-    capture_filter::{CompiledFilter, FilterEngine},
-    event::LogFormat,
-    flags,
-    loader::AttachMode,
-    rules::{Action, Rate},
+    configure::capture_filter::{CompiledFilter, FilterEngine},
+    configure::flags,
+    configure::loader::AttachMode,
+    configure::rules::{Action, Rate},
+    read::event::LogFormat,
+    read::source::Transport,
     session::{RunPlan, Which},
-    source::Transport,
+    write::capture::Format,
 };
 use xdpsieve_common::MAX_SNAPLEN;
 
-use xdpsieve::rotation::{MEGABYTE, RotationPlan};
+use xdpsieve::write::rotation::{MEGABYTE, RotationPlan};
 
 use crate::rule_input::{rule_sources, warn_about};
 

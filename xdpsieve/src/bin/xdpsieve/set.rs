@@ -6,9 +6,9 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use xdpsieve::{
+    configure::flags,
+    configure::privileges::{Verb, check},
     configure::sets::live::command::{SetOp, SetPlan},
-    flags,
-    privileges::{Verb, check},
 };
 
 #[derive(Args)]

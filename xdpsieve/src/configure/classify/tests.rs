@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::{
-    rules::{Action, RuleSet},
-    sets::{SetSource, SetSpec},
+    configure::rules::{Action, RuleSet},
+    configure::sets::{SetSource, SetSpec},
 };
 
 /// The fields of a packet that rules look at.

@@ -301,7 +301,7 @@ fn attach_error(interface: &str, error: ProgramError) -> LoaderError {
 /// ", by xdpsieve pid N" when an xdpsieve instance in this namespace describes itself as
 /// on `interface`, else nothing.
 fn owner_of(interface: &str) -> String {
-    match crate::pins::read_meta(&crate::pins::meta_path(interface)) {
+    match crate::configure::pins::read_meta(&crate::configure::pins::meta_path(interface)) {
         Some(meta) if meta.is_live() => format!(" by xdpsieve (pid {})", meta.pid),
         Some(meta) => format!(" (left by xdpsieve pid {}, which is gone)", meta.pid),
         None => String::new(),

@@ -7,7 +7,7 @@ use std::fmt;
 
 use xdpsieve_common::{Config, FilterInsn, filter};
 
-use crate::capture_filter::{self, FilterEngine, object::PatchedObject, translate};
+use crate::configure::capture_filter::{self, FilterEngine, object::PatchedObject, translate};
 
 /// How one filter slot runs in the loaded program.
 #[derive(Clone, Debug, PartialEq, Eq)]

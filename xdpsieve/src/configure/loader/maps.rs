@@ -1,15 +1,15 @@
 //! The loaded program's maps as the rest of the library uses them: the record sources,
 //! the reader heartbeat and the streams a writer reads, the counters (read through the one
-//! counter catalogue, [`crate::counters`]), and the maps a takeover or a pin needs.
+//! counter catalogue, [`crate::observe::counters`]), and the maps a takeover or a pin needs.
 
 use aya::{maps::Array, programs::Xdp};
 use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters, reader};
 
 use super::{FilterRun, Firewall, LoaderError, monotonic_ns, program_of};
 use crate::{
-    counters::{self, CounterMaps},
-    source::{Source, Transport},
-    stats::Snapshot,
+    observe::counters::{self, CounterMaps},
+    observe::stats::Snapshot,
+    read::source::{Source, Transport},
 };
 
 impl Firewall {
@@ -137,7 +137,7 @@ impl Firewall {
 
     /// The counter maps `xdpsieve status` reads, by name.
     pub fn counter_maps(&self) -> Vec<(&'static str, &aya::maps::Map)> {
-        crate::pins::PINNED_MAPS
+        crate::configure::pins::PINNED_MAPS
             .iter()
             .filter_map(|&name| self.ebpf.map(name).map(|m| (name, m)))
             .collect()
@@ -149,7 +149,7 @@ impl Firewall {
         let mut maps = self.counter_maps();
         maps.extend(self.shared.iter().map(|(name, map)| (*name, map)));
         maps.extend(
-            crate::pins::SET_PINS
+            crate::configure::pins::SET_PINS
                 .iter()
                 .filter_map(|&name| self.ebpf.map(name).map(|m| (name, m))),
         );

@@ -43,7 +43,9 @@ impl Firewall {
         let pin = attachment
             .link_pin()
             .map(std::path::Path::to_path_buf)
-            .unwrap_or_else(|| crate::pins::pin_dir(interface).join(crate::pins::LINK_PIN));
+            .unwrap_or_else(|| {
+                crate::configure::pins::pin_dir(interface).join(crate::configure::pins::LINK_PIN)
+            });
         let current = super::ifindex_of(interface)?;
         if current != new_ifindex {
             return Err(LoaderError::UnknownInterface(format!(
@@ -83,7 +85,7 @@ impl Firewall {
                 .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 40)))?;
         }
         let ids = self.program_ids();
-        let (link, info) = crate::watch::relink::find_link(ifindex, &ids)
+        let (link, info) = crate::observe::watch::relink::find_link(ifindex, &ids)
             .map_err(|e| failed(format!("looking for the XDP link: {e}")))?
             .ok_or_else(|| failed("xdpsieve's XDP link is gone".into()))?;
         let (new, old) = if ids.first() == Some(&info.program_id) {
@@ -103,7 +105,7 @@ impl Firewall {
                 .map_err(|e| LoaderError::Load(format!("{name}: {e}")))?;
             Ok(fd.as_fd())
         };
-        crate::watch::relink::update_link(link.as_fd(), fd_of(new)?, fd_of(old)?)
+        crate::observe::watch::relink::update_link(link.as_fd(), fd_of(new)?, fd_of(old)?)
             .map_err(|e| failed(format!("moving the XDP link to program {new}: {e}")))
     }
 }

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use xdpsieve_common::MAX_SNAPLEN;
 
 use crate::{
-    capture_filter::{CompiledFilter, FilterEngine},
-    rules::{Action, Rate, RuleSet},
-    sets::kernel::RuntimeEntry,
-    source::Transport,
+    configure::capture_filter::{CompiledFilter, FilterEngine},
+    configure::rules::{Action, Rate, RuleSet},
+    configure::sets::kernel::RuntimeEntry,
+    read::source::Transport,
 };
 
 /// What to load: rules, capture and log settings.
@@ -112,7 +112,7 @@ impl Default for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Action;
+    use crate::configure::rules::Action;
 
     #[test]
     fn only_the_rings_of_streams_sent_get_the_ring_size() {

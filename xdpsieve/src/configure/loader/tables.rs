@@ -8,7 +8,7 @@ use aya::{
 use xdpsieve_common::{RuleBits, classify::AddrKeyData};
 
 use super::LoaderError;
-use crate::classify::Tables;
+use crate::configure::classify::Tables;
 
 /// Fills the matching maps (see [`classify`]). Only what differs from the kernel's zero
 /// fill is written: a port map entry per port outside class 0, a set per class.

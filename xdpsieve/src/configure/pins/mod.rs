@@ -40,7 +40,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::status::Meta;
+use crate::observe::status::Meta;
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 pub const RUN_DIR: &str = "/run/xdpsieve";
@@ -281,7 +281,7 @@ pub fn link_in_force(iface: &str) -> bool {
     let link = pin_dir(iface).join(LINK_PIN);
     link.exists()
         && !matches!(
-            crate::watch::relink::pinned_link_ifindex(&link),
+            crate::observe::watch::relink::pinned_link_ifindex(&link),
             Ok(Some(0))
         )
 }
@@ -322,12 +322,13 @@ pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
     // one whose interface was deleted is defunct (ifindex 0), and one attached elsewhere
     // was left by a namespace that is gone and whose identity this one reuses.
     // Only what the kernel says for certain counts: a link that cannot be read stays.
-    let attached_to = match crate::watch::relink::pinned_link_ifindex(&link) {
+    let attached_to = match crate::observe::watch::relink::pinned_link_ifindex(&link) {
         Ok(Some(ifindex)) => Some(ifindex),
         _ => None,
     };
     let defunct = attached_to.is_some_and(|ifindex| {
-        ifindex == 0 || crate::loader::ifindex_of(iface).is_ok_and(|current| current != ifindex)
+        ifindex == 0
+            || crate::configure::loader::ifindex_of(iface).is_ok_and(|current| current != ifindex)
     });
     if defunct {
         eprintln!(

@@ -3,7 +3,7 @@
 //! The rules are read again from the sources the run started with (its [`Recipe`]: the
 //! rule file, the command-line expressions, the flags), and a new program (the next rule
 //! generation) is loaded with them and swapped onto each interface's pinned bpf_link with
-//! `bpf_link_update` ([`crate::loader::Firewall::take_over`], as a takeover does). The
+//! `bpf_link_update` ([`crate::configure::loader::Firewall::take_over`], as a takeover does). The
 //! kernel runs either the old program or the new one for each packet, so every packet is
 //! judged entirely by the old rules or entirely by the new ones, and the link (the
 //! attachment) never goes away.
@@ -18,13 +18,13 @@
 //! What goes on across the swap:
 //! - The recording: the new program is loaded with the old one's record rings, perf
 //!   arrays and reader heartbeat (aya's `EbpfLoader::map_pin_path` on the pins in the
-//!   instance's directory, see [`crate::loader::SHARED_MAPS`]), so the recorder reads on
+//!   instance's directory, see [`crate::configure::loader::SHARED_MAPS`]), so the recorder reads on
 //!   from the same buffers into the same files and no record is left behind in a ring of
 //!   the old program: there is nothing to drain. (`map_pin_path` per map rather than
 //!   `pinning = ByName` in the eBPF object: only a reload reuses maps, explicitly; a fresh
 //!   run or a takeover must not pick up a dead instance's rings by their names.) Each record carries its generation's
 //!   low byte (`Config::generation`), and the recorder names its rule from that
-//!   generation's rules ([`crate::generations`]): the same id can be another rule after a
+//!   generation's rules ([`crate::read::generations`]): the same id can be another rule after a
 //!   reload. The writers stay the run's: a new generation that sends a stream the run has
 //!   no writer for (a rule given `log = true` in a run started without an event log, whose
 //!   event ring is one page) has those records counted (`event_no_writer`, see
@@ -33,8 +33,8 @@
 //!   not change), so they go on exactly.
 //! - The per-rule counters (their slots change with the rules): copied into the new
 //!   program's map before the swap and topped up after it with what the old program
-//!   counted meanwhile ([`crate::takeover::copy_before_swap`],
-//!   [`crate::takeover::add_after_swap`]); a rule's counters follow it when it keeps its
+//!   counted meanwhile ([`crate::configure::takeover::copy_before_swap`],
+//!   [`crate::configure::takeover::add_after_swap`]); a rule's counters follow it when it keeps its
 //!   name and its match (conditions and action); the counts of an old rule that has no
 //!   such successor are reported once in the outcome, as the previous rules'. The top-up
 //!   is a read-modify-write of a per-CPU map the new program already counts in, so a hit
@@ -52,7 +52,7 @@
 //! Who reloads: a live recorder, on SIGHUP (so that it reads the new program's counters
 //! and names); when the recorder is gone, `xdpsieve reload` itself, on the pinned state
 //! ([`request`]). Either is the owner of the instance's interfaces while it reloads
-//! ([`crate::pins::owner`]): the recorder for its life, `reload` for the reload.
+//! ([`crate::configure::pins::owner`]): the recorder for its life, `reload` for the reload.
 
 mod recipe;
 pub mod request;
@@ -67,11 +67,11 @@ use anyhow::{Context as _, Result, bail};
 pub use recipe::{Recipe, ReloadOutcome, ReloadState, RuleSources, unix_ns};
 
 use crate::{
-    loader::{AttachedMode, Firewall},
-    pins::{self, Claim, Found},
-    rules::{Rate, RuleSet},
-    status::{Meta, MetaRule},
-    takeover::{self, SlotMap},
+    configure::loader::{AttachedMode, Firewall},
+    configure::pins::{self, Claim, Found},
+    configure::rules::{Rate, RuleSet},
+    configure::takeover::{self, SlotMap},
+    observe::status::{Meta, MetaRule},
 };
 
 /// A reload that went through.
@@ -200,7 +200,7 @@ fn unwritten(
             .rules
             .iter()
             .filter(|r| r.log)
-            .map(|r| crate::text::escape(&r.name).into_owned())
+            .map(|r| crate::write::text::escape(&r.name).into_owned())
             .collect();
         let which = if logging.is_empty() {
             String::new()

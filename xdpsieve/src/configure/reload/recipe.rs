@@ -2,7 +2,7 @@
 //! time, by itself or by `xdpsieve reload` after it died: the rule file, the command-line
 //! rule expressions in order, and the flags that shape the program ([`Recipe`]); and what
 //! `status` shows of the rule generations ([`ReloadState`]). Both live in the instance's
-//! description (`/run/xdpsieve/.../IFACE.json`, see [`crate::pins`]).
+//! description (`/run/xdpsieve/.../IFACE.json`, see [`crate::configure::pins`]).
 
 use std::path::{Path, PathBuf};
 
@@ -10,10 +10,10 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    capture_filter::{CompiledFilter, FilterEngine},
-    loader::Settings,
-    rules::{Action, Rate, RuleSet},
-    source::Transport,
+    configure::capture_filter::{CompiledFilter, FilterEngine},
+    configure::loader::Settings,
+    configure::rules::{Action, Rate, RuleSet},
+    read::source::Transport,
 };
 
 /// Where a run's rules come from: a reload reads them again from the same places.
@@ -121,7 +121,7 @@ impl Recipe {
             snaplen: settings.snaplen,
             sample: settings.sample,
             ring_bytes: settings.ring_bytes,
-            transport: crate::flags::value_name(settings.transport),
+            transport: crate::configure::flags::value_name(settings.transport),
             default_rate: settings.default_rate.to_string(),
             unclassifiable: settings.unclassifiable.map(|a| a.to_string()),
             capture_filter: settings
@@ -129,7 +129,7 @@ impl Recipe {
                 .as_ref()
                 .map(|f| f.expression.clone()),
             log_filter: settings.log_filter.as_ref().map(|f| f.expression.clone()),
-            filter_engine: Some(crate::flags::value_name(settings.filter_engine)),
+            filter_engine: Some(crate::configure::flags::value_name(settings.filter_engine)),
         }
     }
 

@@ -1,7 +1,7 @@
 //! `xdpsieve reload` from another shell: a live recorder is asked with SIGHUP and its
 //! outcome waited for in its description; a firewall whose recorder is gone is reloaded
 //! here, on its pinned state, once this command owns its interfaces (see
-//! [`crate::pins::owner`]: a run taking it over, a stop or another reload is never raced).
+//! [`crate::configure::pins::owner`]: a run taking it over, a stop or another reload is never raced).
 //! Either way the command learns whether the new rules are in force, and exits non-zero
 //! with the reason when they are not.
 
@@ -11,8 +11,8 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{ReloadOutcome, record_failure, reload, unix_ns};
 use crate::{
-    pins::{self, owner::Verb},
-    status::Meta,
+    configure::pins::{self, owner::Verb},
+    observe::status::Meta,
 };
 
 /// How long to wait for a stop, another reload or a run taking over that holds one of the

@@ -4,7 +4,7 @@
 use xdpsieve_common::family;
 
 use super::{Action, AddrMatch, Cidr, PortRange, RuleSpec};
-use crate::sets::SetSpec;
+use crate::configure::sets::SetSpec;
 
 /// Parses a tcpdump-style conjunction with no sets to refer to (see
 /// [`parse_expression_with_sets`]).

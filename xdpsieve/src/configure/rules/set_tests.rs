@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use xdpsieve_common::family;
 
 use super::*;
-use crate::sets::{MAX_SETS, SetSource};
+use crate::configure::sets::{MAX_SETS, SetSource};
 
 const WITH_SETS: &str = r#"
 [[rule]]

@@ -403,7 +403,10 @@ fn control_characters_in_names_are_refused_and_shown_escaped() {
         let e = file_error(&format!("[[rule]]\naction = \"drop\"\nname = \"{name}\"\n"));
         assert!(e.starts_with("bad.toml:3:8: "), "{name}: {e}");
         assert!(e.contains("control or invisible characters"), "{name}: {e}");
-        assert!(!e.chars().any(crate::text::is_unsafe), "{name}: {e:?}");
+        assert!(
+            !e.chars().any(crate::write::text::is_unsafe),
+            "{name}: {e:?}"
+        );
     }
     let e = file_error(&format!(
         "[[rule]]\naction = \"drop\"\nname = \"{}\"\n",

@@ -5,7 +5,7 @@
 use xdpsieve_common::MAX_INTERFACES;
 
 use super::{DIVERGENCE_EVERY, DIVERGENCE_MIN, Event, Watcher, netlink};
-use crate::loader::Firewall;
+use crate::configure::loader::Firewall;
 
 impl Watcher {
     /// The program's packets for `ifindex`: its own slot, or the shared last slot (an

@@ -46,7 +46,7 @@ use std::{
 
 pub use health::{Event, Health, InterfaceHealth};
 
-use crate::loader::{AttachedMode, Firewall};
+use crate::configure::loader::{AttachedMode, Firewall};
 
 /// How often the notification socket is read.
 const POLL_EVERY: Duration = Duration::from_millis(100);

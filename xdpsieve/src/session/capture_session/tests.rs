@@ -12,7 +12,7 @@ use pcap_file::pcapng::{
 use xdpsieve_common::{CAPTURE_HEADER_LEN, CaptureHeader, Event, family, verdict};
 
 use super::*;
-use crate::source::MemoryQueue;
+use crate::read::source::MemoryQueue;
 
 const IFINDEX: u32 = 4;
 
@@ -106,7 +106,7 @@ fn session_with_events(plan: CapturePlan) -> (CaptureSession, MemoryQueue, Memor
 /// The same, with `probe` for a rotating capture's per-file counters.
 fn session_with_probe(
     plan: CapturePlan,
-    probe: Option<crate::rotation::rotator::CounterProbe>,
+    probe: Option<crate::write::rotation::rotator::CounterProbe>,
 ) -> (CaptureSession, MemoryQueue, MemoryQueue) {
     let (capture, capture_queue) = Source::memory();
     let (events, event_queue) = Source::memory();
@@ -411,7 +411,7 @@ fn each_rotated_file_gives_what_the_kernel_counted_while_it_was_open() {
     };
     // Each reading of the counters finds 100 more packets, 7 more of them sampled out.
     let mut readings = 0u64;
-    let probe: crate::rotation::rotator::CounterProbe = Box::new(move || {
+    let probe: crate::write::rotation::rotator::CounterProbe = Box::new(move || {
         readings += 1;
         let counters = InterfaceCounters {
             packets: 100 * readings,

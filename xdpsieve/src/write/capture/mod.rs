@@ -11,7 +11,7 @@ mod pcapng;
 
 use std::{fmt, io, str::FromStr, time::Duration};
 
-use crate::output::{Failure, Output, RecordWriter, WRITE_BUFFER};
+use crate::write::output::{Failure, Output, RecordWriter, WRITE_BUFFER};
 
 pub use pcap::PcapWriter;
 pub use pcapng::PcapngWriter;

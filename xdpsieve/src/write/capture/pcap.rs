@@ -1,7 +1,7 @@
 //! Classic pcap with nanosecond timestamps (magic `0xa1b23c4d`), in host byte order as
 //! libpcap writes it.
 
-use crate::output::{Output, RecordWriter};
+use crate::write::output::{Output, RecordWriter};
 
 use super::{LINKTYPE_ETHERNET, Packet};
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::{Interface, LINKTYPE_ETHERNET, Packet};
-use crate::output::{Output, RecordWriter};
+use crate::write::output::{Output, RecordWriter};
 
 const BLOCK_SHB: u32 = 0x0A0D_0D0A;
 const BLOCK_IDB: u32 = 0x0000_0001;

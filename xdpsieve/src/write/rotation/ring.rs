@@ -1,5 +1,5 @@
 //! The finished files of a rotating capture with `-W`, oldest first: where room is made
-//! when the disk is full. The capture's [`Sink`](crate::output::Sink) holds the ring and,
+//! when the disk is full. The capture's [`Sink`](crate::write::output::Sink) holds the ring and,
 //! when a write fails for lack of space, removes the oldest file still there (never the
 //! one it writes) and tries again, before the write is given up as a failure.
 //!

@@ -2,7 +2,7 @@
 //! (`tests/filter_kernel.rs`, `tests/filter_diff.rs` run every filter both ways).
 
 use super::*;
-use crate::capture_filter::CompiledFilter;
+use crate::configure::capture_filter::CompiledFilter;
 
 fn compiled(expression: &str) -> Vec<FilterInsn> {
     CompiledFilter::compile(expression)

@@ -10,8 +10,8 @@ use proptest::{collection::vec, prelude::*};
 
 use super::*;
 use crate::{
-    rules::{Cidr, RuleSpec},
-    sets::SetPrefix,
+    configure::rules::{Cidr, RuleSpec},
+    configure::sets::SetPrefix,
 };
 
 /// Sets the model's rules may name: `@s0` to `@s2`, always declared (maybe empty).
@@ -113,7 +113,7 @@ fn matches(rule: &RuleSpec, sets: &[SetSpec], p: &Packet) -> bool {
         Some(family::IPV6) => p.src.is_ipv6(),
         _ => true,
     };
-    let in_range = |range: Option<crate::rules::PortRange>, port: u16| {
+    let in_range = |range: Option<crate::configure::rules::PortRange>, port: u16| {
         range.is_none_or(|r| (r.min..=r.max).contains(&port))
     };
     let ports_ok = if rule.src_port.is_none() && rule.dst_port.is_none() {
@@ -257,7 +257,7 @@ proptest! {
             set.sets.push(SetSpec {
                 name: format!("s{i}"),
                 prefixes,
-                source: crate::sets::SetSource::Inline,
+                source: crate::configure::sets::SetSource::Inline,
             });
         }
         for (action, expr) in &rules {

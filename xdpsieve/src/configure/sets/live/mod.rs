@@ -45,7 +45,7 @@ use aya::maps::{Array, Map, MapData, MapInfo};
 use xdpsieve_common::{SetClass, SetEntry, SetGroup, SetMeta, sets::ENTRY_FREE};
 
 use super::kernel::Mapped;
-use crate::pins;
+use crate::configure::pins;
 
 /// The set maps of the generation in force.
 pub struct Generation {
@@ -101,7 +101,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// The program that `iface`'s pinned link runs now (the generation in force).
 pub fn program_in_force(iface: &str) -> Result<u32> {
     let link = pins::pin_dir(iface).join(pins::LINK_PIN);
-    let info = crate::watch::relink::pinned_link_info(&link)
+    let info = crate::observe::watch::relink::pinned_link_info(&link)
         .with_context(|| {
             format!(
                 "no xdpsieve firewall is in force on {iface} (cannot open its link pin {}); \
@@ -368,9 +368,9 @@ fn lock_file(meta_id: u32, deadline: Instant) -> Result<Option<File>> {
 
 /// The sets as an instance describes them (`Meta::sets`): names in index order, and
 /// the absolute path of each set file (for `--save`, from any working directory).
-pub fn meta_sets(sets: &[super::SetSpec]) -> Vec<crate::status::MetaSet> {
+pub fn meta_sets(sets: &[super::SetSpec]) -> Vec<crate::observe::status::MetaSet> {
     sets.iter()
-        .map(|s| crate::status::MetaSet {
+        .map(|s| crate::observe::status::MetaSet {
             name: s.name.clone(),
             file: match &s.source {
                 super::SetSource::File(path) => {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::Generation;
-use crate::{status::Meta, text::escape};
+use crate::{observe::status::Meta, write::text::escape};
 
 /// What `status` shows of an instance's sets.
 #[derive(Debug, Serialize)]

@@ -10,7 +10,7 @@ use pcap_file::{
 };
 
 use super::*;
-use crate::capture::Packet;
+use crate::write::capture::Packet;
 
 use crate::test_support::ScratchDir as Dir;
 
