@@ -8,7 +8,7 @@ use xdpsieve::{
     read::event::{self, EventFormatter, LogFormat},
     read::record::CaptureRecord,
     configure::rules::{Action, RuleSet},
-    write::text::is_unsafe,
+    base::text::is_unsafe,
 };
 use xdpsieve_common::{CAPTURE_HEADER_LEN, MAX_SNAPLEN};
 

@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use xdpsieve::{
     configure::rules::{Action, Rate, RuleSet, parse_expression},
-    write::text::is_unsafe,
+    base::text::is_unsafe,
 };
 
 fuzz_target!(|data: &[u8]| {

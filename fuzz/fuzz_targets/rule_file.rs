@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use libfuzzer_sys::fuzz_target;
 use xdpsieve::{
     configure::rules::{Rate, RuleSet},
-    write::text::is_unsafe,
+    base::text::is_unsafe,
 };
 use xdpsieve_common::MAX_RULES;
 

@@ -15,6 +15,7 @@
 //! Modules are reached by their full paths (`xdpsieve::configure::rules`), never by a
 //! short alias at the root, so every `use` names the folder it crosses into.
 
+pub mod base;
 pub mod configure;
 pub mod observe;
 pub mod read;

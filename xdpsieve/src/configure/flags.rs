@@ -2,7 +2,7 @@
 //! checked before it reaches the kernel or a terminal, each error a sentence clap shows
 //! after "invalid value 'X' for '--flag'".
 
-use crate::write::text::{escape, is_unsafe};
+use crate::base::text::{escape, is_unsafe};
 
 /// `--stats-interval`: finite, at least 0.1 s (a status line is not a packet trace) and at
 /// most a day (`Duration` would overflow far beyond, and `1e300` must not panic).

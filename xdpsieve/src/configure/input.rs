@@ -11,7 +11,7 @@ use std::{
     path::Path,
 };
 
-use crate::write::text::escape_path;
+use crate::base::text::escape_path;
 
 /// Largest rule file read: far above any real rule set (the program holds at most
 /// `MAX_RULES` rules, a few hundred bytes each), far below what hurts memory.

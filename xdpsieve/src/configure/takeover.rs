@@ -30,11 +30,11 @@ use aya::{
 use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
 
 use crate::{
+    base::text::escape,
     configure::loader::{AttachMode, AttachedMode, Firewall, ifindex_of},
     configure::pins::{Claim, Found},
     observe::counters::{self, Counter},
     observe::status::{Meta, MetaRule},
-    write::text::escape,
 };
 
 /// Which old slot goes to which new slot, per map.

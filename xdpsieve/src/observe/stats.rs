@@ -110,7 +110,7 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
                 out,
                 "  rule {:>4} {:<24} {:<4} {:>12} hits{}  ({})",
                 rule.id,
-                crate::write::text::escape(&rule.name),
+                crate::base::text::escape(&rule.name),
                 rule.action,
                 snap.rule(index + 1).hits,
                 not_recorded(&snap.rule(index + 1)),
@@ -130,7 +130,7 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
         let _ = writeln!(
             out,
             "  interface {:<16} {:>12} packets {:>12} dropped {:>12} passed {:>14} bytes",
-            crate::write::text::escape(name),
+            crate::base::text::escape(name),
             i.packets,
             i.dropped,
             i.passed,

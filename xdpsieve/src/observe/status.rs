@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use xdpsieve_common::Counters;
 
 use crate::{
+    base::text::escape,
     configure::pins::{self, meta_path, pin_dir, read_meta},
     observe::counters::{self, CounterMaps},
     observe::stats::{Snapshot, WriterStats},
-    write::text::escape,
 };
 
 /// The maps a status reader needs (see [`pins::PINNED_MAPS`]).

@@ -188,7 +188,7 @@ impl EventFormatter {
         write_rfc3339(out, self.clock.to_unix(event.timestamp_ns));
         out.push(' ');
         match self.interface_names.get(&event.ifindex) {
-            Some(name) => out.push_str(&crate::write::text::escape(name)),
+            Some(name) => out.push_str(&crate::base::text::escape(name)),
             None => {
                 let _ = write!(out, "ifindex{}", event.ifindex);
             }
@@ -237,7 +237,7 @@ impl EventFormatter {
             out.push_str("none");
         } else {
             match self.rule_names.get(event.generation, event.rule_id) {
-                Some((name, _)) => out.push_str(&crate::write::text::escape(name)),
+                Some((name, _)) => out.push_str(&crate::base::text::escape(name)),
                 None => {
                     let _ = write!(out, "rule-{}", event.rule_id);
                 }

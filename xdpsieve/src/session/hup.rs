@@ -6,9 +6,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{
+    base::text::escape,
     configure::reload::{self, InBackground, Reloaded},
     observe::status::Meta,
-    write::text::escape,
 };
 
 /// The reload in progress, if any.

@@ -17,6 +17,7 @@ use super::{
     check_privileges,
 };
 use crate::{
+    base::text::{escape, escape_path},
     configure::flags,
     configure::loader::{Firewall, Settings},
     configure::pins::{self, Claim, Found},
@@ -26,7 +27,6 @@ use crate::{
     observe::status::{Meta, MetaInterface},
     observe::watch::Watcher,
     write::capture::Interface,
-    write::text::{escape, escape_path},
     write::writer_state::WriterState,
 };
 

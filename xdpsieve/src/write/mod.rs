@@ -1,11 +1,10 @@
 //! Write and log: the [`recorder`] drains the record sources into pcap or pcapng files
 //! ([`capture`]) and event lines, through a buffered writer that keeps only whole records in
 //! a file and counts what it could not write ([`output`]); those counts are published for
-//! `status` ([`writer_state`]); untrusted text is escaped on the way out ([`text`]).
+//! `status` ([`writer_state`]).
 
 pub mod capture;
 pub mod output;
 pub mod recorder;
 pub mod rotation;
-pub mod text;
 pub mod writer_state;

@@ -108,7 +108,7 @@ impl Sink {
             Some(path) => {
                 eprintln!(
                     "xdpsieve: disk full: removed the oldest capture file {} to make room",
-                    crate::write::text::escape_path(&path)
+                    crate::base::text::escape_path(&path)
                 );
                 true
             }

@@ -230,10 +230,7 @@ impl<W: Output> Recorder<W> {
         if let Some(failure) = self.writer.output().take_unannounced_failure() {
             // A rotating capture names the file that failed, not the -w pattern.
             let what = match &self.rotation {
-                Some(r) => format!(
-                    "capture to {}",
-                    crate::write::text::escape_path(r.current())
-                ),
+                Some(r) => format!("capture to {}", crate::base::text::escape_path(r.current())),
                 None => self.what.clone(),
             };
             announce(&what, failure);
@@ -383,7 +380,7 @@ impl<W: Output> EventLog<W> {
 /// first rules of a run say nothing of it, as before reloads existed).
 fn comment(generation: u32) -> impl Fn(u32, &str) -> String {
     move |id, name| {
-        let name = crate::write::text::escape(name);
+        let name = crate::base::text::escape(name);
         if generation == 1 {
             format!("rule={name} id={id}")
         } else {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{ArgMatches, Args};
-use xdpsieve::write::text::escape_path;
+use xdpsieve::base::text::escape_path;
 
 use crate::rule_input::{rule_sources, warn_about};
 

@@ -4,9 +4,9 @@
 use anyhow::{Result, bail};
 use clap::Args;
 use xdpsieve::{
+    base::text::escape,
     configure::flags,
     configure::privileges::{Verb, check},
-    write::text::escape,
 };
 
 #[derive(Args)]

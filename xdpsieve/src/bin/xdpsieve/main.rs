@@ -21,7 +21,7 @@ mod set;
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
-use xdpsieve::write::text::escape;
+use xdpsieve::base::text::escape;
 
 use crate::args::{Cli, Command};
 

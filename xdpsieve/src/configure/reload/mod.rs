@@ -200,7 +200,7 @@ fn unwritten(
             .rules
             .iter()
             .filter(|r| r.log)
-            .map(|r| crate::write::text::escape(&r.name).into_owned())
+            .map(|r| crate::base::text::escape(&r.name).into_owned())
             .collect();
         let which = if logging.is_empty() {
             String::new()

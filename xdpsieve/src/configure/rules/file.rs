@@ -20,9 +20,9 @@ use xdpsieve_common::{MAX_RULES, MAX_SNAPLEN, family};
 
 use super::{Action, AddrMatch, RuleError, RuleSet, RuleSpec, expr::set_index, next_id_after};
 use crate::{
+    base::text::{escape, is_unsafe},
     configure::input::{RULE_FILE_CAP, read_regular_file},
     configure::sets::SetSpec,
-    write::text::{escape, is_unsafe},
 };
 
 /// Longest rule name accepted: names are printed in columns, logs and every pcapng packet.

@@ -26,9 +26,9 @@ pub use values::{Action, Cidr, PortRange, Protocol, Rate};
 use xdpsieve_common::{MAX_RULES, Rule, family};
 
 use crate::{
+    base::text::{escape, escape_path},
     configure::input::ReadFileError,
     configure::sets::{MAX_SETS, SetSource, SetSpec, check_set_name, memory_estimate},
-    write::text::{escape, escape_path},
 };
 
 /// A rule's condition on one address (source or destination).

@@ -14,8 +14,8 @@ use super::{
     file::{RuleFile, Value, a},
 };
 use crate::{
+    base::text::escape,
     configure::sets::{MAX_SETS, SetPrefix, SetSource, SetSpec, check_set_name, read_set_file},
-    write::text::escape,
 };
 
 const SET_KEYS: &str = "name, and one of file or prefixes";

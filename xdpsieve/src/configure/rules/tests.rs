@@ -404,7 +404,7 @@ fn control_characters_in_names_are_refused_and_shown_escaped() {
         assert!(e.starts_with("bad.toml:3:8: "), "{name}: {e}");
         assert!(e.contains("control or invisible characters"), "{name}: {e}");
         assert!(
-            !e.chars().any(crate::write::text::is_unsafe),
+            !e.chars().any(crate::base::text::is_unsafe),
             "{name}: {e:?}"
         );
     }

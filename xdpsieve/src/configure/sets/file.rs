@@ -14,8 +14,8 @@ use std::path::Path;
 
 use super::SetPrefix;
 use crate::{
+    base::text::{escape, escape_path},
     configure::input::{ReadFileError, SET_FILE_CAP, read_regular_file},
-    write::text::{escape, escape_path},
 };
 
 /// Host-bits warnings listed one by one per file; the rest are counted in one more line.

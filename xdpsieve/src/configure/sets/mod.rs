@@ -271,8 +271,8 @@ pub fn check_set_name(name: &str) -> Result<(), String> {
     {
         return Err(format!(
             "set name `{}` contains `{}`; use letters, digits, `_`, `.` and `-` only",
-            crate::write::text::escape(name),
-            crate::write::text::escape(&c.to_string())
+            crate::base::text::escape(name),
+            crate::base::text::escape(&c.to_string())
         ));
     }
     Ok(())

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::write::text::escape;
+use crate::base::text::escape;
 
 /// A `-z` command running longer than this is reported as hanging (once).
 pub const HANG_AFTER: Duration = Duration::from_secs(60);

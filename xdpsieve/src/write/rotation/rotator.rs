@@ -27,10 +27,10 @@ use super::{
 use xdpsieve_common::InterfaceCounters;
 
 use crate::{
+    base::text::escape_path,
     observe::counters::{self, INTERFACE},
     write::capture::{CaptureWriter, Format, Interface},
     write::output::{Output, Sink},
-    write::text::escape_path,
 };
 
 /// How long the end of the run waits for the `-z` commands still running.

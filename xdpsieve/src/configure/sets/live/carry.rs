@@ -62,7 +62,7 @@ pub fn for_takeover(claims: &[crate::configure::pins::Claim]) -> (Vec<SetLock>, 
             Err(e) => eprintln!(
                 "xdpsieve: warning: cannot read the runtime set entries of the firewall left \
                  on {}; they are not carried over: {e:#}",
-                crate::write::text::escape(&claim.interface)
+                crate::base::text::escape(&claim.interface)
             ),
         }
     }

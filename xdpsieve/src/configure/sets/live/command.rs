@@ -18,10 +18,10 @@ use super::{
     text::{self, show, show_left},
 };
 use crate::{
+    base::text::escape,
     configure::pins,
     configure::sets::{kernel::entry_prefix, trie::TriePrefix},
     observe::status::Meta,
-    write::text::escape,
 };
 
 /// What to do to a set.
@@ -295,7 +295,7 @@ pub fn run(plan: &SetPlan) -> Result<String> {
         (Some(pending), Some(file)) => Some(pending.commit().with_context(|| {
             format!(
                 "the change is in force, but saving it to {} failed: a restart will not keep it",
-                crate::write::text::escape_path(file)
+                crate::base::text::escape_path(file)
             )
         })?),
         _ => None,
@@ -332,7 +332,7 @@ pub fn run(plan: &SetPlan) -> Result<String> {
         let _ = write!(out, " ({} expired entries removed first)", expired.len());
     }
     if let (Some(file), Some(lines)) = (save_file, saved) {
-        let shown = crate::write::text::escape_path(&file);
+        let shown = crate::base::text::escape_path(&file);
         let _ = write!(out, "; saved to {shown} ({lines} lines)");
     }
     Ok(out)

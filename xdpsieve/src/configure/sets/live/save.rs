@@ -23,7 +23,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use super::text::{parse_masking, show};
-use crate::{configure::sets::trie::TriePrefix, write::text::escape_path};
+use crate::{base::text::escape_path, configure::sets::trie::TriePrefix};
 
 /// What a change does to the file.
 pub enum Edit<'a> {

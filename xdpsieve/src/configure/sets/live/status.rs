@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::Generation;
-use crate::{observe::status::Meta, write::text::escape};
+use crate::{base::text::escape, observe::status::Meta};
 
 /// What `status` shows of an instance's sets.
 #[derive(Debug, Serialize)]
