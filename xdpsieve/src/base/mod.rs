@@ -1,3 +1,8 @@
-//! What every layer shares, and which uses none of them: the escaping of untrusted text for
-//! terminals and text files ([`text`]).
+//! What every layer shares, and which uses none of them: the counter catalogue
+//! ([`counters`]: every counter xdpsieve keeps, in the kernel and in userspace, defined
+//! once) and its reader ([`snapshot`]), and the escaping of untrusted text for terminals
+//! and text files ([`text`]).
+
+pub mod counters;
+pub mod snapshot;
 pub mod text;

@@ -30,10 +30,10 @@ use aya::{
 use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
 
 use crate::{
+    base::counters::{self, Counter},
     base::text::escape,
     configure::loader::{AttachMode, AttachedMode, Firewall, ifindex_of},
     configure::pins::{Claim, Found},
-    observe::counters::{self, Counter},
     observe::status::{Meta, MetaRule},
 };
 

@@ -2,7 +2,7 @@
 //! prometheus-client crate) from a hardened HTTP server on its own thread (`metrics/http.rs`).
 //! Each scrape reads the instance's pinned counter maps and its writer state file, the same
 //! ones `xdpsieve status` reads, so it never touches the capture path. The families are those
-//! of the counter catalogue ([`crate::observe::counters`]): a new counter shows here without a change
+//! of the counter catalogue ([`crate::base::counters`]): a new counter shows here without a change
 //! to this file.
 
 mod http;
@@ -21,7 +21,7 @@ pub use http::{Limits, MetricsServer, NICENESS};
 use xdpsieve_common::{InterfaceCounters, RuleCounters};
 
 use crate::{
-    observe::counters::{self, Counter},
+    base::counters::{self, Counter},
     observe::status::{Meta, pinned_snapshot},
     write::writer_state,
 };
@@ -109,7 +109,7 @@ fn rule_labels(meta: &Meta, slot: usize) -> Labels {
 }
 
 impl Collector for FirewallCollector {
-    /// Every catalogued counter (see [`crate::observe::counters`]): totals, the userspace writers'
+    /// Every catalogued counter (see [`crate::base::counters`]): totals, the userspace writers'
     /// counts, per rule, per interface.
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(interface) = self.meta.interfaces.first() else {

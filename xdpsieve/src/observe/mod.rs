@@ -1,9 +1,8 @@
-//! Count and observe: every counter is defined once ([`counters`]) and read into a
-//! [`stats::Snapshot`] for the summary and the live line, `xdpsieve status` ([`status`]) and
-//! Prometheus ([`metrics`]); the interfaces are watched for anything that would let packets
-//! bypass the program ([`watch`]).
+//! Count and observe: the counters (catalogued in [`crate::base::counters`]) reported in the
+//! summary and the live line ([`stats`]), `xdpsieve status` ([`status`]) and Prometheus
+//! ([`metrics`]); the interfaces are watched for anything that would let packets bypass the
+//! program ([`watch`]).
 
-pub mod counters;
 pub mod metrics;
 pub mod stats;
 pub mod status;

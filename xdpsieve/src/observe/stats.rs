@@ -1,62 +1,17 @@
-//! Counters at one moment ([`Snapshot`], read by [`crate::observe::counters::read_snapshot`]), what
-//! userspace did with the records ([`WriterStats`]), and their reports: the exit summary
-//! (the way tcpdump reports its own at exit) and the `--stats-interval` line. The counters
-//! themselves are catalogued in [`crate::observe::counters`].
+//! The reports of the counters: the exit summary (the way tcpdump reports its own at exit)
+//! and the `--stats-interval` line, from a [`Snapshot`] of the program's counters and what
+//! userspace did with the records ([`WriterStats`]), both catalogued in
+//! [`crate::base::counters`].
 
 use std::fmt::Write as _;
 
-use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters};
+use xdpsieve_common::RuleCounters;
 
-use crate::{configure::rules::RuleSet, observe::counters};
-
-/// Every counter of a running firewall at one moment, summed over CPUs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub counters: Counters,
-    /// Slot 0 is the default verdict, slot `i + 1` rule `i` in evaluation order.
-    pub rules: Vec<RuleCounters>,
-    /// Interface name and its counters.
-    pub interfaces: Vec<(String, InterfaceCounters)>,
-    /// Samples the perf buffers reported lost (perf transport only).
-    pub perf_lost: u64,
-}
-
-impl Snapshot {
-    pub fn rule(&self, slot: usize) -> RuleCounters {
-        self.rules.get(slot).copied().unwrap_or_default()
-    }
-}
-
-/// What userspace did with the records the program sent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WriterStats {
-    /// Packets written to the capture file.
-    pub written: u64,
-    /// Records received after `-c COUNT` was reached (read, then deliberately not written).
-    pub past_count: u64,
-    /// Records that failed to decode (never expected; counted rather than dropped silently).
-    pub undecodable: u64,
-    /// Event lines written to the log.
-    pub logged: u64,
-    /// Capture records not written because the capture output failed (disk full, I/O
-    /// error, reader gone): those after the failure and those it took down with it.
-    pub capture_not_written: u64,
-    /// Event lines not written because the log output failed.
-    pub log_not_written: u64,
-    /// Captured packets (counted in `written`) whose file the `-W` ring overwrote when it
-    /// came round to its name again.
-    pub overwritten: u64,
-    /// Captured packets whose file the `-W` ring removed to make room on a full disk.
-    pub removed_for_room: u64,
-}
-
-impl WriterStats {
-    /// The capture's and the event log's counts together.
-    pub fn merge(mut self, other: WriterStats) -> WriterStats {
-        counters::add(counters::WRITER, &mut self, &other);
-        self
-    }
-}
+use crate::{
+    base::counters::{self, WriterStats},
+    base::snapshot::Snapshot,
+    configure::rules::RuleSet,
+};
 
 /// The exit summary, printed to stderr.
 pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String {
@@ -189,6 +144,8 @@ pub fn interval_line(
 
 #[cfg(test)]
 mod tests {
+    use xdpsieve_common::Counters;
+
     use super::*;
     use crate::configure::rules::Action;
 
@@ -299,7 +256,7 @@ mod tests {
         );
         // Per-CPU values add up like the others (through the catalogue).
         let mut total = snap.counters;
-        crate::observe::counters::add(crate::observe::counters::KERNEL, &mut total, &snap.counters);
+        counters::add(counters::KERNEL, &mut total, &snap.counters);
         assert_eq!(
             (total.unclassifiable, total.tiny_fragments),
             (6, 4),

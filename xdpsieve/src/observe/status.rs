@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use xdpsieve_common::Counters;
 
 use crate::{
+    base::counters::{self, WriterStats},
+    base::snapshot::{self, CounterMaps, Snapshot},
     base::text::escape,
     configure::pins::{self, meta_path, pin_dir, read_meta},
-    observe::counters::{self, CounterMaps},
-    observe::stats::{Snapshot, WriterStats},
 };
 
 /// The maps a status reader needs (see [`pins::PINNED_MAPS`]).
@@ -150,7 +150,7 @@ pub struct Status {
 }
 
 /// Counters of one instance: every catalogued counter by its key (see
-/// [`crate::observe::counters`]), then per rule and per interface.
+/// [`crate::base::counters`]), then per rule and per interface.
 #[derive(Debug, Serialize)]
 pub struct StatusCounters {
     #[serde(skip)]
@@ -189,7 +189,7 @@ pub fn pinned_snapshot(iface: &str, meta: &Meta) -> Result<Snapshot> {
         interfaces: &interfaces,
     };
     let names: Vec<String> = meta.interfaces.iter().map(|i| i.name.clone()).collect();
-    counters::read_snapshot(&maps, meta.rules.len(), &names, 0)
+    snapshot::read_snapshot(&maps, meta.rules.len(), &names, 0)
         .with_context(|| format!("reading the counters pinned under {}", dir.display()))
 }
 

@@ -20,8 +20,8 @@ use anyhow::{Context as _, Result, bail};
 use xdpsieve_common::InterfaceCounters;
 
 use crate::{
+    base::counters::WriterStats,
     configure::rules::RuleSet,
-    observe::stats::WriterStats,
     read::event::{EventFormatter, LogFormat},
     read::source::{Source, wait_readable},
     write::capture::{CaptureWriter, Format, Interface},

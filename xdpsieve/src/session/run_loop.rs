@@ -9,10 +9,7 @@ use std::{io, sync::atomic::Ordering, time::Duration};
 use anyhow::Result;
 
 use super::start::Running;
-use crate::{
-    observe::stats::{self, Snapshot},
-    write::capture::Interface,
-};
+use crate::{base::snapshot::Snapshot, observe::stats, write::capture::Interface};
 
 /// How often the run loop tells the program a recorder is reading (see
 /// `Firewall::heartbeat`); well under `READER_TIMEOUT_NS`.

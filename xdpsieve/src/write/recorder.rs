@@ -10,8 +10,8 @@
 //! [`crate::write::output::RecordWriter`]).
 
 use crate::{
+    base::counters::WriterStats,
     configure::rules::RuleSet,
-    observe::stats::WriterStats,
     read::event::EventFormatter,
     read::generations::Generations,
     read::record::{CaptureRecord, WallClock},

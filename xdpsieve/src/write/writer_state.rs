@@ -16,9 +16,8 @@ use std::{fs, io, path::PathBuf};
 use serde_json::{Map, Value};
 
 use crate::{
+    base::counters::{self, WRITER, WriterStats},
     configure::pins::meta_path,
-    observe::counters::{self, WRITER},
-    observe::stats::WriterStats,
     observe::status::Meta,
 };
 

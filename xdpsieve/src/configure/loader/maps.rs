@@ -1,14 +1,13 @@
 //! The loaded program's maps as the rest of the library uses them: the record sources,
 //! the reader heartbeat and the streams a writer reads, the counters (read through the one
-//! counter catalogue, [`crate::observe::counters`]), and the maps a takeover or a pin needs.
+//! counter catalogue, [`crate::base::counters`]), and the maps a takeover or a pin needs.
 
 use aya::{maps::Array, programs::Xdp};
 use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters, reader};
 
 use super::{FilterRun, Firewall, LoaderError, monotonic_ns, program_of};
 use crate::{
-    observe::counters::{self, CounterMaps},
-    observe::stats::Snapshot,
+    base::snapshot::{self, CounterMaps, Snapshot},
     read::source::{Source, Transport},
 };
 
@@ -125,7 +124,7 @@ impl Firewall {
             rules: self.map("RULE_COUNTERS")?,
             interfaces: self.map("INTERFACE_COUNTERS")?,
         };
-        counters::read_snapshot(&maps, rule_count, &names, perf_lost)
+        snapshot::read_snapshot(&maps, rule_count, &names, perf_lost)
             .map_err(|e| LoaderError::Load(format!("reading the counter maps: {e}")))
     }
 
@@ -167,13 +166,13 @@ impl Firewall {
 
     /// Counters per interface slot (as in `Settings::ifindexes`, then one for any other).
     pub fn interface_counters(&self) -> Result<Vec<InterfaceCounters>, LoaderError> {
-        counters::read_interface_slots(self.map("INTERFACE_COUNTERS")?)
+        snapshot::read_interface_slots(self.map("INTERFACE_COUNTERS")?)
             .map_err(|e| LoaderError::Load(format!("reading INTERFACE_COUNTERS: {e}")))
     }
 
     /// A handle of its own on the interface counters, for a rotating capture's per-file
-    /// statistics (see [`counters::InterfaceProbe`]).
-    pub fn interface_probe(&self) -> Result<counters::InterfaceProbe, LoaderError> {
+    /// statistics (see [`snapshot::InterfaceProbe`]).
+    pub fn interface_probe(&self) -> Result<snapshot::InterfaceProbe, LoaderError> {
         use std::os::fd::AsFd as _;
         let fail = |e: String| LoaderError::Load(format!("INTERFACE_COUNTERS: {e}"));
         let aya::maps::Map::PerCpuArray(data) = self.map("INTERFACE_COUNTERS")? else {
@@ -185,7 +184,7 @@ impl Firewall {
             .try_clone_to_owned()
             .map_err(|e| fail(e.to_string()))?;
         let data = aya::maps::MapData::from_fd(fd).map_err(|e| fail(e.to_string()))?;
-        Ok(counters::InterfaceProbe::new(
+        Ok(snapshot::InterfaceProbe::new(
             aya::maps::Map::PerCpuArray(data),
             self.ifindexes.clone(),
         ))

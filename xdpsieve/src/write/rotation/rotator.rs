@@ -27,8 +27,8 @@ use super::{
 use xdpsieve_common::InterfaceCounters;
 
 use crate::{
+    base::counters::{self, INTERFACE},
     base::text::escape_path,
-    observe::counters::{self, INTERFACE},
     write::capture::{CaptureWriter, Format, Interface},
     write::output::{Output, Sink},
 };

@@ -4,8 +4,9 @@
 //! its Prometheus family (name, labels, help), an optional sentence for the exit summary,
 //! and how to get at its field. Summing over CPUs ([`add`]), `xdpsieve status` (text and
 //! JSON), the metrics collector and the summary's per-counter lines all iterate these
-//! tables; the one reader of the counter maps, [`read_snapshot`], serves the live maps of
-//! the loaded program and the pinned ones `status` and the metrics open alike.
+//! tables; the one reader of the counter maps, [`crate::base::snapshot::read_snapshot`],
+//! serves the live maps of the loaded program and the pinned ones `status` and the metrics
+//! open alike.
 //!
 //! **Adding a counter** touches two places: the field in the kernel struct
 //! (`xdpsieve_common::Counters`, `RuleCounters` or `InterfaceCounters`, keeping its size
@@ -25,13 +26,7 @@
 //! several counters at once and which scripts parse; every other counter gets its summary
 //! line from its entry's `summary` sentence, printed when the count is not zero.
 
-use aya::{
-    Pod,
-    maps::{Map, MapError, PerCpuArray},
-};
-use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
-
-use crate::observe::stats::{Snapshot, WriterStats};
+use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters};
 
 /// One counter of a struct `T` (a kernel counter struct, or [`WriterStats`]).
 pub struct Counter<T> {
@@ -312,6 +307,37 @@ pub const INTERFACE: &[Counter<InterfaceCounters>] = &[
     ),
 ];
 
+/// What userspace did with the records the program sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Packets written to the capture file.
+    pub written: u64,
+    /// Records received after `-c COUNT` was reached (read, then deliberately not written).
+    pub past_count: u64,
+    /// Records that failed to decode (never expected; counted rather than dropped silently).
+    pub undecodable: u64,
+    /// Event lines written to the log.
+    pub logged: u64,
+    /// Capture records not written because the capture output failed (disk full, I/O
+    /// error, reader gone): those after the failure and those it took down with it.
+    pub capture_not_written: u64,
+    /// Event lines not written because the log output failed.
+    pub log_not_written: u64,
+    /// Captured packets (counted in `written`) whose file the `-W` ring overwrote when it
+    /// came round to its name again.
+    pub overwritten: u64,
+    /// Captured packets whose file the `-W` ring removed to make room on a full disk.
+    pub removed_for_room: u64,
+}
+
+impl WriterStats {
+    /// The capture's and the event log's counts together.
+    pub fn merge(mut self, other: WriterStats) -> WriterStats {
+        add(WRITER, &mut self, &other);
+        self
+    }
+}
+
 /// What userspace did with the records (see [`WriterStats`]).
 pub const WRITER: &[Counter<WriterStats>] = &[
     counter!(written, "written to the capture", "xdpsieve_written_records",
@@ -410,86 +436,6 @@ pub fn from_entries<T: Default>(
         }
     }
     values
-}
-
-/// Reads slots `0..slots` of a per-CPU array map, each summed over CPUs.
-fn sum_per_cpu<T: Pod + Default>(
-    map: &Map,
-    slots: usize,
-    catalogue: &[Counter<T>],
-) -> Result<Vec<T>, MapError> {
-    let array: PerCpuArray<_, T> = PerCpuArray::try_from(map)?;
-    (0..slots as u32)
-        .map(|slot| {
-            let mut total = T::default();
-            for value in array.get(&slot, 0)?.iter() {
-                add(catalogue, &mut total, value);
-            }
-            Ok(total)
-        })
-        .collect()
-}
-
-/// The three counter maps, from the loaded program or from their pins.
-pub struct CounterMaps<'a> {
-    pub counters: &'a Map,
-    pub rules: &'a Map,
-    pub interfaces: &'a Map,
-}
-
-/// Every counter now: the one reader of the counter maps. `rule_count` rules (plus the
-/// default verdict's slot); `interface_names` in slot order (the program's
-/// `Config::ifindexes`); the extra slot for packets from any other interface appears as
-/// "other" when it counted any.
-pub fn read_snapshot(
-    maps: &CounterMaps<'_>,
-    rule_count: usize,
-    interface_names: &[String],
-    perf_lost: u64,
-) -> Result<Snapshot, MapError> {
-    let counters = sum_per_cpu(maps.counters, 1, KERNEL)?;
-    let rules = sum_per_cpu(maps.rules, rule_count + 1, RULE)?;
-    let slots = sum_per_cpu(maps.interfaces, MAX_INTERFACES + 1, INTERFACE)?;
-    let mut interfaces: Vec<(String, InterfaceCounters)> = interface_names
-        .iter()
-        .take(MAX_INTERFACES)
-        .cloned()
-        .zip(slots.iter().copied())
-        .collect();
-    if let Some(other) = slots.last().filter(|c| c.packets > 0) {
-        interfaces.push(("other".into(), *other));
-    }
-    Ok(Snapshot {
-        counters: counters.into_iter().next().unwrap_or_default(),
-        rules,
-        interfaces,
-        perf_lost,
-    })
-}
-
-/// Interface counters per slot, summed over CPUs (for the capture's closing blocks).
-pub fn read_interface_slots(map: &Map) -> Result<Vec<InterfaceCounters>, MapError> {
-    sum_per_cpu(map, MAX_INTERFACES + 1, INTERFACE)
-}
-
-/// The interfaces' counters, readable apart from the firewall (its own handle on the
-/// counter map): what a rotating capture writes into each file's statistics.
-pub struct InterfaceProbe {
-    map: Map,
-    /// The interfaces of the counter slots, in slot order.
-    ifindexes: Vec<u32>,
-}
-
-impl InterfaceProbe {
-    pub fn new(map: Map, ifindexes: Vec<u32>) -> Self {
-        InterfaceProbe { map, ifindexes }
-    }
-
-    /// Each interface's counters now; `None` when the map cannot be read.
-    pub fn read(&self) -> Option<Vec<(u32, InterfaceCounters)>> {
-        let slots = read_interface_slots(&self.map).ok()?;
-        Some(self.ifindexes.iter().copied().zip(slots).collect())
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,110 @@
+//! Every counter of a running firewall at one moment ([`Snapshot`]), read from the counter
+//! maps of the loaded program or from their pins: the one reader of those maps, through the
+//! catalogue ([`crate::base::counters`]) so that a counter added there is read here
+//! without a change.
+
+use aya::{
+    Pod,
+    maps::{Map, MapError, PerCpuArray},
+};
+use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
+
+use crate::base::counters::{Counter, INTERFACE, KERNEL, RULE, add};
+
+/// Every counter of a running firewall at one moment, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub counters: Counters,
+    /// Slot 0 is the default verdict, slot `i + 1` rule `i` in evaluation order.
+    pub rules: Vec<RuleCounters>,
+    /// Interface name and its counters.
+    pub interfaces: Vec<(String, InterfaceCounters)>,
+    /// Samples the perf buffers reported lost (perf transport only).
+    pub perf_lost: u64,
+}
+
+impl Snapshot {
+    pub fn rule(&self, slot: usize) -> RuleCounters {
+        self.rules.get(slot).copied().unwrap_or_default()
+    }
+}
+
+/// Reads slots `0..slots` of a per-CPU array map, each summed over CPUs.
+fn sum_per_cpu<T: Pod + Default>(
+    map: &Map,
+    slots: usize,
+    catalogue: &[Counter<T>],
+) -> Result<Vec<T>, MapError> {
+    let array: PerCpuArray<_, T> = PerCpuArray::try_from(map)?;
+    (0..slots as u32)
+        .map(|slot| {
+            let mut total = T::default();
+            for value in array.get(&slot, 0)?.iter() {
+                add(catalogue, &mut total, value);
+            }
+            Ok(total)
+        })
+        .collect()
+}
+
+/// The three counter maps, from the loaded program or from their pins.
+pub struct CounterMaps<'a> {
+    pub counters: &'a Map,
+    pub rules: &'a Map,
+    pub interfaces: &'a Map,
+}
+
+/// Every counter now: the one reader of the counter maps. `rule_count` rules (plus the
+/// default verdict's slot); `interface_names` in slot order (the program's
+/// `Config::ifindexes`); the extra slot for packets from any other interface appears as
+/// "other" when it counted any.
+pub fn read_snapshot(
+    maps: &CounterMaps<'_>,
+    rule_count: usize,
+    interface_names: &[String],
+    perf_lost: u64,
+) -> Result<Snapshot, MapError> {
+    let counters = sum_per_cpu(maps.counters, 1, KERNEL)?;
+    let rules = sum_per_cpu(maps.rules, rule_count + 1, RULE)?;
+    let slots = sum_per_cpu(maps.interfaces, MAX_INTERFACES + 1, INTERFACE)?;
+    let mut interfaces: Vec<(String, InterfaceCounters)> = interface_names
+        .iter()
+        .take(MAX_INTERFACES)
+        .cloned()
+        .zip(slots.iter().copied())
+        .collect();
+    if let Some(other) = slots.last().filter(|c| c.packets > 0) {
+        interfaces.push(("other".into(), *other));
+    }
+    Ok(Snapshot {
+        counters: counters.into_iter().next().unwrap_or_default(),
+        rules,
+        interfaces,
+        perf_lost,
+    })
+}
+
+/// Interface counters per slot, summed over CPUs (for the capture's closing blocks).
+pub fn read_interface_slots(map: &Map) -> Result<Vec<InterfaceCounters>, MapError> {
+    sum_per_cpu(map, MAX_INTERFACES + 1, INTERFACE)
+}
+
+/// The interfaces' counters, readable apart from the firewall (its own handle on the
+/// counter map): what a rotating capture writes into each file's statistics.
+pub struct InterfaceProbe {
+    map: Map,
+    /// The interfaces of the counter slots, in slot order.
+    ifindexes: Vec<u32>,
+}
+
+impl InterfaceProbe {
+    pub fn new(map: Map, ifindexes: Vec<u32>) -> Self {
+        InterfaceProbe { map, ifindexes }
+    }
+
+    /// Each interface's counters now; `None` when the map cannot be read.
+    pub fn read(&self) -> Option<Vec<(u32, InterfaceCounters)>> {
+        let slots = read_interface_slots(&self.map).ok()?;
+        Some(self.ifindexes.iter().copied().zip(slots).collect())
+    }
+}
