@@ -39,7 +39,7 @@ pub use settings::Settings;
 pub use shared::SHARED_MAPS;
 
 const PROGRAM: &str = "xdpsieve";
-/// The same program under a second id (see `watch::relink`), loaded on first use.
+/// The same program under a second id (see `configure::relink`), loaded on first use.
 const TWIN: &str = "xdpsieve_twin";
 
 /// How to attach: `auto` tries native (driver) mode and falls back to generic (skb) mode.

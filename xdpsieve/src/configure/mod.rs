@@ -1,7 +1,7 @@
 //! Configure: what the firewall does and where it lives in the kernel. Rules and the address
 //! sets they name are read and checked ([`rules`], [`sets`], [`input`], [`flags`]), compiled
 //! into the bitmaps the program matches with ([`classify`]), and loaded with the program
-//! ([`loader`]); the firewall is pinned in bpffs so it outlives its recorder ([`pins`]),
+//! ([`loader`], which moves a link to another program with [`relink`]); the firewall is pinned in bpffs so it outlives its recorder ([`pins`]),
 //! taken over by a new run ([`takeover`]), given new rules without a gap ([`reload`]) and
 //! removed only by an explicit [`stop`]. What each subcommand needs of the process's
 //! privileges is in [`privileges`].
@@ -13,6 +13,7 @@ pub mod input;
 pub mod loader;
 pub mod pins;
 pub mod privileges;
+pub mod relink;
 pub mod reload;
 pub mod rules;
 pub mod sets;

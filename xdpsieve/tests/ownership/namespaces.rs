@@ -115,7 +115,7 @@ fn what_a_namespace_that_is_gone_left_behind_is_removed_by_the_next_run() {
     // defunct (its veth deleted).
     let link = pins.join("link");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while xdpsieve::observe::watch::relink::pinned_link_ifindex(&link).ok() != Some(Some(0)) {
+    while xdpsieve::configure::relink::pinned_link_ifindex(&link).ok() != Some(Some(0)) {
         assert!(
             Instant::now() < deadline,
             "the link of a namespace gone is not defunct"
@@ -125,7 +125,7 @@ fn what_a_namespace_that_is_gone_left_behind_is_removed_by_the_next_run() {
     let run = b.start(&["--drop", &rule], &capture);
     // (A namespace made since may have a's identity, and pins of its own there.)
     assert_ne!(
-        xdpsieve::observe::watch::relink::pinned_link_ifindex(&link).ok(),
+        xdpsieve::configure::relink::pinned_link_ifindex(&link).ok(),
         Some(Some(0)),
         "the defunct link was left behind"
     );

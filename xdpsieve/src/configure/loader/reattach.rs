@@ -67,7 +67,7 @@ impl Firewall {
     }
 
     /// Makes the driver set the program up again on every rx queue of `interface` by moving
-    /// its link to the firewall's other copy in one step (see `watch::relink` for why).
+    /// its link to the firewall's other copy in one step (see `configure::relink` for why).
     pub fn refresh_queues(&mut self, interface: &str) -> Result<(), LoaderError> {
         let failed = |what: String| LoaderError::Attach {
             interface: interface.into(),
@@ -85,7 +85,7 @@ impl Firewall {
                 .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 40)))?;
         }
         let ids = self.program_ids();
-        let (link, info) = crate::observe::watch::relink::find_link(ifindex, &ids)
+        let (link, info) = crate::configure::relink::find_link(ifindex, &ids)
             .map_err(|e| failed(format!("looking for the XDP link: {e}")))?
             .ok_or_else(|| failed("xdpsieve's XDP link is gone".into()))?;
         let (new, old) = if ids.first() == Some(&info.program_id) {
@@ -105,7 +105,7 @@ impl Firewall {
                 .map_err(|e| LoaderError::Load(format!("{name}: {e}")))?;
             Ok(fd.as_fd())
         };
-        crate::observe::watch::relink::update_link(link.as_fd(), fd_of(new)?, fd_of(old)?)
+        crate::configure::relink::update_link(link.as_fd(), fd_of(new)?, fd_of(old)?)
             .map_err(|e| failed(format!("moving the XDP link to program {new}: {e}")))
     }
 }

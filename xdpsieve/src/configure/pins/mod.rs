@@ -281,7 +281,7 @@ pub fn link_in_force(iface: &str) -> bool {
     let link = pin_dir(iface).join(LINK_PIN);
     link.exists()
         && !matches!(
-            crate::observe::watch::relink::pinned_link_ifindex(&link),
+            crate::configure::relink::pinned_link_ifindex(&link),
             Ok(Some(0))
         )
 }
@@ -322,7 +322,7 @@ pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
     // one whose interface was deleted is defunct (ifindex 0), and one attached elsewhere
     // was left by a namespace that is gone and whose identity this one reuses.
     // Only what the kernel says for certain counts: a link that cannot be read stays.
-    let attached_to = match crate::observe::watch::relink::pinned_link_ifindex(&link) {
+    let attached_to = match crate::configure::relink::pinned_link_ifindex(&link) {
         Ok(Some(ifindex)) => Some(ifindex),
         _ => None,
     };

@@ -22,7 +22,7 @@ use super::{LINK_PIN, RUN_DIR, owner::Owner, owner::Verb, read_meta};
 /// What the kernel says of the link pinned at `link`: `Some(true)` defunct, `Some(false)`
 /// attached, `None` no link there (or one it cannot tell us about: kept).
 fn defunct(link: &Path) -> Option<bool> {
-    match crate::observe::watch::relink::pinned_link_ifindex(link) {
+    match crate::configure::relink::pinned_link_ifindex(link) {
         Ok(Some(ifindex)) => Some(ifindex == 0),
         _ => None,
     }

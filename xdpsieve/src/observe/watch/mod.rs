@@ -12,7 +12,7 @@
 //! Reactions: a deleted interface that comes back under its name is attached again (same
 //! mode); grown queues are fixed by moving the link to the firewall's twin program, which
 //! makes the driver install the program on every queue without a moment unfiltered (see
-//! [`relink`]). A detach or replacement from outside is reported loudly and left alone:
+//! [`crate::configure::relink`]). A detach or replacement from outside is reported loudly and left alone:
 //! whoever did it meant it, and two tools taking turns on an interface is worse than one
 //! clear warning (`xdpsieve status` shows it until xdpsieve is restarted).
 //!
@@ -37,7 +37,6 @@
 mod divergence;
 pub mod health;
 pub mod netlink;
-pub mod relink;
 
 use std::{
     path::PathBuf,

@@ -101,7 +101,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// The program that `iface`'s pinned link runs now (the generation in force).
 pub fn program_in_force(iface: &str) -> Result<u32> {
     let link = pins::pin_dir(iface).join(pins::LINK_PIN);
-    let info = crate::observe::watch::relink::pinned_link_info(&link)
+    let info = crate::configure::relink::pinned_link_info(&link)
         .with_context(|| {
             format!(
                 "no xdpsieve firewall is in force on {iface} (cannot open its link pin {}); \
