@@ -24,10 +24,10 @@ use xdpsieve_common::capture;
 use crate::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
     configure::loader::AttachMode,
+    configure::loader::Transport,
     configure::reload::RuleSources,
     configure::rules::{Action, Rate, RuleSet},
     read::event::LogFormat,
-    read::source::Transport,
     write::capture::Format,
 };
 

@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn value_names_are_what_the_user_types() {
-        use crate::{configure::loader::AttachMode, read::source::Transport};
+        use crate::{configure::loader::AttachMode, configure::loader::Transport};
         assert_eq!(value_name(Transport::RingBuf), "ringbuf");
         assert_eq!(value_name(AttachMode::Skb), "skb");
     }

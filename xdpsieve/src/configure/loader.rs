@@ -22,7 +22,7 @@ use xdpsieve_common::{Config, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule};
 
 use crate::{
     EBPF_OBJECT, configure::capture_filter::FilterEngine, configure::classify,
-    configure::sets::kernel::Built, read::source::Transport,
+    configure::sets::kernel::Built,
 };
 
 mod attach;
@@ -35,7 +35,7 @@ mod tables;
 pub use attach::Attachment;
 use filters::FilterLoad;
 pub use filters::{FilterHow, FilterRun};
-pub use settings::Settings;
+pub use settings::{Settings, Transport};
 pub use shared::SHARED_MAPS;
 
 const PROGRAM: &str = "xdpsieve";

@@ -1,5 +1,6 @@
 //! Where records come from: the BPF ring buffer (one buffer shared by all CPUs, Linux 5.8+)
-//! or a perf event array (one buffer per CPU, the aya book's way, Linux 4.3+). Both hand
+//! or a perf event array (one buffer per CPU, the aya book's way, Linux 4.3+), whichever
+//! the program was loaded to send through (`configure::loader::Transport`). Both hand
 //! out whole records; the perf side also reports the kernel's lost-sample counts. A third
 //! kind, [`Source::Memory`], hands out records queued from userspace in the same byte
 //! layout: the recording side ([`crate::session::capture_session`]) runs on it without a kernel,
@@ -19,37 +20,6 @@ use aya::maps::{
 };
 
 use crate::read::ringbuf::RingReader;
-
-/// Which transport the program uses for its records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Transport {
-    #[default]
-    #[value(name = "ringbuf")]
-    RingBuf,
-    Perf,
-}
-
-impl std::str::FromStr for Transport {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "ringbuf" => Ok(Transport::RingBuf),
-            "perf" => Ok(Transport::Perf),
-            other => Err(format!(
-                "unknown transport `{other}` (expected ringbuf or perf)"
-            )),
-        }
-    }
-}
-
-impl Transport {
-    pub fn kernel_value(self) -> u32 {
-        match self {
-            Transport::RingBuf => xdpsieve_common::transport::RINGBUF,
-            Transport::Perf => xdpsieve_common::transport::PERF,
-        }
-    }
-}
 
 pub enum Source {
     Ring(RingReader),

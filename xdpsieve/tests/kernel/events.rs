@@ -19,7 +19,7 @@ fn events_decode_from_the_real_program() {
     if !root_or_skip() {
         return;
     }
-    use xdpsieve::read::source::Transport;
+    use xdpsieve::configure::loader::Transport;
     use xdpsieve_common::{Event, family, record_flags};
     for transport in [Transport::RingBuf, Transport::Perf] {
         let settings = Settings {
@@ -84,7 +84,7 @@ fn full_perf_buffer_counts_lost_events() {
     if !root_or_skip() {
         return;
     }
-    use xdpsieve::read::source::Transport;
+    use xdpsieve::configure::loader::Transport;
     let settings = Settings {
         rules: rule_set(&[(Action::Drop, "udp src port 53")]),
         capture: 0,

@@ -10,9 +10,9 @@ use xdpsieve::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
     configure::flags,
     configure::loader::AttachMode,
+    configure::loader::Transport,
     configure::rules::{Action, Rate},
     read::event::LogFormat,
-    read::source::Transport,
     session::{RunPlan, Which},
     write::capture::Format,
 };

@@ -5,10 +5,10 @@
 use aya::{maps::Array, programs::Xdp};
 use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters, reader};
 
-use super::{FilterRun, Firewall, LoaderError, monotonic_ns, program_of};
+use super::{FilterRun, Firewall, LoaderError, Transport, monotonic_ns, program_of};
 use crate::{
     base::snapshot::{self, CounterMaps, Snapshot},
-    read::source::{Source, Transport},
+    read::source::Source,
 };
 
 impl Firewall {

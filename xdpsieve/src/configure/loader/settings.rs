@@ -9,8 +9,38 @@ use crate::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
     configure::rules::{Action, Rate, RuleSet},
     configure::sets::kernel::RuntimeEntry,
-    read::source::Transport,
 };
+
+/// Which transport the program uses for its records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    #[default]
+    #[value(name = "ringbuf")]
+    RingBuf,
+    Perf,
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ringbuf" => Ok(Transport::RingBuf),
+            "perf" => Ok(Transport::Perf),
+            other => Err(format!(
+                "unknown transport `{other}` (expected ringbuf or perf)"
+            )),
+        }
+    }
+}
+
+impl Transport {
+    pub fn kernel_value(self) -> u32 {
+        match self {
+            Transport::RingBuf => xdpsieve_common::transport::RINGBUF,
+            Transport::Perf => xdpsieve_common::transport::PERF,
+        }
+    }
+}
 
 /// What to load: rules, capture and log settings.
 #[derive(Clone, Debug)]

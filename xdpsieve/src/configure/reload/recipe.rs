@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
     configure::loader::Settings,
+    configure::loader::Transport,
     configure::rules::{Action, Rate, RuleSet},
-    read::source::Transport,
 };
 
 /// Where a run's rules come from: a reload reads them again from the same places.
