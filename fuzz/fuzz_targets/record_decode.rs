@@ -5,7 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use xdpsieve::{
-    read::event::{self, EventFormatter, LogFormat},
+    read::event,
+    write::event_log::{EventFormatter, LogFormat},
     read::record::CaptureRecord,
     configure::rules::{Action, RuleSet},
     base::text::is_unsafe,

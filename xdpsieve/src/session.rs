@@ -27,8 +27,8 @@ use crate::{
     configure::loader::Transport,
     configure::reload::RuleSources,
     configure::rules::{Action, Rate, RuleSet},
-    read::event::LogFormat,
     write::capture::Format,
+    write::event_log::LogFormat,
 };
 
 pub mod capture_session;

@@ -22,9 +22,9 @@ use xdpsieve_common::InterfaceCounters;
 use crate::{
     base::counters::WriterStats,
     configure::rules::RuleSet,
-    read::event::{EventFormatter, LogFormat},
     read::source::{Source, wait_readable},
     write::capture::{CaptureWriter, Format, Interface},
+    write::event_log::{EventFormatter, LogFormat},
     write::output::{RecordWriter, Sink, WRITE_BUFFER},
     write::recorder::{EventLog, Recorder},
     write::rotation::{

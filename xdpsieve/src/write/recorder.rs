@@ -12,11 +12,11 @@
 use crate::{
     base::counters::WriterStats,
     configure::rules::RuleSet,
-    read::event::EventFormatter,
-    read::generations::Generations,
     read::record::{CaptureRecord, WallClock},
     read::source::Source,
     write::capture::{CaptureWriter, Packet},
+    write::event_log::EventFormatter,
+    write::generations::Generations,
     write::output::{Failure, Output, RecordWriter},
     write::rotation::rotator::{COMMANDS_AT_EXIT, Rotator},
 };

@@ -12,9 +12,9 @@ use xdpsieve::{
     configure::loader::AttachMode,
     configure::loader::Transport,
     configure::rules::{Action, Rate},
-    read::event::LogFormat,
     session::{RunPlan, Which},
     write::capture::Format,
+    write::event_log::LogFormat,
 };
 use xdpsieve_common::MAX_SNAPLEN;
 

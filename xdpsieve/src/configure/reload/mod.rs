@@ -24,7 +24,7 @@
 //!   `pinning = ByName` in the eBPF object: only a reload reuses maps, explicitly; a fresh
 //!   run or a takeover must not pick up a dead instance's rings by their names.) Each record carries its generation's
 //!   low byte (`Config::generation`), and the recorder names its rule from that
-//!   generation's rules ([`crate::read::generations`]): the same id can be another rule after a
+//!   generation's rules ([`crate::write::generations`]): the same id can be another rule after a
 //!   reload. The writers stay the run's: a new generation that sends a stream the run has
 //!   no writer for (a rule given `log = true` in a run started without an event log, whose
 //!   event ring is one page) has those records counted (`event_no_writer`, see
