@@ -20,7 +20,7 @@
 //! in [`KERNEL`] (or [`RULE`], [`INTERFACE`]). Userspace counts ([`WriterStats`], what the
 //! recorder and the event log did with their records) have their table, [`WRITER`], the
 //! same way: they reach `status` and the metrics through the writer state file (see
-//! [`crate::write::writer_state`]).
+//! [`crate::observe::writer_state`]).
 //!
 //! The summary keeps its headline sentences (packets seen, bytes, captured), which read
 //! several counters at once and which scripts parse; every other counter gets its summary

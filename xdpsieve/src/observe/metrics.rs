@@ -23,7 +23,7 @@ use xdpsieve_common::{InterfaceCounters, RuleCounters};
 use crate::{
     base::counters::{self, Counter},
     observe::status::{Meta, pinned_snapshot},
-    write::writer_state,
+    observe::writer_state,
 };
 
 /// Serves the counters of the instance described by `meta` on `addr`, with the default

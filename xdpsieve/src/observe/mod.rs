@@ -1,9 +1,11 @@
 //! Count and observe: the counters (catalogued in [`crate::base::counters`]) reported in the
 //! summary and the live line ([`stats`]), `xdpsieve status` ([`status`]) and Prometheus
-//! ([`metrics`]); the interfaces are watched for anything that would let packets bypass the
-//! program ([`watch`]).
+//! ([`metrics`]), which read what the recorder wrote and did not write from the file the
+//! run publishes it in ([`writer_state`]); the interfaces are watched for anything that
+//! would let packets bypass the program ([`watch`]).
 
 pub mod metrics;
 pub mod stats;
 pub mod status;
 pub mod watch;
+pub mod writer_state;

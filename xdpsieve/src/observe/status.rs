@@ -234,7 +234,7 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
         let counters = if live || in_force {
             let snap = pinned_snapshot(&name, &meta)?;
             let writer = if live {
-                crate::write::writer_state::read(&name, &meta)
+                crate::observe::writer_state::read(&name, &meta)
             } else {
                 None
             };

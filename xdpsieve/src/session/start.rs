@@ -26,8 +26,8 @@ use crate::{
     observe::metrics::MetricsServer,
     observe::status::{Meta, MetaInterface},
     observe::watch::Watcher,
+    observe::writer_state::WriterState,
     write::capture::Interface,
-    write::writer_state::WriterState,
 };
 
 /// The flags the signal handlers set; the run loop reads (and clears) them.
@@ -261,7 +261,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         .into_iter()
         .for_each(crate::configure::sets::live::SetLock::retire);
     // The writers' counts for `status` and the metrics; removed with it at the end of run.
-    let writer_state = crate::write::writer_state::WriterState::new(&meta);
+    let writer_state = crate::observe::writer_state::WriterState::new(&meta);
     if !plan.quiet {
         let attached: Vec<String> = firewall
             .attachments()
