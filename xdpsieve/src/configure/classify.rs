@@ -13,9 +13,10 @@
 use std::collections::HashMap;
 
 use xdpsieve_common::{
-    RuleBits,
+    RuleBits, SetClass,
     classify::{self, AddrKeyData, FAMILY_BITS, PORTS},
     family,
+    sets::{ANY_SLOT, MAX_SETS},
 };
 
 use crate::{
@@ -45,6 +46,38 @@ pub struct Tables {
     pub src_any: RuleBits,
     /// The rules with no destination condition.
     pub dst_any: RuleBits,
+}
+
+impl Tables {
+    /// `SET_RULES`, what the set trie's classes are made of: per set, the rules whose source
+    /// (and destination) is that set, then at [`ANY_SLOT`] the rules without a condition
+    /// there.
+    pub fn set_rules(&self) -> Vec<SetClass> {
+        let mut rules = vec![
+            SetClass {
+                src: RuleBits::EMPTY,
+                dst: RuleBits::EMPTY,
+            };
+            MAX_SETS as usize + 1
+        ];
+        for (index, slot) in rules.iter_mut().enumerate().take(MAX_SETS as usize) {
+            slot.src = self
+                .src_set_rules
+                .get(index)
+                .copied()
+                .unwrap_or(RuleBits::EMPTY);
+            slot.dst = self
+                .dst_set_rules
+                .get(index)
+                .copied()
+                .unwrap_or(RuleBits::EMPTY);
+        }
+        rules[ANY_SLOT as usize] = SetClass {
+            src: self.src_any,
+            dst: self.dst_any,
+        };
+        rules
+    }
 }
 
 /// Port to class, class to rule set. Class 0 is the one covering the most ports, so the

@@ -213,9 +213,12 @@ impl Firewall {
         }
         raise_memlock_limit();
         let tables = classify::build(&settings.rules.rules, &settings.rules.sets);
-        let (set_tables, orphans) =
-            Built::for_sets(&settings.rules.sets, &tables, &settings.set_runtime)
-                .map_err(|e| LoaderError::Sets(e.to_string()))?;
+        let (set_tables, orphans) = Built::for_sets(
+            &settings.rules.sets,
+            tables.set_rules(),
+            &settings.set_runtime,
+        )
+        .map_err(|e| LoaderError::Sets(e.to_string()))?;
         if !orphans.is_empty() {
             return Err(LoaderError::Sets(format!(
                 "{} runtime entries belong to sets the rule file no longer declares ({}); \

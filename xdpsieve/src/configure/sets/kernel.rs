@@ -27,7 +27,6 @@ use super::{
     SetSpec,
     trie::{Trie, TrieError, TriePrefix},
 };
-use crate::configure::classify::Tables;
 
 /// An entry added at run time (`xdpsieve set add`), carried into a new generation by a
 /// reload or a takeover, by set name.
@@ -167,11 +166,12 @@ pub struct Built {
 
 impl Built {
     /// The set maps of a generation with `sets` (the rule file's, in order), the rules
-    /// using them (`tables`) and the runtime entries carried over. `None` when the rule
-    /// file declares no set. Also returns the runtime entries whose set is gone.
+    /// using them (`rules`, `SET_RULES`: see `classify::Tables::set_rules`) and the runtime
+    /// entries carried over. `None` when the rule file declares no set. Also returns the
+    /// runtime entries whose set is gone.
     pub fn for_sets(
         sets: &[SetSpec],
-        tables: &Tables,
+        rules: Vec<SetClass>,
         runtime: &[RuntimeEntry],
     ) -> Result<(Option<Built>, Vec<RuntimeEntry>), TrieError> {
         if sets.is_empty() {
@@ -196,29 +196,6 @@ impl Built {
                 None => orphans.push(r.clone()),
             }
         }
-        let mut rules = vec![
-            SetClass {
-                src: RuleBits::EMPTY,
-                dst: RuleBits::EMPTY,
-            };
-            MAX_SETS as usize + 1
-        ];
-        for (index, slot) in rules.iter_mut().enumerate().take(sets.len()) {
-            slot.src = tables
-                .src_set_rules
-                .get(index)
-                .copied()
-                .unwrap_or(RuleBits::EMPTY);
-            slot.dst = tables
-                .dst_set_rules
-                .get(index)
-                .copied()
-                .unwrap_or(RuleBits::EMPTY);
-        }
-        rules[ANY_SLOT as usize] = SetClass {
-            src: tables.src_any,
-            dst: tables.dst_any,
-        };
         Ok((Some(Built::new(entries, rules)?), orphans))
     }
 
