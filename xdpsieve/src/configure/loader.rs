@@ -35,6 +35,7 @@ mod tables;
 pub use attach::Attachment;
 use filters::FilterLoad;
 pub use filters::{FilterHow, FilterRun};
+pub use maps::{PINNED_MAPS, SET_PINS};
 pub use settings::{Settings, Transport};
 pub use shared::SHARED_MAPS;
 
@@ -100,6 +101,8 @@ pub enum LoaderError {
          xdpsieve firewall: `xdpsieve stop -i {0}`, in the namespace it runs in). A program \
          attached through netlink is removed with `ip link set dev {0} xdp off`"
     )]
+    /// The interface, and who attached the program there when the caller can tell (see
+    /// `pins::name_the_owner`), else nothing.
     AlreadyAttached(String, String),
     #[error(
         "could not pin the XDP link of {interface} at {}; without the pin the firewall would \

@@ -33,7 +33,7 @@ use crate::{
     base::counters::{self, Counter},
     base::text::escape,
     configure::loader::{AttachMode, AttachedMode, Firewall, ifindex_of},
-    configure::pins::{Claim, Found},
+    configure::pins::{self, Claim, Found},
     observe::status::{Meta, MetaRule},
 };
 
@@ -318,7 +318,7 @@ pub fn add_after_swap(firewall: &mut Firewall, carried: Carried) -> Result<After
 /// with perf the per-CPU buffers die with their reader's descriptors and cannot be looked
 /// into). Found through the program's own map list, so the rings need no pins of their own.
 pub fn unread_in_rings(dir: &Path) -> Result<u64> {
-    let prog = dir.join(crate::configure::pins::PROG_PIN);
+    let prog = dir.join(pins::PROG_PIN);
     let info = aya::programs::ProgramInfo::from_pin(&prog)
         .with_context(|| format!("opening the pinned program {}", prog.display()))?;
     let ids = info
@@ -370,7 +370,9 @@ pub fn attach_or_take_over(
     for claim in claims {
         let iface = &claim.interface;
         let Found::LeftBehind { meta } = &claim.found else {
-            firewall.attach(iface, mode, &claim.link_pin())?;
+            firewall
+                .attach(iface, mode, &claim.link_pin())
+                .map_err(pins::name_the_owner)?;
             continue;
         };
         let old_if = meta
@@ -387,7 +389,9 @@ pub fn attach_or_take_over(
             );
             std::fs::remove_file(claim.link_pin())
                 .with_context(|| format!("removing {}", claim.link_pin().display()))?;
-            firewall.attach(iface, mode, &claim.link_pin())?;
+            firewall
+                .attach(iface, mode, &claim.link_pin())
+                .map_err(pins::name_the_owner)?;
             continue;
         }
         let old_mode = match old_if.map(|i| i.mode.as_str()) {

@@ -26,9 +26,6 @@ use crate::{
     configure::pins::{self, meta_path, pin_dir, read_meta},
 };
 
-/// The maps a status reader needs (see [`pins::PINNED_MAPS`]).
-pub const PINNED_MAPS: [&str; 3] = pins::PINNED_MAPS;
-
 /// What a running instance says about itself.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Meta {

@@ -21,16 +21,17 @@ pub struct Attachment {
     pub interface: String,
     pub ifindex: u32,
     pub mode: AttachedMode,
+    /// Where its link is pinned, or is to be pinned again when the interface comes back.
+    pin: PathBuf,
     link: Link,
 }
 
 impl Attachment {
-    /// Where the link is pinned; None for a netlink attachment (kernels before 5.9).
-    pub fn link_pin(&self) -> Option<&Path> {
-        match &self.link {
-            Link::Pinned { path, .. } => Some(path),
-            Link::Netlink(_) | Link::Gone => None,
-        }
+    /// Where the link is pinned, or is to be pinned when it is attached again: the pin
+    /// it was attached with, also for a netlink attachment (kernels before 5.9), which has
+    /// none there.
+    pub fn link_pin(&self) -> &Path {
+        &self.pin
     }
 }
 
@@ -82,7 +83,7 @@ impl Firewall {
             },
         };
         let link = self.pin_link(interface, link_id, link_pin)?;
-        self.push_attachment(interface, ifindex, attached, link);
+        self.push_attachment(interface, ifindex, attached, link_pin, link);
         Ok(self.attachments.last().expect("just pushed"))
     }
 
@@ -143,12 +144,26 @@ impl Firewall {
         Some(links)
     }
 
-    /// Remembers `interface` (and its mode) with nothing attached, after a failed re-attach.
-    pub(super) fn keep_record(&mut self, interface: &str, ifindex: u32, mode: AttachedMode) {
-        self.push_attachment(interface, ifindex, mode, Link::Gone);
+    /// Remembers `interface` (its mode and link pin) with nothing attached, after a failed
+    /// re-attach.
+    pub(super) fn keep_record(
+        &mut self,
+        interface: &str,
+        ifindex: u32,
+        mode: AttachedMode,
+        pin: &Path,
+    ) {
+        self.push_attachment(interface, ifindex, mode, pin, Link::Gone);
     }
 
-    fn push_attachment(&mut self, interface: &str, ifindex: u32, mode: AttachedMode, link: Link) {
+    fn push_attachment(
+        &mut self,
+        interface: &str,
+        ifindex: u32,
+        mode: AttachedMode,
+        pin: &Path,
+        link: Link,
+    ) {
         if !self.interface_names.iter().any(|(i, _)| *i == ifindex) {
             self.interface_names.push((ifindex, interface.to_string()));
         }
@@ -156,6 +171,7 @@ impl Firewall {
             interface: interface.to_string(),
             ifindex,
             mode,
+            pin: pin.to_path_buf(),
             link,
         });
     }
@@ -191,6 +207,7 @@ impl Firewall {
             interface,
             ifindex,
             mode,
+            link_pin,
             Link::Pinned {
                 fd,
                 path: link_pin.into(),
@@ -281,7 +298,7 @@ impl Drop for Firewall {
 fn attach_error(interface: &str, error: ProgramError) -> LoaderError {
     match errno_in(&error) {
         Some(libc::EBUSY) | Some(libc::EEXIST) => {
-            LoaderError::AlreadyAttached(interface.into(), owner_of(interface))
+            LoaderError::AlreadyAttached(interface.into(), String::new())
         }
         Some(libc::EPERM) | Some(libc::EACCES) => LoaderError::PermissionDenied,
         Some(libc::EOPNOTSUPP) => {
@@ -295,15 +312,5 @@ fn attach_error(interface: &str, error: ProgramError) -> LoaderError {
             interface: interface.into(),
             source: error,
         },
-    }
-}
-
-/// ", by xdpsieve pid N" when an xdpsieve instance in this namespace describes itself as
-/// on `interface`, else nothing.
-fn owner_of(interface: &str) -> String {
-    match crate::configure::pins::read_meta(&crate::configure::pins::meta_path(interface)) {
-        Some(meta) if meta.is_live() => format!(" by xdpsieve (pid {})", meta.pid),
-        Some(meta) => format!(" (left by xdpsieve pid {}, which is gone)", meta.pid),
-        None => String::new(),
     }
 }

@@ -11,6 +11,18 @@ use crate::{
     read::source::Source,
 };
 
+/// The maps `status` and a takeover need, pinned under these names.
+pub const PINNED_MAPS: [&str; 3] = ["COUNTERS", "RULE_COUNTERS", "INTERFACE_COUNTERS"];
+/// The set maps, pinned so `xdpsieve set` finds them: the program's own map list names
+/// only the maps its code reads, not the entry table and bookkeeping it never touches.
+pub const SET_PINS: [&str; 5] = [
+    "SET_NODES",
+    "SET_CLASSES",
+    "SET_ENTRIES",
+    "SET_RULES",
+    "SET_META",
+];
+
 impl Firewall {
     /// How each filter runs (translated or interpreted, and why).
     pub fn filter_runs(&self) -> &[FilterRun] {
@@ -136,7 +148,7 @@ impl Firewall {
 
     /// The counter maps `xdpsieve status` reads, by name.
     pub fn counter_maps(&self) -> Vec<(&'static str, &aya::maps::Map)> {
-        crate::configure::pins::PINNED_MAPS
+        PINNED_MAPS
             .iter()
             .filter_map(|&name| self.ebpf.map(name).map(|m| (name, m)))
             .collect()
@@ -148,7 +160,7 @@ impl Firewall {
         let mut maps = self.counter_maps();
         maps.extend(self.shared.iter().map(|(name, map)| (*name, map)));
         maps.extend(
-            crate::configure::pins::SET_PINS
+            SET_PINS
                 .iter()
                 .filter_map(|&name| self.ebpf.map(name).map(|m| (name, m))),
         );

@@ -40,12 +40,7 @@ impl Firewall {
             .find(|a| a.interface == interface)
             .ok_or_else(|| LoaderError::UnknownInterface(interface.into()))?;
         let mode = attachment.mode;
-        let pin = attachment
-            .link_pin()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_else(|| {
-                crate::configure::pins::pin_dir(interface).join(crate::configure::pins::LINK_PIN)
-            });
+        let pin = attachment.link_pin().to_path_buf();
         let current = super::ifindex_of(interface)?;
         if current != new_ifindex {
             return Err(LoaderError::UnknownInterface(format!(
@@ -60,7 +55,7 @@ impl Firewall {
         match self.attach(interface, wanted, &pin) {
             Ok(attachment) => Ok(attachment.mode),
             Err(e) => {
-                self.keep_record(interface, new_ifindex, mode);
+                self.keep_record(interface, new_ifindex, mode, &pin);
                 Err(e)
             }
         }

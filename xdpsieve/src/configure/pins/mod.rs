@@ -9,8 +9,9 @@
 //!   after a panic, an abort, an OOM kill or SIGKILL of the recorder alike. Removing it is
 //!   what detaches the program (on an explicit stop only).
 //! - `prog`: the program, for bpftool and for whoever takes the firewall over.
-//! - the counter maps `status` and a takeover read ([`PINNED_MAPS`]), and the set maps
-//!   `xdpsieve set` changes ([`SET_PINS`]).
+//! - the counter maps `status` and a takeover read
+//!   ([`crate::configure::loader::PINNED_MAPS`]), and the set maps `xdpsieve set` changes
+//!   ([`crate::configure::loader::SET_PINS`]).
 //!
 //! and `/run/xdpsieve/netns-<dev>-<inode>/<iface>.json` describes the instance ([`Meta`]): its
 //! recorder's pid (with the pid's start time, so a reused pid does not fool anyone), rules
@@ -40,21 +41,10 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::observe::status::Meta;
+use crate::{configure::loader::LoaderError, observe::status::Meta};
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 pub const RUN_DIR: &str = "/run/xdpsieve";
-/// The maps `status` and a takeover need, pinned under these names.
-pub const PINNED_MAPS: [&str; 3] = ["COUNTERS", "RULE_COUNTERS", "INTERFACE_COUNTERS"];
-/// The set maps, pinned so `xdpsieve set` finds them: the program's own map list names
-/// only the maps its code reads, not the entry table and bookkeeping it never touches.
-pub const SET_PINS: [&str; 5] = [
-    "SET_NODES",
-    "SET_CLASSES",
-    "SET_ENTRIES",
-    "SET_RULES",
-    "SET_META",
-];
 /// The pinned bpf_link: while it exists the program stays attached.
 pub const LINK_PIN: &str = "link";
 /// The pinned program.
@@ -138,6 +128,23 @@ fn not_found(error: &anyhow::Error) -> bool {
 
 pub fn read_meta(path: &Path) -> Option<Meta> {
     serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// `error`, naming the xdpsieve instance that describes itself as on the interface when an
+/// attach was refused because a program is attached there already (the loader cannot
+/// tell whose it is).
+pub fn name_the_owner(error: LoaderError) -> LoaderError {
+    match error {
+        LoaderError::AlreadyAttached(interface, _) => {
+            let owner = match read_meta(&meta_path(&interface)) {
+                Some(meta) if meta.is_live() => format!(" by xdpsieve (pid {})", meta.pid),
+                Some(meta) => format!(" (left by xdpsieve pid {}, which is gone)", meta.pid),
+                None => String::new(),
+            };
+            LoaderError::AlreadyAttached(interface, owner)
+        }
+        other => other,
+    }
 }
 
 /// Refuses a directory that someone other than us could have filled: owned by another

@@ -2,7 +2,7 @@
 //! runtime entries a new generation carries over.
 //!
 //! Everything here acts on the *pinned* state, not on a process: the set maps pinned in
-//! the interface's pin directory (`pins::SET_PINS`; the program's own map list would not
+//! the interface's pin directory (`loader::SET_PINS`; the program's own map list would not
 //! do, it names only the maps its code reads), checked against the program the pinned
 //! link runs now, so that whatever a reload or takeover swapped in is what is changed. So
 //! a change works from any shell, while a recorder runs or after it died, and takes effect
@@ -128,7 +128,7 @@ fn program_maps(program_id: u32) -> Result<Vec<u32>> {
         .unwrap_or_default())
 }
 
-/// The set maps pinned for `iface` ([`pins::SET_PINS`]), checked against the program in
+/// The set maps pinned for `iface` ([`crate::configure::loader::SET_PINS`]), checked against the program in
 /// force: it reads `SET_NODES`, so the pinned one must be among its maps.
 fn find(iface: &str) -> Result<Found> {
     let program_id = program_in_force(iface)?;
@@ -139,7 +139,7 @@ fn find(iface: &str) -> Result<Found> {
         current: false,
         program_id,
     };
-    for name in pins::SET_PINS {
+    for name in crate::configure::loader::SET_PINS {
         let path = dir.join(name);
         let Ok(map) = MapInfo::from_pin(&path) else {
             continue;
