@@ -17,6 +17,7 @@
 
 pub mod base;
 pub mod configure;
+pub mod instance;
 pub mod observe;
 pub mod read;
 pub mod sandbox;

@@ -1,6 +1,6 @@
 //! Loading the XDP program with its configuration and rules, and attaching it to interfaces
 //! through a bpf_link pinned in bpffs, so the firewall stays in force when the process
-//! dies, however it dies (fail-static; see [`crate::configure::pins`] for the layout).
+//! dies, however it dies (fail-static; see [`crate::instance::pins`] for the layout).
 //!
 //! Only an explicit [`Firewall::detach`] (or [`Firewall::detach_all`]) removes an attachment:
 //! it unpins the link and closes it, and the kernel detaches the program. Dropping a

@@ -1,7 +1,7 @@
 //! Configure: what the firewall does and where it lives in the kernel. Rules and the address
 //! sets they name are read and checked ([`rules`], [`sets`], [`input`], [`flags`]), compiled
 //! into the bitmaps the program matches with ([`classify`]), and loaded with the program
-//! ([`loader`], which moves a link to another program with [`relink`]); the firewall is pinned in bpffs so it outlives its recorder ([`pins`]),
+//! ([`loader`], which moves a link to another program with [`relink`]); the firewall is pinned in bpffs so it outlives its recorder ([`crate::instance::pins`]),
 //! taken over by a new run ([`takeover`]), given new rules without a gap ([`reload`]) and
 //! removed only by an explicit [`stop`]. What each subcommand needs of the process's
 //! privileges is in [`privileges`].
@@ -11,7 +11,6 @@ pub mod classify;
 pub mod flags;
 pub mod input;
 pub mod loader;
-pub mod pins;
 pub mod privileges;
 pub mod relink;
 pub mod reload;

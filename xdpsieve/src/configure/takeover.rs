@@ -33,7 +33,7 @@ use crate::{
     base::counters::{self, Counter},
     base::text::escape,
     configure::loader::{AttachMode, AttachedMode, Firewall, ifindex_of},
-    configure::pins::{self, Claim, Found},
+    instance::pins::{self, Claim, Found},
     observe::status::{Meta, MetaRule},
 };
 

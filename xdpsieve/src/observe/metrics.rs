@@ -117,7 +117,7 @@ impl Collector for FirewallCollector {
         };
         // The description as it is now: a reload changes the rules and the generation.
         let meta =
-            crate::configure::pins::read_meta(&crate::configure::pins::meta_path(&interface.name))
+            crate::instance::pins::read_meta(&crate::instance::pins::meta_path(&interface.name))
                 .filter(|m| (m.pid, m.pid_start) == (self.meta.pid, self.meta.pid_start))
                 .unwrap_or_else(|| self.meta.clone());
         // A scrape that cannot read the pins shows no firewall metrics rather than failing.
@@ -160,7 +160,7 @@ fn interface_health(encoder: &mut DescriptorEncoder, meta: &Meta) -> Result<(), 
         MetricType::Gauge,
     )?;
     for interface in &meta.interfaces {
-        let path = crate::configure::pins::health_path(&interface.name);
+        let path = crate::instance::pins::health_path(&interface.name);
         let Some(health) = crate::observe::watch::health::read(&path) else {
             continue;
         };

@@ -1,6 +1,6 @@
 //! Looking into a firewall from another shell, and what an instance says about itself.
 //!
-//! A firewall's pins and description live where [`crate::configure::pins`] puts them. `xdpsieve status`
+//! A firewall's pins and description live where [`crate::instance::pins`] puts them. `xdpsieve status`
 //! reads both without touching the program: a firewall whose recorder is alive is
 //! "running"; one whose recorder died while its pinned link keeps filtering is "running
 //! without a recorder" (fail-static), with the records it could not hand to anyone counted
@@ -23,7 +23,7 @@ use crate::{
     base::counters::{self, WriterStats},
     base::snapshot::{self, CounterMaps, Snapshot},
     base::text::escape,
-    configure::pins::{self, meta_path, pin_dir, read_meta},
+    instance::pins::{self, meta_path, pin_dir, read_meta},
 };
 
 /// What a running instance says about itself.
@@ -126,7 +126,7 @@ fn rules_line(out: &mut String, reload: &crate::configure::reload::ReloadState) 
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub interface: String,
-    /// Where its pins are (see [`crate::configure::pins`]).
+    /// Where its pins are (see [`crate::instance::pins`]).
     pub pins: std::path::PathBuf,
     /// The recorder (the `xdpsieve run` process) is alive.
     pub live: bool,

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     base::counters::{self, WRITER, WriterStats},
-    configure::pins::meta_path,
+    instance::pins::meta_path,
     observe::status::Meta,
 };
 

@@ -8,7 +8,7 @@ use std::io;
 use anyhow::{Context as _, Result};
 
 use super::{capture_session::CaptureSession, start::Running};
-use crate::{configure::pins, observe::stats};
+use crate::{instance::pins, observe::stats};
 
 /// Ends the run the loop left with `loop_result`; returns its error, if any, after the
 /// summary.

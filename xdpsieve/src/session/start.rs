@@ -20,9 +20,9 @@ use crate::{
     base::text::{escape, escape_path},
     configure::flags,
     configure::loader::{Firewall, Settings},
-    configure::pins::{self, Claim, Found},
     configure::reload,
     configure::rules::RuleSet,
+    instance::pins::{self, Claim, Found},
     observe::metrics::MetricsServer,
     observe::status::{Meta, MetaInterface},
     observe::watch::Watcher,
@@ -331,7 +331,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     // From here on an interface that stops running the program (deleted, detached from
     // outside, queues added) is noticed and reported, and re-attached where possible.
     let watcher = crate::observe::watch::Watcher::new(&firewall, &settings.ifindexes, |name| {
-        Some(crate::configure::pins::health_path(name))
+        Some(crate::instance::pins::health_path(name))
     })
     .context("opening a netlink socket to watch the interfaces")?;
     Ok(Running {

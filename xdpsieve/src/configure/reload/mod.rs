@@ -52,7 +52,7 @@
 //! Who reloads: a live recorder, on SIGHUP (so that it reads the new program's counters
 //! and names); when the recorder is gone, `xdpsieve reload` itself, on the pinned state
 //! ([`request`]). Either is the owner of the instance's interfaces while it reloads
-//! ([`crate::configure::pins::owner`]): the recorder for its life, `reload` for the reload.
+//! ([`crate::instance::pins::owner`]): the recorder for its life, `reload` for the reload.
 
 mod recipe;
 pub mod request;
@@ -68,9 +68,9 @@ pub use recipe::{Recipe, ReloadOutcome, ReloadState, RuleSources, unix_ns};
 
 use crate::{
     configure::loader::{AttachedMode, Firewall},
-    configure::pins::{self, Claim, Found},
     configure::rules::{Rate, RuleSet},
     configure::takeover::{self, SlotMap},
+    instance::pins::{self, Claim, Found},
     observe::status::{Meta, MetaRule},
 };
 

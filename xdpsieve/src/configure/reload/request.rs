@@ -1,7 +1,7 @@
 //! `xdpsieve reload` from another shell: a live recorder is asked with SIGHUP and its
 //! outcome waited for in its description; a firewall whose recorder is gone is reloaded
 //! here, on its pinned state, once this command owns its interfaces (see
-//! [`crate::configure::pins::owner`]: a run taking it over, a stop or another reload is never raced).
+//! [`crate::instance::pins::owner`]: a run taking it over, a stop or another reload is never raced).
 //! Either way the command learns whether the new rules are in force, and exits non-zero
 //! with the reason when they are not.
 
@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{ReloadOutcome, record_failure, reload, unix_ns};
 use crate::{
-    configure::pins::{self, owner::Verb},
+    instance::pins::{self, owner::Verb},
     observe::status::Meta,
 };
 

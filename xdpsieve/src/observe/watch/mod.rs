@@ -274,7 +274,7 @@ impl Watcher {
                     });
                 }
                 Err(e) => {
-                    let reason = crate::configure::pins::name_the_owner(e).to_string();
+                    let reason = crate::instance::pins::name_the_owner(e).to_string();
                     let health = Health::NotReattached {
                         reason: reason.clone(),
                     };

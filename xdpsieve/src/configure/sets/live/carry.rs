@@ -42,11 +42,11 @@ pub fn lock_and_read(iface: &str, names: &[String]) -> Result<(SetLock, Vec<Runt
 /// For a new run taking firewalls over: the set locks and runtime entries of each left
 /// behind (once per instance). One whose entries cannot be read is said on stderr; its
 /// runtime entries are then not carried.
-pub fn for_takeover(claims: &[crate::configure::pins::Claim]) -> (Vec<SetLock>, Vec<RuntimeEntry>) {
+pub fn for_takeover(claims: &[crate::instance::pins::Claim]) -> (Vec<SetLock>, Vec<RuntimeEntry>) {
     let mut seen: Vec<(u32, u64)> = Vec::new();
     let (mut locks, mut entries) = (Vec::new(), Vec::new());
     for claim in claims {
-        let crate::configure::pins::Found::LeftBehind { meta: Some(meta) } = &claim.found else {
+        let crate::instance::pins::Found::LeftBehind { meta: Some(meta) } = &claim.found else {
             continue;
         };
         if meta.sets.is_empty() || seen.contains(&(meta.pid, meta.pid_start)) {

@@ -19,8 +19,8 @@ use super::{
 };
 use crate::{
     base::text::escape,
-    configure::pins,
     configure::sets::{kernel::entry_prefix, trie::TriePrefix},
+    instance::pins,
     observe::status::Meta,
 };
 

@@ -45,7 +45,7 @@ use aya::maps::{Array, Map, MapData, MapInfo};
 use xdpsieve_common::{SetClass, SetEntry, SetGroup, SetMeta, sets::ENTRY_FREE};
 
 use super::kernel::Mapped;
-use crate::configure::pins;
+use crate::instance::pins;
 
 /// The set maps of the generation in force.
 pub struct Generation {

@@ -1,0 +1,4 @@
+//! A firewall in force, whatever process holds it: where it lives when no process does
+//! ([`pins`]: its pins in bpffs, its description in /run, one owner per interface).
+
+pub mod pins;
