@@ -165,7 +165,7 @@ fn takeover_under_a_flood_lets_nothing_through_and_counters_carry_on() {
     assert_eq!(received(&allowed), 10);
 
     // The counters carry on from the old firewall's; the copy after the swap may miss a
-    // packet counted in the same microseconds (see xdpsieve::configure::takeover).
+    // packet counted in the same microseconds (see xdpsieve::instance::takeover).
     let total = before + flood_sent;
     eprintln!("flood: {flood_sent} datagrams to the dropped port during the handover");
     let s = net.status_json();

@@ -1,4 +1,6 @@
 //! A firewall in force, whatever process holds it: where it lives when no process does
-//! ([`pins`]: its pins in bpffs, its description in /run, one owner per interface).
+//! ([`pins`]: its pins in bpffs, its description in /run, one owner per interface), and a
+//! new run taking over one whose recorder died ([`takeover`]).
 
 pub mod pins;
+pub mod takeover;

@@ -240,7 +240,7 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
             None
         };
         let unread_in_rings = if in_force && !live {
-            crate::configure::takeover::unread_in_rings(&pin_dir(&name)).ok()
+            crate::instance::takeover::unread_in_rings(&pin_dir(&name)).ok()
         } else {
             None
         };

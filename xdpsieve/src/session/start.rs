@@ -204,7 +204,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     firewall.publish_writers(writes_capture, writes_events)?;
     firewall.heartbeat()?;
     let meta_rules = reload::meta_rules(&rules, plan.log_rate);
-    if let Err(e) = crate::configure::takeover::attach_or_take_over(
+    if let Err(e) = crate::instance::takeover::attach_or_take_over(
         &mut firewall,
         &claims,
         &meta_rules,

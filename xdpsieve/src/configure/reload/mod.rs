@@ -33,8 +33,8 @@
 //!   not change), so they go on exactly.
 //! - The per-rule counters (their slots change with the rules): copied into the new
 //!   program's map before the swap and topped up after it with what the old program
-//!   counted meanwhile ([`crate::configure::takeover::copy_before_swap`],
-//!   [`crate::configure::takeover::add_after_swap`]); a rule's counters follow it when it keeps its
+//!   counted meanwhile ([`crate::instance::takeover::copy_before_swap`],
+//!   [`crate::instance::takeover::add_after_swap`]); a rule's counters follow it when it keeps its
 //!   name and its match (conditions and action); the counts of an old rule that has no
 //!   such successor are reported once in the outcome, as the previous rules'. The top-up
 //!   is a read-modify-write of a per-CPU map the new program already counts in, so a hit
@@ -69,8 +69,8 @@ pub use recipe::{Recipe, ReloadOutcome, ReloadState, RuleSources, unix_ns};
 use crate::{
     configure::loader::{AttachedMode, Firewall},
     configure::rules::{Rate, RuleSet},
-    configure::takeover::{self, SlotMap},
     instance::pins::{self, Claim, Found},
+    instance::takeover::{self, SlotMap},
     observe::status::{Meta, MetaRule},
 };
 
