@@ -25,8 +25,8 @@ use crate::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
     configure::loader::AttachMode,
     configure::loader::Transport,
-    configure::reload::RuleSources,
     configure::rules::{Action, Rate, RuleSet},
+    instance::reload::RuleSources,
     write::capture::Format,
     write::event_log::LogFormat,
 };

@@ -423,7 +423,7 @@ fn fifty_reloads_under_load_keep_the_common_port_closed_and_name_each_rule_by_it
     assert_eq!(status["live"], true, "{status}");
     // Counters carried over: `both` keeps its name through every reload, so its hits are
     // the datagrams to its port, but for a hit the program counted in the microseconds of
-    // a reload's top-up (see `configure::reload`: at most a few over 50 reloads). The
+    // a reload's top-up (see `instance::reload`: at most a few over 50 reloads). The
     // totals, shared by every generation, count every drop the log shows, exactly.
     let both = hits(&status, 2);
     assert!(

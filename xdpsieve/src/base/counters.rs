@@ -52,7 +52,7 @@ pub struct Gauge {
     pub help: &'static str,
 }
 
-/// The rule generation in force (see `configure::reload`).
+/// The rule generation in force (see `instance::reload`).
 pub const RULE_GENERATION: Gauge = Gauge {
     metric: "xdpsieve_rule_generation",
     help: "The rule generation in force: 1 for the rules a run started with, one more per \

@@ -2,7 +2,7 @@
 //! sets they name are read and checked ([`rules`], [`sets`], [`input`], [`flags`]), compiled
 //! into the bitmaps the program matches with ([`classify`]), and loaded with the program
 //! ([`loader`], which moves a link to another program with [`relink`]); the firewall is pinned in bpffs so it outlives its recorder ([`crate::instance::pins`]),
-//! taken over by a new run ([`crate::instance::takeover`]), given new rules without a gap ([`reload`]) and
+//! taken over by a new run ([`crate::instance::takeover`]), given new rules without a gap ([`crate::instance::reload`]) and
 //! removed only by an explicit [`stop`]. What each subcommand needs of the process's
 //! privileges is in [`privileges`].
 
@@ -13,7 +13,6 @@ pub mod input;
 pub mod loader;
 pub mod privileges;
 pub mod relink;
-pub mod reload;
 pub mod rules;
 pub mod sets;
 pub mod stop;

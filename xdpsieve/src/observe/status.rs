@@ -42,9 +42,9 @@ pub struct Meta {
     /// so `xdpsieve set` finds a set by name. Absent in descriptions of older versions.
     #[serde(default)]
     pub sets: Vec<MetaSet>,
-    /// The rule generation and the last reload (see `configure::reload`).
+    /// The rule generation and the last reload (see `instance::reload`).
     #[serde(default)]
-    pub reload: crate::configure::reload::ReloadState,
+    pub reload: crate::instance::reload::ReloadState,
 }
 
 /// A set as `xdpsieve set` needs it: its name, and its file for `--save`.
@@ -93,7 +93,7 @@ impl Meta {
 
 /// `  rules: generation N, loaded ...; last reload ...` (nothing for a description written
 /// before reloads existed).
-fn rules_line(out: &mut String, reload: &crate::configure::reload::ReloadState) {
+fn rules_line(out: &mut String, reload: &crate::instance::reload::ReloadState) {
     use std::fmt::Write as _;
     if reload.generation == 0 {
         return;

@@ -1,4 +1,4 @@
-//! SIGHUP in the run loop: a reload of the rules (see [`crate::configure::reload`]). The new program
+//! SIGHUP in the run loop: a reload of the rules (see [`crate::instance::reload`]). The new program
 //! loads on a thread while the loop goes on draining the rings, which it shares with the
 //! old program (the readers go on as they are, naming each record's rule from its own
 //! generation); the swap happens in the loop once it is loaded.
@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{
     base::text::escape,
-    configure::reload::{self, InBackground, Reloaded},
+    instance::reload::{self, InBackground, Reloaded},
     observe::status::Meta,
 };
 

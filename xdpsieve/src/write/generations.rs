@@ -1,6 +1,6 @@
 //! Per-rule values (names, pcapng comments) of the last few rule generations.
 //!
-//! A reload (see `configure::reload`) puts in a new program with new rules while records of
+//! A reload (see `instance::reload`) puts in a new program with new rules while records of
 //! the old one may still wait in the rings they share, and rule ids mean different rules in
 //! two generations (two files both numbering from 1). Each record carries the low byte of
 //! the generation that judged it (`Config::generation`), so its rule is looked up in that

@@ -68,7 +68,7 @@ pub struct StatusArgs {
 /// again; an error when the old rules stay.
 pub fn reload(args: &ReloadArgs) -> Result<()> {
     check(Verb::Reload)?;
-    let outcome = xdpsieve::configure::reload::request::request(args.interface.as_deref())?;
+    let outcome = xdpsieve::instance::reload::request::request(args.interface.as_deref())?;
     if !outcome.ok {
         bail!("reload failed: {}", outcome.message);
     }

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use clap::ArgMatches;
 use xdpsieve::{
-    configure::reload::RuleSources,
     configure::rules::{Action, RuleSet},
+    instance::reload::RuleSources,
 };
 
 /// Where the rules come from: the file, then `drop` and `pass` in command-line order (from

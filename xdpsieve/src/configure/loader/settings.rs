@@ -71,7 +71,7 @@ pub struct Settings {
     /// The rule generation (1 at start, one more per reload), stamped into every record.
     pub generation: u32,
     /// A reload: the directory where the running program's [`SHARED_MAPS`] are pinned; the
-    /// new program uses those maps instead of making its own (see `configure::reload`).
+    /// new program uses those maps instead of making its own (see `instance::reload`).
     pub share_maps_from: Option<PathBuf>,
     /// The capture filter (`--filter`): only the packets it selects are captured.
     pub capture_filter: Option<CompiledFilter>,
@@ -93,7 +93,7 @@ impl Settings {
     /// others. The rings exist either way (the program names them); a ring nothing is sent
     /// to must not hold `--ring-size` of locked kernel memory: 2 GiB for an event ring of a
     /// capture-only run. A reload's program shares the run's pinned rings whatever these
-    /// say, so a reload that turns logging on finds one page (see `configure::reload`).
+    /// say, so a reload that turns logging on finds one page (see `instance::reload`).
     pub fn ring_sizes(&self, page: u32) -> (u32, u32) {
         let size = |used: bool| {
             if used && self.transport == Transport::RingBuf {

@@ -1,5 +1,5 @@
 //! The maps a reload's new program shares with the program it replaces (see
-//! `configure::reload`): pinned next to the counters at start, and handed to aya's loader
+//! `instance::reload`): pinned next to the counters at start, and handed to aya's loader
 //! by their pins for the next generation, which then writes into the same buffers.
 
 use std::path::Path;
@@ -9,7 +9,7 @@ use aya::{Ebpf, EbpfLoader};
 use super::LoaderError;
 
 /// The maps a new rule generation shares with the program it replaces (see
-/// `configure::reload`): the record rings and perf arrays, so the recorder reads on from
+/// `instance::reload`): the record rings and perf arrays, so the recorder reads on from
 /// the same buffers, and the reader heartbeat. Pinned next to the counters.
 pub const SHARED_MAPS: [&str; 5] = [
     "CAPTURE_RING",
