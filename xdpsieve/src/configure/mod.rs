@@ -3,7 +3,7 @@
 //! into the bitmaps the program matches with ([`classify`]), and loaded with the program
 //! ([`loader`], which moves a link to another program with [`relink`]); the firewall is pinned in bpffs so it outlives its recorder ([`crate::instance::pins`]),
 //! taken over by a new run ([`crate::instance::takeover`]), given new rules without a gap ([`crate::instance::reload`]) and
-//! removed only by an explicit [`stop`]. What each subcommand needs of the process's
+//! removed only by an explicit [`crate::instance::stop`]. What each subcommand needs of the process's
 //! privileges is in [`privileges`].
 
 pub mod capture_filter;
@@ -15,4 +15,3 @@ pub mod privileges;
 pub mod relink;
 pub mod rules;
 pub mod sets;
-pub mod stop;

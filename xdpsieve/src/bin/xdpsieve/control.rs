@@ -79,7 +79,7 @@ pub fn reload(args: &ReloadArgs) -> Result<()> {
 /// Removes the firewall from `args.interface` (see `STOP_HELP`).
 pub fn stop(args: &StopArgs) -> Result<()> {
     check(Verb::Stop)?;
-    println!("{}", xdpsieve::configure::stop::stop(&args.interface)?);
+    println!("{}", xdpsieve::instance::stop::stop(&args.interface)?);
     Ok(())
 }
 
