@@ -170,7 +170,7 @@ pub struct SetEntry {
 /// A change writes this first with `in_change` set (and every class it will use), then the
 /// trie and the entry table, then this again with `in_change` clear: a process that finds
 /// it set knows the last writer died part-way and rebuilds the rest from the maps
-/// themselves (see `configure::sets::live::recover`).
+/// themselves (see `instance::sets::recover`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SetMeta {

@@ -143,7 +143,7 @@ pub struct Status {
     /// Whether the interface still runs the program, per the running instance's watcher.
     pub health: Option<crate::observe::watch::InterfaceHealth>,
     /// The sets in the kernel: memory and entries per set (absent when there are none).
-    pub sets: Option<crate::configure::sets::live::status::SetsStatus>,
+    pub sets: Option<crate::instance::sets::status::SetsStatus>,
 }
 
 /// Counters of one instance: every catalogued counter by its key (see
@@ -250,7 +250,7 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
             None
         };
         let sets = if live || in_force {
-            crate::configure::sets::live::status::status_of(&name, &meta)
+            crate::instance::sets::status::status_of(&name, &meta)
         } else {
             None
         };
@@ -372,7 +372,7 @@ pub fn render(statuses: &[Status]) -> String {
             );
         }
         if let Some(sets) = &s.sets {
-            crate::configure::sets::live::status::render_status(&mut out, sets, s.live);
+            crate::instance::sets::status::render_status(&mut out, sets, s.live);
         }
         let Some(c) = &s.counters else { continue };
         counter_lines(&mut out, &counters::describe(counters::KERNEL, &c.kernel));

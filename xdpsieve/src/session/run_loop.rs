@@ -18,7 +18,7 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 /// Removes the set entries whose timeout passed (through the first interface whose
 /// firewall can be read); warns once if that fails.
 fn expire_sets(
-    expirer: &mut crate::configure::sets::live::command::Expirer,
+    expirer: &mut crate::instance::sets::command::Expirer,
     interfaces: &[Interface],
     quiet: bool,
     warned: &mut bool,
@@ -58,8 +58,8 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
     let mut last_stats = (std::time::Instant::now(), Snapshot::default());
     let mut loop_result: io::Result<()> = Ok(());
     let mut last_heartbeat = std::time::Instant::now();
-    // Timed set entries are removed here while a recorder runs (see `sets::live`).
-    let mut expirer = crate::configure::sets::live::command::Expirer::default();
+    // Timed set entries are removed here while a recorder runs (see `instance::sets`).
+    let mut expirer = crate::instance::sets::command::Expirer::default();
     let mut expiry_warned = false;
     let mut hup = super::hup::HupReload::default();
     while !running.signals.stop.load(Ordering::Relaxed) && !running.capture.limit_reached() {

@@ -143,8 +143,8 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     let outputs = CaptureOutputs::open(capture_plan, &interfaces)?;
 
     // The runtime set entries (`xdpsieve set add`) of a firewall taken over carry into the
-    // new generation; its set lock is held until the swap (see `sets::live::carry`).
-    let (set_locks, set_runtime) = crate::configure::sets::live::carry::for_takeover(&claims);
+    // new generation; its set lock is held until the swap (see `instance::sets::carry`).
+    let (set_locks, set_runtime) = crate::instance::sets::carry::for_takeover(&claims);
     let generation = reload::first_generation(&claims);
     let settings = Settings {
         rules: rules.clone(),
@@ -233,7 +233,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         transport: flags::value_name(plan.transport),
         default_action: rules.default_action.to_string(),
         rules: meta_rules,
-        sets: crate::configure::sets::live::meta_sets(&rules.sets),
+        sets: crate::instance::sets::meta_sets(&rules.sets),
         reload: reload::ReloadState::at_start(generation, plan.sources.clone(), &settings),
     };
     // Removed (pins and description) on the explicit stop only, at the end of run.
@@ -259,7 +259,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     };
     set_locks
         .into_iter()
-        .for_each(crate::configure::sets::live::SetLock::retire);
+        .for_each(crate::instance::sets::SetLock::retire);
     // The writers' counts for `status` and the metrics; removed with it at the end of run.
     let writer_state = crate::observe::writer_state::WriterState::new(&meta);
     if !plan.quiet {

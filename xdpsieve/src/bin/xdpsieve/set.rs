@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use xdpsieve::{
     configure::flags,
     configure::privileges::{Verb, check},
-    configure::sets::live::command::{SetOp, SetPlan},
+    instance::sets::command::{SetOp, SetPlan},
 };
 
 #[derive(Args)]
@@ -72,7 +72,7 @@ pub struct SetAddArgs {
     change: SetChangeArgs,
 
     /// Remove the entries again after this long: 90s, 10m, 1h30m, 7d [default: never].
-    #[arg(long, value_name = "DURATION", value_parser = xdpsieve::configure::sets::live::text::parse_timeout)]
+    #[arg(long, value_name = "DURATION", value_parser = xdpsieve::instance::sets::text::parse_timeout)]
     timeout: Option<Duration>,
 }
 
@@ -129,6 +129,6 @@ pub fn set(args: SetArgs) -> Result<()> {
         from_file,
         save,
     };
-    println!("{}", xdpsieve::configure::sets::live::command::run(&plan)?);
+    println!("{}", xdpsieve::instance::sets::command::run(&plan)?);
     Ok(())
 }

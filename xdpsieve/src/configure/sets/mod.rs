@@ -9,11 +9,11 @@
 //!
 //! The way on: [`SetSpec`]s sit in `RuleSet::sets`, rules name them by index
 //! (`AddrMatch::Set`), `classify` turns the rules that use each set into bitmaps, and the
-//! set trie ([`trie`]) turns the prefixes into the kernel's maps ([`kernel`]).
+//! set trie ([`trie`]) turns the prefixes into the kernel's maps ([`kernel`]). A running
+//! firewall's sets are changed live by `crate::instance::sets`.
 
 mod file;
 pub mod kernel;
-pub mod live;
 #[cfg(test)]
 mod tests;
 pub mod trie;

@@ -416,7 +416,7 @@ pub fn remove(owner: &owner::Owner) {
 
 /// [`remove`] for the pin directory `dir` and description `meta_file` of any namespace.
 fn remove_at(dir: &Path, meta_file: &Path, owner: &owner::Owner) {
-    crate::configure::sets::live::forget_lock(dir);
+    crate::instance::sets::forget_lock(dir);
     let _ = fs::remove_dir_all(dir);
     let _ = fs::remove_file(meta_file);
     let _ = fs::remove_file(meta_file.with_extension("health"));

@@ -117,7 +117,7 @@ pub fn meta_rules(rules: &RuleSet, default_rate: Rate) -> Vec<MetaRule> {
 pub struct Prepared {
     firewall: Firewall,
     /// The set lock of the generation in force, whose runtime entries the new one holds.
-    set_lock: Option<crate::configure::sets::live::SetLock>,
+    set_lock: Option<crate::instance::sets::SetLock>,
     rules: RuleSet,
     default_rate: Rate,
     generation: u32,
@@ -154,9 +154,8 @@ pub fn prepare(meta: &Meta) -> Result<Prepared> {
         None
     } else {
         let names: Vec<String> = meta.sets.iter().map(|s| s.name.clone()).collect();
-        let (lock, runtime) =
-            crate::configure::sets::live::carry::lock_and_read(&first.name, &names)
-                .context("reading the sets' runtime entries to carry them over")?;
+        let (lock, runtime) = crate::instance::sets::carry::lock_and_read(&first.name, &names)
+            .context("reading the sets' runtime entries to carry them over")?;
         settings.set_runtime = runtime;
         Some(lock)
     };
@@ -313,7 +312,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
     }
     let mut new_meta = meta.clone();
     new_meta.rules = new_rules;
-    new_meta.sets = crate::configure::sets::live::meta_sets(&rules.sets);
+    new_meta.sets = crate::instance::sets::meta_sets(&rules.sets);
     new_meta.default_action = rules.default_action.to_string();
     new_meta.reload.generation = generation;
     new_meta.reload.loaded_unix = unix_ns() / 1_000_000_000;

@@ -162,7 +162,7 @@ impl Drop for Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::configure::sets::live::text::parse_exact;
+    use crate::instance::sets::text::parse_exact;
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("xdpsieve-{name}-{}", std::process::id()));

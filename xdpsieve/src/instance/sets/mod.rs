@@ -6,7 +6,7 @@
 //! do, it names only the maps its code reads), checked against the program the pinned
 //! link runs now, so that whatever a reload or takeover swapped in is what is changed. So
 //! a change works from any shell, while a recorder runs or after it died, and takes effect
-//! for the next packet (see `sets::trie` for how a change is put in force).
+//! for the next packet (see `configure::sets::trie` for how a change is put in force).
 //!
 //! Changes are serialised by an exclusive `flock` on a lock file named after the
 //! generation's `SET_META` map id ([`Generation::lock`]): two `set add`s at once, expiry by
@@ -44,7 +44,7 @@ use anyhow::{Context as _, Result, bail};
 use aya::maps::{Array, Map, MapData, MapInfo};
 use xdpsieve_common::{SetClass, SetEntry, SetGroup, SetMeta, sets::ENTRY_FREE};
 
-use super::kernel::Mapped;
+use crate::configure::sets::kernel::Mapped;
 use crate::instance::pins;
 
 /// The set maps of the generation in force.
@@ -368,15 +368,15 @@ fn lock_file(meta_id: u32, deadline: Instant) -> Result<Option<File>> {
 
 /// The sets as an instance describes them (`Meta::sets`): names in index order, and
 /// the absolute path of each set file (for `--save`, from any working directory).
-pub fn meta_sets(sets: &[super::SetSpec]) -> Vec<crate::observe::status::MetaSet> {
+pub fn meta_sets(sets: &[crate::configure::sets::SetSpec]) -> Vec<crate::observe::status::MetaSet> {
     sets.iter()
         .map(|s| crate::observe::status::MetaSet {
             name: s.name.clone(),
             file: match &s.source {
-                super::SetSource::File(path) => {
+                crate::configure::sets::SetSource::File(path) => {
                     Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()))
                 }
-                super::SetSource::Inline => None,
+                crate::configure::sets::SetSource::Inline => None,
             },
         })
         .collect()
