@@ -3,9 +3,12 @@
 //! catalogue ([`crate::base::counters`]) so that a counter added there is read here
 //! without a change.
 
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
 use aya::{
     Pod,
-    maps::{Map, MapError, PerCpuArray},
+    maps::{Map, MapData, MapError, PerCpuArray},
 };
 use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
 
@@ -82,6 +85,28 @@ pub fn read_snapshot(
         interfaces,
         perf_lost,
     })
+}
+
+/// [`read_snapshot`] of the counter maps pinned in `dir` (a firewall that no process of
+/// ours holds: `status`, `stop`, the metrics).
+pub fn read_pinned(dir: &Path, rule_count: usize, interface_names: &[String]) -> Result<Snapshot> {
+    let open = |name: &str| -> Result<Map> {
+        let data = MapData::from_pin(dir.join(name))
+            .with_context(|| format!("opening pinned map {}", dir.join(name).display()))?;
+        Map::from_map_data(data).with_context(|| format!("reading pinned map {name}"))
+    };
+    let (counters, rules, interfaces) = (
+        open("COUNTERS")?,
+        open("RULE_COUNTERS")?,
+        open("INTERFACE_COUNTERS")?,
+    );
+    let maps = CounterMaps {
+        counters: &counters,
+        rules: &rules,
+        interfaces: &interfaces,
+    };
+    read_snapshot(&maps, rule_count, interface_names, 0)
+        .with_context(|| format!("reading the counters pinned under {}", dir.display()))
 }
 
 /// Interface counters per slot, summed over CPUs (for the capture's closing blocks).

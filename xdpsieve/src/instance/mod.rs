@@ -1,9 +1,11 @@
-//! A firewall in force, whatever process holds it: where it lives when no process does
-//! ([`pins`]: its pins in bpffs, its description in /run, one owner per interface), and a
+//! A firewall in force, whatever process holds it: what it says about itself
+//! ([`description`]), where it lives when no process does ([`pins`]: its pins in bpffs,
+//! its description in /run, one owner per interface), and a
 //! new run taking over one whose recorder died ([`takeover`]), its rules replaced without a
 //! gap ([`reload`]: SIGHUP, `xdpsieve reload`), its address sets changed live ([`sets`]:
 //! `xdpsieve set`, expiry), and removed only by an explicit [`stop`].
 
+pub mod description;
 pub mod pins;
 pub mod reload;
 pub mod sets;

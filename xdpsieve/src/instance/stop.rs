@@ -18,8 +18,8 @@ use std::{
 use anyhow::{Result, bail};
 
 use crate::{
+    instance::description::{self, process_start},
     instance::pins::{self, LINK_PIN, owner::Verb},
-    observe::status::{pinned_snapshot, process_start},
 };
 
 /// How long a live recorder gets to finish (drain, summary) after SIGTERM.
@@ -40,7 +40,7 @@ pub fn stop(iface: &str) -> Result<String> {
         // the interface since is someone else's doing. Held by another verb: wait for it.
         match busy.holder.as_ref().filter(|h| h.verb == "run") {
             Some(holder) if report.is_empty() => {
-                let meta = pins::read_meta(&pins::meta_path(iface))
+                let meta = description::read(&pins::meta_path(iface))
                     .filter(|m| (m.pid, m.pid_start) == (holder.pid, holder.start));
                 let others: Vec<String> = meta
                     .iter()
@@ -61,7 +61,7 @@ pub fn stop(iface: &str) -> Result<String> {
     };
     let dir = pins::pin_dir(iface);
     let meta_file = pins::meta_path(iface);
-    let meta = pins::read_meta(&meta_file);
+    let meta = description::read(&meta_file);
     // A recorder of an older xdpsieve takes no lock: it can be alive here.
     if let Some(meta) = meta.as_ref().filter(|m| m.is_live()) {
         drop(owner);
@@ -73,7 +73,7 @@ pub fn stop(iface: &str) -> Result<String> {
     if link.exists() {
         let counts = meta
             .as_ref()
-            .and_then(|m| pinned_snapshot(iface, m).ok())
+            .and_then(|m| pins::snapshot(iface, m).ok())
             .map(|snap| {
                 format!(
                     " It had dropped {} packets; {} packets' records were lost for want of a \

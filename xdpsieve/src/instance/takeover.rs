@@ -33,8 +33,8 @@ use crate::{
     base::counters::{self, Counter},
     base::text::escape,
     configure::loader::{AttachMode, AttachedMode, Firewall, ifindex_of},
+    instance::description::{Meta, MetaRule},
     instance::pins::{self, Claim, Found},
-    observe::status::{Meta, MetaRule},
 };
 
 /// Which old slot goes to which new slot, per map.
@@ -471,7 +471,7 @@ pub fn attach_or_take_over(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::status::MetaInterface;
+    use crate::instance::description::MetaInterface;
 
     fn rule(id: u32, name: &str, conditions: &str) -> MetaRule {
         MetaRule {

@@ -22,7 +22,8 @@ use xdpsieve_common::{InterfaceCounters, RuleCounters};
 
 use crate::{
     base::counters::{self, Counter},
-    observe::status::{Meta, pinned_snapshot},
+    instance::description::{self, Meta},
+    instance::pins,
     observe::writer_state,
 };
 
@@ -116,12 +117,11 @@ impl Collector for FirewallCollector {
             return Ok(());
         };
         // The description as it is now: a reload changes the rules and the generation.
-        let meta =
-            crate::instance::pins::read_meta(&crate::instance::pins::meta_path(&interface.name))
-                .filter(|m| (m.pid, m.pid_start) == (self.meta.pid, self.meta.pid_start))
-                .unwrap_or_else(|| self.meta.clone());
+        let meta = description::read(&pins::meta_path(&interface.name))
+            .filter(|m| (m.pid, m.pid_start) == (self.meta.pid, self.meta.pid_start))
+            .unwrap_or_else(|| self.meta.clone());
         // A scrape that cannot read the pins shows no firewall metrics rather than failing.
-        let Ok(snap) = pinned_snapshot(&interface.name, &meta) else {
+        let Ok(snap) = pins::snapshot(&interface.name, &meta) else {
             return Ok(());
         };
         let e = &mut encoder;

@@ -1,7 +1,7 @@
-//! Looking into a firewall from another shell, and what an instance says about itself.
+//! Looking into a firewall from another shell: `xdpsieve status`.
 //!
-//! A firewall's pins and description live where [`crate::instance::pins`] puts them. `xdpsieve status`
-//! reads both without touching the program: a firewall whose recorder is alive is
+//! A firewall's pins and description ([`crate::instance::description`]) live where
+//! [`crate::instance::pins`] puts them. `xdpsieve status` reads both without touching the program: a firewall whose recorder is alive is
 //! "running"; one whose recorder died while its pinned link keeps filtering is "running
 //! without a recorder" (fail-static), with the records it could not hand to anyone counted
 //! as `no_reader`; one with neither link nor live recorder is stale. The recorder is
@@ -14,82 +14,17 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context as _, Result, bail};
-use aya::maps::{Map, MapData};
-use serde::{Deserialize, Serialize};
+use anyhow::{Result, bail};
+use serde::Serialize;
 use xdpsieve_common::Counters;
 
 use crate::{
     base::counters::{self, WriterStats},
-    base::snapshot::{self, CounterMaps, Snapshot},
+    base::snapshot::Snapshot,
     base::text::escape,
-    instance::pins::{self, meta_path, pin_dir, read_meta},
+    instance::description::{self, Meta},
+    instance::pins::{self, meta_path, pin_dir},
 };
-
-/// What a running instance says about itself.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Meta {
-    pub pid: u32,
-    /// The process's start time in clock ticks since boot (/proc/PID/stat field 22).
-    pub pid_start: u64,
-    pub started_unix: u64,
-    pub version: String,
-    pub interfaces: Vec<MetaInterface>,
-    pub transport: String,
-    pub default_action: String,
-    pub rules: Vec<MetaRule>,
-    /// The rule file's sets, in index order (the kernel's set index is the position here),
-    /// so `xdpsieve set` finds a set by name. Absent in descriptions of older versions.
-    #[serde(default)]
-    pub sets: Vec<MetaSet>,
-    /// The rule generation and the last reload (see `instance::reload`).
-    #[serde(default)]
-    pub reload: crate::instance::reload::ReloadState,
-}
-
-/// A set as `xdpsieve set` needs it: its name, and its file for `--save`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct MetaSet {
-    pub name: String,
-    /// The set file, absolute; `None` for a set given inline in the rule file.
-    pub file: Option<std::path::PathBuf>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct MetaInterface {
-    pub name: String,
-    pub ifindex: u32,
-    pub mode: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct MetaRule {
-    pub id: u32,
-    pub name: String,
-    pub action: String,
-    pub conditions: String,
-    pub log: bool,
-    pub rate: String,
-}
-
-/// The start time of `pid`, or None when no such process exists or it has ended (a zombie
-/// that its parent has not reaped yet records nothing any more).
-pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields count from the last ')'.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let mut fields = after.split_whitespace();
-    if matches!(fields.next(), Some("Z" | "X")) {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
-}
-
-impl Meta {
-    pub fn is_live(&self) -> bool {
-        process_start(self.pid) == Some(self.pid_start)
-    }
-}
 
 /// `  rules: generation N, loaded ...; last reload ...` (nothing for a description written
 /// before reloads existed).
@@ -167,29 +102,6 @@ pub struct StatusCounters {
     pub interface_packets: Vec<(String, u64)>,
 }
 
-/// Reads the snapshot of a running instance from its pins.
-pub fn pinned_snapshot(iface: &str, meta: &Meta) -> Result<Snapshot> {
-    let dir = pin_dir(iface);
-    let open = |name: &str| -> Result<Map> {
-        let data = MapData::from_pin(dir.join(name))
-            .with_context(|| format!("opening pinned map {}", dir.join(name).display()))?;
-        Map::from_map_data(data).with_context(|| format!("reading pinned map {name}"))
-    };
-    let (counters, rules, interfaces) = (
-        open("COUNTERS")?,
-        open("RULE_COUNTERS")?,
-        open("INTERFACE_COUNTERS")?,
-    );
-    let maps = CounterMaps {
-        counters: &counters,
-        rules: &rules,
-        interfaces: &interfaces,
-    };
-    let names: Vec<String> = meta.interfaces.iter().map(|i| i.name.clone()).collect();
-    snapshot::read_snapshot(&maps, meta.rules.len(), &names, 0)
-        .with_context(|| format!("reading the counters pinned under {}", dir.display()))
-}
-
 /// Status of the instances on `iface`, or of every instance in this network namespace.
 /// Needs root (or CAP_BPF): it opens pinned maps.
 pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
@@ -219,7 +131,7 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
         .as_secs();
     let mut out = Vec::new();
     for name in names {
-        let Some(meta) = read_meta(&meta_path(&name)) else {
+        let Some(meta) = description::read(&meta_path(&name)) else {
             if iface.is_some() {
                 bail!("no xdpsieve is running on {name} (in this network namespace)");
             }
@@ -229,7 +141,7 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
         let live = meta.is_live();
         let in_force = pins::link_in_force(&name);
         let counters = if live || in_force {
-            let snap = pinned_snapshot(&name, &meta)?;
+            let snap = pins::snapshot(&name, &meta)?;
             let writer = if live {
                 crate::observe::writer_state::read(&name, &meta)
             } else {
@@ -411,32 +323,4 @@ pub fn render(statuses: &[Status]) -> String {
         );
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_process_is_live_and_a_wrong_start_time_is_not() {
-        let pid = std::process::id();
-        let start = process_start(pid).expect("own start time");
-        let mut meta = Meta {
-            pid,
-            pid_start: start,
-            started_unix: 0,
-            version: "test".into(),
-            interfaces: Vec::new(),
-            transport: "ringbuf".into(),
-            default_action: "pass".into(),
-            rules: Vec::new(),
-            sets: Vec::new(),
-            reload: Default::default(),
-        };
-        assert!(meta.is_live());
-        meta.pid_start += 1; // a reused PID has another start time
-        assert!(!meta.is_live());
-        meta.pid = u32::MAX;
-        assert!(!meta.is_live());
-    }
 }

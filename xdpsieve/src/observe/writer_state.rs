@@ -17,8 +17,8 @@ use serde_json::{Map, Value};
 
 use crate::{
     base::counters::{self, WRITER, WriterStats},
+    instance::description::Meta,
     instance::pins::meta_path,
-    observe::status::Meta,
 };
 
 fn state_path(iface: &str) -> PathBuf {

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{
     base::text::escape,
+    instance::description::Meta,
     instance::reload::{self, InBackground, Reloaded},
-    observe::status::Meta,
 };
 
 /// The reload in progress, if any.

@@ -21,10 +21,10 @@ use crate::{
     configure::flags,
     configure::loader::{Firewall, Settings},
     configure::rules::RuleSet,
+    instance::description::{self, Meta, MetaInterface},
     instance::pins::{self, Claim, Found},
     instance::reload,
     observe::metrics::MetricsServer,
-    observe::status::{Meta, MetaInterface},
     observe::watch::Watcher,
     observe::writer_state::WriterState,
     write::capture::Interface,
@@ -203,7 +203,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     let (writes_capture, writes_events) = capture.streams();
     firewall.publish_writers(writes_capture, writes_events)?;
     firewall.heartbeat()?;
-    let meta_rules = reload::meta_rules(&rules, plan.log_rate);
+    let meta_rules = description::rules_of(&rules, plan.log_rate);
     if let Err(e) = crate::instance::takeover::attach_or_take_over(
         &mut firewall,
         &claims,
@@ -215,7 +215,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
 
     let meta = Meta {
         pid: std::process::id(),
-        pid_start: crate::observe::status::process_start(std::process::id()).unwrap_or(0),
+        pid_start: crate::instance::description::process_start(std::process::id()).unwrap_or(0),
         started_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -233,7 +233,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         transport: flags::value_name(plan.transport),
         default_action: rules.default_action.to_string(),
         rules: meta_rules,
-        sets: crate::instance::sets::meta_sets(&rules.sets),
+        sets: description::sets_of(&rules.sets),
         reload: reload::ReloadState::at_start(generation, plan.sources.clone(), &settings),
     };
     // Removed (pins and description) on the explicit stop only, at the end of run.

@@ -13,9 +13,8 @@
 //!   ([`crate::configure::loader::PINNED_MAPS`]), and the set maps `xdpsieve set` changes
 //!   ([`crate::configure::loader::SET_PINS`]).
 //!
-//! and `/run/xdpsieve/netns-<dev>-<inode>/<iface>.json` describes the instance ([`Meta`]): its
-//! recorder's pid (with the pid's start time, so a reused pid does not fool anyone), rules
-//! and interfaces. Beside it, `<iface>.lock` makes one process at a time the interface's
+//! and `/run/xdpsieve/netns-<dev>-<inode>/<iface>.json` describes the instance ([`Meta`],
+//! see [`crate::instance::description`]). Beside it, `<iface>.lock` makes one process at a time the interface's
 //! owner ([`owner`]).
 //!
 //! The root is `/sys/fs/bpf/xdpsieve`, or a directory of xdpsieve's own when someone else
@@ -41,7 +40,11 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{configure::loader::LoaderError, observe::status::Meta};
+use crate::{
+    base::snapshot::{self, Snapshot},
+    configure::loader::LoaderError,
+    instance::description::{self, Meta},
+};
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 pub const RUN_DIR: &str = "/run/xdpsieve";
@@ -126,17 +129,13 @@ fn not_found(error: &anyhow::Error) -> bool {
     })
 }
 
-pub fn read_meta(path: &Path) -> Option<Meta> {
-    serde_json::from_slice(&fs::read(path).ok()?).ok()
-}
-
 /// `error`, naming the xdpsieve instance that describes itself as on the interface when an
 /// attach was refused because a program is attached there already (the loader cannot
 /// tell whose it is).
 pub fn name_the_owner(error: LoaderError) -> LoaderError {
     match error {
         LoaderError::AlreadyAttached(interface, _) => {
-            let owner = match read_meta(&meta_path(&interface)) {
+            let owner = match description::read(&meta_path(&interface)) {
                 Some(meta) if meta.is_live() => format!(" by xdpsieve (pid {})", meta.pid),
                 Some(meta) => format!(" (left by xdpsieve pid {}, which is gone)", meta.pid),
                 None => String::new(),
@@ -282,6 +281,12 @@ impl Claim {
     }
 }
 
+/// Every counter of the firewall pinned for `iface`, whose description is `meta`.
+pub fn snapshot(iface: &str, meta: &Meta) -> Result<Snapshot> {
+    let names: Vec<String> = meta.interfaces.iter().map(|i| i.name.clone()).collect();
+    snapshot::read_pinned(&pin_dir(iface), meta.rules.len(), &names)
+}
+
 /// Whether the firewall pinned for `iface` is in force: its link is pinned and attached
 /// (a link whose interface was deleted is defunct: it filters nothing).
 pub fn link_in_force(iface: &str) -> bool {
@@ -311,7 +316,7 @@ pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
     sweep::sweep(&root);
     let (dir, meta_file) = (pin_dir(iface), meta_path(iface));
     secure_dir(Path::new(BPFFS), &dir)?;
-    let old = read_meta(&meta_file);
+    let old = description::read(&meta_file);
     // Only a recorder of an older xdpsieve, which took no lock, can be alive here.
     if let Some(old) = &old
         && old.is_live()
@@ -399,11 +404,7 @@ pub fn publish(
         map.pin(dir.join(name))
             .with_context(|| format!("pinning {name} under {}", dir.display()))?;
     }
-    let tmp = meta_file.with_extension("json.tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(meta)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, meta_file).with_context(|| format!("writing {}", meta_file.display()))?;
-    Ok(())
+    description::write(meta_file, meta)
 }
 
 /// Removes the pin directory and description of the interface `owner` holds, and its lock

@@ -30,7 +30,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::observe::status::process_start;
+use crate::instance::description::process_start;
 
 /// What a holder is doing with the interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

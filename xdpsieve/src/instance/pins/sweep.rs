@@ -17,7 +17,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{LINK_PIN, RUN_DIR, owner::Owner, owner::Verb, read_meta};
+use super::{LINK_PIN, RUN_DIR, owner::Owner, owner::Verb};
+use crate::instance::description;
 
 /// What the kernel says of the link pinned at `link`: `Some(true)` defunct, `Some(false)`
 /// attached, `None` no link there (or one it cannot tell us about: kept).
@@ -88,7 +89,7 @@ pub fn sweep(root: &Path) {
                 Some(defunct) => defunct,
                 None => !link.exists(),
             };
-            if !still_gone || read_meta(&meta_file).is_some_and(|m| m.is_live()) {
+            if !still_gone || description::read(&meta_file).is_some_and(|m| m.is_live()) {
                 continue;
             }
             let firewall = link.exists();

@@ -57,11 +57,7 @@
 mod recipe;
 pub mod request;
 
-use std::{
-    fs,
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 pub use recipe::{Recipe, ReloadOutcome, ReloadState, RuleSources, unix_ns};
@@ -69,9 +65,9 @@ pub use recipe::{Recipe, ReloadOutcome, ReloadState, RuleSources, unix_ns};
 use crate::{
     configure::loader::{AttachedMode, Firewall},
     configure::rules::{Rate, RuleSet},
+    instance::description::{self, Meta},
     instance::pins::{self, Claim, Found},
     instance::takeover::{self, SlotMap},
-    observe::status::{Meta, MetaRule},
 };
 
 /// A reload that went through.
@@ -95,22 +91,6 @@ pub fn first_generation(claims: &[Claim]) -> u32 {
             _ => None,
         })
         .unwrap_or(1)
-}
-
-/// The description's rules (for `status`, the metrics and a later takeover).
-pub fn meta_rules(rules: &RuleSet, default_rate: Rate) -> Vec<MetaRule> {
-    rules
-        .rules
-        .iter()
-        .map(|r| MetaRule {
-            id: r.id,
-            name: r.name.clone(),
-            action: r.action.to_string(),
-            conditions: r.conditions_with(&rules.sets),
-            log: r.log,
-            rate: r.rate.unwrap_or(default_rate).to_string(),
-        })
-        .collect()
 }
 
 /// The next generation, loaded and verified, not in force yet (nothing has changed).
@@ -241,7 +221,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
         .first()
         .context("the instance's description names no interface")?;
     let dir = pins::pin_dir(&first.name);
-    let new_rules = meta_rules(&rules, default_rate);
+    let new_rules = description::rules_of(&rules, default_rate);
     let slots = SlotMap::for_reload(meta, &new_rules);
     let swap_started = Instant::now();
     let carried = takeover::copy_before_swap(&mut firewall, &dir, slots)
@@ -312,7 +292,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
     }
     let mut new_meta = meta.clone();
     new_meta.rules = new_rules;
-    new_meta.sets = crate::instance::sets::meta_sets(&rules.sets);
+    new_meta.sets = description::sets_of(&rules.sets);
     new_meta.default_action = rules.default_action.to_string();
     new_meta.reload.generation = generation;
     new_meta.reload.loaded_unix = unix_ns() / 1_000_000_000;
@@ -351,7 +331,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
         message.push_str(&format!("; warning: {}", warnings.join("; ")));
         new_meta.reload.last = Some(Box::new(outcome(message)));
         for iface in &meta.interfaces {
-            let _ = write_meta(&pins::meta_path(&iface.name), &new_meta);
+            let _ = description::write(&pins::meta_path(&iface.name), &new_meta);
         }
     }
     Ok(Reloaded {
@@ -386,9 +366,9 @@ pub fn record_failure(
     for iface in &meta.interfaces {
         let path = pins::meta_path(&iface.name);
         // The current description (a concurrent writer may have changed more than this).
-        let mut current = pins::read_meta(&path).unwrap_or_else(|| meta.clone());
+        let mut current = description::read(&path).unwrap_or_else(|| meta.clone());
         current.reload.last = Some(Box::new(outcome.clone()));
-        if let Err(e) = write_meta(&path, &current) {
+        if let Err(e) = description::write(&path, &current) {
             eprintln!(
                 "xdpsieve: warning: cannot record the failed reload in {}: {e:#}",
                 path.display()
@@ -396,14 +376,6 @@ pub fn record_failure(
         }
     }
     outcome
-}
-
-/// Replaces a description whole (a temporary file and a rename).
-pub fn write_meta(path: &Path, meta: &Meta) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(meta)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// A reload by the running recorder (SIGHUP), whose loop goes on draining the rings

@@ -11,8 +11,8 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{ReloadOutcome, record_failure, reload, unix_ns};
 use crate::{
+    instance::description::{self, Meta},
     instance::pins::{self, owner::Verb},
-    observe::status::Meta,
 };
 
 /// How long to wait for a stop, another reload or a run taking over that holds one of the
@@ -35,7 +35,7 @@ fn interface(given: Option<&str>) -> Result<String> {
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
-            if let Some(meta) = pins::read_meta(&path)
+            if let Some(meta) = description::read(&path)
                 && let Some(first) = meta.interfaces.first()
                 && !owners
                     .iter()
@@ -64,7 +64,7 @@ pub fn request(iface: Option<&str>) -> Result<ReloadOutcome> {
     let iface = interface(iface)?;
     pins::check_existing(&iface)?;
     let path = pins::meta_path(&iface);
-    let meta = pins::read_meta(&path).with_context(|| {
+    let meta = description::read(&path).with_context(|| {
         format!(
             "no xdpsieve firewall on {iface} in this network namespace (no {})",
             path.display()
@@ -92,7 +92,7 @@ pub fn request(iface: Option<&str>) -> Result<ReloadOutcome> {
             Ok(owners) => break owners,
             Err(busy) => busy,
         };
-        if let Some(current) = pins::read_meta(&path).filter(Meta::is_live)
+        if let Some(current) = description::read(&path).filter(Meta::is_live)
             && let Some(outcome) = ask_recorder(&current, &path)?
         {
             return Ok(outcome);
@@ -103,7 +103,7 @@ pub fn request(iface: Option<&str>) -> Result<ReloadOutcome> {
         std::thread::sleep(Duration::from_millis(20));
     };
     // Read again as the owner: a reload just done changed the generation and the rules.
-    let meta = pins::read_meta(&path).unwrap_or(meta);
+    let meta = description::read(&path).unwrap_or(meta);
     if meta.is_live() {
         bail!(
             "an xdpsieve run (pid {}) took the firewall on {iface} over meanwhile; run \
@@ -135,7 +135,7 @@ fn ask_recorder(meta: &Meta, path: &std::path::Path) -> Result<Option<ReloadOutc
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
-        let Some(current) = pins::read_meta(path) else {
+        let Some(current) = description::read(path) else {
             if !meta.is_live() {
                 return Ok(None); // it stopped
             }

@@ -20,8 +20,8 @@ use super::{
 use crate::{
     base::text::escape,
     configure::sets::{kernel::entry_prefix, trie::TriePrefix},
+    instance::description::{self, Meta},
     instance::pins,
-    observe::status::Meta,
 };
 
 /// What to do to a set.
@@ -59,7 +59,7 @@ pub struct Instance {
 pub fn choose_instance(iface: Option<&str>) -> Result<Instance> {
     if let Some(iface) = iface {
         pins::check_existing(iface)?;
-        let meta = pins::read_meta(&pins::meta_path(iface))
+        let meta = description::read(&pins::meta_path(iface))
             .with_context(|| format!("no xdpsieve runs on {iface} (in this network namespace)"))?;
         return Ok(Instance {
             iface: iface.to_string(),
@@ -78,7 +78,7 @@ pub fn choose_instance(iface: Option<&str>) -> Result<Instance> {
     // One instance filters on all its interfaces and describes itself once per interface.
     let mut instances: Vec<(u32, u64, Vec<String>, Meta)> = Vec::new();
     for name in names {
-        let Some(meta) = pins::read_meta(&pins::meta_path(&name)) else {
+        let Some(meta) = description::read(&pins::meta_path(&name)) else {
             continue;
         };
         if !meta.is_live() && !pins::link_in_force(&name) {

@@ -366,22 +366,6 @@ fn lock_file(meta_id: u32, deadline: Instant) -> Result<Option<File>> {
     }
 }
 
-/// The sets as an instance describes them (`Meta::sets`): names in index order, and
-/// the absolute path of each set file (for `--save`, from any working directory).
-pub fn meta_sets(sets: &[crate::configure::sets::SetSpec]) -> Vec<crate::observe::status::MetaSet> {
-    sets.iter()
-        .map(|s| crate::observe::status::MetaSet {
-            name: s.name.clone(),
-            file: match &s.source {
-                crate::configure::sets::SetSource::File(path) => {
-                    Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()))
-                }
-                crate::configure::sets::SetSource::Inline => None,
-            },
-        })
-        .collect()
-}
-
 /// `CLOCK_BOOTTIME` in ns: the clock of `SetEntry::expires_ns` (it keeps counting through
 /// suspend, so a ban lasts its time in the world, not in uptime).
 pub fn boottime_ns() -> u64 {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::Generation;
-use crate::{base::text::escape, observe::status::Meta};
+use crate::{base::text::escape, instance::description::Meta};
 
 /// What `status` shows of an instance's sets.
 #[derive(Debug, Serialize)]
