@@ -13,7 +13,8 @@ use xdpsieve_common::{SetEntry, sets::ENTRY_FREE};
 
 use super::{
     Generation, SignalsHeld, boottime_ns,
-    edit::{Editor, is_file_entry},
+    commit::Editor,
+    edit::is_file_entry,
     program_in_force, save,
     text::{self, show, show_left},
 };

@@ -1,6 +1,8 @@
-//! Writing a change of a locked generation, in the order the parent's `edit` module doc
-//! gives, so that a process killed between any two writes leaves what `recover` repairs;
-//! and the count of those writes, by which the tests stop a change anywhere.
+//! The editor of a locked generation ([`Editor`]: its set maps, mapped, with the count of
+//! the writes made through it) and the writing of a change, in the order the parent's
+//! `edit` module doc gives, so that a process killed between any two writes leaves what
+//! `recover` repairs; the tests stop a change anywhere by that count. The changes
+//! themselves are computed in `edit`, the repair in `recover`; both write through here.
 
 use std::{
     sync::atomic::{AtomicU8, AtomicU64, Ordering},
@@ -8,10 +10,44 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use xdpsieve_common::{SetEntry, SetMeta, sets::ENTRY_FREE};
+use aya::maps::{Array, MapData};
+use xdpsieve_common::{SetClass, SetEntry, SetGroup, SetMeta, sets::ENTRY_FREE};
 
-use super::edit::{Editor, EntryWrites, write_class};
-use crate::configure::sets::trie::change::Change;
+use crate::configure::sets::{
+    kernel::class_rules,
+    trie::change::{Change, Space},
+};
+
+/// One change of a locked generation at a time; each operation (see `edit`) writes its
+/// change whole.
+pub struct Editor<'a> {
+    pub(super) nodes: &'a mut [SetGroup],
+    pub(super) entries: &'a mut [SetEntry],
+    pub(super) classes: &'a mut Array<MapData, SetClass>,
+    pub(super) rules: &'a [SetClass],
+    pub(super) meta_map: &'a mut Array<MapData, SetMeta>,
+    pub(super) meta: &'a mut SetMeta,
+    pub(super) writes: Writes,
+}
+
+/// What one change writes to the entry table.
+#[derive(Default)]
+pub(super) struct EntryWrites {
+    pub(super) added: Vec<(u32, SetEntry)>,
+    pub(super) renewed: Vec<(u32, u64)>,
+    pub(super) freed: Vec<u32>,
+}
+
+pub(super) fn write_class(
+    classes: &mut Array<MapData, SetClass>,
+    rules: &[SetClass],
+    id: u32,
+    mask: u64,
+) -> Result<()> {
+    classes
+        .set(id, class_rules(mask, rules), 0)
+        .with_context(|| format!("writing class {id} to SET_CLASSES"))
+}
 
 /// Counts the writes of a change and, for the tests of what a killed process leaves,
 /// stops after the Nth: `XDPSIEVE_TEST_KILL_AFTER_WRITES=N` makes the process SIGKILL
@@ -61,6 +97,33 @@ pub fn grace() {
 }
 
 impl Editor<'_> {
+    /// Writes every class in use to `SET_CLASSES` (for a repair).
+    pub(super) fn rewrite_classes(&mut self) -> Result<()> {
+        let n = (self.meta.classes_used as usize).clamp(1, self.meta.class_masks.len());
+        for id in 0..n {
+            write_class(
+                self.classes,
+                self.rules,
+                id as u32,
+                self.meta.class_masks[id],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn masks(&self) -> &[u64] {
+        let n = (self.meta.classes_used as usize).clamp(1, self.meta.class_masks.len());
+        &self.meta.class_masks[..n]
+    }
+
+    pub(super) fn space(&self) -> Space {
+        Space {
+            groups_used: self.meta.groups_used,
+            groups_high: self.meta.groups_high,
+            free_head: self.meta.free_head,
+        }
+    }
+
     pub(super) fn write_meta(&mut self, meta: SetMeta) -> Result<()> {
         self.meta_map.set(0, meta, 0).context("writing SET_META")?;
         *self.meta = meta;

@@ -17,33 +17,29 @@
 //!    unlinked go to the free list;
 //! 8. `SET_META` with the new bookkeeping and `in_change` clear.
 //!
-//! `commit` writes a change in that order. A process that finds `in_change` set (the
-//! writer died) repairs the generation from the entry table before anything else
-//! (`recover`). For each change, the entries of the
-//! set that overlap the prefixes it touches are indexed in one pass over the table
-//! (`live::index`), so finding what a removal repaints is a lookup, not a scan.
+//! The [`Editor`] (in `commit`) writes a change in that order. A process that finds
+//! `in_change` set (the writer died) repairs the generation from the entry table before
+//! anything else (`recover`). For each change, the entries of the set that overlap the
+//! prefixes it touches are indexed in one pass over the table (`index`), so finding what a
+//! removal repaints is a lookup, not a scan.
 
 use std::collections::HashSet;
 
 use anyhow::{Context as _, Result, bail};
-use aya::maps::{Array, MapData};
 use xdpsieve_common::{
-    SetClass, SetEntry, SetGroup, SetMeta,
+    SetEntry,
     sets::{ENTRY_FILE, ENTRY_FREE, ENTRY_RUNTIME, FIRST_GROUP},
 };
 
 use super::{
     Generation,
-    commit::Writes,
+    commit::{Editor, EntryWrites, Writes},
     index::{Index, build_index, overlapping},
     text::show,
 };
 use crate::configure::sets::{
-    kernel::{class_rules, entry_prefix, new_entry},
-    trie::{
-        TrieError, TriePrefix,
-        change::{Change, Space},
-    },
+    kernel::{entry_prefix, new_entry},
+    trie::{TrieError, TriePrefix, change::Change},
 };
 
 /// Trie groups an add leaves free for later removals: a removal copies the groups on
@@ -51,17 +47,6 @@ use crate::configure::sets::{
 /// the last group could refuse to lift a ban. 256 groups let a removal of 128 scattered
 /// IPv4 addresses (or 18 IPv6 ones) through at any time; a small trie keeps a 16th.
 const KEPT_FOR_REMOVALS: u32 = 256;
-
-/// One change of a locked generation at a time; each operation writes its change whole.
-pub struct Editor<'a> {
-    pub(super) nodes: &'a mut [SetGroup],
-    pub(super) entries: &'a mut [SetEntry],
-    pub(super) classes: &'a mut Array<MapData, SetClass>,
-    pub(super) rules: &'a [SetClass],
-    pub(super) meta_map: &'a mut Array<MapData, SetMeta>,
-    pub(super) meta: &'a mut SetMeta,
-    pub(super) writes: Writes,
-}
 
 /// What an add did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -72,25 +57,6 @@ pub struct Added {
     pub renewed: usize,
     /// Prefixes the set's file already holds (left as they are: a file entry never expires).
     pub from_file: usize,
-}
-
-/// What one change writes to the entry table.
-#[derive(Default)]
-pub(super) struct EntryWrites {
-    pub(super) added: Vec<(u32, SetEntry)>,
-    pub(super) renewed: Vec<(u32, u64)>,
-    pub(super) freed: Vec<u32>,
-}
-
-pub(super) fn write_class(
-    classes: &mut Array<MapData, SetClass>,
-    rules: &[SetClass],
-    id: u32,
-    mask: u64,
-) -> Result<()> {
-    classes
-        .set(id, class_rules(mask, rules), 0)
-        .with_context(|| format!("writing class {id} to SET_CLASSES"))
 }
 
 /// Says which set a refused change was for, and that nothing changed, once.
@@ -169,33 +135,6 @@ impl<'a> Editor<'a> {
 
     fn index(&self, set: u16, interest: &[TriePrefix]) -> Index {
         build_index(&self.entries[..self.used() as usize], set, interest)
-    }
-
-    /// Writes every class in use to `SET_CLASSES` (for a repair).
-    pub(super) fn rewrite_classes(&mut self) -> Result<()> {
-        let n = (self.meta.classes_used as usize).clamp(1, self.meta.class_masks.len());
-        for id in 0..n {
-            write_class(
-                self.classes,
-                self.rules,
-                id as u32,
-                self.meta.class_masks[id],
-            )?;
-        }
-        Ok(())
-    }
-
-    pub(super) fn masks(&self) -> &[u64] {
-        let n = (self.meta.classes_used as usize).clamp(1, self.meta.class_masks.len());
-        &self.meta.class_masks[..n]
-    }
-
-    pub(super) fn space(&self) -> Space {
-        Space {
-            groups_used: self.meta.groups_used,
-            groups_high: self.meta.groups_high,
-            free_head: self.meta.free_head,
-        }
     }
 
     /// Adds `prefixes` to `set` (named `set_name`) as runtime entries expiring at

@@ -25,7 +25,7 @@
 
 pub mod carry;
 pub mod command;
-mod commit;
+pub mod commit;
 pub mod edit;
 mod index;
 mod recover;
@@ -280,7 +280,7 @@ impl Generation {
                     let mut generation = Generation::open_found(&found)?;
                     if generation.meta.in_change != 0 {
                         // A change died part-way: repaired before anyone reads or changes.
-                        edit::Editor::new(&mut generation)?;
+                        commit::Editor::new(&mut generation)?;
                     }
                     return Ok(Some(Locked { generation, lock }));
                 }

@@ -29,10 +29,7 @@ use xdpsieve_common::{
     sets::{ENTRY_FREE, FIRST_GROUP, FREE_GROUP, GROUP_ENTRIES, POINTER, V6_ROOT},
 };
 
-use super::{
-    commit::grace,
-    edit::{Editor, EntryWrites},
-};
+use super::commit::{Editor, EntryWrites, grace};
 use crate::configure::sets::{
     kernel::entry_prefix,
     trie::{

@@ -15,7 +15,7 @@ use xdpsieve_common::{
     },
 };
 
-use super::{Generation, edit::Editor, text::parse_exact};
+use super::{Generation, commit::Editor, text::parse_exact};
 use crate::configure::sets::{
     kernel::{Built, Mapped, class_rules, entry_prefix, new_entry},
     trie::{TriePrefix, lookup},
