@@ -26,7 +26,7 @@ use crate::{
     configure::loader::AttachMode,
     configure::loader::Transport,
     configure::rules::{Action, Rate, RuleSet},
-    instance::reload::RuleSources,
+    instance::recipe::RuleSources,
     write::capture::Format,
     write::event_log::LogFormat,
 };

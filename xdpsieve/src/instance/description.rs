@@ -3,7 +3,7 @@
 //! layout): its recorder's pid with the pid's start time (so a reused pid does not fool
 //! anyone), its interfaces, its rules and sets as `status`, the metrics and a takeover
 //! show and match them, and how its rules are rebuilt and were last reloaded
-//! ([`crate::instance::reload::ReloadState`]). Written whole through a temporary file and a
+//! ([`crate::instance::recipe::ReloadState`]). Written whole through a temporary file and a
 //! rename, so a reader never sees half of one.
 
 use std::{fs, path::Path};
@@ -34,7 +34,7 @@ pub struct Meta {
     pub sets: Vec<MetaSet>,
     /// The rule generation and the last reload (see `instance::reload`).
     #[serde(default)]
-    pub reload: crate::instance::reload::ReloadState,
+    pub reload: crate::instance::recipe::ReloadState,
 }
 
 /// A set as `xdpsieve set` needs it: its name, and its file for `--save`.

@@ -28,7 +28,7 @@ use crate::{
 
 /// `  rules: generation N, loaded ...; last reload ...` (nothing for a description written
 /// before reloads existed).
-fn rules_line(out: &mut String, reload: &crate::instance::reload::ReloadState) {
+fn rules_line(out: &mut String, reload: &crate::instance::recipe::ReloadState) {
     use std::fmt::Write as _;
     if reload.generation == 0 {
         return;

@@ -28,7 +28,12 @@ impl HupReload {
                 Ok(pending) => self.pending = Some(pending),
                 Err(e) => {
                     // Recorded, so `xdpsieve reload` does not wait for an answer in vain.
-                    reload::record_failure(meta, reload::unix_ns(), &e, "recorder");
+                    reload::record_failure(
+                        meta,
+                        crate::instance::recipe::unix_ns(),
+                        &e,
+                        "recorder",
+                    );
                     eprintln!("xdpsieve: reload failed: {}", escape(&format!("{e:#}")));
                 }
             }

@@ -234,7 +234,11 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         default_action: rules.default_action.to_string(),
         rules: meta_rules,
         sets: description::sets_of(&rules.sets),
-        reload: reload::ReloadState::at_start(generation, plan.sources.clone(), &settings),
+        reload: crate::instance::recipe::ReloadState::at_start(
+            generation,
+            plan.sources.clone(),
+            &settings,
+        ),
     };
     // Removed (pins and description) on the explicit stop only, at the end of run.
     let started = (|| -> Result<_> {

@@ -6,7 +6,7 @@ use std::path::Path;
 use clap::ArgMatches;
 use xdpsieve::{
     configure::rules::{Action, RuleSet},
-    instance::reload::RuleSources,
+    instance::recipe::RuleSources,
 };
 
 /// Where the rules come from: the file, then `drop` and `pass` in command-line order (from

@@ -1,10 +1,10 @@
 //! Reloading the whole rule set without a gap: `xdpsieve reload` and SIGHUP.
 //!
-//! The rules are read again from the sources the run started with (its [`Recipe`]: the
-//! rule file, the command-line expressions, the flags), and a new program (the next rule
-//! generation) is loaded with them and swapped onto each interface's pinned bpf_link with
-//! `bpf_link_update` ([`crate::configure::loader::Firewall::take_over`], as a takeover does). The
-//! kernel runs either the old program or the new one for each packet, so every packet is
+//! The rules are read again from the sources the run started with (its
+//! [`crate::instance::recipe::Recipe`]: the rule file, the command-line expressions, the
+//! flags), and a new program (the next rule generation) is loaded with them and swapped
+//! onto each interface's pinned bpf_link with `bpf_link_update`
+//! ([`crate::configure::loader::Firewall::take_over`], as a takeover does). The kernel runs either the old program or the new one for each packet, so every packet is
 //! judged entirely by the old rules or entirely by the new ones, and the link (the
 //! attachment) never goes away.
 //!
@@ -54,19 +54,18 @@
 //! ([`request`]). Either is the owner of the instance's interfaces while it reloads
 //! ([`crate::instance::pins::owner`]): the recorder for its life, `reload` for the reload.
 
-mod recipe;
 pub mod request;
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-pub use recipe::{Recipe, ReloadOutcome, ReloadState, RuleSources, unix_ns};
 
 use crate::{
     configure::loader::{AttachedMode, Firewall},
     configure::rules::{Rate, RuleSet},
     instance::description::{self, Meta},
     instance::pins::{self, Claim, Found},
+    instance::recipe::{ReloadOutcome, unix_ns},
     instance::takeover::{self, SlotMap},
 };
 

@@ -2,7 +2,7 @@
 //! time, by itself or by `xdpsieve reload` after it died: the rule file, the command-line
 //! rule expressions in order, and the flags that shape the program ([`Recipe`]); and what
 //! `status` shows of the rule generations ([`ReloadState`]). Both live in the instance's
-//! description (`/run/xdpsieve/.../IFACE.json`, see [`crate::instance::pins`]).
+//! description ([`crate::instance::description`]).
 
 use std::path::{Path, PathBuf};
 
