@@ -91,6 +91,13 @@ pub fn lock_path(iface: &str) -> PathBuf {
     meta_path(iface).with_extension("lock")
 }
 
+/// The lock file of the set generation whose `SET_META` has id `meta_id` (see
+/// `instance::sets`). Map ids are global (not per network namespace), so the file lives in
+/// the top run directory.
+pub fn set_lock_path(meta_id: u32) -> PathBuf {
+    Path::new(RUN_DIR).join(format!("sets-{meta_id}.lock"))
+}
+
 /// Takes `iface`'s lock for `verb` without waiting (see [`owner`]), making this namespace's
 /// directory in /run if need be: `Ok(Err(busy))` says who holds it.
 pub fn try_owner(
@@ -417,7 +424,10 @@ pub fn remove(owner: &owner::Owner) {
 
 /// [`remove`] for the pin directory `dir` and description `meta_file` of any namespace.
 fn remove_at(dir: &Path, meta_file: &Path, owner: &owner::Owner) {
-    crate::instance::sets::forget_lock(dir);
+    // Nobody can change the sets of a firewall being removed: their lock file goes too.
+    if let Ok(set_meta) = aya::maps::MapInfo::from_pin(dir.join("SET_META")) {
+        let _ = fs::remove_file(set_lock_path(set_meta.id()));
+    }
     let _ = fs::remove_dir_all(dir);
     let _ = fs::remove_file(meta_file);
     let _ = fs::remove_file(meta_file.with_extension("health"));

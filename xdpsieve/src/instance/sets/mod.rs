@@ -36,7 +36,7 @@ pub mod text;
 use std::{
     fs::{File, OpenOptions},
     os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _},
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -74,7 +74,7 @@ impl SetLock {
     /// takeover swapped another in) and removes its file: a waiter finds the generation
     /// changed and starts again on the new one.
     pub fn retire(self) {
-        let _ = std::fs::remove_file(lock_path(self.meta_id));
+        let _ = std::fs::remove_file(pins::set_lock_path(self.meta_id));
     }
 }
 
@@ -316,26 +316,12 @@ impl Generation {
     }
 }
 
-/// The lock file of the generation whose `SET_META` has id `meta_id`. Map ids are global
-/// (not per network namespace), so the file lives in the top run directory.
-fn lock_path(meta_id: u32) -> PathBuf {
-    Path::new(pins::RUN_DIR).join(format!("sets-{meta_id}.lock"))
-}
-
-/// Removes the lock file of the set maps pinned in `dir`, for a firewall being removed
-/// (its pins go next; nobody can change its sets any more).
-pub fn forget_lock(dir: &Path) {
-    if let Ok(meta) = MapInfo::from_pin(dir.join("SET_META")) {
-        let _ = std::fs::remove_file(lock_path(meta.id()));
-    }
-}
-
 /// Takes the exclusive lock of a generation, waiting until `deadline`; `None` when it is
 /// still held by then.
 fn lock_file(meta_id: u32, deadline: Instant) -> Result<Option<File>> {
     let dir = Path::new(pins::RUN_DIR);
     pins::check_dir(dir)?;
-    let path = lock_path(meta_id);
+    let path = pins::set_lock_path(meta_id);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
