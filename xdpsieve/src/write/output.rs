@@ -18,9 +18,8 @@ use std::{
     fs::File,
     io::{self, Write},
     os::fd::{AsFd as _, AsRawFd as _},
+    path::PathBuf,
 };
-
-use crate::write::rotation::ring::SharedRing;
 
 /// Output buffer of the capture file and the event log. Small on purpose: the records are
 /// copied from the ring into it and from it into the page cache, and a buffer that stays
@@ -53,6 +52,14 @@ impl<T: Output + ?Sized> Output for Box<T> {
     }
 }
 
+/// Where a sink takes room from when the disk is full: with `-W`, the ring of a rotating
+/// capture's finished files (`write::rotation::ring`).
+pub trait Room: Send {
+    /// Removes the oldest file that can go to make room; which one, or `None` when none is
+    /// left.
+    fn remove_oldest(&mut self) -> Option<PathBuf>;
+}
+
 /// A capture file, the event log file, or standard output, written unbuffered (the
 /// [`RecordWriter`] in front of it buffers).
 pub struct Sink {
@@ -60,8 +67,8 @@ pub struct Sink {
     /// Only a regular file can be cut back.
     regular: bool,
     /// With `-W`, the finished files of the ring: a write that finds the disk full removes
-    /// the oldest of them and tries again (see [`crate::write::rotation::ring`]).
-    room: Option<SharedRing>,
+    /// the oldest of them and tries again.
+    room: Option<Box<dyn Room>>,
 }
 
 impl Sink {
@@ -72,9 +79,12 @@ impl Sink {
 
     /// Creates (truncates) a file of a rotating capture; `room`, with `-W`, is the ring of
     /// finished files to take room from when the disk is full.
-    pub fn create_in_ring(path: &std::path::Path, room: Option<SharedRing>) -> io::Result<Sink> {
+    pub fn create_in_ring(
+        path: &std::path::Path,
+        room: Option<impl Room + 'static>,
+    ) -> io::Result<Sink> {
         let mut sink = Sink::create(path)?;
-        sink.room = room;
+        sink.room = room.map(|r| Box::new(r) as Box<dyn Room>);
         Ok(sink)
     }
 
@@ -97,14 +107,10 @@ impl Sink {
 
     /// On a full disk, removes the oldest finished file of the ring; whether one went.
     fn make_room(&mut self) -> bool {
-        let Some(room) = &self.room else {
+        let Some(room) = &mut self.room else {
             return false;
         };
-        let removed = match room.lock() {
-            Ok(mut ring) => ring.remove_oldest(),
-            Err(_) => None,
-        };
-        match removed {
+        match room.remove_oldest() {
             Some(path) => {
                 eprintln!(
                     "xdpsieve: disk full: removed the oldest capture file {} to make room",

@@ -1,7 +1,8 @@
 //! The finished files of a rotating capture with `-W`, oldest first: where room is made
-//! when the disk is full. The capture's [`Sink`](crate::write::output::Sink) holds the ring and,
-//! when a write fails for lack of space, removes the oldest file still there (never the
-//! one it writes) and tries again, before the write is given up as a failure.
+//! when the disk is full. The capture's [`Sink`](crate::write::output::Sink) holds the ring
+//! (as its [`Room`]) and, when a write fails for lack of space, removes the oldest file
+//! still there (never the one it writes) and tries again, before the write is given up as
+//! a failure.
 //!
 //! The ring knows how many packets each of its files holds, so the captured packets that
 //! are no longer on disk are counted, by reason: in a file the ring overwrote when it came
@@ -13,9 +14,17 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use crate::write::output::Room;
+
 /// Shared between the rotator (which adds each finished file) and the current file's sink
 /// (which removes the oldest when the disk is full).
 pub type SharedRing = Arc<Mutex<Ring>>;
+
+impl Room for SharedRing {
+    fn remove_oldest(&mut self) -> Option<PathBuf> {
+        self.lock().ok()?.remove_oldest()
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Ring {
