@@ -11,7 +11,7 @@
 //! Errors say what the operator can do about them: missing privileges, an unknown
 //! interface, another XDP program already in place, a driver without native XDP.
 
-use std::{ffi::CString, fmt, io, path::PathBuf, str::FromStr};
+use std::{ffi::CString, fmt, io, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -52,20 +52,6 @@ pub enum AttachMode {
     Native,
     #[value(alias = "generic")]
     Skb,
-}
-
-impl FromStr for AttachMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(AttachMode::Auto),
-            "native" | "drv" | "driver" => Ok(AttachMode::Native),
-            "skb" | "generic" => Ok(AttachMode::Skb),
-            other => Err(format!(
-                "unknown mode `{other}` (expected auto, native or skb)"
-            )),
-        }
-    }
 }
 
 /// The mode an attachment ended up in.

@@ -8,7 +8,6 @@ use std::{
     fmt::Write as _,
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    str::FromStr,
     time::Duration,
 };
 
@@ -26,19 +25,6 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!(
-                "unknown log format `{other}` (expected text or json)"
-            )),
-        }
-    }
 }
 
 /// An event with its names resolved, ready to print.

@@ -20,19 +20,6 @@ pub enum Transport {
     Perf,
 }
 
-impl std::str::FromStr for Transport {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "ringbuf" => Ok(Transport::RingBuf),
-            "perf" => Ok(Transport::Perf),
-            other => Err(format!(
-                "unknown transport `{other}` (expected ringbuf or perf)"
-            )),
-        }
-    }
-}
-
 impl Transport {
     pub fn kernel_value(self) -> u32 {
         match self {

@@ -9,7 +9,7 @@
 mod pcap;
 mod pcapng;
 
-use std::{fmt, io, str::FromStr, time::Duration};
+use std::{fmt, io, time::Duration};
 
 use crate::write::output::{Failure, Output, RecordWriter, WRITE_BUFFER};
 
@@ -25,19 +25,6 @@ pub enum Format {
     #[default]
     Pcap,
     Pcapng,
-}
-
-impl FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "pcap" => Ok(Format::Pcap),
-            "pcapng" => Ok(Format::Pcapng),
-            other => Err(format!(
-                "unknown format `{other}` (expected pcap or pcapng)"
-            )),
-        }
-    }
 }
 
 impl fmt::Display for Format {
