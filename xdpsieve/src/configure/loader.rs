@@ -55,7 +55,8 @@ pub enum AttachMode {
 }
 
 /// The mode an attachment ended up in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AttachedMode {
     Native,
     Skb,

@@ -12,7 +12,8 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::configure::{
-    rules::{Rate, RuleSet},
+    loader::{AttachedMode, Transport},
+    rules::{Action, Rate, RuleSet},
     sets::{SetSource, SetSpec},
 };
 
@@ -25,8 +26,8 @@ pub struct Meta {
     pub started_unix: u64,
     pub version: String,
     pub interfaces: Vec<MetaInterface>,
-    pub transport: String,
-    pub default_action: String,
+    pub transport: Transport,
+    pub default_action: Action,
     pub rules: Vec<MetaRule>,
     /// The rule file's sets, in index order (the kernel's set index is the position here),
     /// so `xdpsieve set` finds a set by name. Absent in descriptions of older versions.
@@ -49,17 +50,18 @@ pub struct MetaSet {
 pub struct MetaInterface {
     pub name: String,
     pub ifindex: u32,
-    pub mode: String,
+    pub mode: AttachedMode,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MetaRule {
     pub id: u32,
     pub name: String,
-    pub action: String,
+    pub action: Action,
     pub conditions: String,
     pub log: bool,
-    pub rate: String,
+    /// The rule's record rate, or the run's default for a rule without one.
+    pub rate: Rate,
 }
 
 /// The start time of `pid`, or None when no such process exists or it has ended (a zombie
@@ -102,10 +104,10 @@ pub fn rules_of(rules: &RuleSet, default_rate: Rate) -> Vec<MetaRule> {
         .map(|r| MetaRule {
             id: r.id,
             name: r.name.clone(),
-            action: r.action.to_string(),
+            action: r.action,
             conditions: r.conditions_with(&rules.sets),
             log: r.log,
-            rate: r.rate.unwrap_or(default_rate).to_string(),
+            rate: r.rate.unwrap_or(default_rate),
         })
         .collect()
 }
@@ -140,8 +142,8 @@ mod tests {
             started_unix: 0,
             version: "test".into(),
             interfaces: Vec::new(),
-            transport: "ringbuf".into(),
-            default_action: "pass".into(),
+            transport: Transport::RingBuf,
+            default_action: Action::Pass,
             rules: Vec::new(),
             sets: Vec::new(),
             reload: Default::default(),
@@ -151,5 +153,120 @@ mod tests {
         assert!(!meta.is_live());
         meta.pid = u32::MAX;
         assert!(!meta.is_live());
+    }
+
+    /// A description as the version before typed descriptions wrote it: it reads, and it
+    /// is written back the same, field for field and value for value, so that a run
+    /// started by one version can be reloaded, stopped or taken over by the next.
+    #[test]
+    fn descriptions_of_the_string_typed_version_read_and_write_back_the_same() {
+        let old = r#"{
+  "pid": 4242,
+  "pid_start": 123456,
+  "started_unix": 1700000000,
+  "version": "0.1.0",
+  "interfaces": [
+    {
+      "name": "fw0",
+      "ifindex": 7,
+      "mode": "native"
+    },
+    {
+      "name": "fw1",
+      "ifindex": 8,
+      "mode": "skb"
+    }
+  ],
+  "transport": "perf",
+  "default_action": "pass",
+  "rules": [
+    {
+      "id": 1,
+      "name": "block-dns",
+      "action": "drop",
+      "conditions": "udp src port 53",
+      "log": true,
+      "rate": "10/s"
+    },
+    {
+      "id": 2,
+      "name": "ssh",
+      "action": "pass",
+      "conditions": "tcp dst port 22",
+      "log": false,
+      "rate": "unlimited"
+    }
+  ],
+  "sets": [
+    {
+      "name": "blocklist",
+      "file": "/etc/xdpsieve/block.netset"
+    },
+    {
+      "name": "inline",
+      "file": null
+    }
+  ],
+  "reload": {
+    "generation": 3,
+    "loaded_unix": 1700000100,
+    "last": {
+      "started_unix_ns": 1700000099000000000,
+      "ok": true,
+      "generation": 3,
+      "took_ms": 12.5,
+      "load_ms": 10.0,
+      "swap_ms": 2.5,
+      "message": "generation 3 in force",
+      "by": "reload"
+    },
+    "recipe": {
+      "sources": {
+        "file": "/etc/xdpsieve/fw.toml",
+        "expressions": [
+          [
+            "drop",
+            "udp src port 53"
+          ],
+          [
+            "pass",
+            "tcp dst port 22"
+          ]
+        ],
+        "default_action": "pass"
+      },
+      "capture": 1,
+      "log": 3,
+      "snaplen": 128,
+      "sample": 10,
+      "ring_bytes": 1048576,
+      "transport": "perf",
+      "default_rate": "5/m",
+      "unclassifiable": "drop",
+      "capture_filter": "udp port 53",
+      "log_filter": null,
+      "filter_engine": "translated"
+    }
+  }
+}"#;
+        let meta: Meta = serde_json::from_str(old).expect("the old description reads");
+        assert_eq!(meta.transport, Transport::Perf);
+        assert_eq!(meta.default_action, Action::Pass);
+        assert_eq!(meta.interfaces[1].mode, AttachedMode::Skb);
+        assert_eq!(meta.rules[0].action, Action::Drop);
+        assert_eq!(meta.rules[1].rate, Rate::UNLIMITED);
+        let recipe = meta.reload.recipe.as_ref().expect("a recipe");
+        assert_eq!(recipe.transport, Transport::Perf);
+        assert_eq!(recipe.unclassifiable, Some(Action::Drop));
+        assert_eq!(
+            recipe.filter_engine,
+            crate::configure::capture_filter::FilterEngine::Translated
+        );
+        assert_eq!(recipe.sources.expressions[1].0, Action::Pass);
+        assert_eq!(
+            meta.reload.last.as_ref().map(|l| l.by),
+            Some(crate::instance::recipe::Reloader::Reload)
+        );
+        assert_eq!(serde_json::to_string_pretty(&meta).unwrap(), old);
     }
 }

@@ -23,9 +23,9 @@ pub struct RuleSources {
     /// directory, see [`RuleSources::absolute`]).
     pub file: Option<PathBuf>,
     /// `--drop`/`--pass` expressions, in command-line order, after the file's rules.
-    pub expressions: Vec<(String, String)>,
+    pub expressions: Vec<(Action, String)>,
     /// `--default`, overriding the file's.
-    pub default_action: Option<String>,
+    pub default_action: Option<Action>,
 }
 
 impl RuleSources {
@@ -37,11 +37,8 @@ impl RuleSources {
     ) -> Self {
         RuleSources {
             file: file.map(Path::to_path_buf),
-            expressions: expressions
-                .into_iter()
-                .map(|(a, e)| (a.to_string(), e))
-                .collect(),
-            default_action: default_action.map(|a| a.to_string()),
+            expressions,
+            default_action,
         }
     }
 
@@ -63,11 +60,10 @@ impl RuleSources {
             None => RuleSet::default(),
         };
         for (action, expr) in &self.expressions {
-            let action: Action = action.parse().map_err(anyhow::Error::msg)?;
-            set.push_expression(action, expr)?;
+            set.push_expression(*action, expr)?;
         }
-        if let Some(default) = &self.default_action {
-            set.default_action = default.parse().map_err(anyhow::Error::msg)?;
+        if let Some(default) = self.default_action {
+            set.default_action = default;
         }
         Ok(set)
     }
@@ -94,12 +90,11 @@ pub struct Recipe {
     #[serde(default = "record_all")]
     pub sample: u32,
     pub ring_bytes: u32,
-    /// `ringbuf` or `perf`.
-    pub transport: String,
-    /// `--log-rate`, as written by `Rate`'s Display.
-    pub default_rate: String,
+    pub transport: Transport,
+    /// `--log-rate`.
+    pub default_rate: Rate,
     /// `--unclassifiable` when given.
-    pub unclassifiable: Option<String>,
+    pub unclassifiable: Option<Action>,
     /// The capture filter's expression (`--filter`), compiled again by a reload.
     #[serde(default)]
     pub capture_filter: Option<String>,
@@ -108,7 +103,7 @@ pub struct Recipe {
     pub log_filter: Option<String>,
     /// `--filter-engine` (`auto` when absent: descriptions written before it existed).
     #[serde(default)]
-    pub filter_engine: Option<String>,
+    pub filter_engine: FilterEngine,
 }
 
 impl Recipe {
@@ -121,15 +116,15 @@ impl Recipe {
             snaplen: settings.snaplen,
             sample: settings.sample,
             ring_bytes: settings.ring_bytes,
-            transport: crate::configure::flags::value_name(settings.transport),
-            default_rate: settings.default_rate.to_string(),
-            unclassifiable: settings.unclassifiable.map(|a| a.to_string()),
+            transport: settings.transport,
+            default_rate: settings.default_rate,
+            unclassifiable: settings.unclassifiable,
             capture_filter: settings
                 .capture_filter
                 .as_ref()
                 .map(|f| f.expression.clone()),
             log_filter: settings.log_filter.as_ref().map(|f| f.expression.clone()),
-            filter_engine: Some(crate::configure::flags::value_name(settings.filter_engine)),
+            filter_engine: settings.filter_engine,
         }
     }
 
@@ -140,24 +135,6 @@ impl Recipe {
         ifindexes: Vec<u32>,
         generation: u32,
     ) -> Result<Settings> {
-        let transport = <Transport as clap::ValueEnum>::from_str(&self.transport, true)
-            .map_err(anyhow::Error::msg)
-            .context("the description's transport")?;
-        let default_rate: Rate = self
-            .default_rate
-            .parse()
-            .map_err(anyhow::Error::msg)
-            .context("the description's log rate")?;
-        let unclassifiable = match &self.unclassifiable {
-            Some(a) => Some(a.parse::<Action>().map_err(anyhow::Error::msg)?),
-            None => None,
-        };
-        let filter_engine = match &self.filter_engine {
-            Some(e) => <FilterEngine as clap::ValueEnum>::from_str(e, true)
-                .map_err(anyhow::Error::msg)
-                .context("the description's filter engine")?,
-            None => FilterEngine::Auto,
-        };
         Ok(Settings {
             rules,
             capture: self.capture,
@@ -165,16 +142,16 @@ impl Recipe {
             snaplen: self.snaplen,
             sample: self.sample,
             ring_bytes: self.ring_bytes,
-            transport,
-            default_rate,
+            transport: self.transport,
+            default_rate: self.default_rate,
             ifindexes,
-            unclassifiable,
+            unclassifiable: self.unclassifiable,
             generation,
             share_maps_from: None,
             set_runtime: Vec::new(),
             capture_filter: compile_filter(self.capture_filter.as_deref())?,
             log_filter: compile_filter(self.log_filter.as_deref())?,
-            filter_engine,
+            filter_engine: self.filter_engine,
         })
     }
 }
@@ -225,9 +202,25 @@ pub struct ReloadOutcome {
     pub swap_ms: f64,
     /// What happened, for the operator: the reason of a failure.
     pub message: String,
-    /// Who did it: `recorder` (the running instance, on SIGHUP) or `reload` (the command,
-    /// on a firewall whose recorder is gone).
-    pub by: String,
+    pub by: Reloader,
+}
+
+/// Who reloaded: the running instance's recorder (on SIGHUP), or `xdpsieve reload` on a
+/// firewall whose recorder is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reloader {
+    Recorder,
+    Reload,
+}
+
+impl std::fmt::Display for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reloader::Recorder => "recorder",
+            Reloader::Reload => "reload",
+        })
+    }
 }
 
 /// Now as Unix nanoseconds.

@@ -118,7 +118,7 @@ pub fn previous_rules(old: &Meta, hits: &[(u32, u64)]) -> Option<String> {
                 "rule {} \"{}\" ({} {}): {n} hits",
                 rule.id,
                 escape(&rule.name),
-                escape(&rule.action),
+                rule.action,
                 escape(&rule.conditions)
             ))
         })
@@ -394,10 +394,7 @@ pub fn attach_or_take_over(
                 .map_err(pins::name_the_owner)?;
             continue;
         }
-        let old_mode = match old_if.map(|i| i.mode.as_str()) {
-            Some("skb") => AttachedMode::Skb,
-            _ => AttachedMode::Native,
-        };
+        let old_mode = old_if.map_or(AttachedMode::Native, |i| i.mode);
         let owner = meta.as_ref().map(|m| (m.pid, m.pid_start));
         let carry =
             match owner {
@@ -477,10 +474,10 @@ mod tests {
         MetaRule {
             id,
             name: name.into(),
-            action: "drop".into(),
+            action: crate::configure::rules::Action::Drop,
             conditions: conditions.into(),
             log: false,
-            rate: "0".into(),
+            rate: crate::configure::rules::Rate::UNLIMITED,
         }
     }
 
@@ -496,11 +493,11 @@ mod tests {
                 .map(|(i, n)| MetaInterface {
                     name: (*n).into(),
                     ifindex: i as u32 + 2,
-                    mode: "native".into(),
+                    mode: AttachedMode::Native,
                 })
                 .collect(),
-            transport: "ringbuf".into(),
-            default_action: "pass".into(),
+            transport: crate::configure::loader::Transport::RingBuf,
+            default_action: crate::configure::rules::Action::Pass,
             rules,
             sets: Vec::new(),
             reload: Default::default(),
@@ -537,7 +534,7 @@ mod tests {
         assert!(reload.counters.is_empty() && reload.interfaces.is_empty());
         // Another action is another rule too.
         let mut passing = rule(5, "b", "udp and dst port 2");
-        passing.action = "pass".into();
+        passing.action = crate::configure::rules::Action::Pass;
         let slots = SlotMap::new(Some(&old), &[passing], &[]);
         assert_eq!(slots.rules, vec![(0, 0)]);
         let none = SlotMap::new(None, &new_rules, &[]);

@@ -98,12 +98,12 @@ fn rule_labels(meta: &Meta, slot: usize) -> Labels {
         Some(r) => [
             ("rule_id", r.id.to_string()),
             ("rule", r.name.clone()),
-            ("action", r.action.clone()),
+            ("action", r.action.to_string()),
         ],
         None => [
             ("rule_id", "0".into()),
             ("rule", "default".into()),
-            ("action", meta.default_action.clone()),
+            ("action", meta.default_action.to_string()),
         ],
     };
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()

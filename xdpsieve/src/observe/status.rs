@@ -22,6 +22,7 @@ use crate::{
     base::counters::{self, WriterStats},
     base::snapshot::Snapshot,
     base::text::escape,
+    configure::flags,
     instance::description::{self, Meta},
     instance::pins::{self, meta_path, pin_dir},
 };
@@ -48,7 +49,7 @@ fn rules_line(out: &mut String, reload: &crate::instance::recipe::ReloadState) {
             let _ = writeln!(
                 out,
                 "; last reload ({}, {}s ago): {}: {}",
-                escape(&last.by),
+                last.by,
                 now.saturating_sub(last.started_unix_ns / 1_000_000_000),
                 if last.ok { "ok" } else { "FAILED" },
                 escape(&last.message)
@@ -233,7 +234,7 @@ pub fn render(statuses: &[Status]) -> String {
             .meta
             .interfaces
             .iter()
-            .map(|i| format!("{} ({})", escape(&i.name), escape(&i.mode)))
+            .map(|i| format!("{} ({})", escape(&i.name), i.mode))
             .collect();
         if !s.live && !s.in_force {
             let _ = writeln!(
@@ -252,7 +253,7 @@ pub fn render(statuses: &[Status]) -> String {
                 s.meta.pid,
                 s.uptime_seconds,
                 modes.join(", "),
-                escape(&s.meta.transport)
+                flags::value_name(s.meta.transport)
             );
         } else {
             let _ = writeln!(
@@ -303,7 +304,7 @@ pub fn render(statuses: &[Status]) -> String {
                 "  rule {:>4} {:<24} {:<4} {:>12} hits {:>8} suppressed{sampled}  ({})",
                 rule.id,
                 escape(&rule.name),
-                escape(&rule.action),
+                rule.action,
                 hits,
                 of(&c.rule_suppressed),
                 escape(&rule.conditions)
@@ -317,9 +318,7 @@ pub fn render(statuses: &[Status]) -> String {
         let _ = writeln!(
             out,
             "  default      {:<24} {:<4} {:>12} hits{default_sampled}",
-            "",
-            escape(&s.meta.default_action),
-            default_hits
+            "", s.meta.default_action, default_hits
         );
     }
     out

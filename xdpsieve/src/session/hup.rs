@@ -32,7 +32,7 @@ impl HupReload {
                         meta,
                         crate::instance::recipe::unix_ns(),
                         &e,
-                        "recorder",
+                        crate::instance::recipe::Reloader::Recorder,
                     );
                     eprintln!("xdpsieve: reload failed: {}", escape(&format!("{e:#}")));
                 }

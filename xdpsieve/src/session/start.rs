@@ -227,11 +227,11 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             .map(|a| MetaInterface {
                 name: a.interface.clone(),
                 ifindex: a.ifindex,
-                mode: a.mode.to_string(),
+                mode: a.mode,
             })
             .collect(),
-        transport: flags::value_name(plan.transport),
-        default_action: rules.default_action.to_string(),
+        transport: plan.transport,
+        default_action: rules.default_action,
         rules: meta_rules,
         sets: description::sets_of(&rules.sets),
         reload: crate::instance::recipe::ReloadState::at_start(

@@ -25,7 +25,18 @@ use xdpsieve_common::{
 };
 
 /// How the kernel runs a filter (`--filter-engine`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum FilterEngine {
     /// Translated to eBPF when it can be (no backward jump, short enough, accepted by the
     /// verifier), else interpreted.

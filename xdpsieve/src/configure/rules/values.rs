@@ -4,10 +4,13 @@
 
 use std::{fmt, net::IpAddr, str::FromStr};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use xdpsieve_common::{family, verdict};
 
 /// What happens to a packet a rule matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     Drop,
     Pass,
@@ -283,6 +286,21 @@ impl fmt::Display for Rate {
             _ => "h",
         };
         write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// In descriptions as it prints (`10/s`, `unlimited`), read back as it parses.
+impl Serialize for Rate {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -61,11 +61,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    configure::loader::{AttachedMode, Firewall},
+    configure::loader::Firewall,
     configure::rules::{Rate, RuleSet},
     instance::description::{self, Meta},
     instance::pins::{self, Claim, Found},
-    instance::recipe::{ReloadOutcome, unix_ns},
+    instance::recipe::{ReloadOutcome, Reloader, unix_ns},
     instance::takeover::{self, SlotMap},
 };
 
@@ -197,13 +197,13 @@ fn unwritten(
 /// Reloads the instance described by `meta` (whose interfaces the caller owns): the next
 /// generation from its recipe, swapped onto its pinned links. `by` says who, for the
 /// outcome. On an error before the swap nothing has changed.
-pub fn reload(meta: &Meta, by: &str) -> Result<Reloaded> {
+pub fn reload(meta: &Meta, by: Reloader) -> Result<Reloaded> {
     commit(prepare(meta)?, meta, by)
 }
 
 /// Puts a prepared generation in force: counters copied, the program swapped onto each
 /// pinned link, counters topped up, the pins and the description published.
-pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
+pub fn commit(prepared: Prepared, meta: &Meta, by: Reloader) -> Result<Reloaded> {
     let Prepared {
         mut firewall,
         set_lock,
@@ -234,11 +234,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
             skipped.push(&iface.name);
             continue;
         }
-        let mode = match iface.mode.as_str() {
-            "skb" => AttachedMode::Skb,
-            _ => AttachedMode::Native,
-        };
-        if let Err(e) = firewall.take_over(&iface.name, mode, &link) {
+        if let Err(e) = firewall.take_over(&iface.name, iface.mode, &link) {
             if swapped.is_empty() {
                 return Err(e).context("swapping the new program in; nothing changed");
             }
@@ -292,7 +288,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
     let mut new_meta = meta.clone();
     new_meta.rules = new_rules;
     new_meta.sets = description::sets_of(&rules.sets);
-    new_meta.default_action = rules.default_action.to_string();
+    new_meta.default_action = rules.default_action;
     new_meta.reload.generation = generation;
     new_meta.reload.loaded_unix = unix_ns() / 1_000_000_000;
     let outcome = |message: String| ReloadOutcome {
@@ -303,7 +299,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: &str) -> Result<Reloaded> {
         load_ms: load_time.as_secs_f64() * 1e3,
         swap_ms: swap_time.as_secs_f64() * 1e3,
         message,
-        by: by.into(),
+        by,
     };
     new_meta.reload.last = Some(Box::new(outcome(message.clone())));
     for iface in &meta.interfaces {
@@ -347,7 +343,7 @@ pub fn record_failure(
     meta: &Meta,
     started_ns: u64,
     error: &anyhow::Error,
-    by: &str,
+    by: Reloader,
 ) -> ReloadOutcome {
     let outcome = ReloadOutcome {
         started_unix_ns: started_ns,
@@ -360,7 +356,7 @@ pub fn record_failure(
             "{error:#}; still filtering with generation {}",
             meta.reload.generation
         ),
-        by: by.into(),
+        by,
     };
     for iface in &meta.interfaces {
         let path = pins::meta_path(&iface.name);
@@ -412,9 +408,9 @@ impl InBackground {
             Err(_) => Err(anyhow::anyhow!("the reload thread panicked")),
         };
         prepared
-            .and_then(|p| commit(p, meta, "recorder"))
+            .and_then(|p| commit(p, meta, Reloader::Recorder))
             .inspect_err(|e| {
-                record_failure(meta, self.started_ns, e, "recorder");
+                record_failure(meta, self.started_ns, e, Reloader::Recorder);
             })
     }
 }

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{ReloadOutcome, record_failure, reload, unix_ns};
+use super::{record_failure, reload};
 use crate::{
     instance::description::{self, Meta},
     instance::pins::{self, owner::Verb},
+    instance::recipe::{ReloadOutcome, Reloader, unix_ns},
 };
 
 /// How long to wait for a stop, another reload or a run taking over that holds one of the
@@ -112,13 +113,13 @@ pub fn request(iface: Option<&str>) -> Result<ReloadOutcome> {
         );
     }
     let started_ns = unix_ns();
-    Ok(match reload(&meta, "reload") {
+    Ok(match reload(&meta, Reloader::Reload) {
         Ok(done) => *done
             .meta
             .reload
             .last
             .context("the outcome was not recorded")?,
-        Err(e) => record_failure(&meta, started_ns, &e, "reload"),
+        Err(e) => record_failure(&meta, started_ns, &e, Reloader::Reload),
     })
 }
 
