@@ -98,7 +98,8 @@ impl RuleFile<'_> {
             match key.get_ref().as_ref() {
                 "default" => {
                     let text = self.string(value, "`default` must be \"drop\" or \"pass\"")?;
-                    set.default_action = text.parse().map_err(|m| self.error(value.span(), m))?;
+                    set.default_action =
+                        Action::from_name(text).map_err(|m| self.error(value.span(), m))?;
                 }
                 "rule" => match value.get_ref() {
                     DeValue::Array(array) => entries = array,
@@ -238,10 +239,9 @@ impl RuleFile<'_> {
                 "rule has no `action`: add action = \"drop\" or action = \"pass\"".into(),
             ));
         };
-        let action: Action = self
-            .string(action, "`action` must be \"drop\" or \"pass\"")?
-            .parse()
-            .map_err(|m| self.error(action.span(), m))?;
+        let action =
+            Action::from_name(self.string(action, "`action` must be \"drop\" or \"pass\"")?)
+                .map_err(|m| self.error(action.span(), m))?;
         let mut rule = RuleSpec::new(action);
         for (key, value) in table.iter() {
             let at = |m: String| self.error(value.span(), m);

@@ -17,6 +17,12 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action a rule file names (`drop` or `pass`, as on the command line).
+    pub fn from_name(name: &str) -> Result<Action, String> {
+        <Action as clap::ValueEnum>::from_str(name, false)
+            .map_err(|_| format!("unknown action `{name}` (expected `drop` or `pass`)"))
+    }
+
     pub fn verdict(self) -> u8 {
         match self {
             Action::Drop => verdict::DROP,
@@ -31,19 +37,6 @@ impl fmt::Display for Action {
             Action::Drop => "drop",
             Action::Pass => "pass",
         })
-    }
-}
-
-impl FromStr for Action {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "drop" => Ok(Action::Drop),
-            "pass" => Ok(Action::Pass),
-            other => Err(format!(
-                "unknown action `{other}` (expected `drop` or `pass`)"
-            )),
-        }
     }
 }
 
