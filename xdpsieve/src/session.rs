@@ -26,7 +26,7 @@ use crate::{
     configure::loader::AttachMode,
     configure::loader::Transport,
     configure::rules::{Action, Rate, RuleSet},
-    instance::recipe::RuleSources,
+    instance::recipe::{Recipe, RuleSources},
     write::capture::Format,
     write::event_log::LogFormat,
 };
@@ -90,6 +90,25 @@ impl RunPlan {
             .iter()
             .filter_map(|r| r.snaplen)
             .fold(self.snaplen, u32::max)
+    }
+
+    /// What the run's description keeps of the plan to build its program again (a reload),
+    /// and what its first generation's settings are made from.
+    pub fn recipe(&self) -> Recipe {
+        Recipe {
+            sources: self.sources.clone(),
+            capture: self.capture.mask(),
+            log: self.log.mask(),
+            snaplen: self.snaplen,
+            sample: self.sample,
+            ring_bytes: self.ring_size,
+            transport: self.transport,
+            default_rate: self.log_rate,
+            unclassifiable: self.unclassifiable,
+            capture_filter: self.capture_filter.as_ref().map(|f| f.expression.clone()),
+            log_filter: self.log_filter.as_ref().map(|f| f.expression.clone()),
+            filter_engine: self.filter_engine,
+        }
     }
 
     /// What the recording side needs of the plan.

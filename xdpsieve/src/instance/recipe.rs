@@ -107,35 +107,33 @@ pub struct Recipe {
 }
 
 impl Recipe {
-    /// The recipe of `settings`, whose rules came from `sources`.
-    pub fn new(sources: RuleSources, settings: &Settings) -> Self {
-        Recipe {
-            sources,
-            capture: settings.capture,
-            log: settings.log,
-            snaplen: settings.snaplen,
-            sample: settings.sample,
-            ring_bytes: settings.ring_bytes,
-            transport: settings.transport,
-            default_rate: settings.default_rate,
-            unclassifiable: settings.unclassifiable,
-            capture_filter: settings
-                .capture_filter
-                .as_ref()
-                .map(|f| f.expression.clone()),
-            log_filter: settings.log_filter.as_ref().map(|f| f.expression.clone()),
-            filter_engine: settings.filter_engine,
-        }
-    }
-
-    /// The settings of the next generation: the rules read again, the same flags.
+    /// The settings of generation `generation` on `ifindexes`: `rules` (read from
+    /// [`Recipe::sources`]) and the flags, the filters compiled from their expressions (a
+    /// reload's, which has only the description).
     pub fn settings(
         &self,
         rules: RuleSet,
         ifindexes: Vec<u32>,
         generation: u32,
     ) -> Result<Settings> {
-        Ok(Settings {
+        let filters = (
+            compile_filter(self.capture_filter.as_deref())?,
+            compile_filter(self.log_filter.as_deref())?,
+        );
+        Ok(self.settings_with_filters(rules, ifindexes, generation, filters))
+    }
+
+    /// [`Recipe::settings`] with the capture and log filters compiled already (the start
+    /// of a run, whose plan holds them): the one place the loader's [`Settings`] are made
+    /// of what the operator asked for.
+    pub fn settings_with_filters(
+        &self,
+        rules: RuleSet,
+        ifindexes: Vec<u32>,
+        generation: u32,
+        (capture_filter, log_filter): (Option<CompiledFilter>, Option<CompiledFilter>),
+    ) -> Settings {
+        Settings {
             rules,
             capture: self.capture,
             log: self.log,
@@ -149,10 +147,10 @@ impl Recipe {
             generation,
             share_maps_from: None,
             set_runtime: Vec::new(),
-            capture_filter: compile_filter(self.capture_filter.as_deref())?,
-            log_filter: compile_filter(self.log_filter.as_deref())?,
+            capture_filter,
+            log_filter,
             filter_engine: self.filter_engine,
-        })
+        }
     }
 }
 
@@ -171,13 +169,13 @@ pub struct ReloadState {
 }
 
 impl ReloadState {
-    /// A run's state at start: `generation` loaded now from `sources` with `settings`.
-    pub fn at_start(generation: u32, sources: RuleSources, settings: &Settings) -> Self {
+    /// A run's state at start: `generation` loaded now from `recipe`.
+    pub fn at_start(generation: u32, recipe: Recipe) -> Self {
         ReloadState {
             generation,
             loaded_unix: unix_ns() / 1_000_000_000,
             last: None,
-            recipe: Some(Box::new(Recipe::new(sources, settings))),
+            recipe: Some(Box::new(recipe)),
         }
     }
 }
@@ -239,6 +237,28 @@ fn record_all() -> u32 {
 mod tests {
     use super::*;
 
+    /// The recipe a run with `settings`, its rules read from `sources`, describes itself
+    /// with (a run builds it from its plan: `session::RunPlan::recipe`).
+    fn recipe_of(sources: RuleSources, settings: &Settings) -> Recipe {
+        Recipe {
+            sources,
+            capture: settings.capture,
+            log: settings.log,
+            snaplen: settings.snaplen,
+            sample: settings.sample,
+            ring_bytes: settings.ring_bytes,
+            transport: settings.transport,
+            default_rate: settings.default_rate,
+            unclassifiable: settings.unclassifiable,
+            capture_filter: settings
+                .capture_filter
+                .as_ref()
+                .map(|f| f.expression.clone()),
+            log_filter: settings.log_filter.as_ref().map(|f| f.expression.clone()),
+            filter_engine: settings.filter_engine,
+        }
+    }
+
     #[test]
     fn sources_rebuild_the_same_rules_and_a_broken_file_is_an_error() {
         let dir = std::env::temp_dir().join(format!("xdpsieve-recipe-{}", std::process::id()));
@@ -271,7 +291,7 @@ mod tests {
             sample: 25,
             ..Settings::default()
         };
-        let recipe = Recipe::new(RuleSources::new(None, Vec::new(), None), &settings);
+        let recipe = recipe_of(RuleSources::new(None, Vec::new(), None), &settings);
         let json = serde_json::to_value(&recipe).unwrap();
         let back: Recipe = serde_json::from_value(json.clone()).unwrap();
         let next = back.settings(RuleSet::default(), Vec::new(), 2).unwrap();
@@ -292,7 +312,7 @@ mod tests {
             filter_engine: FilterEngine::Interpreter,
             ..Settings::default()
         };
-        let recipe = Recipe::new(RuleSources::default(), &settings);
+        let recipe = recipe_of(RuleSources::default(), &settings);
         let json = serde_json::to_string(&recipe).unwrap();
         let recipe: Recipe = serde_json::from_str(&json).unwrap();
         let next = recipe.settings(RuleSet::default(), Vec::new(), 2).unwrap();

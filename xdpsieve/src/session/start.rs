@@ -19,7 +19,7 @@ use super::{
 use crate::{
     base::text::{escape, escape_path},
     configure::flags,
-    configure::loader::{Firewall, Settings},
+    configure::loader::Firewall,
     configure::rules::RuleSet,
     instance::description::{self, Meta, MetaInterface},
     instance::pins::{self, Claim, Found},
@@ -116,8 +116,8 @@ fn abandon_start(firewall: &mut Firewall, claims: &[Claim], error: anyhow::Error
 pub(super) fn start(plan: RunPlan) -> Result<Running> {
     let capture_which = plan.capture;
     let capture_mask = capture_which.mask();
-    let log_mask = plan.log.mask();
     let capture_plan = plan.capture_plan();
+    let recipe = plan.recipe();
     let logging = capture_plan.logging;
     let rules = plan.rules;
     check_privileges()?;
@@ -146,24 +146,13 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     // new generation; its set lock is held until the swap (see `instance::sets::carry`).
     let (set_locks, set_runtime) = crate::instance::sets::carry::for_takeover(&claims);
     let generation = reload::first_generation(&claims);
-    let settings = Settings {
-        rules: rules.clone(),
-        capture: capture_mask,
-        log: log_mask,
-        snaplen: plan.snaplen,
-        sample: plan.sample,
-        ring_bytes: plan.ring_size,
-        transport: plan.transport,
-        default_rate: plan.log_rate,
-        ifindexes: interfaces.iter().map(|i| i.ifindex).collect(),
-        unclassifiable: plan.unclassifiable,
-        set_runtime,
+    let mut settings = recipe.settings_with_filters(
+        rules.clone(),
+        interfaces.iter().map(|i| i.ifindex).collect(),
         generation,
-        share_maps_from: None,
-        capture_filter: plan.capture_filter.clone(),
-        log_filter: plan.log_filter.clone(),
-        filter_engine: plan.filter_engine,
-    };
+        (plan.capture_filter.clone(), plan.log_filter.clone()),
+    );
+    settings.set_runtime = set_runtime;
     // Before attaching: a signal that arrives once the program is live must end in the
     // explicit stop (detach, summary, pins removed), not in the default action, which
     // would leave the firewall in force without a recorder.
@@ -234,11 +223,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         default_action: rules.default_action,
         rules: meta_rules,
         sets: description::sets_of(&rules.sets),
-        reload: crate::instance::recipe::ReloadState::at_start(
-            generation,
-            plan.sources.clone(),
-            &settings,
-        ),
+        reload: crate::instance::recipe::ReloadState::at_start(generation, recipe),
     };
     // Removed (pins and description) on the explicit stop only, at the end of run.
     let started = (|| -> Result<_> {
