@@ -238,7 +238,7 @@ mod tests {
     use super::*;
 
     /// The recipe a run with `settings`, its rules read from `sources`, describes itself
-    /// with (a run builds it from its plan: `session::RunPlan::recipe`).
+    /// with (a run builds it from its plan: `session::plan::RunPlan::recipe`).
     fn recipe_of(sources: RuleSources, settings: &Settings) -> Recipe {
         Recipe {
             sources,

@@ -11,11 +11,6 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{
-    RunPlan,
-    capture_session::{CaptureOutputs, CaptureSession, Stream},
-    check_privileges,
-};
 use crate::{
     base::text::{escape, escape_path},
     configure::flags,
@@ -27,6 +22,8 @@ use crate::{
     observe::metrics::MetricsServer,
     observe::watch::Watcher,
     observe::writer_state::WriterState,
+    session::capture_session::{CaptureOutputs, CaptureSession, Stream},
+    session::plan::RunPlan,
     write::capture::Interface,
 };
 
@@ -120,7 +117,8 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     let recipe = plan.recipe();
     let logging = capture_plan.logging;
     let rules = plan.rules;
-    check_privileges()?;
+    // Early, and in the run's own terms, when the process cannot load BPF programs.
+    crate::configure::privileges::check(crate::configure::privileges::Verb::Run)?;
     let mut interfaces = Vec::new();
     for name in &plan.interfaces {
         let ifindex = crate::configure::loader::ifindex_of(name)?;

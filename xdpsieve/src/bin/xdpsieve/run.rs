@@ -12,7 +12,7 @@ use xdpsieve::{
     configure::loader::AttachMode,
     configure::loader::Transport,
     configure::rules::{Action, Rate},
-    session::{RunPlan, Which},
+    session::plan::{RunPlan, Which},
     write::capture::Format,
     write::event_log::LogFormat,
 };
