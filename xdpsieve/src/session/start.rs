@@ -13,11 +13,13 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     base::text::{escape, escape_path},
+    configure::capture_filter::CompiledFilter,
     configure::flags,
-    configure::loader::Firewall,
+    configure::loader::{FilterHow, Firewall, Settings},
     configure::rules::RuleSet,
-    instance::description::{self, Meta, MetaInterface},
+    instance::description::{self, Meta, MetaInterface, MetaRule},
     instance::pins::{self, Claim, Found},
+    instance::recipe::{Recipe, ReloadState},
     instance::reload,
     observe::metrics::MetricsServer,
     observe::watch::Watcher,
@@ -111,16 +113,83 @@ fn abandon_start(firewall: &mut Firewall, claims: &[Claim], error: anyhow::Error
 /// Starts the firewall as `plan` says and leaves it in force, recording, watched and
 /// published.
 pub(super) fn start(plan: RunPlan) -> Result<Running> {
-    let capture_which = plan.capture;
-    let capture_mask = capture_which.mask();
-    let capture_plan = plan.capture_plan();
-    let recipe = plan.recipe();
-    let logging = capture_plan.logging;
-    let rules = plan.rules;
     // Early, and in the run's own terms, when the process cannot load BPF programs.
     crate::configure::privileges::check(crate::configure::privileges::Verb::Run)?;
+    let interfaces = interfaces(&plan.interfaces)?;
+    // Claim the interfaces first: one that another process holds (a run, live or starting),
+    // or a directory someone else could have filled, is refused before anything is loaded
+    // or changed. From here to its end, this run is their owner.
+    let claims: Vec<Claim> = interfaces
+        .iter()
+        .map(|i| pins::claim(&i.name, std::process::id()))
+        .collect::<Result<_>>()?;
+    // Open the outputs before touching the kernel, so a bad path costs nothing.
+    let capture_plan = plan.capture_plan();
+    let logging = capture_plan.logging;
+    let outputs = CaptureOutputs::open(capture_plan, &interfaces)?;
+    let recipe = plan.recipe();
+    let generation = reload::first_generation(&claims);
+    // The runtime set entries (`xdpsieve set add`) of a firewall taken over carry into the
+    // new generation; its set lock is held until the swap (see `instance::sets::carry`).
+    let (set_locks, set_runtime) = crate::instance::sets::carry::for_takeover(&claims);
+    let mut settings = recipe.settings_with_filters(
+        plan.rules.clone(),
+        interfaces.iter().map(|i| i.ifindex).collect(),
+        generation,
+        (plan.capture_filter.clone(), plan.log_filter.clone()),
+    );
+    settings.set_runtime = set_runtime;
+    let signals = Signals::install()?;
+    let (mut firewall, capture) = load(&settings, outputs, &interfaces)?;
+    let meta_rules = description::rules_of(&plan.rules, plan.log_rate);
+    if let Err(e) = crate::instance::takeover::attach_or_take_over(
+        &mut firewall,
+        &claims,
+        &meta_rules,
+        plan.mode,
+    ) {
+        return Err(abandon_start(&mut firewall, &claims, e));
+    }
+    let meta = describe(&firewall, &plan, meta_rules, generation, recipe);
+    let metrics = match publish(&mut firewall, &claims, &meta, &plan) {
+        Ok(metrics) => metrics,
+        Err(e) => return Err(abandon_start(&mut firewall, &claims, e)),
+    };
+    // The new set maps are pinned: set changes wait no more and find the new generation.
+    set_locks
+        .into_iter()
+        .for_each(crate::instance::sets::SetLock::retire);
+    // The writers' counts for `status` and the metrics; removed with it at the end of run.
+    let writer_state = WriterState::new(&meta);
+    if !plan.quiet {
+        announce(&plan, &firewall, logging);
+    }
+    // From here on an interface that stops running the program (deleted, detached from
+    // outside, queues added) is noticed and reported, and re-attached where possible.
+    let watcher = Watcher::new(&firewall, &settings.ifindexes, |name| {
+        Some(pins::health_path(name))
+    })
+    .context("opening a netlink socket to watch the interfaces")?;
+    Ok(Running {
+        watcher,
+        writer_state,
+        _metrics: metrics,
+        meta,
+        capture,
+        firewall,
+        signals,
+        interfaces,
+        rules: plan.rules,
+        quiet: plan.quiet,
+        stats_interval: plan.stats_interval,
+        owners: claims.into_iter().map(|c| c.owner).collect(),
+    })
+}
+
+/// The interfaces named (by their index now), each once.
+fn interfaces(names: &[String]) -> Result<Vec<Interface>> {
     let mut interfaces = Vec::new();
-    for name in &plan.interfaces {
+    for name in names {
         let ifindex = crate::configure::loader::ifindex_of(name)?;
         if interfaces.iter().any(|i: &Interface| i.ifindex == ifindex) {
             bail!("interface {name} given twice");
@@ -130,47 +199,47 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             name: name.clone(),
         });
     }
-    // Claim the interfaces first: one that another process holds (a run, live or starting),
-    // or a directory someone else could have filled, is refused before anything is loaded
-    // or changed. From here to its end, this run is their owner.
-    let claims: Vec<Claim> = interfaces
-        .iter()
-        .map(|i| pins::claim(&i.name, std::process::id()))
-        .collect::<Result<_>>()?;
-    // Open the outputs before touching the kernel, so a bad path costs nothing.
-    let outputs = CaptureOutputs::open(capture_plan, &interfaces)?;
+    Ok(interfaces)
+}
 
-    // The runtime set entries (`xdpsieve set add`) of a firewall taken over carry into the
-    // new generation; its set lock is held until the swap (see `instance::sets::carry`).
-    let (set_locks, set_runtime) = crate::instance::sets::carry::for_takeover(&claims);
-    let generation = reload::first_generation(&claims);
-    let mut settings = recipe.settings_with_filters(
-        rules.clone(),
-        interfaces.iter().map(|i| i.ifindex).collect(),
-        generation,
-        (plan.capture_filter.clone(), plan.log_filter.clone()),
-    );
-    settings.set_runtime = set_runtime;
-    // Before attaching: a signal that arrives once the program is live must end in the
-    // explicit stop (detach, summary, pins removed), not in the default action, which
-    // would leave the firewall in force without a recorder.
-    // SIGUSR1/2 ask for a status line and SIGHUP for a reload: none of them may kill the
-    // process without its summary. SIGPIPE needs nothing: the Rust
-    // runtime ignores it, so a reader of `-w -` going away is an EPIPE write error.
-    let stop = Arc::new(AtomicBool::new(false));
-    let status_asked = Arc::new(AtomicBool::new(false));
-    let reload_asked = Arc::new(AtomicBool::new(false));
-    for (signal, flag) in [
-        (signal_hook::consts::SIGINT, &stop),
-        (signal_hook::consts::SIGTERM, &stop),
-        (signal_hook::consts::SIGUSR1, &status_asked),
-        (signal_hook::consts::SIGUSR2, &status_asked),
-        (signal_hook::consts::SIGHUP, &reload_asked),
-    ] {
-        signal_hook::flag::register(signal, Arc::clone(flag))
-            .context("installing signal handler")?;
+impl Signals {
+    /// Installs the handlers that set the flags. Before attaching: a signal that arrives
+    /// once the program is live must end in the explicit stop (detach, summary, pins
+    /// removed), not in the default action, which would leave the firewall in force without
+    /// a recorder. SIGUSR1/2 ask for a status line and SIGHUP for a reload: none of them
+    /// may kill the process without its summary. SIGPIPE needs nothing: the Rust runtime
+    /// ignores it, so a reader of `-w -` going away is an EPIPE write error.
+    fn install() -> Result<Signals> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let status_asked = Arc::new(AtomicBool::new(false));
+        let reload_asked = Arc::new(AtomicBool::new(false));
+        for (signal, flag) in [
+            (signal_hook::consts::SIGINT, &stop),
+            (signal_hook::consts::SIGTERM, &stop),
+            (signal_hook::consts::SIGUSR1, &status_asked),
+            (signal_hook::consts::SIGUSR2, &status_asked),
+            (signal_hook::consts::SIGHUP, &reload_asked),
+        ] {
+            signal_hook::flag::register(signal, Arc::clone(flag))
+                .context("installing signal handler")?;
+        }
+        Ok(Signals {
+            stop,
+            status_asked,
+            reload_asked,
+        })
     }
-    let mut firewall = Firewall::load(&settings)?;
+}
+
+/// Loads the program with `settings` and opens its record sources into the recording side
+/// (`outputs`), then tells the program who reads which stream and beats the heartbeat:
+/// everything that must be in place before it is attached.
+fn load(
+    settings: &Settings,
+    outputs: CaptureOutputs,
+    interfaces: &[Interface],
+) -> Result<(Firewall, CaptureSession)> {
+    let mut firewall = Firewall::load(settings)?;
     let probe = firewall.interface_probe()?;
     // Open the record sources before attaching: a perf slot without a reader makes the
     // program's output fail, which would count packets as lost that no buffer refused.
@@ -179,9 +248,9 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             Stream::Capture => Ok(firewall.take_capture_source()?),
             Stream::Events => Ok(firewall.take_event_source()?),
         },
-        &rules,
-        &interfaces,
-        generation,
+        &settings.rules,
+        interfaces,
+        settings.generation,
         Some(Box::new(move || probe.read())),
     )?;
     // Records count as lost for want of a reader once the heartbeat stops (this process
@@ -190,19 +259,22 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
     let (writes_capture, writes_events) = capture.streams();
     firewall.publish_writers(writes_capture, writes_events)?;
     firewall.heartbeat()?;
-    let meta_rules = description::rules_of(&rules, plan.log_rate);
-    if let Err(e) = crate::instance::takeover::attach_or_take_over(
-        &mut firewall,
-        &claims,
-        &meta_rules,
-        plan.mode,
-    ) {
-        return Err(abandon_start(&mut firewall, &claims, e));
-    }
+    Ok((firewall, capture))
+}
 
-    let meta = Meta {
+/// What this run says about itself, once `firewall` is in force: its process, where it
+/// is attached and how, its rules (`meta_rules`) and sets, and the recipe a reload
+/// rebuilds them from.
+fn describe(
+    firewall: &Firewall,
+    plan: &RunPlan,
+    meta_rules: Vec<MetaRule>,
+    generation: u32,
+    recipe: Recipe,
+) -> Meta {
+    Meta {
         pid: std::process::id(),
-        pid_start: crate::instance::description::process_start(std::process::id()).unwrap_or(0),
+        pid_start: description::process_start(std::process::id()).unwrap_or(0),
         started_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -218,125 +290,101 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
             })
             .collect(),
         transport: plan.transport,
-        default_action: rules.default_action,
+        default_action: plan.rules.default_action,
         rules: meta_rules,
-        sets: description::sets_of(&rules.sets),
-        reload: crate::instance::recipe::ReloadState::at_start(generation, recipe),
+        sets: description::sets_of(&plan.rules.sets),
+        reload: ReloadState::at_start(generation, recipe),
+    }
+}
+
+/// Pins the maps and the program and writes the description, for `status`, `set`, a
+/// reload and a takeover, and starts the metrics server (`--metrics`). Removed (pins and
+/// description) on the explicit stop only, at the end of the run.
+fn publish(
+    firewall: &mut Firewall,
+    claims: &[Claim],
+    meta: &Meta,
+    plan: &RunPlan,
+) -> Result<Option<MetricsServer>> {
+    for claim in claims {
+        pins::publish(&claim.dir, &claim.meta_file, &firewall.pinned_maps(), meta)?;
+        firewall.pin_program(&claim.dir.join(pins::PROG_PIN))?;
+    }
+    let Some(addr) = plan.metrics else {
+        return Ok(None);
     };
-    // Removed (pins and description) on the explicit stop only, at the end of run.
-    let started = (|| -> Result<_> {
-        for claim in &claims {
-            pins::publish(&claim.dir, &claim.meta_file, &firewall.pinned_maps(), &meta)?;
-            firewall.pin_program(&claim.dir.join(pins::PROG_PIN))?;
-        }
-        match plan.metrics {
-            Some(addr) => {
-                let server = crate::observe::metrics::serve(addr, meta.clone())?;
-                if !plan.quiet {
-                    eprintln!("xdpsieve: metrics at http://{}/metrics", server.addr);
-                }
-                Ok(Some(server))
-            }
-            None => Ok(None),
-        }
-    })();
-    let metrics = match started {
-        Ok(metrics) => metrics,
-        Err(e) => return Err(abandon_start(&mut firewall, &claims, e)),
-    };
-    set_locks
-        .into_iter()
-        .for_each(crate::instance::sets::SetLock::retire);
-    // The writers' counts for `status` and the metrics; removed with it at the end of run.
-    let writer_state = crate::observe::writer_state::WriterState::new(&meta);
+    let server = crate::observe::metrics::serve(addr, meta.clone())?;
     if !plan.quiet {
-        let attached: Vec<String> = firewall
-            .attachments()
-            .iter()
-            .map(|a| format!("{} ({})", escape(&a.interface), a.mode))
-            .collect();
-        // The capture filter in force, as the operator wrote it.
-        let matching = |filter: &Option<crate::configure::capture_filter::CompiledFilter>| {
-            filter
-                .as_ref()
-                .map(|f| format!(" matching `{}`", escape(&f.expression)))
-                .unwrap_or_default()
-        };
-        let target = match &plan.write {
-            Some(path) if capture_mask != 0 => {
-                format!(
-                    "capturing {} packets{} to {} ({}, snaplen {})",
-                    flags::value_name(capture_which),
-                    matching(&plan.capture_filter),
-                    if path == "-" {
-                        "standard output".into()
-                    } else {
-                        escape(path)
-                    },
-                    plan.format,
-                    plan.snaplen
-                ) + &if plan.sample > 1 {
-                    format!(", 1 in {} sampled", plan.sample)
-                } else {
-                    String::new()
-                } + &plan
-                    .rotation
-                    .as_ref()
-                    .map(rotation_text)
-                    .unwrap_or_default()
-            }
-            _ => "not capturing".into(),
-        };
-        let log = if logging {
+        eprintln!("xdpsieve: metrics at http://{}/metrics", server.addr);
+    }
+    Ok(Some(server))
+}
+
+/// The start-up line: where the firewall filters, with how many rules, what it captures
+/// and logs, and through which transport; then each filter left to the interpreter.
+fn announce(plan: &RunPlan, firewall: &Firewall, logging: bool) {
+    let rules = &plan.rules;
+    let attached: Vec<String> = firewall
+        .attachments()
+        .iter()
+        .map(|a| format!("{} ({})", escape(&a.interface), a.mode))
+        .collect();
+    // The capture filter in force, as the operator wrote it.
+    let matching = |filter: &Option<CompiledFilter>| {
+        filter
+            .as_ref()
+            .map(|f| format!(" matching `{}`", escape(&f.expression)))
+            .unwrap_or_default()
+    };
+    let target = match &plan.write {
+        Some(path) if plan.capture.mask() != 0 => {
             format!(
-                "; logging {} events{}{}",
-                flags::value_name(plan.log),
-                matching(&plan.log_filter),
-                plan.log_file
-                    .as_ref()
-                    .map(|p| format!(" to {}", escape_path(p)))
-                    .unwrap_or_default()
-            )
-        } else {
-            String::new()
-        };
-        eprintln!(
-            "xdpsieve: filtering on {}: {} rules, default {}; {target}{log} (transport {})",
-            attached.join(", "),
-            rules.rules.len(),
-            rules.default_action,
-            flags::value_name(plan.transport)
-        );
-        // A filter left to the interpreter costs several times the translated one: say so.
-        for run in firewall.filter_runs() {
-            if matches!(run.how, crate::configure::loader::FilterHow::Interpreted(_)) {
-                eprintln!("xdpsieve: {run}");
-            }
+                "capturing {} packets{} to {} ({}, snaplen {})",
+                flags::value_name(plan.capture),
+                matching(&plan.capture_filter),
+                if path == "-" {
+                    "standard output".into()
+                } else {
+                    escape(path)
+                },
+                plan.format,
+                plan.snaplen
+            ) + &if plan.sample > 1 {
+                format!(", 1 in {} sampled", plan.sample)
+            } else {
+                String::new()
+            } + &plan
+                .rotation
+                .as_ref()
+                .map(rotation_text)
+                .unwrap_or_default()
+        }
+        _ => "not capturing".into(),
+    };
+    let log = if logging {
+        format!(
+            "; logging {} events{}{}",
+            flags::value_name(plan.log),
+            matching(&plan.log_filter),
+            plan.log_file
+                .as_ref()
+                .map(|p| format!(" to {}", escape_path(p)))
+                .unwrap_or_default()
+        )
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "xdpsieve: filtering on {}: {} rules, default {}; {target}{log} (transport {})",
+        attached.join(", "),
+        rules.rules.len(),
+        rules.default_action,
+        flags::value_name(plan.transport)
+    );
+    // A filter left to the interpreter costs several times the translated one: say so.
+    for run in firewall.filter_runs() {
+        if matches!(run.how, FilterHow::Interpreted(_)) {
+            eprintln!("xdpsieve: {run}");
         }
     }
-
-    // From here on an interface that stops running the program (deleted, detached from
-    // outside, queues added) is noticed and reported, and re-attached where possible.
-    let watcher = crate::observe::watch::Watcher::new(&firewall, &settings.ifindexes, |name| {
-        Some(crate::instance::pins::health_path(name))
-    })
-    .context("opening a netlink socket to watch the interfaces")?;
-    Ok(Running {
-        watcher,
-        writer_state,
-        _metrics: metrics,
-        meta,
-        capture,
-        firewall,
-        signals: Signals {
-            stop,
-            status_asked,
-            reload_asked,
-        },
-        interfaces,
-        rules,
-        quiet: plan.quiet,
-        stats_interval: plan.stats_interval,
-        owners: claims.into_iter().map(|c| c.owner).collect(),
-    })
 }
