@@ -18,7 +18,7 @@ use aya::{
     maps::Array,
     programs::{ProgramError, Xdp},
 };
-use xdpsieve_common::{Config, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule};
+use xdpsieve_common::{MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule};
 
 use crate::{
     EBPF_OBJECT, configure::capture_filter::FilterEngine, configure::classify,
@@ -184,128 +184,26 @@ impl Firewall {
         }
     }
 
+    /// One load with the filters run by `engine`: the settings checked against what the
+    /// program can hold, its tables built, the object loaded with its configuration and
+    /// map sizes, the rules, tables and sets written into its maps, then the program
+    /// through the verifier.
     fn load_as(settings: &Settings, engine: FilterEngine) -> Result<Firewall, LoaderError> {
-        if settings.snaplen == 0 || settings.snaplen > MAX_SNAPLEN {
-            return Err(LoaderError::Snaplen(settings.snaplen));
-        }
-        if settings.sample == 0 {
-            return Err(LoaderError::Sample(settings.sample));
-        }
-        if !settings.ring_bytes.is_power_of_two() || settings.ring_bytes < 4096 {
-            return Err(LoaderError::RingSize(settings.ring_bytes));
-        }
-        let rules: Vec<Rule> = settings.rules.to_kernel(settings.default_rate);
-        if rules.len() > MAX_RULES as usize {
-            return Err(LoaderError::TooManyRules(rules.len()));
-        }
-        if settings.ifindexes.len() > MAX_INTERFACES {
-            return Err(LoaderError::TooManyInterfaces(settings.ifindexes.len()));
-        }
+        let rules = settings.kernel_rules()?;
         raise_memlock_limit();
         let tables = classify::build(&settings.rules.rules, &settings.rules.sets);
-        let (set_tables, orphans) = Built::for_sets(
-            &settings.rules.sets,
-            tables.set_rules(),
-            &settings.set_runtime,
-        )
-        .map_err(|e| LoaderError::Sets(e.to_string()))?;
-        if !orphans.is_empty() {
-            return Err(LoaderError::Sets(format!(
-                "{} runtime entries belong to sets the rule file no longer declares ({}); \
-                 declare them again or remove the entries with `xdpsieve set del`",
-                orphans.len(),
-                orphans
-                    .iter()
-                    .map(|o| format!("@{} {}", o.set, o.prefix.addr()))
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        let mut ifindexes = [0u32; MAX_INTERFACES];
-        ifindexes[..settings.ifindexes.len()].copy_from_slice(&settings.ifindexes);
-        let config = Config {
-            default_verdict: u32::from(settings.rules.default_action.verdict()),
-            capture: settings.capture,
-            snaplen: settings.snaplen,
-            rule_count: rules.len() as u32,
-            rule_words: tables.rule_words,
-            classify: tables.fields,
-            log: settings.log,
-            transport: settings.transport.kernel_value(),
-            default_rate_interval_ns: settings.default_rate.interval_ns(),
-            default_rate_tolerance_ns: settings.default_rate.tolerance_ns(),
-            ifindexes,
-            unclassifiable: u32::from(settings.unclassifiable_action().verdict()),
-            generation: settings.generation,
-            sample: settings.sample,
-            capture_filter: 0,
-            log_filter: 0,
-            filter_translated: 0,
-        };
-        let FilterLoad {
-            config,
-            table: filter_table,
-            object,
-            runs: filter_runs,
-        } = filters::plan(
-            config,
+        let set_tables = set_tables(settings, &tables)?;
+        let filters = filters::plan(
+            settings.config(rules.len(), &tables),
             settings.capture_filter.as_ref(),
             settings.log_filter.as_ref(),
             engine,
         )
         .map_err(LoaderError::Load)?;
-        let translated = config.filter_translated != 0;
-        let object_bytes = object.as_ref().map_or(EBPF_OBJECT, |o| o.bytes());
-        let (capture_ring, event_ring) = settings.ring_sizes(page_size());
-        let mut loader = EbpfLoader::new();
-        loader
-            .override_global("CONFIG", &config, true)
-            .map_max_entries("CAPTURE_RING", capture_ring)
-            .map_max_entries("EVENT_RING", event_ring);
-        if let Some(table) = &filter_table {
-            loader.override_global("FILTER_PROGRAMS", &**table, true);
-        }
-        if let Some(sets) = &set_tables {
-            loader
-                .map_max_entries("SET_NODES", sets.node_capacity())
-                .map_max_entries("SET_ENTRIES", sets.entry_capacity())
-                .map_max_entries("SET_CLASSES", xdpsieve_common::sets::MAX_CLASSES);
-        }
-        if let Some(dir) = &settings.share_maps_from {
-            shared::share_from(&mut loader, dir)?;
-        }
-        let mut ebpf = loader
-            .load(object_bytes)
-            .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))?;
+        let mut ebpf = load_object(settings, &filters, set_tables.as_ref())?;
         let shared = shared::handles(&ebpf)?;
-        {
-            let map = ebpf
-                .map_mut("RULES")
-                .ok_or_else(|| LoaderError::Load("the object has no RULES map".into()))?;
-            let mut table: Array<_, Rule> =
-                Array::try_from(map).map_err(|e| LoaderError::Load(e.to_string()))?;
-            for (index, rule) in rules.iter().enumerate() {
-                table
-                    .set(index as u32, rule, 0)
-                    .map_err(|e| LoaderError::Load(format!("writing rule {index}: {e}")))?;
-            }
-        }
-        tables::write(&mut ebpf, &tables)?;
-        if let Some(sets) = &set_tables {
-            sets.write(&mut ebpf)
-                .map_err(|e| LoaderError::Sets(format!("{e:#}")))?;
-        }
-        let program: &mut Xdp = program_of(&mut ebpf)?;
-        program.load().map_err(|e| {
-            if translated {
-                // Most likely the verifier on the translation (its complexity limit):
-                // the caller may load again with the filters interpreted.
-                LoaderError::TranslatedFilter(filters::refusal(&e.to_string()))
-            } else {
-                load_error(&e, &log_tail(&e.to_string(), 40))
-            }
-        })?;
+        fill_maps(&mut ebpf, &rules, &tables, set_tables.as_ref())?;
+        verify(&mut ebpf, filters.config.filter_translated != 0)?;
         Ok(Firewall {
             ebpf,
             attachments: Vec::new(),
@@ -314,9 +212,111 @@ impl Firewall {
             ifindexes: settings.ifindexes.clone(),
             interface_names: Vec::new(),
             shared,
-            filter_runs,
+            filter_runs: filters.runs,
         })
     }
+}
+
+/// The set maps of the load: the rule file's sets with the runtime entries carried over
+/// (`None` without sets). An entry whose set the rule file no longer declares is refused:
+/// it would be dropped without a word.
+fn set_tables(
+    settings: &Settings,
+    tables: &classify::Tables,
+) -> Result<Option<Built>, LoaderError> {
+    let (set_tables, orphans) = Built::for_sets(
+        &settings.rules.sets,
+        tables.set_rules(),
+        &settings.set_runtime,
+    )
+    .map_err(|e| LoaderError::Sets(e.to_string()))?;
+    if !orphans.is_empty() {
+        return Err(LoaderError::Sets(format!(
+            "{} runtime entries belong to sets the rule file no longer declares ({}); \
+             declare them again or remove the entries with `xdpsieve set del`",
+            orphans.len(),
+            orphans
+                .iter()
+                .map(|o| format!("@{} {}", o.set, o.prefix.addr()))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(set_tables)
+}
+
+/// Loads the object (with the filters' translations written in, if any) with its
+/// configuration, the filter interpreter's table and the sizes of its rings and set maps;
+/// a reload's program gets the maps it shares with the running one. Nothing is verified
+/// yet: the program itself is loaded by [`verify`].
+fn load_object(
+    settings: &Settings,
+    filters: &FilterLoad,
+    set_tables: Option<&Built>,
+) -> Result<Ebpf, LoaderError> {
+    let (capture_ring, event_ring) = settings.ring_sizes(page_size());
+    let mut loader = EbpfLoader::new();
+    loader
+        .override_global("CONFIG", &filters.config, true)
+        .map_max_entries("CAPTURE_RING", capture_ring)
+        .map_max_entries("EVENT_RING", event_ring);
+    if let Some(table) = &filters.table {
+        loader.override_global("FILTER_PROGRAMS", &**table, true);
+    }
+    if let Some(sets) = set_tables {
+        loader
+            .map_max_entries("SET_NODES", sets.node_capacity())
+            .map_max_entries("SET_ENTRIES", sets.entry_capacity())
+            .map_max_entries("SET_CLASSES", xdpsieve_common::sets::MAX_CLASSES);
+    }
+    if let Some(dir) = &settings.share_maps_from {
+        shared::share_from(&mut loader, dir)?;
+    }
+    let object_bytes = filters.object.as_ref().map_or(EBPF_OBJECT, |o| o.bytes());
+    loader
+        .load(object_bytes)
+        .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))
+}
+
+/// Writes the rules, the matching tables and the sets into the loaded object's maps,
+/// before the program can run: nothing is attached with a half-filled rule table.
+fn fill_maps(
+    ebpf: &mut Ebpf,
+    rules: &[Rule],
+    tables: &classify::Tables,
+    set_tables: Option<&Built>,
+) -> Result<(), LoaderError> {
+    let map = ebpf
+        .map_mut("RULES")
+        .ok_or_else(|| LoaderError::Load("the object has no RULES map".into()))?;
+    let mut table: Array<_, Rule> =
+        Array::try_from(map).map_err(|e| LoaderError::Load(e.to_string()))?;
+    for (index, rule) in rules.iter().enumerate() {
+        table
+            .set(index as u32, rule, 0)
+            .map_err(|e| LoaderError::Load(format!("writing rule {index}: {e}")))?;
+    }
+    tables::write(ebpf, tables)?;
+    if let Some(sets) = set_tables {
+        sets.write(ebpf)
+            .map_err(|e| LoaderError::Sets(format!("{e:#}")))?;
+    }
+    Ok(())
+}
+
+/// Loads the program into the kernel, through the verifier. A refusal of a program with
+/// `translated` filters is told apart, so that the caller may load again with them
+/// interpreted.
+fn verify(ebpf: &mut Ebpf, translated: bool) -> Result<(), LoaderError> {
+    program_of(ebpf)?.load().map_err(|e| {
+        if translated {
+            // Most likely the verifier on the translation (its complexity limit).
+            LoaderError::TranslatedFilter(filters::refusal(&e.to_string()))
+        } else {
+            load_error(&e, &log_tail(&e.to_string(), 40))
+        }
+    })
 }
 
 /// The system's page size: the smallest ring buffer the kernel makes.

@@ -3,10 +3,12 @@
 
 use std::path::PathBuf;
 
-use xdpsieve_common::MAX_SNAPLEN;
+use xdpsieve_common::{Config, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule};
 
+use super::LoaderError;
 use crate::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
+    configure::classify::Tables,
     configure::rules::{Action, Rate, RuleSet},
     configure::sets::kernel::RuntimeEntry,
 };
@@ -101,6 +103,54 @@ impl Settings {
             }
         };
         (size(self.capture != 0), size(self.logs_events()))
+    }
+
+    /// The rules as the program reads them, once the settings are checked against what the
+    /// program can hold (snap length, sampling, ring size, rules, interfaces).
+    pub(super) fn kernel_rules(&self) -> Result<Vec<Rule>, LoaderError> {
+        if self.snaplen == 0 || self.snaplen > MAX_SNAPLEN {
+            return Err(LoaderError::Snaplen(self.snaplen));
+        }
+        if self.sample == 0 {
+            return Err(LoaderError::Sample(self.sample));
+        }
+        if !self.ring_bytes.is_power_of_two() || self.ring_bytes < 4096 {
+            return Err(LoaderError::RingSize(self.ring_bytes));
+        }
+        let rules: Vec<Rule> = self.rules.to_kernel(self.default_rate);
+        if rules.len() > MAX_RULES as usize {
+            return Err(LoaderError::TooManyRules(rules.len()));
+        }
+        if self.ifindexes.len() > MAX_INTERFACES {
+            return Err(LoaderError::TooManyInterfaces(self.ifindexes.len()));
+        }
+        Ok(rules)
+    }
+
+    /// The program's read-only configuration (`CONFIG`) for `rule_count` rules matched
+    /// with `tables`; the filters' fields are set by `filters::plan`.
+    pub(super) fn config(&self, rule_count: usize, tables: &Tables) -> Config {
+        let mut ifindexes = [0u32; MAX_INTERFACES];
+        ifindexes[..self.ifindexes.len()].copy_from_slice(&self.ifindexes);
+        Config {
+            default_verdict: u32::from(self.rules.default_action.verdict()),
+            capture: self.capture,
+            snaplen: self.snaplen,
+            rule_count: rule_count as u32,
+            rule_words: tables.rule_words,
+            classify: tables.fields,
+            log: self.log,
+            transport: self.transport.kernel_value(),
+            default_rate_interval_ns: self.default_rate.interval_ns(),
+            default_rate_tolerance_ns: self.default_rate.tolerance_ns(),
+            ifindexes,
+            unclassifiable: u32::from(self.unclassifiable_action().verdict()),
+            generation: self.generation,
+            sample: self.sample,
+            capture_filter: 0,
+            log_filter: 0,
+            filter_translated: 0,
+        }
     }
 
     /// The unclassifiable verdict in force: the one asked for, else the default.
