@@ -11,11 +11,11 @@
 //!   the final drain, the closing blocks and the summary.
 //!
 //! The recording side (sources, recorder, capture files and their rotation, event log, and
-//! its shutdown order) is one object, [`capture_session::CaptureSession`], which the loop and the
-//! finish drive and which runs without a kernel in its tests.
+//! its shutdown order) is one object, [`capture_session::CaptureSession`], which the loop
+//! and the finish drive and which runs without a kernel in its tests.
 //!
-//! The binary (`src/bin/xdpsieve/run.rs`) turns the command line into the plan; everything
-//! that touches the kernel, the files or the terminal after that happens here.
+//! The binary (`src/bin/xdpsieve/run.rs`) turns the command line into the plan ([`plan`]);
+//! everything that touches the kernel, the files or the terminal after that happens here.
 
 use anyhow::Result;
 

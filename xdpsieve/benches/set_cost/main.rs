@@ -7,11 +7,11 @@
 //!
 //! Sets: IPv4 of 1, 10,000, 100,000 and 1,000,000 prefixes, IPv6 of 1 and 100,000 (the
 //! targets compare each family's large set with its 1-prefix set), drawn by
-//! `xdpsieve::sandbox::prefix_gen` from its fixed seed (lengths as in a BGP table plus a blocklist's
-//! host routes; nested prefixes). Frames: 64-byte UDP from `addresses` distinct sources,
-//! half inside the set (a random prefix, random host bits or its first or last address),
-//! half outside it. Each frame runs `repeat` times per run; a program's figure is the
-//! median over addresses of each address's median over runs, with the spread over
+//! `xdpsieve::sandbox::prefix_gen` from its fixed seed (lengths as in a BGP table plus a
+//! blocklist's host routes; nested prefixes). Frames: 64-byte UDP from `addresses` distinct
+//! sources, half inside the set (a random prefix, random host bits or its first or last
+//! address), half outside it. Each frame runs `repeat` times per run; a program's figure is
+//! the median over addresses of each address's median over runs, with the spread over
 //! addresses. The runs go round all frames and programs in turn, so drift hits each alike.
 //! Every verdict is checked against the reference model (drop = member).
 //!

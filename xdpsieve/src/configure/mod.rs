@@ -1,10 +1,11 @@
-//! Configure: what the firewall does and where it lives in the kernel. Rules and the address
-//! sets they name are read and checked ([`rules`], [`sets`], [`input`], [`flags`]), compiled
-//! into the bitmaps the program matches with ([`classify`]), and loaded with the program
-//! ([`loader`], which moves a link to another program with [`relink`]); the firewall is pinned in bpffs so it outlives its recorder ([`crate::instance::pins`]),
-//! taken over by a new run ([`crate::instance::takeover`]), given new rules without a gap ([`crate::instance::reload`]) and
-//! removed only by an explicit [`crate::instance::stop`]. What each subcommand needs of the process's
-//! privileges is in [`privileges`].
+//! Configure: what the firewall is and how it gets into the kernel. Rules and the address
+//! sets they name are read and checked ([`rules`], [`sets`], [`input`], [`flags`]),
+//! compiled into the bitmaps the program matches with ([`classify`]) and, for capture
+//! filters, into the programs it runs ([`capture_filter`]), and loaded with the program and
+//! attached ([`loader`], which moves a link to another program with [`relink`]). What each
+//! subcommand needs of the process's privileges is in [`privileges`]. What becomes of a
+//! firewall once it is in force (its pins, a takeover, a reload, live set changes, a stop)
+//! is the layer above, `instance`.
 
 pub mod capture_filter;
 pub mod classify;

@@ -1,14 +1,14 @@
 //! `xdpsieve stop -i IFACE`: the explicit end of a firewall, from any shell in the same
 //! network namespace.
 //!
-//! A firewall stays in force until the operator removes it (see [`crate::instance::pins`]). If a live
-//! recorder owns the interface, it is asked to stop (SIGTERM) as if the operator had pressed
-//! Ctrl-C in its terminal: it detaches, drains, writes its summary and removes its pins,
-//! and this waits for it. If the recorder is gone (the firewall was left behind), this
-//! removes the link's pin, which detaches the program, and then the other pins and the
-//! description. Either way the end is done by the interface's owner ([`crate::instance::pins::owner`]):
-//! the recorder, or this command once it holds the interface's lock, so a run starting or
-//! taking over meanwhile is never cut short.
+//! A firewall stays in force until the operator removes it (see [`crate::instance::pins`]).
+//! If a live recorder owns the interface, it is asked to stop (SIGTERM) as if the operator
+//! had pressed Ctrl-C in its terminal: it detaches, drains, writes its summary and removes
+//! its pins, and this waits for it. If the recorder is gone (the firewall was left behind),
+//! this removes the link's pin, which detaches the program, and then the other pins and the
+//! description. Either way the end is done by the interface's owner
+//! ([`crate::instance::pins::owner`]): the recorder, or this command once it holds the
+//! interface's lock, so a run starting or taking over meanwhile is never cut short.
 
 use std::{
     fs,

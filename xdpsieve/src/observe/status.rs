@@ -1,12 +1,12 @@
 //! Looking into a firewall from another shell: `xdpsieve status`.
 //!
 //! A firewall's pins and description ([`crate::instance::description`]) live where
-//! [`crate::instance::pins`] puts them. `xdpsieve status` reads both without touching the program: a firewall whose recorder is alive is
-//! "running"; one whose recorder died while its pinned link keeps filtering is "running
-//! without a recorder" (fail-static), with the records it could not hand to anyone counted
-//! as `no_reader`; one with neither link nor live recorder is stale. The recorder is
-//! recognised by its PID together with the PID's start time, so a reused PID does not
-//! fool it.
+//! [`crate::instance::pins`] puts them. `xdpsieve status` reads both without touching the
+//! program: a firewall whose recorder is alive is "running"; one whose recorder died while
+//! its pinned link keeps filtering is "running without a recorder" (fail-static), with the
+//! records it could not hand to anyone counted as `no_reader`; one with neither link nor
+//! live recorder is stale. The recorder is recognised by its PID together with the PID's
+//! start time, so a reused PID does not fool it.
 
 use std::{
     collections::BTreeMap,

@@ -6,7 +6,8 @@
 //!
 //! - [`args`]: the command's shape (`Cli`, `Command`) and what several subcommands share
 //!   (the rule flags in command-line order);
-//! - [`run`]: `run`'s flags, checked against each other into a [`xdpsieve::session::plan::RunPlan`];
+//! - [`run`]: `run`'s flags, checked against each other into a
+//!   [`xdpsieve::session::plan::RunPlan`];
 //! - [`check_rules`]: `check-rules` and the rule-file format its help shows;
 //! - [`control`]: `reload`, `stop` and `status`, which act on a running firewall;
 //! - [`set`]: `set add|del|list|flush` into a live set change.

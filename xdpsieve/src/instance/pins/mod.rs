@@ -14,8 +14,8 @@
 //!   ([`crate::configure::loader::SET_PINS`]).
 //!
 //! and `/run/xdpsieve/netns-<dev>-<inode>/<iface>.json` describes the instance ([`Meta`],
-//! see [`crate::instance::description`]). Beside it, `<iface>.lock` makes one process at a time the interface's
-//! owner ([`owner`]).
+//! see [`crate::instance::description`]). Beside it, `<iface>.lock` makes one process at a
+//! time the interface's owner ([`owner`]).
 //!
 //! The root is `/sys/fs/bpf/xdpsieve`, or a directory of xdpsieve's own when someone else
 //! made that one first ([`root`]). bpffs is shared by all network namespaces and interface

@@ -4,9 +4,10 @@
 //! [`crate::instance::recipe::Recipe`]: the rule file, the command-line expressions, the
 //! flags), and a new program (the next rule generation) is loaded with them and swapped
 //! onto each interface's pinned bpf_link with `bpf_link_update`
-//! ([`crate::configure::loader::Firewall::take_over`], as a takeover does). The kernel runs either the old program or the new one for each packet, so every packet is
-//! judged entirely by the old rules or entirely by the new ones, and the link (the
-//! attachment) never goes away.
+//! ([`crate::configure::loader::Firewall::take_over`], as a takeover does). The kernel runs
+//! either the old program or the new one for each packet, so every packet is judged
+//! entirely by the old rules or entirely by the new ones, and the link (the attachment)
+//! never goes away.
 //!
 //! Why a new program rather than double-buffered tables behind a generation switch or a
 //! map-in-map swap: the rule count, the word count of the bitmaps and which fields are
@@ -16,19 +17,20 @@
 //! packet path nothing.
 //!
 //! What goes on across the swap:
-//! - The recording: the new program is loaded with the old one's record rings, perf
-//!   arrays and reader heartbeat (aya's `EbpfLoader::map_pin_path` on the pins in the
-//!   instance's directory, see [`crate::configure::loader::SHARED_MAPS`]), so the recorder reads on
+//! - The recording: the new program is loaded with the old one's record rings, perf arrays
+//!   and reader heartbeat (aya's `EbpfLoader::map_pin_path` on the pins in the instance's
+//!   directory, see [`crate::configure::loader::SHARED_MAPS`]), so the recorder reads on
 //!   from the same buffers into the same files and no record is left behind in a ring of
 //!   the old program: there is nothing to drain. (`map_pin_path` per map rather than
 //!   `pinning = ByName` in the eBPF object: only a reload reuses maps, explicitly; a fresh
-//!   run or a takeover must not pick up a dead instance's rings by their names.) Each record carries its generation's
-//!   low byte (`Config::generation`), and the recorder names its rule from that
-//!   generation's rules ([`crate::write::generations`]): the same id can be another rule after a
-//!   reload. The writers stay the run's: a new generation that sends a stream the run has
-//!   no writer for (a rule given `log = true` in a run started without an event log, whose
-//!   event ring is one page) has those records counted (`event_no_writer`, see
-//!   `xdpsieve_common::reader`) instead of sent, and the outcome says so.
+//!   run or a takeover must not pick up a dead instance's rings by their names.) Each
+//!   record carries its generation's low byte (`Config::generation`), and the recorder
+//!   names its rule from that generation's rules ([`crate::write::generations`]): the same
+//!   id can be another rule after a reload. The writers stay the run's: a new generation
+//!   that sends a stream the run has no writer for (a rule given `log = true` in a run
+//!   started without an event log, whose event ring is one page) has those records counted
+//!   (`event_no_writer`, see `xdpsieve_common::reader`) instead of sent, and the outcome
+//!   says so.
 //! - The global and per-interface counters: shared too (the interfaces and their slots do
 //!   not change), so they go on exactly.
 //! - The per-rule counters (their slots change with the rules): copied into the new

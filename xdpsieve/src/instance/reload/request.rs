@@ -1,9 +1,9 @@
 //! `xdpsieve reload` from another shell: a live recorder is asked with SIGHUP and its
 //! outcome waited for in its description; a firewall whose recorder is gone is reloaded
 //! here, on its pinned state, once this command owns its interfaces (see
-//! [`crate::instance::pins::owner`]: a run taking it over, a stop or another reload is never raced).
-//! Either way the command learns whether the new rules are in force, and exits non-zero
-//! with the reason when they are not.
+//! [`crate::instance::pins::owner`]: a run taking it over, a stop or another reload is
+//! never raced). Either way the command learns whether the new rules are in force, and
+//! exits non-zero with the reason when they are not.
 
 use std::time::{Duration, Instant};
 

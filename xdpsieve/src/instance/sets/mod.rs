@@ -128,8 +128,9 @@ fn program_maps(program_id: u32) -> Result<Vec<u32>> {
         .unwrap_or_default())
 }
 
-/// The set maps pinned for `iface` ([`crate::configure::loader::SET_PINS`]), checked against the program in
-/// force: it reads `SET_NODES`, so the pinned one must be among its maps.
+/// The set maps pinned for `iface` ([`crate::configure::loader::SET_PINS`]), checked
+/// against the program in force: it reads `SET_NODES`, so the pinned one must be among its
+/// maps.
 fn find(iface: &str) -> Result<Found> {
     let program_id = program_in_force(iface)?;
     let dir = pins::pin_dir(iface);

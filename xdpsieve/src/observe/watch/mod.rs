@@ -12,9 +12,9 @@
 //! Reactions: a deleted interface that comes back under its name is attached again (same
 //! mode); grown queues are fixed by moving the link to the firewall's twin program, which
 //! makes the driver install the program on every queue without a moment unfiltered (see
-//! [`crate::configure::relink`]). A detach or replacement from outside is reported loudly and left alone:
-//! whoever did it meant it, and two tools taking turns on an interface is worse than one
-//! clear warning (`xdpsieve status` shows it until xdpsieve is restarted).
+//! [`crate::configure::relink`]). A detach or replacement from outside is reported loudly
+//! and left alone: whoever did it meant it, and two tools taking turns on an interface is
+//! worse than one clear warning (`xdpsieve status` shows it until xdpsieve is restarted).
 //!
 //! Every 5 s a divergence check compares the interface's received packets (IFLA_STATS64
 //! rx_packets) with the program's count for it. On veth rx_packets counts every frame that
