@@ -2,18 +2,33 @@
 //!
 //! The XDP program (crate `xdpsieve-ebpf`, embedded here as [`EBPF_OBJECT`]) parses each
 //! frame, applies the rules (first match wins), counts per CPU, and sends the packets and
-//! events asked for to userspace. The library's folders follow a packet record's way:
+//! events asked for to userspace. The library is a stack of layers, each folder one layer;
+//! a module imports from its own layer and the layers below it, never from one above:
 //!
-//! - [`configure`]: rules, their bitmaps, loading and attaching the program, and the pins
-//!   that keep the firewall in force whatever happens to the process;
-//! - [`read`]: the ring and perf buffers, and decoding what comes out of them;
-//! - [`write`]: the recorder, the pcap/pcapng writers and the event log;
-//! - [`observe`]: the counter catalogue, the summary, `status`, metrics, the interface watcher;
-//! - [`sandbox`]: the namespaces the demo and the end-to-end tests run in;
-//! - [`session`]: one run, from a validated plan to the summary, tying the others together.
+//! - [`session`]: one run, from a validated plan to the summary, tying the others together;
+//! - [`observe`]: the summary and the live line, `status`, metrics, the interface watcher;
+//! - [`write`]: the recorder: capture files (pcap, pcapng, rotation) and the event log;
+//! - [`instance`]: a firewall in force, whatever process holds it: its description and
+//!   pins, the owner of each interface, takeover, reload, live set changes, stop;
+//! - [`configure`]: what the firewall is: rules, address sets, capture filters, the
+//!   bitmaps the program matches with, loading and attaching the program;
+//! - [`read`]: what the kernel hands up: ring and perf buffers, decoding records and events;
+//! - [`base`]: what every layer shares: the counter catalogue and the escaping of
+//!   untrusted text.
+//!
+//! Why this order. A firewall is made of its configuration ([`configure`]), and the loader
+//! hands out the record sources ([`read`]) it opens on the maps it loaded; [`read`] knows no
+//! rule or setting. A firewall stays in force when nothing records for it (fail-static): so
+//! nothing that keeps it, takes it over, reloads or stops it ([`instance`]) may depend on
+//! the recorder ([`write`]), which stands above them and only records for a firewall.
+//! [`observe`] reports on all of them (the instance's pins and description, what the
+//! recorder wrote), and [`session`] drives one run of everything. [`instance`] and
+//! [`write`] import nothing of each other. [`sandbox`] (the namespaces of the demo and the
+//! end-to-end tests) stands beside the stack and imports none of it.
 //!
 //! Modules are reached by their full paths (`xdpsieve::configure::rules`), never by a
-//! short alias at the root, so every `use` names the folder it crosses into.
+//! short alias at the root, so every `use` names the layer it reaches into; a test
+//! (`layers`) fails when one reaches up.
 
 pub mod base;
 pub mod configure;
@@ -24,6 +39,8 @@ pub mod sandbox;
 pub mod session;
 pub mod write;
 
+#[cfg(test)]
+mod layers;
 #[cfg(test)]
 mod test_support;
 
