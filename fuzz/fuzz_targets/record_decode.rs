@@ -5,11 +5,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use xdpsieve::{
-    read::event,
-    write::event_log::{EventFormatter, LogFormat},
-    read::record::CaptureRecord,
-    configure::rules::{Action, RuleSet},
     base::text::is_unsafe,
+    configure::rules::{Action, RuleSet},
+    read::event,
+    read::record::CaptureRecord,
+    write::event_log::{EventFormatter, LogFormat},
 };
 use xdpsieve_common::{CAPTURE_HEADER_LEN, MAX_SNAPLEN};
 

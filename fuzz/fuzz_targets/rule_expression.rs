@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use xdpsieve::{
-    configure::rules::{Action, Rate, RuleSet, parse_expression},
     base::text::is_unsafe,
+    configure::rules::{Action, Rate, RuleSet, parse_expression},
 };
 
 fuzz_target!(|data: &[u8]| {

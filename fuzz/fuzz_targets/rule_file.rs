@@ -7,8 +7,8 @@ use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
 use xdpsieve::{
-    configure::rules::{Rate, RuleSet},
     base::text::is_unsafe,
+    configure::rules::{Rate, RuleSet},
 };
 use xdpsieve_common::MAX_RULES;
 
