@@ -27,8 +27,8 @@
 //! end-to-end tests) stands beside the stack and imports none of it.
 //!
 //! Modules are reached by their full paths (`xdpsieve::configure::rules`), never by a
-//! short alias at the root, so every `use` names the layer it reaches into; a test
-//! (`layers`) fails when one reaches up.
+//! short alias at the root, so every `use` names the layer it reaches into; a unit test
+//! (`layer_tests`) fails when one reaches up.
 
 pub mod base;
 pub mod configure;
@@ -40,7 +40,7 @@ pub mod session;
 pub mod write;
 
 #[cfg(test)]
-mod layers;
+mod layer_tests;
 #[cfg(test)]
 mod test_support;
 

@@ -24,7 +24,7 @@ const APART: [&str; 1] = ["sandbox"];
 
 /// What the crate's root holds besides its layers: the binary, the root module (with the
 /// program's bytes) and the unit tests' helpers.
-const ROOT_ITEMS: [&str; 4] = ["bin", "lib.rs", "layers.rs", "test_support.rs"];
+const ROOT_ITEMS: [&str; 4] = ["bin", "lib.rs", "layer_tests.rs", "test_support.rs"];
 
 /// `source` with its comments and its string and character literals blanked out, so that
 /// only code is left to look for paths in (doc comments link upwards freely).
