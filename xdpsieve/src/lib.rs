@@ -7,7 +7,8 @@
 //!
 //! - [`session`]: one run, from a validated plan to the summary, tying the others together;
 //! - [`observe`]: the summary and the live line, `status`, metrics, the interface watcher;
-//! - [`write`]: the recorder: capture files (pcap, pcapng, rotation) and the event log;
+//! - [`write`](mod@write): the recorder: capture files (pcap, pcapng, rotation), the event
+//!   log;
 //! - [`instance`]: a firewall in force, whatever process holds it: its description and
 //!   pins, the owner of each interface, takeover, reload, live set changes, stop;
 //! - [`configure`]: what the firewall is: rules, address sets, capture filters, the
@@ -17,14 +18,14 @@
 //!   untrusted text.
 //!
 //! Why this order. A firewall is made of its configuration ([`configure`]), and the loader
-//! hands out the record sources ([`read`]) it opens on the maps it loaded; [`read`] knows no
-//! rule or setting. A firewall stays in force when nothing records for it (fail-static): so
-//! nothing that keeps it, takes it over, reloads or stops it ([`instance`]) may depend on
-//! the recorder ([`write`]), which stands above them and only records for a firewall.
-//! [`observe`] reports on all of them (the instance's pins and description, what the
-//! recorder wrote), and [`session`] drives one run of everything. [`instance`] and
-//! [`write`] import nothing of each other. [`sandbox`] (the namespaces of the demo and the
-//! end-to-end tests) stands beside the stack and imports none of it.
+//! hands out the record sources ([`read`]) it opens on the maps it loaded; [`read`] knows
+//! no rule or setting. A firewall stays in force when nothing records for it (fail-static):
+//! so nothing that keeps it, takes it over, reloads or stops it ([`instance`]) may depend
+//! on the recorder ([`write`](mod@write)), which stands above them and only records for a
+//! firewall. [`observe`] reports on all of them (the instance's pins and description, what
+//! the recorder wrote), and [`session`] drives one run of everything. [`instance`] and
+//! [`write`](mod@write) import nothing of each other. [`sandbox`] (the namespaces of the
+//! demo and the end-to-end tests) stands beside the stack and imports none of it.
 //!
 //! Modules are reached by their full paths (`xdpsieve::configure::rules`), never by a
 //! short alias at the root, so every `use` names the layer it reaches into; a unit test
