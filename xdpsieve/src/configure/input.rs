@@ -21,15 +21,15 @@ pub const RULE_FILE_CAP: u64 = 4 << 20;
 /// lists with long comments run larger; 256 MiB leaves room for 10M prefixes, not more.
 pub const SET_FILE_CAP: u64 = 256 << 20;
 
-/// Why a file could not be read.
+/// Why a file could not be read. The I/O error is part of the message, not a source of
+/// its own: an error chain printed whole (`{:#}`) would say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadFileError {
-    #[error("cannot open {what} {path}: {source}")]
+    #[error("cannot open {what} {path}: {cause}")]
     Open {
         what: String,
         path: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{what} {path} is {kind}, not a regular file; give the path of a file")]
     NotRegular {
@@ -43,12 +43,11 @@ pub enum ReadFileError {
         path: String,
         cap: u64,
     },
-    #[error("cannot read {what} {path}: {source}")]
+    #[error("cannot read {what} {path}: {cause}")]
     Read {
         what: String,
         path: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{what} {path} is not UTF-8 text (byte {offset} is not valid UTF-8)")]
     NotText {
@@ -70,15 +69,15 @@ pub fn read_regular_file(path: &Path, cap: u64, what: &str) -> Result<String, Re
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|source| ReadFileError::Open {
+        .map_err(|cause| ReadFileError::Open {
             what: what.into(),
             path: shown(),
-            source,
+            cause,
         })?;
-    let read_error = |source| ReadFileError::Read {
+    let read_error = |cause| ReadFileError::Read {
         what: what.into(),
         path: shown(),
-        source,
+        cause,
     };
     let file_type = file.metadata().map_err(read_error)?.file_type();
     if !file_type.is_file() {
