@@ -5,6 +5,10 @@
 //! `[[set]]` tables declare address sets, read before the rules whatever their place in
 //! the file, so a rule's `src = "@name"` finds its set; a set file's path is relative to
 //! the rule file's folder.
+//!
+//! A configuration file (`crate::configure::config`) may hold its rules itself, in the same
+//! form: [`RuleSet::from_config_text`] reads its `default`, `[[set]]` and `[[rule]]` and
+//! leaves its other keys to the configuration's reader, which has checked them.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -54,15 +58,33 @@ impl RuleSet {
         dir: Option<&Path>,
     ) -> Result<RuleSet, RuleError> {
         let file = RuleFile { text, origin, dir };
-        let document = DeTable::parse(text).map_err(|e| {
-            let message = e.message().trim_end().replace('\n', "; ");
-            file.error(
-                e.span().unwrap_or(0..0),
-                format!("not valid TOML: {message}"),
-            )
-        })?;
-        file.rule_set(document.get_ref())
+        file.rule_set(file.parse()?.get_ref(), Keys::RuleFile)
     }
+
+    /// Parses the rules a configuration file holds (its text, named `origin` in errors):
+    /// its `default`, `[[set]]` and `[[rule]]`, as a rule file has them, relative set file
+    /// paths taken against `dir`. Its other keys are the configuration's: skipped here,
+    /// so the caller must have checked them (an unknown key must not pass unnoticed).
+    pub fn from_config_text(
+        text: &str,
+        origin: &str,
+        dir: Option<&Path>,
+    ) -> Result<RuleSet, RuleError> {
+        let file = RuleFile { text, origin, dir };
+        file.rule_set(file.parse()?.get_ref(), Keys::Config)
+    }
+}
+
+/// The top-level keys of a rule file: what [`RuleSet::from_config_text`] takes of a
+/// configuration file.
+pub const RULE_FILE_KEYS: [&str; 3] = ["default", "set", "rule"];
+
+/// Whose top level is being read: a rule file's (every key is a rule file's) or a
+/// configuration file's (keys other than [`RULE_FILE_KEYS`] are the configuration's).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    RuleFile,
+    Config,
 }
 
 /// The text being parsed and its name, to turn spans into `file:line:column` errors.
@@ -90,7 +112,18 @@ impl RuleFile<'_> {
         line_column(self.text, span.start).0
     }
 
-    fn rule_set(&self, document: &DeTable<'_>) -> Result<RuleSet, RuleError> {
+    /// The text as a TOML document, or an error at the place it stops being TOML.
+    fn parse(&self) -> Result<Spanned<DeTable<'_>>, RuleError> {
+        DeTable::parse(self.text).map_err(|e| {
+            let message = e.message().trim_end().replace('\n', "; ");
+            self.error(
+                e.span().unwrap_or(0..0),
+                format!("not valid TOML: {message}"),
+            )
+        })
+    }
+
+    fn rule_set(&self, document: &DeTable<'_>, keys: Keys) -> Result<RuleSet, RuleError> {
         let mut set = RuleSet::default();
         let mut entries: &[Value<'_>] = &[];
         let mut set_entries: &[Value<'_>] = &[];
@@ -123,6 +156,8 @@ impl RuleFile<'_> {
                         ));
                     }
                 },
+                // The configuration's own keys, checked by its reader.
+                _ if keys == Keys::Config => {}
                 other => {
                     return Err(self.error(
                         key.span(),
@@ -431,7 +466,7 @@ fn integer(i: &DeInteger<'_>) -> Option<i128> {
 }
 
 /// "an integer", "a string": TOML's type names with their article.
-pub(super) fn a(type_name: &str) -> String {
+pub(crate) fn a(type_name: &str) -> String {
     match type_name.chars().next() {
         Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {type_name}"),
         _ => format!("a {type_name}"),
@@ -439,7 +474,7 @@ pub(super) fn a(type_name: &str) -> String {
 }
 
 /// 1-based line and column of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;

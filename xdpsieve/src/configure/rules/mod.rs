@@ -21,7 +21,9 @@ mod tests;
 mod values;
 
 pub use expr::{parse_expression, parse_expression_with_sets};
-pub use file::MAX_NAME_CHARS;
+pub use file::{MAX_NAME_CHARS, RULE_FILE_KEYS};
+/// The TOML error helpers the configuration file's reader shares with the rule file's.
+pub(crate) use file::{a as with_article, line_column};
 pub use values::{Action, Cidr, PortRange, Protocol, Rate};
 use xdpsieve_common::{MAX_RULES, Rule, family};
 
