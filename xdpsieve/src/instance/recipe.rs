@@ -1,6 +1,7 @@
 //! What a running instance keeps so that its rules can be rebuilt from their sources at any
-//! time, by itself or by `xdpsieve reload` after it died: the rule file, the command-line
-//! rule expressions in order, and the flags that shape the program ([`Recipe`]); and what
+//! time, by itself or by `xdpsieve reload` after it died: the rule file (or the
+//! configuration file that holds or names the rules), the command-line rule expressions in
+//! order, and the flags that shape the program ([`Recipe`]); and what
 //! `status` shows of the rule generations ([`ReloadState`]). Both live in the instance's
 //! description ([`crate::instance::description`]).
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
+    configure::config::Config,
     configure::loader::Settings,
     configure::loader::Transport,
     configure::rules::{Action, Rate, RuleSet},
@@ -22,6 +24,12 @@ pub struct RuleSources {
     /// The rule file (made absolute for the description: a reload may run from another
     /// directory, see [`RuleSources::absolute`]).
     pub file: Option<PathBuf>,
+    /// What `file` is: a rule file (`--rules`), or a configuration file (`--config`)
+    /// whose rules are its own or those of the rule file it names, as it says at each read.
+    /// Written only for a configuration file, so a rule file's description reads as before
+    /// (and one written before configuration files existed names a rule file).
+    #[serde(default, skip_serializing_if = "FileKind::is_rules")]
+    pub file_kind: FileKind,
     /// `--drop`/`--pass` expressions, in command-line order, after the file's rules.
     pub expressions: Vec<(Action, String)>,
     /// `--default`, overriding the file's.
@@ -37,8 +45,22 @@ impl RuleSources {
     ) -> Self {
         RuleSources {
             file: file.map(Path::to_path_buf),
+            file_kind: FileKind::Rules,
             expressions,
             default_action,
+        }
+    }
+
+    /// The rules of the configuration file `config` (see [`FileKind::Config`]), then
+    /// `expressions` as (action, expression) in order.
+    pub fn from_config(
+        config: &Path,
+        expressions: Vec<(Action, String)>,
+        default_action: Option<Action>,
+    ) -> Self {
+        RuleSources {
+            file_kind: FileKind::Config,
+            ..RuleSources::new(Some(config), expressions, default_action)
         }
     }
 
@@ -53,11 +75,15 @@ impl RuleSources {
         self
     }
 
-    /// Reads the rules: the file's, then the expressions in order, then the default.
+    /// Reads the rules: the file's, then the expressions in order, then the default. A
+    /// configuration file is read whole and checked key by key (see
+    /// `crate::configure::config`): a reload refuses a file with an unknown key or a bad
+    /// value, which a start would refuse too. Only its rules are taken.
     pub fn load(&self) -> Result<RuleSet> {
-        let mut set = match &self.file {
-            Some(path) => RuleSet::from_file(path)?,
-            None => RuleSet::default(),
+        let mut set = match (&self.file, self.file_kind) {
+            (Some(path), FileKind::Rules) => RuleSet::from_file(path)?,
+            (Some(path), FileKind::Config) => Config::read(path)?.rule_set()?,
+            (None, _) => RuleSet::default(),
         };
         for (action, expr) in &self.expressions {
             set.push_expression(*action, expr)?;
@@ -66,6 +92,24 @@ impl RuleSources {
             set.default_action = default;
         }
         Ok(set)
+    }
+}
+
+/// What the rule sources' file is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    /// A rule file: `default`, `[[set]]`, `[[rule]]` and nothing else.
+    #[default]
+    Rules,
+    /// A configuration file (`crate::configure::config`): its own rules, or those of the
+    /// rule file its `rules` key names.
+    Config,
+}
+
+impl FileKind {
+    fn is_rules(&self) -> bool {
+        *self == FileKind::Rules
     }
 }
 
@@ -282,6 +326,73 @@ mod tests {
         assert_eq!(serde_json::from_str::<RuleSources>(&json).unwrap(), sources);
         std::fs::write(&file, "[[rule]]\naction = \"dorp\"\n").unwrap();
         assert!(sources.load().is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_configuration_file_is_read_again_whole_for_its_rules() {
+        let dir = std::env::temp_dir().join(format!("xdpsieve-recipe-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("xdpsieve.toml");
+        let write = |text: &str| std::fs::write(&config, text).unwrap();
+        write(
+            "interfaces = [\"eth0\"]\n[capture]\nsnaplen = 64\n\
+             [[rule]]\nname = \"a\"\naction = \"drop\"\nprotocol = \"udp\"\n",
+        );
+        let sources = RuleSources::from_config(
+            &config,
+            vec![(Action::Pass, "tcp dst port 22".into())],
+            None,
+        );
+        let names =
+            |set: RuleSet| -> Vec<String> { set.rules.into_iter().map(|r| r.name).collect() };
+        assert_eq!(
+            names(sources.load().unwrap()),
+            ["a", "pass tcp dst port 22"]
+        );
+        // Edited: the new rules, here or in the rule file it now names.
+        write(
+            "default = \"drop\"\n[[rule]]\nname = \"b\"\naction = \"pass\"\nprotocol = \"tcp\"\n",
+        );
+        let set = sources.load().unwrap();
+        assert_eq!(set.default_action, Action::Drop);
+        assert_eq!(names(set), ["b", "pass tcp dst port 22"]);
+        std::fs::write(
+            dir.join("fw.toml"),
+            "[[rule]]\nname = \"c\"\naction = \"drop\"\nprotocol = \"icmp\"\n",
+        )
+        .unwrap();
+        write("rules = \"fw.toml\"\n");
+        assert_eq!(
+            names(sources.load().unwrap()),
+            ["c", "pass tcp dst port 22"]
+        );
+        // A key the reader does not know, even outside the rules, fails the load: a typo
+        // must not pass a reload that the next start would refuse.
+        write(
+            "[[rule]]\nname = \"b\"\naction = \"pass\"\nprotocol = \"tcp\"\n[capture]\nsnaplne = 1\n",
+        );
+        let e = format!("{:#}", sources.load().unwrap_err());
+        assert!(
+            e.contains("xdpsieve.toml:6:1: unknown key `snaplne`"),
+            "{e}"
+        );
+        write("[[rules]]\nname = \"b\"\naction = \"pass\"\n");
+        assert!(sources.load().is_err());
+        // Kept in the description and read back; a description without the kind (written
+        // before configuration files) names a rule file.
+        let json = serde_json::to_value(&sources).unwrap();
+        assert_eq!(json["file_kind"], "config");
+        assert_eq!(
+            serde_json::from_value::<RuleSources>(json.clone()).unwrap(),
+            sources
+        );
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("file_kind");
+        let old: RuleSources = serde_json::from_value(old).unwrap();
+        assert_eq!(old.file_kind, FileKind::Rules);
+        let rules = serde_json::to_value(&old).unwrap();
+        assert!(rules.get("file_kind").is_none(), "{rules}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
