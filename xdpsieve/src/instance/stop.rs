@@ -4,9 +4,10 @@
 //! A firewall stays in force until the operator removes it (see [`crate::instance::pins`]).
 //! If a live recorder owns the interface, it is asked to stop (SIGTERM) as if the operator
 //! had pressed Ctrl-C in its terminal: it detaches, drains, writes its summary and removes
-//! its pins, and this waits for it. If the recorder is gone (the firewall was left behind),
-//! this removes the link's pin, which detaches the program, and then the other pins and the
-//! description. Either way the end is done by the interface's owner
+//! its pins, and this waits for it; a recorder that keeps its firewall at a stop
+//! (`keep_on_stop`) leaves it behind, and this goes on to remove it as such. If the
+//! recorder is gone (the firewall was left behind), this removes the link's pin, which
+//! detaches the program, and then the other pins and the description. Either way the end is done by the interface's owner
 //! ([`crate::instance::pins::owner`]): the recorder, or this command once it holds the
 //! interface's lock, so a run starting or taking over meanwhile is never cut short.
 
@@ -152,14 +153,27 @@ fn stop_recorder(iface: &str, pid: u32, start: u64, interfaces: &[String]) -> Re
         .map(String::as_str)
         .filter(|n| *n != iface)
         .collect();
-    let also = if others.is_empty() {
-        String::new()
-    } else {
-        format!(
+    // A run with keep_on_stop ends leaving its firewalls in force, as a crash does: this
+    // one is removed next, as one left behind; the others stay.
+    let kept = pins::pin_dir(iface).join(LINK_PIN).exists();
+    let also = match (others.is_empty(), kept) {
+        (true, _) => String::new(),
+        (false, false) => format!(
             " It also filtered on {}: stopped there too.",
             others.join(", ")
-        )
+        ),
+        (false, true) => format!(
+            " It also filtered on {0}: its firewall stays in force there (`xdpsieve stop -i \
+             IFACE` removes it).",
+            others.join(", ")
+        ),
     };
+    if kept {
+        return Ok(format!(
+            "stopped xdpsieve pid {pid} on {iface}: it wrote its summary and left the firewall \
+             in force (keep_on_stop).{also}"
+        ));
+    }
     Ok(format!(
         "stopped xdpsieve pid {pid} on {iface}: it detached, wrote its summary and removed its \
          pins.{also}"

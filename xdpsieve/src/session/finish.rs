@@ -1,7 +1,10 @@
 //! The end of a run. An explicit stop (a signal, `-c` reached) removes the firewall and
-//! its pins; a failure of the run loop itself leaves it in force (fail-static) and says
-//! how to take it over or remove it. Either way the record sources are drained to the end,
-//! the capture gets its closing blocks and the summary is printed.
+//! its pins, unless the run keeps it (`--keep-on-stop`); a failure of the run loop itself
+//! leaves it in force (fail-static). A firewall left in force is left exactly as a crash
+//! leaves it (link, program, maps and description pinned, the interface's lock released
+//! with the process), so the next run takes it over without a gap; the run says how to
+//! take it over or remove it. Either way the record sources are drained to the end, the
+//! capture gets its closing blocks and the summary is printed.
 
 use std::io;
 
@@ -14,21 +17,34 @@ use crate::{instance::pins, observe::stats};
 /// summary.
 pub(super) fn finish(mut running: Running, loop_result: io::Result<()>) -> Result<()> {
     // An explicit stop (a signal, -c reached) removes the firewall: detach first, then
-    // drain, so every record the program produced is accounted for. A failed output stops
-    // only itself (the loop goes on); only a failure of the loop itself ends it otherwise,
-    // and that is not a request to stop filtering: the firewall stays in force without a
-    // recorder (fail-static).
+    // drain, so every record the program produced is accounted for. With keep_on_stop it
+    // stays, as after a crash: nothing of it is removed, and the next run takes it over. A
+    // failed output stops only itself (the loop goes on); only a failure of the loop itself
+    // ends it otherwise, and that is not a request to stop filtering: the firewall stays in
+    // force without a recorder (fail-static).
     let explicit_stop = loop_result.is_ok();
-    if explicit_stop {
+    if explicit_stop && !running.keep_on_stop {
         running.firewall.detach_all();
         for owner in &running.owners {
             pins::remove(owner);
         }
     } else {
+        if explicit_stop {
+            // Kept: the records from now on are counted as lost for want of a reader, as
+            // they would be two seconds after a crash; those already in the rings are
+            // drained below.
+            if let Err(e) = running.firewall.reader_gone() {
+                eprintln!(
+                    "xdpsieve: warning: {e}; records are counted as lost for want of a reader \
+                     only once the heartbeat is two seconds old"
+                );
+            }
+        }
+        let why = if explicit_stop { "keep_on_stop: " } else { "" };
         for interface in &running.interfaces {
             eprintln!(
-                "xdpsieve: the firewall on {0} stays in force without a recorder; take it over \
-                 with `xdpsieve run -i {0} ...` or remove it with `xdpsieve stop -i {0}`",
+                "xdpsieve: {why}the firewall on {0} stays in force without a recorder; take \
+                 it over with `xdpsieve run -i {0} ...` or remove it with `xdpsieve stop -i {0}`",
                 interface.name
             );
         }

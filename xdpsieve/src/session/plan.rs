@@ -59,6 +59,9 @@ pub struct RunPlan {
     pub log_filter: Option<CompiledFilter>,
     /// How the filters run in the kernel (`--filter-engine`).
     pub filter_engine: FilterEngine,
+    /// The end of the run (SIGINT, SIGTERM, `-c` reached) leaves the firewall in force,
+    /// as a crash does, for the next run to take over (`--keep-on-stop`).
+    pub keep_on_stop: bool,
 }
 
 impl RunPlan {

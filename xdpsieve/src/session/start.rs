@@ -61,6 +61,8 @@ pub(super) struct Running {
     pub rules: RuleSet,
     pub quiet: bool,
     pub stats_interval: Option<Duration>,
+    /// Whether the explicit stop leaves the firewall in force (`--keep-on-stop`).
+    pub keep_on_stop: bool,
     /// The interfaces' locks (see [`pins::owner`]): held to the end of the process, after
     /// the firewall is removed or left in force.
     pub owners: Vec<pins::owner::Owner>,
@@ -182,6 +184,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         rules: plan.rules,
         quiet: plan.quiet,
         stats_interval: plan.stats_interval,
+        keep_on_stop: plan.keep_on_stop,
         owners: claims.into_iter().map(|c| c.owner).collect(),
     })
 }

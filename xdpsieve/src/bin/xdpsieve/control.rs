@@ -26,8 +26,9 @@ pub struct StopArgs {
 const STOP_HELP: &str = "\
 If an `xdpsieve run` records for the interface, it gets SIGTERM (as from Ctrl-C): it detaches,
 writes its summary and removes its pins, and stop waits for it (it stops on all its interfaces).
-If that process died and left the firewall in force, stop removes the pinned link (which
-detaches the program) and the pins. Run it in the network namespace the firewall runs in.
+A run started with --keep-on-stop leaves its firewall in force instead; stop then removes it
+from this interface as one left behind. If that process died and left the firewall in force,
+stop removes the pinned link (which detaches the program) and the pins. Run it in the network namespace the firewall runs in.
 `ip link set dev IFACE xdp off` does not remove a firewall attached through a bpf_link.";
 
 #[derive(Args)]

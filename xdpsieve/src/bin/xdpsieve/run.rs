@@ -36,6 +36,12 @@ pub struct RunArgs {
     )]
     interfaces: Vec<String>,
 
+    /// At the end of the run (SIGINT, SIGTERM, -c reached), leave the firewall in force,
+    /// pinned, as after a crash, instead of removing it: the next `xdpsieve run` takes it
+    /// over without a gap; `xdpsieve stop -i IFACE` removes it.
+    #[arg(long)]
+    keep_on_stop: bool,
+
     /// TOML rule file (see `xdpsieve check-rules --help` for the format).
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
@@ -204,9 +210,9 @@ pub struct RunArgs {
 const RUN_HELP: &str = "\
 The firewall is fail-static: it stays in force (pinned in bpffs; `xdpsieve status --json`
 says where) if this process dies in any way (panic, abort, OOM kill, SIGKILL); only the
-recording stops. It is removed by SIGINT/SIGTERM to this process (Ctrl-C) or by `xdpsieve
-stop -i IFACE` from another shell, which also removes a firewall left behind by a process that
-died. A new `xdpsieve run` on such an interface takes the firewall over without a gap and
+recording stops. It is removed by SIGINT/SIGTERM to this process (Ctrl-C; with --keep-on-stop
+it stays, as after a crash) or by `xdpsieve stop -i IFACE` from another shell, which also
+removes a firewall left behind by a process that died. A new `xdpsieve run` on such an interface takes the firewall over without a gap and
 carries its counters on (a rule's only to the same rule: same name, same match). One run at a
 time owns an interface: another is refused and told which pid holds it.
 `xdpsieve reload -i IFACE` (or SIGHUP) reads the rules again and swaps them in without a gap.
@@ -232,7 +238,8 @@ Examples:
   xdpsieve run -i eth0 --rules fw.toml --capture all --format pcapng -w - | tshark -r -
 
 Signals:
-  SIGINT, SIGTERM   detach, write the closing blocks, print the summary, exit
+  SIGINT, SIGTERM   detach (unless --keep-on-stop), write the closing blocks, print the
+                    summary, exit
   SIGUSR1, SIGUSR2  print a status line to stderr (as --stats-interval does) and go on
   SIGHUP            reload the rules (as `xdpsieve reload`: see its --help) and go on
 A capture or log output that fails (disk full, I/O error, the reader of -w - gone) stops
@@ -366,6 +373,7 @@ pub fn plan(args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
         capture_filter,
         log_filter,
         filter_engine: args.filter_engine,
+        keep_on_stop: args.keep_on_stop,
     })
 }
 

@@ -36,6 +36,15 @@ impl Firewall {
         self.set_reader(reader::HEARTBEAT, monotonic_ns(), "the reader heartbeat")
     }
 
+    /// Tells the program its recorder is gone for good (a run that ends leaving the
+    /// firewall in force): from now on records are counted as lost for want of a reader,
+    /// as they are `READER_TIMEOUT_NS` after a crash, instead of filling rings nobody
+    /// drains until a takeover.
+    pub fn reader_gone(&mut self) -> Result<(), LoaderError> {
+        // Any time older than the timeout will do but 0, which means "not tracked".
+        self.set_reader(reader::HEARTBEAT, 1, "the reader heartbeat")
+    }
+
     /// Tells the program which record streams a writer of the run reads: it counts the
     /// records of the others (`capture_no_writer`, `event_no_writer`) instead of sending
     /// them to a ring nobody drains. Call it before attaching. A reload's program shares
