@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    check_config::CheckConfigArgs,
     check_rules::CheckArgs,
     control::{ReloadArgs, StatusArgs, StopArgs},
     run::RunArgs,
@@ -31,6 +32,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Parse a rule file and print the rules as the firewall will evaluate them.
     CheckRules(CheckArgs),
+    /// Check a configuration file as `xdpsieve run --config FILE` would, without the
+    /// kernel or privileges, and print what the run would do; --help lists every key.
+    CheckConfig(CheckConfigArgs),
     /// Read a running firewall's rules again and put them in force without a gap (as SIGHUP
     /// to `xdpsieve run` does); exits non-zero with the reason when the old rules stay.
     Reload(ReloadArgs),

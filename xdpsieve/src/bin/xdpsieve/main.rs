@@ -1,5 +1,5 @@
 //! The `xdpsieve` command: `run` (filter and capture), `reload`, `stop`, `status`,
-//! `check-rules`, `set` (live set changes), and `demo`.
+//! `check-rules`, `check-config`, `set` (live set changes), and `demo`.
 //!
 //! This binary only parses the command line and turns each subcommand's arguments into a
 //! plan the library runs (as ripgrep's low-level arguments become high-level ones):
@@ -9,10 +9,13 @@
 //! - [`run`]: `run`'s flags, checked against each other into a
 //!   [`xdpsieve::session::plan::RunPlan`];
 //! - [`check_rules`]: `check-rules` and the rule-file format its help shows;
+//! - [`check_config`]: `check-config`, which checks a configuration file as `run --config`
+//!   does, and whose help is the file's key reference;
 //! - [`control`]: `reload`, `stop` and `status`, which act on a running firewall;
 //! - [`set`]: `set add|del|list|flush` into a live set change.
 
 mod args;
+mod check_config;
 mod check_rules;
 mod control;
 mod rule_input;
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
             run::plan(*args, &sub_matches("run")).and_then(xdpsieve::session::run)
         }
         Command::CheckRules(args) => check_rules::check_rules(&args, &sub_matches("check-rules")),
+        Command::CheckConfig(args) => check_config::check_config(&args),
         Command::Reload(args) => control::reload(&args),
         Command::Stop(args) => control::stop(&args),
         Command::Status(args) => control::status(&args),

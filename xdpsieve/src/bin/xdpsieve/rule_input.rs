@@ -1,5 +1,5 @@
-//! What the subcommands that read rules share (`run`, `check-rules`): the rule flags in
-//! command-line order, and the rule-file warnings.
+//! What the subcommands that read rules share (`run`, `check-rules`, `check-config`): the
+//! rule flags in command-line order, and the rule-file warnings.
 
 use std::path::Path;
 
@@ -18,6 +18,15 @@ pub fn rule_sources(
     default: Option<Action>,
     matches: &ArgMatches,
 ) -> RuleSources {
+    RuleSources::new(file, expressions(drop, pass, matches), default)
+}
+
+/// `--drop` and `--pass` as (action, expression), in command-line order (from `matches`).
+pub fn expressions(
+    drop: &[String],
+    pass: &[String],
+    matches: &ArgMatches,
+) -> Vec<(Action, String)> {
     let indexed = |id: &str, action: Action, values: &[String]| -> Vec<(usize, Action, String)> {
         let indices: Vec<usize> = matches
             .indices_of(id)
@@ -38,8 +47,7 @@ pub fn rule_sources(
     let mut cli_rules = indexed("drop", Action::Drop, drop);
     cli_rules.extend(indexed("pass", Action::Pass, pass));
     cli_rules.sort_by_key(|(index, _, _)| *index);
-    let expressions = cli_rules.into_iter().map(|(_, a, e)| (a, e)).collect();
-    RuleSources::new(file, expressions, default)
+    cli_rules.into_iter().map(|(_, a, e)| (a, e)).collect()
 }
 
 /// Lines of set files accepted with a change (host bits masked): said, not fatal.

@@ -1,17 +1,22 @@
 //! `xdpsieve run`: its flags, and the checks that turn them into a [`RunPlan`] (the rules
 //! loaded, the capture and log targets consistent with each other); the library's
-//! [`xdpsieve::session::run`] does the rest.
+//! [`xdpsieve::session::run`] does the rest. With `--config FILE`, the file gives what the
+//! command line does not ([`config_file`]), before the same checks.
+
+mod config_file;
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::{ArgMatches, Args};
 use xdpsieve::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
+    configure::config::Config,
     configure::flags,
     configure::loader::AttachMode,
     configure::loader::Transport,
-    configure::rules::{Action, Rate},
+    configure::rules::{Action, Rate, RuleSet},
+    instance::recipe::RuleSources,
     session::plan::{RunPlan, Which},
     write::capture::Format,
     write::event_log::LogFormat,
@@ -20,7 +25,7 @@ use xdpsieve_common::MAX_SNAPLEN;
 
 use xdpsieve::write::rotation::{MEGABYTE, RotationPlan};
 
-use crate::rule_input::{rule_sources, warn_about};
+use crate::rule_input::{expressions, rule_sources, warn_about};
 
 #[derive(Args)]
 #[command(after_help = RUN_HELP)]
@@ -30,11 +35,18 @@ pub struct RunArgs {
         short = 'i',
         long = "interface",
         value_name = "IFACE",
-        required = true,
+        required_unless_present = "config",
         value_delimiter = ',',
         value_parser = flags::parse_interface_name
     )]
     interfaces: Vec<String>,
+
+    /// Read the run's settings and rules from a TOML configuration file (e.g.
+    /// /etc/xdpsieve/xdpsieve.toml; `xdpsieve check-config --help` lists its keys). A flag
+    /// given here overrides the file's key; --rules replaces the file's rules, and
+    /// --drop/--pass add rules after them.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 
     /// At the end of the run (SIGINT, SIGTERM, -c reached), leave the firewall in force,
     /// pinned, as after a crash, instead of removing it: the next `xdpsieve run` takes it
@@ -297,17 +309,51 @@ fn rotation_plan(args: &RunArgs, capturing: bool) -> Result<Option<RotationPlan>
     }))
 }
 
-/// Checks the run arguments against each other and turns them into the plan the library
-/// runs (`matches` gives the order of --drop and --pass).
-pub fn plan(args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
-    let sources = rule_sources(
-        args.rules.as_deref(),
-        &args.drop,
-        &args.pass,
-        args.default,
-        matches,
-    );
+/// Checks the run arguments (with `--config`, laid over the file's values) against each
+/// other and turns them into the plan the library runs (`matches` says which arguments the
+/// command line gave, and the order of --drop and --pass).
+pub fn plan(mut args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
+    let config = args.config.as_deref().map(Config::read).transpose()?;
+    let Some(config) = config else {
+        let sources = rule_sources(
+            args.rules.as_deref(),
+            &args.drop,
+            &args.pass,
+            args.default,
+            matches,
+        );
+        let rules = sources.load()?;
+        return checked(args, sources, rules);
+    };
+    config_file::fill(&mut args, &config, matches)?;
+    if args.interfaces.is_empty() {
+        bail!(
+            "{}: no interface to filter on: set interfaces = [\"eth0\"] (the interfaces to \
+             attach to) in the file, or give -i IFACE",
+            config.path.display()
+        );
+    }
+    // The file's rules, read again from it at each reload, unless --rules replaces them.
+    let cli_rules = expressions(&args.drop, &args.pass, matches);
+    let sources = match &args.rules {
+        Some(file) => RuleSources::new(Some(file), cli_rules, args.default),
+        None => RuleSources::from_config(&config.path, cli_rules, args.default),
+    };
+    // Errors in the rules name their file and line; those of the arguments together name
+    // flags, which the file may have given.
     let rules = sources.load()?;
+    let path = config.path.clone();
+    checked(args, sources, rules).with_context(|| {
+        format!(
+            "{} with the command line (`xdpsieve check-config --help` gives each key's flag)",
+            path.display()
+        )
+    })
+}
+
+/// [`plan`] once the arguments are complete and `rules` read from `sources`: the
+/// arguments checked against each other.
+fn checked(args: RunArgs, sources: RuleSources, rules: RuleSet) -> Result<RunPlan> {
     warn_about(&rules);
     let capture_which = args.capture.unwrap_or(if args.write.is_some() {
         Which::Dropped
