@@ -1,5 +1,6 @@
 //! The configuration file's reader: every key read, unknown keys, wrong types and bad values
-//! placed by line and column, relative paths, the rules in the file or named by it.
+//! placed by line and column, relative paths, the rules in the file or named by it, and
+//! the reference (README, the packaged default file) kept in step with the reader.
 
 use std::{fs, net::SocketAddr, path::Path};
 
@@ -486,4 +487,56 @@ fn unknown_key_lists_and_section_names() {
     assert_eq!(keys::name_in("metrics", "listen"), Some("listen"));
     assert_eq!(keys::listed("metrics"), "listen, stats_interval");
     assert!(keys::listed("").ends_with("[[set]], [[rule]], [capture], [log], [metrics]"));
+}
+
+/// The manifest's directory's parent: the repository.
+fn repository_file(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_readme_holds_the_key_reference() {
+    let readme = repository_file("README.md");
+    let reference = keys::markdown();
+    assert!(
+        readme.contains(&reference),
+        "README.md's \"Configuration file\" section must hold the key reference exactly as \
+         `configure::config::keys::markdown()` makes it; put this there:\n\n{reference}"
+    );
+}
+
+#[test]
+fn the_packaged_file_shows_every_key_and_its_examples_are_valid() {
+    let shipped = repository_file("dist/xdpsieve.toml");
+    // As shipped: valid, and naming no interface (it filters nothing until edited).
+    let c = Config::parse(shipped.clone(), Path::new("/etc/xdpsieve/xdpsieve.toml")).unwrap();
+    assert!(c.interfaces.is_none() && c.rule_file.is_none() && !c.inline_rules);
+    assert!(c.capture.file.is_none() && c.log.which.is_none());
+    // Every key is there, commented out with an example; uncommented, they all read.
+    let (settings, rules) = shipped
+        .split_once("# Rules here")
+        .expect("the file's rule examples start with `# Rules here`");
+    let mut uncommented = String::new();
+    for line in settings.lines() {
+        let key = line.strip_prefix("# ").filter(|rest| {
+            rest.split_once(" = ")
+                .is_some_and(|(name, _)| keys::KEYS.iter().any(|k| k.name == name))
+        });
+        uncommented.push_str(key.unwrap_or(line));
+        uncommented.push('\n');
+    }
+    let c = Config::parse(
+        uncommented.clone(),
+        Path::new("/etc/xdpsieve/xdpsieve.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    assert!(c.interfaces.is_some() && c.metrics.stats_interval.is_some());
+    for key in keys::KEYS {
+        let shown = match key.kind {
+            "array of tables" => rules.contains(&format!("# [[{}]]", key.name)),
+            _ => uncommented.contains(&format!("\n{} = ", key.name)),
+        };
+        assert!(shown, "dist/xdpsieve.toml does not show `{}`", key.name);
+    }
 }
