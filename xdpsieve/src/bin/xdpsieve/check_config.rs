@@ -51,12 +51,10 @@ Keys:
 
 /// Checks `args.file` as `run --config` would, and the paths it names; prints the run.
 pub fn check_config(args: &CheckConfigArgs) -> Result<()> {
-    let argv: Vec<OsString> = vec![
-        "xdpsieve".into(),
-        "run".into(),
-        "--config".into(),
-        args.file.clone().into(),
-    ];
+    // `--config=FILE`: a FILE that starts with `-` is still the flag's value.
+    let mut config = OsString::from("--config=");
+    config.push(&args.file);
+    let argv: Vec<OsString> = vec!["xdpsieve".into(), "run".into(), config];
     // The run's own parse of a command line that gives nothing but the file.
     let matches = Cli::command()
         .try_get_matches_from(argv)
