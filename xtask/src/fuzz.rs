@@ -20,6 +20,7 @@ use crate::{run, succeeds};
 pub const TARGETS: &[&str] = &[
     "rule_expression",
     "rule_file",
+    "config_file",
     "record_decode",
     "capture_roundtrip",
 ];
