@@ -224,10 +224,11 @@ The firewall is fail-static: it stays in force (pinned in bpffs; `xdpsieve statu
 says where) if this process dies in any way (panic, abort, OOM kill, SIGKILL); only the
 recording stops. It is removed by SIGINT/SIGTERM to this process (Ctrl-C; with --keep-on-stop
 it stays, as after a crash) or by `xdpsieve stop -i IFACE` from another shell, which also
-removes a firewall left behind by a process that died. A new `xdpsieve run` on such an interface takes the firewall over without a gap and
-carries its counters on (a rule's only to the same rule: same name, same match). One run at a
-time owns an interface: another is refused and told which pid holds it.
-`xdpsieve reload -i IFACE` (or SIGHUP) reads the rules again and swaps them in without a gap.
+removes a firewall left behind by a process that died. A new `xdpsieve run` on such an
+interface takes the firewall over without a gap and carries its counters on (a rule's only to
+the same rule: same name, same match). One run at a time owns an interface: another is
+refused and told which pid holds it. `xdpsieve reload -i IFACE` (or SIGHUP) reads the rules
+again (with --config, from the file) and swaps them in without a gap.
 
 Rule expressions (tcpdump-like; conditions joined by `and`, all must hold):
   [ip|ip6] [tcp|udp|icmp|icmp6|proto N]
