@@ -382,11 +382,11 @@ pub fn attach_or_take_over(
         if old_if.is_some_and(|i| i.ifindex != ifindex) {
             // The interface was deleted and made again: the old link is defunct (it
             // filtered nothing since); attach afresh.
-            eprintln!(
+            crate::base::log::info(format_args!(
                 "xdpsieve: the firewall pinned for {iface} was on an interface that no longer \
                  exists (ifindex {}); attaching afresh",
                 old_if.map_or(0, |i| i.ifindex)
-            );
+            ));
             std::fs::remove_file(claim.link_pin())
                 .with_context(|| format!("removing {}", claim.link_pin().display()))?;
             firewall
@@ -426,10 +426,10 @@ pub fn attach_or_take_over(
             match unread_in_rings(&claim.dir) {
                 Ok(n) => n,
                 Err(e) => {
-                    eprintln!(
+                    crate::base::log::warning(format_args!(
                         "xdpsieve: warning: cannot count the records left in the old rings of \
                          {iface}: {e:#}"
-                    );
+                    ));
                     0
                 }
             }
@@ -457,10 +457,10 @@ pub fn attach_or_take_over(
             counts.push_str("; ");
             counts.push_str(&previous);
         }
-        eprintln!(
+        crate::base::log::info(format_args!(
             "xdpsieve: took over the firewall left on {iface} by {by}, with no gap (the program \
              was swapped on its pinned link){counts}"
-        );
+        ));
     }
     Ok(())
 }

@@ -34,19 +34,19 @@ pub(super) fn finish(mut running: Running, loop_result: io::Result<()>) -> Resul
             // they would be two seconds after a crash; those already in the rings are
             // drained below.
             if let Err(e) = running.firewall.reader_gone() {
-                eprintln!(
+                crate::base::log::warning(format_args!(
                     "xdpsieve: warning: {e}; records are counted as lost for want of a reader \
                      only once the heartbeat is two seconds old"
-                );
+                ));
             }
         }
         let why = if explicit_stop { "keep_on_stop: " } else { "" };
         for interface in &running.interfaces {
-            eprintln!(
+            crate::base::log::info(format_args!(
                 "xdpsieve: {why}the firewall on {0} stays in force without a recorder; take \
                  it over with `xdpsieve run -i {0} ...` or remove it with `xdpsieve stop -i {0}`",
                 interface.name
-            );
+            ));
         }
     }
     // The final drain, the closing blocks and the -z commands, in their order.
@@ -67,6 +67,6 @@ pub(super) fn finish(mut running: Running, loop_result: io::Result<()>) -> Resul
     })?;
     let snapshot = firewall.snapshot(rules.rules.len(), finished.perf_lost)?;
     let written = finished.written;
-    eprint!("{}", stats::summary(&snapshot, &written, &running.rules));
+    crate::base::log::info(stats::summary(&snapshot, &written, &running.rules));
     loop_result.context("waiting for records")
 }

@@ -34,7 +34,10 @@ impl HupReload {
                         &e,
                         crate::instance::recipe::Reloader::Recorder,
                     );
-                    eprintln!("xdpsieve: reload failed: {}", escape(&format!("{e:#}")));
+                    crate::base::log::error(format_args!(
+                        "xdpsieve: reload failed: {}",
+                        escape(&format!("{e:#}"))
+                    ));
                 }
             }
         }
@@ -44,16 +47,19 @@ impl HupReload {
         match self.pending.take()?.finish(meta) {
             Ok(done) => {
                 if let Some(outcome) = &done.meta.reload.last {
-                    eprintln!("xdpsieve: reloaded: {}", escape(&outcome.message));
+                    crate::base::log::info(format_args!(
+                        "xdpsieve: reloaded: {}",
+                        escape(&outcome.message)
+                    ));
                 }
                 Some(done)
             }
             Err(e) => {
-                eprintln!(
+                crate::base::log::error(format_args!(
                     "xdpsieve: reload failed; still filtering with generation {}: {}",
                     meta.reload.generation,
                     escape(&format!("{e:#}"))
-                );
+                ));
                 None
             }
         }

@@ -29,7 +29,7 @@ fn expire_sets(
             Ok(0) => return,
             Ok(n) => {
                 if !quiet {
-                    eprintln!("xdpsieve: {n} set entries expired");
+                    crate::base::log::info(format_args!("xdpsieve: {n} set entries expired"));
                 }
                 return;
             }
@@ -39,7 +39,9 @@ fn expire_sets(
     if let Some(e) = error
         && !std::mem::replace(warned, true)
     {
-        eprintln!("xdpsieve: warning: cannot expire timed set entries: {e:#}");
+        crate::base::log::warning(format_args!(
+            "xdpsieve: warning: cannot expire timed set entries: {e:#}"
+        ));
     }
 }
 
@@ -70,11 +72,11 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
             break;
         }
         for event in running.watcher.poll(&mut running.firewall) {
-            eprintln!("{event}");
+            crate::base::log::write(event.priority(), &event);
         }
         if last_heartbeat.elapsed() >= HEARTBEAT_INTERVAL {
             if let Err(e) = running.firewall.heartbeat() {
-                eprintln!("xdpsieve: warning: {e}");
+                crate::base::log::warning(format_args!("xdpsieve: warning: {e}"));
             }
             last_heartbeat = std::time::Instant::now();
             running.capture.housekeeping();
@@ -93,9 +95,9 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
             if let Err(e) = running.writer_state.update(&running.capture.stats())
                 && !state_warned
             {
-                eprintln!(
+                crate::base::log::warning(format_args!(
                     "xdpsieve: warning: cannot publish the writers' counts for `xdpsieve status`: {e}"
-                );
+                ));
                 state_warned = true;
             }
             last_state = (std::time::Instant::now(), failed);
@@ -115,10 +117,10 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
                 .snapshot(running.rules.rules.len(), perf_lost)?;
             let secs = last_stats.0.elapsed().as_secs_f64();
             let written = running.capture.stats();
-            eprintln!(
+            crate::base::log::info(format_args!(
                 "{}",
                 stats::interval_line(&last_stats.1, &now, &written, secs)
-            );
+            ));
             last_stats = (std::time::Instant::now(), now);
         }
     }

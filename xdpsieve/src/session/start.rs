@@ -318,7 +318,10 @@ fn publish(
     };
     let server = crate::observe::metrics::serve(addr, meta.clone())?;
     if !plan.quiet {
-        eprintln!("xdpsieve: metrics at http://{}/metrics", server.addr);
+        crate::base::log::info(format_args!(
+            "xdpsieve: metrics at http://{}/metrics",
+            server.addr
+        ));
     }
     Ok(Some(server))
 }
@@ -377,17 +380,17 @@ fn announce(plan: &RunPlan, firewall: &Firewall, logging: bool) {
     } else {
         String::new()
     };
-    eprintln!(
+    crate::base::log::info(format_args!(
         "xdpsieve: filtering on {}: {} rules, default {}; {target}{log} (transport {})",
         attached.join(", "),
         rules.rules.len(),
         rules.default_action,
         flags::value_name(plan.transport)
-    );
+    ));
     // A filter left to the interpreter costs several times the translated one: say so.
     for run in firewall.filter_runs() {
         if matches!(run.how, FilterHow::Interpreted(_)) {
-            eprintln!("xdpsieve: {run}");
+            crate::base::log::info(format_args!("xdpsieve: {run}"));
         }
     }
 }

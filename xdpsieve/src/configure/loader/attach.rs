@@ -73,10 +73,10 @@ impl Firewall {
             AttachMode::Auto => match try_attach(program, XdpMode::Driver) {
                 Ok(link) => (link, AttachedMode::Native),
                 Err(LoaderError::NativeUnsupported { source, .. }) => {
-                    eprintln!(
+                    crate::base::log::warning(format_args!(
                         "xdpsieve: warning: {interface} has no native XDP support ({source}); \
                          using skb (generic) mode, which runs later and costs more per packet"
-                    );
+                    ));
                     (try_attach(program, XdpMode::Skb)?, AttachedMode::Skb)
                 }
                 Err(e) => return Err(e),
@@ -102,11 +102,11 @@ impl Firewall {
         if self.xdp_links().is_some_and(|links| links <= pinned_before) {
             // aya fell back to netlink (bpf_link_create said EINVAL: kernels before 5.9).
             // Such an attachment outlives the process by itself but cannot be pinned.
-            eprintln!(
+            crate::base::log::warning(format_args!(
                 "xdpsieve: warning: {interface} was attached through netlink, not a bpf_link \
                  (kernel before 5.9); `xdpsieve stop` cannot find it if xdpsieve dies: remove \
                  it then with `ip link set dev {interface} xdp off`"
-            );
+            ));
             return Ok(Link::Netlink(link_id));
         }
         let program = program_of(&mut self.ebpf)?;
@@ -273,7 +273,9 @@ impl Firewall {
         for attachment in std::mem::take(&mut self.attachments) {
             let interface = attachment.interface.clone();
             if let Err(e) = self.release(attachment) {
-                eprintln!("xdpsieve: warning: detaching from {interface}: {e}");
+                crate::base::log::warning(format_args!(
+                    "xdpsieve: warning: detaching from {interface}: {e}"
+                ));
             }
         }
     }

@@ -350,22 +350,24 @@ pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
             || crate::configure::loader::ifindex_of(iface).is_ok_and(|current| current != ifindex)
     });
     if defunct {
-        eprintln!(
+        crate::base::log::info(format_args!(
             "xdpsieve: removing a defunct firewall pinned for {iface}: its link is no longer \
              attached to {iface}"
-        );
+        ));
         fs::remove_file(&link).with_context(|| format!("removing {}", link.display()))?;
     }
     let found = if link.exists() {
         Found::LeftBehind { meta: old }
     } else {
         if let Some(old) = &old {
-            eprintln!(
+            crate::base::log::info(format_args!(
                 "xdpsieve: removing stale pins of {iface} left by pid {}, which is gone",
                 old.pid
-            );
+            ));
         } else if fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
-            eprintln!("xdpsieve: removing stale pins of {iface} with no owner");
+            crate::base::log::info(format_args!(
+                "xdpsieve: removing stale pins of {iface} with no owner"
+            ));
         }
         clear_dir(&dir)?;
         let _ = fs::remove_file(&meta_file);

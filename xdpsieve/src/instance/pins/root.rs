@@ -102,13 +102,13 @@ pub fn prepare() -> Result<PathBuf> {
         && let Some(found) = find_recorded(&record)
     {
         if found != record.path {
-            eprintln!(
+            crate::base::log::warning(format_args!(
                 "xdpsieve: warning: xdpsieve's pin directory {} was renamed to {} (others may \
                  write to {BPFFS} without the sticky bit: mount bpffs with mode 1777 or 0700); \
                  using it where it is",
                 record.path.display(),
                 found.display()
-            );
+            ));
             write_record(&record_file, &found)?;
         }
         return Ok(found);
@@ -129,13 +129,13 @@ pub fn prepare() -> Result<PathBuf> {
                     Err(e) => e.to_string(),
                 };
                 let fresh = make_fresh()?;
-                eprintln!(
+                crate::base::log::warning(format_args!(
                     "xdpsieve: warning: {DEFAULT_ROOT} is not xdpsieve's ({what}): someone else \
                      made it, and pins there could be tampered with. Pinning in {} instead \
                      (recorded in {}, where `status`, `set`, `reload` and `stop` find it)",
                     fresh.display(),
                     record_file.display()
-                );
+                ));
                 fresh
             }
         },

@@ -347,7 +347,9 @@ fn lock_file(meta_id: u32, deadline: Instant) -> Result<Option<File>> {
         }
         if !said && deadline > Instant::now() + Duration::from_secs(1) {
             said = true;
-            eprintln!("xdpsieve: waiting for another set change (or a reload) to finish");
+            crate::base::log::info(format_args!(
+                "xdpsieve: waiting for another set change (or a reload) to finish"
+            ));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
