@@ -319,14 +319,27 @@ pub fn add_after_swap(firewall: &mut Firewall, carried: Carried) -> Result<After
 /// into). Found through the program's own map list, so the rings need no pins of their own.
 pub fn unread_in_rings(dir: &Path) -> Result<u64> {
     let prog = dir.join(pins::PROG_PIN);
-    let info = aya::programs::ProgramInfo::from_pin(&prog)
-        .with_context(|| format!("opening the pinned program {}", prog.display()))?;
-    let ids = info
-        .map_ids()
-        .context("listing the program's maps")?
-        .unwrap_or_default();
+    // Read through the pin's own descriptor: aya's map_ids opens the program again by its
+    // id, which needs CAP_SYS_ADMIN.
+    let (_, ids) = crate::configure::relink::pinned_program_maps(&prog)
+        .with_context(|| format!("listing the maps of the pinned program {}", prog.display()))?;
     let mut unread = 0;
-    for id in ids {
+    // Through the rings' pins first: opening a map by its id needs CAP_SYS_ADMIN, which a
+    // service runs without. The ids are the fallback (an older xdpsieve's firewall).
+    let mut pinned = Vec::new();
+    for name in ["CAPTURE_RING", "EVENT_RING"] {
+        if let Ok(data) = MapData::from_pin(dir.join(name))
+            && let Ok(info) = data.info()
+            && ids.contains(&info.id())
+        {
+            pinned.push(info.id());
+            if matches!(info.map_type(), Ok(aya::maps::MapType::RingBuf)) {
+                unread += crate::read::ringbuf::unread_records(&data)
+                    .with_context(|| format!("looking into {name}"))?;
+            }
+        }
+    }
+    for id in ids.into_iter().filter(|id| !pinned.contains(id)) {
         let Ok(map) = aya::maps::MapInfo::from_id(id) else {
             continue;
         };

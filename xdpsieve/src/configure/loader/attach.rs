@@ -128,19 +128,23 @@ impl Firewall {
         })
     }
 
-    /// XDP bpf_links that run this program (or its twin), if the kernel can tell.
+    /// XDP bpf_links that run this program (or its twin), if the kernel can tell. It cannot
+    /// without CAP_SYS_ADMIN (listing the kernel's links needs it; a service runs without
+    /// it): then a link is assumed, which every kernel that loads the program makes.
     fn xdp_links(&mut self) -> Option<usize> {
         let program_ids = self.program_ids();
         if program_ids.is_empty() {
             return None;
         }
-        let links = aya::programs::loaded_links()
-            .filter_map(Result::ok)
-            .filter(|link| {
-                program_ids.contains(&link.program_id())
-                    && link.link_type().ok() == Some(aya::programs::links::LinkType::Xdp)
-            })
-            .count();
+        let mut links = 0;
+        for link in aya::programs::loaded_links() {
+            let link = link.ok()?;
+            if program_ids.contains(&link.program_id())
+                && link.link_type().ok() == Some(aya::programs::links::LinkType::Xdp)
+            {
+                links += 1;
+            }
+        }
         Some(links)
     }
 

@@ -68,11 +68,11 @@ impl Firewall {
             interface: interface.into(),
             source: ProgramError::IOError(io::Error::other(what)),
         };
-        let ifindex = self
+        let (ifindex, pin) = self
             .attachments
             .iter()
             .find(|a| a.interface == interface)
-            .map(|a| a.ifindex)
+            .map(|a| (a.ifindex, a.link_pin().to_path_buf()))
             .ok_or_else(|| LoaderError::UnknownInterface(interface.into()))?;
         let twin = program_of_name(&mut self.ebpf, TWIN)?;
         if twin.fd().is_err() {
@@ -80,9 +80,18 @@ impl Firewall {
                 .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 40)))?;
         }
         let ids = self.program_ids();
-        let (link, info) = crate::configure::relink::find_link(ifindex, &ids)
-            .map_err(|e| failed(format!("looking for the XDP link: {e}")))?
-            .ok_or_else(|| failed("xdpsieve's XDP link is gone".into()))?;
+        // The link through its pin (a service has no CAP_SYS_ADMIN to list the kernel's
+        // links), else among the kernel's links.
+        let pinned = crate::configure::relink::pinned_link(&pin)
+            .ok()
+            .flatten()
+            .filter(|(_, info)| info.ifindex == ifindex && ids.contains(&info.program_id));
+        let (link, info) = match pinned {
+            Some(found) => found,
+            None => crate::configure::relink::find_link(ifindex, &ids)
+                .map_err(|e| failed(format!("looking for the XDP link: {e}")))?
+                .ok_or_else(|| failed("xdpsieve's XDP link is gone".into()))?,
+        };
         let (new, old) = if ids.first() == Some(&info.program_id) {
             (TWIN, PROGRAM)
         } else {
