@@ -75,7 +75,7 @@ impl fmt::Display for AttachedMode {
 pub enum LoaderError {
     #[error(
         "permission denied loading the XDP program: xdpsieve needs root, or the capabilities \
-         CAP_BPF and CAP_NET_ADMIN"
+         CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
     )]
     PermissionDenied,
     #[error("no such network interface: {0}")]
