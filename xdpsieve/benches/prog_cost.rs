@@ -40,9 +40,9 @@ use xdpsieve::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
     configure::loader::{Firewall, Settings},
     configure::rules::{Action, RuleSet},
-    sandbox::netns::VethPair,
 };
 use xdpsieve_common::{MAX_RULES, capture};
+use xdpsieve_netns::VethPair;
 
 const RULE_COUNTS: [usize; 3] = [1, 64, MAX_RULES as usize];
 const DECIDING_RULE: &str = "src port 53";

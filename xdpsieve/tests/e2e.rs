@@ -37,7 +37,8 @@ use std::{
 };
 
 use pcap_file::pcap::PcapReader;
-use xdpsieve::{sandbox::demo::dns_response, sandbox::netns::VethPair};
+use xdpsieve::sandbox::demo::dns_response;
+use xdpsieve_netns::VethPair;
 
 #[path = "e2e/capture.rs"]
 mod capture;

@@ -30,7 +30,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 /// Kills `run` with `signal` and checks the firewall stays in force: the dropped port gets
 /// nothing, the allowed port everything, status shows no recorder and counts the records
@@ -454,7 +454,7 @@ fn a_defunct_pinned_link_is_cleared_not_taken_over() {
         .ip(&["link", "del", VethPair::FW_IF])
         .expect("deleting the veth");
     net.pair
-        .add_link(&xdpsieve::sandbox::netns::VethOptions::default())
+        .add_link(&xdpsieve_netns::VethOptions::default())
         .expect("creating the veth again");
     let s = net.status_json();
     assert_eq!(s["in_force"], false, "{s}");

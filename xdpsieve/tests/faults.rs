@@ -25,7 +25,7 @@ use std::{
 };
 
 use pcap_file::pcapng::{Block, PcapNgReader};
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 #[test]
 fn disk_full_capture_stops_the_capture_not_the_firewall() {

@@ -49,7 +49,7 @@ use cases::{EXPRESSIONS, frames};
 use pcap_file::pcap::PcapReader;
 use summary::summary_number;
 use tempdir::TempDir;
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 

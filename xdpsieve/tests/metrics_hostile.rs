@@ -28,10 +28,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::{
-    observe::metrics::{Limits, NICENESS},
-    sandbox::netns::VethPair,
-};
+use xdpsieve::observe::metrics::{Limits, NICENESS};
+use xdpsieve_netns::VethPair;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 const METRICS: &str = "127.0.0.1:9471";

@@ -29,7 +29,7 @@ use std::{
 };
 
 use pcap_file::pcapng::{Block, PcapNgReader, blocks::enhanced_packet::EnhancedPacketOption};
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 /// Dropped by file A only (1000-1099), by file B only (2000-2099), by both, by neither.

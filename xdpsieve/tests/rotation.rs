@@ -40,7 +40,7 @@ use std::{
     time::Duration,
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 #[test]
 fn ring_of_three_over_many_rotations_runs_z_on_every_file() {

@@ -33,7 +33,8 @@ use std::{
 use pcap_file::pcapng::{
     Block, PcapNgReader, blocks::interface_statistics::InterfaceStatisticsOption,
 };
-use xdpsieve::{sandbox::demo::dns_response, sandbox::netns::VethPair};
+use xdpsieve::sandbox::demo::dns_response;
+use xdpsieve_netns::VethPair;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 const CLIENT_PORT: u16 = 40000;

@@ -26,7 +26,7 @@ use std::{
 
 use common::root_or_skip;
 use harness::{BINARY, Flow, Net, PEER, captured_from};
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 #[test]
 fn add_drops_the_next_packets_and_del_lets_them_pass_again() {

@@ -39,7 +39,7 @@ use std::{
 
 use common::root_or_skip;
 use harness::{Flow, Net, PEER, PORT};
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 /// Datagrams from the peer to a second socket behind the firewall (port `PORT + 1`) as
 /// fast as one thread sends them, until stopped (bounded: 60 s, 50 million datagrams);

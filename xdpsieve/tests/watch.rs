@@ -36,7 +36,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::sandbox::netns::{VethOptions, VethPair};
+use xdpsieve_netns::{VethOptions, VethPair};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 /// The rules drop datagrams to this port...

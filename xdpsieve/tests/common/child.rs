@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 

@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 use crate::child::Firewall;
 

@@ -315,7 +315,7 @@ fn several_interfaces_in_one_capture() {
     let capture = tmp.file("multi.pcapng");
     let net = VethPair::create("multi", None).expect("namespaces");
     // A second link from the firewall namespace to a second peer, on 198.51.100.0/24.
-    let peer2 = xdpsieve::sandbox::netns::Netns::create("multi-peer2").expect("namespace");
+    let peer2 = xdpsieve_netns::Netns::create("multi-peer2").expect("namespace");
     net.fw
         .ip(&[
             "link",

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 use super::{
     chains_received,
@@ -126,8 +126,8 @@ impl Lab {
         let net = VethPair::create(tag, None).expect("creating the veth pair");
         let crafter_args = vec![
             VethPair::PEER_IF.to_string(),
-            mac_of(&net.peer, VethPair::PEER_IF),
-            mac_of(&net.fw, VethPair::FW_IF),
+            net.peer.mac(VethPair::PEER_IF).expect("the peer's MAC"),
+            net.fw.mac(VethPair::FW_IF).expect("the firewall's MAC"),
             VethPair::PEER_V4.to_string(),
             VethPair::FW_V4.to_string(),
             VethPair::PEER_V6.to_string(),
@@ -251,17 +251,6 @@ impl Lab {
         assert!(out.status.success(), "xdpsieve failed: {out:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
-}
-
-fn mac_of(ns: &xdpsieve::sandbox::netns::Netns, iface: &str) -> String {
-    let out = ns
-        .ip(&["-o", "link", "show", "dev", iface])
-        .expect("reading the interface");
-    out.split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no MAC address for {iface} in `{out}`"))
-        .to_string()
 }
 
 /// The numbers of the summary line the evasion defences print.

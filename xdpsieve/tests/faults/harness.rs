@@ -11,7 +11,7 @@ use std::{
 };
 
 use pcap_file::pcap::PcapReader;
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 use crate::child;
 

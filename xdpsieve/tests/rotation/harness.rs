@@ -16,7 +16,7 @@ use pcap_file::{
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader, blocks::interface_statistics::InterfaceStatisticsOption},
 };
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 use crate::child;
 

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 use crate::tempdir::TempDir;
 

@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 /// The peer's address whose datagrams take the bypass.
 pub const BYPASS_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use xdpsieve::sandbox::netns::{VethOptions, VethPair};
+use xdpsieve_netns::{VethOptions, VethPair};
 
 use super::{
     DROPPED_PORT, Running, assert_filtered,
