@@ -157,7 +157,7 @@ impl Bench<'_> {
         file: &Path,
         cpus: &str,
     ) -> Vec<(&'static str, Command)> {
-        let ns = format!("--net=/run/netns/{}", self.sandbox.fw);
+        let ns = format!("--net={}", self.sandbox.pair.fw.path().display());
         let base = || {
             let mut c = Command::new("nsenter");
             c.arg(&ns).args(["--", "taskset", "-c", cpus]);
@@ -245,7 +245,7 @@ impl Bench<'_> {
             Some(mix) => mix.frames(frame_bytes, sb.fw_mac, sb.peer_mac),
         };
         let sender = |cpu, rate| Traffic {
-            netns: sb.netns_path(&sb.peer),
+            netns: sb.pair.peer.path(),
             cpu,
             frames: frames.clone(),
             count: u64::MAX,

@@ -87,13 +87,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn xdpsieve_in(sandbox: &Sandbox, xdpsieve: &Path, args: &[&str]) -> Command {
     let mut c = Command::new("nsenter");
-    c.arg(format!(
-        "--net={}",
-        sandbox.netns_path(&sandbox.fw).display()
-    ))
-    .arg("--")
-    .arg(xdpsieve)
-    .args(args);
+    c.arg(format!("--net={}", sandbox.pair.fw.path().display()))
+        .arg("--")
+        .arg(xdpsieve)
+        .args(args);
     c
 }
 
@@ -161,7 +158,7 @@ pub(crate) fn measure(xdpsieve: &Path, scratch: &Path, quick: bool) -> Result<se
     // take (bounded).
     let cpus = online_cpus()?;
     let sender = spawn_sender(Traffic {
-        netns: sandbox.netns_path(&sandbox.peer),
+        netns: sandbox.pair.peer.path(),
         cpu: cpus[0],
         frames: vec![udp_frame(64, sandbox.fw_mac, sandbox.peer_mac)],
         count: u64::MAX,

@@ -131,7 +131,7 @@ impl Bench<'_> {
 
         let mut reader_cmd = Command::new("nsenter");
         reader_cmd
-            .arg(format!("--net=/run/netns/{}", sb.fw))
+            .arg(format!("--net={}", sb.pair.fw.path().display()))
             .args(["--", "taskset", "-c", &self.reader_cpu.to_string()])
             .arg(self.binary)
             .args(["run", "-i", FW_IF, "--drop", RULE, "--log", "dropped"])
@@ -201,7 +201,7 @@ impl Bench<'_> {
         // Bounded: 3x the planned duration (flat out: as if at 100k pps) plus 10 s.
         let planned = self.frames as f64 / target.unwrap_or(100_000) as f64;
         let sent = send_frames(Traffic {
-            netns: sb.netns_path(&sb.peer),
+            netns: sb.pair.peer.path(),
             cpu: self.gen_cpu,
             frames: vec![self.frame.clone()],
             count: self.frames,

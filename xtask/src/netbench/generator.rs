@@ -5,10 +5,9 @@
 
 use std::{
     ffi::CString,
-    fs::File,
     io,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-    path::{Path, PathBuf},
+    path::PathBuf,
     thread,
     time::{Duration, Instant},
 };
@@ -21,7 +20,6 @@ const AF_PACKET: i32 = 17;
 const SOCK_RAW: i32 = 3;
 const SOL_PACKET: i32 = 263;
 const PACKET_QDISC_BYPASS: i32 = 20;
-const CLONE_NEWNET: i32 = 0x4000_0000;
 const EINTR: i32 = 4;
 const EAGAIN: i32 = 11;
 const ENOBUFS: i32 = 105;
@@ -38,7 +36,6 @@ struct SockaddrLl {
 }
 
 unsafe extern "C" {
-    fn setns(fd: i32, nstype: i32) -> i32;
     fn sched_setaffinity(pid: i32, size: usize, mask: *const u64) -> i32;
     fn socket(domain: i32, kind: i32, protocol: i32) -> i32;
     fn bind(fd: i32, addr: *const SockaddrLl, len: u32) -> i32;
@@ -91,17 +88,6 @@ pub(crate) fn is_generated(frame: &[u8]) -> bool {
         && [DST_PORT, SELECTED_PORT].contains(&u16::from_be_bytes([frame[36], frame[37]]))
 }
 
-/// Moves the calling thread into the network namespace whose file is `path`.
-pub(super) fn enter_netns(path: &Path) -> Result<()> {
-    let ns = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: setns on this thread only, with a network namespace file.
-    if unsafe { setns(ns.as_raw_fd(), CLONE_NEWNET) } != 0 {
-        return Err(io::Error::last_os_error())
-            .context(format!("entering the namespace {}", path.display()));
-    }
-    Ok(())
-}
-
 fn pin_thread(cpu: u32) -> Result<()> {
     let mut mask = [0u64; 16];
     let cpu = cpu as usize;
@@ -152,7 +138,7 @@ pub(crate) struct Traffic {
 /// Ctrl-C makes it return an error.
 pub(crate) fn spawn_sender(traffic: Traffic) -> thread::JoinHandle<Result<Sent>> {
     thread::spawn(move || -> Result<Sent> {
-        enter_netns(&traffic.netns)?;
+        xdpsieve_netns::enter(&traffic.netns)?;
         pin_thread(traffic.cpu)?;
         // Protocol 0: a send-only packet socket, it receives nothing.
         // SAFETY: plain syscall.
