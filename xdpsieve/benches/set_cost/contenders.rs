@@ -14,7 +14,8 @@ use std::{
 };
 
 use aya::{EbpfLoader, maps::Map, programs::Xdp};
-use xdpsieve::{EBPF_OBJECT, sandbox::prefix_gen::Prefix};
+use xdpsieve::EBPF_OBJECT;
+use xdpsieve_testkit::prefix_gen::Prefix;
 
 /// A program loaded with one set, ready for `BPF_PROG_TEST_RUN`.
 pub struct Loaded {

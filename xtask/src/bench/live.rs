@@ -15,6 +15,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
+use xdpsieve_testkit::rng::Rng;
 
 use crate::netbench::{
     DST_PORT, FW_IF, Proc, Sandbox, Traffic, check_interrupted, interrupt, online_cpus,
@@ -25,30 +26,19 @@ use crate::netbench::{
 const SET_PREFIXES: usize = 100_000;
 const BULK: usize = 10_000;
 
-/// xorshift64: the same prefixes every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Public-looking IPv4 prefixes /16 to /32 (never 192.0.2.0/24, the sandbox's own).
 fn netset(rng: &mut Rng, n: usize, host_only: bool) -> String {
     let mut out = String::with_capacity(n * 20);
     let mut written = 0;
     while written < n {
-        let a = rng.next() as u32;
+        let a = rng.next_u64() as u32;
         if (a >> 8) == 0xc0_00_02 || (a >> 24) == 0 || (a >> 24) >= 224 {
             continue;
         }
         let len = if host_only {
             32
         } else {
-            16 + (rng.next() % 17) as u32
+            16 + (rng.next_u64() % 17) as u32
         };
         let a = if len == 32 { a } else { a & !(u32::MAX >> len) };
         let _ = writeln!(out, "{}/{len}", std::net::Ipv4Addr::from(a));
@@ -113,7 +103,7 @@ fn checked(mut cmd: Command, what: &str) -> Result<(String, f64)> {
 pub(crate) fn measure(xdpsieve: &Path, scratch: &Path, quick: bool) -> Result<serde_json::Value> {
     let sandbox = Sandbox::create("live", 1, scratch)?;
     let dir = &sandbox.dir;
-    let mut rng = Rng(0x1155_0e09);
+    let mut rng = Rng::new(0x1155_0e09);
     let prefixes = if quick { 10_000 } else { SET_PREFIXES };
     fs::write(
         dir.join("blocklist.netset"),
