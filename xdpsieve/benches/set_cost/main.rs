@@ -31,19 +31,6 @@
 mod contenders;
 mod report;
 
-#[path = "../common/mod.rs"]
-#[allow(
-    dead_code,
-    reason = "the benchmarks' shared bpf calls; this bench uses a few"
-)]
-mod common;
-#[path = "../../tests/common/frame.rs"]
-#[allow(
-    dead_code,
-    reason = "the kernel tests' frame builder; this bench uses a few frames"
-)]
-mod frame;
-
 use std::{
     net::IpAddr,
     os::fd::AsRawFd as _,
@@ -51,12 +38,11 @@ use std::{
     time::Instant,
 };
 
-use xdpsieve_testkit::{
-    prefix_gen::{self, Membership, Prefix},
-    rng::Rng,
-};
+use xdpsieve_testkit::bpf::{load_floor_program, test_run, verdict_name};
+use xdpsieve_testkit::frame;
+use xdpsieve_testkit::prefix_gen::{self, Membership, Prefix};
+use xdpsieve_testkit::rng::Rng;
 
-use common::{load_floor_program, test_run, verdict_name};
 use contenders::{CONTENDERS, Loaded};
 use report::{AddressNs, Measured, Report, SetResult, Spread, print_table};
 

@@ -10,11 +10,10 @@ use std::{
 };
 
 use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::child::{Firewall, xdp_attached};
+use xdpsieve_testkit::tool::stdout_of;
 
-use super::{
-    chains_received,
-    child::{Firewall, xdp_attached},
-};
+use super::chains_received;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 
@@ -153,23 +152,15 @@ impl Lab {
 
     /// Runs the crafter in the peer namespace; returns what it printed.
     pub fn craft(&self, mode: &str, args: &[&str]) -> String {
-        let out = self
-            .net
-            .peer
-            .command(PYTHON)
+        let mut crafter = self.net.peer.command(PYTHON);
+        crafter
             .args(["-c", CRAFTER])
             .args(&self.crafter_args)
             .arg(mode)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running the packet crafter");
-        assert!(
-            out.status.success(),
-            "crafter {mode} {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+            .args(args);
+        stdout_of(&mut crafter, "the packet crafter (python3-scapy)")
+            .trim()
+            .to_string()
     }
 
     /// Sends one UDP datagram to `port` behind each chain of `lengths` destination-options

@@ -1,74 +1,23 @@
-//! The faults tests' harness: a scratch directory (optionally a small tmpfs), the running
-//! firewall, sockets behind it, a bounded flood from the peer namespace, and readers of the
+//! The faults tests' harness: the running firewall, sockets behind it, a bounded flood from the peer namespace, and readers of the
 //! exit summary and the capture files.
 
 use std::{
-    io::Read as _,
     net::{SocketAddr, UdpSocket},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output, Stdio},
     time::Duration,
 };
 
 use pcap_file::pcap::PcapReader;
 use xdpsieve_netns::VethPair;
-
-use crate::child;
+use xdpsieve_testkit::child;
+use xdpsieve_testkit::tool::tool_with;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 /// The port the firewall drops; a socket listens on it behind the firewall.
 pub const DROPPED_PORT: u16 = 40001;
 /// A port the firewall passes, to see that the firewall still works both ways.
 pub const PASSED_PORT: u16 = 40002;
-
-/// A scratch directory removed on drop; with `tmpfs`, a small tmpfs mounted on it (and
-/// unmounted on drop) so that writes fill it.
-pub struct Scratch {
-    dir: PathBuf,
-    mounted: bool,
-}
-
-impl Scratch {
-    pub fn new(tag: &str, tmpfs_size: Option<&str>) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("xdpsieve-faults-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating scratch dir");
-        let mut scratch = Scratch {
-            dir,
-            mounted: false,
-        };
-        if let Some(size) = tmpfs_size {
-            let status = Command::new("mount")
-                .args([
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    &format!("size={size}"),
-                    "xdpsieve-test",
-                ])
-                .arg(&scratch.dir)
-                .status()
-                .expect("running mount");
-            assert!(status.success(), "mounting a tmpfs on {:?}", scratch.dir);
-            scratch.mounted = true;
-        }
-        scratch
-    }
-
-    pub fn file(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = Command::new("umount").arg(&self.dir).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A running `xdpsieve run` with the rule on the dropped port; killed (by PID) on drop if
 /// still running.
@@ -80,21 +29,12 @@ impl Firewall {
         let mut all = vec!["--drop", &rule];
         all.extend_from_slice(args);
         let mut fw = child::Firewall::spawn(net, BINARY, &all, stdout);
-        fw.wait_until(|| child::xdp_attached(net) && child::published(net));
+        fw.wait_until(|| child::xdp_attached(net) && child::published(BINARY, net));
         Firewall(fw)
     }
 
     pub fn running(&mut self) -> bool {
-        let child = self.0.child_mut();
-        match child.try_wait().expect("try_wait") {
-            None => true,
-            Some(status) => {
-                let mut err = String::new();
-                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                eprintln!("xdpsieve exited ({status}): {err}");
-                false
-            }
-        }
+        self.0.running()
     }
 
     pub fn signal(&self, signal: i32) {
@@ -134,15 +74,6 @@ pub fn sockets(net: &VethPair) -> (UdpSocket, UdpSocket) {
         .expect("binding sockets")
 }
 
-pub fn received(socket: &UdpSocket) -> u64 {
-    let mut buf = vec![0u8; 65536];
-    let mut n = 0;
-    while socket.recv(&mut buf).is_ok() {
-        n += 1;
-    }
-    n
-}
-
 /// Sends `count` datagrams of `size` bytes to the dropped port and one to the passed port
 /// every tenth, from the peer namespace. Bounded: `count` sends, a 100 µs pause per ten.
 pub fn flood(net: &VethPair, count: u64, size: usize) -> u64 {
@@ -172,18 +103,7 @@ pub fn settle() {
 
 /// Runs `program ARGS` in the firewall's namespace; its standard output.
 pub fn in_namespace(net: &VethPair, program: &str, args: &[&str]) -> String {
-    let out = net
-        .fw
-        .command(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program} (cargo xtask setup installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    tool_with(net.fw.command(program), program, args)
 }
 
 /// The number before `words` on the summary line containing them (0 when no such line).

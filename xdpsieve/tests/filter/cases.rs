@@ -2,16 +2,17 @@
 //! headers, IPv4 and IPv6 fragments, ICMP types, TCP flags, non-IP frames, a truncated frame)
 //! and the tcpdump expressions run over them, covering every construct of the filter language.
 
-use crate::frame::{Ext, Frame};
+use xdpsieve_testkit::frame::{Ext, Frame};
 
-const A4: [u8; 4] = [192, 0, 2, 10];
-const B4: [u8; 4] = [198, 51, 100, 7];
+// Documentation addresses; the kernel tests use the same.
+pub const A4: [u8; 4] = [192, 0, 2, 10];
+pub const B4: [u8; 4] = [198, 51, 100, 7];
 const C4: [u8; 4] = [203, 0, 113, 5];
 const D4: [u8; 4] = [192, 0, 2, 66];
-const A6: [u8; 16] = [
+pub const A6: [u8; 16] = [
     0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
 ];
-const B6: [u8; 16] = [
+pub const B6: [u8; 16] = [
     0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20,
 ];
 const BAD6: [u8; 16] = [

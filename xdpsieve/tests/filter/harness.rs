@@ -79,9 +79,8 @@ pub fn selects(engines: &mut Engines, frame: &[u8]) -> bool {
     interpreted
 }
 
-/// Runs `frame` once; true when the filter selected it (a capture record was written).
-pub fn selects_one(fw: &mut Firewall, frame: &[u8]) -> bool {
-    let before = fw.counters().expect("reading counters");
+/// Runs `frame` once through the program.
+pub fn run(fw: &mut Firewall, frame: &[u8]) {
     let opts = TestRunOptions {
         data_in: Some(frame),
         ..TestRunOptions::new()
@@ -90,6 +89,12 @@ pub fn selects_one(fw: &mut Firewall, frame: &[u8]) -> bool {
         .expect("program")
         .test_run(opts)
         .unwrap_or_else(|e| panic!("test run of a {}-byte frame: {e}", frame.len()));
+}
+
+/// Runs `frame` once; true when the filter selected it (a capture record was written).
+pub fn selects_one(fw: &mut Firewall, frame: &[u8]) -> bool {
+    let before = fw.counters().expect("reading counters");
+    run(fw, frame);
     let after = fw.counters().expect("reading counters");
     let captured = after.captured + after.capture_lost - before.captured - before.capture_lost;
     let refused = after.not_selected - before.not_selected;

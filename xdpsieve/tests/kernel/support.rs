@@ -12,8 +12,7 @@ use xdpsieve::{
     read::source::Source,
 };
 use xdpsieve_common::{Counters, verdict};
-
-use crate::frame::Frame;
+use xdpsieve_testkit::frame::Frame;
 
 pub(crate) const DROP: u32 = verdict::DROP as u32;
 pub(crate) const PASS: u32 = verdict::PASS as u32;

@@ -7,9 +7,9 @@ use std::{
     net::{SocketAddr, UdpSocket},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Output, Stdio},
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use pcap_file::{
@@ -18,7 +18,8 @@ use pcap_file::{
 };
 use xdpsieve_netns::VethPair;
 
-use crate::child;
+use xdpsieve_testkit::child;
+use xdpsieve_testkit::tempdir::TempDir;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 pub const CLIENT_PORT: u16 = 40000;
@@ -26,61 +27,6 @@ pub const CLIENT_PORT: u16 = 40000;
 pub const PAYLOAD: usize = 1000;
 /// Ethernet + IPv4 + UDP: where the number starts in a captured frame.
 pub const NUMBER_AT: usize = 42;
-
-/// A scratch directory removed on drop (unmounted first when it is a tmpfs).
-pub struct TempDir {
-    pub path: PathBuf,
-    mounted: bool,
-}
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("xdpsieve-rot-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("creating temp dir");
-        TempDir {
-            path,
-            mounted: false,
-        }
-    }
-
-    /// A tmpfs of `size` (e.g. "3m") mounted on a fresh directory.
-    pub fn tmpfs(tag: &str, size: &str) -> TempDir {
-        let mut dir = TempDir::new(tag);
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir.path)
-            .status()
-            .expect("running mount");
-        assert!(status.success(), "mounting a tmpfs on {:?}", dir.path);
-        dir.mounted = true;
-        dir
-    }
-
-    pub fn file(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    /// The regular files, sorted by name.
-    pub fn files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.path)
-            .expect("listing")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        files
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = Command::new("umount").arg(&self.path).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
 
 /// A running `xdpsieve run` with the rule whose drops these tests capture; killed (by PID) on
 /// drop if still running.
@@ -91,7 +37,7 @@ impl Firewall {
         let mut all = vec!["--drop", "udp src port 53"];
         all.extend_from_slice(args);
         let mut fw = child::Firewall::spawn(net, BINARY, &all, Stdio::piped());
-        fw.wait_until(|| child::published(net));
+        fw.wait_until(|| child::published(BINARY, net));
         Firewall(fw)
     }
 
@@ -100,14 +46,8 @@ impl Firewall {
     }
 
     /// Waits (up to `limit`) for the run to end by itself.
-    pub fn wait_exit(mut self, limit: Duration) -> Output {
-        let deadline = Instant::now() + limit;
-        let child = self.0.child_mut();
-        while child.try_wait().expect("try_wait").is_none() {
-            assert!(Instant::now() < deadline, "xdpsieve did not end by itself");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.0.wait_output()
+    pub fn wait_exit(self, limit: Duration) -> Output {
+        self.0.wait_exit(limit)
     }
 }
 

@@ -1,11 +1,11 @@
-//! The harness of `tests/sets_live.rs`: namespaces with a rule file that declares sets, the
+//! The harness of the live set tests: namespaces with a rule file that declares sets, the
 //! `xdpsieve` binary in them, and a flow of numbered datagrams to a socket behind the
 //! firewall that tells which datagrams got through.
 
 use std::{
     net::{SocketAddr, UdpSocket},
     path::Path,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -15,8 +15,9 @@ use std::{
 };
 
 use xdpsieve_netns::VethPair;
-
-use crate::tempdir::TempDir;
+use xdpsieve_testkit::child::Firewall;
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::tool::stdout_of;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 pub const PORT: u16 = 7100;
@@ -76,13 +77,7 @@ impl Net {
 
     /// `xdpsieve ARGS`, which must succeed; its standard output.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.xdpsieve(args);
-        assert!(
-            out.status.success(),
-            "xdpsieve {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of(&mut self.command(args), "xdpsieve")
     }
 
     /// Starts `xdpsieve run` with the rule file, capturing drops and logging JSON events.
@@ -97,42 +92,25 @@ impl Net {
             self.tmp.file(&format!("drops-{iface}.pcap")),
             self.tmp.file(&format!("events-{iface}.log")),
         );
-        let child = self
-            .command(&[
-                "run",
-                "-i",
-                iface,
-                "--rules",
-                rules.to_str().unwrap(),
-                "-w",
-                capture.to_str().unwrap(),
-                "--log-format",
-                "json",
-                "--log-file",
-                log.to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xdpsieve");
-        let mut run = Run { child: Some(child) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let child = run.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                let out = run.child.take().unwrap().wait_with_output().unwrap();
-                panic!(
-                    "xdpsieve exited before it was running ({status}): {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+        let command = self.command(&[
+            "run",
+            "-i",
+            iface,
+            "--rules",
+            rules.to_str().unwrap(),
+            "-w",
+            capture.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "--log-file",
+            log.to_str().unwrap(),
+        ]);
+        let mut run = Firewall::spawn_command(command, Stdio::null());
+        run.wait_until(|| {
             let status = self.xdpsieve(&["status", "-i", iface, "--json"]);
-            if String::from_utf8_lossy(&status.stdout).contains("\"live\": true") {
-                return run;
-            }
-            assert!(Instant::now() < deadline, "xdpsieve did not start in 30 s");
-            std::thread::sleep(Duration::from_millis(25));
-        }
+            String::from_utf8_lossy(&status.stdout).contains("\"live\": true")
+        });
+        Run(run)
     }
 
     pub fn list(&self, set: &str) -> serde_json::Value {
@@ -153,25 +131,12 @@ impl Drop for Net {
 }
 
 /// A running `xdpsieve run`; killed (by PID) on drop if still running.
-pub struct Run {
-    child: Option<Child>,
-}
+pub struct Run(Firewall);
 
 impl Run {
-    pub fn signal(mut self, signal: i32) -> Output {
-        let child = self.child.take().expect("running");
-        // SAFETY: kill on the PID of a child we started and have not reaped.
-        unsafe { libc::kill(child.id() as i32, signal) };
-        child.wait_with_output().expect("waiting for xdpsieve")
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    /// Sends `signal`; the exit status and output.
+    pub fn signal(self, signal: i32) -> Output {
+        self.0.stop(signal)
     }
 }
 

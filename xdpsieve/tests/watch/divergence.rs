@@ -9,12 +9,11 @@
 use std::time::{Duration, Instant};
 
 use xdpsieve_netns::{VethOptions, VethPair};
+use xdpsieve_testkit::gate::{kernel_found, root_or_skip};
 
 use super::{
-    DROPPED_PORT, Running, assert_filtered,
-    bypass::Bypass,
-    common::{kernel_found, root_or_skip},
-    grow_queues, received, send, sockets, spread_sender, status, tool,
+    DROPPED_PORT, Running, assert_filtered, bypass::Bypass, grow_queues, received, send, sockets,
+    spread_sender, status, tool,
 };
 
 /// fw0's rx_packets, as `ip -s` reads it (what the divergence check compares).
