@@ -178,8 +178,7 @@ fn main() -> Result<()> {
 /// The CI smoke run of `bench --quick`: the harness runs end to end and its report has
 /// every table and every peer. Nothing about speed is checked.
 fn bench_smoke() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { geteuid() } != 0 && env::var_os("CI").is_none() {
+    if !is_root() && env::var_os("CI").is_none() {
         eprintln!("xtask: bench smoke run skipped: it needs root (under CI it fails instead)");
         return Ok(());
     }
@@ -319,8 +318,7 @@ fn ensure_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { geteuid() } != 0 {
+    if !is_root() {
         bail!(
             "missing Debian packages {}; install them as root: apt-get install {}",
             missing.join(", "),
@@ -336,8 +334,10 @@ fn ensure_packages() -> Result<()> {
     .with_context(|| format!("apt-get install {}", missing.join(" ")))
 }
 
-unsafe extern "C" {
-    fn geteuid() -> u32;
+/// Whether xtask runs as root (the tests and benchmarks that need it fail or skip).
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 fn cargo_home() -> PathBuf {

@@ -18,8 +18,8 @@ use serde_json::json;
 use xdpsieve_testkit::rng::Rng;
 
 use crate::netbench::{
-    DST_PORT, FW_IF, Proc, Sandbox, Traffic, check_interrupted, interrupt, online_cpus,
-    spawn_sender, udp_frame,
+    DST_PORT, FW_IF, Proc, Sandbox, Traffic, check_interrupted, online_cpus, spawn_sender,
+    udp_frame,
 };
 
 /// Prefixes in the set the rule files share, and addresses a bulk change adds.
@@ -131,10 +131,10 @@ pub(crate) fn measure(xdpsieve: &Path, scratch: &Path, quick: bool) -> Result<se
         ],
     );
     run.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut recorder = Proc {
-        child: run.spawn().context("starting xdpsieve run")?,
-        what: "xdpsieve run",
-    };
+    let mut recorder = Proc::new(
+        run.spawn().context("starting xdpsieve run")?,
+        "xdpsieve run",
+    );
     let started = Instant::now();
     while !sandbox.attached()? {
         check_interrupted()?;
@@ -191,7 +191,7 @@ pub(crate) fn measure(xdpsieve: &Path, scratch: &Path, quick: bool) -> Result<se
     let sent = sender
         .join()
         .map_err(|_| anyhow::anyhow!("the sender thread panicked"))?;
-    interrupt(recorder.pid())?;
+    recorder.interrupt()?;
     recorder.wait_for(Duration::from_secs(30))?;
     let sent = sent.map(|s| s.frames).unwrap_or(0);
     drop(sandbox);

@@ -9,8 +9,8 @@
 //!
 //! The parts: [`sandbox`] (the veth pair between namespaces that the demo and the tests
 //! use too, from `xdpsieve-netns`, with a UDP sink and a scratch directory),
-//! [`generator`] (the frames and the sender thread), [`procfs`] (child processes and what
-//! /proc says of them), [`sigint`] (Ctrl-C and SIGINT to our children) and [`text`] (the
+//! [`generator`] (the frames and the sender thread), [`procfs`] (child processes, under
+//! the test kit's guard, and what /proc says of them), [`sigint`] (Ctrl-C) and [`text`] (the
 //! report's number and command formatting). This file holds the addresses and ports they
 //! share, and the checks a benchmark makes before it starts.
 
@@ -33,7 +33,7 @@ pub(crate) use procfs::{
     voluntary_switches,
 };
 pub(crate) use sandbox::Sandbox;
-pub(crate) use sigint::{catch_sigint, check_interrupted, interrupt};
+pub(crate) use sigint::{catch_sigint, check_interrupted};
 pub(crate) use text::{dotted, number_before, rate_label, shell_line, thousands};
 
 /// The sandbox's interfaces and addresses, as the generator's frames and the reports name
@@ -60,8 +60,7 @@ pub(crate) fn preflight(
     tools: &[(&str, &str)],
     root: &Path,
 ) -> Result<(PathBuf, u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { crate::geteuid() } != 0 {
+    if !crate::is_root() {
         bail!("{task} needs root ({needs}); run it as root");
     }
     for (tool, package) in [
