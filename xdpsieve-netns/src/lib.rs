@@ -15,7 +15,7 @@ use std::{
     fs::File,
     io,
     net::{Ipv4Addr, Ipv6Addr},
-    os::fd::AsRawFd,
+    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},

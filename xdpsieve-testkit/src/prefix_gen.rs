@@ -365,7 +365,7 @@ impl Membership {
                     insert_by_len(&mut model.v4, p.len, net);
                 }
                 IpAddr::V6(a) => {
-                    insert_by_len(&mut model.v6, p.len, u128::from(a) & mask(128, p.len))
+                    insert_by_len(&mut model.v6, p.len, u128::from(a) & mask(128, p.len));
                 }
             }
         }

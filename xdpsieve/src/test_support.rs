@@ -4,10 +4,10 @@ use std::{fs, path::PathBuf};
 
 /// A directory under the system's temporary directory, named after the process and
 /// `tag`, empty at the start and removed on drop (also when the test fails).
-pub struct ScratchDir(pub PathBuf);
+pub(crate) struct ScratchDir(pub PathBuf);
 
 impl ScratchDir {
-    pub fn new(tag: &str) -> ScratchDir {
+    pub(crate) fn new(tag: &str) -> ScratchDir {
         let dir = std::env::temp_dir().join(format!("xdpsieve-{}-{tag}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("creating a scratch directory");

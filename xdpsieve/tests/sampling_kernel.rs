@@ -8,7 +8,7 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{TestRun as _, TestRunOptions};
 use xdpsieve::{
     configure::loader::{Firewall, Settings},
     configure::rules::RuleSet,

@@ -9,7 +9,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{TestRun as _, TestRunOptions};
 use xdpsieve::{
     configure::loader::{Firewall, Settings},
     configure::rules::{Action, RuleSet},

@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result};
 use crate::{run, succeeds};
 
 /// Every fuzz target, as named in fuzz/Cargo.toml.
-pub const TARGETS: &[&str] = &[
+pub(crate) const TARGETS: &[&str] = &[
     "rule_expression",
     "rule_file",
     "record_decode",
@@ -25,10 +25,10 @@ pub const TARGETS: &[&str] = &[
 ];
 
 /// Seconds per target in `cargo xtask test`.
-pub const CI_SECONDS: u64 = 20;
+pub(crate) const CI_SECONDS: u64 = 20;
 
 /// Installs cargo-fuzz unless `cargo fuzz` already runs.
-pub fn ensure_cargo_fuzz() -> Result<()> {
+pub(crate) fn ensure_cargo_fuzz() -> Result<()> {
     if succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
         return Ok(());
     }
@@ -38,7 +38,7 @@ pub fn ensure_cargo_fuzz() -> Result<()> {
 }
 
 /// Runs each of `targets` for `seconds`; the first crash (or build failure) is the error.
-pub fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {
+pub(crate) fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {
     // One build of every target first: a compile error is not a finding, and says so.
     let nightly = |command: &mut Command| {
         command

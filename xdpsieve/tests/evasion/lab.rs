@@ -25,10 +25,10 @@ fn binary() -> String {
 const PYTHON: &str = "/usr/bin/python3";
 
 /// Ports behind the firewall: the rules drop the first of each pair, the second is open.
-pub const UDP_DROPPED: u16 = 5353;
-pub const UDP_ALLOWED: u16 = 5354;
-pub const TCP_DROPPED: u16 = 8080;
-pub const TCP_ALLOWED: u16 = 8081;
+pub(crate) const UDP_DROPPED: u16 = 5353;
+pub(crate) const UDP_ALLOWED: u16 = 5354;
+pub(crate) const TCP_DROPPED: u16 = 8080;
+pub(crate) const TCP_ALLOWED: u16 = 8081;
 
 /// The packet crafter: `IFACE SRC_MAC DST_MAC SRC4 DST4 SRC6 DST6 MODE ARGS...`. Prints the
 /// number of SYN-ACKs seen for the TCP modes.
@@ -105,7 +105,7 @@ else:
 
 /// The namespaces, the firewall with its port rules (once started), and the crafter's
 /// fixed arguments.
-pub struct Lab {
+pub(crate) struct Lab {
     // Field order is drop order: the firewall stops before its namespaces go.
     pub firewall: Option<Firewall>,
     crafter_args: Vec<String>,
@@ -115,7 +115,7 @@ pub struct Lab {
 impl Lab {
     /// The namespaces and the crafter with no XDP program on the interface: the control
     /// run, to see what the kernel itself delivers.
-    pub fn without_firewall(tag: &str) -> Lab {
+    pub(crate) fn without_firewall(tag: &str) -> Lab {
         let output = Command::new(PYTHON)
             .args(["-c", "import scapy.all"])
             .output();
@@ -140,7 +140,7 @@ impl Lab {
     }
 
     /// Starts the firewall with its port rules and `extra_args`; waits until it is attached.
-    pub fn start_firewall(&mut self, extra_args: &[&str]) {
+    pub(crate) fn start_firewall(&mut self, extra_args: &[&str]) {
         let udp_rule = format!("udp dst port {UDP_DROPPED}");
         let tcp_rule = format!("tcp dst port {TCP_DROPPED}");
         let mut args = vec!["-q", "--drop", &udp_rule, "--drop", &tcp_rule];
@@ -151,7 +151,7 @@ impl Lab {
     }
 
     /// Runs the crafter in the peer namespace; returns what it printed.
-    pub fn craft(&self, mode: &str, args: &[&str]) -> String {
+    pub(crate) fn craft(&self, mode: &str, args: &[&str]) -> String {
         let mut crafter = self.net.peer.command(PYTHON);
         crafter
             .args(["-c", CRAFTER])
@@ -165,7 +165,7 @@ impl Lab {
 
     /// Sends one UDP datagram to `port` behind each chain of `lengths` destination-options
     /// headers; returns the lengths `socket` received.
-    pub fn chains_delivered(
+    pub(crate) fn chains_delivered(
         &self,
         port: u16,
         lengths: &[usize],
@@ -179,7 +179,7 @@ impl Lab {
     }
 
     /// SYN-ACKs the crafter saw come back for a TCP mode.
-    pub fn syn_acks(&self, mode: &str, args: &[&str]) -> u32 {
+    pub(crate) fn syn_acks(&self, mode: &str, args: &[&str]) -> u32 {
         let printed = self.craft(mode, args);
         printed
             .parse()
@@ -187,7 +187,7 @@ impl Lab {
     }
 
     /// Binds a UDP socket on `port` of the firewall side's address (IPv4 or IPv6).
-    pub fn udp_socket(&self, v6: bool, port: u16) -> UdpSocket {
+    pub(crate) fn udp_socket(&self, v6: bool, port: u16) -> UdpSocket {
         let addr = if v6 {
             SocketAddr::new(VethPair::FW_V6.into(), port)
         } else {
@@ -205,7 +205,7 @@ impl Lab {
     }
 
     /// Listens on `port` (IPv4), behind the firewall.
-    pub fn tcp_listener(&self, port: u16) -> TcpListener {
+    pub(crate) fn tcp_listener(&self, port: u16) -> TcpListener {
         let addr = SocketAddr::new(VethPair::FW_V4.into(), port);
         self.net
             .fw
@@ -219,7 +219,7 @@ impl Lab {
     }
 
     /// Half-open connections (SYN received, SYN-ACK sent) on `port` behind the firewall.
-    pub fn syn_received(&self, port: u16) -> usize {
+    pub(crate) fn syn_received(&self, port: u16) -> usize {
         let out = self
             .net
             .fw
@@ -237,7 +237,7 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).lines().count()
     }
 
-    pub fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let out = self.firewall.take().expect("running").stop(libc::SIGINT);
         assert!(out.status.success(), "xdpsieve failed: {out:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()
@@ -245,7 +245,7 @@ impl Lab {
 }
 
 /// The numbers of the summary line the evasion defences print.
-pub fn evasion_line(summary: &str) -> &str {
+pub(crate) fn evasion_line(summary: &str) -> &str {
     summary
         .lines()
         .find(|l| l.contains("unclassifiable"))

@@ -13,18 +13,18 @@ use xdpsieve_netns::VethPair;
 use xdpsieve_testkit::child;
 use xdpsieve_testkit::tool::tool_with;
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 /// The port the firewall drops; a socket listens on it behind the firewall.
-pub const DROPPED_PORT: u16 = 40001;
+pub(crate) const DROPPED_PORT: u16 = 40001;
 /// A port the firewall passes, to see that the firewall still works both ways.
-pub const PASSED_PORT: u16 = 40002;
+pub(crate) const PASSED_PORT: u16 = 40002;
 
 /// A running `xdpsieve run` with the rule on the dropped port; killed (by PID) on drop if
 /// still running.
-pub struct Firewall(child::Firewall);
+pub(crate) struct Firewall(child::Firewall);
 
 impl Firewall {
-    pub fn start(net: &VethPair, args: &[&str], stdout: Stdio) -> Firewall {
+    pub(crate) fn start(net: &VethPair, args: &[&str], stdout: Stdio) -> Firewall {
         let rule = format!("udp dst port {DROPPED_PORT}");
         let mut all = vec!["--drop", &rule];
         all.extend_from_slice(args);
@@ -33,22 +33,22 @@ impl Firewall {
         Firewall(fw)
     }
 
-    pub fn running(&mut self) -> bool {
+    pub(crate) fn running(&mut self) -> bool {
         self.0.running()
     }
 
-    pub fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&self, signal: i32) {
         self.0.signal(signal);
     }
 
     /// SIGINT, then the exit status and output.
-    pub fn stop(self) -> Output {
+    pub(crate) fn stop(self) -> Output {
         self.0.stop(libc::SIGINT)
     }
 }
 
 /// Sockets behind the firewall on the dropped and the passed port.
-pub fn sockets(net: &VethPair) -> (UdpSocket, UdpSocket) {
+pub(crate) fn sockets(net: &VethPair) -> (UdpSocket, UdpSocket) {
     net.fw
         .run(|| {
             let dropped = UdpSocket::bind(SocketAddr::new(VethPair::FW_V4.into(), DROPPED_PORT))?;
@@ -63,7 +63,7 @@ pub fn sockets(net: &VethPair) -> (UdpSocket, UdpSocket) {
                         std::os::fd::AsRawFd::as_raw_fd(s),
                         libc::SOL_SOCKET,
                         libc::SO_RCVBUFFORCE,
-                        (&size as *const libc::c_int).cast(),
+                        (&raw const size).cast(),
                         size_of::<libc::c_int>() as libc::socklen_t,
                     )
                 };
@@ -76,7 +76,7 @@ pub fn sockets(net: &VethPair) -> (UdpSocket, UdpSocket) {
 
 /// Sends `count` datagrams of `size` bytes to the dropped port and one to the passed port
 /// every tenth, from the peer namespace. Bounded: `count` sends, a 100 µs pause per ten.
-pub fn flood(net: &VethPair, count: u64, size: usize) -> u64 {
+pub(crate) fn flood(net: &VethPair, count: u64, size: usize) -> u64 {
     net.peer
         .run(|| {
             let socket = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 0))?;
@@ -97,17 +97,17 @@ pub fn flood(net: &VethPair, count: u64, size: usize) -> u64 {
 }
 
 /// Frames still in flight reach the program before the test looks.
-pub fn settle() {
+pub(crate) fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
 
 /// Runs `program ARGS` in the firewall's namespace; its standard output.
-pub fn in_namespace(net: &VethPair, program: &str, args: &[&str]) -> String {
+pub(crate) fn in_namespace(net: &VethPair, program: &str, args: &[&str]) -> String {
     tool_with(net.fw.command(program), program, args)
 }
 
 /// The number before `words` on the summary line containing them (0 when no such line).
-pub fn count(stderr: &str, words: &str) -> u64 {
+pub(crate) fn count(stderr: &str, words: &str) -> u64 {
     stderr
         .lines()
         .find(|l| l.contains(words))
@@ -116,7 +116,7 @@ pub fn count(stderr: &str, words: &str) -> u64 {
 }
 
 /// (dropped, captured, not written, lost) from the exit summary.
-pub fn capture_counts(stderr: &str) -> (u64, u64, u64, u64) {
+pub(crate) fn capture_counts(stderr: &str) -> (u64, u64, u64, u64) {
     let dropped = stderr
         .lines()
         .find(|l| l.contains("packets seen by xdpsieve"))
@@ -130,14 +130,14 @@ pub fn capture_counts(stderr: &str) -> (u64, u64, u64, u64) {
     )
 }
 
-pub fn stop_lines(stderr: &str) -> Vec<&str> {
+pub(crate) fn stop_lines(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
         .filter(|l| l.contains(" stopped: ") && l.contains("filtering goes on"))
         .collect()
 }
 
-pub fn pcap_packets(path: &Path) -> u64 {
+pub(crate) fn pcap_packets(path: &Path) -> u64 {
     let mut reader = PcapReader::new(std::fs::File::open(path).expect("capture")).expect("header");
     let mut n = 0;
     while let Some(packet) = reader.next_raw_packet() {
@@ -147,7 +147,7 @@ pub fn pcap_packets(path: &Path) -> u64 {
     n
 }
 
-pub fn tcpdump_lines(path: &Path) -> u64 {
+pub(crate) fn tcpdump_lines(path: &Path) -> u64 {
     let out = Command::new("tcpdump")
         .args(["-nn", "-r"])
         .arg(path)

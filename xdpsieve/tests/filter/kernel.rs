@@ -6,7 +6,7 @@
 //!
 //! Nothing is attached. They need root; under `CI` they fail rather than skip.
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{TestRun as _, TestRunOptions};
 use xdpsieve::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
     configure::loader::{Firewall, Settings},
@@ -446,7 +446,7 @@ fn filter_cost() {
         ..RuleSet::default()
     };
     let mut base = Firewall::load(&Settings {
-        rules: rules.clone(),
+        rules,
         capture: 0,
         ..Settings::default()
     })
@@ -524,10 +524,10 @@ fn auto_translates_long_expressions_and_interprets_protochain() {
         let text = runs[0].to_string();
         match (&runs[0].how, translates) {
             (xdpsieve::configure::loader::FilterHow::Translated(n), true) => {
-                assert!(*n > 300, "{text}")
+                assert!(*n > 300, "{text}");
             }
             (xdpsieve::configure::loader::FilterHow::Interpreted(why), false) => {
-                assert!(why.contains("backward"), "{text}")
+                assert!(why.contains("backward"), "{text}");
             }
             _ => panic!("`{expression}`: {text}"),
         }

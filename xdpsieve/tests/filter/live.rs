@@ -18,8 +18,8 @@
 use std::{
     collections::BTreeMap,
     ffi::CString,
-    io::{BufRead, BufReader, Read},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    io::{BufRead as _, BufReader, Read as _},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::Path,
     process::{ChildStderr, Command, Stdio},
     time::{Duration, Instant},

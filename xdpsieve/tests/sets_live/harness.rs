@@ -19,14 +19,14 @@ use xdpsieve_testkit::child::Firewall;
 use xdpsieve_testkit::tempdir::TempDir;
 use xdpsieve_testkit::tool::stdout_of;
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
-pub const PORT: u16 = 7100;
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
+pub(crate) const PORT: u16 = 7100;
 /// The peer's address, the one the tests ban.
-pub const PEER: &str = "192.0.2.1";
+pub(crate) const PEER: &str = "192.0.2.1";
 
 /// The namespaces and a rule file; on drop (even when the test fails) `xdpsieve stop`
 /// before the namespaces go, so no firewall or pin outlives the test.
-pub struct Net {
+pub(crate) struct Net {
     pub pair: VethPair,
     pub tmp: TempDir,
 }
@@ -53,7 +53,7 @@ src = "@blocklist"
 "#;
 
 impl Net {
-    pub fn create(tag: &str) -> Net {
+    pub(crate) fn create(tag: &str) -> Net {
         let tmp = TempDir::named(&format!("xdpsieve-sets-{}-{tag}", std::process::id()));
         std::fs::write(tmp.file("rules.toml"), RULES).expect("rule file");
         std::fs::write(tmp.file("block.netset"), "# test list\n198.51.100.0/24\n")
@@ -64,29 +64,29 @@ impl Net {
         }
     }
 
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = self.pair.fw.command(BINARY);
         cmd.args(args).stdin(Stdio::null());
         cmd
     }
 
     /// `xdpsieve ARGS` in the firewall's namespace, to completion.
-    pub fn xdpsieve(&self, args: &[&str]) -> Output {
+    pub(crate) fn xdpsieve(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("running xdpsieve")
     }
 
     /// `xdpsieve ARGS`, which must succeed; its standard output.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         stdout_of(&mut self.command(args), "xdpsieve")
     }
 
     /// Starts `xdpsieve run` with the rule file, capturing drops and logging JSON events.
-    pub fn start(&self) -> Run {
+    pub(crate) fn start(&self) -> Run {
         self.start_on(VethPair::FW_IF)
     }
 
     /// As [`Net::start`], on `iface` of the firewall's namespace.
-    pub fn start_on(&self, iface: &str) -> Run {
+    pub(crate) fn start_on(&self, iface: &str) -> Run {
         let rules = self.tmp.file("rules.toml");
         let (capture, log) = (
             self.tmp.file(&format!("drops-{iface}.pcap")),
@@ -113,11 +113,11 @@ impl Net {
         Run(run)
     }
 
-    pub fn list(&self, set: &str) -> serde_json::Value {
+    pub(crate) fn list(&self, set: &str) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["set", "list", set, "--json"])).expect("list JSON")
     }
 
-    pub fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         let out = self.ok(&["status", "-i", VethPair::FW_IF, "--json"]);
         let json: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
         json[0].clone()
@@ -131,18 +131,18 @@ impl Drop for Net {
 }
 
 /// A running `xdpsieve run`; killed (by PID) on drop if still running.
-pub struct Run(Firewall);
+pub(crate) struct Run(Firewall);
 
 impl Run {
     /// Sends `signal`; the exit status and output.
-    pub fn signal(self, signal: i32) -> Output {
+    pub(crate) fn signal(self, signal: i32) -> Output {
         self.0.stop(signal)
     }
 }
 
 /// Datagrams from the peer to the socket behind the firewall, numbered, one a
 /// millisecond, until dropped; what arrived, with when.
-pub struct Flow {
+pub(crate) struct Flow {
     next: Arc<AtomicU64>,
     arrived: Arc<Mutex<Vec<(u64, Instant)>>>,
     stop: Arc<AtomicBool>,
@@ -150,7 +150,7 @@ pub struct Flow {
 }
 
 impl Flow {
-    pub fn start(net: &Net) -> Flow {
+    pub(crate) fn start(net: &Net) -> Flow {
         let receiver = net
             .pair
             .fw
@@ -213,12 +213,12 @@ impl Flow {
     }
 
     /// The number of the next datagram to be sent.
-    pub fn mark(&self) -> u64 {
+    pub(crate) fn mark(&self) -> u64 {
         self.next.load(Ordering::SeqCst)
     }
 
     /// Datagrams numbered `from` or later that arrived.
-    pub fn arrived_since(&self, from: u64) -> Vec<(u64, Instant)> {
+    pub(crate) fn arrived_since(&self, from: u64) -> Vec<(u64, Instant)> {
         self.arrived
             .lock()
             .unwrap()
@@ -229,7 +229,7 @@ impl Flow {
     }
 
     /// When the first datagram numbered `from` or later arrived, waiting up to `wait`.
-    pub fn arrival_after(&self, from: u64, wait: Duration) -> Option<Instant> {
+    pub(crate) fn arrival_after(&self, from: u64, wait: Duration) -> Option<Instant> {
         let deadline = Instant::now() + wait;
         loop {
             if let Some(first) = self.arrived_since(from).first() {
@@ -243,7 +243,7 @@ impl Flow {
     }
 
     /// Checks that nothing numbered `from` or later arrives within `wait`.
-    pub fn assert_blocked_from(&self, from: u64, wait: Duration, what: &str) {
+    pub(crate) fn assert_blocked_from(&self, from: u64, wait: Duration, what: &str) {
         std::thread::sleep(wait);
         let through = self.arrived_since(from);
         let sent = self.mark() - from;
@@ -257,7 +257,7 @@ impl Flow {
     }
 
     /// Checks that every datagram numbered `from` to now arrives.
-    pub fn assert_all_pass_from(&self, from: u64, what: &str) {
+    pub(crate) fn assert_all_pass_from(&self, from: u64, what: &str) {
         let until = self.mark();
         std::thread::sleep(Duration::from_millis(300));
         let got = self
@@ -279,7 +279,7 @@ impl Drop for Flow {
 }
 
 /// UDP datagrams from `src` to PORT in a capture file.
-pub fn captured_from(path: &Path, src: [u8; 4]) -> usize {
+pub(crate) fn captured_from(path: &Path, src: [u8; 4]) -> usize {
     let file = std::fs::File::open(path).expect("opening the capture");
     let mut reader = pcap_file::pcap::PcapReader::new(file).expect("pcap header");
     let mut n = 0;

@@ -24,7 +24,7 @@ use crate::rule_input::{rule_sources, warn_about};
 
 #[derive(Args)]
 #[command(after_help = RUN_HELP)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Interface to attach to; repeat (or separate with commas) for several.
     #[arg(
         short = 'i',
@@ -292,7 +292,7 @@ fn rotation_plan(args: &RunArgs, capturing: bool) -> Result<Option<RotationPlan>
 
 /// Checks the run arguments against each other and turns them into the plan the library
 /// runs (`matches` gives the order of --drop and --pass).
-pub fn plan(args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
+pub(crate) fn plan(args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
     let sources = rule_sources(
         args.rules.as_deref(),
         &args.drop,

@@ -26,7 +26,7 @@ use super::text::{parse_masking, show};
 use crate::{base::text::escape_path, configure::sets::trie::TriePrefix};
 
 /// What a change does to the file.
-pub enum Edit<'a> {
+pub(super) enum Edit<'a> {
     /// Append the prefixes the file does not hold yet.
     Add(&'a [TriePrefix]),
     /// Remove the lines holding these prefixes (other lines, comments included, stay).
@@ -34,7 +34,7 @@ pub enum Edit<'a> {
 }
 
 /// A new version of a set file, written aside; removed unless committed.
-pub struct Pending {
+pub(super) struct Pending {
     file: PathBuf,
     tmp: PathBuf,
     /// The directory, locked (exclusive) until this is dropped.
@@ -104,7 +104,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
 }
 
 /// Locks the file's directory and writes the file's new version beside it.
-pub fn prepare(file: &Path, edit: &Edit<'_>) -> Result<Pending> {
+pub(super) fn prepare(file: &Path, edit: &Edit<'_>) -> Result<Pending> {
     let shown = escape_path(file);
     let dir_path = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -142,7 +142,7 @@ pub fn prepare(file: &Path, edit: &Edit<'_>) -> Result<Pending> {
 
 impl Pending {
     /// Puts the new version in place; returns the lines added or removed.
-    pub fn commit(self) -> Result<usize> {
+    pub(super) fn commit(self) -> Result<usize> {
         fs::rename(&self.tmp, &self.file)
             .with_context(|| format!("replacing the set file {}", escape_path(&self.file)))?;
         // The rename itself survives a crash once the directory is synced.

@@ -41,13 +41,9 @@ fn raw_record(number: u32, size: usize) -> Vec<u8> {
         _pad: 0,
     };
     // SAFETY: CaptureHeader is repr(C) with explicit padding: every byte is initialised.
-    let mut bytes = unsafe {
-        std::slice::from_raw_parts(
-            (&h as *const CaptureHeader).cast::<u8>(),
-            CAPTURE_HEADER_LEN,
-        )
-    }
-    .to_vec();
+    let mut bytes =
+        unsafe { std::slice::from_raw_parts((&raw const h).cast::<u8>(), CAPTURE_HEADER_LEN) }
+            .to_vec();
     let mut data = vec![0u8; size];
     data[..4].copy_from_slice(&number.to_be_bytes());
     bytes.extend_from_slice(&data);
@@ -88,13 +84,8 @@ fn raw_event(port: u16) -> Vec<u8> {
         generation: 1,
     };
     // SAFETY: Event is repr(C) without padding (its size is asserted in common).
-    unsafe {
-        std::slice::from_raw_parts(
-            (&event as *const Event).cast::<u8>(),
-            std::mem::size_of::<Event>(),
-        )
-    }
-    .to_vec()
+    unsafe { std::slice::from_raw_parts((&raw const event).cast::<u8>(), size_of::<Event>()) }
+        .to_vec()
 }
 
 /// A session on `plan` whose capture records come from the first queue returned, its
@@ -106,7 +97,7 @@ fn session_with_events(plan: CapturePlan) -> (CaptureSession, MemoryQueue, Memor
 /// The same, with `probe` for a rotating capture's per-file counters.
 fn session_with_probe(
     plan: CapturePlan,
-    probe: Option<crate::write::rotation::rotator::CounterProbe>,
+    probe: Option<CounterProbe>,
 ) -> (CaptureSession, MemoryQueue, MemoryQueue) {
     let (capture, capture_queue) = Source::memory();
     let (events, event_queue) = Source::memory();
@@ -144,10 +135,10 @@ fn read_pcapng(path: &std::path::Path) -> (Vec<u32>, Vec<(u64, u64)>, bool) {
         ends_with_statistics = matches!(block, Block::InterfaceStatistics(_));
         match block {
             Block::EnhancedPacket(epb) => {
-                numbers.push(u32::from_be_bytes(epb.data[..4].try_into().unwrap()))
+                numbers.push(u32::from_be_bytes(epb.data[..4].try_into().unwrap()));
             }
             Block::InterfaceStatistics(isb) => {
-                let option = |want: fn(&InterfaceStatisticsOption) -> Option<u64>| {
+                let option = |want: fn(&InterfaceStatisticsOption<'_>) -> Option<u64>| {
                     isb.options.iter().find_map(want).unwrap_or(u64::MAX)
                 };
                 statistics.push((
@@ -411,7 +402,7 @@ fn each_rotated_file_gives_what_the_kernel_counted_while_it_was_open() {
     };
     // Each reading of the counters finds 100 more packets, 7 more of them sampled out.
     let mut readings = 0u64;
-    let probe: crate::write::rotation::rotator::CounterProbe = Box::new(move || {
+    let probe: CounterProbe = Box::new(move || {
         readings += 1;
         let counters = InterfaceCounters {
             packets: 100 * readings,

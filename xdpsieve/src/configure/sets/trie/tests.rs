@@ -36,7 +36,7 @@ fn probes(entries: &[(u32, TriePrefix)], rng: &mut Rng) -> Vec<IpAddr> {
                 IpAddr::V6(Ipv6Addr::from(v))
             } else {
                 IpAddr::V4(Ipv4Addr::from(v as u32))
-            })
+            });
         };
         push(base);
         push(base.wrapping_add(span) & (u128::MAX >> (128 - bits)));

@@ -106,14 +106,14 @@ fn pcapng_numbers(path: &PathBuf) -> (Vec<u32>, Vec<u64>) {
         }
         match block {
             Block::EnhancedPacket(epb) => {
-                numbers.push(u32::from_be_bytes(epb.data[..4].try_into().unwrap()))
+                numbers.push(u32::from_be_bytes(epb.data[..4].try_into().unwrap()));
             }
             Block::InterfaceStatistics(isb) => {
                 use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption;
                 delivered.extend(isb.options.iter().filter_map(|o| match o {
                     InterfaceStatisticsOption::IsbUsrDeliv(n) => Some(*n),
                     _ => None,
-                }))
+                }));
             }
             _ => {}
         }
