@@ -42,8 +42,6 @@ pub mod write;
 
 #[cfg(test)]
 mod layer_tests;
-#[cfg(test)]
-mod test_support;
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpsieve"));
