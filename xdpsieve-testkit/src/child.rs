@@ -52,18 +52,23 @@ impl Guard {
         self.child_mut().try_wait()
     }
 
-    /// Sends `signal` and leaves the child running (or ending) under this guard.
-    pub fn signal(&self, signal: i32) -> io::Result<()> {
+    /// Sends `signal` and leaves the child running (or ending) under this guard. Sends
+    /// nothing to a child that has exited: once reaped, its PID may be another process's.
+    pub fn signal(&mut self, signal: i32) -> io::Result<()> {
+        if self.try_wait()?.is_some() {
+            return Ok(());
+        }
         let pid = libc::pid_t::try_from(self.pid()).map_err(io::Error::other)?;
-        // SAFETY: kill on the PID of a child we started and have not reaped (the guard
-        // reaps it only on drop or in the methods that consume it), so the PID is ours.
+        // SAFETY: kill on the PID of a child we started that had not exited just now, so
+        // it is not reaped and the PID is still ours (a zombie at worst).
         if unsafe { libc::kill(pid, signal) } != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
     }
 
-    /// Sends `signal`, then collects the exit status and the output not read yet.
+    /// Sends `signal` (nothing if it has exited), then collects the exit status and the
+    /// output not read yet.
     pub fn stop(mut self, signal: i32) -> io::Result<Output> {
         self.signal(signal)?;
         self.take().wait_with_output()
@@ -172,12 +177,13 @@ impl Firewall {
         }
     }
 
-    /// Sends `signal` and leaves the child running (or ending) under this guard.
-    pub fn signal(&self, signal: i32) {
+    /// Sends `signal` (nothing if it has exited) and leaves the child running (or ending)
+    /// under this guard.
+    pub fn signal(&mut self, signal: i32) {
         self.guard.signal(signal).expect("signalling xdpsieve");
     }
 
-    /// Sends `signal` and collects the exit status and output.
+    /// Sends `signal` (nothing if it has exited) and collects the exit status and output.
     pub fn stop(self, signal: i32) -> Output {
         self.guard.stop(signal).expect("stopping xdpsieve")
     }

@@ -209,7 +209,7 @@ impl Drop for Net {
 struct Run(Firewall);
 
 impl Run {
-    fn signal(&self, signal: i32) {
+    fn signal(&mut self, signal: i32) {
         self.0.signal(signal);
     }
 
@@ -458,7 +458,7 @@ fn sighup_reloads_and_a_broken_file_leaves_the_old_rules_in_force() {
     let net = Net::create("rl-hup");
     net.write_rules(FILE_A);
     let sockets = net.sockets();
-    let run = net.start(&["--metrics", "127.0.0.1:9470"]);
+    let mut run = net.start(&["--metrics", "127.0.0.1:9470"]);
     assert!(metrics(&net).contains("xdpsieve_rule_generation 1\n"));
     assert_eq!(reachable(&net, &sockets), [false, true, false, true]);
 

@@ -37,7 +37,7 @@ impl Firewall {
         self.0.running()
     }
 
-    pub(crate) fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&mut self, signal: i32) {
         self.0.signal(signal);
     }
 

@@ -43,7 +43,7 @@ impl Proc {
     }
 
     /// Sends it SIGINT (by its PID): how a child is asked to stop and print its summary.
-    pub(crate) fn interrupt(&self) -> Result<()> {
+    pub(crate) fn interrupt(&mut self) -> Result<()> {
         self.guard
             .signal(libc::SIGINT)
             .with_context(|| format!("sending SIGINT to {} (pid {})", self.what, self.pid()))
