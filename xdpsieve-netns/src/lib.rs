@@ -135,25 +135,7 @@ impl Netns {
             self.path().display(),
             args.join(" ")
         ));
-        let out = self
-            .command(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("running `{program}`: {e} (install {package})"),
-                )
-            })?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "`{program} {}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        run(self.command(program), program, package, args)
     }
 
     /// Removes namespaces left behind by processes that no longer exist.
@@ -213,14 +195,25 @@ pub fn enter(path: &Path) -> io::Result<()> {
 /// rest are addresses, numbers and keywords.
 fn ip(args: &[&str], log: &mut Vec<String>) -> io::Result<String> {
     log.push(format!("ip {}", args.join(" ")));
-    let out = Command::new("ip")
+    run(Command::new("ip"), "ip", "iproute2", args)
+}
+
+/// Runs `command` (`program`, perhaps behind nsenter) with `args` to success; its standard
+/// output. The errors name the command, and the package that installs `program`.
+fn run(mut command: Command, program: &str, package: &str, args: &[&str]) -> io::Result<String> {
+    let out = command
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| io::Error::new(e.kind(), format!("running `ip`: {e} (install iproute2)")))?;
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("running `{program}`: {e} (install {package})"),
+            )
+        })?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
-            "`ip {}` failed: {}",
+            "`{program} {}` failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         )));
