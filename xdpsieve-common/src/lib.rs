@@ -606,7 +606,7 @@ pub struct CaptureBuffer {
     pub data: [u8; MAX_SNAPLEN as usize],
 }
 
-pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();
+pub const CAPTURE_HEADER_LEN: usize = size_of::<CaptureHeader>();
 
 const _: () = {
     use core::mem::{offset_of, size_of};
@@ -677,19 +677,28 @@ const _: () = {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all are repr(C), contain only integers, and have no implicit padding
-    // (checked by the size asserts above), so every bit pattern is valid.
-    unsafe impl aya::Pod for super::Config {}
-    unsafe impl aya::Pod for super::Rule {}
-    unsafe impl aya::Pod for super::RuleBits {}
-    unsafe impl aya::Pod for super::Counters {}
-    unsafe impl aya::Pod for super::RuleCounters {}
-    unsafe impl aya::Pod for super::InterfaceCounters {}
-    unsafe impl aya::Pod for super::CaptureHeader {}
-    unsafe impl aya::Pod for super::Event {}
-    unsafe impl aya::Pod for super::SetClass {}
-    unsafe impl aya::Pod for super::SetGroup {}
-    unsafe impl aya::Pod for super::SetEntry {}
-    unsafe impl aya::Pod for super::SetMeta {}
-    unsafe impl aya::Pod for super::FilterInsn {}
+    /// aya reads and writes these as map values, byte for byte.
+    macro_rules! pod {
+        ($($t:ident),* $(,)?) => {$(
+            // SAFETY: repr(C), only integers, and no implicit padding (checked by the size
+            // asserts above), so every bit pattern is a valid value.
+            unsafe impl aya::Pod for super::$t {}
+        )*};
+    }
+
+    pod!(
+        Config,
+        Rule,
+        RuleBits,
+        Counters,
+        RuleCounters,
+        InterfaceCounters,
+        CaptureHeader,
+        Event,
+        SetClass,
+        SetGroup,
+        SetEntry,
+        SetMeta,
+        FilterInsn,
+    );
 }

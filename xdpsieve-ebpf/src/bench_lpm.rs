@@ -37,7 +37,7 @@ static BENCH_LPM_V6: LpmTrie<[u32; 4], u8> = LpmTrie::with_max_entries(1, 0);
 
 /// Drops a frame whose source address is covered by a prefix in the tries, passes the rest.
 #[xdp]
-pub fn xdpsieve_bench_lpm(ctx: XdpContext) -> u32 {
+pub(crate) fn xdpsieve_bench_lpm(ctx: XdpContext) -> u32 {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + ETH_HDR_LEN > end {

@@ -33,7 +33,7 @@ struct FragmentKey {
 /// A first fragment's outcome, as later fragments take it.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct FirstFragment {
+pub(crate) struct FirstFragment {
     pub verdict: u8,
     pub log: u8,
     pub _pad: u16,
@@ -50,8 +50,8 @@ pub struct FirstFragment {
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<FragmentKey>() == 40);
-    assert!(core::mem::size_of::<FirstFragment>() == 40);
+    assert!(size_of::<FragmentKey>() == 40);
+    assert!(size_of::<FirstFragment>() == 40);
 };
 
 #[inline(always)]
@@ -68,7 +68,7 @@ fn key(pkt: &Packet) -> FragmentKey {
 
 /// The outcome of `pkt`'s first fragment, if it was seen (and not yet forgotten).
 #[inline(always)]
-pub fn recall(pkt: &Packet) -> Option<FirstFragment> {
+pub(crate) fn recall(pkt: &Packet) -> Option<FirstFragment> {
     // SAFETY: the value is copied out before anything else can touch the map entry.
     unsafe { FRAGMENT_VERDICTS.get(key(pkt)).copied() }
 }
@@ -76,14 +76,14 @@ pub fn recall(pkt: &Packet) -> Option<FirstFragment> {
 /// Remembers the outcome of `pkt`, a first fragment. A full map evicts the oldest datagram;
 /// a failed insert leaves the later fragments to be judged as orphans, and counted so.
 #[inline(always)]
-pub fn remember(pkt: &Packet, first: FirstFragment) {
+pub(crate) fn remember(pkt: &Packet, first: FirstFragment) {
     let _ = FRAGMENT_VERDICTS.insert(key(pkt), first, 0);
 }
 
 /// Counts what the rare path saw; `found` says, for a later fragment, whether its first
 /// fragment's outcome was recalled.
 #[inline(always)]
-pub fn count(counters: &mut Counters, pkt: &Packet, found: Option<bool>) {
+pub(crate) fn count(counters: &mut Counters, pkt: &Packet, found: Option<bool>) {
     if pkt.special & special::UNCLASSIFIABLE != 0 {
         counters.unclassifiable += 1;
     }

@@ -139,7 +139,7 @@ mod program {
     // entry point that the macro generates, a call and a return on every packet.
     #[xdp(frags)]
     #[inline(always)]
-    pub fn xdpsieve(ctx: XdpContext) -> u32 {
+    pub(crate) fn xdpsieve(ctx: XdpContext) -> u32 {
         filter(&ctx)
     }
 
@@ -149,7 +149,7 @@ mod program {
     /// same program is a no-op in the kernel. Loaded only when needed.
     #[xdp(frags)]
     #[inline(always)]
-    pub fn xdpsieve_twin(ctx: XdpContext) -> u32 {
+    pub(crate) fn xdpsieve_twin(ctx: XdpContext) -> u32 {
         filter(&ctx)
     }
 
@@ -451,7 +451,7 @@ mod program {
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     // The verifier rejects programs that can reach a panic, so this is never called.
     loop {}
 }

@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// What the rules (or the rare path) decided for one packet.
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub verdict: u8,
     pub rule_id: u32,
     /// Index into the per-rule maps; `None` for frames no rule looked at.
@@ -28,7 +28,7 @@ pub struct Outcome {
 impl Outcome {
     /// Takes the `Config`'s sampling and snap length where the rule has none (0).
     #[inline(always)]
-    pub fn resolve(mut self, cfg: &Config) -> Self {
+    pub(crate) fn resolve(mut self, cfg: &Config) -> Self {
         if self.sample == 0 {
             self.sample = cfg.sample;
         }
@@ -42,7 +42,7 @@ impl Outcome {
 /// An outcome no rule decided: slot 0, rule id 0, the default rate limit, sampling and
 /// snap length.
 #[inline(always)]
-pub fn default_outcome(cfg: &Config, verdict: u8) -> Outcome {
+pub(crate) fn default_outcome(cfg: &Config, verdict: u8) -> Outcome {
     Outcome {
         verdict,
         rule_id: 0,
@@ -60,7 +60,11 @@ pub fn default_outcome(cfg: &Config, verdict: u8) -> Outcome {
 /// fragment whose first fragment's outcome is known), else `None`. For a later fragment,
 /// `found` says whether its first fragment's outcome was recalled.
 #[inline(always)]
-pub fn decide_special(cfg: &Config, pkt: &Packet, found: &mut Option<bool>) -> Option<Outcome> {
+pub(crate) fn decide_special(
+    cfg: &Config,
+    pkt: &Packet,
+    found: &mut Option<bool>,
+) -> Option<Outcome> {
     if pkt.special & special::UNCLASSIFIABLE != 0 && cfg.unclassifiable == u32::from(verdict::DROP)
     {
         return Some(default_outcome(cfg, verdict::DROP));
@@ -84,7 +88,7 @@ pub fn decide_special(cfg: &Config, pkt: &Packet, found: &mut Option<bool>) -> O
 }
 
 #[inline(always)]
-pub fn remember_first_fragment(pkt: &Packet, outcome: &Outcome) {
+pub(crate) fn remember_first_fragment(pkt: &Packet, outcome: &Outcome) {
     fragments::remember(
         pkt,
         FirstFragment {

@@ -61,7 +61,7 @@ const ICMP_MIN_HDR_LEN: usize = 4;
 /// [`clear`]: Packet::clear
 #[repr(C, align(8))]
 #[derive(Clone, Copy)]
-pub struct Packet {
+pub(crate) struct Packet {
     /// One of [`family`]; `NONE` for non-IP frames and for IP headers that could not be read.
     pub family: u8,
     pub protocol: u8,
@@ -93,22 +93,22 @@ pub struct Packet {
 }
 
 /// Bits of [`Packet::special`].
-pub mod special {
+pub(crate) mod special {
     /// The first fragment of a fragmented datagram (offset 0, more fragments follow).
-    pub const FIRST_FRAGMENT: u8 = 1 << 0;
+    pub(crate) const FIRST_FRAGMENT: u8 = 1 << 0;
     /// A fragment at a non-zero offset: no L4 header, only payload.
-    pub const LATER_FRAGMENT: u8 = 1 << 1;
+    pub(crate) const LATER_FRAGMENT: u8 = 1 << 1;
     /// The rules need an L4 header the parser could not reach.
-    pub const UNCLASSIFIABLE: u8 = 1 << 2;
+    pub(crate) const UNCLASSIFIABLE: u8 = 1 << 2;
     /// A TCP fragment too short for the flags, or at offset 8 (RFC 1858); also unclassifiable.
-    pub const TINY_FRAGMENT: u8 = 1 << 3;
+    pub(crate) const TINY_FRAGMENT: u8 = 1 << 3;
 }
 
 /// Bytes [`Packet::clear`] zeroes: everything but `fragment_id`.
 const CLEARED_LEN: usize = 48;
 
 const _: () = {
-    assert!(core::mem::size_of::<Packet>() == 56);
+    assert!(size_of::<Packet>() == 56);
     assert!(core::mem::offset_of!(Packet, src) == 4);
     assert!(core::mem::offset_of!(Packet, vlan_id) == 46);
     assert!(core::mem::offset_of!(Packet, fragment_id) == CLEARED_LEN);
@@ -121,7 +121,7 @@ impl Packet {
     #[inline(always)]
     fn clear(&mut self) {
         const { assert!(family::NONE == 0) };
-        let words = (self as *mut Packet).cast::<u64>();
+        let words = core::ptr::from_mut(self).cast::<u64>();
         for i in 0..CLEARED_LEN / 8 {
             // SAFETY: in bounds, and Packet is 8-aligned.
             unsafe { core::ptr::write_volatile(words.add(i), 0) };
@@ -147,9 +147,9 @@ struct Frame {
 /// from byte loads, shifts and ORs, which cost a third of the program's time.
 #[inline(always)]
 fn load<T: Copy>(frame: &Frame, offset: usize) -> Option<T> {
-    const { assert!(core::mem::size_of::<T>() >= 2) };
+    const { assert!(size_of::<T>() >= 2) };
     let (start, end) = (frame.start, frame.end);
-    if start + offset + core::mem::size_of::<T>() > end {
+    if start + offset + size_of::<T>() > end {
         return None;
     }
     // SAFETY: the range [start + offset, start + offset + size_of::<T>()) was just checked to
@@ -164,7 +164,7 @@ fn load_be16(ctx: &Frame, offset: usize) -> Option<u16> {
 
 /// Parses `ctx`'s frame. `frame_len` is the whole frame's length (with XDP fragments).
 #[inline(always)]
-pub fn parse(xdp: &XdpContext, frame_len: usize, pkt: &mut Packet) {
+pub(crate) fn parse(xdp: &XdpContext, frame_len: usize, pkt: &mut Packet) {
     // The bounds of the linear data, read from the context once.
     let frame = Frame {
         start: xdp.data(),
@@ -217,7 +217,7 @@ struct Ipv4Header {
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<Ipv4Header>() == IPV4_MIN_HDR_LEN);
+    assert!(size_of::<Ipv4Header>() == IPV4_MIN_HDR_LEN);
     assert!(core::mem::offset_of!(Ipv4Header, total_len) == IPV4_TOTAL_LEN_OFFSET);
     assert!(core::mem::offset_of!(Ipv4Header, id_frag) == IPV4_ID_OFFSET);
     assert!(core::mem::offset_of!(Ipv4Header, ttl_protocol) == IPV4_TTL_OFFSET);

@@ -55,7 +55,7 @@ static EVENT_PERF: PerfEventArray<Event> = PerfEventArray::new(0);
 /// True when a recorder was tracked and its heartbeat is older than `READER_TIMEOUT_NS`.
 /// Only the record path asks: the plain filter path never pays for it.
 #[inline(always)]
-pub fn reader_gone() -> bool {
+pub(crate) fn reader_gone() -> bool {
     let Some(&heartbeat) = READER.get(reader::HEARTBEAT) else {
         return false;
     };
@@ -71,7 +71,7 @@ pub fn reader_gone() -> bool {
 /// every stream when it published nothing (a loader that reads its rings itself) or the
 /// map has no such slot (a reload sharing an older run's map).
 #[inline(always)]
-pub fn streams_read() -> u64 {
+pub(crate) fn streams_read() -> u64 {
     match READER.get(reader::WRITERS) {
         Some(&writers) if writers & reader::PUBLISHED != 0 => writers,
         _ => reader::CAPTURE | reader::EVENTS,
@@ -83,7 +83,7 @@ pub fn streams_read() -> u64 {
 /// The state is shared by all CPUs without a lock: under contention a few extra records
 /// may pass, but every suppressed one is counted.
 #[inline(always)]
-pub fn rate_allows(slot: u32, interval_ns: u64, tolerance_ns: u64) -> bool {
+pub(crate) fn rate_allows(slot: u32, interval_ns: u64, tolerance_ns: u64) -> bool {
     if interval_ns == 0 {
         return true;
     }
@@ -104,7 +104,7 @@ pub fn rate_allows(slot: u32, interval_ns: u64, tolerance_ns: u64) -> bool {
 }
 
 #[inline(always)]
-pub fn record_flags(pkt: &Packet) -> u8 {
+pub(crate) fn record_flags(pkt: &Packet) -> u8 {
     let mut flags = 0;
     if pkt.malformed {
         flags |= record_flags::MALFORMED;
@@ -125,7 +125,7 @@ pub fn record_flags(pkt: &Packet) -> u8 {
 }
 
 #[inline(always)]
-pub fn send_event(
+pub(crate) fn send_event(
     ctx: &XdpContext,
     cfg: &Config,
     pkt: &Packet,
@@ -158,7 +158,7 @@ pub fn send_event(
         generation: cfg.generation as u8,
     };
     let data = core::ptr::addr_of!(event).cast_mut().cast();
-    let len = core::mem::size_of::<Event>() as u64;
+    let len = size_of::<Event>() as u64;
     // SAFETY: the event lives on the stack for the call; the maps are ours.
     unsafe {
         if cfg.transport == transport::PERF {
@@ -172,7 +172,7 @@ pub fn send_event(
 }
 
 /// One capture record to send.
-pub struct Record {
+pub(crate) struct Record {
     pub frame_len: usize,
     pub now: u64,
     pub verdict: u8,
@@ -185,7 +185,7 @@ pub struct Record {
 /// Sends the header and the first `record.snaplen` bytes. Returns false when the record did not
 /// fit (buffer full), so the caller counts it as lost.
 #[inline(always)]
-pub fn capture_packet(ctx: &XdpContext, cfg: &Config, record: &Record) -> bool {
+pub(crate) fn capture_packet(ctx: &XdpContext, cfg: &Config, record: &Record) -> bool {
     let wanted = core::cmp::min(record.frame_len as u32, record.snaplen);
     // The verifier must see 1 <= cap_len <= MAX_SNAPLEN on the register it checks; the
     // volatile read keeps LLVM from turning the check into a pointer compare, and the

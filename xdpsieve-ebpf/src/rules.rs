@@ -14,7 +14,7 @@ use xdpsieve_common::{
 use crate::{parse::Packet, sets};
 
 /// The rule that decided a packet.
-pub struct Decision {
+pub(crate) struct Decision {
     /// Position in evaluation order.
     pub index: u32,
     pub id: u32,
@@ -28,7 +28,7 @@ pub struct Decision {
 }
 
 /// The maps matching reads.
-pub struct RuleMaps<'a> {
+pub(crate) struct RuleMaps<'a> {
     pub rules: &'a Array<Rule>,
     pub proto_sets: &'a Array<RuleBits>,
     pub src_port_class: &'a Array<u16>,
@@ -52,7 +52,7 @@ pub struct RuleMaps<'a> {
 /// map slot) rather than a register: read back, it is a value the verifier does not know,
 /// so the paths that found it (one per word and bit position) merge into one.
 #[inline(always)]
-pub fn first_match(maps: &RuleMaps, cfg: &Config, pkt: &Packet) -> Option<Decision> {
+pub(crate) fn first_match(maps: &RuleMaps<'_>, cfg: &Config, pkt: &Packet) -> Option<Decision> {
     if cfg.rule_count == 0 {
         return None;
     }
@@ -139,7 +139,7 @@ pub fn first_match(maps: &RuleMaps, cfg: &Config, pkt: &Packet) -> Option<Decisi
             n += 1;
         }
     }
-    // SAFETY (all): slot points to this CPU's value of a map we own.
+    // SAFETY: slot points to this CPU's value of a map we own (every arm).
     unsafe {
         match n {
             0 => scan([proto], words, slot),
@@ -186,7 +186,7 @@ unsafe fn scan<const N: usize>(fields: [&RuleBits; N], words: usize, slot: *mut 
                 let bits = word($w);
                 if bits != 0 {
                     // SAFETY: the caller's.
-                    unsafe { *slot = ($w as u32) * 64 + lowest_bit(bits) };
+                    unsafe { *slot = $w * 64 + lowest_bit(bits) };
                     return;
                 }
             )*

@@ -15,7 +15,7 @@ use aya_ebpf::maps::PerCpuArray;
 /// Whether this packet's records are kept, one in `every` (0 or 1: all). `positions` holds
 /// per rule slot and CPU the packets seen since the last one kept.
 #[inline(always)]
-pub fn keeps(positions: &PerCpuArray<u32>, slot: u32, every: u32) -> bool {
+pub(crate) fn keeps(positions: &PerCpuArray<u32>, slot: u32, every: u32) -> bool {
     if every <= 1 {
         return true;
     }

@@ -19,7 +19,7 @@ fn byte(addr: &[u32; 4], i: usize) -> usize {
 /// The class of `addr` (`v6` selects the family); `None` only if a map read fails, which
 /// the caller treats like any other failed lookup (no rule matches on this field).
 #[inline(always)]
-pub fn class_of(nodes: &Array<SetGroup>, v6: bool, addr: &[u32; 4]) -> Option<u32> {
+pub(crate) fn class_of(nodes: &Array<SetGroup>, v6: bool, addr: &[u32; 4]) -> Option<u32> {
     let (root, levels) = if v6 {
         (V6_ROOT, V6_LEVELS)
     } else {

@@ -26,23 +26,15 @@ use std::{
 };
 
 use serde::Serialize;
-
-mod common;
-use common::{load_floor_program, prog_fd_by_id, test_run, verdict_name};
-
-#[path = "../tests/common/frame.rs"]
-#[allow(
-    dead_code,
-    reason = "the kernel tests' frame builder; this bench uses a few frames"
-)]
-mod frame;
 use xdpsieve::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
     configure::loader::{Firewall, Settings},
     configure::rules::{Action, RuleSet},
-    sandbox::netns::VethPair,
 };
 use xdpsieve_common::{MAX_RULES, capture};
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::bpf::{load_floor_program, prog_fd_by_id, test_run, verdict_name};
+use xdpsieve_testkit::frame;
 
 const RULE_COUNTS: [usize; 3] = [1, 64, MAX_RULES as usize];
 const DECIDING_RULE: &str = "src port 53";

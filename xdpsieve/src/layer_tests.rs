@@ -23,8 +23,8 @@ const LAYERS: [&str; 7] = [
 const APART: [&str; 1] = ["sandbox"];
 
 /// What the crate's root holds besides its layers: the binary, the root module (with the
-/// program's bytes) and the unit tests' helpers.
-const ROOT_ITEMS: [&str; 4] = ["bin", "lib.rs", "layer_tests.rs", "test_support.rs"];
+/// program's bytes) and this test.
+const ROOT_ITEMS: [&str; 3] = ["bin", "lib.rs", "layer_tests.rs"];
 
 /// `source` with its comments and its string and character literals blanked out, so that
 /// only code is left to look for paths in (doc comments link upwards freely).

@@ -25,8 +25,8 @@
 //! on the recorder ([`write`](mod@write)), which stands above them and only records for a
 //! firewall. [`observe`] reports on all of them (the instance's pins and description, what
 //! the recorder wrote), and [`session`] drives one run of everything. [`instance`] and
-//! [`write`](mod@write) import nothing of each other. [`sandbox`] (the namespaces of the
-//! demo and the end-to-end tests) stands beside the stack and imports none of it.
+//! [`write`](mod@write) import nothing of each other. [`sandbox`] (the demo, in the namespaces
+//! of the `xdpsieve-netns` crate) stands beside the stack and imports none of it.
 //!
 //! Modules are reached by their full paths (`xdpsieve::configure::rules`), never by a
 //! short alias at the root, so every `use` names the layer it reaches into; a unit test
@@ -43,8 +43,6 @@ pub mod write;
 
 #[cfg(test)]
 mod layer_tests;
-#[cfg(test)]
-mod test_support;
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpsieve"));

@@ -6,22 +6,6 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
-#[path = "common/child.rs"]
-#[expect(
-    dead_code,
-    reason = "the child guard serves several test binaries; this one uses a part"
-)]
-mod child;
-mod common;
-#[path = "common/fwnet.rs"]
-#[expect(
-    dead_code,
-    reason = "the namespaces' helpers serve several test binaries; this one uses a part"
-)]
-mod fwnet;
-use common::root_or_skip;
-use fwnet::{ALLOWED_PORT, BINARY, DROPPED_PORT, Net, READER_TIMEOUT, capture_file, received};
-
 use std::{
     os::unix::fs::PermissionsExt as _,
     path::PathBuf,
@@ -30,13 +14,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::fwnet::{ALLOWED_PORT, DROPPED_PORT, Net, READER_TIMEOUT, capture_file};
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::udp::received;
+
+/// The build under test.
+const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 
 /// Kills `run` with `signal` and checks the firewall stays in force: the dropped port gets
 /// nothing, the allowed port everything, status shows no recorder and counts the records
 /// nobody read; then `stop` removes it all.
 fn killed_recorder_leaves_drops_in_force(tag: &str, signal: i32) {
-    let net = Net::create(tag);
+    let net = Net::create(BINARY, tag);
     let (dropped, allowed) = net.sockets();
     let capture = capture_file(tag);
     let run = net.start(
@@ -133,7 +123,7 @@ fn takeover_under_a_flood_lets_nothing_through_and_counters_carry_on() {
     }
     const FLOOD_MAX: u64 = 3_000_000;
     const FLOOD_TIME: Duration = Duration::from_secs(20);
-    let net = Net::create("takeover");
+    let net = Net::create(BINARY, "takeover");
     let (dropped, allowed) = net.sockets();
     let capture = capture_file("takeover");
     let rule = format!("udp dst port {DROPPED_PORT}");
@@ -201,7 +191,7 @@ fn stop_ends_a_live_recorder_as_sigint_does() {
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("stop");
+    let net = Net::create(BINARY, "stop");
     let (dropped, _allowed) = net.sockets();
     let capture = capture_file("stop");
     let rule = format!("udp dst port {DROPPED_PORT}");
@@ -256,7 +246,7 @@ fn pin_directory_writable_by_others_or_owned_by_another_user_is_refused() {
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("perm");
+    let net = Net::create(BINARY, "perm");
     let (pins, _) = net.pin_paths();
     std::fs::create_dir_all(&pins).expect("creating the pin directory");
     let capture = capture_file("perm");
@@ -326,7 +316,7 @@ fn another_tools_bpf_link_gets_advice_that_works_for_links() {
         return;
     }
     use xdpsieve::configure::loader::{AttachMode, Firewall, Settings};
-    let net = Net::create("other");
+    let net = Net::create(BINARY, "other");
     // Another tool: the same program, attached through a bpf_link pinned elsewhere.
     let dir = PathBuf::from(format!(
         "/sys/fs/bpf/xdpsieve-failstatic-{}",
@@ -393,7 +383,7 @@ fn records_left_in_the_ring_of_a_killed_recorder_are_counted_not_lost_silently()
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("unread");
+    let net = Net::create(BINARY, "unread");
     let (dropped, _allowed) = net.sockets();
     let capture = capture_file("unread");
     let rule = format!("udp dst port {DROPPED_PORT}");
@@ -442,7 +432,7 @@ fn a_defunct_pinned_link_is_cleared_not_taken_over() {
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("defunct");
+    let net = Net::create(BINARY, "defunct");
     let capture = capture_file("defunct");
     let rule = format!("udp dst port {DROPPED_PORT}");
     let first = net.start(&["--drop", &rule], &capture);
@@ -454,7 +444,7 @@ fn a_defunct_pinned_link_is_cleared_not_taken_over() {
         .ip(&["link", "del", VethPair::FW_IF])
         .expect("deleting the veth");
     net.pair
-        .add_link(&xdpsieve::sandbox::netns::VethOptions::default())
+        .add_link(&xdpsieve_netns::VethOptions::default())
         .expect("creating the veth again");
     let s = net.status_json();
     assert_eq!(s["in_force"], false, "{s}");

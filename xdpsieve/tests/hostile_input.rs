@@ -15,6 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use xdpsieve_testkit::tempdir::TempDir;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 const NO_SUCH_INTERFACE: &str = "xdpsv-none0";
 /// Address space for the child: plenty for the program, far less than /dev/zero offers.
@@ -121,29 +123,11 @@ fn args_text<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<String> {
         .collect()
 }
 
-/// A directory of its own for one test, removed when dropped (on failure too).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("xdpsieve-hostile-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating the scratch directory");
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("writing a test file");
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A file `name` holding `text` in `scratch`.
+fn write_file(scratch: &TempDir, name: &str, text: &str) -> PathBuf {
+    let path = scratch.file(name);
+    std::fs::write(&path, text).expect("writing a test file");
+    path
 }
 
 fn check_rules(path: &Path) -> Outcome {
@@ -163,8 +147,8 @@ fn check_rules_refuses_a_device() {
 
 #[test]
 fn check_rules_refuses_a_fifo_without_waiting_for_a_writer() {
-    let scratch = Scratch::new("fifo");
-    let fifo = scratch.0.join("rules.toml");
+    let scratch = TempDir::new("hostile-fifo");
+    let fifo = scratch.file("rules.toml");
     let c_path = std::ffi::CString::new(fifo.to_str().expect("UTF-8 path")).expect("no NUL");
     // SAFETY: a valid C string; mkfifo only creates the node.
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
@@ -173,14 +157,14 @@ fn check_rules_refuses_a_fifo_without_waiting_for_a_writer() {
 
 #[test]
 fn check_rules_refuses_a_directory() {
-    let scratch = Scratch::new("dir");
-    check_rules(&scratch.0).assert_refused(&["is a directory"]);
+    let scratch = TempDir::new("hostile-dir");
+    check_rules(scratch.path()).assert_refused(&["is a directory"]);
 }
 
 #[test]
 fn check_rules_refuses_a_huge_file_past_the_cap() {
-    let scratch = Scratch::new("huge");
-    let path = scratch.0.join("huge.toml");
+    let scratch = TempDir::new("hostile-huge");
+    let path = scratch.file("huge.toml");
     let file = std::fs::File::create(&path).expect("creating the sparse file");
     file.set_len(100 << 20).expect("making it 100 MiB (sparse)");
     check_rules(&path).assert_refused(&["larger than 4194304 bytes"]);
@@ -216,8 +200,9 @@ fn empty_interface_names_are_refused() {
 
 #[test]
 fn cli_rules_after_the_highest_file_id_get_distinct_nonzero_ids() {
-    let scratch = Scratch::new("maxid");
-    let path = scratch.file(
+    let scratch = TempDir::new("hostile-maxid");
+    let path = write_file(
+        &scratch,
         "max.toml",
         "[[rule]]\nid = 4294967295\nname = \"top\"\naction = \"drop\"\nprotocol = \"udp\"\n\
          [[rule]]\naction = \"pass\"\nprotocol = \"tcp\"\n",
@@ -252,8 +237,9 @@ fn cli_rules_after_the_highest_file_id_get_distinct_nonzero_ids() {
 
 #[test]
 fn duplicate_ids_name_both_rules() {
-    let scratch = Scratch::new("dupid");
-    let path = scratch.file(
+    let scratch = TempDir::new("hostile-dupid");
+    let path = write_file(
+        &scratch,
         "dup.toml",
         "[[rule]]\nid = 5\nname = \"first\"\naction = \"drop\"\n\
          [[rule]]\nid = 5\nname = \"second\"\naction = \"pass\"\n",
@@ -268,14 +254,15 @@ fn duplicate_ids_name_both_rules() {
 
 #[test]
 fn control_characters_in_rule_names_never_reach_the_terminal() {
-    let scratch = Scratch::new("ctl");
-    let path = scratch.file(
+    let scratch = TempDir::new("hostile-ctl");
+    let path = write_file(
+        &scratch,
         "ctl.toml",
         "[[rule]]\naction = \"drop\"\nname = \"evil\\u001b[31m\\nforged line\"\n",
     );
     check_rules(&path).assert_refused(&["ctl.toml:3:8", "evil\\x1b[31m\\nforged line"]);
     // A path with control characters is escaped too.
-    let odd = scratch.file("odd\x1b[2J.toml", "default = \"drop\"\n");
+    let odd = write_file(&scratch, "odd\x1b[2J.toml", "default = \"drop\"\n");
     let out = check_rules(&odd);
     assert_eq!(out.status, Some(0), "{}", out.all());
     out.assert_says(&["odd\\x1b[2J.toml: 0 rules, default drop"]);
@@ -283,7 +270,7 @@ fn control_characters_in_rule_names_never_reach_the_terminal() {
 
 #[test]
 fn toml_type_errors_are_in_words() {
-    let scratch = Scratch::new("types");
+    let scratch = TempDir::new("hostile-types");
     let cases = [
         (
             "[[rule]]\naction = \"drop\"\nsrc_port = true\n",
@@ -303,7 +290,7 @@ fn toml_type_errors_are_in_words() {
         ),
     ];
     for (text, position, words) in cases {
-        let path = scratch.file("t.toml", text);
+        let path = write_file(&scratch, "t.toml", text);
         let out = check_rules(&path);
         out.assert_refused(&[&format!("t.toml:{position}: "), words]);
         for internal in [

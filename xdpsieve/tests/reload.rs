@@ -10,16 +10,6 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
-#[path = "common/child.rs"]
-#[expect(
-    dead_code,
-    reason = "the child guard serves several test binaries; this one uses a part"
-)]
-mod child;
-mod common;
-use child::Firewall;
-use common::root_or_skip;
-
 use std::{
     net::{SocketAddr, UdpSocket},
     path::{Path, PathBuf},
@@ -29,7 +19,12 @@ use std::{
 };
 
 use pcap_file::pcapng::{Block, PcapNgReader, blocks::enhanced_packet::EnhancedPacketOption};
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::child::Firewall;
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::tool::tool_with;
+use xdpsieve_testkit::udp::received;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 /// Dropped by file A only (1000-1099), by file B only (2000-2099), by both, by neither.
@@ -88,23 +83,19 @@ fn rule_ports(generation: u64, name: &str) -> Option<std::ops::RangeInclusive<u1
 /// stop` before they go, so no firewall or pin outlives the test.
 struct Net {
     pair: VethPair,
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Net {
     fn create(tag: &str) -> Net {
-        let dir =
-            std::env::temp_dir().join(format!("xdpsieve-reload-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch directory");
         Net {
             pair: VethPair::create(tag, None).expect("namespaces"),
-            dir,
+            dir: TempDir::new(&format!("reload-{tag}")),
         }
     }
 
     fn file(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        self.dir.file(name)
     }
 
     /// Replaces the rule file whole (a rename), as an editor or a deploy tool would.
@@ -211,7 +202,6 @@ impl Net {
 impl Drop for Net {
     fn drop(&mut self) {
         let _ = self.xdpsieve(&["stop", "-i", VethPair::FW_IF]);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -219,7 +209,7 @@ impl Drop for Net {
 struct Run(Firewall);
 
 impl Run {
-    fn signal(&self, signal: i32) {
+    fn signal(&mut self, signal: i32) {
         self.0.signal(signal);
     }
 
@@ -236,15 +226,6 @@ impl Run {
     fn kill(self) {
         drop(self);
     }
-}
-
-fn received(socket: &UdpSocket) -> u64 {
-    let mut buf = [0u8; 2048];
-    let mut n = 0;
-    while socket.recv(&mut buf).is_ok() {
-        n += 1;
-    }
-    n
 }
 
 /// Counts datagrams on `socket` until `stop` and a read timeout.
@@ -288,19 +269,8 @@ fn reachable(net: &Net, sockets: &[UdpSocket]) -> Vec<bool> {
 
 /// A scrape of `--metrics 127.0.0.1:9470`, with curl in the firewall's namespace.
 fn metrics(net: &Net) -> String {
-    let out = net
-        .pair
-        .fw
-        .command("curl")
-        .args(["-sS", "--max-time", "10", "http://127.0.0.1:9470/metrics"])
-        .output()
-        .expect("running curl (cargo xtask setup installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let args = ["-sS", "--max-time", "10", "http://127.0.0.1:9470/metrics"];
+    tool_with(net.pair.fw.command("curl"), "curl", &args)
 }
 
 /// Every logged event, checked against the rules of the generation that judged it; returns
@@ -488,7 +458,7 @@ fn sighup_reloads_and_a_broken_file_leaves_the_old_rules_in_force() {
     let net = Net::create("rl-hup");
     net.write_rules(FILE_A);
     let sockets = net.sockets();
-    let run = net.start(&["--metrics", "127.0.0.1:9470"]);
+    let mut run = net.start(&["--metrics", "127.0.0.1:9470"]);
     assert!(metrics(&net).contains("xdpsieve_rule_generation 1\n"));
     assert_eq!(reachable(&net, &sockets), [false, true, false, true]);
 

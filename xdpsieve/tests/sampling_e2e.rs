@@ -8,22 +8,6 @@
 //!
 //! It needs root; under `CI` it fails rather than skip when it cannot run.
 
-#[path = "common/child.rs"]
-#[expect(
-    dead_code,
-    reason = "the child guard serves several test binaries; this one uses a part"
-)]
-mod child;
-mod common;
-#[path = "common/summary.rs"]
-mod summary;
-#[path = "common/tempdir.rs"]
-mod tempdir;
-use child::Firewall;
-use common::root_or_skip;
-use summary::summary_number;
-use tempdir::TempDir;
-
 use std::{
     net::{SocketAddr, UdpSocket},
     process::{Command, Stdio},
@@ -33,7 +17,12 @@ use std::{
 use pcap_file::pcapng::{
     Block, PcapNgReader, blocks::interface_statistics::InterfaceStatisticsOption,
 };
-use xdpsieve::{sandbox::demo::dns_response, sandbox::netns::VethPair};
+use xdpsieve::sandbox::demo::dns_response;
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::child::Firewall;
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::summary::summary_number;
+use xdpsieve_testkit::tempdir::TempDir;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 const CLIENT_PORT: u16 = 40000;

@@ -8,10 +8,7 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
-mod common;
-use common::root_or_skip;
-
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{TestRun as _, TestRunOptions};
 use xdpsieve::{
     configure::loader::{Firewall, Settings},
     configure::rules::RuleSet,
@@ -19,14 +16,8 @@ use xdpsieve::{
     read::source::Source,
 };
 use xdpsieve_common::{Counters, capture, verdict};
-
-#[path = "common/frame.rs"]
-#[expect(
-    dead_code,
-    reason = "the frame builder serves several test binaries; this one uses a part"
-)]
-mod frame;
-use frame::Frame;
+use xdpsieve_testkit::frame::Frame;
+use xdpsieve_testkit::gate::root_or_skip;
 
 const DROP: u32 = verdict::DROP as u32;
 

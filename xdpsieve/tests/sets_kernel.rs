@@ -4,29 +4,21 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
-mod common;
-use common::root_or_skip;
-
 use std::{
     collections::HashSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{TestRun as _, TestRunOptions};
 use xdpsieve::{
     configure::loader::{Firewall, Settings},
     configure::rules::{Action, RuleSet},
     configure::sets::{SetPrefix, SetSource, SetSpec},
 };
 use xdpsieve_common::verdict;
-
-#[path = "common/frame.rs"]
-#[expect(
-    dead_code,
-    reason = "the frame builder serves several test binaries; this one uses a part"
-)]
-mod frame;
-use frame::{Frame, Rng};
+use xdpsieve_testkit::frame::Frame;
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::rng::Rng;
 
 const DROP: u32 = verdict::DROP as u32;
 const PASS: u32 = verdict::PASS as u32;
@@ -88,13 +80,14 @@ fn random_prefix(rng: &mut Rng) -> SetPrefix {
     // Clustered under a few blocks so that prefixes nest and overlap, but not so short
     // that one covers a whole cluster: IPv4 /18 to /32, IPv6 /40 to /128 (the edges test
     // has /0 and /16).
-    let (addr, len) = if rng.below(4) == 0 {
-        let hi = 0x2001_0db8_0000_0000_u128 | ((rng.below(8) as u128) << 32);
-        let v = (hi << 64) | (u128::from(rng.next()) << 48) | u128::from(rng.next() & 0xffff);
-        (IpAddr::V6(Ipv6Addr::from(v)), 40 + rng.below(89) as u8)
+    let (addr, len) = if rng.index(4) == 0 {
+        let hi = 0x2001_0db8_0000_0000_u128 | ((rng.index(8) as u128) << 32);
+        let v =
+            (hi << 64) | (u128::from(rng.next_u64()) << 48) | u128::from(rng.next_u64() & 0xffff);
+        (IpAddr::V6(Ipv6Addr::from(v)), 40 + rng.index(89) as u8)
     } else {
-        let v = (198u32 << 24) | ((rng.below(64) as u32) << 16) | (rng.next() as u32 & 0xffff);
-        (IpAddr::V4(Ipv4Addr::from(v)), 18 + rng.below(15) as u8)
+        let v = (198u32 << 24) | ((rng.index(64) as u32) << 16) | (rng.next_u64() as u32 & 0xffff);
+        (IpAddr::V4(Ipv4Addr::from(v)), 18 + rng.index(15) as u8)
     };
     let (v6, value) = bits(addr);
     let m = masked(v6, value, len);
@@ -114,7 +107,7 @@ fn random_prefix(rng: &mut Rng) -> SetPrefix {
 fn probes(prefixes: &[SetPrefix], rng: &mut Rng, n: usize) -> Vec<IpAddr> {
     let mut out = Vec::new();
     for _ in 0..n {
-        let p = prefixes[rng.below(prefixes.len())];
+        let p = prefixes[rng.index(prefixes.len())];
         let (v6, base) = bits(p.addr);
         let width = if v6 { 128 } else { 32 };
         let span = if u32::from(p.prefix_len) == width {
@@ -123,12 +116,12 @@ fn probes(prefixes: &[SetPrefix], rng: &mut Rng, n: usize) -> Vec<IpAddr> {
             (u128::MAX >> (128 - width)) >> p.prefix_len
         };
         let all = u128::MAX >> (128 - width);
-        let value = match rng.below(5) {
+        let value = match rng.index(5) {
             0 => base,
             1 => base.wrapping_add(span) & all,
             2 => base.wrapping_sub(1) & all,
             3 => base.wrapping_add(span).wrapping_add(1) & all,
-            _ => base | (u128::from(rng.next()) & span),
+            _ => base | (u128::from(rng.next_u64()) & span),
         };
         out.push(if v6 {
             IpAddr::V6(Ipv6Addr::from(value))

@@ -1,4 +1,4 @@
-//! Fuzzing with cargo-fuzz (libFuzzer, nightly): the targets in `fuzz/`, each run for a
+//! Fuzzing with cargo-fuzz (libFuzzer, on the eBPF build's pinned nightly): the targets in `fuzz/`, each run for a
 //! bounded time from its committed seed corpus.
 //!
 //! The committed corpus (`fuzz/corpus/TARGET`) is given to libFuzzer as a second, read-only
@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result};
 use crate::{run, succeeds};
 
 /// Every fuzz target, as named in fuzz/Cargo.toml.
-pub const TARGETS: &[&str] = &[
+pub(crate) const TARGETS: &[&str] = &[
     "rule_expression",
     "rule_file",
     "config_file",
@@ -26,10 +26,10 @@ pub const TARGETS: &[&str] = &[
 ];
 
 /// Seconds per target in `cargo xtask test`.
-pub const CI_SECONDS: u64 = 20;
+pub(crate) const CI_SECONDS: u64 = 20;
 
 /// Installs cargo-fuzz unless `cargo fuzz` already runs.
-pub fn ensure_cargo_fuzz() -> Result<()> {
+pub(crate) fn ensure_cargo_fuzz() -> Result<()> {
     if succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
         return Ok(());
     }
@@ -39,12 +39,16 @@ pub fn ensure_cargo_fuzz() -> Result<()> {
 }
 
 /// Runs each of `targets` for `seconds`; the first crash (or build failure) is the error.
-pub fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {
+pub(crate) fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {
+    // The eBPF build's pinned nightly: one nightly on a machine.
+    let toolchain = crate::setup::ebpf_toolchain()?;
+    let plus = format!("+{toolchain}");
+    let plus = plus.as_str();
     // One build of every target first: a compile error is not a finding, and says so.
     let nightly = |command: &mut Command| {
         command
             .current_dir(root)
-            // `cargo xtask` runs under the stable toolchain's environment; +nightly must win.
+            // `cargo xtask` runs under the stable toolchain's environment; the pin must win.
             .env_remove("RUSTC")
             .env_remove("RUSTUP_TOOLCHAIN");
     };
@@ -54,7 +58,7 @@ pub fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {
     // library's dependencies change; refreshing it is one command.
     let mut locked = Command::new("cargo");
     locked.args([
-        "+nightly",
+        plus,
         "fetch",
         "--locked",
         "--manifest-path",
@@ -63,11 +67,12 @@ pub fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {
     nightly(&mut locked);
     run(&mut locked).context(
         "fuzz/Cargo.lock is out of date with the library's dependencies: refresh it with \
-         `cp Cargo.lock fuzz/Cargo.lock && cargo +nightly fetch --manifest-path fuzz/Cargo.toml` \
-         (the workspace's versions, plus libFuzzer's) and commit it",
+         `cp Cargo.lock fuzz/Cargo.lock && cargo +TOOLCHAIN fetch --manifest-path fuzz/Cargo.toml` \
+         (TOOLCHAIN as pinned in xdpsieve-ebpf/rust-toolchain.toml; the workspace's versions, \
+         plus libFuzzer's) and commit it",
     )?;
     let mut build = Command::new("cargo");
-    build.args(["+nightly", "fuzz", "build", "--debug-assertions"]);
+    build.args([plus, "fuzz", "build", "--debug-assertions"]);
     nightly(&mut build);
     run(&mut build).context(
         "building the fuzz targets failed (a compile error in fuzz/, not a finding): fix the \
@@ -80,7 +85,7 @@ pub fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {
         eprintln!("xtask: fuzzing {target} for {seconds} s");
         run(Command::new("cargo")
             // Debug assertions: an integer overflow is a finding, not a silent wrap.
-            .args(["+nightly", "fuzz", "run", "--debug-assertions", target])
+            .args([plus, "fuzz", "run", "--debug-assertions", target])
             .arg(&found)
             .arg(&seeds)
             .args([
@@ -91,13 +96,13 @@ pub fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {
                 "-print_final_stats=1".to_string(),
             ])
             .current_dir(root)
-            // `cargo xtask` runs under the stable toolchain's environment; +nightly must win.
+            // `cargo xtask` runs under the stable toolchain's environment; the pin must win.
             .env_remove("RUSTC")
             .env_remove("RUSTUP_TOOLCHAIN"))
         .with_context(|| {
             format!(
                 "fuzz target {target} failed; its crashing input is in fuzz/artifacts/{target}/ \
-                 (reproduce with `cargo +nightly fuzz run {target} FILE`)"
+                 (reproduce with `cargo +{toolchain} fuzz run {target} FILE`)"
             )
         })?;
     }

@@ -8,11 +8,11 @@ mod bench;
 mod bench_events;
 mod fuzz;
 mod netbench;
+mod setup;
 
 use std::{
     env,
     ffi::OsStr,
-    fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
@@ -29,8 +29,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what building and testing need: nightly + rust-src, bpf-linker built against
-    /// the nightly's own LLVM, and the Debian packages the tests use.
+    /// Install what building and testing need: the pinned nightly the XDP program is built
+    /// with (xdpsieve-ebpf/rust-toolchain.toml) with rust-src, bpf-linker built against its
+    /// own LLVM, the Debian packages the tests use, cargo-fuzz.
     Setup,
     /// Build xdpsieve (release) with its embedded XDP program.
     Build,
@@ -78,34 +79,15 @@ enum Task {
     },
 }
 
-/// Debian packages the tests and demo use, with a command that proves each is present.
-const PACKAGES: &[(&str, &str)] = &[
-    ("iproute2", "ip"),
-    ("util-linux", "nsenter"),
-    ("tcpdump", "tcpdump"),
-    ("tshark", "tshark"),
-    ("curl", "curl"),
-    // The packet crafter of the evasion tests (tiny fragments, long IPv6 chains).
-    ("python3-scapy", "scapy"),
-    // The peer the benchmarks measure xdpsieve against.
-    ("xdp-tools", "xdp-filter"),
-    // The watch tests: queue growth on veth, and a detach from outside.
-    ("ethtool", "ethtool"),
-    ("bpftool", "bpftool"),
-    // libpcap's headers and link library: the capture filter compiles tcpdump expressions
-    // with pcap_compile (the `pcap` crate links it).
-    ("libpcap-dev", "pcap-config"),
-];
-
 fn main() -> Result<()> {
     match Cli::parse().task {
-        Task::Setup => setup(),
+        Task::Setup => setup::setup(),
         Task::Build => {
-            setup()?;
+            setup::setup()?;
             cargo(&["build", "--release", "--package", "xdpsieve"])
         }
         Task::Test { cargo_args } => {
-            setup()?;
+            setup::setup()?;
             cargo(&["fmt", "--all", "--check"])?;
             cargo(&[
                 "clippy",
@@ -141,13 +123,13 @@ fn main() -> Result<()> {
             ])
         }
         Task::Demo => {
-            setup()?;
+            setup::setup()?;
             cargo(&["build", "--release", "--package", "xdpsieve"])?;
             let binary = workspace_root().join("target/release/xdpsieve");
             run(Command::new(binary).arg("demo"))
         }
         Task::Fuzz { target, time } => {
-            setup()?;
+            setup::setup()?;
             let targets: Vec<&str> = match &target {
                 Some(t) => vec![t.as_str()],
                 None => fuzz::TARGETS.to_vec(),
@@ -155,7 +137,7 @@ fn main() -> Result<()> {
             fuzz::run_targets(&workspace_root(), &targets, time)
         }
         Task::Bench { quick, out, only } => {
-            setup()?;
+            setup::setup()?;
             cargo(&["build", "--release", "--package", "xdpsieve"])?;
             let root = workspace_root();
             let out = out.unwrap_or_else(|| {
@@ -168,7 +150,7 @@ fn main() -> Result<()> {
             bench::run(&root, &bench::Options { quick, out, only }).map(drop)
         }
         Task::BenchEvents { quick } => {
-            setup()?;
+            setup::setup()?;
             cargo(&["build", "--release", "--package", "xdpsieve"])?;
             bench_events::run(&workspace_root(), quick)
         }
@@ -178,8 +160,7 @@ fn main() -> Result<()> {
 /// The CI smoke run of `bench --quick`: the harness runs end to end and its report has
 /// every table and every peer. Nothing about speed is checked.
 fn bench_smoke() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { geteuid() } != 0 && env::var_os("CI").is_none() {
+    if !is_root() && env::var_os("CI").is_none() {
         eprintln!("xtask: bench smoke run skipped: it needs root (under CI it fails instead)");
         return Ok(());
     }
@@ -200,12 +181,13 @@ fn bench_smoke() -> Result<()> {
     Ok(())
 }
 
-/// The XDP program only builds for the BPF target, with the nightly toolchain.
+/// The XDP program only builds for the BPF target, with its pinned nightly toolchain.
 fn clippy_ebpf() -> Result<()> {
     let root = workspace_root();
+    let toolchain = format!("+{}", setup::ebpf_toolchain()?);
     run(Command::new("cargo")
         .args([
-            "+nightly",
+            toolchain.as_str(),
             "clippy",
             "--release",
             "--target",
@@ -221,131 +203,10 @@ fn clippy_ebpf() -> Result<()> {
         .env_remove("RUSTUP_TOOLCHAIN"))
 }
 
-fn setup() -> Result<()> {
-    ensure_nightly()?;
-    ensure_bpf_linker()?;
-    ensure_packages()?;
-    fuzz::ensure_cargo_fuzz()?;
-    Ok(())
-}
-
-fn ensure_nightly() -> Result<()> {
-    if !succeeds(Command::new("rustc").args(["+nightly", "--version"])) {
-        eprintln!("xtask: installing the nightly toolchain (builds the eBPF program)");
-        run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-        ]))
-        .context("the XDP program needs a nightly toolchain (for -Z build-std)")?;
-    }
-    let sysroot = nightly_sysroot()?;
-    if !sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
-        eprintln!("xtask: adding rust-src to nightly (build-std needs it)");
-        run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
-    }
-    Ok(())
-}
-
-fn nightly_sysroot() -> Result<PathBuf> {
-    let out = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
-    Ok(PathBuf::from(out.trim()))
-}
-
-/// bpf-linker from crates.io links against an installed LLVM. We point it at the nightly's
-/// own libLLVM through a prefix of symlinks, kept under CARGO_HOME because the built linker
-/// finds libLLVM through that path at run time. The prefix is named after the libLLVM file,
-/// so a nightly with a different LLVM gets a fresh linker.
-fn ensure_bpf_linker() -> Result<()> {
-    let version = output(Command::new("rustc").args(["+nightly", "-vV"]))?;
-    let llvm_major = version
-        .lines()
-        .find_map(|l| l.strip_prefix("LLVM version: "))
-        .and_then(|v| v.split('.').next())
-        .context("`rustc +nightly -vV` did not report an LLVM version")?
-        .to_string();
-    let lib_dir = nightly_sysroot()?.join("lib");
-    let libllvm = fs::read_dir(&lib_dir)
-        .with_context(|| format!("reading {}", lib_dir.display()))?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|name| name.starts_with(&format!("libLLVM.so.{llvm_major}")))
-        .with_context(|| format!("no libLLVM.so.{llvm_major}* in {}", lib_dir.display()))?;
-    let prefix = cargo_home().join("xdpsieve-llvm").join(&libllvm);
-    let marker = prefix.join("bpf-linker-installed");
-    if marker.is_file() && succeeds(Command::new("bpf-linker").arg("--version")) {
-        return Ok(());
-    }
-    eprintln!(
-        "xtask: building bpf-linker against the nightly's LLVM {llvm_major} (a few minutes, once)"
-    );
-    let prefix_lib = prefix.join("lib");
-    fs::create_dir_all(&prefix_lib)?;
-    for link in ["libLLVM.so", libllvm.as_str()] {
-        let path = prefix_lib.join(link);
-        let _ = fs::remove_file(&path);
-        std::os::unix::fs::symlink(lib_dir.join(&libllvm), &path)
-            .with_context(|| format!("linking {}", path.display()))?;
-    }
-    run(Command::new("cargo")
-        .args([
-            "install",
-            "bpf-linker",
-            "--force",
-            "--no-default-features",
-            "--features",
-        ])
-        .arg(format!("llvm-{llvm_major}"))
-        .env("LLVM_PREFIX", &prefix))
-    .context("installing bpf-linker")?;
-    fs::write(&marker, "")?;
-    Ok(())
-}
-
-fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .filter(|(_, command)| !on_path(command))
-        .map(|(package, _)| *package)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
+/// Whether xtask runs as root (the tests and benchmarks that need it fail or skip).
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { geteuid() } != 0 {
-        bail!(
-            "missing Debian packages {}; install them as root: apt-get install {}",
-            missing.join(", "),
-            missing.join(" ")
-        );
-    }
-    eprintln!("xtask: installing {}", missing.join(", "));
-    run(Command::new("apt-get").args(["update", "-qq"]))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
-    .with_context(|| format!("apt-get install {}", missing.join(" ")))
-}
-
-unsafe extern "C" {
-    fn geteuid() -> u32;
-}
-
-fn cargo_home() -> PathBuf {
-    env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
-        })
+    unsafe { libc::geteuid() == 0 }
 }
 
 fn workspace_root() -> PathBuf {

@@ -32,7 +32,7 @@ static FILTER_PROGRAMS: [FilterInsn; filter::TABLE_INSNS] =
 /// The classic machine's registers, per CPU. In map memory rather than on the stack:
 /// `M[k]` is indexed by a value the verifier cannot know, which map memory allows.
 #[repr(C)]
-pub struct Machine {
+pub(super) struct Machine {
     a: u32,
     x: u32,
     /// Index of the next instruction in `FILTER_PROGRAMS`.
@@ -56,7 +56,7 @@ struct Run {
 
 /// Whether the program in `slot` of `FILTER_PROGRAMS` selects the frame.
 #[inline(always)]
-pub fn selects(xdp: *mut xdp_md, slot: u32, frame_len: u32) -> bool {
+pub(super) fn selects(xdp: *mut xdp_md, slot: u32, frame_len: u32) -> bool {
     let Some(machine) = FILTER_MACHINE.get_ptr_mut(0) else {
         return false;
     };

@@ -22,7 +22,7 @@ use xdpsieve_common::{Config, filter};
 /// Whether the filter in `slot` selects the frame of `frame_len` bytes (XDP fragments
 /// included).
 #[inline(always)]
-pub fn selects(cfg: &Config, xdp: *mut xdp_md, slot: u32, frame_len: u32) -> bool {
+pub(crate) fn selects(cfg: &Config, xdp: *mut xdp_md, slot: u32, frame_len: u32) -> bool {
     if cfg.filter_translated & (1 << slot) == 0 {
         return interpreter::selects(xdp, slot, frame_len);
     }

@@ -94,7 +94,7 @@ struct Ipv6Header {
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<Ipv6Header>() == IPV6_HDR_LEN);
+    assert!(size_of::<Ipv6Header>() == IPV6_HDR_LEN);
     assert!(core::mem::offset_of!(Ipv6Header, payload_len) == IPV6_PAYLOAD_LEN_OFFSET);
     assert!(core::mem::offset_of!(Ipv6Header, next_hop) == IPV6_NEXT_HDR_OFFSET);
     assert!(core::mem::offset_of!(Ipv6Header, src) == IPV6_SRC_OFFSET);

@@ -14,10 +14,11 @@ use std::{
 };
 
 use aya::{EbpfLoader, maps::Map, programs::Xdp};
-use xdpsieve::{EBPF_OBJECT, sandbox::prefix_gen::Prefix};
+use xdpsieve::EBPF_OBJECT;
+use xdpsieve_testkit::prefix_gen::Prefix;
 
 /// A program loaded with one set, ready for `BPF_PROG_TEST_RUN`.
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The program to run; valid while `keep` lives.
     pub fd: i32,
     /// What owns the program and its maps (an `aya::Ebpf`, a `Firewall`, ...).
@@ -38,14 +39,14 @@ pub struct Loaded {
     pub slab_growth_bytes: Option<i64>,
 }
 
-pub struct Contender {
+pub(crate) struct Contender {
     /// `lpm-trie` or `xdpsieve`: the name in the JSON and in BENCHMARKS.md.
     pub name: &'static str,
     pub load: fn(&[Prefix]) -> Result<Loaded, String>,
 }
 
 /// Every program measured on each set, in this order, on the same frames.
-pub const CONTENDERS: &[Contender] = &[
+pub(crate) const CONTENDERS: &[Contender] = &[
     Contender {
         name: "lpm-trie",
         load: load_lpm_trie,
@@ -179,7 +180,7 @@ fn load_lpm_trie(prefixes: &[Prefix]) -> Result<Loaded, String> {
 }
 
 /// The raw fd of a map, whatever its type.
-pub fn map_fd(map: &Map) -> Option<i32> {
+pub(crate) fn map_fd(map: &Map) -> Option<i32> {
     match map {
         Map::LpmTrie(data) | Map::Array(data) | Map::HashMap(data) | Map::PerCpuArray(data) => {
             Some(data.fd().as_fd().as_raw_fd())
@@ -299,7 +300,7 @@ fn update_elem(map: i32, key: &[u8], value: &u8) -> std::io::Result<()> {
 }
 
 /// `memlock` of a map fd, in bytes (what the kernel charges for the map).
-pub fn memlock_of(fd: i32) -> Option<u64> {
+pub(crate) fn memlock_of(fd: i32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
         .ok()?
         .lines()
@@ -310,7 +311,7 @@ pub fn memlock_of(fd: i32) -> Option<u64> {
 }
 
 /// The machine's `Slab` from /proc/meminfo, in bytes.
-pub fn slab_bytes() -> Option<u64> {
+pub(crate) fn slab_bytes() -> Option<u64> {
     let kib: u64 = std::fs::read_to_string("/proc/meminfo")
         .ok()?
         .lines()

@@ -7,7 +7,7 @@
 //!
 //! Sets: IPv4 of 1, 10,000, 100,000 and 1,000,000 prefixes, IPv6 of 1 and 100,000 (the
 //! targets compare each family's large set with its 1-prefix set), drawn by
-//! `xdpsieve::sandbox::prefix_gen` from its fixed seed (lengths as in a BGP table plus a
+//! `xdpsieve_testkit::prefix_gen` from its fixed seed (lengths as in a BGP table plus a
 //! blocklist's host routes; nested prefixes). Frames: 64-byte UDP from `addresses` distinct
 //! sources, half inside the set (a random prefix, random host bits or its first or last
 //! address), half outside it. Each frame runs `repeat` times per run; a program's figure is
@@ -31,19 +31,6 @@
 mod contenders;
 mod report;
 
-#[path = "../common/mod.rs"]
-#[allow(
-    dead_code,
-    reason = "the benchmarks' shared bpf calls; this bench uses a few"
-)]
-mod common;
-#[path = "../../tests/common/frame.rs"]
-#[allow(
-    dead_code,
-    reason = "the kernel tests' frame builder; this bench uses a few frames"
-)]
-mod frame;
-
 use std::{
     net::IpAddr,
     os::fd::AsRawFd as _,
@@ -51,9 +38,11 @@ use std::{
     time::Instant,
 };
 
-use xdpsieve::sandbox::prefix_gen::{self, Membership, Prefix, Rng};
+use xdpsieve_testkit::bpf::{load_floor_program, test_run, verdict_name};
+use xdpsieve_testkit::frame;
+use xdpsieve_testkit::prefix_gen::{self, Membership, Prefix};
+use xdpsieve_testkit::rng::Rng;
 
-use common::{load_floor_program, test_run, verdict_name};
 use contenders::{CONTENDERS, Loaded};
 use report::{AddressNs, Measured, Report, SetResult, Spread, print_table};
 

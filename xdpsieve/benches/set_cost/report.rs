@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 #[derive(Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub seed: u64,
     pub quick: bool,
     pub repeat: u32,
@@ -16,7 +16,7 @@ pub struct Report {
 }
 
 #[derive(Serialize)]
-pub struct SetResult {
+pub(crate) struct SetResult {
     /// `IPv4` or `IPv6`.
     pub family: &'static str,
     pub prefixes: usize,
@@ -32,7 +32,7 @@ pub struct SetResult {
 
 /// Order statistics of ns per packet over the addresses.
 #[derive(Serialize, Clone, Copy)]
-pub struct Spread {
+pub(crate) struct Spread {
     pub min: u32,
     pub p25: u32,
     pub median: u32,
@@ -41,7 +41,7 @@ pub struct Spread {
 }
 
 impl Spread {
-    pub fn of(mut v: Vec<u32>) -> Option<Spread> {
+    pub(crate) fn of(mut v: Vec<u32>) -> Option<Spread> {
         if v.is_empty() {
             return None;
         }
@@ -58,7 +58,7 @@ impl Spread {
 }
 
 #[derive(Serialize)]
-pub struct Measured {
+pub(crate) struct Measured {
     /// `lpm-trie` or `xdpsieve`.
     pub program: &'static str,
     /// Why it was not measured.
@@ -80,14 +80,14 @@ pub struct Measured {
 }
 
 #[derive(Serialize)]
-pub struct AddressNs {
+pub(crate) struct AddressNs {
     pub addr: String,
     pub member: bool,
     pub ns: u32,
     pub verdict: &'static str,
 }
 
-pub fn print_table(report: &Report) {
+pub(crate) fn print_table(report: &Report) {
     println!(
         "BPF_PROG_TEST_RUN, repeat {}, runs per address: {}, {} addresses (half members); ns per packet, \
          median over addresses [p25-p75] (members / non-members); one pass of {} addresses \

@@ -123,6 +123,8 @@ fn describe(file_type: std::fs::FileType) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use xdpsieve_testkit::tempdir::TempDir;
+
     use super::*;
 
     fn error(path: &str, cap: u64) -> String {
@@ -135,21 +137,19 @@ mod tests {
     fn devices_directories_and_fifos_are_refused_by_kind() {
         assert!(error("/dev/zero", 100).contains("is a character device"));
         assert!(error("/", 100).contains("is a directory"));
-        let dir = std::env::temp_dir().join(format!("xdpsieve-input-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("fifo");
+        let dir = TempDir::new("input");
+        let fifo = dir.file("fifo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = error(fifo.to_str().unwrap(), 100);
-        std::fs::remove_dir_all(&dir).unwrap();
         assert!(e.contains("is a FIFO"), "{e}");
     }
 
     #[test]
     fn cap_is_exact_and_text_must_be_utf8() {
-        let dir = std::env::temp_dir().join(format!("xdpsieve-cap-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("r.toml");
+        let dir = TempDir::new("cap");
+        let path = dir.file("r.toml");
         std::fs::write(&path, "0123456789").unwrap();
         assert_eq!(
             read_regular_file(&path, 10, "rule file").unwrap(),
@@ -159,7 +159,6 @@ mod tests {
         assert!(e.contains("larger than 9 bytes"), "{e}");
         std::fs::write(&path, b"ok\xff").unwrap();
         let e = error(path.to_str().unwrap(), 9);
-        std::fs::remove_dir_all(&dir).unwrap();
         assert!(e.contains("not UTF-8") && e.contains("byte 2"), "{e}");
     }
 

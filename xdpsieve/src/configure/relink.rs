@@ -59,7 +59,7 @@ fn bpf(cmd: libc::c_long, attr: &mut Attr) -> io::Result<libc::c_long> {
             libc::SYS_bpf,
             cmd,
             attr.as_mut_ptr(),
-            std::mem::size_of::<Attr>() as libc::c_uint,
+            size_of::<Attr>() as libc::c_uint,
         )
     };
     if rc < 0 {
@@ -82,7 +82,7 @@ fn link_info(fd: BorrowedFd<'_>) -> io::Result<Option<XdpLinkInfo>> {
     let mut info = [0u64; 16];
     let mut attr: Attr = [0; 16];
     set_u32(&mut attr, 0, fd.as_raw_fd() as u32);
-    set_u32(&mut attr, 4, std::mem::size_of_val(&info) as u32);
+    set_u32(&mut attr, 4, size_of_val(&info) as u32);
     attr[1] = info.as_mut_ptr() as u64;
     bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     let link_type = get_u32(&info, 0);

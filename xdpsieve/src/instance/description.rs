@@ -120,7 +120,7 @@ pub fn sets_of(sets: &[SetSpec]) -> Vec<MetaSet> {
             name: s.name.clone(),
             file: match &s.source {
                 SetSource::File(path) => {
-                    Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()))
+                    Some(fs::canonicalize(path).unwrap_or_else(|_| path.clone()))
                 }
                 SetSource::Inline => None,
             },

@@ -305,9 +305,8 @@ mod tests {
 
     #[test]
     fn sources_rebuild_the_same_rules_and_a_broken_file_is_an_error() {
-        let dir = std::env::temp_dir().join(format!("xdpsieve-recipe-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("rules.toml");
+        let dir = xdpsieve_testkit::tempdir::TempDir::new("recipe");
+        let file = dir.file("rules.toml");
         std::fs::write(
             &file,
             "[[rule]]\nname = \"a\"\naction = \"drop\"\nprotocol = \"udp\"\ndst_port = 7\n",
@@ -326,7 +325,6 @@ mod tests {
         assert_eq!(serde_json::from_str::<RuleSources>(&json).unwrap(), sources);
         std::fs::write(&file, "[[rule]]\naction = \"dorp\"\n").unwrap();
         assert!(sources.load().is_err());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use anyhow::Result;
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric},
+    encoding::{DescriptorEncoder, EncodeMetric as _},
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
@@ -54,7 +54,7 @@ type Labels = Vec<(String, String)>;
 /// Writes every family of `catalogue`, once each, with a member per entry and row: the
 /// row's labels, then the entry's own.
 fn encode_catalogue<T>(
-    encoder: &mut DescriptorEncoder,
+    encoder: &mut DescriptorEncoder<'_>,
     catalogue: &[Counter<T>],
     rows: &[(Labels, &T)],
 ) -> Result<(), std::fmt::Error> {
@@ -112,7 +112,7 @@ fn rule_labels(meta: &Meta, slot: usize) -> Labels {
 impl Collector for FirewallCollector {
     /// Every catalogued counter (see [`crate::base::counters`]): totals, the userspace writers'
     /// counts, per rule, per interface.
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let Some(interface) = self.meta.interfaces.first() else {
             return Ok(());
         };
@@ -151,7 +151,10 @@ impl Collector for FirewallCollector {
 
 /// `xdpsieve_interface_filtering{interface, state}`: 1 while the interface runs the program
 /// on every packet as far as the watcher can tell, 0 otherwise (`state` says why).
-fn interface_health(encoder: &mut DescriptorEncoder, meta: &Meta) -> Result<(), std::fmt::Error> {
+fn interface_health(
+    encoder: &mut DescriptorEncoder<'_>,
+    meta: &Meta,
+) -> Result<(), std::fmt::Error> {
     let mut metric = encoder.encode_descriptor(
         "xdpsieve_interface_filtering",
         "1 while xdpsieve's program filters the interface, 0 when it was deleted, detached from \
@@ -160,7 +163,7 @@ fn interface_health(encoder: &mut DescriptorEncoder, meta: &Meta) -> Result<(), 
         MetricType::Gauge,
     )?;
     for interface in &meta.interfaces {
-        let path = crate::instance::pins::health_path(&interface.name);
+        let path = pins::health_path(&interface.name);
         let Some(health) = crate::observe::watch::health::read(&path) else {
             continue;
         };
@@ -190,7 +193,7 @@ mod tests {
     struct Fixed(Counters, RuleCounters);
 
     impl Collector for Fixed {
-        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
             encode_catalogue(&mut encoder, counters::KERNEL, &[(Vec::new(), &self.0)])?;
             let labels = vec![("rule_id".to_string(), "7".to_string())];
             encode_catalogue(&mut encoder, counters::RULE, &[(labels, &self.1)])

@@ -45,9 +45,8 @@ mod tests {
             generation: 1,
         };
         // SAFETY: viewing a repr(C) struct without padding as bytes.
-        let bytes = unsafe {
-            std::slice::from_raw_parts((&e as *const Event).cast::<u8>(), size_of::<Event>())
-        };
+        let bytes =
+            unsafe { std::slice::from_raw_parts((&raw const e).cast::<u8>(), size_of::<Event>()) };
         assert_eq!(decode(bytes), Ok(e));
     }
 }

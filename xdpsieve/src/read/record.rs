@@ -197,13 +197,9 @@ mod tests {
             _pad: 0,
         };
         // SAFETY: reading a repr(C) struct without padding as bytes.
-        let mut bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&h as *const CaptureHeader).cast::<u8>(),
-                CAPTURE_HEADER_LEN,
-            )
-        }
-        .to_vec();
+        let mut bytes =
+            unsafe { std::slice::from_raw_parts((&raw const h).cast::<u8>(), CAPTURE_HEADER_LEN) }
+                .to_vec();
         bytes.extend_from_slice(payload);
         bytes
     }

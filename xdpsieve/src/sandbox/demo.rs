@@ -16,8 +16,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-
-use crate::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 /// The client port the DNS responses are addressed to.
 pub const CLIENT_PORT: u16 = 40000;

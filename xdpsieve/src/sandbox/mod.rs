@@ -1,8 +1,5 @@
-//! The sandbox the demo and the end-to-end tests run in: throwaway network namespaces joined
-//! by a veth pair ([`netns`]) and the demo itself ([`demo`]); and the deterministic address
-//! sets the benchmarks and the set tests draw (`prefix_gen`).
+//! The demo ([`demo`]): the product in one command, in throwaway network namespaces joined
+//! by a veth pair (the `xdpsieve-netns` crate, the same sandbox the tests and benchmarks
+//! use).
 
 pub mod demo;
-pub mod netns;
-#[doc(hidden)]
-pub mod prefix_gen;

@@ -84,7 +84,7 @@ impl Sink {
         room: Option<impl Room + 'static>,
     ) -> io::Result<Sink> {
         let mut sink = Sink::create(path)?;
-        sink.room = room.map(|r| Box::new(r) as Box<dyn Room>);
+        sink.room = room.map(|r| -> Box<dyn Room> { Box::new(r) });
         Ok(sink)
     }
 

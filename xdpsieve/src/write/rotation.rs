@@ -74,9 +74,10 @@ fn strftime_local(pattern: &str, time: i64) -> io::Result<String> {
     let format = CString::new(pattern).map_err(|_| {
         io::Error::new(io::ErrorKind::InvalidInput, "a file name cannot hold a NUL")
     })?;
-    // SAFETY: tm is plain data for localtime_r to fill; time_t is i64 on the targets we build.
+    // SAFETY: tm is plain data for localtime_r to fill.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let t = time as libc::time_t;
+    // time_t is i64 on the targets we build (a build for another fails here, not at run time).
+    let t: libc::time_t = time;
     // SAFETY: both pointers are valid for the call.
     if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
         return Err(io::Error::other("localtime_r failed for the -G file name"));

@@ -4,7 +4,9 @@
 
 use std::{path::Path, process::Command};
 
-use crate::{BINARY, tempdir::TempDir, text, xdpsieve};
+use xdpsieve_testkit::tempdir::TempDir;
+
+use crate::{BINARY, text, xdpsieve};
 
 /// The repository's default configuration file, as the package ships it.
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/xdpsieve.toml");

@@ -8,15 +8,15 @@ use std::{
     time::Duration,
 };
 
-use xdpsieve::sandbox::netns::VethPair;
-
-use crate::{
-    common::root_or_skip,
-    fwnet::{ALLOWED_PORT, DROPPED_PORT, Net, capture_file, received},
-    run_config,
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::{
+    fwnet::{ALLOWED_PORT, DROPPED_PORT, Net, capture_file},
+    gate::root_or_skip,
     tempdir::TempDir,
-    text,
+    udp::received,
 };
+
+use crate::{run_config, text};
 
 #[test]
 fn a_flood_across_a_kept_stop_and_the_takeover_delivers_nothing() {
@@ -25,7 +25,7 @@ fn a_flood_across_a_kept_stop_and_the_takeover_delivers_nothing() {
     }
     const FLOOD_MAX: u64 = 3_000_000;
     const FLOOD_TIME: Duration = Duration::from_secs(30);
-    let net = Net::create("keep");
+    let net = Net::create(crate::BINARY, "keep");
     let (dropped, allowed) = net.sockets();
     let tmp = TempDir::new("cfg-keep");
     let file = tmp.file("xdpsieve.toml");

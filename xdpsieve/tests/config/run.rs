@@ -6,15 +6,15 @@
 use std::{path::Path, time::Duration};
 
 use pcap_file::pcapng::{Block, PcapNgReader};
-use xdpsieve::sandbox::netns::VethPair;
-
-use crate::{
-    common::root_or_skip,
-    fwnet::{ALLOWED_PORT, DROPPED_PORT, Net, received},
-    run_config,
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::{
+    fwnet::{ALLOWED_PORT, DROPPED_PORT, Net},
+    gate::root_or_skip,
     tempdir::TempDir,
-    text,
+    udp::received,
 };
+
+use crate::{run_config, text};
 
 /// The UDP destination port of each packet of a pcapng file (Ethernet, IPv4).
 fn pcapng_dst_ports(path: &Path) -> Vec<u16> {
@@ -49,7 +49,7 @@ fn run_config_filters_captures_and_logs_what_the_file_says_and_reloads_its_rules
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("cfgrun");
+    let net = Net::create(crate::BINARY, "cfgrun");
     let (dropped, allowed) = net.sockets();
     let tmp = TempDir::new("cfg-run");
     let file = tmp.file("xdpsieve.toml");
@@ -135,7 +135,7 @@ fn a_flag_on_the_command_line_overrides_the_files_key() {
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("cfgflag");
+    let net = Net::create(crate::BINARY, "cfgflag");
     let (dropped, _allowed) = net.sockets();
     let tmp = TempDir::new("cfg-flag");
     let file = tmp.file("xdpsieve.toml");

@@ -4,13 +4,14 @@
 //! output that stops after `-c`, jumbo frames kept whole with their true length, several
 //! interfaces in one file, and the interface statistics a pcapng file ends with.
 
-use super::*;
-use crate::child::{Firewall, xdp_attached};
-use crate::common::root_or_skip;
-use crate::tempdir::TempDir;
-use crate::tool::tool;
-use crate::udp::received;
 use pcap_file::pcapng::{Block, PcapNgReader};
+use xdpsieve_testkit::child::{Firewall, xdp_attached};
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::tool::tool;
+use xdpsieve_testkit::udp::received;
+
+use super::*;
 
 /// UDP source port of an Ethernet + IPv4/IPv6 (no options, no extension headers) frame.
 fn udp_src_port(frame: &[u8]) -> u16 {
@@ -32,6 +33,7 @@ fn drops_dns_responses_and_captures_them_as_pcap() {
     let net = VethPair::create("pcap", None).expect("namespaces");
     let (client4, client6) = client_sockets(&net);
     let fw = Firewall::start(
+        BINARY,
         &net,
         &["--drop", "udp src port 53", "-w", capture.to_str().unwrap()],
     );
@@ -46,7 +48,7 @@ fn drops_dns_responses_and_captures_them_as_pcap() {
     // Attached through a bpf_link in native mode: no fallback warnings.
     assert!(!stderr.contains("warning"), "{stderr}");
     // Only the non-DNS datagrams got through.
-    assert_eq!((got4, got6), (usize::from(N), 0), "{stderr}");
+    assert_eq!((got4, got6), (u64::from(N), 0), "{stderr}");
     let s = parse_summary(&stderr);
     assert_eq!(s.seen, s.passed + s.dropped, "{stderr}");
     assert_eq!(s.dropped, 2 * u64::from(N), "{stderr}");
@@ -94,6 +96,7 @@ fn capture_filter_selects_what_is_recorded_not_what_is_dropped() {
     let (client4, client6) = client_sockets(&net);
     let path = capture.to_str().unwrap();
     let fw = Firewall::start(
+        BINARY,
         &net,
         &["--drop", "udp src port 53", "-w", path, "ip6", "and", "udp"],
     );
@@ -105,7 +108,7 @@ fn capture_filter_selects_what_is_recorded_not_what_is_dropped() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "xdpsieve failed: {stderr}");
     assert!(stderr.contains("matching `ip6 and udp`"), "{stderr}");
-    assert_eq!((got4, got6), (usize::from(N), 0), "{stderr}");
+    assert_eq!((got4, got6), (u64::from(N), 0), "{stderr}");
     let s = parse_summary(&stderr);
     assert_eq!(s.dropped, 2 * u64::from(N), "{stderr}");
     assert_eq!((s.captured, s.lost), (u64::from(N), 0), "{stderr}");
@@ -132,6 +135,7 @@ fn pcapng_carries_xdp_verdict_rule_and_interface() {
     let net = VethPair::create("ng", None).expect("namespaces");
     let (_c4, _c6) = client_sockets(&net);
     let fw = Firewall::start(
+        BINARY,
         &net,
         &[
             "--drop",
@@ -217,7 +221,11 @@ fn streams_to_stdout_and_stops_after_count() {
     }
     let net = VethPair::create("stdout", None).expect("namespaces");
     let (_c4, _c6) = client_sockets(&net);
-    let fw = Firewall::start(&net, &["--drop", "udp src port 53", "-w", "-", "-c", "5"]);
+    let fw = Firewall::start(
+        BINARY,
+        &net,
+        &["--drop", "udp src port 53", "-w", "-", "-c", "5"],
+    );
     send_dns_and_other(&net, 20, 0);
     // -c makes it exit by itself.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -258,6 +266,7 @@ fn jumbo_frames_captured_with_true_length() {
     let (_c4, _c6) = client_sockets(&net);
     // 8000 bytes of DNS payload: the frame spans several pages (xdp.frags).
     let fw = Firewall::start(
+        BINARY,
         &net,
         &["--drop", "udp src port 53", "-w", full.to_str().unwrap()],
     );
@@ -279,6 +288,7 @@ fn jumbo_frames_captured_with_true_length() {
 
     let cut = tmp.file("cut.pcap");
     let fw = Firewall::start(
+        BINARY,
         &net,
         &[
             "--drop",
@@ -315,7 +325,7 @@ fn several_interfaces_in_one_capture() {
     let capture = tmp.file("multi.pcapng");
     let net = VethPair::create("multi", None).expect("namespaces");
     // A second link from the firewall namespace to a second peer, on 198.51.100.0/24.
-    let peer2 = xdpsieve::sandbox::netns::Netns::create("multi-peer2").expect("namespace");
+    let peer2 = xdpsieve_netns::Netns::create("multi-peer2").expect("namespace");
     net.fw
         .ip(&[
             "link",
@@ -340,6 +350,7 @@ fn several_interfaces_in_one_capture() {
     peer2.ip(&["link", "set", "peer1", "up"]).unwrap();
 
     let fw = Firewall::start(
+        BINARY,
         &net,
         &[
             "-i",
@@ -392,6 +403,7 @@ fn pcapng_ends_with_interface_statistics() {
     let net = VethPair::create("isb", None).expect("namespaces");
     let (_c4, _c6) = client_sockets(&net);
     let fw = Firewall::start(
+        BINARY,
         &net,
         &[
             "--drop",

@@ -3,12 +3,13 @@
 //! `--help` for every flag, and a refusal without privileges that names what each
 //! subcommand needs.
 
+use xdpsieve_testkit::child::{Firewall, xdp_attached};
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::tool::tool;
+use xdpsieve_testkit::udp::received;
+
 use super::*;
-use crate::child::{Firewall, xdp_attached};
-use crate::common::root_or_skip;
-use crate::tempdir::TempDir;
-use crate::tool::tool;
-use crate::udp::received;
 
 #[test]
 fn rules_from_file_and_flags_together() {
@@ -26,6 +27,7 @@ fn rules_from_file_and_flags_together() {
     let net = VethPair::create("rules", None).expect("namespaces");
     let (c4, c6) = client_sockets(&net);
     let fw = Firewall::start(
+        BINARY,
         &net,
         &[
             "--rules",
@@ -140,7 +142,7 @@ fn clear_errors_for_operator_mistakes() {
     );
 
     // A second instance on the same interface is refused, and the first keeps running.
-    let first = Firewall::start(&net, &["--drop", "udp", "-w", out]);
+    let first = Firewall::start(BINARY, &net, &["--drop", "udp", "-w", out]);
     let second_out = tmp.file("y.pcap");
     let (ok, err) = run_plain(
         Some(&net),

@@ -1,10 +1,11 @@
 //! The event log: one line a packet in every format and over both transports, matching the
 //! traffic sent, and a rule's log rate limit suppressing and counting exactly.
 
+use xdpsieve_testkit::child::Firewall;
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::tempdir::TempDir;
+
 use super::*;
-use crate::child::Firewall;
-use crate::common::root_or_skip;
-use crate::tempdir::TempDir;
 
 /// Log lines of one run, split by verdict.
 fn run_with_log(
@@ -16,6 +17,7 @@ fn run_with_log(
 ) -> (String, String) {
     let log = tmp.file(&format!("{transport}.{format}.log"));
     let fw = Firewall::start(
+        BINARY,
         net,
         &[
             "--drop",
@@ -156,6 +158,7 @@ fn rate_limit_suppresses_and_counts_exactly() {
     let net = VethPair::create("rate", None).expect("namespaces");
     let (_c4, _c6) = client_sockets(&net);
     let fw = Firewall::start(
+        BINARY,
         &net,
         &[
             "--rules",
@@ -230,6 +233,7 @@ fn a_reload_that_turns_logging_on_without_an_event_log_says_so_and_counts_each_e
     let net = VethPair::create("nolog", None).expect("namespaces");
     let (_c4, _c6) = client_sockets(&net);
     let fw = Firewall::start(
+        BINARY,
         &net,
         &[
             "--rules",

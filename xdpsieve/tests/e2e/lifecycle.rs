@@ -2,11 +2,12 @@
 //! `xdpsieve stop`, `--mode auto` falls back to skb mode where native XDP is missing, and
 //! `xdpsieve demo` cleans up its namespaces whether it ends or is interrupted.
 
+use xdpsieve_testkit::child::{Firewall, xdp_attached};
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::tool::{tool, tool_with};
+
 use super::*;
-use crate::child::{Firewall, xdp_attached};
-use crate::common::root_or_skip;
-use crate::tempdir::TempDir;
-use crate::tool::tool;
 
 #[test]
 fn sigkill_leaves_the_firewall_in_force_until_stop() {
@@ -19,6 +20,7 @@ fn sigkill_leaves_the_firewall_in_force_until_stop() {
     let tmp = TempDir::new("kill");
     let net = VethPair::create("kill", None).expect("namespaces");
     let fw = Firewall::start(
+        BINARY,
         &net,
         &["--drop", "udp", "-w", tmp.file("x.pcap").to_str().unwrap()],
     );
@@ -27,16 +29,10 @@ fn sigkill_leaves_the_firewall_in_force_until_stop() {
     assert!(!out.status.success());
     std::thread::sleep(Duration::from_millis(200));
     assert!(xdp_attached(&net), "SIGKILL detached the firewall");
-    let out = net
-        .fw
-        .command(BINARY)
-        .args(["stop", "-i", VethPair::FW_IF])
-        .output()
-        .expect("running xdpsieve stop");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    tool_with(
+        net.fw.command(BINARY),
+        "xdpsieve",
+        &["stop", "-i", VethPair::FW_IF],
     );
     assert!(!xdp_attached(&net), "program left attached after stop");
 }

@@ -2,17 +2,18 @@
 //! sends through, and a ring nothing is sent to is one page. Measured as the kernel accounts
 //! it, the `memlock` of each ring buffer map in the process's `/proc/PID/fdinfo`.
 
+use xdpsieve_testkit::child::Firewall;
+use xdpsieve_testkit::gate::{kernel_found, root_or_skip};
+use xdpsieve_testkit::tempdir::TempDir;
+
 use super::*;
-use crate::child::Firewall;
-use crate::common::{kernel_found, root_or_skip};
-use crate::tempdir::TempDir;
 
 /// `BPF_MAP_TYPE_RINGBUF`.
 const RINGBUF: u64 = 27;
 
 /// (max_entries, memlock) of each ring buffer map the process `pid` holds open (once per
 /// map: it may hold several descriptors of one).
-fn rings_of(pid: i32) -> Vec<(u64, u64)> {
+fn rings_of(pid: u32) -> Vec<(u64, u64)> {
     let mut rings = Vec::new();
     let dir = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("reading fdinfo");
     for entry in dir.flatten() {
@@ -48,7 +49,7 @@ fn one_full_ring(net: &VethPair, args: &[&str]) {
     const RING: u64 = 256 << 20;
     let mut all = vec!["--drop", "udp", "--ring-size", "256M"];
     all.extend_from_slice(args);
-    let fw = Firewall::start(net, &all);
+    let fw = Firewall::start(BINARY, net, &all);
     let rings = rings_of(fw.pid());
     let out = fw.stop(libc::SIGINT);
     assert!(

@@ -2,25 +2,17 @@
 //! traffic flows, a killed instance shown as left behind and taken over, and the metrics
 //! endpoint scraped over loopback with the periodic stats lines.
 
+use xdpsieve_testkit::child::{Firewall, xdp_attached};
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::tool::tool_with;
+
 use super::*;
-use crate::child::{Firewall, xdp_attached};
-use crate::common::root_or_skip;
 
 /// Runs `xdpsieve status ARGS` inside the firewall's namespace, as a second process.
 fn status_in(net: &VethPair, args: &[&str]) -> String {
-    let out = net
-        .fw
-        .command(BINARY)
-        .arg("status")
-        .args(args)
-        .output()
-        .expect("running xdpsieve status");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut status = net.fw.command(BINARY);
+    status.arg("status");
+    tool_with(status, "xdpsieve status", args)
 }
 
 #[test]
@@ -30,7 +22,11 @@ fn status_from_another_process_while_traffic_flows() {
     }
     let net = VethPair::create("status", None).expect("namespaces");
     let (_c4, _c6) = client_sockets(&net);
-    let fw = Firewall::start(&net, &["--drop", "udp src port 53", "--log-rate", "10/s"]);
+    let fw = Firewall::start(
+        BINARY,
+        &net,
+        &["--drop", "udp src port 53", "--log-rate", "10/s"],
+    );
     send_dns_and_other(&net, 10, 0);
     settle();
     let text = status_in(&net, &[]);
@@ -79,7 +75,7 @@ fn a_killed_instance_is_shown_as_left_behind_and_taken_over() {
     // them. Now its firewall stays in force: status says so (with its counters) and the
     // next start takes it over.
     let net = VethPair::create("stale", None).expect("namespaces");
-    let fw = Firewall::start(&net, &["--drop", "udp src port 53"]);
+    let fw = Firewall::start(BINARY, &net, &["--drop", "udp src port 53"]);
     let pid = fw.pid();
     let out = fw.stop(libc::SIGKILL);
     assert!(!out.status.success());
@@ -95,7 +91,7 @@ fn a_killed_instance_is_shown_as_left_behind_and_taken_over() {
     assert_eq!(json[0]["in_force"], true);
     assert!(json[0]["counters"].is_object(), "{json}");
     // The next start takes it over and says so.
-    let fw = Firewall::start(&net, &["--drop", "udp src port 53"]);
+    let fw = Firewall::start(BINARY, &net, &["--drop", "udp src port 53"]);
     let out = fw.stop(libc::SIGINT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -115,6 +111,7 @@ fn metrics_scraped_over_loopback_and_stats_lines() {
     let net = VethPair::create("metrics", None).expect("namespaces");
     let (_c4, _c6) = client_sockets(&net);
     let fw = Firewall::start(
+        BINARY,
         &net,
         &[
             "--drop",

@@ -9,12 +9,11 @@ use std::{
     time::Duration,
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::child::{Firewall, xdp_attached};
+use xdpsieve_testkit::tool::stdout_of;
 
-use super::{
-    chains_received,
-    child::{Firewall, xdp_attached},
-};
+use super::chains_received;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 
@@ -26,10 +25,10 @@ fn binary() -> String {
 const PYTHON: &str = "/usr/bin/python3";
 
 /// Ports behind the firewall: the rules drop the first of each pair, the second is open.
-pub const UDP_DROPPED: u16 = 5353;
-pub const UDP_ALLOWED: u16 = 5354;
-pub const TCP_DROPPED: u16 = 8080;
-pub const TCP_ALLOWED: u16 = 8081;
+pub(crate) const UDP_DROPPED: u16 = 5353;
+pub(crate) const UDP_ALLOWED: u16 = 5354;
+pub(crate) const TCP_DROPPED: u16 = 8080;
+pub(crate) const TCP_ALLOWED: u16 = 8081;
 
 /// The packet crafter: `IFACE SRC_MAC DST_MAC SRC4 DST4 SRC6 DST6 MODE ARGS...`. Prints the
 /// number of SYN-ACKs seen for the TCP modes.
@@ -106,7 +105,7 @@ else:
 
 /// The namespaces, the firewall with its port rules (once started), and the crafter's
 /// fixed arguments.
-pub struct Lab {
+pub(crate) struct Lab {
     // Field order is drop order: the firewall stops before its namespaces go.
     pub firewall: Option<Firewall>,
     crafter_args: Vec<String>,
@@ -116,7 +115,7 @@ pub struct Lab {
 impl Lab {
     /// The namespaces and the crafter with no XDP program on the interface: the control
     /// run, to see what the kernel itself delivers.
-    pub fn without_firewall(tag: &str) -> Lab {
+    pub(crate) fn without_firewall(tag: &str) -> Lab {
         let output = Command::new(PYTHON)
             .args(["-c", "import scapy.all"])
             .output();
@@ -126,8 +125,8 @@ impl Lab {
         let net = VethPair::create(tag, None).expect("creating the veth pair");
         let crafter_args = vec![
             VethPair::PEER_IF.to_string(),
-            mac_of(&net.peer, VethPair::PEER_IF),
-            mac_of(&net.fw, VethPair::FW_IF),
+            net.peer.mac(VethPair::PEER_IF).expect("the peer's MAC"),
+            net.fw.mac(VethPair::FW_IF).expect("the firewall's MAC"),
             VethPair::PEER_V4.to_string(),
             VethPair::FW_V4.to_string(),
             VethPair::PEER_V6.to_string(),
@@ -141,7 +140,7 @@ impl Lab {
     }
 
     /// Starts the firewall with its port rules and `extra_args`; waits until it is attached.
-    pub fn start_firewall(&mut self, extra_args: &[&str]) {
+    pub(crate) fn start_firewall(&mut self, extra_args: &[&str]) {
         let udp_rule = format!("udp dst port {UDP_DROPPED}");
         let tcp_rule = format!("tcp dst port {TCP_DROPPED}");
         let mut args = vec!["-q", "--drop", &udp_rule, "--drop", &tcp_rule];
@@ -152,29 +151,21 @@ impl Lab {
     }
 
     /// Runs the crafter in the peer namespace; returns what it printed.
-    pub fn craft(&self, mode: &str, args: &[&str]) -> String {
-        let out = self
-            .net
-            .peer
-            .command(PYTHON)
+    pub(crate) fn craft(&self, mode: &str, args: &[&str]) -> String {
+        let mut crafter = self.net.peer.command(PYTHON);
+        crafter
             .args(["-c", CRAFTER])
             .args(&self.crafter_args)
             .arg(mode)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running the packet crafter");
-        assert!(
-            out.status.success(),
-            "crafter {mode} {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+            .args(args);
+        stdout_of(&mut crafter, "the packet crafter (python3-scapy)")
+            .trim()
+            .to_string()
     }
 
     /// Sends one UDP datagram to `port` behind each chain of `lengths` destination-options
     /// headers; returns the lengths `socket` received.
-    pub fn chains_delivered(
+    pub(crate) fn chains_delivered(
         &self,
         port: u16,
         lengths: &[usize],
@@ -188,7 +179,7 @@ impl Lab {
     }
 
     /// SYN-ACKs the crafter saw come back for a TCP mode.
-    pub fn syn_acks(&self, mode: &str, args: &[&str]) -> u32 {
+    pub(crate) fn syn_acks(&self, mode: &str, args: &[&str]) -> u32 {
         let printed = self.craft(mode, args);
         printed
             .parse()
@@ -196,7 +187,7 @@ impl Lab {
     }
 
     /// Binds a UDP socket on `port` of the firewall side's address (IPv4 or IPv6).
-    pub fn udp_socket(&self, v6: bool, port: u16) -> UdpSocket {
+    pub(crate) fn udp_socket(&self, v6: bool, port: u16) -> UdpSocket {
         let addr = if v6 {
             SocketAddr::new(VethPair::FW_V6.into(), port)
         } else {
@@ -214,7 +205,7 @@ impl Lab {
     }
 
     /// Listens on `port` (IPv4), behind the firewall.
-    pub fn tcp_listener(&self, port: u16) -> TcpListener {
+    pub(crate) fn tcp_listener(&self, port: u16) -> TcpListener {
         let addr = SocketAddr::new(VethPair::FW_V4.into(), port);
         self.net
             .fw
@@ -228,7 +219,7 @@ impl Lab {
     }
 
     /// Half-open connections (SYN received, SYN-ACK sent) on `port` behind the firewall.
-    pub fn syn_received(&self, port: u16) -> usize {
+    pub(crate) fn syn_received(&self, port: u16) -> usize {
         let out = self
             .net
             .fw
@@ -246,26 +237,15 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).lines().count()
     }
 
-    pub fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let out = self.firewall.take().expect("running").stop(libc::SIGINT);
         assert!(out.status.success(), "xdpsieve failed: {out:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
 
-fn mac_of(ns: &xdpsieve::sandbox::netns::Netns, iface: &str) -> String {
-    let out = ns
-        .ip(&["-o", "link", "show", "dev", iface])
-        .expect("reading the interface");
-    out.split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no MAC address for {iface} in `{out}`"))
-        .to_string()
-}
-
 /// The numbers of the summary line the evasion defences print.
-pub fn evasion_line(summary: &str) -> &str {
+pub(crate) fn evasion_line(summary: &str) -> &str {
     summary
         .lines()
         .find(|l| l.contains("unclassifiable"))

@@ -1,114 +1,54 @@
-//! The faults tests' harness: a scratch directory (optionally a small tmpfs), the running
-//! firewall, sockets behind it, a bounded flood from the peer namespace, and readers of the
+//! The faults tests' harness: the running firewall, sockets behind it, a bounded flood from the peer namespace, and readers of the
 //! exit summary and the capture files.
 
 use std::{
-    io::Read as _,
     net::{SocketAddr, UdpSocket},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output, Stdio},
     time::Duration,
 };
 
 use pcap_file::pcap::PcapReader;
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::child;
+use xdpsieve_testkit::tool::tool_with;
 
-use crate::child;
-
-pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 /// The port the firewall drops; a socket listens on it behind the firewall.
-pub const DROPPED_PORT: u16 = 40001;
+pub(crate) const DROPPED_PORT: u16 = 40001;
 /// A port the firewall passes, to see that the firewall still works both ways.
-pub const PASSED_PORT: u16 = 40002;
-
-/// A scratch directory removed on drop; with `tmpfs`, a small tmpfs mounted on it (and
-/// unmounted on drop) so that writes fill it.
-pub struct Scratch {
-    dir: PathBuf,
-    mounted: bool,
-}
-
-impl Scratch {
-    pub fn new(tag: &str, tmpfs_size: Option<&str>) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("xdpsieve-faults-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating scratch dir");
-        let mut scratch = Scratch {
-            dir,
-            mounted: false,
-        };
-        if let Some(size) = tmpfs_size {
-            let status = Command::new("mount")
-                .args([
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    &format!("size={size}"),
-                    "xdpsieve-test",
-                ])
-                .arg(&scratch.dir)
-                .status()
-                .expect("running mount");
-            assert!(status.success(), "mounting a tmpfs on {:?}", scratch.dir);
-            scratch.mounted = true;
-        }
-        scratch
-    }
-
-    pub fn file(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = Command::new("umount").arg(&self.dir).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+pub(crate) const PASSED_PORT: u16 = 40002;
 
 /// A running `xdpsieve run` with the rule on the dropped port; killed (by PID) on drop if
 /// still running.
-pub struct Firewall(child::Firewall);
+pub(crate) struct Firewall(child::Firewall);
 
 impl Firewall {
-    pub fn start(net: &VethPair, args: &[&str], stdout: Stdio) -> Firewall {
+    pub(crate) fn start(net: &VethPair, args: &[&str], stdout: Stdio) -> Firewall {
         let rule = format!("udp dst port {DROPPED_PORT}");
         let mut all = vec!["--drop", &rule];
         all.extend_from_slice(args);
         let mut fw = child::Firewall::spawn(net, BINARY, &all, stdout);
-        fw.wait_until(|| child::xdp_attached(net) && child::published(net));
+        fw.wait_until(|| child::xdp_attached(net) && child::published(BINARY, net));
         Firewall(fw)
     }
 
-    pub fn running(&mut self) -> bool {
-        let child = self.0.child_mut();
-        match child.try_wait().expect("try_wait") {
-            None => true,
-            Some(status) => {
-                let mut err = String::new();
-                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                eprintln!("xdpsieve exited ({status}): {err}");
-                false
-            }
-        }
+    pub(crate) fn running(&mut self) -> bool {
+        self.0.running()
     }
 
-    pub fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&mut self, signal: i32) {
         self.0.signal(signal);
     }
 
     /// SIGINT, then the exit status and output.
-    pub fn stop(self) -> Output {
+    pub(crate) fn stop(self) -> Output {
         self.0.stop(libc::SIGINT)
     }
 }
 
 /// Sockets behind the firewall on the dropped and the passed port.
-pub fn sockets(net: &VethPair) -> (UdpSocket, UdpSocket) {
+pub(crate) fn sockets(net: &VethPair) -> (UdpSocket, UdpSocket) {
     net.fw
         .run(|| {
             let dropped = UdpSocket::bind(SocketAddr::new(VethPair::FW_V4.into(), DROPPED_PORT))?;
@@ -123,7 +63,7 @@ pub fn sockets(net: &VethPair) -> (UdpSocket, UdpSocket) {
                         std::os::fd::AsRawFd::as_raw_fd(s),
                         libc::SOL_SOCKET,
                         libc::SO_RCVBUFFORCE,
-                        (&size as *const libc::c_int).cast(),
+                        (&raw const size).cast(),
                         size_of::<libc::c_int>() as libc::socklen_t,
                     )
                 };
@@ -134,18 +74,9 @@ pub fn sockets(net: &VethPair) -> (UdpSocket, UdpSocket) {
         .expect("binding sockets")
 }
 
-pub fn received(socket: &UdpSocket) -> u64 {
-    let mut buf = vec![0u8; 65536];
-    let mut n = 0;
-    while socket.recv(&mut buf).is_ok() {
-        n += 1;
-    }
-    n
-}
-
 /// Sends `count` datagrams of `size` bytes to the dropped port and one to the passed port
 /// every tenth, from the peer namespace. Bounded: `count` sends, a 100 µs pause per ten.
-pub fn flood(net: &VethPair, count: u64, size: usize) -> u64 {
+pub(crate) fn flood(net: &VethPair, count: u64, size: usize) -> u64 {
     net.peer
         .run(|| {
             let socket = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 0))?;
@@ -166,28 +97,17 @@ pub fn flood(net: &VethPair, count: u64, size: usize) -> u64 {
 }
 
 /// Frames still in flight reach the program before the test looks.
-pub fn settle() {
+pub(crate) fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
 
 /// Runs `program ARGS` in the firewall's namespace; its standard output.
-pub fn in_namespace(net: &VethPair, program: &str, args: &[&str]) -> String {
-    let out = net
-        .fw
-        .command(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program} (cargo xtask setup installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+pub(crate) fn in_namespace(net: &VethPair, program: &str, args: &[&str]) -> String {
+    tool_with(net.fw.command(program), program, args)
 }
 
 /// The number before `words` on the summary line containing them (0 when no such line).
-pub fn count(stderr: &str, words: &str) -> u64 {
+pub(crate) fn count(stderr: &str, words: &str) -> u64 {
     stderr
         .lines()
         .find(|l| l.contains(words))
@@ -196,7 +116,7 @@ pub fn count(stderr: &str, words: &str) -> u64 {
 }
 
 /// (dropped, captured, not written, lost) from the exit summary.
-pub fn capture_counts(stderr: &str) -> (u64, u64, u64, u64) {
+pub(crate) fn capture_counts(stderr: &str) -> (u64, u64, u64, u64) {
     let dropped = stderr
         .lines()
         .find(|l| l.contains("packets seen by xdpsieve"))
@@ -210,14 +130,14 @@ pub fn capture_counts(stderr: &str) -> (u64, u64, u64, u64) {
     )
 }
 
-pub fn stop_lines(stderr: &str) -> Vec<&str> {
+pub(crate) fn stop_lines(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
         .filter(|l| l.contains(" stopped: ") && l.contains("filtering goes on"))
         .collect()
 }
 
-pub fn pcap_packets(path: &Path) -> u64 {
+pub(crate) fn pcap_packets(path: &Path) -> u64 {
     let mut reader = PcapReader::new(std::fs::File::open(path).expect("capture")).expect("header");
     let mut n = 0;
     while let Some(packet) = reader.next_raw_packet() {
@@ -227,7 +147,7 @@ pub fn pcap_packets(path: &Path) -> u64 {
     n
 }
 
-pub fn tcpdump_lines(path: &Path) -> u64 {
+pub(crate) fn tcpdump_lines(path: &Path) -> u64 {
     let out = Command::new("tcpdump")
         .args(["-nn", "-r"])
         .arg(path)

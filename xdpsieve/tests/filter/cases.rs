@@ -2,16 +2,17 @@
 //! headers, IPv4 and IPv6 fragments, ICMP types, TCP flags, non-IP frames, a truncated frame)
 //! and the tcpdump expressions run over them, covering every construct of the filter language.
 
-use crate::frame::{Ext, Frame};
+use xdpsieve_testkit::frame::{Ext, Frame};
 
-const A4: [u8; 4] = [192, 0, 2, 10];
-const B4: [u8; 4] = [198, 51, 100, 7];
+// Documentation addresses; the kernel tests use the same.
+pub(crate) const A4: [u8; 4] = [192, 0, 2, 10];
+pub(crate) const B4: [u8; 4] = [198, 51, 100, 7];
 const C4: [u8; 4] = [203, 0, 113, 5];
 const D4: [u8; 4] = [192, 0, 2, 66];
-const A6: [u8; 16] = [
+pub(crate) const A6: [u8; 16] = [
     0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
 ];
-const B6: [u8; 16] = [
+pub(crate) const B6: [u8; 16] = [
     0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20,
 ];
 const BAD6: [u8; 16] = [
@@ -43,7 +44,7 @@ fn icmp(kind: u8, code: u8) -> Vec<u8> {
     vec![kind, code, 0, 0, 0x12, 0x34, 0, 1]
 }
 
-pub fn frames() -> Vec<(&'static str, Vec<u8>)> {
+pub(crate) fn frames() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("udp 53 query", Frame::ipv4(A4, B4).udp(5353, 53).build()),
         ("udp 53 answer", Frame::ipv4(B4, A4).udp(53, 5353).build()),
@@ -229,7 +230,7 @@ fn broadcast(mut frame: Vec<u8>) -> Vec<u8> {
     frame
 }
 
-pub const EXPRESSIONS: &[&str] = &[
+pub(crate) const EXPRESSIONS: &[&str] = &[
     "udp",
     "tcp",
     "icmp",

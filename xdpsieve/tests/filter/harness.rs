@@ -5,7 +5,7 @@
 //! Every filter is loaded twice, interpreted and translated to eBPF (when it translates:
 //! not libpcap's `protochain` loop), and every frame runs through both: they must agree.
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{TestRun as _, TestRunOptions};
 use xdpsieve::{
     configure::capture_filter::{CompiledFilter, FilterEngine, translate},
     configure::loader::{Firewall, Settings},
@@ -14,7 +14,7 @@ use xdpsieve::{
 use xdpsieve_common::{Counters, FilterInsn, capture};
 
 /// The same filter loaded both ways.
-pub struct Engines {
+pub(crate) struct Engines {
     pub interpreted: Firewall,
     /// `None` without a filter, or for one the translator leaves to the interpreter.
     pub translated: Option<Firewall>,
@@ -22,7 +22,7 @@ pub struct Engines {
 
 /// Loads the program: every IP packet dropped, every packet (dropped or passed) captured,
 /// through `filter`, once per engine.
-pub fn load(filter: Option<CompiledFilter>) -> Engines {
+pub(crate) fn load(filter: Option<CompiledFilter>) -> Engines {
     let translates = filter
         .as_ref()
         .is_some_and(|f| translate::translate(&f.insns).is_ok());
@@ -33,7 +33,7 @@ pub fn load(filter: Option<CompiledFilter>) -> Engines {
 }
 
 /// Loads the program as [`load`] does, with one engine.
-pub fn load_with(filter: Option<CompiledFilter>, engine: FilterEngine) -> Firewall {
+pub(crate) fn load_with(filter: Option<CompiledFilter>, engine: FilterEngine) -> Firewall {
     let rules = RuleSet {
         default_action: Action::Drop,
         ..RuleSet::default()
@@ -51,7 +51,7 @@ pub fn load_with(filter: Option<CompiledFilter>, engine: FilterEngine) -> Firewa
 }
 
 /// Loads the program with a hand-written classic program (checked as libpcap's would be).
-pub fn load_insns(insns: &[FilterInsn]) -> Engines {
+pub(crate) fn load_insns(insns: &[FilterInsn]) -> Engines {
     let filter = CompiledFilter {
         expression: "hand-written".into(),
         insns: insns.to_vec(),
@@ -61,13 +61,13 @@ pub fn load_insns(insns: &[FilterInsn]) -> Engines {
 }
 
 /// The interpreted program's counters.
-pub fn counters(engines: &Engines) -> Counters {
+pub(crate) fn counters(engines: &Engines) -> Counters {
     engines.interpreted.counters().expect("reading counters")
 }
 
 /// Runs `frame` once through each engine; true when the filter selected it. Both engines
 /// must agree.
-pub fn selects(engines: &mut Engines, frame: &[u8]) -> bool {
+pub(crate) fn selects(engines: &mut Engines, frame: &[u8]) -> bool {
     let interpreted = selects_one(&mut engines.interpreted, frame);
     if let Some(translated) = &mut engines.translated {
         assert_eq!(
@@ -79,9 +79,8 @@ pub fn selects(engines: &mut Engines, frame: &[u8]) -> bool {
     interpreted
 }
 
-/// Runs `frame` once; true when the filter selected it (a capture record was written).
-pub fn selects_one(fw: &mut Firewall, frame: &[u8]) -> bool {
-    let before = fw.counters().expect("reading counters");
+/// Runs `frame` once through the program.
+pub(crate) fn run(fw: &mut Firewall, frame: &[u8]) {
     let opts = TestRunOptions {
         data_in: Some(frame),
         ..TestRunOptions::new()
@@ -90,6 +89,12 @@ pub fn selects_one(fw: &mut Firewall, frame: &[u8]) -> bool {
         .expect("program")
         .test_run(opts)
         .unwrap_or_else(|e| panic!("test run of a {}-byte frame: {e}", frame.len()));
+}
+
+/// Runs `frame` once; true when the filter selected it (a capture record was written).
+pub(crate) fn selects_one(fw: &mut Firewall, frame: &[u8]) -> bool {
+    let before = fw.counters().expect("reading counters");
+    run(fw, frame);
     let after = fw.counters().expect("reading counters");
     let captured = after.captured + after.capture_lost - before.captured - before.capture_lost;
     let refused = after.not_selected - before.not_selected;
@@ -102,6 +107,6 @@ pub fn selects_one(fw: &mut Firewall, frame: &[u8]) -> bool {
 }
 
 /// One instruction.
-pub const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> FilterInsn {
+pub(crate) const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> FilterInsn {
     FilterInsn { code, jt, jf, k }
 }

@@ -4,9 +4,9 @@
 
 use xdpsieve::{configure::loader::Settings, configure::rules::Action, read::record::Verdict};
 use xdpsieve_common::{MAX_SNAPLEN, capture};
+use xdpsieve_testkit::frame::{Ext, Frame};
+use xdpsieve_testkit::gate::root_or_skip;
 
-use crate::common::root_or_skip;
-use crate::frame::{Ext, Frame};
 use crate::support::*;
 
 fn clock_tai_ns() -> u64 {

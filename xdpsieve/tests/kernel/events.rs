@@ -7,9 +7,9 @@ use xdpsieve::{
     configure::rules::Action,
 };
 use xdpsieve_common::{capture, verdict};
+use xdpsieve_testkit::frame::Frame;
+use xdpsieve_testkit::gate::root_or_skip;
 
-use crate::common::root_or_skip;
-use crate::frame::Frame;
 use crate::support::*;
 
 /// Events the real program produced, decoded, over both transports: the fields the veth

@@ -7,9 +7,9 @@ use xdpsieve::{
     configure::loader::{Firewall, Settings},
     configure::rules::Action,
 };
+use xdpsieve_testkit::frame::{Ext, Frame};
+use xdpsieve_testkit::gate::root_or_skip;
 
-use crate::common::root_or_skip;
-use crate::frame::{Ext, Frame};
 use crate::support::*;
 use crate::verdicts::{Case, DEFAULT, TABLE_RULES, case, dns4, dropped_by, frag, hostile4, v4, v6};
 

@@ -3,8 +3,8 @@
 //! `MAX_IPV6_EXT_HEADERS`, and chains cut short or whose length fields run past the frame.
 
 use xdpsieve_common::MAX_IPV6_EXT_HEADERS;
+use xdpsieve_testkit::frame::{ETH_HDR_LEN as ETH, Ext, IPV6_HDR_LEN as V6H};
 
-use crate::frame::{ETH_HDR_LEN as ETH, Ext, IPV6_HDR_LEN as V6H};
 use crate::verdicts::{
     Case, DEFAULT, case, chain, dns6, dropped_by, frag, hbh, hostile6, opts, v6,
 };

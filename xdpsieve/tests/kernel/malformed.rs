@@ -2,10 +2,12 @@
 //! IPv4 total and IPv6 payload lengths that run past the frame or fall short of the
 //! headers, Ethernet padding (which is not a lie), and frames that are not IP at all.
 
-use crate::frame::{
-    self, ETH_HDR_LEN as ETH, ETH_P_8021AD as QINQ, ETH_P_8021Q as DOT1Q, ETH_P_ARP, ETH_P_IPV4,
+use xdpsieve_testkit::frame::{
+    ETH_HDR_LEN as ETH, ETH_P_8021AD as QINQ, ETH_P_8021Q as DOT1Q, ETH_P_ARP, ETH_P_IPV4,
     ETH_P_IPV6, Frame, IPV4_HDR_LEN as V4H, IPV6_HDR_LEN as V6H,
 };
+use xdpsieve_testkit::rng::Rng;
+
 use crate::support::{HOST4, WATCHED4};
 use crate::verdicts::{
     Case, DEFAULT, NOT_IP, case, dns4, dns6, dropped_by, hbh, hostile4, hostile6, v4,
@@ -184,7 +186,7 @@ pub(crate) fn cases() -> Vec<Case> {
 
 /// Random bytes: a seed whose ethertype is not IP or VLAN, so the expectation is fixed.
 pub(crate) fn random_case() -> Case {
-    let mut rng = frame::Rng::new(0x5eed_0001);
+    let mut rng = Rng::new(0x5eed_0001);
     let random = loop {
         let bytes = rng.bytes(96);
         let ethertype = u16::from_be_bytes([bytes[12], bytes[13]]);

@@ -2,7 +2,10 @@
 //! direction and port ranges, VLAN tags (802.1Q, 802.1ad, stacked, too many), and the IPv4
 //! header length with its options.
 
-use crate::frame::{ETH_HDR_LEN as ETH, ETH_P_8021AD as QINQ, ETH_P_8021Q as DOT1Q, Frame};
+use xdpsieve_testkit::frame::{
+    ETH_HDR_LEN as ETH, ETH_P_8021AD as QINQ, ETH_P_8021Q as DOT1Q, Frame,
+};
+
 use crate::support::{HOST4, HOST6, RESOLVER4, WATCHED4, WATCHED6};
 use crate::verdicts::{
     Case, DEFAULT, NOT_IP, case, dns4, dns6, dropped_by, hostile4, hostile6, passed_by, v4, v6,

@@ -8,9 +8,9 @@ use xdpsieve::{
     read::record::Verdict,
 };
 use xdpsieve_common::capture;
+use xdpsieve_testkit::frame::{self, Ext, Frame};
+use xdpsieve_testkit::gate::root_or_skip;
 
-use crate::common::root_or_skip;
-use crate::frame::{self, Ext, Frame};
 use crate::support::*;
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::net::Ipv6Addr;
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{TestRun as _, TestRunOptions};
 use xdpsieve::{
     configure::loader::{Firewall, Settings},
     configure::rules::{Action, RuleSet},
@@ -12,8 +12,7 @@ use xdpsieve::{
     read::source::Source,
 };
 use xdpsieve_common::{Counters, verdict};
-
-use crate::frame::Frame;
+use xdpsieve_testkit::frame::Frame;
 
 pub(crate) const DROP: u32 = verdict::DROP as u32;
 pub(crate) const PASS: u32 = verdict::PASS as u32;

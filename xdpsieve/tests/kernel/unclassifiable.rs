@@ -4,9 +4,9 @@
 
 use xdpsieve::{configure::loader::Settings, configure::rules::Action};
 use xdpsieve_common::capture;
+use xdpsieve_testkit::frame::{Ext, Frame};
+use xdpsieve_testkit::gate::root_or_skip;
 
-use crate::common::root_or_skip;
-use crate::frame::{Ext, Frame};
 use crate::support::*;
 
 /// The unclassifiable verdict: drop by default when a rule has a protocol or port

@@ -7,9 +7,10 @@
 //! fixed order. This file holds what they share: the expectation type and frame shorthands.
 
 use xdpsieve::{configure::loader::Settings, configure::rules::Action};
+use xdpsieve_testkit::frame::{Ext, Frame};
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::rng::Rng;
 
-use crate::common::root_or_skip;
-use crate::frame::{self, Ext, Frame};
 use crate::support::*;
 use crate::{fragments, ipv6_chains, malformed, parsing};
 
@@ -95,12 +96,6 @@ pub(crate) const NOT_IP: Expect = Expect {
     malformed: false,
     unclassifiable: false,
 };
-
-impl From<Frame> for Vec<u8> {
-    fn from(frame: Frame) -> Vec<u8> {
-        frame.build()
-    }
-}
 
 pub(crate) struct Case {
     name: String,
@@ -296,22 +291,22 @@ fn hostile_frames_never_abort() {
         ..Settings::default()
     };
     let mut fw = load(&settings);
-    let mut rng = frame::Rng::new(0x0bad_f00d);
+    let mut rng = Rng::new(0x0bad_f00d);
     let mut runs = 0u64;
     let bases: Vec<Vec<u8>> = verdict_cases().into_iter().map(|c| c.frame).collect();
     for base in &bases {
         for _ in 0..30 {
             let mut f = base.clone();
-            match rng.below(3) {
+            match rng.index(3) {
                 0 => {
-                    for _ in 0..1 + rng.below(4) {
-                        let i = rng.below(f.len());
-                        f[i] = rng.next() as u8;
+                    for _ in 0..1 + rng.index(4) {
+                        let i = rng.index(f.len());
+                        f[i] = rng.next_u64() as u8;
                     }
                 }
-                1 => f.truncate(14 + rng.below(f.len() - 13)),
+                1 => f.truncate(14 + rng.index(f.len() - 13)),
                 _ => {
-                    let extra = 1 + rng.below(64);
+                    let extra = 1 + rng.index(64);
                     f.extend(rng.bytes(extra));
                 }
             }
@@ -321,16 +316,16 @@ fn hostile_frames_never_abort() {
     }
     let ethertypes = [0x0800, 0x86dd, 0x8100, 0x88a8];
     for _ in 0..2000 {
-        let len = 14 + rng.below(200);
+        let len = 14 + rng.index(200);
         let mut f = rng.bytes(len);
-        let ethertype: u16 = ethertypes[rng.below(ethertypes.len())];
+        let ethertype: u16 = ethertypes[rng.index(ethertypes.len())];
         f[12..14].copy_from_slice(&ethertype.to_be_bytes());
         // Usually a plausible version nibble, so the parser gets past the first check.
-        if f.len() > 14 && rng.below(4) != 0 {
+        if f.len() > 14 && rng.index(4) != 0 {
             f[14] = if ethertype == 0x86dd {
                 0x60
             } else {
-                0x40 | (rng.next() as u8 & 0x0f)
+                0x40 | (rng.next_u64() as u8 & 0x0f)
             };
         }
         run(&mut fw, &f);

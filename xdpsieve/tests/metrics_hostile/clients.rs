@@ -2,14 +2,14 @@
 //! working among them. All run on a thread that has entered the firewall's namespace.
 
 use std::{
-    io::{ErrorKind, Read, Write},
+    io::{ErrorKind, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     time::{Duration, Instant},
 };
 
 use super::{METRICS, limits};
 
-pub fn connect() -> std::io::Result<TcpStream> {
+pub(crate) fn connect() -> std::io::Result<TcpStream> {
     let addr: SocketAddr = METRICS.parse().expect("address");
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -18,7 +18,7 @@ pub fn connect() -> std::io::Result<TcpStream> {
 }
 
 /// Reads until the server closes (EOF or reset) or `limit` passes; the bool says it closed.
-pub fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+pub(crate) fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
     let deadline = Instant::now() + limit;
     let mut got = Vec::new();
     let mut buf = [0u8; 65536];
@@ -35,7 +35,7 @@ pub fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, b
 }
 
 /// Sends `request` (the server may cut it short) and returns what came back before the close.
-pub fn exchange(request: &[u8]) -> String {
+pub(crate) fn exchange(request: &[u8]) -> String {
     let mut stream = connect().expect("connecting to the metrics port");
     stream
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -49,7 +49,7 @@ pub fn exchange(request: &[u8]) -> String {
 }
 
 /// One scrape; the status code and the body.
-pub fn scrape() -> std::io::Result<(u16, String)> {
+pub(crate) fn scrape() -> std::io::Result<(u16, String)> {
     let mut stream = connect()?;
     stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: fw\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
@@ -63,7 +63,7 @@ pub fn scrape() -> std::io::Result<(u16, String)> {
 }
 
 /// Scrapes until one answers, for at most `limit`; how long it took and the response.
-pub fn scrape_within(limit: Duration) -> (Duration, String) {
+pub(crate) fn scrape_within(limit: Duration) -> (Duration, String) {
     let start = Instant::now();
     loop {
         match scrape() {
@@ -78,14 +78,14 @@ pub fn scrape_within(limit: Duration) -> (Duration, String) {
 }
 
 /// The status line of a response, for messages.
-pub fn status_line(response: &str) -> &str {
+pub(crate) fn status_line(response: &str) -> &str {
     response.lines().next().unwrap_or("")
 }
 
 /// What a request that may be answered with a 4xx or just closed expects.
 const CLOSED_OR_4XX: &str = "closed, or a 4xx";
 
-pub fn one_shot_hostile_requests() {
+pub(crate) fn one_shot_hostile_requests() {
     let cases: [(&str, Vec<u8>, &str); 7] = [
         (
             "Content-Length past u64's limit",
@@ -180,7 +180,7 @@ pub fn one_shot_hostile_requests() {
 
 /// Sends a request head one byte every 300 ms: the server must close it at its header read
 /// timeout, not wait for the client.
-pub fn header_dribbler_is_cut_off() {
+pub(crate) fn header_dribbler_is_cut_off() {
     let mut stream = connect().expect("connecting");
     stream.set_nonblocking(true).expect("nonblocking");
     let start = Instant::now();
@@ -220,7 +220,7 @@ pub fn header_dribbler_is_cut_off() {
 
 /// Pipelines thousands of scrapes and never reads the answers: the server blocks writing to
 /// it, then must drop it at the end of the connection's lifetime.
-pub fn start_slow_reader() -> TcpStream {
+pub(crate) fn start_slow_reader() -> TcpStream {
     let mut stream = connect().expect("connecting");
     stream
         .set_write_timeout(Some(Duration::from_millis(500)))
@@ -231,7 +231,7 @@ pub fn start_slow_reader() -> TcpStream {
     stream
 }
 
-pub fn slow_reader_was_dropped(mut stream: TcpStream) {
+pub(crate) fn slow_reader_was_dropped(mut stream: TcpStream) {
     stream
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
@@ -249,7 +249,7 @@ pub fn slow_reader_was_dropped(mut stream: TcpStream) {
 }
 
 /// Opens up to `count` connections that send nothing, within 30 s.
-pub fn open_idle(count: usize) -> Vec<TcpStream> {
+pub(crate) fn open_idle(count: usize) -> Vec<TcpStream> {
     let start = Instant::now();
     let mut idle = Vec::with_capacity(count);
     for _ in 0..count {

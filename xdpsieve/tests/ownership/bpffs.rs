@@ -4,10 +4,11 @@
 //! in a mount namespace of its own with a bpffs and a /run of its own (see
 //! `Net::own_mounts`), so what the unprivileged user does there touches nothing else.
 
-use crate::{
-    common::root_or_skip,
-    fwnet::{ALLOWED_PORT, DROPPED_PORT, Net, READER_TIMEOUT, capture_file, received},
-};
+use xdpsieve_testkit::fwnet::{ALLOWED_PORT, DROPPED_PORT, Net, READER_TIMEOUT, capture_file};
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::udp::received;
+
+use crate::BINARY;
 
 /// Starts a firewall in `net`, checks it filters, SIGKILLs it, checks it stays in force
 /// and that `status` and `stop` find it; `between` runs while the recorder lives.
@@ -56,7 +57,7 @@ fn a_directory_another_user_planted_in_bpffs_does_not_keep_the_firewall_from_sta
     if !root_or_skip() {
         return;
     }
-    let mut net = Net::create("planted");
+    let mut net = Net::create(BINARY, "planted");
     net.own_mounts("1777");
     let out = net.as_user("nobody", "mkdir", &["/sys/fs/bpf/xdpsieve"]);
     assert!(
@@ -83,7 +84,7 @@ fn xdpsieves_directory_renamed_by_another_user_is_still_found() {
     if !root_or_skip() {
         return;
     }
-    let mut net = Net::create("renamed");
+    let mut net = Net::create(BINARY, "renamed");
     // World-writable without the sticky bit: others may rename what is in it.
     net.own_mounts("0777");
     start_kill_and_stop(&net, "renamed", |net| {

@@ -3,10 +3,12 @@
 //! the old rule's counts are reported once as the previous rules'. The totals carry on
 //! whole.
 
-use crate::{
-    common::root_or_skip,
-    fwnet::{ALLOWED_PORT, DROPPED_PORT, Net, capture_file, received},
-};
+use xdpsieve_testkit::fwnet::{ALLOWED_PORT, DROPPED_PORT, Net, capture_file};
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::udp::received;
+
+use crate::BINARY;
 
 /// Hits of rule `id` in a status.
 fn hits(status: &serde_json::Value, id: u64) -> u64 {
@@ -24,7 +26,7 @@ fn a_takeover_carries_a_rules_counters_only_to_the_same_rule() {
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("rulecount");
+    let net = Net::create(BINARY, "rulecount");
     let (dropped, allowed) = net.sockets();
     let capture = capture_file("rulecount");
     // Rule 1 of the first run drops the one port, rule 1 of the second the other.
@@ -91,13 +93,11 @@ fn a_reload_carries_a_rules_counters_only_when_its_match_stays() {
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("reloadcount");
+    let net = Net::create(BINARY, "reloadcount");
     let (dropped, allowed) = net.sockets();
     let capture = capture_file("reloadcount");
-    let rules = std::env::temp_dir().join(format!(
-        "xdpsieve-ownership-{}-reloadcount.toml",
-        std::process::id()
-    ));
+    let scratch = TempDir::new("reloadcount");
+    let rules = scratch.file("rules.toml");
     std::fs::write(&rules, rule_file(DROPPED_PORT)).expect("writing the rules");
     let run = net.start(&["--rules", &rules.display().to_string()], &capture);
     let old_hits = net.send(DROPPED_PORT, 25);

@@ -6,19 +6,20 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{
-    common::root_or_skip,
-    fwnet::{ALLOWED_PORT, DROPPED_PORT, Net, capture_file, exists, received},
-};
+use xdpsieve_testkit::fwnet::{ALLOWED_PORT, DROPPED_PORT, Net, capture_file, exists};
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::udp::received;
+
+use crate::BINARY;
 
 #[test]
 fn two_namespaces_outside_run_netns_keep_their_own_firewalls() {
     if !root_or_skip() {
         return;
     }
-    let mut a = Net::create("nsa");
+    let mut a = Net::create(BINARY, "nsa");
     a.hold_elsewhere();
-    let mut b = Net::create("nsb");
+    let mut b = Net::create(BINARY, "nsb");
     b.hold_elsewhere();
     let (a_dropped, _) = a.sockets();
     let (_, b_dropped) = b.sockets();
@@ -75,7 +76,7 @@ fn a_living_namespaces_firewall_is_not_swept_away_by_a_run_elsewhere() {
     if !root_or_skip() {
         return;
     }
-    let mut a = Net::create("living");
+    let mut a = Net::create(BINARY, "living");
     let (a_dropped, _) = a.sockets();
     let capture = capture_file("living");
     let rule = format!("udp dst port {DROPPED_PORT}");
@@ -83,7 +84,7 @@ fn a_living_namespaces_firewall_is_not_swept_away_by_a_run_elsewhere() {
     assert!(!first.signal(libc::SIGKILL).status.success());
     // Only a bind mount outside /run/netns keeps a's namespace now: no name, no process.
     a.hold_elsewhere();
-    let b = Net::create("elsewhere");
+    let b = Net::create(BINARY, "elsewhere");
     let run = b.start(&["--drop", &rule], &capture);
     a.send(DROPPED_PORT, 50);
     assert_eq!(received(&a_dropped), 0, "a's firewall was swept away");
@@ -103,8 +104,8 @@ fn what_a_namespace_that_is_gone_left_behind_is_removed_by_the_next_run() {
     let capture = capture_file("gone");
     let rule = format!("udp dst port {DROPPED_PORT}");
     // b first: a's namespace identity must not be reused for b's.
-    let b = Net::create("survivor");
-    let a = Net::create("gone");
+    let b = Net::create(BINARY, "survivor");
+    let a = Net::create(BINARY, "gone");
     let first = a.start(&["--drop", &rule], &capture);
     let first_pid = first.pid();
     assert!(!first.signal(libc::SIGKILL).status.success());

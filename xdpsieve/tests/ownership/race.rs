@@ -9,18 +9,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    child::Firewall,
-    common::root_or_skip,
-    fwnet::{ALLOWED_PORT, DROPPED_PORT, Net, capture_file, received},
-};
+use xdpsieve_testkit::child::Firewall;
+use xdpsieve_testkit::fwnet::{ALLOWED_PORT, DROPPED_PORT, Net, capture_file};
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::udp::received;
+
+use crate::BINARY;
 
 /// How many runs race for the interface.
 const RUNS: usize = 8;
 
 /// Waits until all but one of `runs` have exited; returns the one left (if exactly one
 /// is) and each loser's pid and output.
-fn losers_and_survivor(mut runs: Vec<Option<Firewall>>) -> (Option<Firewall>, Vec<(i32, Output)>) {
+fn losers_and_survivor(mut runs: Vec<Option<Firewall>>) -> (Option<Firewall>, Vec<(u32, Output)>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut losers = Vec::new();
     while losers.len() < runs.len() - 1 {
@@ -58,7 +59,7 @@ fn concurrent_runs_leave_one_owner_whose_firewall_outlives_it() {
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("race");
+    let net = Net::create(BINARY, "race");
     let (dropped, allowed) = net.sockets();
     let rule = format!("udp dst port {DROPPED_PORT}");
     let captures: Vec<String> = (0..RUNS)

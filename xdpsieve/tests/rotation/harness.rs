@@ -7,114 +7,59 @@ use std::{
     net::{SocketAddr, UdpSocket},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Output, Stdio},
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use pcap_file::{
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader, blocks::interface_statistics::InterfaceStatisticsOption},
 };
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
-use crate::child;
+use xdpsieve_testkit::child;
+use xdpsieve_testkit::tempdir::TempDir;
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
-pub const CLIENT_PORT: u16 = 40000;
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
+pub(crate) const CLIENT_PORT: u16 = 40000;
 /// UDP payload of each numbered datagram: about 1,060 bytes per pcap record.
-pub const PAYLOAD: usize = 1000;
+pub(crate) const PAYLOAD: usize = 1000;
 /// Ethernet + IPv4 + UDP: where the number starts in a captured frame.
-pub const NUMBER_AT: usize = 42;
-
-/// A scratch directory removed on drop (unmounted first when it is a tmpfs).
-pub struct TempDir {
-    pub path: PathBuf,
-    mounted: bool,
-}
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("xdpsieve-rot-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("creating temp dir");
-        TempDir {
-            path,
-            mounted: false,
-        }
-    }
-
-    /// A tmpfs of `size` (e.g. "3m") mounted on a fresh directory.
-    pub fn tmpfs(tag: &str, size: &str) -> TempDir {
-        let mut dir = TempDir::new(tag);
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir.path)
-            .status()
-            .expect("running mount");
-        assert!(status.success(), "mounting a tmpfs on {:?}", dir.path);
-        dir.mounted = true;
-        dir
-    }
-
-    pub fn file(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    /// The regular files, sorted by name.
-    pub fn files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.path)
-            .expect("listing")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        files
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = Command::new("umount").arg(&self.path).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+pub(crate) const NUMBER_AT: usize = 42;
 
 /// A running `xdpsieve run` with the rule whose drops these tests capture; killed (by PID) on
 /// drop if still running.
-pub struct Firewall(child::Firewall);
+pub(crate) struct Firewall(child::Firewall);
 
 impl Firewall {
-    pub fn start(net: &VethPair, args: &[&str]) -> Firewall {
+    pub(crate) fn start(net: &VethPair, args: &[&str]) -> Firewall {
         let mut all = vec!["--drop", "udp src port 53"];
         all.extend_from_slice(args);
         let mut fw = child::Firewall::spawn(net, BINARY, &all, Stdio::piped());
-        fw.wait_until(|| child::published(net));
+        fw.wait_until(|| child::published(BINARY, net));
         Firewall(fw)
     }
 
-    pub fn stop(self) -> Output {
+    pub(crate) fn stop(self) -> Output {
         self.0.stop(libc::SIGINT)
     }
 
     /// Waits (up to `limit`) for the run to end by itself.
-    pub fn wait_exit(mut self, limit: Duration) -> Output {
-        let deadline = Instant::now() + limit;
-        let child = self.0.child_mut();
-        while child.try_wait().expect("try_wait").is_none() {
-            assert!(Instant::now() < deadline, "xdpsieve did not end by itself");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.0.wait_output()
+    pub(crate) fn wait_exit(self, limit: Duration) -> Output {
+        self.0.wait_exit(limit)
     }
 }
 
 /// Sends numbered datagrams from port 53 (the rule drops them) in batches of ten, each batch
 /// followed by one datagram from port 5000 (passed) and a pause of `batch_every`, until
 /// `count` are sent or `stop` is set. Returns how many numbered ones were sent.
-pub fn send_numbered(net: &VethPair, count: u32, batch_every: Duration, stop: &AtomicBool) -> u32 {
+pub(crate) fn send_numbered(
+    net: &VethPair,
+    count: u32,
+    batch_every: Duration,
+    stop: &AtomicBool,
+) -> u32 {
     net.peer
         .run(|| {
             let dns = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 53))?;
@@ -137,7 +82,7 @@ pub fn send_numbered(net: &VethPair, count: u32, batch_every: Duration, stop: &A
 }
 
 /// The client's socket behind the firewall.
-pub fn client_socket(net: &VethPair) -> UdpSocket {
+pub(crate) fn client_socket(net: &VethPair) -> UdpSocket {
     net.fw
         .run(|| {
             let s = UdpSocket::bind(SocketAddr::new(VethPair::FW_V4.into(), CLIENT_PORT))?;
@@ -150,8 +95,8 @@ pub fn client_socket(net: &VethPair) -> UdpSocket {
                     std::os::fd::AsRawFd::as_raw_fd(&s),
                     libc::SOL_SOCKET,
                     libc::SO_RCVBUFFORCE,
-                    (&size as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    (&raw const size).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
                 )
             };
             Ok::<_, std::io::Error>(s)
@@ -161,7 +106,7 @@ pub fn client_socket(net: &VethPair) -> UdpSocket {
 }
 
 /// Datagrams waiting at the socket: (numbered ones from port 53, others).
-pub fn received(socket: &UdpSocket) -> (usize, usize) {
+pub(crate) fn received(socket: &UdpSocket) -> (usize, usize) {
     let mut buf = vec![0u8; 65536];
     let (mut numbered, mut other) = (0, 0);
     while let Ok((n, from)) = socket.recv_from(&mut buf) {
@@ -175,12 +120,12 @@ pub fn received(socket: &UdpSocket) -> (usize, usize) {
     (numbered, other)
 }
 
-pub fn number(frame: &[u8]) -> u32 {
+pub(crate) fn number(frame: &[u8]) -> u32 {
     u32::from_be_bytes(frame[NUMBER_AT..NUMBER_AT + 4].try_into().expect("4 bytes"))
 }
 
 /// The numbers in a pcap file (a whole file, or the reader fails).
-pub fn pcap_numbers(path: &Path) -> Vec<u32> {
+pub(crate) fn pcap_numbers(path: &Path) -> Vec<u32> {
     let bytes = std::fs::read(path).expect("reading capture");
     let mut r = PcapReader::new(&bytes[..]).expect("pcap header");
     let mut numbers = Vec::new();
@@ -193,7 +138,7 @@ pub fn pcap_numbers(path: &Path) -> Vec<u32> {
 }
 
 /// The numbers in a pcapng file, checking it ends with a statistics block that counts them.
-pub fn pcapng_numbers(path: &Path) -> Vec<u32> {
+pub(crate) fn pcapng_numbers(path: &Path) -> Vec<u32> {
     let bytes = std::fs::read(path).expect("reading capture");
     let mut r = PcapNgReader::new(&bytes[..]).expect("section header");
     let (mut numbers, mut last_delivered) = (Vec::new(), None);
@@ -221,7 +166,7 @@ pub fn pcapng_numbers(path: &Path) -> Vec<u32> {
 }
 
 /// A number from the summary line that ends with `tail` (e.g. "packets captured").
-pub fn summary_count(stderr: &str, tail: &str) -> u64 {
+pub(crate) fn summary_count(stderr: &str, tail: &str) -> u64 {
     stderr
         .lines()
         .find(|l| l.trim_end().ends_with(tail))
@@ -231,7 +176,7 @@ pub fn summary_count(stderr: &str, tail: &str) -> u64 {
 }
 
 /// Every number from `first` to `last - 1` exactly once, in order.
-pub fn assert_contiguous(numbers: &[u32], first: u32, last: u32) {
+pub(crate) fn assert_contiguous(numbers: &[u32], first: u32, last: u32) {
     let expected: Vec<u32> = (first..last).collect();
     assert!(
         numbers == expected.as_slice(),
@@ -245,7 +190,7 @@ pub fn assert_contiguous(numbers: &[u32], first: u32, last: u32) {
 
 /// A `-z` script: logs the file's name, then moves it to `done` with a sequence-ordered
 /// name (the ring reuses the name two rotations later).
-pub fn mover_script(dir: &TempDir, done: &Path) -> PathBuf {
+pub(crate) fn mover_script(dir: &TempDir, done: &Path) -> PathBuf {
     let script = dir.file("mover.sh");
     std::fs::write(
         &script,

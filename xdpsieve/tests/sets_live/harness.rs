@@ -1,11 +1,11 @@
-//! The harness of `tests/sets_live.rs`: namespaces with a rule file that declares sets, the
+//! The harness of the live set tests: namespaces with a rule file that declares sets, the
 //! `xdpsieve` binary in them, and a flow of numbered datagrams to a socket behind the
 //! firewall that tells which datagrams got through.
 
 use std::{
     net::{SocketAddr, UdpSocket},
     path::Path,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -14,18 +14,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::child::Firewall;
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::tool::stdout_of;
 
-use crate::tempdir::TempDir;
-
-pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
-pub const PORT: u16 = 7100;
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
+pub(crate) const PORT: u16 = 7100;
 /// The peer's address, the one the tests ban.
-pub const PEER: &str = "192.0.2.1";
+pub(crate) const PEER: &str = "192.0.2.1";
 
 /// The namespaces and a rule file; on drop (even when the test fails) `xdpsieve stop`
 /// before the namespaces go, so no firewall or pin outlives the test.
-pub struct Net {
+pub(crate) struct Net {
     pub pair: VethPair,
     pub tmp: TempDir,
 }
@@ -52,7 +53,7 @@ src = "@blocklist"
 "#;
 
 impl Net {
-    pub fn create(tag: &str) -> Net {
+    pub(crate) fn create(tag: &str) -> Net {
         let tmp = TempDir::named(&format!("xdpsieve-sets-{}-{tag}", std::process::id()));
         std::fs::write(tmp.file("rules.toml"), RULES).expect("rule file");
         std::fs::write(tmp.file("block.netset"), "# test list\n198.51.100.0/24\n")
@@ -63,83 +64,60 @@ impl Net {
         }
     }
 
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = self.pair.fw.command(BINARY);
         cmd.args(args).stdin(Stdio::null());
         cmd
     }
 
     /// `xdpsieve ARGS` in the firewall's namespace, to completion.
-    pub fn xdpsieve(&self, args: &[&str]) -> Output {
+    pub(crate) fn xdpsieve(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("running xdpsieve")
     }
 
     /// `xdpsieve ARGS`, which must succeed; its standard output.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.xdpsieve(args);
-        assert!(
-            out.status.success(),
-            "xdpsieve {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        stdout_of(&mut self.command(args), "xdpsieve")
     }
 
     /// Starts `xdpsieve run` with the rule file, capturing drops and logging JSON events.
-    pub fn start(&self) -> Run {
+    pub(crate) fn start(&self) -> Run {
         self.start_on(VethPair::FW_IF)
     }
 
     /// As [`Net::start`], on `iface` of the firewall's namespace.
-    pub fn start_on(&self, iface: &str) -> Run {
+    pub(crate) fn start_on(&self, iface: &str) -> Run {
         let rules = self.tmp.file("rules.toml");
         let (capture, log) = (
             self.tmp.file(&format!("drops-{iface}.pcap")),
             self.tmp.file(&format!("events-{iface}.log")),
         );
-        let child = self
-            .command(&[
-                "run",
-                "-i",
-                iface,
-                "--rules",
-                rules.to_str().unwrap(),
-                "-w",
-                capture.to_str().unwrap(),
-                "--log-format",
-                "json",
-                "--log-file",
-                log.to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xdpsieve");
-        let mut run = Run { child: Some(child) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let child = run.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                let out = run.child.take().unwrap().wait_with_output().unwrap();
-                panic!(
-                    "xdpsieve exited before it was running ({status}): {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+        let command = self.command(&[
+            "run",
+            "-i",
+            iface,
+            "--rules",
+            rules.to_str().unwrap(),
+            "-w",
+            capture.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "--log-file",
+            log.to_str().unwrap(),
+        ]);
+        let mut run = Firewall::spawn_command(command, Stdio::null());
+        run.wait_until(|| {
             let status = self.xdpsieve(&["status", "-i", iface, "--json"]);
-            if String::from_utf8_lossy(&status.stdout).contains("\"live\": true") {
-                return run;
-            }
-            assert!(Instant::now() < deadline, "xdpsieve did not start in 30 s");
-            std::thread::sleep(Duration::from_millis(25));
-        }
+            String::from_utf8_lossy(&status.stdout).contains("\"live\": true")
+        });
+        Run(run)
     }
 
-    pub fn list(&self, set: &str) -> serde_json::Value {
+    pub(crate) fn list(&self, set: &str) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["set", "list", set, "--json"])).expect("list JSON")
     }
 
-    pub fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         let out = self.ok(&["status", "-i", VethPair::FW_IF, "--json"]);
         let json: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
         json[0].clone()
@@ -153,31 +131,18 @@ impl Drop for Net {
 }
 
 /// A running `xdpsieve run`; killed (by PID) on drop if still running.
-pub struct Run {
-    child: Option<Child>,
-}
+pub(crate) struct Run(Firewall);
 
 impl Run {
-    pub fn signal(mut self, signal: i32) -> Output {
-        let child = self.child.take().expect("running");
-        // SAFETY: kill on the PID of a child we started and have not reaped.
-        unsafe { libc::kill(child.id() as i32, signal) };
-        child.wait_with_output().expect("waiting for xdpsieve")
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    /// Sends `signal`; the exit status and output.
+    pub(crate) fn signal(self, signal: i32) -> Output {
+        self.0.stop(signal)
     }
 }
 
 /// Datagrams from the peer to the socket behind the firewall, numbered, one a
 /// millisecond, until dropped; what arrived, with when.
-pub struct Flow {
+pub(crate) struct Flow {
     next: Arc<AtomicU64>,
     arrived: Arc<Mutex<Vec<(u64, Instant)>>>,
     stop: Arc<AtomicBool>,
@@ -185,7 +150,7 @@ pub struct Flow {
 }
 
 impl Flow {
-    pub fn start(net: &Net) -> Flow {
+    pub(crate) fn start(net: &Net) -> Flow {
         let receiver = net
             .pair
             .fw
@@ -248,12 +213,12 @@ impl Flow {
     }
 
     /// The number of the next datagram to be sent.
-    pub fn mark(&self) -> u64 {
+    pub(crate) fn mark(&self) -> u64 {
         self.next.load(Ordering::SeqCst)
     }
 
     /// Datagrams numbered `from` or later that arrived.
-    pub fn arrived_since(&self, from: u64) -> Vec<(u64, Instant)> {
+    pub(crate) fn arrived_since(&self, from: u64) -> Vec<(u64, Instant)> {
         self.arrived
             .lock()
             .unwrap()
@@ -264,7 +229,7 @@ impl Flow {
     }
 
     /// When the first datagram numbered `from` or later arrived, waiting up to `wait`.
-    pub fn arrival_after(&self, from: u64, wait: Duration) -> Option<Instant> {
+    pub(crate) fn arrival_after(&self, from: u64, wait: Duration) -> Option<Instant> {
         let deadline = Instant::now() + wait;
         loop {
             if let Some(first) = self.arrived_since(from).first() {
@@ -278,7 +243,7 @@ impl Flow {
     }
 
     /// Checks that nothing numbered `from` or later arrives within `wait`.
-    pub fn assert_blocked_from(&self, from: u64, wait: Duration, what: &str) {
+    pub(crate) fn assert_blocked_from(&self, from: u64, wait: Duration, what: &str) {
         std::thread::sleep(wait);
         let through = self.arrived_since(from);
         let sent = self.mark() - from;
@@ -292,7 +257,7 @@ impl Flow {
     }
 
     /// Checks that every datagram numbered `from` to now arrives.
-    pub fn assert_all_pass_from(&self, from: u64, what: &str) {
+    pub(crate) fn assert_all_pass_from(&self, from: u64, what: &str) {
         let until = self.mark();
         std::thread::sleep(Duration::from_millis(300));
         let got = self
@@ -314,7 +279,7 @@ impl Drop for Flow {
 }
 
 /// UDP datagrams from `src` to PORT in a capture file.
-pub fn captured_from(path: &Path, src: [u8; 4]) -> usize {
+pub(crate) fn captured_from(path: &Path, src: [u8; 4]) -> usize {
     let file = std::fs::File::open(path).expect("opening the capture");
     let mut reader = pcap_file::pcap::PcapReader::new(file).expect("pcap header");
     let mut n = 0;

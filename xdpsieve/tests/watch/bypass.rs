@@ -20,10 +20,10 @@ use std::{
     time::Duration,
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
 /// The peer's address whose datagrams take the bypass.
-pub const BYPASS_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+pub(crate) const BYPASS_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 
 const BY_IF: &str = "by0";
 const BY_PEER_IF: &str = "by1";
@@ -59,7 +59,7 @@ struct LinkCreate {
 
 /// The bypass, in place while this lives (the link goes with its file descriptor, and with
 /// the peer namespace).
-pub struct Bypass {
+pub(crate) struct Bypass {
     _link: OwnedFd,
     _program: OwnedFd,
 }
@@ -67,7 +67,7 @@ pub struct Bypass {
 impl Bypass {
     /// Builds the bypass into `net`'s peer namespace; the error says what this kernel
     /// refused (no tcx before 6.6, say).
-    pub fn build(net: &VethPair) -> Result<Bypass, String> {
+    pub(crate) fn build(net: &VethPair) -> Result<Bypass, String> {
         let peer = &net.peer;
         let ip = |args: &[&str]| peer.ip(args).map_err(|e| e.to_string());
         ip(&[
@@ -105,7 +105,7 @@ impl Bypass {
     }
 
     /// Sends `count` datagrams to `port` on the firewall's address through the bypass.
-    pub fn send(net: &VethPair, port: u16, count: u16) {
+    pub(crate) fn send(net: &VethPair, port: u16, count: u16) {
         net.peer
             .run(|| {
                 let s = UdpSocket::bind(SocketAddr::new(BYPASS_V4.into(), 0))?;
@@ -190,14 +190,7 @@ fn fd_u32(fd: &OwnedFd) -> u32 {
 fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<OwnedFd> {
     // SAFETY: attr is a live, initialised bpf_attr prefix of the size given; the pointers it
     // holds outlive the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *const T,
-            std::mem::size_of::<T>(),
-        )
-    };
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_ref(attr), size_of::<T>()) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -8,13 +8,12 @@
 
 use std::time::{Duration, Instant};
 
-use xdpsieve::sandbox::netns::{VethOptions, VethPair};
+use xdpsieve_netns::{VethOptions, VethPair};
+use xdpsieve_testkit::gate::{kernel_found, root_or_skip};
 
 use super::{
-    DROPPED_PORT, Running, assert_filtered,
-    bypass::Bypass,
-    common::{kernel_found, root_or_skip},
-    grow_queues, received, send, sockets, spread_sender, status, tool,
+    DROPPED_PORT, Running, assert_filtered, bypass::Bypass, grow_queues, received, send, sockets,
+    spread_sender, status, tool,
 };
 
 /// fw0's rx_packets, as `ip -s` reads it (what the divergence check compares).
@@ -106,7 +105,7 @@ fn traffic_bypassing_the_program_is_reported_as_divergence() {
     }
     let (dropped, _passed) = sockets(&net);
     send_until(&fw, "bypassing the firewall", || {
-        Bypass::send(&net, DROPPED_PORT, 100)
+        Bypass::send(&net, DROPPED_PORT, 100);
     });
     // The socket shows why the warning matters: what the rules drop arrived.
     assert!(
@@ -202,7 +201,7 @@ fn queues_left_without_the_program_are_reported_as_divergence() {
          queue {ran:?})"
     ));
     send_until(&fw, "bypassing the firewall", || {
-        send(&net, DROPPED_PORT, 100)
+        send(&net, DROPPED_PORT, 100);
     });
     let shown = status(&net);
     assert!(shown.contains("health: diverging:"), "{shown}");

@@ -22,7 +22,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use crate::netbench::{
-    FW_IF, Proc, Sandbox, Sent, Traffic, check_interrupted, interrupt, number_before, shell_line,
+    FW_IF, Proc, Sandbox, Sent, Traffic, check_interrupted, number_before, shell_line,
     spawn_sender, udp_frame,
 };
 
@@ -157,7 +157,7 @@ impl Bench<'_> {
         file: &Path,
         cpus: &str,
     ) -> Vec<(&'static str, Command)> {
-        let ns = format!("--net=/run/netns/{}", self.sandbox.fw);
+        let ns = format!("--net={}", self.sandbox.pair.fw.path().display());
         let base = || {
             let mut c = Command::new("nsenter");
             c.arg(&ns).args(["--", "taskset", "-c", cpus]);
@@ -230,7 +230,7 @@ impl Bench<'_> {
                 .stderr(out)
                 .spawn()
                 .with_context(|| format!("starting {line}"))?;
-            let mut proc = Proc { child, what };
+            let mut proc = Proc::new(child, what);
             wait_ready(sb, &mut proc, &log, &line)?;
             procs.push((proc, log));
         }
@@ -245,7 +245,7 @@ impl Bench<'_> {
             Some(mix) => mix.frames(frame_bytes, sb.fw_mac, sb.peer_mac),
         };
         let sender = |cpu, rate| Traffic {
-            netns: sb.netns_path(&sb.peer),
+            netns: sb.pair.peer.path(),
             cpu,
             frames: frames.clone(),
             count: u64::MAX,
@@ -286,7 +286,7 @@ impl Bench<'_> {
         // Stop them in reverse order: the capturing tool first.
         let mut summary = String::new();
         for (mut proc, log) in procs.into_iter().rev() {
-            interrupt(proc.pid())?;
+            proc.interrupt()?;
             let status = proc.wait_for(Duration::from_secs(30))?;
             let text = fs::read_to_string(&log).unwrap_or_default();
             if !status.success() {
@@ -347,7 +347,7 @@ fn wait_ready(sb: &Sandbox, proc: &mut Proc, log: &Path, line: &str) -> Result<(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         check_interrupted()?;
-        if let Some(status) = proc.child.try_wait()? {
+        if let Some(status) = proc.try_wait()? {
             bail!(
                 "{} exited before it was ready ({status}): {line}\n{}",
                 proc.what,

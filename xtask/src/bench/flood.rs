@@ -64,7 +64,7 @@ impl FloodRun {
 
 /// Runs the flood through a filter and without one, `repetitions` times each, in the
 /// sandbox of the end-to-end runs.
-pub(crate) fn measure(bench: &Bench, repetitions: u32) -> Result<Vec<FloodRun>> {
+pub(crate) fn measure(bench: &Bench<'_>, repetitions: u32) -> Result<Vec<FloodRun>> {
     let mut runs = Vec::new();
     for repetition in 0..repetitions {
         for filtered in [true, false] {

@@ -15,40 +15,30 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
+use xdpsieve_testkit::rng::Rng;
 
 use crate::netbench::{
-    DST_PORT, FW_IF, Proc, Sandbox, Traffic, check_interrupted, interrupt, online_cpus,
-    spawn_sender, udp_frame,
+    DST_PORT, FW_IF, Proc, Sandbox, Traffic, check_interrupted, online_cpus, spawn_sender,
+    udp_frame,
 };
 
 /// Prefixes in the set the rule files share, and addresses a bulk change adds.
 const SET_PREFIXES: usize = 100_000;
 const BULK: usize = 10_000;
 
-/// xorshift64: the same prefixes every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Public-looking IPv4 prefixes /16 to /32 (never 192.0.2.0/24, the sandbox's own).
 fn netset(rng: &mut Rng, n: usize, host_only: bool) -> String {
     let mut out = String::with_capacity(n * 20);
     let mut written = 0;
     while written < n {
-        let a = rng.next() as u32;
+        let a = rng.next_u64() as u32;
         if (a >> 8) == 0xc0_00_02 || (a >> 24) == 0 || (a >> 24) >= 224 {
             continue;
         }
         let len = if host_only {
             32
         } else {
-            16 + (rng.next() % 17) as u32
+            16 + (rng.next_u64() % 17) as u32
         };
         let a = if len == 32 { a } else { a & !(u32::MAX >> len) };
         let _ = writeln!(out, "{}/{len}", std::net::Ipv4Addr::from(a));
@@ -87,13 +77,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn xdpsieve_in(sandbox: &Sandbox, xdpsieve: &Path, args: &[&str]) -> Command {
     let mut c = Command::new("nsenter");
-    c.arg(format!(
-        "--net={}",
-        sandbox.netns_path(&sandbox.fw).display()
-    ))
-    .arg("--")
-    .arg(xdpsieve)
-    .args(args);
+    c.arg(format!("--net={}", sandbox.pair.fw.path().display()))
+        .arg("--")
+        .arg(xdpsieve)
+        .args(args);
     c
 }
 
@@ -116,7 +103,7 @@ fn checked(mut cmd: Command, what: &str) -> Result<(String, f64)> {
 pub(crate) fn measure(xdpsieve: &Path, scratch: &Path, quick: bool) -> Result<serde_json::Value> {
     let sandbox = Sandbox::create("live", 1, scratch)?;
     let dir = &sandbox.dir;
-    let mut rng = Rng(0x1155_0e09);
+    let mut rng = Rng::new(0x1155_0e09);
     let prefixes = if quick { 10_000 } else { SET_PREFIXES };
     fs::write(
         dir.join("blocklist.netset"),
@@ -144,10 +131,10 @@ pub(crate) fn measure(xdpsieve: &Path, scratch: &Path, quick: bool) -> Result<se
         ],
     );
     run.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut recorder = Proc {
-        child: run.spawn().context("starting xdpsieve run")?,
-        what: "xdpsieve run",
-    };
+    let mut recorder = Proc::new(
+        run.spawn().context("starting xdpsieve run")?,
+        "xdpsieve run",
+    );
     let started = Instant::now();
     while !sandbox.attached()? {
         check_interrupted()?;
@@ -161,7 +148,7 @@ pub(crate) fn measure(xdpsieve: &Path, scratch: &Path, quick: bool) -> Result<se
     // take (bounded).
     let cpus = online_cpus()?;
     let sender = spawn_sender(Traffic {
-        netns: sandbox.netns_path(&sandbox.peer),
+        netns: sandbox.pair.peer.path(),
         cpu: cpus[0],
         frames: vec![udp_frame(64, sandbox.fw_mac, sandbox.peer_mac)],
         count: u64::MAX,
@@ -204,7 +191,7 @@ pub(crate) fn measure(xdpsieve: &Path, scratch: &Path, quick: bool) -> Result<se
     let sent = sender
         .join()
         .map_err(|_| anyhow::anyhow!("the sender thread panicked"))?;
-    interrupt(recorder.pid())?;
+    recorder.interrupt()?;
     recorder.wait_for(Duration::from_secs(30))?;
     let sent = sent.map(|s| s.frames).unwrap_or(0);
     drop(sandbox);

@@ -283,7 +283,7 @@ fn run_json_bench(root: &Path, out: &Path, name: &str, args: &[&str]) -> Result<
 }
 
 fn measure(
-    bench: &capture::Bench,
+    bench: &capture::Bench<'_>,
     setup: Setup,
     frame_bytes: usize,
     load: Load,

@@ -216,7 +216,7 @@ pub(crate) fn render(md: &mut String, sets: &Value, command: &str) -> std::fmt::
     writeln!(
         md,
         "`{command}`: `BPF_PROG_TEST_RUN`, repeat {}, runs per address: {}, ns per packet. Each set is \
-         drawn by `xdpsieve::sandbox::prefix_gen` from seed {:#x} (IPv4 /8 to /32 in the shares of a \
+         drawn by `xdpsieve_testkit::prefix_gen` from seed {:#x} (IPv4 /8 to /32 in the shares of a \
          BGP table plus a blocklist's host routes, IPv6 /16 to /128; a quarter of the \
          prefixes nested in shorter ones). Each program runs on the same {} frames (64-byte \
          UDP from distinct sources, half inside the set, half outside), round-robin; a \

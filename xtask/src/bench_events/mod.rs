@@ -68,7 +68,7 @@ const FRAMES_QUICK: u64 = 200_000;
 /// A step "sustains" its target if the sender got within this share of it.
 const SUSTAINED: f64 = 0.97;
 
-pub fn run(root: &Path, quick: bool) -> Result<()> {
+pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     let (binary, gen_cpu, reader_cpu) = preflight(
         "bench-events",
         "network namespaces, XDP",

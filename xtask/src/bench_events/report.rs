@@ -11,7 +11,7 @@ use crate::netbench::*;
 
 /// The report's Markdown for `steps`, run in `elapsed`.
 pub(super) fn report(
-    bench: &Bench,
+    bench: &Bench<'_>,
     steps: &[Step],
     reader_command: Option<&str>,
     elapsed: Duration,

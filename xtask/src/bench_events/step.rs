@@ -131,7 +131,7 @@ impl Bench<'_> {
 
         let mut reader_cmd = Command::new("nsenter");
         reader_cmd
-            .arg(format!("--net=/run/netns/{}", sb.fw))
+            .arg(format!("--net={}", sb.pair.fw.path().display()))
             .args(["--", "taskset", "-c", &self.reader_cpu.to_string()])
             .arg(self.binary)
             .args(["run", "-i", FW_IF, "--drop", RULE, "--log", "dropped"])
@@ -146,10 +146,7 @@ impl Bench<'_> {
             .spawn()
             .with_context(|| format!("starting {reader_desc}"))?;
         let stderr = child.stderr.take().context("xdpsieve's stderr")?;
-        let mut reader = Proc {
-            child,
-            what: "xdpsieve",
-        };
+        let mut reader = Proc::new(child, "xdpsieve");
         let (tx, rx) = mpsc::channel::<String>();
         let stderr_thread = thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
@@ -165,7 +162,7 @@ impl Bench<'_> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             check_interrupted()?;
-            if let Some(status) = reader.child.try_wait()? {
+            if let Some(status) = reader.try_wait()? {
                 let _ = stderr_thread.join();
                 bail!(
                     "xdpsieve exited before attaching ({status}): {reader_desc}\n{}",
@@ -201,7 +198,7 @@ impl Bench<'_> {
         // Bounded: 3x the planned duration (flat out: as if at 100k pps) plus 10 s.
         let planned = self.frames as f64 / target.unwrap_or(100_000) as f64;
         let sent = send_frames(Traffic {
-            netns: sb.netns_path(&sb.peer),
+            netns: sb.pair.peer.path(),
             cpu: self.gen_cpu,
             frames: vec![self.frame.clone()],
             count: self.frames,
@@ -222,7 +219,7 @@ impl Bench<'_> {
         let caught_up = loop {
             thread::sleep(Duration::from_millis(100));
             check_interrupted()?;
-            if let Some(status) = reader.child.try_wait()? {
+            if let Some(status) = reader.try_wait()? {
                 let _ = stderr_thread.join();
                 bail!("xdpsieve exited early ({status}):\n{}", collect(&rx));
             }
@@ -246,7 +243,7 @@ impl Bench<'_> {
             .zip(irq_work_count(self.gen_cpu))
             .map(|(before, after)| after.saturating_sub(before));
 
-        interrupt(pid)?;
+        reader.interrupt()?;
         let status = reader.wait_for(Duration::from_secs(60))?;
         let _ = stderr_thread.join();
         let summary = collect(&rx);

@@ -5,10 +5,9 @@
 
 use std::{
     ffi::CString,
-    fs::File,
     io,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-    path::{Path, PathBuf},
+    path::PathBuf,
     thread,
     time::{Duration, Instant},
 };
@@ -16,36 +15,6 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::{DST_PORT, FW_V4, PEER_IF, PEER_V4, SELECTED_PORT, sigint::check_interrupted};
-
-const AF_PACKET: i32 = 17;
-const SOCK_RAW: i32 = 3;
-const SOL_PACKET: i32 = 263;
-const PACKET_QDISC_BYPASS: i32 = 20;
-const CLONE_NEWNET: i32 = 0x4000_0000;
-const EINTR: i32 = 4;
-const EAGAIN: i32 = 11;
-const ENOBUFS: i32 = 105;
-
-#[repr(C)]
-struct SockaddrLl {
-    family: u16,
-    protocol: u16,
-    ifindex: i32,
-    hatype: u16,
-    pkttype: u8,
-    halen: u8,
-    addr: [u8; 8],
-}
-
-unsafe extern "C" {
-    fn setns(fd: i32, nstype: i32) -> i32;
-    fn sched_setaffinity(pid: i32, size: usize, mask: *const u64) -> i32;
-    fn socket(domain: i32, kind: i32, protocol: i32) -> i32;
-    fn bind(fd: i32, addr: *const SockaddrLl, len: u32) -> i32;
-    fn setsockopt(fd: i32, level: i32, name: i32, value: *const i32, len: u32) -> i32;
-    fn send(fd: i32, buf: *const u8, len: usize, flags: i32) -> isize;
-    fn if_nametoindex(name: *const std::ffi::c_char) -> u32;
-}
 
 /// A frame of `len` bytes (without FCS, at least 42): Ethernet, IPv4 (DF, TTL 64), UDP
 /// 53 -> `DST_PORT` without checksum, zeros after.
@@ -91,26 +60,20 @@ pub(crate) fn is_generated(frame: &[u8]) -> bool {
         && [DST_PORT, SELECTED_PORT].contains(&u16::from_be_bytes([frame[36], frame[37]]))
 }
 
-/// Moves the calling thread into the network namespace whose file is `path`.
-pub(super) fn enter_netns(path: &Path) -> Result<()> {
-    let ns = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: setns on this thread only, with a network namespace file.
-    if unsafe { setns(ns.as_raw_fd(), CLONE_NEWNET) } != 0 {
-        return Err(io::Error::last_os_error())
-            .context(format!("entering the namespace {}", path.display()));
-    }
-    Ok(())
-}
-
 fn pin_thread(cpu: u32) -> Result<()> {
-    let mut mask = [0u64; 16];
     let cpu = cpu as usize;
-    if cpu >= 16 * 64 {
+    if cpu >= libc::CPU_SETSIZE as usize {
         bail!("CPU {cpu} is beyond the affinity mask");
     }
-    mask[cpu / 64] |= 1 << (cpu % 64);
-    // SAFETY: pid 0 is this thread; the mask is 128 bytes (a cpu_set_t).
-    if unsafe { sched_setaffinity(0, size_of_val(&mask), mask.as_ptr()) } != 0 {
+    // SAFETY: cpu_set_t is plain bits, all zero the empty set; CPU_SET writes inside it
+    // (cpu is below CPU_SETSIZE).
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        set
+    };
+    // SAFETY: pid 0 is this thread; the set is a whole cpu_set_t of the size given.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) } != 0 {
         return Err(io::Error::last_os_error()).context(format!("pinning a thread to CPU {cpu}"));
     }
     Ok(())
@@ -152,11 +115,11 @@ pub(crate) struct Traffic {
 /// Ctrl-C makes it return an error.
 pub(crate) fn spawn_sender(traffic: Traffic) -> thread::JoinHandle<Result<Sent>> {
     thread::spawn(move || -> Result<Sent> {
-        enter_netns(&traffic.netns)?;
+        xdpsieve_netns::enter(&traffic.netns)?;
         pin_thread(traffic.cpu)?;
         // Protocol 0: a send-only packet socket, it receives nothing.
         // SAFETY: plain syscall.
-        let fd = unsafe { socket(AF_PACKET, SOCK_RAW, 0) };
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
         if fd < 0 {
             return Err(io::Error::last_os_error()).context("opening an AF_PACKET socket");
         }
@@ -164,28 +127,38 @@ pub(crate) fn spawn_sender(traffic: Traffic) -> thread::JoinHandle<Result<Sent>>
         let sock = unsafe { OwnedFd::from_raw_fd(fd) };
         let name = CString::new(PEER_IF)?;
         // SAFETY: a NUL-terminated name.
-        let ifindex = unsafe { if_nametoindex(name.as_ptr()) };
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
         if ifindex == 0 {
             return Err(io::Error::last_os_error()).context(format!("no {PEER_IF} in the peer"));
         }
-        let addr = SockaddrLl {
-            family: AF_PACKET as u16,
-            protocol: 0,
-            ifindex: ifindex as i32,
-            hatype: 0,
-            pkttype: 0,
-            halen: 0,
-            addr: [0; 8],
+        let addr = libc::sockaddr_ll {
+            sll_family: libc::AF_PACKET as u16,
+            sll_protocol: 0,
+            sll_ifindex: i32::try_from(ifindex).context("an interface index past i32")?,
+            sll_hatype: 0,
+            sll_pkttype: 0,
+            sll_halen: 0,
+            sll_addr: [0; 8],
         };
-        // SAFETY: a sockaddr_ll of the size given.
-        let len = size_of::<SockaddrLl>() as u32;
-        if unsafe { bind(sock.as_raw_fd(), &addr, len) } != 0 {
+        let len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: a sockaddr_ll of the size given, passed as the generic sockaddr bind takes.
+        let bound = unsafe { libc::bind(sock.as_raw_fd(), (&raw const addr).cast(), len) };
+        if bound != 0 {
             return Err(io::Error::last_os_error()).context(format!("binding to {PEER_IF}"));
         }
         // Straight to the driver (the veth has no qdisc anyway); best effort.
-        let one = 1i32;
-        // SAFETY: an int option.
-        unsafe { setsockopt(sock.as_raw_fd(), SOL_PACKET, PACKET_QDISC_BYPASS, &one, 4) };
+        let one: libc::c_int = 1;
+        let len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an int option of the size given.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_QDISC_BYPASS,
+                (&raw const one).cast(),
+                len,
+            )
+        };
 
         if traffic.frames.is_empty() {
             bail!("nothing to send: the traffic has no frames");
@@ -212,11 +185,11 @@ pub(crate) fn spawn_sender(traffic: Traffic) -> thread::JoinHandle<Result<Sent>>
             }
             let frame = &frames[(sent % frames.len() as u64) as usize];
             // SAFETY: the frame outlives the call.
-            let n = unsafe { send(sock.as_raw_fd(), frame.as_ptr(), frame.len(), 0) };
+            let n = unsafe { libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 match e.raw_os_error() {
-                    Some(EINTR | EAGAIN | ENOBUFS) => {
+                    Some(libc::EINTR | libc::EAGAIN | libc::ENOBUFS) => {
                         retries += 1;
                         continue;
                     }

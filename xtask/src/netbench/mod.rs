@@ -7,9 +7,10 @@
 //! removed on drop, also on errors and Ctrl-C; ones left by a killed run are removed by the
 //! next. Only processes started here are ever signalled, by their PID.
 //!
-//! The parts: [`sandbox`] (the namespaces, the veth pair, the scratch directory),
-//! [`generator`] (the frames and the sender thread), [`procfs`] (child processes and what
-//! /proc says of them), [`sigint`] (Ctrl-C and SIGINT to our children) and [`text`] (the
+//! The parts: [`sandbox`] (the veth pair between namespaces that the demo and the tests
+//! use too, from `xdpsieve-netns`, with a UDP sink and a scratch directory),
+//! [`generator`] (the frames and the sender thread), [`procfs`] (child processes, under
+//! the test kit's guard, and what /proc says of them), [`sigint`] (Ctrl-C) and [`text`] (the
 //! report's number and command formatting). This file holds the addresses and ports they
 //! share, and the checks a benchmark makes before it starts.
 
@@ -22,6 +23,7 @@ mod text;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use xdpsieve_netns::VethPair;
 
 pub(crate) use generator::{
     Sent, Traffic, is_generated, send_frames, spawn_sender, udp_frame, udp_frame_to,
@@ -31,16 +33,15 @@ pub(crate) use procfs::{
     voluntary_switches,
 };
 pub(crate) use sandbox::Sandbox;
-pub(crate) use sigint::{catch_sigint, check_interrupted, interrupt};
+pub(crate) use sigint::{catch_sigint, check_interrupted};
 pub(crate) use text::{dotted, number_before, rate_label, shell_line, thousands};
 
-/// Namespace names start like those of xdpsieve's own tests (`xsieve-<pid>-...`), so either
-/// side's stale-namespace cleanup recognises them.
-pub(crate) const NS_PREFIX: &str = "xsieve";
-pub(crate) const FW_IF: &str = "fw0";
-pub(crate) const PEER_IF: &str = "peer0";
-pub(crate) const FW_V4: [u8; 4] = [192, 0, 2, 2];
-pub(crate) const PEER_V4: [u8; 4] = [192, 0, 2, 1];
+/// The sandbox's interfaces and addresses, as the generator's frames and the reports name
+/// them.
+pub(crate) const FW_IF: &str = VethPair::FW_IF;
+pub(crate) const PEER_IF: &str = VethPair::PEER_IF;
+pub(crate) const FW_V4: [u8; 4] = VethPair::FW_V4.octets();
+pub(crate) const PEER_V4: [u8; 4] = VethPair::PEER_V4.octets();
 /// The generator's frames go from UDP port 53 to this port.
 pub(crate) const DST_PORT: u16 = 33333;
 /// ...or, the few a capture filter is to select out of a flood, to this one.
@@ -59,8 +60,7 @@ pub(crate) fn preflight(
     tools: &[(&str, &str)],
     root: &Path,
 ) -> Result<(PathBuf, u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { crate::geteuid() } != 0 {
+    if !crate::is_root() {
         bail!("{task} needs root ({needs}); run it as root");
     }
     for (tool, package) in [

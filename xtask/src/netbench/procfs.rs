@@ -11,26 +11,49 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use xdpsieve_testkit::child::Guard;
 
 use super::sigint::check_interrupted;
 use crate::describe;
 
-/// A child process of ours, killed (by its PID) if still running when dropped.
+/// A child process of ours, killed (by its PID) if still running when dropped: the test
+/// kit's guard, with the waits a benchmark makes (bounded, and broken off by Ctrl-C).
 pub(crate) struct Proc {
-    pub(crate) child: Child,
+    guard: Guard,
     pub(crate) what: &'static str,
 }
 
 impl Proc {
+    pub(crate) fn new(child: Child, what: &'static str) -> Proc {
+        Proc {
+            guard: Guard::new(child),
+            what,
+        }
+    }
+
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.guard.pid()
+    }
+
+    /// Its exit status, if it has exited.
+    pub(crate) fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.guard
+            .try_wait()
+            .with_context(|| format!("waiting for {} (pid {})", self.what, self.pid()))
+    }
+
+    /// Sends it SIGINT (by its PID): how a child is asked to stop and print its summary.
+    pub(crate) fn interrupt(&mut self) -> Result<()> {
+        self.guard
+            .signal(libc::SIGINT)
+            .with_context(|| format!("sending SIGINT to {} (pid {})", self.what, self.pid()))
     }
 
     /// Waits until the process exits or `limit` passes.
     pub(crate) fn wait_for(&mut self, limit: Duration) -> Result<ExitStatus> {
         let start = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = self.try_wait()? {
                 return Ok(status);
             }
             check_interrupted()?;
@@ -42,15 +65,6 @@ impl Proc {
                 );
             }
             thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }

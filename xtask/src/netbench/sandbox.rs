@@ -1,139 +1,80 @@
-//! The sandbox: two network namespaces joined by a veth pair (documentation addresses
-//! 192.0.2.0/24 only), a never-read UDP sink on the firewall side and a scratch
-//! directory, all removed on drop; and the removal of those a killed run left behind.
+//! The benchmarks' sandbox: the veth pair between two network namespaces that the demo and
+//! the tests use too (`xdpsieve-netns`, IPv4 only here: no IPv6 chatter in the captures),
+//! plus what only a benchmark needs: a never-read UDP sink on the firewall side, a scratch
+//! directory, both ends' MAC addresses for the generator's frames, and the interface
+//! statistics it reads. All removed on drop; the scratch directories a killed run left
+//! behind are removed by the next (its namespaces, by the shared sandbox).
 
 use std::{
     fs,
     net::UdpSocket,
     path::{Path, PathBuf},
-    process::{self, Command},
-    thread,
+    process,
 };
 
 use anyhow::{Context as _, Result};
+use xdpsieve_netns::{VethOptions, VethPair};
 
-use super::{
-    DST_PORT, FW_IF, FW_V4, NS_PREFIX, PEER_IF, PEER_V4, SCRATCH_BASES,
-    generator::enter_netns,
-    procfs::capture,
-    text::{dotted, shell_line},
-};
+use super::{DST_PORT, FW_IF, PEER_IF, SCRATCH_BASES};
 
 /// The namespaces and the scratch directory; all removed on drop.
 pub(crate) struct Sandbox {
-    pub(crate) fw: String,
-    pub(crate) peer: String,
-    created: Vec<String>,
+    /// Closed before the namespaces go.
+    sink: Option<UdpSocket>,
+    pub(crate) pair: VethPair,
     pub(crate) dir: PathBuf,
     pub(crate) fw_mac: [u8; 6],
     pub(crate) peer_mac: [u8; 6],
     /// The commands that built it, for the report.
     pub(crate) commands: Vec<String>,
-    /// A bound, never read UDP socket on the destination port in the firewall namespace:
-    /// frames that get through end there instead of costing ICMP port-unreachable work.
-    sink: Option<UdpSocket>,
 }
 
 impl Sandbox {
-    /// Namespaces `xsieve-<pid>-bench-<tag>-{fw,peer}`, a veth pair with `queues` queues
-    /// each way, IPv4 only (no IPv6 neighbour or multicast chatter in the captures), and a
-    /// scratch directory under `scratch` (one of [`SCRATCH_BASES`]).
+    /// Namespaces `xsieve-<pid>-<n>-bench-<tag>-{fw,peer}`, a veth pair with `queues`
+    /// queues each way, IPv4 only, and a scratch directory under `scratch` (one of
+    /// [`SCRATCH_BASES`]).
     pub(crate) fn create(tag: &str, queues: u32, scratch: &Path) -> Result<Sandbox> {
-        remove_stale();
+        remove_stale_scratch();
         let pid = process::id();
-        let mut sandbox = Sandbox {
-            fw: format!("{NS_PREFIX}-{pid}-bench-{tag}-fw"),
-            peer: format!("{NS_PREFIX}-{pid}-bench-{tag}-peer"),
-            created: Vec::new(),
-            dir: scratch.join(format!("xdpsieve-bench-{pid}-{tag}")),
-            fw_mac: [0; 6],
-            peer_mac: [0; 6],
-            commands: Vec::new(),
-            sink: None,
+        let dir = scratch.join(format!("xdpsieve-bench-{pid}-{tag}"));
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let options = VethOptions {
+            rx_queues: Some((queues, queues)),
+            ipv4_only: true,
+            ..VethOptions::default()
         };
-        fs::create_dir_all(&sandbox.dir)
-            .with_context(|| format!("creating {}", sandbox.dir.display()))?;
-        let (fw, peer) = (sandbox.fw.clone(), sandbox.peer.clone());
-        for ns in [&fw, &peer] {
-            sandbox.ip(&["netns", "add", ns])?;
-            sandbox.created.push(ns.clone());
-            for key in ["all", "default"] {
-                let key = format!("net.ipv6.conf.{key}.disable_ipv6=1");
-                sandbox.run_in(ns, &["sysctl", "-q", "-w", &key])?;
-            }
-            sandbox.ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        let queues = queues.to_string();
-        sandbox.ip(&[
-            "-n",
-            &fw,
-            "link",
-            "add",
-            FW_IF,
-            "numtxqueues",
-            &queues,
-            "numrxqueues",
-            &queues,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            PEER_IF,
-            "netns",
-            &peer,
-            "numtxqueues",
-            &queues,
-            "numrxqueues",
-            &queues,
-        ])?;
-        for (ns, iface, addr) in [(&fw, FW_IF, FW_V4), (&peer, PEER_IF, PEER_V4)] {
-            let addr = format!("{}/24", dotted(addr));
-            sandbox.ip(&["-n", ns, "addr", "add", &addr, "dev", iface])?;
-            sandbox.ip(&["-n", ns, "link", "set", iface, "up"])?;
-        }
-        sandbox.fw_mac = parse_mac(&mac_of(&fw, FW_IF)?)?;
-        sandbox.peer_mac = parse_mac(&mac_of(&peer, PEER_IF)?)?;
-        let fw_ns = sandbox.netns_path(&fw);
-        let sink = thread::spawn(move || -> Result<UdpSocket> {
-            enter_netns(&fw_ns)?;
-            let addr = (std::net::Ipv4Addr::from(FW_V4), DST_PORT);
-            UdpSocket::bind(addr).context("binding the UDP sink")
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("the sink thread panicked"))??;
-        sandbox.sink = Some(sink);
-        sandbox.commands.push(format!(
-            "(a UDP socket bound to {}:{DST_PORT} in {fw}, never read)",
-            dotted(FW_V4)
+        let pair = VethPair::create_with(&format!("bench-{tag}"), &options)
+            .context("creating the benchmark's namespaces")?;
+        let mac = |ns: &xdpsieve_netns::Netns, iface| -> Result<[u8; 6]> {
+            parse_mac(&ns.mac(iface).with_context(|| format!("reading {iface}"))?)
+        };
+        let (fw_mac, peer_mac) = (mac(&pair.fw, FW_IF)?, mac(&pair.peer, PEER_IF)?);
+        // A bound, never read UDP socket on the destination port in the firewall namespace:
+        // frames that get through end there instead of costing ICMP port-unreachable work.
+        let sink = pair
+            .fw
+            .run(|| UdpSocket::bind((VethPair::FW_V4, DST_PORT)))
+            .context("entering the firewall's namespace")?
+            .context("binding the UDP sink")?;
+        let mut commands = pair.commands().to_vec();
+        commands.push(format!(
+            "(a UDP socket bound to {}:{DST_PORT} in {}, never read)",
+            VethPair::FW_V4,
+            pair.fw.name()
         ));
-        Ok(sandbox)
-    }
-
-    pub(crate) fn netns_path(&self, ns: &str) -> PathBuf {
-        PathBuf::from("/run/netns").join(ns)
-    }
-
-    pub(crate) fn ip(&mut self, args: &[&str]) -> Result<String> {
-        let mut cmd = Command::new("ip");
-        cmd.args(args);
-        self.commands.push(shell_line(&cmd));
-        capture(&mut cmd)
-    }
-
-    /// Runs a command in a namespace (network namespace only, like `nsenter --net`).
-    pub(crate) fn run_in(&mut self, ns: &str, args: &[&str]) -> Result<String> {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{ns}"))
-            .arg("--")
-            .args(args);
-        self.commands.push(shell_line(&cmd));
-        capture(&mut cmd)
+        Ok(Sandbox {
+            sink: Some(sink),
+            pair,
+            dir,
+            fw_mac,
+            peer_mac,
+            commands,
+        })
     }
 
     /// Whether the firewall side's interface has an XDP program attached.
     pub(crate) fn attached(&self) -> Result<bool> {
-        let out =
-            capture(Command::new("ip").args(["-n", &self.fw, "-o", "link", "show", "dev", FW_IF]))?;
+        let out = self.pair.fw.ip(&["-o", "link", "show", "dev", FW_IF])?;
         Ok(out.contains("prog/xdp") || out.contains(" xdp"))
     }
 
@@ -141,9 +82,11 @@ impl Sandbox {
     /// program or capture tool saw them.
     pub(crate) fn veth_drops(&self) -> Result<u64> {
         let mut total = 0;
-        for (ns, iface, dir) in [(&self.peer, PEER_IF, "TX:"), (&self.fw, FW_IF, "RX:")] {
-            let out =
-                capture(Command::new("ip").args(["-n", ns, "-s", "link", "show", "dev", iface]))?;
+        for (ns, iface, dir) in [
+            (&self.pair.peer, PEER_IF, "TX:"),
+            (&self.pair.fw, FW_IF, "RX:"),
+        ] {
+            let out = ns.ip(&["-s", "link", "show", "dev", iface])?;
             // "RX:  bytes packets errors dropped ..." then the numbers on the next line.
             let mut lines = out.lines();
             let header = lines
@@ -168,54 +111,34 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.sink = None;
-        for ns in self.created.iter().rev() {
-            if let Err(e) = capture(Command::new("ip").args(["netns", "del", ns])) {
-                eprintln!("warning: could not delete network namespace {ns}: {e:#}");
-            }
-        }
         if let Err(e) = fs::remove_dir_all(&self.dir) {
             eprintln!("warning: could not remove {}: {e}", self.dir.display());
         }
     }
 }
 
-/// Removes `xsieve-<pid>-bench-*` namespaces (and scratch directories) of runs that no
-/// longer exist, e.g. one killed with SIGKILL.
-fn remove_stale() {
-    let Ok(entries) = fs::read_dir("/run/netns") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&format!("{NS_PREFIX}-")) else {
+/// Removes the `xdpsieve-bench-<pid>-<tag>` scratch directories of runs that no longer
+/// exist, e.g. one killed with SIGKILL.
+fn remove_stale_scratch() {
+    for base in SCRATCH_BASES {
+        let Ok(entries) = fs::read_dir(base) else {
             continue;
         };
-        let Some((pid, tag)) = rest.split_once('-') else {
-            continue;
-        };
-        if !tag.starts_with("bench-") || pid.parse::<u32>().is_err() {
-            continue;
-        }
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            eprintln!("bench: removing stale network namespace {name}");
-            let _ = capture(Command::new("ip").args(["netns", "del", &name]));
-            if let Some(tag) = tag.strip_prefix("bench-") {
-                let tag = tag.rsplit_once('-').map_or(tag, |(t, _)| t);
-                for base in SCRATCH_BASES {
-                    let _ = fs::remove_dir_all(format!("{base}/xdpsieve-bench-{pid}-{tag}"));
-                }
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("xdpsieve-bench-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                eprintln!("bench: removing stale scratch directory {base}/{name}");
+                let _ = fs::remove_dir_all(entry.path());
             }
         }
     }
-}
-
-fn mac_of(ns: &str, iface: &str) -> Result<String> {
-    let out = capture(Command::new("ip").args(["-n", ns, "-o", "link", "show", "dev", iface]))?;
-    out.split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .map(str::to_string)
-        .with_context(|| format!("no MAC address for {iface} in `{}`", out.trim()))
 }
 
 fn parse_mac(mac: &str) -> Result<[u8; 6]> {

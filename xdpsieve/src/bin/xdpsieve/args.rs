@@ -21,13 +21,13 @@ use crate::{
 /// Nothing is lost silently: packets the ring buffer had no room for are counted and reported.
 #[derive(Parser)]
 #[command(name = "xdpsieve", version, max_term_width = 100)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Attach the firewall to interfaces and capture what it drops (or passes).
     Run(Box<RunArgs>),
     /// Parse a rule file and print the rules as the firewall will evaluate them.
@@ -52,7 +52,7 @@ pub enum Command {
 }
 
 #[derive(Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Where to write the demo's capture.
     #[arg(short = 'w', value_name = "FILE", default_value = "xdpsieve-demo.pcap")]
     pub write: PathBuf,

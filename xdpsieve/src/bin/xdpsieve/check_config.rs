@@ -23,7 +23,7 @@ use crate::{args::Cli, run::RunArgs};
 
 #[derive(Args)]
 #[command(after_long_help = long_help(), after_help = SHORT_HELP)]
-pub struct CheckConfigArgs {
+pub(crate) struct CheckConfigArgs {
     /// The configuration file to check.
     #[arg(value_name = "FILE", default_value = DEFAULT_PATH)]
     file: PathBuf,
@@ -50,7 +50,7 @@ Keys:
 }
 
 /// Checks `args.file` as `run --config` would, and the paths it names; prints the run.
-pub fn check_config(args: &CheckConfigArgs) -> Result<()> {
+pub(crate) fn check_config(args: &CheckConfigArgs) -> Result<()> {
     // `--config=FILE`: a FILE that starts with `-` is still the flag's value.
     let mut config = OsString::from("--config=");
     config.push(&args.file);

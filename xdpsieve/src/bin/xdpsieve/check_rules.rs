@@ -11,7 +11,7 @@ use crate::rule_input::{rule_sources, warn_about};
 
 #[derive(Args)]
 #[command(after_help = FILE_HELP)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// The TOML rule file to check.
     #[arg(required_unless_present_any = ["drop", "pass"])]
     file: Option<PathBuf>,
@@ -53,7 +53,7 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
                               # [default: run -s]"#;
 
 /// Loads the rules as `run` would and prints them as the firewall will evaluate them.
-pub fn check_rules(args: &CheckArgs, matches: &ArgMatches) -> Result<()> {
+pub(crate) fn check_rules(args: &CheckArgs, matches: &ArgMatches) -> Result<()> {
     let set = rule_sources(args.file.as_deref(), &args.drop, &args.pass, None, matches).load()?;
     warn_about(&set);
     let origin = args

@@ -11,7 +11,7 @@ use xdpsieve::{
 
 #[derive(Args)]
 #[command(after_help = STOP_HELP)]
-pub struct StopArgs {
+pub(crate) struct StopArgs {
     /// Interface whose firewall to remove.
     #[arg(
         short = 'i',
@@ -33,7 +33,7 @@ stop removes the pinned link (which detaches the program) and the pins. Run it i
 
 #[derive(Args)]
 #[command(after_help = RELOAD_HELP)]
-pub struct ReloadArgs {
+pub(crate) struct ReloadArgs {
     /// Interface of the firewall to reload [default: the only one running].
     #[arg(short = 'i', long = "interface", value_name = "IFACE", value_parser = flags::parse_interface_name)]
     interface: Option<String>,
@@ -55,7 +55,7 @@ on a firewall whose recorder died (still in force), reload does the work itself.
 `xdpsieve status` shows the rule generation, when it was loaded and the last reload's result.";
 
 #[derive(Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// Only this interface [default: every running instance].
     #[arg(short = 'i', long = "interface", value_name = "IFACE", value_parser = flags::parse_interface_name)]
     interface: Option<String>,
@@ -67,7 +67,7 @@ pub struct StatusArgs {
 
 /// Asks the running firewall (or, with no recorder, the pinned state) to read its rules
 /// again; an error when the old rules stay.
-pub fn reload(args: &ReloadArgs) -> Result<()> {
+pub(crate) fn reload(args: &ReloadArgs) -> Result<()> {
     check(Verb::Reload)?;
     let outcome = xdpsieve::instance::reload::request::request(args.interface.as_deref())?;
     if !outcome.ok {
@@ -78,14 +78,14 @@ pub fn reload(args: &ReloadArgs) -> Result<()> {
 }
 
 /// Removes the firewall from `args.interface` (see `STOP_HELP`).
-pub fn stop(args: &StopArgs) -> Result<()> {
+pub(crate) fn stop(args: &StopArgs) -> Result<()> {
     check(Verb::Stop)?;
     println!("{}", xdpsieve::instance::stop::stop(&args.interface)?);
     Ok(())
 }
 
 /// Prints the running instances' status, as text or JSON.
-pub fn status(args: &StatusArgs) -> Result<()> {
+pub(crate) fn status(args: &StatusArgs) -> Result<()> {
     let statuses = xdpsieve::observe::status::read_status(args.interface.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&statuses)?);

@@ -11,7 +11,7 @@ use xdpsieve::{
 
 /// Where the rules come from: the file, then `drop` and `pass` in command-line order (from
 /// `matches`), then `default`. A reload reads them again from the same sources.
-pub fn rule_sources(
+pub(crate) fn rule_sources(
     file: Option<&Path>,
     drop: &[String],
     pass: &[String],
@@ -22,7 +22,7 @@ pub fn rule_sources(
 }
 
 /// `--drop` and `--pass` as (action, expression), in command-line order (from `matches`).
-pub fn expressions(
+pub(crate) fn expressions(
     drop: &[String],
     pass: &[String],
     matches: &ArgMatches,
@@ -51,7 +51,7 @@ pub fn expressions(
 }
 
 /// Lines of set files accepted with a change (host bits masked): said, not fatal.
-pub fn warn_about(rules: &RuleSet) {
+pub(crate) fn warn_about(rules: &RuleSet) {
     for warning in &rules.warnings {
         xdpsieve::base::log::warning(format_args!("warning: {warning}"));
     }

@@ -29,7 +29,7 @@ use crate::rule_input::{expressions, rule_sources, warn_about};
 
 #[derive(Args)]
 #[command(after_help = RUN_HELP)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Interface to attach to; repeat (or separate with commas) for several.
     #[arg(
         short = 'i',
@@ -315,7 +315,7 @@ fn rotation_plan(args: &RunArgs, capturing: bool) -> Result<Option<RotationPlan>
 /// Checks the run arguments (with `--config`, laid over the file's values) against each
 /// other and turns them into the plan the library runs (`matches` says which arguments the
 /// command line gave, and the order of --drop and --pass).
-pub fn plan(mut args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
+pub(crate) fn plan(mut args: RunArgs, matches: &ArgMatches) -> Result<RunPlan> {
     let config = args.config.as_deref().map(Config::read).transpose()?;
     let Some(config) = config else {
         let sources = rule_sources(

@@ -13,13 +13,13 @@ use xdpsieve::{
 
 #[derive(Args)]
 #[command(after_help = SET_HELP)]
-pub struct SetArgs {
+pub(crate) struct SetArgs {
     #[command(subcommand)]
     op: SetCommand,
 }
 
 #[derive(Subcommand)]
-pub enum SetCommand {
+pub(crate) enum SetCommand {
     /// Add prefixes to a set: the next packet from (or to) them meets the rules naming it.
     /// Adding one that is there renews its timeout.
     #[command(after_help = SET_HELP)]
@@ -37,7 +37,7 @@ pub enum SetCommand {
 }
 
 #[derive(Args)]
-pub struct SetNameArgs {
+pub(crate) struct SetNameArgs {
     /// The set, as named in the rule file (`[[set]] name`); `@name` works too.
     #[arg(value_name = "NAME")]
     name: String,
@@ -48,7 +48,7 @@ pub struct SetNameArgs {
 }
 
 #[derive(Args)]
-pub struct SetChangeArgs {
+pub(crate) struct SetChangeArgs {
     #[command(flatten)]
     set: SetNameArgs,
 
@@ -67,7 +67,7 @@ pub struct SetChangeArgs {
 }
 
 #[derive(Args)]
-pub struct SetAddArgs {
+pub(crate) struct SetAddArgs {
     #[command(flatten)]
     change: SetChangeArgs,
 
@@ -77,7 +77,7 @@ pub struct SetAddArgs {
 }
 
 #[derive(Args)]
-pub struct SetListArgs {
+pub(crate) struct SetListArgs {
     #[command(flatten)]
     set: SetNameArgs,
 
@@ -109,7 +109,7 @@ Examples:
   xdpsieve set flush blocklist -i eth0";
 
 /// Turns `xdpsieve set ...` into a plan for the library.
-pub fn set(args: SetArgs) -> Result<()> {
+pub(crate) fn set(args: SetArgs) -> Result<()> {
     check(Verb::Set)?;
     let change = |c: SetChangeArgs| (c.set, c.prefixes, c.from_file, c.save);
     let (op, (name, prefixes, from_file, save)) = match args.op {

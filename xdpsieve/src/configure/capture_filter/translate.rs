@@ -276,7 +276,7 @@ pub fn translate(program: &[FilterInsn]) -> Result<Vec<EbpfInsn>, Untranslatable
                         e.emit(ALU64 | MOV | K, R0, 0, 0, select);
                     }
                     None if k == 0 => {
-                        e.emit(ALU64 | MOV | K, R0, 0, 0, filter::TRANSLATED_REJECT as i32)
+                        e.emit(ALU64 | MOV | K, R0, 0, 0, filter::TRANSLATED_REJECT as i32);
                     }
                     None => e.emit(ALU64 | MOV | K, R0, 0, 0, select),
                 }

@@ -6,6 +6,8 @@
 
 use std::net::IpAddr;
 
+use xdpsieve_testkit::rng::Rng;
+
 use super::*;
 use crate::{
     configure::rules::{Action, RuleSet},
@@ -151,20 +153,6 @@ fn prefix_covers(entry: &AddrEntry, key: &AddrKeyData) -> bool {
     a[..full] == b[..full] && (rest == 0 || (a[full] ^ b[full]) & (0xffu8 << (8 - rest)) == 0)
 }
 
-/// xorshift: reproducible without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-}
-
 /// A set of the given prefixes, named `name`.
 fn address_set(name: &str, prefixes: &[&str]) -> SetSpec {
     SetSpec {
@@ -193,7 +181,7 @@ fn random_rules(rng: &mut Rng, count: usize) -> RuleSet {
     set.sets.push(address_set("empty", &[]));
     for _ in 0..count {
         let mut parts = Vec::new();
-        let addr = rng.pick(&[
+        let addr = *rng.pick(&[
             "",
             "src net 198.51.100.0/24",
             "src host 198.51.100.7",
@@ -210,9 +198,9 @@ fn random_rules(rng: &mut Rng, count: usize) -> RuleSet {
             "src net @b and dst net @a",
             "dst net @empty",
         ]);
-        let proto = rng.pick(&["", "tcp", "udp", "icmp", "proto 47"]);
+        let proto = *rng.pick(&["", "tcp", "udp", "icmp", "proto 47"]);
         let port = if proto == "tcp" || proto == "udp" || proto.is_empty() {
-            rng.pick(&[
+            *rng.pick(&[
                 "",
                 "src port 53",
                 "dst port 53",
@@ -234,7 +222,7 @@ fn random_rules(rng: &mut Rng, count: usize) -> RuleSet {
         } else {
             parts.join(" and ")
         };
-        let action = if rng.next().is_multiple_of(2) {
+        let action = if rng.next_u64().is_multiple_of(2) {
             Action::Drop
         } else {
             Action::Pass
@@ -245,7 +233,7 @@ fn random_rules(rng: &mut Rng, count: usize) -> RuleSet {
 }
 
 fn random_packet(rng: &mut Rng) -> PacketFields {
-    let v6 = rng.next().is_multiple_of(2);
+    let v6 = rng.next_u64().is_multiple_of(2);
     let addrs4 = [
         [198, 51, 100, 7],
         [198, 51, 100, 200],
@@ -262,21 +250,22 @@ fn random_packet(rng: &mut Rng) -> PacketFields {
     let addr = |rng: &mut Rng| -> [u32; 4] {
         let mut words = [0u32; 4];
         if v6 {
-            let a = addrs6[(rng.next() % 4) as usize];
+            let a = addrs6[(rng.next_u64() % 4) as usize];
             for (i, w) in words.iter_mut().enumerate() {
                 *w = u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]]);
             }
         } else {
-            words[0] = u32::from_ne_bytes(addrs4[(rng.next() % 5) as usize]);
+            words[0] = u32::from_ne_bytes(addrs4[(rng.next_u64() % 5) as usize]);
         }
         words
     };
-    let protocol = [6u8, 17, 1, 58, 47][(rng.next() % 5) as usize];
-    let has_ports = u8::from((protocol == 6 || protocol == 17) && !rng.next().is_multiple_of(4));
+    let protocol = [6u8, 17, 1, 58, 47][(rng.next_u64() % 5) as usize];
+    let has_ports =
+        u8::from((protocol == 6 || protocol == 17) && !rng.next_u64().is_multiple_of(4));
     let ports = [0u16, 53, 443, 999, 1000, 1500, 2000, 2001, 65535];
     let port = |rng: &mut Rng| {
         if has_ports == 1 {
-            ports[(rng.next() % 9) as usize]
+            ports[(rng.next_u64() % 9) as usize]
         } else {
             0
         }
@@ -294,7 +283,7 @@ fn random_packet(rng: &mut Rng) -> PacketFields {
 
 #[test]
 fn bitmaps_agree_with_a_scan_in_order() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let (mut matched, mut unmatched) = (0, 0);
     for count in [1, 2, 5, 63, 64, 65, 200] {
         for _ in 0..5 {

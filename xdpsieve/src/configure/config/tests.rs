@@ -4,12 +4,13 @@
 
 use std::{fs, net::SocketAddr, path::Path};
 
+use xdpsieve_testkit::tempdir::TempDir;
+
 use super::{Config, keys};
 use crate::{
     configure::capture_filter::FilterEngine,
     configure::loader::{AttachMode, Transport},
     configure::rules::{Action, Rate},
-    test_support::ScratchDir,
 };
 
 /// `text` read as `/etc/xs/xdpsieve.toml` (nothing is read from disk but the text).
@@ -387,8 +388,8 @@ fn relative_paths_start_from_the_files_directory() {
 
 #[test]
 fn rules_inline_or_in_a_file_not_both() {
-    let scratch = ScratchDir::new("config-rules");
-    let dir = &scratch.0;
+    let scratch = TempDir::new("config-rules");
+    let dir = scratch.path();
     fs::write(dir.join("bad.netset"), "198.51.100.0/24\n203.0.113.7\n").unwrap();
     fs::write(
         dir.join("fw.toml"),

@@ -295,6 +295,10 @@ impl Drop for Firewall {
                 && let Ok(program) = program_of(&mut self.ebpf)
                 && let Ok(link) = program.take_link(id)
             {
+                #[expect(
+                    clippy::mem_forget,
+                    reason = "fail-static: the link must outlive us, attached; aya's drop would detach it"
+                )]
                 std::mem::forget(link);
             }
         }

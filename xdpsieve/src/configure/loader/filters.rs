@@ -39,7 +39,7 @@ impl fmt::Display for FilterRun {
 }
 
 /// What a load takes from the filters.
-pub struct FilterLoad {
+pub(super) struct FilterLoad {
     pub config: Config,
     /// The interpreter's programs, when there is a filter.
     pub table: Option<Box<[FilterInsn; filter::TABLE_INSNS]>>,
@@ -51,7 +51,7 @@ pub struct FilterLoad {
 /// The filters of `capture` and `log` (the log's own, or the capture filter's) for a load
 /// with `engine`. `Err` only when `engine` is [`FilterEngine::Translated`] and a filter
 /// cannot be translated, or the object cannot take a translation.
-pub fn plan(
+pub(super) fn plan(
     mut config: Config,
     capture: Option<&capture_filter::CompiledFilter>,
     log: Option<&capture_filter::CompiledFilter>,
@@ -122,7 +122,7 @@ pub fn plan(
 
 /// Why the kernel refused a program with translated filters, in one short line, from the
 /// load error (which ends with the verifier's log).
-pub fn refusal(error: &str) -> String {
+pub(super) fn refusal(error: &str) -> String {
     // The verifier's statistics close every log; what it objected to comes before them.
     if error.contains("BPF program is too large") {
         return "the verifier gave up after 1,000,000 instructions: the filter has too many \

@@ -204,7 +204,7 @@ mod tests {
         let mut log_only = Settings {
             capture: 0,
             log: xdpsieve_common::capture::DROPPED,
-            ..capture_only.clone()
+            ..capture_only
         };
         assert_eq!(log_only.ring_sizes(PAGE), (PAGE, RING));
         // A rule's `log = true` sends events too.

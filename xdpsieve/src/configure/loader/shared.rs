@@ -21,7 +21,7 @@ pub const SHARED_MAPS: [&str; 5] = [
 
 /// Counter maps a reload's program shares too: the totals and the per-interface counters,
 /// whose slots do not change with the rules (pinned at start with the other counters).
-pub const SHARED_COUNTERS: [&str; 2] = ["COUNTERS", "INTERFACE_COUNTERS"];
+pub(super) const SHARED_COUNTERS: [&str; 2] = ["COUNTERS", "INTERFACE_COUNTERS"];
 
 /// Has `loader` use the maps pinned in `dir` for [`SHARED_MAPS`] and [`SHARED_COUNTERS`]
 /// instead of making new ones.

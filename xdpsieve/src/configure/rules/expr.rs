@@ -56,11 +56,11 @@ pub fn parse_expression_with_sets(
             "ip" => set_once(&mut rule.family, family::IPV4, "address family")?,
             "ip6" => set_once(&mut rule.family, family::IPV6, "address family")?,
             "tcp" | "udp" | "icmp" | "icmp6" => {
-                set_once(&mut rule.protocol, word.parse()?, "protocol")?
+                set_once(&mut rule.protocol, word.parse()?, "protocol")?;
             }
             "proto" => {
                 let p = next(&mut i, "a protocol after `proto`")?;
-                set_once(&mut rule.protocol, p.parse()?, "protocol")?
+                set_once(&mut rule.protocol, p.parse()?, "protocol")?;
             }
             "src" | "dst" => {
                 let kind = next(&mut i, "`host`, `net`, `port` or `portrange`")?;

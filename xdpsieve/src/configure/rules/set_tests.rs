@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use xdpsieve_common::family;
+use xdpsieve_testkit::tempdir::TempDir;
 
 use super::*;
 use crate::configure::sets::{MAX_SETS, SetSource};
@@ -36,32 +37,18 @@ fn toml_error(text: &str) -> String {
         .to_string()
 }
 
-/// A fresh directory under the system's temporary one, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "xdpsieve-sets-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("lists")).expect("temporary directory");
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write");
-        path
-    }
+/// A scratch directory with an empty `lists/` in it.
+fn scratch(tag: &str) -> TempDir {
+    let dir = TempDir::new(&format!("sets-{tag}"));
+    std::fs::create_dir_all(dir.file("lists")).expect("the lists directory");
+    dir
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Writes `text` to `name` in `dir`.
+fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.file(name);
+    std::fs::write(&path, text).expect("write");
+    path
 }
 
 #[test]
@@ -92,12 +79,14 @@ fn toml_sets_inline_and_rules_naming_them() {
 
 #[test]
 fn set_files_are_read_relative_to_the_rule_file() {
-    let dir = TempDir::new("relative");
-    dir.write(
+    let dir = scratch("relative");
+    write(
+        &dir,
         "lists/drop.netset",
         "# list\r\n198.51.100.0/24 ; SBL1\r\n198.51.100.9/24\r\n2001:db8::/32\r\n",
     );
-    let rules = dir.write(
+    let rules = write(
+        &dir,
         "rules.toml",
         "[[set]]\nname = \"drop\"\nfile = \"lists/drop.netset\"\n\n\
          [[rule]]\naction = \"drop\"\nsrc = \"@drop\"\n",
@@ -105,7 +94,7 @@ fn set_files_are_read_relative_to_the_rule_file() {
     let set = RuleSet::from_file(&rules).expect("rules");
     assert_eq!(
         set.sets[0].source,
-        SetSource::File(dir.0.join("lists/drop.netset"))
+        SetSource::File(dir.file("lists/drop.netset"))
     );
     assert_eq!(set.sets[0].prefixes.len(), 3);
     assert_eq!(set.sets[0].prefixes[1].to_string(), "198.51.100.0/24");
@@ -127,22 +116,28 @@ fn set_files_are_read_relative_to_the_rule_file() {
 
 #[test]
 fn a_missing_set_file_names_its_path_and_the_rule_file_line() {
-    let dir = TempDir::new("missing");
-    let rules = dir.write(
+    let dir = scratch("missing");
+    let rules = write(
+        &dir,
         "rules.toml",
         "[[set]]\nname = \"drop\"\nfile = \"lists/absent.netset\"\n",
     );
     let e = RuleSet::from_file(&rules).expect_err("missing").to_string();
-    let absent = dir.0.join("lists/absent.netset");
+    let absent = dir.file("lists/absent.netset");
     assert!(e.contains(":3:8: set `drop`: cannot open set file"), "{e}");
     assert!(e.contains(&absent.to_string_lossy().into_owned()), "{e}");
 }
 
 #[test]
 fn a_bad_set_file_line_names_the_set_file_and_line() {
-    let dir = TempDir::new("badline");
-    dir.write("lists/bad.netset", "198.51.100.0/24\n\n203.0.113.0/99\n");
-    let rules = dir.write(
+    let dir = scratch("badline");
+    write(
+        &dir,
+        "lists/bad.netset",
+        "198.51.100.0/24\n\n203.0.113.0/99\n",
+    );
+    let rules = write(
+        &dir,
         "rules.toml",
         "[[set]]\nname = \"bad\"\nfile = \"lists/bad.netset\"\n",
     );

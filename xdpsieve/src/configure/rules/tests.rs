@@ -484,13 +484,9 @@ fn ipv4_mapped_addresses_in_rules_match_ipv4_and_compatible_ones_are_refused() {
     assert_eq!(prefix(r.src).to_string(), "192.0.2.53/32");
     let r = parse_expression(Action::Drop, "src net ::ffff:198.51.100.0/120").unwrap();
     assert_eq!(prefix(r.src).to_string(), "198.51.100.0/24");
-    let e = parse_expression(Action::Drop, "src host ::192.0.2.53")
-        .unwrap_err()
-        .to_string();
+    let e = parse_expression(Action::Drop, "src host ::192.0.2.53").unwrap_err();
     assert!(e.contains("IPv4-compatible"), "{e}");
-    let e = parse_expression(Action::Drop, "ip6 and src host ::ffff:192.0.2.53")
-        .unwrap_err()
-        .to_string();
+    let e = parse_expression(Action::Drop, "ip6 and src host ::ffff:192.0.2.53").unwrap_err();
     // `::ffff:192.0.2.53` is IPv4, so `ip6` contradicts it.
     assert!(e.contains("mixes IPv4 and IPv6"), "{e}");
 }

@@ -9,11 +9,11 @@
 //! of each table is in use) are small and written by ordinary updates.
 
 use std::{
-    os::fd::{AsFd, AsRawFd},
+    os::fd::{AsFd as _, AsRawFd as _},
     ptr::NonNull,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, Pod,
     maps::{Array, MapData},

@@ -285,7 +285,7 @@ fn fast_ipv4_path_agrees_with_the_standard_parser() {
             Some((a, l)) => (a, Some(l)),
             None => (text, None),
         };
-        let addr: std::net::Ipv4Addr = addr.parse().ok()?;
+        let addr: Ipv4Addr = addr.parse().ok()?;
         let len = match len {
             None => 32,
             Some(l) if l.len() > 1 && l.starts_with('0') => return None,

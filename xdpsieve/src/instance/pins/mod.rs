@@ -445,21 +445,21 @@ fn remove_at(dir: &Path, meta_file: &Path, owner: &owner::Owner) {
 
 #[cfg(test)]
 mod tests {
+    use xdpsieve_testkit::tempdir::TempDir;
+
     use super::*;
 
     #[test]
     fn world_writable_or_foreign_directories_are_refused() {
-        let base = std::env::temp_dir().join(format!("xdpsieve-pins-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        fs::create_dir_all(&base).unwrap();
+        let scratch = TempDir::new("pins");
+        let base = scratch.path();
         let dir = base.join("a").join("b");
-        secure_dir(&base, &dir).unwrap();
+        secure_dir(base, &dir).unwrap();
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
         fs::set_permissions(base.join("a"), fs::Permissions::from_mode(0o777)).unwrap();
-        let err = format!("{:#}", secure_dir(&base, &dir).unwrap_err());
+        let err = format!("{:#}", secure_dir(base, &dir).unwrap_err());
         assert!(err.contains("group or others may write to it"), "{err}");
         fs::set_permissions(base.join("a"), fs::Permissions::from_mode(0o700)).unwrap();
-        secure_dir(&base, &dir).unwrap();
-        let _ = fs::remove_dir_all(&base);
+        secure_dir(base, &dir).unwrap();
     }
 }

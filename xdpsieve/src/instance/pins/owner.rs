@@ -239,8 +239,8 @@ mod tests {
 
     #[test]
     fn a_held_lock_names_its_holder_and_a_removed_file_is_not_trusted() {
-        let dir = crate::test_support::ScratchDir::new("owner");
-        let path = dir.0.join("fw0.lock");
+        let dir = xdpsieve_testkit::tempdir::TempDir::new("owner");
+        let path = dir.file("fw0.lock");
         let first = Owner::try_take_at(&path, "fw0", Verb::Run)
             .unwrap()
             .expect("free");

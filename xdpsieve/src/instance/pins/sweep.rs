@@ -52,7 +52,7 @@ fn interfaces(pins: &Path, run: &Path) -> Vec<String> {
 }
 
 /// Sweeps every namespace's pins below `root`; says on stderr what it removed.
-pub fn sweep(root: &Path) {
+pub(super) fn sweep(root: &Path) {
     let mut namespaces: Vec<PathBuf> = Vec::new();
     for base in [root, Path::new(RUN_DIR)] {
         for entry in fs::read_dir(base).into_iter().flatten().flatten() {

@@ -26,7 +26,7 @@ use super::text::{parse_masking, show};
 use crate::{base::text::escape_path, configure::sets::trie::TriePrefix};
 
 /// What a change does to the file.
-pub enum Edit<'a> {
+pub(super) enum Edit<'a> {
     /// Append the prefixes the file does not hold yet.
     Add(&'a [TriePrefix]),
     /// Remove the lines holding these prefixes (other lines, comments included, stay).
@@ -34,7 +34,7 @@ pub enum Edit<'a> {
 }
 
 /// A new version of a set file, written aside; removed unless committed.
-pub struct Pending {
+pub(super) struct Pending {
     file: PathBuf,
     tmp: PathBuf,
     /// The directory, locked (exclusive) until this is dropped.
@@ -104,7 +104,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
 }
 
 /// Locks the file's directory and writes the file's new version beside it.
-pub fn prepare(file: &Path, edit: &Edit<'_>) -> Result<Pending> {
+pub(super) fn prepare(file: &Path, edit: &Edit<'_>) -> Result<Pending> {
     let shown = escape_path(file);
     let dir_path = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -142,7 +142,7 @@ pub fn prepare(file: &Path, edit: &Edit<'_>) -> Result<Pending> {
 
 impl Pending {
     /// Puts the new version in place; returns the lines added or removed.
-    pub fn commit(self) -> Result<usize> {
+    pub(super) fn commit(self) -> Result<usize> {
         fs::rename(&self.tmp, &self.file)
             .with_context(|| format!("replacing the set file {}", escape_path(&self.file)))?;
         // The rename itself survives a crash once the directory is synced.
@@ -161,20 +161,15 @@ impl Drop for Pending {
 
 #[cfg(test)]
 mod tests {
+    use xdpsieve_testkit::tempdir::TempDir;
+
     use super::*;
     use crate::instance::sets::text::parse_exact;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xdpsieve-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn a_save_is_in_the_file_only_once_committed() {
-        let dir = scratch("save");
-        let file = dir.join("block.netset");
+        let dir = TempDir::new("save");
+        let file = dir.file("block.netset");
         fs::write(&file, "# list\n198.51.100.0/24 ; kept\n192.0.2.1").unwrap();
         let add = [
             parse_exact("192.0.2.1").unwrap(),
@@ -186,7 +181,7 @@ mod tests {
             fs::read_to_string(&file).unwrap(),
             "# list\n198.51.100.0/24 ; kept\n192.0.2.1"
         );
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         let saved = prepare(&file, &Edit::Add(&add)).unwrap().commit().unwrap();
         assert_eq!(saved, 1);
         assert_eq!(
@@ -203,17 +198,16 @@ mod tests {
             "# list\n198.51.100.0/24 ; kept\n"
         );
         assert_eq!(
-            fs::read_dir(&dir).unwrap().count(),
+            fs::read_dir(dir.path()).unwrap().count(),
             1,
             "no temporary files left"
         );
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn concurrent_saves_to_one_file_lose_nothing() {
-        let dir = scratch("save-race");
-        let file = dir.join("bans.txt");
+        let dir = TempDir::new("save-race");
+        let file = dir.file("bans.txt");
         fs::write(&file, "").unwrap();
         std::thread::scope(|scope| {
             for t in 0..8u32 {
@@ -228,7 +222,6 @@ mod tests {
         });
         let text = fs::read_to_string(&file).unwrap();
         assert_eq!(text.lines().count(), 160, "{text}");
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
-        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

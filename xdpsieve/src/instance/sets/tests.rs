@@ -14,25 +14,13 @@ use xdpsieve_common::{
         MMAPABLE, POINTER,
     },
 };
+use xdpsieve_testkit::rng::Rng;
 
 use super::{Generation, commit::Editor, text::parse_exact};
 use crate::configure::sets::{
     kernel::{Built, Mapped, class_rules, entry_prefix, new_entry},
     trie::{TriePrefix, lookup},
 };
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -165,7 +153,7 @@ fn probes(generation: &Generation, rng: &mut Rng, limit: usize) -> Vec<IpAddr> {
             base.wrapping_add(span) & all,
             base.wrapping_sub(1) & all,
             base.wrapping_add(span).wrapping_add(1) & all,
-            base | (u128::from(rng.next()) & span),
+            base | (u128::from(rng.next_u64()) & span),
         ] {
             out.push(if p.v6 {
                 IpAddr::V6(Ipv6Addr::from(v))
@@ -176,7 +164,7 @@ fn probes(generation: &Generation, rng: &mut Rng, limit: usize) -> Vec<IpAddr> {
     }
     for _ in 0..200 {
         out.push(IpAddr::V4(Ipv4Addr::from(
-            0xc000_0200 | (rng.next() as u32 & 0x3ff),
+            0xc000_0200 | (rng.next_u64() as u32 & 0x3ff),
         )));
     }
     out
@@ -293,7 +281,7 @@ fn changes_keep_trie_classes_and_entries_consistent() {
         eprintln!("skipped: needs root");
         return;
     }
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     let mut generation = generation_of(&FILE, FIRST_GROUP + 256, 4096);
     check(&mut generation, &mut rng);
     // Random adds (nested, overlapping, both families, timed), dels of what is there,
@@ -360,7 +348,7 @@ fn refused_changes_change_nothing() {
         eprintln!("skipped: needs root");
         return;
     }
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     // Room for 2 more entries.
     let mut generation = generation_of(&FILE, FIRST_GROUP + 4, FILE.len() as u32 + 2);
     let before = snapshot(&generation);
@@ -415,7 +403,7 @@ fn adding_what_is_there_renews_and_file_entries_stay() {
         eprintln!("skipped: needs root");
         return;
     }
-    let mut rng = Rng(9);
+    let mut rng = Rng::new(9);
     let mut generation = generation_of(&FILE, FIRST_GROUP + 64, 256);
     let mut editor = Editor::new(&mut generation).unwrap();
     let first = editor
@@ -475,7 +463,7 @@ fn ten_thousand_adds_in_one_change() {
          {before} -> {groups} (1 KiB each)"
     );
     assert_eq!(added.added, 10_000);
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     check_some(&mut generation, &mut rng, 50);
     let started = std::time::Instant::now();
     let mut editor = Editor::new(&mut generation).unwrap();

@@ -119,9 +119,8 @@ mod tests {
         assert!(err.contains("did you mean `198.51.100.0/24`"), "{err}");
         assert!(parse_exact("198.51.100.0/33").is_err());
         assert!(parse_exact("example.com").is_err());
-        let dir = std::env::temp_dir().join(format!("xdpsieve-list-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("bans.txt");
+        let dir = xdpsieve_testkit::tempdir::TempDir::new("list");
+        let file = dir.file("bans.txt");
         fs::write(
             &file,
             "# header\n198.51.100.0/24 ; SBL1\n\n  2001:db8::1  \r\n203.0.113.9/24\n",
@@ -137,7 +136,6 @@ mod tests {
         fs::write(&file, "192.0.2.1\nnonsense\n").unwrap();
         let err = format!("{:#}", read_list(&file).unwrap_err());
         assert!(err.contains(":2: "), "{err}");
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -45,7 +45,7 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// Produces the body of a scrape; `None` answers 500.
-pub type Render = Box<dyn Fn() -> Option<String> + Send + Sync>;
+pub(super) type Render = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// What a client may cost the process.
 #[derive(Clone, Copy, Debug)]
@@ -96,7 +96,7 @@ impl Drop for MetricsServer {
 
 /// Listens on `addr` (port 0 picks one: see [`MetricsServer::addr`]) and serves `GET
 /// /metrics` with the body `render` produces.
-pub fn start(addr: SocketAddr, limits: Limits, render: Render) -> Result<MetricsServer> {
+pub(super) fn start(addr: SocketAddr, limits: Limits, render: Render) -> Result<MetricsServer> {
     let listener = std::net::TcpListener::bind(addr).map_err(|e| bind_error(addr, e))?;
     let bound = listener
         .local_addr()

@@ -75,8 +75,8 @@ fn socket(groups: u32) -> io::Result<OwnedFd> {
     let rc = unsafe {
         libc::bind(
             fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_nl>() as u32,
         )
     };
     if rc != 0 {
@@ -315,7 +315,7 @@ pub fn rx_queues(name: &str) -> Option<u32> {
     for (dst, src) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {
         *dst = *src as libc::c_char;
     }
-    ifr.ifr_ifru.ifru_data = (&mut channels as *mut Channels).cast();
+    ifr.ifr_ifru.ifru_data = (&raw mut channels).cast();
     // SAFETY: plain socket call, checked.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {

@@ -10,13 +10,12 @@ use pcap_file::pcapng::{
     Block, PcapNgReader, blocks::interface_statistics::InterfaceStatisticsOption,
 };
 use xdpsieve_common::{CAPTURE_HEADER_LEN, CaptureHeader, Event, family, verdict};
+use xdpsieve_testkit::tempdir::TempDir as Dir;
 
 use super::*;
 use crate::read::source::MemoryQueue;
 
 const IFINDEX: u32 = 4;
-
-use crate::test_support::ScratchDir as Dir;
 
 fn interfaces() -> Vec<Interface> {
     vec![Interface {
@@ -41,13 +40,9 @@ fn raw_record(number: u32, size: usize) -> Vec<u8> {
         _pad: 0,
     };
     // SAFETY: CaptureHeader is repr(C) with explicit padding: every byte is initialised.
-    let mut bytes = unsafe {
-        std::slice::from_raw_parts(
-            (&h as *const CaptureHeader).cast::<u8>(),
-            CAPTURE_HEADER_LEN,
-        )
-    }
-    .to_vec();
+    let mut bytes =
+        unsafe { std::slice::from_raw_parts((&raw const h).cast::<u8>(), CAPTURE_HEADER_LEN) }
+            .to_vec();
     let mut data = vec![0u8; size];
     data[..4].copy_from_slice(&number.to_be_bytes());
     bytes.extend_from_slice(&data);
@@ -88,13 +83,8 @@ fn raw_event(port: u16) -> Vec<u8> {
         generation: 1,
     };
     // SAFETY: Event is repr(C) without padding (its size is asserted in common).
-    unsafe {
-        std::slice::from_raw_parts(
-            (&event as *const Event).cast::<u8>(),
-            std::mem::size_of::<Event>(),
-        )
-    }
-    .to_vec()
+    unsafe { std::slice::from_raw_parts((&raw const event).cast::<u8>(), size_of::<Event>()) }
+        .to_vec()
 }
 
 /// A session on `plan` whose capture records come from the first queue returned, its
@@ -106,7 +96,7 @@ fn session_with_events(plan: CapturePlan) -> (CaptureSession, MemoryQueue, Memor
 /// The same, with `probe` for a rotating capture's per-file counters.
 fn session_with_probe(
     plan: CapturePlan,
-    probe: Option<crate::write::rotation::rotator::CounterProbe>,
+    probe: Option<CounterProbe>,
 ) -> (CaptureSession, MemoryQueue, MemoryQueue) {
     let (capture, capture_queue) = Source::memory();
     let (events, event_queue) = Source::memory();
@@ -144,10 +134,10 @@ fn read_pcapng(path: &std::path::Path) -> (Vec<u32>, Vec<(u64, u64)>, bool) {
         ends_with_statistics = matches!(block, Block::InterfaceStatistics(_));
         match block {
             Block::EnhancedPacket(epb) => {
-                numbers.push(u32::from_be_bytes(epb.data[..4].try_into().unwrap()))
+                numbers.push(u32::from_be_bytes(epb.data[..4].try_into().unwrap()));
             }
             Block::InterfaceStatistics(isb) => {
-                let option = |want: fn(&InterfaceStatisticsOption) -> Option<u64>| {
+                let option = |want: fn(&InterfaceStatisticsOption<'_>) -> Option<u64>| {
                     isb.options.iter().find_map(want).unwrap_or(u64::MAX)
                 };
                 statistics.push((
@@ -170,7 +160,7 @@ fn read_pcapng(path: &std::path::Path) -> (Vec<u32>, Vec<(u64, u64)>, bool) {
 #[test]
 fn finish_drains_the_rest_before_the_closing_statistics() {
     let dir = Dir::new("sess-one");
-    let file = dir.0.join("d.pcapng");
+    let file = dir.file("d.pcapng");
     let (mut session, queue) = session(plan(file.clone(), None, None));
     for n in 0..3 {
         queue.push(raw_record(n, 100));
@@ -213,10 +203,10 @@ fn finish_drains_the_rest_before_the_closing_statistics() {
 #[test]
 fn rotates_by_size_and_runs_z_on_each_file_once_closed() {
     let dir = Dir::new("sess-rotate");
-    let copies = dir.0.join("z");
+    let copies = dir.file("z");
     fs::create_dir(&copies).unwrap();
     // -z: a copy of each file as the command found it.
-    let script = dir.0.join("copy.sh");
+    let script = dir.file("copy.sh");
     fs::write(
         &script,
         format!("#!/bin/sh\ncp \"$1\" '{}'/\n", copies.display()),
@@ -229,7 +219,7 @@ fn rotates_by_size_and_runs_z_on_each_file_once_closed() {
         files: None,
         command: Some(script.to_string_lossy().into_owned()),
     };
-    let (mut session, queue) = session(plan(dir.0.join("d.pcapng"), Some(rotation), None));
+    let (mut session, queue) = session(plan(dir.file("d.pcapng"), Some(rotation), None));
     let total = 500;
     for n in 0..total {
         queue.push(raw_record(n, 200));
@@ -246,7 +236,7 @@ fn rotates_by_size_and_runs_z_on_each_file_once_closed() {
     assert_eq!(finished.written.capture_not_written, 0);
 
     // tcpdump's names: d.pcapng, d.pcapng1, d.pcapng2, ...
-    let mut files: Vec<String> = fs::read_dir(&dir.0)
+    let mut files: Vec<String> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with("d.pcapng"))
@@ -255,7 +245,7 @@ fn rotates_by_size_and_runs_z_on_each_file_once_closed() {
     assert!(files.len() >= 4, "{files:?}");
     let mut all = Vec::new();
     for name in &files {
-        let path = dir.0.join(name);
+        let path = dir.file(name);
         let (numbers, statistics, closed) = read_pcapng(&path);
         assert!(closed, "{name} ends with its statistics block");
         let delivered: Vec<u64> = statistics.iter().map(|&(_, usrdeliv)| usrdeliv).collect();
@@ -283,7 +273,7 @@ fn rotates_by_size_and_runs_z_on_each_file_once_closed() {
 #[test]
 fn count_stops_the_capture_and_counts_the_rest_past_it() {
     let dir = Dir::new("sess-count");
-    let file = dir.0.join("d.pcapng");
+    let file = dir.file("d.pcapng");
     let (mut session, queue) = session(plan(file.clone(), None, Some(3)));
     assert!(!session.limit_reached());
     for n in 0..5 {
@@ -303,7 +293,7 @@ fn count_stops_the_capture_and_counts_the_rest_past_it() {
 #[test]
 fn an_error_reading_the_closing_counters_ends_before_the_closing_blocks() {
     let dir = Dir::new("sess-closing-error");
-    let file = dir.0.join("d.pcapng");
+    let file = dir.file("d.pcapng");
     let (mut session, queue) = session(plan(file.clone(), None, None));
     queue.push(raw_record(0, 60));
     session.poll(Duration::from_millis(10)).unwrap();
@@ -317,7 +307,7 @@ fn an_error_reading_the_closing_counters_ends_before_the_closing_blocks() {
 #[test]
 fn capture_and_event_log_drain_to_the_end_and_count_alike() {
     let dir = Dir::new("sess-both");
-    let (file, log) = (dir.0.join("d.pcapng"), dir.0.join("events.log"));
+    let (file, log) = (dir.file("d.pcapng"), dir.file("events.log"));
     let plan = CapturePlan {
         logging: true,
         log_file: Some(log.clone()),
@@ -353,7 +343,7 @@ fn a_ring_of_three_files_keeps_the_newest_packets() {
         files: Some(3),
         command: None,
     };
-    let (mut session, queue) = session(plan(dir.0.join("d.pcapng"), Some(rotation), None));
+    let (mut session, queue) = session(plan(dir.file("d.pcapng"), Some(rotation), None));
     let total = 600;
     for n in 0..total {
         queue.push(raw_record(n, 200));
@@ -365,7 +355,7 @@ fn a_ring_of_three_files_keeps_the_newest_packets() {
         .finish(|| Ok(vec![(IFINDEX, InterfaceCounters::default())]))
         .unwrap();
     assert_eq!(finished.written.written, u64::from(total));
-    let mut names: Vec<String> = fs::read_dir(&dir.0)
+    let mut names: Vec<String> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -374,7 +364,7 @@ fn a_ring_of_three_files_keeps_the_newest_packets() {
     assert_eq!(names, ["d.pcapng0", "d.pcapng1", "d.pcapng2"]);
     let mut kept = Vec::new();
     for name in &names {
-        let (numbers, _, closed) = read_pcapng(&dir.0.join(name));
+        let (numbers, _, closed) = read_pcapng(&dir.file(name));
         assert!(closed, "{name} ends with its statistics block");
         kept.extend(numbers);
     }
@@ -411,7 +401,7 @@ fn each_rotated_file_gives_what_the_kernel_counted_while_it_was_open() {
     };
     // Each reading of the counters finds 100 more packets, 7 more of them sampled out.
     let mut readings = 0u64;
-    let probe: crate::write::rotation::rotator::CounterProbe = Box::new(move || {
+    let probe: CounterProbe = Box::new(move || {
         readings += 1;
         let counters = InterfaceCounters {
             packets: 100 * readings,
@@ -420,7 +410,7 @@ fn each_rotated_file_gives_what_the_kernel_counted_while_it_was_open() {
         };
         Some(vec![(IFINDEX, counters)])
     });
-    let plan = plan(dir.0.join("d.pcapng"), Some(rotation), None);
+    let plan = plan(dir.file("d.pcapng"), Some(rotation), None);
     let (mut session, queue, _) = session_with_probe(plan, Some(probe));
     for n in 0..300 {
         queue.push(raw_record(n, 200));
@@ -431,7 +421,7 @@ fn each_rotated_file_gives_what_the_kernel_counted_while_it_was_open() {
     session
         .finish(|| Ok(vec![(IFINDEX, InterfaceCounters::default())]))
         .unwrap();
-    let files: Vec<_> = fs::read_dir(&dir.0)
+    let files: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();

@@ -68,7 +68,7 @@ impl<W: Output> PcapngWriter<W> {
         );
         push_option(&mut body, SHB_OS, os_name().as_bytes());
         push_option(&mut body, OPT_END, &[]);
-        self.write_block(BLOCK_SHB, &body)
+        self.write_block(BLOCK_SHB, &body);
     }
 
     fn write_interface(&mut self, interface: &Interface) {
@@ -81,7 +81,7 @@ impl<W: Output> PcapngWriter<W> {
         push_option(&mut body, IF_NAME, interface.name.as_bytes());
         push_option(&mut body, IF_TSRESOL, &[9]); // 10^-9 s
         push_option(&mut body, OPT_END, &[]);
-        self.write_block(BLOCK_IDB, &body)
+        self.write_block(BLOCK_IDB, &body);
     }
 
     /// A block other than a packet's: whole or not at all in the file, but not counted.
@@ -181,7 +181,7 @@ impl<W: Output> PcapngWriter<W> {
         );
         push_option(&mut body, OPT_COMMENT, comment.as_bytes());
         push_option(&mut body, OPT_END, &[]);
-        self.write_block(BLOCK_ISB, &body)
+        self.write_block(BLOCK_ISB, &body);
     }
 
     /// The interface statistics block that closes one file of a rotating capture: the
@@ -235,7 +235,7 @@ impl<W: Output> PcapngWriter<W> {
         }
         push_option(&mut body, OPT_COMMENT, comment.as_bytes());
         push_option(&mut body, OPT_END, &[]);
-        self.write_block(BLOCK_ISB, &body)
+        self.write_block(BLOCK_ISB, &body);
     }
 
     pub fn output(&mut self) -> &mut RecordWriter<W> {
@@ -260,6 +260,7 @@ fn pad4(buf: &mut Vec<u8>) {
 }
 
 fn os_name() -> String {
+    // SAFETY: utsname is plain data (arrays of chars); all zero is a valid value.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: uts is a valid utsname for uname to fill.
     if unsafe { libc::uname(&mut uts) } != 0 {

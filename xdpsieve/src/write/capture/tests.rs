@@ -134,7 +134,7 @@ fn pcapng_round_trip_with_verdict_queue_and_comment() {
     assert_eq!((&*epbs[0].data, epbs[0].original_len), (&payload[..], 61));
     assert_eq!((epbs[1].data.len(), epbs[1].original_len), (3, 9000));
 
-    let verdict = |opts: &[EnhancedPacketOption]| {
+    let verdict = |opts: &[EnhancedPacketOption<'_>]| {
         opts.iter().find_map(|o| match o {
             EnhancedPacketOption::Unknown(u) if u.code == 7 => Some(u.value.to_vec()),
             _ => None,

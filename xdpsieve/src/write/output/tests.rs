@@ -2,6 +2,8 @@
 
 use std::io::{self, Write};
 
+use xdpsieve_testkit::tempdir::TempDir;
+
 use super::*;
 
 /// An output with room for `room` bytes: a write that does not fit takes what fits (as a
@@ -149,7 +151,8 @@ fn a_record_larger_than_the_buffer_is_written_whole() {
 #[test]
 fn a_file_opened_for_appending_is_cut_after_what_it_held() {
     // As `-w - >> capture` would give us: the cut must not touch what was there before.
-    let path = std::env::temp_dir().join(format!("xdpsieve-sink-{}", std::process::id()));
+    let dir = TempDir::new("sink-append");
+    let path = dir.file("capture");
     std::fs::write(&path, b"before|").unwrap();
     let file = std::fs::OpenOptions::new()
         .append(true)
@@ -159,6 +162,5 @@ fn a_file_opened_for_appending_is_cut_after_what_it_held() {
     sink.write_all(b"whole|cut").unwrap();
     assert!(sink.cut_back(3).unwrap());
     let text = std::fs::read(&path).unwrap();
-    let _ = std::fs::remove_file(&path);
     assert_eq!(text, b"before|whole|");
 }

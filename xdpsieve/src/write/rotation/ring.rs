@@ -86,14 +86,14 @@ impl Ring {
 
 #[cfg(test)]
 mod tests {
+    use xdpsieve_testkit::tempdir::TempDir;
+
     use super::*;
 
     #[test]
     fn removes_the_oldest_still_there_and_never_a_reopened_name() {
-        let dir = std::env::temp_dir().join(format!("xdpsieve-ring-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let [a, b, c] = ["a", "b", "c"].map(|n| dir.join(n));
+        let dir = TempDir::new("ring");
+        let [a, b, c] = ["a", "b", "c"].map(|n| dir.file(n));
         for f in [&a, &b, &c] {
             std::fs::write(f, b"x").unwrap();
         }
@@ -115,6 +115,5 @@ mod tests {
         ring.push(&a, 8);
         ring.reopen(&a);
         assert_eq!(ring.packets_gone(), (2, 4));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -123,8 +123,8 @@ pub(super) fn render(
 
 /// Issue 10's capture filters: the dropped frame captured without a filter, through a short
 /// filter that selects it, and through a long one that turns it down, at 1 rule.
-fn render_filters(md: &mut String, kernel: &serde_json::Value) -> std::fmt::Result {
-    let filtered: Vec<&serde_json::Value> = kernel["cases"]
+fn render_filters(md: &mut String, kernel: &Value) -> std::fmt::Result {
+    let filtered: Vec<&Value> = kernel["cases"]
         .as_array()
         .map(|cases| {
             cases

@@ -80,7 +80,10 @@ fn machine(root: &Path) -> Vec<(&'static str, String)> {
         ("rustc", first_line(Command::new("rustc").arg("--version"))),
         (
             "rustc (eBPF)",
-            first_line(Command::new("rustc").args(["+nightly", "--version"])),
+            crate::setup::ebpf_toolchain().map_or_else(
+                |e| format!("unknown: {e:#}"),
+                |t| first_line(Command::new("rustc").args([format!("+{t}"), "--version".into()])),
+            ),
         ),
         (
             "bpf-linker",

@@ -257,7 +257,7 @@ proptest! {
             set.sets.push(SetSpec {
                 name: format!("s{i}"),
                 prefixes,
-                source: crate::configure::sets::SetSource::Inline,
+                source: SetSource::Inline,
             });
         }
         for (action, expr) in &rules {

@@ -2,21 +2,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::*;
+use xdpsieve_testkit::rng::Rng;
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use super::*;
 
 fn model(entries: &[(u32, TriePrefix)], addr: IpAddr) -> u64 {
     let host = TriePrefix::new(addr, 128);
@@ -48,18 +36,18 @@ fn probes(entries: &[(u32, TriePrefix)], rng: &mut Rng) -> Vec<IpAddr> {
                 IpAddr::V6(Ipv6Addr::from(v))
             } else {
                 IpAddr::V4(Ipv4Addr::from(v as u32))
-            })
+            });
         };
         push(base);
         push(base.wrapping_add(span) & (u128::MAX >> (128 - bits)));
         push(base.wrapping_sub(1) & (u128::MAX >> (128 - bits)));
         push(base.wrapping_add(span).wrapping_add(1) & (u128::MAX >> (128 - bits)));
-        push(base | (u128::from(rng.next()) & span));
+        push(base | (u128::from(rng.next_u64()) & span));
     }
     for _ in 0..1000 {
-        out.push(IpAddr::V4(Ipv4Addr::from(rng.next() as u32)));
+        out.push(IpAddr::V4(Ipv4Addr::from(rng.next_u64() as u32)));
         out.push(IpAddr::V6(Ipv6Addr::from(
-            (u128::from(rng.next()) << 64) | u128::from(rng.next()),
+            (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64()),
         )));
     }
     out
@@ -72,11 +60,12 @@ fn random_entries(rng: &mut Rng, n: usize, sets: u32) -> Vec<(u32, TriePrefix)> 
             let set = rng.below(u64::from(sets)) as u32;
             let p = if rng.below(3) == 0 {
                 let hi = 0x2001_0db8_0000_0000u128 + (rng.below(4) << 32) as u128;
-                let addr = (hi << 64) | (u128::from(rng.next()) << 40);
+                let addr = (hi << 64) | (u128::from(rng.next_u64()) << 40);
                 TriePrefix::new(IpAddr::V6(Ipv6Addr::from(addr)), rng.below(129) as u8)
             } else {
-                let addr =
-                    (198u32 << 24) | ((rng.below(4) as u32) << 16) | (rng.next() as u32 & 0xffff);
+                let addr = (198u32 << 24)
+                    | ((rng.below(4) as u32) << 16)
+                    | (rng.next_u64() as u32 & 0xffff);
                 TriePrefix::new(IpAddr::V4(Ipv4Addr::from(addr)), 8 + rng.below(25) as u8)
             };
             (set, p)
@@ -91,7 +80,7 @@ fn v4(s: &str) -> TriePrefix {
 
 #[test]
 fn lookups_equal_the_model_on_random_overlapping_sets() {
-    let mut rng = Rng(0x5eed_1234);
+    let mut rng = Rng::new(0x5eed_1234);
     for round in 0..20 {
         let entries = random_entries(&mut rng, 300, 1 + round % 5);
         let trie = Trie::build(&entries).unwrap();
@@ -164,7 +153,7 @@ fn changed(
 
 #[test]
 fn removal_repaints_what_the_set_still_holds() {
-    let mut rng = Rng(0xdead_beef);
+    let mut rng = Rng::new(0xdead_beef);
     for _ in 0..20 {
         let mut entries = random_entries(&mut rng, 200, 3);
         let trie = Trie::build(&entries).unwrap();

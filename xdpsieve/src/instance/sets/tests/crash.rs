@@ -13,7 +13,7 @@ fn stop_everywhere(
     setup: &dyn Fn(&mut Editor<'_>),
     op: &dyn Fn(&mut Editor<'_>) -> anyhow::Result<()>,
 ) -> u64 {
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     for n in 1.. {
         let mut generation = generation_of(&FILE, FIRST_GROUP + 4096, 8192);
         {
@@ -100,7 +100,7 @@ fn a_stopped_repair_is_repaired_too() {
         eprintln!("skipped: needs root");
         return;
     }
-    let mut rng = Rng(12);
+    let mut rng = Rng::new(12);
     let mut generation = generation_of(&FILE, FIRST_GROUP + 4096, 8192);
     {
         let mut editor = Editor::new(&mut generation).unwrap();
@@ -183,7 +183,7 @@ fn a_packet_never_sees_half_a_change() {
         missed.is_empty(),
         "walks that missed set 0: classes {missed:?}"
     );
-    let mut rng = Rng(13);
+    let mut rng = Rng::new(13);
     check(&mut generation, &mut rng);
 }
 
@@ -210,6 +210,6 @@ fn a_refused_bulk_add_leaves_room_for_the_next() {
     assert_eq!(snapshot(&generation), before);
     let mut editor = Editor::new(&mut generation).unwrap();
     editor.add(4, "bl", &list[..1], 0).unwrap();
-    let mut rng = Rng(14);
+    let mut rng = Rng::new(14);
     check(&mut generation, &mut rng);
 }

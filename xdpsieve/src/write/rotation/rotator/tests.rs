@@ -9,10 +9,10 @@ use pcap_file::{
     pcapng::{Block, PcapNgReader},
 };
 
+use xdpsieve_testkit::tempdir::TempDir as Dir;
+
 use super::*;
 use crate::write::capture::Packet;
-
-use crate::test_support::ScratchDir as Dir;
 
 fn interfaces() -> Vec<Interface> {
     vec![Interface {
@@ -37,7 +37,7 @@ fn write_rotating(
     } else {
         "cap"
     };
-    let pattern = dir.0.join(name).to_string_lossy().into_owned();
+    let pattern = dir.file(name).to_string_lossy().into_owned();
     let ring = plan.files.map(|_| new_ring());
     let room = ring.clone();
     let open: Opener<Sink> = Box::new(move |p| Sink::create_in_ring(p, room.clone()));
@@ -106,14 +106,14 @@ fn pcapng_numbers(path: &PathBuf) -> (Vec<u32>, Vec<u64>) {
         }
         match block {
             Block::EnhancedPacket(epb) => {
-                numbers.push(u32::from_be_bytes(epb.data[..4].try_into().unwrap()))
+                numbers.push(u32::from_be_bytes(epb.data[..4].try_into().unwrap()));
             }
             Block::InterfaceStatistics(isb) => {
                 use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption;
                 delivered.extend(isb.options.iter().filter_map(|o| match o {
                     InterfaceStatisticsOption::IsbUsrDeliv(n) => Some(*n),
                     _ => None,
-                }))
+                }));
             }
             _ => {}
         }
@@ -155,7 +155,7 @@ fn pcapng_ring_keeps_the_newest_files_each_with_its_own_statistics() {
     let (files, written, gone) =
         write_rotating(&dir, Format::Pcapng, plan, 500, 60, Duration::ZERO);
     assert_eq!(written, 500);
-    let mut names: Vec<String> = fs::read_dir(&dir.0)
+    let mut names: Vec<String> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();

@@ -14,9 +14,9 @@ use crate::configure::sets::trie::{Trie, TrieError};
 
 /// Called after each write to the kernel's memory: a test can stop the change there, as if
 /// the process had been killed.
-pub type Wrote<'w> = &'w mut dyn FnMut() -> anyhow::Result<()>;
+pub(super) type Wrote<'w> = &'w mut dyn FnMut() -> anyhow::Result<()>;
 
-impl<'a> Change<'a> {
+impl Change<'_> {
     /// The change without its view of the trie in force: all that is left is to write it,
     /// for which the caller needs the trie's memory back.
     pub fn prepared(self) -> Change<'static> {

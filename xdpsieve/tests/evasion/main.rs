@@ -15,24 +15,16 @@
 //! They need root and python3-scapy (`cargo xtask setup` installs it); under `CI` they fail
 //! rather than skip when they cannot run.
 
-#[path = "common/child.rs"]
-#[expect(
-    dead_code,
-    reason = "the child guard serves several test binaries; this one uses a part"
-)]
-mod child;
-mod common;
-#[path = "evasion/lab.rs"]
 mod lab;
-#[path = "common/udp.rs"]
-mod udp;
-use common::{kernel_found, root_or_skip};
-use lab::{Lab, TCP_ALLOWED, TCP_DROPPED, UDP_ALLOWED, UDP_DROPPED, evasion_line};
-use udp::received;
 
 use std::{collections::BTreeSet, net::UdpSocket, process::Command};
 
 use xdpsieve_common::MAX_IPV6_EXT_HEADERS;
+use xdpsieve_testkit::gate::{kernel_found, root_or_skip};
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::udp::received;
+
+use lab::{Lab, TCP_ALLOWED, TCP_DROPPED, UDP_ALLOWED, UDP_DROPPED, evasion_line};
 
 /// Chain lengths probed: around the parser's fast walk (8), the lengths kernels were seen to
 /// stop delivering at (13 here, between 10 and 20 elsewhere), and around
@@ -78,9 +70,8 @@ fn ipv6_extension_chains_cannot_hide_a_dropped_port() {
         return;
     }
     // Drops go to a pcapng file, to read the verdicts' comments back with tshark.
-    let capture =
-        std::env::temp_dir().join(format!("xdpsieve-evasion-{}.pcapng", std::process::id()));
-    let _remove = RemoveOnDrop(capture.clone());
+    let scratch = TempDir::new("evasion");
+    let capture = scratch.file("drops.pcapng");
     let capture_arg = capture.to_str().expect("temp path is UTF-8");
     let mut lab = Lab::without_firewall("ev-chain");
     let dropped = lab.udp_socket(true, UDP_DROPPED);
@@ -150,15 +141,6 @@ fn ipv6_extension_chains_cannot_hide_a_dropped_port() {
     );
     assert_eq!(by_rule.len(), within, "{comments}");
     assert!(by_rule.iter().all(|c| c.ends_with(" id=1")), "{comments}");
-}
-
-/// Removes a file on drop (the test's capture), pass or fail.
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 #[test]
@@ -301,7 +283,7 @@ fn fragmented_udp_shares_its_first_fragments_verdict() {
             lab.craft(mode, &[&UDP_ALLOWED.to_string(), order]);
             assert_eq!(
                 received(&allowed),
-                usize::from(kernel),
+                u64::from(kernel),
                 "{mode} {order} to the allowed port (the kernel alone delivers: {kernel})"
             );
             lab.craft(mode, &[&UDP_DROPPED.to_string(), order]);

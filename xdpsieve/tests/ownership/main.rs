@@ -14,21 +14,10 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
-#[path = "common/child.rs"]
-#[expect(
-    dead_code,
-    reason = "the child guard serves several test binaries; this one uses a part"
-)]
-mod child;
-mod common;
-#[path = "common/fwnet.rs"]
-mod fwnet;
-
-#[path = "ownership/bpffs.rs"]
 mod bpffs;
-#[path = "ownership/counters.rs"]
 mod counters;
-#[path = "ownership/namespaces.rs"]
 mod namespaces;
-#[path = "ownership/race.rs"]
 mod race;
+
+/// The build under test.
+const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");

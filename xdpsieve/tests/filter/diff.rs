@@ -7,47 +7,28 @@
 //!
 //! Needs root and tcpdump (`cargo xtask setup`); under `CI` it fails rather than skips.
 
-mod common;
-use common::root_or_skip;
-
-#[path = "common/frame.rs"]
-#[expect(
-    dead_code,
-    reason = "the frame builder serves several test binaries; this one uses a part"
-)]
-mod frame;
-#[path = "filter/harness.rs"]
-#[expect(
-    dead_code,
-    reason = "the harness serves both filter tests; this one uses a part"
-)]
-mod harness;
-
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 use xdpsieve::configure::capture_filter::CompiledFilter;
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::tool::stdout_of;
 
-#[path = "filter/cases.rs"]
-mod cases;
-
-use cases::{EXPRESSIONS, frames};
+use crate::{
+    cases::{EXPRESSIONS, frames},
+    harness,
+};
 
 /// The frames (by index) `tcpdump -r` lists for `expression`; each frame's timestamp is its
 /// index in seconds.
 fn tcpdump_selects(file: &std::path::Path, expression: &str) -> BTreeSet<usize> {
-    let output = Command::new("tcpdump")
+    let mut tcpdump = Command::new("tcpdump");
+    tcpdump
         .args(["-r"])
         .arg(file)
-        .args(["-tt", "-nn", "-q", expression])
-        .output()
-        .expect("running tcpdump (install it with `cargo xtask setup`)");
-    assert!(
-        output.status.success(),
-        "tcpdump refused `{expression}`: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
+        .args(["-tt", "-nn", "-q", expression]);
+    stdout_of(&mut tcpdump, "tcpdump")
         .lines()
         .filter(|line| !line.starts_with(char::is_whitespace))
         .filter_map(|line| line.split_once('.')?.0.parse().ok())
@@ -60,9 +41,8 @@ fn kernel_filter_selects_what_tcpdump_selects() {
         return;
     }
     let frames = frames();
-    let dir = std::env::temp_dir().join(format!("xdpsieve-filter-diff-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("frames.pcap");
+    let dir = TempDir::new("filter-diff");
+    let file = dir.file("frames.pcap");
     {
         let out = std::fs::File::create(&file).expect("creating the pcap");
         let mut writer = PcapWriter::new(out).expect("pcap header");
@@ -108,7 +88,6 @@ fn kernel_filter_selects_what_tcpdump_selects() {
             frames.len()
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "differences:\n{}", failures.join("\n"));
 }
 

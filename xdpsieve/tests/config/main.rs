@@ -7,27 +7,8 @@
 //!
 //! The `run` tests need root; under `CI` they fail rather than skip when they cannot run.
 
-#[path = "common/child.rs"]
-#[expect(
-    dead_code,
-    reason = "the child guard serves several test binaries; this one uses a part"
-)]
-mod child;
-mod common;
-#[path = "common/fwnet.rs"]
-#[expect(
-    dead_code,
-    reason = "the namespaces' helpers serve several test binaries; this one uses a part"
-)]
-mod fwnet;
-#[path = "common/tempdir.rs"]
-mod tempdir;
-
-#[path = "config/check.rs"]
 mod check;
-#[path = "config/keep.rs"]
 mod keep;
-#[path = "config/run.rs"]
 mod run;
 
 use std::{
@@ -35,7 +16,13 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use fwnet::{BINARY, Net, Run};
+use xdpsieve_testkit::{
+    child,
+    fwnet::{Net, Run},
+};
+
+/// The build under test.
+const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 
 /// `xdpsieve run --config FILE ARGS` in the firewall's namespace, waited on until
 /// `status` shows it live.

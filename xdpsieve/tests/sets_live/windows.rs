@@ -13,20 +13,6 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
-mod common;
-#[path = "sets_live/harness.rs"]
-#[expect(
-    dead_code,
-    reason = "the harness serves two test binaries; this one uses a part"
-)]
-mod harness;
-#[path = "common/tempdir.rs"]
-#[expect(
-    dead_code,
-    reason = "the scratch directory serves several test binaries; this one uses a part"
-)]
-mod tempdir;
-
 use std::{
     net::{SocketAddr, UdpSocket},
     os::unix::process::ExitStatusExt as _,
@@ -37,9 +23,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::root_or_skip;
-use harness::{Flow, Net, PEER, PORT};
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::gate::root_or_skip;
+
+use crate::harness::{Flow, Net, PEER, PORT};
 
 /// Datagrams from the peer to a second socket behind the firewall (port `PORT + 1`) as
 /// fast as one thread sends them, until stopped (bounded: 60 s, 50 million datagrams);

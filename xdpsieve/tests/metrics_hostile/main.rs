@@ -7,20 +7,7 @@
 //!
 //! Needs root; under `CI` it fails rather than skips when it cannot run.
 
-#[path = "common/child.rs"]
-#[expect(
-    dead_code,
-    reason = "the child guard serves several test binaries; this one uses a part"
-)]
-mod child;
-#[path = "metrics_hostile/clients.rs"]
 mod clients;
-mod common;
-use clients::{
-    connect, header_dribbler_is_cut_off, one_shot_hostile_requests, open_idle, scrape_within,
-    slow_reader_was_dropped, start_slow_reader,
-};
-use common::root_or_skip;
 
 use std::{
     net::{Shutdown, SocketAddr, TcpStream, UdpSocket},
@@ -28,9 +15,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::{
-    observe::metrics::{Limits, NICENESS},
-    sandbox::netns::VethPair,
+use xdpsieve::observe::metrics::{Limits, NICENESS};
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::child;
+use xdpsieve_testkit::gate::root_or_skip;
+
+use clients::{
+    connect, header_dribbler_is_cut_off, one_shot_hostile_requests, open_idle, scrape_within,
+    slow_reader_was_dropped, start_slow_reader,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
@@ -56,12 +48,12 @@ impl Firewall {
         args.extend(["--metrics".to_string(), METRICS.to_string()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut fw = child::Firewall::spawn(net, BINARY, &args, Stdio::null());
-        fw.wait_until(|| child::published(net));
+        fw.wait_until(|| child::published(BINARY, net));
         Firewall(fw)
     }
 
     fn pid(&self) -> u32 {
-        self.0.pid() as u32
+        self.0.pid()
     }
 
     fn alive(&mut self) -> bool {

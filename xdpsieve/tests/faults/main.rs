@@ -6,18 +6,7 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
-#[path = "common/child.rs"]
-#[expect(
-    dead_code,
-    reason = "the child guard serves several test binaries; this one uses a part"
-)]
-mod child;
-mod common;
-#[path = "faults/harness.rs"]
 mod harness;
-
-use common::root_or_skip;
-use harness::*;
 
 use std::{
     process::{Command, Stdio},
@@ -25,14 +14,19 @@ use std::{
 };
 
 use pcap_file::pcapng::{Block, PcapNgReader};
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::udp::received;
+
+use harness::*;
 
 #[test]
 fn disk_full_capture_stops_the_capture_not_the_firewall() {
     if !root_or_skip() {
         return;
     }
-    let disk = Scratch::new("diskfull", Some("256k"));
+    let disk = TempDir::tmpfs("diskfull", "256k");
     let capture = disk.file("dropped.pcap");
     let net = VethPair::create("fulldisk", None).expect("namespaces");
     let (dropped_socket, passed_socket) = sockets(&net);
@@ -117,7 +111,7 @@ fn disk_full_event_log_stops_the_log_not_the_firewall() {
     if !root_or_skip() {
         return;
     }
-    let disk = Scratch::new("logfull", Some("64k"));
+    let disk = TempDir::tmpfs("logfull", "64k");
     let log = disk.file("events.log");
     let net = VethPair::create("fulllog", None).expect("namespaces");
     let (dropped_socket, _passed_socket) = sockets(&net);
@@ -214,7 +208,7 @@ fn dev_full_as_the_capture_file() {
     if !root_or_skip() {
         return;
     }
-    let scratch = Scratch::new("devfull", None);
+    let scratch = TempDir::new("devfull");
     let log = scratch.file("events.log");
     let net = VethPair::create("devfull", None).expect("namespaces");
     let (dropped_socket, _passed_socket) = sockets(&net);
@@ -266,7 +260,7 @@ fn hup_usr1_usr2_and_pipe_do_not_stop_it() {
     if !root_or_skip() {
         return;
     }
-    let scratch = Scratch::new("signals", None);
+    let scratch = TempDir::new("signals");
     let capture = scratch.file("signals.pcapng");
     let net = VethPair::create("signals", None).expect("namespaces");
     let (dropped_socket, _passed_socket) = sockets(&net);

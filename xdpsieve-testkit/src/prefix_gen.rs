@@ -2,13 +2,10 @@
 //! whose prefix lengths and layout look like a real routing table or blocklist, always the
 //! same for the same seed, plus a reference membership model and a `.netset` writer.
 //!
-//! It lives in the library (hidden from the docs) rather than under `benches/` or
-//! `tests/common` so that the set benchmark, the kernel tests of sets (membership against a
-//! reference model on sets of 100,000 prefixes) and any later tool all draw the *same* sets
-//! without `#[path]` includes, and so that its own tests run with `cargo test --lib`.
-//! The random generator is a hand-written SplitMix64 rather than a crate: a set named by
-//! its seed must stay the same set across dependency upgrades, or measurements taken on
-//! different days would not be of the same thing.
+//! It lives in the test kit so that the set benchmark, the set tests and any later tool all
+//! draw the *same* sets. Its random generator is the kit's [`Rng`], fixed forever: a set
+//! named by its seed must stay the same set, or measurements taken on different days would
+//! not be of the same thing.
 //!
 //! Shape of a generated set:
 //! - prefix lengths drawn from [`IPV4_LENGTH_SHARES`] / [`IPV6_LENGTH_SHARES`];
@@ -31,6 +28,8 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
+
+use crate::rng::Rng;
 
 /// The seed of the sets the benchmarks report on (issue 9).
 pub const SEED: u64 = 0x5e75_0009_b9f3_c0de;
@@ -171,34 +170,6 @@ impl fmt::Display for Prefix {
     }
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and fixed forever.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0); the multiply-shift bias is below 2^-32 for our n.
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    fn bits128(&mut self) -> u128 {
-        (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64())
-    }
-}
-
-/// The network mask of `len` bits in an address of `width` bits (32 or 128), right-aligned.
 fn mask(width: u32, len: u8) -> u128 {
     let all = if width == 128 {
         u128::MAX
@@ -394,7 +365,7 @@ impl Membership {
                     insert_by_len(&mut model.v4, p.len, net);
                 }
                 IpAddr::V6(a) => {
-                    insert_by_len(&mut model.v6, p.len, u128::from(a) & mask(128, p.len))
+                    insert_by_len(&mut model.v6, p.len, u128::from(a) & mask(128, p.len));
                 }
             }
         }
@@ -523,5 +494,4 @@ pub fn write_netset(path: &Path, prefixes: &[Prefix], title: &str) -> io::Result
 }
 
 #[cfg(test)]
-#[path = "prefix_gen_tests.rs"]
 mod tests;

@@ -4,19 +4,13 @@
 //! `set add` returns, nothing sent from the added address arrives; after `set del`,
 //! everything does; a timed entry lifts itself on time; and the same holds with the
 //! recorder SIGKILLed (the commands act on the pinned state). Concurrent adds both land,
-//! and a 10,000-prefix `--from-file` is timed.
+//! and a 10,000-prefix `--from-file` is timed. [`windows`] tries the same as an attacker
+//! would, looking for a window of one packet; [`harness`] is what both use.
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
-mod common;
-#[path = "sets_live/harness.rs"]
 mod harness;
-#[path = "common/tempdir.rs"]
-#[expect(
-    dead_code,
-    reason = "the scratch directory serves several test binaries; this one uses a part"
-)]
-mod tempdir;
+mod windows;
 
 use std::{
     path::PathBuf,
@@ -24,9 +18,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::root_or_skip;
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::gate::root_or_skip;
+
 use harness::{BINARY, Flow, Net, PEER, captured_from};
-use xdpsieve::sandbox::netns::VethPair;
 
 #[test]
 fn add_drops_the_next_packets_and_del_lets_them_pass_again() {

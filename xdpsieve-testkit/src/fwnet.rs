@@ -12,17 +12,16 @@
 use std::{
     fs::File,
     net::{SocketAddr, UdpSocket},
-    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
-use crate::child::Firewall;
+use crate::{child::Firewall, tool::stdout_of};
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 pub const DROPPED_PORT: u16 = 7001;
 pub const ALLOWED_PORT: u16 = 7002;
 /// A little over the program's READER_TIMEOUT_NS: after this, a dead recorder is noticed.
@@ -31,6 +30,8 @@ pub const READER_TIMEOUT: Duration = Duration::from_millis(2300);
 /// The firewall's and the peer's namespaces.
 pub struct Net {
     pub pair: VethPair,
+    /// The `xdpsieve` under test.
+    binary: String,
     /// The bind mount that holds the firewall's namespace outside /run/netns, if moved.
     held: Option<PathBuf>,
     /// The process that keeps xdpsieve's own mount namespace, if it has one.
@@ -40,9 +41,12 @@ pub struct Net {
 }
 
 impl Net {
-    pub fn create(tag: &str) -> Net {
+    /// The namespaces, tagged `tag`, for `binary` (the test's
+    /// `env!("CARGO_BIN_EXE_xdpsieve")`).
+    pub fn create(binary: &str, tag: &str) -> Net {
         Net {
             pair: VethPair::create(tag, None).expect("namespaces"),
+            binary: binary.to_string(),
             held: None,
             mounts: None,
             stop_on_drop: true,
@@ -66,9 +70,12 @@ impl Net {
         ));
         File::create(&hold).expect("creating the hold file");
         let fw = self.pair.fw.path();
-        run_ok(Command::new("mount").arg("--bind").arg(&fw).arg(&hold));
+        stdout_of(
+            Command::new("mount").arg("--bind").arg(&fw).arg(&hold),
+            "mount --bind",
+        );
         self.held = Some(hold);
-        run_ok(Command::new("umount").arg(&fw));
+        stdout_of(Command::new("umount").arg(&fw), "umount");
     }
 
     /// Deletes the namespaces now, leaving what xdpsieve pinned for them as it is (as when
@@ -132,22 +139,16 @@ impl Net {
         cmd.arg(format!("--net={}", self.fw_path().display()))
             .args(["--", "ip"])
             .args(args);
-        run_ok(&mut cmd)
+        stdout_of(&mut cmd, "ip")
     }
 
     /// Runs `f` on a thread in the firewall's network namespace.
     pub fn in_fw<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let file = File::open(self.fw_path()).expect("opening the namespace file");
+        let path = self.fw_path();
         std::thread::scope(|scope| {
             scope
                 .spawn(move || {
-                    // SAFETY: setns on this thread only; the file is a network namespace.
-                    assert_eq!(
-                        unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-                        0,
-                        "entering the namespace: {}",
-                        std::io::Error::last_os_error()
-                    );
+                    xdpsieve_netns::enter(&path).expect("entering the firewall's namespace");
                     f()
                 })
                 .join()
@@ -157,7 +158,7 @@ impl Net {
 
     /// `xdpsieve ARGS` in the firewall's namespace, to completion.
     pub fn xdpsieve(&self, args: &[&str]) -> Output {
-        self.command(BINARY)
+        self.command(&self.binary)
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -166,7 +167,7 @@ impl Net {
 
     /// `xdpsieve run -i fw0 ARGS`, not waited on.
     pub fn spawn(&self, args: &[&str]) -> Firewall {
-        let mut cmd = self.command(BINARY);
+        let mut cmd = self.command(&self.binary);
         cmd.args(["run", "-i", VethPair::FW_IF]).args(args);
         Firewall::spawn_command(cmd, Stdio::null())
     }
@@ -298,26 +299,12 @@ impl Drop for Net {
     }
 }
 
-/// Runs `cmd` to success and returns its standard output.
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .expect("running a command");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A running `xdpsieve run`; killed (by PID) on drop if still running.
 pub struct Run(pub Firewall);
 
 impl Run {
     pub fn pid(&self) -> u32 {
-        self.0.pid() as u32
+        self.0.pid()
     }
 
     /// Sends `signal` and collects the exit status and output.
@@ -328,16 +315,6 @@ impl Run {
     pub fn wait(self) -> Output {
         self.0.wait_output()
     }
-}
-
-/// Datagrams waiting on `socket` (each read waits up to its timeout).
-pub fn received(socket: &UdpSocket) -> u64 {
-    let mut buf = [0u8; 2048];
-    let mut n = 0;
-    while socket.recv(&mut buf).is_ok() {
-        n += 1;
-    }
-    n
 }
 
 /// A capture file in the temporary directory, unique to this process and `tag`.

@@ -15,19 +15,12 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
-#[path = "common/child.rs"]
-#[expect(
-    dead_code,
-    reason = "the child guard serves several test binaries; this one uses a part"
-)]
-mod child;
-mod common;
-#[path = "common/tempdir.rs"]
-mod tempdir;
-#[path = "common/tool.rs"]
-mod tool;
-#[path = "common/udp.rs"]
-mod udp;
+mod capture;
+mod cli;
+mod events;
+mod lifecycle;
+mod memory;
+mod status;
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -37,20 +30,8 @@ use std::{
 };
 
 use pcap_file::pcap::PcapReader;
-use xdpsieve::{sandbox::demo::dns_response, sandbox::netns::VethPair};
-
-#[path = "e2e/capture.rs"]
-mod capture;
-#[path = "e2e/cli.rs"]
-mod cli;
-#[path = "e2e/events.rs"]
-mod events;
-#[path = "e2e/lifecycle.rs"]
-mod lifecycle;
-#[path = "e2e/memory.rs"]
-mod memory;
-#[path = "e2e/status.rs"]
-mod status;
+use xdpsieve::sandbox::demo::dns_response;
+use xdpsieve_netns::VethPair;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 const CLIENT_PORT: u16 = 40000;

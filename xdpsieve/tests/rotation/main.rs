@@ -14,20 +14,7 @@
 //! Each packet carries its number, so "every packet once, none torn" is checked packet by
 //! packet, and the sum over the files against the summary's count.
 
-#[path = "common/child.rs"]
-#[expect(
-    dead_code,
-    reason = "the child guard serves several test binaries; this one uses a part"
-)]
-mod child;
-mod common;
-use common::root_or_skip;
-#[path = "rotation/harness.rs"]
 mod harness;
-use harness::*;
-#[path = "common/tool.rs"]
-mod tool;
-use tool::tool;
 
 use std::{
     os::unix::fs::PermissionsExt as _,
@@ -40,7 +27,12 @@ use std::{
     time::Duration,
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::tool::tool;
+
+use harness::*;
 
 #[test]
 fn ring_of_three_over_many_rotations_runs_z_on_every_file() {
@@ -49,7 +41,7 @@ fn ring_of_three_over_many_rotations_runs_z_on_every_file() {
     }
     let work = TempDir::new("ring");
     let done = TempDir::new("ring-done");
-    let script = mover_script(&work, &done.path);
+    let script = mover_script(&work, done.path());
     let net = VethPair::create("rotring", None).expect("namespaces");
     let client = client_socket(&net);
     let pattern = work.file("cap.pcap");

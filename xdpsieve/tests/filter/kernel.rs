@@ -6,36 +6,18 @@
 //!
 //! Nothing is attached. They need root; under `CI` they fail rather than skip.
 
-mod common;
-use common::{kernel_found, root_or_skip};
-
-#[path = "common/frame.rs"]
-#[expect(
-    dead_code,
-    reason = "the frame builder serves several test binaries; this one uses a part"
-)]
-mod frame;
-#[path = "filter/harness.rs"]
-mod harness;
-
-use aya::programs::{TestRun, TestRunOptions};
-use frame::{Ext, Frame};
-use harness::{insn, load, load_insns, selects};
+use aya::programs::{TestRun as _, TestRunOptions};
 use xdpsieve::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
     configure::loader::{Firewall, Settings},
     configure::rules::{Action, RuleSet},
 };
 use xdpsieve_common::{FilterInsn, capture};
+use xdpsieve_testkit::frame::{Ext, Frame};
+use xdpsieve_testkit::gate::{kernel_found, root_or_skip};
 
-const A4: [u8; 4] = [192, 0, 2, 10];
-const B4: [u8; 4] = [198, 51, 100, 7];
-const A6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-];
-const B6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20,
-];
+use crate::cases::{A4, A6, B4, B6};
+use crate::harness::{self, insn, load, load_insns, selects};
 
 const RET_K: u16 = 0x06;
 const RET_A: u16 = 0x16;
@@ -417,16 +399,7 @@ fn separate_log_filter_and_no_filter() {
         assert_eq!(fw.filter_runs().len(), 2, "{:?}", fw.filter_runs());
         let tcp = Frame::ipv4(A4, B4).tcp(40000, 443).build();
         let icmp = Frame::ipv4(A4, B4).icmp().build();
-        let mut run = |frame: &[u8]| {
-            let opts = TestRunOptions {
-                data_in: Some(frame),
-                ..TestRunOptions::new()
-            };
-            fw.program()
-                .expect("program")
-                .test_run(opts)
-                .expect("test run");
-        };
+        let mut run = |frame: &[u8]| harness::run(&mut fw, frame);
         run(&udp4());
         run(&tcp);
         run(&icmp);
@@ -473,7 +446,7 @@ fn filter_cost() {
         ..RuleSet::default()
     };
     let mut base = Firewall::load(&Settings {
-        rules: rules.clone(),
+        rules,
         capture: 0,
         ..Settings::default()
     })
@@ -551,10 +524,10 @@ fn auto_translates_long_expressions_and_interprets_protochain() {
         let text = runs[0].to_string();
         match (&runs[0].how, translates) {
             (xdpsieve::configure::loader::FilterHow::Translated(n), true) => {
-                assert!(*n > 300, "{text}")
+                assert!(*n > 300, "{text}");
             }
             (xdpsieve::configure::loader::FilterHow::Interpreted(why), false) => {
-                assert!(why.contains("backward"), "{text}")
+                assert!(why.contains("backward"), "{text}");
             }
             _ => panic!("`{expression}`: {text}"),
         }

@@ -11,18 +11,8 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
-#[path = "watch/bypass.rs"]
 mod bypass;
-mod common;
-#[path = "watch/divergence.rs"]
 mod divergence;
-use common::root_or_skip;
-#[path = "common/tool.rs"]
-#[expect(
-    dead_code,
-    reason = "the tool runner serves several test binaries; this one uses a part"
-)]
-mod tool;
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -36,7 +26,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::sandbox::netns::{VethOptions, VethPair};
+use xdpsieve_netns::{VethOptions, VethPair};
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::tool::tool_with;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 /// The rules drop datagrams to this port...
@@ -201,7 +194,7 @@ fn assert_filtered(net: &VethPair, count: u16) {
 }
 
 fn tool(net: &VethPair, program: &str, args: &[&str]) -> String {
-    tool::tool_with(net.fw.command(program), program, args)
+    tool_with(net.fw.command(program), program, args)
 }
 
 #[test]
@@ -325,17 +318,9 @@ fn spread_sender(net: &VethPair) {
 
 /// The receive queues of the captured packets, per tshark (pcapng `epb_queue`).
 fn captured_queues(capture: &Path) -> std::collections::BTreeSet<u32> {
-    let out = Command::new("tshark")
-        .args(["-r", capture.to_str().expect("utf-8 path")])
-        .args(["-T", "fields", "-e", "frame.interface_queue"])
-        .output()
-        .expect("running tshark (cargo xtask setup installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let path = capture.to_str().expect("utf-8 path");
+    let args = ["-r", path, "-T", "fields", "-e", "frame.interface_queue"];
+    tool_with(Command::new("tshark"), "tshark", &args)
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect()
@@ -351,8 +336,8 @@ fn grown_queues_are_reattached_and_every_queue_filters() {
         ..VethOptions::default()
     };
     let net = VethPair::create_with("wq", &options).expect("namespaces");
-    let capture =
-        std::env::temp_dir().join(format!("xdpsieve-watch-{}.pcapng", std::process::id()));
+    let scratch = TempDir::new("watch-queues");
+    let capture = scratch.file("drops.pcapng");
     let fw = Running::start(
         &net,
         &[
@@ -401,7 +386,6 @@ fn grown_queues_are_reattached_and_every_queue_filters() {
     assert!(ok, "{stderr}");
     assert!(!stderr.contains("bypassing"), "{stderr}");
     let queues = captured_queues(&capture);
-    let _ = std::fs::remove_file(&capture);
     assert_eq!(
         queues,
         (0..4).collect(),

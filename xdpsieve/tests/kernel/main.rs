@@ -28,38 +28,13 @@
 //! - `support.rs`: what they all use: addresses, loading and running the program, counters,
 //!   draining the capture ring, the per-frame step record.
 
-mod common;
-
-// The frame builder, shared with other test binaries and the `prog_cost` bench.
-#[path = "common/frame.rs"]
-mod frame;
-
-#[path = "kernel/support.rs"]
-mod support;
-
-#[path = "kernel/verdicts.rs"]
-mod verdicts;
-
-#[path = "kernel/parsing.rs"]
-mod parsing;
-
-#[path = "kernel/ipv6_chains.rs"]
-mod ipv6_chains;
-
-#[path = "kernel/fragments.rs"]
-mod fragments;
-
-#[path = "kernel/malformed.rs"]
-mod malformed;
-
-#[path = "kernel/unclassifiable.rs"]
-mod unclassifiable;
-
-#[path = "kernel/capture.rs"]
 mod capture;
-
-#[path = "kernel/events.rs"]
 mod events;
-
-#[path = "kernel/rules.rs"]
+mod fragments;
+mod ipv6_chains;
+mod malformed;
+mod parsing;
 mod rules;
+mod support;
+mod unclassifiable;
+mod verdicts;

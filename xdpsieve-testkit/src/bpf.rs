@@ -1,6 +1,7 @@
-//! The `bpf(2)` calls the benchmarks make directly, for what aya 0.14 does not offer or
-//! offers only on programs it loaded itself: `BPF_PROG_TEST_RUN` with a repeat count on any
-//! program fd, minimal floor programs, opening a program by id.
+//! The `bpf(2)` calls the benchmarks (`prog_cost`, `set_cost`) make directly, for what
+//! aya 0.14 does not offer or offers only on programs it loaded itself:
+//! `BPF_PROG_TEST_RUN` with a repeat count on any program fd, minimal floor programs,
+//! opening a program by id.
 
 use std::os::fd::{FromRawFd as _, OwnedFd};
 
@@ -43,10 +44,6 @@ pub fn test_run(fd: i32, frame: &[u8], repeat: u32) -> std::io::Result<(u32, u32
 }
 
 /// Opens a loaded program by id (BPF_PROG_GET_FD_BY_ID).
-#[allow(
-    dead_code,
-    reason = "prog_cost opens xdp-filter by id; set_cost does not"
-)]
 pub fn prog_fd_by_id(id: u32) -> std::io::Result<OwnedFd> {
     let mut attr = [0u8; 16];
     attr[0..4].copy_from_slice(&id.to_ne_bytes());

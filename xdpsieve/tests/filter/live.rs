@@ -15,77 +15,55 @@
 //!
 //! Needs root and tcpdump (`cargo xtask setup`); under `CI` it fails rather than skips.
 
-mod common;
-use common::root_or_skip;
-
-#[path = "filter/cases.rs"]
-mod cases;
-#[path = "common/frame.rs"]
-#[expect(
-    dead_code,
-    reason = "the frame builder serves several test binaries; this one uses a part"
-)]
-mod frame;
-#[path = "common/summary.rs"]
-mod summary;
-#[path = "common/tempdir.rs"]
-#[expect(
-    dead_code,
-    reason = "the scratch directory serves several test binaries; this one uses a part"
-)]
-mod tempdir;
-
 use std::{
     collections::BTreeMap,
     ffi::CString,
-    io::{BufRead, BufReader, Read},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    io::{BufRead as _, BufReader, Read as _},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::Path,
-    process::{Child, ChildStderr, Command, Stdio},
+    process::{ChildStderr, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use cases::{EXPRESSIONS, frames};
 use pcap_file::pcap::PcapReader;
-use summary::summary_number;
-use tempdir::TempDir;
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::child::{Firewall, Guard, published};
+use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::summary::summary_number;
+use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::tool::stdout_of;
+
+use crate::cases::{EXPRESSIONS, frames};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 
-/// A process this test started; killed (by PID) on drop if still running.
+/// A process this test started (killed by PID on drop if still running), stopped with
+/// SIGINT: both programs finish their files on it.
 struct Running {
     what: &'static str,
-    child: Option<Child>,
+    guard: Guard,
     /// Reads stderr when it is not left on the child.
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Running {
-    /// SIGINT (both programs finish their files on it), then waits; returns stderr.
+    /// SIGINT, then waits; returns stderr.
     fn interrupt(mut self) -> String {
-        let mut child = self.child.take().expect("running");
-        // SAFETY: kill on the PID of a child we started and have not reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        self.guard.signal(libc::SIGINT).expect("signalling a child");
         let mut err = String::new();
-        if let Some(mut stderr) = child.stderr.take() {
+        if let Some(mut stderr) = self.guard.child_mut().stderr.take() {
             let _ = stderr.read_to_string(&mut err);
         }
         if let Some(reader) = self.stderr.take() {
             err = reader.join().unwrap_or_default();
         }
-        let status = child.wait().expect("waiting for a child");
+        let status = self
+            .guard
+            .wait_output()
+            .expect("waiting for a child")
+            .status;
         assert!(status.success(), "{} failed ({status}): {err}", self.what);
         err
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -119,7 +97,7 @@ fn start_tcpdump(net: &VethPair, file: &Path) -> Running {
     });
     Running {
         what: "tcpdump",
-        child: Some(child),
+        guard: Guard::new(child),
         stderr: Some(stderr),
     }
 }
@@ -127,53 +105,14 @@ fn start_tcpdump(net: &VethPair, file: &Path) -> Running {
 /// `xdpsieve run` capturing every packet (all pass: no rules) through `expression`; returns
 /// once it is attached.
 fn start_xdpsieve(net: &VethPair, expression: &str, file: &Path) -> Running {
-    let child = net
-        .fw
-        .command(BINARY)
-        .arg("run")
-        .args([
-            "-i",
-            VethPair::FW_IF,
-            "--capture",
-            "all",
-            "--filter",
-            expression,
-        ])
-        .arg("-w")
-        .arg(file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting xdpsieve");
-    let mut fw = Running {
+    let file = file.to_str().expect("a UTF-8 scratch path");
+    let args = ["--capture", "all", "--filter", expression, "-w", file];
+    let mut fw = Firewall::spawn(net, BINARY, &args, Stdio::null());
+    fw.wait_until(|| published(BINARY, net));
+    Running {
         what: "xdpsieve",
-        child: Some(child),
+        guard: fw.into_guard(),
         stderr: None,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let child = fw.child.as_mut().expect("running");
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            let mut err = String::new();
-            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-            panic!("xdpsieve exited before attaching with `{expression}` ({status}): {err}");
-        }
-        let status = net
-            .fw
-            .command(BINARY)
-            .args(["status", "--json"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        if status.contains("\"live\": true") {
-            return fw;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "xdpsieve did not attach within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -251,19 +190,14 @@ fn packets(file: &Path) -> BTreeMap<Vec<u8>, usize> {
 
 /// Runs `tcpdump -r all EXPR -w selected`: the packets it lists, as they were.
 fn tcpdump_selects(all: &Path, expression: &str, selected: &Path) -> BTreeMap<Vec<u8>, usize> {
-    let output = Command::new("tcpdump")
+    let mut tcpdump = Command::new("tcpdump");
+    tcpdump
         .arg("-r")
         .arg(all)
         .arg("-w")
         .arg(selected)
-        .arg(expression)
-        .output()
-        .expect("running tcpdump");
-    assert!(
-        output.status.success(),
-        "tcpdump refused `{expression}`: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .arg(expression);
+    stdout_of(&mut tcpdump, "tcpdump");
     packets(selected)
 }
 

@@ -2,7 +2,8 @@
 //! caller does not override are computed from what is actually built; checksums stay zero
 //! (the program never reads them).
 //!
-//! Shared by the kernel tests and the `prog_cost` bench (included with `#[path]`).
+//! For the tests that run the XDP program on crafted frames (`BPF_PROG_TEST_RUN`, or
+//! replayed raw over veth) and the `prog_cost` bench.
 
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -496,26 +497,9 @@ impl Frame {
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift64), so a failing frame can be rebuilt.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
+/// The built frame, so a table of cases can hold frames and raw bytes alike.
+impl From<Frame> for Vec<u8> {
+    fn from(frame: Frame) -> Vec<u8> {
+        frame.build()
     }
 }
