@@ -138,7 +138,7 @@ pub fn pinned_program_maps(path: &std::path::Path) -> io::Result<(u32, Vec<u32>)
         }
         let mut attr: Attr = [0; 16];
         set_u32(&mut attr, 0, fd.as_raw_fd() as u32);
-        set_u32(&mut attr, 4, std::mem::size_of_val(&info) as u32);
+        set_u32(&mut attr, 4, size_of_val(&info) as u32);
         attr[1] = info.as_mut_ptr() as u64;
         bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
         Ok((get_u32(&info, 4), get_u32(&info, 52)))

@@ -65,7 +65,7 @@ impl Service {
         self.notifying
     }
 
-    fn send(&mut self, states: &[NotifyState]) {
+    fn send(&mut self, states: &[NotifyState<'_>]) {
         if !self.notifying {
             return;
         }

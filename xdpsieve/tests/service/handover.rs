@@ -11,22 +11,25 @@ use std::{
     time::Duration,
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
-use crate::{
+use xdpsieve_testkit::{
     child::Firewall,
-    common::root_or_skip,
-    fwnet::{ALLOWED_PORT, BINARY, DROPPED_PORT, Net, received},
+    fwnet::{ALLOWED_PORT, DROPPED_PORT, Net},
+    gate::root_or_skip,
     tempdir::TempDir,
-    text,
+    tool::text,
+    udp::received,
 };
+
+use crate::BINARY;
 
 /// `PROGRAM run -i fw0 --drop RULE`, waited on until `status` shows it live.
 fn start(net: &Net, program: &Path, rule: &str) -> Firewall {
     let mut command = net.command(&program.display().to_string());
     command.args(["run", "-i", VethPair::FW_IF, "--drop", rule]);
     let mut run = Firewall::spawn_command(command, Stdio::null());
-    run.wait_until(|| crate::child::published(&net.pair));
+    run.wait_until(|| xdpsieve_testkit::child::published(BINARY, &net.pair));
     run
 }
 
@@ -103,7 +106,7 @@ fn a_flood_across_the_handover_signal_and_the_next_start_delivers_nothing() {
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("handover");
+    let net = Net::create(BINARY, "handover");
     flood_across_handover(&net, Path::new(BINARY), Path::new(BINARY), || {});
 }
 
@@ -112,7 +115,7 @@ fn a_flood_across_a_binary_swap_delivers_nothing() {
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("swap");
+    let net = Net::create(BINARY, "swap");
     let tmp = TempDir::new("svc-swap");
     // The installed binary, as a package has it: the old one runs from it, the upgrade
     // replaces the file (a new inode, renamed over the old), the new one starts from it.

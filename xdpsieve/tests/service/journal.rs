@@ -12,13 +12,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
-use crate::{
-    common::root_or_skip,
-    fwnet::{BINARY, DROPPED_PORT, Net},
+use xdpsieve_testkit::{
+    fwnet::{DROPPED_PORT, Net},
+    gate::root_or_skip,
     tempdir::TempDir,
 };
+
+use crate::BINARY;
 
 /// A child started here with standard error to a file; killed (by PID) on drop if still
 /// running.
@@ -89,7 +91,7 @@ fn a_run_into_the_journal_prefixes_every_line_with_its_priority() {
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("journal");
+    let net = Net::create(BINARY, "journal");
     let tmp = TempDir::new("svc-journal");
     // A set file with host bits set: a warning at the start.
     let set = tmp.file("block.txt");
@@ -126,7 +128,7 @@ fn a_run_into_the_journal_prefixes_every_line_with_its_priority() {
         .expect("starting xdpsieve");
     let mut run = Started(Some(child));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !crate::child::published(&net.pair) {
+    while !xdpsieve_testkit::child::published(BINARY, &net.pair) {
         assert!(Instant::now() < deadline, "not started: {}", read(&err));
         std::thread::sleep(Duration::from_millis(25));
     }

@@ -12,15 +12,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve::sandbox::netns::VethPair;
+use xdpsieve_netns::VethPair;
 
-use crate::{
+use xdpsieve_testkit::{
     child::Firewall,
-    common::root_or_skip,
-    fwnet::{BINARY, DROPPED_PORT, Net, received},
+    fwnet::{DROPPED_PORT, Net},
+    gate::root_or_skip,
     tempdir::TempDir,
-    text,
+    tool::text,
+    udp::received,
 };
+
+use crate::BINARY;
 
 /// systemd's end of `NOTIFY_SOCKET`: every datagram received, in order, on a thread until
 /// dropped.
@@ -103,7 +106,7 @@ fn start(net: &Net, socket: &Path, rules: &Path, env: &[(&str, &str)]) -> Firewa
         .args(["run", "-i", VethPair::FW_IF, "--rules"])
         .arg(rules);
     let mut run = Firewall::spawn_command(command, Stdio::null());
-    run.wait_until(|| crate::child::published(&net.pair));
+    run.wait_until(|| xdpsieve_testkit::child::published(BINARY, &net.pair));
     run
 }
 
@@ -112,7 +115,7 @@ fn start_reload_and_stop_are_notified_in_order_and_the_watchdog_is_fed() {
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("notify");
+    let net = Net::create(BINARY, "notify");
     let (dropped, _allowed) = net.sockets();
     let tmp = TempDir::new("svc-notify");
     let rules = tmp.file("rules.toml");
@@ -214,7 +217,7 @@ fn the_watchdog_of_another_pid_is_not_fed() {
     if !root_or_skip() {
         return;
     }
-    let net = Net::create("wdpid");
+    let net = Net::create(BINARY, "wdpid");
     let tmp = TempDir::new("svc-wdpid");
     let rules = tmp.file("rules.toml");
     std::fs::write(&rules, format!("{RULES}dst_port = {DROPPED_PORT}\n")).unwrap();

@@ -123,7 +123,7 @@ pub fn program_in_force(iface: &str) -> Result<u32> {
 /// opening it by its id, needs CAP_SYS_ADMIN, which a service runs without. The list is
 /// the fallback (a firewall of an older xdpsieve); empty when neither tells, which [`find`]
 /// takes for a generation still being published.
-fn program_maps(dir: &std::path::Path, program_id: u32) -> Result<Vec<u32>> {
+fn program_maps(dir: &Path, program_id: u32) -> Result<Vec<u32>> {
     if let Ok((id, maps)) = crate::configure::relink::pinned_program_maps(&dir.join(pins::PROG_PIN))
         && id == program_id
     {
@@ -200,7 +200,7 @@ impl Found {
 /// The map `name` of id `id`, found pinned in `dir`: through its pin when that is still
 /// the map (opening a map by its id needs CAP_SYS_ADMIN, which a service runs without),
 /// else by its id.
-fn open_map(dir: &std::path::Path, id: u32, name: &str) -> Result<MapData> {
+fn open_map(dir: &Path, id: u32, name: &str) -> Result<MapData> {
     if let Ok(data) = MapData::from_pin(dir.join(name))
         && data.info().is_ok_and(|info| info.id() == id)
     {

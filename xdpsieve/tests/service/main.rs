@@ -12,39 +12,12 @@
 //! - `privilege`: `xdpsieve run` as an unprivileged user with exactly the unit's
 //!   capabilities, in the unit's view of bpffs, filters, captures, reloads and stops.
 //! - `unit`: `systemd-analyze verify` accepts the unit files.
-//! - `requirements`: the kernel-feature probe on this kernel.
 //!
 //! The tests that need root fail rather than skip under `CI` when they cannot run.
 
-#[path = "common/child.rs"]
-#[expect(
-    dead_code,
-    reason = "the child guard serves several test binaries; this one uses a part"
-)]
-mod child;
-mod common;
-#[path = "common/fwnet.rs"]
-#[expect(
-    dead_code,
-    reason = "the namespaces' helpers serve several test binaries; this one uses a part"
-)]
-mod fwnet;
-#[path = "common/tempdir.rs"]
-mod tempdir;
-
-#[path = "service/handover.rs"]
 mod handover;
-#[path = "service/journal.rs"]
 mod journal;
-#[path = "service/notify.rs"]
 mod notify;
 
-use std::process::Output;
-
-/// Standard output and standard error of `out`, for messages.
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+/// The build under test.
+const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
