@@ -18,6 +18,35 @@
 mod handover;
 mod journal;
 mod notify;
+mod privilege;
+mod unit;
 
 /// The build under test.
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
+
+/// The unit file as the repository ships it.
+const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/xdpsieve.service");
+
+/// The unit file's text.
+fn unit_text() -> String {
+    std::fs::read_to_string(UNIT).unwrap_or_else(|e| panic!("reading {UNIT}: {e}"))
+}
+
+/// The values of `key` in the unit file, in order (comments and other keys skipped).
+fn unit_values(key: &str) -> Vec<String> {
+    unit_text()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with(['#', ';']))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_string())
+        .collect()
+}
+
+/// The one value of `key` in the unit file.
+fn unit_value(key: &str) -> String {
+    match unit_values(key).as_slice() {
+        [one] => one.clone(),
+        other => panic!("{UNIT}: {key}= should be set once, found {other:?}"),
+    }
+}
