@@ -11,7 +11,8 @@
 //! The world is the unit's: xdpsieve's own mount namespace with a bpffs of mode 0700 (as
 //! systemd mounts it) prepared by the unit's own `ExecStartPre=` (run as root, the user's
 //! name replaced by the numeric id), and a /run/xdpsieve of the user's, mode 0700, as
-//! `RuntimeDirectory=` makes it. On a world-writable bpffs where another user made
+//! `RuntimeDirectory=` makes it; root's `xdpsieve status` trusts that user's pins. On a
+//! world-writable bpffs where another user made
 //! /sys/fs/bpf/xdpsieve first, the service neither gets it from `ExecStartPre=` nor
 //! trusts it: it pins in a directory of its own.
 
@@ -200,6 +201,14 @@ fn with_only_the_units_capabilities_it_filters_captures_reloads_and_stops() {
 
     let (dropped, allowed) = net.sockets();
     let run = service.start(&config);
+    // Root's status trusts the service's pins: /run/xdpsieve, which only root can make,
+    // belongs to the service's user.
+    let out = net.xdpsieve(&["status", "--json"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"live\": true"),
+        "root's status does not see the service: {}",
+        text(&out).1
+    );
     let sent = flood(net, DROPPED_PORT);
     net.send(ALLOWED_PORT, 20);
     assert_eq!(

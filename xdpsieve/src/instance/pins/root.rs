@@ -55,12 +55,11 @@ fn record_path() -> Option<PathBuf> {
     Some(Path::new(RUN_DIR).join(format!("pin-root-{dev}")))
 }
 
-/// Whether `meta` is a directory that could only have been filled by root: not a symlink,
-/// root's (our uid), and not writable by group or others.
+/// Whether `meta` is a directory that could only have been filled by us: not a symlink,
+/// ours (our uid, or for root the service's, see [`super::trusted_owner`]), and not
+/// writable by group or others.
 fn is_ours(meta: &fs::Metadata) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    meta.is_dir() && meta.uid() == me && meta.mode() & 0o022 == 0
+    meta.is_dir() && super::trusted_owner(meta.uid()) && meta.mode() & 0o022 == 0
 }
 
 /// The recorded root where it is now: at its recorded path, else (renamed) among the
