@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use xdpsieve_netns::VethPair;
+use xdpsieve_netns::{VethOptions, VethPair};
 use xdpsieve_testkit::{
     child::Firewall,
     fwnet::{ALLOWED_PORT, DROPPED_PORT, Net},
@@ -66,7 +66,17 @@ impl Service {
     /// The world with bpffs of mode `bpffs_mode`; `before_unit` runs (as root) in it just
     /// before the unit's `ExecStartPre=`.
     fn create(tag: &str, bpffs_mode: &str, before_unit: impl FnOnce(&Net)) -> Service {
-        let mut net = Net::create(BINARY, tag);
+        Service::create_with(tag, bpffs_mode, &VethOptions::default(), before_unit)
+    }
+
+    /// As [`Service::create`], with the veth pair shaped by `options`.
+    fn create_with(
+        tag: &str,
+        bpffs_mode: &str,
+        options: &VethOptions,
+        before_unit: impl FnOnce(&Net),
+    ) -> Service {
+        let mut net = Net::create_with(BINARY, tag, options);
         net.own_mounts(bpffs_mode);
         before_unit(&net);
         let pre = unit_value("ExecStartPre");
@@ -409,6 +419,51 @@ fn the_kernel_refuses_the_run_without_each_of_the_units_capabilities() {
     command.env("XDPSIEVE_SKIP_CAPABILITY_CHECK", "1");
     let mut run = Firewall::spawn_command(command, Stdio::null());
     run.wait_until(|| service.net.xdp_program().is_some());
+    let out = run.stop(libc::SIGTERM);
+    assert!(out.status.success(), "{}", text(&out).1);
+}
+
+/// `set` as the service's user after the interface's rx queues grew: the watcher then
+/// moves the link to the program's twin (see `configure::relink`), and the set commands,
+/// which cannot list the kernel's programs without CAP_SYS_ADMIN, must still find the
+/// program in force through its pins.
+#[test]
+fn set_commands_work_after_the_queues_grew() {
+    if !root_or_skip() {
+        return;
+    }
+    let options = VethOptions {
+        rx_queues: Some((1, 4)),
+        ..VethOptions::default()
+    };
+    let service = Service::create_with("privq", "0700", &options, |_| {});
+    let net = &service.net;
+    let config = service.configure(&[], false);
+    let mut toml = std::fs::read_to_string(&config).expect("reading");
+    toml += "[[set]]\nname = \"ban\"\nprefixes = [\"203.0.113.0/24\"]\n\
+             [[rule]]\nname = \"banned\"\naction = \"drop\"\nsrc = \"@ban\"\n";
+    std::fs::write(&config, toml).expect("writing");
+    let run = service.start(&config);
+    let before = net.xdp_program().expect("attached");
+    net.pair
+        .fw
+        .set_channels(VethPair::FW_IF, &["rx", "4"])
+        .expect("growing fw0's rx queues");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while net.xdp_program() == Some(before) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher did not move the link to the twin"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = service.xdpsieve(&["set", "add", "ban", &VethPair::PEER_V4.to_string()]);
+    let (said, err) = text(&out);
+    assert!(out.status.success(), "set add after the queues grew: {err}");
+    assert!(said.contains("added 1"), "{said}");
+    let (dropped, _) = net.sockets();
+    net.send(DROPPED_PORT, 20);
+    assert_eq!(received(&dropped), 0, "the banned peer got through");
     let out = run.stop(libc::SIGTERM);
     assert!(out.status.success(), "{}", text(&out).1);
 }

@@ -262,6 +262,8 @@ impl Firewall {
 
     /// Pins the program at `path` (for bpftool, `status` and a later takeover).
     pub fn pin_program(&mut self, path: &Path) -> Result<(), LoaderError> {
+        // A twin pinned there belongs to the generation this program replaces.
+        let _ = std::fs::remove_file(path.with_file_name(super::TWIN_PIN));
         program_of(&mut self.ebpf)?.pin(path).map_err(|e| {
             LoaderError::Load(format!("pinning the program at {}: {e}", path.display()))
         })

@@ -8,7 +8,7 @@ use std::{io, os::fd::AsFd as _};
 use aya::programs::{ProgramError, Xdp};
 
 use super::{
-    AttachMode, AttachedMode, Firewall, LoaderError, PROGRAM, TWIN, load_error, log_tail,
+    AttachMode, AttachedMode, Firewall, LoaderError, PROGRAM, TWIN, TWIN_PIN, load_error, log_tail,
     program_of_name,
 };
 
@@ -110,6 +110,19 @@ impl Firewall {
             Ok(fd.as_fd())
         };
         crate::configure::relink::update_link(link.as_fd(), fd_of(new)?, fd_of(old)?)
-            .map_err(|e| failed(format!("moving the XDP link to program {new}: {e}")))
+            .map_err(|e| failed(format!("moving the XDP link to program {new}: {e}")))?;
+        // The twin pinned beside the link while the link runs it (see TWIN_PIN).
+        let twin_pin = pin.with_file_name(TWIN_PIN);
+        let _ = std::fs::remove_file(&twin_pin);
+        if new == TWIN
+            && let Err(e) = program_of_name(&mut self.ebpf, TWIN)?.pin(&twin_pin)
+        {
+            crate::base::log::warning(format_args!(
+                "xdpsieve: warning: pinning the program's twin at {}: {e}; `xdpsieve set` \
+                 without CAP_SYS_ADMIN cannot find the program in force on {interface}",
+                twin_pin.display()
+            ));
+        }
+        Ok(())
     }
 }

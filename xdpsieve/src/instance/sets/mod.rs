@@ -119,15 +119,18 @@ pub fn program_in_force(iface: &str) -> Result<u32> {
 }
 
 /// The maps program `program_id` reads, found through the program pinned in `dir` (each
-/// generation pins its program there): listing the kernel's programs to find it by id, or
+/// generation pins its program there, and its twin while the link runs that): listing the kernel's programs to find it by id, or
 /// opening it by its id, needs CAP_SYS_ADMIN, which a service runs without. The list is
 /// the fallback (a firewall of an older xdpsieve); empty when neither tells, which [`find`]
 /// takes for a generation still being published.
 fn program_maps(dir: &Path, program_id: u32) -> Result<Vec<u32>> {
-    if let Ok((id, maps)) = crate::configure::relink::pinned_program_maps(&dir.join(pins::PROG_PIN))
-        && id == program_id
-    {
-        return Ok(maps);
+    // The program, or its twin while the link runs that (after a queue refresh).
+    for pin in [pins::PROG_PIN, crate::configure::loader::TWIN_PIN] {
+        if let Ok((id, maps)) = crate::configure::relink::pinned_program_maps(&dir.join(pin))
+            && id == program_id
+        {
+            return Ok(maps);
+        }
     }
     let Some(program) = aya::programs::loaded_programs()
         .filter_map(Result::ok)
