@@ -128,6 +128,24 @@ impl Service {
             .expect("running setpriv")
     }
 
+    /// The unit's `ExecReload=` for the configuration `config`, as the service's user.
+    fn exec_reload(&self, config: &Path) -> Output {
+        let line = unit_value("ExecReload");
+        let mut words = line.split_whitespace();
+        assert_eq!(words.next(), Some("/usr/bin/xdpsieve"), "ExecReload={line}");
+        let config = config.display().to_string();
+        let args: Vec<&str> = words
+            .map(|w| {
+                if w == "/etc/xdpsieve/xdpsieve.toml" {
+                    config.as_str()
+                } else {
+                    w
+                }
+            })
+            .collect();
+        self.xdpsieve(&args)
+    }
+
     /// Writes the configuration file: fw0, captures into the service's directory, drops
     /// UDP to `ports`, keeps the firewall on stop if `keep`.
     fn configure(&self, ports: &[u16], keep: bool) -> PathBuf {
@@ -230,7 +248,7 @@ fn with_only_the_units_capabilities_it_filters_captures_reloads_and_stops() {
 
     // A reload as ExecReload= runs it: the allowed port is dropped from now on.
     service.configure(&[DROPPED_PORT, ALLOWED_PORT], false);
-    let out = service.xdpsieve(&["reload"]);
+    let out = service.exec_reload(&config);
     let (said, err) = text(&out);
     assert!(out.status.success(), "reload failed: {err}");
     assert!(said.contains("reloaded"), "{said}");
@@ -238,7 +256,7 @@ fn with_only_the_units_capabilities_it_filters_captures_reloads_and_stops() {
     assert_eq!(received(&allowed), 0, "the reloaded rules are not in force");
     // A bad file: reload exits non-zero and the rules in force stay.
     std::fs::write(&config, "interfaces = [\"fw0\"\n").expect("spoiling the file");
-    let out = service.xdpsieve(&["reload"]);
+    let out = service.exec_reload(&config);
     let (_, err) = text(&out);
     assert!(!out.status.success(), "a bad reload succeeded: {err}");
     assert!(err.contains("reload failed"), "{err}");

@@ -81,7 +81,10 @@ fn the_unit_says_what_the_service_relies_on() {
             "ExecStart",
             "/usr/bin/xdpsieve run --config /etc/xdpsieve/xdpsieve.toml",
         ),
-        ("ExecReload", "/usr/bin/xdpsieve reload"),
+        (
+            "ExecReload",
+            "/usr/bin/xdpsieve reload --config /etc/xdpsieve/xdpsieve.toml",
+        ),
         ("KillSignal", "SIGTERM"),
         ("RestartKillSignal", "SIGQUIT"),
         ("Restart", "on-failure"),
