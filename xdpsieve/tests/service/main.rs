@@ -11,7 +11,10 @@
 //! - `journal`: with `JOURNAL_STREAM` naming standard error, every line carries its `<N>`.
 //! - `privilege`: `xdpsieve run` as an unprivileged user with exactly the unit's
 //!   capabilities, in the unit's view of bpffs, filters, captures, reloads and stops.
-//! - `unit`: `systemd-analyze verify` accepts the unit files.
+//! - `reload`: the unit's `ExecReload=` (`reload --config FILE`) finds its firewall among
+//!   several in one namespace.
+//! - `unit`: `systemd-analyze verify` accepts the unit file, which says what the service
+//!   relies on.
 //!
 //! The tests that need root fail rather than skip under `CI` when they cannot run.
 
@@ -19,6 +22,7 @@ mod handover;
 mod journal;
 mod notify;
 mod privilege;
+mod reload;
 mod unit;
 
 /// The build under test.
