@@ -1,7 +1,7 @@
 //! The manual pages and shell completions as an operator meets them: a page rendered by
 //! man(1) with groff's warnings on, a completion loaded by its shell and asked to complete.
-//! For the files `xdpsieve generate` writes (`xdpsieve/tests/package`) and for those the
-//! Debian package installs (`cargo xtask package --test`). Each check says what is wrong
+//! For the files `xdpsieve generate` writes and for those the Debian package installs
+//! (both in `xdpsieve/tests/package`). Each check says what is wrong
 //! as an `Err`; a shell or man(1) that is missing is an error too (`cargo xtask setup`
 //! installs them), never a skip.
 

@@ -15,7 +15,7 @@
 //!   and integration tests);
 //! - [`tool`]: running a command to success and taking its output;
 //! - [`docs`]: the manual pages rendered by man(1), the completions loaded by their shells
-//!   (`tests/package`, and xtask's test of the installed package);
+//!   (`tests/package`: as generated, and as the Debian package installs them);
 //! - [`udp`], [`summary`]: what reached a socket, numbers from the exit summary;
 //! - [`frame`]: frames built field by field (the kernel, filter and set tests,
 //!   `prog_cost`, `set_cost`);

@@ -4,8 +4,10 @@
 //! configuration page lists every key; the bash completion loads and completes verbs and
 //! flags, zsh registers its function and fish completes. No root needed.
 //!
-//! The package itself, built, installed, checked and purged, is xtask's
-//! (`cargo xtask package --test`, part of `cargo xtask test`).
+//! [`deb`]: the Debian package itself, built (`cargo xtask package`), checked by lintian,
+//! installed, run without Rust, and purged (root).
+
+mod deb;
 
 use std::path::Path;
 
