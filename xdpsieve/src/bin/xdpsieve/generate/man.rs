@@ -175,6 +175,12 @@ fn files(roff: &mut Roff) {
              nothing.",
         ),
         (
+            "/var/lib/xdpsieve",
+            "The packaged service's capture directory (point capture.file there, see \
+             xdpsieve.toml(5)), made by the package for the system user xdpsieve (mode \
+             0750). `dpkg --purge` keeps the captures, handed to root.",
+        ),
+        (
             pins::root::DEFAULT_ROOT,
             "The pins that keep each firewall in force when no process holds it, per network \
              namespace and interface: the bpf_link, the program and its maps. `xdpsieve stop` \
