@@ -14,6 +14,8 @@
 //! - [`tempdir`]: scratch directories, a small tmpfs when asked, removed on drop (unit
 //!   and integration tests);
 //! - [`tool`]: running a command to success and taking its output;
+//! - [`docs`]: the manual pages rendered by man(1), the completions loaded by their shells
+//!   (`tests/package`: as generated, and as the Debian package installs them);
 //! - [`udp`], [`summary`]: what reached a socket, numbers from the exit summary;
 //! - [`frame`]: frames built field by field (the kernel, filter and set tests,
 //!   `prog_cost`, `set_cost`);
@@ -27,6 +29,7 @@
 
 pub mod bpf;
 pub mod child;
+pub mod docs;
 pub mod frame;
 pub mod fwnet;
 pub mod gate;

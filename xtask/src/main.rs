@@ -1,5 +1,5 @@
-//! Project tasks: `setup` (toolchain and test tools), `build`, `test` (the CI gate), `demo`,
-//! `fuzz`, `bench`.
+//! Project tasks: `setup` (toolchain and test tools), `build`, `package` (the Debian
+//! package), `test` (the CI gate), `demo`, `fuzz`, `bench`.
 //!
 //! `setup` is idempotent and quick when everything is present; `test` and `demo` run it
 //! first, so the README's two commands work on a fresh machine.
@@ -8,6 +8,7 @@ mod bench;
 mod bench_events;
 mod fuzz;
 mod netbench;
+mod package;
 mod setup;
 
 use std::{
@@ -35,8 +36,12 @@ enum Task {
     Setup,
     /// Build xdpsieve (release) with its embedded XDP program.
     Build,
-    /// The CI gate: setup, formatting, clippy, every test (root tests included), and each
-    /// fuzz target for a bounded time.
+    /// Build the Debian package (target/debian/xdpsieve_VERSION_ARCH.deb): the release
+    /// binary, the systemd unit, the configuration as a conffile, the manual pages and the
+    /// bash, zsh and fish completions. Installs on a machine without Rust.
+    Package,
+    /// The CI gate: setup, formatting, clippy, the Debian package, every test (root tests
+    /// included, the package's among them), and each fuzz target for a bounded time.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
@@ -86,6 +91,12 @@ fn main() -> Result<()> {
             setup::setup()?;
             cargo(&["build", "--release", "--package", "xdpsieve"])
         }
+        Task::Package => {
+            setup::setup()?;
+            let deb = package::package()?;
+            println!("{}", deb.display());
+            Ok(())
+        }
         Task::Test { cargo_args } => {
             setup::setup()?;
             cargo(&["fmt", "--all", "--check"])?;
@@ -100,6 +111,14 @@ fn main() -> Result<()> {
                 "warnings",
             ])?;
             clippy_ebpf()?;
+            // The package is built here, from this checkout, and its test
+            // (`xdpsieve/tests/package`) installs it: PACKAGE_ENV names it, or is empty when
+            // the build failed (the test then fails rather than building it again).
+            let package = package::package();
+            let deb = match &package {
+                Ok(deb) => deb.as_os_str().to_owned(),
+                Err(_) => Default::default(),
+            };
             // Every test binary runs even when one before it fails, and so do fuzzing and the
             // bench smoke run: one run shows everything that is wrong, and still fails.
             let mut args = vec![
@@ -113,10 +132,11 @@ fn main() -> Result<()> {
                 args.push("--");
                 args.extend(cargo_args.iter().map(String::as_str));
             }
-            let tests = cargo_test(&args);
+            let tests = cargo_test(&args, &[(package::PACKAGE_ENV, deb.as_os_str())]);
             let fuzzing = fuzz::run_targets(&workspace_root(), fuzz::TARGETS, fuzz::CI_SECONDS);
             let bench = bench_smoke();
             all_passed(&[
+                ("package", package.map(drop)),
                 ("tests", tests),
                 ("fuzzing", fuzzing),
                 ("bench smoke run", bench),
@@ -234,11 +254,12 @@ fn cargo(args: &[&str]) -> Result<()> {
 /// Runs `cargo ARGS` (a `cargo test --no-fail-fast`), its output passed through, and
 /// counts the results. Fails naming every test binary that failed, each with the arguments
 /// that run it again.
-fn cargo_test(args: &[&str]) -> Result<()> {
+fn cargo_test(args: &[&str], envs: &[(&str, &OsStr)]) -> Result<()> {
     use std::io::{BufRead as _, BufReader};
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut child = Command::new(cargo)
         .args(args)
+        .envs(envs.iter().copied())
         .current_dir(workspace_root())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

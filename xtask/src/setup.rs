@@ -3,7 +3,7 @@
 //! in `xdpsieve-ebpf/rust-toolchain.toml` (that file says why), with the components it
 //! lists (`rust-src` for `-Z build-std`, clippy); bpf-linker is built against that
 //! toolchain's own LLVM; the Debian packages the tests, the demo and the benchmarks run;
-//! cargo-fuzz.
+//! cargo-fuzz; cargo-deb, at a pinned version, for `cargo xtask package`.
 
 use std::{
     env, fs,
@@ -33,7 +33,18 @@ const PACKAGES: &[(&str, &str)] = &[
     // libpcap's headers and link library: the capture filter compiles tcpdump expressions
     // with pcap_compile (the `pcap` crate links it).
     ("libpcap-dev", "pcap-config"),
+    // The package test (`tests/package`): the .deb checked, the pages rendered, the
+    // completions loaded in their shells.
+    ("lintian", "lintian"),
+    ("man-db", "man"),
+    ("zsh", "zsh"),
+    ("fish", "fish"),
 ];
+
+/// cargo-deb, which builds the Debian package (`cargo xtask package`): pinned, so that
+/// the same commit makes the same package (its layout of units and scripts changes
+/// between versions).
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 /// Where the eBPF toolchain is pinned, relative to the workspace root.
 const PIN: &str = "xdpsieve-ebpf/rust-toolchain.toml";
@@ -44,7 +55,33 @@ pub(crate) fn setup() -> Result<()> {
     ensure_bpf_linker(&pin.channel)?;
     ensure_packages()?;
     fuzz::ensure_cargo_fuzz()?;
+    ensure_cargo_deb()?;
     Ok(())
+}
+
+/// cargo-deb at [`CARGO_DEB_VERSION`], installed (or replaced) unless it is that one.
+fn ensure_cargo_deb() -> Result<()> {
+    let installed = Command::new("cargo").args(["deb", "--version"]).output();
+    let version = installed
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+    if version.as_deref() == Some(&format!("cargo-deb {CARGO_DEB_VERSION}")) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing cargo-deb {CARGO_DEB_VERSION} (builds the Debian package; a minute \
+         or two, once)"
+    );
+    run(Command::new("cargo").args([
+        "install",
+        "cargo-deb",
+        "--locked",
+        "--force",
+        "--version",
+        &format!("={CARGO_DEB_VERSION}"),
+    ]))
+    .context("installing cargo-deb")
 }
 
 /// `[toolchain]` of `xdpsieve-ebpf/rust-toolchain.toml`.

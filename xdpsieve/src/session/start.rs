@@ -123,6 +123,9 @@ fn abandon_start(firewall: &mut Firewall, claims: &[Claim], error: anyhow::Error
 pub(super) fn start(plan: RunPlan) -> Result<Running> {
     // Early, and in the run's own terms, when the process cannot load BPF programs.
     crate::configure::privileges::check(crate::configure::privileges::Verb::Run)?;
+    // Then what the kernel has, before anything is claimed, loaded or attached: a kernel
+    // without a feature the program uses is named as such, not as a verifier log.
+    crate::configure::kernel_features::check()?;
     let interfaces = interfaces(&plan.interfaces)?;
     // Claim the interfaces first: one that another process holds (a run, live or starting),
     // or a directory someone else could have filled, is refused before anything is loaded

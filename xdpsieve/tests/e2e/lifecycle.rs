@@ -1,6 +1,7 @@
 //! Attaching and letting go: a SIGKILLed recorder leaves its drops in force until
 //! `xdpsieve stop`, `--mode auto` falls back to skb mode where native XDP is missing, and
-//! `xdpsieve demo` cleans up its namespaces whether it ends or is interrupted.
+//! `xdpsieve demo` cleans up its namespaces whether it ends or is interrupted, and a kernel
+//! without a feature the program uses stops the run before anything is attached.
 
 use xdpsieve_testkit::child::{Firewall, xdp_attached};
 use xdpsieve_testkit::gate::root_or_skip;
@@ -175,5 +176,46 @@ fn interrupted_demo_removes_its_namespaces() {
     assert!(
         !list.lines().any(|l| l.starts_with(&tag)),
         "namespaces left: {list}"
+    );
+}
+
+#[test]
+fn a_kernel_without_a_feature_stops_the_run_before_anything_is_attached() {
+    if !root_or_skip() {
+        return;
+    }
+    // This kernel has every feature (tests/kernel/features.rs); the probes are told to
+    // report two missing, which is all an older kernel would do differently.
+    let net = VethPair::create("nofeat", None).expect("namespaces");
+    let out = net
+        .fw
+        .command(BINARY)
+        .args(["run", "-i", VethPair::FW_IF, "--drop", "udp"])
+        .env("XDPSIEVE_TEST_PRETEND_MISSING", "bpf_loop,xdp_frags")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running xdpsieve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("lacks what xdpsieve needs; nothing was attached")
+            && err.contains("the bpf_loop helper (Linux 5.17)")
+            && err.contains("multi-buffer XDP (BPF_F_XDP_HAS_FRAGS) (Linux 5.18)")
+            && err.contains("xdpsieve needs Linux 6.1 or later"),
+        "{err}"
+    );
+    assert!(!err.contains("ring buffer"), "only the missing ones: {err}");
+    assert!(!xdp_attached(&net), "attached despite the missing features");
+    // Nothing claimed either: `status` finds no run on the interface.
+    let status = tool_with(net.fw.command(BINARY), "xdpsieve", &["status"]);
+    assert!(status.contains("no xdpsieve is running"), "{status}");
+    // And the same run without the pretence starts.
+    let fw = Firewall::start(BINARY, &net, &["--drop", "udp"]);
+    assert!(xdp_attached(&net));
+    let done = fw.stop(libc::SIGINT);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
     );
 }

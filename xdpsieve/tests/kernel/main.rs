@@ -24,12 +24,14 @@
 //! - `unclassifiable.rs`: the unclassifiable policy under each kind of rule and setting.
 //! - `capture.rs`: capture records, snap length, jumbo frames, a full ring.
 //! - `events.rs`: events decoded over both transports, a full perf buffer.
+//! - `features.rs`: the kernel feature probes `run` makes, against the kernel that loads it.
 //! - `rules.rs`: default drop with pass rules, TOML against expressions, the full rule table.
 //! - `support.rs`: what they all use: addresses, loading and running the program, counters,
 //!   draining the capture ring, the per-frame step record.
 
 mod capture;
 mod events;
+mod features;
 mod fragments;
 mod ipv6_chains;
 mod malformed;

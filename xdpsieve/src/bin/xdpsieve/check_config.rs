@@ -31,21 +31,25 @@ pub(crate) struct CheckConfigArgs {
 
 const SHORT_HELP: &str = "Every key of the file, with its type, default and flag: --help.";
 
-/// The help after the flags: how the file and the command line combine, then every key.
-fn long_help() -> String {
-    format!(
-        "\
+/// How the file and the command line combine: the long help's first paragraph, and the
+/// start of xdpsieve.toml(5).
+pub(crate) const FILE_RULES: &str = "\
 The file is TOML. `xdpsieve run --config FILE` runs it; a flag given on the command line
 overrides the file's key (command line, then file, then built-in default); --rules replaces
 the file's rules and --drop/--pass add rules after them. Paths in the file are relative to
 its directory. Unknown keys are errors naming the file, line and column. A reload (SIGHUP,
 `xdpsieve reload`) reads the file again, checks it whole and takes its rules (`rules`,
-`default`, [[set]], [[rule]]); the other keys take effect at the next start.
+`default`, [[set]], [[rule]]); the other keys take effect at the next start.";
 
-Keys:
+/// The help after the flags: how the file and the command line combine, then every key.
+fn long_help() -> String {
+    format!("{FILE_RULES}\n\nKeys:\n\n{}", keys::plain(90).trim_end())
+}
 
-{}",
-        keys::plain(90).trim_end()
+/// The long help on paper (xdpsieve-check-config(8)): the keys are xdpsieve.toml(5)'s.
+pub(crate) fn man_notes() -> String {
+    format!(
+        "{FILE_RULES}\n\nEvery key, with its type, default, flag and meaning: xdpsieve.toml(5)."
     )
 }
 

@@ -1,5 +1,6 @@
 //! The `xdpsieve` command: `run` (filter and capture), `reload`, `stop`, `status`,
-//! `check-rules`, `check-config`, `set` (live set changes), and `demo`.
+//! `check-rules`, `check-config`, `set` (live set changes), and `demo`; and, for the
+//! package build, `generate` (manual pages and shell completions).
 //!
 //! This binary only parses the command line and turns each subcommand's arguments into a
 //! plan the library runs (as ripgrep's low-level arguments become high-level ones):
@@ -12,12 +13,14 @@
 //! - [`check_config`]: `check-config`, which checks a configuration file as `run --config`
 //!   does, and whose help is the file's key reference;
 //! - [`control`]: `reload`, `stop` and `status`, which act on a running firewall;
-//! - [`set`]: `set add|del|list|flush` into a live set change.
+//! - [`set`]: `set add|del|list|flush` into a live set change;
+//! - [`generate`]: `generate man|completions DIR`, for packaging (not in `--help`).
 
 mod args;
 mod check_config;
 mod check_rules;
 mod control;
+mod generate;
 mod rule_input;
 mod run;
 mod set;
@@ -37,6 +40,11 @@ fn eprint_escaped(text: &str) {
 }
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    // Before the parse: `generate` is no verb of `Cli` (generate's doc says why).
+    if args.nth(1).is_some_and(|verb| verb == generate::VERB) {
+        return finish(generate::generate(args));
+    }
     let matches = match Cli::command().try_get_matches() {
         Ok(matches) => matches,
         Err(e) if !e.use_stderr() => e.exit(),
@@ -70,6 +78,11 @@ fn main() -> ExitCode {
         Command::Set(args) => set::set(args),
         Command::Demo(args) => xdpsieve::sandbox::demo::run(&args.write, args.responses),
     };
+    finish(result)
+}
+
+/// The exit status of a verb's result, its error said on stderr.
+fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

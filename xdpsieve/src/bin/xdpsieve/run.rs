@@ -162,8 +162,8 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "RATE", default_value = "0")]
     log_rate: Rate,
 
-    /// How records reach userspace: ringbuf (one shared buffer, Linux 5.8+) or perf
-    /// (per-CPU buffers, for older kernels).
+    /// How records reach userspace: ringbuf (one buffer shared by all CPUs) or perf
+    /// (one buffer per CPU; slower, see the README).
     #[arg(long, value_name = "TRANSPORT", default_value = "ringbuf")]
     transport: Transport,
 

@@ -85,8 +85,8 @@ pub const KEYS: &[Key] = &[
         "string",
         "\"ringbuf\"",
         "--transport",
-        "How records reach userspace: \"ringbuf\" (Linux 5.8+) or \"perf\" (per-CPU \
-         buffers, for older kernels).",
+        "How records reach userspace: \"ringbuf\" (one buffer shared by all CPUs) or \
+         \"perf\" (one buffer per CPU; slower, see the README).",
     ),
     key(
         "",
