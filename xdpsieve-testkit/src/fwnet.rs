@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xdpsieve_netns::VethPair;
+use xdpsieve_netns::{VethOptions, VethPair};
 
 use crate::{child::Firewall, tool::stdout_of};
 
@@ -44,8 +44,13 @@ impl Net {
     /// The namespaces, tagged `tag`, for `binary` (the test's
     /// `env!("CARGO_BIN_EXE_xdpsieve")`).
     pub fn create(binary: &str, tag: &str) -> Net {
+        Net::create_with(binary, tag, &VethOptions::default())
+    }
+
+    /// As [`Net::create`], with the pair shaped by `options` (its rx queues, say).
+    pub fn create_with(binary: &str, tag: &str, options: &VethOptions) -> Net {
         Net {
-            pair: VethPair::create(tag, None).expect("namespaces"),
+            pair: VethPair::create_with(tag, options).expect("namespaces"),
             binary: binary.to_string(),
             held: None,
             mounts: None,

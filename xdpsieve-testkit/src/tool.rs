@@ -1,7 +1,7 @@
 //! Running a command to completion and taking its output: a tool (tcpdump, tshark, bpftool,
 //! curl, `xdpsieve status`) whose failure fails the test, with what it said.
 
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 /// Runs `program ARGS` and returns its standard output; panics when it cannot run or fails.
 pub fn tool(program: &str, args: &[&str]) -> String {
@@ -30,4 +30,12 @@ pub fn stdout_of(command: &mut Command, what: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Standard output and standard error of `out`, as text for messages and matching.
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -10,6 +10,9 @@
 //! - `finish`: detach (or, when the loop itself failed, leave the firewall in force),
 //!   the final drain, the closing blocks and the summary.
 //!
+//! Under systemd (`Type=notify`), `service` tells the service manager where the run is
+//! (ready, reloading, stopping, its status line) and feeds its watchdog from the loop.
+//!
 //! The recording side (sources, recorder, capture files and their rotation, event log, and
 //! its shutdown order) is one object, [`capture_session::CaptureSession`], which the loop
 //! and the finish drive and which runs without a kernel in its tests.
@@ -24,6 +27,7 @@ mod finish;
 mod hup;
 pub mod plan;
 mod run_loop;
+mod service;
 mod start;
 
 /// Runs the firewall as `plan` says, until an explicit stop (or a failure of the loop

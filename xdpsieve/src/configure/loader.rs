@@ -42,6 +42,10 @@ pub use shared::SHARED_MAPS;
 const PROGRAM: &str = "xdpsieve";
 /// The same program under a second id (see `configure::relink`), loaded on first use.
 const TWIN: &str = "xdpsieve_twin";
+/// Where the twin is pinned, next to the link, while the link runs it: the set commands
+/// find the program in force through its pin (listing the kernel's programs to find it by
+/// id needs CAP_SYS_ADMIN, which a service runs without).
+pub const TWIN_PIN: &str = "prog-twin";
 
 /// How to attach: `auto` tries native (driver) mode and falls back to generic (skb) mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -75,7 +79,7 @@ impl fmt::Display for AttachedMode {
 pub enum LoaderError {
     #[error(
         "permission denied loading the XDP program: xdpsieve needs root, or the capabilities \
-         CAP_BPF and CAP_NET_ADMIN"
+         CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
     )]
     PermissionDenied,
     #[error("no such network interface: {0}")]

@@ -13,7 +13,12 @@
 //! Why raw syscalls: aya 0.14 can move a link to another program (`Xdp::attach_to_link`), but
 //! it consumes the link, and if the update fails the link is dropped, which detaches the
 //! firewall. Here the link stays where it is on failure: the update goes through a second file
-//! descriptor of the same link, found by its interface among the kernel's links.
+//! descriptor of the same link: opened through its pin, or found by its interface among the
+//! kernel's links (listing them needs CAP_SYS_ADMIN, which a service runs without).
+//!
+//! The program's map list is read here too, from a descriptor opened through the program's
+//! pin: aya's `ProgramInfo::map_ids` opens the program again by its id, which needs
+//! CAP_SYS_ADMIN.
 
 use std::{
     io,
@@ -32,14 +37,14 @@ const BPF_F_REPLACE: u32 = 1 << 2;
 /// each command are used and the rest must stay zero.
 type Attr = [u64; 16];
 
-fn set_u32(attr: &mut Attr, offset: usize, value: u32) {
+fn set_u32<const N: usize>(attr: &mut [u64; N], offset: usize, value: u32) {
     let word = &mut attr[offset / 8];
     let mut bytes = word.to_ne_bytes();
     bytes[offset % 8..offset % 8 + 4].copy_from_slice(&value.to_ne_bytes());
     *word = u64::from_ne_bytes(bytes);
 }
 
-fn get_u32(attr: &Attr, offset: usize) -> u32 {
+fn get_u32<const N: usize>(attr: &[u64; N], offset: usize) -> u32 {
     let bytes = attr[offset / 8].to_ne_bytes();
     let mut out = [0u8; 4];
     out.copy_from_slice(&bytes[offset % 8..offset % 8 + 4]);
@@ -101,14 +106,49 @@ pub fn pinned_link_ifindex(path: &std::path::Path) -> io::Result<Option<u32>> {
 /// What the kernel says about the XDP link pinned at `path` (`None`: not an XDP link).
 /// Its `program_id` is the program in force, whatever swaps happened since it was pinned.
 pub fn pinned_link_info(path: &std::path::Path) -> io::Result<Option<XdpLinkInfo>> {
+    Ok(pinned_link(path)?.map(|(_, info)| info))
+}
+
+/// The XDP link pinned at `path`, with a descriptor of its own (`None`: not an XDP link).
+pub fn pinned_link(path: &std::path::Path) -> io::Result<Option<(OwnedFd, XdpLinkInfo)>> {
+    let fd = obj_get(path)?;
+    Ok(link_info(fd.as_fd())?.map(|info| (fd, info)))
+}
+
+/// A descriptor of the BPF object pinned at `path`.
+fn obj_get(path: &std::path::Path) -> io::Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt as _;
     let name = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let mut attr: Attr = [0; 16];
     attr[0] = name.as_ptr() as u64;
     let fd = bpf(BPF_OBJ_GET, &mut attr)?;
     // SAFETY: BPF_OBJ_GET returned a new file descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    link_info(fd.as_fd())
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The id of the program pinned at `path` and the ids of the maps it uses.
+pub fn pinned_program_maps(path: &std::path::Path) -> io::Result<(u32, Vec<u32>)> {
+    // struct bpf_prog_info: id at offset 4, nr_map_ids at 52, map_ids (a pointer) at 56.
+    let fd = obj_get(path)?;
+    let query = |map_ids: &mut [u32]| -> io::Result<(u32, u32)> {
+        let mut info = [0u64; 32];
+        if !map_ids.is_empty() {
+            set_u32(&mut info, 52, map_ids.len() as u32);
+            info[7] = map_ids.as_mut_ptr() as u64;
+        }
+        let mut attr: Attr = [0; 16];
+        set_u32(&mut attr, 0, fd.as_raw_fd() as u32);
+        set_u32(&mut attr, 4, size_of_val(&info) as u32);
+        attr[1] = info.as_mut_ptr() as u64;
+        bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+        Ok((get_u32(&info, 4), get_u32(&info, 52)))
+    };
+    let (_, count) = query(&mut [])?;
+    let mut ids = vec![0u32; count as usize];
+    let (id, now) = query(&mut ids)?;
+    // A program's maps are fixed at load; the kernel fills at most the room given.
+    ids.truncate(now.min(count) as usize);
+    Ok((id, ids))
 }
 
 /// The XDP link on `ifindex` that runs one of `program_ids`, with a descriptor of its own.

@@ -132,8 +132,9 @@ fn stop_recorder(iface: &str, pid: u32, start: u64, interfaces: &[String]) -> Re
     // SAFETY: kill with a pid whose start time matched a moment ago.
     if unsafe { libc::kill(raw_pid, libc::SIGTERM) } != 0 {
         bail!(
-            "could not signal xdpsieve pid {pid} on {iface}: {}",
-            std::io::Error::last_os_error()
+            "could not signal xdpsieve pid {pid} on {iface}: {}{}",
+            std::io::Error::last_os_error(),
+            crate::configure::privileges::signal_hint(pid)
         );
     }
     let deadline = Instant::now() + STOP_TIMEOUT;

@@ -319,14 +319,27 @@ pub fn add_after_swap(firewall: &mut Firewall, carried: Carried) -> Result<After
 /// into). Found through the program's own map list, so the rings need no pins of their own.
 pub fn unread_in_rings(dir: &Path) -> Result<u64> {
     let prog = dir.join(pins::PROG_PIN);
-    let info = aya::programs::ProgramInfo::from_pin(&prog)
-        .with_context(|| format!("opening the pinned program {}", prog.display()))?;
-    let ids = info
-        .map_ids()
-        .context("listing the program's maps")?
-        .unwrap_or_default();
+    // Read through the pin's own descriptor: aya's map_ids opens the program again by its
+    // id, which needs CAP_SYS_ADMIN.
+    let (_, ids) = crate::configure::relink::pinned_program_maps(&prog)
+        .with_context(|| format!("listing the maps of the pinned program {}", prog.display()))?;
     let mut unread = 0;
-    for id in ids {
+    // Through the rings' pins first: opening a map by its id needs CAP_SYS_ADMIN, which a
+    // service runs without. The ids are the fallback (an older xdpsieve's firewall).
+    let mut pinned = Vec::new();
+    for name in ["CAPTURE_RING", "EVENT_RING"] {
+        if let Ok(data) = MapData::from_pin(dir.join(name))
+            && let Ok(info) = data.info()
+            && ids.contains(&info.id())
+        {
+            pinned.push(info.id());
+            if matches!(info.map_type(), Ok(aya::maps::MapType::RingBuf)) {
+                unread += crate::read::ringbuf::unread_records(&data)
+                    .with_context(|| format!("looking into {name}"))?;
+            }
+        }
+    }
+    for id in ids.into_iter().filter(|id| !pinned.contains(id)) {
         let Ok(map) = aya::maps::MapInfo::from_id(id) else {
             continue;
         };
@@ -382,11 +395,11 @@ pub fn attach_or_take_over(
         if old_if.is_some_and(|i| i.ifindex != ifindex) {
             // The interface was deleted and made again: the old link is defunct (it
             // filtered nothing since); attach afresh.
-            eprintln!(
+            crate::base::log::info(format_args!(
                 "xdpsieve: the firewall pinned for {iface} was on an interface that no longer \
                  exists (ifindex {}); attaching afresh",
                 old_if.map_or(0, |i| i.ifindex)
-            );
+            ));
             std::fs::remove_file(claim.link_pin())
                 .with_context(|| format!("removing {}", claim.link_pin().display()))?;
             firewall
@@ -426,10 +439,10 @@ pub fn attach_or_take_over(
             match unread_in_rings(&claim.dir) {
                 Ok(n) => n,
                 Err(e) => {
-                    eprintln!(
+                    crate::base::log::warning(format_args!(
                         "xdpsieve: warning: cannot count the records left in the old rings of \
                          {iface}: {e:#}"
-                    );
+                    ));
                     0
                 }
             }
@@ -457,10 +470,10 @@ pub fn attach_or_take_over(
             counts.push_str("; ");
             counts.push_str(&previous);
         }
-        eprintln!(
+        crate::base::log::info(format_args!(
             "xdpsieve: took over the firewall left on {iface} by {by}, with no gap (the program \
              was swapped on its pinned link){counts}"
-        );
+        ));
     }
     Ok(())
 }

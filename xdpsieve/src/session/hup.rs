@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::service::Service;
 use crate::{
     base::text::escape,
     instance::description::Meta,
@@ -19,11 +20,18 @@ pub(super) struct HupReload {
 
 impl HupReload {
     /// Starts a reload when `asked` (SIGHUP) and none is in progress, and returns one that
-    /// went through, for the loop to adopt. Says on stderr how it went.
-    pub(super) fn poll(&mut self, asked: &AtomicBool, meta: &Meta) -> Option<Reloaded> {
+    /// went through, for the loop to adopt. Says on stderr how it went, and tells the
+    /// service manager (`RELOADING=1`, then `READY=1` however it ended).
+    pub(super) fn poll(
+        &mut self,
+        asked: &AtomicBool,
+        meta: &Meta,
+        service: &mut Service,
+    ) -> Option<Reloaded> {
         // A SIGHUP during a reload waits for it (the flag stays set): the file may have
         // changed again after the reload read it.
         if self.pending.is_none() && asked.swap(false, Ordering::Relaxed) {
+            service.reloading();
             match InBackground::start(meta) {
                 Ok(pending) => self.pending = Some(pending),
                 Err(e) => {
@@ -34,7 +42,9 @@ impl HupReload {
                         &e,
                         crate::instance::recipe::Reloader::Recorder,
                     );
-                    eprintln!("xdpsieve: reload failed: {}", escape(&format!("{e:#}")));
+                    let line = format!("xdpsieve: reload failed: {}", escape(&format!("{e:#}")));
+                    crate::base::log::error(&line);
+                    service.reloaded(&line);
                 }
             }
         }
@@ -43,17 +53,27 @@ impl HupReload {
         }
         match self.pending.take()?.finish(meta) {
             Ok(done) => {
-                if let Some(outcome) = &done.meta.reload.last {
-                    eprintln!("xdpsieve: reloaded: {}", escape(&outcome.message));
+                let line = match &done.meta.reload.last {
+                    Some(outcome) => format!("xdpsieve: reloaded: {}", escape(&outcome.message)),
+                    None => format!(
+                        "xdpsieve: reloaded: generation {}",
+                        done.meta.reload.generation
+                    ),
+                };
+                if done.meta.reload.last.is_some() {
+                    crate::base::log::info(&line);
                 }
+                service.reloaded(&line);
                 Some(done)
             }
             Err(e) => {
-                eprintln!(
+                let line = format!(
                     "xdpsieve: reload failed; still filtering with generation {}: {}",
                     meta.reload.generation,
                     escape(&format!("{e:#}"))
                 );
+                crate::base::log::error(&line);
+                service.reloaded(&line);
                 None
             }
         }

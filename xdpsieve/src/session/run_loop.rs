@@ -2,7 +2,8 @@
 //! [`super::capture_session::CaptureSession`]), watch the interfaces, beat the heartbeat,
 //! expire timed set entries, publish the writers' counts, and answer the signals (a status
 //! line, a reload through [`super::hup`]) until an explicit stop (SIGINT, SIGTERM, `-c`
-//! reached) or a failure of the waiting itself.
+//! reached), a handover (SIGQUIT) or a failure of the waiting itself; under systemd, it
+//! says so ([`super::service`]) and feeds the watchdog on every turn.
 
 use std::{io, sync::atomic::Ordering, time::Duration};
 
@@ -29,7 +30,7 @@ fn expire_sets(
             Ok(0) => return,
             Ok(n) => {
                 if !quiet {
-                    eprintln!("xdpsieve: {n} set entries expired");
+                    crate::base::log::info(format_args!("xdpsieve: {n} set entries expired"));
                 }
                 return;
             }
@@ -39,8 +40,25 @@ fn expire_sets(
     if let Some(e) = error
         && !std::mem::replace(warned, true)
     {
-        eprintln!("xdpsieve: warning: cannot expire timed set entries: {e:#}");
+        crate::base::log::warning(format_args!(
+            "xdpsieve: warning: cannot expire timed set entries: {e:#}"
+        ));
     }
+}
+
+/// The first `STATUS=`: where the run filters.
+fn ready_status(running: &Running) -> String {
+    let names: Vec<String> = running
+        .interfaces
+        .iter()
+        .map(|i| crate::base::text::escape(&i.name).into_owned())
+        .collect();
+    format!(
+        "xdpsieve: filtering on {} with {} rules (generation {})",
+        names.join(", "),
+        running.rules.rules.len(),
+        running.meta.reload.generation
+    )
 }
 
 /// Runs until an explicit stop (`Ok(Ok(()))`) or a failure of the waiting (`Ok(Err)`):
@@ -62,7 +80,22 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
     let mut expirer = crate::instance::sets::command::Expirer::default();
     let mut expiry_warned = false;
     let mut hup = super::hup::HupReload::default();
-    while !running.signals.stop.load(Ordering::Relaxed) && !running.capture.limit_reached() {
+    // Attached (or taken over) and recording: systemd may go on.
+    running.service.ready(&ready_status(running));
+    let mut last_status = (
+        std::time::Instant::now(),
+        if running.service.notifying() {
+            running
+                .firewall
+                .snapshot(running.rules.rules.len(), running.capture.perf_lost())?
+        } else {
+            Snapshot::default()
+        },
+    );
+    while !running.signals.stop.load(Ordering::Relaxed)
+        && !running.signals.handover.load(Ordering::Relaxed)
+        && !running.capture.limit_reached()
+    {
         // Only waiting can fail here: a failed output stops itself and says so, and the
         // loop goes on draining (and counting) its records.
         if let Err(e) = running.capture.poll(Duration::from_millis(100)) {
@@ -70,11 +103,11 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
             break;
         }
         for event in running.watcher.poll(&mut running.firewall) {
-            eprintln!("{event}");
+            crate::base::log::write(event.priority(), &event);
         }
         if last_heartbeat.elapsed() >= HEARTBEAT_INTERVAL {
             if let Err(e) = running.firewall.heartbeat() {
-                eprintln!("xdpsieve: warning: {e}");
+                crate::base::log::warning(format_args!("xdpsieve: warning: {e}"));
             }
             last_heartbeat = std::time::Instant::now();
             running.capture.housekeeping();
@@ -93,19 +126,35 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
             if let Err(e) = running.writer_state.update(&running.capture.stats())
                 && !state_warned
             {
-                eprintln!(
+                crate::base::log::warning(format_args!(
                     "xdpsieve: warning: cannot publish the writers' counts for `xdpsieve status`: {e}"
-                );
+                ));
                 state_warned = true;
             }
             last_state = (std::time::Instant::now(), failed);
         }
-        if let Some(done) = hup.poll(&running.signals.reload_asked, &running.meta) {
+        if let Some(done) = hup.poll(
+            &running.signals.reload_asked,
+            &running.meta,
+            &mut running.service,
+        ) {
             (running.firewall, running.rules, running.meta) =
                 (done.firewall, done.rules, done.meta);
             running
                 .capture
                 .add_generation(running.meta.reload.generation, &running.rules);
+        }
+        running.service.tick();
+        if running.service.status_due() {
+            let now = running
+                .firewall
+                .snapshot(running.rules.rules.len(), running.capture.perf_lost())?;
+            let secs = last_status.0.elapsed().as_secs_f64();
+            let written = running.capture.stats();
+            running
+                .service
+                .status(&stats::interval_line(&last_status.1, &now, &written, secs));
+            last_status = (std::time::Instant::now(), now);
         }
         let asked = running.signals.status_asked.swap(false, Ordering::Relaxed);
         if asked || interval.is_some_and(|i| last_stats.0.elapsed() >= i) {
@@ -115,10 +164,10 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
                 .snapshot(running.rules.rules.len(), perf_lost)?;
             let secs = last_stats.0.elapsed().as_secs_f64();
             let written = running.capture.stats();
-            eprintln!(
+            crate::base::log::info(format_args!(
                 "{}",
                 stats::interval_line(&last_stats.1, &now, &written, secs)
-            );
+            ));
             last_stats = (std::time::Instant::now(), now);
         }
     }

@@ -33,6 +33,10 @@ use crate::{
 pub(super) struct Signals {
     /// SIGINT, SIGTERM: the explicit stop.
     pub stop: Arc<AtomicBool>,
+    /// SIGQUIT: the handover, an explicit stop that leaves the firewall in force for the
+    /// next run to take over (as `keep_on_stop` does), whatever `keep_on_stop` says. The
+    /// unit sends it on `systemctl restart` (`RestartKillSignal=`).
+    pub handover: Arc<AtomicBool>,
     /// SIGUSR1, SIGUSR2: a status line.
     pub status_asked: Arc<AtomicBool>,
     /// SIGHUP: a reload.
@@ -66,6 +70,8 @@ pub(super) struct Running {
     /// The interfaces' locks (see [`pins::owner`]): held to the end of the process, after
     /// the firewall is removed or left in force.
     pub owners: Vec<pins::owner::Owner>,
+    /// What systemd is told (`NOTIFY_SOCKET`), and its watchdog.
+    pub service: super::service::Service,
 }
 
 /// `, rotating: -C 1 MB, -W 3 files, -z gzip` for the start-up line.
@@ -189,6 +195,7 @@ pub(super) fn start(plan: RunPlan) -> Result<Running> {
         stats_interval: plan.stats_interval,
         keep_on_stop: plan.keep_on_stop,
         owners: claims.into_iter().map(|c| c.owner).collect(),
+        service: super::service::Service::from_env(),
     })
 }
 
@@ -212,16 +219,19 @@ impl Signals {
     /// Installs the handlers that set the flags. Before attaching: a signal that arrives
     /// once the program is live must end in the explicit stop (detach, summary, pins
     /// removed), not in the default action, which would leave the firewall in force without
-    /// a recorder. SIGUSR1/2 ask for a status line and SIGHUP for a reload: none of them
+    /// a recorder. SIGQUIT's default action (a core dump) would leave it in force too, but
+    /// without the final drain and the summary: the handover does both. SIGUSR1/2 ask for a status line and SIGHUP for a reload: none of them
     /// may kill the process without its summary. SIGPIPE needs nothing: the Rust runtime
     /// ignores it, so a reader of `-w -` going away is an EPIPE write error.
     fn install() -> Result<Signals> {
         let stop = Arc::new(AtomicBool::new(false));
+        let handover = Arc::new(AtomicBool::new(false));
         let status_asked = Arc::new(AtomicBool::new(false));
         let reload_asked = Arc::new(AtomicBool::new(false));
         for (signal, flag) in [
             (signal_hook::consts::SIGINT, &stop),
             (signal_hook::consts::SIGTERM, &stop),
+            (signal_hook::consts::SIGQUIT, &handover),
             (signal_hook::consts::SIGUSR1, &status_asked),
             (signal_hook::consts::SIGUSR2, &status_asked),
             (signal_hook::consts::SIGHUP, &reload_asked),
@@ -231,6 +241,7 @@ impl Signals {
         }
         Ok(Signals {
             stop,
+            handover,
             status_asked,
             reload_asked,
         })
@@ -321,7 +332,10 @@ fn publish(
     };
     let server = crate::observe::metrics::serve(addr, meta.clone())?;
     if !plan.quiet {
-        eprintln!("xdpsieve: metrics at http://{}/metrics", server.addr);
+        crate::base::log::info(format_args!(
+            "xdpsieve: metrics at http://{}/metrics",
+            server.addr
+        ));
     }
     Ok(Some(server))
 }
@@ -380,17 +394,17 @@ fn announce(plan: &RunPlan, firewall: &Firewall, logging: bool) {
     } else {
         String::new()
     };
-    eprintln!(
+    crate::base::log::info(format_args!(
         "xdpsieve: filtering on {}: {} rules, default {}; {target}{log} (transport {})",
         attached.join(", "),
         rules.rules.len(),
         rules.default_action,
         flags::value_name(plan.transport)
-    );
+    ));
     // A filter left to the interpreter costs several times the translated one: say so.
     for run in firewall.filter_runs() {
         if matches!(run.how, FilterHow::Interpreted(_)) {
-            eprintln!("xdpsieve: {run}");
+            crate::base::log::info(format_args!("xdpsieve: {run}"));
         }
     }
 }

@@ -112,10 +112,10 @@ impl Sink {
         };
         match room.remove_oldest() {
             Some(path) => {
-                eprintln!(
+                crate::base::log::warning(format_args!(
                     "xdpsieve: disk full: removed the oldest capture file {} to make room",
                     crate::base::text::escape_path(&path)
-                );
+                ));
                 true
             }
             None => false,

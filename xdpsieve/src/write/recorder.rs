@@ -48,10 +48,10 @@ fn announce(what: &str, failure: &Failure) {
         Some(e) => format!(" (could not cut the file back to its last whole record: {e})"),
         None => String::new(),
     };
-    eprintln!(
+    crate::base::log::warning(format_args!(
         "xdpsieve: {what} stopped: {}{cut}; filtering goes on; records not written are counted",
         failure.message
-    );
+    ));
 }
 
 /// Writes capture records to a pcap or pcapng file.

@@ -19,6 +19,7 @@ use std::{
 use xdpsieve_testkit::{
     child,
     fwnet::{Net, Run},
+    tool::text,
 };
 
 /// The build under test.
@@ -44,12 +45,4 @@ fn xdpsieve(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("running xdpsieve")
-}
-
-/// Standard output and standard error of `out`, for messages.
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }

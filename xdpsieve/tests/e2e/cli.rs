@@ -301,7 +301,7 @@ fn refuses_to_run_without_privileges() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN"),
+        err.contains("needs root, or the capabilities CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"),
         "{err}"
     );
 }

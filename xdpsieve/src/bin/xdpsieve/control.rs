@@ -37,6 +37,11 @@ pub(crate) struct ReloadArgs {
     /// Interface of the firewall to reload [default: the only one running].
     #[arg(short = 'i', long = "interface", value_name = "IFACE", value_parser = flags::parse_interface_name)]
     interface: Option<String>,
+
+    /// The firewall started with this configuration file: the one on its first interface
+    /// (the service's `ExecReload=`).
+    #[arg(long, value_name = "FILE", conflicts_with = "interface")]
+    config: Option<std::path::PathBuf>,
 }
 
 const RELOAD_HELP: &str = "\
@@ -52,7 +57,12 @@ If the rules do not load (a syntax error, a missing set file, too many rules, th
 refusal), nothing changes: the old rules stay in force, and reload prints the reason and exits
 with status 1. With a live `xdpsieve run`, reload sends it SIGHUP and waits for its answer;
 on a firewall whose recorder died (still in force), reload does the work itself.
-`xdpsieve status` shows the rule generation, when it was loaded and the last reload's result.";
+`xdpsieve status` shows the rule generation, when it was loaded and the last reload's result.
+
+--config FILE finds the firewall by the first of the file's `interfaces`, so the service's
+reload acts on the service's firewall even when another xdpsieve runs here. A file that cannot
+be read is not the reload's concern at this point: the only running firewall is asked, and it
+reads the file and says why it refused it.";
 
 #[derive(Args)]
 pub(crate) struct StatusArgs {
@@ -69,7 +79,15 @@ pub(crate) struct StatusArgs {
 /// again; an error when the old rules stay.
 pub(crate) fn reload(args: &ReloadArgs) -> Result<()> {
     check(Verb::Reload)?;
-    let outcome = xdpsieve::instance::reload::request::request(args.interface.as_deref())?;
+    let from_config = args.config.as_deref().and_then(|file| {
+        xdpsieve::configure::config::Config::read(file)
+            .ok()?
+            .interfaces?
+            .into_iter()
+            .next()
+    });
+    let interface = args.interface.as_deref().or(from_config.as_deref());
+    let outcome = xdpsieve::instance::reload::request::request(interface)?;
     if !outcome.ok {
         bail!("reload failed: {}", outcome.message);
     }

@@ -32,10 +32,11 @@ use xdpsieve::base::text::escape;
 
 use crate::args::{Cli, Command};
 
-/// Prints `text` (possibly several lines) with the characters of each line escaped.
+/// Prints the error `text` (possibly several lines) with the characters of each line
+/// escaped, each line an error for the journal.
 fn eprint_escaped(text: &str) {
     let lines: Vec<_> = text.split('\n').map(escape).collect();
-    eprint!("{}", lines.join("\n"));
+    xdpsieve::base::log::error(lines.join("\n"));
 }
 
 fn main() -> ExitCode {

@@ -53,6 +53,6 @@ pub(crate) fn expressions(
 /// Lines of set files accepted with a change (host bits masked): said, not fatal.
 pub(crate) fn warn_about(rules: &RuleSet) {
     for warning in &rules.warnings {
-        eprintln!("warning: {warning}");
+        xdpsieve::base::log::warning(format_args!("warning: {warning}"));
     }
 }

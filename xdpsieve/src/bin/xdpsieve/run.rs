@@ -253,6 +253,8 @@ Examples:
 Signals:
   SIGINT, SIGTERM   detach (unless --keep-on-stop), write the closing blocks, print the
                     summary, exit
+  SIGQUIT           hand over: as SIGTERM with --keep-on-stop (the firewall stays in force
+                    for the next run to take over without a gap); systemctl restart sends it
   SIGUSR1, SIGUSR2  print a status line to stderr (as --stats-interval does) and go on
   SIGHUP            reload the rules (as `xdpsieve reload`: see its --help) and go on
 A capture or log output that fails (disk full, I/O error, the reader of -w - gone) stops

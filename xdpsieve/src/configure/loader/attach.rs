@@ -73,10 +73,10 @@ impl Firewall {
             AttachMode::Auto => match try_attach(program, XdpMode::Driver) {
                 Ok(link) => (link, AttachedMode::Native),
                 Err(LoaderError::NativeUnsupported { source, .. }) => {
-                    eprintln!(
+                    crate::base::log::warning(format_args!(
                         "xdpsieve: warning: {interface} has no native XDP support ({source}); \
                          using skb (generic) mode, which runs later and costs more per packet"
-                    );
+                    ));
                     (try_attach(program, XdpMode::Skb)?, AttachedMode::Skb)
                 }
                 Err(e) => return Err(e),
@@ -102,11 +102,11 @@ impl Firewall {
         if self.xdp_links().is_some_and(|links| links <= pinned_before) {
             // aya fell back to netlink (bpf_link_create said EINVAL: kernels before 5.9).
             // Such an attachment outlives the process by itself but cannot be pinned.
-            eprintln!(
+            crate::base::log::warning(format_args!(
                 "xdpsieve: warning: {interface} was attached through netlink, not a bpf_link \
                  (kernel before 5.9); `xdpsieve stop` cannot find it if xdpsieve dies: remove \
                  it then with `ip link set dev {interface} xdp off`"
-            );
+            ));
             return Ok(Link::Netlink(link_id));
         }
         let program = program_of(&mut self.ebpf)?;
@@ -128,19 +128,23 @@ impl Firewall {
         })
     }
 
-    /// XDP bpf_links that run this program (or its twin), if the kernel can tell.
+    /// XDP bpf_links that run this program (or its twin), if the kernel can tell. It cannot
+    /// without CAP_SYS_ADMIN (listing the kernel's links needs it; a service runs without
+    /// it): then a link is assumed, which every kernel that loads the program makes.
     fn xdp_links(&mut self) -> Option<usize> {
         let program_ids = self.program_ids();
         if program_ids.is_empty() {
             return None;
         }
-        let links = aya::programs::loaded_links()
-            .filter_map(Result::ok)
-            .filter(|link| {
-                program_ids.contains(&link.program_id())
-                    && link.link_type().ok() == Some(aya::programs::links::LinkType::Xdp)
-            })
-            .count();
+        let mut links = 0;
+        for link in aya::programs::loaded_links() {
+            let link = link.ok()?;
+            if program_ids.contains(&link.program_id())
+                && link.link_type().ok() == Some(aya::programs::links::LinkType::Xdp)
+            {
+                links += 1;
+            }
+        }
         Some(links)
     }
 
@@ -258,6 +262,8 @@ impl Firewall {
 
     /// Pins the program at `path` (for bpftool, `status` and a later takeover).
     pub fn pin_program(&mut self, path: &Path) -> Result<(), LoaderError> {
+        // A twin pinned there belongs to the generation this program replaces.
+        let _ = std::fs::remove_file(path.with_file_name(super::TWIN_PIN));
         program_of(&mut self.ebpf)?.pin(path).map_err(|e| {
             LoaderError::Load(format!("pinning the program at {}: {e}", path.display()))
         })
@@ -273,7 +279,9 @@ impl Firewall {
         for attachment in std::mem::take(&mut self.attachments) {
             let interface = attachment.interface.clone();
             if let Err(e) = self.release(attachment) {
-                eprintln!("xdpsieve: warning: detaching from {interface}: {e}");
+                crate::base::log::warning(format_args!(
+                    "xdpsieve: warning: detaching from {interface}: {e}"
+                ));
             }
         }
     }

@@ -8,7 +8,7 @@ use std::{io, os::fd::AsFd as _};
 use aya::programs::{ProgramError, Xdp};
 
 use super::{
-    AttachMode, AttachedMode, Firewall, LoaderError, PROGRAM, TWIN, load_error, log_tail,
+    AttachMode, AttachedMode, Firewall, LoaderError, PROGRAM, TWIN, TWIN_PIN, load_error, log_tail,
     program_of_name,
 };
 
@@ -68,11 +68,11 @@ impl Firewall {
             interface: interface.into(),
             source: ProgramError::IOError(io::Error::other(what)),
         };
-        let ifindex = self
+        let (ifindex, pin) = self
             .attachments
             .iter()
             .find(|a| a.interface == interface)
-            .map(|a| a.ifindex)
+            .map(|a| (a.ifindex, a.link_pin().to_path_buf()))
             .ok_or_else(|| LoaderError::UnknownInterface(interface.into()))?;
         let twin = program_of_name(&mut self.ebpf, TWIN)?;
         if twin.fd().is_err() {
@@ -80,9 +80,18 @@ impl Firewall {
                 .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 40)))?;
         }
         let ids = self.program_ids();
-        let (link, info) = crate::configure::relink::find_link(ifindex, &ids)
-            .map_err(|e| failed(format!("looking for the XDP link: {e}")))?
-            .ok_or_else(|| failed("xdpsieve's XDP link is gone".into()))?;
+        // The link through its pin (a service has no CAP_SYS_ADMIN to list the kernel's
+        // links), else among the kernel's links.
+        let pinned = crate::configure::relink::pinned_link(&pin)
+            .ok()
+            .flatten()
+            .filter(|(_, info)| info.ifindex == ifindex && ids.contains(&info.program_id));
+        let (link, info) = match pinned {
+            Some(found) => found,
+            None => crate::configure::relink::find_link(ifindex, &ids)
+                .map_err(|e| failed(format!("looking for the XDP link: {e}")))?
+                .ok_or_else(|| failed("xdpsieve's XDP link is gone".into()))?,
+        };
         let (new, old) = if ids.first() == Some(&info.program_id) {
             (TWIN, PROGRAM)
         } else {
@@ -101,6 +110,19 @@ impl Firewall {
             Ok(fd.as_fd())
         };
         crate::configure::relink::update_link(link.as_fd(), fd_of(new)?, fd_of(old)?)
-            .map_err(|e| failed(format!("moving the XDP link to program {new}: {e}")))
+            .map_err(|e| failed(format!("moving the XDP link to program {new}: {e}")))?;
+        // The twin pinned beside the link while the link runs it (see TWIN_PIN).
+        let twin_pin = pin.with_file_name(TWIN_PIN);
+        let _ = std::fs::remove_file(&twin_pin);
+        if new == TWIN
+            && let Err(e) = program_of_name(&mut self.ebpf, TWIN)?.pin(&twin_pin)
+        {
+            crate::base::log::warning(format_args!(
+                "xdpsieve: warning: pinning the program's twin at {}: {e}; `xdpsieve set` \
+                 without CAP_SYS_ADMIN cannot find the program in force on {interface}",
+                twin_pin.display()
+            ));
+        }
+        Ok(())
     }
 }

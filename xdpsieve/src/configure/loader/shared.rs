@@ -2,7 +2,7 @@
 //! `instance::reload`): pinned next to the counters at start, and handed to aya's loader
 //! by their pins for the next generation, which then writes into the same buffers.
 
-use std::path::Path;
+use std::{os::fd::AsFd as _, path::Path};
 
 use aya::{Ebpf, EbpfLoader};
 
@@ -50,11 +50,20 @@ pub(super) fn handles(ebpf: &Ebpf) -> Result<Vec<(&'static str, aya::maps::Map)>
             Some(Map::RingBuf(d) | Map::PerfEventArray(d) | Map::Array(d)) => d,
             _ => return Err(LoaderError::Load(format!("the object has no {name} map"))),
         };
+        // A duplicate of the descriptor, not the map opened again by its id: that needs
+        // CAP_SYS_ADMIN, which a service runs without.
         let handle = data
-            .info()
-            .and_then(|info| MapData::from_id(info.id()))
-            .and_then(Map::from_map_data)
-            .map_err(|e| LoaderError::Load(format!("opening a second handle of {name}: {e}")))?;
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| LoaderError::Load(format!("duplicating the descriptor of {name}: {e}")))
+            .and_then(|fd| {
+                MapData::from_fd(fd)
+                    .and_then(Map::from_map_data)
+                    .map_err(|e| {
+                        LoaderError::Load(format!("opening a second handle of {name}: {e}"))
+                    })
+            })?;
         shared.push((name, handle));
     }
     Ok(shared)

@@ -153,8 +153,30 @@ pub fn name_the_owner(error: LoaderError) -> LoaderError {
     }
 }
 
-/// Refuses a directory that someone other than us could have filled: owned by another
-/// user, or writable by group or others.
+/// Whether a directory of `uid` can only have been filled by someone this process trusts:
+/// itself; and, for root, the owner of /run/xdpsieve. /run is root's, so only root (or
+/// systemd for root, through the unit's `RuntimeDirectory=`) can have made /run/xdpsieve
+/// and chosen its owner: the service's user, whose pins `sudo xdpsieve status`, `set`,
+/// `reload` and `stop` then act on. Any other user's directory stays refused.
+pub fn trusted_owner(uid: u32) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    uid == me || (me == 0 && run_dir_owner() == Some(uid))
+}
+
+/// The owner of /run/xdpsieve, when /run is root's and neither can be written by others.
+fn run_dir_owner() -> Option<u32> {
+    let sound = |m: &fs::Metadata| m.is_dir() && m.mode() & 0o022 == 0;
+    let run = fs::symlink_metadata("/run").ok()?;
+    if !sound(&run) || run.uid() != 0 {
+        return None;
+    }
+    let dir = fs::symlink_metadata(RUN_DIR).ok()?;
+    sound(&dir).then(|| dir.uid())
+}
+
+/// Refuses a directory that someone other than us could have filled: owned by a user we
+/// do not trust ([`trusted_owner`]), or writable by group or others.
 pub fn check_dir(dir: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
     // SAFETY: geteuid has no preconditions.
@@ -165,7 +187,7 @@ pub fn check_dir(dir: &Path) -> Result<()> {
             dir.display()
         );
     }
-    if meta.uid() != me {
+    if !trusted_owner(meta.uid()) {
         bail!(
             "refusing {}: it belongs to uid {}, not to uid {me}; pins there could have been \
              planted by someone else. Check what it holds and remove it (rm -r {})",
@@ -350,22 +372,24 @@ pub fn claim(iface: &str, my_pid: u32) -> Result<Claim> {
             || crate::configure::loader::ifindex_of(iface).is_ok_and(|current| current != ifindex)
     });
     if defunct {
-        eprintln!(
+        crate::base::log::info(format_args!(
             "xdpsieve: removing a defunct firewall pinned for {iface}: its link is no longer \
              attached to {iface}"
-        );
+        ));
         fs::remove_file(&link).with_context(|| format!("removing {}", link.display()))?;
     }
     let found = if link.exists() {
         Found::LeftBehind { meta: old }
     } else {
         if let Some(old) = &old {
-            eprintln!(
+            crate::base::log::info(format_args!(
                 "xdpsieve: removing stale pins of {iface} left by pid {}, which is gone",
                 old.pid
-            );
+            ));
         } else if fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
-            eprintln!("xdpsieve: removing stale pins of {iface} with no owner");
+            crate::base::log::info(format_args!(
+                "xdpsieve: removing stale pins of {iface} with no owner"
+            ));
         }
         clear_dir(&dir)?;
         let _ = fs::remove_file(&meta_file);

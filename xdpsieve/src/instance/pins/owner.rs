@@ -193,10 +193,10 @@ pub fn wait_for(
         }
         if !said && let Some(holder) = &busy.holder {
             said = true;
-            eprintln!(
+            crate::base::log::info(format_args!(
                 "xdpsieve: waiting for xdpsieve pid {} (`xdpsieve {}`) to finish with {}",
                 holder.pid, holder.verb, busy.interface
-            );
+            ));
         }
         std::thread::sleep(Duration::from_millis(10));
     }

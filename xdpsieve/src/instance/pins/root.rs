@@ -55,12 +55,11 @@ fn record_path() -> Option<PathBuf> {
     Some(Path::new(RUN_DIR).join(format!("pin-root-{dev}")))
 }
 
-/// Whether `meta` is a directory that could only have been filled by root: not a symlink,
-/// root's (our uid), and not writable by group or others.
+/// Whether `meta` is a directory that could only have been filled by us: not a symlink,
+/// ours (our uid, or for root the service's, see [`super::trusted_owner`]), and not
+/// writable by group or others.
 fn is_ours(meta: &fs::Metadata) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    meta.is_dir() && meta.uid() == me && meta.mode() & 0o022 == 0
+    meta.is_dir() && super::trusted_owner(meta.uid()) && meta.mode() & 0o022 == 0
 }
 
 /// The recorded root where it is now: at its recorded path, else (renamed) among the
@@ -102,13 +101,13 @@ pub fn prepare() -> Result<PathBuf> {
         && let Some(found) = find_recorded(&record)
     {
         if found != record.path {
-            eprintln!(
+            crate::base::log::warning(format_args!(
                 "xdpsieve: warning: xdpsieve's pin directory {} was renamed to {} (others may \
                  write to {BPFFS} without the sticky bit: mount bpffs with mode 1777 or 0700); \
                  using it where it is",
                 record.path.display(),
                 found.display()
-            );
+            ));
             write_record(&record_file, &found)?;
         }
         return Ok(found);
@@ -129,13 +128,13 @@ pub fn prepare() -> Result<PathBuf> {
                     Err(e) => e.to_string(),
                 };
                 let fresh = make_fresh()?;
-                eprintln!(
+                crate::base::log::warning(format_args!(
                     "xdpsieve: warning: {DEFAULT_ROOT} is not xdpsieve's ({what}): someone else \
                      made it, and pins there could be tampered with. Pinning in {} instead \
                      (recorded in {}, where `status`, `set`, `reload` and `stop` find it)",
                     fresh.display(),
                     record_file.display()
-                );
+                ));
                 fresh
             }
         },

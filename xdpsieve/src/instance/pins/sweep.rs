@@ -103,10 +103,10 @@ pub(super) fn sweep(root: &Path) {
         let _ = fs::remove_dir(&run);
     }
     if !removed.is_empty() {
-        eprintln!(
+        crate::base::log::info(format_args!(
             "xdpsieve: removed the firewall(s) left on {}: the kernel reports their links \
              defunct (their interfaces, or namespaces, are gone)",
             removed.join(", ")
-        );
+        ));
     }
 }

@@ -366,10 +366,10 @@ pub fn record_failure(
         let mut current = description::read(&path).unwrap_or_else(|| meta.clone());
         current.reload.last = Some(Box::new(outcome.clone()));
         if let Err(e) = description::write(&path, &current) {
-            eprintln!(
+            crate::base::log::warning(format_args!(
                 "xdpsieve: warning: cannot record the failed reload in {}: {e:#}",
                 path.display()
-            );
+            ));
         }
     }
     outcome

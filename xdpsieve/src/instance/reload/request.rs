@@ -130,8 +130,9 @@ fn ask_recorder(meta: &Meta, path: &std::path::Path) -> Result<Option<ReloadOutc
     let pid = libc::pid_t::try_from(meta.pid).context("the recorder's pid")?;
     // SAFETY: a signal to the process the description names, whose start time matched.
     if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        let hint = crate::configure::privileges::signal_hint(meta.pid);
         return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("sending SIGHUP to xdpsieve pid {pid}"));
+            .with_context(|| format!("sending SIGHUP to xdpsieve pid {pid}{hint}"));
     }
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {

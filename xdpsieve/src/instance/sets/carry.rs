@@ -59,11 +59,11 @@ pub fn for_takeover(claims: &[crate::instance::pins::Claim]) -> (Vec<SetLock>, V
                 locks.push(lock);
                 entries.append(&mut found);
             }
-            Err(e) => eprintln!(
+            Err(e) => crate::base::log::warning(format_args!(
                 "xdpsieve: warning: cannot read the runtime set entries of the firewall left \
                  on {}; they are not carried over: {e:#}",
                 crate::base::text::escape(&claim.interface)
-            ),
+            )),
         }
     }
     (locks, entries)

@@ -154,7 +154,7 @@ fn plan_prefixes(plan: &SetPlan) -> Result<Vec<TriePrefix>> {
     if let Some(file) = &plan.from_file {
         let (list, warnings) = text::read_list(file)?;
         for w in warnings {
-            eprintln!("xdpsieve: warning: {}", escape(&w));
+            crate::base::log::warning(format_args!("xdpsieve: warning: {}", escape(&w)));
         }
         prefixes.extend(list);
     }

@@ -93,6 +93,8 @@ struct Found {
     current: bool,
     /// The program in force.
     program_id: u32,
+    /// The pin directory the maps were found in.
+    dir: std::path::PathBuf,
 }
 
 /// How long a set command waits for another one's change before giving up.
@@ -116,21 +118,32 @@ pub fn program_in_force(iface: &str) -> Result<u32> {
     Ok(info.program_id)
 }
 
-/// The maps program `program_id` reads.
-fn program_maps(program_id: u32) -> Result<Vec<u32>> {
-    let program = aya::programs::loaded_programs()
+/// The maps program `program_id` reads, found through the program pinned in `dir` (each
+/// generation pins its program there, and its twin while the link runs that): listing the kernel's programs to find it by id, or
+/// opening it by its id, needs CAP_SYS_ADMIN, which a service runs without. The list is
+/// the fallback (a firewall of an older xdpsieve); empty when neither tells, which [`find`]
+/// takes for a generation still being published.
+fn program_maps(dir: &Path, program_id: u32) -> Result<Vec<u32>> {
+    // The program, or its twin while the link runs that (after a queue refresh).
+    for pin in [pins::PROG_PIN, crate::configure::loader::TWIN_PIN] {
+        if let Ok((id, maps)) = crate::configure::relink::pinned_program_maps(&dir.join(pin))
+            && id == program_id
+        {
+            return Ok(maps);
+        }
+    }
+    let Some(program) = aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .find(|p| p.id() == program_id)
-        .with_context(|| format!("the program in force (id {program_id}) could not be read"))?;
+    else {
+        return Ok(Vec::new());
+    };
     Ok(program
         .map_ids()
         .context("listing the program's maps")?
         .unwrap_or_default())
 }
 
-/// The set maps pinned for `iface` ([`crate::configure::loader::SET_PINS`]), checked
-/// against the program in force: it reads `SET_NODES`, so the pinned one must be among its
-/// maps.
 fn find(iface: &str) -> Result<Found> {
     let program_id = program_in_force(iface)?;
     let dir = pins::pin_dir(iface);
@@ -139,6 +152,7 @@ fn find(iface: &str) -> Result<Found> {
         memory_bytes: 0,
         current: false,
         program_id,
+        dir: dir.clone(),
     };
     for name in crate::configure::loader::SET_PINS {
         let path = dir.join(name);
@@ -149,7 +163,7 @@ fn find(iface: &str) -> Result<Found> {
         found.memory_bytes += u64::from(map.value_size()) * u64::from(map.max_entries());
     }
     let nodes = found.id("SET_NODES")?;
-    found.current = program_maps(program_id)?.contains(&nodes);
+    found.current = program_maps(&dir, program_id)?.contains(&nodes);
     Ok(found)
 }
 
@@ -186,7 +200,15 @@ impl Found {
     }
 }
 
-fn open_map(id: u32, name: &str) -> Result<MapData> {
+/// The map `name` of id `id`, found pinned in `dir`: through its pin when that is still
+/// the map (opening a map by its id needs CAP_SYS_ADMIN, which a service runs without),
+/// else by its id.
+fn open_map(dir: &Path, id: u32, name: &str) -> Result<MapData> {
+    if let Ok(data) = MapData::from_pin(dir.join(name))
+        && data.info().is_ok_and(|info| info.id() == id)
+    {
+        return Ok(data);
+    }
     MapData::from_id(id).with_context(|| format!("opening {name} (map id {id})"))
 }
 
@@ -211,14 +233,11 @@ impl Generation {
     }
 
     fn open_found(found: &Found) -> Result<Generation> {
-        let nodes = Mapped::new(&open_map(found.id("SET_NODES")?, "SET_NODES")?, "SET_NODES")?;
-        let entries = Mapped::new(
-            &open_map(found.id("SET_ENTRIES")?, "SET_ENTRIES")?,
-            "SET_ENTRIES",
-        )?;
+        let open = |name: &str| open_map(&found.dir, found.id(name)?, name);
+        let nodes = Mapped::new(&open("SET_NODES")?, "SET_NODES")?;
+        let entries = Mapped::new(&open("SET_ENTRIES")?, "SET_ENTRIES")?;
         let array = |name: &str| -> Result<Map> {
-            Map::from_map_data(open_map(found.id(name)?, name)?)
-                .with_context(|| format!("opening {name}"))
+            Map::from_map_data(open(name)?).with_context(|| format!("opening {name}"))
         };
         let classes: Array<MapData, SetClass> =
             Array::try_from(array("SET_CLASSES")?).context("SET_CLASSES")?;
@@ -347,7 +366,9 @@ fn lock_file(meta_id: u32, deadline: Instant) -> Result<Option<File>> {
         }
         if !said && deadline > Instant::now() + Duration::from_secs(1) {
             said = true;
-            eprintln!("xdpsieve: waiting for another set change (or a reload) to finish");
+            crate::base::log::info(format_args!(
+                "xdpsieve: waiting for another set change (or a reload) to finish"
+            ));
         }
         std::thread::sleep(Duration::from_millis(2));
     }

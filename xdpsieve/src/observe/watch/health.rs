@@ -124,6 +124,26 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// Its priority in the journal: a warning when filtering is not what the rules say
+    /// (or may not be, unseen), news otherwise.
+    pub fn priority(&self) -> crate::base::log::Priority {
+        use crate::base::log::Priority;
+        match self {
+            Event::Deleted { .. }
+            | Event::BackNotFiltered { .. }
+            | Event::DetachedFromOutside { .. }
+            | Event::QueuesGrew { .. }
+            | Event::Diverging { .. }
+            | Event::CannotWatch { .. } => Priority::Warning,
+            Event::Back { .. }
+            | Event::FilteringAgain { .. }
+            | Event::QueuesShrank { .. }
+            | Event::Converged { .. } => Priority::Info,
+        }
+    }
+}
+
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -411,11 +411,11 @@ fn write_state(w: &Watched) {
         health,
     };
     if let Err(e) = health::write(path, &state) {
-        eprintln!(
+        crate::base::log::warning(format_args!(
             "xdpsieve: warning: cannot write {} ({e}); `xdpsieve status` will not show {}'s \
              health",
             path.display(),
             w.name
-        );
+        ));
     }
 }

@@ -203,9 +203,9 @@ impl<W: Output> Rotator<W> {
                     self.finished(&current, writer.written());
                 }
                 self.state = State::Stopped;
-                eprintln!(
+                crate::base::log::info(format_args!(
                     "xdpsieve: -W {files} files of -G written: the capture is done, stopping"
-                );
+                ));
                 false
             }
             Decision::Rotate(name) => self.rotate(writer, PathBuf::from(name), now),
@@ -257,7 +257,7 @@ impl<W: Output> Rotator<W> {
         if let Some(command) = &mut self.command
             && let Some(line) = command.start(&path.to_string_lossy())
         {
-            eprintln!("{line}");
+            crate::base::log::warning(format_args!("{line}"));
         }
     }
 
@@ -300,9 +300,9 @@ impl<W: Output> Rotator<W> {
 
     fn fail(&mut self, reason: &str) {
         self.state = State::Failed;
-        eprintln!(
+        crate::base::log::warning(format_args!(
             "xdpsieve: capture stopped: {reason}; filtering goes on; records not written are counted"
-        );
+        ));
     }
 
     /// A packet of `ifindex` went into the current file.
@@ -318,7 +318,7 @@ impl<W: Output> Rotator<W> {
     pub fn poll_commands(&mut self) {
         if let Some(command) = &mut self.command {
             for line in command.poll() {
-                eprintln!("{line}");
+                crate::base::log::warning(format_args!("{line}"));
             }
         }
     }
@@ -336,7 +336,7 @@ impl<W: Output> Rotator<W> {
         }
         if let Some(command) = &mut self.command {
             for line in command.finish(wait) {
-                eprintln!("{line}");
+                crate::base::log::warning(format_args!("{line}"));
             }
         }
     }
