@@ -211,26 +211,41 @@ pub fn check_dir(dir: &Path) -> Result<()> {
 
 /// Creates `dir` and the directories above it down from `base` (which must exist) with
 /// mode 0700, and checks every one of them from `base`'s child down. A directory that goes
-/// meanwhile (an empty namespace's, removed by another process) is made again.
+/// meanwhile (an empty namespace's, removed by another process's sweep), before it is made
+/// or between its making and its check, is made again.
 fn secure_dir(base: &Path, dir: &Path) -> Result<()> {
+    const ATTEMPTS: u32 = 5;
     let relative = dir.strip_prefix(base).unwrap_or(dir);
     let mut attempts = 0;
     'again: loop {
         attempts += 1;
+        let retry = attempts < ATTEMPTS;
         let mut current = base.to_path_buf();
         for part in relative.components() {
             current.push(part);
             match fs::DirBuilder::new().mode(0o700).create(&current) {
                 Ok(()) => {
                     // The umask may have taken bits away, never added any; set it exactly.
-                    fs::set_permissions(&current, fs::Permissions::from_mode(0o700))
-                        .with_context(|| format!("setting the mode of {}", current.display()))?;
+                    match fs::set_permissions(&current, fs::Permissions::from_mode(0o700)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound && retry => continue 'again,
+                        Err(e) => {
+                            return Err(e).with_context(|| {
+                                format!("setting the mode of {}", current.display())
+                            });
+                        }
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 => continue 'again,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && retry => continue 'again,
                 Err(e) => return Err(e).with_context(|| format!("creating {}", current.display())),
             }
-            check_dir(&current)?;
+            if let Err(e) = check_dir(&current) {
+                if retry && fs::symlink_metadata(&current).is_err() {
+                    continue 'again;
+                }
+                return Err(e);
+            }
         }
         return Ok(());
     }
