@@ -14,7 +14,7 @@ use std::{fs, path::Path, process::Command};
 
 use anyhow::{Context as _, Result};
 
-use crate::{run, succeeds};
+use crate::run;
 
 /// Every fuzz target, as named in fuzz/Cargo.toml.
 pub(crate) const TARGETS: &[&str] = &[
@@ -27,16 +27,6 @@ pub(crate) const TARGETS: &[&str] = &[
 
 /// Seconds per target in `cargo xtask test`.
 pub(crate) const CI_SECONDS: u64 = 20;
-
-/// Installs cargo-fuzz unless `cargo fuzz` already runs.
-pub(crate) fn ensure_cargo_fuzz() -> Result<()> {
-    if succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
-        return Ok(());
-    }
-    eprintln!("xtask: installing cargo-fuzz (runs the fuzz targets; a minute or two, once)");
-    run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
-        .context("installing cargo-fuzz")
-}
 
 /// Runs each of `targets` for `seconds`; the first crash (or build failure) is the error.
 pub(crate) fn run_targets(root: &Path, targets: &[&str], seconds: u64) -> Result<()> {

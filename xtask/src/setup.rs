@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
 
-use crate::{fuzz, is_root, on_path, output, run, succeeds, workspace_root};
+use crate::{is_root, on_path, output, run, succeeds, workspace_root};
 
 /// Debian packages the tests and demo use, with a command that proves each is present.
 const PACKAGES: &[(&str, &str)] = &[
@@ -54,7 +54,7 @@ pub(crate) fn setup() -> Result<()> {
     ensure_toolchain(&pin)?;
     ensure_bpf_linker(&pin.channel)?;
     ensure_packages()?;
-    fuzz::ensure_cargo_fuzz()?;
+    ensure_cargo_fuzz()?;
     ensure_cargo_deb()?;
     Ok(())
 }
@@ -102,6 +102,16 @@ fn ebpf_pin() -> Result<Toolchain> {
     let pin: Pin = toml::from_str(&text)
         .with_context(|| format!("{} has no [toolchain] channel", path.display()))?;
     Ok(pin.toolchain)
+}
+
+/// Installs cargo-fuzz (which runs the fuzz targets) unless `cargo fuzz` already runs.
+fn ensure_cargo_fuzz() -> Result<()> {
+    if succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-fuzz (runs the fuzz targets; a minute or two, once)");
+    run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
+        .context("installing cargo-fuzz")
 }
 
 /// The toolchain the XDP program is built with (and clippy checks it with, and fuzzing

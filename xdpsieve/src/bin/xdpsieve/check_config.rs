@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use clap::{Args, CommandFactory as _, FromArgMatches as _};
+use clap::{Args, FromArgMatches as _};
 use xdpsieve::{
     base::text::{escape, escape_path},
     configure::config::{Config, DEFAULT_PATH, keys},
@@ -19,7 +19,7 @@ use xdpsieve::{
     write::rotation,
 };
 
-use crate::{args::Cli, run::RunArgs};
+use crate::run::RunArgs;
 
 #[derive(Args)]
 #[command(after_long_help = long_help(), after_help = SHORT_HELP)]
@@ -58,16 +58,14 @@ pub(crate) fn check_config(args: &CheckConfigArgs) -> Result<()> {
     // `--config=FILE`: a FILE that starts with `-` is still the flag's value.
     let mut config = OsString::from("--config=");
     config.push(&args.file);
-    let argv: Vec<OsString> = vec!["xdpsieve".into(), "run".into(), config];
-    // The run's own parse of a command line that gives nothing but the file.
-    let matches = Cli::command()
+    let argv: Vec<OsString> = vec!["run".into(), config];
+    // The run's own parse of a command line that gives nothing but the file (its
+    // arguments alone: `run` takes nothing from the top-level command).
+    let run_matches = RunArgs::augment_args(clap::Command::new("run"))
         .try_get_matches_from(argv)
         .context("building the run's arguments")?;
-    let run_matches = matches
-        .subcommand_matches("run")
-        .context("building the run's arguments")?;
-    let run_args = RunArgs::from_arg_matches(run_matches)?;
-    let plan = crate::run::plan(run_args, run_matches)?;
+    let run_args = RunArgs::from_arg_matches(&run_matches)?;
+    let plan = crate::run::plan(run_args, &run_matches)?;
     check_paths(&plan)?;
     // Read again for what the plan does not keep: whether the rules are in the file.
     let config = Config::read(&args.file)?;
