@@ -39,6 +39,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("man-db", "man"),
     ("zsh", "zsh"),
     ("fish", "fish"),
+    // The service tests (`tests/service`): the unit checked by `systemd-analyze verify`
+    // (machines of this kind have it without systemd as PID 1).
+    ("systemd", "systemd-analyze"),
 ];
 
 /// cargo-deb, which builds the Debian package (`cargo xtask package`): pinned, so that
