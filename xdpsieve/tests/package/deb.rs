@@ -36,12 +36,12 @@ const FISH: &str = "/usr/share/fish/vendor_completions.d/xdpsieve.fish";
 /// The environment of a machine without Rust: the system's PATH, a fresh HOME.
 const SYSTEM_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn root_dir() -> PathBuf {
+pub(crate) fn root_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// The .deb: the one `cargo xtask test` built, or one built now.
-fn deb() -> &'static Path {
+pub(crate) fn deb() -> &'static Path {
     static DEB: OnceLock<PathBuf> = OnceLock::new();
     DEB.get_or_init(|| match env::var_os(DEB_ENV) {
         Some(path) if path.is_empty() => {

@@ -5,9 +5,11 @@
 //! flags, zsh registers its function and fish completes. No root needed.
 //!
 //! [`deb`]: the Debian package itself, built (`cargo xtask package`), checked by lintian,
-//! installed, run without Rust, and purged (root).
+//! installed, run without Rust, and purged (root); [`upgrade`]: what its maintainer
+//! scripts ask of systemd on an upgrade (the handover) and a removal (a stop) (root).
 
 mod deb;
+mod upgrade;
 
 use std::path::Path;
 
