@@ -317,23 +317,7 @@ mod tests {
     use crate::configure::rules::Action;
 
     fn event() -> Event {
-        Event {
-            timestamp_ns: 5,
-            src: [u32::from_ne_bytes([198, 51, 100, 53]), 0, 0, 0],
-            dst: [u32::from_ne_bytes([192, 0, 2, 2]), 0, 0, 0],
-            ifindex: 3,
-            rule_id: 1,
-            frame_len: 129,
-            src_port: 53,
-            dst_port: 40000,
-            vlan_id: 0,
-            family: family::IPV4,
-            protocol: 17,
-            tcp_flags: 0,
-            verdict: 1,
-            flags: record_flags::HAS_PORTS,
-            generation: 1,
-        }
+        crate::read::event::sample_event()
     }
 
     fn formatter(format: LogFormat) -> EventFormatter {
