@@ -130,6 +130,20 @@ pub(crate) fn capture_counts(stderr: &str) -> (u64, u64, u64, u64) {
     )
 }
 
+/// Stops the run, which must exit cleanly having let nothing through to `dropped`, the
+/// socket behind the dropped port: its standard error.
+pub(crate) fn stop_cleanly(fw: Firewall, dropped: &UdpSocket) -> String {
+    let out = fw.stop();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        xdpsieve_testkit::udp::received(dropped),
+        0,
+        "a dropped datagram got through"
+    );
+    stderr
+}
+
 pub(crate) fn stop_lines(stderr: &str) -> Vec<&str> {
     stderr
         .lines()

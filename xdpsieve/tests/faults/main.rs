@@ -76,15 +76,7 @@ fn disk_full_capture_stops_the_capture_not_the_firewall() {
         )),
         "{metrics}"
     );
-    let out = fw.stop();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-
-    assert_eq!(
-        received(&dropped_socket),
-        0,
-        "a dropped datagram got through"
-    );
+    let stderr = stop_cleanly(fw, &dropped_socket);
     assert_eq!(received(&passed_socket), passed, "{stderr}");
     let stops = stop_lines(&stderr);
     assert_eq!(stops.len(), 1, "{stderr}");
@@ -124,14 +116,7 @@ fn disk_full_event_log_stops_the_log_not_the_firewall() {
     flood(&net, 1500, 64);
     settle();
     assert!(fw.running(), "xdpsieve exited when the disk filled");
-    let out = fw.stop();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(
-        received(&dropped_socket),
-        0,
-        "a dropped datagram got through"
-    );
+    let stderr = stop_cleanly(fw, &dropped_socket);
 
     let stops = stop_lines(&stderr);
     assert_eq!(stops.len(), 1, "{stderr}");
@@ -183,14 +168,7 @@ fn a_reader_of_stdout_that_goes_away_stops_the_capture_not_the_firewall() {
     flood(&net, 100, 200);
     settle();
     assert!(fw.running(), "xdpsieve died with its reader");
-    let out = fw.stop();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(
-        received(&dropped_socket),
-        0,
-        "a dropped datagram got through"
-    );
+    let stderr = stop_cleanly(fw, &dropped_socket);
     let stops = stop_lines(&stderr);
     assert_eq!(stops.len(), 1, "{stderr}");
     assert!(
@@ -228,14 +206,7 @@ fn dev_full_as_the_capture_file() {
     flood(&net, 50, 100);
     settle();
     assert!(fw.running(), "xdpsieve exited on /dev/full");
-    let out = fw.stop();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(
-        received(&dropped_socket),
-        0,
-        "a dropped datagram got through"
-    );
+    let stderr = stop_cleanly(fw, &dropped_socket);
     let stops = stop_lines(&stderr);
     assert_eq!(stops.len(), 1, "{stderr}");
     assert!(
@@ -278,14 +249,7 @@ fn hup_usr1_usr2_and_pipe_do_not_stop_it() {
         flood(&net, 10, 100);
     }
     settle();
-    let out = fw.stop();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(
-        received(&dropped_socket),
-        0,
-        "a dropped datagram got through"
-    );
+    let stderr = stop_cleanly(fw, &dropped_socket);
 
     // SIGHUP reloads the rules (the same ones here): a new generation, counters carried.
     let hup = stderr
