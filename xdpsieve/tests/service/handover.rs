@@ -34,7 +34,8 @@ fn start(net: &Net, program: &Path, rule: &str) -> Firewall {
 }
 
 /// A flood to the dropped port while `first` (running) gets SIGQUIT and `second` starts
-/// once it has ended; nothing may reach the socket. Returns the second run's stderr.
+/// once it has ended; nothing may reach the socket, and the second run must say it took
+/// the firewall over and remove it at its stop.
 fn flood_across_handover(net: &Net, first: &Path, second: &Path, before_second: impl Fn()) {
     const FLOOD_MAX: u64 = 3_000_000;
     const FLOOD_TIME: Duration = Duration::from_secs(30);
