@@ -1,29 +1,66 @@
 //! The `bpf(2)` calls the benchmarks (`prog_cost`, `set_cost`) make directly, for what
 //! aya 0.14 does not offer or offers only on programs it loaded itself:
 //! `BPF_PROG_TEST_RUN` with a repeat count on any program fd, minimal floor programs,
-//! opening a program by id.
+//! opening a program by id; and loading a few hand-written instructions (the watch tests'
+//! `bpf_redirect_peer` bypass).
 
 use std::os::fd::{FromRawFd as _, OwnedFd};
 
-/// A minimal XDP program: `r0 = verdict; exit`.
-pub fn load_floor_program(verdict: u8) -> std::io::Result<OwnedFd> {
-    let insns: [u64; 2] = [
-        u64::from_le_bytes([0xb7, 0x00, 0, 0, verdict, 0, 0, 0]), // mov r0, verdict
-        u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),          // exit
-    ];
+/// `union bpf_attr` for BPF_PROG_LOAD, as far as these fields (the kernel zero-extends a
+/// shorter attribute than its own).
+#[repr(C)]
+struct ProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+}
+
+/// Loads `insns` as a GPL program of type `prog_type`; the error holds the verifier's log.
+pub fn load_program(prog_type: u32, insns: &[u64]) -> Result<OwnedFd, String> {
     let license = c"GPL";
-    let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&6u32.to_ne_bytes()); // BPF_PROG_TYPE_XDP
-    attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
-    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
-    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-    // SAFETY: BPF_PROG_LOAD (5) with a zero-padded attr whose pointers outlive the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len()) };
+    let mut log = vec![0u8; 4096];
+    let attr = ProgLoad {
+        prog_type,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+    };
+    bpf(5, &attr).map_err(|e| {
+        let log = String::from_utf8_lossy(&log);
+        format!("{e}: {}", log.trim_end_matches('\0'))
+    })
+}
+
+/// `bpf(cmd, attr)` for a command that returns a new descriptor (BPF_PROG_LOAD,
+/// BPF_LINK_CREATE, ...).
+pub fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<OwnedFd> {
+    // SAFETY: attr is a live, initialised bpf_attr prefix of the size given; the pointers
+    // it holds outlive the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_ref(attr), size_of::<T>()) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: the kernel returned a new fd that we own.
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// One eBPF instruction with an immediate: `code dst, imm`.
+pub fn insn(code: u8, dst: u8, imm: i32) -> u64 {
+    u64::from(code) | u64::from(dst) << 8 | u64::from(imm as u32) << 32
+}
+
+/// A minimal XDP program: `r0 = verdict; exit`.
+pub fn load_floor_program(verdict: u8) -> std::io::Result<OwnedFd> {
+    // mov r0, verdict; exit.
+    let insns = [insn(0xb7, 0, i32::from(verdict)), insn(0x95, 0, 0)];
+    load_program(6, &insns).map_err(std::io::Error::other) // BPF_PROG_TYPE_XDP
 }
 
 /// Runs `fd` on `frame` `repeat` times; returns (verdict, average ns per run).

@@ -16,11 +16,12 @@
 use std::{
     io,
     net::{Ipv4Addr, SocketAddr, UdpSocket},
-    os::fd::{FromRawFd as _, OwnedFd, RawFd},
+    os::fd::OwnedFd,
     time::Duration,
 };
 
 use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::bpf::{bpf, insn, load_program};
 
 /// The peer's address whose datagrams take the bypass.
 pub(crate) const BYPASS_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
@@ -30,23 +31,10 @@ const BY_PEER_IF: &str = "by1";
 /// The routing table the bypass address uses.
 const TABLE: &str = "100";
 
-const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 const BPF_TCX_INGRESS: u32 = 46;
 const BPF_FUNC_REDIRECT_PEER: i32 = 155;
-
-/// `union bpf_attr` for BPF_PROG_LOAD, as far as these fields (the kernel zero-extends it).
-#[repr(C)]
-struct ProgLoad {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-}
 
 /// `union bpf_attr` for BPF_LINK_CREATE, as far as these fields.
 #[repr(C)]
@@ -145,24 +133,8 @@ fn attach() -> Result<Bypass, String> {
         insn(0x85, 0, BPF_FUNC_REDIRECT_PEER),
         insn(0x95, 0, 0),
     ];
-    let license = c"GPL";
-    let mut log = vec![0u8; 4096];
-    let load = ProgLoad {
-        prog_type: BPF_PROG_TYPE_SCHED_CLS,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-    };
-    let program = bpf(BPF_PROG_LOAD, &load).map_err(|e| {
-        let log = String::from_utf8_lossy(&log);
-        format!(
-            "loading the redirect_peer program: {e}: {}",
-            log.trim_end_matches('\0')
-        )
-    })?;
+    let program = load_program(BPF_PROG_TYPE_SCHED_CLS, &insns)
+        .map_err(|e| format!("loading the redirect_peer program: {e}"))?;
     let link = LinkCreate {
         prog_fd: fd_u32(&program),
         target_ifindex: ifindex(BY_IF)?,
@@ -177,23 +149,7 @@ fn attach() -> Result<Bypass, String> {
     })
 }
 
-/// One eBPF instruction with an immediate: `code dst, imm`.
-fn insn(code: u8, dst: u8, imm: i32) -> u64 {
-    u64::from(code) | u64::from(dst) << 8 | u64::from(imm as u32) << 32
-}
-
 fn fd_u32(fd: &OwnedFd) -> u32 {
     use std::os::fd::AsRawFd as _;
     fd.as_raw_fd() as u32
-}
-
-fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<OwnedFd> {
-    // SAFETY: attr is a live, initialised bpf_attr prefix of the size given; the pointers it
-    // holds outlive the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_ref(attr), size_of::<T>()) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
