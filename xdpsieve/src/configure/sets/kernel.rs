@@ -234,6 +234,39 @@ impl Built {
             + size_of::<SetMeta>() as u64
     }
 
+    /// Writes the trie's groups into `slots` (which hold them all) and links the groups
+    /// the build folded away into the free list (see `SetMeta::free_head`); its head.
+    pub fn write_groups(&self, slots: &mut [SetGroup]) -> u32 {
+        let groups = self.trie.groups();
+        slots[..groups.len()].copy_from_slice(groups);
+        let mut free_head = 0;
+        for &id in self.trie.free_groups() {
+            slots[id as usize].entries[0] = free_head;
+            slots[id as usize].entries[1] = FREE_GROUP;
+            free_head = id;
+        }
+        free_head
+    }
+
+    /// The set's bookkeeping as a fresh generation starts it, with the free list that
+    /// [`Built::write_groups`] made.
+    pub fn meta(&self, free_head: u32) -> SetMeta {
+        let masks = self.trie.class_masks();
+        let mut meta = SetMeta {
+            groups_used: self.trie.groups_used(),
+            classes_used: masks.len() as u32,
+            entries_used: self.entries.len() as u32,
+            changes: 0,
+            groups_high: self.trie.groups().len() as u32,
+            free_head,
+            in_change: 0,
+            _pad: 0,
+            class_masks: [0; MAX_CLASSES as usize],
+        };
+        meta.class_masks[..masks.len()].copy_from_slice(masks);
+        meta
+    }
+
     /// Fills a loaded (not yet attached) generation's set maps, created with
     /// [`Built::node_capacity`] and [`Built::entry_capacity`].
     pub fn write(&self, ebpf: &mut Ebpf) -> Result<()> {
@@ -247,14 +280,7 @@ impl Built {
                 groups.len()
             );
         }
-        slots[..groups.len()].copy_from_slice(groups);
-        // Groups the build folded away form the free list (see `SetMeta::free_head`).
-        let mut free_head = 0;
-        for &id in self.trie.free_groups() {
-            slots[id as usize].entries[0] = free_head;
-            slots[id as usize].entries[1] = FREE_GROUP;
-            free_head = id;
-        }
+        let free_head = self.write_groups(slots);
         let mut table = Mapped::<SetEntry>::new(map_data(ebpf, "SET_ENTRIES")?, "SET_ENTRIES")?;
         let slots = table.as_mut_slice();
         if slots.len() < self.entries.len() {
@@ -280,20 +306,8 @@ impl Built {
                 rules.set(slot as u32, r, 0).context("writing SET_RULES")?;
             }
         }
-        let mut meta = SetMeta {
-            groups_used: self.trie.groups_used(),
-            classes_used: masks.len() as u32,
-            entries_used: self.entries.len() as u32,
-            changes: 0,
-            groups_high: groups.len() as u32,
-            free_head,
-            in_change: 0,
-            _pad: 0,
-            class_masks: [0; MAX_CLASSES as usize],
-        };
-        meta.class_masks[..masks.len()].copy_from_slice(masks);
         array::<SetMeta>(ebpf, "SET_META")?
-            .set(0, meta, 0)
+            .set(0, self.meta(free_head), 0)
             .context("writing SET_META")?;
         Ok(())
     }

@@ -65,14 +65,7 @@ fn generation_of(file: &[(u16, &str)], groups: u32, slots: u32) -> Generation {
     let nodes_data = array::<SetGroup>("nodes", groups, MMAPABLE);
     let entries_data = array::<SetEntry>("entries", slots, MMAPABLE);
     let mut nodes = Mapped::<SetGroup>::new(&nodes_data, "SET_NODES").unwrap();
-    let g = built.trie.groups();
-    nodes.as_mut_slice()[..g.len()].copy_from_slice(g);
-    let mut free_head = 0;
-    for &id in built.trie.free_groups() {
-        nodes.as_mut_slice()[id as usize].entries[0] = free_head;
-        nodes.as_mut_slice()[id as usize].entries[1] = FREE_GROUP;
-        free_head = id;
-    }
+    let free_head = built.write_groups(nodes.as_mut_slice());
     let mut table = Mapped::<SetEntry>::new(&entries_data, "SET_ENTRIES").unwrap();
     table.as_mut_slice()[..built.entries.len()].copy_from_slice(&built.entries);
     let mut classes: Array<MapData, SetClass> =
@@ -90,18 +83,7 @@ fn generation_of(file: &[(u16, &str)], groups: u32, slots: u32) -> Generation {
     }
     let mut meta_map: Array<MapData, SetMeta> =
         Array::try_from(aya::maps::Map::Array(array::<SetMeta>("meta", 1, 0))).unwrap();
-    let mut meta = SetMeta {
-        groups_used: built.trie.groups_used(),
-        classes_used: masks.len() as u32,
-        entries_used: built.entries.len() as u32,
-        changes: 0,
-        groups_high: g.len() as u32,
-        free_head,
-        in_change: 0,
-        _pad: 0,
-        class_masks: [0; MAX_CLASSES as usize],
-    };
-    meta.class_masks[..masks.len()].copy_from_slice(masks);
+    let meta = built.meta(free_head);
     meta_map.set(0, meta, 0).unwrap();
     Generation {
         nodes,
