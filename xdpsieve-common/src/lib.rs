@@ -5,6 +5,8 @@
 //! `const` blocks at the bottom fail the build if a layout drifts.
 #![no_std]
 
+pub mod walk;
+
 /// Most rules the kernel program evaluates. Matching costs the same for any count up to
 /// this (see [`classify`]); the limit sets the size of the rule bitmaps ([`RuleBits`]).
 /// A kernel test loads exactly this many.
@@ -265,6 +267,12 @@ pub mod record_flags {
     /// long or cut short, TCP/UDP header cut short, RFC 1858 tiny TCP fragment): its verdict
     /// is [`Config::unclassifiable`](super::Config::unclassifiable) unless that is pass.
     pub const UNCLASSIFIABLE: u8 = 1 << 4;
+    /// A rule in monitor mode marked the packet: it would have decided it (its id is in
+    /// `shadow_rule_id`; see [`walk`](super::walk)).
+    pub const MONITOR: u8 = 1 << 5;
+    /// The packet was over a limit rule's budget: dropped by it (`rule_id`), or marked by
+    /// it in monitor mode (`shadow_rule_id`).
+    pub const OVER_LIMIT: u8 = 1 << 6;
 }
 
 /// Load-time configuration, written into the program's read-only data before load so the
@@ -317,6 +325,9 @@ pub struct Config {
     /// slot's function ([`filter::SLOT_FUNCTIONS`]); clear: the program interprets the
     /// slot's classic instructions in `FILTER_PROGRAMS`.
     pub filter_translated: u32,
+    /// Bits of [`walk::features`].
+    pub features: u32,
+    pub _pad: u32,
 }
 
 impl Config {
@@ -338,6 +349,8 @@ impl Config {
         capture_filter: 0,
         log_filter: 0,
         filter_translated: 0,
+        features: 0,
+        _pad: 0,
     };
 }
 
@@ -423,7 +436,9 @@ pub struct Rule {
     pub verdict: u8,
     /// 1 when every packet this rule decides is logged as an event.
     pub log: u8,
-    pub _pad: [u8; 2],
+    /// Bits of [`walk::rule_kind`]: 0 for a rule that decides when it matches.
+    pub kind: u8,
+    pub _pad: u8,
     /// Bytes of each packet this rule decides to capture, 1..=[`MAX_SNAPLEN`]; 0 takes
     /// [`Config::snaplen`].
     pub snaplen: u32,
@@ -573,6 +588,9 @@ pub struct Event {
     pub flags: u8,
     /// Low byte of [`Config::generation`]: the rule set `rule_id` belongs to.
     pub generation: u8,
+    /// With [`record_flags::MONITOR`]: the monitor rule that marked the packet; else 0.
+    pub shadow_rule_id: u32,
+    pub _pad: u32,
 }
 
 /// Header of each capture record in the ring buffer; `cap_len` packet bytes follow it.
@@ -596,6 +614,9 @@ pub struct CaptureHeader {
     /// Low byte of [`Config::generation`]: the rule set `rule_id` belongs to.
     pub generation: u8,
     pub _pad: u8,
+    /// With [`record_flags::MONITOR`]: the monitor rule that marked the packet; else 0.
+    pub shadow_rule_id: u32,
+    pub _pad2: u32,
 }
 
 /// The per-CPU scratch area where the program assembles a record before copying it into the
@@ -610,7 +631,8 @@ pub const CAPTURE_HEADER_LEN: usize = size_of::<CaptureHeader>();
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<Config>() == 104);
+    assert!(size_of::<Config>() == 112);
+    assert!(offset_of!(Config, features) == 104);
     assert!(offset_of!(Config, sample) == 88);
     assert!(offset_of!(Config, capture_filter) == 92);
     assert!(offset_of!(Config, log_filter) == 96);
@@ -631,6 +653,7 @@ const _: () = {
     assert!(offset_of!(Rule, id) == 16);
     assert!(offset_of!(Rule, verdict) == 20);
     assert!(offset_of!(Rule, log) == 21);
+    assert!(offset_of!(Rule, kind) == 22);
     assert!(size_of::<SetClass>() == 2 * RULE_WORDS * 8);
     assert!(size_of::<SetGroup>() == 1024);
     assert!(size_of::<SetEntry>() == 32);
@@ -648,7 +671,8 @@ const _: () = {
     assert!(offset_of!(RuleCounters, sampled_out) == 24);
     assert!(size_of::<InterfaceCounters>() == 64);
     assert!(offset_of!(InterfaceCounters, sampled_out) == 56);
-    assert!(size_of::<Event>() == 64);
+    assert!(size_of::<Event>() == 72);
+    assert!(offset_of!(Event, shadow_rule_id) == 64);
     assert!(offset_of!(Event, src) == 8);
     assert!(offset_of!(Event, dst) == 24);
     assert!(offset_of!(Event, ifindex) == 40);
@@ -661,7 +685,8 @@ const _: () = {
     assert!(offset_of!(Event, verdict) == 61);
     assert!(offset_of!(Event, flags) == 62);
     assert!(offset_of!(Event, generation) == 63);
-    assert!(size_of::<CaptureHeader>() == 32);
+    assert!(size_of::<CaptureHeader>() == 40);
+    assert!(offset_of!(CaptureHeader, shadow_rule_id) == 32);
     assert!(offset_of!(CaptureHeader, ifindex) == 8);
     assert!(offset_of!(CaptureHeader, rx_queue) == 12);
     assert!(offset_of!(CaptureHeader, orig_len) == 16);
@@ -677,12 +702,14 @@ const _: () = {
 
 #[cfg(feature = "user")]
 mod pod {
+    use super::{walk::*, *};
+
     /// aya reads and writes these as map values, byte for byte.
     macro_rules! pod {
-        ($($t:ident),* $(,)?) => {$(
+        ($($t:ty),* $(,)?) => {$(
             // SAFETY: repr(C), only integers, and no implicit padding (checked by the size
             // asserts above), so every bit pattern is a valid value.
-            unsafe impl aya::Pod for super::$t {}
+            unsafe impl aya::Pod for $t {}
         )*};
     }
 
@@ -701,4 +728,5 @@ mod pod {
         SetMeta,
         FilterInsn,
     );
+    pod!(RuleExtraCounters, LimitParams, LimitKey, LimitState);
 }

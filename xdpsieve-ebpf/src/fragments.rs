@@ -36,7 +36,9 @@ struct FragmentKey {
 pub(crate) struct FirstFragment {
     pub verdict: u8,
     pub log: u8,
-    pub _pad: u16,
+    /// The walk's marks (see `outcome::Outcome`), and 1 when a monitor rule marked it.
+    pub marks: u8,
+    pub would: u8,
     pub rule_id: u32,
     /// The rule-counter slot (0: no rule decided).
     pub slot: u32,
@@ -46,12 +48,18 @@ pub(crate) struct FirstFragment {
     pub rate_interval_ns: u64,
     pub rate_tolerance_ns: u64,
     pub snaplen: u32,
-    pub _pad2: u32,
+    /// The monitor rule that marked the first fragment (0: none): later fragments carry
+    /// its mark, and count as its would-hits, as they would follow its drop.
+    pub shadow_slot: u32,
+    pub shadow_id: u32,
+    pub record_slot: u32,
+    pub extra_wanted: u32,
+    pub _pad: u32,
 }
 
 const _: () = {
     assert!(size_of::<FragmentKey>() == 40);
-    assert!(size_of::<FirstFragment>() == 40);
+    assert!(size_of::<FirstFragment>() == 56);
 };
 
 #[inline(always)]

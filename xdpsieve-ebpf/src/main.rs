@@ -26,6 +26,8 @@ mod capture_filter;
 #[cfg(target_arch = "bpf")]
 mod fragments;
 #[cfg(target_arch = "bpf")]
+mod limits;
+#[cfg(target_arch = "bpf")]
 mod outcome;
 #[cfg(target_arch = "bpf")]
 mod parse;
@@ -37,6 +39,8 @@ mod rules;
 mod sampling;
 #[cfg(target_arch = "bpf")]
 mod sets;
+#[cfg(target_arch = "bpf")]
+mod walk;
 
 #[cfg(target_arch = "bpf")]
 mod program {
@@ -47,8 +51,8 @@ mod program {
         programs::XdpContext,
     };
     use xdpsieve_common::{
-        Config, Counters, InterfaceCounters, MAX_INTERFACES, MAX_RULES, RULE_SLOTS, Rule, RuleBits,
-        RuleCounters, SetClass, SetEntry, SetGroup, SetMeta, capture,
+        Config, Counters, InterfaceCounters, MAX_INTERFACES, RULE_SLOTS, RuleBits, RuleCounters,
+        SetClass, SetEntry, SetGroup, SetMeta, capture,
         classify::{ADDR_ENTRIES, AddrKeyData, PORT_CLASSES, PORTS, PROTO_ENTRIES},
         family, reader,
         sets::{MAX_SETS, MMAPABLE},
@@ -57,7 +61,9 @@ mod program {
 
     use crate::{
         capture_filter, fragments,
-        outcome::{Outcome, decide_special, default_outcome, remember_first_fragment},
+        outcome::{
+            Outcome, decide_special, default_outcome, remember_first_fragment, walked_outcome,
+        },
         parse,
         parse::{Packet, special},
         records::{
@@ -70,9 +76,6 @@ mod program {
     /// Set by userspace before load (read-only data: the verifier treats it as constants).
     #[unsafe(no_mangle)]
     static CONFIG: Config = Config::DEFAULT;
-
-    #[map]
-    static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES, 0);
 
     // The rule sets each field allows (see `rules` and `xdpsieve_common::classify`).
     #[map]
@@ -200,6 +203,11 @@ mod program {
                 rate_tolerance_ns: cfg.default_rate_tolerance_ns,
                 sample: cfg.sample,
                 snaplen: cfg.snaplen,
+                marks: 0,
+                extra_wanted: 0,
+                shadow_id: 0,
+                shadow_slot: 0,
+                record_slot: 0,
             }
         } else {
             // The rules are evaluated in this one place: a second copy of the rule loop
@@ -207,11 +215,11 @@ mod program {
             let decided = if pkt.special == 0 {
                 None
             } else {
-                decide_special(cfg, pkt, &mut fragment_found)
+                decide_special(cfg, pkt, frame_len as u32, &mut fragment_found)
             };
             let outcome = match decided {
                 Some(outcome) => outcome,
-                None => judge(cfg, pkt),
+                None => judge(cfg, pkt, frame_len as u32),
             };
             if pkt.special & special::FIRST_FRAGMENT != 0 {
                 remember_first_fragment(pkt, &outcome);
@@ -267,17 +275,22 @@ mod program {
             rc.bytes += frame_bytes;
         }
 
+        // A packet a monitor rule marked is also wanted as that rule would have decided it.
         let wanted = if dropped {
             capture::DROPPED
         } else {
             capture::PASSED
-        };
+        } | outcome.extra_wanted;
         let mut want_capture = cfg.capture & wanted != 0;
         let mut want_log = cfg.log & wanted != 0 || outcome.log;
         if !want_capture && !want_log {
             return outcome.verdict as u32;
         }
-        let slot = outcome.slot.unwrap_or(0);
+        // The slot whose sampling, rate limit and record counters apply: the deciding
+        // rule's, or the monitor rule's for a packet recorded as it would have decided it.
+        let slot = outcome.record_slot;
+        // SAFETY: as above.
+        rule_counters = RULE_COUNTERS.get_ptr_mut(slot).map(|p| unsafe { &mut *p });
         // The capture filter first (then sampling, then the rate limit): packets it turns
         // down are counted apart and never move the sampling count; they cost no copy, no
         // ring space and no rate token. Both fields are read-only data, so without a
@@ -337,7 +350,7 @@ mod program {
         }
         // SAFETY: helper without arguments.
         let now = unsafe { bpf_ktime_get_tai_ns() };
-        let flags = record_flags(pkt);
+        let flags = record_flags(pkt) | outcome.marks;
         if want_log {
             if send_event(ctx, cfg, pkt, &outcome, frame_len, now, flags) {
                 counters.events += 1;
@@ -351,6 +364,7 @@ mod program {
                 now,
                 verdict: outcome.verdict,
                 rule_id: outcome.rule_id,
+                shadow_rule_id: outcome.shadow_id,
                 flags,
                 snaplen: outcome.snaplen,
             };
@@ -373,9 +387,8 @@ mod program {
 
     /// First match over the rules, else the default verdict.
     #[inline(always)]
-    fn judge(cfg: &Config, pkt: &Packet) -> Outcome {
+    fn judge(cfg: &Config, pkt: &Packet, frame_len: u32) -> Outcome {
         let maps = rules::RuleMaps {
-            rules: &RULES,
             proto_sets: &PROTO_SETS,
             src_port_class: &SRC_PORT_CLASS,
             dst_port_class: &DST_PORT_CLASS,
@@ -388,8 +401,8 @@ mod program {
             joined: &JOINED_RULES,
             matched: &MATCHED_RULE,
         };
-        match rules::first_match(&maps, cfg, pkt) {
-            Some(rule) => Outcome {
+        match rules::first_match(&maps, cfg, pkt, frame_len) {
+            rules::Matched::Rule(rule) => Outcome {
                 verdict: rule.verdict,
                 rule_id: rule.id,
                 slot: Some(rule.index + 1),
@@ -398,10 +411,16 @@ mod program {
                 rate_tolerance_ns: rule.rate_tolerance_ns,
                 sample: rule.sample,
                 snaplen: rule.snaplen,
-            },
-            None => default_outcome(cfg, cfg.default_verdict as u8),
+                marks: 0,
+                extra_wanted: 0,
+                shadow_id: 0,
+                shadow_slot: 0,
+                record_slot: rule.index + 1,
+            }
+            .resolve(cfg),
+            rules::Matched::Default => default_outcome(cfg, cfg.default_verdict as u8),
+            rules::Matched::Walked(walked) => walked_outcome(walked),
         }
-        .resolve(cfg)
     }
 
     /// Which of the wanted records (capture, event) the filters select. The log shares the

@@ -3,11 +3,12 @@
 //! fragment's outcome is remembered). The filter evaluates the rules in one place only: a
 //! second copy of the rule loop would make LLVM stop unrolling it.
 
-use xdpsieve_common::{Config, verdict};
+use xdpsieve_common::{Config, record_flags, verdict};
 
 use crate::{
     fragments::{self, FirstFragment},
     parse::{Packet, special},
+    walk::{self, WalkOutcome},
 };
 
 /// What the rules (or the rare path) decided for one packet.
@@ -23,6 +24,18 @@ pub(crate) struct Outcome {
     pub sample: u32,
     /// Bytes to capture, 1..=MAX_SNAPLEN (the rule's, else `Config::snaplen`).
     pub snaplen: u32,
+    /// Bits of `record_flags` the walk past continuing rules set (`MONITOR`,
+    /// `OVER_LIMIT`); 0 on the common path.
+    pub marks: u8,
+    /// Bits of `capture` the packet is wanted under besides its verdict's: the monitor
+    /// rule's verdict, when one marked it.
+    pub extra_wanted: u32,
+    /// With `MONITOR`: the monitor rule's id and slot (0: none).
+    pub shadow_id: u32,
+    pub shadow_slot: u32,
+    /// The slot whose sampling, rate limit and record counters apply: `slot`, or the
+    /// monitor rule's when the packet is recorded as the rule would have decided it.
+    pub record_slot: u32,
 }
 
 impl Outcome {
@@ -52,6 +65,31 @@ pub(crate) fn default_outcome(cfg: &Config, verdict: u8) -> Outcome {
         rate_tolerance_ns: cfg.default_rate_tolerance_ns,
         sample: cfg.sample,
         snaplen: cfg.snaplen,
+        marks: 0,
+        extra_wanted: 0,
+        shadow_id: 0,
+        shadow_slot: 0,
+        record_slot: 0,
+    }
+}
+
+/// The outcome of a walk past continuing rules (already resolved).
+#[inline(always)]
+pub(crate) fn walked_outcome(o: &WalkOutcome) -> Outcome {
+    Outcome {
+        verdict: o.verdict,
+        rule_id: o.rule_id,
+        slot: Some(o.slot),
+        log: o.log != 0,
+        rate_interval_ns: o.rate_interval_ns,
+        rate_tolerance_ns: o.rate_tolerance_ns,
+        sample: o.sample,
+        snaplen: o.snaplen,
+        marks: o.marks,
+        extra_wanted: o.extra_wanted,
+        shadow_id: o.shadow_id,
+        shadow_slot: o.shadow_slot,
+        record_slot: o.record_slot,
     }
 }
 
@@ -63,6 +101,7 @@ pub(crate) fn default_outcome(cfg: &Config, verdict: u8) -> Outcome {
 pub(crate) fn decide_special(
     cfg: &Config,
     pkt: &Packet,
+    frame_len: u32,
     found: &mut Option<bool>,
 ) -> Option<Outcome> {
     if pkt.special & special::UNCLASSIFIABLE != 0 && cfg.unclassifiable == u32::from(verdict::DROP)
@@ -75,15 +114,24 @@ pub(crate) fn decide_special(
     let first = fragments::recall(pkt);
     *found = Some(first.is_some());
     // An orphan (`None`) is judged by the rules that need no ports: it has none.
-    first.map(|first| Outcome {
-        verdict: first.verdict,
-        rule_id: first.rule_id,
-        slot: Some(first.slot),
-        log: first.log != 0,
-        rate_interval_ns: first.rate_interval_ns,
-        rate_tolerance_ns: first.rate_tolerance_ns,
-        sample: first.sample,
-        snaplen: first.snaplen,
+    first.map(|first| {
+        // Branch-free: `would` is 1 when a monitor rule marked the first fragment.
+        walk::count_would_hit(first.shadow_slot, first.would, frame_len);
+        Outcome {
+            verdict: first.verdict,
+            rule_id: first.rule_id,
+            slot: Some(first.slot),
+            log: first.log != 0,
+            rate_interval_ns: first.rate_interval_ns,
+            rate_tolerance_ns: first.rate_tolerance_ns,
+            sample: first.sample,
+            snaplen: first.snaplen,
+            marks: first.marks,
+            extra_wanted: first.extra_wanted,
+            shadow_id: first.shadow_id,
+            shadow_slot: first.shadow_slot,
+            record_slot: first.record_slot,
+        }
     })
 }
 
@@ -94,14 +142,19 @@ pub(crate) fn remember_first_fragment(pkt: &Packet, outcome: &Outcome) {
         FirstFragment {
             verdict: outcome.verdict,
             log: u8::from(outcome.log),
-            _pad: 0,
+            marks: outcome.marks,
+            would: u8::from(outcome.marks & record_flags::MONITOR != 0),
             rule_id: outcome.rule_id,
             slot: outcome.slot.unwrap_or(0),
             sample: outcome.sample,
             rate_interval_ns: outcome.rate_interval_ns,
             rate_tolerance_ns: outcome.rate_tolerance_ns,
             snaplen: outcome.snaplen,
-            _pad2: 0,
+            shadow_slot: outcome.shadow_slot,
+            shadow_id: outcome.shadow_id,
+            record_slot: outcome.record_slot,
+            extra_wanted: outcome.extra_wanted,
+            _pad: 0,
         },
     );
 }

@@ -156,6 +156,8 @@ pub(crate) fn send_event(
         verdict: outcome.verdict,
         flags,
         generation: cfg.generation as u8,
+        shadow_rule_id: outcome.shadow_id,
+        _pad: 0,
     };
     let data = core::ptr::addr_of!(event).cast_mut().cast();
     let len = size_of::<Event>() as u64;
@@ -177,6 +179,8 @@ pub(crate) struct Record {
     pub now: u64,
     pub verdict: u8,
     pub rule_id: u32,
+    /// The monitor rule that marked the packet, 0: none.
+    pub shadow_rule_id: u32,
     pub flags: u8,
     /// Bytes to capture at most (the outcome's snap length).
     pub snaplen: u32,
@@ -212,6 +216,8 @@ pub(crate) fn capture_packet(ctx: &XdpContext, cfg: &Config, record: &Record) ->
         flags: record.flags,
         generation: cfg.generation as u8,
         _pad: 0,
+        shadow_rule_id: record.shadow_rule_id,
+        _pad2: 0,
     };
     if cfg.transport == transport::PERF {
         // The XDP flavour of perf output appends cap_len packet bytes (fragments

@@ -4,14 +4,26 @@
 //! fields in use, not on the number of rules. An address field whose rules name address
 //! sets adds the set class's rules (see `sets`) to those of the literal prefixes.
 
-use aya_ebpf::maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key};
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
+};
 use xdpsieve_common::{
-    Config, RULE_WORDS, Rule, RuleBits, SetClass, SetGroup,
+    Config, MAX_RULES, RULE_WORDS, Rule, RuleBits, SetClass, SetGroup,
     classify::{self, AddrKeyData, FAMILY_BITS},
     family,
+    walk::features,
 };
 
-use crate::{parse::Packet, sets};
+use crate::{
+    parse::Packet,
+    sets,
+    walk::{self, WalkOutcome},
+};
+
+/// The rules, in evaluation order. Read only once a rule has matched.
+#[map]
+pub(crate) static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES, 0);
 
 /// The rule that decided a packet.
 pub(crate) struct Decision {
@@ -29,7 +41,6 @@ pub(crate) struct Decision {
 
 /// The maps matching reads.
 pub(crate) struct RuleMaps<'a> {
-    pub rules: &'a Array<Rule>,
     pub proto_sets: &'a Array<RuleBits>,
     pub src_port_class: &'a Array<u16>,
     pub dst_port_class: &'a Array<u16>,
@@ -45,14 +56,35 @@ pub(crate) struct RuleMaps<'a> {
     pub matched: &'a PerCpuArray<u32>,
 }
 
-/// Returns the first rule that matches `pkt` (an IPv4 or IPv6 packet).
+/// What decides a packet (an IPv4 or IPv6 packet).
+pub(crate) enum Matched {
+    /// The first rule that matches (it ends evaluation).
+    Rule(Decision),
+    /// No rule matches: the default verdict.
+    Default,
+    /// The first rule that matches continues (a monitor or limit rule): the walk past it
+    /// decided, with its marks (see `walk`).
+    Walked(&'static WalkOutcome),
+}
+
+/// Returns what decides `pkt`: the first rule that matches, unless that one continues.
 ///
 /// Fields no rule looks at are not looked up: `cfg` is read-only data, so the verifier
 /// and the JIT drop those branches. The index found leaves through `matched` (a per-CPU
 /// map slot) rather than a register: read back, it is a value the verifier does not know,
 /// so the paths that found it (one per word and bit position) merge into one.
 #[inline(always)]
-pub(crate) fn first_match(maps: &RuleMaps<'_>, cfg: &Config, pkt: &Packet) -> Option<Decision> {
+pub(crate) fn first_match(
+    maps: &RuleMaps<'_>,
+    cfg: &Config,
+    pkt: &Packet,
+    frame_len: u32,
+) -> Matched {
+    matching(maps, cfg, pkt, frame_len).unwrap_or(Matched::Default)
+}
+
+#[inline(always)]
+fn matching(maps: &RuleMaps<'_>, cfg: &Config, pkt: &Packet, frame_len: u32) -> Option<Matched> {
     if cfg.rule_count == 0 {
         return None;
     }
@@ -154,8 +186,8 @@ pub(crate) fn first_match(maps: &RuleMaps<'_>, cfg: &Config, pkt: &Packet) -> Op
     if index >= cfg.rule_count {
         return None;
     }
-    let rule = maps.rules.get(index)?;
-    Some(Decision {
+    let rule = RULES.get(index)?;
+    let decision = Decision {
         index,
         id: rule.id,
         verdict: rule.verdict,
@@ -164,7 +196,18 @@ pub(crate) fn first_match(maps: &RuleMaps<'_>, cfg: &Config, pkt: &Packet) -> Op
         rate_tolerance_ns: rule.rate_tolerance_ns,
         sample: rule.sample,
         snaplen: rule.snaplen,
-    })
+    };
+    if cfg.features & features::CONTINUE != 0 && rule.kind != 0 {
+        // Without the walk's slot (it always exists), the rule found decides: its own
+        // verdict, never a pass the rules did not give.
+        return Some(
+            match walk::walk_on(cfg, [proto, a, b, c, d], words, index, pkt, frame_len) {
+                Some(outcome) => Matched::Walked(outcome),
+                None => Matched::Rule(decision),
+            },
+        );
+    }
+    Some(Matched::Rule(decision))
 }
 
 /// Writes to `slot` the index of the first rule in all of `fields` (the lowest bit set in

@@ -26,7 +26,7 @@
 //! several counters at once and which scripts parse; every other counter gets its summary
 //! line from its entry's `summary` sentence, printed when the count is not zero.
 
-use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters};
+use xdpsieve_common::{Counters, InterfaceCounters, RuleCounters, walk::RuleExtraCounters};
 
 /// One counter of a struct `T` (a kernel counter struct, or [`WriterStats`]).
 pub struct Counter<T> {
@@ -253,6 +253,70 @@ pub const RULE: &[Counter<RuleCounters>] = &[
         "xdpsieve_rule_sampled_out_packets",
         [],
         "Packets whose records each rule's sampling left out (not loss).",
+        None
+    ),
+];
+
+/// Per rule slot, what only monitor and limit rules count (map `RULE_EXTRA`; see
+/// `xdpsieve_common::walk`).
+pub const RULE_EXTRA: &[Counter<RuleExtraCounters>] = &[
+    counter!(
+        would_hit,
+        "would decide (monitor)",
+        "xdpsieve_rule_would_decide_packets",
+        [],
+        "Packets each monitor rule marked: those it would have decided (dropped, for a drop \
+         or limit rule) had it been enforced.",
+        None
+    ),
+    counter!(
+        would_hit_bytes,
+        "bytes would decide",
+        "xdpsieve_rule_would_decide_bytes",
+        [],
+        "Bytes of the packets each monitor rule marked.",
+        None
+    ),
+    counter!(within_limit, "within limit", "xdpsieve_rule_limit_packets",
+        ["budget" => "within"],
+        "Packets each limit rule charged, by whether they were within its budget (they went \
+         on to the next rules) or over it (dropped, or marked in monitor mode).", None),
+    counter!(over_limit, "over limit", "xdpsieve_rule_limit_packets", ["budget" => "over"],
+        "Packets each limit rule charged, by whether they were within its budget (they went \
+         on to the next rules) or over it (dropped, or marked in monitor mode).", None),
+    counter!(
+        over_limit_bytes,
+        "bytes over limit",
+        "xdpsieve_rule_over_limit_bytes",
+        [],
+        "Bytes of the packets over each limit rule's budget.",
+        None
+    ),
+    counter!(
+        new_keys,
+        "keys tracked",
+        "xdpsieve_rule_limit_new_keys",
+        [],
+        "Keys (sources or prefixes) each limit rule started tracking; those no longer \
+         tracked were forgotten, least recently seen first, to make room.",
+        None
+    ),
+    counter!(
+        insert_failed,
+        "keys not tracked",
+        "xdpsieve_rule_limit_untracked_packets",
+        [],
+        "Packets of keys a limit rule's table could not take: charged to the rule's own \
+         bucket, so still limited.",
+        None
+    ),
+    counter!(
+        cas_exhausted,
+        "charges lost to contention",
+        "xdpsieve_rule_limit_contention_packets",
+        [],
+        "Packets let on as within the budget because the bucket changed under four \
+         attempts in a row (CPUs contending): the only way a budget is exceeded.",
         None
     ),
 ];

@@ -10,9 +10,11 @@ use aya::{
     Pod,
     maps::{Map, MapData, MapError, PerCpuArray},
 };
-use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
+use xdpsieve_common::{
+    Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters, walk::RuleExtraCounters,
+};
 
-use crate::base::counters::{Counter, INTERFACE, KERNEL, RULE, add};
+use crate::base::counters::{Counter, INTERFACE, KERNEL, RULE, RULE_EXTRA, add};
 
 /// Every counter of a running firewall at one moment, summed over CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,6 +22,9 @@ pub struct Snapshot {
     pub counters: Counters,
     /// Slot 0 is the default verdict, slot `i + 1` rule `i` in evaluation order.
     pub rules: Vec<RuleCounters>,
+    /// What monitor and limit rules counted, by the same slots (empty when the firewall's
+    /// program has no such map: one loaded by an older build).
+    pub rule_extra: Vec<RuleExtraCounters>,
     /// Interface name and its counters.
     pub interfaces: Vec<(String, InterfaceCounters)>,
     /// Samples the perf buffers reported lost (perf transport only).
@@ -29,6 +34,10 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn rule(&self, slot: usize) -> RuleCounters {
         self.rules.get(slot).copied().unwrap_or_default()
+    }
+
+    pub fn rule_extra(&self, slot: usize) -> RuleExtraCounters {
+        self.rule_extra.get(slot).copied().unwrap_or_default()
     }
 }
 
@@ -55,6 +64,7 @@ pub struct CounterMaps<'a> {
     pub counters: &'a Map,
     pub rules: &'a Map,
     pub interfaces: &'a Map,
+    pub rule_extra: Option<&'a Map>,
 }
 
 /// Every counter now: the one reader of the counter maps. `rule_count` rules (plus the
@@ -69,6 +79,10 @@ pub fn read_snapshot(
 ) -> Result<Snapshot, MapError> {
     let counters = sum_per_cpu(maps.counters, 1, KERNEL)?;
     let rules = sum_per_cpu(maps.rules, rule_count + 1, RULE)?;
+    let rule_extra = match maps.rule_extra {
+        Some(map) => sum_per_cpu(map, rule_count + 1, RULE_EXTRA)?,
+        None => Vec::new(),
+    };
     let slots = sum_per_cpu(maps.interfaces, MAX_INTERFACES + 1, INTERFACE)?;
     let mut interfaces: Vec<(String, InterfaceCounters)> = interface_names
         .iter()
@@ -82,6 +96,7 @@ pub fn read_snapshot(
     Ok(Snapshot {
         counters: counters.into_iter().next().unwrap_or_default(),
         rules,
+        rule_extra,
         interfaces,
         perf_lost,
     })
@@ -100,10 +115,13 @@ pub fn read_pinned(dir: &Path, rule_count: usize, interface_names: &[String]) ->
         open("RULE_COUNTERS")?,
         open("INTERFACE_COUNTERS")?,
     );
+    // Optional: the pins of a firewall an older build loaded have no such map.
+    let rule_extra = open("RULE_EXTRA").ok();
     let maps = CounterMaps {
         counters: &counters,
         rules: &rules,
         interfaces: &interfaces,
+        rule_extra: rule_extra.as_ref(),
     };
     read_snapshot(&maps, rule_count, interface_names, 0)
         .with_context(|| format!("reading the counters pinned under {}", dir.display()))

@@ -18,7 +18,7 @@ use aya::{
     maps::Array,
     programs::{ProgramError, Xdp},
 };
-use xdpsieve_common::{MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule};
+use xdpsieve_common::{MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule, walk::LimitParams};
 
 use crate::{
     EBPF_OBJECT, configure::capture_filter::FilterEngine, configure::classify,
@@ -204,9 +204,10 @@ impl Firewall {
             engine,
         )
         .map_err(LoaderError::Load)?;
-        let mut ebpf = load_object(settings, &filters, set_tables.as_ref())?;
+        let (limits, tracked) = settings.limits();
+        let mut ebpf = load_object(settings, &filters, set_tables.as_ref(), tracked)?;
         let shared = shared::handles(&ebpf)?;
-        fill_maps(&mut ebpf, &rules, &tables, set_tables.as_ref())?;
+        fill_maps(&mut ebpf, &rules, &limits, &tables, set_tables.as_ref())?;
         verify(&mut ebpf, filters.config.filter_translated != 0)?;
         Ok(Firewall {
             ebpf,
@@ -258,13 +259,15 @@ fn load_object(
     settings: &Settings,
     filters: &FilterLoad,
     set_tables: Option<&Built>,
+    tracked_keys: u32,
 ) -> Result<Ebpf, LoaderError> {
     let (capture_ring, event_ring) = settings.ring_sizes(page_size());
     let mut loader = EbpfLoader::new();
     loader
         .override_global("CONFIG", &filters.config, true)
         .map_max_entries("CAPTURE_RING", capture_ring)
-        .map_max_entries("EVENT_RING", event_ring);
+        .map_max_entries("EVENT_RING", event_ring)
+        .map_max_entries("LIMIT_STATE", tracked_keys);
     if let Some(table) = &filters.table {
         loader.override_global("FILTER_PROGRAMS", &**table, true);
     }
@@ -288,6 +291,7 @@ fn load_object(
 fn fill_maps(
     ebpf: &mut Ebpf,
     rules: &[Rule],
+    limits: &[(u32, LimitParams)],
     tables: &classify::Tables,
     set_tables: Option<&Built>,
 ) -> Result<(), LoaderError> {
@@ -300,6 +304,18 @@ fn fill_maps(
         table
             .set(index as u32, rule, 0)
             .map_err(|e| LoaderError::Load(format!("writing rule {index}: {e}")))?;
+    }
+    if !limits.is_empty() {
+        let map = ebpf
+            .map_mut("LIMITS")
+            .ok_or_else(|| LoaderError::Load("the object has no LIMITS map".into()))?;
+        let mut table: Array<_, LimitParams> =
+            Array::try_from(map).map_err(|e| LoaderError::Load(e.to_string()))?;
+        for (index, params) in limits {
+            table.set(*index, params, 0).map_err(|e| {
+                LoaderError::Load(format!("writing the limit of rule {index}: {e}"))
+            })?;
+        }
     }
     tables::write(ebpf, tables)?;
     if let Some(sets) = set_tables {

@@ -182,6 +182,7 @@ mod tests {
             .push_expression(Action::Drop, "udp src port 53")
             .unwrap();
         let snap = Snapshot {
+            rule_extra: Vec::new(),
             counters: Counters {
                 seen: 10,
                 dropped: 4,
@@ -232,6 +233,7 @@ mod tests {
     #[test]
     fn summary_reports_unclassifiable_and_fragments() {
         let snap = Snapshot {
+            rule_extra: Vec::new(),
             counters: Counters {
                 seen: 10,
                 dropped: 6,

@@ -39,6 +39,8 @@ pub(crate) fn sample_event() -> Event {
         verdict: 1,
         flags: record_flags::HAS_PORTS,
         generation: 1,
+        shadow_rule_id: 0,
+        _pad: 0,
     }
 }
 

@@ -22,6 +22,11 @@ pub struct CaptureRecord<'a> {
     pub malformed: bool,
     /// The program could not reach the L4 header the rules need (see `--unclassifiable`).
     pub unclassifiable: bool,
+    /// The monitor rule that marked the packet (it would have decided it), 0: none.
+    pub shadow_rule_id: u32,
+    /// The packet was over a limit rule's budget: dropped by `rule_id`, or marked by
+    /// `shadow_rule_id` (a limit rule in monitor mode).
+    pub over_limit: bool,
     pub data: &'a [u8],
 }
 
@@ -103,6 +108,12 @@ impl<'a> CaptureRecord<'a> {
             verdict: Verdict::from_raw(h.verdict),
             malformed: h.flags & record_flags::MALFORMED != 0,
             unclassifiable: h.flags & record_flags::UNCLASSIFIABLE != 0,
+            shadow_rule_id: if h.flags & record_flags::MONITOR != 0 {
+                h.shadow_rule_id
+            } else {
+                0
+            },
+            over_limit: h.flags & record_flags::OVER_LIMIT != 0,
             data,
         })
     }
@@ -195,6 +206,8 @@ mod tests {
             flags: record_flags::MALFORMED,
             generation: 0,
             _pad: 0,
+            shadow_rule_id: 0,
+            _pad2: 0,
         };
         // SAFETY: reading a repr(C) struct without padding as bytes.
         let mut bytes =

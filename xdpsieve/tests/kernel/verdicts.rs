@@ -161,6 +161,14 @@ pub(crate) fn chain(f: Frame, n: usize) -> Frame {
 /// Keep the order: all cases run through one firewall (its counters and fragment table
 /// carry over from case to case) and the failure report lists them in this order. It is
 /// each topic's list, then the generated cases.
+/// Every crafted frame of the table, by name, for tests that judge other rule sets.
+pub(crate) fn corpus() -> Vec<(String, Vec<u8>)> {
+    verdict_cases()
+        .into_iter()
+        .map(|c| (c.name, c.frame))
+        .collect()
+}
+
 fn verdict_cases() -> Vec<Case> {
     let mut cases = parsing::cases();
     cases.extend(ipv6_chains::cases());

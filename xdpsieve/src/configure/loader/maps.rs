@@ -12,7 +12,12 @@ use crate::{
 };
 
 /// The maps `status` and a takeover need, pinned under these names.
-pub const PINNED_MAPS: [&str; 3] = ["COUNTERS", "RULE_COUNTERS", "INTERFACE_COUNTERS"];
+pub const PINNED_MAPS: [&str; 4] = [
+    "COUNTERS",
+    "RULE_COUNTERS",
+    "INTERFACE_COUNTERS",
+    "RULE_EXTRA",
+];
 /// The set maps, pinned so `xdpsieve set` finds them: the program's own map list names
 /// only the maps its code reads, not the entry table and bookkeeping it never touches.
 pub const SET_PINS: [&str; 5] = [
@@ -144,6 +149,7 @@ impl Firewall {
             counters: self.map("COUNTERS")?,
             rules: self.map("RULE_COUNTERS")?,
             interfaces: self.map("INTERFACE_COUNTERS")?,
+            rule_extra: self.map("RULE_EXTRA").ok(),
         };
         snapshot::read_snapshot(&maps, rule_count, &names, perf_lost)
             .map_err(|e| LoaderError::Load(format!("reading the counter maps: {e}")))

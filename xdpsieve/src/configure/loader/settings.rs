@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use xdpsieve_common::{Config, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule};
+use xdpsieve_common::{
+    Config, MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule,
+    walk::{LimitParams, features},
+};
 
 use super::LoaderError;
 use crate::{
@@ -150,7 +153,28 @@ impl Settings {
             capture_filter: 0,
             log_filter: 0,
             filter_translated: 0,
+            // Read-only data: without a continuing rule the verifier removes the walk.
+            features: if self.rules.has_continuing() {
+                features::CONTINUE
+            } else {
+                0
+            },
+            _pad: 0,
         }
+    }
+
+    /// The limit rules' parameters, by rule index, and the keys their shared table holds
+    /// (at least 1: a map cannot be empty).
+    pub(super) fn limits(&self) -> (Vec<(u32, LimitParams)>, u32) {
+        let mut tracked = 0u32;
+        let mut params = Vec::new();
+        for (index, rule) in self.rules.rules.iter().enumerate() {
+            if let Some(limit) = &rule.limit {
+                params.push((index as u32, limit.to_kernel()));
+                tracked = tracked.saturating_add(limit.tracked());
+            }
+        }
+        (params, tracked.max(1))
     }
 
     /// The unclassifiable verdict in force: the one asked for, else the default.

@@ -22,18 +22,29 @@ use toml::{
 };
 use xdpsieve_common::{MAX_RULES, MAX_SNAPLEN, family};
 
-use super::{Action, AddrMatch, RuleError, RuleSet, RuleSpec, expr::set_index, next_id_after};
+use super::{
+    Action, AddrMatch, RuleError, RuleSet, RuleSpec, expr::set_index, limit, next_id_after,
+};
 use crate::{
     base::text::{escape, is_unsafe},
     configure::input::{RULE_FILE_CAP, read_regular_file},
     configure::sets::SetSpec,
 };
 
+/// A limit rule's keys as read, checked together once the rule's conditions are known.
+#[derive(Default)]
+struct Budget {
+    rate: Option<(limit::LimitRate, Range<usize>)>,
+    burst: Option<u32>,
+    per: Option<(String, Range<usize>)>,
+    max_tracked: Option<u32>,
+}
+
 /// Longest rule name accepted: names are printed in columns, logs and every pcapng packet.
 pub const MAX_NAME_CHARS: usize = 128;
 
-const RULE_KEYS: &str = "id, name, action, protocol, family, src, dst, src_port, dst_port, log, \
-     log_rate, sample, snaplen";
+const RULE_KEYS: &str = "id, name, action, mode, protocol, family, src, dst, src_port, dst_port, \
+     log, log_rate, sample, snaplen, and for action = \"limit\": rate, burst, per, max_tracked";
 
 impl RuleSet {
     /// Reads a TOML rule file: a regular file of at most [`RULE_FILE_CAP`] bytes, and the
@@ -213,6 +224,7 @@ impl RuleFile<'_> {
             }
             set.rules.push(rule);
         }
+        set.check_size()?;
         Ok(set)
     }
 
@@ -274,14 +286,68 @@ impl RuleFile<'_> {
                 "rule has no `action`: add action = \"drop\" or action = \"pass\"".into(),
             ));
         };
-        let action =
-            Action::from_name(self.string(action, "`action` must be \"drop\" or \"pass\"")?)
-                .map_err(|m| self.error(action.span(), m))?;
+        let action_name =
+            self.string(action, "`action` must be \"drop\", \"pass\" or \"limit\"")?;
+        let is_limit = action_name == "limit";
+        let action = if is_limit {
+            Action::Drop
+        } else {
+            Action::from_name(action_name)
+                .map_err(|m| self.error(action.span(), format!("{m} or `limit`")))?
+        };
         let mut rule = RuleSpec::new(action);
+        let mut budget = Budget::default();
         for (key, value) in table.iter() {
             let at = |m: String| self.error(value.span(), m);
             match key.get_ref().as_ref() {
                 "id" | "action" => {}
+                "mode" => {
+                    let text = self.string(value, "`mode` must be \"monitor\" or \"enforce\"")?;
+                    rule.mode = limit::Mode::from_name(text).map_err(at)?;
+                }
+                "rate" | "burst" | "per" | "max_tracked" if !is_limit => {
+                    return Err(self.error(
+                        key.span(),
+                        format!(
+                            "`{}` belongs to a limit rule: write action = \"limit\"",
+                            key.get_ref()
+                        ),
+                    ));
+                }
+                "rate" => {
+                    let text = self.string(
+                        value,
+                        "`rate` must be a rate in quotes, e.g. \"1000/s\" or \"10MB/s\"",
+                    )?;
+                    budget.rate = Some((limit::parse_rate(text).map_err(at)?, value.span()));
+                }
+                "burst" => {
+                    budget.burst = Some(self.whole_number(
+                        value,
+                        1,
+                        u32::MAX,
+                        "`burst` must be a whole number >= 1 (packets, or bytes for a byte \
+                         rate, that may pass at once)",
+                    )?);
+                }
+                "per" => {
+                    let text = self.string(
+                        value,
+                        "`per` must be \"src\", \"src/24\", \"src/64\" or \"rule\"",
+                    )?;
+                    budget.per = Some((text.to_string(), value.span()));
+                }
+                "max_tracked" => {
+                    budget.max_tracked = Some(self.whole_number(
+                        value,
+                        1,
+                        limit::MAX_TRACKED,
+                        &format!(
+                            "`max_tracked` must be a whole number of keys from 1 to {}",
+                            limit::MAX_TRACKED
+                        ),
+                    )?);
+                }
                 "name" => rule.name = self.name(value)?,
                 "protocol" => {
                     let text = self.text_or_number(
@@ -380,7 +446,29 @@ impl RuleFile<'_> {
             format!("rule `{}`", rule.name)
         };
         rule.validate()
-            .map_err(|m| self.error(span, format!("{shown} {m}")))?;
+            .map_err(|m| self.error(span.clone(), format!("{shown} {m}")))?;
+        if is_limit {
+            let Some((rate, _)) = budget.rate else {
+                return Err(self.error(
+                    span,
+                    format!("{shown} is a limit rule without a `rate`: add e.g. rate = \"1000/s\""),
+                ));
+            };
+            let per = match budget.per {
+                Some((text, at)) => {
+                    limit::parse_per(&text, rule.address_family()).map_err(|m| self.error(at, m))?
+                }
+                None => limit::Per::Source { v4: 32, v6: 128 },
+            };
+            rule.limit = Some(limit::LimitSpec {
+                rate,
+                burst: budget
+                    .burst
+                    .map_or_else(|| limit::LimitSpec::default_burst(rate), u64::from),
+                per,
+                max_tracked: budget.max_tracked.unwrap_or(limit::DEFAULT_MAX_TRACKED),
+            });
+        }
         Ok(rule)
     }
 

@@ -13,6 +13,7 @@
 
 mod expr;
 mod file;
+pub mod limit;
 mod set_tables;
 #[cfg(test)]
 mod set_tests;
@@ -25,7 +26,7 @@ pub use file::{MAX_NAME_CHARS, RULE_FILE_KEYS};
 /// The TOML error helpers the configuration file's reader shares with the rule file's.
 pub(crate) use file::{a as with_article, line_column};
 pub use values::{Action, Cidr, PortRange, Protocol, Rate};
-use xdpsieve_common::{MAX_RULES, Rule, family};
+use xdpsieve_common::{MAX_RULES, Rule, family, walk::MAX_CONTINUING_RULES};
 
 use crate::{
     base::text::{escape, escape_path},
@@ -105,6 +106,11 @@ pub struct RuleSpec {
     /// Bytes to capture of this rule's packets, 1..=`MAX_SNAPLEN` (`snaplen`); `None`
     /// takes `-s`.
     pub snaplen: Option<u32>,
+    /// Monitor: the rule only marks what it would decide (see [`limit::Mode`]).
+    pub mode: limit::Mode,
+    /// `action = "limit"`: the rule's budget (its action is then [`Action::Drop`], for
+    /// the packets over it).
+    pub limit: Option<limit::LimitSpec>,
 }
 
 impl RuleSpec {
@@ -123,6 +129,22 @@ impl RuleSpec {
             rate: None,
             sample: None,
             snaplen: None,
+            mode: limit::Mode::Enforce,
+            limit: None,
+        }
+    }
+
+    /// Whether evaluation goes on past this rule when it matches (monitor, limit).
+    pub fn continues(&self) -> bool {
+        self.mode == limit::Mode::Monitor || self.limit.is_some()
+    }
+
+    /// The action as the operator wrote it: `limit` for a limit rule.
+    pub fn action_name(&self) -> &'static str {
+        match (self.limit.is_some(), self.action) {
+            (true, _) => "limit",
+            (false, Action::Drop) => "drop",
+            (false, Action::Pass) => "pass",
         }
     }
 
@@ -171,7 +193,8 @@ impl RuleSpec {
             id: self.id,
             verdict: self.action.verdict(),
             log: u8::from(self.log),
-            _pad: [0; 2],
+            kind: limit::kind(self.mode, self.limit.as_ref()),
+            _pad: 0,
             // 0: the program takes `Config`'s (`-s`, `--sample`).
             snaplen: self.snaplen.unwrap_or(0),
             sample: self.sample.unwrap_or(0),
@@ -321,7 +344,20 @@ impl RuleSet {
                 self.rules.len()
             )));
         }
+        let continuing = self.rules.iter().filter(|r| r.continues()).count();
+        if continuing > MAX_CONTINUING_RULES as usize {
+            return Err(RuleError::Limit(format!(
+                "{continuing} rules are monitor or limit rules; at most \
+                 {MAX_CONTINUING_RULES} may be (a packet passes through each of them), so \
+                 enforce or merge some"
+            )));
+        }
         Ok(())
+    }
+
+    /// Whether some rule continues (monitor or limit): the program needs its walk.
+    pub fn has_continuing(&self) -> bool {
+        self.rules.iter().any(RuleSpec::continues)
     }
 
     /// The index of the set called `name`.

@@ -320,7 +320,7 @@ fn toml_type_errors_are_in_words() {
         (
             "[[rule]]\naction = 1\n",
             "2:10",
-            "`action` must be \"drop\" or \"pass\", not an integer",
+            "`action` must be \"drop\", \"pass\" or \"limit\", not an integer",
         ),
         (
             "[[rule]]\naction = \"drop\"\nsrc_port = true\n",
@@ -489,4 +489,62 @@ fn ipv4_mapped_addresses_in_rules_match_ipv4_and_compatible_ones_are_refused() {
     let e = parse_expression(Action::Drop, "ip6 and src host ::ffff:192.0.2.53").unwrap_err();
     // `::ffff:192.0.2.53` is IPv4, so `ip6` contradicts it.
     assert!(e.contains("mixes IPv4 and IPv6"), "{e}");
+}
+
+#[test]
+fn limit_and_monitor_rules_read_from_toml() {
+    use super::limit::{LimitRate, Mode, Per};
+    let set = RuleSet::from_toml(
+        "[[rule]]\nname = \"dns-flood\"\naction = \"limit\"\nprotocol = \"udp\"\ndst_port = 53\n\
+         rate = \"1000/s\"\nburst = 2000\nper = \"src/24\"\n\
+         [[rule]]\naction = \"drop\"\nmode = \"monitor\"\nprotocol = \"tcp\"\n",
+        "t.toml",
+    )
+    .expect("rules");
+    let limit = set.rules[0].limit.expect("a limit");
+    assert_eq!(
+        limit.rate,
+        LimitRate::Packets {
+            count: 1000,
+            per_ns: 1_000_000_000
+        }
+    );
+    assert_eq!(
+        (limit.burst, limit.per),
+        (2000, Per::Source { v4: 24, v6: 128 })
+    );
+    assert_eq!(set.rules[0].action_name(), "limit");
+    assert_eq!(set.rules[1].mode, Mode::Monitor);
+    assert!(set.has_continuing());
+    for (text, words) in [
+        (
+            "[[rule]]\naction = \"drop\"\nrate = \"1/s\"\n",
+            "belongs to a limit rule",
+        ),
+        ("[[rule]]\naction = \"limit\"\n", "without a `rate`"),
+        (
+            "[[rule]]\naction = \"limit\"\nrate = \"0/s\"\n",
+            "drops everything",
+        ),
+        (
+            "[[rule]]\naction = \"drop\"\nmode = \"shadow\"\n",
+            "unknown mode",
+        ),
+        (
+            "[[rule]]\naction = \"limit\"\nrate = \"1/s\"\nper = \"dst\"\n",
+            "not a limit key",
+        ),
+    ] {
+        let e = RuleSet::from_toml(text, "t.toml")
+            .expect_err(text)
+            .to_string();
+        assert!(e.contains(words), "{text:?}: {e}");
+    }
+    let many: String = (0..33)
+        .map(|_| "[[rule]]\naction = \"drop\"\nmode = \"monitor\"\n")
+        .collect();
+    let e = RuleSet::from_toml(&many, "t.toml")
+        .expect_err("33 monitor rules")
+        .to_string();
+    assert!(e.contains("at most 32"), "{e}");
 }

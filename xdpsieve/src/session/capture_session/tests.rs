@@ -38,6 +38,8 @@ fn raw_record(number: u32, size: usize) -> Vec<u8> {
         flags: 0,
         generation: 1,
         _pad: 0,
+        shadow_rule_id: 0,
+        _pad2: 0,
     };
     // SAFETY: CaptureHeader is repr(C) with explicit padding: every byte is initialised.
     let mut bytes =
@@ -81,6 +83,8 @@ fn raw_event(port: u16) -> Vec<u8> {
         verdict: verdict::DROP,
         flags: 0,
         generation: 1,
+        shadow_rule_id: 0,
+        _pad: 0,
     };
     // SAFETY: Event is repr(C) without padding (its size is asserted in common).
     unsafe { std::slice::from_raw_parts((&raw const event).cast::<u8>(), size_of::<Event>()) }

@@ -1,0 +1,180 @@
+//! Rules that let evaluation go on: monitor (shadow) rules and rate limits.
+//!
+//! Most rules end evaluation when they match (first match wins). Two kinds do not:
+//!
+//! - a rule in **monitor** mode ([`rule_kind::MONITOR`]) drops nothing: the packets it
+//!   matches are counted as "would drop" (or "would pass"), recorded with a mark, and
+//!   evaluation goes on as if it had not matched. So the packets it marks are exactly those
+//!   its enforcing twin, at the same place, would decide;
+//! - a **limit** rule ([`rule_kind::LIMIT`]) charges each matching packet to a token bucket
+//!   (per source address, per source prefix, or one for the rule): a packet within the
+//!   budget goes on to the next rules, a packet over it is dropped (or, in monitor mode,
+//!   marked).
+//!
+//! Only packets whose first match is such a rule take the walk (`Config::features` has
+//! [`features::CONTINUE`] only when some rule continues; it is read-only data, so the
+//! verifier removes the walk from programs without one).
+
+/// Bits of [`Rule::kind`](super::Rule::kind).
+pub mod rule_kind {
+    /// The rule is in monitor mode: it marks what it would decide, and evaluation goes on.
+    pub const MONITOR: u8 = 1 << 0;
+    /// The rule limits: its parameters are in `LIMITS` at the rule's index.
+    pub const LIMIT: u8 = 1 << 1;
+}
+
+/// Bits of [`Config::features`](super::Config::features).
+pub mod features {
+    /// Some rule continues (see [`rule_kind`]): the program walks on past it.
+    pub const CONTINUE: u32 = 1 << 0;
+}
+
+/// Most continuing rules (monitor or limit) in one rule set: the walk past a continuing
+/// rule takes one step per continuing rule it meets and one for the rule that decides, so
+/// with this bound it always ends at a decision (userspace refuses more).
+pub const MAX_CONTINUING_RULES: u32 = 32;
+
+/// Steps of the walk: every continuing rule, then the rule (or default) that decides.
+pub const WALK_STEPS: u32 = MAX_CONTINUING_RULES + 1;
+
+/// Per-CPU counters of one rule slot that only continuing rules move (`RULE_EXTRA`
+/// map, slot as [`RULE_SLOTS`](super::RULE_SLOTS)). Apart from [`RuleCounters`]
+/// (super::RuleCounters), so `hits` keeps meaning "packets this rule decided".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleExtraCounters {
+    /// Packets a monitor rule marked: those it would have decided.
+    pub would_hit: u64,
+    pub would_hit_bytes: u64,
+    /// Packets a limit rule found within its budget (they went on to the next rules).
+    pub within_limit: u64,
+    /// Packets over a limit rule's budget (dropped, or marked in monitor mode).
+    pub over_limit: u64,
+    pub over_limit_bytes: u64,
+    /// Keys the limit rule started tracking. Tracked keys live in an LRU table; keys it
+    /// evicted are `new_keys` minus the keys still tracked.
+    pub new_keys: u64,
+    /// Keys the table could not take: their packets were charged to the rule's own
+    /// bucket instead (as `per = "rule"`), never let through unlimited.
+    pub insert_failed: u64,
+    /// Charges that lost the compare-and-swap race on a bucket four times in a row: the
+    /// packet was treated as within the budget (the only way the budget is exceeded).
+    pub cas_exhausted: u64,
+}
+
+/// How a limit rule charges packets (`LIMITS` map, at the rule's index).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitParams {
+    /// Nanoseconds of budget one packet costs (packet rates); 0 for byte rates.
+    pub packet_cost_ns: u64,
+    /// Bytes per second (byte rates): a frame costs `len * 1e9 / this` ns; 0 for packet
+    /// rates.
+    pub bytes_per_second: u64,
+    /// Depth of the bucket, in ns of budget: `burst` packets (or bytes) may pass at once.
+    pub burst_ns: u64,
+    /// Source prefix lengths the key keeps (32 and 128: each address).
+    pub v4_prefix: u8,
+    pub v6_prefix: u8,
+    /// 1: one bucket for the whole rule (`per = "rule"`), not per key.
+    pub per_rule: u8,
+    pub _pad: [u8; 5],
+    /// The masks of the source's four words (network byte order) that make the key:
+    /// IPv4's (first word only), then IPv6's. Computed here so the program masks
+    /// without a branch per word.
+    pub masks: [[u32; 4]; 2],
+}
+
+/// Key of one tracked bucket in `LIMIT_STATE`: the rule's index and the masked source.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitKey {
+    pub rule: u32,
+    /// One of [`family`](super::family).
+    pub family: u8,
+    pub prefix_len: u8,
+    pub _pad: [u8; 2],
+    /// The masked source address, four words in network byte order; IPv4 in the first.
+    pub addr: [u32; 4],
+}
+
+/// One bucket (GCRA: the theoretical arrival time of the next packet) and what it saw.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitState {
+    /// CLOCK_MONOTONIC ns: the bucket is empty until then.
+    pub tat_ns: u64,
+    /// Packets charged to the bucket (within and over).
+    pub seen: u64,
+    /// CLOCK_MONOTONIC ns of the first packet.
+    pub first_ns: u64,
+    /// CLOCK_MONOTONIC ns when userspace was last told this key went over (bans).
+    pub noticed_ns: u64,
+}
+
+/// The token bucket as a generic cell rate algorithm, shared by the program and the tests:
+/// the bucket is a time, `tat`, before which the budget is spent.
+pub mod gcra {
+    /// One packet of `cost` ns arriving at `now` against a bucket at `tat` that holds
+    /// `burst` ns of budget: the new `tat` if the packet is within the budget, else `None`
+    /// (a packet over the budget spends nothing).
+    #[inline(always)]
+    pub const fn step(tat: u64, now: u64, cost: u64, burst: u64) -> Option<u64> {
+        let start = if tat > now { tat } else { now };
+        let end = start.saturating_add(cost);
+        if end - now > burst { None } else { Some(end) }
+    }
+}
+
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<RuleExtraCounters>() == 64);
+    assert!(size_of::<LimitParams>() == 64);
+    assert!(size_of::<LimitKey>() == 24);
+    assert!(size_of::<LimitState>() == 32);
+};
+
+#[cfg(test)]
+mod tests {
+    use super::gcra::step;
+
+    /// A burst of `burst` packets at one instant, then one per cost.
+    #[test]
+    fn a_full_bucket_passes_its_burst_then_the_rate() {
+        let (cost, burst) = (10, 100);
+        let mut tat = 0;
+        let mut passed = 0;
+        for _ in 0..50 {
+            if let Some(next) = step(tat, 1000, cost, burst) {
+                tat = next;
+                passed += 1;
+            }
+        }
+        assert_eq!(passed, 10);
+        assert_eq!(step(tat, 1005, cost, burst), None);
+        assert!(step(tat, 1010, cost, burst).is_some());
+    }
+
+    /// Over any window, what passes is at most the burst plus the rate times the window,
+    /// and a steady sender at the rate is never refused.
+    #[test]
+    fn what_passes_is_bounded_by_burst_plus_rate() {
+        let (cost, burst) = (7u64, 70u64);
+        let mut tat = 0;
+        let mut passed = 0u64;
+        let mut now = 10_000u64;
+        for i in 0..100_000u64 {
+            now += (i * 2_654_435_761) % 5;
+            if let Some(next) = step(tat, now, cost, burst) {
+                tat = next;
+                passed += 1;
+            }
+        }
+        let window = now - 10_000;
+        assert!(passed <= burst / cost + window / cost + 1, "{passed}");
+        let mut tat = 0;
+        for k in 0..1000 {
+            tat = step(tat, 5000 + k * cost, cost, burst).expect("at the rate");
+        }
+    }
+}
