@@ -14,7 +14,7 @@ use std::{
 use xdpsieve_common::{Event, family, record_flags};
 
 use crate::{
-    configure::rules::{Protocol, RuleSet},
+    configure::rules::{Action, Protocol, RuleSet, RuleSpec},
     read::record::{Verdict, WallClock},
     write::generations::Generations,
 };
@@ -56,6 +56,14 @@ pub struct LogEntry {
     pub malformed: bool,
     /// The program could not reach the L4 header the rules need (see `--unclassifiable`).
     pub unclassifiable: bool,
+    /// The rule in monitor mode that marked the packet, and what it would have done
+    /// (`drop` or `pass`); null when none did.
+    pub monitor_rule: Option<String>,
+    pub monitor_rule_id: Option<u32>,
+    pub would: Option<&'static str>,
+    /// The packet was over a limit rule's budget (dropped by `rule`, or marked by
+    /// `monitor_rule`).
+    pub over_limit: bool,
 }
 
 /// Turns events into log lines, resolving rule and interface names.
@@ -63,7 +71,7 @@ pub struct EventFormatter {
     format: LogFormat,
     clock: WallClock,
     /// Rule names per rule generation (see [`Generations`]).
-    rule_names: Generations<String>,
+    rule_names: Generations<(String, &'static str)>,
     interface_names: HashMap<u32, String>,
 }
 
@@ -73,7 +81,7 @@ impl EventFormatter {
         EventFormatter {
             format,
             clock: WallClock::new(),
-            rule_names: Generations::new(1, rules, |_, n| n.to_string(), "default".into()),
+            rule_names: Generations::new(1, rules, name_and_would, ("default".into(), "")),
             interface_names: interfaces.iter().cloned().collect(),
         }
     }
@@ -82,7 +90,7 @@ impl EventFormatter {
     /// the previous generations' for the records they judged that are still in the rings.
     pub fn add_generation(&mut self, generation: u32, rules: &RuleSet) {
         self.rule_names
-            .add(generation, rules, |_, n| n.to_string(), "default".into());
+            .add(generation, rules, name_and_would, ("default".into(), ""));
     }
 
     /// See [`WallClock::refresh`].
@@ -114,7 +122,10 @@ impl EventFormatter {
             } else {
                 self.rule_names
                     .get(event.generation, event.rule_id)
-                    .map_or_else(|| format!("rule-{}", event.rule_id), |(n, _)| n.clone())
+                    .map_or_else(
+                        || format!("rule-{}", event.rule_id),
+                        |((n, _), _)| n.clone(),
+                    )
             },
             generation: self.rule_names.generation(event.generation).unwrap_or(0),
             vlan: (event.flags & record_flags::HAS_VLAN != 0).then_some(event.vlan_id),
@@ -140,6 +151,10 @@ impl EventFormatter {
             len: event.frame_len,
             malformed: event.flags & record_flags::MALFORMED != 0,
             unclassifiable: event.flags & record_flags::UNCLASSIFIABLE != 0,
+            monitor_rule: self.monitor(event).map(|((n, _), _)| n.clone()),
+            monitor_rule_id: self.monitor(event).map(|_| event.shadow_rule_id),
+            would: self.monitor(event).map(|((_, w), _)| *w),
+            over_limit: event.flags & record_flags::OVER_LIMIT != 0,
         }
     }
 
@@ -210,11 +225,17 @@ impl EventFormatter {
             out.push_str("none");
         } else {
             match self.rule_names.get(event.generation, event.rule_id) {
-                Some((name, _)) => out.push_str(&crate::base::text::escape(name)),
+                Some(((name, _), _)) => out.push_str(&crate::base::text::escape(name)),
                 None => {
                     let _ = write!(out, "rule-{}", event.rule_id);
                 }
             }
+        }
+        if let Some(((name, would), _)) = self.monitor(event) {
+            let _ = write!(out, " would-{would}={}", crate::base::text::escape(name));
+        }
+        if event.flags & record_flags::OVER_LIMIT != 0 {
+            out.push_str(" over-limit");
         }
         if event.flags & record_flags::MALFORMED != 0 {
             out.push_str(" malformed");
@@ -223,6 +244,25 @@ impl EventFormatter {
             out.push_str(" unclassifiable");
         }
     }
+}
+
+impl EventFormatter {
+    /// The monitor rule that marked the event's packet, with what it would have done.
+    fn monitor(&self, event: &Event) -> Option<(&(String, &'static str), u32)> {
+        if event.flags & record_flags::MONITOR == 0 || event.shadow_rule_id == 0 {
+            return None;
+        }
+        self.rule_names.get(event.generation, event.shadow_rule_id)
+    }
+}
+
+/// A rule's name, and what it would do to a packet it marks in monitor mode.
+fn name_and_would(rule: &RuleSpec) -> (String, &'static str) {
+    let would = match rule.action {
+        Action::Drop => "drop",
+        Action::Pass => "pass",
+    };
+    (rule.name.clone(), would)
 }
 
 fn address(family: u8, words: &[u32; 4]) -> IpAddr {
@@ -314,7 +354,6 @@ impl io::Write for StringWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::configure::rules::Action;
 
     fn event() -> Event {
         crate::read::event::sample_event()

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::configure::rules::RuleSet;
+use crate::configure::rules::{RuleSet, RuleSpec};
 
 /// How many generations' tables are kept.
 pub const KEEP: usize = 16;
@@ -29,7 +29,7 @@ impl<V> Generations<V> {
     pub fn new(
         generation: u32,
         rules: &RuleSet,
-        value: impl Fn(u32, &str) -> V,
+        value: impl Fn(&RuleSpec) -> V,
         default: V,
     ) -> Self {
         let mut g = Generations { tables: Vec::new() };
@@ -42,14 +42,10 @@ impl<V> Generations<V> {
         &mut self,
         generation: u32,
         rules: &RuleSet,
-        value: impl Fn(u32, &str) -> V,
+        value: impl Fn(&RuleSpec) -> V,
         default: V,
     ) {
-        let mut table: HashMap<u32, V> = rules
-            .rules
-            .iter()
-            .map(|r| (r.id, value(r.id, &r.name)))
-            .collect();
+        let mut table: HashMap<u32, V> = rules.rules.iter().map(|r| (r.id, value(r))).collect();
         table.insert(0, default);
         self.tables.retain(|(g, _)| *g != generation);
         self.tables.push((generation, table));
@@ -96,7 +92,7 @@ mod tests {
 
     #[test]
     fn ids_resolve_in_the_generation_that_stamped_them() {
-        let name = |_: u32, n: &str| n.to_string();
+        let name = |r: &RuleSpec| r.name.clone();
         let mut g = Generations::new(1, &rules(&["a1", "a2"]), name, "default".into());
         g.add(2, &rules(&["b1"]), name, "default".into());
         assert_eq!(g.get(1, 1), Some((&"a1".to_string(), 1)));

@@ -11,7 +11,7 @@
 
 use crate::{
     base::counters::WriterStats,
-    configure::rules::RuleSet,
+    configure::rules::{Action, RuleSet, RuleSpec},
     read::record::{CaptureRecord, WallClock},
     read::source::Source,
     write::capture::{CaptureWriter, Packet},
@@ -62,7 +62,9 @@ pub struct Recorder<W: Output> {
     what: String,
     clock: WallClock,
     /// pcapng comment per rule id, built once per rule generation.
-    comments: Generations<String>,
+    /// Per rule: its comment (`rule=NAME id=N`), and its mark on the records of packets
+    /// it marked in monitor mode (` would-drop=NAME id=N`).
+    comments: Generations<(String, String)>,
     limit: Option<u64>,
     past_count: u64,
     tally: Tally,
@@ -88,7 +90,7 @@ impl<W: Output> Recorder<W> {
         rules: &RuleSet,
         limit: Option<u64>,
     ) -> Self {
-        let comments = Generations::new(1, rules, comment(1), "rule=default id=0".into());
+        let comments = Generations::new(1, rules, comment(1), default_comment(1));
         let mut recorder = Recorder {
             source,
             writer,
@@ -131,13 +133,12 @@ impl<W: Output> Recorder<W> {
     /// Names the rules of `generation` in the comments (a reload); records of the previous
     /// generations still in the ring keep theirs.
     pub fn add_generation(&mut self, generation: u32, rules: &RuleSet) {
-        let default = if generation == 1 {
-            "rule=default id=0".to_string()
-        } else {
-            format!("rule=default id=0 generation={generation}")
-        };
-        self.comments
-            .add(generation, rules, comment(generation), default);
+        self.comments.add(
+            generation,
+            rules,
+            comment(generation),
+            default_comment(generation),
+        );
     }
 
     /// Writes every record available now and flushes. Returns how many records it read.
@@ -194,15 +195,30 @@ impl<W: Output> Recorder<W> {
             let mut comment = if with_comments {
                 comments
                     .get(record.generation, record.rule_id)
-                    .map_or("", |(c, _)| c.as_str())
+                    .map_or("", |((c, _), _)| c.as_str())
             } else {
                 ""
             };
-            // Rare (an attack, or junk): the allocation is paid only by these records.
-            let unclassifiable;
-            if with_comments && record.unclassifiable {
-                unclassifiable = format!("{comment} unclassifiable");
-                comment = &unclassifiable;
+            // Rare (an attack, junk, a rule on trial): the allocation is paid only by
+            // these records.
+            let marked;
+            if with_comments
+                && (record.unclassifiable || record.over_limit || record.shadow_rule_id != 0)
+            {
+                let mark = comments
+                    .get(record.generation, record.shadow_rule_id)
+                    .filter(|_| record.shadow_rule_id != 0)
+                    .map_or("", |((_, m), _)| m.as_str());
+                marked = format!(
+                    "{comment}{mark}{}{}",
+                    if record.over_limit { " over-limit" } else { "" },
+                    if record.unclassifiable {
+                        " unclassifiable"
+                    } else {
+                        ""
+                    }
+                );
+                comment = &marked;
             }
             writer.write(&Packet {
                 timestamp: clock.to_unix(record.timestamp_tai_ns),
@@ -377,14 +393,30 @@ impl<W: Output> EventLog<W> {
 }
 
 /// The pcapng comment of a rule: `rule=NAME id=N`, and ` generation=G` after a reload (the
-/// first rules of a run say nothing of it, as before reloads existed).
-fn comment(generation: u32) -> impl Fn(u32, &str) -> String {
-    move |id, name| {
-        let name = crate::base::text::escape(name);
-        if generation == 1 {
+/// first rules of a run say nothing of it, as before reloads existed); and its mark on a
+/// packet it marked in monitor mode: ` would-drop=NAME id=N` (` would-pass=` for a pass
+/// rule), after the comment of the rule that decided.
+fn comment(generation: u32) -> impl Fn(&RuleSpec) -> (String, String) {
+    move |rule| {
+        let (id, name) = (rule.id, crate::base::text::escape(&rule.name));
+        let comment = if generation == 1 {
             format!("rule={name} id={id}")
         } else {
             format!("rule={name} id={id} generation={generation}")
-        }
+        };
+        let would = match rule.action {
+            Action::Drop => "would-drop",
+            Action::Pass => "would-pass",
+        };
+        (comment, format!(" {would}={name} id={id}"))
     }
+}
+
+fn default_comment(generation: u32) -> (String, String) {
+    let comment = if generation == 1 {
+        "rule=default id=0".to_string()
+    } else {
+        format!("rule=default id=0 generation={generation}")
+    };
+    (comment, String::new())
 }
