@@ -268,7 +268,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: Reloader) -> Result<Reloaded>
         "generation {generation} in force on {} ({} rules, default {}) after {:.1} ms \
          (rules read and program loaded in {:.1} ms, swapped in {:.1} ms)",
         swapped.join(", "),
-        rules.rules.len(),
+        rules.written().len(),
         rules.default_action,
         took.as_secs_f64() * 1e3,
         load_time.as_secs_f64() * 1e3,
