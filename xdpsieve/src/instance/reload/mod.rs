@@ -176,11 +176,12 @@ fn unwritten(
         );
     }
     if events && writers & reader::EVENTS == 0 {
+        // One name per rule as written (a rule without a direction is several kernel rules).
         let logging: Vec<String> = rules
-            .rules
-            .iter()
-            .filter(|r| r.log)
-            .map(|r| crate::base::text::escape(&r.name).into_owned())
+            .written()
+            .into_iter()
+            .filter(|(r, _)| r.log)
+            .map(|(r, _)| crate::base::text::escape(&r.name).into_owned())
             .collect();
         let which = if logging.is_empty() {
             String::new()
