@@ -1,6 +1,7 @@
 //! TOML rule files from arbitrary text: never a panic; a rule set that parses has unique,
-//! nonzero ids, at most MAX_RULES rules and printable names, and compiles to kernel rules;
-//! an error names a position and carries no control character.
+//! nonzero ids (the kernel rules of one rule written without a direction share its id,
+//! side by side), at most MAX_RULES kernel rules and printable names, and compiles to
+//! kernel rules; an error names a position and carries no control character.
 #![no_main]
 
 use std::collections::HashSet;
@@ -20,9 +21,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(set) => {
             assert!(set.rules.len() <= MAX_RULES as usize);
             let mut ids = HashSet::new();
+            for (rule, _) in set.written() {
+                assert!(ids.insert(rule.id), "duplicate id {}", rule.id);
+            }
             for rule in &set.rules {
                 assert_ne!(rule.id, 0, "rule id 0 is the default verdict's");
-                assert!(ids.insert(rule.id), "duplicate id {}", rule.id);
                 assert!(!rule.name.chars().any(is_unsafe), "{:?}", rule.name);
                 assert!(!rule.name.trim().is_empty());
             }

@@ -39,6 +39,16 @@ impl Snapshot {
     pub fn rule_extra(&self, slot: usize) -> RuleExtraCounters {
         self.rule_extra.get(slot).copied().unwrap_or_default()
     }
+
+    /// The counters of kernel rules `indexes` (slots `indexes + 1`) summed: one written
+    /// rule's, when a condition without a direction made it several kernel rules.
+    pub fn rules_summed(&self, indexes: std::ops::Range<usize>) -> RuleCounters {
+        let mut total = RuleCounters::default();
+        for index in indexes {
+            add(RULE, &mut total, &self.rule(index + 1));
+        }
+        total
+    }
 }
 
 /// Reads slots `0..slots` of a per-CPU array map, each summed over CPUs.

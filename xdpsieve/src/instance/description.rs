@@ -53,15 +53,40 @@ pub struct MetaInterface {
     pub mode: AttachedMode,
 }
 
+/// One kernel rule (one counter slot). A rule written with a condition without a
+/// direction (`udp port 53`) is several, side by side, with its id and name; `status` and
+/// the metrics show them as one ([`written_rules`]).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MetaRule {
     pub id: u32,
     pub name: String,
     pub action: Action,
+    /// This kernel rule's own conditions, directions included (`udp src port 53`): what a
+    /// takeover matches it by.
     pub conditions: String,
     pub log: bool,
     /// The rule's record rate, or the run's default for a rule without one.
     pub rate: Rate,
+    /// The conditions as written (`udp and port 53`) when some had no direction; absent
+    /// otherwise (and in descriptions of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<String>,
+}
+
+impl MetaRule {
+    /// The conditions to show for the written rule: as written.
+    pub fn shown_conditions(&self) -> &str {
+        self.written.as_deref().unwrap_or(&self.conditions)
+    }
+}
+
+/// The written rules of `rules` (kernel rules, in slot order): for each, its first kernel
+/// rule and the range of its kernel rules' indexes (slot = index + 1).
+pub fn written_rules(rules: &[MetaRule]) -> Vec<(&MetaRule, std::ops::Range<usize>)> {
+    crate::configure::rules::runs_of_ids(rules.iter().map(|r| r.id))
+        .into_iter()
+        .map(|run| (&rules[run.start], run))
+        .collect()
 }
 
 /// The start time of `pid`, or None when no such process exists or it has ended (a zombie
@@ -108,6 +133,10 @@ pub fn rules_of(rules: &RuleSet, default_rate: Rate) -> Vec<MetaRule> {
             conditions: r.conditions_with(&rules.sets),
             log: r.log,
             rate: r.rate.unwrap_or(default_rate),
+            written: r
+                .either
+                .any()
+                .then(|| r.written_conditions_with(&rules.sets)),
         })
         .collect()
 }

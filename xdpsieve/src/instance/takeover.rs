@@ -491,6 +491,7 @@ mod tests {
             conditions: conditions.into(),
             log: false,
             rate: crate::configure::rules::Rate::UNLIMITED,
+            written: None,
         }
     }
 
@@ -563,6 +564,29 @@ mod tests {
         let slots = SlotMap::new(Some(&old), &[rule(1, "x", "udp")], &[]);
         assert_eq!(slots.rules, vec![(0, 0), (1, 1)]);
         assert_eq!(slots.unmatched_rules, vec![2]);
+    }
+
+    /// A rule without a direction is a kernel rule per direction, each with its own
+    /// conditions: each takes its own old counts, wherever the rule moved; a rule that now
+    /// has one direction takes only that direction's.
+    #[test]
+    fn each_direction_of_a_rule_takes_its_own_old_counts() {
+        use crate::configure::rules::{Rate, RuleSet};
+        use crate::instance::description::rules_of;
+        let described =
+            |toml: &str| rules_of(&RuleSet::from_toml(toml, "t").unwrap(), Rate::UNLIMITED);
+        let dns = "[[rule]]\nname = \"dns\"\naction = \"drop\"\nprotocol = \"udp\"\nport = 53\n";
+        let ssh = "[[rule]]\nname = \"ssh\"\naction = \"pass\"\nprotocol = \"tcp\"\n";
+        let old = old_instance(described(&format!("{dns}{ssh}")));
+        assert_eq!(old.rules.len(), 3);
+        let moved = described(&format!("{ssh}{dns}"));
+        let slots = SlotMap::for_reload(&old, &moved);
+        assert_eq!(slots.rules, vec![(0, 0), (1, 2), (2, 3), (3, 1)]);
+        assert!(slots.unmatched_rules.is_empty());
+        let source_only = described(&dns.replace("port = 53", "src_port = 53"));
+        let slots = SlotMap::for_reload(&old, &source_only);
+        assert_eq!(slots.rules, vec![(0, 0), (1, 1)]);
+        assert_eq!(slots.unmatched_rules, vec![2, 3]);
     }
 
     #[test]

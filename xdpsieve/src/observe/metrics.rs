@@ -22,7 +22,8 @@ use xdpsieve_common::{InterfaceCounters, RuleCounters};
 
 use crate::{
     base::counters::{self, Counter},
-    instance::description::{self, Meta},
+    base::snapshot::Snapshot,
+    instance::description::{self, Meta, MetaRule},
     instance::pins,
     observe::writer_state,
 };
@@ -92,9 +93,9 @@ fn encode_catalogue<T>(
     Ok(())
 }
 
-/// The label pairs of rule slot `slot` (0: the default verdict) of `meta`'s rules.
-fn rule_labels(meta: &Meta, slot: usize) -> Labels {
-    let pairs = match slot.checked_sub(1).and_then(|i| meta.rules.get(i)) {
+/// The label pairs of a rule (`None`: the default verdict) of `meta`'s rules.
+fn rule_labels(meta: &Meta, rule: Option<&MetaRule>) -> Labels {
+    let pairs = match rule {
         Some(r) => [
             ("rule_id", r.id.to_string()),
             ("rule", r.name.clone()),
@@ -107,6 +108,20 @@ fn rule_labels(meta: &Meta, slot: usize) -> Labels {
         ],
     };
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// The per-rule rows: the default verdict, then one per rule as written. The kernel rules
+/// of one written rule (a condition without a direction makes one per direction) share its
+/// labels, so their counts are summed: two series with the same labels would be invalid
+/// exposition.
+fn rule_rows(meta: &Meta, snap: &Snapshot) -> Vec<(Labels, RuleCounters)> {
+    let mut rows = vec![(rule_labels(meta, None), snap.rule(0))];
+    rows.extend(
+        description::written_rules(&meta.rules)
+            .into_iter()
+            .map(|(rule, indexes)| (rule_labels(meta, Some(rule)), snap.rules_summed(indexes))),
+    );
+    rows
 }
 
 impl Collector for FirewallCollector {
@@ -129,11 +144,10 @@ impl Collector for FirewallCollector {
         if let Some(writer) = writer_state::read(&interface.name, &self.meta) {
             encode_catalogue(e, counters::WRITER, &[(Vec::new(), &writer)])?;
         }
-        let rules: Vec<(Labels, &RuleCounters)> = snap
-            .rules
+        let per_rule = rule_rows(&meta, &snap);
+        let rules: Vec<(Labels, &RuleCounters)> = per_rule
             .iter()
-            .enumerate()
-            .map(|(slot, r)| (rule_labels(&meta, slot), r))
+            .map(|(labels, c)| (labels.clone(), c))
             .collect();
         encode_catalogue(e, counters::RULE, &rules)?;
         let interfaces: Vec<(Labels, &InterfaceCounters)> = snap
@@ -239,5 +253,50 @@ mod tests {
             1,
             "{text}"
         );
+    }
+
+    /// `udp port 53` is two kernel rules with one id: one series, their counts summed.
+    #[test]
+    fn a_rule_without_direction_is_one_series_with_its_kernel_rules_summed() {
+        let mut rules = crate::configure::rules::RuleSet::default();
+        for (action, expr) in [("drop", "udp port 53"), ("pass", "tcp dst port 22")] {
+            let action = crate::configure::rules::Action::from_name(action).unwrap();
+            rules.push_expression(action, expr).unwrap();
+        }
+        let meta = Meta {
+            pid: 1,
+            pid_start: 1,
+            started_unix: 0,
+            version: "test".into(),
+            interfaces: Vec::new(),
+            transport: crate::configure::loader::Transport::RingBuf,
+            default_action: crate::configure::rules::Action::Pass,
+            rules: description::rules_of(&rules, crate::configure::rules::Rate::UNLIMITED),
+            sets: Vec::new(),
+            reload: Default::default(),
+        };
+        let hits = |hits, bytes| RuleCounters {
+            hits,
+            bytes,
+            ..Default::default()
+        };
+        let snap = Snapshot {
+            rules: vec![hits(1, 60), hits(2, 100), hits(3, 300), hits(5, 500)],
+            ..Default::default()
+        };
+        let rows = rule_rows(&meta, &snap);
+        let shown: Vec<(String, u64, u64)> = rows
+            .iter()
+            .map(|(labels, c)| (labels[0].1.clone(), c.hits, c.bytes))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                ("0".into(), 1, 60),
+                ("1".into(), 5, 400),
+                ("2".into(), 5, 500)
+            ]
+        );
+        assert_eq!(rows[1].0[1], ("rule".into(), "drop udp port 53".into()));
     }
 }

@@ -60,16 +60,19 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
     counters::summary_lines(counters::KERNEL, c, &mut out);
     counters::summary_lines(counters::WRITER, writer, &mut out);
     if !rules.rules.is_empty() {
-        for (index, rule) in rules.rules.iter().enumerate() {
+        // One line per rule as written, its kernel rules' counts summed (see
+        // `configure::rules::either`).
+        for (rule, indexes) in rules.written() {
+            let counts = snap.rules_summed(indexes);
             let _ = writeln!(
                 out,
                 "  rule {:>4} {:<24} {:<4} {:>12} hits{}  ({})",
                 rule.id,
                 crate::base::text::escape(&rule.name),
                 rule.action,
-                snap.rule(index + 1).hits,
-                not_recorded(&snap.rule(index + 1)),
-                rule.conditions_with(&rules.sets)
+                counts.hits,
+                not_recorded(&counts),
+                rule.written_conditions_with(&rules.sets)
             );
         }
         let _ = writeln!(
@@ -227,6 +230,30 @@ mod tests {
         assert!(
             !text.contains("unclassifiable"),
             "no evasion line without evasion"
+        );
+    }
+
+    /// `udp port 53` is two kernel rules: one summary line, their counts summed.
+    #[test]
+    fn summary_shows_a_rule_without_direction_once() {
+        let mut rules = RuleSet::default();
+        rules.push_expression(Action::Drop, "udp port 53").unwrap();
+        let counts = |hits, suppressed| RuleCounters {
+            hits,
+            suppressed,
+            ..Default::default()
+        };
+        let snap = Snapshot {
+            rules: vec![counts(6, 0), counts(4, 1), counts(3, 2)],
+            ..Default::default()
+        };
+        let text = summary(&snap, &WriterStats::default(), &rules);
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("  rule ")).collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(
+            lines[0].contains("drop udp port 53")
+                && lines[0].ends_with("7 hits, 3 not recorded (rate limit)  (udp and port 53)"),
+            "{text}"
         );
     }
 

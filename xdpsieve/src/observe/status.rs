@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Result, bail};
 use serde::Serialize;
-use xdpsieve_common::Counters;
+use xdpsieve_common::{Counters, RuleCounters};
 
 use crate::{
     base::counters::{self, WriterStats},
@@ -183,8 +183,17 @@ pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
     Ok(out)
 }
 
+/// The counters `status` shows: per rule as written, its kernel rules' counts summed (a
+/// condition without a direction makes one kernel rule per direction, all with its id).
 fn status_counters(snap: &Snapshot, meta: &Meta, writer: Option<WriterStats>) -> StatusCounters {
-    let ids = std::iter::once(0).chain(meta.rules.iter().map(|r| r.id));
+    let per_rule: Vec<(u32, RuleCounters)> = std::iter::once((0, snap.rule(0)))
+        .chain(
+            description::written_rules(&meta.rules)
+                .into_iter()
+                .map(|(rule, indexes)| (rule.id, snap.rules_summed(indexes))),
+        )
+        .collect();
+    let column = |f: fn(&RuleCounters) -> u64| per_rule.iter().map(|(id, c)| (*id, f(c))).collect();
     let mut totals: BTreeMap<&'static str, u64> =
         counters::entries(counters::KERNEL, &snap.counters)
             .into_iter()
@@ -196,12 +205,9 @@ fn status_counters(snap: &Snapshot, meta: &Meta, writer: Option<WriterStats>) ->
         kernel: snap.counters,
         writer,
         totals,
-        rule_hits: ids.clone().zip(snap.rules.iter().map(|r| r.hits)).collect(),
-        rule_suppressed: ids
-            .clone()
-            .zip(snap.rules.iter().map(|r| r.suppressed))
-            .collect(),
-        rule_sampled_out: ids.zip(snap.rules.iter().map(|r| r.sampled_out)).collect(),
+        rule_hits: column(|c| c.hits),
+        rule_suppressed: column(|c| c.suppressed),
+        rule_sampled_out: column(|c| c.sampled_out),
         interface_packets: snap
             .interfaces
             .iter()
@@ -292,7 +298,8 @@ pub fn render(statuses: &[Status]) -> String {
         if let Some(writer) = &c.writer {
             counter_lines(&mut out, &counters::describe(counters::WRITER, writer));
         }
-        for (rule, (id, hits)) in s.meta.rules.iter().zip(c.rule_hits.iter().skip(1)) {
+        let written = description::written_rules(&s.meta.rules);
+        for ((rule, _), (id, hits)) in written.iter().zip(c.rule_hits.iter().skip(1)) {
             let of =
                 |per_rule: &[(u32, u64)]| per_rule.iter().find(|(i, _)| i == id).map_or(0, |p| p.1);
             let sampled = match of(&c.rule_sampled_out) {
@@ -307,7 +314,7 @@ pub fn render(statuses: &[Status]) -> String {
                 rule.action,
                 hits,
                 of(&c.rule_suppressed),
-                escape(&rule.conditions)
+                escape(rule.shown_conditions())
             );
         }
         let default_hits = c.rule_hits.first().map_or(0, |p| p.1);
@@ -322,4 +329,87 @@ pub fn render(statuses: &[Status]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::configure::{
+        loader::Transport,
+        rules::{Action, Rate, RuleSet},
+    };
+
+    /// `udp port 53` is two kernel rules sharing id 1: `status` shows one rule with their
+    /// counts summed, in text and in JSON, under its conditions as written.
+    #[test]
+    fn a_rule_without_direction_shows_as_one_rule_with_its_counts_summed() {
+        let mut rules = RuleSet::default();
+        rules.push_expression(Action::Drop, "udp port 53").unwrap();
+        rules
+            .push_expression(Action::Pass, "tcp dst port 22")
+            .unwrap();
+        let meta = Meta {
+            pid: std::process::id(),
+            pid_start: 0,
+            started_unix: 0,
+            version: "test".into(),
+            interfaces: Vec::new(),
+            transport: Transport::RingBuf,
+            default_action: Action::Pass,
+            rules: description::rules_of(&rules, Rate::UNLIMITED),
+            sets: Vec::new(),
+            reload: Default::default(),
+        };
+        assert_eq!(meta.rules.len(), 3);
+        assert_eq!(meta.rules[0].conditions, "udp and src port 53");
+        assert_eq!(meta.rules[1].conditions, "udp and dst port 53");
+        assert_eq!(meta.rules[1].written.as_deref(), Some("udp and port 53"));
+        assert_eq!(meta.rules[2].written, None);
+        let counts = |hits, suppressed| RuleCounters {
+            hits,
+            suppressed,
+            ..Default::default()
+        };
+        let snap = Snapshot {
+            rules: vec![counts(1, 0), counts(2, 1), counts(3, 2), counts(7, 0)],
+            ..Default::default()
+        };
+        let c = status_counters(&snap, &meta, None);
+        assert_eq!(c.rule_hits, vec![(0, 1), (1, 5), (2, 7)]);
+        assert_eq!(c.rule_suppressed, vec![(0, 0), (1, 3), (2, 0)]);
+        let status = Status {
+            interface: "fw0".into(),
+            pins: "/nonexistent".into(),
+            live: true,
+            in_force: true,
+            uptime_seconds: 1,
+            meta,
+            counters: Some(c),
+            unread_in_rings: None,
+            health: None,
+            sets: None,
+        };
+        let text = render(std::slice::from_ref(&status));
+        let rule_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("  rule ")).collect();
+        assert_eq!(rule_lines.len(), 2, "{text}");
+        assert!(rule_lines[0].contains("drop udp port 53"), "{text}");
+        let words: Vec<&str> = rule_lines[0].split_whitespace().collect();
+        assert!(
+            words
+                .windows(4)
+                .any(|w| w == ["5", "hits", "3", "suppressed"]),
+            "{text}"
+        );
+        assert!(rule_lines[0].ends_with("(udp and port 53)"), "{text}");
+        assert!(rule_lines[1].contains(" 7 hits"), "{text}");
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            json["counters"]["rule_hits"],
+            serde_json::json!([[0, 1], [1, 5], [2, 7]])
+        );
+        // The description keeps each kernel rule and the written form for older readers.
+        assert_eq!(json["rules"].as_array().map(Vec::len), Some(3));
+        assert_eq!(json["rules"][0]["written"], "udp and port 53");
+        assert!(json["rules"][2].get("written").is_none());
+    }
 }

@@ -397,7 +397,7 @@ fn announce(plan: &RunPlan, firewall: &Firewall, logging: bool) {
     crate::base::log::info(format_args!(
         "xdpsieve: filtering on {}: {} rules, default {}; {target}{log} (transport {})",
         attached.join(", "),
-        rules.rules.len(),
+        rules.written().len(),
         rules.default_action,
         flags::value_name(plan.transport)
     ));

@@ -111,9 +111,20 @@ fn clear_errors_for_operator_mistakes() {
 
     let (ok, err) = run_plain(
         Some(&net),
-        &["run", "-i", VethPair::FW_IF, "--drop", "port 53", "-w", out],
+        &[
+            "run",
+            "-i",
+            VethPair::FW_IF,
+            "--drop",
+            "port 53 and src port 1",
+            "-w",
+            out,
+        ],
     );
-    assert!(!ok && err.contains("needs a direction"), "{err}");
+    assert!(
+        !ok && err.contains("cannot go with a `src` or `dst` port"),
+        "{err}"
+    );
 
     let (ok, err) = run_plain(
         Some(&net),
@@ -203,6 +214,28 @@ fn check_rules_prints_the_rule_table() {
         text.contains("web") && text.contains("tcp and dst port 80-443"),
         "{text}"
     );
+    // A rule without a direction: one line as written, its kernel rules counted apart.
+    let out = Command::new(BINARY)
+        .args([
+            "check-rules",
+            file.to_str().unwrap(),
+            "--drop",
+            "udp port 53",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2 rules (3 in the kernel: one per direction of `host`, `net`, `port`)"),
+        "{text}"
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("drop udp port 53"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].ends_with("drop  udp and port 53"), "{text}");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! - `capture`: pcap and pcapng files, the capture filter, standard output, jumbo frames,
 //!   several interfaces, interface statistics;
 //! - `cli`: rule files and flags, operator mistakes, `check-rules`, `--help`, privileges;
+//! - `directions`: a rule without a direction (`udp port 5353`) at the socket, both ways;
 //! - `lifecycle`: SIGKILL leaving the firewall in force, skb fallback, the demo;
 //! - `memory`: the kernel memory of the rings, `--ring-size` only where records are sent;
 //! - `events`: the event log and its rate limit;
@@ -17,6 +18,7 @@
 
 mod capture;
 mod cli;
+mod directions;
 mod events;
 mod lifecycle;
 mod memory;

@@ -26,12 +26,14 @@
 //! - `events.rs`: events decoded over both transports, a full perf buffer.
 //! - `features.rs`: the kernel feature probes `run` makes, against the kernel that loads it.
 //! - `rules.rs`: default drop with pass rules, TOML against expressions, the full rule table.
+//! - `directions.rs`: rules written without a direction (`udp port 53`), both ways, one id.
 //! - `walk.rs`: monitor rules against their enforcing twins on every frame of the table;
 //!   limit rules' bursts, keys, byte rates, and one bucket charged by two CPUs at once.
 //! - `support.rs`: what they all use: addresses, loading and running the program, counters,
 //!   draining the capture ring, the per-frame step record.
 
 mod capture;
+mod directions;
 mod events;
 mod features;
 mod fragments;

@@ -43,6 +43,10 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
   family = "ipv4"             # optional: ipv4 or ipv6 (implied by addresses)
   src = "198.51.100.0/24"     # address or CIDR, IPv4 or IPv6, or a set: "@blocklist"
   dst = "192.0.2.2"
+  # host = "192.0.2.2"        # without a direction: source or destination (as tcpdump's
+  # net = "@blocklist"        # `host`, `net`, `port`); a rule with one is a kernel rule
+  # port = 53                 # per direction (2, or 4 with an address and a port), one
+                              # id and count; not beside src/dst (or src_port/dst_port)
   src_port = 53               # port or "low-high" (tcp and udp only)
   dst_port = "1024-65535"
   log = true                  # log every packet this rule decides (see run --log)

@@ -234,6 +234,10 @@ Rule expressions (tcpdump-like; conditions joined by `and`, all must hold):
   [ip|ip6] [tcp|udp|icmp|icmp6|proto N]
   src|dst host ADDR      src|dst net CIDR      src|dst port P      src|dst portrange A-B
   src|dst net @SET       (a set the --rules file declares with [[set]])
+Without src/dst, host, net, port and portrange mean either direction, as in tcpdump:
+`udp port 53` is source or destination port 53; `host A and port 53` takes every pairing.
+Such a rule is one kernel rule per direction (2, or 4), with one id, name and count; the
+1024-rule limit counts kernel rules, and its log rate and sampling apply per direction.
 Rules are evaluated in order, first match wins: the --rules file's rules first, then
 --drop/--pass in command-line order. A frame whose IP header cannot be parsed is passed
 and counted as malformed (the host cannot parse it either). A packet whose TCP/UDP header
@@ -246,6 +250,7 @@ cost no copy and are counted as `not selected`, not as lost):
 
 Examples:
   xdpsieve run -i eth0 --drop 'udp src port 53' -w dropped.pcap
+  xdpsieve run -i eth0 --drop 'host 198.51.100.7' --drop 'udp port 53' -w dropped.pcap
   xdpsieve run -i eth0 --rules fw.toml -w drops.pcap -C 100 -W 10 -z gzip
   xdpsieve run -i eth0 --rules fw.toml -w 'drops-%Y%m%d-%H%M.pcapng' --format pcapng -G 3600
   xdpsieve run -i eth0 --rules fw.toml --capture all --format pcapng -w - | tshark -r -

@@ -1,14 +1,17 @@
-//! The command-line rule syntax: tcpdump-style conjunctions such as `udp src port 53` or
-//! `src net @blocklist`.
+//! The command-line rule syntax: tcpdump-style conjunctions such as `udp src port 53`,
+//! `src net @blocklist` or, without a direction, `udp port 53` (see [`super::either`]).
 
 use xdpsieve_common::family;
 
-use super::{Action, AddrMatch, Cidr, PortRange, RuleSpec};
+use super::{
+    Action, AddrMatch, Cidr, PortRange, RuleSpec,
+    either::{self, Undirected},
+};
 use crate::configure::sets::SetSpec;
 
 /// Parses a tcpdump-style conjunction with no sets to refer to (see
 /// [`parse_expression_with_sets`]).
-pub fn parse_expression(action: Action, expr: &str) -> Result<RuleSpec, String> {
+pub fn parse_expression(action: Action, expr: &str) -> Result<Vec<RuleSpec>, String> {
     parse_expression_with_sets(action, expr, &[])
 }
 
@@ -17,14 +20,19 @@ pub fn parse_expression(action: Action, expr: &str) -> Result<RuleSpec, String> 
 /// `any` alone matches every IP packet. `@SET` names one of `sets` (those the rule file
 /// declares); the rule then holds its index.
 ///
+/// Returns the kernel rules of the written rule, in order: one, or one per pairing of
+/// directions when an address or a port has none (`host A`, `port 53`: source or
+/// destination; at most [`either::MAX_KERNEL_RULES_PER_RULE`]).
+///
 /// An expression without a condition (empty, or only `and`) is refused rather than read
 /// as "match everything": a typo must not turn a narrow rule into a blanket one.
 pub fn parse_expression_with_sets(
     action: Action,
     expr: &str,
     sets: &[SetSpec],
-) -> Result<RuleSpec, String> {
+) -> Result<Vec<RuleSpec>, String> {
     let mut rule = RuleSpec::new(action);
+    let mut undirected = Undirected::default();
     let tokens: Vec<&str> = expr.split_whitespace().collect();
     if tokens.iter().all(|t| matches!(*t, "and" | "&&")) {
         return Err(format!(
@@ -68,23 +76,7 @@ pub fn parse_expression_with_sets(
                 let src = word == "src";
                 match kind {
                     "host" | "net" => {
-                        let addr = if let Some(name) = value.strip_prefix('@') {
-                            if kind == "host" {
-                                return Err(format!(
-                                    "`host` takes one address; a set is matched with `net`: \
-                                     say `{word} net {value}`"
-                                ));
-                            }
-                            AddrMatch::Set(set_index(name, sets)?)
-                        } else {
-                            let cidr: Cidr = value.parse()?;
-                            if kind == "host" && value.contains('/') {
-                                return Err(format!(
-                                    "`host` takes an address, not `{value}`: use `net`"
-                                ));
-                            }
-                            AddrMatch::Prefix(cidr)
-                        };
+                        let addr = address(kind, value, &format!("{word} "), sets)?;
                         let slot = if src { &mut rule.src } else { &mut rule.dst };
                         set_once(slot, addr, &format!("{word} address"))?;
                     }
@@ -104,10 +96,23 @@ pub fn parse_expression_with_sets(
                     }
                 }
             }
-            "host" | "net" | "port" | "portrange" => {
-                return Err(format!(
-                    "`{word}` needs a direction: say `src {word} ...` or `dst {word} ...`"
-                ));
+            // Without a direction: source or destination, as in tcpdump.
+            "host" | "net" => {
+                let value = next(&mut i, &format!("a value after `{word}`"))?;
+                let addr = address(word, value, "", sets)?;
+                set_once(
+                    &mut undirected.addr,
+                    addr,
+                    "address without a direction (`host`/`net`)",
+                )?;
+            }
+            "port" | "portrange" => {
+                let value = next(&mut i, &format!("a value after `{word}`"))?;
+                set_once(
+                    &mut undirected.port,
+                    value.parse()?,
+                    "port without a direction (`port`/`portrange`)",
+                )?;
             }
             "or" | "not" | "||" | "!" => {
                 return Err(format!(
@@ -118,8 +123,35 @@ pub fn parse_expression_with_sets(
         }
         after_condition = true;
     }
-    rule.validate()?;
-    Ok(rule)
+    if let Some(message) = either::conflict(&rule, &undirected) {
+        return Err(message);
+    }
+    either::expand(rule, undirected)
+}
+
+/// The address of `kind` (`host` or `net`) `value`: a literal (one address for `host`) or,
+/// for `net`, a set `@NAME` of `sets`. `direction` (`src `, `dst ` or empty) is for the
+/// error's advice.
+fn address(
+    kind: &str,
+    value: &str,
+    direction: &str,
+    sets: &[SetSpec],
+) -> Result<AddrMatch, String> {
+    if let Some(name) = value.strip_prefix('@') {
+        if kind == "host" {
+            return Err(format!(
+                "`host` takes one address; a set is matched with `net`: say `{direction}net \
+                 {value}`"
+            ));
+        }
+        return Ok(AddrMatch::Set(set_index(name, sets)?));
+    }
+    let cidr: Cidr = value.parse()?;
+    if kind == "host" && value.contains('/') {
+        return Err(format!("`host` takes an address, not `{value}`: use `net`"));
+    }
+    Ok(AddrMatch::Prefix(cidr))
 }
 
 /// The index of set `name` in `sets`, or an error naming the sets there are.

@@ -2,6 +2,10 @@
 //! every error names the file, line and column and says in words what the key must hold
 //! (no deserializer type names), ids checked for collisions before any is assigned.
 //!
+//! `host`, `net` and `port` are conditions without a direction (source or destination, as
+//! in tcpdump): such a rule becomes one kernel rule per direction, sharing its id and name
+//! (see [`super::either`]); the [`MAX_RULES`] limit counts kernel rules.
+//!
 //! `[[set]]` tables declare address sets, read before the rules whatever their place in
 //! the file, so a rule's `src = "@name"` finds its set; a set file's path is relative to
 //! the rule file's folder.
@@ -23,7 +27,10 @@ use toml::{
 use xdpsieve_common::{MAX_RULES, MAX_SNAPLEN, family};
 
 use super::{
-    Action, AddrMatch, RuleError, RuleSet, RuleSpec, expr::set_index, limit, next_id_after,
+    Action, AddrMatch, RuleError, RuleSet, RuleSpec, check_kernel_rules,
+    either::{self, Undirected},
+    expr::set_index,
+    limit, next_id_after,
 };
 use crate::{
     base::text::{escape, is_unsafe},
@@ -43,8 +50,9 @@ struct Budget {
 /// Longest rule name accepted: names are printed in columns, logs and every pcapng packet.
 pub const MAX_NAME_CHARS: usize = 128;
 
-const RULE_KEYS: &str = "id, name, action, mode, protocol, family, src, dst, src_port, dst_port, \
-     log, log_rate, sample, snaplen, and for action = \"limit\": rate, burst, per, max_tracked";
+const RULE_KEYS: &str = "id, name, action, mode, protocol, family, src, dst, host, net, \
+     src_port, dst_port, port, log, log_rate, sample, snaplen, and for action = \"limit\": rate, \
+     burst, per, max_tracked";
 
 impl RuleSet {
     /// Reads a TOML rule file: a regular file of at most [`RULE_FILE_CAP`] bytes, and the
@@ -207,22 +215,28 @@ impl RuleFile<'_> {
         let explicit = self.explicit_ids(&tables)?;
         let mut used: HashSet<u32> = explicit.iter().flatten().copied().collect();
         let mut last_assigned = 0;
-        for ((table, span), explicit_id) in tables.into_iter().zip(explicit) {
-            let mut rule = self.rule(table, span.clone(), &set.sets)?;
-            rule.id = match explicit_id {
+        for (written, ((table, span), explicit_id)) in tables.into_iter().zip(explicit).enumerate()
+        {
+            let kernel_rules = self.rule(table, span.clone(), &set.sets)?;
+            let id = match explicit_id {
                 Some(id) => id,
                 None => {
                     let id = next_id_after(last_assigned, |id| used.contains(&id))
-                        .ok_or_else(|| self.error(span, "no rule id is left".into()))?;
+                        .ok_or_else(|| self.error(span.clone(), "no rule id is left".into()))?;
                     used.insert(id);
                     last_assigned = id;
                     id
                 }
             };
-            if rule.name.is_empty() {
-                rule.name = format!("rule-{}", rule.id);
+            for mut rule in kernel_rules {
+                rule.id = id;
+                if rule.name.is_empty() {
+                    rule.name = format!("rule-{id}");
+                }
+                set.rules.push(rule);
             }
-            set.rules.push(rule);
+            // Written rules were counted above; kernel rules may be more.
+            check_kernel_rules(set.rules.len(), written + 1).map_err(|m| self.error(span, m))?;
         }
         set.check_size()?;
         Ok(set)
@@ -273,13 +287,14 @@ impl RuleFile<'_> {
         Ok(by_rule)
     }
 
-    /// One rule's conditions and options; its id is set by the caller.
+    /// One rule's conditions and options, as its kernel rules (one, or one per direction
+    /// of its `host`, `net` and `port`); their id is set by the caller.
     fn rule(
         &self,
         table: &DeTable<'_>,
         span: Range<usize>,
         sets: &[SetSpec],
-    ) -> Result<RuleSpec, RuleError> {
+    ) -> Result<Vec<RuleSpec>, RuleError> {
         let Some(action) = table.get("action") else {
             return Err(self.error(
                 span,
@@ -297,6 +312,7 @@ impl RuleFile<'_> {
         };
         let mut rule = RuleSpec::new(action);
         let mut budget = Budget::default();
+        let mut undirected = Undirected::default();
         for (key, value) in table.iter() {
             let at = |m: String| self.error(value.span(), m);
             match key.get_ref().as_ref() {
@@ -387,6 +403,17 @@ impl RuleFile<'_> {
                         rule.dst = Some(addr);
                     }
                 }
+                "host" | "net" => {
+                    let addr = self.undirected_address(key.get_ref(), value, table, sets)?;
+                    undirected.addr = Some(addr);
+                }
+                "port" => {
+                    let range = self
+                        .text_or_number(value, "`port` must be a port number or \"low-high\"")?
+                        .parse()
+                        .map_err(at)?;
+                    undirected.port = Some(range);
+                }
                 "src_port" | "dst_port" => {
                     let what = format!("`{}` must be a port number or \"low-high\"", key.get_ref());
                     let range = self.text_or_number(value, &what)?.parse().map_err(at)?;
@@ -445,8 +472,9 @@ impl RuleFile<'_> {
         } else {
             format!("rule `{}`", rule.name)
         };
-        rule.validate()
-            .map_err(|m| self.error(span.clone(), format!("{shown} {m}")))?;
+        if let Some(message) = either::conflict(&rule, &undirected) {
+            return Err(self.error(span, format!("{shown}: {message}")));
+        }
         if is_limit {
             let Some((rate, _)) = budget.rate else {
                 return Err(self.error(
@@ -469,7 +497,7 @@ impl RuleFile<'_> {
                 max_tracked: budget.max_tracked.unwrap_or(limit::DEFAULT_MAX_TRACKED),
             });
         }
-        Ok(rule)
+        either::expand(rule, undirected).map_err(|m| self.error(span, format!("{shown} {m}")))
     }
 
     fn name(&self, value: &Value<'_>) -> Result<String, RuleError> {

@@ -7,10 +7,17 @@
 //! name the file, line and column, or the expression, and say what is wrong. Rule ids are
 //! unique and never 0 (the default verdict's), however hostile the input.
 //!
+//! A rule written with a condition without a direction (`udp port 53`) is several kernel
+//! rules sharing its id and name ([`either`]); [`RuleSet::rules`] holds the kernel rules,
+//! [`RuleSet::written`] groups them back as written.
+//!
 //! [`values`] holds the condition values and their parsers, [`expr`] parses the command-line
 //! syntax, [`file`] the TOML rule files and [`set_tables`] their `[[set]]`s; this module
 //! the validated rule and rule set.
 
+mod either;
+#[cfg(test)]
+mod either_tests;
 mod expr;
 mod file;
 pub mod limit;
@@ -21,12 +28,14 @@ mod set_tests;
 mod tests;
 mod values;
 
+use either::check_kernel_rules;
+pub use either::{Either, MAX_KERNEL_RULES_PER_RULE, runs_of_ids};
 pub use expr::{parse_expression, parse_expression_with_sets};
 pub use file::{MAX_NAME_CHARS, RULE_FILE_KEYS};
 /// The TOML error helpers the configuration file's reader shares with the rule file's.
 pub(crate) use file::{a as with_article, line_column};
 pub use values::{Action, Cidr, PortRange, Protocol, Rate};
-use xdpsieve_common::{MAX_RULES, Rule, family, walk::MAX_CONTINUING_RULES};
+use xdpsieve_common::{Rule, family, walk::MAX_CONTINUING_RULES};
 
 use crate::{
     base::text::{escape, escape_path},
@@ -71,7 +80,7 @@ impl AddrMatch {
 
     /// As the command-line syntax writes it after `src `/`dst `: `net 198.51.100.0/24`,
     /// `net @blocklist` (`@#N` if set `N` is not in `sets`).
-    fn shown(&self, sets: &[SetSpec]) -> String {
+    pub(super) fn shown(&self, sets: &[SetSpec]) -> String {
         match self {
             AddrMatch::Prefix(c) => format!("net {c}"),
             AddrMatch::Set(i) => match sets.get(*i) {
@@ -111,6 +120,9 @@ pub struct RuleSpec {
     /// `action = "limit"`: the rule's budget (its action is then [`Action::Drop`], for
     /// the packets over it).
     pub limit: Option<limit::LimitSpec>,
+    /// Which of its conditions stand for one written without a direction: then this is
+    /// one of the kernel rules of that written rule (see [`either`]).
+    pub either: Either,
 }
 
 impl RuleSpec {
@@ -131,6 +143,7 @@ impl RuleSpec {
             snaplen: None,
             mode: limit::Mode::Enforce,
             limit: None,
+            either: Either::default(),
         }
     }
 
@@ -224,8 +237,22 @@ impl RuleSpec {
         self.conditions_with(&[])
     }
 
-    /// The match conditions in the command-line syntax, sets by name (`src net @drop`).
+    /// This kernel rule's match conditions in the command-line syntax, sets by name (`src
+    /// net @drop`), each with its direction: what tells the kernel rules of one written
+    /// rule apart.
     pub fn conditions_with(&self, sets: &[SetSpec]) -> String {
+        self.shown_conditions(sets, Either::default())
+    }
+
+    /// The match conditions as they were written: an undirected condition without its
+    /// direction (`udp and port 53`), sets by name. The same for every kernel rule of one
+    /// written rule.
+    pub fn written_conditions_with(&self, sets: &[SetSpec]) -> String {
+        self.shown_conditions(sets, self.either)
+    }
+
+    /// The conditions, those `undirected` says without their direction.
+    fn shown_conditions(&self, sets: &[SetSpec], undirected: Either) -> String {
         let mut parts = Vec::new();
         match (self.family, self.protocol) {
             (Some(family::IPV4), _) => parts.push("ip".to_string()),
@@ -235,17 +262,32 @@ impl RuleSpec {
         if let Some(p) = self.protocol {
             parts.push(p.to_string());
         }
+        let direction = |dir: &str, undirected: bool| {
+            if undirected {
+                String::new()
+            } else {
+                format!("{dir} ")
+            }
+        };
         if let Some(a) = self.src {
-            parts.push(format!("src {}", a.shown(sets)));
+            parts.push(format!(
+                "{}{}",
+                direction("src", undirected.addr),
+                a.shown(sets)
+            ));
         }
         if let Some(a) = self.dst {
-            parts.push(format!("dst {}", a.shown(sets)));
+            parts.push(format!(
+                "{}{}",
+                direction("dst", undirected.addr),
+                a.shown(sets)
+            ));
         }
         if let Some(p) = self.src_port {
-            parts.push(format!("src port {p}"));
+            parts.push(format!("{}port {p}", direction("src", undirected.port)));
         }
         if let Some(p) = self.dst_port {
-            parts.push(format!("dst port {p}"));
+            parts.push(format!("{}port {p}", direction("dst", undirected.port)));
         }
         if parts.is_empty() {
             "any".into()
@@ -321,29 +363,30 @@ impl RuleSet {
     }
 
     /// Appends rules given on the command line, in order, with ids after the existing ones
-    /// (or, when the file took the highest id, the lowest free one).
+    /// (or, when the file took the highest id, the lowest free one). A rule with a
+    /// condition without a direction appends its kernel rules, all with its id and name.
     pub fn push_expression(&mut self, action: Action, expr: &str) -> Result<(), RuleError> {
         let error = |message: String| RuleError::Expression {
             expr: escape(expr).into_owned(),
             message: escape(&message).into_owned(),
         };
-        let mut rule = parse_expression_with_sets(action, expr, &self.sets).map_err(error)?;
+        let kernel_rules = parse_expression_with_sets(action, expr, &self.sets).map_err(error)?;
         let highest = self.rules.iter().map(|r| r.id).max().unwrap_or(0);
         let used: std::collections::HashSet<u32> = self.rules.iter().map(|r| r.id).collect();
-        rule.id = next_id_after(highest, |id| used.contains(&id))
+        let id = next_id_after(highest, |id| used.contains(&id))
             .ok_or_else(|| error("no rule id is left".into()))?;
-        rule.name = format!("{action} {}", expr::normalized(expr));
-        self.rules.push(rule);
+        let name = format!("{action} {}", expr::normalized(expr));
+        for mut rule in kernel_rules {
+            rule.id = id;
+            rule.name.clone_from(&name);
+            self.rules.push(rule);
+        }
         self.check_size()
     }
 
+    /// At most [`xdpsieve_common::MAX_RULES`] kernel rules: what the program's bitmaps hold.
     fn check_size(&self) -> Result<(), RuleError> {
-        if self.rules.len() > MAX_RULES as usize {
-            return Err(RuleError::Limit(format!(
-                "{} rules given; the program evaluates at most {MAX_RULES}",
-                self.rules.len()
-            )));
-        }
+        check_kernel_rules(self.rules.len(), self.written().len()).map_err(RuleError::Limit)?;
         let continuing = self.rules.iter().filter(|r| r.continues()).count();
         if continuing > MAX_CONTINUING_RULES as usize {
             return Err(RuleError::Limit(format!(
@@ -422,19 +465,25 @@ impl RuleSet {
             1 => "1 set, ".to_string(),
             n => format!("{n} sets, "),
         };
+        let written = self.written();
+        // Named only where a condition without a direction made more kernel rules.
+        let kernel = match self.rules.len() {
+            n if n == written.len() => String::new(),
+            n => format!(" ({n} in the kernel: one per direction of `host`, `net`, `port`)"),
+        };
         let mut out = format!(
-            "{origin}: {} rules, {sets}default {}\n",
-            self.rules.len(),
+            "{origin}: {} rules{kernel}, {sets}default {}\n",
+            written.len(),
             self.default_action
         );
-        for rule in &self.rules {
+        for (rule, _) in &written {
             let _ = writeln!(
                 out,
                 "  {:>4}  {:<24} {:<4}  {}{}",
                 rule.id,
                 escape(&rule.name),
                 rule.action,
-                rule.conditions_with(&self.sets),
+                rule.written_conditions_with(&self.sets),
                 rule.recording_options()
             );
         }
@@ -458,10 +507,12 @@ impl RuleSet {
                 SetSource::File(path) => format!("file {}", escape_path(path)),
                 SetSource::Inline => "inline".to_string(),
             };
-            let users: Vec<String> = self
+            let mut users: Vec<String> = self
                 .rules_using_set(index)
                 .map(|r| format!("{} ({})", r.id, escape(&r.name)))
                 .collect();
+            // The kernel rules of one written rule are one user.
+            users.dedup();
             let users = if users.is_empty() {
                 "no rule uses it".to_string()
             } else {

@@ -278,7 +278,9 @@ fn expressions_without_a_rule_file_have_no_sets() {
 #[test]
 fn set_rules_and_families() {
     let set = RuleSet::from_toml(WITH_SETS, "sets.toml").expect("rules");
-    let parse = |expr: &str| parse_expression_with_sets(Action::Drop, expr, &set.sets);
+    let parse = |expr: &str| {
+        parse_expression_with_sets(Action::Drop, expr, &set.sets).map(|mut rules| rules.remove(0))
+    };
     // `ip6` restricts a set rule to IPv6 members.
     let r = parse("ip6 and src net @blocklist").expect("ip6");
     assert_eq!(r.address_family(), Some(family::IPV6));

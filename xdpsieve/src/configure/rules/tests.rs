@@ -9,9 +9,16 @@ fn prefix(a: Option<AddrMatch>) -> Cidr {
     a.and_then(|a| a.prefix()).expect("a literal prefix")
 }
 
+/// The one kernel rule of a rule whose conditions all have a direction.
+pub(super) fn one(action: Action, expr: &str) -> Result<RuleSpec, String> {
+    let mut rules = parse_expression(action, expr)?;
+    assert_eq!(rules.len(), 1, "{expr}: {rules:?}");
+    Ok(rules.remove(0))
+}
+
 #[test]
 fn expression_dns_responses() {
-    let r = parse_expression(Action::Drop, "udp src port 53").unwrap();
+    let r = one(Action::Drop, "udp src port 53").unwrap();
     assert_eq!(r.protocol, Some(Protocol::UDP));
     assert_eq!(r.src_port, Some(PortRange { min: 53, max: 53 }));
     assert!(r.needs_ports());
@@ -21,7 +28,7 @@ fn expression_dns_responses() {
 
 #[test]
 fn expression_full() {
-    let r = parse_expression(
+    let r = one(
         Action::Pass,
         "tcp and src net 198.51.100.0/24 and dst host 192.0.2.2 and dst portrange 1000-2000",
     )
@@ -44,7 +51,7 @@ fn expression_full() {
 
 #[test]
 fn expression_ipv6_prefix_words() {
-    let r = parse_expression(Action::Drop, "src net 2001:db8:ab00::/40").unwrap();
+    let r = one(Action::Drop, "src net 2001:db8:ab00::/40").unwrap();
     assert_eq!(r.address_family(), Some(family::IPV6));
     let (addr, mask) = prefix(r.src).to_words();
     assert_eq!(addr[0], u32::from_ne_bytes([0x20, 0x01, 0x0d, 0xb8]));
@@ -70,7 +77,7 @@ fn kernel_rule_holds_what_the_program_reads() {
 #[test]
 fn expression_errors_say_why() {
     let err = |e: &str| parse_expression(Action::Drop, e).unwrap_err();
-    assert!(err("port 53").contains("needs a direction"));
+    assert!(err("port").contains("a value after `port`"));
     assert!(err("udp src port 70000").contains("not a port number"));
     assert!(err("icmp dst port 1").contains("only apply to tcp and udp"));
     assert!(err("src net 198.51.100.5/24").contains("did you mean `198.51.100.0/24`"));
@@ -480,9 +487,9 @@ fn sample_and_snaplen_reach_the_kernel_rule_and_the_listing() {
 
 #[test]
 fn ipv4_mapped_addresses_in_rules_match_ipv4_and_compatible_ones_are_refused() {
-    let r = parse_expression(Action::Drop, "udp and src host ::ffff:192.0.2.53").unwrap();
+    let r = one(Action::Drop, "udp and src host ::ffff:192.0.2.53").unwrap();
     assert_eq!(prefix(r.src).to_string(), "192.0.2.53/32");
-    let r = parse_expression(Action::Drop, "src net ::ffff:198.51.100.0/120").unwrap();
+    let r = one(Action::Drop, "src net ::ffff:198.51.100.0/120").unwrap();
     assert_eq!(prefix(r.src).to_string(), "198.51.100.0/24");
     let e = parse_expression(Action::Drop, "src host ::192.0.2.53").unwrap_err();
     assert!(e.contains("IPv4-compatible"), "{e}");

@@ -176,11 +176,12 @@ fn unwritten(
         );
     }
     if events && writers & reader::EVENTS == 0 {
+        // One name per rule as written (a rule without a direction is several kernel rules).
         let logging: Vec<String> = rules
-            .rules
-            .iter()
-            .filter(|r| r.log)
-            .map(|r| crate::base::text::escape(&r.name).into_owned())
+            .written()
+            .into_iter()
+            .filter(|(r, _)| r.log)
+            .map(|(r, _)| crate::base::text::escape(&r.name).into_owned())
             .collect();
         let which = if logging.is_empty() {
             String::new()
@@ -268,7 +269,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: Reloader) -> Result<Reloaded>
         "generation {generation} in force on {} ({} rules, default {}) after {:.1} ms \
          (rules read and program loaded in {:.1} ms, swapped in {:.1} ms)",
         swapped.join(", "),
-        rules.rules.len(),
+        rules.written().len(),
         rules.default_action,
         took.as_secs_f64() * 1e3,
         load_time.as_secs_f64() * 1e3,

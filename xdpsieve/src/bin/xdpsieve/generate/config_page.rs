@@ -46,8 +46,9 @@ runs the file's rules on eth1 rather than on the file's interfaces, and captures
 const RULES: &str = "\
 The rules are either in a rule file the `rules` key names, or in this file itself exactly as
 a rule file writes them (top-level `default`, [[set]] and [[rule]] tables), not both. A
-[[rule]] table has the keys id, name, action, protocol, family, src, dst, src_port,
-dst_port, log, log_rate, sample and snaplen; a [[set]] table has name, and file or
+[[rule]] table has the keys id, name, action, protocol, family, src, dst, host, net,
+src_port, dst_port, port, log, log_rate, sample and snaplen (host, net and port without a
+direction: source or destination); a [[set]] table has name, and file or
 prefixes. `xdpsieve check-rules --help` and xdpsieve-check-rules(8) describe them. First
 match wins; a packet no rule matches gets `default`.";
 

@@ -1,8 +1,11 @@
 //! The bitmaps against the rules' meaning, as the README's syntax states it, written from
-//! [`RuleSpec`]s and typed addresses alone: it shares no code with `Cidr::to_words` or the
-//! scan in order (`tests.rs`), so a wrong mask or byte order there cannot hide here. Rules
-//! name random address sets (both families, overlapping, maybe empty); membership is
-//! "some prefix of the set covers the address", computed here from the prefixes.
+//! the generated rules (and the [`RuleSpec`]s the parser made of them) and typed addresses
+//! alone: it shares no code with `Cidr::to_words` or the scan in order (`tests.rs`), so a
+//! wrong mask or byte order there cannot hide here. Rules written without a direction (`net
+//! A`, `portrange P`) are matched by their tcpdump meaning, source or destination, not
+//! through the kernel rules they become. Rules name random address sets (both families,
+//! overlapping, maybe empty); membership is "some prefix of the set covers the address",
+//! computed here from the prefixes.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -192,8 +195,100 @@ fn address_set() -> impl Strategy<Value = Vec<SetPrefix>> {
     })
 }
 
-/// One rule in the command-line syntax, always valid.
-fn rule() -> impl Strategy<Value = (Action, String)> {
+/// A rule as generated: the model reads its meaning from these fields, not from what the
+/// parser made of its text ([`Written::text`]). `either` and `either_port` are conditions
+/// without a direction (source or destination, as in tcpdump).
+#[derive(Clone, Debug)]
+struct Written {
+    action: Action,
+    family: Option<bool>,
+    proto: &'static str,
+    src: Option<String>,
+    dst: Option<String>,
+    either: Option<String>,
+    src_port: Option<(u16, u16)>,
+    dst_port: Option<(u16, u16)>,
+    either_port: Option<(u16, u16)>,
+}
+
+impl Written {
+    /// The rule in the command-line syntax.
+    fn text(&self) -> String {
+        let mut words: Vec<String> = Vec::new();
+        if let Some(v6) = self.family {
+            words.push(if v6 { "ip6" } else { "ip" }.into());
+        }
+        if !self.proto.is_empty() {
+            words.push(self.proto.into());
+        }
+        let r = |(a, b): &(u16, u16)| format!("{a}-{b}");
+        words.extend(self.src.as_ref().map(|n| format!("src net {n}")));
+        words.extend(self.dst.as_ref().map(|n| format!("dst net {n}")));
+        words.extend(self.either.as_ref().map(|n| format!("net {n}")));
+        words.extend(
+            self.src_port
+                .as_ref()
+                .map(|p| format!("src portrange {}", r(p))),
+        );
+        words.extend(
+            self.dst_port
+                .as_ref()
+                .map(|p| format!("dst portrange {}", r(p))),
+        );
+        words.extend(
+            self.either_port
+                .as_ref()
+                .map(|p| format!("portrange {}", r(p))),
+        );
+        if words.is_empty() {
+            words.push("any".into());
+        }
+        words.join(" and ")
+    }
+
+    /// Whether the rule, as the README's syntax means it, matches `p`.
+    fn matches(&self, sets: &[SetSpec], p: &Packet) -> bool {
+        let cond = |text: &Option<String>| {
+            text.as_ref().map(|t| match t.strip_prefix("@s") {
+                Some(i) => AddrMatch::Set(i.parse().expect("set number")),
+                None => AddrMatch::Prefix(t.parse().expect("prefix")),
+            })
+        };
+        let family_ok = self.family.is_none_or(|v6| p.src.is_ipv6() == v6);
+        let proto_ok = match self.proto {
+            "" => true,
+            "tcp" => p.protocol == 6,
+            "udp" => p.protocol == 17,
+            "icmp" => p.protocol == 1,
+            "icmp6" => p.protocol == 58,
+            "proto 47" => p.protocol == 47,
+            other => panic!("unknown protocol {other}"),
+        };
+        let either = cond(&self.either);
+        let addrs_ok = addr_holds(cond(&self.src), sets, &p.src)
+            && addr_holds(cond(&self.dst), sets, &p.dst)
+            && (either.is_none()
+                || addr_holds(either, sets, &p.src)
+                || addr_holds(either, sets, &p.dst));
+        let in_range = |range: Option<(u16, u16)>, port: u16| {
+            range.is_none_or(|(min, max)| (min..=max).contains(&port))
+        };
+        let any_port = self.src_port.or(self.dst_port).or(self.either_port);
+        let ports_ok = any_port.is_none()
+            || p.ports.is_some_and(|(s, d)| {
+                in_range(self.src_port, s)
+                    && in_range(self.dst_port, d)
+                    && (self.either_port.is_none()
+                        || in_range(self.either_port, s)
+                        || in_range(self.either_port, d))
+            });
+        family_ok && proto_ok && addrs_ok && ports_ok
+    }
+}
+
+/// One rule, always valid: an address and a port condition each given with directions
+/// (`src`, `dst`, both or neither) or without (`net`, `portrange`: either direction).
+fn rule() -> impl Strategy<Value = Written> {
     let net = |v6: bool| {
         prop_oneof![
             3 => prop::option::of((0..4usize, 0..=128u8))
@@ -209,33 +304,39 @@ fn rule() -> impl Strategy<Value = (Action, String)> {
                 Just(drop),
                 any::<bool>(),
                 prop::sample::select(&["", "tcp", "udp", "icmp", "icmp6", "proto 47"][..]),
-                net(v6),
-                net(v6),
-                range(),
-                range(),
+                (net(v6), net(v6), any::<bool>()),
+                (range(), range(), any::<bool>()),
             )
         })
-        .prop_map(|(v6, drop, family_word, proto, src, dst, sport, dport)| {
-            let mut words: Vec<String> = Vec::new();
-            if family_word {
-                words.push(if v6 { "ip6" } else { "ip" }.into());
-            }
-            if !proto.is_empty() {
-                words.push(proto.into());
-            }
-            words.extend(src.map(|n| format!("src net {n}")));
-            words.extend(dst.map(|n| format!("dst net {n}")));
-            if matches!(proto, "" | "tcp" | "udp") {
-                let r = |(a, b): (u16, u16)| format!("{a}-{b}");
-                words.extend(sport.map(|p| format!("src portrange {}", r(p))));
-                words.extend(dport.map(|p| format!("dst portrange {}", r(p))));
-            }
-            if words.is_empty() {
-                words.push("any".into());
-            }
-            let action = if drop { Action::Drop } else { Action::Pass };
-            (action, words.join(" and "))
-        })
+        .prop_map(
+            |(v6, drop, family_word, proto, (src, dst, undirected_addr), ports)| {
+                let (sport, dport, undirected_port) = ports;
+                // An undirected condition stands alone for its kind (the parser refuses it
+                // beside a directed one): it takes the source's draw.
+                let (src, dst, either) = if undirected_addr {
+                    (None, None, src)
+                } else {
+                    (src, dst, None)
+                };
+                let with_ports = matches!(proto, "" | "tcp" | "udp");
+                let (sport, dport, eport) = match (with_ports, undirected_port) {
+                    (false, _) => (None, None, None),
+                    (true, true) => (None, None, sport),
+                    (true, false) => (sport, dport, None),
+                };
+                Written {
+                    action: if drop { Action::Drop } else { Action::Pass },
+                    family: family_word.then_some(v6),
+                    proto,
+                    src,
+                    dst,
+                    either,
+                    src_port: sport,
+                    dst_port: dport,
+                    either_port: eport,
+                }
+            },
+        )
 }
 
 proptest! {
@@ -260,19 +361,35 @@ proptest! {
                 source: SetSource::Inline,
             });
         }
-        for (action, expr) in &rules {
-            set.push_expression(*action, expr)
+        for rule in &rules {
+            let expr = rule.text();
+            set.push_expression(rule.action, &expr)
                 .map_err(|e| TestCaseError::fail(format!("{expr}: {e}")))?;
         }
+        // Written rules get ids 1, 2, ... in order: the model's deciding rule by its id.
+        prop_assert_eq!(set.written().len(), rules.len());
         let tables = build(&set.rules, &set.sets);
         for p in &packets {
+            let found = tables.lookup(&set.sets, &p.fields());
+            // The kernel rules one by one, as the parser made them...
             let expected = set.rules.iter().position(|r| matches(r, &set.sets, p));
             prop_assert_eq!(
-                tables.lookup(&set.sets, &p.fields()),
+                found,
                 expected,
                 "packet {:?}; expected rule {:?}; sets {:?}",
                 p,
                 expected.map(|i| set.rules[i].conditions_with(&set.sets)),
+                set.sets
+            );
+            // ...and the written rules by their meaning: a condition without a direction
+            // holds for the source or the destination.
+            let written = rules.iter().position(|r| r.matches(&set.sets, p));
+            prop_assert_eq!(
+                found.map(|i| set.rules[i].id),
+                written.map(|i| i as u32 + 1),
+                "packet {:?}; expected written rule {:?}; sets {:?}",
+                p,
+                written.map(|i| rules[i].text()),
                 set.sets
             );
         }
