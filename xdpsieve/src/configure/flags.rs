@@ -7,16 +7,26 @@ use crate::base::text::{escape, is_unsafe};
 /// `--stats-interval`: finite, at least 0.1 s (a status line is not a packet trace) and at
 /// most a day (`Duration` would overflow far beyond, and `1e300` must not panic).
 pub fn parse_stats_interval(text: &str) -> Result<f64, String> {
-    const RANGE: std::ops::RangeInclusive<f64> = 0.1..=86_400.0;
+    seconds_in(text, 0.1..=86_400.0)
+}
+
+/// `top --interval`, `status --interval`: between two samples of the counters, 0.1 s to a
+/// minute (a view refreshed less often shows the past).
+pub fn parse_top_interval(text: &str) -> Result<f64, String> {
+    seconds_in(text, 0.1..=60.0)
+}
+
+/// A finite number of seconds within `range`.
+fn seconds_in(text: &str, range: std::ops::RangeInclusive<f64>) -> Result<f64, String> {
     let secs: f64 = text
         .trim()
         .parse()
         .map_err(|_| "not a number of seconds (e.g. 1 or 0.5)".to_string())?;
-    if !RANGE.contains(&secs) {
+    if !range.contains(&secs) {
         return Err(format!(
             "must be between {} and {} seconds",
-            RANGE.start(),
-            RANGE.end()
+            range.start(),
+            range.end()
         ));
     }
     Ok(secs)
@@ -131,6 +141,9 @@ mod tests {
         }
         assert_eq!(parse_stats_interval("0.1"), Ok(0.1));
         assert_eq!(parse_stats_interval("86400"), Ok(86_400.0));
+        assert!(parse_top_interval("61").is_err());
+        assert!(parse_top_interval("nan").is_err());
+        assert_eq!(parse_top_interval("0.5"), Ok(0.5));
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub enum Verb {
     Reload,
     Stop,
     Status,
+    Top,
     Set,
 }
 
@@ -62,6 +63,7 @@ impl Verb {
             Verb::Reload => "reload",
             Verb::Stop => "stop",
             Verb::Status => "status",
+            Verb::Top => "top",
             Verb::Set => "set",
         }
     }
@@ -83,7 +85,7 @@ impl Verb {
                 "it signals the running xdpsieve, or, when its recorder is gone, removes the \
                  firewall's pinned link and maps",
             ),
-            Verb::Status => (&[BPF], "it reads pinned BPF maps"),
+            Verb::Status | Verb::Top => (&[BPF], "it reads pinned BPF maps"),
             Verb::Set => (
                 &[BPF],
                 "it changes the running firewall's sets in its pinned BPF maps",

@@ -103,55 +103,100 @@ pub struct StatusCounters {
     pub interface_packets: Vec<(String, u64)>,
 }
 
+/// The interfaces described in this network namespace: `iface` alone, or every one that
+/// has a description, sorted.
+pub fn described(iface: Option<&str>) -> Vec<String> {
+    if let Some(name) = iface {
+        return vec![name.to_string()];
+    }
+    let mut names: Vec<String> = fs::read_dir(pins::meta_dir())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".json")
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// One firewall as its description and pins show it, read once: what `status` and `top`
+/// start from.
+#[derive(Debug)]
+pub struct Pinned {
+    pub interface: String,
+    pub meta: Meta,
+    /// Its recorder is alive.
+    pub live: bool,
+    /// Its link is pinned and attached: it filters, recorder or not.
+    pub in_force: bool,
+    /// Its counters (absent for a stale one, which has none left to read).
+    pub snapshot: Option<Snapshot>,
+    /// What its recorder wrote and did not write (absent without a live recorder, or when
+    /// it published nothing yet).
+    pub writer: Option<WriterStats>,
+}
+
+/// The firewall described for `name`; `None` when there is no readable description. The
+/// caller has checked the privileges.
+pub fn read_pinned(name: &str) -> Result<Option<Pinned>> {
+    let Some(meta) = description::read(&meta_path(name)) else {
+        return Ok(None);
+    };
+    pins::check_existing(name)?;
+    let live = meta.is_live();
+    let in_force = pins::link_in_force(name);
+    let snapshot = if live || in_force {
+        Some(pins::snapshot(name, &meta)?)
+    } else {
+        None
+    };
+    let writer = if live {
+        crate::observe::writer_state::read(name, &meta)
+    } else {
+        None
+    };
+    Ok(Some(Pinned {
+        interface: name.to_string(),
+        meta,
+        live,
+        in_force,
+        snapshot,
+        writer,
+    }))
+}
+
 /// Status of the instances on `iface`, or of every instance in this network namespace.
 /// Needs root (or CAP_BPF): it opens pinned maps.
 pub fn read_status(iface: Option<&str>) -> Result<Vec<Status>> {
     crate::configure::privileges::check(crate::configure::privileges::Verb::Status)?;
-    let dir = pins::meta_dir();
-    let names: Vec<String> = match iface {
-        Some(name) => vec![name.to_string()],
-        None => fs::read_dir(&dir)
-            .map(|entries| {
-                let mut names: Vec<String> = entries
-                    .flatten()
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_str()?
-                            .strip_suffix(".json")
-                            .map(str::to_string)
-                    })
-                    .collect();
-                names.sort();
-                names
-            })
-            .unwrap_or_default(),
-    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
     let mut out = Vec::new();
-    for name in names {
-        let Some(meta) = description::read(&meta_path(&name)) else {
+    for name in described(iface) {
+        let Some(pinned) = read_pinned(&name)? else {
             if iface.is_some() {
                 bail!("no xdpsieve is running on {name} (in this network namespace)");
             }
             continue;
         };
-        pins::check_existing(&name)?;
-        let live = meta.is_live();
-        let in_force = pins::link_in_force(&name);
-        let counters = if live || in_force {
-            let snap = pins::snapshot(&name, &meta)?;
-            let writer = if live {
-                crate::observe::writer_state::read(&name, &meta)
-            } else {
-                None
-            };
-            Some(status_counters(&snap, &meta, writer))
-        } else {
-            None
-        };
+        let Pinned {
+            meta,
+            live,
+            in_force,
+            snapshot,
+            writer,
+            ..
+        } = pinned;
+        let counters = snapshot.map(|snap| status_counters(&snap, &meta, writer));
         let unread_in_rings = if in_force && !live {
             crate::instance::takeover::unread_in_rings(&pin_dir(&name)).ok()
         } else {

@@ -263,8 +263,8 @@ fn help_explains_every_flag() {
     }
 }
 
-/// `set`, `reload`, `stop` and `status` load no program: without privileges each says what
-/// it needs and why, not that "loading the XDP program" was refused.
+/// `set`, `reload`, `stop`, `status` and `top` load no program: without privileges each says
+/// what it needs and why, not that "loading the XDP program" was refused.
 #[test]
 fn each_subcommand_says_what_it_needs_without_privileges() {
     if !root_or_skip() {
@@ -278,6 +278,8 @@ fn each_subcommand_says_what_it_needs_without_privileges() {
         ("reload", &["reload", "-i", "lo"][..]),
         ("stop", &["stop", "-i", "lo"][..]),
         ("status", &["status"][..]),
+        ("status", &["status", "--top", "3"][..]),
+        ("top", &["top", "-i", "lo"][..]),
     ] {
         // nobody, without capabilities (setpriv from util-linux).
         let out = Command::new("setpriv")

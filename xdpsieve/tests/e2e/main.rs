@@ -10,7 +10,8 @@
 //! - `lifecycle`: SIGKILL leaving the firewall in force, skb fallback, the demo;
 //! - `memory`: the kernel memory of the rings, `--ring-size` only where records are sent;
 //! - `events`: the event log and its rate limit;
-//! - `status`: `xdpsieve status`, instances left behind, metrics and stats lines.
+//! - `status`: `xdpsieve status`, instances left behind, metrics and stats lines;
+//! - `top`: `status --top N` and `xdpsieve top` (in a pseudo-terminal) while drops flow.
 //!
 //! This file holds the helpers more than one topic uses.
 //!
@@ -23,6 +24,7 @@ mod events;
 mod lifecycle;
 mod memory;
 mod status;
+mod top;
 
 use std::{
     net::{SocketAddr, UdpSocket},

@@ -12,6 +12,7 @@ use crate::{
     control::{ReloadArgs, StatusArgs, StopArgs},
     run::RunArgs,
     set::SetArgs,
+    top::TopArgs,
 };
 
 /// XDP firewall that shows exactly what it drops.
@@ -44,6 +45,9 @@ pub(crate) enum Command {
     /// Show a running firewall's rules, hit counts, counters, attach mode and uptime,
     /// from another shell (same network namespace), without disturbing it. Needs root.
     Status(StatusArgs),
+    /// A live full-screen view of a running firewall: drop rates per rule, the sources
+    /// dropped most, bans with their time left, losses; refreshed every second. Needs root.
+    Top(TopArgs),
     /// Change an address set of a running firewall, from any shell, with no reload: add,
     /// del, list, flush. Needs root.
     Set(SetArgs),

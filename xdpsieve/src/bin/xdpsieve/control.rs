@@ -1,5 +1,6 @@
 //! The subcommands that act on a running firewall from another shell: `reload`, `stop`
-//! and `status`. Each is a call into the library.
+//! and `status` (with `--top N`, the busiest rules and sources). Each is a call into the
+//! library.
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -7,6 +8,7 @@ use xdpsieve::{
     base::text::escape,
     configure::flags,
     configure::privileges::{Verb, check},
+    observe::top,
 };
 
 #[derive(Args)]
@@ -65,6 +67,7 @@ be read is not the reload's concern at this point: the only running firewall is 
 reads the file and says why it refused it.";
 
 #[derive(Args)]
+#[command(after_help = STATUS_HELP)]
 pub(crate) struct StatusArgs {
     /// Only this interface [default: every running instance].
     #[arg(short = 'i', long = "interface", value_name = "IFACE", value_parser = flags::parse_interface_name)]
@@ -73,7 +76,26 @@ pub(crate) struct StatusArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+
+    /// Instead of the status, what `xdpsieve top` shows, measured over one second: drop
+    /// rates per rule, the N sources dropped or limited most (packets and bits per
+    /// second), the timed set entries (bans) with their time left, and the losses.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    top: Option<u16>,
+
+    /// Seconds between the two reads of --top (0.1-60).
+    #[arg(long, value_name = "SECS", default_value = "1", hide = true, requires = "top",
+          value_parser = flags::parse_top_interval)]
+    interval: f64,
 }
+
+const STATUS_HELP: &str = "\
+--top N reads the counters twice, one second apart, and prints rates: per rule, the packets it
+dropped (and, for a rule that only watches or limits, would have dropped or found over its
+limit), the N sources dropped most when the firewall's program counts per source, the set
+entries with a timeout, soonest to expire first, and the records lost. `xdpsieve top` shows
+the same on a full screen, refreshed every second. Per-source figures are not in the metrics:
+one series per address would grow without bound under a spoofed flood.";
 
 /// Asks the running firewall (or, with no recorder, the pinned state) to read its rules
 /// again; an error when the old rules stay.
@@ -102,8 +124,19 @@ pub(crate) fn stop(args: &StopArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prints the running instances' status, as text or JSON.
+/// Prints the running instances' status, or their top lists, as text or JSON.
 pub(crate) fn status(args: &StatusArgs) -> Result<()> {
+    if let Some(n) = args.top {
+        let n = usize::from(n);
+        let interval = std::time::Duration::from_secs_f64(args.interval);
+        let models = top::text::status_top(args.interface.as_deref(), n, interval)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&models)?);
+        } else {
+            print!("{}", top::text::render(&models, n));
+        }
+        return Ok(());
+    }
     let statuses = xdpsieve::observe::status::read_status(args.interface.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&statuses)?);

@@ -1,4 +1,4 @@
-//! The `xdpsieve` command: `run` (filter and capture), `reload`, `stop`, `status`,
+//! The `xdpsieve` command: `run` (filter and capture), `reload`, `stop`, `status`, `top`,
 //! `check-rules`, `check-config`, `set` (live set changes), and `demo`; and, for the
 //! package build, `generate` (manual pages and shell completions).
 //!
@@ -13,6 +13,7 @@
 //! - [`check_config`]: `check-config`, which checks a configuration file as `run --config`
 //!   does, and whose help is the file's key reference;
 //! - [`control`]: `reload`, `stop` and `status`, which act on a running firewall;
+//! - [`top`]: `top`, the full-screen view of one;
 //! - [`set`]: `set add|del|list|flush` into a live set change;
 //! - [`generate`]: `generate man|completions DIR`, for packaging (not in `--help`).
 
@@ -24,6 +25,7 @@ mod generate;
 mod rule_input;
 mod run;
 mod set;
+mod top;
 
 use std::process::ExitCode;
 
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Reload(args) => control::reload(&args),
         Command::Stop(args) => control::stop(&args),
         Command::Status(args) => control::status(&args),
+        Command::Top(args) => top::top(&args),
         Command::Set(args) => set::set(args),
         Command::Demo(args) => xdpsieve::sandbox::demo::run(&args.write, args.responses),
     };
