@@ -52,11 +52,11 @@ pub(crate) fn over(index: u32, w: &Walk, mut extra: Option<&mut RuleExtraCounter
         // Cannot happen (index < MAX_RULES): refuse rather than let through.
         return true;
     };
-    let cost = if params.bytes_per_second != 0 {
-        u64::from(w.frame_len) * 1_000_000_000 / params.bytes_per_second
-    } else {
-        params.packet_cost_ns
-    };
+    // A byte rate charges the frame's length; a packet rate (bytes_per_second 0) a
+    // fixed cost.
+    let cost = (u64::from(w.frame_len) * 1_000_000_000)
+        .checked_div(params.bytes_per_second)
+        .unwrap_or(params.packet_cost_ns);
     let now = w.now;
     let burst = params.burst_ns;
     let state = if params.per_rule != 0 {

@@ -233,6 +233,7 @@ unsafe extern "C" fn step(_index: u32, data: *mut c_void) -> i64 {
     w.next = next_rule(w).unwrap_or(NONE);
     // SAFETY: as above; the volatile read hides the value just written from the compiler.
     let w = unsafe { &mut *core::ptr::read_volatile(&walk) };
+    // SAFETY: reads this CPU's map value, as above.
     let index = unsafe { core::ptr::read_volatile(&w.next) };
     if index == NONE {
         w.decided = NONE;
