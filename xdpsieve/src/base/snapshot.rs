@@ -40,6 +40,15 @@ impl Snapshot {
         self.rule_extra.get(slot).copied().unwrap_or_default()
     }
 
+    /// [`Snapshot::rules_summed`] for what monitor and limit rules count.
+    pub fn rule_extra_summed(&self, indexes: std::ops::Range<usize>) -> RuleExtraCounters {
+        let mut total = RuleExtraCounters::default();
+        for index in indexes {
+            add(RULE_EXTRA, &mut total, &self.rule_extra(index + 1));
+        }
+        total
+    }
+
     /// The counters of kernel rules `indexes` (slots `indexes + 1`) summed: one written
     /// rule's, when a condition without a direction made it several kernel rules.
     pub fn rules_summed(&self, indexes: std::ops::Range<usize>) -> RuleCounters {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::configure::{
     loader::{AttachedMode, Transport},
-    rules::{Action, Rate, RuleSet},
+    rules::{Action, Rate, RuleSet, limit::Mode},
     sets::{SetSource, SetSpec},
 };
 
@@ -71,9 +71,34 @@ pub struct MetaRule {
     /// otherwise (and in descriptions of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written: Option<String>,
+    /// Monitor: the rule only marks what it would decide. Absent: enforce (and in
+    /// descriptions of older versions).
+    #[serde(default, skip_serializing_if = "is_enforce")]
+    pub mode: Mode,
+    /// A limit rule's budget as `check-rules` shows it (`rate 100/s burst 100 per src`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+}
+
+fn is_enforce(mode: &Mode) -> bool {
+    *mode == Mode::Enforce
 }
 
 impl MetaRule {
+    /// The action as written: `drop`, `pass` or `limit`, with ` (monitor)` for a rule in
+    /// monitor mode.
+    pub fn shown_action(&self) -> String {
+        let action = if self.limit.is_some() {
+            "limit".to_string()
+        } else {
+            self.action.to_string()
+        };
+        match self.mode {
+            Mode::Enforce => action,
+            Mode::Monitor => format!("{action} (monitor)"),
+        }
+    }
+
     /// The conditions to show for the written rule: as written.
     pub fn shown_conditions(&self) -> &str {
         self.written.as_deref().unwrap_or(&self.conditions)
@@ -137,6 +162,8 @@ pub fn rules_of(rules: &RuleSet, default_rate: Rate) -> Vec<MetaRule> {
                 .either
                 .any()
                 .then(|| r.written_conditions_with(&rules.sets)),
+            mode: r.mode,
+            limit: r.limit.map(|l| l.to_string()),
         })
         .collect()
 }

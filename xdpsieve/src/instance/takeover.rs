@@ -27,7 +27,9 @@ use aya::{
     Pod,
     maps::{Map, MapData, PerCpuArray, PerCpuValues},
 };
-use xdpsieve_common::{Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters};
+use xdpsieve_common::{
+    Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters, walk::RuleExtraCounters,
+};
 
 use crate::{
     base::counters::{self, Counter},
@@ -135,6 +137,9 @@ pub fn previous_rules(old: &Meta, hits: &[(u32, u64)]) -> Option<String> {
 /// The old firewall's counter maps and their values at the copy.
 pub struct Carried {
     old: [(&'static str, Map); 3],
+    /// The old program's `RULE_EXTRA` (monitor and limit rules), and its values at the
+    /// copy; absent from a firewall an older build loaded.
+    old_extra: Option<(Map, Vec<Vec<RuleExtraCounters>>)>,
     slots: SlotMap,
     before: Values,
     /// The old firewall's totals at the copy.
@@ -246,6 +251,23 @@ fn add_all(
     Ok(())
 }
 
+/// The per-rule counters of monitor and limit rules: carried by the same rule slots as
+/// `RULE_COUNTERS`, when both programs have the map.
+const EXTRA: &str = "RULE_EXTRA";
+
+fn add_extra(
+    firewall: &mut Firewall,
+    slots: &SlotMap,
+    plus: &[Vec<RuleExtraCounters>],
+    minus: Option<&[Vec<RuleExtraCounters>]>,
+) -> Result<()> {
+    let Some(map) = firewall.map_mut(EXTRA) else {
+        return Ok(());
+    };
+    add(map, counters::RULE_EXTRA, &slots.rules, plus, minus)
+        .with_context(|| format!("carrying {EXTRA} over"))
+}
+
 /// The old firewall's totals: its one slot of `COUNTERS`, summed over CPUs.
 fn totals(values: &Values) -> Counters {
     let mut total = Counters::default();
@@ -271,9 +293,18 @@ pub fn copy_before_swap(
     let old = [open(MAPS[0])?, open(MAPS[1])?, open(MAPS[2])?];
     let before = read_all(&old, &slots)?;
     add_all(firewall, &slots, &before, None)?;
+    let old_extra = match open(EXTRA) {
+        Ok((_, map)) => {
+            let values = read(&map, &slots.rules)?;
+            add_extra(firewall, &slots, &values, None)?;
+            Some((map, values))
+        }
+        Err(_) => None,
+    };
     let old_totals = totals(&before);
     Ok(Carried {
         old,
+        old_extra,
         slots,
         before,
         old_totals,
@@ -295,6 +326,10 @@ pub fn add_after_swap(firewall: &mut Firewall, carried: Carried) -> Result<After
     std::thread::sleep(Duration::from_millis(20));
     let after = read_all(&carried.old, &carried.slots)?;
     add_all(firewall, &carried.slots, &after, Some(&carried.before))?;
+    if let Some((map, before)) = &carried.old_extra {
+        let after = read(map, &carried.slots.rules)?;
+        add_extra(firewall, &carried.slots, &after, Some(before))?;
+    }
     let unmatched: Vec<(u32, u32)> = carried
         .slots
         .unmatched_rules
@@ -492,6 +527,8 @@ mod tests {
             log: false,
             rate: crate::configure::rules::Rate::UNLIMITED,
             written: None,
+            mode: crate::configure::rules::limit::Mode::Enforce,
+            limit: None,
         }
     }
 

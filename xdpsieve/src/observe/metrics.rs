@@ -18,11 +18,12 @@ use prometheus_client::{
 };
 
 pub use http::{Limits, MetricsServer, NICENESS};
-use xdpsieve_common::{InterfaceCounters, RuleCounters};
+use xdpsieve_common::{InterfaceCounters, RuleCounters, walk::RuleExtraCounters};
 
 use crate::{
     base::counters::{self, Counter},
     base::snapshot::Snapshot,
+    configure::rules::limit::Mode,
     instance::description::{self, Meta, MetaRule},
     instance::pins,
     observe::writer_state,
@@ -99,7 +100,7 @@ fn rule_labels(meta: &Meta, rule: Option<&MetaRule>) -> Labels {
         Some(r) => [
             ("rule_id", r.id.to_string()),
             ("rule", r.name.clone()),
-            ("action", r.action.to_string()),
+            ("action", r.shown_action()),
         ],
         None => [
             ("rule_id", "0".into()),
@@ -150,6 +151,22 @@ impl Collector for FirewallCollector {
             .map(|(labels, c)| (labels.clone(), c))
             .collect();
         encode_catalogue(e, counters::RULE, &rules)?;
+        // Only monitor and limit rules count these: no series of zeros for the others.
+        let extra: Vec<(Labels, RuleExtraCounters)> = description::written_rules(&meta.rules)
+            .into_iter()
+            .filter(|(rule, _)| rule.mode == Mode::Monitor || rule.limit.is_some())
+            .map(|(rule, indexes)| {
+                (
+                    rule_labels(&meta, Some(rule)),
+                    snap.rule_extra_summed(indexes),
+                )
+            })
+            .collect();
+        if !extra.is_empty() {
+            let rows: Vec<(Labels, &RuleExtraCounters)> =
+                extra.iter().map(|(l, c)| (l.clone(), c)).collect();
+            encode_catalogue(e, counters::RULE_EXTRA, &rows)?;
+        }
         let interfaces: Vec<(Labels, &InterfaceCounters)> = snap
             .interfaces
             .iter()

@@ -16,13 +16,14 @@ use std::{
 
 use anyhow::{Result, bail};
 use serde::Serialize;
-use xdpsieve_common::{Counters, RuleCounters};
+use xdpsieve_common::{Counters, RuleCounters, walk::RuleExtraCounters};
 
 use crate::{
     base::counters::{self, WriterStats},
     base::snapshot::Snapshot,
     base::text::escape,
     configure::flags,
+    configure::rules::{Action, limit::Mode},
     instance::description::{self, Meta},
     instance::pins::{self, meta_path, pin_dir},
 };
@@ -99,6 +100,10 @@ pub struct StatusCounters {
     pub rule_suppressed: Vec<(u32, u64)>,
     /// Packets per rule id whose records sampling left out (not loss).
     pub rule_sampled_out: Vec<(u32, u64)>,
+    /// Per rule id: packets a monitor rule marked (it would have decided them), and
+    /// packets over a limit rule's budget.
+    pub rule_would_decide: Vec<(u32, u64)>,
+    pub rule_over_limit: Vec<(u32, u64)>,
     /// Packets per interface of this instance.
     pub interface_packets: Vec<(String, u64)>,
 }
@@ -239,6 +244,13 @@ fn status_counters(snap: &Snapshot, meta: &Meta, writer: Option<WriterStats>) ->
         )
         .collect();
     let column = |f: fn(&RuleCounters) -> u64| per_rule.iter().map(|(id, c)| (*id, f(c))).collect();
+    let extra: Vec<(u32, RuleExtraCounters)> = description::written_rules(&meta.rules)
+        .into_iter()
+        .map(|(rule, indexes)| (rule.id, snap.rule_extra_summed(indexes)))
+        .collect();
+    let extra_column = |f: fn(&RuleExtraCounters) -> u64| -> Vec<(u32, u64)> {
+        extra.iter().map(|(id, c)| (*id, f(c))).collect()
+    };
     let mut totals: BTreeMap<&'static str, u64> =
         counters::entries(counters::KERNEL, &snap.counters)
             .into_iter()
@@ -253,6 +265,8 @@ fn status_counters(snap: &Snapshot, meta: &Meta, writer: Option<WriterStats>) ->
         rule_hits: column(|c| c.hits),
         rule_suppressed: column(|c| c.suppressed),
         rule_sampled_out: column(|c| c.sampled_out),
+        rule_would_decide: extra_column(|c| c.would_hit),
+        rule_over_limit: extra_column(|c| c.over_limit),
         interface_packets: snap
             .interfaces
             .iter()
@@ -347,16 +361,32 @@ pub fn render(statuses: &[Status]) -> String {
         for ((rule, _), (id, hits)) in written.iter().zip(c.rule_hits.iter().skip(1)) {
             let of =
                 |per_rule: &[(u32, u64)]| per_rule.iter().find(|(i, _)| i == id).map_or(0, |p| p.1);
-            let sampled = match of(&c.rule_sampled_out) {
+            let mut sampled = match of(&c.rule_sampled_out) {
                 0 => String::new(),
                 n => format!(" {n} sampled out"),
             };
+            if rule.mode == Mode::Monitor {
+                let would = if rule.action == Action::Pass {
+                    "pass"
+                } else {
+                    "drop"
+                };
+                let _ = write!(sampled, " {} would {would}", of(&c.rule_would_decide));
+            }
+            if let Some(limit) = &rule.limit {
+                let _ = write!(
+                    sampled,
+                    " {} over limit [{}]",
+                    of(&c.rule_over_limit),
+                    escape(limit)
+                );
+            }
             let _ = writeln!(
                 out,
                 "  rule {:>4} {:<24} {:<4} {:>12} hits {:>8} suppressed{sampled}  ({})",
                 rule.id,
                 escape(&rule.name),
-                rule.action,
+                rule.shown_action(),
                 hits,
                 of(&c.rule_suppressed),
                 escape(rule.shown_conditions())

@@ -295,6 +295,92 @@ pub fn parse_per(text: &str, rule_family: Option<u8>) -> Result<Per, String> {
     Ok(Per::Source { v4, v6 })
 }
 
+/// What a command-line expression may say after its conditions: `monitor`, and for a
+/// drop rule `limit RATE [burst N] [per KEY] [max-tracked N]` (in either order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trailing {
+    pub mode: Mode,
+    pub limit: Option<LimitSpec>,
+}
+
+/// Splits `expr` into its conditions and what follows them (the words from the first
+/// `monitor` or `limit` on, which no condition uses), read into a [`Trailing`].
+/// `rule_family` is the family the conditions imply, for `per`.
+pub fn split_trailing(
+    expr: &str,
+    rule_family: impl Fn(&str) -> Option<u8>,
+) -> Result<(&str, Trailing), String> {
+    let start = expr
+        .match_indices(|c: char| c.is_whitespace())
+        .map(|(i, _)| i)
+        .chain(std::iter::once(0))
+        .filter_map(|i| {
+            let rest = expr[i..].trim_start();
+            ["monitor", "limit"]
+                .iter()
+                .any(|w| rest == *w || rest.starts_with(&format!("{w} ")))
+                .then_some(expr.len() - rest.len())
+        })
+        .min();
+    let Some(start) = start else {
+        return Ok((expr, Trailing::default()));
+    };
+    let conditions = &expr[..start];
+    let family = rule_family(conditions);
+    let mut trailing = Trailing::default();
+    let mut words = expr[start..].split_whitespace().peekable();
+    let mut rate = None;
+    let (mut burst, mut per, mut max_tracked) = (None, None, None);
+    let value = |words: &mut std::iter::Peekable<std::str::SplitWhitespace<'_>>, key: &str| {
+        words
+            .next()
+            .ok_or_else(|| format!("`{key}` needs a value"))
+            .map(str::to_string)
+    };
+    while let Some(word) = words.next() {
+        match word {
+            "monitor" => trailing.mode = Mode::Monitor,
+            "limit" => rate = Some(parse_rate(&value(&mut words, "limit")?)?),
+            "burst" if rate.is_some() => {
+                let text = value(&mut words, "burst")?;
+                burst = Some(
+                    text.parse::<u64>()
+                        .ok()
+                        .filter(|&n| n >= 1)
+                        .ok_or_else(|| format!("`burst {text}`: a whole number >= 1"))?,
+                );
+            }
+            "per" if rate.is_some() => per = Some(parse_per(&value(&mut words, "per")?, family)?),
+            "max-tracked" if rate.is_some() => {
+                let text = value(&mut words, "max-tracked")?;
+                max_tracked = Some(
+                    text.parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=MAX_TRACKED).contains(n))
+                        .ok_or_else(|| {
+                            format!("`max-tracked {text}`: a whole number from 1 to {MAX_TRACKED}")
+                        })?,
+                );
+            }
+            other => {
+                return Err(format!(
+                    "`{other}` after the conditions: expected `monitor`, or `limit RATE` with \
+                     `burst N`, `per src|src/24|src/64|rule`, `max-tracked N`"
+                ));
+            }
+        }
+    }
+    if let Some(rate) = rate {
+        trailing.limit = Some(LimitSpec {
+            rate,
+            burst: burst.unwrap_or_else(|| LimitSpec::default_burst(rate)),
+            per: per.unwrap_or(Per::Source { v4: 32, v6: 128 }),
+            max_tracked: max_tracked.unwrap_or(DEFAULT_MAX_TRACKED),
+        });
+    }
+    Ok((conditions, trailing))
+}
+
 /// The `Rule::kind` bits of a rule with this mode and limit.
 pub fn kind(mode: Mode, limit: Option<&LimitSpec>) -> u8 {
     let mut kind = 0;
@@ -357,6 +443,38 @@ mod tests {
         assert_eq!(parse_per("rule", None), Ok(Per::Rule));
         for bad in ["dst", "src/", "src/0", "src/129", "source"] {
             assert!(parse_per(bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn trailing_words_make_monitor_and_limit_rules() {
+        let none = |_: &str| None;
+        let (cond, t) = split_trailing("udp dst port 53 monitor", none).unwrap();
+        assert_eq!(
+            (cond.trim(), t.mode, t.limit),
+            ("udp dst port 53", Mode::Monitor, None)
+        );
+        let (cond, t) =
+            split_trailing("udp dst port 53 limit 100/s burst 20 per src/24", none).unwrap();
+        assert_eq!(cond.trim(), "udp dst port 53");
+        let limit = t.limit.unwrap();
+        assert_eq!(
+            (limit.burst, limit.per),
+            (20, Per::Source { v4: 24, v6: 128 })
+        );
+        let (_, t) = split_trailing("limit 5/s monitor", none).unwrap();
+        assert_eq!((t.mode, t.limit.unwrap().burst), (Mode::Monitor, 5));
+        assert_eq!(
+            split_trailing("udp port 53", none).unwrap().1,
+            Trailing::default()
+        );
+        for bad in [
+            "udp monitor x",
+            "udp limit",
+            "udp limit 1/s burst 0",
+            "udp limit 0/s",
+        ] {
+            assert!(split_trailing(bad, none).is_err(), "{bad}");
         }
     }
 

@@ -370,7 +370,25 @@ impl RuleSet {
             expr: escape(expr).into_owned(),
             message: escape(&message).into_owned(),
         };
-        let kernel_rules = parse_expression_with_sets(action, expr, &self.sets).map_err(error)?;
+        let family_of = |conditions: &str| {
+            parse_expression_with_sets(action, conditions, &self.sets)
+                .ok()
+                .and_then(|rules| rules.first().and_then(RuleSpec::address_family))
+        };
+        let (conditions, trailing) = limit::split_trailing(expr, family_of).map_err(error)?;
+        if trailing.limit.is_some() && action != Action::Drop {
+            return Err(error(
+                "`limit` makes a drop rule (it drops what is over the budget): give it with \
+                 --drop"
+                    .into(),
+            ));
+        }
+        let mut kernel_rules =
+            parse_expression_with_sets(action, conditions, &self.sets).map_err(error)?;
+        for rule in &mut kernel_rules {
+            rule.mode = trailing.mode;
+            rule.limit = trailing.limit;
+        }
         let highest = self.rules.iter().map(|r| r.id).max().unwrap_or(0);
         let used: std::collections::HashSet<u32> = self.rules.iter().map(|r| r.id).collect();
         let id = next_id_after(highest, |id| used.contains(&id))
@@ -477,18 +495,47 @@ impl RuleSet {
             self.default_action
         );
         for (rule, _) in &written {
+            let mut extra = String::new();
+            if let Some(limit) = &rule.limit {
+                let _ = write!(extra, "  limit {limit}");
+            }
+            if rule.mode == limit::Mode::Monitor {
+                extra.push_str("  (monitor: marks, drops nothing)");
+            }
             let _ = writeln!(
                 out,
-                "  {:>4}  {:<24} {:<4}  {}{}",
+                "  {:>4}  {:<24} {:<4}  {}{}{extra}",
                 rule.id,
                 escape(&rule.name),
-                rule.action,
+                rule.action_name(),
                 rule.written_conditions_with(&self.sets),
                 rule.recording_options()
             );
         }
+        out.push_str(&self.describe_limits());
         out.push_str(&self.describe_sets());
         out
+    }
+
+    /// The kernel memory the limit rules' tracked keys take (empty without limit rules):
+    /// the table is allocated whole when the program loads.
+    pub fn describe_limits(&self) -> String {
+        let tracked: u64 = self
+            .rules
+            .iter()
+            .filter_map(|r| r.limit.as_ref())
+            .map(|l| u64::from(l.tracked()))
+            .sum();
+        if tracked == 0 {
+            return String::new();
+        }
+        let bytes = tracked * limit::BYTES_PER_TRACKED_KEY;
+        format!(
+            "limits: {tracked} keys tracked at most (max_tracked, summed), about {} of kernel \
+             memory ({} bytes per key), allocated at load\n",
+            crate::configure::sets::human_bytes(bytes),
+            limit::BYTES_PER_TRACKED_KEY
+        )
     }
 
     /// The sets as `check-rules` lists them: each with its source, prefix counts per family

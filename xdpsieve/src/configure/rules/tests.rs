@@ -555,3 +555,31 @@ fn limit_and_monitor_rules_read_from_toml() {
         .to_string();
     assert!(e.contains("at most 32"), "{e}");
 }
+
+#[test]
+fn expressions_take_monitor_and_limit_after_their_conditions() {
+    use super::limit::{Mode, Per};
+    let mut set = RuleSet::default();
+    set.push_expression(Action::Drop, "tcp dst port 22 monitor")
+        .expect("monitor");
+    set.push_expression(
+        Action::Drop,
+        "udp port 53 limit 1000/s burst 2000 per src/24",
+    )
+    .expect("limit");
+    assert_eq!(set.rules[0].mode, Mode::Monitor);
+    // `port` without a direction: two kernel rules, each with the limit.
+    assert_eq!(set.rules.len(), 3);
+    for rule in &set.rules[1..] {
+        let limit = rule.limit.expect("a limit");
+        assert_eq!(
+            (limit.burst, limit.per),
+            (2000, Per::Source { v4: 24, v6: 128 })
+        );
+    }
+    let e = set
+        .push_expression(Action::Pass, "udp limit 5/s")
+        .expect_err("a pass limit")
+        .to_string();
+    assert!(e.contains("--drop"), "{e}");
+}

@@ -25,7 +25,7 @@ use xdpsieve_common::sets::ENTRY_FREE;
 use crate::{
     base::counters::{self, WriterStats},
     base::snapshot::Snapshot,
-    configure::rules::Action,
+    configure::rules::{Action, limit::Mode},
     configure::sets::kernel::entry_prefix,
     instance::description::Meta,
     instance::sets::{Generation, boottime_ns, edit::is_file_entry, text::show},
@@ -186,12 +186,18 @@ pub fn rules_of(meta: &Meta, snapshot: &Snapshot) -> Vec<RuleSample> {
         drops: meta.default_action == Action::Drop,
         ..RuleSample::default()
     };
-    let rules = meta.rules.iter().map(|r| RuleSample {
-        id: r.id,
-        name: r.name.clone(),
-        action: r.action.to_string(),
-        drops: r.action == Action::Drop,
-        ..RuleSample::default()
+    let rules = meta.rules.iter().enumerate().map(|(index, r)| {
+        let extra = snapshot.rule_extra(index + 1);
+        RuleSample {
+            id: r.id,
+            name: r.name.clone(),
+            action: r.shown_action(),
+            // A limit rule's hits are the packets it dropped, over its budget.
+            drops: r.action == Action::Drop,
+            would_drop: (r.mode == Mode::Monitor).then_some(extra.would_hit),
+            over_limit: r.limit.is_some().then_some(extra.over_limit),
+            ..RuleSample::default()
+        }
     });
     std::iter::once(default)
         .chain(rules)
