@@ -7,6 +7,7 @@
 //!   several interfaces, interface statistics;
 //! - `cli`: rule files and flags, operator mistakes, `check-rules`, `--help`, privileges;
 //! - `directions`: a rule without a direction (`udp port 5353`) at the socket, both ways;
+//! - `limits`: limit rules (per source, per prefix) and a monitor rule's twin, at the socket;
 //! - `lifecycle`: SIGKILL leaving the firewall in force, skb fallback, the demo;
 //! - `memory`: the kernel memory of the rings, `--ring-size` only where records are sent;
 //! - `events`: the event log and its rate limit;
@@ -22,6 +23,7 @@ mod cli;
 mod directions;
 mod events;
 mod lifecycle;
+mod limits;
 mod memory;
 mod status;
 mod top;
