@@ -23,6 +23,7 @@
 //!   live-set benchmark in xtask);
 //! - [`prefix_gen`]: deterministic address sets shaped like a routing table, and their
 //!   membership model (`set_cost`);
+//! - [`replay`]: frames sent raw from the peer's interface (crafted or spoofed);
 //! - [`bpf`]: the `bpf(2)` calls the benches make directly (`prog_cost`, `set_cost`).
 //!
 //! The namespaces themselves are the `xdpsieve-netns` crate, which the demo uses too.
@@ -34,6 +35,7 @@ pub mod frame;
 pub mod fwnet;
 pub mod gate;
 pub mod prefix_gen;
+pub mod replay;
 pub mod rng;
 pub mod summary;
 pub mod tempdir;

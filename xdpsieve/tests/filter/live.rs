@@ -17,9 +17,7 @@
 
 use std::{
     collections::BTreeMap,
-    ffi::CString,
     io::{BufRead as _, BufReader, Read as _},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::Path,
     process::{ChildStderr, Command, Stdio},
     time::{Duration, Instant},
@@ -116,57 +114,10 @@ fn start_xdpsieve(net: &VethPair, expression: &str, file: &Path) -> Running {
     }
 }
 
-/// Sends each frame as it is (tags included) out of the peer's interface.
+/// Sends each frame as it is (tags included) out of the peer's interface, paced so the
+/// veth's backlog never overflows.
 fn replay(net: &VethPair, frames: &[(&str, Vec<u8>)]) {
-    net.peer
-        .run(|| -> std::io::Result<()> {
-            // Protocol 0: a send-only packet socket.
-            // SAFETY: plain syscall.
-            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: a new descriptor nothing else owns.
-            let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-            let name = CString::new(VethPair::PEER_IF).expect("no NUL");
-            // SAFETY: a NUL-terminated name.
-            let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-            if ifindex == 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: all-zero is a valid sockaddr_ll.
-            let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_ifindex = ifindex as i32;
-            // SAFETY: a sockaddr_ll of the size given.
-            let bound = unsafe {
-                libc::bind(
-                    sock.as_raw_fd(),
-                    (&raw const addr).cast(),
-                    size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            if bound != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            for (name, frame) in frames {
-                // SAFETY: a buffer of the length given.
-                let sent =
-                    unsafe { libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-                if sent != frame.len() as isize {
-                    return Err(std::io::Error::other(format!(
-                        "sending `{name}` ({} bytes): {}",
-                        frame.len(),
-                        std::io::Error::last_os_error()
-                    )));
-                }
-                // Paced: the veth's backlog never overflows.
-                std::thread::sleep(Duration::from_micros(300));
-            }
-            Ok(())
-        })
-        .expect("entering the peer namespace")
-        .expect("replaying the frames");
+    xdpsieve_testkit::replay::replay(net, frames, 1, Duration::from_micros(300));
 }
 
 /// The packets of a pcap file, each as a count by its bytes.
