@@ -72,7 +72,7 @@ fn receive(net: &VethPair, port: u16, done: &AtomicBool) -> Vec<u32> {
             while quiet_after_done < 4 {
                 match socket.recv(&mut buf) {
                     Ok(n) if n >= 4 => {
-                        got.push(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]))
+                        got.push(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
                     }
                     Ok(_) => {}
                     Err(_) if done.load(Ordering::Relaxed) => quiet_after_done += 1,
