@@ -38,7 +38,9 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
   id = 10                     # optional; unique, nonzero; assigned in order when absent
   name = "block-dns"          # optional; shown in captures and counters (visible
                               # characters only, at most 128)
-  action = "drop"             # required: "drop" or "pass"
+  action = "drop"             # required: "drop", "pass" or "limit" (below)
+  mode = "monitor"            # optional: mark what it would do, drop nothing; evaluation
+                              # goes on ["enforce"]
   protocol = "udp"            # tcp, udp, icmp, icmp6, or a number
   family = "ipv4"             # optional: ipv4 or ipv6 (implied by addresses)
   src = "198.51.100.0/24"     # address or CIDR, IPv4 or IPv6, or a set: "@blocklist"
@@ -54,7 +56,21 @@ const FILE_HELP: &str = r#"Rule file format (TOML):
   sample = 100                # record 1 in N of this rule's packets (before log_rate);
                               # 1 = all [default: run --sample]
   snaplen = 96                # bytes captured of this rule's packets, 1-16384
-                              # [default: run -s]"#;
+                              # [default: run -s]
+
+  [[rule]]                    # a limit: drops only what is over a budget; the rest goes
+  action = "limit"            # on to the next rules
+  protocol = "udp"
+  dst_port = 53
+  rate = "1000/s"             # required: packets N/s, N/m, N/h, or bytes "10MB/s"
+  burst = 2000                # what may pass at once [default: one unit of the rate]
+  per = "src"                 # key: "src", "src/24", "src/64", "src/24,src/64", or
+                              # "rule" (one bucket: spoofed floods) ["src"]
+  max_tracked = 65536         # keys tracked at once, least recently seen forgotten first;
+                              # about 120 bytes of kernel memory each [65536]
+
+Command-line rules take the same after their conditions: --drop 'udp dst port 53 limit
+1000/s burst 2000 per src max-tracked 65536', --drop 'tcp dst port 22 monitor'."#;
 
 /// Loads the rules as `run` would and prints them as the firewall will evaluate them.
 pub(crate) fn check_rules(args: &CheckArgs, matches: &ArgMatches) -> Result<()> {
