@@ -728,5 +728,12 @@ mod pod {
         SetMeta,
         FilterInsn,
     );
-    pod!(RuleExtraCounters, LimitParams, LimitKey, LimitState);
+    pod!(
+        RuleExtraCounters,
+        LimitParams,
+        LimitKey,
+        LimitState,
+        SourceKey,
+        SourceStats
+    );
 }

@@ -27,6 +27,43 @@ pub mod rule_kind {
 pub mod features {
     /// Some rule continues (see [`rule_kind`]): the program walks on past it.
     pub const CONTINUE: u32 = 1 << 0;
+    /// Count dropped, would-drop and over-limit packets per source in `TOP_SOURCES`
+    /// (see [`SourceStats`](super::SourceStats)).
+    pub const TOP_SOURCES: u32 = 1 << 1;
+}
+
+/// Sources `TOP_SOURCES` tracks at once (an LRU per-CPU hash: the least recently seen go
+/// first). About 100 bytes plus 48 per CPU each.
+pub const TOP_SOURCES_ENTRIES: u32 = 4096;
+
+/// A source not yet tracked is added with a chance of 1 in this many per packet (*sample
+/// and hold*): a source sending many packets is held within a few dozen and then counted
+/// exactly, while a flood of spoofed one-packet sources rarely takes the program to the
+/// table's insert path (the costly one) or churns the heavy hitters out.
+pub const TOP_SOURCES_HOLD_ONE_IN: u32 = 16;
+
+/// Key of `TOP_SOURCES`: a source address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKey {
+    /// One of [`family`](super::family).
+    pub family: u8,
+    pub _pad: [u8; 3],
+    /// Four words in network byte order; IPv4 in the first.
+    pub addr: [u32; 4],
+}
+
+/// What one source sent that the rules dropped, would have dropped (monitor) or found
+/// over a limit, counted from the packet that got it held (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    pub dropped: u64,
+    pub dropped_bytes: u64,
+    pub would: u64,
+    pub would_bytes: u64,
+    pub limited: u64,
+    pub limited_bytes: u64,
 }
 
 /// Most continuing rules (monitor or limit) in one rule set: the walk past a continuing
@@ -132,6 +169,8 @@ const _: () = {
     assert!(size_of::<LimitParams>() == 64);
     assert!(size_of::<LimitKey>() == 24);
     assert!(size_of::<LimitState>() == 32);
+    assert!(size_of::<SourceKey>() == 20);
+    assert!(size_of::<SourceStats>() == 48);
 };
 
 #[cfg(test)]

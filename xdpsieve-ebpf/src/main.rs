@@ -40,6 +40,8 @@ mod sampling;
 #[cfg(target_arch = "bpf")]
 mod sets;
 #[cfg(target_arch = "bpf")]
+mod top_sources;
+#[cfg(target_arch = "bpf")]
 mod walk;
 
 #[cfg(target_arch = "bpf")]
@@ -57,6 +59,7 @@ mod program {
         family, reader,
         sets::{MAX_SETS, MMAPABLE},
         verdict,
+        walk::features as walk_features,
     };
 
     use crate::{
@@ -70,7 +73,7 @@ mod program {
             Record, capture_packet, rate_allows, reader_gone, record_flags, send_event,
             streams_read,
         },
-        rules, sampling,
+        rules, sampling, top_sources,
     };
 
     /// Set by userspace before load (read-only data: the verifier treats it as constants).
@@ -273,6 +276,13 @@ mod program {
         if let Some(rc) = rule_counters.as_deref_mut() {
             rc.hits += 1;
             rc.bytes += frame_bytes;
+        }
+        // Who is dropped (for `top`): read-only data, pruned when switched off.
+        if cfg.features & walk_features::TOP_SOURCES != 0
+            && (dropped || outcome.marks != 0)
+            && pkt.family != family::NONE
+        {
+            top_sources::count(pkt, frame_len as u32, dropped, outcome.marks);
         }
 
         // A packet a monitor rule marked is also wanted as that rule would have decided it.

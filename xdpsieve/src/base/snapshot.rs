@@ -8,10 +8,11 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use aya::{
     Pod,
-    maps::{Map, MapData, MapError, PerCpuArray},
+    maps::{Map, MapData, MapError, PerCpuArray, PerCpuHashMap},
 };
 use xdpsieve_common::{
-    Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters, walk::RuleExtraCounters,
+    Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters,
+    walk::{RuleExtraCounters, SourceKey, SourceStats},
 };
 
 use crate::base::counters::{Counter, INTERFACE, KERNEL, RULE, RULE_EXTRA, add};
@@ -144,6 +145,29 @@ pub fn read_pinned(dir: &Path, rule_count: usize, interface_names: &[String]) ->
     };
     read_snapshot(&maps, rule_count, interface_names, 0)
         .with_context(|| format!("reading the counters pinned under {}", dir.display()))
+}
+
+/// Each source `TOP_SOURCES` holds (pinned in `dir`), its counts summed over CPUs; `None`
+/// when there is no such map (a firewall an older build loaded).
+pub fn read_top_sources(dir: &Path) -> Option<Vec<(SourceKey, SourceStats)>> {
+    let data = MapData::from_pin(dir.join("TOP_SOURCES")).ok()?;
+    let map = Map::from_map_data(data).ok()?;
+    let hash: PerCpuHashMap<_, SourceKey, SourceStats> = PerCpuHashMap::try_from(&map).ok()?;
+    let mut sources = Vec::new();
+    // An entry evicted between reading its key and its values is skipped.
+    for (key, values) in hash.iter().flatten() {
+        let mut total = SourceStats::default();
+        for v in values.iter() {
+            total.dropped += v.dropped;
+            total.dropped_bytes += v.dropped_bytes;
+            total.would += v.would;
+            total.would_bytes += v.would_bytes;
+            total.limited += v.limited;
+            total.limited_bytes += v.limited_bytes;
+        }
+        sources.push((key, total));
+    }
+    Some(sources)
 }
 
 /// Interface counters per slot, summed over CPUs (for the capture's closing blocks).

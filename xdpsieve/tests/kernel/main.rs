@@ -29,6 +29,7 @@
 //! - `directions.rs`: rules written without a direction (`udp port 53`), both ways, one id.
 //! - `walk.rs`: monitor rules against their enforcing twins on every frame of the table;
 //!   limit rules' bursts, keys, byte rates, and one bucket charged by two CPUs at once.
+//! - `top_sources.rs`: who is dropped, per source, as `top` reads it.
 //! - `support.rs`: what they all use: addresses, loading and running the program, counters,
 //!   draining the capture ring, the per-frame step record.
 
@@ -42,6 +43,7 @@ mod malformed;
 mod parsing;
 mod rules;
 mod support;
+mod top_sources;
 mod unclassifiable;
 mod verdicts;
 mod walk;

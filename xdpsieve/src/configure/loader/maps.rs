@@ -12,11 +12,12 @@ use crate::{
 };
 
 /// The maps `status` and a takeover need, pinned under these names.
-pub const PINNED_MAPS: [&str; 4] = [
+pub const PINNED_MAPS: [&str; 5] = [
     "COUNTERS",
     "RULE_COUNTERS",
     "INTERFACE_COUNTERS",
     "RULE_EXTRA",
+    "TOP_SOURCES",
 ];
 /// The set maps, pinned so `xdpsieve set` finds them: the program's own map list names
 /// only the maps its code reads, not the entry table and bookkeeping it never touches.

@@ -154,11 +154,12 @@ impl Settings {
             log_filter: 0,
             filter_translated: 0,
             // Read-only data: without a continuing rule the verifier removes the walk.
-            features: if self.rules.has_continuing() {
-                features::CONTINUE
-            } else {
-                0
-            },
+            features: features::TOP_SOURCES
+                | if self.rules.has_continuing() {
+                    features::CONTINUE
+                } else {
+                    0
+                },
             _pad: 0,
         }
     }

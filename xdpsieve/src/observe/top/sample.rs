@@ -20,14 +20,19 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use xdpsieve_common::sets::ENTRY_FREE;
+use xdpsieve_common::{
+    family,
+    sets::ENTRY_FREE,
+    walk::{SourceKey, SourceStats},
+};
 
 use crate::{
     base::counters::{self, WriterStats},
-    base::snapshot::Snapshot,
+    base::snapshot::{self, Snapshot},
     configure::rules::{Action, limit::Mode},
     configure::sets::kernel::entry_prefix,
     instance::description::Meta,
+    instance::pins,
     instance::sets::{Generation, boottime_ns, edit::is_file_entry, text::show},
     observe::status::{Pinned, read_pinned},
 };
@@ -150,11 +155,18 @@ pub fn read(iface: &str) -> Result<Option<TopSample>> {
             .map(|g| timed_entries(&g, &pinned.meta))
             .unwrap_or_default()
     };
-    Ok(Some(assemble(&pinned, snapshot, at_ns, timed)))
+    let sources = snapshot::read_top_sources(&pins::pin_dir(iface));
+    Ok(Some(assemble(&pinned, snapshot, at_ns, timed, sources)))
 }
 
 /// A sample from what was read.
-fn assemble(pinned: &Pinned, snapshot: &Snapshot, at_ns: u64, timed: Vec<TimedEntry>) -> TopSample {
+fn assemble(
+    pinned: &Pinned,
+    snapshot: &Snapshot,
+    at_ns: u64,
+    timed: Vec<TimedEntry>,
+    sources: Option<Vec<(SourceKey, SourceStats)>>,
+) -> TopSample {
     let c = &snapshot.counters;
     TopSample {
         interface: pinned.interface.clone(),
@@ -171,9 +183,34 @@ fn assemble(pinned: &Pinned, snapshot: &Snapshot, at_ns: u64, timed: Vec<TimedEn
         },
         rules: rules_of(&pinned.meta, snapshot),
         losses: losses_of(snapshot, pinned.writer.as_ref()),
-        sources_tracked: false,
-        sources: Vec::new(),
+        sources_tracked: sources.is_some(),
+        sources: sources
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, s)| SourceSample {
+                addr: source_addr(&key),
+                dropped: s.dropped,
+                dropped_bytes: s.dropped_bytes,
+                would: s.would,
+                would_bytes: s.would_bytes,
+                limited: s.limited,
+                limited_bytes: s.limited_bytes,
+            })
+            .collect(),
         timed,
+    }
+}
+
+/// The address of a `TOP_SOURCES` key.
+fn source_addr(key: &SourceKey) -> IpAddr {
+    if key.family == family::IPV6 {
+        let mut octets = [0u8; 16];
+        for (chunk, word) in octets.chunks_mut(4).zip(key.addr) {
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        IpAddr::from(octets)
+    } else {
+        IpAddr::from(key.addr[0].to_ne_bytes())
     }
 }
 
