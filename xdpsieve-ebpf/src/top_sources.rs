@@ -32,7 +32,7 @@ pub(crate) fn count(pkt: &Packet, frame_len: u32, dropped: bool, marks: u8) {
         addr: pkt.src,
     };
     let bytes = u64::from(frame_len);
-    let stats = match TOP_SOURCES.get_ptr_mut(&key) {
+    let stats = match TOP_SOURCES.get_ptr_mut(key) {
         Some(stats) => stats,
         None => {
             // SAFETY: helper without arguments.
@@ -40,12 +40,12 @@ pub(crate) fn count(pkt: &Packet, frame_len: u32, dropped: bool, marks: u8) {
                 return;
             }
             if TOP_SOURCES
-                .insert(&key, &SourceStats::default(), 0)
+                .insert(key, SourceStats::default(), 0)
                 .is_err()
             {
                 return;
             }
-            match TOP_SOURCES.get_ptr_mut(&key) {
+            match TOP_SOURCES.get_ptr_mut(key) {
                 Some(stats) => stats,
                 None => return,
             }
