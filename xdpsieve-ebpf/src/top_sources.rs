@@ -39,10 +39,7 @@ pub(crate) fn count(pkt: &Packet, frame_len: u32, dropped: bool, marks: u8) {
             if unsafe { bpf_get_prandom_u32() } % TOP_SOURCES_HOLD_ONE_IN != 0 {
                 return;
             }
-            if TOP_SOURCES
-                .insert(key, SourceStats::default(), 0)
-                .is_err()
-            {
+            if TOP_SOURCES.insert(key, SourceStats::default(), 0).is_err() {
                 return;
             }
             match TOP_SOURCES.get_ptr_mut(key) {

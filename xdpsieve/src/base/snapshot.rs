@@ -8,11 +8,11 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use aya::{
     Pod,
-    maps::{Map, MapData, MapError, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap},
 };
 use xdpsieve_common::{
     Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters,
-    walk::{RuleExtraCounters, SourceKey, SourceStats},
+    walk::{LimitKey, LimitState, RuleExtraCounters, SourceKey, SourceStats},
 };
 
 use crate::base::counters::{Counter, INTERFACE, KERNEL, RULE, RULE_EXTRA, add};
@@ -26,6 +26,9 @@ pub struct Snapshot {
     /// What monitor and limit rules counted, by the same slots (empty when the firewall's
     /// program has no such map: one loaded by an older build).
     pub rule_extra: Vec<RuleExtraCounters>,
+    /// Keys each limit rule tracks now, by the same slots (empty without the map). With
+    /// `RuleExtraCounters::new_keys`, how many it forgot to make room.
+    pub limit_keys: Vec<u64>,
     /// Interface name and its counters.
     pub interfaces: Vec<(String, InterfaceCounters)>,
     /// Samples the perf buffers reported lost (perf transport only).
@@ -35,6 +38,13 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn rule(&self, slot: usize) -> RuleCounters {
         self.rules.get(slot).copied().unwrap_or_default()
+    }
+
+    /// The keys the limit rules of kernel rules `indexes` track now, summed.
+    pub fn limit_keys_summed(&self, indexes: std::ops::Range<usize>) -> u64 {
+        indexes
+            .map(|i| self.limit_keys.get(i + 1).copied().unwrap_or(0))
+            .sum()
     }
 
     pub fn rule_extra(&self, slot: usize) -> RuleExtraCounters {
@@ -85,6 +95,7 @@ pub struct CounterMaps<'a> {
     pub rules: &'a Map,
     pub interfaces: &'a Map,
     pub rule_extra: Option<&'a Map>,
+    pub limit_state: Option<&'a Map>,
 }
 
 /// Every counter now: the one reader of the counter maps. `rule_count` rules (plus the
@@ -103,6 +114,10 @@ pub fn read_snapshot(
         Some(map) => sum_per_cpu(map, rule_count + 1, RULE_EXTRA)?,
         None => Vec::new(),
     };
+    let limit_keys = match maps.limit_state {
+        Some(map) => keys_per_rule(map, rule_count)?,
+        None => Vec::new(),
+    };
     let slots = sum_per_cpu(maps.interfaces, MAX_INTERFACES + 1, INTERFACE)?;
     let mut interfaces: Vec<(String, InterfaceCounters)> = interface_names
         .iter()
@@ -117,6 +132,7 @@ pub fn read_snapshot(
         counters: counters.into_iter().next().unwrap_or_default(),
         rules,
         rule_extra,
+        limit_keys,
         interfaces,
         perf_lost,
     })
@@ -137,14 +153,29 @@ pub fn read_pinned(dir: &Path, rule_count: usize, interface_names: &[String]) ->
     );
     // Optional: the pins of a firewall an older build loaded have no such map.
     let rule_extra = open("RULE_EXTRA").ok();
+    let limit_state = open("LIMIT_STATE").ok();
     let maps = CounterMaps {
         counters: &counters,
         rules: &rules,
         interfaces: &interfaces,
         rule_extra: rule_extra.as_ref(),
+        limit_state: limit_state.as_ref(),
     };
     read_snapshot(&maps, rule_count, interface_names, 0)
         .with_context(|| format!("reading the counters pinned under {}", dir.display()))
+}
+
+/// The keys of the limit rules' table (`LIMIT_STATE`), counted by rule slot. A key
+/// evicted while the walk goes on is missed: the count is of one moment.
+fn keys_per_rule(map: &Map, rule_count: usize) -> Result<Vec<u64>, MapError> {
+    let table: HashMap<_, LimitKey, LimitState> = HashMap::try_from(map)?;
+    let mut per_slot = vec![0u64; rule_count + 1];
+    for key in table.keys().flatten() {
+        if let Some(count) = per_slot.get_mut(key.rule as usize + 1) {
+            *count += 1;
+        }
+    }
+    Ok(per_slot)
 }
 
 /// Each source `TOP_SOURCES` holds (pinned in `dir`), its counts summed over CPUs; `None`

@@ -186,6 +186,7 @@ mod tests {
             .unwrap();
         let snap = Snapshot {
             rule_extra: Vec::new(),
+            limit_keys: Vec::new(),
             counters: Counters {
                 seen: 10,
                 dropped: 4,
@@ -261,6 +262,7 @@ mod tests {
     fn summary_reports_unclassifiable_and_fragments() {
         let snap = Snapshot {
             rule_extra: Vec::new(),
+            limit_keys: Vec::new(),
             counters: Counters {
                 seen: 10,
                 dropped: 6,

@@ -104,6 +104,10 @@ pub struct StatusCounters {
     /// packets over a limit rule's budget.
     pub rule_would_decide: Vec<(u32, u64)>,
     pub rule_over_limit: Vec<(u32, u64)>,
+    /// Per limit rule id: the keys it tracks now, and those it forgot to make room (the
+    /// keys it started tracking minus those it still does).
+    pub rule_keys_tracked: Vec<(u32, u64)>,
+    pub rule_keys_forgotten: Vec<(u32, u64)>,
     /// Packets per interface of this instance.
     pub interface_packets: Vec<(String, u64)>,
 }
@@ -248,6 +252,15 @@ fn status_counters(snap: &Snapshot, meta: &Meta, writer: Option<WriterStats>) ->
         .into_iter()
         .map(|(rule, indexes)| (rule.id, snap.rule_extra_summed(indexes)))
         .collect();
+    let keys: Vec<(u32, u64, u64)> = description::written_rules(&meta.rules)
+        .into_iter()
+        .filter(|(rule, _)| rule.limit.is_some())
+        .map(|(rule, indexes)| {
+            let tracked = snap.limit_keys_summed(indexes.clone());
+            let new = snap.rule_extra_summed(indexes).new_keys;
+            (rule.id, tracked, new.saturating_sub(tracked))
+        })
+        .collect();
     let extra_column = |f: fn(&RuleExtraCounters) -> u64| -> Vec<(u32, u64)> {
         extra.iter().map(|(id, c)| (*id, f(c))).collect()
     };
@@ -267,6 +280,8 @@ fn status_counters(snap: &Snapshot, meta: &Meta, writer: Option<WriterStats>) ->
         rule_sampled_out: column(|c| c.sampled_out),
         rule_would_decide: extra_column(|c| c.would_hit),
         rule_over_limit: extra_column(|c| c.over_limit),
+        rule_keys_tracked: keys.iter().map(|&(id, t, _)| (id, t)).collect(),
+        rule_keys_forgotten: keys.iter().map(|&(id, _, f)| (id, f)).collect(),
         interface_packets: snap
             .interfaces
             .iter()
@@ -380,6 +395,14 @@ pub fn render(statuses: &[Status]) -> String {
                     of(&c.rule_over_limit),
                     escape(limit)
                 );
+                if !limit.ends_with("per rule") {
+                    let _ = write!(
+                        sampled,
+                        " {} keys tracked, {} forgotten",
+                        of(&c.rule_keys_tracked),
+                        of(&c.rule_keys_forgotten)
+                    );
+                }
             }
             let _ = writeln!(
                 out,

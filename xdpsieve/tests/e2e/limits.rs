@@ -445,6 +445,8 @@ fn a_limit_per_rule_holds_under_a_flood_of_spoofed_sources() {
     let over = series("xdpsieve_rule_limit_packets_total", 2, ",budget=\"over\"");
     let within = series("xdpsieve_rule_limit_packets_total", 2, ",budget=\"within\"");
     let memlock_after = lru_memlock(fw.pid(), 1024);
+    let tracked = rule_count(&net, "rule_keys_tracked", 1);
+    let forgotten = rule_count(&net, "rule_keys_forgotten", 1);
     drop(fw);
     println!(
         "{SOURCES} spoofed sources sent, {seen} reached the program; per-source rule: \
@@ -463,6 +465,13 @@ fn a_limit_per_rule_holds_under_a_flood_of_spoofed_sources() {
         "every source counted as new or untracked"
     );
     assert_eq!(memlock_after, memlock_before, "the table never grows");
+    println!("status: {tracked} keys tracked, {forgotten} forgotten");
+    assert!(tracked <= 1024, "{tracked} keys tracked in a table of 1024");
+    assert_eq!(
+        tracked + forgotten,
+        new_keys,
+        "status accounts for every key"
+    );
     assert_eq!((within, delivered), (100, 100), "exactly the burst through");
     assert_eq!(within + over, seen);
 }

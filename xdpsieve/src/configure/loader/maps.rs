@@ -12,12 +12,13 @@ use crate::{
 };
 
 /// The maps `status` and a takeover need, pinned under these names.
-pub const PINNED_MAPS: [&str; 5] = [
+pub const PINNED_MAPS: [&str; 6] = [
     "COUNTERS",
     "RULE_COUNTERS",
     "INTERFACE_COUNTERS",
     "RULE_EXTRA",
     "TOP_SOURCES",
+    "LIMIT_STATE",
 ];
 /// The set maps, pinned so `xdpsieve set` finds them: the program's own map list names
 /// only the maps its code reads, not the entry table and bookkeeping it never touches.
@@ -151,6 +152,7 @@ impl Firewall {
             rules: self.map("RULE_COUNTERS")?,
             interfaces: self.map("INTERFACE_COUNTERS")?,
             rule_extra: self.map("RULE_EXTRA").ok(),
+            limit_state: self.map("LIMIT_STATE").ok(),
         };
         snapshot::read_snapshot(&maps, rule_count, &names, perf_lost)
             .map_err(|e| LoaderError::Load(format!("reading the counter maps: {e}")))
