@@ -728,5 +728,11 @@ mod pod {
         SetMeta,
         FilterInsn,
     );
-    pod!(RuleExtraCounters, LimitParams, LimitKey, LimitState);
+    pod!(
+        RuleExtraCounters,
+        LimitParams,
+        LimitKey,
+        LimitState,
+        LimitNotice
+    );
 }

@@ -319,6 +319,25 @@ pub const RULE_EXTRA: &[Counter<RuleExtraCounters>] = &[
          attempts in a row (CPUs contending): the only way a budget is exceeded.",
         None
     ),
+    counter!(
+        ban_notices,
+        "ban notices",
+        "xdpsieve_rule_ban_notices",
+        [],
+        "Keys over each banning limit rule's budget that the program told the recorder \
+         about (at most one per key per second): each leads to a ban, or to a counted \
+         reason why not.",
+        None
+    ),
+    counter!(
+        ban_notices_lost,
+        "ban notices lost",
+        "xdpsieve_rule_ban_notices_lost",
+        [],
+        "Ban notices the notice ring could not take (no recorder running, or one far \
+         behind): the key is told again a second later if it is still over.",
+        Some("{} ban notices lost: the notice ring was full (no recorder reading it)")
+    ),
 ];
 
 /// Per interface slot (map `INTERFACE_COUNTERS`).
