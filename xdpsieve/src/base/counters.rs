@@ -411,6 +411,19 @@ pub struct WriterStats {
     pub overwritten: u64,
     /// Captured packets whose file the `-W` ring removed to make room on a full disk.
     pub removed_for_room: u64,
+    /// Automatic bans (`instance::bans`): keys added to a ban set, bans renewed (the key
+    /// was still over when told again), and notices that led to no ban, by reason.
+    pub bans_added: u64,
+    pub bans_renewed: u64,
+    pub bans_rate_capped: u64,
+    pub bans_total_capped: u64,
+    pub bans_allow_skipped: u64,
+    pub bans_already_listed: u64,
+    pub bans_stale: u64,
+    pub bans_failed: u64,
+    /// Times a batch of notices waited for the set lock (a `set` command or a reload held
+    /// it): tried again on the next turn, not lost.
+    pub bans_deferred: u64,
 }
 
 impl WriterStats {
@@ -452,6 +465,40 @@ pub const WRITER: &[Counter<WriterStats>] = &[
          files or removed to make room on a full disk, by reason.",
         Some("{} of the packets captured are no longer on disk: their files were removed to \
               make room on the full disk")),
+    counter!(bans_added, "bans added", "xdpsieve_bans", ["outcome" => "added"],
+        "Ban notices of limit rules, by what became of them: a new ban, a ban renewed, or \
+         no ban (the rule's ban_rate or ban_max reached, the key in its allow_set, already \
+         in the ban set by an operator, a notice of rules since reloaded, the set change \
+         failed).", None),
+    counter!(bans_renewed, "bans renewed", "xdpsieve_bans", ["outcome" => "renewed"],
+        "Ban notices of limit rules, by what became of them.", None),
+    counter!(bans_rate_capped, "bans refused: ban_rate reached", "xdpsieve_bans",
+        ["outcome" => "rate_capped"], "Ban notices of limit rules, by what became of them.",
+        Some("{} bans not made: a rule's ban_rate was reached (the key is told again a \
+              second later while it stays over)")),
+    counter!(bans_total_capped, "bans refused: ban_max reached", "xdpsieve_bans",
+        ["outcome" => "total_capped"], "Ban notices of limit rules, by what became of them.",
+        Some("{} bans not made: a rule's ban_max bans were in force")),
+    counter!(bans_allow_skipped, "bans refused: key in the allow_set", "xdpsieve_bans",
+        ["outcome" => "allowed"], "Ban notices of limit rules, by what became of them.", None),
+    counter!(bans_already_listed, "bans not needed: already in the set", "xdpsieve_bans",
+        ["outcome" => "already_listed"], "Ban notices of limit rules, by what became of them.",
+        None),
+    counter!(bans_stale, "ban notices of earlier rules", "xdpsieve_bans",
+        ["outcome" => "stale"], "Ban notices of limit rules, by what became of them.",
+        Some("{} ban notices were of rules since replaced by a reload (not banned)")),
+    counter!(bans_failed, "bans failed", "xdpsieve_bans", ["outcome" => "failed"],
+        "Ban notices of limit rules, by what became of them.",
+        Some("{} bans failed: the ban set could not be changed (see the warnings)")),
+    counter!(
+        bans_deferred,
+        "ban batches deferred (set lock busy)",
+        "xdpsieve_bans_deferred",
+        [],
+        "Times the recorder found the sets locked (a set command or a reload) with bans \
+        to make: it tries again on its next turn.",
+        None
+    ),
     counter!(
         undecodable,
         "undecodable",
