@@ -434,6 +434,11 @@ impl WriterStats {
     }
 }
 
+const BANS_HELP: &str = "Ban notices of limit rules, by what became of them: a new ban, a ban \
+     renewed, or no ban (the rule's ban_rate or ban_max reached, the key in its allow_set, \
+     already in the ban set by an operator, a notice of rules since reloaded, the set change \
+     failed).";
+
 /// What userspace did with the records (see [`WriterStats`]).
 pub const WRITER: &[Counter<WriterStats>] = &[
     counter!(written, "written to the capture", "xdpsieve_written_records",
@@ -466,29 +471,26 @@ pub const WRITER: &[Counter<WriterStats>] = &[
         Some("{} of the packets captured are no longer on disk: their files were removed to \
               make room on the full disk")),
     counter!(bans_added, "bans added", "xdpsieve_bans", ["outcome" => "added"],
-        "Ban notices of limit rules, by what became of them: a new ban, a ban renewed, or \
-         no ban (the rule's ban_rate or ban_max reached, the key in its allow_set, already \
-         in the ban set by an operator, a notice of rules since reloaded, the set change \
-         failed).", None),
+        BANS_HELP, None),
     counter!(bans_renewed, "bans renewed", "xdpsieve_bans", ["outcome" => "renewed"],
-        "Ban notices of limit rules, by what became of them.", None),
+        BANS_HELP, None),
     counter!(bans_rate_capped, "bans refused: ban_rate reached", "xdpsieve_bans",
-        ["outcome" => "rate_capped"], "Ban notices of limit rules, by what became of them.",
+        ["outcome" => "rate_capped"], BANS_HELP,
         Some("{} bans not made: a rule's ban_rate was reached (the key is told again a \
               second later while it stays over)")),
     counter!(bans_total_capped, "bans refused: ban_max reached", "xdpsieve_bans",
-        ["outcome" => "total_capped"], "Ban notices of limit rules, by what became of them.",
+        ["outcome" => "total_capped"], BANS_HELP,
         Some("{} bans not made: a rule's ban_max bans were in force")),
     counter!(bans_allow_skipped, "bans refused: key in the allow_set", "xdpsieve_bans",
-        ["outcome" => "allowed"], "Ban notices of limit rules, by what became of them.", None),
+        ["outcome" => "allowed"], BANS_HELP, None),
     counter!(bans_already_listed, "bans not needed: already in the set", "xdpsieve_bans",
-        ["outcome" => "already_listed"], "Ban notices of limit rules, by what became of them.",
+        ["outcome" => "already_listed"], BANS_HELP,
         None),
     counter!(bans_stale, "ban notices of earlier rules", "xdpsieve_bans",
-        ["outcome" => "stale"], "Ban notices of limit rules, by what became of them.",
+        ["outcome" => "stale"], BANS_HELP,
         Some("{} ban notices were of rules since replaced by a reload (not banned)")),
     counter!(bans_failed, "bans failed", "xdpsieve_bans", ["outcome" => "failed"],
-        "Ban notices of limit rules, by what became of them.",
+        BANS_HELP,
         Some("{} bans failed: the ban set could not be changed (see the warnings)")),
     counter!(
         bans_deferred,
