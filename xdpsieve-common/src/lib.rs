@@ -119,6 +119,11 @@ pub mod sets {
     pub const ENTRY_FILE: u8 = 1;
     /// Added at run time (`xdpsieve set add`).
     pub const ENTRY_RUNTIME: u8 = 2;
+    /// [`SetEntry::origin`](super::SetEntry::origin): added by an operator (`set add`) or
+    /// loaded from a file.
+    pub const ORIGIN_OPERATOR: u8 = 0;
+    /// [`SetEntry::origin`](super::SetEntry::origin): an automatic ban by a limit rule.
+    pub const ORIGIN_BAN: u8 = 1;
     /// Entry 1 of a free group of the set trie (see [`SetMeta::free_head`](super::SetMeta)):
     /// a check that the free list leads only to free groups.
     pub const FREE_GROUP: u32 = 0x0f2e_e0f2;
@@ -160,7 +165,10 @@ pub struct SetEntry {
     pub prefix_len: u8,
     /// One of `sets::ENTRY_*`.
     pub state: u8,
-    pub _pad: [u8; 3],
+    /// One of `sets::ORIGIN_*`: who added a runtime entry (kept across reloads and
+    /// takeovers, so bans stay bans).
+    pub origin: u8,
+    pub _pad: [u8; 2],
     /// The masked address, network byte order; IPv4 in the first 4 bytes.
     pub addr: [u8; 16],
 }
@@ -734,6 +742,7 @@ mod pod {
         LimitKey,
         LimitState,
         SourceKey,
-        SourceStats
+        SourceStats,
+        LimitNotice
     );
 }

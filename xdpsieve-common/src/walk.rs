@@ -97,6 +97,43 @@ pub struct RuleExtraCounters {
     /// Charges that lost the compare-and-swap race on a bucket four times in a row: the
     /// packet was treated as within the budget (the only way the budget is exceeded).
     pub cas_exhausted: u64,
+    /// Keys over the budget of a rule with a ban that the program told userspace about
+    /// (`LIMIT_NOTICES`): at most one per key per [`NOTICE_INTERVAL_NS`], whatever the CPUs.
+    pub ban_notices: u64,
+    /// Notices the ring could not take (no recorder reading it, or one far behind): the
+    /// key is told again after [`NOTICE_INTERVAL_NS`] if it stays over.
+    pub ban_notices_lost: u64,
+}
+
+/// Least time between two notices of one key (bans): one CPU wins the compare-and-swap on
+/// the key's `noticed_ns`, the others stay quiet, so a flood makes one notice per second
+/// per key, not one per packet.
+pub const NOTICE_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// Bytes of the `LIMIT_NOTICES` ring: 1170 notices, far more than one second of keys
+/// going over a limit for the first time needs between two drains (100 ms apart at most).
+pub const NOTICE_RING_BYTES: u32 = 64 * 1024;
+
+/// A key went over the budget of a limit rule with a ban (ring `LIMIT_NOTICES`): the
+/// recorder bans it (see `instance::bans`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitNotice {
+    /// CLOCK_MONOTONIC ns of the packet that went over.
+    pub timestamp_ns: u64,
+    /// Packets the key's bucket was charged since `first_ns` (within and over).
+    pub seen: u64,
+    /// CLOCK_MONOTONIC ns of the key's first packet.
+    pub first_ns: u64,
+    /// The limit rule's id, in the rule file of `generation`.
+    pub rule_id: u32,
+    pub generation: u32,
+    /// One of [`family`](super::family).
+    pub family: u8,
+    pub prefix_len: u8,
+    pub _pad: [u8; 6],
+    /// The masked source, four words in network byte order; IPv4 in the first.
+    pub addr: [u32; 4],
 }
 
 /// How a limit rule charges packets (`LIMITS` map, at the rule's index).
@@ -115,7 +152,9 @@ pub struct LimitParams {
     pub v6_prefix: u8,
     /// 1: one bucket for the whole rule (`per = "rule"`), not per key.
     pub per_rule: u8,
-    pub _pad: [u8; 5],
+    /// 1: the rule bans keys that go over: they are told to userspace (`LimitNotice`).
+    pub ban: u8,
+    pub _pad: [u8; 4],
     /// The masks of the source's four words (network byte order) that make the key:
     /// IPv4's (first word only), then IPv6's. Computed here so the program masks
     /// without a branch per word.
@@ -165,7 +204,9 @@ pub mod gcra {
 
 const _: () = {
     use core::mem::size_of;
-    assert!(size_of::<RuleExtraCounters>() == 64);
+    assert!(size_of::<RuleExtraCounters>() == 80);
+    assert!(size_of::<LimitNotice>() == 56);
+    assert!(core::mem::offset_of!(LimitNotice, addr) == 40);
     assert!(size_of::<LimitParams>() == 64);
     assert!(size_of::<LimitKey>() == 24);
     assert!(size_of::<LimitState>() == 32);

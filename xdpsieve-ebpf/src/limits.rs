@@ -15,11 +15,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap},
+    maps::{Array, LruHashMap, RingBuf},
 };
 use xdpsieve_common::{
     MAX_RULES, family,
-    walk::{LimitKey, LimitParams, LimitState, RuleExtraCounters, gcra},
+    walk::{
+        LimitKey, LimitNotice, LimitParams, LimitState, NOTICE_INTERVAL_NS, NOTICE_RING_BYTES,
+        RuleExtraCounters, gcra,
+    },
 };
 
 use crate::walk::Walk;
@@ -36,6 +39,10 @@ static LIMIT_STATE: LruHashMap<LimitKey, LimitState> = LruHashMap::with_max_entr
 /// not take.
 #[map]
 static LIMIT_RULE_STATE: Array<LimitState> = Array::with_max_entries(MAX_RULES, 0);
+
+/// Keys over the budget of a rule with a ban, for the recorder to ban (see [`notice`]).
+#[map]
+static LIMIT_NOTICES: RingBuf = RingBuf::with_byte_size(NOTICE_RING_BYTES, 0);
 
 /// Compare-and-swap rounds before a charge gives up (and counts it).
 const CAS_TRIES: u32 = 4;
@@ -131,6 +138,79 @@ fn charge(
         extra.cas_exhausted += 1;
     }
     false
+}
+
+/// Tells userspace that the key of `w` went over the budget of the rule at `index`
+/// (`rule_id` in `generation`), if that rule bans and the key was not told in the last
+/// [`NOTICE_INTERVAL_NS`]: the CPU whose compare-and-swap on the key's `noticed_ns` wins
+/// sends the notice, so a flood on every CPU makes one notice per key per interval. A
+/// notice the ring cannot take is counted; the key is told again an interval later.
+///
+/// Its own subprogram: the walk's step calls it only for over-limit packets, and its
+/// branches stay out of the step's paths (its result is not used).
+#[inline(never)]
+pub(crate) fn notice(index: u32, rule_id: u32, generation: u32, w: &Walk) -> i64 {
+    let Some(params) = LIMITS.get(index) else {
+        return 0;
+    };
+    if params.ban == 0 || params.per_rule != 0 {
+        return 0;
+    }
+    let key = key(index, params, w);
+    // A key the table could not take has no state: its packets are limited through the
+    // rule's bucket, and it is not banned (the table is full of other keys).
+    let Some(state) = LIMIT_STATE.get_ptr_mut(key) else {
+        return 0;
+    };
+    let now = w.now;
+    // SAFETY: state points into a map value, valid for this program run; noticed_ns is
+    // changed only by compare-and-swap.
+    let (seen, first_ns) = unsafe {
+        let noticed = core::ptr::addr_of_mut!((*state).noticed_ns);
+        let old = core::ptr::read_volatile(noticed);
+        if now.wrapping_sub(old) < NOTICE_INTERVAL_NS && old != 0 {
+            return 0;
+        }
+        if cmpxchg(noticed, old, now) != old {
+            // Another CPU told it just now.
+            return 0;
+        }
+        (
+            core::ptr::read_volatile(core::ptr::addr_of!((*state).seen)),
+            core::ptr::read_volatile(core::ptr::addr_of!((*state).first_ns)),
+        )
+    };
+    // Written in place in the ring (a notice on the stack would pass the stack bound of
+    // the program's call chain).
+    let sent = match LIMIT_NOTICES.reserve::<LimitNotice>(0) {
+        Some(mut entry) => {
+            let n = entry.as_mut_ptr();
+            // SAFETY: n points to a reserved ring slot of size_of::<LimitNotice>() bytes,
+            // aligned to 8; every field is written before the submit.
+            unsafe {
+                (*n).timestamp_ns = now;
+                (*n).seen = seen;
+                (*n).first_ns = first_ns;
+                (*n).rule_id = rule_id;
+                (*n).generation = generation;
+                (*n).family = key.family;
+                (*n).prefix_len = key.prefix_len;
+                (*n)._pad = [0; 6];
+                (*n).addr = key.addr;
+            }
+            entry.submit(0);
+            true
+        }
+        None => false,
+    };
+    if let Some(extra) = crate::walk::RULE_EXTRA.get_ptr_mut(index + 1) {
+        // SAFETY: per-CPU map values belong to this CPU for the duration of the program.
+        unsafe {
+            (*extra).ban_notices += u64::from(sent);
+            (*extra).ban_notices_lost += u64::from(!sent);
+        }
+    }
+    0
 }
 
 /// The bucket's key: the rule and the source masked to the rule's prefix length (the

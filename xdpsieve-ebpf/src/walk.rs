@@ -50,6 +50,13 @@ pub(crate) struct Walk {
     /// Bits of `record_flags` (`MONITOR`, `OVER_LIMIT`).
     marks: u8,
     _pad: [u8; 2],
+    /// The rule generation (`Config::generation`), for ban notices.
+    generation: u32,
+    /// The limit rule the packet went over ([`NONE`]: none), and its id: its key may be
+    /// told to userspace for a ban, after the loop (see [`limits::notice`]).
+    notice: u32,
+    notice_id: u32,
+    _pad2: u32,
     /// The default verdict's outcome (from `Config`), for a walk that finds no rule.
     default_verdict: u32,
     default_rate_interval_ns: u64,
@@ -133,6 +140,9 @@ pub(crate) fn walk_on(
         w.rule_count = cfg.rule_count;
         w.words = words as u32;
         w.marks = 0;
+        w.generation = cfg.generation;
+        w.notice = NONE;
+        w.notice_id = 0;
         w.default_verdict = cfg.default_verdict;
         w.default_rate_interval_ns = cfg.default_rate_interval_ns;
         w.default_rate_tolerance_ns = cfg.default_rate_tolerance_ns;
@@ -148,6 +158,13 @@ pub(crate) fn walk_on(
         let data = core::ptr::addr_of_mut!(run).cast();
         bpf_loop(WALK_STEPS, body, data, 0);
         let laundered: *const Walk = core::ptr::read_volatile(&(walk as *const Walk));
+        let w = &*laundered;
+        let over = core::ptr::read_volatile(&w.notice);
+        if over != NONE {
+            // Outside the loop body: its branches stay out of the paths the verifier
+            // follows through the loop, and its stack out of the step's call chain.
+            limits::notice(over, w.notice_id, w.generation, w);
+        }
         Some(&(*laundered).out)
     }
 }
@@ -274,6 +291,8 @@ unsafe extern "C" fn step(_index: u32, data: *mut c_void) -> i64 {
         }
         if !monitor {
             w.decided = index;
+            w.notice = index;
+            w.notice_id = rule.id;
             w.marks |= record_flags::OVER_LIMIT;
             return finish(w);
         }

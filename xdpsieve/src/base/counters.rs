@@ -319,6 +319,25 @@ pub const RULE_EXTRA: &[Counter<RuleExtraCounters>] = &[
          attempts in a row (CPUs contending): the only way a budget is exceeded.",
         None
     ),
+    counter!(
+        ban_notices,
+        "ban notices",
+        "xdpsieve_rule_ban_notices",
+        [],
+        "Keys over each banning limit rule's budget that the program told the recorder \
+         about (at most one per key per second): each leads to a ban, or to a counted \
+         reason why not.",
+        None
+    ),
+    counter!(
+        ban_notices_lost,
+        "ban notices lost",
+        "xdpsieve_rule_ban_notices_lost",
+        [],
+        "Ban notices the notice ring could not take (no recorder running, or one far \
+         behind): the key is told again a second later if it is still over.",
+        Some("{} ban notices lost: the notice ring was full (no recorder reading it)")
+    ),
 ];
 
 /// Per interface slot (map `INTERFACE_COUNTERS`).
@@ -392,6 +411,19 @@ pub struct WriterStats {
     pub overwritten: u64,
     /// Captured packets whose file the `-W` ring removed to make room on a full disk.
     pub removed_for_room: u64,
+    /// Automatic bans (`instance::bans`): keys added to a ban set, bans renewed (the key
+    /// was still over when told again), and notices that led to no ban, by reason.
+    pub bans_added: u64,
+    pub bans_renewed: u64,
+    pub bans_rate_capped: u64,
+    pub bans_total_capped: u64,
+    pub bans_allow_skipped: u64,
+    pub bans_already_listed: u64,
+    pub bans_stale: u64,
+    pub bans_failed: u64,
+    /// Times a batch of notices waited for the set lock (a `set` command or a reload held
+    /// it): tried again on the next turn, not lost.
+    pub bans_deferred: u64,
 }
 
 impl WriterStats {
@@ -401,6 +433,11 @@ impl WriterStats {
         self
     }
 }
+
+const BANS_HELP: &str = "Ban notices of limit rules, by what became of them: a new ban, a ban \
+     renewed, or no ban (the rule's ban_rate or ban_max reached, the key in its allow_set, \
+     already in the ban set by an operator, a notice of rules since reloaded, the set change \
+     failed).";
 
 /// What userspace did with the records (see [`WriterStats`]).
 pub const WRITER: &[Counter<WriterStats>] = &[
@@ -433,6 +470,37 @@ pub const WRITER: &[Counter<WriterStats>] = &[
          files or removed to make room on a full disk, by reason.",
         Some("{} of the packets captured are no longer on disk: their files were removed to \
               make room on the full disk")),
+    counter!(bans_added, "bans added", "xdpsieve_bans", ["outcome" => "added"],
+        BANS_HELP, None),
+    counter!(bans_renewed, "bans renewed", "xdpsieve_bans", ["outcome" => "renewed"],
+        BANS_HELP, None),
+    counter!(bans_rate_capped, "bans refused: ban_rate reached", "xdpsieve_bans",
+        ["outcome" => "rate_capped"], BANS_HELP,
+        Some("{} bans not made: a rule's ban_rate was reached (the key is told again a \
+              second later while it stays over)")),
+    counter!(bans_total_capped, "bans refused: ban_max reached", "xdpsieve_bans",
+        ["outcome" => "total_capped"], BANS_HELP,
+        Some("{} bans not made: a rule's ban_max bans were in force")),
+    counter!(bans_allow_skipped, "bans refused: key in the allow_set", "xdpsieve_bans",
+        ["outcome" => "allowed"], BANS_HELP, None),
+    counter!(bans_already_listed, "bans not needed: already in the set", "xdpsieve_bans",
+        ["outcome" => "already_listed"], BANS_HELP,
+        None),
+    counter!(bans_stale, "ban notices of earlier rules", "xdpsieve_bans",
+        ["outcome" => "stale"], BANS_HELP,
+        Some("{} ban notices were of rules since replaced by a reload (not banned)")),
+    counter!(bans_failed, "bans failed", "xdpsieve_bans", ["outcome" => "failed"],
+        BANS_HELP,
+        Some("{} bans failed: the ban set could not be changed (see the warnings)")),
+    counter!(
+        bans_deferred,
+        "ban batches deferred (set lock busy)",
+        "xdpsieve_bans_deferred",
+        [],
+        "Times the recorder found the sets locked (a set command or a reload) with bans \
+        to make: it tries again on its next turn.",
+        None
+    ),
     counter!(
         undecodable,
         "undecodable",

@@ -6,7 +6,7 @@
 //! as `txt.exe`. Every text output passes such strings through [`escape`]; JSON output is
 //! escaped by serde and does not need it.
 
-use std::{borrow::Cow, fmt::Write as _, path::Path};
+use std::{borrow::Cow, fmt::Write as _, path::Path, time::Duration};
 
 /// Whether `c` must not reach a terminal raw: control characters (C0, DEL, C1) and the
 /// invisible Unicode formatting characters that reorder or hide text.
@@ -48,6 +48,50 @@ pub fn escape(text: &str) -> Cow<'_, str> {
 /// A path for a message: lossy UTF-8, [escaped](escape).
 pub fn escape_path(path: &Path) -> String {
     escape(&path.to_string_lossy()).into_owned()
+}
+
+/// Parses a timeout (`xdpsieve set add --timeout`, a limit rule's `ban`): a number with a unit (`ms`, `s`, `m`, `h`, `d`), or several
+/// (`1h30m`); a bare number is seconds. Between 1 ms and 366 days.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a timeout (examples: 90s, 10m, 1h30m, 7d)");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "" | "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86400),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        let part = u32::try_from(value)
+            .ok()
+            .and_then(|v| unit.checked_mul(v))
+            .ok_or_else(bad)?;
+        total = total.checked_add(part).ok_or_else(bad)?;
+    }
+    if total.is_zero() || total > Duration::from_secs(366 * 86400) {
+        return Err(format!(
+            "timeout `{text}` is out of range (1ms to 366d; leave --timeout out for no expiry)"
+        ));
+    }
+    Ok(total)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! changed live ([`sets`]: `xdpsieve set`, expiry), and its removal by an explicit
 //! [`stop`].
 
+pub mod bans;
 pub mod description;
 pub mod pins;
 pub mod recipe;

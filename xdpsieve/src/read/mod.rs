@@ -3,6 +3,7 @@
 //! capture records ([`record`]) and events ([`event`]).
 
 pub mod event;
+pub mod notice;
 pub mod record;
 pub mod ringbuf;
 pub mod source;

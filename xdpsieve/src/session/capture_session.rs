@@ -22,6 +22,7 @@ use xdpsieve_common::InterfaceCounters;
 use crate::{
     base::counters::WriterStats,
     configure::rules::RuleSet,
+    instance::bans::Banner,
     read::source::{Source, wait_readable},
     write::capture::{CaptureWriter, Format, Interface},
     write::event_log::{EventFormatter, LogFormat},
@@ -198,8 +199,11 @@ impl CaptureOutputs {
 pub struct CaptureSession {
     recorder: Option<Recorder<Sink>>,
     event_log: Option<EventLog<Sink>>,
-    /// The sources' descriptors, fixed for the run.
+    /// The sources' descriptors, fixed for the run (the notices' one included).
     fds: Vec<RawFd>,
+    /// Ban notices (`LIMIT_NOTICES`), with the banner that turns them into bans; present
+    /// when a rule bans (see `instance::bans`).
+    notices: Option<(Source, Banner)>,
 }
 
 /// What the recording side wrote and lost, at its end.
@@ -223,6 +227,50 @@ impl CaptureSession {
             recorder,
             event_log,
             fds,
+            notices: None,
+        }
+    }
+
+    /// Reads ban notices from `source` from now on: they wake [`CaptureSession::poll`] at
+    /// once, and [`CaptureSession::ban`] applies them.
+    pub fn read_notices(&mut self, source: Source, banner: Banner) {
+        self.fds.extend(source.fds());
+        self.notices = Some((source, banner));
+    }
+
+    /// Turns the notices read so far into bans on the firewall of `iface`, and logs them
+    /// (the event log, or the journal without one). A failure to lock or change the sets
+    /// is returned (the notices wait for the next call).
+    pub fn ban(&mut self, iface: &str, quiet: bool) -> Result<()> {
+        let Some((source, banner)) = self.notices.as_mut() else {
+            return Ok(());
+        };
+        source.drain(|bytes| banner.push_record(bytes));
+        let bans = banner.tick(iface)?;
+        match self.event_log.as_mut() {
+            Some(log) => log.log_bans(&bans),
+            None if !quiet => {
+                for b in &bans {
+                    crate::base::log::info(format_args!(
+                        "xdpsieve: {} {} into set {} for {} s (rule {}, {} packets/s seen)",
+                        if b.renewed { "ban renewed:" } else { "banned" },
+                        b.key,
+                        crate::base::text::escape(&b.set),
+                        b.expires_in_ms / 1000,
+                        crate::base::text::escape(&b.rule),
+                        b.rate_seen_pps,
+                    ));
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// A reload put `rules` (generation `generation`) in force: bans follow its rules.
+    pub fn ban_rules(&mut self, rules: &RuleSet, generation: u32) {
+        if let Some((_, banner)) = self.notices.as_mut() {
+            banner.set_rules(rules, generation);
         }
     }
 
@@ -290,12 +338,19 @@ impl CaptureSession {
             .as_mut()
             .map(Recorder::stats)
             .unwrap_or_default();
-        capture.merge(
-            self.event_log
-                .as_ref()
-                .map(EventLog::stats)
-                .unwrap_or_default(),
-        )
+        capture
+            .merge(
+                self.event_log
+                    .as_ref()
+                    .map(EventLog::stats)
+                    .unwrap_or_default(),
+            )
+            .merge(
+                self.notices
+                    .as_ref()
+                    .map(|(_, banner)| banner.stats())
+                    .unwrap_or_default(),
+            )
     }
 
     /// Samples the perf buffers reported lost so far.

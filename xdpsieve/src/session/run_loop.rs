@@ -46,6 +46,25 @@ fn expire_sets(
     }
 }
 
+/// Bans the keys the program told of (through the first interface whose firewall can be
+/// changed); warns once if that fails.
+fn ban(running: &mut Running, warned: &mut bool) {
+    let mut error = None;
+    for interface in &running.interfaces {
+        match running.capture.ban(&interface.name, running.quiet) {
+            Ok(()) => return,
+            Err(e) => error = Some(e),
+        }
+    }
+    if let Some(e) = error
+        && !std::mem::replace(warned, true)
+    {
+        crate::base::log::warning(format_args!(
+            "xdpsieve: warning: cannot make automatic bans: {e:#}"
+        ));
+    }
+}
+
 /// The first `STATUS=`: where the run filters.
 fn ready_status(running: &Running) -> String {
     let names: Vec<String> = running
@@ -79,6 +98,7 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
     // Timed set entries are removed here while a recorder runs (see `instance::sets`).
     let mut expirer = crate::instance::sets::command::Expirer::default();
     let mut expiry_warned = false;
+    let mut ban_warned = false;
     let mut hup = super::hup::HupReload::default();
     // Attached (or taken over) and recording: systemd may go on.
     running.service.ready(&ready_status(running));
@@ -102,6 +122,9 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
             loop_result = Err(e);
             break;
         }
+        // At once after the notices woke the poll: a ban is due within 100 ms of the key
+        // going over.
+        ban(running, &mut ban_warned);
         for event in running.watcher.poll(&mut running.firewall) {
             crate::base::log::write(event.priority(), &event);
         }
@@ -143,6 +166,9 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
             running
                 .capture
                 .add_generation(running.meta.reload.generation, &running.rules);
+            running
+                .capture
+                .ban_rules(&running.rules, running.meta.reload.generation);
         }
         running.service.tick();
         if running.service.status_due() {

@@ -260,7 +260,7 @@ fn load(
     let probe = firewall.interface_probe()?;
     // Open the record sources before attaching: a perf slot without a reader makes the
     // program's output fail, which would count packets as lost that no buffer refused.
-    let capture = outputs.into_session(
+    let mut capture = outputs.into_session(
         |stream| match stream {
             Stream::Capture => Ok(firewall.take_capture_source()?),
             Stream::Events => Ok(firewall.take_event_source()?),
@@ -270,6 +270,11 @@ fn load(
         settings.generation,
         Some(Box::new(move || probe.read())),
     )?;
+    // Ban notices are read whatever the rules: a reload may bring a rule that bans.
+    capture.read_notices(
+        firewall.take_notice_source()?,
+        crate::instance::bans::Banner::new(&settings.rules, settings.generation),
+    );
     // Records count as lost for want of a reader once the heartbeat stops (this process
     // died), and those of a stream this run does not write are counted, not sent (a reload
     // may give a rule `log = true`); both are told before the program is live.

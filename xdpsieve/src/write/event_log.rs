@@ -94,6 +94,11 @@ impl EventFormatter {
     }
 
     /// See [`WallClock::refresh`].
+    /// The log's format (for lines that are not packet events, such as bans).
+    pub fn format(&self) -> LogFormat {
+        self.format
+    }
+
     pub fn refresh_clock(&mut self) {
         self.clock.refresh();
     }
@@ -305,7 +310,7 @@ fn tcp_flags(bits: u8) -> String {
 }
 
 /// `2026-11-23T11:48:29.123456789Z`.
-fn rfc3339(since_epoch: Duration) -> String {
+pub(crate) fn rfc3339(since_epoch: Duration) -> String {
     let mut s = String::with_capacity(30);
     write_rfc3339(&mut s, since_epoch);
     s

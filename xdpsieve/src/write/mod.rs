@@ -3,6 +3,7 @@
 //! generation that judged it ([`generations`]), through a buffered writer that keeps only
 //! whole records in a file and counts what it could not write ([`output`]).
 
+pub mod ban_line;
 pub mod capture;
 pub mod event_log;
 pub mod generations;

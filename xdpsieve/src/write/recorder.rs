@@ -375,6 +375,29 @@ impl<W: Output> EventLog<W> {
         read
     }
 
+    /// Writes one line per ban (see `write::ban_line`), counted with the events.
+    pub fn log_bans(&mut self, bans: &[crate::instance::bans::BanEvent]) {
+        if bans.is_empty() {
+            return;
+        }
+        let now = std::time::SystemTime::now();
+        for ban in bans {
+            if self.out.failure().is_some() {
+                self.tally.after_failure += 1;
+                continue;
+            }
+            self.line.clear();
+            super::ban_line::write_ban(self.formatter.format(), ban, now, &mut self.line);
+            self.out.put(self.line.as_bytes());
+            self.out.end_record(true);
+            self.tally.accepted += 1;
+        }
+        let _ = self.out.flush();
+        if let Some(failure) = self.out.take_unannounced_failure() {
+            announce(&self.what, failure);
+        }
+    }
+
     /// Whether the output failed (and stopped).
     pub fn failed(&self) -> bool {
         self.out.failure().is_some()

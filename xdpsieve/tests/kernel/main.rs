@@ -33,6 +33,7 @@
 //! - `support.rs`: what they all use: addresses, loading and running the program, counters,
 //!   draining the capture ring, the per-frame step record.
 
+mod bans;
 mod capture;
 mod directions;
 mod events;

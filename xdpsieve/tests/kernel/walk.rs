@@ -361,7 +361,7 @@ fn two_cpus_charging_one_bucket_never_pass_more_than_its_budget() {
     );
 }
 
-fn pin_to(cpu: usize) {
+pub(crate) fn pin_to(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();

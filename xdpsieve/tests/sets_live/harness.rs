@@ -54,8 +54,13 @@ src = "@blocklist"
 
 impl Net {
     pub(crate) fn create(tag: &str) -> Net {
+        Net::with_rules(tag, RULES)
+    }
+
+    /// As [`Net::create`], with the rule file `rules`.
+    pub(crate) fn with_rules(tag: &str, rules: &str) -> Net {
         let tmp = TempDir::named(&format!("xdpsieve-sets-{}-{tag}", std::process::id()));
-        std::fs::write(tmp.file("rules.toml"), RULES).expect("rule file");
+        std::fs::write(tmp.file("rules.toml"), rules).expect("rule file");
         std::fs::write(tmp.file("block.netset"), "# test list\n198.51.100.0/24\n")
             .expect("set file");
         Net {
@@ -111,6 +116,16 @@ impl Net {
             String::from_utf8_lossy(&status.stdout).contains("\"live\": true")
         });
         Run(run)
+    }
+
+    /// The JSON lines of the event log of a run on the firewall's interface.
+    pub(crate) fn events(&self) -> Vec<serde_json::Value> {
+        let path = self.tmp.file(&format!("events-{}.log", VethPair::FW_IF));
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     pub(crate) fn list(&self, set: &str) -> serde_json::Value {

@@ -9,6 +9,7 @@
 //!
 //! They need root; under `CI` they fail rather than skip when they cannot run.
 
+mod bans;
 mod harness;
 mod windows;
 

@@ -110,6 +110,15 @@ impl Firewall {
         self.take_source("EVENT_RING", "EVENT_PERF")
     }
 
+    /// Takes the ban notices' source (once): always a ring buffer, whatever the transport
+    /// of the records (it is small, and perf arrays would wake the reader per notice).
+    pub fn take_notice_source(&mut self) -> Result<Source, LoaderError> {
+        let map = self.ebpf.take_map("LIMIT_NOTICES").ok_or_else(|| {
+            LoaderError::Load("map LIMIT_NOTICES missing or already taken".into())
+        })?;
+        Source::ring(map).map_err(|e| LoaderError::Load(format!("opening LIMIT_NOTICES: {e}")))
+    }
+
     fn take_source(&mut self, ring: &str, perf: &str) -> Result<Source, LoaderError> {
         let name = match self.transport {
             Transport::RingBuf => ring,

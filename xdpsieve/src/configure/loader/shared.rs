@@ -10,14 +10,21 @@ use super::LoaderError;
 
 /// The maps a new rule generation shares with the program it replaces (see
 /// `instance::reload`): the record rings and perf arrays, so the recorder reads on from
-/// the same buffers, and the reader heartbeat. Pinned next to the counters.
-pub const SHARED_MAPS: [&str; 5] = [
+/// the same buffers, the reader heartbeat, and the ban notices. Pinned next to the
+/// counters.
+pub const SHARED_MAPS: [&str; 6] = [
     "CAPTURE_RING",
     "EVENT_RING",
     "CAPTURE_PERF",
     "EVENT_PERF",
     "READER",
+    NOTICES,
 ];
+
+/// The ban notices' ring: shared when the running firewall pinned it. One started by an
+/// xdpsieve without bans did not; its reloads get a ring of their own, which its recorder
+/// does not read (notices are then counted lost, and nothing is banned until a restart).
+const NOTICES: &str = "LIMIT_NOTICES";
 
 /// Counter maps a reload's program shares too: the totals and the per-interface counters,
 /// whose slots do not change with the rules (pinned at start with the other counters).
@@ -28,6 +35,9 @@ pub(super) const SHARED_COUNTERS: [&str; 2] = ["COUNTERS", "INTERFACE_COUNTERS"]
 pub(super) fn share_from(loader: &mut EbpfLoader<'_>, dir: &Path) -> Result<(), LoaderError> {
     for name in SHARED_MAPS.into_iter().chain(SHARED_COUNTERS) {
         let path = dir.join(name);
+        if name == NOTICES && !path.exists() {
+            continue;
+        }
         // aya would make and pin a new map where none is pinned: a ring nobody reads.
         if !path.exists() {
             return Err(LoaderError::Load(format!(

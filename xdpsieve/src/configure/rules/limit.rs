@@ -89,7 +89,34 @@ pub struct LimitSpec {
     pub per: Per,
     /// Keys tracked at once (`per` sources only).
     pub max_tracked: u32,
+    /// Keys over the budget are banned (`ban`, `ban_set`): added to a set for a time.
+    pub ban: Option<BanSpec>,
 }
+
+/// Bans a limit rule adds (see `instance::bans`): a key over the budget goes into the set
+/// `set` (index among the rule file's sets) for `time_ns`, so the drop rule that names the
+/// set (placed before the limit rule) drops it from then on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BanSpec {
+    /// How long a ban lasts (`ban = "10m"`); a key still over when it ends is banned again.
+    pub time_ns: u64,
+    /// The set bans go into (`ban_set`).
+    pub set: usize,
+    /// Keys overlapping this set are never banned (`allow_set`).
+    pub allow_set: Option<usize>,
+    /// Most new bans per second (`ban_rate`); the others wait for the key's next notice.
+    pub rate: u32,
+    /// Most bans of this rule in force at once (`ban_max`).
+    pub max: u32,
+}
+
+/// Bans per second a rule adds at most unless it says (`ban_rate`).
+pub const DEFAULT_BAN_RATE: u32 = 100;
+/// Bans of one rule in force at once unless it says (`ban_max`).
+pub const DEFAULT_BAN_MAX: u32 = 10_000;
+/// Most bans all rules may hold at once: the room the set table keeps for run-time
+/// entries (`configure::sets::kernel`'s spare entries), so bans never fill it.
+pub const MAX_BANS: u32 = 32_768;
 
 impl LimitSpec {
     /// The kernel's form.
@@ -115,7 +142,8 @@ impl LimitSpec {
             v4_prefix,
             v6_prefix,
             per_rule,
-            _pad: [0; 5],
+            ban: u8::from(self.ban.is_some()),
+            _pad: [0; 4],
             masks: [masks(v4_prefix), masks(v6_prefix)],
         }
     }
@@ -143,7 +171,11 @@ impl fmt::Display for LimitSpec {
             f,
             "rate {} burst {} per {}",
             self.rate, self.burst, self.per
-        )
+        )?;
+        if let Some(ban) = &self.ban {
+            write!(f, " ban {}s", ban.time_ns / 1_000_000_000)?;
+        }
+        Ok(())
     }
 }
 
@@ -376,6 +408,8 @@ pub fn split_trailing(
             burst: burst.unwrap_or_else(|| LimitSpec::default_burst(rate)),
             per: per.unwrap_or(Per::Source { v4: 32, v6: 128 }),
             max_tracked: max_tracked.unwrap_or(DEFAULT_MAX_TRACKED),
+            // Bans name sets: a rule file's (see `ban`, `ban_set`).
+            ban: None,
         });
     }
     Ok((conditions, trailing))
@@ -485,6 +519,7 @@ mod tests {
             burst: 100,
             per: Per::Rule,
             max_tracked: 1,
+            ban: None,
         };
         let k = spec.to_kernel();
         assert_eq!(k.packet_cost_ns, 10_000_000);
@@ -495,6 +530,7 @@ mod tests {
             burst: 3000,
             per: Per::Source { v4: 24, v6: 64 },
             max_tracked: 1,
+            ban: None,
         };
         let k = bytes.to_kernel();
         assert_eq!((k.bytes_per_second, k.burst_ns), (1_000_000, 3_000_000));

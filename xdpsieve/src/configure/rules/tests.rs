@@ -583,3 +583,91 @@ fn expressions_take_monitor_and_limit_after_their_conditions() {
         .to_string();
     assert!(e.contains("--drop"), "{e}");
 }
+
+/// A limit rule's ban: read with its defaults, and refused where it could not work (no
+/// drop rule before it for the set, per = "rule", monitor mode, half of it, caps over
+/// the set table's room).
+#[test]
+fn bans_read_from_toml_and_refused_where_they_would_stop_nothing() {
+    let sets = "[[set]]\nname = \"banned\"\nprefixes = []\n[[set]]\nname = \"friends\"\n\
+                prefixes = [\"192.0.2.0/24\"]\n";
+    let drop = "[[rule]]\naction = \"drop\"\nsrc = \"@banned\"\n";
+    let limit = |extra: &str| {
+        format!(
+            "[[rule]]\nname = \"flood\"\naction = \"limit\"\nprotocol = \"udp\"\nrate = \
+             \"100/s\"\n{extra}\n"
+        )
+    };
+    let ok = format!(
+        "{sets}{drop}{}",
+        limit("ban = \"10m\"\nban_set = \"banned\"\nallow_set = \"friends\"\nban_max = 50")
+    );
+    let set = RuleSet::from_toml(&ok, "t.toml").expect("a banning rule");
+    let ban = set.rules[1].limit.and_then(|l| l.ban).expect("a ban");
+    assert_eq!(
+        ban,
+        limit::BanSpec {
+            time_ns: 600_000_000_000,
+            set: 0,
+            allow_set: Some(1),
+            rate: limit::DEFAULT_BAN_RATE,
+            max: 50,
+        }
+    );
+    assert_eq!(set.rules[1].limit.expect("limit").to_kernel().ban, 1);
+    let refused = |text: String, expected: &str| {
+        let e = RuleSet::from_toml(&text, "t.toml")
+            .expect_err(expected)
+            .to_string();
+        assert!(e.contains(expected), "{expected}: {e}");
+    };
+    let ban = "ban = \"10m\"\nban_set = \"banned\"";
+    refused(
+        format!("{sets}{}", limit(ban)),
+        "no drop rule before it has src = \"@banned\"",
+    );
+    refused(
+        format!("{sets}{}{drop}", limit(ban)),
+        "no drop rule before it has src = \"@banned\"",
+    );
+    refused(
+        format!("{sets}{drop}{}", limit(&format!("{ban}\nper = \"rule\""))),
+        "there is no key to ban",
+    );
+    refused(
+        format!(
+            "{sets}{drop}{}",
+            limit(&format!("{ban}\nmode = \"monitor\""))
+        ),
+        "monitor mode and bans",
+    );
+    refused(
+        format!("{sets}{drop}{}", limit("ban = \"10m\"")),
+        "`ban` and `ban_set` go together",
+    );
+    refused(
+        format!("{sets}{drop}{}", limit("ban_max = 3")),
+        "bans nothing",
+    );
+    refused(
+        format!(
+            "{sets}{drop}{}",
+            limit("ban = \"soon\"\nban_set = \"banned\"")
+        ),
+        "is not a ban time",
+    );
+    refused(
+        format!("{sets}{drop}{}", limit("ban = \"1m\"\nban_set = \"nope\"")),
+        "nope",
+    );
+    refused(
+        format!("{sets}[[rule]]\naction = \"drop\"\nban = \"1m\"\n"),
+        "belongs to a limit rule",
+    );
+    let two = format!(
+        "{sets}{drop}{}{}",
+        limit(&format!("{ban}\nban_max = 20000")),
+        limit(&format!("{ban}\nban_max = 20000")).replace("flood", "flood2")
+    );
+    refused(two, "at most 32768 fit");
+}

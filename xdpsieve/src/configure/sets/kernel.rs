@@ -36,6 +36,8 @@ pub struct RuntimeEntry {
     pub prefix: TriePrefix,
     /// `CLOCK_BOOTTIME` ns when it lapses; 0: never.
     pub expires_ns: u64,
+    /// One of `sets::ORIGIN_*` (a ban stays a ban).
+    pub origin: u8,
 }
 
 /// A memory mapping of an mmapable array map, as a slice of its values.
@@ -143,7 +145,8 @@ pub fn new_entry(set: u16, prefix: &TriePrefix, state: u8, expires_ns: u64) -> S
         },
         prefix_len: prefix.len,
         state,
-        _pad: [0; 3],
+        origin: xdpsieve_common::sets::ORIGIN_OPERATOR,
+        _pad: [0; 2],
         addr: prefix.bytes,
     }
 }
@@ -187,12 +190,10 @@ impl Built {
         let mut orphans = Vec::new();
         for r in runtime {
             match sets.iter().position(|s| s.name == r.set) {
-                Some(index) => entries.push(new_entry(
-                    index as u16,
-                    &r.prefix,
-                    ENTRY_RUNTIME,
-                    r.expires_ns,
-                )),
+                Some(index) => entries.push(SetEntry {
+                    origin: r.origin,
+                    ..new_entry(index as u16, &r.prefix, ENTRY_RUNTIME, r.expires_ns)
+                }),
                 None => orphans.push(r.clone()),
             }
         }

@@ -25,6 +25,7 @@ pub fn runtime_entries(generation: &Generation, names: &[String]) -> Vec<Runtime
                 set: names.get(usize::from(e.set))?.clone(),
                 prefix: entry_prefix(e),
                 expires_ns: e.expires_ns,
+                origin: e.origin,
             })
         })
         .collect()

@@ -14,7 +14,7 @@ use xdpsieve_common::{SetEntry, sets::ENTRY_FREE};
 use super::{
     Generation, SignalsHeld, boottime_ns,
     commit::Editor,
-    edit::is_file_entry,
+    edit::origin_name,
     program_in_force, save,
     text::{self, show, show_left},
 };
@@ -190,7 +190,7 @@ fn listed(entries: &[SetEntry], set: u16, now: u64) -> Vec<Listed> {
             let p = entry_prefix(e);
             let item = Listed {
                 prefix: show(&p),
-                origin: if is_file_entry(e) { "file" } else { "runtime" },
+                origin: origin_name(e),
                 expires_in_ms: (e.expires_ns != 0)
                     .then(|| e.expires_ns.saturating_sub(now) / 1_000_000),
             };

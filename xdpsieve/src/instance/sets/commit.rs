@@ -195,6 +195,7 @@ fn write_entry(slot: &mut SetEntry, entry: SetEntry) {
     slot.set = entry.set;
     slot.family = entry.family;
     slot.prefix_len = entry.prefix_len;
+    slot.origin = entry.origin;
     slot._pad = entry._pad;
     slot.addr = entry.addr;
     // SAFETY: AtomicU8 has u8's layout; the exclusive borrow makes this the only Rust
@@ -212,7 +213,8 @@ fn free_entry(slot: &mut SetEntry) {
         family: 0,
         prefix_len: 0,
         state: ENTRY_FREE,
-        _pad: [0; 3],
+        origin: 0,
+        _pad: [0; 2],
         addr: [0; 16],
     };
 }

@@ -28,7 +28,7 @@ use std::collections::HashSet;
 use anyhow::{Context as _, Result, bail};
 use xdpsieve_common::{
     SetEntry,
-    sets::{ENTRY_FILE, ENTRY_FREE, ENTRY_RUNTIME, FIRST_GROUP},
+    sets::{ENTRY_FILE, ENTRY_FREE, ENTRY_RUNTIME, FIRST_GROUP, ORIGIN_OPERATOR},
 };
 
 use super::{
@@ -129,6 +129,11 @@ impl<'a> Editor<'a> {
         self.writes.done
     }
 
+    /// The entries in use (free ones included), as they are now.
+    pub fn entries(&self) -> &[SetEntry] {
+        &self.entries[..self.used() as usize]
+    }
+
     fn used(&self) -> u32 {
         self.meta.entries_used.min(self.entries.len() as u32)
     }
@@ -147,6 +152,19 @@ impl<'a> Editor<'a> {
         set_name: &str,
         prefixes: &[TriePrefix],
         expires_ns: u64,
+    ) -> Result<Added> {
+        self.add_as(set, set_name, prefixes, expires_ns, ORIGIN_OPERATOR)
+    }
+
+    /// As [`Editor::add`], the new entries marked as added by `origin` (`sets::ORIGIN_*`;
+    /// renewed ones keep theirs).
+    pub fn add_as(
+        &mut self,
+        set: u16,
+        set_name: &str,
+        prefixes: &[TriePrefix],
+        expires_ns: u64,
+        origin: u8,
     ) -> Result<Added> {
         let mut outcome = Added::default();
         let mut writes = EntryWrites::default();
@@ -197,7 +215,13 @@ impl<'a> Editor<'a> {
         writes.added = new
             .iter()
             .zip(slots)
-            .map(|(p, slot)| (slot, new_entry(set, p, ENTRY_RUNTIME, expires_ns)))
+            .map(|(p, slot)| {
+                let entry = SetEntry {
+                    origin,
+                    ..new_entry(set, p, ENTRY_RUNTIME, expires_ns)
+                };
+                (slot, entry)
+            })
             .collect();
         outcome.added = new.len();
         self.commit(change, &writes)?;
@@ -351,4 +375,16 @@ impl<'a> Editor<'a> {
 /// Whether an entry came from the rule file (or its set file).
 pub fn is_file_entry(entry: &SetEntry) -> bool {
     entry.state == ENTRY_FILE
+}
+
+/// Where an entry came from, as `set list` and `top` say it: `file`, `runtime` (`set
+/// add`) or `ban` (a limit rule's automatic ban).
+pub fn origin_name(entry: &SetEntry) -> &'static str {
+    if is_file_entry(entry) {
+        "file"
+    } else if entry.origin == xdpsieve_common::sets::ORIGIN_BAN {
+        "ban"
+    } else {
+        "runtime"
+    }
 }

@@ -424,4 +424,4 @@ impl Drop for SignalsHeld {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -22,7 +22,7 @@ use crate::configure::sets::{
     trie::{TriePrefix, lookup},
 };
 
-fn root() -> bool {
+pub(crate) fn root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -56,7 +56,7 @@ fn set_rules() -> Vec<SetClass> {
 }
 
 /// A generation with `file` entries, in maps of `groups` and `slots` capacity.
-fn generation_of(file: &[(u16, &str)], groups: u32, slots: u32) -> Generation {
+pub(crate) fn generation_of(file: &[(u16, &str)], groups: u32, slots: u32) -> Generation {
     let entries: Vec<SetEntry> = file
         .iter()
         .map(|(s, p)| new_entry(*s, &parse_exact(p).unwrap(), ENTRY_FILE, 0))

@@ -5,7 +5,7 @@
 //! list is read as a set file is (`sets::read_set_file`: one prefix or address per line,
 //! `#` and `;` comments) and, like set files, accepts host bits with a warning.
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use anyhow::Result;
 
@@ -40,49 +40,7 @@ pub fn read_list(path: &Path) -> Result<(Vec<TriePrefix>, Vec<String>)> {
     ))
 }
 
-/// Parses a timeout: a number with a unit (`ms`, `s`, `m`, `h`, `d`), or several
-/// (`1h30m`); a bare number is seconds. Between 1 ms and 366 days.
-pub fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a timeout (examples: 90s, 10m, 1h30m, 7d)");
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(bad());
-        }
-        let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "" | "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86400),
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        let part = u32::try_from(value)
-            .ok()
-            .and_then(|v| unit.checked_mul(v))
-            .ok_or_else(bad)?;
-        total = total.checked_add(part).ok_or_else(bad)?;
-    }
-    if total.is_zero() || total > Duration::from_secs(366 * 86400) {
-        return Err(format!(
-            "timeout `{text}` is out of range (1ms to 366d; leave --timeout out for no expiry)"
-        ));
-    }
-    Ok(total)
-}
+pub use crate::base::text::parse_timeout;
 
 /// A time left, as `9m58s`, `1h0m`, `2.4s`.
 pub fn show_left(ns: u64) -> String {
@@ -101,7 +59,7 @@ pub fn show_left(ns: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
+    use std::{fs, time::Duration};
 
     use super::*;
 

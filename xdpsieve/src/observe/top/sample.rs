@@ -33,7 +33,7 @@ use crate::{
     configure::sets::kernel::entry_prefix,
     instance::description::Meta,
     instance::pins,
-    instance::sets::{Generation, boottime_ns, edit::is_file_entry, text::show},
+    instance::sets::{Generation, boottime_ns, edit::origin_name, text::show},
     observe::status::{Pinned, read_pinned},
 };
 
@@ -276,7 +276,7 @@ fn timed_entries(generation: &Generation, meta: &Meta) -> Vec<TimedEntry> {
                 .get(usize::from(e.set))
                 .map_or_else(|| format!("set {}", e.set), |s| s.name.clone()),
             prefix: show(&entry_prefix(e)),
-            origin: if is_file_entry(e) { "file" } else { "runtime" }.into(),
+            origin: origin_name(e).into(),
             expires_ns: e.expires_ns,
         })
         .collect()

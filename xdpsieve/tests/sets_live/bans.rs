@@ -1,0 +1,147 @@
+//! Automatic bans at the socket: a flood from one source over a limit rule with a ban is
+//! banned within 100 ms of its first over-limit packet (measured on the kernel's own
+//! timestamps, in the event log: the first over-limit record of the limit rule, the first
+//! record of the ban set's drop rule), the ban is logged with its key, rule, rate and
+//! expiry, is a set entry marked `ban` that survives a reload and a takeover with its
+//! time, and ends on time: the source's datagrams reach the socket again.
+
+use std::time::{Duration, Instant};
+
+use xdpsieve_netns::VethPair;
+use xdpsieve_testkit::gate::root_or_skip;
+
+use crate::harness::{Flow, Net, PEER};
+
+const RULES: &str = r#"
+[[set]]
+name = "banned"
+prefixes = []
+
+[[set]]
+name = "friends"
+prefixes = ["203.0.113.0/24"]
+
+[[rule]]
+name = "drop-banned"
+action = "drop"
+src = "@banned"
+log = true
+
+[[rule]]
+name = "flood"
+action = "limit"
+protocol = "udp"
+dst_port = 7100
+rate = "100/s"
+burst = 50
+per = "src"
+ban = "8s"
+ban_set = "banned"
+allow_set = "friends"
+log = true
+"#;
+
+/// The kernel time (ns since the epoch) of the first event of `rule` for which `also`.
+fn first(
+    events: &[serde_json::Value],
+    rule: &str,
+    also: impl Fn(&serde_json::Value) -> bool,
+) -> Option<u64> {
+    events
+        .iter()
+        .filter(|e| e["rule"] == rule && also(e))
+        .filter_map(|e| e["time_ns"].as_u64())
+        .min()
+}
+
+#[test]
+fn a_flood_is_banned_within_100ms_logged_kept_across_reload_and_takeover_and_released_on_time() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::with_rules("autoban", RULES);
+    let run = net.start();
+    let flow = Flow::start(&net);
+    // Wait for the ban's event line.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let ban = loop {
+        if let Some(ban) = net.events().into_iter().find(|e| e["event"] == "ban") {
+            break ban;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ban logged within 5 s of the flood"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seen_ban = Instant::now();
+    assert_eq!(ban["key"], format!("{PEER}/32"), "{ban}");
+    assert_eq!(
+        (ban["rule"].clone(), ban["set"].clone()),
+        ("flood".into(), "banned".into())
+    );
+    assert_eq!(ban["expires_in_ms"], 8000, "{ban}");
+    assert!(
+        ban["rate_seen_pps"].as_f64().unwrap_or(0.0) > 100.0,
+        "{ban}"
+    );
+    assert!(ban["expires"].is_string(), "{ban}");
+
+    // In force within 100 ms of the first over-limit packet, on the kernel's clock.
+    std::thread::sleep(Duration::from_millis(200));
+    let events = net.events();
+    let over = first(&events, "flood", |e| e["over_limit"] == true).expect("over-limit records");
+    let banned = first(&events, "drop-banned", |_| true).expect("records of the ban's drops");
+    let latency_ms = (banned.saturating_sub(over)) as f64 / 1e6;
+    eprintln!("ban in force {latency_ms:.1} ms after the first over-limit packet");
+    assert!(
+        banned > over && latency_ms < 100.0,
+        "ban latency {latency_ms} ms"
+    );
+    // The evidence: over-limit records of the limit rule before the ban.
+    let evidence = events
+        .iter()
+        .filter(|e| e["rule"] == "flood" && e["over_limit"] == true)
+        .filter(|e| e["time_ns"].as_u64().is_some_and(|t| t < banned))
+        .count();
+    assert!(evidence > 0);
+
+    let list = net.list("banned");
+    assert_eq!(list["entries"][0]["origin"], "ban", "{list}");
+    let left = list["entries"][0]["expires_in_ms"]
+        .as_u64()
+        .expect("time left");
+    assert!(left <= 8000, "{list}");
+
+    // A reload, then a takeover after the recorder died: still a ban, with less time.
+    let said = net.ok(&["reload", "-i", VethPair::FW_IF]);
+    assert!(said.contains("generation 2"), "{said}");
+    let list = net.list("banned");
+    assert_eq!(list["entries"][0]["origin"], "ban", "after reload: {list}");
+    drop(run.signal(libc::SIGKILL));
+    let _run = net.start();
+    let list = net.list("banned");
+    assert_eq!(list["count"], 1, "after takeover: {list}");
+    assert_eq!(
+        list["entries"][0]["origin"], "ban",
+        "after takeover: {list}"
+    );
+    let kept = list["entries"][0]["expires_in_ms"]
+        .as_u64()
+        .expect("time left");
+    assert!(kept < left, "{list}");
+
+    // Released on time: the source's datagrams reach the socket again about 8 s after
+    // the ban (the expiry runs every 100 ms).
+    let from = flow.mark();
+    let back = flow
+        .arrival_after(from, Duration::from_secs(12))
+        .expect("datagrams arrive once the ban ends");
+    let after = back.duration_since(seen_ban).as_secs_f64();
+    eprintln!("datagrams back {after:.2} s after the ban was seen logged (ban 8 s)");
+    assert!((7.3..8.8).contains(&after), "{after} s");
+
+    let status = net.status();
+    let text = status.to_string();
+    assert!(text.contains("\"bans_added\""), "{text}");
+}
