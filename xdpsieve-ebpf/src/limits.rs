@@ -25,7 +25,18 @@ use xdpsieve_common::{
     },
 };
 
-use crate::walk::Walk;
+use crate::rule_table::RULE_EXTRA;
+
+/// What a limit charges of a packet: its source and family (the key), its length (byte
+/// rates) and when it came (CLOCK_MONOTONIC ns, read once per packet).
+#[repr(C)]
+pub(crate) struct Arrival {
+    pub src: [u32; 4],
+    pub now: u64,
+    pub frame_len: u32,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
 
 /// Each limit rule's parameters, at its index (set by userspace before attach).
 #[map]
@@ -54,7 +65,7 @@ const EEXIST: i32 = 17;
 /// Whether the packet of `w` is over the budget of the limit rule at `index`. Charges the
 /// bucket when it is within.
 #[inline(always)]
-pub(crate) fn over(index: u32, w: &Walk, mut extra: Option<&mut RuleExtraCounters>) -> bool {
+pub(crate) fn over(index: u32, w: &Arrival, mut extra: Option<&mut RuleExtraCounters>) -> bool {
     let Some(params) = LIMITS.get(index) else {
         // Cannot happen (index < MAX_RULES): refuse rather than let through.
         return true;
@@ -149,7 +160,7 @@ fn charge(
 /// Its own subprogram: the walk's step calls it only for over-limit packets, and its
 /// branches stay out of the step's paths (its result is not used).
 #[inline(never)]
-pub(crate) fn notice(index: u32, rule_id: u32, generation: u32, w: &Walk) -> i64 {
+pub(crate) fn notice(index: u32, rule_id: u32, generation: u32, w: &Arrival) -> i64 {
     let Some(params) = LIMITS.get(index) else {
         return 0;
     };
@@ -203,7 +214,7 @@ pub(crate) fn notice(index: u32, rule_id: u32, generation: u32, w: &Walk) -> i64
         }
         None => false,
     };
-    if let Some(extra) = crate::walk::RULE_EXTRA.get_ptr_mut(index + 1) {
+    if let Some(extra) = RULE_EXTRA.get_ptr_mut(index + 1) {
         // SAFETY: per-CPU map values belong to this CPU for the duration of the program.
         unsafe {
             (*extra).ban_notices += u64::from(sent);
@@ -216,7 +227,7 @@ pub(crate) fn notice(index: u32, rule_id: u32, generation: u32, w: &Walk) -> i64
 /// The bucket's key: the rule and the source masked to the rule's prefix length (the
 /// masks come from userspace, so no branch per word).
 #[inline(always)]
-fn key(index: u32, params: &LimitParams, w: &Walk) -> LimitKey {
+fn key(index: u32, params: &LimitParams, w: &Arrival) -> LimitKey {
     let v6 = usize::from(w.family == family::IPV6);
     let masks = &params.masks[v6 & 1];
     LimitKey {

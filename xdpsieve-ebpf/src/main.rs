@@ -34,6 +34,8 @@ mod parse;
 #[cfg(target_arch = "bpf")]
 mod records;
 #[cfg(target_arch = "bpf")]
+mod rule_table;
+#[cfg(target_arch = "bpf")]
 mod rules;
 #[cfg(target_arch = "bpf")]
 mod sampling;

@@ -4,12 +4,9 @@
 //! fields in use, not on the number of rules. An address field whose rules name address
 //! sets adds the set class's rules (see `sets`) to those of the literal prefixes.
 
-use aya_ebpf::{
-    macros::map,
-    maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
-};
+use aya_ebpf::maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key};
 use xdpsieve_common::{
-    Config, MAX_RULES, RULE_WORDS, Rule, RuleBits, SetClass, SetGroup,
+    Config, RULE_WORDS, RuleBits, SetClass, SetGroup,
     classify::{self, AddrKeyData, FAMILY_BITS},
     family,
     walk::features,
@@ -17,13 +14,10 @@ use xdpsieve_common::{
 
 use crate::{
     parse::Packet,
+    rule_table::RULES,
     sets,
     walk::{self, WalkOutcome},
 };
-
-/// The rules, in evaluation order. Read only once a rule has matched.
-#[map]
-pub(crate) static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES, 0);
 
 /// The rule that decided a packet.
 pub(crate) struct Decision {

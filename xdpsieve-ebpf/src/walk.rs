@@ -14,26 +14,23 @@ use core::ffi::c_void;
 
 use aya_ebpf::{helpers::generated::bpf_loop, macros::map, maps::PerCpuArray};
 use xdpsieve_common::{
-    Config, RULE_SLOTS, RULE_WORDS, RuleBits, capture, record_flags, verdict,
-    walk::{RuleExtraCounters, WALK_STEPS, rule_kind},
+    Config, RULE_WORDS, RuleBits, capture, record_flags, verdict,
+    walk::{WALK_STEPS, rule_kind},
 };
 
-use crate::{limits, parse::Packet, rules};
-
-/// Per rule slot: would-hits of monitor rules, and what limit rules counted.
-#[map]
-pub(crate) static RULE_EXTRA: PerCpuArray<RuleExtraCounters> =
-    PerCpuArray::with_max_entries(RULE_SLOTS, 0);
+use crate::{
+    limits::{self, Arrival},
+    parse::Packet,
+    rule_table::{RULE_EXTRA, RULES},
+};
 
 /// One packet's walk, in map memory (too big for the stack, and read by the loop body).
 #[repr(C)]
 pub(crate) struct Walk {
     /// The rules the packet matches.
     bits: RuleBits,
-    pub(crate) src: [u32; 4],
-    /// CLOCK_MONOTONIC ns, read once per walk.
-    pub(crate) now: u64,
-    pub(crate) frame_len: u32,
+    /// What the limits charge.
+    arrival: Arrival,
     /// The next rule index to look at.
     cursor: u32,
     /// Index of the rule that decided; [`NONE`]: the default verdict.
@@ -46,10 +43,9 @@ pub(crate) struct Walk {
     /// it (one per word and bit position; within or over) merge for the verifier.
     next: u32,
     over: u32,
-    pub(crate) family: u8,
     /// Bits of `record_flags` (`MONITOR`, `OVER_LIMIT`).
     marks: u8,
-    _pad: [u8; 2],
+    _pad: [u8; 3],
     /// The rule generation (`Config::generation`), for ban notices.
     generation: u32,
     /// The limit rule the packet went over ([`NONE`]: none), and its id: its key may be
@@ -130,10 +126,13 @@ pub(crate) fn walk_on(
                 0
             };
         }
-        w.src = pkt.src;
-        w.family = pkt.family;
-        w.now = aya_ebpf::helpers::generated::bpf_ktime_get_ns();
-        w.frame_len = frame_len;
+        w.arrival = Arrival {
+            src: pkt.src,
+            now: aya_ebpf::helpers::generated::bpf_ktime_get_ns(),
+            frame_len,
+            family: pkt.family,
+            _pad: [0; 3],
+        };
         w.cursor = index;
         w.decided = NONE;
         w.shadow = NONE;
@@ -163,7 +162,7 @@ pub(crate) fn walk_on(
         if over != NONE {
             // Outside the loop body: its branches stay out of the paths the verifier
             // follows through the loop, and its stack out of the step's call chain.
-            limits::notice(over, w.notice_id, w.generation, w);
+            limits::notice(over, w.notice_id, w.generation, &w.arrival);
         }
         Some(&(*laundered).out)
     }
@@ -175,7 +174,7 @@ fn finish(w: &mut Walk) -> i64 {
     let decider = if w.decided == NONE {
         None
     } else {
-        rules::RULES.get(w.decided)
+        RULES.get(w.decided)
     };
     let o = &mut w.out;
     match decider {
@@ -208,7 +207,7 @@ fn finish(w: &mut Walk) -> i64 {
     let shadow = if w.shadow == NONE {
         None
     } else {
-        rules::RULES.get(w.shadow)
+        RULES.get(w.shadow)
     };
     if let Some(rule) = shadow {
         o.shadow_id = rule.id;
@@ -256,7 +255,7 @@ unsafe extern "C" fn step(_index: u32, data: *mut c_void) -> i64 {
         w.decided = NONE;
         return finish(w);
     }
-    let Some(rule) = rules::RULES.get(index) else {
+    let Some(rule) = RULES.get(index) else {
         // Cannot happen (index < rule_count <= MAX_RULES). Deciding here keeps it a
         // decision by a matching rule, never a silent pass.
         w.decided = index;
@@ -267,7 +266,7 @@ unsafe extern "C" fn step(_index: u32, data: *mut c_void) -> i64 {
         return finish(w);
     }
     w.cursor = index + 1;
-    let frame_bytes = u64::from(w.frame_len);
+    let frame_bytes = u64::from(w.arrival.frame_len);
     // SAFETY: per-CPU map values belong to this CPU for the duration of the program.
     let mut extra = RULE_EXTRA
         .get_ptr_mut(index + 1)
@@ -275,7 +274,7 @@ unsafe extern "C" fn step(_index: u32, data: *mut c_void) -> i64 {
     let monitor = rule.kind & rule_kind::MONITOR != 0;
     let mut over = false;
     if rule.kind & rule_kind::LIMIT != 0 {
-        w.over = u32::from(limits::over(index, w, extra.as_deref_mut()));
+        w.over = u32::from(limits::over(index, &w.arrival, extra.as_deref_mut()));
         // SAFETY: as above.
         over = unsafe { core::ptr::read_volatile(&w.over) } != 0;
         if let Some(extra) = extra.as_deref_mut() {

@@ -20,6 +20,7 @@ mod either;
 mod either_tests;
 mod expr;
 mod file;
+mod file_undirected;
 pub mod limit;
 mod set_tables;
 #[cfg(test)]
