@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use xdpsieve_netns::VethPair;
 use xdpsieve_testkit::gate::root_or_skip;
 
-use crate::harness::{Flow, Net, PEER};
+use crate::harness::{Flow, Net, PEER, captured_from_before};
+
+/// [`PEER`] as bytes.
+const PEER_BYTES: [u8; 4] = [192, 0, 2, 1];
 
 const RULES: &str = r#"
 [[set]]
@@ -105,6 +108,12 @@ fn a_flood_is_banned_within_100ms_logged_kept_across_reload_and_takeover_and_rel
         .filter(|e| e["time_ns"].as_u64().is_some_and(|t| t < banned))
         .count();
     assert!(evidence > 0);
+    // And in the capture: every packet the source sent that was dropped before the ban's
+    // first drop is there, and those are the limit rule's over-limit packets.
+    let capture = net.tmp.file(&format!("drops-{}.pcap", VethPair::FW_IF));
+    let captured = captured_from_before(&capture, PEER_BYTES, banned);
+    eprintln!("{evidence} over-limit events before the ban, {captured} packets captured");
+    assert_eq!(captured, evidence, "the capture holds the evidence");
 
     let list = net.list("banned");
     assert_eq!(list["entries"][0]["origin"], "ban", "{list}");
@@ -144,4 +153,50 @@ fn a_flood_is_banned_within_100ms_logged_kept_across_reload_and_takeover_and_rel
     let status = net.status();
     let text = status.to_string();
     assert!(text.contains("\"bans_added\""), "{text}");
+}
+
+/// A source in the rule's allow-set goes over the limit and is limited, but never banned;
+/// the refusal is counted.
+#[test]
+fn a_source_in_the_allow_set_is_limited_but_never_banned() {
+    if !root_or_skip() {
+        return;
+    }
+    let rules = RULES.replace(
+        "prefixes = [\"203.0.113.0/24\"]",
+        "prefixes = [\"192.0.2.0/24\"]",
+    );
+    let net = Net::with_rules("allowban", &rules);
+    let _run = net.start();
+    let flow = Flow::start(&net);
+    // A second of the flood (1000/s against 100/s): over the limit for most of it.
+    std::thread::sleep(Duration::from_secs(1));
+    let from = flow.mark();
+    std::thread::sleep(Duration::from_millis(500));
+    let list = net.list("banned");
+    assert_eq!(list["count"], 0, "no ban of an allowed source: {list}");
+    assert!(
+        !net.events().iter().any(|e| e["event"] == "ban"),
+        "no ban event"
+    );
+    // Still limited: about 100 of the 500 or so sent in the half second arrive.
+    let arrived = flow.arrived_since(from).len();
+    assert!(
+        (20..300).contains(&arrived),
+        "{arrived} arrived: limited, not banned"
+    );
+    let status = net.status().to_string();
+    let skipped = status
+        .split("\"bans_allow_skipped\":")
+        .nth(1)
+        .and_then(|rest| {
+            rest.trim_start()
+                .split([',', '}'])
+                .next()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert!(skipped > 0, "the allow-set refusals are counted: {status}");
 }

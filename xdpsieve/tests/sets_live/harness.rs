@@ -307,3 +307,25 @@ pub(crate) fn captured_from(path: &Path, src: [u8; 4]) -> usize {
     }
     n
 }
+
+/// UDP datagrams from `src` to PORT in a capture file whose timestamp is before
+/// `before_ns` (ns since the epoch, as the event log's `time_ns`), compared at the
+/// capture's microseconds: a pcap timestamp is truncated to them.
+pub(crate) fn captured_from_before(path: &Path, src: [u8; 4], before_ns: u64) -> usize {
+    let file = std::fs::File::open(path).expect("opening the capture");
+    let mut reader = pcap_file::pcap::PcapReader::new(file).expect("pcap header");
+    let mut n = 0;
+    while let Some(p) = reader.next_packet() {
+        let p = p.expect("pcap packet");
+        let data = &p.data;
+        let is_v4_udp = data.len() >= 38 && data[12..14] == [0x08, 0x00] && data[23] == 17;
+        if is_v4_udp
+            && data[26..30] == src
+            && u16::from_be_bytes([data[36], data[37]]) == PORT
+            && p.timestamp.as_micros() < u128::from(before_ns / 1000)
+        {
+            n += 1;
+        }
+    }
+    n
+}
