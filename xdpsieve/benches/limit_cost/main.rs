@@ -21,8 +21,10 @@
 //! /proc/self/fdinfo), and one bucket charged from both CPUs at once (`contended`).
 //!
 //! Run as root: `cargo bench -p xdpsieve --bench limit_cost [-- --quick] [--json PATH]
-//! [--sources 1,10000]`. `--quick`: 1 and 1,000 sources, 20,000 runs per program.
+//! [--sources 1,10000]`. `--quick`: 1 and 1,000 sources, 20,000 runs per program. With
+//! `--attach`, it holds one program attached to a veth instead (see `attach`).
 
+mod attach;
 mod programs;
 mod report;
 
@@ -94,6 +96,9 @@ struct Options {
     json: Option<PathBuf>,
     sources: Vec<usize>,
     min_runs: usize,
+    /// `--attach KIND --netns PATH --ifname IF`: hold one program attached (see `attach`).
+    attach: Option<(String, PathBuf, String)>,
+    attach_sources: usize,
 }
 
 fn options() -> Result<Options, String> {
@@ -109,6 +114,7 @@ fn options() -> Result<Options, String> {
     } else {
         &[1, 10_000, 1_000_000]
     };
+    let sources_flag = value("--sources").and_then(|s| s.parse().ok());
     let sources = match value("--sources") {
         None => default.to_vec(),
         Some(list) => list
@@ -125,6 +131,14 @@ fn options() -> Result<Options, String> {
         json: value("--json").map(PathBuf::from),
         sources,
         min_runs: if quick { 20_000 } else { 200_000 },
+        attach: value("--attach").map(|kind| {
+            (
+                kind.clone(),
+                value("--netns").map_or_else(PathBuf::new, PathBuf::from),
+                value("--ifname").cloned().unwrap_or_default(),
+            )
+        }),
+        attach_sources: sources_flag.unwrap_or(65_536),
     })
 }
 
@@ -140,6 +154,13 @@ fn main() {
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("limit_cost needs root (BPF_PROG_TEST_RUN)");
         std::process::exit(1);
+    }
+    if let Some((kind, netns, ifname)) = &options.attach {
+        if let Err(e) = attach::run(kind, netns, ifname, options.attach_sources) {
+            eprintln!("limit_cost --attach {kind}: {e}");
+            std::process::exit(1);
+        }
+        return;
     }
     let started = Instant::now();
     let floor = load_floor_program(XDP_PASS as u8).expect("loading the floor program");

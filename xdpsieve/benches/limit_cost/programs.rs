@@ -3,13 +3,10 @@
 //! them), and the XDP-Firewall-style limiter (`xdpsieve_bench_xdpfw`, see its module doc in
 //! xdpsieve-ebpf). Also the memory their per-source tables take.
 
-use std::{
-    any::Any,
-    os::fd::{AsFd as _, AsRawFd as _},
-};
+use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::{
-    EbpfLoader,
+    Ebpf, EbpfLoader,
     maps::{Map, PerCpuArray, PerCpuValues},
     programs::Xdp,
     util::nr_cpus,
@@ -28,10 +25,29 @@ const OTHER_RULE: &str = "[[rule]]\naction = \"drop\"\nprotocol = \"tcp\"\ndst_p
 pub(crate) struct Loaded {
     /// The program to run; valid while `keep` lives.
     pub fd: i32,
-    #[expect(dead_code, reason = "never read: held so that `fd` stays open")]
-    pub keep: Box<dyn Any>,
+    /// What owns the program and its maps.
+    keep: Owner,
     /// `memlock` of the per-source table (LIMIT_STATE, or the XDP-Firewall stats maps).
     pub table_memlock: Option<u64>,
+}
+
+enum Owner {
+    Firewall(Box<Firewall>),
+    Ebpf(Box<Ebpf>),
+}
+
+impl Loaded {
+    /// The program, to attach it.
+    pub(crate) fn program(&mut self) -> Result<&mut Xdp, String> {
+        match &mut self.keep {
+            Owner::Firewall(f) => f.program().map_err(|e| e.to_string()),
+            Owner::Ebpf(e) => e
+                .program_mut(PROGRAM)
+                .ok_or_else(|| format!("the object has no program {PROGRAM}"))?
+                .try_into()
+                .map_err(|e| format!("{PROGRAM}: {e}")),
+        }
+    }
 }
 
 /// What a contender is.
@@ -104,7 +120,7 @@ pub(crate) fn load_xdpsieve(toml: &str) -> Result<Loaded, String> {
         .as_raw_fd();
     Ok(Loaded {
         fd,
-        keep: Box::new(firewall),
+        keep: Owner::Firewall(Box::new(firewall)),
         table_memlock,
     })
 }
@@ -161,7 +177,7 @@ pub(crate) fn load_xdpfw(sources: usize, over: bool) -> Result<Loaded, String> {
         .as_raw_fd();
     Ok(Loaded {
         fd,
-        keep: Box::new(ebpf),
+        keep: Owner::Ebpf(Box::new(ebpf)),
         table_memlock,
     })
 }
