@@ -21,7 +21,7 @@
 //! /proc/self/fdinfo), and one bucket charged from both CPUs at once (`contended`).
 //!
 //! Run as root: `cargo bench -p xdpsieve --bench limit_cost [-- --quick] [--json PATH]
-//! [--sources 1,10000]`. `--quick`: 1 and 1,000 sources, 20,000 runs per program. With
+//! [--sources 1,10000]`. `--quick`: 1 and 1,000 sources, 10,000 runs per program. With
 //! `--attach`, it holds one program attached to a veth instead (see `attach`).
 
 mod attach;
@@ -130,7 +130,7 @@ fn options() -> Result<Options, String> {
         quick,
         json: value("--json").map(PathBuf::from),
         sources,
-        min_runs: if quick { 20_000 } else { 200_000 },
+        min_runs: if quick { 10_000 } else { 200_000 },
         attach: value("--attach").map(|kind| {
             (
                 kind.clone(),
