@@ -21,6 +21,10 @@
 // The kernel LPM trie baseline of the set benchmark; never loaded by the product.
 #[cfg(target_arch = "bpf")]
 mod bench_lpm;
+// XDP-Firewall's per-source rate limiter, the limit-rule benchmark's peer; never loaded by
+// the product.
+#[cfg(target_arch = "bpf")]
+mod bench_xdpfw;
 #[cfg(target_arch = "bpf")]
 mod capture_filter;
 #[cfg(target_arch = "bpf")]

@@ -60,9 +60,9 @@ enum Task {
         time: u64,
     },
     /// Benchmark xdpsieve beside xdp-filter, xdpdump and tcpdump (needs root): per-packet
-    /// cost in the kernel, capture end to end over veth, and address sets beside the
-    /// kernel's LPM trie. Writes BENCHMARKS.md and benchmarks.json (4-5 minutes; `--quick`
-    /// about 1).
+    /// cost in the kernel, capture end to end over veth, address sets beside the kernel's
+    /// LPM trie, and limit rules beside XDP-Firewall's limiter. Writes BENCHMARKS.md and
+    /// benchmarks.json (about 9 minutes; `--quick` about 1.5).
     Bench {
         /// Fewer repeats and shorter runs, to check the harness (under 2 minutes).
         #[arg(long)]

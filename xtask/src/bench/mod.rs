@@ -9,12 +9,16 @@
 //!    issue 10) what a capture filter selecting 1% of a 64-byte flood keeps of it.
 //! 3. Address sets (`sets`, issue 9): the `set_cost` bench, lookup cost in sets of 1 to
 //!    1,000,000 prefixes beside the kernel's LPM trie, load time and kernel memory.
+//! 4. Limit rules (`limits`, issue 18): the `limit_cost` bench, a limit rule's cost at 1 to
+//!    1,000,000 sources beside no limit and XDP-Firewall's limiter, memory per key; and a
+//!    flood from random sources over veth, timed by bpf_stats.
 //!
 //! Writes BENCHMARKS.md and benchmarks.json (to the repository root for a full run, to
 //! target/bench-quick for `--quick`, or to `--out DIR`).
 
 mod capture;
 mod flood;
+mod limits;
 mod live;
 mod mix;
 mod pcap;
@@ -49,6 +53,9 @@ pub(crate) enum Part {
     Capture,
     /// Address sets: lookup cost beside the kernel LPM trie, load time, memory.
     Sets,
+    /// Limit rules: cost per packet by source count beside XDP-Firewall's limiter, memory
+    /// per key, a flood from random sources.
+    Limits,
 }
 
 /// Everything one run measured, for the report.
@@ -59,6 +66,10 @@ pub(crate) struct Results {
     /// The set_cost bench's JSON report (Null when not run).
     pub(crate) sets: serde_json::Value,
     pub(crate) sets_command: String,
+    /// The limit_cost bench's JSON (`kernel`) and the flood's runs (`flood`); Null when
+    /// not run.
+    pub(crate) limits: serde_json::Value,
+    pub(crate) limits_command: String,
     pub(crate) runs: Vec<Run>,
     /// Issue 10: a 64-byte flood captured through a filter selecting 1%, and without one.
     pub(crate) flood: Vec<flood::FloodRun>,
@@ -124,6 +135,24 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
             object.insert("live".into(), live);
         }
         sets
+    } else {
+        serde_json::Value::Null
+    };
+    check_interrupted()?;
+    let limits_args = bench_args("limit_cost");
+    let limits_command = format!("cargo {} --json limit_cost.json", limits_args.join(" "));
+    let limits = if only(Part::Limits) {
+        eprintln!("bench: limit rules beside XDP-Firewall's limiter (BPF_PROG_TEST_RUN)");
+        let kernel = run_json_bench(root, &options.out, "limit_cost", &limits_args)?;
+        check_interrupted()?;
+        eprintln!("bench: limit rules under a flood from random sources (bpf_stats)");
+        let (flood_time, rounds) = if options.quick {
+            (Duration::from_millis(500), 1)
+        } else {
+            (Duration::from_secs(2), REPETITIONS)
+        };
+        let flood = limits::flood::measure(root, gen_cpu, flood_time, rounds)?;
+        serde_json::json!({ "kernel": kernel, "flood": flood })
     } else {
         serde_json::Value::Null
     };
@@ -230,6 +259,8 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
         kernel_command,
         sets,
         sets_command,
+        limits,
+        limits_command,
         runs,
         flood,
         tool_commands,
@@ -312,6 +343,7 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
         "## 1. Per-packet cost in the kernel".to_string(),
         "## 2. End to end over veth".to_string(),
         sets::SECTION.to_string(),
+        limits::SECTION.to_string(),
         flood::SECTION.to_string(),
         "## Commands".to_string(),
     ];
@@ -342,6 +374,7 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
         }
     }
     sets::check(&report["sets"]).with_context(|| format!("{}", json.display()))?;
+    limits::check(&report["limits"]).with_context(|| format!("{}", json.display()))?;
     let runs = report["end_to_end"]["runs"]
         .as_array()
         .map_or(&[][..], Vec::as_slice);

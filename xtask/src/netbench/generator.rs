@@ -1,4 +1,5 @@
-//! The frame generator: IPv4/UDP frames from the peer to the firewall side, and a sender
+//! The frame generator: IPv4/UDP frames from the peer to the firewall side (IPv6 ones from
+//! many sources for the limit flood), and a sender
 //! thread that enters the peer namespace, pins itself to a CPU and writes them to an
 //! AF_PACKET socket (PACKET_QDISC_BYPASS, one `send` per frame), paced by busy-waiting or
 //! flat out, for a bounded count and time.
@@ -48,6 +49,35 @@ pub(crate) fn udp_frame_to(len: usize, dst: [u8; 6], src: [u8; 6], port: u16) ->
     udp[0..2].copy_from_slice(&53u16.to_be_bytes());
     udp[2..4].copy_from_slice(&port.to_be_bytes());
     udp[4..6].copy_from_slice(&((len - 34) as u16).to_be_bytes());
+    f
+}
+
+/// An IPv6/UDP frame of `len` bytes (at least 62) from `src` to `dst`, UDP 53 -> `port`,
+/// zeros after. The UDP checksum is left 0 (invalid in IPv6: the firewall's stack drops
+/// what gets through, which is all the benches that send these need).
+pub(crate) fn udp6_frame(
+    len: usize,
+    macs: ([u8; 6], [u8; 6]),
+    src: [u8; 16],
+    dst: [u8; 16],
+    port: u16,
+) -> Vec<u8> {
+    let len = len.max(62);
+    let mut f = vec![0u8; len];
+    f[0..6].copy_from_slice(&macs.0);
+    f[6..12].copy_from_slice(&macs.1);
+    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    let ip = &mut f[14..54];
+    ip[0] = 0x60;
+    ip[4..6].copy_from_slice(&((len - 54) as u16).to_be_bytes());
+    ip[6] = 17;
+    ip[7] = 64;
+    ip[8..24].copy_from_slice(&src);
+    ip[24..40].copy_from_slice(&dst);
+    let udp = &mut f[54..62];
+    udp[0..2].copy_from_slice(&53u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&port.to_be_bytes());
+    udp[4..6].copy_from_slice(&((len - 54) as u16).to_be_bytes());
     f
 }
 

@@ -26,7 +26,7 @@ use anyhow::{Result, bail};
 use xdpsieve_netns::VethPair;
 
 pub(crate) use generator::{
-    Sent, Traffic, is_generated, send_frames, spawn_sender, udp_frame, udp_frame_to,
+    Sent, Traffic, is_generated, send_frames, spawn_sender, udp_frame, udp_frame_to, udp6_frame,
 };
 pub(crate) use procfs::{
     Proc, capture, count_lines, cpu_ticks, file_len, irq_work_count, online_cpus,

@@ -141,6 +141,8 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
 
     super::sets::render(&mut md, &res.sets, &res.sets_command)?;
 
+    super::limits::render(&mut md, &res.limits, &res.limits_command)?;
+
     writeln!(md, "\n## Commands\n")?;
     writeln!(
         md,
@@ -149,6 +151,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
     )?;
     writeln!(md, "- Kernel cost: `{}`", res.kernel_command)?;
     writeln!(md, "- Address sets: `{}`", res.sets_command)?;
+    writeln!(md, "- Limit rules: `{}`", res.limits_command)?;
     writeln!(md, "- The sandbox:")?;
     for c in &res.sandbox_commands {
         writeln!(md, "  - `{c}`")?;
@@ -173,6 +176,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
         "targets": targets,
         "kernel": res.kernel,
         "sets": res.sets,
+        "limits": res.limits,
         "end_to_end": {
             "seconds_per_run": res.duration.as_secs_f64(),
             "generator_cpu": res.gen_cpu,
@@ -183,6 +187,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
         "commands": {
             "kernel": res.kernel_command,
             "sets": res.sets_command,
+            "limits": res.limits_command,
             "sandbox": res.sandbox_commands,
             "setups": res.tool_commands.iter().map(|(s, l)| json!({"setup": s, "commands": l})).collect::<Vec<_>>(),
         },
