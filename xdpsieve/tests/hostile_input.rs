@@ -281,7 +281,7 @@ fn toml_type_errors_are_in_words() {
         (
             "[[rule]]\naction = 6\n",
             "2:10",
-            "`action` must be \"drop\" or \"pass\"",
+            "`action` must be \"drop\", \"pass\" or \"limit\"",
         ),
         (
             "[[rule]]\naction = \"drop\"\nid = -3\n",
