@@ -200,3 +200,66 @@ fn a_source_in_the_allow_set_is_limited_but_never_banned() {
         .unwrap_or(0);
     assert!(skipped > 0, "the allow-set refusals are counted: {status}");
 }
+
+/// With `ban_max = 1`, two flooding sources: the first to go over is banned, the second
+/// is limited but not banned, and the refusal is counted.
+#[test]
+fn the_ban_cap_holds_and_what_it_refuses_is_counted() {
+    if !root_or_skip() {
+        return;
+    }
+    let rules = RULES.replace(
+        "allow_set = \"friends\"",
+        "allow_set = \"friends\"\nban_max = 1",
+    );
+    let net = Net::with_rules("banmax", &rules);
+    let second = std::net::Ipv4Addr::new(192, 0, 2, 11);
+    net.pair
+        .peer
+        .ip(&[
+            "addr",
+            "add",
+            &format!("{second}/24"),
+            "dev",
+            VethPair::PEER_IF,
+        ])
+        .expect("a second peer address");
+    let _run = net.start();
+    let _flow = Flow::start(&net);
+    // The second source floods for 1.5 s (bounded), at about 1000 datagrams a second.
+    net.pair
+        .peer
+        .run(|| {
+            let socket = std::net::UdpSocket::bind((second, 0))?;
+            for n in 0..1500u32 {
+                socket.send_to(&n.to_be_bytes(), (VethPair::FW_V4, crate::harness::PORT))?;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .expect("namespace")
+        .expect("the second flood");
+    std::thread::sleep(Duration::from_millis(300));
+    let list = net.list("banned");
+    assert_eq!(list["count"], 1, "one ban at most: {list}");
+    let bans = net
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "ban")
+        .count();
+    assert_eq!(bans, 1, "one ban logged");
+    let status = net.status().to_string();
+    let capped = status
+        .split("\"bans_total_capped\":")
+        .nth(1)
+        .and_then(|rest| {
+            rest.trim_start()
+                .split([',', '}'])
+                .next()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert!(capped > 0, "the refused ban is counted: {status}");
+}
