@@ -304,9 +304,9 @@ fn a_limit_in_monitor_mode_marks_what_its_twin_drops() {
 }
 
 /// Two CPUs charge one bucket at once, each running the same frame 200,000 times: the
-/// bucket's budget (1,000 packets, no refill) passes exactly, never more. The control: the
-/// program's record limiter, a plain read-modify-write shared the same way, shows whether
-/// the two runs really overlapped here (it lets extra records through when they do).
+/// bucket's budget (1,000 packets, no refill) passes exactly, never more, apart from the
+/// charges counted as lost to contention. The time both CPUs were charging at once is
+/// measured and printed: on a machine of one CPU there is no race to judge.
 #[test]
 fn two_cpus_charging_one_bucket_never_pass_more_than_its_budget() {
     if !root_or_skip() {
@@ -315,7 +315,7 @@ fn two_cpus_charging_one_bucket_never_pass_more_than_its_budget() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut fw = limit_firewall(
         "[[rule]]\naction = \"limit\"\nprotocol = \"udp\"\nrate = \"1/h\"\nburst = 1000\n\
-         per = \"rule\"\n[[rule]]\naction = \"drop\"\nprotocol = \"udp\"\nlog_rate = \"1000/h\"\n",
+         per = \"rule\"\n",
     );
     let _ring = fw.take_capture_source().expect("capture source");
     let frame = Frame::ipv4(HOSTILE4, HOST4).udp(1, 53).build();
@@ -327,27 +327,43 @@ fn two_cpus_charging_one_bucket_never_pass_more_than_its_budget() {
         .as_fd()
         .as_raw_fd();
     let per_thread = 200_000;
-    std::thread::scope(|scope| {
-        for cpu in 0..cpus.min(2) {
-            let frame = &frame;
-            scope.spawn(move || {
-                pin_to(cpu);
-                xdpsieve_testkit::bpf::test_run(fd, frame, per_thread).expect("test run");
-            });
-        }
+    let spans: Vec<(std::time::Instant, std::time::Instant)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..cpus.min(2))
+            .map(|cpu| {
+                let frame = &frame;
+                scope.spawn(move || {
+                    pin_to(cpu);
+                    let start = std::time::Instant::now();
+                    xdpsieve_testkit::bpf::test_run(fd, frame, per_thread).expect("test run");
+                    (start, std::time::Instant::now())
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a test-run thread"))
+            .collect()
     });
-    let snap = fw.snapshot(2, 0).expect("counters");
+    // How long both CPUs were charging at once: what makes the test a race at all.
+    let overlap = spans
+        .iter()
+        .map(|s| s.1)
+        .min()
+        .zip(spans.iter().map(|s| s.0).max())
+        .map_or(std::time::Duration::ZERO, |(end, start)| {
+            end.saturating_duration_since(start)
+        });
+    let snap = fw.snapshot(1, 0).expect("counters");
     let extra = snap.rule_extra(1);
     let runs = u64::from(per_thread) * cpus.min(2) as u64;
     assert_eq!(extra.within_limit + extra.over_limit, runs);
     println!(
-        "cpus: {}; within {} (+{} lost to contention), over {}; record limiter: {} captured \
-         of budget 1000",
+        "cpus: {}, charging together for {overlap:?}; within {} (+{} lost to contention), \
+         over {}",
         cpus.min(2),
         extra.within_limit,
         extra.cas_exhausted,
         extra.over_limit,
-        snap.counters.captured + snap.counters.capture_lost,
     );
     assert_eq!(
         extra.within_limit - extra.cas_exhausted,
