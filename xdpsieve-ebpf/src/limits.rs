@@ -179,7 +179,10 @@ pub(crate) fn notice(index: u32, rule_id: u32, generation: u32, w: &Arrival) -> 
     let (seen, first_ns) = unsafe {
         let noticed = core::ptr::addr_of_mut!((*state).noticed_ns);
         let old = core::ptr::read_volatile(noticed);
-        if now.wrapping_sub(old) < NOTICE_INTERVAL_NS && old != 0 {
+        // `now` was read when the packet's walk began: a CPU whose packet came first may
+        // get here after another CPU noticed a later packet, so a `now` before `old` is a
+        // notice just given too (a wrapping difference would send a second one).
+        if old != 0 && now.saturating_sub(old) < NOTICE_INTERVAL_NS {
             return 0;
         }
         if cmpxchg(noticed, old, now) != old {
