@@ -399,6 +399,11 @@ pub struct WriterStats {
     pub past_count: u64,
     /// Records that failed to decode (never expected; counted rather than dropped silently).
     pub undecodable: u64,
+    /// Ring record headers whose length was corrupt (never expected): each time, the reader
+    /// skipped to the producer position, losing the records in between.
+    pub ring_corrupt: u64,
+    /// The bytes those skips passed over (the records in them are lost, how many unknown).
+    pub ring_skipped_bytes: u64,
     /// Event lines written to the log.
     pub logged: u64,
     /// Capture records not written because the capture output failed (disk full, I/O
@@ -509,6 +514,27 @@ pub const WRITER: &[Counter<WriterStats>] = &[
         "Records that failed to decode (never expected).",
         Some("{} records could not be decoded")
     ),
+    counter!(
+        ring_corrupt,
+        "ring skips after a corrupt length",
+        "xdpsieve_ring_corrupt_headers",
+        [],
+        "Ring record headers with a corrupt length (never expected): each time, the reader \
+         skipped to the newest record, losing those in between.",
+        Some(
+            "{} ring records had a corrupt length: the reader skipped past them and the \
+              records after them to the newest (see the warnings)"
+        )
+    ),
+    counter!(
+        ring_skipped_bytes,
+        "ring bytes skipped",
+        "xdpsieve_ring_skipped_bytes",
+        [],
+        "Bytes of ring the reader skipped after corrupt record lengths (the records in them \
+         are lost).",
+        Some("{} bytes of ring records skipped after corrupt lengths")
+    ),
 ];
 
 /// Adds `from` to `to`, counter by counter.
@@ -589,6 +615,15 @@ mod tests {
         // most one reserved word: a counter added to the struct without its catalogue
         // line fails here.
         assert_eq!(KERNEL.len() * 8, size_of::<Counters>(), "Counters");
+        // The same for the writer's counts, all u64s, each catalogued once.
+        assert_eq!(WRITER.len() * 8, size_of::<WriterStats>(), "WriterStats");
+        let mut writer = WriterStats::default();
+        for (i, c) in WRITER.iter().enumerate() {
+            *(c.get_mut)(&mut writer) = i as u64 + 1;
+        }
+        for (i, c) in WRITER.iter().enumerate() {
+            assert_eq!((c.get)(&writer), i as u64 + 1, "{}", c.key);
+        }
         for (name, catalogued, size) in [
             ("RuleCounters", RULE.len(), size_of::<RuleCounters>()),
             (

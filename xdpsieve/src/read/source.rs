@@ -19,7 +19,7 @@ use aya::maps::{
     perf::{PerfEvent, PerfEventArrayBuffer},
 };
 
-use crate::read::ringbuf::RingReader;
+use crate::{base::counters::WriterStats, read::ringbuf::RingReader};
 
 pub enum Source {
     Ring(RingReader),
@@ -116,6 +116,25 @@ impl Source {
         match self {
             Source::Ring(_) | Source::Memory(_) => 0,
             Source::Perf { lost, .. } => *lost,
+        }
+    }
+
+    /// Corrupt record lengths the ring reader skipped past, and the bytes it skipped
+    /// (see `read::ringbuf`); (0, 0) for the other sources, which hand out whole records.
+    pub fn ring_corrupt(&self) -> (u64, u64) {
+        match self {
+            Source::Ring(ring) => (ring.corrupt_headers(), ring.skipped_bytes()),
+            Source::Perf { .. } | Source::Memory(_) => (0, 0),
+        }
+    }
+
+    /// The [`WriterStats`] of the source itself: what [`Source::ring_corrupt`] counts.
+    pub fn stats(&self) -> WriterStats {
+        let (ring_corrupt, ring_skipped_bytes) = self.ring_corrupt();
+        WriterStats {
+            ring_corrupt,
+            ring_skipped_bytes,
+            ..WriterStats::default()
         }
     }
 

@@ -348,7 +348,7 @@ impl CaptureSession {
             .merge(
                 self.notices
                     .as_ref()
-                    .map(|(_, banner)| banner.stats())
+                    .map(|(source, banner)| banner.stats().merge(source.stats()))
                     .unwrap_or_default(),
             )
     }

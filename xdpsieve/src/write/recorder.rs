@@ -283,6 +283,7 @@ impl<W: Output> Recorder<W> {
             removed_for_room,
             ..WriterStats::default()
         }
+        .merge(self.source.stats())
     }
 
     /// At close: the closing blocks (pcapng interface statistics, ifindex and counters of
@@ -403,8 +404,8 @@ impl<W: Output> EventLog<W> {
         self.out.failure().is_some()
     }
 
-    /// Lines written, lines not written because the output failed, and records that
-    /// failed to decode.
+    /// Lines written, lines not written because the output failed, records that failed
+    /// to decode, and the ring's skips after corrupt lengths.
     pub fn stats(&self) -> WriterStats {
         WriterStats {
             logged: self.out.written(),
@@ -412,6 +413,7 @@ impl<W: Output> EventLog<W> {
             undecodable: self.tally.undecodable,
             ..WriterStats::default()
         }
+        .merge(self.source.stats())
     }
 }
 

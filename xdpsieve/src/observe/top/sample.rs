@@ -47,7 +47,12 @@ pub const KERNEL_LOSSES: &[&str] = &[
 ];
 
 /// The recorder's counters whose growth means records lost.
-pub const WRITER_LOSSES: &[&str] = &["undecodable", "capture_not_written", "log_not_written"];
+pub const WRITER_LOSSES: &[&str] = &[
+    "undecodable",
+    "ring_corrupt",
+    "capture_not_written",
+    "log_not_written",
+];
 
 /// One read of a firewall's pinned state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

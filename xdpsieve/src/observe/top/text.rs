@@ -49,6 +49,7 @@ pub fn loss_label(key: &str) -> &str {
         "capture_no_writer" => "no capture writer",
         "event_no_writer" => "no event log",
         "undecodable" => "undecodable",
+        "ring_corrupt" => "corrupt ring length",
         "capture_not_written" => "capture output failed",
         "log_not_written" => "log output failed",
         other => other,
