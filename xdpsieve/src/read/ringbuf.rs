@@ -252,13 +252,15 @@ unsafe fn walk(
         }
         let len = (header & !(BUSY | DISCARD)) as usize;
         let size = (len + HEADER).next_multiple_of(8);
-        if len > view.mask + 1 - HEADER || size > producer - *pos {
+        // Saturating: a consumer position ahead of the producer (the consumer page is
+        // writable by any process that maps it) is as corrupt, and resyncs the same way.
+        if len > view.mask + 1 - HEADER || size > producer.saturating_sub(*pos) {
             // Never from a well-behaved kernel. Where the next record starts is unknown:
             // skip everything committed so far rather than read wild or stall here.
             corrupt(Corrupt {
                 at: *pos,
                 header,
-                skipped: producer - *pos,
+                skipped: producer.saturating_sub(*pos),
             });
             *pos = producer;
             view.consumer.store(*pos, Ordering::Release);

@@ -191,3 +191,24 @@ fn records_wrap_around_the_end_through_the_double_mapping() {
     ring.push(b"fine", 0);
     assert_eq!(ring.walk().0, vec![b"fine".to_vec()]);
 }
+
+#[test]
+fn a_position_ahead_of_the_producer_resyncs_to_it() {
+    let mut ring = Ring::new();
+    ring.push(b"one", 0);
+    // Someone wrote the consumer page: the reader starts past anything committed.
+    ring.pos = 64;
+    let (records, corrupt) = ring.walk();
+    assert!(records.is_empty());
+    assert_eq!(
+        corrupt,
+        vec![Corrupt {
+            at: 64,
+            header: 0,
+            skipped: 0,
+        }]
+    );
+    assert_eq!((ring.pos, ring.published()), (16, 16));
+    ring.push(b"two", 0);
+    assert_eq!(ring.walk().0, vec![b"two".to_vec()]);
+}
