@@ -17,7 +17,7 @@ use std::{
 };
 
 use xdpsieve_testkit::child::Firewall;
-use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::gate::{kernel_found, root_or_skip};
 use xdpsieve_testkit::tempdir::TempDir;
 use xdpsieve_testkit::tool::{tool, tool_with};
 
@@ -113,6 +113,26 @@ fn a_per_source_limit_delivers_its_burst_and_its_rate_and_counts_the_rest() {
          dst_port = \"5300-5301\"\nrate = \"100/s\"\nburst = 100\nper = \"src\"\n",
     )
     .unwrap();
+    // Control: without the firewall, the paced flood reaches the socket whole, so below
+    // every datagram missing is the limit's doing (and is counted).
+    let control_done = AtomicBool::new(false);
+    let control = std::thread::scope(|s| {
+        let receiver = s.spawn(|| receive(&net, 5300, &control_done));
+        std::thread::sleep(Duration::from_millis(100));
+        paced(&net, VethPair::PEER_V4, 5300, 3000, 1000);
+        settle();
+        control_done.store(true, Ordering::Relaxed);
+        receiver.join().expect("receiver")
+    });
+    kernel_found(format_args!(
+        "without a firewall, {} of 3000 paced datagrams reached the socket",
+        control.len()
+    ));
+    assert_eq!(
+        control.len(),
+        3000,
+        "control: the veth delivers the whole flood"
+    );
     let fw = Firewall::start(BINARY, &net, &["--rules", rules.to_str().unwrap()]);
     let done = AtomicBool::new(false);
     let (flood, flood_span, calm, calm_span) = std::thread::scope(|s| {
