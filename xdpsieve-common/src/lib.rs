@@ -627,14 +627,6 @@ pub struct CaptureHeader {
     pub _pad2: u32,
 }
 
-/// The per-CPU scratch area where the program assembles a record before copying it into the
-/// ring, so a record costs the ring only `header + cap_len` bytes.
-#[repr(C)]
-pub struct CaptureBuffer {
-    pub header: CaptureHeader,
-    pub data: [u8; MAX_SNAPLEN as usize],
-}
-
 pub const CAPTURE_HEADER_LEN: usize = size_of::<CaptureHeader>();
 
 const _: () = {
@@ -703,9 +695,6 @@ const _: () = {
     assert!(offset_of!(CaptureHeader, verdict) == 28);
     assert!(offset_of!(CaptureHeader, flags) == 29);
     assert!(offset_of!(CaptureHeader, generation) == 30);
-    assert!(offset_of!(CaptureBuffer, data) == CAPTURE_HEADER_LEN);
-    // The kernel caps per-CPU map values at 32 KiB.
-    assert!(size_of::<CaptureBuffer>() <= 32 * 1024);
 };
 
 #[cfg(feature = "user")]

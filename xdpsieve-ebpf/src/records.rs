@@ -6,15 +6,16 @@
 use aya_ebpf::{
     bindings::BPF_F_CURRENT_CPU,
     helpers::generated::{
-        bpf_ktime_get_ns, bpf_perf_event_output, bpf_ringbuf_output, bpf_xdp_load_bytes,
+        bpf_ktime_get_ns, bpf_perf_event_output, bpf_ringbuf_discard, bpf_ringbuf_output,
+        bpf_ringbuf_reserve, bpf_ringbuf_submit, bpf_xdp_load_bytes,
     },
     macros::map,
-    maps::{Array, PerCpuArray, PerfEventArray, RingBuf},
+    maps::{Array, PerfEventArray, RingBuf},
     programs::XdpContext,
 };
 use xdpsieve_common::{
-    CAPTURE_HEADER_LEN, CaptureBuffer, CaptureHeader, Config, Event, MAX_SNAPLEN,
-    READER_TIMEOUT_NS, RULE_SLOTS, reader, record_flags, transport,
+    CAPTURE_HEADER_LEN, CaptureHeader, Config, Event, MAX_SNAPLEN, READER_TIMEOUT_NS, RULE_SLOTS,
+    reader, record_flags, transport,
 };
 
 use crate::{
@@ -26,9 +27,6 @@ use crate::{
 /// (GCRA), in CLOCK_MONOTONIC ns. Shared by all CPUs.
 #[map]
 static RATE_LIMITER: Array<u64> = Array::with_max_entries(RULE_SLOTS, 0);
-
-#[map]
-static CAPTURE_SCRATCH: PerCpuArray<CaptureBuffer> = PerCpuArray::with_max_entries(1, 0);
 
 /// Capture records; userspace sizes it at load time (`--ring-size`).
 #[map]
@@ -230,18 +228,51 @@ pub(crate) fn capture_packet(ctx: &XdpContext, cfg: &Config, record: &Record) ->
             bpf_perf_event_output(ctx.ctx.cast(), map, flags, data, CAPTURE_HEADER_LEN as u64)
         } == 0;
     }
-    let Some(buf) = CAPTURE_SCRATCH.get_ptr_mut(0) else {
-        return false;
-    };
-    // SAFETY: buf points to this CPU's scratch value; cap_len fits its data array.
+    // One copy: reserve the record in the ring and load the packet bytes straight into it.
+    // The verifier wants a constant reservation, so the record takes the smallest size
+    // class that holds `cap_len` (the reader reads `cap_len` bytes and skips the rest).
+    // Each class is its own branch: there the verifier knows 1 <= cap_len <= CLASS.
+    macro_rules! by_class {
+        ($($class:literal)*) => {
+            $(
+                if cap_len <= $class {
+                    return reserve_and_fill::<$class>(ctx, &header, cap_len);
+                }
+            )*
+        };
+    }
+    by_class!(64 128 256 512 1024 1536 2048 4096 8192 16384);
+    false
+}
+
+/// Size classes must cover every snap length.
+const _: () = assert!(MAX_SNAPLEN == 16384);
+
+/// Reserves a record of `CAPTURE_HEADER_LEN + CLASS` bytes, writes the header and loads the
+/// first `cap_len` (<= CLASS) packet bytes behind it, then submits it; discards it if the
+/// load fails. False when the ring had no room or the load failed.
+#[inline(always)]
+fn reserve_and_fill<const CLASS: u32>(
+    ctx: &XdpContext,
+    header: &CaptureHeader,
+    cap_len: u32,
+) -> bool {
+    // RingBuf is a transparent wrapper around the map definition the helper expects.
+    let ring = core::ptr::addr_of!(CAPTURE_RING).cast_mut().cast();
+    let size = CAPTURE_HEADER_LEN as u64 + u64::from(CLASS);
+    // SAFETY: the ring is ours; the reservation is submitted or discarded on every path.
     unsafe {
-        if bpf_xdp_load_bytes(ctx.ctx, 0, (*buf).data.as_mut_ptr().cast(), cap_len) != 0 {
+        let record = bpf_ringbuf_reserve(ring, size, 0).cast::<u8>();
+        if record.is_null() {
             return false;
         }
-        (*buf).header = header;
-        let record_len = CAPTURE_HEADER_LEN as u64 + u64::from(cap_len);
-        // RingBuf is a transparent wrapper around the map definition the helper expects.
-        let ring = core::ptr::addr_of!(CAPTURE_RING).cast_mut().cast();
-        bpf_ringbuf_output(ring, buf.cast(), record_len, 0) == 0
+        core::ptr::write_unaligned(record.cast::<CaptureHeader>(), *header);
+        let data = record.add(CAPTURE_HEADER_LEN);
+        if bpf_xdp_load_bytes(ctx.ctx, 0, data.cast(), cap_len) != 0 {
+            bpf_ringbuf_discard(record.cast(), 0);
+            return false;
+        }
+        bpf_ringbuf_submit(record.cast(), 0);
     }
+    true
 }
