@@ -732,6 +732,7 @@ mod pod {
         LimitState,
         SourceKey,
         SourceStats,
+        SourceSlot,
         LimitNotice
     );
 }

@@ -32,15 +32,41 @@ pub mod features {
     pub const TOP_SOURCES: u32 = 1 << 1;
 }
 
-/// Sources `TOP_SOURCES` tracks at once (an LRU per-CPU hash: the least recently seen go
-/// first). About 100 bytes plus 48 per CPU each.
-pub const TOP_SOURCES_ENTRIES: u32 = 4096;
+/// Slots of `TOP_SOURCES`, a per-CPU array indexed by a hash of the source (direct
+/// mapped: no hash-table helper on the drop path, the cost of which doubled it). 2^12.
+pub const TOP_SOURCES_BITS: u32 = 12;
+pub const TOP_SOURCES_ENTRIES: u32 = 1 << TOP_SOURCES_BITS;
 
-/// A source not yet tracked is added with a chance of 1 in this many per packet (*sample
+/// A source not in its slot takes it with a chance of 1 in this many per packet (*sample
 /// and hold*): a source sending many packets is held within a few dozen and then counted
-/// exactly, while a flood of spoofed one-packet sources rarely takes the program to the
-/// table's insert path (the costly one) or churns the heavy hitters out.
+/// exactly, while a flood of spoofed one-packet sources rarely churns the slots.
 pub const TOP_SOURCES_HOLD_ONE_IN: u32 = 16;
+
+/// A held source's claim on its slot: each of its packets adds one (up to this), each
+/// sampled packet of another source hashed to the slot takes one, and the other source
+/// takes the slot only once the claim is spent. A source that is still sending keeps its
+/// slot against a spoofed flood; one that stopped gives it up after this many sampled
+/// packets of others.
+pub const TOP_SOURCES_MAX_CLAIM: u32 = 64;
+
+/// The slot of a source in `TOP_SOURCES` (the same on every CPU): the address words
+/// folded, multiplied by a constant (Fibonacci hashing), the top `TOP_SOURCES_BITS`.
+#[inline(always)]
+pub const fn top_sources_slot(family: u8, addr: &[u32; 4]) -> u32 {
+    let folded = addr[0] ^ addr[1] ^ addr[2] ^ addr[3] ^ family as u32;
+    folded.wrapping_mul(0x9e37_79b1) >> (32 - TOP_SOURCES_BITS)
+}
+
+/// One slot of `TOP_SOURCES` on one CPU: the source held there (family 0: none), its claim
+/// and its counts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceSlot {
+    pub key: SourceKey,
+    /// See [`TOP_SOURCES_MAX_CLAIM`].
+    pub claim: u32,
+    pub stats: SourceStats,
+}
 
 /// Key of `TOP_SOURCES`: a source address.
 #[repr(C)]
@@ -212,6 +238,8 @@ const _: () = {
     assert!(size_of::<LimitState>() == 32);
     assert!(size_of::<SourceKey>() == 20);
     assert!(size_of::<SourceStats>() == 48);
+    assert!(size_of::<SourceSlot>() == 72);
+    assert!(core::mem::offset_of!(SourceSlot, stats) == 24);
 };
 
 #[cfg(test)]

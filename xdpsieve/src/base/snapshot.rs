@@ -8,11 +8,11 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use aya::{
     Pod,
-    maps::{HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, Map, MapData, MapError, PerCpuArray},
 };
 use xdpsieve_common::{
     Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters,
-    walk::{LimitKey, LimitState, RuleExtraCounters, SourceKey, SourceStats},
+    walk::{LimitKey, LimitState, RuleExtraCounters, SourceKey, SourceSlot, SourceStats},
 };
 
 use crate::base::counters::{Counter, INTERFACE, KERNEL, RULE, RULE_EXTRA, add};
@@ -179,16 +179,27 @@ fn keys_per_rule(map: &Map, rule_count: usize) -> Result<Vec<u64>, MapError> {
 }
 
 /// Each source `TOP_SOURCES` holds (pinned in `dir`), its counts summed over CPUs; `None`
-/// when there is no such map (a firewall an older build loaded).
+/// when there is no such map or it is not the per-CPU array this build reads (a firewall
+/// an older build loaded).
 pub fn read_top_sources(dir: &Path) -> Option<Vec<(SourceKey, SourceStats)>> {
     let data = MapData::from_pin(dir.join("TOP_SOURCES")).ok()?;
     let map = Map::from_map_data(data).ok()?;
-    let hash: PerCpuHashMap<_, SourceKey, SourceStats> = PerCpuHashMap::try_from(&map).ok()?;
-    let mut sources = Vec::new();
-    // An entry evicted between reading its key and its values is skipped.
-    for (key, values) in hash.iter().flatten() {
-        let mut total = SourceStats::default();
-        for v in values.iter() {
+    top_sources_of(&map)
+}
+
+/// The sources a `TOP_SOURCES` map holds, summed over the CPUs (a source is in the same
+/// slot on every CPU, but each CPU's slot may hold another source); `None` when `map` is
+/// not the per-CPU array of [`SourceSlot`]s.
+pub fn top_sources_of(map: &Map) -> Option<Vec<(SourceKey, SourceStats)>> {
+    let slots: PerCpuArray<_, SourceSlot> = PerCpuArray::try_from(map).ok()?;
+    let mut sources = std::collections::BTreeMap::<SourceKey, SourceStats>::new();
+    for index in 0..slots.len() {
+        let Ok(values) = slots.get(&index, 0) else {
+            continue;
+        };
+        for slot in values.iter().filter(|s| s.key.family != 0) {
+            let total = sources.entry(slot.key).or_default();
+            let v = &slot.stats;
             total.dropped += v.dropped;
             total.dropped_bytes += v.dropped_bytes;
             total.would += v.would;
@@ -196,9 +207,8 @@ pub fn read_top_sources(dir: &Path) -> Option<Vec<(SourceKey, SourceStats)>> {
             total.limited += v.limited;
             total.limited_bytes += v.limited_bytes;
         }
-        sources.push((key, total));
     }
-    Some(sources)
+    Some(sources.into_iter().collect())
 }
 
 /// Interface counters per slot, summed over CPUs (for the capture's closing blocks).
