@@ -127,6 +127,7 @@ pub(super) const ATOMIC_STORE_REL: i32 = 0x110;
 // `src_reg` of ld_imm64 and calls.
 pub(super) const PSEUDO_MAP_FD: u8 = 1;
 pub(super) const PSEUDO_MAP_VALUE: u8 = 2;
+pub(super) const PSEUDO_FUNC: u8 = 4;
 pub(super) const PSEUDO_CALL: u8 = 1;
 
 /// `off` of `BPF_MOV64_PERCPU_REG` (`dst = src + this CPU's per-CPU offset`).

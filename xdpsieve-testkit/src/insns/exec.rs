@@ -165,6 +165,13 @@ impl<'p> Machine<'p> {
                 r[d] = match insn.src {
                     0 => u64::from(insn.imm as u32) | u64::from(next.imm as u32) << 32,
                     PSEUDO_MAP_FD => self.maps.object_addr(self.maps.by_id(insn.imm as u32)?),
+                    PSEUDO_FUNC => {
+                        // After JIT the dump holds the relative target again.
+                        let to = *pc as i64 + 1 + i64::from(insn.imm);
+                        let to = usize::try_from(to)
+                            .map_err(|_| Error::new(format!("callback at {to}")))?;
+                        self.mem.func_addr(to)
+                    }
                     PSEUDO_MAP_VALUE => {
                         let m = self.maps.by_id(insn.imm as u32)?;
                         self.maps
@@ -211,7 +218,7 @@ impl<'p> Machine<'p> {
                     JMP_EXIT => Ok(Step::Exit),
                     JMP_CALL if is64 => match insn.src {
                         0 => {
-                            self.helper(r, *pc)?;
+                            self.helper(r, *pc, depth0 + frames.len() + 1)?;
                             Ok(Step::Next)
                         }
                         PSEUDO_CALL => {
@@ -332,7 +339,7 @@ impl<'p> Machine<'p> {
     }
 
     /// A call to a kernel function: `prog.calls` names it.
-    fn helper(&mut self, r: &mut [u64; 11], pc: usize) -> Result<(), Error> {
+    fn helper(&mut self, r: &mut [u64; 11], pc: usize, depth: usize) -> Result<(), Error> {
         let name = self
             .prog
             .calls
@@ -344,6 +351,25 @@ impl<'p> Machine<'p> {
         r[0] = match helpers::call(name, args, &mut self.mem, &mut self.maps, &mut self.world)? {
             Outcome::Ret(v) => v,
             Outcome::HtabElem { map, key } => self.htab_elem(pc, map, &key)?,
+            Outcome::Loop {
+                nr,
+                pc: callback,
+                ctx,
+            } => {
+                // The kernel's bpf_loop: at most 1 << 23 rounds; returns the rounds run.
+                if nr > 1 << 23 {
+                    (-i64::from(libc::E2BIG)) as u64
+                } else {
+                    let mut rounds = nr;
+                    for i in 0..nr {
+                        if self.run(callback, [i, ctx, 0, 0, 0], depth)? != 0 {
+                            rounds = i + 1;
+                            break;
+                        }
+                    }
+                    rounds
+                }
+            }
         };
         Ok(())
     }

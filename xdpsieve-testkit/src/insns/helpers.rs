@@ -11,6 +11,7 @@
 //! - ring buffer output/reserve/submit/discard and perf event output succeed and write
 //!   nowhere (a reservation is a private buffer);
 //! - `bpf_xdp_get_buff_len`, `bpf_xdp_load_bytes`, `bpf_xdp_store_bytes` on the frame;
+//! - `bpf_loop` (when not inlined): the callback runs, its instructions counted;
 //! - clocks: a fixed clock that advances 1 µs per call; `bpf_get_prandom_u32`: a fixed
 //!   sequence; `bpf_get_smp_processor_id`: 0.
 //!
@@ -30,6 +31,9 @@ pub(super) enum Outcome {
     /// `__htab_map_lookup_elem`: look the key up and return its element (value offset
     /// decided by the caller from the code).
     HtabElem { map: usize, key: Vec<u8> },
+    /// `bpf_loop` (when the verifier did not inline it): call the callback at `pc`
+    /// with (i, ctx) up to `nr` times, until it returns non-zero.
+    Loop { nr: u64, pc: usize, ctx: u64 },
 }
 
 /// The emulated state helpers touch besides memory and maps.
@@ -129,6 +133,19 @@ pub(super) fn call(
             u64::from((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32)
         }
         "bpf_get_smp_processor_id" | "bpf_get_raw_cpu_id" => 0,
+        "bpf_loop" => {
+            let pc = mem
+                .func_pc(r2)
+                .ok_or_else(|| Error::new("bpf_loop's callback is not a function address"))?;
+            if r4 != 0 {
+                return Err(Error::new(format!("bpf_loop with flags {r4:#x}")));
+            }
+            return Ok(Outcome::Loop {
+                nr: r1,
+                pc,
+                ctx: r3,
+            });
+        }
         _ => {
             return Err(Error::new(format!(
                 "the program calls {name}, which the instruction counter does not emulate"

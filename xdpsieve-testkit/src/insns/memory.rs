@@ -37,6 +37,9 @@ pub(super) enum Kind {
     PerCpuVar,
     /// Plain private bytes: map value copies, hash elements, ring buffer reservations.
     Bytes,
+    /// Functions, for callbacks (`ld_imm64` of `BPF_PSEUDO_FUNC`): the offset is the
+    /// function's first instruction. Not readable.
+    Func,
 }
 
 pub(super) struct Region {
@@ -65,6 +68,7 @@ pub(super) const PACKET: usize = 1;
 const RXQ: usize = 2;
 const DEV: usize = 3;
 const PERCPU_VAR: usize = 4;
+const FUNC: usize = 5;
 
 impl Memory {
     /// The context, the packet holding `frame`, and the opaque kernel objects.
@@ -104,6 +108,10 @@ impl Memory {
                 kind: Kind::PerCpuVar,
                 bytes: Vec::new(),
             },
+            Region {
+                kind: Kind::Func,
+                bytes: Vec::new(),
+            },
         ];
         Memory {
             regions,
@@ -121,6 +129,16 @@ impl Memory {
 
     pub(super) fn percpu_var_addr(&self, off: u64) -> u64 {
         addr(PERCPU_VAR, (off & 0xffff) as usize)
+    }
+
+    /// The address standing for the function starting at instruction `pc`.
+    pub(super) fn func_addr(&self, pc: usize) -> u64 {
+        addr(FUNC, pc)
+    }
+
+    /// The instruction a function address stands for.
+    pub(super) fn func_pc(&self, a: u64) -> Option<usize> {
+        split(a).filter(|&(r, _)| r == FUNC).map(|(_, pc)| pc)
     }
 
     /// A new region; returns its index.
