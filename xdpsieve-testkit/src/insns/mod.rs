@@ -24,10 +24,11 @@
 //!
 //! Needs root (xlated code, map contents, /proc/kallsyms addresses).
 //!
-//! Files: [`sys`] (the bpf syscalls), [`kallsyms`] (call targets by name), [`decode`]
+//! Files: [`sys`] (the bpf syscalls), [`alu`] (instruction arithmetic), [`kallsyms`] (call targets by name), [`decode`]
 //! (instruction fields), [`memory`] (the address space), [`maps`] (map contents and the
 //! inlined lookups), [`helpers`] (kernel functions), [`exec`] (the interpreter).
 
+mod alu;
 mod decode;
 mod exec;
 mod helpers;

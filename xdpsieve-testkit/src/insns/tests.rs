@@ -5,9 +5,9 @@
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use super::{
+    alu::{alu, cond, endian},
     count,
     decode::*,
-    exec::{alu, cond, endian},
 };
 use crate::bpf::{insn, load_floor_program, load_program, test_run};
 
