@@ -24,7 +24,9 @@
 //! - [`prefix_gen`]: deterministic address sets shaped like a routing table, and their
 //!   membership model (`set_cost`);
 //! - [`replay`]: frames sent raw from the peer's interface (crafted or spoofed);
-//! - [`bpf`]: the `bpf(2)` calls the benches make directly (`prog_cost`, `set_cost`).
+//! - [`bpf`]: the `bpf(2)` calls the benches make directly (`prog_cost`, `set_cost`);
+//! - [`insns`]: eBPF instructions a loaded program executes on a frame, by interpreting
+//!   its verified code (`prog_cost`, the `insns` test).
 //!
 //! The namespaces themselves are the `xdpsieve-netns` crate, which the demo uses too.
 
@@ -34,6 +36,7 @@ pub mod docs;
 pub mod frame;
 pub mod fwnet;
 pub mod gate;
+pub mod insns;
 pub mod prefix_gen;
 pub mod replay;
 pub mod rng;

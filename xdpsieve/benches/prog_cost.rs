@@ -14,6 +14,11 @@
 //! while working on the program, `-- --quick --only-rules 1` measures xdpsieve alone.
 //! `--quick` uses 200,000 repeats and 3 runs. While capture paths run, a reader thread drains
 //! the ring as the real recorder would, and records that still did not fit are reported.
+//!
+//! Beside the time, each case has the eBPF instructions the verified program executes on
+//! its frame (`xdpsieve_testkit::insns`, counted after the timed runs, so on the maps'
+//! steady state): a cost that does not drift with the machine. A case the counter cannot
+//! follow, or whose emulated verdict differs from the kernel's, has none and says why.
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
@@ -35,6 +40,7 @@ use xdpsieve_common::{MAX_RULES, capture};
 use xdpsieve_netns::VethPair;
 use xdpsieve_testkit::bpf::{load_floor_program, prog_fd_by_id, test_run, verdict_name};
 use xdpsieve_testkit::frame;
+use xdpsieve_testkit::insns::{self, Program};
 
 const RULE_COUNTS: [usize; 3] = [1, 64, MAX_RULES as usize];
 const DECIDING_RULE: &str = "src port 53";
@@ -60,6 +66,10 @@ struct Case {
     filter_insns: Option<usize>,
     rules: usize,
     ns: u32,
+    /// eBPF instructions executed on the frame (see the file header), or None with
+    /// `insns_missing` saying why.
+    insns: Option<u64>,
+    insns_missing: Option<String>,
     verdict: &'static str,
     /// Capture records written and lost to a full ring (capture paths only).
     captured: Option<u64>,
@@ -93,6 +103,36 @@ impl Bench {
         }
         times.sort_unstable();
         Ok((times[times.len() / 2], verdict_name(verdict)))
+    }
+}
+
+/// The instructions `counter` executes on `frame`, checked against the kernel's verdict:
+/// (count, why there is none).
+fn count_insns(
+    counter: &Result<Program, insns::Error>,
+    frame: &[u8],
+    verdict: &str,
+) -> (Option<u64>, Option<String>) {
+    let counted = counter
+        .as_ref()
+        .map_err(ToString::to_string)
+        .and_then(|p| p.count(frame).map_err(|e| e.to_string()))
+        .and_then(|c| {
+            if verdict_name(c.verdict) == verdict {
+                Ok(c.insns)
+            } else {
+                Err(format!(
+                    "the emulated verdict {} differs from the kernel's {verdict}",
+                    verdict_name(c.verdict)
+                ))
+            }
+        });
+    match counted {
+        Ok(n) => (Some(n), None),
+        Err(e) => {
+            eprintln!("prog_cost: no instruction count: {e}");
+            (None, Some(e))
+        }
     }
 }
 
@@ -227,13 +267,15 @@ fn measure_xdpsieve_with(
             }
         })
     };
-    let fd = firewall
-        .program()
-        .expect("program")
-        .fd()
-        .expect("fd")
-        .as_fd()
-        .as_raw_fd();
+    let (fd, counter) = {
+        let prog = firewall
+            .program()
+            .expect("program")
+            .fd()
+            .expect("fd")
+            .as_fd();
+        (prog.as_raw_fd(), Program::open(prog))
+    };
     let mut cases = Vec::new();
     for frame in frames {
         let mut paths = vec![(
@@ -254,6 +296,7 @@ fn measure_xdpsieve_with(
             let before = firewall.counters().expect("counters");
             let (ns, verdict) = bench.time(fd, bytes).expect("test run");
             let after = firewall.counters().expect("counters");
+            let (insns, insns_missing) = count_insns(&counter, bytes, verdict);
             let capturing = path.starts_with("drop+capture");
             cases.push(Case {
                 program: "xdpsieve",
@@ -262,6 +305,8 @@ fn measure_xdpsieve_with(
                 filter_insns,
                 rules,
                 ns,
+                insns,
+                insns_missing,
                 verdict,
                 captured: capturing.then(|| after.captured - before.captured),
                 ring_full: capturing.then(|| after.capture_lost - before.capture_lost),
@@ -309,6 +354,7 @@ fn measure_xdp_filter(bench: &Bench, frames: &[Frame]) -> Result<Vec<Case>, Stri
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("no XDP program id in `ip link`: {link}"))?;
     let fd = prog_fd_by_id(id).map_err(|e| format!("opening program {id}: {e}"))?;
+    let counter = Program::open(fd.as_fd());
     let mut cases = Vec::new();
     let mut fillers = 1;
     for rules in RULE_COUNTS {
@@ -322,6 +368,7 @@ fn measure_xdp_filter(bench: &Bench, frames: &[Frame]) -> Result<Vec<Case>, Stri
                 let (ns, verdict) = bench
                     .time(fd.as_raw_fd(), bytes)
                     .map_err(|e| format!("test run: {e}"))?;
+                let (insns, insns_missing) = count_insns(&counter, bytes, verdict);
                 cases.push(Case {
                     program: "xdp-filter",
                     frame: frame.name,
@@ -329,6 +376,8 @@ fn measure_xdp_filter(bench: &Bench, frames: &[Frame]) -> Result<Vec<Case>, Stri
                     filter_insns: None,
                     rules,
                     ns,
+                    insns,
+                    insns_missing,
                     verdict,
                     captured: None,
                     ring_full: None,
@@ -374,8 +423,10 @@ fn main() {
     let mut cases = Vec::new();
     for (program, verdict) in [("floor-pass", 2u8), ("floor-drop", 1)] {
         let fd = load_floor_program(verdict).expect("loading a floor program");
+        let counter = Program::open(fd.as_fd());
         for frame in &frames {
             let (ns, verdict) = bench.time(fd.as_raw_fd(), &frame.other).expect("floor run");
+            let (insns, insns_missing) = count_insns(&counter, &frame.other, verdict);
             cases.push(Case {
                 program,
                 frame: frame.name,
@@ -383,6 +434,8 @@ fn main() {
                 filter_insns: None,
                 rules: 0,
                 ns,
+                insns,
+                insns_missing,
                 verdict,
                 captured: None,
                 ring_full: None,
@@ -447,8 +500,8 @@ fn print_table(bench: &Bench, cases: &[Case]) {
         bench.repeat, bench.runs
     );
     println!(
-        "{:<11} {:<16} {:<13} {:>5} {:>7} {:>9} {:>8}  notes",
-        "program", "frame", "path", "rules", "ns/pkt", "vs floor", "verdict"
+        "{:<11} {:<16} {:<13} {:>5} {:>7} {:>9} {:>6} {:>8}  notes",
+        "program", "frame", "path", "rules", "ns/pkt", "vs floor", "insns", "verdict"
     );
     for c in cases {
         let mut note = match (c.captured, c.ring_full) {
@@ -458,14 +511,18 @@ fn print_table(bench: &Bench, cases: &[Case]) {
         if let Some(n) = c.filter_insns {
             note.push_str(&format!(", filter of {n} classic instructions"));
         }
+        if let Some(why) = &c.insns_missing {
+            note.push_str(&format!(", no instruction count: {why}"));
+        }
         println!(
-            "{:<11} {:<16} {:<13} {:>5} {:>7} {:>8.2}x {:>8}  {note}",
+            "{:<11} {:<16} {:<13} {:>5} {:>7} {:>8.2}x {:>6} {:>8}  {note}",
             c.program,
             c.frame,
             c.path,
             c.rules,
             c.ns,
             f64::from(c.ns) / f64::from(floor(c.frame)),
+            c.insns.map_or("-".into(), |n| n.to_string()),
             c.verdict,
         );
     }

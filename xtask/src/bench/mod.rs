@@ -373,6 +373,26 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
             bail!("{}: no kernel cost measured for {program}", json.display());
         }
     }
+    // The instruction counts: every xdpsieve case of the three frames and paths (the
+    // capture-filter cases included) and the floor must have one.
+    for c in cases.iter().filter(|c| {
+        c["program"] == "xdpsieve"
+            || c["program"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("floor"))
+    }) {
+        if c["insns"].as_u64().is_none() {
+            bail!(
+                "{}: no instruction count for {} {} {} at {} rules: {}",
+                json.display(),
+                c["program"],
+                c["frame"],
+                c["path"],
+                c["rules"],
+                c["insns_missing"].as_str().unwrap_or("no reason given")
+            );
+        }
+    }
     sets::check(&report["sets"]).with_context(|| format!("{}", json.display()))?;
     limits::check(&report["limits"]).with_context(|| format!("{}", json.display()))?;
     let runs = report["end_to_end"]["runs"]

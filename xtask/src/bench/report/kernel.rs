@@ -28,6 +28,32 @@ pub(super) fn kernel_ns(
     })
 }
 
+/// The eBPF instructions a case executed (prog_cost's `insns`), if counted.
+pub(super) fn kernel_insns(
+    kernel: &Value,
+    program: &str,
+    frame: &str,
+    path: &str,
+    rules: u64,
+) -> Option<u64> {
+    kernel["cases"].as_array()?.iter().find_map(|c| {
+        (c["program"] == program
+            && c["frame"] == frame
+            && (path.is_empty() || c["path"] == path)
+            && (rules == 0 || c["rules"] == rules))
+            .then(|| c["insns"].as_u64())
+            .flatten()
+    })
+}
+
+/// A time and, beside it, the instructions executed: `21 (434)`.
+fn with_insns(time: Option<f64>, insns: Option<u64>) -> String {
+    match insns {
+        Some(n) => format!("{} ({})", ns(time), thousands(n)),
+        None => ns(time),
+    }
+}
+
 /// The kernel-cost tables; `machine` names the xdp-tools version measured.
 pub(super) fn render(
     md: &mut String,
@@ -48,7 +74,10 @@ pub(super) fn render(
          ports that never match, and run by program id; it keeps ports in a hash map, so its \
          cost does not grow with the rules, and it cannot capture. xdpsieve's rules are `src \
          port 53` last, after `rules - 1` rules `tcp dst port N` that never match; its capture \
-         goes to a 64 MiB ring drained by a reader thread.",
+         goes to a 64 MiB ring drained by a reader thread. In parentheses beside a time: the \
+         eBPF instructions the verified program executes on that frame, counted by \
+         interpreting its xlated code (`xdpsieve_testkit::insns`; a kernel call counts as \
+         one); unlike the times, they do not drift from run to run.",
         thousands(repeat),
         machine
             .iter()
@@ -83,20 +112,23 @@ pub(super) fn render(
         for frame in frames {
             for path in ["no-match", "drop", "drop+capture"] {
                 let ours = kernel_ns(kernel, "xdpsieve", frame, path, rules);
+                let ours_insns = kernel_insns(kernel, "xdpsieve", frame, path, rules);
                 let peer_path = if path == "drop+capture" { "drop" } else { path };
                 let peer = kernel_ns(kernel, "xdp-filter", frame, peer_path, rules);
+                let peer_insns = kernel_insns(kernel, "xdp-filter", frame, peer_path, rules);
                 let floor = kernel_ns(kernel, "floor-pass", frame, "", 0);
+                let floor_insns = kernel_insns(kernel, "floor-pass", frame, "", 0);
                 let drop = kernel_ns(kernel, "floor-drop", frame, "", 0);
                 let peer_cell = if path == "drop+capture" {
-                    format!("({} without capture)", ns(peer))
+                    format!("{} without capture", with_insns(peer, peer_insns))
                 } else {
-                    ns(peer)
+                    with_insns(peer, peer_insns)
                 };
                 writeln!(
                     md,
                     "| {frame} | {path} | {rules} | {} | {peer_cell} | {} | {} | {} | {} |",
-                    ns(ours),
-                    ns(floor),
+                    with_insns(ours, ours_insns),
+                    with_insns(floor, floor_insns),
                     ratio(ours, floor),
                     ratio(ours, drop),
                     if path == "drop+capture" {
@@ -153,7 +185,12 @@ fn render_filters(md: &mut String, kernel: &Value) -> std::fmt::Result {
     writeln!(md, "|---|---|---|---|---|")?;
     for frame in ["IPv4 UDP 64 B", "IPv6 UDP 64 B", "IPv4 TCP 1500 B"] {
         let plain = kernel_ns(kernel, "xdpsieve", frame, "drop+capture", 1);
-        writeln!(md, "| {frame} | drop+capture | — | {} | 1.00× |", ns(plain))?;
+        let plain_insns = kernel_insns(kernel, "xdpsieve", frame, "drop+capture", 1);
+        writeln!(
+            md,
+            "| {frame} | drop+capture | — | {} | 1.00× |",
+            with_insns(plain, plain_insns)
+        )?;
         for c in filtered.iter().filter(|c| c["frame"] == frame) {
             let ours = c["ns"].as_f64();
             writeln!(
@@ -161,7 +198,7 @@ fn render_filters(md: &mut String, kernel: &Value) -> std::fmt::Result {
                 "| {frame} | {} | {} | {} | {} |",
                 c["path"].as_str().unwrap_or("?"),
                 c["filter_insns"],
-                ns(ours),
+                with_insns(ours, c["insns"].as_u64()),
                 ratio(ours, plain)
             )?;
         }
