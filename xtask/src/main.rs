@@ -61,7 +61,8 @@ enum Task {
     },
     /// Benchmark xdpsieve beside xdp-filter, xdpdump and tcpdump (needs root): per-packet
     /// cost in the kernel, capture end to end over veth, address sets beside the kernel's
-    /// LPM trie, and limit rules beside XDP-Firewall's limiter. Writes BENCHMARKS.md and
+    /// LPM trie, limit rules beside XDP-Firewall's limiter, and the capture path's cost
+    /// under a veth flood (bpf_stats, perf). Writes BENCHMARKS.md and
     /// benchmarks.json (about 9 minutes; `--quick` about 1.5).
     Bench {
         /// Fewer repeats and shorter runs, to check the harness (under 2 minutes).

@@ -30,6 +30,9 @@ const PACKAGES: &[(&str, &str)] = &[
     // The watch tests: queue growth on veth, and a detach from outside.
     ("ethtool", "ethtool"),
     ("bpftool", "bpftool"),
+    // The capture-cost bench profiles the capture path (software cpu-clock sampling, with
+    // the JIT's symbols).
+    ("linux-perf", "perf"),
     // libpcap's headers and link library: the capture filter compiles tcpdump expressions
     // with pcap_compile (the `pcap` crate links it).
     ("libpcap-dev", "pcap-config"),

@@ -141,9 +141,9 @@ pub(crate) struct Bench<'a> {
 }
 
 /// Between the tool being ready and the traffic: start-up work settles.
-const SETTLE: Duration = Duration::from_millis(300);
+pub(super) const SETTLE: Duration = Duration::from_millis(300);
 /// The tool is idle once its CPU time and file stop changing for this long...
-const IDLE: Duration = Duration::from_millis(300);
+pub(super) const IDLE: Duration = Duration::from_millis(300);
 /// ...but tcpdump hands over a partly filled TPACKET_V3 block only when the block's 1 s
 /// timer fires, so it gets at least this long.
 const TCPDUMP_DRAIN: Duration = Duration::from_millis(1500);
@@ -343,7 +343,7 @@ impl Bench<'_> {
 
 /// Waits until the process has attached its program (xdpsieve, xdpdump) or opened its
 /// capture (tcpdump: "listening on").
-fn wait_ready(sb: &Sandbox, proc: &mut Proc, log: &Path, line: &str) -> Result<()> {
+pub(super) fn wait_ready(sb: &Sandbox, proc: &mut Proc, log: &Path, line: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         check_interrupted()?;
@@ -381,7 +381,7 @@ fn wait_ready(sb: &Sandbox, proc: &mut Proc, log: &Path, line: &str) -> Result<(
 
 /// Waits (at least `min`, at most 30 s) until the process's CPU time and the capture
 /// file stop changing; returns its CPU time then.
-fn wait_idle(pid: u32, file: &Path, min: Duration) -> Result<u64> {
+pub(super) fn wait_idle(pid: u32, file: &Path, min: Duration) -> Result<u64> {
     let start = Instant::now();
     let mut last = (cpu_ns(pid)?, crate::netbench::file_len(file));
     let mut still_since = Instant::now();

@@ -12,11 +12,15 @@
 //! 4. Limit rules (`limits`, issue 18): the `limit_cost` bench, a limit rule's cost at 1 to
 //!    1,000,000 sources beside no limit and XDP-Firewall's limiter, memory per key; and a
 //!    flood from random sources over veth, timed by bpf_stats.
+//! 5. Capture cost under a veth flood (`capture_cost`, issue 19): the real `xdpsieve run`
+//!    dropping a 64- and a 1500-byte flood with and without capture, timed by bpf_stats
+//!    beside an XDP_PASS floor, and a perf profile of the capture path.
 //!
 //! Writes BENCHMARKS.md and benchmarks.json (to the repository root for a full run, to
 //! target/bench-quick for `--quick`, or to `--out DIR`).
 
 mod capture;
+mod capture_cost;
 mod flood;
 mod limits;
 mod live;
@@ -56,6 +60,8 @@ pub(crate) enum Part {
     /// Limit rules: cost per packet by source count beside XDP-Firewall's limiter, memory
     /// per key, a flood from random sources.
     Limits,
+    /// Capture cost under a veth flood: bpf_stats with and without capture, perf profile.
+    CaptureCost,
 }
 
 /// Everything one run measured, for the report.
@@ -70,6 +76,9 @@ pub(crate) struct Results {
     /// not run.
     pub(crate) limits: serde_json::Value,
     pub(crate) limits_command: String,
+    /// Issue 19: run time per packet under a veth flood with and without capture, and the
+    /// profile (Null when not run).
+    pub(crate) capture_cost: serde_json::Value,
     pub(crate) runs: Vec<Run>,
     /// Issue 10: a 64-byte flood captured through a filter selecting 1%, and without one.
     pub(crate) flood: Vec<flood::FloodRun>,
@@ -153,6 +162,26 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
         };
         let flood = limits::flood::measure(root, gen_cpu, flood_time, rounds)?;
         serde_json::json!({ "kernel": kernel, "flood": flood })
+    } else {
+        serde_json::Value::Null
+    };
+    check_interrupted()?;
+    let capture_cost = if only(Part::CaptureCost) {
+        eprintln!("bench: capture cost under a veth flood (bpf_stats, perf)");
+        let (flood_time, rounds, profile_time) = if options.quick {
+            (Duration::from_millis(500), 1, Duration::from_secs(1))
+        } else {
+            (Duration::from_secs(2), 5, Duration::from_secs(3))
+        };
+        capture_cost::measure(
+            root,
+            &xdpsieve,
+            gen_cpu,
+            tool_cpu,
+            flood_time,
+            rounds,
+            profile_time,
+        )?
     } else {
         serde_json::Value::Null
     };
@@ -261,6 +290,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<PathBuf> {
         sets_command,
         limits,
         limits_command,
+        capture_cost,
         runs,
         flood,
         tool_commands,
@@ -345,6 +375,7 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
         sets::SECTION.to_string(),
         limits::SECTION.to_string(),
         flood::SECTION.to_string(),
+        capture_cost::SECTION.to_string(),
         "## Commands".to_string(),
     ];
     for setup in Setup::TOOLS {
@@ -352,6 +383,11 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
     }
     for bytes in FRAME_SIZES {
         expected.push(format!("### {bytes}-byte frames"));
+    }
+    for (bytes, factor) in capture_cost::TARGETS {
+        expected.push(format!(
+            "| veth flood (bpf_stats), {bytes} B: drop+capture ≤ {factor}× drop |"
+        ));
     }
     for text in &expected {
         if !md.contains(text.as_str()) {
@@ -395,6 +431,7 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
     }
     sets::check(&report["sets"]).with_context(|| format!("{}", json.display()))?;
     limits::check(&report["limits"]).with_context(|| format!("{}", json.display()))?;
+    capture_cost::check(&report["capture_cost"]).with_context(|| format!("{}", json.display()))?;
     let runs = report["end_to_end"]["runs"]
         .as_array()
         .map_or(&[][..], Vec::as_slice);

@@ -55,7 +55,7 @@ pub(crate) struct FloodRun {
 }
 
 /// `BPF_ENABLE_STATS` (`BPF_STATS_RUN_TIME`): stats are on while the descriptor is open.
-fn enable_stats() -> Result<OwnedFd> {
+pub(crate) fn enable_stats() -> Result<OwnedFd> {
     let attr: u32 = 0; // BPF_STATS_RUN_TIME
     // SAFETY: BPF_ENABLE_STATS (32) with its one-u32 attr.
     let fd = unsafe {
@@ -74,7 +74,7 @@ fn enable_stats() -> Result<OwnedFd> {
 }
 
 /// (run_time_ns, run_cnt) of program `id`.
-fn prog_stats(id: u64) -> Result<(u64, u64)> {
+pub(crate) fn prog_stats(id: u64) -> Result<(u64, u64)> {
     let text =
         crate::output(Command::new("bpftool").args(["prog", "show", "id", &id.to_string(), "-j"]))?;
     let info: serde_json::Value =
@@ -86,7 +86,7 @@ fn prog_stats(id: u64) -> Result<(u64, u64)> {
 }
 
 /// The id of the XDP program on the firewall side.
-fn attached_id(sandbox: &Sandbox) -> Result<u64> {
+pub(crate) fn attached_id(sandbox: &Sandbox) -> Result<u64> {
     let text = sandbox
         .pair
         .fw
@@ -158,7 +158,7 @@ pub(crate) fn measure(
 
 /// Starts `limit_cost --attach NAME` in the sandbox and waits until it says it attached;
 /// the program stays attached until its standard input (returned) is closed.
-fn attach(root: &Path, sandbox: &Sandbox, name: &str) -> Result<(Proc, ChildStdin)> {
+pub(crate) fn attach(root: &Path, sandbox: &Sandbox, name: &str) -> Result<(Proc, ChildStdin)> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let netns = sandbox.pair.fw.path();
     let mut child = Command::new(cargo)
@@ -200,7 +200,7 @@ fn attach(root: &Path, sandbox: &Sandbox, name: &str) -> Result<(Proc, ChildStdi
 }
 
 /// Closes the holder's standard input (it detaches and exits) and waits for it.
-fn release(holder: &mut Proc, stdin: ChildStdin) -> Result<()> {
+pub(crate) fn release(holder: &mut Proc, stdin: ChildStdin) -> Result<()> {
     drop(stdin);
     let status = holder.wait_for(Duration::from_secs(10))?;
     if !status.success() {

@@ -143,6 +143,8 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
 
     super::limits::render(&mut md, &res.limits, &res.limits_command)?;
 
+    super::capture_cost::render(&mut md, &res.capture_cost)?;
+
     writeln!(md, "\n## Commands\n")?;
     writeln!(
         md,
@@ -177,6 +179,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
         "kernel": res.kernel,
         "sets": res.sets,
         "limits": res.limits,
+        "capture_cost": res.capture_cost,
         "end_to_end": {
             "seconds_per_run": res.duration.as_secs_f64(),
             "generator_cpu": res.gen_cpu,

@@ -103,6 +103,9 @@ pub(super) fn targets(res: &Results) -> Vec<Value> {
         "met": silent(Setup::Xdpsieve) == 0,
     }));
     t.push(crate::bench::flood::target(&res.flood));
+    if !res.capture_cost.is_null() {
+        t.extend(crate::bench::capture_cost::targets(&res.capture_cost));
+    }
     if !res.sets.is_null() {
         t.extend(crate::bench::sets::targets(&res.sets));
     }
