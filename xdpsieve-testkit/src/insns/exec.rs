@@ -31,6 +31,7 @@ pub(super) struct Machine<'p> {
     maps: MapState<'p>,
     world: World,
     pub(super) count: u64,
+    pub(super) trace: Vec<u32>,
     pub(super) helpers: BTreeMap<String, u32>,
     /// Stack regions by call depth.
     stacks: Vec<usize>,
@@ -46,6 +47,7 @@ impl<'p> Machine<'p> {
             maps,
             world: World::new(),
             count: 0,
+            trace: Vec::new(),
             helpers: BTreeMap::new(),
             stacks: Vec::new(),
         }
@@ -83,6 +85,7 @@ impl<'p> Machine<'p> {
                 .get(pc)
                 .ok_or_else(|| Error::new(format!("pc {pc} is past the program's end")))?;
             self.count += 1;
+            self.trace.push(pc as u32);
             if self.count > MAX_INSNS {
                 return Err(Error::new(format!("more than {MAX_INSNS} instructions")));
             }

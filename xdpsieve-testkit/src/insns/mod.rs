@@ -93,6 +93,9 @@ pub struct Count {
     pub verdict: u32,
     /// Kernel functions called, by name, with how many times.
     pub helpers: Vec<(String, u32)>,
+    /// The index of each instruction executed, in order (as `bpftool prog dump xlated`
+    /// numbers them): where a path's instructions go.
+    pub trace: Vec<u32>,
 }
 
 /// A loaded program's verified code, its maps and call targets, ready to run on frames.
@@ -169,6 +172,7 @@ impl Program {
             insns: machine.count,
             verdict: ret as u32,
             helpers: machine.helpers.into_iter().collect(),
+            trace: machine.trace,
         })
     }
 }
