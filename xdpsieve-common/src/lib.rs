@@ -37,6 +37,48 @@ impl RuleBits {
     }
 }
 
+/// The rules one value of a field allows, with a summary of where they are: bit `w` of
+/// `summary` is set when word `w` of `bits` may hold a rule. The program ANDs the fields'
+/// summaries and looks only at the words left (see the program's `rules` module): with
+/// many rules, a packet no rule matches costs a few words, not all sixteen.
+///
+/// The summary may claim words that are empty (only a cost), never miss one that is not
+/// (a rule would not match): it is computed in one place, [`FieldBits::of`], and a field
+/// without one (a set class) stands as [`FieldBits::ALL_WORDS`]. The kernel's zero fill
+/// (no rules, no words) is consistent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldBits {
+    pub summary: u64,
+    pub bits: RuleBits,
+}
+
+impl FieldBits {
+    /// A summary claiming every word.
+    pub const ALL_WORDS: u64 = (1 << RULE_WORDS) - 1;
+
+    pub const EMPTY: Self = Self {
+        summary: 0,
+        bits: RuleBits::EMPTY,
+    };
+
+    /// `bits` with their exact summary.
+    pub fn of(bits: RuleBits) -> Self {
+        let mut summary = 0;
+        for (w, word) in bits.words.iter().enumerate() {
+            if *word != 0 {
+                summary |= 1 << w;
+            }
+        }
+        Self { summary, bits }
+    }
+}
+
+const _: () = {
+    assert!(size_of::<FieldBits>() == 8 + size_of::<RuleBits>());
+    assert!(RULE_WORDS <= 64);
+};
+
 /// Matching by bitmaps (the "linear bit vector search" of packet classifiers): for each
 /// field of a packet, one map lookup gives the set of rules whose condition on that field
 /// holds; the first rule in all the sets matches. The cost depends on the fields in use,
@@ -720,6 +762,7 @@ mod pod {
         CaptureHeader,
         Event,
         SetClass,
+        FieldBits,
         SetGroup,
         SetEntry,
         SetMeta,

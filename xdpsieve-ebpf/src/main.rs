@@ -59,7 +59,7 @@ mod program {
         programs::XdpContext,
     };
     use xdpsieve_common::{
-        Config, Counters, InterfaceCounters, MAX_INTERFACES, RULE_SLOTS, RuleBits, RuleCounters,
+        Config, Counters, FieldBits, InterfaceCounters, MAX_INTERFACES, RULE_SLOTS, RuleCounters,
         SetClass, SetEntry, SetGroup, SetMeta, capture,
         classify::{ADDR_ENTRIES, AddrKeyData, PORT_CLASSES, PORTS, PROTO_ENTRIES},
         family, reader,
@@ -88,20 +88,20 @@ mod program {
 
     // The rule sets each field allows (see `rules` and `xdpsieve_common::classify`).
     #[map]
-    static PROTO_SETS: Array<RuleBits> = Array::with_max_entries(PROTO_ENTRIES, 0);
+    static PROTO_SETS: Array<FieldBits> = Array::with_max_entries(PROTO_ENTRIES, 0);
     #[map]
     static SRC_PORT_CLASS: Array<u16> = Array::with_max_entries(PORTS, 0);
     #[map]
     static DST_PORT_CLASS: Array<u16> = Array::with_max_entries(PORTS, 0);
     #[map]
-    static SRC_PORT_SETS: Array<RuleBits> = Array::with_max_entries(PORT_CLASSES, 0);
+    static SRC_PORT_SETS: Array<FieldBits> = Array::with_max_entries(PORT_CLASSES, 0);
     #[map]
-    static DST_PORT_SETS: Array<RuleBits> = Array::with_max_entries(PORT_CLASSES, 0);
+    static DST_PORT_SETS: Array<FieldBits> = Array::with_max_entries(PORT_CLASSES, 0);
     #[map]
-    static SRC_ADDR_SETS: LpmTrie<AddrKeyData, RuleBits> =
+    static SRC_ADDR_SETS: LpmTrie<AddrKeyData, FieldBits> =
         LpmTrie::with_max_entries(ADDR_ENTRIES, 0);
     #[map]
-    static DST_ADDR_SETS: LpmTrie<AddrKeyData, RuleBits> =
+    static DST_ADDR_SETS: LpmTrie<AddrKeyData, FieldBits> =
         LpmTrie::with_max_entries(ADDR_ENTRIES, 0);
 
     // Address sets (see `sets` and `xdpsieve_common::sets`). Userspace sizes them before
@@ -112,7 +112,7 @@ mod program {
     static SET_CLASSES: Array<SetClass> = Array::with_max_entries(1, 0);
     /// Where the source (0) and destination (1) rules of literal prefixes and sets join.
     #[map]
-    static JOINED_RULES: PerCpuArray<RuleBits> = PerCpuArray::with_max_entries(2, 0);
+    static JOINED_RULES: PerCpuArray<FieldBits> = PerCpuArray::with_max_entries(2, 0);
     // Read by userspace only: what each set holds, the per-set rules new classes are made
     // of, and how much of the tables is in use.
     #[map]

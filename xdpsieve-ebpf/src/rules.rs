@@ -3,10 +3,14 @@
 //! the lowest bit set in all of them is the first matching rule. The cost depends on the
 //! fields in use, not on the number of rules. An address field whose rules name address
 //! sets adds the set class's rules (see `sets`) to those of the literal prefixes.
+//!
+//! With more than `DENSE_WORDS` words of rules, the scan first ANDs the fields' summaries
+//! (which words may hold rules, see `FieldBits`) and reads only the words left: a packet
+//! no rule matches among 1,024 rules costs a word or two, not sixteen.
 
 use aya_ebpf::maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key};
 use xdpsieve_common::{
-    Config, RULE_WORDS, RuleBits, SetClass, SetGroup,
+    Config, FieldBits, RULE_WORDS, RuleBits, SetClass, SetGroup,
     classify::{self, AddrKeyData, FAMILY_BITS},
     family,
     walk::features,
@@ -35,17 +39,17 @@ pub(crate) struct Decision {
 
 /// The maps matching reads.
 pub(crate) struct RuleMaps<'a> {
-    pub proto_sets: &'a Array<RuleBits>,
+    pub proto_sets: &'a Array<FieldBits>,
     pub src_port_class: &'a Array<u16>,
     pub dst_port_class: &'a Array<u16>,
-    pub src_port_sets: &'a Array<RuleBits>,
-    pub dst_port_sets: &'a Array<RuleBits>,
-    pub src_addr_sets: &'a LpmTrie<AddrKeyData, RuleBits>,
-    pub dst_addr_sets: &'a LpmTrie<AddrKeyData, RuleBits>,
+    pub src_port_sets: &'a Array<FieldBits>,
+    pub dst_port_sets: &'a Array<FieldBits>,
+    pub src_addr_sets: &'a LpmTrie<AddrKeyData, FieldBits>,
+    pub dst_addr_sets: &'a LpmTrie<AddrKeyData, FieldBits>,
     pub set_nodes: &'a Array<SetGroup>,
     pub set_classes: &'a Array<SetClass>,
     /// Per-CPU scratch for a field whose rules come from both tries (see [`join`]).
-    pub joined: &'a PerCpuArray<RuleBits>,
+    pub joined: &'a PerCpuArray<FieldBits>,
     /// Carries the matched index out (see [`first_match`]).
     pub matched: &'a PerCpuArray<u32>,
 }
@@ -113,30 +117,31 @@ fn matching(maps: &RuleMaps<'_>, cfg: &Config, pkt: &Packet, frame_len: u32) -> 
     };
     // An address field's rules: the literal prefixes' (LPM trie), the set class's (set
     // trie), or both joined. A set class holds the rules without a condition on the field
-    // too, so alone it stands for the field. Joining happens once, into a per-CPU slot,
-    // so the word loop below stays the same whatever the field's source.
+    // too, so alone it stands for the field. A set class has no summary: it is copied, or
+    // joined, into a per-CPU slot that has one (any word), so that every field is a
+    // `FieldBits` and the word loop below stays the same whatever the field's source.
     let v6 = pkt.family == family::IPV6;
     let src_addr = match (use_src_addr, use_src_set) {
         (false, false) => proto,
         (true, false) => maps.src_addr_sets.get(addr_key(pkt.family, &pkt.src))?,
-        (false, true) => &set_class(maps, v6, &pkt.src)?.src,
+        (false, true) => join(maps, 0, cfg, None, &set_class(maps, v6, &pkt.src)?.src)?,
         (true, true) => join(
             maps,
             0,
             cfg,
-            maps.src_addr_sets.get(addr_key(pkt.family, &pkt.src))?,
+            Some(&maps.src_addr_sets.get(addr_key(pkt.family, &pkt.src))?.bits),
             &set_class(maps, v6, &pkt.src)?.src,
         )?,
     };
     let dst_addr = match (use_dst_addr, use_dst_set) {
         (false, false) => proto,
         (true, false) => maps.dst_addr_sets.get(addr_key(pkt.family, &pkt.dst))?,
-        (false, true) => &set_class(maps, v6, &pkt.dst)?.dst,
+        (false, true) => join(maps, 1, cfg, None, &set_class(maps, v6, &pkt.dst)?.dst)?,
         (true, true) => join(
             maps,
             1,
             cfg,
-            maps.dst_addr_sets.get(addr_key(pkt.family, &pkt.dst))?,
+            Some(&maps.dst_addr_sets.get(addr_key(pkt.family, &pkt.dst))?.bits),
             &set_class(maps, v6, &pkt.dst)?.dst,
         )?,
     };
@@ -167,14 +172,25 @@ fn matching(maps: &RuleMaps<'_>, cfg: &Config, pkt: &Packet, frame_len: u32) -> 
     }
     // SAFETY: slot points to this CPU's value of a map we own (every arm).
     unsafe {
-        match n {
-            0 => scan([proto], words, slot),
-            1 => scan([proto, a], words, slot),
-            2 => scan([proto, a, b], words, slot),
-            3 => scan([proto, a, b, c], words, slot),
-            _ => scan([proto, a, b, c, d], words, slot),
+        if words <= DENSE_WORDS {
+            match n {
+                0 => scan([proto], words, slot),
+                1 => scan([proto, a], words, slot),
+                2 => scan([proto, a, b], words, slot),
+                3 => scan([proto, a, b, c], words, slot),
+                _ => scan([proto, a, b, c, d], words, slot),
+            }
+        } else {
+            match n {
+                0 => scan_sparse([proto], words, slot),
+                1 => scan_sparse([proto, a], words, slot),
+                2 => scan_sparse([proto, a, b], words, slot),
+                3 => scan_sparse([proto, a, b, c], words, slot),
+                _ => scan_sparse([proto, a, b, c, d], words, slot),
+            }
         }
     }
+    let (proto, a, b, c, d) = (&proto.bits, &a.bits, &b.bits, &c.bits, &d.bits);
     // SAFETY: as above; volatile so the compiler reads the map, not its own copy.
     let index = unsafe { core::ptr::read_volatile(slot) };
     if index >= cfg.rule_count {
@@ -210,8 +226,12 @@ fn matching(maps: &RuleMaps<'_>, cfg: &Config, pkt: &Packet, frame_len: u32) -> 
 /// # Safety
 /// `slot` must be valid for writes.
 #[inline(always)]
-unsafe fn scan<const N: usize>(fields: [&RuleBits; N], words: usize, slot: *mut u32) {
-    let word = |w: usize| fields.iter().fold(u64::MAX, |bits, f| bits & f.words[w]);
+unsafe fn scan<const N: usize>(fields: [&FieldBits; N], words: usize, slot: *mut u32) {
+    let word = |w: usize| {
+        fields
+            .iter()
+            .fold(u64::MAX, |bits, f| bits & f.bits.words[w])
+    };
     // Unrolled by hand: whether LLVM unrolls a loop here swings the common path by a third
     // of its instructions as the code around it changes.
     macro_rules! scan {
@@ -233,32 +253,76 @@ unsafe fn scan<const N: usize>(fields: [&RuleBits; N], words: usize, slot: *mut 
     scan!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
 }
 
+/// Up to this many words of rules, [`scan`] reads every word: cheaper than finding the
+/// words through the summaries.
+const DENSE_WORDS: usize = 4;
+
+/// As [`scan`], reading only the words every field's summary claims (see `FieldBits`),
+/// lowest first.
+///
+/// # Safety
+/// `slot` must be valid for writes.
+#[inline(always)]
+unsafe fn scan_sparse<const N: usize>(fields: [&FieldBits; N], words: usize, slot: *mut u32) {
+    let in_use = if words >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << words) - 1
+    };
+    let mut candidates = fields.iter().fold(in_use, |s, f| s & f.summary);
+    for _ in 0..RULE_WORDS {
+        if candidates == 0 {
+            return;
+        }
+        // Branch-free (a branching search here would multiply the verifier's paths by
+        // 2^4 per word), and masked so the verifier sees the index within the words.
+        let w = (lowest_bit_branch_free(candidates) as usize) & (RULE_WORDS - 1);
+        let bits = fields
+            .iter()
+            .fold(u64::MAX, |bits, f| bits & f.bits.words[w]);
+        if bits != 0 {
+            // SAFETY: the caller's.
+            unsafe { *slot = w as u32 * 64 + lowest_bit(bits) };
+            return;
+        }
+        candidates &= candidates - 1;
+    }
+}
+
 #[inline(always)]
 fn set_class<'a>(maps: &RuleMaps<'a>, v6: bool, addr: &[u32; 4]) -> Option<&'a SetClass> {
     maps.set_classes
         .get(sets::class_of(maps.set_nodes, v6, addr)?)
 }
 
-/// The union of two rule sets, in this CPU's slot `index` of `joined`.
+/// A set class's rules, joined with the literal prefixes' when the field has both, in this
+/// CPU's slot `index` of `joined`, summarised as any word (a set class has no summary).
 #[inline(always)]
 fn join<'a>(
     maps: &RuleMaps<'a>,
     index: u32,
     cfg: &Config,
-    a: &RuleBits,
-    b: &RuleBits,
-) -> Option<&'a RuleBits> {
+    literal: Option<&RuleBits>,
+    set: &RuleBits,
+) -> Option<&'a FieldBits> {
     let out = maps.joined.get_ptr_mut(index)?;
     let words = core::cmp::min(cfg.rule_words as usize, RULE_WORDS);
     for w in 0..RULE_WORDS {
         if w >= words {
             break;
         }
+        let word = match literal {
+            Some(literal) => literal.words[w] | set.words[w],
+            None => set.words[w],
+        };
         // SAFETY: out points to this CPU's value of a map we own.
-        unsafe { (*out).words[w] = a.words[w] | b.words[w] };
+        unsafe { (*out).bits.words[w] = word };
     }
     // SAFETY: as above; the slot lives as long as the map.
-    Some(unsafe { &*out })
+    unsafe {
+        (*out).summary = FieldBits::ALL_WORDS;
+        Some(&*out)
+    }
 }
 
 #[inline(always)]
@@ -268,6 +332,18 @@ fn addr_key(fam: u8, addr: &[u32; 4]) -> Key<AddrKeyData> {
         FAMILY_BITS + bits,
         [u32::from(fam), addr[0], addr[1], addr[2], addr[3]],
     )
+}
+
+/// Position of the lowest set bit of a nonzero word of at most 16 bits, without a branch:
+/// the number of bits below it, counted by adding neighbouring bit fields.
+#[inline(always)]
+fn lowest_bit_branch_free(word: u64) -> u32 {
+    const { assert!(RULE_WORDS <= 16) };
+    let below = (word & word.wrapping_neg()).wrapping_sub(1) & 0xffff;
+    let x = below - ((below >> 1) & 0x5555);
+    let x = (x & 0x3333) + ((x >> 2) & 0x3333);
+    let x = (x + (x >> 4)) & 0x0f0f;
+    ((x + (x >> 8)) & 0x1f) as u32
 }
 
 /// Position of the lowest set bit of a nonzero word, by halving: BPF has no

@@ -239,3 +239,57 @@ fn full_rule_table_loads_and_first_match_wins() {
     assert_eq!(hits[(MAX_RULES - 1) as usize], 1, "last drop rule");
     assert_eq!(hits[MAX_RULES as usize], 1, "catch-all");
 }
+
+/// With many rules the scan reads only the words every field's summary claims: a word
+/// both fields have rules in, but no rule in common, is passed over, and the first rule
+/// in all of them still wins. Rule `64 w + b` is `tcp src port S and dst port D` with
+/// S = 7 in the low half of each word and 8 in the high half, and D = 10000 only in the
+/// high halves of words 3 and 9 and at rule 970 (word 15, bit 10).
+#[test]
+fn the_summaries_pass_over_words_whose_rules_the_fields_do_not_share() {
+    if !root_or_skip() {
+        return;
+    }
+    use xdpsieve_common::MAX_RULES;
+    let mut rules = RuleSet::default();
+    for i in 0..MAX_RULES {
+        let (w, b) = (i / 64, i % 64);
+        let src = if b < 32 { 7 } else { 8 };
+        let dst = if (b >= 32 && (w == 3 || w == 9)) || i == 970 {
+            10_000
+        } else {
+            10_001 + i
+        };
+        rules
+            .push_expression(
+                Action::Drop,
+                &format!("tcp src port {src} and dst port {dst}"),
+            )
+            .expect("rule");
+    }
+    let mut fw = load(&Settings {
+        rules,
+        ..Settings::default()
+    });
+    // Words 3 and 9 hold rules of both fields, none in common: rule 970 decides.
+    let low = Frame::ipv4(PEER4, HOST4).tcp(7, 10_000).build();
+    // The high half of word 3 comes first.
+    let high = Frame::ipv4(PEER4, HOST4).tcp(8, 10_000).build();
+    // A destination port no rule names: no word left.
+    let none = Frame::ipv4(PEER4, HOST4).tcp(7, 9_999).build();
+    // A rule of its own in word 12 (bit 5).
+    let own = Frame::ipv4(PEER4, HOST4).tcp(7, 10_001 + 773).build();
+    assert_eq!(run(&mut fw, &low), DROP);
+    assert_eq!(run(&mut fw, &high), DROP);
+    assert_eq!(run(&mut fw, &none), PASS);
+    assert_eq!(run(&mut fw, &own), DROP);
+    let hits = fw.rule_hits(MAX_RULES as usize).expect("rule hits");
+    let hit: Vec<usize> = (1..=MAX_RULES as usize).filter(|&s| hits[s] > 0).collect();
+    // Slots are rule index + 1.
+    assert_eq!(
+        hit,
+        [3 * 64 + 32 + 1, 773 + 1, 970 + 1],
+        "the rules that decided"
+    );
+    assert_eq!(hits[0], 1, "the default took the frame no rule matched");
+}

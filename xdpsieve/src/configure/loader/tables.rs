@@ -5,13 +5,14 @@ use aya::{
     Ebpf,
     maps::{Array, LpmTrie, lpm_trie::Key},
 };
-use xdpsieve_common::{RuleBits, classify::AddrKeyData};
+use xdpsieve_common::{FieldBits, RuleBits, classify::AddrKeyData};
 
 use super::LoaderError;
 use crate::configure::classify::Tables;
 
 /// Fills the matching maps (see [`classify`]). Only what differs from the kernel's zero
-/// fill is written: a port map entry per port outside class 0, a set per class.
+/// fill is written: a port map entry per port outside class 0, a set per class. Every set
+/// goes in with its summary, computed here and only here ([`FieldBits::of`]).
 pub(super) fn write(ebpf: &mut Ebpf, tables: &Tables) -> Result<(), LoaderError> {
     fn array<'a, V: aya::Pod>(
         ebpf: &'a mut Ebpf,
@@ -26,10 +27,11 @@ pub(super) fn write(ebpf: &mut Ebpf, tables: &Tables) -> Result<(), LoaderError>
         LoaderError::Load(format!("writing the rule table {name}: {e}"))
     };
     let mut write_sets = |name: &str, sets: &[RuleBits]| -> Result<(), LoaderError> {
-        let mut map = array::<RuleBits>(ebpf, name)?;
+        let mut map = array::<FieldBits>(ebpf, name)?;
         for (index, set) in sets.iter().enumerate() {
             if *set != RuleBits::EMPTY {
-                map.set(index as u32, set, 0).map_err(|e| failed(name, e))?;
+                map.set(index as u32, FieldBits::of(*set), 0)
+                    .map_err(|e| failed(name, e))?;
             }
         }
         Ok(())
@@ -56,11 +58,15 @@ pub(super) fn write(ebpf: &mut Ebpf, tables: &Tables) -> Result<(), LoaderError>
         let map = ebpf
             .map_mut(name)
             .ok_or_else(|| LoaderError::Load(format!("the object has no {name} map")))?;
-        let mut trie: LpmTrie<_, AddrKeyData, RuleBits> =
+        let mut trie: LpmTrie<_, AddrKeyData, FieldBits> =
             LpmTrie::try_from(map).map_err(|e| LoaderError::Load(format!("{name}: {e}")))?;
         for entry in entries.iter() {
-            trie.insert(&Key::new(entry.prefix_len, entry.data), entry.rules, 0)
-                .map_err(|e| failed(name, e))?;
+            trie.insert(
+                &Key::new(entry.prefix_len, entry.data),
+                FieldBits::of(entry.rules),
+                0,
+            )
+            .map_err(|e| failed(name, e))?;
         }
     }
     Ok(())
