@@ -88,6 +88,13 @@ pub const FEATURES: &[Feature] = &[
         probe: xdp_link,
     },
     Feature {
+        key: "coarse_clock",
+        name: "the bpf_ktime_get_coarse_ns helper",
+        since: "5.11",
+        used_for: "checking that a recorder still reads, on each recorded packet",
+        probe: || helper(BpfHelper::BPF_FUNC_ktime_get_coarse_ns),
+    },
+    Feature {
         key: "bpf_loop",
         name: "the bpf_loop helper",
         since: "5.17",
