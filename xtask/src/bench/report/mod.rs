@@ -8,6 +8,7 @@
 
 pub(crate) mod cells;
 mod end_to_end;
+mod fast_path;
 mod kernel;
 mod targets;
 

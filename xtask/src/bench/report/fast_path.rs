@@ -1,0 +1,128 @@
+//! Issue 19's targets that the older rows do not already state: the decision path at
+//! every rule count and family against xdp-filter, the reader's CPU at half tcpdump's, the
+//! scale from one core to two, and the recorder's peak memory. Each row is computed from
+//! this run's figures only, like the rest of the targets table.
+
+use serde_json::{Value, json};
+
+use super::{
+    cells::{ns, ratio},
+    end_to_end::{by_cpu, by_kept, median_by},
+    kernel::kernel_ns,
+};
+use crate::bench::{
+    FRAME_SIZES, Results,
+    capture::{Load, Run, Setup},
+};
+
+/// The decision path (no rule matched, dropped without capture) ≤ 0.4× xdp-filter at 1,
+/// 64 and the most rules, IPv4 and IPv6 (64-byte UDP), one row per path and rule count.
+pub(super) fn decision(k: &Value) -> Vec<Value> {
+    let most = k["max_rules"].as_u64().unwrap_or(0);
+    let mut rows = Vec::new();
+    for path in ["no-match", "drop"] {
+        for rules in [1, 64, most] {
+            let pair = |frame| {
+                (
+                    kernel_ns(k, "xdpsieve", frame, path, rules),
+                    kernel_ns(k, "xdp-filter", frame, path, rules),
+                )
+            };
+            let (v4, f4) = pair("IPv4 UDP 64 B");
+            let (v6, f6) = pair("IPv6 UDP 64 B");
+            let within = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a <= 0.4 * b);
+            let met = within(v4, f4).zip(within(v6, f6)).map(|(a, b)| a && b);
+            rows.push(json!({
+                "target": format!(
+                    "kernel, {} ({rules} rule{}), IPv4 / IPv6: ≤ 0.4× xdp-filter",
+                    if path == "drop" { "dropped without capture" } else { "no rule matched" },
+                    if rules == 1 { "" } else { "s" }
+                ),
+                "peer": format!("xdp-filter: {} / {} ns", ns(f4), ns(f6)),
+                "xdpsieve": format!(
+                    "{} / {} ns ({} / {})",
+                    ns(v4),
+                    ns(v6),
+                    ratio(v4, f4),
+                    ratio(v6, f6)
+                ),
+                "met": met,
+            }));
+        }
+    }
+    rows
+}
+
+/// The reader's CPU per captured frame ≤ 0.5× tcpdump's, at each frame size (pcap).
+pub(super) fn reader(res: &Results) -> Vec<Value> {
+    FRAME_SIZES
+        .iter()
+        .map(|&bytes| {
+            let cpu = |s| {
+                median_by(&res.runs, s, bytes, Load::OneCore, by_cpu)
+                    .and_then(|r| r.cpu_ns_per_captured)
+            };
+            let (ours, tcpdump) = (cpu(Setup::Xdpsieve), cpu(Setup::Tcpdump));
+            json!({
+                "target": format!("userspace CPU per captured frame, {bytes} B: ≤ 0.5× tcpdump's"),
+                "peer": format!("tcpdump {} ns", ns(tcpdump)),
+                "xdpsieve": format!("{} ns ({} of tcpdump)", ns(ours), ratio(ours, tcpdump)),
+                "met": ours.zip(tcpdump).map(|(a, b)| a <= 0.5 * b),
+            })
+        })
+        .collect()
+}
+
+/// With the generator on both cores, every 64-byte frame captured; and the rate captured
+/// at two cores ≥ 1.8× the rate at one (median runs, every frame in the file).
+pub(super) fn scale(res: &Results) -> Vec<Value> {
+    let run = |load| median_by(&res.runs, Setup::Xdpsieve, 64, load, by_kept);
+    let (one, both) = (run(Load::OneCore), run(Load::BothCores));
+    let kept = both.and_then(Run::kept);
+    let captured_pps =
+        |r: Option<&Run>| r.and_then(|r| r.in_file.map(|n| n as f64 / r.seconds.max(f64::EPSILON)));
+    let (rate1, rate2) = (captured_pps(one), captured_pps(both));
+    let k = |v: Option<f64>| v.map_or("—".into(), |v| format!("{:.0}k pps", v / 1000.0));
+    vec![
+        json!({
+            "target": "64 B frames, generator on both cores: every frame captured",
+            "peer": "—",
+            "xdpsieve": format!("kept {}", kept.map_or("—".into(), |k| format!("{k:.1}%"))),
+            "met": kept.map(|k| k >= 100.0),
+        }),
+        json!({
+            "target": "64 B frames captured at 2 cores ≥ 1.8× the rate at 1 core",
+            "peer": format!("1 core: {}", k(rate1)),
+            "xdpsieve": format!("2 cores: {} ({})", k(rate2), ratio(rate2, rate1)),
+            "met": rate1.zip(rate2).map(|(a, b)| b >= 1.8 * a),
+        }),
+    ]
+}
+
+/// The capturing process's peak RSS (VmHWM, kernel buffers mapped into it included) under
+/// 32 MiB, in every xdpsieve run of this machine's CPUs.
+pub(super) fn memory(res: &Results) -> Value {
+    let peak = res
+        .runs
+        .iter()
+        .filter(|r| r.setup == Setup::Xdpsieve)
+        .filter_map(|r| r.peak_rss_kib)
+        .max();
+    let kernel = res
+        .runs
+        .iter()
+        .filter(|r| r.setup == Setup::Xdpsieve)
+        .filter_map(|r| r.kernel_buffers_rss_kib)
+        .max();
+    let mib = |v: Option<u64>| v.map_or("—".into(), |v| format!("{:.1} MiB", v as f64 / 1024.0));
+    json!({
+        "target": "peak RSS of a capturing run < 32 MiB",
+        "peer": "—",
+        "xdpsieve": format!(
+            "at most {} ({} of it the ring buffer, 8 MiB shared by all CPUs, mapped twice)",
+            mib(peak),
+            mib(kernel)
+        ),
+        "met": peak.map(|p| p < 32 * 1024),
+    })
+}
