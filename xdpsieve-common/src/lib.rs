@@ -350,7 +350,8 @@ pub struct Config {
     pub default_rate_interval_ns: u64,
     /// How far ahead of schedule a burst may run: `interval * (burst - 1)` ns.
     pub default_rate_tolerance_ns: u64,
-    /// Interfaces with their own counter slot, in slot order; 0 = unused.
+    /// Interfaces with their own counter slot, in slot order from the first; 0 = unused, and
+    /// every slot after an unused one is unused too (the program stops at the first).
     pub ifindexes: [u32; MAX_INTERFACES],
     /// Verdict for IP packets whose L4 header the program cannot reach
     /// ([`record_flags::UNCLASSIFIABLE`]): [`verdict::DROP`] drops them before any rule, so

@@ -473,9 +473,13 @@ mod program {
         let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
         let mut slot = MAX_INTERFACES as u32;
         for (i, &candidate) in cfg.ifindexes.iter().enumerate() {
-            // The unused slot test first: `cfg` is read-only data, so the verifier drops
-            // the comparison for empty slots.
-            if candidate != 0 && candidate == ifindex {
+            // Userspace fills the slots from the front: the first empty one ends the list,
+            // so the slots after it are not even loaded (`cfg` is read-only data: the
+            // verifier knows which test ends the loop, but a load it keeps).
+            if candidate == 0 {
+                break;
+            }
+            if candidate == ifindex {
                 slot = i as u32;
                 break;
             }
