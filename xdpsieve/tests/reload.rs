@@ -596,3 +596,31 @@ fn with_perf_buffers_the_new_rules_write_into_the_same_buffers() {
     assert_eq!(check_events(&net.file("events.json")), (4, 2));
     assert_eq!(check_capture(&net.file("dropped.pcapng")), 4);
 }
+
+/// SIGHUP and, at once, SIGTERM: the run carries out the reload before it stops (and says
+/// so), so the rules of its last moments, and of its summary, are those asked for last.
+#[test]
+fn a_stop_right_after_sighup_waits_for_the_reload() {
+    if !root_or_skip() {
+        return;
+    }
+    let net = Net::create("rl-hupstop");
+    net.write_rules(FILE_A);
+    let mut run = net.start(&[]);
+    net.write_rules(FILE_B);
+    run.signal(libc::SIGHUP);
+    let (ok, stderr) = run.stop();
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("xdpsieve: reloaded: generation 2"),
+        "the reload was not carried out: {stderr}"
+    );
+    let first_rule = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("rule ") && l.contains(" 1 "))
+        .unwrap_or_default();
+    assert!(
+        first_rule.contains("b-range"),
+        "the summary's first rule is not the new file's: {stderr}"
+    );
+}

@@ -78,4 +78,19 @@ impl HupReload {
             }
         }
     }
+
+    /// Whether a reload is loading.
+    pub(super) fn pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Gives up the reload in progress (the run stops without it) and says so.
+    pub(super) fn abandon(&mut self, meta: &Meta) {
+        if self.pending.take().is_some() {
+            crate::base::log::error(format!(
+                "xdpsieve: reload abandoned: the run stopped before it loaded; generation {} stays in force",
+                meta.reload.generation
+            ));
+        }
+    }
 }

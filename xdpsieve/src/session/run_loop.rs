@@ -112,10 +112,25 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
             Snapshot::default()
         },
     );
-    while !running.signals.stop.load(Ordering::Relaxed)
-        && !running.signals.handover.load(Ordering::Relaxed)
-        && !running.capture.limit_reached()
-    {
+    // When the run is asked to stop while a reload loads or is asked for, the loop goes on
+    // (draining) until the reload is in force, for at most RELOAD_GRACE: the rules left in
+    // force are those asked for last.
+    let mut stopping_since: Option<std::time::Instant> = None;
+    loop {
+        let stopping = running.signals.stop.load(Ordering::Relaxed)
+            || running.signals.handover.load(Ordering::Relaxed)
+            || running.capture.limit_reached();
+        if stopping {
+            // A SIGHUP that came with or before the stop is carried out too.
+            if !hup.pending() && !running.signals.reload_asked.load(Ordering::Relaxed) {
+                break;
+            }
+            let since = *stopping_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= RELOAD_GRACE {
+                hup.abandon(&running.meta);
+                break;
+            }
+        }
         // Only waiting can fail here: a failed output stops itself and says so, and the
         // loop goes on draining (and counting) its records.
         if let Err(e) = running.capture.poll(Duration::from_millis(100)) {
@@ -199,3 +214,6 @@ pub(super) fn run_loop(running: &mut Running) -> Result<io::Result<()>> {
     }
     Ok(loop_result)
 }
+
+/// How long a run asked to stop waits for a reload in progress to come into force.
+const RELOAD_GRACE: Duration = Duration::from_secs(30);
