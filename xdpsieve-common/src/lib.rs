@@ -57,11 +57,6 @@ impl FieldBits {
     /// A summary claiming every word.
     pub const ALL_WORDS: u64 = (1 << RULE_WORDS) - 1;
 
-    pub const EMPTY: Self = Self {
-        summary: 0,
-        bits: RuleBits::EMPTY,
-    };
-
     /// `bits` with their exact summary.
     pub fn of(bits: RuleBits) -> Self {
         let mut summary = 0;
