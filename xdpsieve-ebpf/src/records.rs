@@ -5,11 +5,13 @@
 
 use aya_ebpf::{
     bindings::BPF_F_CURRENT_CPU,
+    btf_maps::{ArrayOfMaps, RingBuf as BtfRingBuf},
+    helpers::generated::bpf_get_smp_processor_id,
     helpers::generated::{
         bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_perf_event_output, bpf_ringbuf_discard,
         bpf_ringbuf_output, bpf_ringbuf_reserve, bpf_ringbuf_submit, bpf_xdp_load_bytes,
     },
-    macros::map,
+    macros::{btf_map, map},
     maps::{Array, PerfEventArray, RingBuf},
     programs::XdpContext,
 };
@@ -28,9 +30,12 @@ use crate::{
 #[map]
 static RATE_LIMITER: Array<u64> = Array::with_max_entries(RULE_SLOTS, 0);
 
-/// Capture records; userspace sizes it at load time (`--ring-size`).
-#[map]
-static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+/// Capture records: one ring per CPU, indexed by CPU, so CPUs never share a ring's lock
+/// or its producer position. Userspace makes the rings (`--ring-size` split between the
+/// CPUs) and puts them in before the program runs; the inner definition is only the
+/// template the kernel checks them against (a ring of any size matches it).
+#[btf_map]
+static CAPTURE_RINGS: ArrayOfMaps<BtfRingBuf<u8, 4096>, 1> = ArrayOfMaps::new();
 
 /// Events; userspace sizes it at load time (`--ring-size`).
 #[map]
@@ -232,6 +237,12 @@ pub(crate) fn capture_packet(ctx: &XdpContext, cfg: &Config, record: &Record) ->
             bpf_perf_event_output(ctx.ctx.cast(), map, flags, data, CAPTURE_HEADER_LEN as u64)
         } == 0;
     }
+    // SAFETY: helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(ring) = CAPTURE_RINGS.get(cpu) else {
+        return false;
+    };
+    let ring: *mut core::ffi::c_void = core::ptr::from_ref(ring).cast_mut().cast();
     // One copy: reserve the record in the ring and load the packet bytes straight into it.
     // The verifier wants a constant reservation, so the record takes the smallest size
     // class that holds `cap_len` (the reader reads `cap_len` bytes and skips the rest).
@@ -240,7 +251,7 @@ pub(crate) fn capture_packet(ctx: &XdpContext, cfg: &Config, record: &Record) ->
         ($($class:literal)*) => {
             $(
                 if cap_len <= $class {
-                    return reserve_and_fill::<$class>(ctx, &header, cap_len);
+                    return reserve_and_fill::<$class>(ctx, ring, &header, cap_len);
                 }
             )*
         };
@@ -258,11 +269,10 @@ const _: () = assert!(MAX_SNAPLEN == 16384);
 #[inline(always)]
 fn reserve_and_fill<const CLASS: u32>(
     ctx: &XdpContext,
+    ring: *mut core::ffi::c_void,
     header: &CaptureHeader,
     cap_len: u32,
 ) -> bool {
-    // RingBuf is a transparent wrapper around the map definition the helper expects.
-    let ring = core::ptr::addr_of!(CAPTURE_RING).cast_mut().cast();
     let size = CAPTURE_HEADER_LEN as u64 + u64::from(CLASS);
     // SAFETY: the ring is ours; the reservation is submitted or discarded on every path.
     unsafe {

@@ -8,7 +8,9 @@
 //! taken as that offset, and reads past it go to element `(offset - it) / elem_size`
 //! (per-CPU arrays: an 8-byte pointer per element, to CPU 0's value). Hash lookups become
 //! a call to `__htab_map_lookup_elem`, which returns an element whose value sits at the
-//! offset the next instructions add (read from the code, see `exec`).
+//! offset the next instructions add (read from the code, see `exec`). An array of maps
+//! holds a `struct bpf_map *` per element: an inlined lookup reads it, and gets the inner
+//! map's object (the inner maps are opened with the program's, see [`MapDef::inner`]).
 
 use std::{collections::HashMap, os::fd::AsFd as _};
 
@@ -22,6 +24,7 @@ pub(super) const ARRAY: u32 = 2;
 pub(super) const PERCPU_HASH: u32 = 5;
 pub(super) const PERCPU_ARRAY: u32 = 6;
 pub(super) const LRU_PERCPU_HASH: u32 = 10;
+pub(super) const ARRAY_OF_MAPS: u32 = 12;
 pub(super) const RINGBUF: u32 = 27;
 
 /// A map of the program, and how many values a lookup returns.
@@ -30,6 +33,8 @@ pub(super) struct MapDef {
     /// Bytes the syscall's lookup writes: the value, or one 8-byte-aligned value per
     /// possible CPU.
     lookup_len: usize,
+    /// An array of maps: the map in each slot, by index among the maps (None: empty).
+    pub(super) inner: Vec<Option<usize>>,
 }
 
 impl MapDef {
@@ -41,7 +46,37 @@ impl MapDef {
         } else {
             vs
         };
-        Ok(MapDef { info, lookup_len })
+        Ok(MapDef {
+            info,
+            lookup_len,
+            inner: Vec::new(),
+        })
+    }
+
+    /// Opens the maps in the slots of every array of maps among `defs` and appends them
+    /// (an inlined lookup of such an array yields its inner map's object).
+    pub(super) fn open_inner(defs: &mut Vec<MapDef>, cpus: usize) -> Result<(), Error> {
+        for outer in 0..defs.len() {
+            if defs[outer].info.map_type != ARRAY_OF_MAPS {
+                continue;
+            }
+            let mut inner = Vec::new();
+            for slot in 0..defs[outer].info.max_entries {
+                let mut id = [0u8; 4];
+                let found = sys::lookup(defs[outer].info.fd.as_fd(), &slot.to_le_bytes(), &mut id)
+                    .map_err(|e| {
+                        Error::new(format!("slot {slot} of {}: {e}", defs[outer].describe()))
+                    })?;
+                inner.push(if found {
+                    defs.push(MapDef::open(u32::from_le_bytes(id), cpus)?);
+                    Some(defs.len() - 1)
+                } else {
+                    None
+                });
+            }
+            defs[outer].inner = inner;
+        }
+        Ok(())
     }
 
     /// Array element stride (`round_up(value_size, 8)`).
@@ -208,6 +243,11 @@ impl<'p> MapState<'p> {
             PERCPU_ARRAY if width == 8 && (off - v) % 8 == 0 => {
                 let region = self.array_elem(mem, m, (off - v) / 8)?;
                 Ok(Resolved::Value(addr(region, 0)))
+            }
+            ARRAY_OF_MAPS if width == 8 && (off - v) % 8 == 0 => {
+                // An empty slot reads as a null pointer, as in the kernel.
+                let slot = def.inner.get((off - v) / 8).copied().flatten();
+                Ok(Resolved::Value(slot.map_or(0, |i| self.object_addr(i))))
             }
             _ => Err(Error::new(format!(
                 "access of {width} bytes at offset {off} of the object of {}: only array and \

@@ -122,12 +122,13 @@ impl Program {
             ))));
         }
         let cpus = sys::possible_cpus().map_err(context)?;
-        let maps = info
+        let mut maps = info
             .map_ids
             .iter()
             .map(|&id| MapDef::open(id, cpus))
             .collect::<Result<Vec<_>, _>>()
             .map_err(context)?;
+        MapDef::open_inner(&mut maps, cpus).map_err(context)?;
         let insns: Vec<Insn> = info.insns.iter().map(|&raw| Insn::decode(raw)).collect();
         let syms = kallsyms::Kallsyms::get().map_err(context)?;
         let mut calls = HashMap::new();

@@ -75,10 +75,14 @@ pub const FEATURES: &[Feature] = &[
     },
     Feature {
         key: "ringbuf",
-        name: "the BPF ring buffer (BPF_MAP_TYPE_RINGBUF, bpf_ringbuf_output)",
+        name: "the BPF ring buffer (BPF_MAP_TYPE_RINGBUF, bpf_ringbuf_output), in an array of maps",
         since: "5.8",
-        used_for: "captured packets and events on their way to the recorder",
-        probe: || Ok(map(MapType::RingBuf)? && helper(BpfHelper::BPF_FUNC_ringbuf_output)?),
+        used_for: "captured packets (a ring per CPU) and events on their way to the recorder",
+        probe: || {
+            Ok(map(MapType::RingBuf)?
+                && map(MapType::ArrayOfMaps)?
+                && helper(BpfHelper::BPF_FUNC_ringbuf_output)?)
+        },
     },
     Feature {
         key: "xdp_link",

@@ -26,6 +26,7 @@ use crate::{
 };
 
 mod attach;
+pub mod capture_rings;
 mod filters;
 mod maps;
 mod reattach;
@@ -157,9 +158,11 @@ pub struct Firewall {
     /// Names of the interfaces attached so far, kept after detaching for the summary.
     interface_names: Vec<(u32, String)>,
     /// Handles of [`SHARED_MAPS`], kept for pinning after the record sources are taken.
-    shared: Vec<(&'static str, aya::maps::Map)>,
+    shared: Vec<(String, aya::maps::Map)>,
     /// How each filter runs.
     filter_runs: Vec<FilterRun>,
+    /// The per-CPU capture rings (see `capture_rings`), until the capture source takes them.
+    capture_rings: Vec<aya::maps::MapData>,
 }
 
 impl Firewall {
@@ -205,8 +208,10 @@ impl Firewall {
         )
         .map_err(LoaderError::Load)?;
         let (limits, tracked) = settings.limits();
-        let mut ebpf = load_object(settings, &filters, set_tables.as_ref(), tracked)?;
-        let shared = shared::handles(&ebpf)?;
+        let (mut ebpf, capture_rings) =
+            load_object(settings, &filters, set_tables.as_ref(), tracked)?;
+        let mut shared = shared::handles(&ebpf)?;
+        shared.extend(capture_rings::handles(&capture_rings)?);
         fill_maps(&mut ebpf, &rules, &limits, &tables, set_tables.as_ref())?;
         verify(&mut ebpf, filters.config.filter_translated != 0)?;
         Ok(Firewall {
@@ -218,6 +223,7 @@ impl Firewall {
             interface_names: Vec::new(),
             shared,
             filter_runs: filters.runs,
+            capture_rings,
         })
     }
 }
@@ -260,12 +266,12 @@ fn load_object(
     filters: &FilterLoad,
     set_tables: Option<&Built>,
     tracked_keys: u32,
-) -> Result<Ebpf, LoaderError> {
+) -> Result<(Ebpf, Vec<aya::maps::MapData>), LoaderError> {
     let (capture_ring, event_ring) = settings.ring_sizes(page_size());
     let mut loader = EbpfLoader::new();
     loader
         .override_global("CONFIG", &filters.config, true)
-        .map_max_entries("CAPTURE_RING", capture_ring)
+        .map_max_entries("CAPTURE_RINGS", capture_rings::cpus()?)
         .map_max_entries("EVENT_RING", event_ring)
         .map_max_entries("LIMIT_STATE", tracked_keys);
     if let Some(table) = &filters.table {
@@ -281,9 +287,15 @@ fn load_object(
         shared::share_from(&mut loader, dir)?;
     }
     let object_bytes = filters.object.as_ref().map_or(EBPF_OBJECT, |o| o.bytes());
-    loader
+    let mut ebpf = loader
         .load(object_bytes)
-        .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))
+        .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))?;
+    let rings = match &settings.share_maps_from {
+        // A reload: the running program's rings, through the array pinned with it.
+        Some(dir) => capture_rings::pinned(dir)?,
+        None => capture_rings::fill(&mut ebpf, capture_ring, page_size())?,
+    };
+    Ok((ebpf, rings))
 }
 
 /// Writes the rules, the matching tables and the sets into the loaded object's maps,

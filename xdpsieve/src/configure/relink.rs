@@ -194,3 +194,26 @@ pub fn update_link(
     set_u32(&mut attr, 12, old_program.as_raw_fd() as u32);
     bpf(BPF_LINK_UPDATE, &mut attr).map(|_| ())
 }
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+
+/// The ids of the maps in an array of maps (`fd`, `len` slots), skipping empty slots.
+/// Raw, because aya opens each inner map by its id, which needs CAP_SYS_ADMIN; a takeover
+/// only needs to know which rings are the program's (it opens them by their pins).
+pub fn inner_map_ids(fd: BorrowedFd<'_>, len: u32) -> io::Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for key in 0..len {
+        let mut value = 0u32;
+        // union bpf_attr for map elements: map_fd (u32), padding, key, value (pointers).
+        let mut attr: Attr = [0; 16];
+        set_u32(&mut attr, 0, fd.as_raw_fd() as u32);
+        attr[1] = std::ptr::from_ref(&key) as u64;
+        attr[2] = std::ptr::from_mut(&mut value) as u64;
+        match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+            Ok(_) => ids.push(value),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ids)
+}

@@ -362,10 +362,22 @@ pub fn unread_in_rings(dir: &Path) -> Result<u64> {
     // Through the rings' pins first: opening a map by its id needs CAP_SYS_ADMIN, which a
     // service runs without. The ids are the fallback (an older xdpsieve's firewall).
     let mut pinned = Vec::new();
-    for name in ["CAPTURE_RING", "EVENT_RING"] {
-        if let Ok(data) = MapData::from_pin(dir.join(name))
+    // The per-CPU capture rings (`CAPTURE_RING_N`), the event ring, and the one shared
+    // capture ring of an older xdpsieve.
+    let mut names: Vec<String> = ["CAPTURE_RING", "EVENT_RING"].map(String::from).into();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        names.extend(
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| name.starts_with("CAPTURE_RING_")),
+        );
+    }
+    // The per-CPU rings are not the program's maps but the entries of its CAPTURE_RINGS.
+    let inner = capture_ring_ids(dir, &ids);
+    for name in names {
+        if let Ok(data) = MapData::from_pin(dir.join(&name))
             && let Ok(info) = data.info()
-            && ids.contains(&info.id())
+            && (ids.contains(&info.id()) || inner.contains(&info.id()))
         {
             pinned.push(info.id());
             if matches!(info.map_type(), Ok(aya::maps::MapType::RingBuf)) {
@@ -386,6 +398,20 @@ pub fn unread_in_rings(dir: &Path) -> Result<u64> {
         }
     }
     Ok(unread)
+}
+
+/// The ids of the rings in the pinned `CAPTURE_RINGS` of `dir`, if it is the program's
+/// (one of `ids`); none for an older xdpsieve's firewall, which has one shared ring.
+fn capture_ring_ids(dir: &Path, ids: &[u32]) -> Vec<u32> {
+    let Ok(data) = MapData::from_pin(dir.join("CAPTURE_RINGS")) else {
+        return Vec::new();
+    };
+    if !data.info().is_ok_and(|info| ids.contains(&info.id())) {
+        return Vec::new();
+    }
+    let len = data.info().map_or(0, |info| info.max_entries());
+    crate::configure::relink::inner_map_ids(std::os::fd::AsFd::as_fd(data.fd()), len)
+        .unwrap_or_default()
 }
 
 /// Adds `records` to the new program's `no_reader` count (on the first CPU's slot).

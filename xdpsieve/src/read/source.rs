@@ -1,5 +1,6 @@
-//! Where records come from: the BPF ring buffer (one buffer shared by all CPUs, Linux 5.8+)
-//! or a perf event array (one buffer per CPU, the aya book's way, Linux 4.3+), whichever
+//! Where records come from: BPF ring buffers (Linux 5.8+: one per CPU for captures, one
+//! shared by all CPUs for events) or a perf event array (one buffer per CPU, the aya
+//! book's way, Linux 4.3+), whichever
 //! the program was loaded to send through (`configure::loader::Transport`). Both hand
 //! out whole records; the perf side also reports the kernel's lost-sample counts. A third
 //! kind, [`Source::Memory`], hands out records queued from userspace in the same byte
@@ -23,6 +24,8 @@ use crate::{base::counters::WriterStats, read::ringbuf::RingReader};
 
 pub enum Source {
     Ring(RingReader),
+    /// One ring per CPU (the capture records).
+    Rings(Vec<RingReader>),
     Perf {
         buffers: Vec<PerfEventArrayBuffer<MapData>>,
         /// Reassembly space for samples that wrap around a buffer's end.
@@ -69,6 +72,15 @@ impl Source {
         }
     }
 
+    /// Reads the per-CPU rings (all of them, in turn).
+    pub fn rings(rings: Vec<MapData>) -> io::Result<Source> {
+        rings
+            .into_iter()
+            .map(RingReader::new)
+            .collect::<io::Result<Vec<_>>>()
+            .map(Source::Rings)
+    }
+
     /// Opens one perf buffer per online CPU, about `bytes_per_cpu` each.
     pub fn perf(map: Map, bytes_per_cpu: usize) -> io::Result<Source> {
         let mut array = PerfEventArray::try_from(map).map_err(io::Error::other)?;
@@ -97,6 +109,7 @@ impl Source {
     pub fn fds(&self) -> Vec<RawFd> {
         match self {
             Source::Ring(ring) => vec![ring.fd()],
+            Source::Rings(rings) => rings.iter().map(RingReader::fd).collect(),
             Source::Perf { buffers, .. } => buffers.iter().map(AsRawFd::as_raw_fd).collect(),
             Source::Memory(_) => Vec::new(),
         }
@@ -106,7 +119,7 @@ impl Source {
     pub fn ready_now(&self) -> bool {
         match self {
             Source::Memory(queue) => !queue.is_empty(),
-            Source::Ring(_) | Source::Perf { .. } => false,
+            Source::Ring(_) | Source::Rings(_) | Source::Perf { .. } => false,
         }
     }
 
@@ -114,7 +127,7 @@ impl Source {
     /// the program counts itself).
     pub fn perf_lost(&self) -> u64 {
         match self {
-            Source::Ring(_) | Source::Memory(_) => 0,
+            Source::Ring(_) | Source::Rings(_) | Source::Memory(_) => 0,
             Source::Perf { lost, .. } => *lost,
         }
     }
@@ -124,6 +137,9 @@ impl Source {
     pub fn ring_corrupt(&self) -> (u64, u64) {
         match self {
             Source::Ring(ring) => (ring.corrupt_headers(), ring.skipped_bytes()),
+            Source::Rings(rings) => rings.iter().fold((0, 0), |(h, b), r| {
+                (h + r.corrupt_headers(), b + r.skipped_bytes())
+            }),
             Source::Perf { .. } | Source::Memory(_) => (0, 0),
         }
     }
@@ -142,6 +158,7 @@ impl Source {
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         match self {
             Source::Ring(ring) => ring.drain(f),
+            Source::Rings(rings) => rings.iter_mut().map(|r| r.drain(&mut f)).sum(),
             Source::Perf {
                 buffers,
                 scratch,

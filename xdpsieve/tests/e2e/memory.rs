@@ -1,8 +1,10 @@
-//! The kernel memory a run holds: `--ring-size` goes to the ring of each stream the program
-//! sends through, and a ring nothing is sent to is one page. Measured as the kernel accounts
+//! The kernel memory a run holds: `--ring-size` goes to the rings of each stream the
+//! program sends through (the capture rings, one per CPU, share it), and a ring nothing is
+//! sent to is one page. Measured as the kernel accounts
 //! it, the `memlock` of each ring buffer map in the process's `/proc/PID/fdinfo`. The ban
 //! notices' ring (`NOTICE_RING_BYTES`) has a fixed size of its own.
 
+use xdpsieve::configure::loader::capture_rings;
 use xdpsieve_common::walk::NOTICE_RING_BYTES;
 use xdpsieve_testkit::child::Firewall;
 use xdpsieve_testkit::gate::{kernel_found, root_or_skip};
@@ -43,11 +45,21 @@ fn rings_of(pid: u32) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// The rings of a run with `args` and `--ring-size 256M`: one of the full size, whose
-/// memlock shows this kernel accounts a ring's pages there (the control), and the other of
-/// one page, with memlock to match. Kernels before 6.4 report no memlock for a ring buffer
-/// (its key and value sizes are zero); there the test says so and checks the sizes alone.
-fn one_full_ring(net: &VethPair, args: &[&str]) {
+/// Which stream a run sends records to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stream {
+    Capture,
+    Events,
+}
+
+/// The rings of a run with `args` and `--ring-size 256M`, sending only to `stream`. The
+/// capture rings are one per possible CPU: sent to, they share the 256 MiB (each the
+/// largest power of two in its share); not sent to, each is a page. The event ring is
+/// 256 MiB when sent to, else a page. The memlock of a full-size ring shows this kernel
+/// accounts a ring's pages there (the control); the unused ones must then lock little.
+/// Kernels before 6.4 report no memlock for a ring buffer (its key and value sizes are
+/// zero); there the test says so and checks the sizes alone.
+fn rings_sized_for(net: &VethPair, stream: Stream, args: &[&str]) {
     const RING: u64 = 256 << 20;
     let mut all = vec!["--drop", "udp", "--ring-size", "256M"];
     all.extend_from_slice(args);
@@ -61,6 +73,16 @@ fn one_full_ring(net: &VethPair, args: &[&str]) {
     );
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    let cpus = capture_rings::cpus().expect("possible CPUs");
+    let per_cpu = u64::from(capture_rings::ring_bytes_per_cpu(
+        RING as u32,
+        cpus,
+        page as u32,
+    ));
+    assert!(
+        per_cpu * u64::from(cpus) <= RING && per_cpu * u64::from(cpus) > RING / 2,
+        "{cpus} CPUs share 256 MiB as {per_cpu} bytes each"
+    );
     // The ban notices' ring has its own fixed size, whatever --ring-size says.
     let mut rings = rings;
     let notices = rings
@@ -68,23 +90,36 @@ fn one_full_ring(net: &VethPair, args: &[&str]) {
         .position(|r| r.0 == u64::from(NOTICE_RING_BYTES))
         .unwrap_or_else(|| panic!("{args:?}: no ban notice ring: {rings:?}"));
     rings.remove(notices);
-    assert_eq!(rings.len(), 2, "{args:?}: {rings:?}");
-    let (small, full) = (rings[0], rings[1]);
-    assert_eq!(full.0, RING, "{args:?}: {rings:?}");
-    assert_eq!(small.0, page, "{args:?}: the unused ring: {rings:?}");
-    if full.1 < RING {
+    let (capture_ring, event_ring) = match stream {
+        Stream::Capture => (per_cpu, page),
+        Stream::Events => (page, RING),
+    };
+    let mut expected: Vec<u64> = vec![capture_ring; cpus as usize];
+    expected.push(event_ring);
+    expected.sort_unstable();
+    let sizes: Vec<u64> = rings.iter().map(|r| r.0).collect();
+    assert_eq!(sizes, expected, "{stream:?} ({cpus} CPUs): {rings:?}");
+    let used = if stream == Stream::Capture {
+        per_cpu
+    } else {
+        RING
+    };
+    let full = rings.iter().filter(|r| r.0 == used && r.0 > page);
+    let unused = rings.iter().filter(|r| !(r.0 == used && r.0 > page));
+    if full.clone().any(|r| r.1 < r.0) {
         kernel_found(format_args!(
-            "memlock in fdinfo does not show a ring buffer's pages ({} bytes for 256 \
-             MiB): checking the sizes xdpsieve asked for only",
-            full.1
+            "memlock in fdinfo does not show a ring buffer's pages ({rings:?}): checking the \
+             sizes xdpsieve asked for only"
         ));
         return;
     }
-    assert!(
-        small.1 < 1 << 20,
-        "{args:?}: the unused ring locks {} bytes: {rings:?}",
-        small.1
-    );
+    for ring in unused {
+        assert!(
+            ring.1 < 1 << 20,
+            "{stream:?}: an unused ring locks {} bytes: {rings:?}",
+            ring.1
+        );
+    }
 }
 
 #[test]
@@ -97,10 +132,11 @@ fn only_the_rings_a_run_sends_to_hold_the_ring_size() {
     let capture = tmp.file("drops.pcap");
     let log = tmp.file("events.log");
     // Capture only: the event ring is a page.
-    one_full_ring(&net, &["-w", capture.to_str().unwrap()]);
-    // The event log only: the capture ring is a page.
-    one_full_ring(
+    rings_sized_for(&net, Stream::Capture, &["-w", capture.to_str().unwrap()]);
+    // The event log only: each capture ring is a page.
+    rings_sized_for(
         &net,
+        Stream::Events,
         &["--log", "dropped", "--log-file", log.to_str().unwrap()],
     );
 }

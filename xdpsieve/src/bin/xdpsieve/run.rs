@@ -162,8 +162,8 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "RATE", default_value = "0")]
     log_rate: Rate,
 
-    /// How records reach userspace: ringbuf (one buffer shared by all CPUs) or perf
-    /// (one buffer per CPU; slower, see the README).
+    /// How records reach userspace: ringbuf (captures: a ring per CPU; events: one ring)
+    /// or perf (one buffer per CPU; slower, see the README).
     #[arg(long, value_name = "TRANSPORT", default_value = "ringbuf")]
     transport: Transport,
 
@@ -172,7 +172,8 @@ pub(crate) struct RunArgs {
     mode: AttachMode,
 
     /// Size of each record buffer (power of two; K, M, G suffixes). Bigger rides out bursts.
-    /// With perf it is shared out among the CPUs. Only the buffers records are sent to
+    /// The capture rings (one per CPU) and perf's buffers share it out among the CPUs:
+    /// each CPU gets the largest power of two in its share. Only the buffers records are sent to
     /// get it: without a capture (or without an event log) that ring is one page.
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = flags::parse_size)]
     ring_size: u32,

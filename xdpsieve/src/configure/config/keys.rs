@@ -85,8 +85,8 @@ pub const KEYS: &[Key] = &[
         "string",
         "\"ringbuf\"",
         "--transport",
-        "How records reach userspace: \"ringbuf\" (one buffer shared by all CPUs) or \
-         \"perf\" (one buffer per CPU; slower, see the README).",
+        "How records reach userspace: \"ringbuf\" (captures: a ring per CPU; events: one \
+         ring) or \"perf\" (one buffer per CPU; slower, see the README).",
     ),
     key(
         "",
@@ -95,7 +95,7 @@ pub const KEYS: &[Key] = &[
         "\"8M\"",
         "--ring-size",
         "Size of each record buffer: a power of two from 4K to 2G, in bytes or with a K, \
-         M or G suffix.",
+         M or G suffix. The per-CPU capture rings (and perf buffers) share it out.",
     ),
     key(
         "",

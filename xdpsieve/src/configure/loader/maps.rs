@@ -102,6 +102,11 @@ impl Firewall {
 
     /// Takes the capture records' source (once).
     pub fn take_capture_source(&mut self) -> Result<Source, LoaderError> {
+        if self.transport == Transport::RingBuf {
+            let rings = std::mem::take(&mut self.capture_rings);
+            return Source::rings(rings)
+                .map_err(|e| LoaderError::Load(format!("opening the capture rings: {e}")));
+        }
         self.take_source("CAPTURE_RING", "CAPTURE_PERF")
     }
 
@@ -183,9 +188,9 @@ impl Firewall {
 
     /// The maps to pin for `status`, a takeover and a reload: the counters,
     /// [`SHARED_MAPS`] and the set maps (for `xdpsieve set`).
-    pub fn pinned_maps(&self) -> Vec<(&'static str, &aya::maps::Map)> {
-        let mut maps = self.counter_maps();
-        maps.extend(self.shared.iter().map(|(name, map)| (*name, map)));
+    pub fn pinned_maps(&self) -> Vec<(&str, &aya::maps::Map)> {
+        let mut maps: Vec<(&str, &aya::maps::Map)> = self.counter_maps();
+        maps.extend(self.shared.iter().map(|(name, map)| (name.as_str(), map)));
         maps.extend(
             SET_PINS
                 .iter()

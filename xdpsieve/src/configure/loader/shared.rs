@@ -13,7 +13,7 @@ use super::LoaderError;
 /// the same buffers, the reader heartbeat, and the ban notices. Pinned next to the
 /// counters.
 pub const SHARED_MAPS: [&str; 6] = [
-    "CAPTURE_RING",
+    "CAPTURE_RINGS",
     "EVENT_RING",
     "CAPTURE_PERF",
     "EVENT_PERF",
@@ -52,29 +52,36 @@ pub(super) fn share_from(loader: &mut EbpfLoader<'_>, dir: &Path) -> Result<(), 
 }
 
 /// Second handles of [`SHARED_MAPS`] (the record sources take the first ones away).
-pub(super) fn handles(ebpf: &Ebpf) -> Result<Vec<(&'static str, aya::maps::Map)>, LoaderError> {
-    use aya::maps::{Map, MapData};
+pub(super) fn handles(ebpf: &Ebpf) -> Result<Vec<(String, aya::maps::Map)>, LoaderError> {
+    use aya::maps::Map;
     let mut shared = Vec::new();
     for name in SHARED_MAPS {
         let data = match ebpf.map(name) {
-            Some(Map::RingBuf(d) | Map::PerfEventArray(d) | Map::Array(d)) => d,
+            Some(
+                Map::RingBuf(d) | Map::PerfEventArray(d) | Map::Array(d) | Map::ArrayOfMaps(d),
+            ) => d,
             _ => return Err(LoaderError::Load(format!("the object has no {name} map"))),
         };
-        // A duplicate of the descriptor, not the map opened again by its id: that needs
-        // CAP_SYS_ADMIN, which a service runs without.
-        let handle = data
-            .fd()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| LoaderError::Load(format!("duplicating the descriptor of {name}: {e}")))
-            .and_then(|fd| {
-                MapData::from_fd(fd)
-                    .and_then(Map::from_map_data)
-                    .map_err(|e| {
-                        LoaderError::Load(format!("opening a second handle of {name}: {e}"))
-                    })
-            })?;
-        shared.push((name, handle));
+        let handle = second_handle(name, data)?;
+        shared.push((name.to_string(), handle));
     }
     Ok(shared)
+}
+
+/// A second handle of `data`: a duplicate of its descriptor, not the map opened again by
+/// its id (that needs CAP_SYS_ADMIN, which a service runs without).
+pub(super) fn second_handle(
+    name: &str,
+    data: &aya::maps::MapData,
+) -> Result<aya::maps::Map, LoaderError> {
+    use aya::maps::{Map, MapData};
+    data.fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| LoaderError::Load(format!("duplicating the descriptor of {name}: {e}")))
+        .and_then(|fd| {
+            MapData::from_fd(fd)
+                .and_then(Map::from_map_data)
+                .map_err(|e| LoaderError::Load(format!("opening a second handle of {name}: {e}")))
+        })
 }
