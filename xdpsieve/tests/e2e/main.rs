@@ -8,6 +8,7 @@
 //! - `cli`: rule files and flags, operator mistakes, `check-rules`, `--help`, privileges;
 //! - `directions`: a rule without a direction (`udp port 5353`) at the socket, both ways;
 //! - `limits`: limit rules (per source, per prefix) and a monitor rule's twin, at the socket;
+//! - `latency`: how soon a captured packet comes out, idle and right after a flood;
 //! - `lifecycle`: SIGKILL leaving the firewall in force, skb fallback, the demo;
 //! - `memory`: the kernel memory of the rings, `--ring-size` only where records are sent;
 //! - `events`: the event log and its rate limit;
@@ -22,6 +23,7 @@ mod capture;
 mod cli;
 mod directions;
 mod events;
+mod latency;
 mod lifecycle;
 mod limits;
 mod memory;
