@@ -144,9 +144,10 @@ pub(super) fn render(md: &mut String, res: &Results) -> Result<()> {
          - **lossless rate**: the flat-out rate if nothing was lost, else the first of \
          75%, 50%, 25%, 10% of it (quick: 50%, 10%) at which the file held every frame.\n\
          - **peak RSS**: VmHWM of the capturing process; in brackets, how much of it is kernel \
-         buffers mapped into the process (BPF ring buffer, perf buffers, packet socket ring), \
-         which the kernel holds either way. xdpsieve's 8 MiB ring buffer counts twice: the \
-         kernel maps its data pages twice, so that records can wrap around. xdpdump's perf \
+         buffers mapped into the process (BPF ring buffers, perf buffers, packet socket ring), \
+         which the kernel holds either way. xdpsieve's capture rings (8 MiB between the CPUs, \
+         one ring each) count twice: the kernel maps a ring's data pages twice, so that \
+         records can wrap around. xdpdump's perf \
          buffers do not count at all (perf maps its pages without charging them to RSS).\n\
          - **Medians**: a full run repeats each flat-out run {} times; the tables show the \
          median run (by CPU per captured frame, by share kept, by rate for the kernel cost), \

@@ -1,7 +1,10 @@
 //! Issue 19's targets that the older rows do not already state: the decision path at
 //! every rule count and family against xdp-filter, the reader's CPU at half tcpdump's, the
-//! scale from one core to two, and the recorder's peak memory. Each row is computed from
-//! this run's figures only, like the rest of the targets table.
+//! scale from one core to two, and the recorder's peak memory; and the model of a 32-core
+//! server built from them. Each row is computed from this run's figures only, like the
+//! rest of the targets table.
+
+use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
@@ -13,6 +16,7 @@ use super::{
 use crate::bench::{
     FRAME_SIZES, Results,
     capture::{Load, Run, Setup},
+    capture_cost::Figures,
 };
 
 /// The decision path (no rule matched, dropped without capture) ≤ 0.4× xdp-filter at 1,
@@ -119,10 +123,88 @@ pub(super) fn memory(res: &Results) -> Value {
         "target": "peak RSS of a capturing run < 32 MiB",
         "peer": "—",
         "xdpsieve": format!(
-            "at most {} ({} of it the ring buffer, 8 MiB shared by all CPUs, mapped twice)",
+            "at most {} ({} of it the capture rings: 8 MiB shared out into one ring per CPU, \
+             each mapped twice)",
             mib(peak),
             mib(kernel)
         ),
         "met": peak.map(|p| p < 32 * 1024),
     })
+}
+
+/// Cores of the server the model speaks of.
+const MODEL_CORES: [u32; 5] = [1, 2, 8, 16, 32];
+
+/// A model of capture throughput per core on a 32-core server, from this run's figures:
+/// the program's own time per captured 64-byte packet under the flood (bpf_stats) and the
+/// recorder's CPU per captured frame. With a ring per CPU the cores share nothing per
+/// record, so the kernel side grows with the cores; the one recorder thread does not.
+pub(super) fn model(md: &mut String, res: &Results) -> std::fmt::Result {
+    let program = Figures::of(&res.capture_cost, 64).capture;
+    let reader = median_by(&res.runs, Setup::Xdpsieve, 64, Load::OneCore, by_cpu)
+        .and_then(|r| r.cpu_ns_per_captured);
+    let (Some(program), Some(reader)) = (program.filter(|&v| v > 0.0), reader.filter(|&v| v > 0.0))
+    else {
+        return writeln!(
+            md,
+            "\n### A 32-core server, modelled\n\nNot computed: this run lacks the capture \
+             cost under the flood or the recorder's CPU per frame."
+        );
+    };
+    let per_core = 1e9 / program;
+    let recorder = 1e9 / reader;
+    writeln!(md, "\n### A 32-core server, modelled from this run\n")?;
+    writeln!(
+        md,
+        "Capturing 64-byte packets, what each core can capture if all of them receive a flood. \
+         Each CPU reserves its records in a ring of its own, so the cores share nothing per \
+         record: the program's own time per dropped and captured packet, {program:.0} ns \
+         (bpf_stats under the flood above), lets one core capture at most {:.2} Mpps, and \
+         *n* cores *n* times that. The recorder is one thread: at {reader:.0} ns of CPU per \
+         frame (pcap, end to end above) it writes at most {:.2} Mpps, whatever the cores. \
+         Captured = the smaller of the two. Not in the model: the driver's own receive cost \
+         per packet (it is the same with any tool, and a real NIC's is below veth's), and the \
+         disk, which must take the frames plus 16 bytes each: {:.0} MB/s at the recorder's \
+         ceiling.\n",
+        per_core / 1e6,
+        recorder / 1e6,
+        recorder * 80.0 / 1e6,
+    )?;
+    writeln!(
+        md,
+        "| cores | the cores' programs can capture | the recorder can write | captured | per core |"
+    )?;
+    writeln!(md, "| --- | --- | --- | --- | --- |")?;
+    for cores in MODEL_CORES {
+        let kernel = per_core * f64::from(cores);
+        let captured = kernel.min(recorder);
+        writeln!(
+            md,
+            "| {cores} | {:.2} Mpps | {:.2} Mpps | {:.2} Mpps | {:.0} kpps |",
+            kernel / 1e6,
+            recorder / 1e6,
+            captured / 1e6,
+            captured / f64::from(cores) / 1e3
+        )?;
+    }
+    let knee = recorder / per_core;
+    let limit = if knee < 32.0 {
+        format!(
+            "Past {knee:.1} cores the recorder is the limit: a 32-core server flooded on every \
+             core captures every packet up to {:.0} kpps per core",
+            recorder / 32.0 / 1e3
+        )
+    } else {
+        format!(
+            "Up to {knee:.1} cores the programs, not the recorder, are the limit: a 32-core \
+             server captures every packet up to {:.0} kpps per core",
+            per_core / 1e3
+        )
+    };
+    writeln!(
+        md,
+        "\n{limit}; beyond that the rings fill and what does not fit is counted as lost \
+         (`capture_lost`), never silently. Sampling (`--sample N`) or a capture filter lowers \
+         what the recorder must write."
+    )
 }

@@ -145,6 +145,7 @@ pub(crate) fn render(root: &Path, res: &Results) -> Result<(String, String)> {
     super::limits::render(&mut md, &res.limits, &res.limits_command)?;
 
     super::capture_cost::render(&mut md, &res.capture_cost)?;
+    fast_path::model(&mut md, res)?;
 
     writeln!(md, "\n## Commands\n")?;
     writeln!(
