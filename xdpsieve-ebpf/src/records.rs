@@ -239,6 +239,8 @@ pub(crate) fn capture_packet(ctx: &XdpContext, cfg: &Config, record: &Record) ->
     }
     // SAFETY: helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
+    // The loader puts a ring in for every possible CPU before the program is attached;
+    // were one missing, the record is counted lost, like one that did not fit.
     let Some(ring) = CAPTURE_RINGS.get(cpu) else {
         return false;
     };

@@ -362,18 +362,15 @@ pub fn unread_in_rings(dir: &Path) -> Result<u64> {
     // Through the rings' pins first: opening a map by its id needs CAP_SYS_ADMIN, which a
     // service runs without. The ids are the fallback (an older xdpsieve's firewall).
     let mut pinned = Vec::new();
-    // The per-CPU capture rings (`CAPTURE_RING_N`), the event ring, and the one shared
-    // capture ring of an older xdpsieve.
-    let mut names: Vec<String> = ["CAPTURE_RING", "EVENT_RING"].map(String::from).into();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        names.extend(
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|name| name.starts_with("CAPTURE_RING_")),
-        );
-    }
-    // The per-CPU rings are not the program's maps but the entries of its CAPTURE_RINGS.
+    // The per-CPU rings are not the program's maps but the entries of its CAPTURE_RINGS,
+    // pinned one by one; then the event ring, and the one shared capture ring of an older
+    // xdpsieve.
     let inner = capture_ring_ids(dir, &ids);
+    let mut names: Vec<String> = (0u32..)
+        .take(inner.len())
+        .map(crate::configure::loader::capture_rings::pin_name)
+        .collect();
+    names.extend(["CAPTURE_RING", "EVENT_RING"].map(String::from));
     for name in names {
         if let Ok(data) = MapData::from_pin(dir.join(&name))
             && let Ok(info) = data.info()

@@ -23,8 +23,8 @@ use aya::maps::{
 use crate::{base::counters::WriterStats, read::ringbuf::RingReader};
 
 pub enum Source {
-    Ring(RingReader),
-    /// One ring per CPU (the capture records).
+    /// Ring buffers drained in turn: one per CPU for the capture records, one for the
+    /// events and the ban notices.
     Rings(Vec<RingReader>),
     Perf {
         buffers: Vec<PerfEventArrayBuffer<MapData>>,
@@ -67,7 +67,7 @@ impl MemoryQueue {
 impl Source {
     pub fn ring(map: Map) -> io::Result<Source> {
         match map {
-            Map::RingBuf(data) => RingReader::new(data).map(Source::Ring),
+            Map::RingBuf(data) => RingReader::new(data).map(|ring| Source::Rings(vec![ring])),
             _ => Err(io::Error::other("not a ring buffer map")),
         }
     }
@@ -108,7 +108,6 @@ impl Source {
     /// The descriptors to wait on; none for a memory source (see [`Source::ready_now`]).
     pub fn fds(&self) -> Vec<RawFd> {
         match self {
-            Source::Ring(ring) => vec![ring.fd()],
             Source::Rings(rings) => rings.iter().map(RingReader::fd).collect(),
             Source::Perf { buffers, .. } => buffers.iter().map(AsRawFd::as_raw_fd).collect(),
             Source::Memory(_) => Vec::new(),
@@ -119,7 +118,7 @@ impl Source {
     pub fn ready_now(&self) -> bool {
         match self {
             Source::Memory(queue) => !queue.is_empty(),
-            Source::Ring(_) | Source::Rings(_) | Source::Perf { .. } => false,
+            Source::Rings(_) | Source::Perf { .. } => false,
         }
     }
 
@@ -127,7 +126,7 @@ impl Source {
     /// the program counts itself).
     pub fn perf_lost(&self) -> u64 {
         match self {
-            Source::Ring(_) | Source::Rings(_) | Source::Memory(_) => 0,
+            Source::Rings(_) | Source::Memory(_) => 0,
             Source::Perf { lost, .. } => *lost,
         }
     }
@@ -136,7 +135,6 @@ impl Source {
     /// (see `read::ringbuf`); (0, 0) for the other sources, which hand out whole records.
     pub fn ring_corrupt(&self) -> (u64, u64) {
         match self {
-            Source::Ring(ring) => (ring.corrupt_headers(), ring.skipped_bytes()),
             Source::Rings(rings) => rings.iter().fold((0, 0), |(h, b), r| {
                 (h + r.corrupt_headers(), b + r.skipped_bytes())
             }),
@@ -157,7 +155,6 @@ impl Source {
     /// Calls `f` with every record available now; returns how many there were.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         match self {
-            Source::Ring(ring) => ring.drain(f),
             Source::Rings(rings) => rings.iter_mut().map(|r| r.drain(&mut f)).sum(),
             Source::Perf {
                 buffers,
