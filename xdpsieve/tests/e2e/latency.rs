@@ -74,6 +74,19 @@ fn send_mark(net: &VethPair) -> Instant {
         .expect("sending the mark")
 }
 
+/// Packets the peer's veth dropped on sending (`tx_dropped`): a veth whose peer's queue
+/// is full drops there, or holds the sender back, depending on the kernel.
+fn sender_drops(net: &VethPair) -> u64 {
+    let json = net
+        .peer
+        .ip(&["-s", "-j", "link", "show", "dev", VethPair::PEER_IF])
+        .expect("ip -s link");
+    let links: serde_json::Value = serde_json::from_str(&json).expect("ip's JSON");
+    links[0]["stats64"]["tx"]["dropped"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no tx dropped count in {json}"))
+}
+
 /// Sends `FLOOD` DNS responses from port 53 as fast as the socket takes them.
 fn flood(net: &VethPair) {
     net.peer
@@ -119,17 +132,26 @@ fn a_captured_packet_comes_out_within_100_ms_idle_or_right_after_a_flood() {
         ],
     );
     let marks = watch_marks(fw.child_mut().stdout.take().expect("standard output"));
-    let came_out = |sent: Instant, what: &str| {
-        let at = marks
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("{what}: the packet never came out"));
-        at.saturating_duration_since(sent)
+    // From sending a mark to its record coming out. A mark the veth itself dropped (right
+    // after a flood its queue may be full: measured, not assumed) never reaches the
+    // program; it is sent again, at most three times.
+    let came_out = |what: &str| {
+        for _ in 0..3 {
+            let drops = sender_drops(&net);
+            let sent = send_mark(&net);
+            match marks.recv_timeout(Duration::from_secs(5)) {
+                Ok(at) => return at.saturating_duration_since(sent),
+                Err(_) if sender_drops(&net) > drops => continue,
+                Err(_) => panic!("{what}: the packet never came out (the veth dropped nothing)"),
+            }
+        }
+        panic!("{what}: the veth dropped the packet three times");
     };
     // Idle: the recorder is asleep and must be woken for one packet.
     let idle: Vec<Duration> = (0..5)
         .map(|_| {
             thread::sleep(Duration::from_millis(50));
-            came_out(send_mark(&net), "idle")
+            came_out("idle")
         })
         .collect();
     // Right after a flood: the recorder is behind and batching; the packet comes after
@@ -137,7 +159,7 @@ fn a_captured_packet_comes_out_within_100_ms_idle_or_right_after_a_flood() {
     let after_flood: Vec<Duration> = (0..3)
         .map(|_| {
             flood(&net);
-            came_out(send_mark(&net), "after a flood")
+            came_out("after a flood")
         })
         .collect();
     let out = fw.stop(libc::SIGINT);

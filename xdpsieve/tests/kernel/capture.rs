@@ -1,11 +1,15 @@
 //! The capture path: ring records that match the frames byte for byte with `CLOCK_TAI`
-//! stamps, snap length, jumbo frames through XDP multi-buffer, and a full ring that counts
-//! what it loses.
+//! stamps, snap length, jumbo frames through XDP multi-buffer, a full ring that counts
+//! what it loses, and a ring per CPU that fills on its own.
 
-use xdpsieve::{configure::loader::Settings, configure::rules::Action, read::record::Verdict};
+use xdpsieve::{
+    configure::loader::{Settings, capture_rings},
+    configure::rules::Action,
+    read::record::Verdict,
+};
 use xdpsieve_common::{MAX_SNAPLEN, capture};
 use xdpsieve_testkit::frame::{Ext, Frame};
-use xdpsieve_testkit::gate::root_or_skip;
+use xdpsieve_testkit::gate::{kernel_found, root_or_skip};
 
 use crate::support::*;
 
@@ -271,4 +275,78 @@ fn full_ring_counts_lost_records() {
     let after = counters(&fw);
     assert_eq!(after.captured, c.captured + 1, "{after:?}");
     assert_eq!(drain(&mut ring).len(), 1);
+}
+
+/// The CPUs this thread may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(rc, 0, "sched_getaffinity");
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: cpu is below CPU_SETSIZE.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+/// Lets this thread run on `cpus` only: `BPF_PROG_TEST_RUN` runs the program on the CPU
+/// it is called from.
+fn pin_to(cpus: &[usize]) {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        // SAFETY: cpu came from `allowed_cpus`, below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: set is a valid cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(rc, 0, "sched_setaffinity to {cpus:?}");
+}
+
+#[test]
+fn a_full_ring_on_one_cpu_leaves_the_others_capturing() {
+    if !root_or_skip() {
+        return;
+    }
+    let cpus = allowed_cpus();
+    let [first, second, ..] = cpus[..] else {
+        kernel_found(format_args!(
+            "this test may run on one CPU only ({cpus:?}): rings per CPU are not compared"
+        ));
+        return;
+    };
+    // A page per CPU.
+    let possible = capture_rings::cpus().expect("possible CPUs");
+    let settings = Settings {
+        rules: rule_set(&[(Action::Drop, "udp src port 53")]),
+        capture: capture::DROPPED,
+        ring_bytes: (4096 * possible).next_power_of_two(),
+        ..Settings::default()
+    };
+    let mut fw = load(&settings);
+    let mut ring = fw.take_capture_source().expect("capture source");
+    let frame = Frame::ipv4(PEER4, HOST4)
+        .udp(53, 40000)
+        .pad_to(1500)
+        .build();
+    // The first CPU fills its ring and loses the rest.
+    pin_to(&[first]);
+    for _ in 0..20 {
+        assert_eq!(run(&mut fw, &frame), DROP);
+    }
+    let full = counters(&fw);
+    assert!(
+        full.capture_lost > 0,
+        "a page cannot hold 20 1500-byte records: {full:?}"
+    );
+    // The second CPU's ring is its own: its record fits.
+    pin_to(&[second]);
+    assert_eq!(run(&mut fw, &frame), DROP);
+    let after = counters(&fw);
+    assert_eq!(after.captured, full.captured + 1, "{after:?}");
+    assert_eq!(after.capture_lost, full.capture_lost, "{after:?}");
+    assert_eq!(drain(&mut ring).len() as u64, after.captured, "{after:?}");
+    // Back to every CPU the thread had.
+    pin_to(&cpus);
 }
