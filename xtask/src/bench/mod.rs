@@ -376,6 +376,7 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
         limits::SECTION.to_string(),
         flood::SECTION.to_string(),
         capture_cost::SECTION.to_string(),
+        report::MODEL_SECTION.to_string(),
         "## Commands".to_string(),
     ];
     for setup in Setup::TOOLS {

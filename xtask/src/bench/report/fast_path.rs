@@ -132,6 +132,9 @@ pub(super) fn memory(res: &Results) -> Value {
     })
 }
 
+/// The model's heading, when this run had the figures for it (`check_report` looks for it).
+pub(crate) const MODEL_SECTION: &str = "### A 32-core server, modelled from this run";
+
 /// Cores of the server the model speaks of.
 const MODEL_CORES: [u32; 5] = [1, 2, 8, 16, 32];
 
@@ -153,7 +156,7 @@ pub(super) fn model(md: &mut String, res: &Results) -> std::fmt::Result {
     };
     let per_core = 1e9 / program;
     let recorder = 1e9 / reader;
-    writeln!(md, "\n### A 32-core server, modelled from this run\n")?;
+    writeln!(md, "\n{MODEL_SECTION}\n")?;
     writeln!(
         md,
         "Capturing 64-byte packets, what each core can capture if all of them receive a flood. \

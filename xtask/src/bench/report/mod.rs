@@ -18,6 +18,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 pub(crate) use end_to_end::load_label;
+pub(crate) use fast_path::MODEL_SECTION;
 use targets::targets;
 
 use super::Results;
