@@ -95,6 +95,60 @@ impl Drop for Guard {
     }
 }
 
+/// Runs `command` to its end, standard input closed and its output collected, within
+/// `limit`: a command that should end by itself (a refusal, a `status`, a `stop`) and does
+/// not is killed (by its PID, through the guard) and the test fails saying what it printed,
+/// instead of hanging the whole suite.
+pub fn output_within(command: &mut Command, limit: Duration) -> Output {
+    let mut guard = Guard::spawn(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .expect("starting a command");
+    // Read both pipes while waiting: a child that fills one would otherwise never end.
+    let child = guard.child_mut();
+    let stdout = read_all(child.stdout.take());
+    let stderr = read_all(child.stderr.take());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = guard.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(guard); // kills and reaps it if still running, which closes its pipes
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    match status {
+        Some(status) => Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "{command:?} did not end within {limit:?}; it printed:\n{}\n{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        ),
+    }
+}
+
+/// Reads `pipe` to its end on a thread of its own.
+fn read_all<R: io::Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
 /// A running `xdpsieve run` in a test's firewall namespace. Killed (by PID) on drop if
 /// still running.
 #[derive(Debug)]

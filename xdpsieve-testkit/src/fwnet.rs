@@ -20,7 +20,15 @@ use std::{
 
 use xdpsieve_netns::{VethOptions, VethPair};
 
-use crate::{child::Firewall, tool::stdout_of};
+use crate::{
+    child::{Firewall, output_within},
+    tool::stdout_of,
+};
+
+/// How long a command that ends by itself may take: a run that is refused, a `status`, a
+/// `stop` (which waits up to 40 s for the interface's lock). Generous: the suite shares a
+/// busy machine; what it bounds is a hang.
+const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 
 pub const DROPPED_PORT: u16 = 7001;
 pub const ALLOWED_PORT: u16 = 7002;
@@ -161,13 +169,10 @@ impl Net {
         })
     }
 
-    /// `xdpsieve ARGS` in the firewall's namespace, to completion.
+    /// `xdpsieve ARGS` in the firewall's namespace, to completion (failing the test if it
+    /// has not ended within two minutes).
     pub fn xdpsieve(&self, args: &[&str]) -> Output {
-        self.command(&self.binary)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running xdpsieve")
+        output_within(self.command(&self.binary).args(args), COMMAND_LIMIT)
     }
 
     /// `xdpsieve run -i fw0 ARGS`, not waited on.
