@@ -10,6 +10,7 @@ mod fuzz;
 mod netbench;
 mod package;
 mod setup;
+mod watchdog;
 
 use std::{
     env,
@@ -250,11 +251,10 @@ fn cargo(args: &[&str]) -> Result<()> {
     run(Command::new(cargo).args(args).current_dir(workspace_root()))
 }
 
-/// Runs `cargo test`, passing its output through, and closes with the totals over every
-/// test binary: cargo's own last line is that of the last binary (often doc tests with 0).
-/// Runs `cargo ARGS` (a `cargo test --no-fail-fast`), its output passed through, and
-/// counts the results. Fails naming every test binary that failed, each with the arguments
-/// that run it again.
+/// Runs `cargo ARGS` (a `cargo test --no-fail-fast`), its output passed through under a
+/// [`watchdog`] that fails a hung test binary, and closes with the totals over every test
+/// binary (cargo's own last line is that of the last binary, often doc tests with 0). Fails
+/// naming every test binary that failed, each with the arguments that run it again.
 fn cargo_test(args: &[&str], envs: &[(&str, &OsStr)]) -> Result<()> {
     use std::io::{BufRead as _, BufReader};
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -281,10 +281,12 @@ fn cargo_test(args: &[&str], envs: &[(&str, &OsStr)]) -> Result<()> {
         failing
     });
     let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    let watchdog = watchdog::Watchdog::start(child.id());
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
             let line = line?;
             println!("{line}");
+            watchdog.line(&line);
             if let Some(rest) = line.strip_prefix("test result: ") {
                 let count = |word: &str| -> u64 {
                     rest.split(';')
@@ -299,10 +301,14 @@ fn cargo_test(args: &[&str], envs: &[(&str, &OsStr)]) -> Result<()> {
         }
     }
     let status = child.wait()?;
+    let hung = watchdog.finish();
     let failing = rerun
         .join()
         .map_err(|_| anyhow::anyhow!("the reader of cargo's stderr panicked"))?;
     println!("{passed} passed, {failed} failed, {ignored} skipped");
+    for said in &hung {
+        eprintln!("{said}");
+    }
     if !failing.is_empty() {
         bail!(
             "{} of the test binaries failed (the others all ran); run one again with:\n{}",
