@@ -91,6 +91,8 @@ pub struct RingReader {
     /// Corrupt record lengths skipped past, and the bytes skipped (see [`walk`]).
     corrupt_headers: u64,
     skipped_bytes: u64,
+    /// Bytes the kernel had written past `pos` when the last drain began.
+    backlog: usize,
 }
 
 // SAFETY: the mappings belong to this value alone; the pointers are not shared.
@@ -120,6 +122,7 @@ impl RingReader {
             pos: 0,
             corrupt_headers: 0,
             skipped_bytes: 0,
+            backlog: 0,
         };
         let pos = reader.consumer_pos().load(Ordering::Acquire);
         Ok(RingReader { pos, ..reader })
@@ -153,6 +156,7 @@ impl RingReader {
         };
         let (mut corrupt_headers, mut skipped_bytes) = (0, 0);
         let mut pos = self.pos;
+        let backlog = view.producer.load(Ordering::Acquire).wrapping_sub(pos);
         // SAFETY: `view` is this ring's mapping, 8-aligned, of 2 * (mask + 1) data bytes,
         // and `pos` is a position the kernel's records start at.
         let records = unsafe {
@@ -168,9 +172,16 @@ impl RingReader {
             })
         };
         self.pos = pos;
+        self.backlog = backlog;
         self.corrupt_headers += corrupt_headers;
         self.skipped_bytes += skipped_bytes;
         records
+    }
+
+    /// The share of the ring that held records not read yet when the last drain began
+    /// (what the reader's pause let gather; see `session::capture_session::gather`).
+    pub fn fill(&self) -> f64 {
+        self.backlog as f64 / (self.mask + 1) as f64
     }
 
     /// Corrupt record lengths met so far (each one skipped past, see [`walk`]).

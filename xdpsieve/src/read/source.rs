@@ -122,6 +122,15 @@ impl Source {
         }
     }
 
+    /// How full the fullest ring was when the last drain began (see [`RingReader::fill`]);
+    /// `None` for the sources that cannot tell.
+    pub fn fill(&self) -> Option<f64> {
+        match self {
+            Source::Rings(rings) => rings.iter().map(RingReader::fill).reduce(f64::max),
+            Source::Perf { .. } | Source::Memory(_) => None,
+        }
+    }
+
     /// Samples the perf buffers reported lost so far (0 for the ring buffer, whose losses
     /// the program counts itself).
     pub fn perf_lost(&self) -> u64 {

@@ -34,10 +34,6 @@ use crate::{
     },
 };
 
-/// Records in one drain above which the reader does not pause before the next: it is
-/// behind, and a millisecond's pause lets the ring fill further.
-const BUSY_DRAIN: u64 = 4096;
-
 /// What to record and where: the part of the run plan the recording side needs.
 #[derive(Debug, Clone)]
 pub struct CapturePlan {
@@ -204,6 +200,8 @@ pub struct CaptureSession {
     /// Ban notices (`LIMIT_NOTICES`), with the banner that turns them into bans; present
     /// when a rule bans (see `instance::bans`).
     notices: Option<(Source, Banner)>,
+    /// The pause between drains (see [`gather`]).
+    gather: gather::Gather,
 }
 
 /// What the recording side wrote and lost, at its end.
@@ -228,6 +226,7 @@ impl CaptureSession {
             event_log,
             fds,
             notices: None,
+            gather: gather::Gather::new(),
         }
     }
 
@@ -283,12 +282,13 @@ impl CaptureSession {
             return Ok(0);
         }
         let drained = self.drain();
-        if drained > 0 && drained < BUSY_DRAIN {
-            // Let records gather: under steady traffic a wakeup, a write and a flush per
-            // record would cost more than the record itself. The buffers hold far more
-            // than a millisecond of traffic. A drain this large means the reader is
-            // behind: it goes straight on instead.
-            std::thread::sleep(Duration::from_millis(1));
+        // Let records gather: under steady traffic a wakeup, a write and a flush per
+        // record would cost more than the record itself. How long follows how full the
+        // rings were (see `gather`).
+        let fill = self.sources().filter_map(Source::fill).reduce(f64::max);
+        let pause = self.gather.after_drain(drained, fill);
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
         }
         Ok(drained)
     }
@@ -396,5 +396,6 @@ impl CaptureSession {
     }
 }
 
+mod gather;
 #[cfg(test)]
 mod tests;

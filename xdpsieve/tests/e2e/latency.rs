@@ -1,10 +1,10 @@
 //! How soon a captured packet comes out. The recorder is not woken per record: the kernel
 //! wakes it only for a record committed where it had read up to (it had caught up, so it
 //! may be asleep), it publishes how far it has read once per 64 KiB while it is behind,
-//! and after a short drain it lets records gather for a millisecond. Under a flood that
-//! makes one wakeup per batch, not per packet; this checks it costs no latency: a single
-//! packet comes out of `-w -` promptly, and the packet sent right after a flood within
-//! 100 ms.
+//! and after a short drain it lets records gather for 1 to 5 ms, by how full the rings
+//! were. Under a flood that makes one wakeup per batch, not per packet; this checks it
+//! costs no latency that matters: a single packet comes out of `-w -` promptly, and the
+//! packet sent right after a flood within 100 ms.
 
 use std::{
     sync::mpsc,
