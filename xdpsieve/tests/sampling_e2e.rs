@@ -23,6 +23,7 @@ use xdpsieve_testkit::child::Firewall;
 use xdpsieve_testkit::gate::root_or_skip;
 use xdpsieve_testkit::summary::summary_number;
 use xdpsieve_testkit::tempdir::TempDir;
+use xdpsieve_testkit::udp::pin_to_one_cpu;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_xdpsieve");
 const CLIENT_PORT: u16 = 40000;
@@ -45,29 +46,6 @@ fn status_output(net: &VethPair, args: &[&str]) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
-}
-
-/// Pins the calling thread to the first CPU it may run on.
-fn pin_to_one_cpu() {
-    // SAFETY: plain libc calls on a zeroed cpu_set_t for this thread (pid 0).
-    unsafe {
-        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-        assert_eq!(
-            libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed),
-            0
-        );
-        let cpu = (0..libc::CPU_SETSIZE as usize)
-            .find(|&c| libc::CPU_ISSET(c, &allowed))
-            .expect("some CPU allowed");
-        let mut one: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut one);
-        assert_eq!(
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one),
-            0,
-            "pinning the sender: {}",
-            std::io::Error::last_os_error()
-        );
-    }
 }
 
 /// Sends `count` UDP datagrams of `payload` bytes from `src_port` to the client port, from

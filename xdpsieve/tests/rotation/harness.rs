@@ -53,7 +53,7 @@ impl Firewall {
 
 /// Sends numbered datagrams from port 53 (the rule drops them) in batches of ten, each batch
 /// followed by one datagram from port 5000 (passed) and a pause of `batch_every`, until
-/// `count` are sent or `stop` is set. Returns how many numbered ones were sent.
+/// `count` are sent or `stop` is set, from one CPU. Returns how many numbered ones were sent.
 pub(crate) fn send_numbered(
     net: &VethPair,
     count: u32,
@@ -62,6 +62,8 @@ pub(crate) fn send_numbered(
 ) -> u32 {
     net.peer
         .run(|| {
+            // The tests check the order of what reaches the files: one CPU, one ring.
+            xdpsieve_testkit::udp::pin_to_one_cpu();
             let dns = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 53))?;
             let other = UdpSocket::bind(SocketAddr::new(VethPair::PEER_V4.into(), 5000))?;
             let mut msg = vec![0u8; PAYLOAD];
