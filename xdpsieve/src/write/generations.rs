@@ -10,17 +10,17 @@
 //! at the latest. A record of a generation no longer kept is written with its rule id
 //! (`rule-N`) and generation 0, not dropped.
 
-use std::collections::HashMap;
-
 use crate::configure::rules::{RuleSet, RuleSpec};
 
 /// How many generations' tables are kept.
 pub const KEEP: usize = 16;
 
-/// `V` per rule id, for each of the last [`KEEP`] generations, newest last.
+/// `V` per rule id, for each of the last [`KEEP`] generations, newest last. A table is
+/// sorted by id and searched: looked up for every captured packet, a binary search over
+/// small integers costs less than hashing one.
 #[derive(Debug, Clone)]
 pub struct Generations<V> {
-    tables: Vec<(u32, HashMap<u32, V>)>,
+    tables: Vec<(u32, Vec<(u32, V)>)>,
 }
 
 impl<V> Generations<V> {
@@ -45,8 +45,17 @@ impl<V> Generations<V> {
         value: impl Fn(&RuleSpec) -> V,
         default: V,
     ) {
-        let mut table: HashMap<u32, V> = rules.rules.iter().map(|r| (r.id, value(r))).collect();
-        table.insert(0, default);
+        let mut table: Vec<(u32, V)> = rules
+            .rules
+            .iter()
+            .map(|r| (r.id, value(r)))
+            .chain(std::iter::once((0, default)))
+            .collect();
+        // Ids are unique in a rule set; should one repeat, the last one stands (and id 0 is
+        // the default's), as inserting into a map one by one would have it.
+        table.reverse();
+        table.sort_by_key(|(id, _)| *id);
+        table.dedup_by_key(|(id, _)| *id);
         self.tables.retain(|(g, _)| *g != generation);
         self.tables.push((generation, table));
         if self.tables.len() > KEEP {
@@ -58,7 +67,8 @@ impl<V> Generations<V> {
     /// generation's full number; None when the generation or the id is unknown.
     pub fn get(&self, stamp: u8, id: u32) -> Option<(&V, u32)> {
         let (generation, table) = self.table(stamp)?;
-        table.get(&id).map(|v| (v, generation))
+        let at = table.binary_search_by_key(&id, |(i, _)| *i).ok()?;
+        Some((&table[at].1, generation))
     }
 
     /// The full number of the kept generation whose low byte is `stamp`.
@@ -66,13 +76,13 @@ impl<V> Generations<V> {
         self.table(stamp).map(|(g, _)| g)
     }
 
-    fn table(&self, stamp: u8) -> Option<(u32, &HashMap<u32, V>)> {
+    fn table(&self, stamp: u8) -> Option<(u32, &[(u32, V)])> {
         // Newest first: almost every record is the current generation's.
         self.tables
             .iter()
             .rev()
             .find(|(g, _)| *g as u8 == stamp)
-            .map(|(g, t)| (*g, t))
+            .map(|(g, t)| (*g, t.as_slice()))
     }
 }
 

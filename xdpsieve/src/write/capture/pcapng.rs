@@ -2,8 +2,6 @@
 //! (name, snap length, nanosecond resolution), and enhanced packet blocks carrying the XDP
 //! verdict (`epb_verdict`, type 2 = Linux eBPF XDP), the receive queue and a comment.
 
-use std::collections::HashMap;
-
 use super::{Interface, LINKTYPE_ETHERNET, Packet};
 use crate::write::output::{Output, RecordWriter};
 
@@ -33,9 +31,9 @@ const ISB_USRDELIV: u16 = 8;
 pub struct PcapngWriter<W: Output> {
     out: RecordWriter<W>,
     snaplen: u32,
-    /// pcapng interface id by ifindex.
-    interface_ids: HashMap<u32, u32>,
-    block: Vec<u8>,
+    /// The ifindex of each pcapng interface id (its position): a few at most, so a scan,
+    /// cheaper per packet than hashing.
+    interfaces: Vec<u32>,
 }
 
 impl<W: Output> PcapngWriter<W> {
@@ -45,8 +43,7 @@ impl<W: Output> PcapngWriter<W> {
         let mut writer = PcapngWriter {
             out,
             snaplen,
-            interface_ids: HashMap::new(),
-            block: Vec::with_capacity(snaplen as usize + 128),
+            interfaces: Vec::new(),
         };
         writer.write_section_header();
         for interface in interfaces {
@@ -72,8 +69,7 @@ impl<W: Output> PcapngWriter<W> {
     }
 
     fn write_interface(&mut self, interface: &Interface) {
-        let id = self.interface_ids.len() as u32;
-        self.interface_ids.insert(interface.ifindex, id);
+        self.interfaces.push(interface.ifindex);
         let mut body = Vec::new();
         body.extend_from_slice(&LINKTYPE_ETHERNET.to_ne_bytes());
         body.extend_from_slice(&0u16.to_ne_bytes());
@@ -94,9 +90,20 @@ impl<W: Output> PcapngWriter<W> {
         self.out.end_record(false);
     }
 
+    /// The pcapng interface id of `ifindex`, if announced.
+    fn interface_id(&self, ifindex: u32) -> Option<u32> {
+        self.interfaces
+            .iter()
+            .position(|&i| i == ifindex)
+            .map(|id| id as u32)
+    }
+
+    /// One enhanced packet block, put straight into the output in pieces of fixed size
+    /// (its length is known before the first byte): no block is assembled apart and
+    /// copied again, which at 64-byte packets would cost as much as the rest.
     pub fn write(&mut self, packet: &Packet<'_>) {
-        let interface_id = match self.interface_ids.get(&packet.ifindex) {
-            Some(&id) => id,
+        let interface_id = match self.interface_id(packet.ifindex) {
+            Some(id) => id,
             None => {
                 // A packet from an interface not announced up front: describe it now.
                 let interface = Interface {
@@ -104,37 +111,58 @@ impl<W: Output> PcapngWriter<W> {
                     name: format!("ifindex{}", packet.ifindex),
                 };
                 self.write_interface(&interface);
-                self.interface_ids[&packet.ifindex]
+                (self.interfaces.len() - 1) as u32
             }
         };
         let data = &packet.data[..packet.data.len().min(self.snaplen as usize)];
+        let comment = packet.comment.as_bytes();
+        // A comment longer than an option can say is cut (rule texts are far shorter).
+        let comment = &comment[..comment.len().min(usize::from(u16::MAX))];
+        let comment_option = if comment.is_empty() {
+            0
+        } else {
+            4 + comment.len().next_multiple_of(4)
+        };
+        // Header, data padded, verdict and queue options, comment, end of options, length.
+        let total = 28 + data.len().next_multiple_of(4) + 16 + 8 + comment_option + 4 + 4;
+        let total = (total as u32).to_ne_bytes();
         let ts = packet.timestamp.as_nanos() as u64;
-        let mut block = std::mem::take(&mut self.block);
-        block.clear();
-        block.extend_from_slice(&BLOCK_EPB.to_ne_bytes());
-        block.extend_from_slice(&0u32.to_ne_bytes()); // total length, patched below
-        block.extend_from_slice(&interface_id.to_ne_bytes());
-        block.extend_from_slice(&((ts >> 32) as u32).to_ne_bytes());
-        block.extend_from_slice(&(ts as u32).to_ne_bytes());
-        block.extend_from_slice(&(data.len() as u32).to_ne_bytes());
-        block.extend_from_slice(&packet.orig_len.max(data.len() as u32).to_ne_bytes());
-        block.extend_from_slice(data);
-        pad4(&mut block);
-        let mut verdict = [0u8; 9];
-        verdict[0] = VERDICT_TYPE_EBPF_XDP;
-        verdict[1..9].copy_from_slice(&u64::from(packet.verdict).to_ne_bytes());
-        push_option(&mut block, EPB_VERDICT, &verdict);
-        push_option(&mut block, EPB_QUEUE, &packet.rx_queue.to_ne_bytes());
-        if !packet.comment.is_empty() {
-            push_option(&mut block, OPT_COMMENT, packet.comment.as_bytes());
+        let mut header = [0u8; 28];
+        header[0..4].copy_from_slice(&BLOCK_EPB.to_ne_bytes());
+        header[4..8].copy_from_slice(&total);
+        header[8..12].copy_from_slice(&interface_id.to_ne_bytes());
+        header[12..16].copy_from_slice(&((ts >> 32) as u32).to_ne_bytes());
+        header[16..20].copy_from_slice(&(ts as u32).to_ne_bytes());
+        header[20..24].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+        header[24..28].copy_from_slice(&packet.orig_len.max(data.len() as u32).to_ne_bytes());
+        self.out.put(&header);
+        self.out.put(data);
+        self.out
+            .put(&PADDING[..data.len().next_multiple_of(4) - data.len()]);
+        // epb_verdict (type, then the XDP action as 8 bytes), padded; epb_queue.
+        let mut options = [0u8; 24];
+        options[0..2].copy_from_slice(&EPB_VERDICT.to_ne_bytes());
+        options[2..4].copy_from_slice(&9u16.to_ne_bytes());
+        options[4] = VERDICT_TYPE_EBPF_XDP;
+        options[5..13].copy_from_slice(&u64::from(packet.verdict).to_ne_bytes());
+        options[16..18].copy_from_slice(&EPB_QUEUE.to_ne_bytes());
+        options[18..20].copy_from_slice(&4u16.to_ne_bytes());
+        options[20..24].copy_from_slice(&packet.rx_queue.to_ne_bytes());
+        self.out.put(&options);
+        if !comment.is_empty() {
+            let mut head = [0u8; 4];
+            head[0..2].copy_from_slice(&OPT_COMMENT.to_ne_bytes());
+            head[2..4].copy_from_slice(&(comment.len() as u16).to_ne_bytes());
+            self.out.put(&head);
+            self.out.put(comment);
+            self.out
+                .put(&PADDING[..comment.len().next_multiple_of(4) - comment.len()]);
         }
-        push_option(&mut block, OPT_END, &[]);
-        let total = (block.len() + 4) as u32;
-        block[4..8].copy_from_slice(&total.to_ne_bytes());
-        block.extend_from_slice(&total.to_ne_bytes());
-        self.out.put(&block);
+        // opt_endofopt, then the block's length again.
+        let mut tail = [0u8; 8];
+        tail[4..8].copy_from_slice(&total);
+        self.out.put(&tail);
         self.out.end_record(true);
-        self.block = block;
     }
 
     /// The interface statistics block written at close. In xdpsieve's terms: received =
@@ -147,7 +175,7 @@ impl<W: Output> PcapngWriter<W> {
         ifindex: u32,
         c: &xdpsieve_common::InterfaceCounters,
     ) {
-        let Some(&id) = self.interface_ids.get(&ifindex) else {
+        let Some(id) = self.interface_id(ifindex) else {
             return;
         };
         let now = std::time::SystemTime::now()
@@ -197,7 +225,7 @@ impl<W: Output> PcapngWriter<W> {
         packets: u64,
         counted: Option<&xdpsieve_common::InterfaceCounters>,
     ) {
-        let Some(&id) = self.interface_ids.get(&ifindex) else {
+        let Some(id) = self.interface_id(ifindex) else {
             return;
         };
         let stamp = |v: u64| {
@@ -246,6 +274,9 @@ impl<W: Output> PcapngWriter<W> {
         self.out
     }
 }
+
+/// Zeros to pad a field to 4 bytes.
+const PADDING: [u8; 3] = [0; 3];
 
 fn push_option(buf: &mut Vec<u8>, code: u16, value: &[u8]) {
     buf.extend_from_slice(&code.to_ne_bytes());
