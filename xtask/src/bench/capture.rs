@@ -34,6 +34,8 @@ use super::pcap;
 pub(crate) enum Setup {
     /// `xdpsieve run --drop ... -w FILE`: captures what it drops.
     Xdpsieve,
+    /// The same, writing pcapng (`--format pcapng`): the reader's cost in the other format.
+    XdpsievePcapng,
     /// `xdpdump --load-xdp-program -w FILE`: its own XDP program passes and captures.
     Xdpdump,
     /// `tcpdump -w FILE` on traffic xdpsieve passes (without capturing).
@@ -45,12 +47,18 @@ pub(crate) enum Setup {
 }
 
 impl Setup {
-    pub(crate) const TOOLS: [Setup; 3] = [Setup::Xdpsieve, Setup::Xdpdump, Setup::Tcpdump];
+    pub(crate) const TOOLS: [Setup; 4] = [
+        Setup::Xdpsieve,
+        Setup::XdpsievePcapng,
+        Setup::Xdpdump,
+        Setup::Tcpdump,
+    ];
     pub(crate) const BASELINES: [Setup; 3] = [Setup::BaseDrop, Setup::BasePass, Setup::BaseNone];
 
     pub(crate) fn label(self) -> &'static str {
         match self {
             Setup::Xdpsieve => "xdpsieve (drops, captures them)",
+            Setup::XdpsievePcapng => "xdpsieve --format pcapng (drops, captures them)",
             Setup::Xdpdump => "xdpdump --load-xdp-program",
             Setup::Tcpdump => "tcpdump (xdpsieve passes)",
             Setup::BaseDrop => "baseline: xdpsieve drops, no capture",
@@ -62,7 +70,7 @@ impl Setup {
     /// The baseline whose kernel path this tool adds its capture to.
     pub(crate) fn baseline(self) -> Setup {
         match self {
-            Setup::Xdpsieve => Setup::BaseDrop,
+            Setup::Xdpsieve | Setup::XdpsievePcapng => Setup::BaseDrop,
             Setup::Tcpdump => Setup::BasePass,
             _ => Setup::BaseNone,
         }
@@ -172,9 +180,12 @@ impl Bench<'_> {
         };
         const XDPSIEVE: &str = "xdpsieve";
         match setup {
-            Setup::Xdpsieve => {
+            Setup::Xdpsieve | Setup::XdpsievePcapng => {
                 let mut c = xdpsieve(&["--drop", "udp src port 53", "-w"]);
                 c.arg(file);
+                if setup == Setup::XdpsievePcapng {
+                    c.args(["--format", "pcapng"]);
+                }
                 if let Some(filter) = self.mix.and_then(|m| m.filter()) {
                     c.args(["--filter", &filter]);
                 }
@@ -464,7 +475,7 @@ fn packets_before(summary: &str, what: &str) -> Option<u64> {
 /// The losses each tool owns up to on exit.
 fn reported_losses(setup: Setup, summary: &str) -> Option<u64> {
     match setup {
-        Setup::Xdpsieve => {
+        Setup::Xdpsieve | Setup::XdpsievePcapng => {
             let ring = number_before(summary, "packets lost: capture buffer full")?;
             // Only with a rate limit, which these runs do not set; counted if present.
             let rate = number_before(

@@ -438,6 +438,7 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
         .map_or(&[][..], Vec::as_slice);
     for setup in [
         "xdpsieve",
+        "xdpsieve-pcapng",
         "xdpdump",
         "tcpdump",
         "base-drop",

@@ -64,11 +64,12 @@ pub(super) fn targets(res: &Results) -> Vec<Value> {
             .max()
             .unwrap_or(0)
     };
+    let ours_silent = silent(Setup::Xdpsieve).max(silent(Setup::XdpsievePcapng));
     t.push(json!({
         "target": "no unreported losses in any run",
         "peer": format!("tcpdump at most {}, xdpdump at most {}", thousands(silent(Setup::Tcpdump)), thousands(silent(Setup::Xdpdump))),
-        "xdpsieve": format!("at most {}", thousands(silent(Setup::Xdpsieve))),
-        "met": silent(Setup::Xdpsieve) == 0,
+        "xdpsieve": format!("at most {}", thousands(ours_silent)),
+        "met": ours_silent == 0,
     }));
     t.extend(super::fast_path::reader(res));
     t.extend(super::fast_path::scale(res));
