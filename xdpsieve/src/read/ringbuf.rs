@@ -178,10 +178,15 @@ impl RingReader {
         records
     }
 
+    /// The bytes of records the ring holds (its data area).
+    pub fn size(&self) -> usize {
+        self.mask + 1
+    }
+
     /// The share of the ring that held records not read yet when the last drain began
     /// (what the reader's pause let gather; see `session::capture_session::gather`).
     pub fn fill(&self) -> f64 {
-        self.backlog as f64 / (self.mask + 1) as f64
+        self.backlog as f64 / self.size() as f64
     }
 
     /// Corrupt record lengths met so far (each one skipped past, see [`walk`]).

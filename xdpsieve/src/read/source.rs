@@ -122,6 +122,15 @@ impl Source {
         }
     }
 
+    /// The size of the smallest of its rings (see [`RingReader::size`]); `None` for the
+    /// sources that have none.
+    pub fn smallest_ring(&self) -> Option<usize> {
+        match self {
+            Source::Rings(rings) => rings.iter().map(RingReader::size).min(),
+            Source::Perf { .. } | Source::Memory(_) => None,
+        }
+    }
+
     /// How full the fullest ring was when the last drain began (see [`RingReader::fill`]);
     /// `None` for the sources that cannot tell.
     pub fn fill(&self) -> Option<f64> {

@@ -221,12 +221,18 @@ impl CaptureSession {
         let mut fds = Vec::new();
         fds.extend(recorder.iter().flat_map(|r| r.source().fds()));
         fds.extend(event_log.iter().flat_map(|l| l.source().fds()));
+        let smallest_ring = recorder
+            .iter()
+            .map(Recorder::source)
+            .chain(event_log.iter().map(EventLog::source))
+            .filter_map(Source::smallest_ring)
+            .min();
         CaptureSession {
             recorder,
             event_log,
             fds,
             notices: None,
-            gather: gather::Gather::new(),
+            gather: gather::Gather::new(smallest_ring),
         }
     }
 

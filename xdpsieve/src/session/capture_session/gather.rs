@@ -14,6 +14,12 @@
 //! [`BUSY_DRAIN`] records or more means the reader is behind: it goes on at once. Sources
 //! that cannot tell how full they are (perf buffers, the tests' memory queue) keep 1 ms.
 //!
+//! A pause past 1 ms is taken only where the rings could take a burst through all of it:
+//! the longest pause is what the smallest ring holds at [`BURST_BYTES_PER_MS`] (a flood of
+//! 1 GB/s into one CPU, most of a 10 GbE link on one receive queue), so a run whose rings
+//! are small (`--ring-size` shared out over many CPUs: 256 KiB each on 32 CPUs with the
+//! default) never pauses longer than it did before, when the pause was a fixed 1 ms.
+//!
 //! The longest pause is also the longest a lone packet waits in a ring under traffic, far
 //! within the 100 ms the latency test holds the capture to.
 
@@ -21,8 +27,10 @@ use std::time::Duration;
 
 /// The pause after a quiet spell, and for sources that cannot tell how full they are.
 pub(super) const START: Duration = Duration::from_millis(1);
-/// The longest pause: the most a record waits while traffic flows.
+/// The longest pause of all: the most a record waits while traffic flows.
 pub(super) const LONGEST: Duration = Duration::from_millis(5);
+/// The burst a pause must leave room for, in bytes per millisecond into one ring.
+pub(super) const BURST_BYTES_PER_MS: usize = 1_000_000;
 /// The shortest pause short of none.
 pub(super) const SHORTEST: Duration = Duration::from_micros(250);
 /// Records in one drain above which the reader does not pause before the next: it is
@@ -37,11 +45,22 @@ const SHRINK_ABOVE: f64 = 1.0 / 4.0;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Gather {
     pause: Duration,
+    /// The longest pause the rings allow (see the module doc).
+    longest: Duration,
 }
 
 impl Gather {
-    pub(super) fn new() -> Gather {
-        Gather { pause: START }
+    /// For rings the smallest of which holds `smallest_ring` bytes (`None`: sources that
+    /// cannot tell).
+    pub(super) fn new(smallest_ring: Option<usize>) -> Gather {
+        let longest = smallest_ring.map_or(START, |bytes| {
+            let holds = Duration::from_secs_f64(bytes as f64 / BURST_BYTES_PER_MS as f64 / 1e3);
+            holds.clamp(START, LONGEST)
+        });
+        Gather {
+            pause: START,
+            longest,
+        }
     }
 
     /// The pause before the next drain, after one that read `drained` records and began
@@ -62,7 +81,7 @@ impl Gather {
         if drained >= BUSY_DRAIN || fill > SHRINK_ABOVE {
             self.pause = (self.pause / 2).max(SHORTEST);
         } else if fill < GROW_BELOW {
-            self.pause = (self.pause * 2).min(LONGEST);
+            self.pause = (self.pause * 2).min(self.longest);
         }
         if drained >= BUSY_DRAIN {
             Duration::ZERO
@@ -76,9 +95,12 @@ impl Gather {
 mod tests {
     use super::*;
 
+    /// Rings of 8 MiB: room for the longest pause.
+    const BIG: Option<usize> = Some(8 << 20);
+
     #[test]
     fn nearly_empty_rings_lengthen_the_pause_up_to_the_longest() {
-        let mut g = Gather::new();
+        let mut g = Gather::new(BIG);
         let pauses: Vec<Duration> = (0..5).map(|_| g.after_drain(100, Some(0.01))).collect();
         assert_eq!(pauses[0], Duration::from_millis(2));
         assert_eq!(pauses[1], Duration::from_millis(4));
@@ -87,7 +109,7 @@ mod tests {
 
     #[test]
     fn a_filling_ring_shortens_it_and_a_quiet_spell_starts_over() {
-        let mut g = Gather::new();
+        let mut g = Gather::new(BIG);
         for _ in 0..5 {
             g.after_drain(100, Some(0.01));
         }
@@ -103,7 +125,7 @@ mod tests {
 
     #[test]
     fn a_reader_behind_goes_on_at_once() {
-        let mut g = Gather::new();
+        let mut g = Gather::new(BIG);
         assert_eq!(g.after_drain(BUSY_DRAIN, Some(0.01)), Duration::ZERO);
         assert_eq!(g.after_drain(BUSY_DRAIN, None), Duration::ZERO);
         assert_eq!(
@@ -115,9 +137,23 @@ mod tests {
 
     #[test]
     fn sources_that_cannot_tell_keep_one_millisecond() {
-        let mut g = Gather::new();
+        let mut g = Gather::new(None);
         for _ in 0..5 {
             assert_eq!(g.after_drain(10, None), START);
         }
+    }
+
+    #[test]
+    fn small_rings_never_pause_past_what_a_burst_leaves_room_for() {
+        // 256 KiB per CPU (the default 8M over 32 CPUs): as before, 1 ms at most.
+        let mut g = Gather::new(Some(256 << 10));
+        for _ in 0..5 {
+            assert_eq!(g.after_drain(100, Some(0.0)), START);
+        }
+        // 2 MiB: about 2.1 ms.
+        let mut g = Gather::new(Some(2 << 20));
+        let pauses: Vec<Duration> = (0..5).map(|_| g.after_drain(100, Some(0.0))).collect();
+        let most = *pauses.iter().max().unwrap_or(&Duration::ZERO);
+        assert!(most > START * 2 && most < START * 3, "{pauses:?}");
     }
 }
