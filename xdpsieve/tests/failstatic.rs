@@ -249,9 +249,10 @@ fn pin_directory_writable_by_others_or_owned_by_another_user_is_refused() {
     let net = Net::create(BINARY, "perm");
     let (pins, _) = net.pin_paths();
     std::fs::create_dir_all(&pins).expect("creating the pin directory");
-    // Something planted in it (a map where the link goes), as the check is there for. An empty directory is not even a
-    // firewall left behind: any run's sweep (another test's, running meanwhile) removes it,
-    // and this run would then make its own and filter, never ending.
+    // Something planted in it (a map where the link goes), as the check is there for. An
+    // empty directory is not even a firewall left behind: any run's sweep (another test's,
+    // running meanwhile) removes it, and this run would then make its own and filter,
+    // never ending.
     let planted = Command::new("bpftool")
         .args(["map", "create"])
         .arg(pins.join("link"))

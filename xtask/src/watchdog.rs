@@ -67,13 +67,7 @@ impl Watchdog {
 
     /// Stops watching; what it killed, one line each.
     pub(crate) fn finish(mut self) -> Vec<String> {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .done = true;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.stop();
         std::mem::take(
             &mut self
                 .state
@@ -81,6 +75,25 @@ impl Watchdog {
                 .unwrap_or_else(PoisonError::into_inner)
                 .killed,
         )
+    }
+
+    fn stop(&mut self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .done = true;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A caller that returns early (cargo's output could not be read) stops the watch too,
+/// rather than leave a thread that may still kill the test binaries of a cargo nobody
+/// reads any more.
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
