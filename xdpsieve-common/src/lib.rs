@@ -373,7 +373,10 @@ pub struct Config {
     pub filter_translated: u32,
     /// Bits of [`walk::features`].
     pub features: u32,
-    pub _pad: u32,
+    /// 1: the first matching rule is found by the rule set compiled to eBPF at load
+    /// ([`matcher`]); 0: by the bitmaps ([`classify`]). Read-only data: the verifier keeps
+    /// only the way in use.
+    pub rules_compiled: u32,
 }
 
 impl Config {
@@ -396,7 +399,7 @@ impl Config {
         log_filter: 0,
         filter_translated: 0,
         features: 0,
-        _pad: 0,
+        rules_compiled: 0,
     };
 }
 
@@ -437,6 +440,47 @@ pub mod filter {
     /// ... or the filter read past the linear data (XDP fragments, or the frame's end):
     /// the interpreter decides.
     pub const TRANSLATED_INTERPRET: u32 = 2;
+}
+
+/// The rule set compiled to eBPF at load: a short rule set is matched by code written for
+/// it (one test per condition, rule after rule) instead of the bitmaps, whose lookups cost
+/// the same whatever the rules. Userspace writes the code over the placeholder function
+/// [`FUNCTION`](matcher::FUNCTION) in the object, as it does a translated capture filter,
+/// and sets [`Config::rules_compiled`].
+///
+/// The function takes the parsed packet (`r1`, the program's `Packet` in its per-CPU
+/// scratch) and returns the index of the first rule that matches, or [`NO_MATCH`]. The
+/// offsets below are where it reads the packet's fields; the program asserts its `Packet`
+/// has them.
+///
+/// [`NO_MATCH`]: matcher::NO_MATCH
+pub mod matcher {
+    /// The placeholder function's name in the object's symbol table.
+    pub const FUNCTION: &str = "xdpsieve_rules";
+    /// eBPF instructions in the placeholder, padding included. Jumps in compiled code only
+    /// go forward, so its longest path is its length: a rule set whose code fits never runs
+    /// more instructions than the bitmap scan does on its cheapest path (see BENCHMARKS.md).
+    pub const FUNCTION_INSNS: usize = 112;
+    /// What the function returns when no rule matches.
+    pub const NO_MATCH: u32 = u32::MAX;
+
+    /// Byte offsets of the packet's fields (`xdpsieve-ebpf/src/parse.rs`, `Packet`).
+    pub mod packet {
+        /// u8: one of [`family`](crate::family).
+        pub const FAMILY: i16 = 0;
+        /// u8: the IP protocol (the last header's, for IPv6).
+        pub const PROTOCOL: i16 = 1;
+        /// u8: 1 when the TCP or UDP ports were read.
+        pub const HAS_PORTS: i16 = 2;
+        /// Four u32 words in network byte order (IPv4: the first).
+        pub const SRC: i16 = 4;
+        pub const DST: i16 = 20;
+        /// u16, host byte order.
+        pub const SRC_PORT: i16 = 36;
+        pub const DST_PORT: i16 = 38;
+        /// The struct's size: what the verifier lets the function read.
+        pub const SIZE: usize = 56;
+    }
 }
 
 /// One classic BPF instruction, as `struct sock_filter` (and libpcap's `struct bpf_insn`)
@@ -675,6 +719,7 @@ const _: () = {
     assert!(offset_of!(Config, capture_filter) == 92);
     assert!(offset_of!(Config, log_filter) == 96);
     assert!(offset_of!(Config, filter_translated) == 100);
+    assert!(offset_of!(Config, rules_compiled) == 108);
     assert!(size_of::<FilterInsn>() == 8);
     assert!(offset_of!(FilterInsn, k) == 4);
     assert!(offset_of!(Config, unclassifiable) == 80);

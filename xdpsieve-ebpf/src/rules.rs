@@ -7,10 +7,16 @@
 //! With more than `DENSE_WORDS` words of rules, the scan first ANDs the fields' summaries
 //! (which words may hold rules, see `FieldBits`) and reads only the words left: a packet
 //! no rule matches among 1,024 rules costs a word or two, not sixteen.
+//!
+//! A short rule set without sets or continuing rules is matched instead by code compiled
+//! for it at load ([`compiled`]): a few tests per rule cost less than the lookups of the
+//! bitmaps, which are the general case.
+
+mod compiled;
 
 use aya_ebpf::maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key};
 use xdpsieve_common::{
-    Config, FieldBits, RULE_WORDS, RuleBits, SetClass, SetGroup,
+    Config, FieldBits, RULE_WORDS, Rule, RuleBits, SetClass, SetGroup,
     classify::{self, AddrKeyData, FAMILY_BITS},
     family,
     walk::features,
@@ -78,7 +84,23 @@ pub(crate) fn first_match(
     pkt: &Packet,
     frame_len: u32,
 ) -> Matched {
-    matching(maps, cfg, pkt, frame_len).unwrap_or(Matched::Default)
+    let found = if cfg.rules_compiled != 0 {
+        compiled_matching(cfg, pkt)
+    } else {
+        matching(maps, cfg, pkt, frame_len)
+    };
+    found.unwrap_or(Matched::Default)
+}
+
+/// [`matching`] by the compiled rules. Userspace compiles no rule set with a continuing
+/// rule: the rule found decides.
+#[inline(always)]
+fn compiled_matching(cfg: &Config, pkt: &Packet) -> Option<Matched> {
+    let index = compiled::first_rule(pkt);
+    if index >= cfg.rule_count {
+        return None;
+    }
+    Some(Matched::Rule(decision(index, RULES.get(index)?)))
 }
 
 #[inline(always)]
@@ -197,16 +219,7 @@ fn matching(maps: &RuleMaps<'_>, cfg: &Config, pkt: &Packet, frame_len: u32) -> 
         return None;
     }
     let rule = RULES.get(index)?;
-    let decision = Decision {
-        index,
-        id: rule.id,
-        verdict: rule.verdict,
-        log: rule.log != 0,
-        rate_interval_ns: rule.rate_interval_ns,
-        rate_tolerance_ns: rule.rate_tolerance_ns,
-        sample: rule.sample,
-        snaplen: rule.snaplen,
-    };
+    let decision = decision(index, rule);
     if cfg.features & features::CONTINUE != 0 && rule.kind != 0 {
         // Without the walk's slot (it always exists), the rule found decides: its own
         // verdict, never a pass the rules did not give.
@@ -218,6 +231,20 @@ fn matching(maps: &RuleMaps<'_>, cfg: &Config, pkt: &Packet, frame_len: u32) -> 
         );
     }
     Some(Matched::Rule(decision))
+}
+
+#[inline(always)]
+fn decision(index: u32, rule: &Rule) -> Decision {
+    Decision {
+        index,
+        id: rule.id,
+        verdict: rule.verdict,
+        log: rule.log != 0,
+        rate_interval_ns: rule.rate_interval_ns,
+        rate_tolerance_ns: rule.rate_tolerance_ns,
+        sample: rule.sample,
+        snaplen: rule.snaplen,
+    }
 }
 
 /// Writes to `slot` the index of the first rule in all of `fields` (the lowest bit set in

@@ -21,7 +21,11 @@ use aya::{
 use xdpsieve_common::{MAX_INTERFACES, MAX_RULES, MAX_SNAPLEN, Rule, walk::LimitParams};
 
 use crate::{
-    EBPF_OBJECT, configure::capture_filter::FilterEngine, configure::classify,
+    EBPF_OBJECT,
+    configure::capture_filter::FilterEngine,
+    configure::classify,
+    configure::ebpf_code,
+    configure::matcher::{self, Matching, NotCompiled, RuleEngine},
     configure::sets::kernel::Built,
 };
 
@@ -144,6 +148,9 @@ pub enum LoaderError {
     /// The kernel refused a program with translated filters (see [`Firewall::load`]).
     #[error("loading the XDP program with its translated filters failed: {0}")]
     TranslatedFilter(String),
+    /// The kernel refused a program with compiled rules (see [`Firewall::load`]).
+    #[error("loading the XDP program with its compiled rules failed: {0}")]
+    CompiledRules(String),
 }
 
 /// The loaded program, its maps, and its attachments. Dropping it detaches nothing: the
@@ -161,6 +168,8 @@ pub struct Firewall {
     shared: Vec<(String, aya::maps::Map)>,
     /// How each filter runs.
     filter_runs: Vec<FilterRun>,
+    /// How the first matching rule is found.
+    matching: Matching,
     /// The per-CPU capture rings (see `capture_rings`), until the capture source takes them.
     capture_rings: Vec<aya::maps::MapData>,
 }
@@ -169,14 +178,29 @@ impl Firewall {
     /// Loads the program with `settings`; the rules are in their map before this returns,
     /// so nothing is attached with a half-filled rule table.
     ///
-    /// With [`FilterEngine::Auto`], a load whose translated filters the kernel refuses is
-    /// done again with the filters interpreted ([`Firewall::filter_runs`] says why).
+    /// A load whose compiled rules the kernel refuses is done again with the bitmaps
+    /// ([`Firewall::matching`] says why): the compiled rules are only ever a faster way to
+    /// the same verdicts. With [`FilterEngine::Auto`], a load whose translated filters the
+    /// kernel refuses is done again with the filters interpreted ([`Firewall::filter_runs`]
+    /// says why).
     pub fn load(settings: &Settings) -> Result<Firewall, LoaderError> {
-        match Self::load_as(settings, settings.filter_engine) {
+        match Self::load_with(settings, settings.rule_engine) {
+            Err(LoaderError::CompiledRules(refusal)) => {
+                let mut firewall = Self::load_with(settings, RuleEngine::Bitmaps)?;
+                firewall.matching = Matching::Bitmaps(NotCompiled::Refused(refusal));
+                Ok(firewall)
+            }
+            loaded => loaded,
+        }
+    }
+
+    /// [`Firewall::load`] with the rules matched by `rules`.
+    fn load_with(settings: &Settings, rules: RuleEngine) -> Result<Firewall, LoaderError> {
+        match Self::load_as(settings, rules, settings.filter_engine) {
             Err(LoaderError::TranslatedFilter(refusal))
                 if settings.filter_engine == FilterEngine::Auto =>
             {
-                let mut firewall = Self::load_as(settings, FilterEngine::Interpreter)?;
+                let mut firewall = Self::load_as(settings, rules, FilterEngine::Interpreter)?;
                 let why = format!("the kernel refused its translation: {refusal}");
                 for run in &mut firewall.filter_runs {
                     run.how = FilterHow::Interpreted(why.clone());
@@ -191,29 +215,56 @@ impl Firewall {
         }
     }
 
-    /// One load with the filters run by `engine`: the settings checked against what the
-    /// program can hold, its tables built, the object loaded with its configuration and
-    /// map sizes, the rules, tables and sets written into its maps, then the program
-    /// through the verifier.
-    fn load_as(settings: &Settings, engine: FilterEngine) -> Result<Firewall, LoaderError> {
+    /// One load with the rules matched by `rule_engine` and the filters run by `engine`:
+    /// the settings checked against what the program can hold, its tables built, the
+    /// object loaded with its configuration, generated code and map sizes, the rules,
+    /// tables and sets written into its maps, then the program through the verifier.
+    fn load_as(
+        settings: &Settings,
+        rule_engine: RuleEngine,
+        engine: FilterEngine,
+    ) -> Result<Firewall, LoaderError> {
         let rules = settings.kernel_rules()?;
         raise_memlock_limit();
         let tables = classify::build(&settings.rules.rules, &settings.rules.sets);
         let set_tables = set_tables(settings, &tables)?;
-        let filters = filters::plan(
+        let mut filters = filters::plan(
             settings.config(rules.len(), &tables),
             settings.capture_filter.as_ref(),
             settings.log_filter.as_ref(),
             engine,
         )
         .map_err(LoaderError::Load)?;
+        let (matching, compiled) = matcher::plan(&settings.rules.rules, rule_engine);
+        let mut functions = std::mem::take(&mut filters.functions);
+        if let Some(code) = compiled {
+            filters.config.rules_compiled = 1;
+            functions.push((xdpsieve_common::matcher::FUNCTION, code));
+        }
+        let object = match functions.is_empty() {
+            true => None,
+            false => Some(
+                ebpf_code::object::place(EBPF_OBJECT, &functions)
+                    .map_err(|e| LoaderError::Load(format!("writing generated code: {e}")))?,
+            ),
+        };
+        let object_bytes = object.as_ref().map_or(EBPF_OBJECT, |o| o.bytes());
         let (limits, tracked) = settings.limits();
-        let (mut ebpf, capture_rings) =
-            load_object(settings, &filters, set_tables.as_ref(), tracked)?;
+        let (mut ebpf, capture_rings) = load_object(
+            settings,
+            &filters,
+            object_bytes,
+            set_tables.as_ref(),
+            tracked,
+        )?;
         let mut shared = shared::handles(&ebpf)?;
         shared.extend(capture_rings::handles(&capture_rings)?);
         fill_maps(&mut ebpf, &rules, &limits, &tables, set_tables.as_ref())?;
-        verify(&mut ebpf, filters.config.filter_translated != 0)?;
+        verify(
+            &mut ebpf,
+            filters.config.rules_compiled != 0,
+            filters.config.filter_translated != 0,
+        )?;
         Ok(Firewall {
             ebpf,
             attachments: Vec::new(),
@@ -223,6 +274,7 @@ impl Firewall {
             interface_names: Vec::new(),
             shared,
             filter_runs: filters.runs,
+            matching,
             capture_rings,
         })
     }
@@ -257,13 +309,14 @@ fn set_tables(
     Ok(set_tables)
 }
 
-/// Loads the object (with the filters' translations written in, if any) with its
+/// Loads the object (`object_bytes`: with the generated code written in, if any) with its
 /// configuration, the filter interpreter's table and the sizes of its rings and set maps;
 /// a reload's program gets the maps it shares with the running one. Nothing is verified
 /// yet: the program itself is loaded by [`verify`].
 fn load_object(
     settings: &Settings,
     filters: &FilterLoad,
+    object_bytes: &[u8],
     set_tables: Option<&Built>,
     tracked_keys: u32,
 ) -> Result<(Ebpf, Vec<aya::maps::MapData>), LoaderError> {
@@ -286,7 +339,6 @@ fn load_object(
     if let Some(dir) = &settings.share_maps_from {
         shared::share_from(&mut loader, dir)?;
     }
-    let object_bytes = filters.object.as_ref().map_or(EBPF_OBJECT, |o| o.bytes());
     let mut ebpf = loader
         .load(object_bytes)
         .map_err(|e| load_error(&e, &log_tail(&e.to_string(), 30)))?;
@@ -338,11 +390,16 @@ fn fill_maps(
 }
 
 /// Loads the program into the kernel, through the verifier. A refusal of a program with
-/// `translated` filters is told apart, so that the caller may load again with them
-/// interpreted.
-fn verify(ebpf: &mut Ebpf, translated: bool) -> Result<(), LoaderError> {
+/// `compiled` rules or `translated` filters is told apart, so that the caller may load
+/// again with the bitmaps or the filters interpreted (the rules first).
+fn verify(ebpf: &mut Ebpf, compiled: bool, translated: bool) -> Result<(), LoaderError> {
     program_of(ebpf)?.load().map_err(|e| {
-        if translated {
+        if errno_in(&e) == Some(libc::EPERM) {
+            return LoaderError::PermissionDenied;
+        }
+        if compiled {
+            LoaderError::CompiledRules(filters::refusal(&e.to_string()))
+        } else if translated {
             // Most likely the verifier on the translation (its complexity limit).
             LoaderError::TranslatedFilter(filters::refusal(&e.to_string()))
         } else {

@@ -194,6 +194,8 @@ impl Recipe {
             capture_filter,
             log_filter,
             filter_engine: self.filter_engine,
+            // Compiled when that is cheaper; an operator has no reason to choose.
+            rule_engine: crate::configure::matcher::RuleEngine::Auto,
         }
     }
 }

@@ -26,6 +26,7 @@
 //! - `events.rs`: events decoded over both transports, a full perf buffer.
 //! - `features.rs`: the kernel feature probes `run` makes, against the kernel that loads it.
 //! - `rules.rs`: default drop with pass rules, TOML against expressions, the full rule table.
+//! - `compiled_rules.rs`: rule sets compiled to eBPF against the bitmaps, frame by frame.
 //! - `directions.rs`: rules written without a direction (`udp port 53`), both ways, one id.
 //! - `walk.rs`: monitor rules against their enforcing twins on every frame of the table;
 //!   limit rules' bursts, keys, byte rates, and one bucket charged by two CPUs at once.
@@ -35,6 +36,7 @@
 
 mod bans;
 mod capture;
+mod compiled_rules;
 mod directions;
 mod events;
 mod features;

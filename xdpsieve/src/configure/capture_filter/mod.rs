@@ -2,7 +2,8 @@
 //! libpcap compiles the expression for an Ethernet link to classic BPF, exactly as
 //! `tcpdump -r` would, and the XDP program runs those instructions in the kernel
 //! (`xdpsieve-ebpf/src/capture_filter/`) for the packets a rule selected for recording:
-//! translated to eBPF ([`translate`], written into the object by [`object`]) or, for what
+//! translated to eBPF ([`translate`], written into the object by
+//! [`crate::configure::ebpf_code::object`]) or, for what
 //! the translation cannot take, interpreted. [`FilterEngine`] chooses; the default tries the
 //! translation and falls back (the loader says why).
 //!
@@ -15,7 +16,6 @@
 //! with one, and the kernel interpreter stops any run after
 //! [`STEP_BUDGET`](xdpsieve_common::filter::STEP_BUDGET) instructions (rejecting the packet).
 
-pub mod object;
 pub mod translate;
 
 use pcap::{Capture, Linktype};

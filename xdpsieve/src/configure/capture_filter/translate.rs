@@ -34,36 +34,12 @@ use xdpsieve_common::{
     filter::{self, SLOT_FUNCTION_INSNS},
 };
 
-/// One eBPF instruction (`struct bpf_insn`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EbpfInsn {
-    pub code: u8,
-    pub dst: u8,
-    pub src: u8,
-    pub off: i16,
-    pub imm: i32,
-}
-
-impl EbpfInsn {
-    /// `r0 = 0`: the padding in front of a translation (never run; the verifier removes it).
-    pub const PADDING: EbpfInsn = EbpfInsn {
-        code: ALU64 | MOV | K,
-        dst: R0,
-        src: 0,
-        off: 0,
-        imm: 0,
-    };
-
-    /// The instruction as the kernel reads it (little-endian host).
-    pub fn to_bytes(self) -> [u8; 8] {
-        let mut bytes = [0u8; 8];
-        bytes[0] = self.code;
-        bytes[1] = (self.src << 4) | (self.dst & 0x0f);
-        bytes[2..4].copy_from_slice(&self.off.to_le_bytes());
-        bytes[4..8].copy_from_slice(&self.imm.to_le_bytes());
-        bytes
-    }
-}
+pub use crate::configure::ebpf_code::EbpfInsn;
+use crate::configure::ebpf_code::{
+    self, ADD, ALU, ALU64, AND, B, END_TO_BE, EXIT, Emitter, FP, H, JA, JEQ, JGE, JGT, JMP, JMP32,
+    JNE, K, LDX, LSH, Label, MEM, MOV, R0, R1, R2, R3, R5, R6, R7, R8, R9, RSH, ST, STX,
+    Unfinished, W, X,
+};
 
 /// Why a classic program stays with the interpreter.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -78,108 +54,22 @@ pub enum Untranslatable {
     Unknown(usize),
 }
 
-// eBPF opcode fields (linux/bpf.h, linux/bpf_common.h).
-const LDX: u8 = 0x01;
-const ST: u8 = 0x02;
-const STX: u8 = 0x03;
-const ALU: u8 = 0x04;
-const JMP: u8 = 0x05;
-const JMP32: u8 = 0x06;
-const ALU64: u8 = 0x07;
-const MEM: u8 = 0x60;
-const W: u8 = 0x00;
-const H: u8 = 0x08;
-const B: u8 = 0x10;
-const K: u8 = 0x00;
-const X: u8 = 0x08;
-const ADD: u8 = 0x00;
-const LSH: u8 = 0x60;
-const RSH: u8 = 0x70;
-const AND: u8 = 0x50;
-const MOV: u8 = 0xb0;
-const END_TO_BE: u8 = 0xd8;
-const JA: u8 = 0x00;
-const JEQ: u8 = 0x10;
-const JGT: u8 = 0x20;
-const JGE: u8 = 0x30;
-const JNE: u8 = 0x50;
-const EXIT: u8 = 0x90;
-
-// Registers.
-const R0: u8 = 0;
-const R1: u8 = 1;
-const R2: u8 = 2;
-const R3: u8 = 3;
-const R5: u8 = 5;
-const CTX: u8 = 6;
-const A: u8 = 7;
-const RX: u8 = 8;
-const DATA: u8 = 9;
-const FP: u8 = 10;
+// Registers of the translation.
+const CTX: u8 = R6;
+const A: u8 = R7;
+const RX: u8 = R8;
+const DATA: u8 = R9;
 
 /// The stack word that keeps `len` (below the 16 scratch words).
 const LEN_SLOT: i16 = -136;
 /// The verifier's bound on a packet pointer's offset (`MAX_PACKET_OFF`).
 const MAX_PACKET_OFF: u32 = 0xffff;
 
-/// A place in the code a jump can name before it is emitted.
-#[derive(Clone, Copy)]
-struct Label(usize);
-
-struct Emitter {
-    code: Vec<EbpfInsn>,
-    /// Where each label was bound (an index into `code`).
-    labels: Vec<Option<usize>>,
-    /// Jumps to patch: (instruction index, label).
-    fixups: Vec<(usize, Label)>,
-}
-
-impl Emitter {
-    fn label(&mut self) -> Label {
-        self.labels.push(None);
-        Label(self.labels.len() - 1)
-    }
-
-    fn bind(&mut self, label: Label) {
-        self.labels[label.0] = Some(self.code.len());
-    }
-
-    fn emit(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
-        self.code.push(EbpfInsn {
-            code,
-            dst,
-            src,
-            off,
-            imm,
-        });
-    }
-
-    /// A jump (`code` a JMP or JMP32 operation) to `label`.
-    fn jump(&mut self, code: u8, dst: u8, src: u8, imm: i32, label: Label) {
-        self.fixups.push((self.code.len(), label));
-        self.emit(code, dst, src, 0, imm);
-    }
-
-    fn finish(mut self) -> Result<Vec<EbpfInsn>, Untranslatable> {
-        for &(at, label) in &self.fixups {
-            let target = self.labels[label.0].ok_or(Untranslatable::Unknown(at))?;
-            let off = target as i64 - at as i64 - 1;
-            self.code[at].off =
-                i16::try_from(off).map_err(|_| Untranslatable::TooLong(self.code.len()))?;
-        }
-        Ok(self.code)
-    }
-}
-
 /// The eBPF function for `program` (a validated classic program: see
 /// `CompiledFilter::validate`), without padding.
 pub fn translate(program: &[FilterInsn]) -> Result<Vec<EbpfInsn>, Untranslatable> {
     let reachable = reachable(program)?;
-    let mut e = Emitter {
-        code: Vec::new(),
-        labels: Vec::new(),
-        fixups: Vec::new(),
-    };
+    let mut e = Emitter::default();
     let at: Vec<Label> = program.iter().map(|_| e.label()).collect();
     let ends = Ends {
         reject: e.label(),
@@ -297,38 +187,26 @@ pub fn translate(program: &[FilterInsn]) -> Result<Vec<EbpfInsn>, Untranslatable
         (ends.reject, filter::TRANSLATED_REJECT),
         (ends.interpret, filter::TRANSLATED_INTERPRET),
     ] {
-        if e.fixups.iter().any(|(_, l)| l.0 == label.0) {
+        if e.is_used(label) {
             e.bind(label);
             e.emit(ALU64 | MOV | K, R0, 0, 0, result as i32);
             e.emit(JMP | EXIT, 0, 0, 0, 0);
         }
     }
-    let code = e.finish()?;
+    let code = e.finish().map_err(|e| match e {
+        Unfinished::Unbound(at) => Untranslatable::Unknown(at),
+        Unfinished::TooFar(len) => Untranslatable::TooLong(len),
+    })?;
     if code.len() > SLOT_FUNCTION_INSNS - 2 {
         return Err(Untranslatable::TooLong(code.len()));
     }
     Ok(code)
 }
 
-/// `translate`'s `code` behind padding, to fill a slot function exactly:
-/// `r0 = 0; if r0 == 0 goto code; padding...; code`.
+/// `translate`'s `code` behind padding, to fill a slot function exactly (see
+/// [`ebpf_code::padded`]).
 pub fn slot_function(code: &[EbpfInsn]) -> Result<Vec<EbpfInsn>, Untranslatable> {
-    let padding = SLOT_FUNCTION_INSNS
-        .checked_sub(2 + code.len())
-        .ok_or(Untranslatable::TooLong(code.len()))?;
-    let skip = i16::try_from(padding).map_err(|_| Untranslatable::TooLong(code.len()))?;
-    let mut slot = Vec::with_capacity(SLOT_FUNCTION_INSNS);
-    slot.push(EbpfInsn::PADDING);
-    slot.push(EbpfInsn {
-        code: JMP | JEQ | K,
-        dst: R0,
-        src: 0,
-        off: skip,
-        imm: 0,
-    });
-    slot.extend(std::iter::repeat_n(EbpfInsn::PADDING, padding));
-    slot.extend_from_slice(code);
-    Ok(slot)
+    ebpf_code::padded(code, SLOT_FUNCTION_INSNS).ok_or(Untranslatable::TooLong(code.len()))
 }
 
 /// Where a run ends early: rejected, or handed to the interpreter.

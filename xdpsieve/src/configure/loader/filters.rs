@@ -7,7 +7,10 @@ use std::fmt;
 
 use xdpsieve_common::{Config, FilterInsn, filter};
 
-use crate::configure::capture_filter::{self, FilterEngine, object::PatchedObject, translate};
+use crate::configure::{
+    capture_filter::{self, FilterEngine, translate},
+    ebpf_code::EbpfInsn,
+};
 
 /// How one filter slot runs in the loaded program.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,14 +46,14 @@ pub(super) struct FilterLoad {
     pub config: Config,
     /// The interpreter's programs, when there is a filter.
     pub table: Option<Box<[FilterInsn; filter::TABLE_INSNS]>>,
-    /// The object with the translations, when a slot is translated.
-    pub object: Option<PatchedObject>,
+    /// The translations, by the slot function they go over.
+    pub functions: Vec<(&'static str, Vec<EbpfInsn>)>,
     pub runs: Vec<FilterRun>,
 }
 
 /// The filters of `capture` and `log` (the log's own, or the capture filter's) for a load
 /// with `engine`. `Err` only when `engine` is [`FilterEngine::Translated`] and a filter
-/// cannot be translated, or the object cannot take a translation.
+/// cannot be translated.
 pub(super) fn plan(
     mut config: Config,
     capture: Option<&capture_filter::CompiledFilter>,
@@ -81,7 +84,7 @@ pub(super) fn plan(
                 .and_then(|code| Ok((code.len(), translate::slot_function(&code)?)))
             {
                 Ok((length, function)) => {
-                    translated.push((slot as usize, function));
+                    translated.push((filter::SLOT_FUNCTIONS[slot as usize], function));
                     config.filter_translated |= 1 << slot;
                     FilterHow::Translated(length)
                 }
@@ -104,18 +107,10 @@ pub(super) fn plan(
     // A translated filter hands the interpreter the packets it cannot read in the linear
     // data, so the table is loaded whenever there is a filter.
     let table = (!runs.is_empty()).then(|| capture_filter::table(capture, own_log));
-    let object = if translated.is_empty() {
-        None
-    } else {
-        Some(
-            capture_filter::object::place(crate::EBPF_OBJECT, &translated)
-                .map_err(|e| format!("writing the translated filter into the program: {e}"))?,
-        )
-    };
     Ok(FilterLoad {
         config,
         table,
-        object,
+        functions: translated,
         runs,
     })
 }

@@ -36,6 +36,11 @@ impl Firewall {
         &self.filter_runs
     }
 
+    /// How the program finds the first matching rule (compiled code or bitmaps, and why).
+    pub fn matching(&self) -> &crate::configure::matcher::Matching {
+        &self.matching
+    }
+
     /// Tells the program a recorder is reading its rings: records are counted as lost for
     /// want of a reader once this is more than `READER_TIMEOUT_NS` old. Call it before
     /// attaching and every ~100 ms after.

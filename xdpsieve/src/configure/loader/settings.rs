@@ -12,6 +12,7 @@ use super::LoaderError;
 use crate::{
     configure::capture_filter::{CompiledFilter, FilterEngine},
     configure::classify::Tables,
+    configure::matcher::RuleEngine,
     configure::rules::{Action, Rate, RuleSet},
     configure::sets::kernel::RuntimeEntry,
 };
@@ -83,6 +84,8 @@ pub struct Settings {
     pub log_filter: Option<CompiledFilter>,
     /// How the filters run in the kernel (`--filter-engine`).
     pub filter_engine: FilterEngine,
+    /// How the program finds the first matching rule (the tests compare both ways).
+    pub rule_engine: RuleEngine,
 }
 
 impl Settings {
@@ -160,7 +163,8 @@ impl Settings {
                 } else {
                     0
                 },
-            _pad: 0,
+            // Set by the load when the rules are compiled (`configure::matcher`).
+            rules_compiled: 0,
         }
     }
 
@@ -208,6 +212,7 @@ impl Default for Settings {
             capture_filter: None,
             log_filter: None,
             filter_engine: FilterEngine::Auto,
+            rule_engine: RuleEngine::Auto,
         }
     }
 }

@@ -1,13 +1,13 @@
-//! Writing translated filters into the XDP object before it is loaded: each filter slot has
-//! a placeholder function of exactly [`SLOT_FUNCTION_INSNS`] instructions
-//! (`xdpsieve-ebpf/src/capture_filter/translated.rs`), found by name in the ELF symbol table
-//! and overwritten in a copy of the object. Its size, BTF and line information stay as
-//! they were, so aya links and loads the object as if the compiler had written the filter.
+//! Writing generated code into the XDP object before it is loaded: a placeholder function
+//! (a translated capture filter's slot, `xdpsieve-ebpf/src/capture_filter/translated.rs`;
+//! the compiled rules', `xdpsieve-ebpf/src/rules/compiled.rs`) is found by name in the ELF
+//! symbol table and overwritten, whole, in a copy of the object. Its size, BTF and line
+//! information stay as they were, so aya links and loads the object as if the compiler had
+//! written the code.
 
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
-use xdpsieve_common::filter::{SLOT_FUNCTION_INSNS, SLOT_FUNCTIONS};
 
-use super::translate::EbpfInsn;
+use super::EbpfInsn;
 
 /// A copy of the object, 8-byte aligned as the ELF parser wants it.
 pub struct PatchedObject {
@@ -27,9 +27,9 @@ impl PatchedObject {
     }
 }
 
-/// `object` with the function of each `(slot, code)` replaced by `code` (a whole slot
-/// function: see `translate::slot_function`).
-pub fn place(object: &[u8], slots: &[(usize, Vec<EbpfInsn>)]) -> Result<PatchedObject, String> {
+/// `object` with each function `(name, code)` replaced by `code`, which must be exactly as
+/// long (see [`super::padded`]).
+pub fn place(object: &[u8], functions: &[(&str, Vec<EbpfInsn>)]) -> Result<PatchedObject, String> {
     let mut patched = PatchedObject {
         words: vec![0u64; object.len().div_ceil(8)],
         len: object.len(),
@@ -38,20 +38,16 @@ pub fn place(object: &[u8], slots: &[(usize, Vec<EbpfInsn>)]) -> Result<PatchedO
     let mut writes = Vec::new();
     {
         let file = object::File::parse(object).map_err(|e| format!("reading the object: {e}"))?;
-        for (slot, code) in slots {
-            let name = SLOT_FUNCTIONS
-                .get(*slot)
-                .ok_or_else(|| format!("no filter slot {slot}"))?;
+        for (name, code) in functions {
             let symbol = file
                 .symbols()
                 .find(|s| s.name() == Ok(name))
                 .ok_or_else(|| format!("the object has no function {name}"))?;
-            let want = (SLOT_FUNCTION_INSNS * 8) as u64;
-            if symbol.size() != want || code.len() != SLOT_FUNCTION_INSNS {
+            let want = (code.len() * 8) as u64;
+            if symbol.size() != want {
                 return Err(format!(
-                    "{name} is {} bytes, the translation {} (both must be {want})",
+                    "{name} is {} bytes, the code written over it {want} (they must agree)",
                     symbol.size(),
-                    code.len() * 8
                 ));
             }
             let index = symbol
@@ -67,7 +63,7 @@ pub fn place(object: &[u8], slots: &[(usize, Vec<EbpfInsn>)]) -> Result<PatchedO
             if start.checked_add(want).is_none_or(|end| end > section_size) {
                 return Err(format!("{name} lies outside its section"));
             }
-            // A relocation inside the placeholder would be applied to the translation.
+            // A relocation inside the placeholder would be applied to the new code.
             if let Some((at, _)) = section
                 .relocations()
                 .find(|(at, _)| (start..start + want).contains(at))

@@ -1,0 +1,266 @@
+//! The rule set compiled to eBPF at load (see `xdpsieve_common::matcher`): code that tests
+//! each rule's conditions in order and returns the index of the first rule that holds,
+//! written over the program's placeholder function (`ebpf_code::object::place`).
+//!
+//! Why: the bitmaps ([`crate::configure::classify`]) cost the same whatever the rules, a
+//! lookup or two per field in use and a word scan, about a hundred instructions on every
+//! packet. A firewall of a few rules needs a few tests per rule. So a rule set is compiled
+//! when its code fits the placeholder ([`FUNCTION_INSNS`]): jumps only go forward, so no
+//! packet runs more of it than its length, which is below the bitmaps' cheapest path.
+//! Rule sets that name address sets (their members change at run time, in maps) or have
+//! continuing rules (the walk past them reads the bitmaps) keep the bitmaps, as do longer
+//! rule sets: the bitmaps are the general case, and the tests run both on the same frames.
+//!
+//! The code, for `r1` the packet (`packet::*` offsets), `r0` the result:
+//! - `if r1 == 0 goto none` (the verifier checks the function on its own, where the
+//!   pointer may be null);
+//! - the fields some rule tests, loaded once: family `r2`, protocol `r3`, ports present
+//!   `r4`, source port `r5`, destination port `r6`, the first address words `r7` and `r8`;
+//! - per rule, one 32-bit test per condition, each jumping to the next rule when it fails
+//!   (an IPv6 prefix loads its other words into `r9`, masked where the prefix ends inside
+//!   a word), then `r0 = index; exit`;
+//! - `none: r0 = NO_MATCH; exit`.
+//!
+//! The conditions mean what the bitmaps mean (`classify::build`): the rule's family and
+//! protocol, ports present when the rule has a port condition, each port within its range,
+//! each address under its prefix.
+
+use std::fmt;
+
+use xdpsieve_common::matcher::{FUNCTION_INSNS, NO_MATCH, packet};
+
+use crate::configure::{
+    ebpf_code::{
+        self, ALU, AND, B, EXIT, EbpfInsn, Emitter, H, JEQ, JGT, JLT, JMP, JMP32, JNE, K, LDX,
+        Label, MEM, MOV, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, W,
+    },
+    rules::{AddrMatch, Cidr, RuleSpec},
+};
+
+/// Why a rule set is matched by the bitmaps rather than compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotCompiled {
+    /// No rules: the program skips matching altogether.
+    NoRules,
+    /// A rule names an address set.
+    Sets,
+    /// A rule continues (monitor or limit).
+    Continuing,
+    /// The code would be this many instructions, more than the placeholder holds.
+    TooLong(usize),
+    /// Asked for ([`RuleEngine::Bitmaps`]).
+    Asked,
+    /// The kernel refused the compiled rules (its verifier's last word). A bug of
+    /// xdpsieve's: the load is done again with the bitmaps, which give the same verdicts.
+    Refused(String),
+}
+
+impl fmt::Display for NotCompiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotCompiled::NoRules => write!(f, "no rules"),
+            NotCompiled::Sets => write!(f, "a rule names an address set"),
+            NotCompiled::Continuing => write!(f, "a rule continues (monitor or limit)"),
+            NotCompiled::TooLong(n) => write!(
+                f,
+                "compiled they would take {n} eBPF instructions, more than the {} that \
+                 are cheaper than the bitmaps",
+                FUNCTION_INSNS - 2
+            ),
+            NotCompiled::Asked => write!(f, "asked for"),
+            NotCompiled::Refused(why) => write!(f, "the kernel refused the compiled rules: {why}"),
+        }
+    }
+}
+
+/// How the loaded program finds the first matching rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Matching {
+    /// By the rule set's own code, of this many eBPF instructions.
+    Compiled(usize),
+    /// By the bitmaps, and why.
+    Bitmaps(NotCompiled),
+}
+
+impl fmt::Display for Matching {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Matching::Compiled(n) => write!(f, "compiled to {n} eBPF instructions"),
+            Matching::Bitmaps(why) => write!(f, "matched by bitmaps ({why})"),
+        }
+    }
+}
+
+/// How the first matching rule is to be found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RuleEngine {
+    /// Compiled code when the rule set can be compiled and its code fits, else bitmaps.
+    #[default]
+    Auto,
+    /// Always the bitmaps.
+    Bitmaps,
+}
+
+/// How `rules` are matched under `engine`, and the placeholder function's code when they
+/// are compiled.
+pub fn plan(rules: &[RuleSpec], engine: RuleEngine) -> (Matching, Option<Vec<EbpfInsn>>) {
+    if engine == RuleEngine::Bitmaps {
+        return (Matching::Bitmaps(NotCompiled::Asked), None);
+    }
+    match compile(rules).and_then(|code| Ok((code.len(), function(&code)?))) {
+        Ok((length, function)) => (Matching::Compiled(length), Some(function)),
+        Err(why) => (Matching::Bitmaps(why), None),
+    }
+}
+
+/// The code for `rules` (in evaluation order), without padding.
+pub fn compile(rules: &[RuleSpec]) -> Result<Vec<EbpfInsn>, NotCompiled> {
+    if rules.is_empty() {
+        return Err(NotCompiled::NoRules);
+    }
+    if rules.iter().any(RuleSpec::continues) {
+        return Err(NotCompiled::Continuing);
+    }
+    let addr = |a: &Option<AddrMatch>| -> Result<Option<Cidr>, NotCompiled> {
+        match a {
+            None => Ok(None),
+            Some(AddrMatch::Prefix(c)) => Ok(Some(*c)),
+            Some(AddrMatch::Set(_)) => Err(NotCompiled::Sets),
+        }
+    };
+    // Each rule ends in two instructions (`r0 = index; exit`): past this many, the code
+    // cannot fit, and is not even written.
+    if rules.len() > FUNCTION_INSNS / 2 {
+        return Err(NotCompiled::TooLong(2 * rules.len()));
+    }
+    let mut conditions = Vec::with_capacity(rules.len());
+    for rule in rules {
+        conditions.push(Conditions {
+            family: rule.address_family(),
+            protocol: rule.protocol.map(|p| p.0),
+            needs_ports: rule.needs_ports(),
+            src_port: rule.src_port.map(|p| (p.min, p.max)),
+            dst_port: rule.dst_port.map(|p| (p.min, p.max)),
+            src: addr(&rule.src)?.filter(|c| c.prefix_len > 0),
+            dst: addr(&rule.dst)?.filter(|c| c.prefix_len > 0),
+        });
+    }
+    // Short enough that no jump is out of an offset's reach, nor a label left unbound.
+    let code = emit(&conditions).map_err(|_| NotCompiled::TooLong(FUNCTION_INSNS))?;
+    if code.len() > FUNCTION_INSNS - 2 {
+        return Err(NotCompiled::TooLong(code.len()));
+    }
+    Ok(code)
+}
+
+/// `code` (from [`compile`]) as the whole placeholder function.
+pub fn function(code: &[EbpfInsn]) -> Result<Vec<EbpfInsn>, NotCompiled> {
+    ebpf_code::padded(code, FUNCTION_INSNS).ok_or(NotCompiled::TooLong(code.len()))
+}
+
+/// What one rule tests.
+struct Conditions {
+    family: Option<u8>,
+    protocol: Option<u8>,
+    needs_ports: bool,
+    src_port: Option<(u16, u16)>,
+    dst_port: Option<(u16, u16)>,
+    /// Prefixes longer than /0 (a /0 only restricts the family, which `family` tests).
+    src: Option<Cidr>,
+    dst: Option<Cidr>,
+}
+
+fn emit(rules: &[Conditions]) -> Result<Vec<EbpfInsn>, ebpf_code::Unfinished> {
+    let mut e = Emitter::default();
+    let none = e.label();
+    e.jump(JMP | JEQ | K, R1, 0, 0, none);
+    // The fields some rule tests, each loaded once.
+    let any = |f: &dyn Fn(&Conditions) -> bool| rules.iter().any(f);
+    let loads: [(bool, u8, u8, i16); 7] = [
+        (any(&|r| r.family.is_some()), B, R2, packet::FAMILY),
+        (any(&|r| r.protocol.is_some()), B, R3, packet::PROTOCOL),
+        (any(&|r| r.needs_ports), B, R4, packet::HAS_PORTS),
+        (any(&|r| r.src_port.is_some()), H, R5, packet::SRC_PORT),
+        (any(&|r| r.dst_port.is_some()), H, R6, packet::DST_PORT),
+        (any(&|r| r.src.is_some()), W, R7, packet::SRC),
+        (any(&|r| r.dst.is_some()), W, R8, packet::DST),
+    ];
+    for (used, size, register, offset) in loads {
+        if used {
+            e.emit(LDX | MEM | size, register, R1, offset, 0);
+        }
+    }
+    for (index, rule) in rules.iter().enumerate() {
+        let next = e.label();
+        if let Some(family) = rule.family {
+            e.jump(JMP32 | JNE | K, R2, 0, i32::from(family), next);
+        }
+        if let Some(protocol) = rule.protocol {
+            e.jump(JMP32 | JNE | K, R3, 0, i32::from(protocol), next);
+        }
+        if rule.needs_ports {
+            e.jump(JMP32 | JEQ | K, R4, 0, 0, next);
+        }
+        for (range, register) in [(rule.src_port, R5), (rule.dst_port, R6)] {
+            if let Some(range) = range {
+                port_range(&mut e, register, range, next);
+            }
+        }
+        for (prefix, first, offset) in [(rule.src, R7, packet::SRC), (rule.dst, R8, packet::DST)] {
+            if let Some(prefix) = prefix {
+                under_prefix(&mut e, prefix, first, offset, next);
+            }
+        }
+        e.emit(ALU | MOV | K, R0, 0, 0, index as i32);
+        e.emit(JMP | EXIT, 0, 0, 0, 0);
+        e.bind(next);
+    }
+    e.bind(none);
+    e.emit(ALU | MOV | K, R0, 0, 0, NO_MATCH as i32);
+    e.emit(JMP | EXIT, 0, 0, 0, 0);
+    e.finish()
+}
+
+/// Jumps to `next` unless the port in `register` is within `(min, max)`.
+fn port_range(e: &mut Emitter, register: u8, (min, max): (u16, u16), next: Label) {
+    if min == max {
+        e.jump(JMP32 | JNE | K, register, 0, i32::from(min), next);
+        return;
+    }
+    if min > 0 {
+        e.jump(JMP32 | JLT | K, register, 0, i32::from(min), next);
+    }
+    if max < u16::MAX {
+        e.jump(JMP32 | JGT | K, register, 0, i32::from(max), next);
+    }
+}
+
+/// Jumps to `next` unless the address at `offset` (its first word already in `first`) is
+/// under `prefix`. Words are compared as the packet holds them (network byte order, as
+/// `Cidr::to_words` gives them); a word the prefix does not reach is not read.
+fn under_prefix(e: &mut Emitter, prefix: Cidr, first: u8, offset: i16, next: Label) {
+    let (addr, mask) = prefix.to_words();
+    for word in 0..4 {
+        if mask[word] == 0 {
+            break;
+        }
+        let register = if word == 0 {
+            first
+        } else {
+            e.emit(LDX | MEM | W, R9, R1, offset + 4 * word as i16, 0);
+            R9
+        };
+        let register = if mask[word] == u32::MAX {
+            register
+        } else {
+            // Masked in a copy: the first word stays whole for the next rule.
+            e.emit(ALU | MOV | ebpf_code::X, R0, register, 0, 0);
+            e.emit(ALU | AND | K, R0, 0, 0, mask[word] as i32);
+            R0
+        };
+        e.jump(JMP32 | JNE | K, register, 0, addr[word] as i32, next);
+    }
+}
+
+#[cfg(test)]
+mod tests;
