@@ -42,24 +42,19 @@ pub(crate) struct FirstFragment {
     pub rule_id: u32,
     /// The rule-counter slot (0: no rule decided).
     pub slot: u32,
-    /// The resolved sampling (1 in this many) and snap length of the first fragment's
-    /// outcome, so later fragments are recorded as their datagram's rule says.
-    pub sample: u32,
-    pub rate_interval_ns: u64,
-    pub rate_tolerance_ns: u64,
-    pub snaplen: u32,
     /// The monitor rule that marked the first fragment (0: none): later fragments carry
     /// its mark, and count as its would-hits, as they would follow its drop.
     pub shadow_slot: u32,
     pub shadow_id: u32,
+    /// Whose sampling, rate limit and snap length the later fragments are recorded with,
+    /// as their datagram's rule says (see `outcome::record_params`).
     pub record_slot: u32,
     pub extra_wanted: u32,
-    pub _pad: u32,
 }
 
 const _: () = {
     assert!(size_of::<FragmentKey>() == 40);
-    assert!(size_of::<FirstFragment>() == 56);
+    assert!(size_of::<FirstFragment>() == 28);
 };
 
 #[inline(always)]

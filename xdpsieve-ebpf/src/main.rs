@@ -71,7 +71,8 @@ mod program {
     use crate::{
         capture_filter, fragments,
         outcome::{
-            Outcome, decide_special, default_outcome, remember_first_fragment, walked_outcome,
+            Outcome, decide_special, default_outcome, record_params, remember_first_fragment,
+            walked_outcome,
         },
         parse,
         parse::{Packet, special},
@@ -208,10 +209,6 @@ mod program {
                 rule_id: 0,
                 slot: None,
                 log: false,
-                rate_interval_ns: cfg.default_rate_interval_ns,
-                rate_tolerance_ns: cfg.default_rate_tolerance_ns,
-                sample: cfg.sample,
-                snaplen: cfg.snaplen,
                 marks: 0,
                 extra_wanted: 0,
                 shadow_id: 0,
@@ -305,6 +302,7 @@ mod program {
         // The slot whose sampling, rate limit and record counters apply: the deciding
         // rule's, or the monitor rule's for a packet recorded as it would have decided it.
         let slot = outcome.record_slot;
+        let params = record_params(cfg, slot);
         // SAFETY: as above.
         rule_counters = RULE_COUNTERS.get_ptr_mut(slot).map(|p| unsafe { &mut *p });
         // The capture filter first (then sampling, then the rate limit): packets it turns
@@ -325,7 +323,7 @@ mod program {
         // Sampling before the reader check and the rate limit: a packet sampling leaves out
         // would never have been recorded, so it is neither loss (`no_reader`) nor a
         // suppression, and it does not spend the rate limit's budget.
-        if !sampling::keeps(&SAMPLE_POSITION, slot, outcome.sample) {
+        if !sampling::keeps(&SAMPLE_POSITION, slot, params.sample) {
             counters.sampled_out += 1;
             if let Some(rc) = rule_counters {
                 rc.sampled_out += 1;
@@ -354,7 +352,7 @@ mod program {
         if !want_capture && !want_log {
             return outcome.verdict as u32;
         }
-        if !rate_allows(slot, outcome.rate_interval_ns, outcome.rate_tolerance_ns) {
+        if !rate_allows(slot, params.rate_interval_ns, params.rate_tolerance_ns) {
             counters.rate_limited += 1;
             if let Some(rc) = rule_counters {
                 rc.suppressed += 1;
@@ -382,7 +380,7 @@ mod program {
                 rule_id: outcome.rule_id,
                 shadow_rule_id: outcome.shadow_id,
                 flags,
-                snaplen: outcome.snaplen,
+                snaplen: params.snaplen,
             };
             let sent = capture_packet(ctx, cfg, &record);
             if sent {
@@ -423,18 +421,13 @@ mod program {
                 rule_id: rule.id,
                 slot: Some(rule.index + 1),
                 log: rule.log,
-                rate_interval_ns: rule.rate_interval_ns,
-                rate_tolerance_ns: rule.rate_tolerance_ns,
-                sample: rule.sample,
-                snaplen: rule.snaplen,
                 marks: 0,
                 extra_wanted: 0,
                 shadow_id: 0,
                 shadow_slot: 0,
                 record_slot: rule.index + 1,
-            }
-            .resolve(cfg),
-            rules::Matched::Default => default_outcome(cfg, cfg.default_verdict as u8),
+            },
+            rules::Matched::Default => default_outcome(cfg.default_verdict as u8),
             rules::Matched::Walked(walked) => walked_outcome(walked),
         }
     }

@@ -2,12 +2,17 @@
 //! rules (an unclassifiable packet under a drop policy, a later fragment whose first
 //! fragment's outcome is remembered). The filter evaluates the rules in one place only: a
 //! second copy of the rule loop would make LLVM stop unrolling it.
+//!
+//! How a packet is recorded (sampling, rate limit, snap length) is not part of the
+//! outcome: it is its record slot's ([`record_params`]), read only for the packets that
+//! are to be recorded, so the common path neither loads nor carries it.
 
 use xdpsieve_common::{Config, record_flags, verdict};
 
 use crate::{
     fragments::{self, FirstFragment},
     parse::{Packet, special},
+    rule_table::RULES,
     walk::{self, WalkOutcome},
 };
 
@@ -18,12 +23,6 @@ pub(crate) struct Outcome {
     /// Index into the per-rule maps; `None` for frames no rule looked at.
     pub slot: Option<u32>,
     pub log: bool,
-    pub rate_interval_ns: u64,
-    pub rate_tolerance_ns: u64,
-    /// Records one in this many of the packets selected for recording (1: all).
-    pub sample: u32,
-    /// Bytes to capture, 1..=MAX_SNAPLEN (the rule's, else `Config::snaplen`).
-    pub snaplen: u32,
     /// Bits of `record_flags` the walk past continuing rules set (`MONITOR`,
     /// `OVER_LIMIT`); 0 on the common path.
     pub marks: u8,
@@ -38,33 +37,54 @@ pub(crate) struct Outcome {
     pub record_slot: u32,
 }
 
-impl Outcome {
-    /// Takes the `Config`'s sampling and snap length where the rule has none (0).
-    #[inline(always)]
-    pub(crate) fn resolve(mut self, cfg: &Config) -> Self {
-        if self.sample == 0 {
-            self.sample = cfg.sample;
-        }
-        if self.snaplen == 0 {
-            self.snaplen = cfg.snaplen;
-        }
-        self
+/// How the packets of a record slot are recorded.
+pub(crate) struct RecordParams {
+    pub rate_interval_ns: u64,
+    pub rate_tolerance_ns: u64,
+    /// Records one in this many of the packets selected for recording (1: all).
+    pub sample: u32,
+    /// Bytes to capture, 1..=MAX_SNAPLEN.
+    pub snaplen: u32,
+}
+
+/// The recording of `slot`'s packets: slot `k > 0` is rule `k - 1`'s (its rate limit is
+/// resolved by userspace; its sampling and snap length take `cfg`'s where it has none, 0),
+/// slot 0 (no rule decided) the defaults.
+#[inline(always)]
+pub(crate) fn record_params(cfg: &Config, slot: u32) -> RecordParams {
+    let rule = if slot == 0 { None } else { RULES.get(slot - 1) };
+    match rule {
+        Some(rule) => RecordParams {
+            rate_interval_ns: rule.rate_interval_ns,
+            rate_tolerance_ns: rule.rate_tolerance_ns,
+            sample: if rule.sample == 0 {
+                cfg.sample
+            } else {
+                rule.sample
+            },
+            snaplen: if rule.snaplen == 0 {
+                cfg.snaplen
+            } else {
+                rule.snaplen
+            },
+        },
+        None => RecordParams {
+            rate_interval_ns: cfg.default_rate_interval_ns,
+            rate_tolerance_ns: cfg.default_rate_tolerance_ns,
+            sample: cfg.sample,
+            snaplen: cfg.snaplen,
+        },
     }
 }
 
-/// An outcome no rule decided: slot 0, rule id 0, the default rate limit, sampling and
-/// snap length.
+/// An outcome no rule decided: slot 0, rule id 0 (recorded with the defaults).
 #[inline(always)]
-pub(crate) fn default_outcome(cfg: &Config, verdict: u8) -> Outcome {
+pub(crate) fn default_outcome(verdict: u8) -> Outcome {
     Outcome {
         verdict,
         rule_id: 0,
         slot: Some(0),
         log: false,
-        rate_interval_ns: cfg.default_rate_interval_ns,
-        rate_tolerance_ns: cfg.default_rate_tolerance_ns,
-        sample: cfg.sample,
-        snaplen: cfg.snaplen,
         marks: 0,
         extra_wanted: 0,
         shadow_id: 0,
@@ -81,10 +101,6 @@ pub(crate) fn walked_outcome(o: &WalkOutcome) -> Outcome {
         rule_id: o.rule_id,
         slot: Some(o.slot),
         log: o.log != 0,
-        rate_interval_ns: o.rate_interval_ns,
-        rate_tolerance_ns: o.rate_tolerance_ns,
-        sample: o.sample,
-        snaplen: o.snaplen,
         marks: o.marks,
         extra_wanted: o.extra_wanted,
         shadow_id: o.shadow_id,
@@ -106,7 +122,7 @@ pub(crate) fn decide_special(
 ) -> Option<Outcome> {
     if pkt.special & special::UNCLASSIFIABLE != 0 && cfg.unclassifiable == u32::from(verdict::DROP)
     {
-        return Some(default_outcome(cfg, verdict::DROP));
+        return Some(default_outcome(verdict::DROP));
     }
     if pkt.special & special::LATER_FRAGMENT == 0 {
         return None;
@@ -122,10 +138,6 @@ pub(crate) fn decide_special(
             rule_id: first.rule_id,
             slot: Some(first.slot),
             log: first.log != 0,
-            rate_interval_ns: first.rate_interval_ns,
-            rate_tolerance_ns: first.rate_tolerance_ns,
-            sample: first.sample,
-            snaplen: first.snaplen,
             marks: first.marks,
             extra_wanted: first.extra_wanted,
             shadow_id: first.shadow_id,
@@ -146,15 +158,10 @@ pub(crate) fn remember_first_fragment(pkt: &Packet, outcome: &Outcome) {
             would: u8::from(outcome.marks & record_flags::MONITOR != 0),
             rule_id: outcome.rule_id,
             slot: outcome.slot.unwrap_or(0),
-            sample: outcome.sample,
-            rate_interval_ns: outcome.rate_interval_ns,
-            rate_tolerance_ns: outcome.rate_tolerance_ns,
-            snaplen: outcome.snaplen,
             shadow_slot: outcome.shadow_slot,
             shadow_id: outcome.shadow_id,
             record_slot: outcome.record_slot,
             extra_wanted: outcome.extra_wanted,
-            _pad: 0,
         },
     );
 }

@@ -36,11 +36,6 @@ pub(crate) struct Decision {
     pub id: u32,
     pub verdict: u8,
     pub log: bool,
-    pub rate_interval_ns: u64,
-    pub rate_tolerance_ns: u64,
-    /// As the rule has them: 0 takes the `Config`'s.
-    pub sample: u32,
-    pub snaplen: u32,
 }
 
 /// The maps matching reads.
@@ -240,10 +235,6 @@ fn decision(index: u32, rule: &Rule) -> Decision {
         id: rule.id,
         verdict: rule.verdict,
         log: rule.log != 0,
-        rate_interval_ns: rule.rate_interval_ns,
-        rate_tolerance_ns: rule.rate_tolerance_ns,
-        sample: rule.sample,
-        snaplen: rule.snaplen,
     }
 }
 

@@ -53,30 +53,22 @@ pub(crate) struct Walk {
     notice: u32,
     notice_id: u32,
     _pad2: u32,
-    /// The default verdict's outcome (from `Config`), for a walk that finds no rule.
+    /// The default verdict (from `Config`), for a walk that finds no rule.
     default_verdict: u32,
-    default_rate_interval_ns: u64,
-    default_rate_tolerance_ns: u64,
-    default_sample: u32,
-    default_snaplen: u32,
+    _pad3: u32,
     /// The outcome, written by the step that ends the walk: read back by the filter as
     /// map memory, so the paths inside the walk do not multiply the paths after it.
     pub(crate) out: WalkOutcome,
 }
 
-/// What the walk decided, as `outcome::Outcome` holds it (resolved: sampling and snap
-/// length are never 0).
+/// What the walk decided, as `outcome::Outcome` holds it.
 #[repr(C)]
 pub(crate) struct WalkOutcome {
-    pub rate_interval_ns: u64,
-    pub rate_tolerance_ns: u64,
     pub rule_id: u32,
     pub slot: u32,
     pub record_slot: u32,
     pub shadow_id: u32,
     pub shadow_slot: u32,
-    pub sample: u32,
-    pub snaplen: u32,
     /// Bits of `capture` the packet is also wanted under (the monitor rule's verdict).
     pub extra_wanted: u32,
     pub verdict: u8,
@@ -143,10 +135,6 @@ pub(crate) fn walk_on(
         w.notice = NONE;
         w.notice_id = 0;
         w.default_verdict = cfg.default_verdict;
-        w.default_rate_interval_ns = cfg.default_rate_interval_ns;
-        w.default_rate_tolerance_ns = cfg.default_rate_tolerance_ns;
-        w.default_sample = cfg.sample;
-        w.default_snaplen = cfg.snaplen;
         // Should the walk run out of steps (userspace bounds the continuing rules so it
         // cannot), the rule that matched first decides: a limit or monitor rule's own
         // verdict, never a pass the rules did not give.
@@ -183,20 +171,12 @@ fn finish(w: &mut Walk) -> i64 {
             o.rule_id = rule.id;
             o.slot = w.decided + 1;
             o.log = rule.log;
-            o.rate_interval_ns = rule.rate_interval_ns;
-            o.rate_tolerance_ns = rule.rate_tolerance_ns;
-            o.sample = rule.sample;
-            o.snaplen = rule.snaplen;
         }
         None => {
             o.verdict = w.default_verdict as u8;
             o.rule_id = 0;
             o.slot = 0;
             o.log = 0;
-            o.rate_interval_ns = w.default_rate_interval_ns;
-            o.rate_tolerance_ns = w.default_rate_tolerance_ns;
-            o.sample = 0;
-            o.snaplen = 0;
         }
     }
     o.record_slot = o.slot;
@@ -219,21 +199,12 @@ fn finish(w: &mut Walk) -> i64 {
         };
         // Recorded as the monitor rule's enforcing twin would record it, unless the
         // verdict it got is the one that rule would have given (then the rule that gave
-        // it records it, with the mark).
+        // it records it, with the mark). Its sampling, rate limit and snap length go with
+        // the record slot (see `outcome::record_params`).
         if rule.verdict != o.verdict {
             o.log = rule.log;
-            o.rate_interval_ns = rule.rate_interval_ns;
-            o.rate_tolerance_ns = rule.rate_tolerance_ns;
-            o.sample = rule.sample;
-            o.snaplen = rule.snaplen;
             o.record_slot = o.shadow_slot;
         }
-    }
-    if o.sample == 0 {
-        o.sample = w.default_sample;
-    }
-    if o.snaplen == 0 {
-        o.snaplen = w.default_snaplen;
     }
     STOP
 }
