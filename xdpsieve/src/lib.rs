@@ -12,7 +12,8 @@
 //! - [`instance`]: a firewall in force, whatever process holds it: its description and
 //!   pins, the owner of each interface, takeover, reload, live set changes, stop;
 //! - [`configure`]: what the firewall is: rules, address sets, capture filters, the
-//!   bitmaps the program matches with, loading and attaching the program, and the run's
+//!   bitmaps the program matches with (or a short rule set compiled to eBPF), loading and
+//!   attaching the program, and the run's
 //!   configuration file (which holds the rules, so a reload reads it here);
 //! - [`read`]: what the kernel hands up: ring and perf buffers, decoding records and events;
 //! - [`base`]: what every layer shares: the counter catalogue and the escaping of

@@ -16,6 +16,7 @@ use crate::{
     configure::capture_filter::CompiledFilter,
     configure::flags,
     configure::loader::{FilterHow, Firewall, Settings},
+    configure::matcher::{Matching, NotCompiled},
     configure::rules::RuleSet,
     instance::description::{self, Meta, MetaInterface, MetaRule},
     instance::pins::{self, Claim, Found},
@@ -411,5 +412,10 @@ fn announce(plan: &RunPlan, firewall: &Firewall, logging: bool) {
         if matches!(run.how, FilterHow::Interpreted(_)) {
             crate::base::log::info(format_args!("xdpsieve: {run}"));
         }
+    }
+    // Compiled rules the kernel refused are a bug of ours (the bitmaps judge the same):
+    // said, so that it is reported.
+    if let Matching::Bitmaps(why @ NotCompiled::Refused(_)) = firewall.matching() {
+        crate::base::log::info(format_args!("xdpsieve: rules matched by bitmaps: {why}"));
     }
 }
