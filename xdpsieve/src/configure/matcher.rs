@@ -134,9 +134,21 @@ pub fn compile(rules: &[RuleSpec]) -> Result<Vec<EbpfInsn>, NotCompiled> {
         return Err(NotCompiled::TooLong(2 * rules.len()));
     }
     let mut conditions = Vec::with_capacity(rules.len());
-    for rule in rules {
+    for (index, rule) in rules.iter().enumerate() {
+        let family = rule.address_family();
+        // A prefix of another family than the rule's can hold for no packet (the bitmaps'
+        // tries keep each prefix under its own family). The rule checker refuses such a
+        // rule; should one get here, it gets no code rather than a test of the wrong words.
+        let other_family = [&rule.src, &rule.dst]
+            .into_iter()
+            .filter_map(|a| a.and_then(|a| a.prefix()))
+            .any(|c| Some(c.family()) != family);
+        if other_family {
+            continue;
+        }
         conditions.push(Conditions {
-            family: rule.address_family(),
+            index: index as i32,
+            family,
             protocol: rule.protocol.map(|p| p.0),
             needs_ports: rule.needs_ports(),
             src_port: rule.src_port.map(|p| (p.min, p.max)),
@@ -160,6 +172,8 @@ pub fn function(code: &[EbpfInsn]) -> Result<Vec<EbpfInsn>, NotCompiled> {
 
 /// What one rule tests.
 struct Conditions {
+    /// The rule's position in evaluation order: what the code returns when it holds.
+    index: i32,
     family: Option<u8>,
     protocol: Option<u8>,
     needs_ports: bool,
@@ -190,7 +204,7 @@ fn emit(rules: &[Conditions]) -> Result<Vec<EbpfInsn>, ebpf_code::Unfinished> {
             e.emit(LDX | MEM | size, register, R1, offset, 0);
         }
     }
-    for (index, rule) in rules.iter().enumerate() {
+    for rule in rules {
         let next = e.label();
         if let Some(family) = rule.family {
             e.jump(JMP32 | JNE | K, R2, 0, i32::from(family), next);
@@ -211,7 +225,7 @@ fn emit(rules: &[Conditions]) -> Result<Vec<EbpfInsn>, ebpf_code::Unfinished> {
                 under_prefix(&mut e, prefix, first, offset, next);
             }
         }
-        e.emit(ALU | MOV | K, R0, 0, 0, index as i32);
+        e.emit(ALU | MOV | K, R0, 0, 0, rule.index);
         e.emit(JMP | EXIT, 0, 0, 0, 0);
         e.bind(next);
     }

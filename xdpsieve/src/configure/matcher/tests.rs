@@ -66,3 +66,19 @@ fn what_is_not_compiled_says_why() {
     assert_eq!(matching, Matching::Bitmaps(NotCompiled::Asked));
     assert!(code.is_none());
 }
+
+#[test]
+fn a_prefix_of_another_family_gets_no_code() {
+    // The rule checker refuses `ip6 and src net 198.51.100.0/24`; built by hand, it must
+    // hold for no packet, as in the bitmaps, not test an IPv6 address's first word.
+    let v4_prefix = rules(&["src net 198.51.100.0/24"])[0].src;
+    let mut set = rules(&["ip6 and udp", "udp"]);
+    set[0].src = v4_prefix;
+    let code = compile(&set).expect("compiles");
+    let returns: Vec<i32> = code
+        .windows(2)
+        .filter(|w| w[1].code == JMP | EXIT && w[0].code == ALU | MOV | K && w[0].dst == R0)
+        .map(|w| w[0].imm)
+        .collect();
+    assert_eq!(returns, vec![1, NO_MATCH as i32], "{code:?}");
+}
