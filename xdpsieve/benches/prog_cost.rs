@@ -19,6 +19,12 @@
 //! its frame (`xdpsieve_testkit::insns`, counted after the timed runs, so on the maps'
 //! steady state): a cost that does not drift with the machine. A case the counter cannot
 //! follow, or whose emulated verdict differs from the kernel's, has none and says why.
+//!
+//! Each program loaded also reports how many instructions the verifier processed to accept
+//! it (`verified_insns`, the kernel's limit is 1,000,000): the margin before a kernel refuses
+//! a configuration, which grows with the ways through the program, not with its length.
+//! Besides the timed configurations, one is loaded for this alone: monitor and limit rules
+//! with capture and the event log, the heaviest this file knows of.
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
@@ -84,6 +90,59 @@ struct Report {
     xdp_filter_missing: Option<String>,
     seconds: f64,
     cases: Vec<Case>,
+    verified: Vec<Verified>,
+}
+
+/// What the verifier processed to accept one loaded configuration.
+#[derive(Serialize)]
+struct Verified {
+    config: String,
+    /// How the rules are matched (`Firewall::matching`).
+    matching: String,
+    /// None when the kernel does not report it (before 5.16).
+    verified_insns: Option<u32>,
+}
+
+fn verified(config: String, firewall: &mut Firewall) -> Verified {
+    let matching = firewall.matching().to_string();
+    let verified_insns = firewall
+        .program()
+        .ok()
+        .and_then(|p| p.info().ok())
+        .and_then(|info| info.verified_instruction_count());
+    Verified {
+        config,
+        matching,
+        verified_insns,
+    }
+}
+
+/// The heaviest configuration for the verifier this file knows of: a monitor rule, a
+/// limit rule and a drop rule, capturing drops and logging every verdict. Loaded only to
+/// be verified.
+fn verify_heaviest() -> Verified {
+    let rules = RuleSet::from_toml(
+        "[[rule]]\naction = \"drop\"\nmode = \"monitor\"\nprotocol = \"udp\"\ndst_port = 7\n\
+         [[rule]]\naction = \"limit\"\nprotocol = \"udp\"\ndst_port = 9\nrate = \"1/h\"\n\
+         burst = 10\n[[rule]]\naction = \"drop\"\nprotocol = \"udp\"\ndst_port = 53\n",
+        "prog_cost",
+    )
+    .expect("the bench's rules");
+    let settings = Settings {
+        rules,
+        capture: capture::DROPPED,
+        log: capture::DROPPED | capture::PASSED,
+        ..Settings::default()
+    };
+    let config = "monitor, limit and drop rules; drops captured, every verdict logged".into();
+    match Firewall::load(&settings) {
+        Ok(mut firewall) => verified(config, &mut firewall),
+        Err(e) => Verified {
+            config,
+            matching: format!("refused: {}", e.to_string().lines().last().unwrap_or("")),
+            verified_insns: None,
+        },
+    }
 }
 
 struct Bench {
@@ -214,13 +273,13 @@ fn measure_xdpsieve(
     rules: usize,
     capture_drops: bool,
     frames: &[Frame],
-) -> Vec<Case> {
+) -> (Vec<Case>, Verified) {
     measure_xdpsieve_with(bench, rules, capture_drops, frames, None)
 }
 
 /// The same with a capture filter (capturing drops), for one frame.
 fn measure_filtered(bench: &Bench, frame: &Frame, filter: Filter) -> Vec<Case> {
-    measure_xdpsieve_with(bench, 1, true, std::slice::from_ref(frame), Some(filter))
+    measure_xdpsieve_with(bench, 1, true, std::slice::from_ref(frame), Some(filter)).0
 }
 
 fn measure_xdpsieve_with(
@@ -229,7 +288,7 @@ fn measure_xdpsieve_with(
     capture_drops: bool,
     frames: &[Frame],
     filter: Option<Filter>,
-) -> Vec<Case> {
+) -> (Vec<Case>, Verified) {
     let mut set = RuleSet::default();
     for i in 1..rules {
         set.push_expression(Action::Drop, &format!("tcp dst port {}", filler_port(i)))
@@ -252,6 +311,17 @@ fn measure_xdpsieve_with(
         ..Settings::default()
     };
     let mut firewall = Firewall::load(&settings).expect("loading xdpsieve (are you root?)");
+    let verified = verified(
+        format!(
+            "{rules} rule(s), {}",
+            if capture_drops {
+                "drops captured"
+            } else {
+                "no capture"
+            }
+        ),
+        &mut firewall,
+    );
     let mut source = firewall.take_capture_source().expect("capture source");
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
@@ -315,7 +385,7 @@ fn measure_xdpsieve_with(
     }
     stop.store(true, Ordering::Relaxed);
     reader.join().expect("reader");
-    cases
+    (cases, verified)
 }
 
 /// xdp-filter on equivalent rules: `port 53 --mode src` (TCP and UDP) plus `rules - 1`
@@ -421,6 +491,7 @@ fn main() {
     let started = Instant::now();
     let frames = frames();
     let mut cases = Vec::new();
+    let mut verified = Vec::new();
     for (program, verdict) in [("floor-pass", 2u8), ("floor-drop", 1)] {
         let fd = load_floor_program(verdict).expect("loading a floor program");
         let counter = Program::open(fd.as_fd());
@@ -444,8 +515,11 @@ fn main() {
     }
     for rules in only_rules.map_or(RULE_COUNTS.to_vec(), |n| vec![n]) {
         eprintln!("prog_cost: xdpsieve, {rules} rule(s)");
-        cases.extend(measure_xdpsieve(&bench, rules, true, &frames));
-        cases.extend(measure_xdpsieve(&bench, rules, false, &frames));
+        for capture_drops in [true, false] {
+            let (measured, verifier) = measure_xdpsieve(&bench, rules, capture_drops, &frames);
+            cases.extend(measured);
+            verified.push(verifier);
+        }
         if rules == 1 {
             eprintln!("prog_cost: xdpsieve, 1 rule, capture filters");
             for frame in &frames {
@@ -454,6 +528,16 @@ fn main() {
                 }
             }
         }
+    }
+    verified.push(verify_heaviest());
+    for v in &verified {
+        eprintln!(
+            "prog_cost: verified {} instructions: {} ({})",
+            v.verified_insns
+                .map_or_else(|| "?".to_string(), |n| n.to_string()),
+            v.config,
+            v.matching
+        );
     }
     let peer = if only_rules.is_some() {
         Ok(Vec::new())
@@ -478,6 +562,7 @@ fn main() {
         xdp_filter_missing,
         seconds: started.elapsed().as_secs_f64(),
         cases,
+        verified,
     };
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&report).expect("serialising the report");

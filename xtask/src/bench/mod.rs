@@ -430,6 +430,32 @@ pub(crate) fn check_report(markdown: &Path, json: &Path) -> Result<()> {
             );
         }
     }
+    // The verifier's figure for the heaviest configuration: it must have loaded (a refusal
+    // is the regression this figure is there to show).
+    let verified = report["kernel"]["verified"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if !verified.iter().any(|v| {
+        v["config"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("monitor"))
+    }) {
+        bail!(
+            "{}: no verifier figure for the heaviest configuration",
+            json.display()
+        );
+    }
+    if let Some(refused) = verified.iter().find(|v| {
+        v["matching"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("refused"))
+    }) {
+        bail!(
+            "{}: the kernel refused {}",
+            json.display(),
+            refused["config"]
+        );
+    }
     sets::check(&report["sets"]).with_context(|| format!("{}", json.display()))?;
     limits::check(&report["limits"]).with_context(|| format!("{}", json.display()))?;
     capture_cost::check(&report["capture_cost"]).with_context(|| format!("{}", json.display()))?;

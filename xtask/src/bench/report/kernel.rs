@@ -149,7 +149,39 @@ pub(super) fn render(
         "\nCapture records lost to a full ring during the capture cases: {}.",
         thousands(ring_full)
     )?;
+    render_verified(md, kernel)?;
     render_filters(md, kernel)?;
+    Ok(())
+}
+
+/// What the verifier processed to accept each configuration loaded above, and the heaviest
+/// one the bench knows of: the margin before a kernel refuses a configuration.
+fn render_verified(md: &mut String, kernel: &Value) -> std::fmt::Result {
+    let Some(verified) = kernel["verified"].as_array().filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    writeln!(
+        md,
+        "\nInstructions the verifier processed to accept each configuration (`verified_insns`; \
+         the kernel refuses a program past 1,000,000). They grow with the ways through the \
+         program, not with its length, and differ between kernels.\n"
+    )?;
+    writeln!(
+        md,
+        "| configuration | rules matched | verified | of the limit |"
+    )?;
+    writeln!(md, "|---|---|---|---|")?;
+    for v in verified {
+        let count = v["verified_insns"].as_u64();
+        writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            v["config"].as_str().unwrap_or("?"),
+            v["matching"].as_str().unwrap_or("?"),
+            count.map_or_else(|| "not reported".into(), thousands),
+            count.map_or_else(|| "—".into(), |n| format!("{:.0}%", n as f64 / 10_000.0)),
+        )?;
+    }
     Ok(())
 }
 
