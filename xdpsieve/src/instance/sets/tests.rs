@@ -29,9 +29,17 @@ pub(crate) fn root() -> bool {
 
 /// A standalone array, reopened as MapData (through a pin) so it can be mmapped.
 fn array<V: aya::Pod>(name: &str, entries: u32, flags: u32) -> MapData {
+    // A pin of its own per call: the tests of this process run in parallel and ask for
+    // the same names, and a shared path let one test remove another's pin before it was
+    // reopened (`BPF_OBJ_GET`: not found), or reopen the other's map.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let map = Array::<MapData, V>::create(entries, flags).expect("creating a map");
     let dir = std::path::Path::new("/sys/fs/bpf");
-    let pin = dir.join(format!("xdpsieve-live-test-{}-{name}", std::process::id()));
+    let pin = dir.join(format!(
+        "xdpsieve-live-test-{}-{call}-{name}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&pin);
     map.pin(&pin).expect("pinning");
     let data = MapData::from_pin(&pin).expect("reopening");
