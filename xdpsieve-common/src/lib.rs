@@ -267,6 +267,10 @@ pub const MAX_VLAN_TAGS: usize = 2;
 /// after them.
 pub const MAX_INTERFACES: usize = 8;
 
+/// Slots of the `COUNTERS` map: one per interface of [`Config::ifindexes`], then one for any
+/// other interface.
+pub const COUNTER_SLOTS: u32 = MAX_INTERFACES as u32 + 1;
+
 /// Slots in the per-rule maps: slot 0 is the default verdict, slot `i + 1` is rule `i`.
 pub const RULE_SLOTS: u32 = MAX_RULES + 1;
 
@@ -537,7 +541,12 @@ pub struct Rule {
     pub sample: u32,
 }
 
-/// Per-CPU packet counters, one slot per CPU in the `COUNTERS` map. Userspace sums them.
+/// Per-CPU packet counters of one interface slot: `COUNTERS` has [`COUNTER_SLOTS`], the
+/// interface's position in [`Config::ifindexes`], the last for any other interface. A packet
+/// touches one slot, so the program looks up one map value for all its counts besides its
+/// rule's (an older build kept the totals in one slot and the interfaces' in a second map,
+/// `INTERFACE_COUNTERS` of [`InterfaceCounters`], three lookups per packet). Userspace sums
+/// them over CPUs and slots for the totals.
 ///
 /// Invariants the tests check: `seen == passed + dropped`, and every packet the program meant
 /// to capture is either `captured` or `capture_lost`.
@@ -635,7 +644,10 @@ pub struct RuleCounters {
     pub sampled_out: u64,
 }
 
-/// Per-CPU counters of one interface slot (see [`Config::ifindexes`]).
+/// What is counted per interface: the view of one [`Counters`] slot that the capture files'
+/// statistics and the metrics show. It is also the value of the `INTERFACE_COUNTERS` map of
+/// a firewall an older build loaded (one slot per interface as here, beside the totals in a
+/// one-slot `COUNTERS`), which `status` and a takeover still read.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InterfaceCounters {
@@ -648,6 +660,21 @@ pub struct InterfaceCounters {
     pub rate_limited: u64,
     /// Packets whose records sampling left out (not loss).
     pub sampled_out: u64,
+}
+
+impl From<&Counters> for InterfaceCounters {
+    fn from(c: &Counters) -> Self {
+        InterfaceCounters {
+            packets: c.seen,
+            bytes: c.bytes_seen,
+            passed: c.passed,
+            dropped: c.dropped,
+            captured: c.captured,
+            capture_lost: c.capture_lost,
+            rate_limited: c.rate_limited,
+            sampled_out: c.sampled_out,
+        }
+    }
 }
 
 /// One logged packet: what the event log shows, no packet bytes.

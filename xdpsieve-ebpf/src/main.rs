@@ -59,7 +59,7 @@ mod program {
         programs::XdpContext,
     };
     use xdpsieve_common::{
-        Config, Counters, FieldBits, InterfaceCounters, MAX_INTERFACES, RULE_SLOTS, RuleCounters,
+        COUNTER_SLOTS, Config, Counters, FieldBits, MAX_INTERFACES, RULE_SLOTS, RuleCounters,
         SetClass, SetEntry, SetGroup, SetMeta, capture,
         classify::{ADDR_ENTRIES, AddrKeyData, PORT_CLASSES, PORTS, PROTO_ENTRIES},
         family, reader,
@@ -123,8 +123,10 @@ mod program {
     #[map]
     static SET_META: Array<SetMeta> = Array::with_max_entries(1, 0);
 
+    /// Per interface slot (see `Config::ifindexes`; the last slot takes any other
+    /// interface): the one counter value every packet touches besides its rule's.
     #[map]
-    static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+    static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
     /// Where the parse result is laundered (see `filter`).
     #[map]
@@ -137,11 +139,6 @@ mod program {
     /// Per rule slot; slot 0 counts packets that fell to the default verdict.
     #[map]
     static RULE_COUNTERS: PerCpuArray<RuleCounters> = PerCpuArray::with_max_entries(RULE_SLOTS, 0);
-
-    /// Per interface slot (see `Config::ifindexes`); the last slot takes any other interface.
-    #[map]
-    static INTERFACE_COUNTERS: PerCpuArray<InterfaceCounters> =
-        PerCpuArray::with_max_entries(MAX_INTERFACES as u32 + 1, 0);
 
     /// Sampling position per rule slot and CPU: packets selected for recording since the
     /// last one kept (see `sampling`).
@@ -234,15 +231,11 @@ mod program {
         };
         let dropped = outcome.verdict == verdict::DROP;
 
-        let Some(counters) = COUNTERS.get_ptr_mut(0) else {
+        let Some(counters) = COUNTERS.get_ptr_mut(interface_slot(cfg, ctx)) else {
             return outcome.verdict as u32;
         };
         // SAFETY: per-CPU map values belong to this CPU for the duration of the program.
         let counters = unsafe { &mut *counters };
-        let mut interface = INTERFACE_COUNTERS
-            .get_ptr_mut(interface_slot(cfg, ctx))
-            // SAFETY: as above.
-            .map(|p| unsafe { &mut *p });
         let frame_bytes = frame_len as u64;
         counters.seen += 1;
         counters.bytes_seen += frame_bytes;
@@ -258,15 +251,6 @@ mod program {
         } else {
             counters.passed += 1;
             counters.bytes_passed += frame_bytes;
-        }
-        if let Some(ifc) = interface.as_deref_mut() {
-            ifc.packets += 1;
-            ifc.bytes += frame_bytes;
-            if dropped {
-                ifc.dropped += 1;
-            } else {
-                ifc.passed += 1;
-            }
         }
         let mut rule_counters = match outcome.slot {
             None => {
@@ -328,9 +312,6 @@ mod program {
             if let Some(rc) = rule_counters {
                 rc.sampled_out += 1;
             }
-            if let Some(ifc) = interface {
-                ifc.sampled_out += 1;
-            }
             return outcome.verdict as u32;
         }
         if reader_gone() {
@@ -356,9 +337,6 @@ mod program {
             counters.rate_limited += 1;
             if let Some(rc) = rule_counters {
                 rc.suppressed += 1;
-            }
-            if let Some(ifc) = interface {
-                ifc.rate_limited += 1;
             }
             return outcome.verdict as u32;
         }
@@ -387,13 +365,6 @@ mod program {
                 counters.captured += 1;
             } else {
                 counters.capture_lost += 1;
-            }
-            if let Some(ifc) = interface {
-                if sent {
-                    ifc.captured += 1;
-                } else {
-                    ifc.capture_lost += 1;
-                }
             }
         }
         outcome.verdict as u32

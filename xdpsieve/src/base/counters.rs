@@ -9,15 +9,18 @@
 //! open alike.
 //!
 //! **Adding a counter** touches two places: the field in the kernel struct
-//! (`xdpsieve_common::Counters`, `RuleCounters` or `InterfaceCounters`, keeping its size
-//! assert right) and one line here, e.g. for a kernel counter `unclassifiable`:
+//! (`xdpsieve_common::Counters` or `RuleCounters`, keeping its size assert right) and one
+//! line here, e.g. for a kernel counter `unclassifiable`:
 //!
 //! ```text
 //! counter!(unclassifiable, "unclassifiable", "xdpsieve_unclassifiable_packets", [],
 //!          "Packets the classifier could not place.", None),
 //! ```
 //!
-//! in [`KERNEL`] (or [`RULE`], [`INTERFACE`]). Userspace counts ([`WriterStats`], what the
+//! in [`KERNEL`] (or [`RULE`]). `Counters` is kept per interface slot; shown per
+//! interface too, a counter also goes into `InterfaceCounters` (the per-interface view,
+//! an older build's map layout, and its `From<&Counters>`) and into [`INTERFACE`].
+//! Userspace counts ([`WriterStats`], what the
 //! recorder and the event log did with their records) have their table, [`WRITER`], the
 //! same way: they reach `status` and the metrics through the writer state file (see
 //! [`crate::observe::writer_state`]).
@@ -340,7 +343,7 @@ pub const RULE_EXTRA: &[Counter<RuleExtraCounters>] = &[
     ),
 ];
 
-/// Per interface slot (map `INTERFACE_COUNTERS`).
+/// Per interface: the view of a `COUNTERS` slot (and an older build's `INTERFACE_COUNTERS`).
 pub const INTERFACE: &[Counter<InterfaceCounters>] = &[
     counter!(
         packets,

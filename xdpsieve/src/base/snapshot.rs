@@ -11,7 +11,7 @@ use aya::{
     maps::{HashMap, Map, MapData, MapError, PerCpuArray},
 };
 use xdpsieve_common::{
-    Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters,
+    COUNTER_SLOTS, Counters, InterfaceCounters, MAX_INTERFACES, RuleCounters,
     walk::{LimitKey, LimitState, RuleExtraCounters, SourceKey, SourceSlot, SourceStats},
 };
 
@@ -89,11 +89,14 @@ fn sum_per_cpu<T: Pod + Default>(
         .collect()
 }
 
-/// The three counter maps, from the loaded program or from their pins.
+/// The counter maps, from the loaded program or from their pins.
 pub struct CounterMaps<'a> {
+    /// One slot per interface (see `xdpsieve_common::COUNTER_SLOTS`); the totals alone in
+    /// one slot for a firewall an older build loaded, which has `interfaces` beside.
     pub counters: &'a Map,
     pub rules: &'a Map,
-    pub interfaces: &'a Map,
+    /// An older build's `INTERFACE_COUNTERS`: read only when `counters` has one slot.
+    pub interfaces: Option<&'a Map>,
     pub rule_extra: Option<&'a Map>,
     pub limit_state: Option<&'a Map>,
 }
@@ -108,7 +111,12 @@ pub fn read_snapshot(
     interface_names: &[String],
     perf_lost: u64,
 ) -> Result<Snapshot, MapError> {
-    let counters = sum_per_cpu(maps.counters, 1, KERNEL)?;
+    let counter_slots = PerCpuArray::<_, Counters>::try_from(maps.counters)?.len() as usize;
+    let per_slot = sum_per_cpu(maps.counters, counter_slots, KERNEL)?;
+    let mut counters = Counters::default();
+    for slot in &per_slot {
+        add(KERNEL, &mut counters, slot);
+    }
     let rules = sum_per_cpu(maps.rules, rule_count + 1, RULE)?;
     let rule_extra = match maps.rule_extra {
         Some(map) => sum_per_cpu(map, rule_count + 1, RULE_EXTRA)?,
@@ -118,7 +126,10 @@ pub fn read_snapshot(
         Some(map) => keys_per_rule(map, rule_count)?,
         None => Vec::new(),
     };
-    let slots = sum_per_cpu(maps.interfaces, MAX_INTERFACES + 1, INTERFACE)?;
+    let slots = match maps.interfaces {
+        Some(older) if counter_slots == 1 => sum_per_cpu(older, MAX_INTERFACES + 1, INTERFACE)?,
+        _ => per_slot.iter().map(InterfaceCounters::from).collect(),
+    };
     let mut interfaces: Vec<(String, InterfaceCounters)> = interface_names
         .iter()
         .take(MAX_INTERFACES)
@@ -129,7 +140,7 @@ pub fn read_snapshot(
         interfaces.push(("other".into(), *other));
     }
     Ok(Snapshot {
-        counters: counters.into_iter().next().unwrap_or_default(),
+        counters,
         rules,
         rule_extra,
         limit_keys,
@@ -146,18 +157,16 @@ pub fn read_pinned(dir: &Path, rule_count: usize, interface_names: &[String]) ->
             .with_context(|| format!("opening pinned map {}", dir.join(name).display()))?;
         Map::from_map_data(data).with_context(|| format!("reading pinned map {name}"))
     };
-    let (counters, rules, interfaces) = (
-        open("COUNTERS")?,
-        open("RULE_COUNTERS")?,
-        open("INTERFACE_COUNTERS")?,
-    );
+    let (counters, rules) = (open("COUNTERS")?, open("RULE_COUNTERS")?);
+    // Only a firewall an older build loaded has this one.
+    let interfaces = open("INTERFACE_COUNTERS").ok();
     // Optional: the pins of a firewall an older build loaded have no such map.
     let rule_extra = open("RULE_EXTRA").ok();
     let limit_state = open("LIMIT_STATE").ok();
     let maps = CounterMaps {
         counters: &counters,
         rules: &rules,
-        interfaces: &interfaces,
+        interfaces: interfaces.as_ref(),
         rule_extra: rule_extra.as_ref(),
         limit_state: limit_state.as_ref(),
     };
@@ -211,9 +220,11 @@ pub fn top_sources_of(map: &Map) -> Option<Vec<(SourceKey, SourceStats)>> {
     Some(sources.into_iter().collect())
 }
 
-/// Interface counters per slot, summed over CPUs (for the capture's closing blocks).
+/// Interface counters per slot of `COUNTERS`, summed over CPUs (for the capture's closing
+/// blocks).
 pub fn read_interface_slots(map: &Map) -> Result<Vec<InterfaceCounters>, MapError> {
-    sum_per_cpu(map, MAX_INTERFACES + 1, INTERFACE)
+    let slots = sum_per_cpu(map, COUNTER_SLOTS as usize, KERNEL)?;
+    Ok(slots.iter().map(InterfaceCounters::from).collect())
 }
 
 /// The interfaces' counters, readable apart from the firewall (its own handle on the

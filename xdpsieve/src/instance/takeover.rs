@@ -2,12 +2,17 @@
 //!
 //! A firewall whose recorder died keeps filtering and counting in its own maps (pinned).
 //! The new program starts from zero, so before the swap its counters are set to the old
-//! ones, per CPU and slot: the totals whole, interfaces by name, and a rule's counts only to
+//! ones, per CPU and slot: interfaces by name, and a rule's counts only to
 //! the same rule, one with the same name and the same match (conditions and action). A
 //! rule's id says nothing (both rule sets number from 1), and a name alone neither (a named
 //! rule may have changed its match). The counts of old rules that match no new one stay
 //! theirs: reported once, as the previous rules' ([`previous_rules`]), and still in the
-//! totals. Not carried, as in a reload: the rate limiter's state (each rule's record budget
+//! totals. The counts of old interfaces the new firewall does not serve go to its slot for
+//! other interfaces, so that the totals (the sum of the slots) carry on whole. A firewall an
+//! older build loaded kept the totals in a one-slot `COUNTERS` and the interfaces' counts in
+//! `INTERFACE_COUNTERS`: its interfaces' counts go to their slots as above, and what only
+//! the totals had (malformed frames, events, ...) to the slot for other interfaces.
+//! Not carried, as in a reload: the rate limiter's state (each rule's record budget
 //! starts full) and the first fragments' verdicts (the new program's maps start empty).
 //!
 //! The swap on the link is atomic, but the old program counted up to it: after the swap
@@ -42,10 +47,11 @@ use crate::{
 /// Which old slot goes to which new slot, per map.
 #[derive(Debug, Default)]
 pub struct SlotMap {
-    /// `COUNTERS`' one slot, or nothing when the new program shares the old one's map.
+    /// `COUNTERS`' interface slots: each old one to the new slot of the same interface,
+    /// else to the slot for other interfaces. Empty when the new program shares the old
+    /// one's map.
     pub counters: Vec<(u32, u32)>,
     pub rules: Vec<(u32, u32)>,
-    pub interfaces: Vec<(u32, u32)>,
     /// Old rule slots whose rule is not among the new rules: not carried.
     pub unmatched_rules: Vec<u32>,
 }
@@ -65,21 +71,35 @@ impl SlotMap {
         Self::build(old, rules, interfaces)
     }
 
-    /// For a reload: the rules as in a takeover, and neither `COUNTERS` nor
-    /// `INTERFACE_COUNTERS`, which the new program shares with the old one (so they go on
-    /// exactly, with no copy).
+    /// For a reload: the rules as in a takeover, and not `COUNTERS`, which the new
+    /// program shares with the old one (so they go on exactly, with no copy).
     pub fn for_reload(old: &Meta, rules: &[MetaRule]) -> SlotMap {
         let mut map = Self::build(Some(old), rules, &[]);
         map.counters.clear();
-        map.interfaces.clear();
         map
     }
 
     fn build(old: Option<&Meta>, rules: &[MetaRule], interfaces: &[String]) -> SlotMap {
+        let other = MAX_INTERFACES as u32;
+        // Every old slot goes somewhere, so that the totals carry on whole.
+        let counters = (0..=other)
+            .map(|old_slot| {
+                let name = old
+                    .and_then(|old| old.interfaces.get(old_slot as usize))
+                    .filter(|_| old_slot < other)
+                    .map(|i| &i.name);
+                let new_slot = name.and_then(|name| {
+                    interfaces
+                        .iter()
+                        .take(MAX_INTERFACES)
+                        .position(|n| n == name)
+                });
+                (old_slot, new_slot.map_or(other, |s| s as u32))
+            })
+            .collect();
         let mut map = SlotMap {
-            counters: vec![(0, 0)],
+            counters,
             rules: vec![(0, 0)],
-            interfaces: vec![(MAX_INTERFACES as u32, MAX_INTERFACES as u32)],
             unmatched_rules: Vec::new(),
         };
         let Some(old) = old else {
@@ -96,11 +116,6 @@ impl SlotMap {
                     map.rules.push((old_slot, new_index as u32 + 1));
                 }
                 None => map.unmatched_rules.push(old_slot),
-            }
-        }
-        for (old_slot, old_if) in old.interfaces.iter().enumerate().take(MAX_INTERFACES) {
-            if let Some(new_slot) = interfaces.iter().position(|n| *n == old_if.name) {
-                map.interfaces.push((old_slot as u32, new_slot as u32));
             }
         }
         map
@@ -136,7 +151,7 @@ pub fn previous_rules(old: &Meta, hits: &[(u32, u64)]) -> Option<String> {
 
 /// The old firewall's counter maps and their values at the copy.
 pub struct Carried {
-    old: [(&'static str, Map); 3],
+    old: OldMaps,
     /// The old program's `RULE_EXTRA` (monitor and limit rules), and its values at the
     /// copy; absent from a firewall an older build loaded.
     old_extra: Option<(Map, Vec<Vec<RuleExtraCounters>>)>,
@@ -146,22 +161,30 @@ pub struct Carried {
     pub old_totals: Counters,
 }
 
-/// Per map, per (old slot), the per-CPU values.
+/// The old firewall's counter maps.
+struct OldMaps {
+    counters: OldCounters,
+    rules: Map,
+}
+
+/// The old firewall's `COUNTERS`, in either layout.
+enum OldCounters {
+    /// One slot per interface, as this build's.
+    PerInterface(Map),
+    /// An older build's: the totals in one slot, the interfaces in `INTERFACE_COUNTERS`.
+    Older { totals: Map, interfaces: Map },
+}
+
+/// Per map, per slot pair (of the map's [`SlotMap`] list), the per-CPU values.
 struct Values {
     counters: Vec<Vec<Counters>>,
     rules: Vec<Vec<RuleCounters>>,
-    interfaces: Vec<Vec<InterfaceCounters>>,
 }
 
-const MAPS: [&str; 3] = ["COUNTERS", "RULE_COUNTERS", "INTERFACE_COUNTERS"];
-
-fn old_slots(slots: &SlotMap, index: usize) -> Vec<(u32, u32)> {
-    match index {
-        0 => slots.counters.clone(),
-        1 => slots.rules.clone(),
-        _ => slots.interfaces.clone(),
-    }
-}
+const COUNTERS: &str = "COUNTERS";
+const RULE_COUNTERS: &str = "RULE_COUNTERS";
+/// An older build's per-interface counters (see [`OldCounters::Older`]).
+const OLDER_INTERFACES: &str = "INTERFACE_COUNTERS";
 
 fn read<T: Pod>(map: &Map, slots: &[(u32, u32)]) -> Result<Vec<Vec<T>>> {
     let array: PerCpuArray<_, T> = PerCpuArray::try_from(map)?;
@@ -171,11 +194,64 @@ fn read<T: Pod>(map: &Map, slots: &[(u32, u32)]) -> Result<Vec<Vec<T>>> {
         .collect()
 }
 
-fn read_all(old: &[(&str, Map); 3], slots: &SlotMap) -> Result<Values> {
+/// The old `COUNTERS` values of each pair in `pairs` (which name every old interface
+/// slot), per CPU. From an older build's maps: each interface's counts as its slot's, and
+/// what the totals hold beyond the interfaces' counts in the slot for other interfaces;
+/// the pairs then sum to the totals, as this build's slots do.
+fn read_counters(old: &OldCounters, pairs: &[(u32, u32)]) -> Result<Vec<Vec<Counters>>> {
+    let (totals, interfaces) = match old {
+        OldCounters::PerInterface(map) => return read(map, pairs),
+        OldCounters::Older { totals, interfaces } => (totals, interfaces),
+    };
+    let totals: Vec<Counters> = read(totals, &[(0, 0)])?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let mut values: Vec<Vec<Counters>> = read::<InterfaceCounters>(interfaces, pairs)?
+        .iter()
+        .map(|cpus| cpus.iter().map(counters_of).collect())
+        .collect();
+    let other = MAX_INTERFACES as u32;
+    let rest = pairs
+        .iter()
+        .position(|&(old, _)| old == other)
+        .context("the slot map has no pair for the other interfaces' slot")?;
+    for (cpu, total) in totals.iter().enumerate() {
+        let mut remainder = *total;
+        for (i, cpus) in values.iter().enumerate() {
+            if let Some(counted) = cpus.get(cpu).filter(|_| i != rest) {
+                for counter in counters::KERNEL {
+                    let field = (counter.get_mut)(&mut remainder);
+                    *field = field.wrapping_sub((counter.get)(counted));
+                }
+            }
+        }
+        if let Some(slot) = values[rest].get_mut(cpu) {
+            *slot = remainder;
+        }
+    }
+    Ok(values)
+}
+
+/// An older build's per-interface counts as the fields of this build's slot.
+fn counters_of(c: &InterfaceCounters) -> Counters {
+    Counters {
+        seen: c.packets,
+        bytes_seen: c.bytes,
+        passed: c.passed,
+        dropped: c.dropped,
+        captured: c.captured,
+        capture_lost: c.capture_lost,
+        rate_limited: c.rate_limited,
+        sampled_out: c.sampled_out,
+        ..Counters::default()
+    }
+}
+
+fn read_all(old: &OldMaps, slots: &SlotMap) -> Result<Values> {
     Ok(Values {
-        counters: read(&old[0].1, &old_slots(slots, 0))?,
-        rules: read(&old[1].1, &old_slots(slots, 1))?,
-        interfaces: read(&old[2].1, &old_slots(slots, 2))?,
+        counters: read_counters(&old.counters, &slots.counters)?,
+        rules: read(&old.rules, &slots.rules)?,
     })
 }
 
@@ -218,37 +294,27 @@ fn add_all(
     plus: &Values,
     minus: Option<&Values>,
 ) -> Result<()> {
-    for (index, name) in MAPS.iter().enumerate() {
-        let map = firewall
+    fn map<'a>(firewall: &'a mut Firewall, name: &str) -> Result<&'a mut Map> {
+        firewall
             .map_mut(name)
-            .with_context(|| format!("the object has no {name} map"))?;
-        let pairs = old_slots(slots, index);
-        match index {
-            0 => add(
-                map,
-                counters::KERNEL,
-                &pairs,
-                &plus.counters,
-                minus.map(|m| m.counters.as_slice()),
-            ),
-            1 => add(
-                map,
-                counters::RULE,
-                &pairs,
-                &plus.rules,
-                minus.map(|m| m.rules.as_slice()),
-            ),
-            _ => add(
-                map,
-                counters::INTERFACE,
-                &pairs,
-                &plus.interfaces,
-                minus.map(|m| m.interfaces.as_slice()),
-            ),
-        }
-        .with_context(|| format!("carrying {name} over"))?;
+            .with_context(|| format!("the object has no {name} map"))
     }
-    Ok(())
+    add(
+        map(firewall, COUNTERS)?,
+        counters::KERNEL,
+        &slots.counters,
+        &plus.counters,
+        minus.map(|m| m.counters.as_slice()),
+    )
+    .with_context(|| format!("carrying {COUNTERS} over"))?;
+    add(
+        map(firewall, RULE_COUNTERS)?,
+        counters::RULE,
+        &slots.rules,
+        &plus.rules,
+        minus.map(|m| m.rules.as_slice()),
+    )
+    .with_context(|| format!("carrying {RULE_COUNTERS} over"))
 }
 
 /// The per-rule counters of monitor and limit rules: carried by the same rule slots as
@@ -268,10 +334,10 @@ fn add_extra(
         .with_context(|| format!("carrying {EXTRA} over"))
 }
 
-/// The old firewall's totals: its one slot of `COUNTERS`, summed over CPUs.
+/// The old firewall's totals: its `COUNTERS` slots, summed over slots and CPUs.
 fn totals(values: &Values) -> Counters {
     let mut total = Counters::default();
-    for cpu in values.counters.first().into_iter().flatten() {
+    for cpu in values.counters.iter().flatten() {
         counters::add(counters::KERNEL, &mut total, cpu);
     }
     total
@@ -290,7 +356,21 @@ pub fn copy_before_swap(
             .with_context(|| format!("opening the left-behind map {}", path.display()))?;
         Ok((name, Map::from_map_data(data)?))
     };
-    let old = [open(MAPS[0])?, open(MAPS[1])?, open(MAPS[2])?];
+    let (_, counters) = open(COUNTERS)?;
+    let one_slot = PerCpuArray::<_, Counters>::try_from(&counters)?.len() == 1;
+    let counters = if one_slot {
+        let (_, interfaces) = open(OLDER_INTERFACES)?;
+        OldCounters::Older {
+            totals: counters,
+            interfaces,
+        }
+    } else {
+        OldCounters::PerInterface(counters)
+    };
+    let old = OldMaps {
+        counters,
+        rules: open(RULE_COUNTERS)?.1,
+    };
     let before = read_all(&old, &slots)?;
     add_all(firewall, &slots, &before, None)?;
     let old_extra = match open(EXTRA) {
@@ -336,7 +416,7 @@ pub fn add_after_swap(firewall: &mut Firewall, carried: Carried) -> Result<After
         .iter()
         .map(|&slot| (slot, slot))
         .collect();
-    let previous: Vec<Vec<RuleCounters>> = read(&carried.old[1].1, &unmatched)?;
+    let previous: Vec<Vec<RuleCounters>> = read(&carried.old.rules, &unmatched)?;
     Ok(AfterSwap {
         dropped_meanwhile: totals(&after)
             .dropped
@@ -421,8 +501,8 @@ fn add_no_reader(firewall: &mut Firewall, records: u64) -> Result<()> {
         ..Counters::default()
     };
     let map = firewall
-        .map_mut(MAPS[0])
-        .with_context(|| format!("the object has no {} map", MAPS[0]))?;
+        .map_mut(COUNTERS)
+        .with_context(|| format!("the object has no {COUNTERS} map"))?;
     add(map, counters::KERNEL, &[(0, 0)], &[vec![plus]], None)
 }
 
@@ -537,131 +617,4 @@ pub fn attach_or_take_over(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::instance::description::MetaInterface;
-
-    fn rule(id: u32, name: &str, conditions: &str) -> MetaRule {
-        MetaRule {
-            id,
-            name: name.into(),
-            action: crate::configure::rules::Action::Drop,
-            conditions: conditions.into(),
-            log: false,
-            rate: crate::configure::rules::Rate::UNLIMITED,
-            written: None,
-            mode: crate::configure::rules::limit::Mode::Enforce,
-            limit: None,
-        }
-    }
-
-    fn old_instance(rules: Vec<MetaRule>) -> Meta {
-        Meta {
-            pid: 1,
-            pid_start: 1,
-            started_unix: 0,
-            version: "test".into(),
-            interfaces: ["fw0", "fw1"]
-                .iter()
-                .enumerate()
-                .map(|(i, n)| MetaInterface {
-                    name: (*n).into(),
-                    ifindex: i as u32 + 2,
-                    mode: AttachedMode::Native,
-                })
-                .collect(),
-            transport: crate::configure::loader::Transport::RingBuf,
-            default_action: crate::configure::rules::Action::Pass,
-            rules,
-            sets: Vec::new(),
-            reload: Default::default(),
-        }
-    }
-
-    /// Was `slots_match_rules_by_name_then_id_and_interfaces_by_name`: a rule with the old
-    /// one's id but another match took its counts (issue 15, point 4). Now only the same
-    /// rule (name and match) does, in a takeover and a reload alike.
-    #[test]
-    fn slots_match_rules_by_name_and_match_and_interfaces_by_name() {
-        let old = old_instance(vec![
-            rule(1, "a", "udp and dst port 1"),
-            rule(2, "b", "udp and dst port 2"),
-            rule(3, "gone", "udp and dst port 3"),
-            rule(4, "named", "udp and dst port 4"),
-        ]);
-        let new_rules = vec![
-            rule(5, "b", "udp and dst port 2"),
-            // Id 1 again, another rule: not "a".
-            rule(1, "c", "udp and dst port 1"),
-            // The name stays, the match changed: another rule.
-            rule(2, "named", "udp and dst port 5"),
-        ];
-        let slots = SlotMap::new(Some(&old), &new_rules, &["fw1".to_string()]);
-        // Default to default; "b" (old slot 2) to new slot 1; nothing else.
-        assert_eq!(slots.rules, vec![(0, 0), (2, 1)]);
-        assert_eq!(slots.unmatched_rules, vec![1, 3, 4]);
-        let other = MAX_INTERFACES as u32;
-        assert_eq!(slots.interfaces, vec![(other, other), (1, 0)]);
-        let reload = SlotMap::for_reload(&old, &new_rules);
-        assert_eq!(reload.rules, vec![(0, 0), (2, 1)]);
-        assert_eq!(reload.unmatched_rules, vec![1, 3, 4]);
-        assert!(reload.counters.is_empty() && reload.interfaces.is_empty());
-        // Another action is another rule too.
-        let mut passing = rule(5, "b", "udp and dst port 2");
-        passing.action = crate::configure::rules::Action::Pass;
-        let slots = SlotMap::new(Some(&old), &[passing], &[]);
-        assert_eq!(slots.rules, vec![(0, 0)]);
-        let none = SlotMap::new(None, &new_rules, &[]);
-        assert_eq!(
-            (none.rules, none.interfaces),
-            (vec![(0, 0)], vec![(other, other)])
-        );
-    }
-
-    #[test]
-    fn two_old_rules_of_one_name_and_match_go_to_two_new_ones_not_one() {
-        let old = old_instance(vec![rule(1, "x", "udp"), rule(2, "x", "udp")]);
-        let slots = SlotMap::new(Some(&old), &[rule(1, "x", "udp")], &[]);
-        assert_eq!(slots.rules, vec![(0, 0), (1, 1)]);
-        assert_eq!(slots.unmatched_rules, vec![2]);
-    }
-
-    /// A rule without a direction is a kernel rule per direction, each with its own
-    /// conditions: each takes its own old counts, wherever the rule moved; a rule that now
-    /// has one direction takes only that direction's.
-    #[test]
-    fn each_direction_of_a_rule_takes_its_own_old_counts() {
-        use crate::configure::rules::{Rate, RuleSet};
-        use crate::instance::description::rules_of;
-        let described =
-            |toml: &str| rules_of(&RuleSet::from_toml(toml, "t").unwrap(), Rate::UNLIMITED);
-        let dns = "[[rule]]\nname = \"dns\"\naction = \"drop\"\nprotocol = \"udp\"\nport = 53\n";
-        let ssh = "[[rule]]\nname = \"ssh\"\naction = \"pass\"\nprotocol = \"tcp\"\n";
-        let old = old_instance(described(&format!("{dns}{ssh}")));
-        assert_eq!(old.rules.len(), 3);
-        let moved = described(&format!("{ssh}{dns}"));
-        let slots = SlotMap::for_reload(&old, &moved);
-        assert_eq!(slots.rules, vec![(0, 0), (1, 2), (2, 3), (3, 1)]);
-        assert!(slots.unmatched_rules.is_empty());
-        let source_only = described(&dns.replace("port = 53", "src_port = 53"));
-        let slots = SlotMap::for_reload(&old, &source_only);
-        assert_eq!(slots.rules, vec![(0, 0), (1, 1)]);
-        assert_eq!(slots.unmatched_rules, vec![2, 3]);
-    }
-
-    #[test]
-    fn the_previous_rules_counts_are_named_once_with_their_match() {
-        let old = old_instance(vec![
-            rule(1, "drop udp dst port 7001", "udp and dst port 7001"),
-            rule(2, "idle", "udp"),
-        ]);
-        let said = previous_rules(&old, &[(1, 53_654), (2, 0)]).expect("a rule had hits");
-        assert!(
-            said.contains(
-                "rule 1 \"drop udp dst port 7001\" (drop udp and dst port 7001): 53654 hits"
-            ) && !said.contains("idle"),
-            "{said}"
-        );
-        assert_eq!(previous_rules(&old, &[(2, 0)]), None);
-    }
-}
+mod tests;

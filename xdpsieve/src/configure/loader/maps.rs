@@ -12,10 +12,9 @@ use crate::{
 };
 
 /// The maps `status` and a takeover need, pinned under these names.
-pub const PINNED_MAPS: [&str; 6] = [
+pub const PINNED_MAPS: [&str; 5] = [
     "COUNTERS",
     "RULE_COUNTERS",
-    "INTERFACE_COUNTERS",
     "RULE_EXTRA",
     "TOP_SOURCES",
     "LIMIT_STATE",
@@ -169,7 +168,7 @@ impl Firewall {
         let maps = CounterMaps {
             counters: self.map("COUNTERS")?,
             rules: self.map("RULE_COUNTERS")?,
-            interfaces: self.map("INTERFACE_COUNTERS")?,
+            interfaces: None,
             rule_extra: self.map("RULE_EXTRA").ok(),
             limit_state: self.map("LIMIT_STATE").ok(),
         };
@@ -215,16 +214,16 @@ impl Firewall {
 
     /// Counters per interface slot (as in `Settings::ifindexes`, then one for any other).
     pub fn interface_counters(&self) -> Result<Vec<InterfaceCounters>, LoaderError> {
-        snapshot::read_interface_slots(self.map("INTERFACE_COUNTERS")?)
-            .map_err(|e| LoaderError::Load(format!("reading INTERFACE_COUNTERS: {e}")))
+        snapshot::read_interface_slots(self.map("COUNTERS")?)
+            .map_err(|e| LoaderError::Load(format!("reading COUNTERS: {e}")))
     }
 
     /// A handle of its own on the interface counters, for a rotating capture's per-file
     /// statistics (see [`snapshot::InterfaceProbe`]).
     pub fn interface_probe(&self) -> Result<snapshot::InterfaceProbe, LoaderError> {
         use std::os::fd::AsFd as _;
-        let fail = |e: String| LoaderError::Load(format!("INTERFACE_COUNTERS: {e}"));
-        let aya::maps::Map::PerCpuArray(data) = self.map("INTERFACE_COUNTERS")? else {
+        let fail = |e: String| LoaderError::Load(format!("COUNTERS: {e}"));
+        let aya::maps::Map::PerCpuArray(data) = self.map("COUNTERS")? else {
             return Err(fail("not a per-CPU array".into()));
         };
         let fd = data

@@ -26,9 +26,9 @@ pub const SHARED_MAPS: [&str; 6] = [
 /// does not read (notices are then counted lost, and nothing is banned until a restart).
 const NOTICES: &str = "LIMIT_NOTICES";
 
-/// Counter maps a reload's program shares too: the totals and the per-interface counters,
-/// whose slots do not change with the rules (pinned at start with the other counters).
-pub(super) const SHARED_COUNTERS: [&str; 2] = ["COUNTERS", "INTERFACE_COUNTERS"];
+/// Counter maps a reload's program shares too: the per-interface counters, whose slots do
+/// not change with the rules (pinned at start with the other counters).
+pub(super) const SHARED_COUNTERS: [&str; 1] = ["COUNTERS"];
 
 /// Has `loader` use the maps pinned in `dir` for [`SHARED_MAPS`] and [`SHARED_COUNTERS`]
 /// instead of making new ones.
@@ -46,7 +46,30 @@ pub(super) fn share_from(loader: &mut EbpfLoader<'_>, dir: &Path) -> Result<(), 
                 path.display()
             )));
         }
+        if name == "COUNTERS" {
+            counters_have_slots(&path)?;
+        }
         loader.map_pin_path(name, path);
+    }
+    Ok(())
+}
+
+/// Refuses a pinned `COUNTERS` without one slot per interface: that of a firewall an older
+/// build loaded (the totals alone, the interfaces in a map of their own). aya would hand it
+/// to the new program as it is, whose lookups past its one slot fail: every packet on a
+/// listed interface would go uncounted.
+fn counters_have_slots(path: &Path) -> Result<(), LoaderError> {
+    let slots = aya::maps::MapData::from_pin(path)
+        .and_then(|data| Ok(data.info()?.max_entries()))
+        .map_err(|e| LoaderError::Load(format!("reading {}: {e}", path.display())))?;
+    if slots != xdpsieve_common::COUNTER_SLOTS {
+        return Err(LoaderError::Load(format!(
+            "{} has {slots} slot(s), not {} (one per interface): the running firewall was \
+             started by an older xdpsieve; restart it to reload (the restart takes the \
+             firewall over, with its counts, and keeps it in force meanwhile)",
+            path.display(),
+            xdpsieve_common::COUNTER_SLOTS
+        )));
     }
     Ok(())
 }
@@ -84,4 +107,42 @@ pub(super) fn second_handle(
                 .and_then(Map::from_map_data)
                 .map_err(|e| LoaderError::Load(format!("opening a second handle of {name}: {e}")))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use aya::maps::{MapData, PerCpuArray};
+    use xdpsieve_common::{COUNTER_SLOTS, Counters};
+
+    use super::counters_have_slots;
+
+    /// A reload refuses the pinned `COUNTERS` of a firewall an older build loaded (one slot
+    /// for the totals), whose slots past the first this build's program would count into
+    /// in vain, and takes this build's.
+    #[test]
+    fn a_reload_refuses_an_older_builds_counters() {
+        if !xdpsieve_testkit::gate::root_or_skip() {
+            return;
+        }
+        for (slots, ok) in [(1, false), (COUNTER_SLOTS, true)] {
+            let map = PerCpuArray::<MapData, Counters>::create(slots, 0).expect("creating");
+            let pin = std::path::PathBuf::from(format!(
+                "/sys/fs/bpf/xdpsieve-unit-{}-counters-{slots}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_file(&pin);
+            aya::maps::IterableMap::map(&map)
+                .pin(&pin)
+                .expect("pinning");
+            let checked = counters_have_slots(&pin);
+            let _ = std::fs::remove_file(&pin);
+            match checked {
+                Ok(()) => assert!(ok, "{slots} slot(s) taken"),
+                Err(e) => {
+                    assert!(!ok, "{slots} slots refused: {e}");
+                    assert!(e.to_string().contains("older xdpsieve"), "{e}");
+                }
+            }
+        }
+    }
 }
