@@ -462,8 +462,9 @@ pub mod matcher {
     /// The placeholder function's name in the object's symbol table.
     pub const FUNCTION: &str = "xdpsieve_rules";
     /// eBPF instructions in the placeholder, padding included. Jumps in compiled code only
-    /// go forward, so its longest path is its length: a rule set whose code fits never runs
-    /// more instructions than the bitmap scan does on its cheapest path (see BENCHMARKS.md).
+    /// go forward, so its longest path is its length: a packet runs at most this many
+    /// instructions of it (compare the bitmaps' path in BENCHMARKS.md: about fifty with
+    /// protocols alone in use, a hundred with a port).
     pub const FUNCTION_INSNS: usize = 112;
     /// What the function returns when no rule matches.
     pub const NO_MATCH: u32 = u32::MAX;

@@ -54,7 +54,7 @@ fn what_is_not_compiled_says_why() {
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
     assert!(matches!(
         compile(&rules(&many)),
-        Err(NotCompiled::TooLong(n)) if n > FUNCTION_INSNS - 2
+        Err(NotCompiled::TooLong { insns: n, .. }) if n > FUNCTION_INSNS - 2
     ));
     let mut limited = RuleSet::default();
     limited
