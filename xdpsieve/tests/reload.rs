@@ -460,6 +460,15 @@ fn sighup_reloads_and_a_broken_file_leaves_the_old_rules_in_force() {
     let sockets = net.sockets();
     let mut run = net.start(&["--metrics", "127.0.0.1:9470"]);
     assert!(metrics(&net).contains("xdpsieve_rule_generation 1\n"));
+    // Two port rules: compiled, and status says so.
+    let matching = |status: &serde_json::Value| status["reload"]["matching"].clone();
+    let status = net.status();
+    assert!(
+        matching(&status)
+            .as_str()
+            .is_some_and(|m| m.starts_with("compiled to ")),
+        "{status}"
+    );
     assert_eq!(reachable(&net, &sockets), [false, true, false, true]);
 
     // SIGHUP does what `reload` does.
@@ -499,8 +508,15 @@ fn sighup_reloads_and_a_broken_file_leaves_the_old_rules_in_force() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains("rules: generation 2, loaded ")
+            && text.contains(", compiled to ")
             && text.contains(": FAILED: reading the rules"),
         "{text}"
+    );
+    assert!(
+        matching(&status)
+            .as_str()
+            .is_some_and(|m| m.starts_with("compiled to ")),
+        "{status}"
     );
     assert_eq!(reachable(&net, &sockets), [true, false, false, true]);
 

@@ -212,16 +212,22 @@ pub struct ReloadState {
     pub last: Option<Box<ReloadOutcome>>,
     /// How to rebuild the rules; absent in a description written before reloads existed.
     pub recipe: Option<Box<Recipe>>,
+    /// How the program in force finds the first matching rule (`configure::matcher`'s
+    /// `Matching`, as text): compiled code, or the bitmaps and why. Absent in descriptions
+    /// of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matching: Option<String>,
 }
 
 impl ReloadState {
     /// A run's state at start: `generation` loaded now from `recipe`.
-    pub fn at_start(generation: u32, recipe: Recipe) -> Self {
+    pub fn at_start(generation: u32, recipe: Recipe, matching: String) -> Self {
         ReloadState {
             generation,
             loaded_unix: unix_ns() / 1_000_000_000,
             last: None,
             recipe: Some(Box::new(recipe)),
+            matching: Some(matching),
         }
     }
 }

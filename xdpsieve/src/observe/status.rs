@@ -44,6 +44,9 @@ fn rules_line(out: &mut String, reload: &crate::instance::recipe::ReloadState) {
         reload.generation,
         now.saturating_sub(reload.loaded_unix)
     );
+    if let Some(matching) = &reload.matching {
+        let _ = write!(out, ", {}", escape(matching));
+    }
     match &reload.last {
         None => out.push_str("; not reloaded\n"),
         Some(last) => {

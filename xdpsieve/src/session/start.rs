@@ -316,7 +316,7 @@ fn describe(
         default_action: plan.rules.default_action,
         rules: meta_rules,
         sets: description::sets_of(&plan.rules.sets),
-        reload: ReloadState::at_start(generation, recipe),
+        reload: ReloadState::at_start(generation, recipe, firewall.matching().to_string()),
     }
 }
 

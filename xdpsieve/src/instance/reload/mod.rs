@@ -294,6 +294,7 @@ pub fn commit(prepared: Prepared, meta: &Meta, by: Reloader) -> Result<Reloaded>
     new_meta.default_action = rules.default_action;
     new_meta.reload.generation = generation;
     new_meta.reload.loaded_unix = unix_ns() / 1_000_000_000;
+    new_meta.reload.matching = Some(firewall.matching().to_string());
     let outcome = |message: String| ReloadOutcome {
         started_unix_ns: started_ns,
         ok: true,
