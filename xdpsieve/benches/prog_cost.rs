@@ -11,7 +11,9 @@
 //! deciding rule is the last one, the others never match).
 //!
 //! Run as root: `cargo bench -p xdpsieve --bench prog_cost [-- --quick] [--json PATH]`;
-//! while working on the program, `-- --quick --only-rules 1` measures xdpsieve alone.
+//! while working on the program, `-- --quick --only-rules 1` measures xdpsieve alone, and
+//! `-- --spin SECONDS` runs one path only (IPv4 UDP 64 B, no rule matched) for a profiler:
+//! `perf record -g target/release/deps/prog_cost-* --spin 10`.
 //! `--quick` uses 200,000 repeats and 3 runs. While capture paths run, a reader thread drains
 //! the ring as the real recorder would, and records that still did not fit are reported.
 //!
@@ -268,6 +270,45 @@ fn filters_for(frame: &Frame) -> [Filter; 4] {
 }
 
 /// xdpsieve with `rules` rules, capturing drops or not: every frame through it.
+/// `--spin SECONDS`: the 1-rule program (capturing drops) runs the IPv4 UDP 64 B frame no
+/// rule matches, and nothing else, for `SECONDS`: for `perf record` to see that one path,
+/// where the bench's runs mix every case's program.
+fn spin(seconds: u64) {
+    let mut set = RuleSet::default();
+    set.push_expression(Action::Drop, DECIDING_RULE)
+        .expect("deciding rule");
+    let settings = Settings {
+        rules: set,
+        capture: capture::DROPPED,
+        ring_bytes: 64 << 20,
+        ..Settings::default()
+    };
+    let mut firewall = Firewall::load(&settings).expect("loading xdpsieve (are you root?)");
+    let fd = firewall
+        .program()
+        .expect("program")
+        .fd()
+        .expect("fd")
+        .as_fd()
+        .as_raw_fd();
+    let frames = frames();
+    let frame = &frames[0].other;
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut runs = 0u64;
+    let mut ns = Vec::new();
+    while Instant::now() < end {
+        let (_, took) = test_run(fd, frame, 1_000_000).expect("test run");
+        ns.push(took);
+        runs += 1;
+    }
+    ns.sort_unstable();
+    eprintln!(
+        "prog_cost: spun {runs} million runs of {} (no rule matched), median {} ns",
+        frames[0].name,
+        ns.get(ns.len() / 2).copied().unwrap_or(0)
+    );
+}
+
 fn measure_xdpsieve(
     bench: &Bench,
     rules: usize,
@@ -482,6 +523,14 @@ fn main() {
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("prog_cost needs root (BPF_PROG_TEST_RUN)");
         std::process::exit(1);
+    }
+    if let Some(seconds) = args
+        .iter()
+        .position(|a| a == "--spin")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+    {
+        spin(seconds);
+        return;
     }
     // xdpsieve alone with one rule count, for iterating on the program.
     let only_rules: Option<usize> = args
