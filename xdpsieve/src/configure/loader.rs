@@ -398,10 +398,10 @@ fn verify(ebpf: &mut Ebpf, compiled: bool, translated: bool) -> Result<(), Loade
             return LoaderError::PermissionDenied;
         }
         if compiled {
-            LoaderError::CompiledRules(filters::refusal(&e.to_string()))
+            LoaderError::CompiledRules(filters::refusal(&e.to_string(), errno_in(&e)))
         } else if translated {
             // Most likely the verifier on the translation (its complexity limit).
-            LoaderError::TranslatedFilter(filters::refusal(&e.to_string()))
+            LoaderError::TranslatedFilter(filters::refusal(&e.to_string(), errno_in(&e)))
         } else {
             load_error(&e, &log_tail(&e.to_string(), 40))
         }

@@ -116,8 +116,8 @@ pub(super) fn plan(
 }
 
 /// Why the kernel refused a program with translated filters, in one short line, from the
-/// load error (which ends with the verifier's log).
-pub(super) fn refusal(error: &str) -> String {
+/// load error (which ends with the verifier's log) and its errno.
+pub(super) fn refusal(error: &str, errno: Option<i32>) -> String {
     // The verifier's statistics close every log; what it objected to comes before them.
     if error.contains("BPF program is too large") {
         return "the verifier gave up after 1,000,000 instructions: the filter has too many \
@@ -125,15 +125,32 @@ pub(super) fn refusal(error: &str) -> String {
             .into();
     }
     let stats = ["verification time", "stack depth", "processed "];
-    error
+    let Some(line) = error
         .lines()
         .rev()
         .map(str::trim)
         .find(|l| !l.is_empty() && !stats.iter().any(|s| l.starts_with(s)))
-        .map_or_else(
-            || "the verifier refused it".into(),
-            |line| line.chars().take(200).collect(),
-        )
+    else {
+        return "the verifier refused it".into();
+    };
+    let line: String = line.chars().take(200).collect();
+    // A log that ends on an instruction (`968: (85) call ...`) says no reason: the verifier
+    // stopped without one, out of memory or interrupted by a signal (seen once in CI, beside
+    // another test verifying a program as large), not because of the program.
+    let at_instruction = line
+        .split_once(": (")
+        .is_some_and(|(pc, _)| !pc.is_empty() && pc.bytes().all(|b| b.is_ascii_digit()));
+    if at_instruction {
+        let why = errno.map_or_else(
+            || "no error number".to_string(),
+            |n| std::io::Error::from_raw_os_error(n).to_string(),
+        );
+        return format!(
+            "the verifier stopped at `{line}` without saying why ({why}): out of memory or \
+             interrupted, not the program's fault; loading again may pass"
+        );
+    }
+    line
 }
 
 #[cfg(test)]
@@ -146,9 +163,20 @@ mod tests {
                          output: 22813: (2d) if r1 > r3 goto pc+30 BPF program is too large. \
                          Processed 1000001 insn\nverification time 3657906 usec\nstack depth \
                          256+0+136\nprocessed 1000001 insns (limit 1000000)";
-        assert!(refusal(too_large).contains("1,000,000 instructions"));
+        assert!(refusal(too_large, Some(libc::E2BIG)).contains("1,000,000 instructions"));
         let other = "Verifier output: 12: (61) r2 = *(u32 *)(r1 +0)\ninvalid access to packet\n\
                      verification time 10 usec\nstack depth 0\nprocessed 3 insns";
-        assert_eq!(refusal(other), "invalid access to packet");
+        assert_eq!(
+            refusal(other, Some(libc::EACCES)),
+            "invalid access to packet"
+        );
+        // A log cut off at an instruction: no reason given.
+        let stopped = "Verifier output: 967: (bf) r2 = r10\n968: (85) call bpf_xdp_load_bytes#189";
+        let said = refusal(stopped, Some(libc::ENOMEM));
+        assert!(
+            said.starts_with("the verifier stopped at `968: (85) call")
+                && said.contains("without saying why (Cannot allocate memory"),
+            "{said}"
+        );
     }
 }
