@@ -663,6 +663,7 @@ pub struct InterfaceCounters {
     pub sampled_out: u64,
 }
 
+// The two views' field correspondence, both ways, in one place.
 impl From<&Counters> for InterfaceCounters {
     fn from(c: &Counters) -> Self {
         InterfaceCounters {
@@ -674,6 +675,23 @@ impl From<&Counters> for InterfaceCounters {
             capture_lost: c.capture_lost,
             rate_limited: c.rate_limited,
             sampled_out: c.sampled_out,
+        }
+    }
+}
+
+/// An older build's per-interface counts as the fields of a slot (the others zero).
+impl From<&InterfaceCounters> for Counters {
+    fn from(c: &InterfaceCounters) -> Self {
+        Counters {
+            seen: c.packets,
+            bytes_seen: c.bytes,
+            passed: c.passed,
+            dropped: c.dropped,
+            captured: c.captured,
+            capture_lost: c.capture_lost,
+            rate_limited: c.rate_limited,
+            sampled_out: c.sampled_out,
+            ..Counters::default()
         }
     }
 }

@@ -269,20 +269,11 @@ fn filters_for(frame: &Frame) -> [Filter; 4] {
     ]
 }
 
-/// xdpsieve with `rules` rules, capturing drops or not: every frame through it.
 /// `--spin SECONDS`: the 1-rule program (capturing drops) runs the IPv4 UDP 64 B frame no
 /// rule matches, and nothing else, for `SECONDS`: for `perf record` to see that one path,
 /// where the bench's runs mix every case's program.
 fn spin(seconds: u64) {
-    let mut set = RuleSet::default();
-    set.push_expression(Action::Drop, DECIDING_RULE)
-        .expect("deciding rule");
-    let settings = Settings {
-        rules: set,
-        capture: capture::DROPPED,
-        ring_bytes: 64 << 20,
-        ..Settings::default()
-    };
+    let (settings, _) = settings_for(1, true, None);
     let mut firewall = Firewall::load(&settings).expect("loading xdpsieve (are you root?)");
     let fd = firewall
         .program()
@@ -309,27 +300,13 @@ fn spin(seconds: u64) {
     );
 }
 
-fn measure_xdpsieve(
-    bench: &Bench,
+/// The bench's xdpsieve configuration: `rules - 1` rules that never match, then the
+/// deciding rule; drops captured or not, through `filter` if any. Also the filter's length.
+fn settings_for(
     rules: usize,
     capture_drops: bool,
-    frames: &[Frame],
-) -> (Vec<Case>, Verified) {
-    measure_xdpsieve_with(bench, rules, capture_drops, frames, None)
-}
-
-/// The same with a capture filter (capturing drops), for one frame.
-fn measure_filtered(bench: &Bench, frame: &Frame, filter: Filter) -> Vec<Case> {
-    measure_xdpsieve_with(bench, 1, true, std::slice::from_ref(frame), Some(filter)).0
-}
-
-fn measure_xdpsieve_with(
-    bench: &Bench,
-    rules: usize,
-    capture_drops: bool,
-    frames: &[Frame],
     filter: Option<Filter>,
-) -> (Vec<Case>, Verified) {
+) -> (Settings, Option<usize>) {
     let mut set = RuleSet::default();
     for i in 1..rules {
         set.push_expression(Action::Drop, &format!("tcp dst port {}", filler_port(i)))
@@ -351,6 +328,32 @@ fn measure_xdpsieve_with(
         ring_bytes: 64 << 20,
         ..Settings::default()
     };
+    (settings, filter_insns)
+}
+
+/// xdpsieve with `rules` rules, capturing drops or not: every frame through it.
+fn measure_xdpsieve(
+    bench: &Bench,
+    rules: usize,
+    capture_drops: bool,
+    frames: &[Frame],
+) -> (Vec<Case>, Verified) {
+    measure_xdpsieve_with(bench, rules, capture_drops, frames, None)
+}
+
+/// The same with a capture filter (capturing drops), for one frame.
+fn measure_filtered(bench: &Bench, frame: &Frame, filter: Filter) -> Vec<Case> {
+    measure_xdpsieve_with(bench, 1, true, std::slice::from_ref(frame), Some(filter)).0
+}
+
+fn measure_xdpsieve_with(
+    bench: &Bench,
+    rules: usize,
+    capture_drops: bool,
+    frames: &[Frame],
+    filter: Option<Filter>,
+) -> (Vec<Case>, Verified) {
+    let (settings, filter_insns) = settings_for(rules, capture_drops, filter);
     let mut firewall = Firewall::load(&settings).expect("loading xdpsieve (are you root?)");
     let verified = verified(
         format!(

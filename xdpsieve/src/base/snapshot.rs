@@ -89,6 +89,10 @@ fn sum_per_cpu<T: Pod + Default>(
         .collect()
 }
 
+/// The per-interface counters of a firewall an older build loaded, beside its one-slot
+/// `COUNTERS` (see `xdpsieve_common::InterfaceCounters`).
+pub const OLDER_INTERFACES: &str = "INTERFACE_COUNTERS";
+
 /// The counter maps, from the loaded program or from their pins.
 pub struct CounterMaps<'a> {
     /// One slot per interface (see `xdpsieve_common::COUNTER_SLOTS`); the totals alone in
@@ -159,7 +163,7 @@ pub fn read_pinned(dir: &Path, rule_count: usize, interface_names: &[String]) ->
     };
     let (counters, rules) = (open("COUNTERS")?, open("RULE_COUNTERS")?);
     // Only a firewall an older build loaded has this one.
-    let interfaces = open("INTERFACE_COUNTERS").ok();
+    let interfaces = open(OLDER_INTERFACES).ok();
     // Optional: the pins of a firewall an older build loaded have no such map.
     let rule_extra = open("RULE_EXTRA").ok();
     let limit_state = open("LIMIT_STATE").ok();

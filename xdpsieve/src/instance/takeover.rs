@@ -38,6 +38,7 @@ use xdpsieve_common::{
 
 use crate::{
     base::counters::{self, Counter},
+    base::snapshot,
     base::text::escape,
     configure::loader::{AttachMode, AttachedMode, Firewall, ifindex_of},
     instance::description::{Meta, MetaRule},
@@ -183,8 +184,6 @@ struct Values {
 
 const COUNTERS: &str = "COUNTERS";
 const RULE_COUNTERS: &str = "RULE_COUNTERS";
-/// An older build's per-interface counters (see [`OldCounters::Older`]).
-const OLDER_INTERFACES: &str = "INTERFACE_COUNTERS";
 
 fn read<T: Pod>(map: &Map, slots: &[(u32, u32)]) -> Result<Vec<Vec<T>>> {
     let array: PerCpuArray<_, T> = PerCpuArray::try_from(map)?;
@@ -209,7 +208,7 @@ fn read_counters(old: &OldCounters, pairs: &[(u32, u32)]) -> Result<Vec<Vec<Coun
         .unwrap_or_default();
     let mut values: Vec<Vec<Counters>> = read::<InterfaceCounters>(interfaces, pairs)?
         .iter()
-        .map(|cpus| cpus.iter().map(counters_of).collect())
+        .map(|cpus| cpus.iter().map(Counters::from).collect())
         .collect();
     let other = MAX_INTERFACES as u32;
     let rest = pairs
@@ -231,21 +230,6 @@ fn read_counters(old: &OldCounters, pairs: &[(u32, u32)]) -> Result<Vec<Vec<Coun
         }
     }
     Ok(values)
-}
-
-/// An older build's per-interface counts as the fields of this build's slot.
-fn counters_of(c: &InterfaceCounters) -> Counters {
-    Counters {
-        seen: c.packets,
-        bytes_seen: c.bytes,
-        passed: c.passed,
-        dropped: c.dropped,
-        captured: c.captured,
-        capture_lost: c.capture_lost,
-        rate_limited: c.rate_limited,
-        sampled_out: c.sampled_out,
-        ..Counters::default()
-    }
 }
 
 fn read_all(old: &OldMaps, slots: &SlotMap) -> Result<Values> {
@@ -359,7 +343,7 @@ pub fn copy_before_swap(
     let (_, counters) = open(COUNTERS)?;
     let one_slot = PerCpuArray::<_, Counters>::try_from(&counters)?.len() == 1;
     let counters = if one_slot {
-        let (_, interfaces) = open(OLDER_INTERFACES)?;
+        let (_, interfaces) = open(snapshot::OLDER_INTERFACES)?;
         OldCounters::Older {
             totals: counters,
             interfaces,

@@ -190,7 +190,7 @@ fn an_older_builds_counters_carry_over_whole() {
                 ..Counters::default()
             };
             for (_, cpus) in &interfaces {
-                counters::add(counters::KERNEL, &mut t, &counters_of(&cpus[c]));
+                counters::add(counters::KERNEL, &mut t, &Counters::from(&cpus[c]));
             }
             t
         })
@@ -226,7 +226,8 @@ fn an_older_builds_counters_carry_over_whole() {
 }
 
 /// `status` of a firewall an older build loaded: the totals from its one `COUNTERS` slot,
-/// the interfaces from its `INTERFACE_COUNTERS`; of this build's, both from the slots.
+/// the interfaces from its `INTERFACE_COUNTERS`; of this build's, both from the slots. The
+/// same firewall both ways: fw0 dropped 5 packets, another interface 3, one was malformed.
 #[test]
 fn status_reads_either_layout() {
     if !xdpsieve_testkit::gate::root_or_skip() {
@@ -236,43 +237,59 @@ fn status_reads_either_layout() {
     let other = MAX_INTERFACES as u32;
     let names = ["fw0".to_string()];
     let rules = per_cpu_map::<RuleCounters>(2, &[]);
-    let fw0 = InterfaceCounters {
-        packets: 5,
-        dropped: 5,
+    let dropped = |k: u64| InterfaceCounters {
+        packets: k,
+        dropped: k,
         ..InterfaceCounters::default()
     };
+    let (fw0, elsewhere) = (dropped(5), dropped(3));
     let totals = Counters {
-        seen: 5,
-        dropped: 5,
+        seen: 8,
+        dropped: 8,
         malformed: 1,
         ..Counters::default()
     };
+    // Each value on the first CPU, zero on the others.
+    fn on_first<T: Clone + Default>(v: T, n: usize) -> Vec<T> {
+        let mut cpus = vec![v];
+        cpus.resize(n, T::default());
+        cpus
+    }
     let read = |counters: &Map, interfaces: Option<&Map>| {
-        let maps = crate::base::snapshot::CounterMaps {
+        let maps = snapshot::CounterMaps {
             counters,
             rules: &rules,
             interfaces,
             rule_extra: None,
             limit_state: None,
         };
-        crate::base::snapshot::read_snapshot(&maps, 1, &names, 0).expect("reading")
+        snapshot::read_snapshot(&maps, 1, &names, 0).expect("reading")
     };
-    let mut on_first = vec![totals; 1];
-    on_first.resize(n, Counters::default());
+    // Read as this build's slots, the older one-slot map would put all 8 on fw0.
     let older = read(
-        &per_cpu_map(1, &[(0, on_first.clone())]),
+        &per_cpu_map(1, &[(0, on_first(totals, n))]),
         Some(&per_cpu_map(
             other + 1,
-            &[(0, {
-                let mut v = vec![fw0];
-                v.resize(n, InterfaceCounters::default());
-                v
-            })],
+            &[(0, on_first(fw0, n)), (other, on_first(elsewhere, n))],
         )),
     );
-    let current = read(&per_cpu_map(other + 1, &[(0, on_first)]), None);
+    let mut fw0_slot = Counters::from(&fw0);
+    fw0_slot.malformed = 1;
+    let current = read(
+        &per_cpu_map(
+            other + 1,
+            &[
+                (0, on_first(fw0_slot, n)),
+                (other, on_first(Counters::from(&elsewhere), n)),
+            ],
+        ),
+        None,
+    );
     for snap in [older, current] {
         assert_eq!(snap.counters, totals);
-        assert_eq!(snap.interfaces, vec![("fw0".to_string(), fw0)]);
+        assert_eq!(
+            snap.interfaces,
+            vec![("fw0".to_string(), fw0), ("other".to_string(), elsewhere)]
+        );
     }
 }
