@@ -285,6 +285,7 @@ fn parse_ipv4(ctx: &Frame, l3: usize, frame_len: usize, pkt: &mut Packet) {
     }
     parse_l4(
         |offset| load::<u16>(ctx, offset),
+        |offset| load::<u32>(ctx, offset),
         l3 + header_len,
         l3 + total_len,
         pkt,
@@ -306,7 +307,13 @@ fn needs_ports(protocol: u8) -> bool {
 /// first fragment without the flags byte is a tiny fragment (RFC 1858). A whole packet
 /// whose TCP or UDP header is cut short is malformed, and unclassifiable.
 #[inline(always)]
-fn parse_l4(read: impl Fn(usize) -> Option<u16>, offset: usize, l4_end: usize, pkt: &mut Packet) {
+fn parse_l4(
+    read: impl Fn(usize) -> Option<u16>,
+    read_ports: impl Fn(usize) -> Option<u32>,
+    offset: usize,
+    l4_end: usize,
+    pkt: &mut Packet,
+) {
     let min_len = match pkt.protocol {
         IPPROTO_TCP => TCP_MIN_HDR_LEN,
         IPPROTO_UDP => UDP_HDR_LEN,
@@ -328,7 +335,7 @@ fn parse_l4(read: impl Fn(usize) -> Option<u16>, offset: usize, l4_end: usize, p
     }
     let first_fragment = pkt.special & special::FIRST_FRAGMENT != 0;
     let needed = if first_fragment { PORTS_LEN } else { min_len };
-    let (Some(src), Some(dst)) = (read(offset), read(offset + 2)) else {
+    let Some(ports) = read_ports(offset) else {
         // Not even the ports are in the frame's data.
         pkt.malformed = true;
         pkt.special |= special::UNCLASSIFIABLE;
@@ -340,8 +347,9 @@ fn parse_l4(read: impl Fn(usize) -> Option<u16>, offset: usize, l4_end: usize, p
         pkt.special |= special::UNCLASSIFIABLE;
         return;
     }
-    pkt.src_port = u16::from_be(src);
-    pkt.dst_port = u16::from_be(dst);
+    let [src_hi, src_lo, dst_hi, dst_lo] = ports.to_ne_bytes();
+    pkt.src_port = u16::from_be_bytes([src_hi, src_lo]);
+    pkt.dst_port = u16::from_be_bytes([dst_hi, dst_lo]);
     pkt.has_ports = 1;
     if min_len == TCP_MIN_HDR_LEN {
         match read(offset + TCP_FLAGS_OFFSET).map(u16::to_ne_bytes) {

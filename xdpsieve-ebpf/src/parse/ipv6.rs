@@ -188,9 +188,13 @@ pub(super) fn parse_ipv6(
         walk_long_chain(xdp, &mut chain, l3_end, pkt);
         pkt.protocol = chain.next_hdr;
         if chain.first_fragment {
-            finish_chain(&chain, l3_end, pkt, |offset| {
-                load_bytes::<2>(xdp, offset).map(u16::from_ne_bytes)
-            });
+            finish_chain(
+                &chain,
+                l3_end,
+                pkt,
+                |offset| load_bytes::<2>(xdp, offset).map(u16::from_ne_bytes),
+                |offset| load_bytes::<4>(xdp, offset).map(u32::from_ne_bytes),
+            );
         }
         return;
     }
@@ -198,10 +202,19 @@ pub(super) fn parse_ipv6(
     if chain.first_fragment {
         // An L4 header past the linear data (a long chain in a jumbo frame) is read by the
         // helper: only that frame pays for the fallback.
-        finish_chain(&chain, l3_end, pkt, |offset| {
-            load::<u16>(ctx, offset)
-                .or_else(|| load_bytes::<2>(xdp, offset).map(u16::from_ne_bytes))
-        });
+        finish_chain(
+            &chain,
+            l3_end,
+            pkt,
+            |offset| {
+                load::<u16>(ctx, offset)
+                    .or_else(|| load_bytes::<2>(xdp, offset).map(u16::from_ne_bytes))
+            },
+            |offset| {
+                load::<u32>(ctx, offset)
+                    .or_else(|| load_bytes::<4>(xdp, offset).map(u32::from_ne_bytes))
+            },
+        );
     }
 }
 
@@ -213,6 +226,7 @@ fn finish_chain(
     l3_end: usize,
     pkt: &mut Packet,
     read: impl Fn(usize) -> Option<u16>,
+    read_ports: impl Fn(usize) -> Option<u32>,
 ) {
     if chain.cut || is_ipv6_extension(chain.next_hdr) || chain.offset > l3_end {
         // The chain was cut short, ran past the packet, or is longer than we walk: the
@@ -223,7 +237,7 @@ fn finish_chain(
         }
         return;
     }
-    parse_l4(read, chain.offset, l3_end, pkt);
+    parse_l4(read, read_ports, chain.offset, l3_end, pkt);
 }
 
 /// Continues the walk past [`FAST_IPV6_EXT_HEADERS`] up to [`MAX_IPV6_EXT_HEADERS`], reading
