@@ -237,7 +237,7 @@ mod program {
         // SAFETY: per-CPU map values belong to this CPU for the duration of the program.
         let counters = unsafe { &mut *counters };
         let frame_bytes = frame_len as u64;
-        counters.seen += 1;
+        // Not `seen`: userspace reads it as passed + dropped.
         counters.bytes_seen += frame_bytes;
         if pkt.malformed {
             counters.malformed += 1;

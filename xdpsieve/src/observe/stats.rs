@@ -20,7 +20,11 @@ pub fn summary(snap: &Snapshot, writer: &WriterStats, rules: &RuleSet) -> String
     let _ = writeln!(
         out,
         "{} packets seen by xdpsieve ({} dropped, {} passed, {} malformed, {} without IP header)",
-        c.seen, c.dropped, c.passed, c.malformed, c.non_ip
+        c.seen(),
+        c.dropped,
+        c.passed,
+        c.malformed,
+        c.non_ip
     );
     let _ = writeln!(
         out,
@@ -131,7 +135,7 @@ pub fn interval_line(
         "xdpsieve: {:.0} pkt/s ({:.0} dropped/s, {:.0} passed/s), {:.1} Mbit/s; \
          captured {:.0}/s, events {:.0}/s; lost {} (capture) {} (events) {} (perf), \
          rate-limited {}, sampled out {}{not_written}",
-        rate(c.seen, p.seen),
+        rate(c.seen(), p.seen()),
         rate(c.dropped, p.dropped),
         rate(c.passed, p.passed),
         rate(c.bytes_seen, p.bytes_seen) * 8.0 / 1e6,

@@ -179,7 +179,7 @@ fn assemble(
         generation: pinned.meta.reload.generation,
         recorder: pinned.live,
         traffic: Traffic {
-            seen: c.seen,
+            seen: c.seen(),
             dropped: c.dropped,
             passed: c.passed,
             bytes_seen: c.bytes_seen,
