@@ -198,37 +198,21 @@ mod program {
 
         // For a later fragment: whether its first fragment's verdict was found.
         let mut fragment_found = None;
-        let outcome = if pkt.family == family::NONE {
-            // Non-IP frames (ARP, LLDP, ...) and unreadable IP headers always pass: dropping
-            // ARP under a default-drop policy would cut the host off.
-            Outcome {
-                verdict: verdict::PASS,
-                rule_id: 0,
-                slot: None,
-                log: false,
-                marks: 0,
-                extra_wanted: 0,
-                shadow_id: 0,
-                shadow_slot: 0,
-                record_slot: 0,
-            }
+        // The rules are evaluated in this one place: a second copy of the rule loop would
+        // make LLVM stop unrolling it, which costs the common path dearly. Frames that are
+        // not IP leave the common path with the rare ones (`special::NOT_IP`).
+        let decided = if pkt.special == 0 {
+            None
         } else {
-            // The rules are evaluated in this one place: a second copy of the rule loop
-            // would make LLVM stop unrolling it, which costs the common path dearly.
-            let decided = if pkt.special == 0 {
-                None
-            } else {
-                decide_special(cfg, pkt, frame_len as u32, &mut fragment_found)
-            };
-            let outcome = match decided {
-                Some(outcome) => outcome,
-                None => judge(cfg, pkt, frame_len as u32),
-            };
-            if pkt.special & special::FIRST_FRAGMENT != 0 {
-                remember_first_fragment(pkt, &outcome);
-            }
-            outcome
+            decide_special(cfg, pkt, frame_len as u32, &mut fragment_found)
         };
+        let outcome = match decided {
+            Some(outcome) => outcome,
+            None => judge(cfg, pkt, frame_len as u32),
+        };
+        if pkt.special & special::FIRST_FRAGMENT != 0 {
+            remember_first_fragment(pkt, &outcome);
+        }
         let dropped = outcome.verdict == verdict::DROP;
 
         let Some(counters) = COUNTERS.get_ptr_mut(interface_slot(cfg, ctx)) else {

@@ -109,9 +109,10 @@ pub(crate) fn walked_outcome(o: &WalkOutcome) -> Outcome {
     }
 }
 
-/// Fragments and unclassifiable packets (the rare path), before the rules: the outcome
-/// when it does not come from them (an unclassifiable packet under a drop policy, a later
-/// fragment whose first fragment's outcome is known), else `None`. For a later fragment,
+/// Frames that are not IP, fragments and unclassifiable packets (the rare path), before
+/// the rules: the outcome when it does not come from them (a frame that is not IP, an
+/// unclassifiable packet under a drop policy, a later fragment whose first fragment's
+/// outcome is known), else `None`. For a later fragment,
 /// `found` says whether its first fragment's outcome was recalled.
 #[inline(always)]
 pub(crate) fn decide_special(
@@ -120,6 +121,14 @@ pub(crate) fn decide_special(
     frame_len: u32,
     found: &mut Option<bool>,
 ) -> Option<Outcome> {
+    if pkt.special & special::NOT_IP != 0 {
+        // Non-IP frames (ARP, LLDP, ...) and unreadable IP headers always pass: dropping
+        // ARP under a default-drop policy would cut the host off. No rule slot counts them.
+        return Some(Outcome {
+            slot: None,
+            ..default_outcome(verdict::PASS)
+        });
+    }
     if pkt.special & special::UNCLASSIFIABLE != 0 && cfg.unclassifiable == u32::from(verdict::DROP)
     {
         return Some(default_outcome(verdict::DROP));

@@ -102,10 +102,24 @@ pub(crate) mod special {
     pub(crate) const UNCLASSIFIABLE: u8 = 1 << 2;
     /// A TCP fragment too short for the flags, or at offset 8 (RFC 1858); also unclassifiable.
     pub(crate) const TINY_FRAGMENT: u8 = 1 << 3;
+    /// No IP header the parser could read (`family::NONE`): no rule looks at the frame.
+    /// [`Packet::clear`] sets it and [`Packet::set_family`] clears it, so that the filter
+    /// finds every frame that leaves the common path by testing this one byte.
+    ///
+    /// [`Packet::clear`]: super::Packet::clear
+    /// [`Packet::set_family`]: super::Packet::set_family
+    pub(crate) const NOT_IP: u8 = 1 << 4;
 }
 
-/// Bytes [`Packet::clear`] zeroes: everything but `fragment_id`.
+/// Bytes [`Packet::clear`] writes: everything but `fragment_id`.
 const CLEARED_LEN: usize = 48;
+
+/// The 8-byte word of `Packet` that holds `special`, and that word's value with
+/// `special == NOT_IP` and every other byte zero (BPF here is little-endian).
+const SPECIAL_WORD: usize = core::mem::offset_of!(Packet, special) / 8;
+const SPECIAL_WORD_NOT_IP: u64 =
+    (special::NOT_IP as u64) << (8 * (core::mem::offset_of!(Packet, special) % 8));
+const _: () = assert!(cfg!(target_endian = "little"));
 
 const _: () = {
     assert!(size_of::<Packet>() == 56);
@@ -115,17 +129,30 @@ const _: () = {
 };
 
 impl Packet {
-    /// All zero (`family::NONE` is 0) up to `fragment_id`, by six 8-byte stores. Volatile,
-    /// because the compiler turns a zero literal into calls to `memset`: BPF-to-BPF calls on
-    /// every packet.
+    /// All zero (`family::NONE` is 0) up to `fragment_id` but for `special`, which says
+    /// [`special::NOT_IP`] until a family is set: six 8-byte stores. Volatile, because the
+    /// compiler turns a zero literal into calls to `memset`: BPF-to-BPF calls on every
+    /// packet.
     #[inline(always)]
     fn clear(&mut self) {
         const { assert!(family::NONE == 0) };
         let words = core::ptr::from_mut(self).cast::<u64>();
         for i in 0..CLEARED_LEN / 8 {
+            let word = if i == SPECIAL_WORD {
+                SPECIAL_WORD_NOT_IP
+            } else {
+                0
+            };
             // SAFETY: in bounds, and Packet is 8-aligned.
-            unsafe { core::ptr::write_volatile(words.add(i), 0) };
+            unsafe { core::ptr::write_volatile(words.add(i), word) };
         }
+    }
+
+    /// The packet is IP, of `family`: it goes on to the rules.
+    #[inline(always)]
+    fn set_family(&mut self, family: u8) {
+        self.family = family;
+        self.special = 0;
     }
 }
 
@@ -255,7 +282,7 @@ fn parse_ipv4(ctx: &Frame, l3: usize, frame_len: usize, pkt: &mut Packet) {
         pkt.malformed = true;
         return;
     }
-    pkt.family = family::IPV4;
+    pkt.set_family(family::IPV4);
     pkt.protocol = protocol;
     pkt.src[0] = src;
     pkt.dst[0] = dst;

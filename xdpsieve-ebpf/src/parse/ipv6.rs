@@ -127,7 +127,7 @@ pub(super) fn parse_ipv6(
         pkt.malformed = true;
         return;
     }
-    pkt.family = family::IPV6;
+    pkt.set_family(family::IPV6);
     // Word by word, with volatile reads: LLVM turns a copy of the arrays into a call to
     // `memcpy`, which BPF gets as a byte loop (about 230 instructions per packet).
     for i in 0..4 {
