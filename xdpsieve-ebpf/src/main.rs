@@ -128,13 +128,18 @@ mod program {
     #[map]
     static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
-    /// Where the parse result is laundered (see `filter`).
+    /// One packet's working memory, per CPU: the parse result, laundered there (see
+    /// `filter`), and where the rule scan leaves the index it found (see
+    /// `rules::first_match`). One value for both: one lookup per packet.
     #[map]
-    static PACKET_SCRATCH: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
+    static PACKET_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-    /// Carries the matched rule's index out of the rule loop (see `rules::first_match`).
-    #[map]
-    static MATCHED_RULE: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+    #[repr(C)]
+    struct Scratch {
+        packet: Packet,
+        matched: u32,
+        _pad: u32,
+    }
 
     /// Per rule slot; slot 0 counts packets that fell to the default verdict.
     #[map]
@@ -191,10 +196,13 @@ mod program {
         };
         // SAFETY: scratch points to this CPU's value of a map we own, for this program run.
         let pkt: &Packet = unsafe {
-            parse::parse(ctx, frame_len, &mut *scratch);
-            let laundered: *const Packet = core::ptr::read_volatile(&(scratch as *const Packet));
+            parse::parse(ctx, frame_len, &mut (*scratch).packet);
+            let laundered: *const Packet =
+                core::ptr::read_volatile(&(&raw const (*scratch).packet));
             &*laundered
         };
+        // SAFETY: as above.
+        let matched = unsafe { &raw mut (*scratch).matched };
 
         // For a later fragment: whether its first fragment's verdict was found.
         let mut fragment_found = None;
@@ -208,7 +216,7 @@ mod program {
         };
         let outcome = match decided {
             Some(outcome) => outcome,
-            None => judge(cfg, pkt, frame_len as u32),
+            None => judge(cfg, pkt, frame_len as u32, matched),
         };
         if pkt.special & special::FIRST_FRAGMENT != 0 {
             remember_first_fragment(pkt, &outcome);
@@ -354,9 +362,10 @@ mod program {
         outcome.verdict as u32
     }
 
-    /// First match over the rules, else the default verdict.
+    /// First match over the rules, else the default verdict. `matched`: this CPU's slot
+    /// for the index the rule scan finds.
     #[inline(always)]
-    fn judge(cfg: &Config, pkt: &Packet, frame_len: u32) -> Outcome {
+    fn judge(cfg: &Config, pkt: &Packet, frame_len: u32, matched: *mut u32) -> Outcome {
         let maps = rules::RuleMaps {
             proto_sets: &PROTO_SETS,
             src_port_class: &SRC_PORT_CLASS,
@@ -368,7 +377,7 @@ mod program {
             set_nodes: &SET_NODES,
             set_classes: &SET_CLASSES,
             joined: &JOINED_RULES,
-            matched: &MATCHED_RULE,
+            matched,
         };
         match rules::first_match(&maps, cfg, pkt, frame_len) {
             rules::Matched::Rule(rule) => Outcome {

@@ -51,8 +51,9 @@ pub(crate) struct RuleMaps<'a> {
     pub set_classes: &'a Array<SetClass>,
     /// Per-CPU scratch for a field whose rules come from both tries (see [`join`]).
     pub joined: &'a PerCpuArray<FieldBits>,
-    /// Carries the matched index out (see [`first_match`]).
-    pub matched: &'a PerCpuArray<u32>,
+    /// Carries the matched index out (see [`first_match`]): this CPU's slot in a map
+    /// value, valid for writes for the program run.
+    pub matched: *mut u32,
 }
 
 /// What decides a packet (an IPv4 or IPv6 packet).
@@ -162,8 +163,8 @@ fn matching(maps: &RuleMaps<'_>, cfg: &Config, pkt: &Packet, frame_len: u32) -> 
             &set_class(maps, v6, &pkt.dst)?.dst,
         )?,
     };
-    let slot = maps.matched.get_ptr_mut(0)?;
-    // SAFETY: slot points to this CPU's value of a map we own.
+    let slot = maps.matched;
+    // SAFETY: slot points into this CPU's value of a map we own.
     unsafe { *slot = u32::MAX };
     let words = core::cmp::min(cfg.rule_words as usize, RULE_WORDS);
     // The fields in use, packed to the front. The flags come from `cfg` (read-only data),
