@@ -310,13 +310,7 @@ fn parse_ipv4(ctx: &Frame, l3: usize, frame_len: usize, pkt: &mut Packet) {
         }
         pkt.special |= special::FIRST_FRAGMENT;
     }
-    parse_l4(
-        |offset| load::<u16>(ctx, offset),
-        |offset| load::<u32>(ctx, offset),
-        l3 + header_len,
-        l3 + total_len,
-        pkt,
-    );
+    parse_l4(ctx, l3 + header_len, l3 + total_len, pkt);
 }
 
 /// TCP and UDP: the protocols whose rules can have port conditions.
@@ -325,22 +319,31 @@ fn needs_ports(protocol: u8) -> bool {
     protocol == IPPROTO_TCP || protocol == IPPROTO_UDP
 }
 
+/// Where [`parse_l4`] reads the L4 header: a `T` (`u16` or `u32`) at `offset`, its bytes as
+/// they lie in memory, or `None` where it cannot. One load of the integer's width from the
+/// packet, where a `[u8; 2]` took two byte loads, a shift and an OR. `Frame` reads the
+/// linear data only; IPv6 adds the helper for headers past it (`ipv6`).
+trait L4Bytes {
+    /// `T` must be a plain integer: any bit pattern is a value.
+    fn at<T: Copy + Default>(&self, offset: usize) -> Option<T>;
+}
+
+impl L4Bytes for Frame {
+    #[inline(always)]
+    fn at<T: Copy + Default>(&self, offset: usize) -> Option<T> {
+        load::<T>(self, offset)
+    }
+}
+
 /// Reads ports (or ICMP type and code) from the L4 header at `offset`, which must end before
-/// `l4_end` (the IP packet's end; `read` fails past the frame's data). `read` returns the
-/// two bytes at an offset as they lie in memory (`u16::from_ne_bytes` of them): one 16-bit
-/// load from the packet, where a `[u8; 2]` took two byte loads, a shift and an OR.
+/// `l4_end` (the IP packet's end; `bytes` fails past the frame's data). Both ports come
+/// from one 4-byte read: one bounds check and one load.
 ///
 /// A first fragment needs only its ports (the first 4 bytes) for port rules to apply; a TCP
 /// first fragment without the flags byte is a tiny fragment (RFC 1858). A whole packet
 /// whose TCP or UDP header is cut short is malformed, and unclassifiable.
 #[inline(always)]
-fn parse_l4(
-    read: impl Fn(usize) -> Option<u16>,
-    read_ports: impl Fn(usize) -> Option<u32>,
-    offset: usize,
-    l4_end: usize,
-    pkt: &mut Packet,
-) {
+fn parse_l4(bytes: &impl L4Bytes, offset: usize, l4_end: usize, pkt: &mut Packet) {
     let min_len = match pkt.protocol {
         IPPROTO_TCP => TCP_MIN_HDR_LEN,
         IPPROTO_UDP => UDP_HDR_LEN,
@@ -353,7 +356,7 @@ fn parse_l4(
             return;
         }
         // ICMP carries no ports (rules do not match on its type and code; the log shows them).
-        if let Some([icmp_type, code]) = read(offset).map(u16::to_ne_bytes) {
+        if let Some([icmp_type, code]) = bytes.at::<u16>(offset).map(u16::to_ne_bytes) {
             pkt.icmp_type = icmp_type;
             pkt.icmp_code = code;
             pkt.has_icmp = 1;
@@ -362,7 +365,7 @@ fn parse_l4(
     }
     let first_fragment = pkt.special & special::FIRST_FRAGMENT != 0;
     let needed = if first_fragment { PORTS_LEN } else { min_len };
-    let Some(ports) = read_ports(offset) else {
+    let Some(ports) = bytes.at::<u32>(offset) else {
         // Not even the ports are in the frame's data.
         pkt.malformed = true;
         pkt.special |= special::UNCLASSIFIABLE;
@@ -379,7 +382,10 @@ fn parse_l4(
     pkt.dst_port = u16::from_be_bytes([dst_hi, dst_lo]);
     pkt.has_ports = 1;
     if min_len == TCP_MIN_HDR_LEN {
-        match read(offset + TCP_FLAGS_OFFSET).map(u16::to_ne_bytes) {
+        match bytes
+            .at::<u16>(offset + TCP_FLAGS_OFFSET)
+            .map(u16::to_ne_bytes)
+        {
             Some([_data_offset, flags]) if offset + TCP_FLAGS_END <= l4_end => {
                 pkt.tcp_flags = flags;
             }

@@ -7,7 +7,8 @@ use aya_ebpf::{helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
 use xdpsieve_common::{FAST_IPV6_EXT_HEADERS, MAX_IPV6_EXT_HEADERS, family};
 
 use super::{
-    Frame, IPPROTO_TCP, Packet, TCP_OVERLAP_FRAGMENT_OFFSET, header, load, parse_l4, special,
+    Frame, IPPROTO_TCP, L4Bytes, Packet, TCP_OVERLAP_FRAGMENT_OFFSET, header, load, parse_l4,
+    special,
 };
 
 const IPV6_HDR_LEN: usize = 40;
@@ -188,46 +189,20 @@ pub(super) fn parse_ipv6(
         walk_long_chain(xdp, &mut chain, l3_end, pkt);
         pkt.protocol = chain.next_hdr;
         if chain.first_fragment {
-            finish_chain(
-                &chain,
-                l3_end,
-                pkt,
-                |offset| load_bytes::<2>(xdp, offset).map(u16::from_ne_bytes),
-                |offset| load_bytes::<4>(xdp, offset).map(u32::from_ne_bytes),
-            );
+            finish_chain(&chain, l3_end, pkt, &Helper(xdp));
         }
         return;
     }
     pkt.protocol = chain.next_hdr;
     if chain.first_fragment {
-        // An L4 header past the linear data (a long chain in a jumbo frame) is read by the
-        // helper: only that frame pays for the fallback.
-        finish_chain(
-            &chain,
-            l3_end,
-            pkt,
-            |offset| {
-                load::<u16>(ctx, offset)
-                    .or_else(|| load_bytes::<2>(xdp, offset).map(u16::from_ne_bytes))
-            },
-            |offset| {
-                load::<u32>(ctx, offset)
-                    .or_else(|| load_bytes::<4>(xdp, offset).map(u32::from_ne_bytes))
-            },
-        );
+        finish_chain(&chain, l3_end, pkt, &LinearOrHelper { frame: ctx, xdp });
     }
 }
 
 /// After the walk (of a packet that is not a later fragment): the L4 header, if the chain
 /// ended in one; else the packet is unclassifiable.
 #[inline(always)]
-fn finish_chain(
-    chain: &Chain,
-    l3_end: usize,
-    pkt: &mut Packet,
-    read: impl Fn(usize) -> Option<u16>,
-    read_ports: impl Fn(usize) -> Option<u32>,
-) {
+fn finish_chain(chain: &Chain, l3_end: usize, pkt: &mut Packet, bytes: &impl L4Bytes) {
     if chain.cut || is_ipv6_extension(chain.next_hdr) || chain.offset > l3_end {
         // The chain was cut short, ran past the packet, or is longer than we walk: the
         // protocol behind it, let alone its ports, is unknown.
@@ -237,7 +212,7 @@ fn finish_chain(
         }
         return;
     }
-    parse_l4(read, read_ports, chain.offset, l3_end, pkt);
+    parse_l4(bytes, chain.offset, l3_end, pkt);
 }
 
 /// Continues the walk past [`FAST_IPV6_EXT_HEADERS`] up to [`MAX_IPV6_EXT_HEADERS`], reading
@@ -254,7 +229,7 @@ fn walk_long_chain(xdp: &XdpContext, chain: &mut Chain, l3_end: usize, pkt: &mut
             chain.cut = true;
             return;
         }
-        let Some(bytes) = load_bytes::<4>(xdp, chain.offset) else {
+        let Some(bytes) = load_bytes::<[u8; 4]>(xdp, chain.offset) else {
             chain.cut = true;
             return;
         };
@@ -262,19 +237,51 @@ fn walk_long_chain(xdp: &XdpContext, chain: &mut Chain, l3_end: usize, pkt: &mut
         let header_len = step_extension(
             chain,
             bytes,
-            || load_bytes::<4>(xdp, offset + IPV6_FRAG_ID_OFFSET).map(u32::from_be_bytes),
+            || load_bytes::<[u8; 4]>(xdp, offset + IPV6_FRAG_ID_OFFSET).map(u32::from_be_bytes),
             pkt,
         );
         chain.offset += header_len;
     }
 }
 
-/// Copies `N` bytes at `offset` (anywhere in the frame, XDP fragments included).
+/// Copies a `T` at `offset` (anywhere in the frame, XDP fragments included). `T` must be
+/// plain data, integers or byte arrays: any bit pattern is a value.
 #[inline(always)]
-fn load_bytes<const N: usize>(xdp: &XdpContext, offset: usize) -> Option<[u8; N]> {
-    let mut buf = [0u8; N];
-    // SAFETY: buf is N writable bytes on the stack; the helper checks the packet bounds.
-    let rc =
-        unsafe { bpf_xdp_load_bytes(xdp.ctx, offset as u32, buf.as_mut_ptr().cast(), N as u32) };
-    (rc == 0).then_some(buf)
+fn load_bytes<T: Copy + Default>(xdp: &XdpContext, offset: usize) -> Option<T> {
+    let mut value = T::default();
+    // SAFETY: value is size_of::<T>() writable bytes on the stack, and any bytes make a T;
+    // the helper checks the packet bounds.
+    let rc = unsafe {
+        bpf_xdp_load_bytes(
+            xdp.ctx,
+            offset as u32,
+            (&raw mut value).cast(),
+            size_of::<T>() as u32,
+        )
+    };
+    (rc == 0).then_some(value)
+}
+
+/// The L4 header from the linear data, else through the helper: only a frame whose header
+/// lies past the linear data (a long chain in a jumbo frame) pays for the fallback.
+struct LinearOrHelper<'a> {
+    frame: &'a Frame,
+    xdp: &'a XdpContext,
+}
+
+impl L4Bytes for LinearOrHelper<'_> {
+    #[inline(always)]
+    fn at<T: Copy + Default>(&self, offset: usize) -> Option<T> {
+        load::<T>(self.frame, offset).or_else(|| load_bytes::<T>(self.xdp, offset))
+    }
+}
+
+/// The L4 header through the helper only (after the walk past the fast headers).
+struct Helper<'a>(&'a XdpContext);
+
+impl L4Bytes for Helper<'_> {
+    #[inline(always)]
+    fn at<T: Copy + Default>(&self, offset: usize) -> Option<T> {
+        load_bytes::<T>(self.0, offset)
+    }
 }
