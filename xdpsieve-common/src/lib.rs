@@ -446,9 +446,10 @@ pub mod filter {
     pub const TRANSLATED_INTERPRET: u32 = 2;
 }
 
-/// The rule set compiled to eBPF at load: a short rule set is matched by code written for
-/// it (one test per condition, rule after rule) instead of the bitmaps, whose lookups cost
-/// the same whatever the rules. Userspace writes the code over the placeholder function
+/// The rule set compiled to eBPF at load: a rule set is matched by code written for it
+/// (one test per condition, rule after rule, or first a binary search on a port) instead
+/// of the bitmaps, whose lookups cost the same whatever the rules, when a packet's path
+/// through that code is short ([`MAX_PATH`](matcher::MAX_PATH)). Userspace writes the code over the placeholder function
 /// [`FUNCTION`](matcher::FUNCTION) in the object, as it does a translated capture filter,
 /// and sets [`Config::rules_compiled`].
 ///
@@ -461,11 +462,14 @@ pub mod filter {
 pub mod matcher {
     /// The placeholder function's name in the object's symbol table.
     pub const FUNCTION: &str = "xdpsieve_rules";
-    /// eBPF instructions in the placeholder, padding included. Jumps in compiled code only
-    /// go forward, so its longest path is its length: a packet runs at most this many
-    /// instructions of it (compare the bitmaps' path in BENCHMARKS.md: about fifty with
-    /// protocols alone in use, a hundred with a port).
-    pub const FUNCTION_INSNS: usize = 112;
+    /// eBPF instructions in the placeholder, padding included: the longest code that fits
+    /// (as many as a capture filter's slot). A packet runs only its path through it.
+    pub const FUNCTION_INSNS: usize = 16384;
+    /// Most instructions of compiled code one packet may run (jumps only go forward, so the
+    /// compiler knows): a rule set whose code could run more is matched by the bitmaps,
+    /// whose path is about fifty instructions with protocols alone in use and a hundred
+    /// or more with a port (BENCHMARKS.md).
+    pub const MAX_PATH: usize = 110;
     /// What the function returns when no rule matches.
     pub const NO_MATCH: u32 = u32::MAX;
 

@@ -83,7 +83,7 @@ pub(crate) const R9: u8 = 9;
 pub(crate) const FP: u8 = 10;
 
 /// A place in the code a jump can name before it is emitted.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Label(usize);
 
 /// Why emitted code could not be finished.
@@ -115,6 +115,11 @@ impl Emitter {
 
     pub(crate) fn bind(&mut self, label: Label) {
         self.labels[label.0] = Some(self.code.len());
+    }
+
+    /// Instructions emitted so far.
+    pub(crate) fn len(&self) -> usize {
+        self.code.len()
     }
 
     /// Whether some jump names `label`.

@@ -3,18 +3,31 @@
 //! written over the program's placeholder function (`ebpf_code::object::place`).
 //!
 //! Why: the bitmaps ([`crate::configure::classify`]) cost the same whatever the rules, a
-//! lookup or two per field in use and a word scan, about a hundred instructions on every
-//! packet. A firewall of a few rules needs a few tests per rule. So a rule set is compiled
-//! when its code fits the placeholder ([`FUNCTION_INSNS`]): jumps only go forward, so no
-//! packet runs more of it than its length, at most 110 instructions. That bounds the cost;
-//! it does not make compiled code cheaper for every rule set. With a port or an address in
-//! use the bitmaps run about a hundred instructions, so compiled code is never dearer; but
-//! a long rule set over protocols alone needs a single bitmap lookup (about fifty), while
-//! its code can run up to twice that on a packet no rule matches. Choosing by an estimate
-//! of both costs per rule set would close that gap; it is not done.
+//! lookup or two per field in use and a word scan: about a hundred instructions on every
+//! packet with a port in use, nearly two hundred at 1,024 port rules. Compiled code costs
+//! what a packet's own path through it costs. Jumps only go forward, so no packet runs more
+//! of it than the path this module measures, and a rule set is compiled only when that
+//! path is at most [`MAX_PATH`] instructions (and the code fits the placeholder,
+//! [`FUNCTION_INSNS`]). That bounds the cost; it does not make compiled code cheaper for
+//! every rule set: a long rule set over protocols alone needs a single bitmap lookup
+//! (about fifty), while its code can run up to twice that. Choosing by an estimate of both
+//! costs per rule set would close that gap; it is not done.
+//!
+//! Two shapes; of those that fit, the one with the shorter longest path wins:
+//! - **In order**: every rule's tests, rule after rule. Short rule sets.
+//! - **Split on a port** (source or destination): first the rules without a condition on
+//!   that port, in order, since they could hold whatever it is; the first that holds
+//!   leaves its index in `r0`. Then the port's values, cut into the ranges over which the
+//!   same rules allow it (every rule's range starts or ends one), are searched: one
+//!   32-bit comparison per level, to the code of that range's rules, in order, without
+//!   the port test itself. The first that holds returns the lower of its index and `r0`.
+//!   Ranges with the same rules share their code. 1,024 rules on single ports run about
+//!   twelve comparisons and the tests of a rule or two, not 1,024 rules' tests.
+//!
 //! Rule sets that name address sets (their members change at run time, in maps) or have
-//! continuing rules (the walk past them reads the bitmaps) keep the bitmaps, as do longer
-//! rule sets: the bitmaps are the general case, and the tests run both on the same frames.
+//! continuing rules (the walk past them reads the bitmaps) keep the bitmaps, as do rule
+//! sets no shape compiles short enough: the bitmaps are the general case, and the tests
+//! run both on the same frames.
 //!
 //! The code, for `r1` the packet (`packet::*` offsets), `r0` the result:
 //! - `if r1 == 0 goto none` (the verifier checks the function on its own, where the
@@ -22,17 +35,22 @@
 //! - the fields some rule tests, loaded once: family `r2`, protocol `r3`, ports present
 //!   `r4`, source port `r5`, destination port `r6`, the first address words `r7` and `r8`;
 //! - per rule, one 32-bit test per condition, each jumping to the next rule when it fails
-//!   (an IPv6 prefix loads its other words into `r9`, masked where the prefix ends inside
-//!   a word), then `r0 = index; exit`;
+//!   (an IPv6 prefix loads its other words into `r9`; a prefix that ends inside a word
+//!   masks it in `r9`, never in `r0`), then `r0 = index; exit`;
+//! - split: `r0 = NO_MATCH`, the rules without the port (each ending `r0 = index; goto
+//!   search`), the search (`if port >= start goto upper half`, down to `goto range`), each
+//!   range's rules (ending `if r0 < index goto done; r0 = index; exit`, the comparison left
+//!   out when no rule without the port comes before), then `done: exit`;
 //! - `none: r0 = NO_MATCH; exit`.
 //!
 //! The conditions mean what the bitmaps mean (`classify::build`): the rule's family and
 //! protocol, ports present when the rule has a port condition, each port within its range,
-//! each address under its prefix.
+//! each address under its prefix. A split keeps the test of ports present: a packet
+//! without ports reads as port 0, and lands in a range whose port rules then fail it.
 
 use std::fmt;
 
-use xdpsieve_common::matcher::{FUNCTION_INSNS, NO_MATCH, packet};
+use xdpsieve_common::matcher::{FUNCTION_INSNS, MAX_PATH, NO_MATCH, packet};
 
 use crate::configure::{
     ebpf_code::{
@@ -54,6 +72,9 @@ pub enum NotCompiled {
     /// The code would be this many instructions (`at_least`: or more, when the compiler
     /// gave up before writing it all), more than the placeholder holds.
     TooLong { insns: usize, at_least: bool },
+    /// In every shape, some packet would run this many instructions of the code (at
+    /// least), more than [`MAX_PATH`]: the bitmaps cost less.
+    LongPath { insns: usize },
     /// Asked for ([`RuleEngine::Bitmaps`]).
     Asked,
     /// The kernel refused the compiled rules (its verifier's last word). A bug of
@@ -73,6 +94,11 @@ impl fmt::Display for NotCompiled {
                  placeholder holds",
                 if *at_least { "at least " } else { "" },
                 FUNCTION_INSNS - 2
+            ),
+            NotCompiled::LongPath { insns } => write!(
+                f,
+                "compiled, a packet could run {insns} eBPF instructions of them, more than \
+                 the {MAX_PATH} past which the bitmaps cost less"
             ),
             NotCompiled::Asked => write!(f, "asked for"),
             NotCompiled::Refused(why) => write!(f, "the kernel refused the compiled rules: {why}"),
@@ -114,14 +140,130 @@ pub fn plan(rules: &[RuleSpec], engine: RuleEngine) -> (Matching, Option<Vec<Ebp
     if engine == RuleEngine::Bitmaps {
         return (Matching::Bitmaps(NotCompiled::Asked), None);
     }
-    match compile(rules).and_then(|code| Ok((code.len(), function(&code)?))) {
+    match compile(rules).and_then(|code| Ok((code.insns.len(), function(&code.insns)?))) {
         Ok((length, function)) => (Matching::Compiled(length), Some(function)),
         Err(why) => (Matching::Bitmaps(why), None),
     }
 }
 
-/// The code for `rules` (in evaluation order), without padding.
-pub fn compile(rules: &[RuleSpec]) -> Result<Vec<EbpfInsn>, NotCompiled> {
+/// Compiled rules, without padding.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Code {
+    pub insns: Vec<EbpfInsn>,
+    /// The most instructions of it one packet runs (at most; every jump goes forward).
+    pub longest_path: usize,
+    pub shape: Shape,
+}
+
+/// How the code tests the rules (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    InOrder,
+    /// A binary search on the source or destination port, then the rules of that range.
+    Split(Port),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    Src,
+    Dst,
+}
+
+/// The code for `rules` (in evaluation order): of the shapes that fit, the one with the
+/// shortest longest path.
+pub fn compile(rules: &[RuleSpec]) -> Result<Code, NotCompiled> {
+    let conditions = conditions(rules)?;
+    let shapes = [
+        Shape::InOrder,
+        Shape::Split(Port::Dst),
+        Shape::Split(Port::Src),
+    ];
+    let mut best: Option<Code> = None;
+    let mut shortest_path = usize::MAX;
+    let mut shortest_code: Option<(usize, bool)> = None;
+    for shape in shapes {
+        // Too far for a jump's offset or a label left unbound: more than fits anyway.
+        let code = match emit(&conditions, shape) {
+            Ok(code) => code,
+            Err(_) => {
+                shortest_code = shortest_code.or(Some((FUNCTION_INSNS, true)));
+                continue;
+            }
+        };
+        if code.insns.len() > FUNCTION_INSNS - 2 {
+            let (n, _) = shortest_code.unwrap_or((usize::MAX, false));
+            if code.insns.len() < n {
+                shortest_code = Some((code.insns.len(), false));
+            }
+            continue;
+        }
+        shortest_path = shortest_path.min(code.longest_path);
+        if code.longest_path > MAX_PATH {
+            continue;
+        }
+        let better = best.as_ref().is_none_or(|b| {
+            (code.longest_path, code.insns.len()) < (b.longest_path, b.insns.len())
+        });
+        if better {
+            best = Some(code);
+        }
+    }
+    match (best, shortest_code) {
+        (Some(code), _) => Ok(code),
+        (None, _) if shortest_path != usize::MAX => Err(NotCompiled::LongPath {
+            insns: shortest_path,
+        }),
+        (None, code) => {
+            let (insns, at_least) = code.unwrap_or((FUNCTION_INSNS, true));
+            Err(NotCompiled::TooLong { insns, at_least })
+        }
+    }
+}
+
+/// `code` (from [`compile`]) as the whole placeholder function.
+pub fn function(code: &[EbpfInsn]) -> Result<Vec<EbpfInsn>, NotCompiled> {
+    ebpf_code::padded(code, FUNCTION_INSNS).ok_or(NotCompiled::TooLong {
+        insns: code.len(),
+        at_least: false,
+    })
+}
+
+/// What one rule tests.
+#[derive(Clone)]
+struct Conditions {
+    /// The rule's position in evaluation order: what the code returns when it holds.
+    index: i32,
+    family: Option<u8>,
+    protocol: Option<u8>,
+    needs_ports: bool,
+    src_port: Option<(u16, u16)>,
+    dst_port: Option<(u16, u16)>,
+    /// Prefixes longer than /0 (a /0 only restricts the family, which `family` tests).
+    src: Option<Cidr>,
+    dst: Option<Cidr>,
+}
+
+impl Conditions {
+    fn port(&self, port: Port) -> Option<(u16, u16)> {
+        match port {
+            Port::Src => self.src_port,
+            Port::Dst => self.dst_port,
+        }
+    }
+
+    /// The rule's tests where `port` is known to be within its range.
+    fn without(&self, port: Port) -> Conditions {
+        let mut rule = self.clone();
+        match port {
+            Port::Src => rule.src_port = None,
+            Port::Dst => rule.dst_port = None,
+        }
+        rule
+    }
+}
+
+/// Each rule's tests, or why the rule set is not compiled.
+fn conditions(rules: &[RuleSpec]) -> Result<Vec<Conditions>, NotCompiled> {
     if rules.is_empty() {
         return Err(NotCompiled::NoRules);
     }
@@ -167,43 +309,10 @@ pub fn compile(rules: &[RuleSpec]) -> Result<Vec<EbpfInsn>, NotCompiled> {
             dst: addr(&rule.dst)?.filter(|c| c.prefix_len > 0),
         });
     }
-    // Short enough that no jump is out of an offset's reach, nor a label left unbound.
-    let code = emit(&conditions).map_err(|_| NotCompiled::TooLong {
-        insns: FUNCTION_INSNS,
-        at_least: true,
-    })?;
-    if code.len() > FUNCTION_INSNS - 2 {
-        return Err(NotCompiled::TooLong {
-            insns: code.len(),
-            at_least: false,
-        });
-    }
-    Ok(code)
+    Ok(conditions)
 }
 
-/// `code` (from [`compile`]) as the whole placeholder function.
-pub fn function(code: &[EbpfInsn]) -> Result<Vec<EbpfInsn>, NotCompiled> {
-    ebpf_code::padded(code, FUNCTION_INSNS).ok_or(NotCompiled::TooLong {
-        insns: code.len(),
-        at_least: false,
-    })
-}
-
-/// What one rule tests.
-struct Conditions {
-    /// The rule's position in evaluation order: what the code returns when it holds.
-    index: i32,
-    family: Option<u8>,
-    protocol: Option<u8>,
-    needs_ports: bool,
-    src_port: Option<(u16, u16)>,
-    dst_port: Option<(u16, u16)>,
-    /// Prefixes longer than /0 (a /0 only restricts the family, which `family` tests).
-    src: Option<Cidr>,
-    dst: Option<Cidr>,
-}
-
-fn emit(rules: &[Conditions]) -> Result<Vec<EbpfInsn>, ebpf_code::Unfinished> {
+fn emit(rules: &[Conditions], shape: Shape) -> Result<Code, ebpf_code::Unfinished> {
     let mut e = Emitter::default();
     let none = e.label();
     e.jump(JMP | JEQ | K, R1, 0, 0, none);
@@ -223,6 +332,41 @@ fn emit(rules: &[Conditions]) -> Result<Vec<EbpfInsn>, ebpf_code::Unfinished> {
             e.emit(LDX | MEM | size, register, R1, offset, 0);
         }
     }
+    let longest_path = match shape {
+        Shape::InOrder => {
+            rules_in_order(&mut e, rules);
+            0
+        }
+        Shape::Split(port) => split::split(&mut e, rules, port),
+    };
+    e.bind(none);
+    e.emit(ALU | MOV | K, R0, 0, 0, NO_MATCH as i32);
+    e.emit(JMP | EXIT, 0, 0, 0, 0);
+    let insns = e.finish()?;
+    Ok(Code {
+        // In order, the code is one path: its length bounds every packet's.
+        longest_path: if shape == Shape::InOrder {
+            insns.len()
+        } else {
+            longest_path
+        },
+        insns,
+        shape,
+    })
+}
+
+/// Each rule's tests, one after the other, falling through past the last; a rule that
+/// holds returns its index.
+fn rules_in_order(e: &mut Emitter, rules: &[Conditions]) {
+    tests_in_order(e, rules, |e, index| {
+        e.emit(ALU | MOV | K, R0, 0, 0, index);
+        e.emit(JMP | EXIT, 0, 0, 0, 0);
+    });
+}
+
+/// Each rule's tests, one after the other, falling through past the last; `holds` writes
+/// what follows the tests of the rule (of that index) that hold.
+fn tests_in_order(e: &mut Emitter, rules: &[Conditions], holds: impl Fn(&mut Emitter, i32)) {
     for rule in rules {
         let next = e.label();
         if let Some(family) = rule.family {
@@ -236,22 +380,17 @@ fn emit(rules: &[Conditions]) -> Result<Vec<EbpfInsn>, ebpf_code::Unfinished> {
         }
         for (range, register) in [(rule.src_port, R5), (rule.dst_port, R6)] {
             if let Some(range) = range {
-                port_range(&mut e, register, range, next);
+                port_range(e, register, range, next);
             }
         }
         for (prefix, first, offset) in [(rule.src, R7, packet::SRC), (rule.dst, R8, packet::DST)] {
             if let Some(prefix) = prefix {
-                under_prefix(&mut e, prefix, first, offset, next);
+                under_prefix(e, prefix, first, offset, next);
             }
         }
-        e.emit(ALU | MOV | K, R0, 0, 0, rule.index);
-        e.emit(JMP | EXIT, 0, 0, 0, 0);
+        holds(e, rule.index);
         e.bind(next);
     }
-    e.bind(none);
-    e.emit(ALU | MOV | K, R0, 0, 0, NO_MATCH as i32);
-    e.emit(JMP | EXIT, 0, 0, 0, 0);
-    e.finish()
 }
 
 /// Jumps to `next` unless the port in `register` is within `(min, max)`.
@@ -283,17 +422,20 @@ fn under_prefix(e: &mut Emitter, prefix: Cidr, first: u8, offset: i16, next: Lab
             e.emit(LDX | MEM | W, R9, R1, offset + 4 * word as i16, 0);
             R9
         };
-        let register = if mask[word] == u32::MAX {
-            register
-        } else {
-            // Masked in a copy: the first word stays whole for the next rule.
-            e.emit(ALU | MOV | ebpf_code::X, R0, register, 0, 0);
-            e.emit(ALU | AND | K, R0, 0, 0, mask[word] as i32);
-            R0
-        };
+        if mask[word] != u32::MAX {
+            // The first word is masked in a copy, so that it stays whole for the next
+            // rule; a later word is a fresh load. Not in `r0`: split code keeps a result
+            // there.
+            if register != R9 {
+                e.emit(ALU | MOV | ebpf_code::X, R9, register, 0, 0);
+            }
+            e.emit(ALU | AND | K, R9, 0, 0, mask[word] as i32);
+        }
+        let register = if mask[word] == u32::MAX { register } else { R9 };
         e.jump(JMP32 | JNE | K, register, 0, addr[word] as i32, next);
     }
 }
 
+mod split;
 #[cfg(test)]
 mod tests;
