@@ -37,3 +37,30 @@ pub(crate) fn selects(cfg: &Config, xdp: *mut xdp_md, slot: u32, frame_len: u32)
         _ => interpreter::selects(xdp, slot, frame_len),
     }
 }
+
+/// Which of the wanted records (capture, event) the filters select. The log shares the
+/// capture filter's run when it has no filter of its own.
+#[inline(always)]
+pub(crate) fn apply(
+    xdp: *mut xdp_md,
+    cfg: &Config,
+    want_capture: bool,
+    want_log: bool,
+    frame_len: u32,
+) -> (bool, bool) {
+    let mut capture_selected = None;
+    let mut capture = want_capture;
+    if want_capture && cfg.capture_filter != 0 {
+        let selected = selects(cfg, xdp, cfg.capture_filter - 1, frame_len);
+        capture_selected = Some(selected);
+        capture = selected;
+    }
+    let mut log = want_log;
+    if want_log && cfg.log_filter != 0 {
+        log = match capture_selected {
+            Some(selected) if cfg.log_filter == cfg.capture_filter => selected,
+            _ => selects(cfg, xdp, cfg.log_filter - 1, frame_len),
+        };
+    }
+    (capture, log)
+}

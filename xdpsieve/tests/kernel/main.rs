@@ -37,6 +37,7 @@
 mod bans;
 mod capture;
 mod compiled_rules;
+mod default_path;
 mod directions;
 mod events;
 mod features;

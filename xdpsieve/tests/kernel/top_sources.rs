@@ -113,3 +113,34 @@ fn a_spoofed_flood_does_not_push_out_a_source_that_is_still_sending() {
         "the flood must reach the heavy source's slot"
     );
 }
+
+/// A source dropped by the default verdict (no rule matched, the drop not recorded: the
+/// program's early way out) is counted as one a rule dropped.
+#[test]
+fn a_source_the_default_drops_is_counted() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut rules = xdpsieve::configure::rules::RuleSet::from_toml(
+        "[[rule]]\naction = \"pass\"\nprotocol = \"udp\"\ndst_port = 53\n",
+        "test",
+    )
+    .expect("rules");
+    rules.default_action = xdpsieve::configure::rules::Action::Drop;
+    let mut fw = load(&xdpsieve::configure::loader::Settings {
+        rules,
+        capture: 0,
+        ..Default::default()
+    });
+    let dropped = Frame::ipv4(HOSTILE4, HOST4).udp(1, 80).build();
+    let passed = Frame::ipv4(PEER4, HOST4).udp(1, 53).build();
+    run_repeat(&mut fw, &dropped, 2000);
+    run_repeat(&mut fw, &passed, 2000);
+    // Held by the 200th packet but for a chance of (15/16)^200, about 2.5e-6.
+    let d = held(&mut fw, HOSTILE4).expect("the dropped source is held");
+    assert!(
+        (1800..=2000).contains(&d.dropped) && d.would + d.limited == 0,
+        "{d:?}"
+    );
+    assert_eq!(held(&mut fw, PEER4), None, "a passed source is not tracked");
+}
