@@ -15,9 +15,11 @@
 //! whose first fragment a rule dropped, nor loses one a rule passed. Only fragments and
 //! unclassifiable packets take that path (`Packet::special`).
 //!
-//! The commonest packet, one no rule matches, is counted and let go as soon as the rules
-//! are done when the default verdict is not recorded (`count_default`): the record
-//! decision costs about forty instructions, a third of what the packet costs after parsing.
+//! A packet of the common path whose verdict is not recorded (no rule matched, or a rule
+//! without `log` decided, and the configuration records neither capture nor event for
+//! that verdict) is counted and let go as soon as the rules are done (`count_unrecorded`):
+//! building its outcome and deciding whether to record it cost about fifty instructions,
+//! a third of what such a packet costs after parsing.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
@@ -74,10 +76,7 @@ mod program {
 
     use crate::{
         capture_filter, fragments,
-        outcome::{
-            Outcome, decide_special, default_outcome, record_params, remember_first_fragment,
-            walked_outcome,
-        },
+        outcome::{self, decide_special, record_params, remember_first_fragment},
         parse,
         parse::{Packet, special},
         records::{
@@ -220,16 +219,30 @@ mod program {
         };
         let outcome = match decided {
             Some(outcome) => outcome,
-            None => match judge(cfg, pkt, frame_len as u32, matched) {
-                // No rule matched a packet of the common path, and the default verdict
-                // is not recorded: counted, and done, without the record decision's work.
-                // (Fragments and unclassifiable packets the rules judge go on: they are
-                // remembered and counted below.)
-                rules::Matched::Default if !default_recorded(cfg) && pkt.special == 0 => {
-                    return count_default(cfg, ctx, pkt, frame_len as u64);
+            None => {
+                let matched = judge(cfg, pkt, frame_len as u32, matched);
+                // A packet of the common path whose verdict is not recorded is counted,
+                // and done, without the record decision's work. (Fragments and
+                // unclassifiable packets the rules judge go on: they are remembered and
+                // counted below.)
+                let unrecorded = match &matched {
+                    rules::Matched::Default if !recorded(cfg, cfg.default_verdict) => {
+                        Some((cfg.default_verdict, 0))
+                    }
+                    rules::Matched::Rule(rule)
+                        if !rule.log && !recorded(cfg, u32::from(rule.verdict)) =>
+                    {
+                        Some((u32::from(rule.verdict), rule.index + 1))
+                    }
+                    _ => None,
+                };
+                if let Some((verdict, slot)) = unrecorded
+                    && pkt.special == 0
+                {
+                    return count_unrecorded(cfg, ctx, pkt, frame_len as u64, verdict, slot);
                 }
-                matched => outcome_of(cfg, matched),
-            },
+                outcome::of_rules(cfg, matched)
+            }
         };
         if pkt.special & special::FIRST_FRAGMENT != 0 {
             remember_first_fragment(pkt, &outcome);
@@ -376,29 +389,35 @@ mod program {
         rules::first_match(&maps, cfg, pkt, frame_len)
     }
 
-    /// Whether packets no rule matched are to be recorded (captured or logged).
+    /// Whether the configuration records (captures or logs) packets of `verdict`.
     #[inline(always)]
-    fn default_recorded(cfg: &Config) -> bool {
-        let wanted = if cfg.default_verdict == u32::from(verdict::DROP) {
-            capture::DROPPED
-        } else {
-            capture::PASSED
+    fn recorded(cfg: &Config, verdict: u32) -> bool {
+        // A verdict's capture bit is the verdict's value: no branch to choose it.
+        const {
+            assert!(capture::DROPPED == verdict::DROP as u32);
+            assert!(capture::PASSED == verdict::PASS as u32);
         };
-        (cfg.capture | cfg.log) & wanted != 0
+        (cfg.capture | cfg.log) & verdict != 0
     }
 
-    /// Counts a packet of the common path no rule matched, as the path that records would,
-    /// and returns the default verdict.
+    /// Counts a packet of the common path that `slot` decided (0: no rule matched) and
+    /// that is not to be recorded, as the path that records would, and returns `verdict`.
     #[inline(always)]
-    fn count_default(cfg: &Config, ctx: &XdpContext, pkt: &Packet, frame_bytes: u64) -> u32 {
-        let verdict = cfg.default_verdict;
+    fn count_unrecorded(
+        cfg: &Config,
+        ctx: &XdpContext,
+        pkt: &Packet,
+        frame_bytes: u64,
+        verdict: u32,
+        slot: u32,
+    ) -> u32 {
         let dropped = verdict == u32::from(verdict::DROP);
         let Some(counters) = COUNTERS.get_ptr_mut(interface_slot(cfg, ctx)) else {
             return verdict;
         };
         // SAFETY: per-CPU map values belong to this CPU for the duration of the program.
         count_verdict(unsafe { &mut *counters }, pkt, frame_bytes, dropped);
-        count_rule_hit(0, frame_bytes);
+        count_rule_hit(slot, frame_bytes);
         if cfg.features & walk_features::TOP_SOURCES != 0 && dropped {
             top_sources::count(pkt, frame_bytes as u32, dropped, 0);
         }
@@ -430,26 +449,6 @@ mod program {
             let rc = unsafe { &mut *rc };
             rc.hits += 1;
             rc.bytes += frame_bytes;
-        }
-    }
-
-    /// What decides a packet the rules judged.
-    #[inline(always)]
-    fn outcome_of(cfg: &Config, matched: rules::Matched) -> Outcome {
-        match matched {
-            rules::Matched::Rule(rule) => Outcome {
-                verdict: rule.verdict,
-                rule_id: rule.id,
-                slot: Some(rule.index + 1),
-                log: rule.log,
-                marks: 0,
-                extra_wanted: 0,
-                shadow_id: 0,
-                shadow_slot: 0,
-                record_slot: rule.index + 1,
-            },
-            rules::Matched::Default => default_outcome(cfg.default_verdict as u8),
-            rules::Matched::Walked(walked) => walked_outcome(walked),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::{
     fragments::{self, FirstFragment},
     parse::{Packet, special},
     rule_table::RULES,
+    rules::Matched,
     walk::{self, WalkOutcome},
 };
 
@@ -90,6 +91,26 @@ pub(crate) fn default_outcome(verdict: u8) -> Outcome {
         shadow_id: 0,
         shadow_slot: 0,
         record_slot: 0,
+    }
+}
+
+/// What decides a packet the rules judged.
+#[inline(always)]
+pub(crate) fn of_rules(cfg: &Config, matched: Matched) -> Outcome {
+    match matched {
+        Matched::Rule(rule) => Outcome {
+            verdict: rule.verdict,
+            rule_id: rule.id,
+            slot: Some(rule.index + 1),
+            log: rule.log,
+            marks: 0,
+            extra_wanted: 0,
+            shadow_id: 0,
+            shadow_slot: 0,
+            record_slot: rule.index + 1,
+        },
+        Matched::Default => default_outcome(cfg.default_verdict as u8),
+        Matched::Walked(walked) => walked_outcome(walked),
     }
 }
 

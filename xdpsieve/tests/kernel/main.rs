@@ -37,7 +37,6 @@
 mod bans;
 mod capture;
 mod compiled_rules;
-mod default_path;
 mod directions;
 mod events;
 mod features;
@@ -49,5 +48,6 @@ mod rules;
 mod support;
 mod top_sources;
 mod unclassifiable;
+mod unrecorded;
 mod verdicts;
 mod walk;

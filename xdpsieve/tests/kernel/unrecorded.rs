@@ -1,15 +1,17 @@
-//! Packets no rule matches leave the program early when their verdict is not recorded
-//! (the common path's `count_default`): they must be counted exactly as the path that
+//! Packets of the common path whose verdict is not recorded leave the program as soon as
+//! the rules are done (`count_unrecorded`): they must be counted exactly as the path that
 //! records them counts them. Two firewalls with the verdict table's rules, one recording
-//! the default verdict and one not, judge every frame of the table's corpus, hostile ones
+//! every verdict and one none, judge every frame of the table's corpus, hostile ones
 //! included, under a default of pass and of drop: same verdicts, the same counters (all
-//! but recording's), the same hits and bytes per rule, the default's slot included.
+//! but recording's), the same hits and bytes per rule, the default's slot included. A rule
+//! that asks to be logged is logged even so.
 
 use xdpsieve::configure::{
     loader::{Firewall, Settings},
     rules::Action,
 };
 use xdpsieve_common::{Counters, capture};
+use xdpsieve_testkit::frame::Frame;
 use xdpsieve_testkit::gate::root_or_skip;
 
 use crate::support::*;
@@ -42,7 +44,7 @@ fn per_rule(fw: &Firewall) -> Vec<(u64, u64)> {
 }
 
 #[test]
-fn the_unrecorded_default_is_counted_as_the_recorded_one() {
+fn unrecorded_verdicts_are_counted_as_recorded_ones() {
     if !root_or_skip() {
         return;
     }
@@ -58,15 +60,22 @@ fn the_unrecorded_default_is_counted_as_the_recorded_one() {
         let mut early = load(&settings(0));
         let mut recorded = load(&settings(capture::PASSED | capture::DROPPED));
         let corpus = verdicts::corpus();
-        let mut defaults = 0;
         for (name, frame) in &corpus {
-            let hits_before = per_rule(&early)[0].0;
             let (a, b) = (run(&mut early, frame), run(&mut recorded, frame));
             assert_eq!(a, b, "{default:?} default, {name}: verdicts differ");
-            defaults += per_rule(&early)[0].0 - hits_before;
         }
-        // The corpus must really exercise the default (no rule matched) on both sides.
-        assert!(defaults >= 10, "only {defaults} frames took the default");
+        // The corpus must really exercise the default and the rules.
+        let hits = per_rule(&early);
+        let by_rules: u64 = hits[1..].iter().map(|h| h.0).sum();
+        assert!(
+            hits[0].0 >= 10,
+            "only {} frames took the default",
+            hits[0].0
+        );
+        assert!(
+            by_rules >= 10,
+            "only {by_rules} frames were decided by a rule"
+        );
         assert_eq!(
             judged(&counters(&early)),
             judged(&counters(&recorded)),
@@ -82,4 +91,36 @@ fn the_unrecorded_default_is_counted_as_the_recorded_one() {
         let e = counters(&early);
         assert_eq!(e.no_reader + e.captured + e.capture_lost, 0, "{e:?}");
     }
+}
+
+#[test]
+fn a_rule_that_asks_to_be_logged_is_logged_when_nothing_else_is() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut rules = rule_set(&[
+        (Action::Drop, "udp src port 53"),
+        (Action::Drop, "udp src port 54"),
+    ]);
+    rules.rules[0].log = true;
+    let mut fw = load(&Settings {
+        rules,
+        capture: 0,
+        log: 0,
+        ..Settings::default()
+    });
+    let mut events = fw.take_event_source().expect("event source");
+    let logged = Frame::ipv4(PEER4, HOST4).udp(53, 40000).build();
+    let silent = Frame::ipv4(PEER4, HOST4).udp(54, 40000).build();
+    assert_eq!(run_repeat(&mut fw, &logged, 7), DROP);
+    assert_eq!(run_repeat(&mut fw, &silent, 5), DROP);
+    let mut read = 0u64;
+    events.drain(|_| read += 1);
+    let c = counters(&fw);
+    assert_eq!((read, c.events, c.dropped), (7, 7, 12), "{c:?}");
+    assert_eq!(per_rule_of(&fw, 2), vec![0, 7, 5]);
+}
+
+fn per_rule_of(fw: &Firewall, rules: usize) -> Vec<u64> {
+    fw.rule_hits(rules).expect("rule hits")
 }
