@@ -303,3 +303,49 @@ fn the_verdict_table_rules_are_compiled() {
         fw.matching()
     );
 }
+
+/// The verifier follows split code once per value the result register holds where paths
+/// meet (see `matcher::split`): a thousand port rules behind a dozen rules without a port
+/// condition, with drops captured (the heaviest program), must still load compiled, and
+/// judge as the bitmaps do.
+#[test]
+fn a_split_behind_rules_without_the_port_still_verifies() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut rng = Rng::new(0x0bad_5eed);
+    let mut rules = RuleSet::default();
+    let mut ports: Vec<u16> = PORTS.to_vec();
+    for i in 0..1012 {
+        // Every 84th rule has no condition on the destination port.
+        let expr = if i % 84 == 0 {
+            format!("udp src port {}", 100 + i)
+        } else {
+            let port = rng.below(65536) as u16;
+            ports.push(port);
+            format!("{} dst port {port}", rng.pick(&["tcp", "udp"]))
+        };
+        rules.push_expression(Action::Drop, &expr).expect("rule");
+    }
+    let v4 = v4_addresses();
+    let mut frames = Vec::new();
+    for i in 0..200 {
+        let sport = 100 + 84 * rng.below(13) as u16;
+        let dport = rng
+            .pick(&ports)
+            .wrapping_add(rng.below(3) as u16)
+            .wrapping_sub(1);
+        let frame = Frame::ipv4(*rng.pick(&v4), *rng.pick(&v4));
+        let frame = if rng.below(2) == 0 {
+            frame.tcp(sport, dport)
+        } else {
+            frame.udp(sport, dport)
+        };
+        frames.push((format!("frame {i}"), frame.pad_to(96).build()));
+    }
+    let matching = compare(&rules, frames, 0);
+    assert!(
+        matches!(matching, Matching::Compiled(_)),
+        "should load compiled: {matching}"
+    );
+}

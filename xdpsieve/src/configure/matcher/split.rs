@@ -1,6 +1,6 @@
-//! The split shape of compiled rules (see the parent module's doc): the rules without a
-//! condition on the port first, then a binary search on the port to the code of the
-//! range's own rules.
+//! The split shape of compiled rules (see the parent module's doc): a binary search on the
+//! port to the code of the range's own rules, then the rules without a condition on the
+//! port.
 
 use std::collections::HashMap;
 
@@ -14,24 +14,23 @@ use crate::configure::ebpf_code::{
 /// The split shape (the module doc). Returns the longest path through the code, the
 /// closing `none` included.
 ///
-/// The rules without a condition on the port could hold in every range: they are tested
-/// once, first, in order, and the first that holds leaves its index in `r0` (else
-/// `NO_MATCH`). The search follows; a range's code tests its own rules (those whose
-/// ports it is within) in order, and the first that holds returns the lower of its index
-/// and `r0`'s. A range without rules of its own returns `r0`.
+/// `r0 = NO_MATCH`, then the search; a range's code tests its own rules (those whose ports
+/// it is within) in order. The first that holds puts its index in `r0`; the rules without
+/// a condition on the port come after, as one chain, since they could hold in any range:
+/// each is tested only while its index is below `r0`'s (the first that holds returns its
+/// own), and past them `r0` is returned. A rule of a range that no rule of the chain comes
+/// before returns at once, and so does every rule when there is no chain.
+///
+/// Why the chain after the ranges, not before: the verifier follows the code once per
+/// value `r0` can hold where paths meet. Entering the chain with the index of the rule
+/// that held, it follows the chain (short: its path is within `MAX_PATH`) once per rule;
+/// entering the search with the index of a rule of the chain, it would follow the whole
+/// search and every range once per rule of the chain.
 pub(super) fn split(e: &mut Emitter, rules: &[Conditions], port: Port) -> usize {
     let (with, without): (Vec<&Conditions>, Vec<&Conditions>) =
         rules.iter().partition(|r| r.port(port).is_some());
-    // The rules without a condition on the port.
     e.emit(ALU | MOV | K, R0, 0, 0, NO_MATCH as i32);
-    let search_start = e.label();
-    let chain: Vec<Conditions> = without.iter().map(|&r| r.clone()).collect();
-    tests_in_order(e, &chain, |e, index| {
-        e.emit(ALU | MOV | K, R0, 0, 0, index);
-        e.jump(JMP | JA, 0, 0, 0, search_start);
-    });
-    e.bind(search_start);
-    // Everything so far runs at most once: the null test, the loads, the rules without.
+    // Everything so far runs at most once: the null test, the loads, `r0 = NO_MATCH`.
     let before_search = e.len();
     // Every range starts at 0 or where a rule's range starts or ends.
     let mut starts: Vec<u32> = vec![0];
@@ -56,15 +55,15 @@ pub(super) fn split(e: &mut Emitter, rules: &[Conditions], port: Port) -> usize 
             ranges.push((start, own));
         }
     }
-    // One piece of code per distinct list of own rules; a range without goes to `done`.
-    let done = e.label();
+    // One piece of code per distinct list of own rules; a range without goes to the chain.
+    let chain = e.label();
     let mut pieces: Vec<(Vec<usize>, Label)> = Vec::new();
     let mut piece_of: HashMap<Vec<usize>, Label> = HashMap::new();
     let targets: Vec<Label> = ranges
         .iter()
         .map(|(_, own)| {
             if own.is_empty() {
-                return done;
+                return chain;
             }
             *piece_of.entry(own.clone()).or_insert_with(|| {
                 let label = e.label();
@@ -80,8 +79,6 @@ pub(super) fn split(e: &mut Emitter, rules: &[Conditions], port: Port) -> usize 
     let range_starts: Vec<u32> = ranges.iter().map(|(start, _)| *start).collect();
     let mut depths = vec![0usize; ranges.len()];
     search(e, register, &range_starts, &targets, 0, &mut depths);
-    // A rule that holds returns its index, unless a rule before it without a condition on
-    // the port held (`r0` lower); when none comes before it, `r0` cannot be lower.
     let first_without = without.first().map_or(i32::MAX, |r| r.index);
     let mut piece_len: HashMap<Label, usize> = HashMap::new();
     for (own, label) in &pieces {
@@ -89,26 +86,39 @@ pub(super) fn split(e: &mut Emitter, rules: &[Conditions], port: Port) -> usize 
         let at = e.len();
         let piece: Vec<Conditions> = own.iter().map(|&i| with[i].without(port)).collect();
         tests_in_order(e, &piece, |e, index| {
+            e.emit(ALU | MOV | K, R0, 0, 0, index);
             if index > first_without {
-                e.jump(JMP32 | JLT | K, R0, 0, index, done);
+                e.jump(JMP | JA, 0, 0, 0, chain);
+            } else {
+                e.emit(JMP | EXIT, 0, 0, 0, 0);
             }
+        });
+        e.jump(JMP | JA, 0, 0, 0, chain);
+        piece_len.insert(*label, e.len() - at);
+    }
+    e.bind(chain);
+    let chain_start = e.len();
+    let done = e.label();
+    for rule in &without {
+        e.jump(JMP32 | JLT | K, R0, 0, rule.index, done);
+        tests_in_order(e, &[(*rule).clone()], |e, index| {
             e.emit(ALU | MOV | K, R0, 0, 0, index);
             e.emit(JMP | EXIT, 0, 0, 0, 0);
         });
-        e.jump(JMP | JA, 0, 0, 0, done);
-        piece_len.insert(*label, e.len() - at);
     }
     e.bind(done);
     e.emit(JMP | EXIT, 0, 0, 0, 0);
-    // Before the search, the search to a range, the range's code, and `done`. (`none`
-    // is reached only by a null packet, before all this.)
+    let chain_len = e.len() - chain_start;
+    // Before the search, the search to a range, the range's code, the chain and its exit.
+    // (`none` is reached only by a null packet, before all this.)
     before_search
         + targets
             .iter()
             .zip(&depths)
-            .map(|(target, depth)| depth + piece_len.get(target).copied().unwrap_or(0) + 1)
+            .map(|(target, depth)| depth + piece_len.get(target).copied().unwrap_or(0))
             .max()
-            .unwrap_or(1)
+            .unwrap_or(0)
+        + chain_len
 }
 
 /// A binary search over the ranges starting at `starts` (ascending): one comparison per
