@@ -178,46 +178,32 @@ pub fn compile(rules: &[RuleSpec]) -> Result<Code, NotCompiled> {
         Shape::Split(Port::Dst),
         Shape::Split(Port::Src),
     ];
-    let mut best: Option<Code> = None;
-    let mut shortest_path = usize::MAX;
-    let mut shortest_code: Option<(usize, bool)> = None;
-    for shape in shapes {
-        // Too far for a jump's offset or a label left unbound: more than fits anyway.
-        let code = match emit(&conditions, shape) {
-            Ok(code) => code,
-            Err(_) => {
-                shortest_code = shortest_code.or(Some((FUNCTION_INSNS, true)));
-                continue;
-            }
-        };
-        if code.insns.len() > FUNCTION_INSNS - 2 {
-            let (n, _) = shortest_code.unwrap_or((usize::MAX, false));
-            if code.insns.len() < n {
-                shortest_code = Some((code.insns.len(), false));
-            }
-            continue;
-        }
-        shortest_path = shortest_path.min(code.longest_path);
-        if code.longest_path > MAX_PATH {
-            continue;
-        }
-        let better = best.as_ref().is_none_or(|b| {
-            (code.longest_path, code.insns.len()) < (b.longest_path, b.insns.len())
-        });
-        if better {
-            best = Some(code);
-        }
+    // An unfinished emission (a jump out of an offset's reach) is more than fits anyway.
+    let (fitting, too_long): (Vec<Code>, Vec<Code>) = shapes
+        .iter()
+        .filter_map(|&shape| emit(&conditions, shape).ok())
+        .partition(|code| code.insns.len() <= FUNCTION_INSNS - 2);
+    let shortest_path = fitting.iter().map(|code| code.longest_path).min();
+    if let Some(best) = fitting
+        .into_iter()
+        .filter(|code| code.longest_path <= MAX_PATH)
+        .min_by_key(|code| (code.longest_path, code.insns.len()))
+    {
+        return Ok(best);
     }
-    match (best, shortest_code) {
-        (Some(code), _) => Ok(code),
-        (None, _) if shortest_path != usize::MAX => Err(NotCompiled::LongPath {
-            insns: shortest_path,
-        }),
-        (None, code) => {
-            let (insns, at_least) = code.unwrap_or((FUNCTION_INSNS, true));
-            Err(NotCompiled::TooLong { insns, at_least })
-        }
+    if let Some(insns) = shortest_path {
+        return Err(NotCompiled::LongPath { insns });
     }
+    Err(match too_long.iter().map(|code| code.insns.len()).min() {
+        Some(insns) => NotCompiled::TooLong {
+            insns,
+            at_least: false,
+        },
+        None => NotCompiled::TooLong {
+            insns: FUNCTION_INSNS,
+            at_least: true,
+        },
+    })
 }
 
 /// `code` (from [`compile`]) as the whole placeholder function.
@@ -277,14 +263,6 @@ fn conditions(rules: &[RuleSpec]) -> Result<Vec<Conditions>, NotCompiled> {
             Some(AddrMatch::Set(_)) => Err(NotCompiled::Sets),
         }
     };
-    // Each rule ends in two instructions (`r0 = index; exit`): past this many, the code
-    // cannot fit, and is not even written.
-    if rules.len() > FUNCTION_INSNS / 2 {
-        return Err(NotCompiled::TooLong {
-            insns: 2 * rules.len(),
-            at_least: true,
-        });
-    }
     let mut conditions = Vec::with_capacity(rules.len());
     for (index, rule) in rules.iter().enumerate() {
         let family = rule.address_family();
@@ -332,12 +310,12 @@ fn emit(rules: &[Conditions], shape: Shape) -> Result<Code, ebpf_code::Unfinishe
             e.emit(LDX | MEM | size, register, R1, offset, 0);
         }
     }
-    let longest_path = match shape {
+    let split_path = match shape {
         Shape::InOrder => {
             rules_in_order(&mut e, rules);
-            0
+            None
         }
-        Shape::Split(port) => split::split(&mut e, rules, port),
+        Shape::Split(port) => Some(split::split(&mut e, rules, port)),
     };
     e.bind(none);
     e.emit(ALU | MOV | K, R0, 0, 0, NO_MATCH as i32);
@@ -345,11 +323,7 @@ fn emit(rules: &[Conditions], shape: Shape) -> Result<Code, ebpf_code::Unfinishe
     let insns = e.finish()?;
     Ok(Code {
         // In order, the code is one path: its length bounds every packet's.
-        longest_path: if shape == Shape::InOrder {
-            insns.len()
-        } else {
-            longest_path
-        },
+        longest_path: split_path.unwrap_or(insns.len()),
         insns,
         shape,
     })
@@ -422,7 +396,9 @@ fn under_prefix(e: &mut Emitter, prefix: Cidr, first: u8, offset: i16, next: Lab
             e.emit(LDX | MEM | W, R9, R1, offset + 4 * word as i16, 0);
             R9
         };
-        if mask[word] != u32::MAX {
+        let register = if mask[word] == u32::MAX {
+            register
+        } else {
             // The first word is masked in a copy, so that it stays whole for the next
             // rule; a later word is a fresh load. Not in `r0`: split code keeps a result
             // there.
@@ -430,8 +406,8 @@ fn under_prefix(e: &mut Emitter, prefix: Cidr, first: u8, offset: i16, next: Lab
                 e.emit(ALU | MOV | ebpf_code::X, R9, register, 0, 0);
             }
             e.emit(ALU | AND | K, R9, 0, 0, mask[word] as i32);
-        }
-        let register = if mask[word] == u32::MAX { register } else { R9 };
+            R9
+        };
         e.jump(JMP32 | JNE | K, register, 0, addr[word] as i32, next);
     }
 }

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 
 use xdpsieve_common::matcher::NO_MATCH;
 
-use super::{Conditions, Port, tests_in_order};
+use super::{Conditions, Port, rules_in_order, tests_in_order};
 use crate::configure::ebpf_code::{
     ALU, EXIT, Emitter, JA, JGE, JLT, JMP, JMP32, K, Label, MOV, R0, R5, R6,
 };
 
-/// The split shape (the module doc). Returns the longest path through the code, the
-/// closing `none` included.
+/// The split shape (the module doc). Returns the longest path through the code, from its
+/// first instruction to an `exit`.
 ///
 /// `r0 = NO_MATCH`, then the search; a range's code tests its own rules (those whose ports
 /// it is within) in order. The first that holds puts its index in `r0`; the rules without
@@ -99,12 +99,9 @@ pub(super) fn split(e: &mut Emitter, rules: &[Conditions], port: Port) -> usize 
     e.bind(chain);
     let chain_start = e.len();
     let done = e.label();
-    for rule in &without {
+    for &rule in &without {
         e.jump(JMP32 | JLT | K, R0, 0, rule.index, done);
-        tests_in_order(e, &[(*rule).clone()], |e, index| {
-            e.emit(ALU | MOV | K, R0, 0, 0, index);
-            e.emit(JMP | EXIT, 0, 0, 0, 0);
-        });
+        rules_in_order(e, std::slice::from_ref(rule));
     }
     e.bind(done);
     e.emit(JMP | EXIT, 0, 0, 0, 0);

@@ -12,9 +12,10 @@ use super::*;
 use crate::configure::ebpf_code::{JA, JGE, X};
 use crate::configure::rules::{Action, RuleSet};
 
-fn rules(expressions: &[&str]) -> Vec<RuleSpec> {
+fn rules(expressions: &[impl AsRef<str>]) -> Vec<RuleSpec> {
     let mut set = RuleSet::default();
     for e in expressions {
+        let e = e.as_ref();
         set.push_expression(Action::Drop, e).expect(e);
     }
     set.rules
@@ -53,8 +54,7 @@ fn jumps_go_forward_and_land_inside() {
             )
         })
         .collect();
-    let split =
-        compile(&rules(&many.iter().map(String::as_str).collect::<Vec<_>>())).expect("compiles");
+    let split = compile(&rules(&many)).expect("compiles");
     assert_eq!(split.shape, Shape::Split(Port::Dst));
     for code in [&code, &split.insns] {
         for (at, insn) in code.iter().enumerate() {
@@ -78,7 +78,7 @@ fn what_is_not_compiled_says_why() {
         .map(|i| format!("udp dst port 53 and src net 198.51.100.{i}/32"))
         .collect();
     assert!(matches!(
-        compile(&rules(&same_port.iter().map(String::as_str).collect::<Vec<_>>())),
+        compile(&rules(&same_port)),
         Err(NotCompiled::LongPath { insns }) if insns > MAX_PATH
     ));
     // 1,024 rules of whole IPv6 addresses: short paths, but too much code.
@@ -90,7 +90,7 @@ fn what_is_not_compiled_says_why() {
         })
         .collect();
     assert!(matches!(
-        compile(&rules(&long.iter().map(String::as_str).collect::<Vec<_>>())),
+        compile(&rules(&long)),
         Err(NotCompiled::TooLong { insns, .. }) if insns > FUNCTION_INSNS - 2
     ));
     let mut limited = RuleSet::default();
@@ -127,10 +127,7 @@ fn many_port_rules_are_a_search_and_a_rule_or_two() {
         .map(|i| format!("tcp dst port {}", 1000 + i))
         .collect();
     expressions.push("src port 53".into());
-    let code = compile(&rules(
-        &expressions.iter().map(String::as_str).collect::<Vec<_>>(),
-    ))
-    .expect("compiles");
+    let code = compile(&rules(&expressions)).expect("compiles");
     assert_eq!(code.shape, Shape::Split(Port::Dst));
     // Ten or eleven comparisons for about 2,000 ranges, then two rules' tests at most.
     assert!(code.longest_path <= 30, "{}", code.longest_path);
