@@ -263,13 +263,7 @@ mod program {
             None => counters.non_ip += 1,
             Some(slot) => count_rule_hit(slot, frame_bytes),
         }
-        // Who is dropped (for `top`): read-only data, pruned when switched off.
-        if cfg.features & walk_features::TOP_SOURCES != 0
-            && (dropped || outcome.marks != 0)
-            && pkt.family != family::NONE
-        {
-            top_sources::count(pkt, frame_len as u32, dropped, outcome.marks);
-        }
+        count_source(cfg, pkt, frame_len as u32, dropped, outcome.marks);
 
         // A packet a monitor rule marked is also wanted as that rule would have decided it.
         let wanted = if dropped {
@@ -418,9 +412,7 @@ mod program {
         // SAFETY: per-CPU map values belong to this CPU for the duration of the program.
         count_verdict(unsafe { &mut *counters }, pkt, frame_bytes, dropped);
         count_rule_hit(slot, frame_bytes);
-        if cfg.features & walk_features::TOP_SOURCES != 0 && dropped {
-            top_sources::count(pkt, frame_bytes as u32, dropped, 0);
-        }
+        count_source(cfg, pkt, frame_bytes as u32, dropped, 0);
         verdict
     }
 
@@ -438,6 +430,18 @@ mod program {
         } else {
             counters.passed += 1;
             counters.bytes_passed += frame_bytes;
+        }
+    }
+
+    /// Counts a dropped or marked IP packet against its source (for `top`). The feature is
+    /// read-only data: the verifier prunes this when it is switched off.
+    #[inline(always)]
+    fn count_source(cfg: &Config, pkt: &Packet, frame_len: u32, dropped: bool, marks: u8) {
+        if cfg.features & walk_features::TOP_SOURCES != 0
+            && (dropped || marks != 0)
+            && pkt.family != family::NONE
+        {
+            top_sources::count(pkt, frame_len, dropped, marks);
         }
     }
 
